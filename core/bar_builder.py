@@ -1,0 +1,178 @@
+"""Ticks to bars, on arrays.
+
+A bar covers ``[t, t + period)`` aligned to the epoch and closes when the first accepted
+quote at or after its end arrives (that quote is the bar's *closing quote*; a decision is
+executed only at a quote after it). Quotes are rejected and counted, never merged, when
+they are bad (NaN, infinite, zero or negative, crossed: bid > ask), out of order (earlier
+than the last accepted quote) or exact duplicates of the last accepted quote.
+
+The kernel works on a whole batch of ticks; Python runs once per batch, not per tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from core.types import BAR_DTYPE
+
+PRICE_ASK, PRICE_BID, PRICE_MID = 0, 1, 2
+PRICE_MODES = {"ask": PRICE_ASK, "bid": PRICE_BID, "mid": PRICE_MID}
+
+# float state layout; timestamps live in the int64 ``istate`` because nanosecond epochs
+# (~1.5e18) are far beyond float64's exact integers (2**53).
+S_O, S_H, S_L, S_C, S_N, S_LAST_BID, S_LAST_ASK = range(7)
+STATE_SIZE = 7
+I_HAS_BAR, I_BAR_TS, I_HAS_LAST, I_LAST_TS = range(4)
+# counters layout (int64)
+C_ACCEPTED, C_BAD, C_OUT_OF_ORDER, C_DUPLICATE = range(4)
+
+
+@numba.njit(cache=True, inline="always")
+def quote_is_valid(bid: float, ask: float) -> bool:
+    """True for a usable quote: finite, positive and not crossed. NaN fails every test."""
+    return bid > 0.0 and ask > 0.0 and bid <= ask and ask < np.inf
+
+
+@numba.njit(cache=True)
+def build_bars_kernel(ts, bid, ask, period_ns, mode, state, istate, counts, out_ts, out_ohlcv, out_close_idx,
+                      out_last_quote, accepted):
+    n_out = 0
+    for i in range(ts.shape[0]):
+        t = ts[i]
+        b = bid[i]
+        a = ask[i]
+        accepted[i] = False
+        if not quote_is_valid(b, a):
+            counts[C_BAD] += 1
+            continue
+        if istate[I_HAS_LAST] != 0:
+            last = istate[I_LAST_TS]
+            if t < last:
+                counts[C_OUT_OF_ORDER] += 1
+                continue
+            if t == last and b == state[S_LAST_BID] and a == state[S_LAST_ASK]:
+                counts[C_DUPLICATE] += 1
+                continue
+        if mode == 0:
+            p = a
+        elif mode == 1:
+            p = b
+        else:
+            p = 0.5 * (a + b)
+        bucket = t - t % period_ns
+        if istate[I_HAS_BAR] != 0 and istate[I_BAR_TS] != bucket:
+            out_ts[n_out] = istate[I_BAR_TS]
+            out_ohlcv[n_out, 0] = state[S_O]
+            out_ohlcv[n_out, 1] = state[S_H]
+            out_ohlcv[n_out, 2] = state[S_L]
+            out_ohlcv[n_out, 3] = state[S_C]
+            out_ohlcv[n_out, 4] = state[S_N]
+            out_close_idx[n_out] = i
+            out_last_quote[n_out, 0] = state[S_LAST_BID]
+            out_last_quote[n_out, 1] = state[S_LAST_ASK]
+            n_out += 1
+            istate[I_HAS_BAR] = 0
+        if istate[I_HAS_BAR] == 0:
+            istate[I_HAS_BAR] = 1
+            istate[I_BAR_TS] = bucket
+            state[S_O] = p
+            state[S_H] = p
+            state[S_L] = p
+            state[S_C] = p
+            state[S_N] = 1.0
+        else:
+            if p > state[S_H]:
+                state[S_H] = p
+            if p < state[S_L]:
+                state[S_L] = p
+            state[S_C] = p
+            state[S_N] += 1.0
+        istate[I_HAS_LAST] = 1
+        istate[I_LAST_TS] = t
+        state[S_LAST_BID] = b
+        state[S_LAST_ASK] = a
+        counts[C_ACCEPTED] += 1
+        accepted[i] = True
+    return n_out
+
+
+@dataclass
+class ClosedBars:
+    """Bars closed by one batch. ``close_idx[k]`` is the batch index of the quote that closed
+    bar k; ``last_bid``/``last_ask`` are the bar's own last accepted quote (used to mark
+    positions at the close without looking at the closing quote)."""
+
+    bars: np.ndarray
+    close_idx: np.ndarray
+    last_bid: np.ndarray
+    last_ask: np.ndarray
+    accepted: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+
+class BarBuilder:
+    """Stateful wrapper around the kernel; one per instrument. ``int`` timestamps in UTC ns."""
+
+    def __init__(self, period_ns: int, price: str = "mid") -> None:
+        if period_ns <= 0:
+            raise ValueError(f"bar period must be positive, got {period_ns} ns")
+        if price not in PRICE_MODES:
+            raise ValueError(f"bar price must be one of {sorted(PRICE_MODES)}, not {price!r}")
+        self.period_ns = int(period_ns)
+        self.mode = PRICE_MODES[price]
+        self.state = np.zeros(STATE_SIZE)
+        self.istate = np.zeros(4, dtype=np.int64)
+        self.counts = np.zeros(4, dtype=np.int64)
+
+    @property
+    def accepted(self) -> int:
+        return int(self.counts[C_ACCEPTED])
+
+    @property
+    def rejected_bad(self) -> int:
+        return int(self.counts[C_BAD])
+
+    @property
+    def rejected_out_of_order(self) -> int:
+        return int(self.counts[C_OUT_OF_ORDER])
+
+    @property
+    def rejected_duplicate(self) -> int:
+        return int(self.counts[C_DUPLICATE])
+
+    def push(self, ticks: np.ndarray) -> ClosedBars:
+        n = len(ticks)
+        out_ts = np.empty(n, dtype=np.int64)
+        out_ohlcv = np.empty((n, 5))
+        out_close = np.empty(n, dtype=np.int64)
+        out_last = np.empty((n, 2))
+        accepted = np.empty(n, dtype=np.bool_)
+        k = build_bars_kernel(
+            np.ascontiguousarray(ticks["ts_ns"]), np.ascontiguousarray(ticks["bid"]),
+            np.ascontiguousarray(ticks["ask"]), self.period_ns, self.mode, self.state, self.istate, self.counts,
+            out_ts, out_ohlcv, out_close, out_last, accepted,
+        )
+        return ClosedBars(_to_bars(out_ts[:k], out_ohlcv[:k]), out_close[:k], out_last[:k, 0].copy(),
+                          out_last[:k, 1].copy(), accepted)
+
+    def flush(self) -> np.ndarray:
+        """Close the open bar at the end of the data (no closing quote exists)."""
+        if self.istate[I_HAS_BAR] == 0:
+            return np.empty(0, dtype=BAR_DTYPE)
+        s = self.state
+        bar = _to_bars(np.array([self.istate[I_BAR_TS]]), np.array([[s[S_O], s[S_H], s[S_L], s[S_C], s[S_N]]]))
+        self.istate[I_HAS_BAR] = 0
+        return bar
+
+
+def _to_bars(ts: np.ndarray, ohlcv: np.ndarray) -> np.ndarray:
+    bars = np.empty(len(ts), dtype=BAR_DTYPE)
+    bars["ts_ns"] = ts
+    for j, name in enumerate(("open", "high", "low", "close", "volume")):
+        bars[name] = ohlcv[:, j]
+    return bars

@@ -1,0 +1,164 @@
+"""Loading and validating OHLCV bar files.
+
+Understands the gym-anytrading layout (``Time,Open,High,Low,Close,Volume`` with day-first
+``DD.MM.YYYY HH:MM:SS.fff`` UTC timestamps) and ISO timestamps (``YYYY-MM-DD HH:MM[:SS]``).
+Every problem is reported as a DataError naming the file, the line and what is wrong.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DataError
+from core.types import BAR_DTYPE, NS_PER_MINUTE
+
+REQUIRED = ("time", "open", "high", "low", "close")
+_DAY_FIRST = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$")
+_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?Z?$")
+
+
+def parse_timestamp_ns(text: str) -> int:
+    """UTC nanoseconds from a day-first or ISO timestamp; ValueError if neither."""
+    m = _DAY_FIRST.match(text)
+    if m:
+        d, mo, y, hh, mm, ss, frac = m.groups()
+    else:
+        m = _ISO.match(text)
+        if not m:
+            raise ValueError(f"timestamp {text!r} is neither DD.MM.YYYY HH:MM:SS nor YYYY-MM-DD HH:MM:SS")
+        y, mo, d, hh, mm, ss, frac = m.groups()
+    y, mo, d, hh, mm = int(y), int(mo), int(d), int(hh), int(mm)
+    if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] and hh < 24 and mm < 60):
+        raise ValueError(f"timestamp {text!r} is not a valid date and time")
+    secs = calendar.timegm((y, mo, d, hh, mm, int(ss or 0), 0, 0, 0))
+    nanos = int((frac or "0").ljust(9, "0"))
+    return secs * 1_000_000_000 + nanos
+
+
+@dataclass(frozen=True)
+class Gap:
+    start_ns: int
+    end_ns: int
+    weekend: bool
+
+    @property
+    def minutes(self) -> float:
+        return (self.end_ns - self.start_ns) / NS_PER_MINUTE
+
+
+@dataclass
+class BarFileReport:
+    """What the loader found, for logs and summaries."""
+
+    path: Path
+    rows: int
+    period_minutes: int
+    gaps: list[Gap] = field(default_factory=list)
+
+    @property
+    def weekend_gaps(self) -> int:
+        return sum(g.weekend for g in self.gaps)
+
+    @property
+    def other_gaps(self) -> int:
+        return sum(not g.weekend for g in self.gaps)
+
+
+def _price(path: Path, line: int, name: str, text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise DataError(f"{path}: line {line}: {name} {text!r} is not a number") from None
+    if not math.isfinite(v) or v <= 0:
+        raise DataError(f"{path}: line {line}: {name} {text!r} must be a positive finite price")
+    return v
+
+
+def load_bars(path: str | Path) -> tuple[np.ndarray, BarFileReport]:
+    """Read and validate a bar file. Returns a BAR_DTYPE array sorted by time and a report."""
+    path = Path(path)
+    try:
+        fh = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: bar file not found") from None
+    with fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: file is empty (expected a header {','.join(REQUIRED)},volume)")
+        cols = [h.strip().lower() for h in header]
+        missing = [c for c in REQUIRED if c not in cols]
+        if missing:
+            raise DataError(f"{path}: line 1: missing required column(s) {missing}; header is {header}")
+        idx = {c: cols.index(c) for c in REQUIRED}
+        vol_idx = cols.index("volume") if "volume" in cols else None
+        rows: list[tuple] = []
+        prev_ts: int | None = None
+        for line, rec in enumerate(reader, start=2):
+            if not rec or all(not x.strip() for x in rec):
+                continue
+            if len(rec) != len(cols):
+                raise DataError(f"{path}: line {line}: expected {len(cols)} fields, found {len(rec)}")
+            try:
+                ts = parse_timestamp_ns(rec[idx["time"]].strip())
+            except ValueError as e:
+                raise DataError(f"{path}: line {line}: {e}") from None
+            o, h, lo, c = (_price(path, line, n, rec[idx[n]].strip()) for n in ("open", "high", "low", "close"))
+            if not (lo <= o <= h and lo <= c <= h):
+                raise DataError(
+                    f"{path}: line {line}: inconsistent OHLC (open={o}, high={h}, low={lo}, close={c}); "
+                    "need low <= open, close <= high"
+                )
+            vol = 0.0
+            if vol_idx is not None:
+                try:
+                    vol = float(rec[vol_idx])
+                except ValueError:
+                    raise DataError(f"{path}: line {line}: volume {rec[vol_idx]!r} is not a number") from None
+                if not math.isfinite(vol) or vol < 0:
+                    raise DataError(f"{path}: line {line}: volume {rec[vol_idx]!r} must be finite and >= 0")
+            if prev_ts is not None:
+                if ts == prev_ts:
+                    raise DataError(f"{path}: line {line}: duplicate timestamp {rec[idx['time']]!r}")
+                if ts < prev_ts:
+                    raise DataError(
+                        f"{path}: line {line}: timestamp {rec[idx['time']]!r} is earlier than the row "
+                        "before it (file must be sorted by time)"
+                    )
+            prev_ts = ts
+            rows.append((ts, o, h, lo, c, vol))
+    if not rows:
+        raise DataError(f"{path}: no data rows after the header")
+    bars = np.array(rows, dtype=BAR_DTYPE)
+    return bars, BarFileReport(path, len(bars), *_period_and_gaps(bars["ts_ns"]))
+
+
+def _period_and_gaps(ts: np.ndarray) -> tuple[int, list[Gap]]:
+    if len(ts) < 2:
+        return 0, []
+    diffs = np.diff(ts)
+    values, counts = np.unique(diffs, return_counts=True)
+    period = int(values[np.argmax(counts)])
+    gaps = []
+    for i in np.nonzero(diffs > period)[0]:
+        start, end = int(ts[i]), int(ts[i + 1])
+        # A weekend gap starts on Friday or Saturday and ends on Saturday, Sunday or Monday (UTC).
+        wd_start = (start // 86_400_000_000_000 + 3) % 7  # 0 = Monday
+        wd_end = (end // 86_400_000_000_000 + 3) % 7
+        weekend = wd_start in (4, 5) and wd_end in (5, 6, 0) and end - start <= 4 * 86_400_000_000_000
+        gaps.append(Gap(start + period, end, weekend))
+    return period // NS_PER_MINUTE, gaps
+
+
+def select_range(bars: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:
+    """Bars whose open time lies in [start_ns, end_ns)."""
+    ts = bars["ts_ns"]
+    lo, hi = np.searchsorted(ts, start_ns, "left"), np.searchsorted(ts, end_ns, "left")
+    return bars[lo:hi]

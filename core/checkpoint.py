@@ -1,0 +1,161 @@
+"""The checkpoint format: safetensors weights with Stairway's metadata in the header.
+
+    models/registry/<sha256>.safetensors   immutable, content-addressed
+    models/current -> registry/<sha>.safetensors
+    models/previous -> registry/<sha>.safetensors
+
+No pickle is ever read: safetensors holds raw tensors and a JSON header only. A checkpoint
+names the feature spec (hash and full JSON), observation shape and action space it was
+trained with; ``check_compatible`` refuses any mismatch with a message naming both sides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from core.errors import CheckpointError, CheckpointMismatch
+
+FORMAT = "stairway-checkpoint/1"
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    policy_kind: str
+    feature_spec_hash: str
+    feature_spec: str
+    obs_shape: tuple[int, ...]
+    action_space: tuple[str, ...]
+    hidden: int
+    data_range: str = ""
+    parent: str = ""
+    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    extra: str = "{}"
+
+    def to_header(self) -> dict[str, str]:
+        d = {k: (json.dumps(list(v)) if isinstance(v, tuple) else str(v)) for k, v in asdict(self).items()}
+        d["format"] = FORMAT
+        return d
+
+    @classmethod
+    def from_header(cls, header: dict[str, str] | None, source: str) -> "CheckpointMeta":
+        if not header or header.get("format") != FORMAT:
+            raise CheckpointError(f"{source}: not a Stairway checkpoint (header format is "
+                                  f"{(header or {}).get('format')!r}, expected {FORMAT!r})")
+        try:
+            return cls(
+                policy_kind=header["policy_kind"], feature_spec_hash=header["feature_spec_hash"],
+                feature_spec=header["feature_spec"], obs_shape=tuple(json.loads(header["obs_shape"])),
+                action_space=tuple(json.loads(header["action_space"])), hidden=int(header["hidden"]),
+                data_range=header.get("data_range", ""), parent=header.get("parent", ""),
+                created_at=header.get("created_at", ""), extra=header.get("extra", "{}"),
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{source}: checkpoint header is incomplete or malformed: {e!r}") from None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    sha: str
+    path: Path
+    meta: CheckpointMeta
+    tensors: dict[str, torch.Tensor]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(models_dir: str | Path, tensors: dict[str, torch.Tensor], meta: CheckpointMeta) -> Checkpoint:
+    """Write registry/<sha>.safetensors durably (temp file, fsync, rename). Idempotent."""
+    registry = Path(models_dir) / "registry"
+    registry.mkdir(parents=True, exist_ok=True)
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta.to_header())
+    sha = hashlib.sha256(data).hexdigest()
+    final = registry / f"{sha}.safetensors"
+    if not final.exists():
+        tmp = registry / f".{sha}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(registry)
+    return Checkpoint(sha, final, meta, tensors)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and verify a checkpoint: readable, hash equal to its content-addressed name."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found (dangling link?)") from None
+    sha = hashlib.sha256(data).hexdigest()
+    stem = path.resolve().stem
+    if _SHA.match(stem) and stem != sha:
+        raise CheckpointError(f"{path}: content hash {sha[:12]}… does not match its name {stem[:12]}… (corrupt)")
+    try:
+        tensors = load(data)
+        header = _header(data)
+    except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from None
+    return Checkpoint(sha, path, CheckpointMeta.from_header(header, str(path)), tensors)
+
+
+def _header(data: bytes) -> dict[str, str] | None:
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + n]).get("__metadata__")
+
+
+def check_compatible(meta: CheckpointMeta, source: str, *, feature_spec_hash: str, obs_shape: tuple[int, ...],
+                     action_space: tuple[str, ...]) -> None:
+    """Raise CheckpointMismatch naming both sides of every difference."""
+    problems = []
+    if meta.feature_spec_hash != feature_spec_hash:
+        problems.append(f"feature spec {meta.feature_spec_hash} (checkpoint) != {feature_spec_hash} (ours)")
+    if tuple(meta.obs_shape) != tuple(obs_shape):
+        problems.append(f"observation shape {tuple(meta.obs_shape)} (checkpoint) != {tuple(obs_shape)} (ours)")
+    if tuple(meta.action_space) != tuple(action_space):
+        problems.append(f"action space {list(meta.action_space)} (checkpoint) != {list(action_space)} (ours)")
+    if problems:
+        raise CheckpointMismatch(f"{source}: incompatible checkpoint: " + "; ".join(problems))
+
+
+def point_link(models_dir: str | Path, name: str, sha: str) -> None:
+    """Atomically point models/<name> at registry/<sha>.safetensors (new link + rename)."""
+    models = Path(models_dir)
+    target = Path("registry") / f"{sha}.safetensors"
+    if not (models / target).is_file():
+        raise CheckpointError(f"{models / target}: cannot point {name} at a checkpoint that does not exist")
+    tmp = models / f".{name}.{os.getpid()}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, models / name)
+    _fsync_dir(models)
+
+
+def publish(models_dir: str | Path, sha: str) -> None:
+    """Make ``sha`` current, keeping the one it replaces as ``previous``."""
+    models = Path(models_dir)
+    current = models / "current"
+    if current.is_symlink():
+        old = Path(os.readlink(current)).stem
+        if old != sha and (models / "registry" / f"{old}.safetensors").is_file():
+            point_link(models, "previous", old)
+    point_link(models, "current", sha)

@@ -1,0 +1,189 @@
+"""Configuration models shared by the daemon and the trainer, and the TOML loader.
+
+Every model forbids unknown keys. Values are given in time units (minutes, days) and
+converted to bars with the bar period, so one config works for 1-minute and 1-hour bars.
+Environment variables ``STAIRWAY_<SECTION>__<KEY>=value`` override file values (JSON
+literals are parsed, anything else is taken as a string).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "STAIRWAY_"
+ENV_DELIMITER = "__"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstrumentConfig(Strict):
+    symbol: str = Field("EUR_USD", description="Broker symbol, e.g. EUR_USD.")
+    pip_size: float = Field(0.0001, gt=0, description="Price units per pip.")
+    lot_units: float = Field(100_000, gt=0, description="Units in one lot (position sizes are in lots).")
+
+
+class BarConfig(Strict):
+    period_minutes: int = Field(1, gt=0, description="Bar period.")
+    price: Literal["ask", "bid", "mid"] = Field(
+        "mid", description="Quote side bars are built from; must match the history the model saw."
+    )
+
+    @property
+    def period_ns(self) -> int:
+        return self.period_minutes * 60_000_000_000
+
+    def bars(self, minutes: int, field: str) -> int:
+        """Convert a duration to a whole number of bars, or explain why it cannot be."""
+        if minutes % self.period_minutes:
+            raise ConfigError(
+                f"{field} = {minutes} minutes is not a whole number of "
+                f"{self.period_minutes}-minute bars"
+            )
+        return minutes // self.period_minutes
+
+
+class FeatureConfig(Strict):
+    """Market-feature windows, in minutes. See core.features for the definitions."""
+
+    return_lags_minutes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    vol_window_minutes: int = Field(30, gt=0)
+    short_window_minutes: int = Field(12, gt=0)
+    long_window_minutes: int = Field(48, gt=0)
+    rsi_window_minutes: int = Field(14, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "FeatureConfig":
+        if not self.return_lags_minutes or min(self.return_lags_minutes) <= 0:
+            raise ValueError("return_lags_minutes must be a non-empty list of positive minutes")
+        if self.short_window_minutes >= self.long_window_minutes:
+            raise ValueError("short_window_minutes must be shorter than long_window_minutes")
+        return self
+
+
+class ExecutionConfig(Strict):
+    """Costs and fills. Used by the trainer's environment and by the paper broker alike."""
+
+    commission_pips: float = Field(0.2, ge=0, description="Commission per side, in pips per unit.")
+    slippage_pips: float = Field(0.1, ge=0, description="Adverse slippage per fill, in pips.")
+    latency_ms: float = Field(250.0, ge=0, description="Decision-to-exchange latency.")
+    liquidity_lots_per_quote: float = Field(5.0, gt=0, description="Most lots one quote can fill.")
+    max_position_lots: float = Field(1.0, gt=0, description="Largest absolute position.")
+    trade_lots: float = Field(1.0, gt=0, description="Size of a BUY/SELL target position.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExecutionConfig":
+        if self.trade_lots > self.max_position_lots:
+            raise ValueError("trade_lots must not exceed max_position_lots")
+        return self
+
+
+class AccountConfig(Strict):
+    initial_equity: float = Field(100_000.0, gt=0, description="Account equity in quote currency.")
+
+
+class DataConfig(Strict):
+    """Historical bars, and how bar-derived quote ticks are made from them."""
+
+    bars_csv: Path = Field(Path("data/FOREX_EURUSD_1H_ASK.csv"))
+    bars_side: Literal["ask", "bid", "mid"] = Field(
+        "ask", description="Which side of the quote the file's prices are."
+    )
+    modelled_spread_pips: float = Field(1.0, ge=0, description="Spread used for bar-derived ticks.")
+
+
+class MarketConfig(Strict):
+    """Everything the trainer and the daemon must agree on."""
+
+    instrument: InstrumentConfig = InstrumentConfig()
+    bars: BarConfig = BarConfig()
+    features: FeatureConfig = FeatureConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    account: AccountConfig = AccountConfig()
+    data: DataConfig = DataConfig()
+
+
+class DateRange(Strict):
+    start: dt.date
+    end: dt.date = Field(description="Exclusive.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DateRange":
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+    def ns(self) -> tuple[int, int]:
+        def to_ns(d: dt.date) -> int:
+            return int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()) * 10**9
+
+        return to_ns(self.start), to_ns(self.end)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Nested dict from ``STAIRWAY_A__B=value`` variables."""
+    out: dict[str, Any] = {}
+    for key, raw in (os.environ if environ is None else environ).items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split(ENV_DELIMITER)]
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {key}: {p} is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"
+        lines.append(f"  {loc}{shown}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(model: type[M], path: str | Path, environ: dict[str, str] | None = None) -> M:
+    """Load ``model`` from a TOML file plus environment overrides, or raise ConfigError."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    data = _merge(data, env_overrides(environ))
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(str(path), e)) from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

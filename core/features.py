@@ -1,0 +1,262 @@
+"""The one feature pipeline.
+
+Market features are computed by ``market_features_at``, a numba kernel that reads only the
+last ``spec.window`` bars ending at index ``i``. The trainer calls it for every bar of a
+history (``batch_market_features``); the daemon calls it once per closed bar on a bounded
+rolling buffer (``FeatureBuffer``). Same function, same inputs, same floating-point
+operations: the parity test demands identical results.
+
+Definitions (r_t = log(c_t / c_{t-1}); sigma_W = population std of r over the last W bars,
+floored at 1e-7; every feature is bounded):
+
+- ``ret_<k>``: log(c_t / c_{t-k}) / (sigma_V * sqrt(k)), clipped to [-5, 5], per return lag k
+- ``vol_ratio``: log(sigma_S / sigma_L), clipped to [-3, 3]
+- ``vol_level``: (2/pi) atan(sigma_L * 1e4 / 10), the long-window volatility in basis points
+- ``rsi``: 2 * up / (up + down) - 1 over the last R close-to-close moves (0 if flat)
+- ``z_short`` / ``z_long``: (c - SMA_W) / std(c over W), clipped to [-5, 5]
+- ``sma_cross``: (SMA_S / SMA_L - 1) / sigma_L, clipped to [-5, 5]
+- ``range_pos``: position of c in [min low, max high] over L, scaled to [-1, 1]
+- ``body``, ``upper_wick``, ``lower_wick``: the bar's shape as fractions of its range
+- ``range_vol``: (2/pi) atan((h - l) / c / sigma_V / 3)
+- ``tod_sin``, ``tod_cos``, ``dow_sin``, ``dow_cos``: time of day and of week of the bar's open
+
+Volume is deliberately absent: history carries traded volume, live bars carry tick counts.
+
+Position features (9, DESIGN.md) come from core.position and are appended by the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from core.config import MarketConfig
+from core.position import POSITION_FEATURES
+from core.types import NS_PER_DAY, NS_PER_MINUTE
+
+FEATURE_VERSION = 1
+BASE_MARKET_FEATURES = (
+    "vol_ratio", "vol_level", "rsi", "z_short", "z_long", "sma_cross", "range_pos",
+    "body", "upper_wick", "lower_wick", "range_vol", "tod_sin", "tod_cos", "dow_sin", "dow_cos",
+)
+# params layout: [V, S, L, R, n_lags, lag_1 .. lag_n]
+P_V, P_S, P_L, P_R, P_NLAGS, P_LAGS = range(6)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Named features, their windows in bars, and a content hash that pins all of it."""
+
+    period_minutes: int
+    price: str
+    return_lags: tuple[int, ...]
+    vol_window: int
+    short_window: int
+    long_window: int
+    rsi_window: int
+
+    @classmethod
+    def from_config(cls, cfg: MarketConfig) -> "FeatureSpec":
+        b, f = cfg.bars, cfg.features
+        return cls(
+            period_minutes=b.period_minutes,
+            price=b.price,
+            return_lags=tuple(b.bars(m, "features.return_lags_minutes") for m in f.return_lags_minutes),
+            vol_window=b.bars(f.vol_window_minutes, "features.vol_window_minutes"),
+            short_window=b.bars(f.short_window_minutes, "features.short_window_minutes"),
+            long_window=b.bars(f.long_window_minutes, "features.long_window_minutes"),
+            rsi_window=b.bars(f.rsi_window_minutes, "features.rsi_window_minutes"),
+        )
+
+    @property
+    def market_names(self) -> tuple[str, ...]:
+        return tuple(f"ret_{k}" for k in self.return_lags) + BASE_MARKET_FEATURES
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.market_names + POSITION_FEATURES
+
+    @property
+    def n_market(self) -> int:
+        return len(self.market_names)
+
+    @property
+    def obs_dim(self) -> int:
+        return len(self.names)
+
+    @property
+    def window(self) -> int:
+        """Bars of history needed for the first complete observation (the warm-up)."""
+        return max(max(self.return_lags), self.vol_window, self.long_window, self.rsi_window) + 1
+
+    @property
+    def params(self) -> np.ndarray:
+        head = [self.vol_window, self.short_window, self.long_window, self.rsi_window, len(self.return_lags)]
+        return np.array(head + list(self.return_lags), dtype=np.int64)
+
+    def to_json(self) -> str:
+        d = {
+            "version": FEATURE_VERSION, "names": list(self.names), "period_minutes": self.period_minutes,
+            "price": self.price, "return_lags": list(self.return_lags), "vol_window": self.vol_window,
+            "short_window": self.short_window, "long_window": self.long_window, "rsi_window": self.rsi_window,
+        }
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+@numba.njit(cache=True, inline="always")
+def _clip(x, lo, hi):
+    return lo if x < lo else (hi if x > hi else x)
+
+
+@numba.njit(cache=True)
+def _ret_std(c, i, w):
+    """Population std of the last w one-bar log returns ending at i (two-pass, exact order)."""
+    m = 0.0
+    for j in range(i - w + 1, i + 1):
+        m += math.log(c[j] / c[j - 1])
+    m /= w
+    v = 0.0
+    for j in range(i - w + 1, i + 1):
+        d = math.log(c[j] / c[j - 1]) - m
+        v += d * d
+    s = math.sqrt(v / w)
+    return s if s > 1e-7 else 1e-7
+
+
+@numba.njit(cache=True)
+def _mean_std(c, i, w):
+    m = 0.0
+    for j in range(i - w + 1, i + 1):
+        m += c[j]
+    m /= w
+    v = 0.0
+    for j in range(i - w + 1, i + 1):
+        d = c[j] - m
+        v += d * d
+    return m, math.sqrt(v / w)
+
+
+@numba.njit(cache=True)
+def market_features_at(ts, o, h, l, c, i, params, out):
+    """Write the market features of bar ``i`` into ``out``; reads bars i-window+1 .. i only."""
+    V = params[P_V]
+    S = params[P_S]
+    L = params[P_L]
+    R = params[P_R]
+    n_lags = params[P_NLAGS]
+    sig_v = _ret_std(c, i, V)
+    k = 0
+    for j in range(n_lags):
+        lag = params[P_LAGS + j]
+        out[k] = _clip(math.log(c[i] / c[i - lag]) / (sig_v * math.sqrt(lag)), -5.0, 5.0)
+        k += 1
+    sig_s = _ret_std(c, i, S)
+    sig_l = _ret_std(c, i, L)
+    out[k] = _clip(math.log(sig_s / sig_l), -3.0, 3.0)
+    out[k + 1] = (2.0 / math.pi) * math.atan(sig_l * 1e4 / 10.0)
+    up = 0.0
+    down = 0.0
+    for j in range(i - R + 1, i + 1):
+        d = c[j] - c[j - 1]
+        if d > 0:
+            up += d
+        else:
+            down -= d
+    out[k + 2] = 0.0 if up + down == 0.0 else 2.0 * up / (up + down) - 1.0
+    m_s, sd_s = _mean_std(c, i, S)
+    m_l, sd_l = _mean_std(c, i, L)
+    out[k + 3] = 0.0 if sd_s == 0.0 else _clip((c[i] - m_s) / sd_s, -5.0, 5.0)
+    out[k + 4] = 0.0 if sd_l == 0.0 else _clip((c[i] - m_l) / sd_l, -5.0, 5.0)
+    out[k + 5] = _clip((m_s / m_l - 1.0) / sig_l, -5.0, 5.0)
+    lo = l[i]
+    hi = h[i]
+    for j in range(i - L + 1, i + 1):
+        if l[j] < lo:
+            lo = l[j]
+        if h[j] > hi:
+            hi = h[j]
+    out[k + 6] = 0.0 if hi == lo else 2.0 * (c[i] - lo) / (hi - lo) - 1.0
+    rng = h[i] - l[i]
+    if rng > 0.0:
+        out[k + 7] = (c[i] - o[i]) / rng
+        out[k + 8] = (h[i] - max(o[i], c[i])) / rng
+        out[k + 9] = (min(o[i], c[i]) - l[i]) / rng
+    else:
+        out[k + 7] = 0.0
+        out[k + 8] = 0.0
+        out[k + 9] = 0.0
+    out[k + 10] = (2.0 / math.pi) * math.atan(rng / c[i] / sig_v / 3.0)
+    minute = (ts[i] % 86_400_000_000_000) // 60_000_000_000
+    day = ((ts[i] // 86_400_000_000_000) + 3) % 7  # 0 = Monday
+    a_day = 2.0 * math.pi * minute / 1440.0
+    a_week = 2.0 * math.pi * (day + minute / 1440.0) / 7.0
+    out[k + 11] = math.sin(a_day)
+    out[k + 12] = math.cos(a_day)
+    out[k + 13] = math.sin(a_week)
+    out[k + 14] = math.cos(a_week)
+
+
+@numba.njit(cache=True)
+def _batch_kernel(ts, o, h, l, c, params, window, out):
+    for i in range(window - 1, ts.shape[0]):
+        market_features_at(ts, o, h, l, c, i, params, out[i])
+
+
+def batch_market_features(bars: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """(n_bars, n_market) features for a whole history; rows before the warm-up are NaN."""
+    n = len(bars)
+    out = np.full((n, spec.n_market), np.nan)
+    cols = [np.ascontiguousarray(bars[f]) for f in ("ts_ns", "open", "high", "low", "close")]
+    _batch_kernel(*cols, spec.params, spec.window, out)
+    return out
+
+
+class FeatureBuffer:
+    """Bounded rolling buffer of the last bars; one ``push`` per closed bar.
+
+    Arrays are twice the window long; when full, the last ``window - 1`` bars are moved to
+    the front, so each push is O(1) amortised and memory never grows.
+    """
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.window = spec.window
+        cap = 2 * self.window
+        self._ts = np.zeros(cap, dtype=np.int64)
+        self._ohlc = np.zeros((4, cap))
+        self._n = 0
+        self.bars_seen = 0
+        self._params = spec.params
+
+    @property
+    def warm(self) -> bool:
+        return self.bars_seen >= self.window
+
+    def push(self, ts_ns: int, o: float, h: float, l: float, c: float) -> None:
+        if self._n == len(self._ts):
+            keep = self.window - 1
+            self._ts[:keep] = self._ts[self._n - keep : self._n]
+            self._ohlc[:, :keep] = self._ohlc[:, self._n - keep : self._n]
+            self._n = keep
+        n = self._n
+        self._ts[n] = ts_ns
+        self._ohlc[0, n], self._ohlc[1, n], self._ohlc[2, n], self._ohlc[3, n] = o, h, l, c
+        self._n = n + 1
+        self.bars_seen += 1
+
+    def compute(self, out: np.ndarray) -> bool:
+        """Write the latest bar's market features into ``out``; False until warm."""
+        if not self.warm:
+            return False
+        o = self._ohlc
+        market_features_at(self._ts, o[0], o[1], o[2], o[3], self._n - 1, self._params, out)
+        return True

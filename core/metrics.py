@@ -1,0 +1,121 @@
+"""Performance metrics, computed incrementally bar by bar.
+
+The trainer's evaluation and the daemon's summary feed the same tracker, so both report the
+same numbers for the same run. Memory is bounded by the number of trades and days, not bars.
+
+- PnL in quote currency, in % of initial equity and in pips per traded unit
+- max drawdown: largest fall of bar-close equity from its running peak, in %
+- Sharpe / Sortino: daily equity returns (UTC days), annualised with sqrt(252)
+- SQN = mean(R) / std(R) * sqrt(N) with R the per-trade PnL in pips (Van Tharp)
+- win rate, profit factor (gross win / gross loss), expectancy (mean trade pips)
+- hold rate (share of HOLD decisions), trades (round trips closed) and trades per day
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.types import NS_PER_DAY, Action
+
+
+@dataclass
+class PerformanceTracker:
+    initial_equity: float
+    pip: float
+    trade_units: float
+    bars: int = 0
+    decisions: int = 0
+    holds: int = 0
+    equity: float = float("nan")
+    peak: float = float("nan")
+    max_dd: float = 0.0
+    trade_pnls_pips: list[float] = field(default_factory=list)
+    day_close_equity: list[float] = field(default_factory=list)
+    _day: int = -1
+    _side: float = 0.0
+    _realized_at_open: float = 0.0
+    _days_seen: int = 0
+
+    def __post_init__(self) -> None:
+        self.equity = self.peak = self.initial_equity
+        self.day_close_equity.append(self.initial_equity)
+
+    def on_decision(self, action: int) -> None:
+        self.decisions += 1
+        self.holds += action == Action.HOLD
+
+    def on_bar(self, ts_ns: int, units: float, realized: float, equity: float) -> None:
+        """Call once per closed bar, after that bar's fills, with equity marked at its close."""
+        self.bars += 1
+        day = ts_ns // NS_PER_DAY
+        if day != self._day:
+            if self._day >= 0:
+                self.day_close_equity.append(self.equity)
+            self._day = day
+            self._days_seen += 1
+        side = 0.0 if units == 0.0 else math.copysign(1.0, units)
+        if side != self._side:
+            if self._side != 0.0:
+                self.trade_pnls_pips.append((realized - self._realized_at_open) / (self.pip * self.trade_units))
+            self._realized_at_open = realized
+            self._side = side
+        self.equity = equity
+        self.peak = max(self.peak, equity)
+        self.max_dd = max(self.max_dd, (self.peak - equity) / self.peak)
+
+    def summary(self) -> dict[str, float]:
+        pnl = self.equity - self.initial_equity
+        r = np.asarray(self.trade_pnls_pips)
+        daily = np.diff(np.asarray(self.day_close_equity + [self.equity]))
+        daily = daily / self.initial_equity
+        wins, losses = r[r > 0].sum(), -r[r < 0].sum()
+        downside = np.sqrt(np.mean(np.minimum(daily, 0.0) ** 2)) if len(daily) else 0.0
+        return {
+            "bars": self.bars,
+            "decisions": self.decisions,
+            "trades": len(r),
+            "pnl": pnl,
+            "pnl_pct": 100.0 * pnl / self.initial_equity,
+            "pnl_pips": pnl / (self.pip * self.trade_units),
+            "max_drawdown_pct": 100.0 * self.max_dd,
+            "sharpe": _ratio(daily.mean() if len(daily) else 0.0, daily.std() if len(daily) > 1 else 0.0) * math.sqrt(252),
+            "sortino": _ratio(daily.mean() if len(daily) else 0.0, downside) * math.sqrt(252),
+            "sqn": _ratio(r.mean(), r.std(ddof=1)) * math.sqrt(len(r)) if len(r) > 1 else 0.0,
+            "win_rate": float((r > 0).mean()) if len(r) else 0.0,
+            "profit_factor": float(wins / losses) if losses > 0 else (math.inf if wins > 0 else 0.0),
+            "expectancy_pips": float(r.mean()) if len(r) else 0.0,
+            "hold_rate": self.holds / self.decisions if self.decisions else 1.0,
+            "trades_per_day": len(r) / self._days_seen if self._days_seen else 0.0,
+            "days": self._days_seen,
+        }
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den > 1e-15 else 0.0
+
+
+SUMMARY_ROWS = (
+    ("bars", "bars", "{:.0f}"), ("decisions", "decisions", "{:.0f}"), ("trades", "trades (round trips)", "{:.0f}"),
+    ("pnl_pips", "PnL (pips/unit)", "{:+.1f}"), ("pnl_pct", "PnL (%)", "{:+.3f}"),
+    ("max_drawdown_pct", "max drawdown (%)", "{:.3f}"), ("sharpe", "Sharpe (daily, ann.)", "{:+.2f}"),
+    ("sortino", "Sortino", "{:+.2f}"), ("sqn", "SQN", "{:+.2f}"), ("win_rate", "win rate", "{:.1%}"),
+    ("profit_factor", "profit factor", "{:.2f}"), ("expectancy_pips", "expectancy (pips)", "{:+.2f}"),
+    ("hold_rate", "hold rate", "{:.1%}"), ("trades_per_day", "trades/day", "{:.2f}"),
+)
+
+
+def format_summary(columns: dict[str, dict[str, float]]) -> str:
+    """Side-by-side table of one or more summaries."""
+    names = list(columns)
+    width = max(14, *(len(n) for n in names))
+    lines = [f"{'':24}" + "".join(f"{n:>{width}}" for n in names)]
+    for key, label, fmt in SUMMARY_ROWS:
+        cells = []
+        for n in names:
+            v = columns[n].get(key)
+            cells.append(f"{'-' if v is None else fmt.format(v):>{width}}")
+        lines.append(f"{label:24}" + "".join(cells))
+    return "\n".join(lines)

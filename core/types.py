@@ -1,0 +1,84 @@
+"""Domain types. Hot-path data (ticks, bars) are structured numpy arrays, not objects."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+#: One quote. ``ts_ns`` is UTC nanoseconds since the epoch.
+TICK_DTYPE = np.dtype([("ts_ns", "<i8"), ("bid", "<f8"), ("ask", "<f8")])
+
+#: One bar. ``ts_ns`` is the bar's open time (UTC ns); ``volume`` is whatever the source
+#: gives (real volume in history, tick count in bars built from quotes). Volume is never a
+#: feature, because the two meanings differ.
+BAR_DTYPE = np.dtype(
+    [
+        ("ts_ns", "<i8"),
+        ("open", "<f8"),
+        ("high", "<f8"),
+        ("low", "<f8"),
+        ("close", "<f8"),
+        ("volume", "<f8"),
+    ]
+)
+
+NS_PER_MINUTE = 60_000_000_000
+NS_PER_DAY = 1440 * NS_PER_MINUTE
+
+
+class Action(enum.IntEnum):
+    """The policy's action space. Values are the network's output indices."""
+
+    HOLD = 0
+    BUY = 1
+    SELL = 2
+    CLOSE = 3
+
+
+ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
+
+
+class Side(enum.IntEnum):
+    SELL = -1
+    BUY = 1
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """What the slot asks the broker to do after the risk check."""
+
+    client_order_id: str
+    instrument: str
+    side: Side
+    units: float
+    bar_ts_ns: int
+    decided_after_tick_ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    client_order_id: str
+    instrument: str
+    ts_ns: int
+    side: Side
+    units: float
+    price: float
+    commission: float
+
+
+@dataclass(slots=True)
+class Position:
+    """Signed position with average entry price and realised PnL (quote currency)."""
+
+    instrument: str
+    units: float = 0.0
+    avg_price: float = 0.0
+    realized: float = 0.0
+
+
+def client_order_id(instrument: str, bar_ts_ns: int, seq: int) -> str:
+    """Deterministic id: the same decision always maps to the same id, so a retry after a
+    timeout or a restart can be recognised by the broker instead of opening twice."""
+    return f"sw-{instrument}-{bar_ts_ns}-{seq}"

@@ -1,0 +1,1 @@
+"""Offline trainer: history, vectorised environment, PPO, publishing."""

@@ -1,0 +1,42 @@
+"""The trainer's configuration: the shared market sections plus training arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from core.config import DateRange, MarketConfig, Strict
+
+
+class PPOArgs(Strict):
+    """PPO hyperparameters (CleanRL names)."""
+
+    total_steps: int = Field(200_000, gt=0, description="Environment steps (bars) to train for.")
+    num_envs: int = Field(64, gt=0, description="Parallel sessions.")
+    num_steps: int = Field(128, gt=0, description="Rollout length per env before an update.")
+    learning_rate: float = Field(3e-4, gt=0, description="Adam step size, annealed linearly to 0.")
+    gamma: float = Field(0.99, gt=0, le=1, description="Discount.")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    num_minibatches: int = Field(4, gt=0, description="Minibatches per epoch.")
+    update_epochs: int = Field(4, gt=0, description="Epochs over each rollout.")
+    clip_coef: float = Field(0.2, gt=0, description="Policy ratio clip.")
+    ent_coef: float = Field(0.01, ge=0, description="Entropy bonus.")
+    vf_coef: float = Field(0.5, ge=0, description="Value loss weight.")
+    max_grad_norm: float = Field(0.5, gt=0, description="Gradient clip.")
+    hidden: int = Field(64, gt=0, description="Hidden units per layer.")
+    reward_scale: float = Field(0.1, gt=0, description="Reward = equity change in pips/unit x this.")
+    torch_threads: int = Field(1, gt=0, description="Intra-op threads (fixed for determinism).")
+
+
+class TrainConfig(Strict):
+    range: DateRange = Field(description="Bars used: training head plus held-back tail.")
+    holdout_fraction: float = Field(0.15, gt=0, lt=1, description="Tail of the range never trained on.")
+    session_minutes: int = Field(21_600, gt=0, description="Session length (360 one-hour bars).")
+    seed: int = 1
+    models_dir: Path = Path("models")
+
+
+class TrainerConfig(MarketConfig):
+    train: TrainConfig
+    ppo: PPOArgs = PPOArgs()

@@ -1,0 +1,133 @@
+"""Vectorised trading environment over a MarketHistory: N sessions stepped at once.
+
+One step = one closed bar. The action is turned into an order with core.execution's target
+semantics, worked by core.execution.work_order against the quotes after the bar's closing
+quote (latency, liquidity cap, slippage, commission), applied with core.position.apply_fill,
+and the position is marked at the next bar's last quote. Reward = change in equity after
+costs, in pips per traded unit, times ``reward_scale``; the last step of a session also pays
+the cost of closing what is still open. The observation is core's market features of the bar
+plus core's 9 position features: the same numbers the daemon's slot computes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from core.execution import ExecutionModel, target_units, work_order
+from core.features import FeatureSpec
+from core.position import PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
+from trainer.history import MarketHistory
+
+MAX_FILLS = 64
+
+
+@numba.njit(cache=True)
+def _observe(feats, bar, state, last_bid, last_ask, pip, n_market, obs):
+    for e in range(bar.shape[0]):
+        i = bar[e]
+        for k in range(n_market):
+            obs[e, k] = feats[i, k]
+        position_features(state[e], last_bid[i], last_ask[i], pip, obs[e, n_market:])
+
+
+@numba.njit(cache=True)
+def _step(actions, bar, steps, session_len, state, feats, close_idx, ts, bid, ask, accepted, last_bid,
+          last_ask, pip, trade_units, max_units, comm_per_unit, slip, latency_ns, cap_units, initial,
+          reward_scale, n_market, obs, reward, done, fill_idx, fill_units, fill_price):
+    unit_pips = pip * trade_units
+    for e in range(actions.shape[0]):
+        i = bar[e]
+        st = state[e]
+        u = st[PS_UNITS]
+        tgt = target_units(actions[e], u, trade_units)
+        if tgt > max_units:
+            tgt = max_units
+        elif tgt < -max_units:
+            tgt = -max_units
+        order = tgt - u
+        eq0 = equity(st, last_bid[i], last_ask[i], initial)
+        if order != 0.0:
+            j = close_idx[i]
+            n, _rem = work_order(order, ts, bid, ask, accepted, j + 1, close_idx[i + 1], ts[j] + latency_ns,
+                                 cap_units, slip, fill_idx, fill_units, fill_price, 0)
+            for f in range(n):
+                apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
+        i1 = i + 1
+        mark_bar(st, last_bid[i1], last_ask[i1], pip)
+        eq1 = equity(st, last_bid[i1], last_ask[i1], initial)
+        r = (eq1 - eq0) / unit_pips
+        steps[e] += 1
+        bar[e] = i1
+        d = steps[e] >= session_len
+        if d:
+            r -= abs(st[PS_UNITS]) * (comm_per_unit + slip) / unit_pips
+        reward[e] = r * reward_scale
+        done[e] = d
+        for k in range(n_market):
+            obs[e, k] = feats[i1, k]
+        position_features(st, last_bid[i1], last_ask[i1], pip, obs[e, n_market:])
+
+
+class VecTradingEnv:
+    """``num_envs`` independent sessions of ``session_len`` decisions over one history."""
+
+    def __init__(self, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initial_equity: float,
+                 num_envs: int, session_len: int, seed: int, reward_scale: float = 0.1,
+                 first_bar: int | None = None, last_bar: int | None = None, auto_reset: bool = True) -> None:
+        self.h, self.spec, self.ex = history, spec, ex
+        self.num_envs, self.session_len = num_envs, session_len
+        self.initial_equity, self.reward_scale = initial_equity, reward_scale
+        self.obs_dim = spec.obs_dim
+        # Decisions on bars [lo, hi]: warmed up, and closed by a real quote with one after it.
+        self.lo = max(spec.window - 1, first_bar or 0)
+        self.hi = min(len(history) - 3, last_bar if last_bar is not None else len(history))
+        if self.hi - self.lo + 1 < session_len:
+            raise ValueError(f"history has {self.hi - self.lo + 1} usable bars, fewer than a session of {session_len}")
+        self.auto_reset = auto_reset
+        self.rng = np.random.default_rng(seed)
+        self.state = new_state(num_envs)
+        self.bar = np.zeros(num_envs, dtype=np.int64)
+        self.steps = np.zeros(num_envs, dtype=np.int64)
+        self.obs = np.zeros((num_envs, self.obs_dim))
+        self.reward = np.zeros(num_envs)
+        self.done = np.zeros(num_envs, dtype=np.bool_)
+        self._fills = (np.empty(MAX_FILLS, dtype=np.int64), np.empty(MAX_FILLS), np.empty(MAX_FILLS))
+        self._cols = (np.ascontiguousarray(history.ticks["ts_ns"]), np.ascontiguousarray(history.ticks["bid"]),
+                      np.ascontiguousarray(history.ticks["ask"]))
+        max_units_per_step = 2 * ex.max_position_units
+        if max_units_per_step / ex.cap_units > MAX_FILLS:
+            raise ValueError("liquidity cap too small for the fill buffer")
+
+    def _reset_envs(self, idx: np.ndarray, starts: np.ndarray | None = None) -> None:
+        if len(idx) == 0:
+            return
+        if starts is None:
+            starts = self.rng.integers(self.lo, self.hi - self.session_len + 2, size=len(idx))
+        self.bar[idx] = starts
+        self.steps[idx] = 0
+        self.state[idx] = 0.0
+
+    def reset(self, starts: np.ndarray | None = None) -> np.ndarray:
+        self._reset_envs(np.arange(self.num_envs), starts)
+        _observe(self.h.features, self.bar, self.state, self.h.last_bid, self.h.last_ask, self.ex.pip,
+                 self.spec.n_market, self.obs)
+        return self.obs
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Advance every env one bar. Finished sessions restart (obs is then the new start's)."""
+        h, ex = self.h, self.ex
+        ts, bid, ask = self._cols
+        _step(np.asarray(actions, dtype=np.int64), self.bar, self.steps, self.session_len, self.state,
+              h.features, h.close_idx, ts, bid, ask, h.accepted, h.last_bid, h.last_ask, ex.pip,
+              ex.trade_units, ex.max_position_units, ex.commission_per_unit, ex.slippage, ex.latency_ns,
+              ex.cap_units, self.initial_equity, self.reward_scale, self.spec.n_market, self.obs,
+              self.reward, self.done, *self._fills)
+        finished = np.nonzero(self.done)[0]
+        if len(finished) and self.auto_reset:
+            self._reset_envs(finished)
+            sub = self.obs[finished]
+            _observe(h.features, self.bar[finished], self.state[finished], h.last_bid, h.last_ask, ex.pip,
+                     self.spec.n_market, sub)
+            self.obs[finished] = sub
+        return self.obs, self.reward, self.done

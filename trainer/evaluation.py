@@ -1,0 +1,46 @@
+"""Greedy evaluation of a policy over a stretch of history, through the training env."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.execution import ExecutionModel
+from core.features import FeatureSpec
+from core.metrics import PerformanceTracker
+from core.policy import ActorCritic
+from core.position import PS_REALIZED, PS_UNITS, equity
+from trainer.env import VecTradingEnv
+from trainer.history import MarketHistory
+
+
+def evaluate(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
+             initial_equity: float, first_bar: int, last_bar: int | None = None,
+             actions: np.ndarray | None = None) -> tuple[dict[str, float], list[int]]:
+    """Decide on bars first_bar..last_bar (greedy ``net`` or a fixed ``actions`` list)."""
+    hi = len(history) - 3 if last_bar is None else last_bar
+    first = max(first_bar, spec.window - 1)
+    n = hi - first + 1
+    env = VecTradingEnv(history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi,
+                        auto_reset=False)
+    obs = env.reset(np.array([first]))
+    tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units)
+    taken: list[int] = []
+
+    def mark(i: int) -> None:
+        st = env.state[0]
+        tracker.on_bar(int(history.bars["ts_ns"][i]), st[PS_UNITS], st[PS_REALIZED],
+                       equity(st, history.last_bid[i], history.last_ask[i], initial_equity))
+
+    with torch.inference_mode():
+        for k in range(n):
+            mark(int(env.bar[0]))
+            if actions is not None:
+                a = int(actions[k]) if k < len(actions) else 0
+            else:
+                a = int(torch.argmax(net.logits(torch.as_tensor(obs, dtype=torch.float32))[0]))
+            tracker.on_decision(a)
+            taken.append(a)
+            obs, _, _ = env.step(np.array([a]))
+    mark(int(env.bar[0]))
+    return tracker.summary(), taken

@@ -1,0 +1,65 @@
+"""History prepared for training exactly as the daemon would see it live.
+
+Bars from a file are turned into bar-derived quote ticks (core.bar_ticks) and rebuilt by
+core's BarBuilder, so the trainer's bars, closing quotes and accepted-quote mask are the
+ones the daemon's slot produces when it replays the same file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.bar_builder import S_LAST_ASK, S_LAST_BID, BarBuilder
+from core.bar_files import load_bars, select_range
+from core.bar_ticks import bars_to_ticks
+from core.config import MarketConfig
+from core.errors import DataError
+from core.features import FeatureSpec, batch_market_features
+
+
+@dataclass(frozen=True)
+class MarketHistory:
+    ticks: np.ndarray
+    accepted: np.ndarray
+    bars: np.ndarray
+    close_idx: np.ndarray  # index of the quote that closed each bar; len(ticks) for the last
+    last_bid: np.ndarray
+    last_ask: np.ndarray
+    features: np.ndarray  # (n_bars, n_market), NaN before the warm-up
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+
+def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec) -> MarketHistory:
+    period_ns = cfg.bars.period_ns
+    spread = cfg.data.modelled_spread_pips * cfg.instrument.pip_size
+    ticks = bars_to_ticks(raw_bars, period_ns, cfg.data.bars_side, spread)
+    builder = BarBuilder(period_ns, cfg.bars.price)
+    closed = builder.push(ticks)
+    tail = builder.flush()
+    bars = np.concatenate([closed.bars, tail])
+    close_idx = np.concatenate([closed.close_idx, np.full(len(tail), len(ticks), dtype=np.int64)])
+    s = builder.state
+    last_bid = np.concatenate([closed.last_bid, np.full(len(tail), s[S_LAST_BID])])
+    last_ask = np.concatenate([closed.last_ask, np.full(len(tail), s[S_LAST_ASK])])
+    return MarketHistory(ticks, closed.accepted, bars, close_idx, last_bid, last_ask,
+                         batch_market_features(bars, spec))
+
+
+def load_history(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int) -> MarketHistory:
+    raw, report = load_bars(cfg.data.bars_csv)
+    if report.period_minutes != cfg.bars.period_minutes:
+        raise DataError(
+            f"{cfg.data.bars_csv}: bars are {report.period_minutes}-minute but the config says "
+            f"bars.period_minutes = {cfg.bars.period_minutes}"
+        )
+    sel = select_range(raw, start_ns, end_ns)
+    if len(sel) < spec.window + 3:
+        raise DataError(
+            f"{cfg.data.bars_csv}: only {len(sel)} bars in the requested range; need at least "
+            f"{spec.window + 3} (feature warm-up {spec.window} + 3)"
+        )
+    return history_from_bars(sel, cfg, spec)
