@@ -110,7 +110,7 @@ SUMMARY_ROWS = (
 def format_summary(columns: dict[str, dict[str, float]]) -> str:
     """Side-by-side table of one or more summaries."""
     names = list(columns)
-    width = max(14, *(len(n) for n in names))
+    width = max(14, *(len(n) + 2 for n in names))
     lines = [f"{'':24}" + "".join(f"{n:>{width}}" for n in names)]
     for key, label, fmt in SUMMARY_ROWS:
         cells = []

@@ -79,9 +79,9 @@ class VecTradingEnv:
         self.num_envs, self.session_len = num_envs, session_len
         self.initial_equity, self.reward_scale = initial_equity, reward_scale
         self.obs_dim = spec.obs_dim
-        # Decisions on bars [lo, hi]: warmed up, and closed by a real quote with one after it.
+        # Decisions on bars [lo, hi]: warmed up and closed by a real quote (the last bar never is).
         self.lo = max(spec.window - 1, first_bar or 0)
-        self.hi = min(len(history) - 3, last_bar if last_bar is not None else len(history))
+        self.hi = min(len(history) - 2, last_bar if last_bar is not None else len(history))
         if self.hi - self.lo + 1 < session_len:
             raise ValueError(f"history has {self.hi - self.lo + 1} usable bars, fewer than a session of {session_len}")
         self.auto_reset = auto_reset

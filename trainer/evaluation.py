@@ -18,7 +18,7 @@ def evaluate(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec,
              initial_equity: float, first_bar: int, last_bar: int | None = None,
              actions: np.ndarray | None = None) -> tuple[dict[str, float], list[int]]:
     """Decide on bars first_bar..last_bar (greedy ``net`` or a fixed ``actions`` list)."""
-    hi = len(history) - 3 if last_bar is None else last_bar
+    hi = len(history) - 2 if last_bar is None else last_bar
     first = max(first_bar, spec.window - 1)
     n = hi - first + 1
     env = VecTradingEnv(history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi,

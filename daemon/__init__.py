@@ -1,0 +1,1 @@
+"""The live service: feeds, brokers, slots, risk, persistence."""

@@ -1,0 +1,75 @@
+"""The paper broker: works orders against live or replayed quotes with core's execution model.
+
+It holds at most one working order per instrument (one decision per bar); the order is
+worked by core.execution.work_order on each batch of quotes, and its remainder is cancelled
+when the slot says the next bar has closed. Positions are kept by the slot from the fills,
+exactly as with a real broker's fill reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import OrderRejected
+from core.execution import ExecutionModel, work_order
+from core.types import Fill, OrderIntent, Side
+
+MAX_FILLS_PER_CALL = 256
+
+
+@dataclass
+class WorkingOrder:
+    intent: OrderIntent
+    remaining: float
+    not_before_ns: int
+    filled: float = 0.0
+    fills: int = 0
+
+
+class PaperBroker:
+    name = "paper"
+
+    def __init__(self, ex: ExecutionModel) -> None:
+        self.ex = ex
+        self.working: dict[str, WorkingOrder] = {}
+        self._idx = np.empty(MAX_FILLS_PER_CALL, dtype=np.int64)
+        self._units = np.empty(MAX_FILLS_PER_CALL)
+        self._price = np.empty(MAX_FILLS_PER_CALL)
+
+    def submit(self, intent: OrderIntent, not_before_ns: int) -> None:
+        if intent.instrument in self.working:
+            raise OrderRejected(f"{intent.client_order_id}: {intent.instrument} already has a working order "
+                                f"{self.working[intent.instrument].intent.client_order_id}")
+        if intent.units <= 0:
+            raise OrderRejected(f"{intent.client_order_id}: units must be positive, got {intent.units}")
+        signed = intent.units * int(intent.side)
+        self.working[intent.instrument] = WorkingOrder(intent, signed, not_before_ns)
+
+    def work(self, instrument: str, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, accepted: np.ndarray,
+             start: int, stop: int) -> list[Fill]:
+        """Work the instrument's order against quotes [start, stop); returns the fills."""
+        order = self.working.get(instrument)
+        if order is None or order.remaining == 0.0 or start >= stop:
+            return []
+        fills: list[Fill] = []
+        while start < stop and order.remaining != 0.0:
+            # bound the fill buffer: at most MAX_FILLS_PER_CALL quotes per kernel call
+            chunk_stop = min(stop, start + MAX_FILLS_PER_CALL)
+            n, order.remaining = work_order(order.remaining, ts, bid, ask, accepted, start, chunk_stop,
+                                            order.not_before_ns, self.ex.cap_units, self.ex.slippage,
+                                            self._idx, self._units, self._price, 0)
+            for k in range(n):
+                u = float(self._units[k])
+                fills.append(Fill(order.intent.client_order_id, instrument, int(ts[self._idx[k]]),
+                                  Side.BUY if u > 0 else Side.SELL, abs(u), float(self._price[k]),
+                                  self.ex.commission(u)))
+                order.filled += abs(u)
+                order.fills += 1
+            start = chunk_stop
+        return fills
+
+    def finish(self, instrument: str) -> WorkingOrder | None:
+        """Cancel what is left of the instrument's order and hand back its final state."""
+        return self.working.pop(instrument, None)

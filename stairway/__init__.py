@@ -1,0 +1,1 @@
+"""Stairway: the command line that ties the daemon and the trainer together."""
