@@ -1,0 +1,102 @@
+"""Shared test helpers: real-data fixtures, a pure-Python reference bar builder, tiny models."""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.checkpoint import CheckpointMeta, publish, save_checkpoint
+from core.config import load_config
+from core.features import FeatureSpec
+from core.policy import ActorCritic
+from core.types import ACTION_NAMES, TICK_DTYPE
+
+ROOT = Path(__file__).resolve().parents[1]
+RESOURCES = Path(__file__).resolve().parent / "resources"
+EURUSD = ROOT / "data" / "FOREX_EURUSD_1H_ASK.csv"
+
+
+def usdthb_ticks() -> np.ndarray:
+    """The USD/THB quotes in file order (minute timestamps, as delivered)."""
+    rows = list(csv.DictReader(open(RESOURCES / "usdthb_ticks_1997-06.csv")))
+    out = np.empty(len(rows), dtype=TICK_DTYPE)
+    for k, r in enumerate(rows):
+        x = r["XDATE"]
+        secs = calendar.timegm((int(x[:4]), int(x[4:6]), int(x[6:8]), int(x[8:10]), int(x[10:12]), 0, 0, 0, 0))
+        out[k] = (secs * 10**9, float(r["BID"]), float(r["ASK"]))
+    return out
+
+
+def reference_bars(ticks: np.ndarray, period_ns: int, price: str = "mid"):
+    """Obviously-correct Python bar builder: the oracle for the numba kernel."""
+    bars, counts = [], {"accepted": 0, "bad": 0, "ooo": 0, "dup": 0}
+    last = None
+    cur = None
+    for t, b, a in ticks.tolist():
+        if not (b > 0 and a > 0 and b <= a and math.isfinite(a) and math.isfinite(b)):
+            counts["bad"] += 1
+            continue
+        if last is not None and t < last[0]:
+            counts["ooo"] += 1
+            continue
+        if last is not None and (t, b, a) == last:
+            counts["dup"] += 1
+            continue
+        p = {"ask": a, "bid": b, "mid": 0.5 * (a + b)}[price]
+        bucket = t - t % period_ns
+        if cur is not None and cur[0] != bucket:
+            bars.append(tuple(cur))
+            cur = None
+        if cur is None:
+            cur = [bucket, p, p, p, p, 1]
+        else:
+            cur[2], cur[3], cur[4], cur[5] = max(cur[2], p), min(cur[3], p), p, cur[5] + 1
+        last = (t, b, a)
+        counts["accepted"] += 1
+    return bars, cur, counts
+
+
+def write_bars_csv(path: Path, bars: np.ndarray) -> Path:
+    """Write bars in the gym-anytrading day-first layout."""
+    import time
+
+    with open(path, "w") as fh:
+        fh.write("Time,Open,High,Low,Close,Volume\n")
+        for r in bars:
+            t = time.gmtime(int(r["ts_ns"]) // 10**9)
+            fh.write(f"{time.strftime('%d.%m.%Y %H:%M:%S', t)}.000,{r['open']!r},{r['high']!r},{r['low']!r},"
+                     f"{r['close']!r},{r['volume']!r}\n")
+    return path
+
+
+def tiny_checkpoint(models_dir: Path, spec: FeatureSpec, seed: int = 0, hidden: int = 16,
+                    action_space=ACTION_NAMES, feature_hash: str | None = None):
+    torch.manual_seed(seed)
+    net = ActorCritic(spec.obs_dim, len(action_space), hidden=hidden)
+    # larger output weights than PPO's init so an untrained net actually trades
+    with torch.no_grad():
+        net.actor[-1].weight.mul_(300.0)
+    meta = CheckpointMeta("ppo", feature_hash or spec.hash, spec.to_json(), (spec.obs_dim,), tuple(action_space), hidden)
+    ck = save_checkpoint(models_dir, net.state_dict(), meta)
+    publish(models_dir, ck.sha)
+    return ck, net
+
+
+def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):
+    from daemon.config import DaemonConfig
+
+    text = (ROOT / "config" / "paper.toml").read_text()
+    text = text.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv_path}"')
+    text = text.replace('state_dir = "state"', f'state_dir = "{tmp / "state"}"')
+    text = text.replace('models_dir = "models"', f'models_dir = "{tmp / "models"}"')
+    text = text.replace("range = { start = 2017-10-01, end = 2018-01-01 }", f"range = {{ start = {start}, end = {end} }}")
+    for k, v in replay.items():
+        text = text.replace(f"\n{k} = ", f"\n{k} = {v}  # was ")
+    p = tmp / "paper.toml"
+    p.write_text(text)
+    return load_config(DaemonConfig, p, environ={}), p

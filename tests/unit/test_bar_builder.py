@@ -1,0 +1,88 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.bar_builder import BarBuilder
+from core.bar_files import load_bars
+from core.bar_ticks import bars_to_ticks
+from core.types import TICK_DTYPE
+from tests.helpers import EURUSD, reference_bars, usdthb_ticks
+
+MIN = 60 * 10**9
+
+quote = st.tuples(
+    st.integers(0, 40),  # timestamp step in seconds (0 = same time)
+    st.sampled_from([1.0, 1.0, 1.0, 1.0, 0.0, -1.0, float("nan"), float("inf")]),  # bid validity
+    st.floats(1.0, 2.0),  # mid
+    st.floats(0.0, 0.01),  # spread
+    st.booleans(),  # crossed
+    st.booleans(),  # go back in time
+    st.booleans(),  # repeat the previous quote exactly
+)
+
+
+def make_ticks(spec):
+    out, t, prev = [], 1_500_000_000 * 10**9, None
+    for step, valid, mid, spread, crossed, back, repeat in spec:
+        if repeat and prev is not None:
+            out.append(prev)
+            continue
+        t = t - 30 * 10**9 if back else t + step * 10**9
+        bid, ask = mid - spread / 2, mid + spread / 2
+        if crossed and spread > 0:
+            bid, ask = ask, bid
+        if valid != 1.0:
+            bid = valid if valid != float("inf") else bid
+            ask = ask if valid != float("inf") else valid
+        prev = (t, bid, ask)
+        out.append(prev)
+    return np.array(out, dtype=TICK_DTYPE)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(quote, min_size=1, max_size=300), st.integers(1, 50))
+def test_bar_builder_matches_reference_and_conserves_ticks(spec, chunk):
+    ticks = make_ticks(spec)
+    b = BarBuilder(MIN, "mid")
+    bars = []
+    for s in range(0, len(ticks), chunk):  # any batching gives the same bars
+        bars.extend(b.push(ticks[s : s + chunk]).bars.tolist())
+    tail = b.flush().tolist()
+    ref, ref_open, counts = reference_bars(ticks, MIN, "mid")
+    assert [tuple(x) for x in bars] == [tuple(map(float, r)) for r in ref]
+    assert [tuple(x) for x in tail] == ([tuple(map(float, ref_open))] if ref_open else [])
+    assert (b.accepted, b.rejected_bad, b.rejected_out_of_order, b.rejected_duplicate) == (
+        counts["accepted"], counts["bad"], counts["ooo"], counts["dup"])
+    assert b.accepted + b.rejected_bad + b.rejected_out_of_order + b.rejected_duplicate == len(ticks)
+    all_bars = bars + tail
+    assert sum(x[5] for x in all_bars) == b.accepted  # volume = accepted tick count
+    for ts, o, h, lo, c, _ in all_bars:
+        assert lo <= min(o, c) and max(o, c) <= h and ts % MIN == 0
+    assert all(np.diff([x[0] for x in all_bars]) > 0)
+
+
+def test_bar_builder_usdthb_rejects_bad_and_out_of_order_quotes():
+    ticks = usdthb_ticks()
+    b = BarBuilder(60 * MIN, "mid")
+    closed = b.push(ticks)
+    ref, _, counts = reference_bars(ticks, 60 * MIN, "mid")
+    assert b.rejected_bad == 1  # ask = 0 on 1997-06-26 00:58
+    assert b.rejected_out_of_order == counts["ooo"] >= 1  # the DELAY=48 quote
+    assert b.rejected_duplicate == counts["dup"]
+    assert len(closed) == len(ref)
+    assert not closed.accepted[2786]  # the ask = 0 quote is never accepted
+    assert np.all(closed.bars["low"] > 20.0)  # its midpoint (12.65) never reached a bar
+    assert closed.close_idx.tolist() == sorted(closed.close_idx.tolist())
+
+
+def test_bar_builder_rebuilds_bar_file_exactly_from_bar_derived_ticks():
+    bars, _ = load_bars(EURUSD)
+    ticks = bars_to_ticks(bars[:500], 60 * MIN, "ask", 1e-4)
+    b = BarBuilder(60 * MIN, "ask")
+    closed = b.push(ticks)
+    rebuilt = np.concatenate([closed.bars, b.flush()])
+    for f in ("ts_ns", "open", "high", "low", "close"):
+        assert np.array_equal(rebuilt[f], bars[:500][f])
+    assert np.all(ticks["ask"] - ticks["bid"] > 0)
+    # each bar closes on the next bar's first quote
+    assert closed.close_idx.tolist() == [4 * (k + 1) for k in range(499)]

@@ -1,0 +1,99 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import check_compatible, point_link, publish, read_checkpoint
+from core.errors import CheckpointError, CheckpointMismatch
+from core.policy import PPOPolicy, ppo_from_tensors
+from core.types import ACTION_NAMES
+from tests.helpers import tiny_checkpoint
+
+
+def test_checkpoint_round_trip_gives_identical_actions(tmp_path, spec):
+    ck, net = tiny_checkpoint(tmp_path, spec, seed=5)
+    loaded = read_checkpoint(tmp_path / "current")
+    assert loaded.sha == ck.sha and loaded.meta == ck.meta
+    net2 = ppo_from_tensors(loaded.tensors, spec.obs_dim, loaded.meta.hidden)
+    a, b = PPOPolicy(net), PPOPolicy(net2)
+    obs = np.random.default_rng(0).normal(size=(200, spec.obs_dim))
+    acts = [a.act(o) for o in obs]
+    assert acts == [b.act(o) for o in obs]
+    assert len({x for x, _ in acts}) > 1  # the test net is not constant
+
+
+def test_checkpoint_file_is_content_addressed_safetensors(tmp_path, spec):
+    ck, _ = tiny_checkpoint(tmp_path, spec)
+    assert ck.path.name == f"{ck.sha}.safetensors"
+    assert os.readlink(tmp_path / "current") == f"registry/{ck.sha}.safetensors"
+    raw = ck.path.read_bytes()
+    assert b"stairway-checkpoint/1" in raw[:4096] and not raw.startswith(b"\x80")  # JSON header, no pickle
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragments",
+    [
+        ({"feature_spec_hash": "0000000000000000"}, ["feature spec", "(checkpoint) != 0000000000000000 (ours)"]),
+        ({"action_space": ("HOLD", "BUY", "SELL")}, ["action space ['HOLD', 'BUY', 'SELL', 'CLOSE'] (checkpoint)",
+                                                    "['HOLD', 'BUY', 'SELL'] (ours)"]),
+        ({"obs_shape": (7,)}, ["observation shape", "(7,) (ours)"]),
+    ],
+)
+def test_check_compatible_refuses_mismatch_naming_both_sides(tmp_path, spec, kwargs, fragments):
+    ck, _ = tiny_checkpoint(tmp_path, spec)
+    expect = {"feature_spec_hash": spec.hash, "obs_shape": (spec.obs_dim,), "action_space": ACTION_NAMES} | kwargs
+    with pytest.raises(CheckpointMismatch) as e:
+        check_compatible(ck.meta, "ckpt", **expect)
+    for f in fragments:
+        assert f in str(e.value)
+    check_compatible(ck.meta, "ckpt", feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,), action_space=ACTION_NAMES)
+
+
+def test_checkpoint_with_other_action_space_refused(tmp_path, spec):
+    ck, _ = tiny_checkpoint(tmp_path, spec, action_space=("HOLD", "BUY", "SELL", "CLOSE", "HEDGE"))
+    with pytest.raises(CheckpointMismatch, match="action space .*HEDGE.* \\(checkpoint\\) != .*\\(ours\\)"):
+        check_compatible(read_checkpoint(ck.path).meta, str(ck.path), feature_spec_hash=spec.hash,
+                         obs_shape=(spec.obs_dim,), action_space=ACTION_NAMES)
+
+
+def test_corrupt_checkpoint_refused(tmp_path, spec):
+    ck, _ = tiny_checkpoint(tmp_path, spec)
+    data = bytearray(ck.path.read_bytes())
+    data[-3] ^= 0xFF
+    ck.path.chmod(0o644)
+    ck.path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match its name"):
+        read_checkpoint(ck.path)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        read_checkpoint(junk)
+
+
+def test_foreign_safetensors_without_our_header_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    p = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, p)
+    with pytest.raises(CheckpointError, match="not a Stairway checkpoint"):
+        read_checkpoint(p)
+
+
+def test_dangling_current_link_refused(tmp_path, spec):
+    ck, _ = tiny_checkpoint(tmp_path, spec)
+    ck.path.unlink()
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "current")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        point_link(tmp_path, "current", ck.sha)
+
+
+def test_publish_keeps_previous_and_is_a_rename(tmp_path, spec):
+    first, _ = tiny_checkpoint(tmp_path, spec, seed=1)
+    second, _ = tiny_checkpoint(tmp_path, spec, seed=2)
+    assert os.readlink(tmp_path / "current") == f"registry/{second.sha}.safetensors"
+    assert os.readlink(tmp_path / "previous") == f"registry/{first.sha}.safetensors"
+    publish(tmp_path, second.sha)  # re-publishing the same one keeps previous
+    assert os.readlink(tmp_path / "previous") == f"registry/{first.sha}.safetensors"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

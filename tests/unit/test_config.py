@@ -1,0 +1,66 @@
+import pytest
+
+from core.config import load_config
+from core.errors import ConfigError
+from daemon.config import DaemonConfig
+from tests.helpers import ROOT
+from trainer.config import TrainerConfig
+
+
+def test_shipped_configs_load_and_share_the_feature_spec():
+    from core.features import FeatureSpec
+
+    t = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ={})
+    d = load_config(DaemonConfig, ROOT / "config/paper.toml", environ={})
+    assert FeatureSpec.from_config(t).hash == FeatureSpec.from_config(d).hash
+    assert d.replay.range.start >= t.train.range.end  # the daemon's period is out of sample
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+BASE = "[train]\nrange = { start = 2017-01-01, end = 2017-10-01 }\n"
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = write(tmp_path, BASE + "[execution]\nspred_pips = 1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(TrainerConfig, p, environ={})
+    assert str(p) in str(e.value) and "execution.spred_pips = 1: Extra inputs are not permitted" in str(e.value)
+
+
+def test_bad_value_names_file_key_and_value(tmp_path):
+    p = write(tmp_path, BASE + "[execution]\ncommission_pips = -0.5\n")
+    with pytest.raises(ConfigError, match=r"execution.commission_pips = -0.5: Input should be greater than or equal to 0"):
+        load_config(TrainerConfig, p, environ={})
+
+
+def test_inverted_date_range_rejected(tmp_path):
+    p = write(tmp_path, "[train]\nrange = { start = 2017-10-01, end = 2017-01-01 }\n")
+    with pytest.raises(ConfigError, match="end 2017-01-01 must be after start 2017-10-01"):
+        load_config(TrainerConfig, p, environ={})
+
+
+def test_environment_overrides_file_and_is_validated(tmp_path):
+    p = write(tmp_path, BASE + "[ppo]\ntotal_steps = 100\n")
+    cfg = load_config(TrainerConfig, p, environ={"STAIRWAY_PPO__TOTAL_STEPS": "2048", "STAIRWAY_DATA__BARS_CSV": "x.csv"})
+    assert cfg.ppo.total_steps == 2048 and str(cfg.data.bars_csv) == "x.csv"
+    with pytest.raises(ConfigError, match="ppo.num_envs = 'many'"):
+        load_config(TrainerConfig, p, environ={"STAIRWAY_PPO__NUM_ENVS": "many"})
+
+
+def test_toml_syntax_error_and_missing_file_named(tmp_path):
+    p = write(tmp_path, "[train\n")
+    with pytest.raises(ConfigError, match=f"{p}: not valid TOML"):
+        load_config(TrainerConfig, p, environ={})
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(TrainerConfig, tmp_path / "missing.toml", environ={})
+
+
+def test_missing_required_section_named(tmp_path):
+    p = write(tmp_path, "[ppo]\ntotal_steps = 100\n")
+    with pytest.raises(ConfigError, match="train: Field required"):
+        load_config(TrainerConfig, p, environ={})

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.config import ExecutionConfig, InstrumentConfig
+from core.execution import ExecutionModel, work_order
+from core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, new_state, unrealized
+from core.types import Action
+
+EX = ExecutionModel.from_config(ExecutionConfig(liquidity_lots_per_quote=0.4, latency_ms=250), InstrumentConfig())
+
+
+def quotes(n, start=1.1000, step=0.0001, dt_ms=100):
+    ts = np.arange(n, dtype=np.int64) * dt_ms * 10**6
+    ask = start + step * np.arange(n)
+    return ts, ask - 0.0001, ask, np.ones(n, dtype=np.bool_)
+
+
+def run(units, ts, bid, ask, acc, start, stop, not_before):
+    out = (np.empty(64, np.int64), np.empty(64), np.empty(64))
+    n, rem = work_order(units, ts, bid, ask, acc, start, stop, not_before, EX.cap_units, EX.slippage, *out, 0)
+    return out[0][:n], out[1][:n], out[2][:n], rem
+
+
+def test_work_order_respects_latency_cap_slippage_and_rejected_quotes():
+    ts, bid, ask, acc = quotes(20)
+    acc[4] = False  # a quote the bar builder rejected
+    idx, units, price, rem = run(100_000.0, ts, bid, ask, acc, 1, 20, ts[0] + EX.latency_ns)
+    assert idx.tolist() == [3, 5, 6]  # not before 250 ms (index 3), never the rejected quote 4
+    assert units.tolist() == [40_000.0, 40_000.0, 20_000.0]  # 0.4-lot liquidity cap per quote
+    assert np.allclose(price, ask[idx] + EX.slippage)  # buys pay ask + slippage
+    assert rem == 0.0
+
+
+def test_work_order_sell_gets_bid_minus_slippage_and_remainder_left_when_quotes_run_out():
+    ts, bid, ask, acc = quotes(6)
+    idx, units, price, rem = run(-200_000.0, ts, bid, ask, acc, 4, 6, 0)
+    assert idx.tolist() == [4, 5] and units.tolist() == [-40_000.0, -40_000.0]
+    assert np.allclose(price, bid[idx] - EX.slippage)
+    assert rem == pytest.approx(-120_000.0)
+
+
+def test_order_units_target_semantics():
+    u = EX.trade_units
+    assert EX.order_units(Action.BUY, 0.0) == u
+    assert EX.order_units(Action.BUY, -u) == 2 * u  # reverse
+    assert EX.order_units(Action.SELL, u) == -2 * u
+    assert EX.order_units(Action.CLOSE, -u) == u
+    assert EX.order_units(Action.HOLD, u) == 0.0
+    assert EX.order_units(Action.BUY, u) == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0]), st.floats(1.0, 1.2)), min_size=1, max_size=30))
+def test_position_accounting_equals_cash_flows(fills):
+    """Equity from avg-price accounting == initial + cash flows + position value, always."""
+    st_ = new_state()
+    cash, units = 0.0, 0.0
+    for lots, price in fills:
+        u = lots * 100_000
+        comm = abs(u) * EX.commission_per_unit
+        apply_fill(st_, u, price, comm)
+        cash -= u * price + comm
+        units += u
+    assert st_[PS_UNITS] == pytest.approx(units, abs=1e-6)
+    bid, ask = 1.1, 1.1002
+    mark = bid if units > 0 else ask
+    assert equity(st_, bid, ask, 1000.0) == pytest.approx(1000.0 + cash + units * mark, abs=1e-6)
+    if abs(units) < 1e-6:  # flat: everything is realised
+        assert unrealized(st_, bid, ask) == 0.0 and st_[PS_AVG] == 0.0
+        assert st_[PS_REALIZED] == pytest.approx(cash, abs=1e-6)
