@@ -66,6 +66,7 @@ class Fill:
     units: float
     price: float
     commission: float
+    seq: int = 0  # the fill's number within its order (0, 1, ...)
 
 
 @dataclass(slots=True)

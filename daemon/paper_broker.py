@@ -64,7 +64,7 @@ class PaperBroker:
                 u = float(self._units[k])
                 fills.append(Fill(order.intent.client_order_id, instrument, int(ts[self._idx[k]]),
                                   Side.BUY if u > 0 else Side.SELL, abs(u), float(self._price[k]),
-                                  self.ex.commission(u)))
+                                  self.ex.commission(u), order.fills))
                 order.filled += abs(u)
                 order.fills += 1
             start = chunk_stop

@@ -92,8 +92,7 @@ class Slot:
         for f in self.broker.work(self.instrument, ts, bid, ask, acc, start, stop):
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
-            order_fills = self.broker.working[self.instrument].fills
-            self.store.add("fills", (self.run_id, f.client_order_id, order_fills - 1, f.instrument, f.ts_ns,
+            self.store.add("fills", (self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns,
                                      signed, f.price, f.commission))
             self.counters.fills += 1
             self.new_fills.append(f)

@@ -1,0 +1,122 @@
+"""Trainer environment vs daemon slot: the same bars must give the same observations, and
+the same actions the same fills, positions and PnL."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from core.bar_files import load_bars
+from core.bar_ticks import bars_to_ticks
+from core.execution import ExecutionModel
+from core.policy import PPOPolicy, ScriptedPolicy
+from core.position import PS_AVG, PS_REALIZED, PS_UNITS, equity
+from daemon.paper_broker import PaperBroker
+from daemon.risk import RiskEngine
+from daemon.slot import Slot
+from daemon.store import Store
+from tests.helpers import EURUSD, tiny_checkpoint
+from trainer.env import VecTradingEnv
+from trainer.evaluation import evaluate
+from trainer.history import history_from_bars
+
+N_BARS = 420
+
+
+def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes):
+    ticks = bars_to_ticks(bars, cfg.bars.period_ns, cfg.data.bars_side,
+                          cfg.data.modelled_spread_pips * cfg.instrument.pip_size)
+
+    async def go():
+        store = await Store.open(db)
+        slot = Slot("r", "EUR_USD", spec, cfg.bars.price, cfg.bars.period_ns, ex, 100_000.0, policy,
+                    PaperBroker(ex), RiskEngine(ex.max_position_units, 2 * ex.max_position_units), store)
+        pos, k = 0, 0
+        while pos < len(ticks):
+            n = batch_sizes[k % len(batch_sizes)]
+            slot.on_ticks(ticks[pos : pos + n])
+            await store.flush()
+            pos, k = pos + n, k + 1
+        slot.finish()
+        await store.flush()
+        rows = await (await store.db.execute(
+            "SELECT ts_ns, units, avg_price, realized, equity FROM positions ORDER BY ts_ns")).fetchall()
+        fills = await (await store.db.execute("SELECT units, price, commission FROM fills ORDER BY ts_ns, seq")).fetchall()
+        await store.close()
+        return slot, rows, fills
+
+    return asyncio.run(go())
+
+
+def run_env(cfg, spec, ex, bars, actions):
+    hist = history_from_bars(bars, cfg, spec)
+    n = len(hist) - 2 - (spec.window - 1) + 1
+    env = VecTradingEnv(hist, spec, ex, 100_000.0, 1, n, seed=0, auto_reset=False)
+    obs = env.reset(np.array([spec.window - 1])).copy()
+    observations, states = [obs[0].copy()], []
+    for a in actions[:n]:
+        obs, _, _ = env.step(np.array([a]))
+        observations.append(obs[0].copy())
+        i = env.bar[0]
+        st = env.state[0]
+        states.append((st[PS_UNITS], st[PS_AVG], st[PS_REALIZED],
+                       equity(st, hist.last_bid[i], hist.last_ask[i], 100_000.0)))
+    return hist, observations[:n], states
+
+
+@pytest.mark.parametrize("liquidity, latency_ms", [(5.0, 250.0), (0.3, 250.0), (0.7, 20 * 60 * 1000.0)])
+def test_parity_observations_fills_and_pnl(tmp_path, market_cfg, spec, liquidity, latency_ms):
+    cfg = market_cfg.model_copy(update={"execution": market_cfg.execution.model_copy(
+        update={"liquidity_lots_per_quote": liquidity, "latency_ms": latency_ms})})
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    bars = load_bars(EURUSD)[0][:N_BARS]
+    actions = np.random.default_rng(7).integers(0, 4, size=N_BARS).tolist()
+    policy = ScriptedPolicy(actions)
+    slot, rows, fills = run_slot(cfg, spec, ex, bars, policy, tmp_path / "p.db", batch_sizes=[1, 7, 64, 3, 500])
+    hist, env_obs, env_states = run_env(cfg, spec, ex, bars, actions)
+
+    # observations: the daemon decided on exactly the bars the env stepped through
+    assert len(policy.observations) == len(env_obs) == N_BARS - spec.window
+    diff = np.max(np.abs(np.array(policy.observations) - np.array(env_obs)))
+    assert diff <= 1e-12
+    # positions and equity after every bar (daemon rows start at the first decision bar)
+    daemon_states = [tuple(r[1:]) for r in rows[1:]]
+    assert len(daemon_states) == len(env_states)
+    assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
+    # the same summary through the trainer's evaluation
+    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions))
+    assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)
+    assert env_summary["trades"] > 20
+    if liquidity < 1.0:  # partial fills really happened: more fills than orders
+        assert len(fills) > slot.counters.orders
+
+
+def test_no_look_ahead_through_the_daemon(tmp_path, market_cfg, spec):
+    """Changing every bar after t changes neither the observation nor the decision at t."""
+    ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
+    _, net = tiny_checkpoint(tmp_path / "m", spec, seed=3)
+    bars = load_bars(EURUSD)[0][:300]
+    t = 200
+    changed = bars.copy()
+    scale = np.random.default_rng(1).uniform(0.97, 1.03, len(bars) - t - 1)
+    for f in ("open", "high", "low", "close"):
+        changed[f][t + 1 :] *= scale
+
+    class Recording(PPOPolicy):
+        def __init__(self, net):
+            super().__init__(net, "x")
+            self.log = []
+
+        def act(self, obs):
+            a = super().act(obs)
+            self.log.append((obs.copy(), a))
+            return a
+
+    p1, p2 = Recording(net), Recording(net)
+    run_slot(market_cfg, spec, ex, bars, p1, tmp_path / "a.db", [97])
+    run_slot(market_cfg, spec, ex, changed, p2, tmp_path / "b.db", [13])
+    k = t - (spec.window - 1)  # decision index of bar t
+    for (o1, a1), (o2, a2) in zip(p1.log[: k + 1], p2.log[: k + 1]):
+        assert np.array_equal(o1, o2) and a1 == a2
+    assert any(not np.array_equal(o1, o2) for (o1, _), (o2, _) in zip(p1.log[k + 1 :], p2.log[k + 1 :]))
+    assert len({a for _, (a, _) in p1.log}) > 1

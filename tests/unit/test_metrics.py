@@ -1,0 +1,49 @@
+import math
+
+import pytest
+
+from core.metrics import PerformanceTracker, format_summary
+from core.types import NS_PER_DAY, Action
+
+PIP, UNITS = 0.0001, 100_000.0  # 1 pip on one unit = 10 currency
+
+
+def test_tracker_hand_computed_series():
+    t = PerformanceTracker(100_000.0, PIP, UNITS)
+    day = NS_PER_DAY
+    # day 0: open long, equity 100_100; day 1: close with +20 pips (realised 200), then short;
+    # day 2: short closed at -10 pips (realised 200 - 100 = 100), flat.
+    seq = [
+        (0 * day, 0.0, 0.0, 100_000.0, Action.BUY),
+        (0 * day + 1, UNITS, 0.0, 100_100.0, Action.HOLD),
+        (1 * day, 0.0, 200.0, 100_200.0, Action.SELL),
+        (1 * day + 1, -UNITS, 200.0, 100_050.0, Action.HOLD),
+        (2 * day, 0.0, 100.0, 100_100.0, Action.HOLD),
+    ]
+    for ts, units, realized, eq, a in seq:
+        t.on_bar(ts, units, realized, eq)
+        t.on_decision(a)
+    s = t.summary()
+    assert s["trades"] == 2
+    assert s["pnl"] == pytest.approx(100.0) and s["pnl_pips"] == pytest.approx(10.0)
+    assert s["pnl_pct"] == pytest.approx(0.1)
+    assert s["max_drawdown_pct"] == pytest.approx(100 * 150 / 100_200)
+    assert s["win_rate"] == 0.5 and s["profit_factor"] == pytest.approx(2.0)
+    assert s["expectancy_pips"] == pytest.approx(5.0)
+    assert s["sqn"] == pytest.approx(5.0 / math.sqrt(((20 - 5) ** 2 + (-10 - 5) ** 2) / 1) * math.sqrt(2))
+    assert s["hold_rate"] == pytest.approx(3 / 5)
+    assert s["days"] == 3 and s["trades_per_day"] == pytest.approx(2 / 3)
+    # daily close equities: 100_000 (start), 100_100, 100_050, 100_100 -> returns +0.1%, -0.05%, +0.05%
+    r = [0.001, -0.0005, 0.0005]
+    m = sum(r) / 3
+    sd = math.sqrt(sum((x - m) ** 2 for x in r) / 3)
+    assert s["sharpe"] == pytest.approx(m / sd * math.sqrt(252))
+    assert s["sortino"] == pytest.approx(m / math.sqrt(0.0005**2 / 3) * math.sqrt(252))
+
+
+def test_tracker_with_no_trades_reports_zeros_not_nan():
+    t = PerformanceTracker(1000.0, PIP, UNITS)
+    t.on_bar(0, 0.0, 0.0, 1000.0)
+    s = t.summary()
+    assert s["trades"] == 0 and s["sqn"] == 0.0 and s["profit_factor"] == 0.0 and s["sharpe"] == 0.0
+    assert "trades (round trips)" in format_summary({"x": s})
