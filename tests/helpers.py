@@ -69,8 +69,8 @@ def write_bars_csv(path: Path, bars: np.ndarray) -> Path:
         fh.write("Time,Open,High,Low,Close,Volume\n")
         for r in bars:
             t = time.gmtime(int(r["ts_ns"]) // 10**9)
-            fh.write(f"{time.strftime('%d.%m.%Y %H:%M:%S', t)}.000,{r['open']!r},{r['high']!r},{r['low']!r},"
-                     f"{r['close']!r},{r['volume']!r}\n")
+            o, h, lo, c, v = (repr(float(r[f])) for f in ("open", "high", "low", "close", "volume"))
+            fh.write(f"{time.strftime('%d.%m.%Y %H:%M:%S', t)}.000,{o},{h},{lo},{c},{v}\n")
     return path
 
 
