@@ -54,7 +54,13 @@ class Policy(Protocol):
 
 
 class PPOPolicy:
-    """Greedy inference for a trained ActorCritic."""
+    """Greedy inference for a trained ActorCritic.
+
+    The actor's three layers run as ``addmm`` + ``tanh`` into pre-allocated output tensors
+    (what ``nn.Linear`` computes, without the module-call overhead), under inference_mode
+    with one intra-op thread. The observation is copied into a pre-allocated input tensor
+    that shares memory with a numpy array; nothing is allocated per decision but the result.
+    """
 
     kind = "ppo"
 
@@ -62,16 +68,31 @@ class PPOPolicy:
         torch.set_num_threads(1)
         self.net = net.eval()
         self.sha = sha
-        self._x = torch.zeros(1, net.obs_dim)
+        lin = [m for m in net.actor if isinstance(m, nn.Linear)]
+        if len(lin) != 3:
+            raise ValueError(f"expected a 3-layer actor, found {len(lin)} linear layers")
+        with torch.inference_mode():
+            self._w = [(m.bias.detach().clone(), m.weight.detach().t().contiguous()) for m in lin]
+            self._x = torch.zeros(1, net.obs_dim)
+            self._h1 = torch.zeros(1, lin[0].out_features)
+            self._h2 = torch.zeros(1, lin[1].out_features)
+            self._out = torch.zeros(1, lin[2].out_features)
         self._xn = self._x.numpy()
+        self._outn = self._out.numpy()[0]
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        self._xn[0, :] = obs
+        (b1, w1), (b2, w2), (b3, w3) = self._w
+        with torch.inference_mode():
+            torch.tanh(torch.addmm(b1, self._x, w1, out=self._h1), out=self._h1)
+            torch.tanh(torch.addmm(b2, self._h1, w2, out=self._h2), out=self._h2)
+            torch.addmm(b3, self._h2, w3, out=self._out)
+        return self._outn
 
     def act(self, obs: np.ndarray) -> tuple[int, float]:
-        self._xn[0, :] = obs
-        with torch.inference_mode():
-            logits = self.net.actor(self._x)[0]
-            probs = torch.softmax(logits, 0)
-            a = int(torch.argmax(probs))
-            return a, float(probs[a])
+        z = self.logits(obs)
+        a = int(z.argmax())
+        return a, float(1.0 / np.exp(z - z[a]).sum())
 
 
 class ScriptedPolicy:

@@ -42,6 +42,7 @@ class DaemonResult:
     seconds: float
     first_decision: str
     last_bar: str
+    decision_latency_ns: object = None
 
 
 def load_current_policy(models_dir: Path, spec: FeatureSpec) -> PPOPolicy:
@@ -64,21 +65,26 @@ def _fmt(ts_ns: int | None) -> str:
     return "-" if ts_ns is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ns // 10**9))
 
 
-async def run_daemon(cfg: DaemonConfig, policy=None, stop: asyncio.Event | None = None) -> DaemonResult:
+async def run_daemon(cfg: DaemonConfig, policy=None, stop: asyncio.Event | None = None,
+                     ticks=None, latency_capacity: int = 4096) -> DaemonResult:
+    """Run a paper replay. ``ticks`` replaces the bar-derived quotes (benchmarks, recordings)."""
     t0 = time.perf_counter()
     spec = FeatureSpec.from_config(cfg)
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     if policy is None:
         policy = await asyncio.to_thread(load_current_policy, cfg.service.models_dir, spec)
     start_ns, end_ns = cfg.replay.range.ns()
-    ticks = await asyncio.to_thread(replay_ticks, cfg, start_ns, end_ns)
+    source = "supplied" if ticks is not None else ReplayFeed.source
+    if ticks is None:
+        ticks = await asyncio.to_thread(replay_ticks, cfg, start_ns, end_ns)
     store = await Store.open(cfg.service.db_path)
     run_id = f"replay-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
     await store.start_run(run_id, time.time_ns(), "paper-replay", policy.sha, cfg.model_dump_json())
     instrument = cfg.instrument.symbol
     slot = Slot(run_id, instrument, spec, cfg.bars.price, cfg.bars.period_ns, ex, cfg.account.initial_equity,
-                policy, PaperBroker(ex), RiskEngine(ex.max_position_units, ex.max_position_units * 2), store)
-    log.info("daemon_started", run_id=run_id, mode="paper-replay", source=ReplayFeed.source, instrument=instrument,
+                policy, PaperBroker(ex), RiskEngine(ex.max_position_units, ex.max_position_units * 2), store,
+                latency_capacity)
+    log.info("daemon_started", run_id=run_id, mode="paper-replay", source=source, instrument=instrument,
              model_sha=policy.sha[:12], ticks=len(ticks), db=str(cfg.service.db_path), feature_spec=spec.hash)
 
     stop = stop or asyncio.Event()
@@ -123,4 +129,5 @@ async def run_daemon(cfg: DaemonConfig, policy=None, stop: asyncio.Event | None 
                 "rejected_duplicate": slot.builder.rejected_duplicate}
     log.info("daemon_stopped", run_id=run_id, interrupted=interrupted, **{k: v for k, v in counters.items() if k != "actions"})
     return DaemonResult(run_id, summary, counters, cfg.service.db_path, policy.sha, interrupted,
-                        time.perf_counter() - t0, _fmt(slot.first_decision_bar_ts), _fmt(slot.last_bar_ts))
+                        time.perf_counter() - t0, _fmt(slot.first_decision_bar_ts), _fmt(slot.last_bar_ts),
+                        slot.latency.snapshot())

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import time
+
 import numpy as np
 import structlog
 
@@ -40,10 +42,25 @@ class SlotCounters:
     actions: dict[str, int] = field(default_factory=lambda: {a: 0 for a in ACTION_NAMES})
 
 
+class LatencyRing:
+    """The last ``capacity`` decision latencies (bar closed -> order intent handed over), ns."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.values = np.zeros(capacity, dtype=np.int64)
+        self.count = 0
+
+    def add(self, ns: int) -> None:
+        self.values[self.count % len(self.values)] = ns
+        self.count += 1
+
+    def snapshot(self) -> np.ndarray:
+        return self.values[: min(self.count, len(self.values))].copy()
+
+
 class Slot:
     def __init__(self, run_id: str, instrument: str, spec: FeatureSpec, bar_price: str, period_ns: int,
                  ex: ExecutionModel, initial_equity: float, policy: Policy, broker: PaperBroker,
-                 risk: RiskEngine, store: Store) -> None:
+                 risk: RiskEngine, store: Store, latency_capacity: int = 4096) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
         self.policy, self.broker, self.risk, self.store = policy, broker, risk, store
@@ -56,6 +73,7 @@ class Slot:
         self.new_fills: list[Fill] = []
         self._last_quote = (np.nan, np.nan)
         self.first_decision_bar_ts: int | None = None
+        self.latency = LatencyRing(latency_capacity)
         self.last_bar_ts: int | None = None
 
     # -- quotes ---------------------------------------------------------------------------
@@ -65,13 +83,14 @@ class Slot:
         ts, bid, ask = ticks["ts_ns"], ticks["bid"], ticks["ask"]
         acc = closed.accepted
         pos = 0
-        for k in range(len(closed)):
-            j = int(closed.close_idx[k])
-            self._work(ts, bid, ask, acc, pos, j)
-            self._finish_order()
-            bar = closed.bars[k]
-            self._on_bar(bar, float(closed.last_bid[k]), float(closed.last_ask[k]), int(ts[j]))
-            pos = j + 1
+        if len(closed):
+            rows = zip(closed.bars.tolist(), closed.close_idx.tolist(), closed.last_bid.tolist(),
+                       closed.last_ask.tolist())
+            for bar, j, last_bid, last_ask in rows:
+                self._work(ts, bid, ask, acc, pos, j)
+                self._finish_order()
+                self._on_bar(bar, last_bid, last_ask, int(ts[j]))
+                pos = j + 1
         self._work(ts, bid, ask, acc, pos, len(ticks))
         if acc.any():
             last = int(np.flatnonzero(acc)[-1])
@@ -84,7 +103,7 @@ class Slot:
     def finish(self) -> None:
         """End of data: cancel the working order and close the last bar without deciding."""
         self._finish_order()
-        for bar in self.builder.flush():
+        for bar in self.builder.flush().tolist():
             self._on_bar(bar, *self._last_quote, closing_ts_ns=None)
 
     # -- internals ------------------------------------------------------------------------
@@ -107,14 +126,15 @@ class Slot:
         self.store.add("orders", (self.run_id, i.client_order_id, i.instrument, i.bar_ts_ns, total * int(i.side),
                                   order.filled * int(i.side), status, order.not_before_ns))
 
-    def _on_bar(self, bar, last_bid: float, last_ask: float, closing_ts_ns: int | None) -> None:
+    def _on_bar(self, bar: tuple, last_bid: float, last_ask: float, closing_ts_ns: int | None) -> None:
+        """``bar`` is a BAR_DTYPE row as a tuple: (ts_ns, open, high, low, close, volume)."""
+        t0 = time.perf_counter_ns()
         c = self.counters
         c.bars += 1
-        bar_ts = int(bar["ts_ns"])
+        bar_ts, o, h, lo, cl, vol = bar
         self.last_bar_ts = bar_ts
-        self.store.add("bars", (self.run_id, self.instrument, bar_ts, float(bar["open"]), float(bar["high"]),
-                                float(bar["low"]), float(bar["close"]), int(bar["volume"])))
-        self.features.push(bar_ts, float(bar["open"]), float(bar["high"]), float(bar["low"]), float(bar["close"]))
+        self.store.add("bars", (self.run_id, self.instrument, bar_ts, o, h, lo, cl, int(vol)))
+        self.features.push(bar_ts, o, h, lo, cl)
         if not self.features.warm:
             return
         st = self.position
@@ -145,3 +165,4 @@ class Slot:
                                  Side.BUY if risk.units > 0 else Side.SELL, abs(risk.units), bar_ts, closing_ts_ns)
             self.broker.submit(intent, closing_ts_ns + self.ex.latency_ns)
             c.orders += 1
+        self.latency.add(time.perf_counter_ns() - t0)

@@ -1,0 +1,49 @@
+"""Shared benchmark helpers: the reference workload's quote generator, configs, reporting.
+
+Workload (issue #2, the one NautilusTrader 1.221 was measured on): seeded random walk of
+EUR/USD quotes from 1.10, exponential inter-arrival with mean 0.25 s, 0.3-pip per-quote
+volatility, spread uniform in 0.1-1.0 pip, prices rounded to 5 decimals; 1-minute mid bars.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.config import BarConfig, MarketConfig  # noqa: E402
+from core.types import TICK_DTYPE  # noqa: E402
+
+START_NS = 1_506_902_400 * 10**9  # Monday 2017-10-02 00:00 UTC
+
+
+def synthetic_quotes(n: int, seed: int = 42) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ticks = np.empty(n, dtype=TICK_DTYPE)
+    ticks["ts_ns"] = START_NS + np.cumsum(rng.exponential(0.25e9, n)).astype(np.int64)
+    mid = 1.10 + np.cumsum(rng.normal(0.0, 0.3e-4, n))
+    spread = rng.uniform(0.1e-4, 1.0e-4, n)
+    ticks["bid"] = np.round(mid - spread / 2, 5)
+    ticks["ask"] = np.round(mid + spread / 2, 5)
+    return ticks
+
+
+def minute_market() -> MarketConfig:
+    return MarketConfig(bars=BarConfig(period_minutes=1, price="mid"))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def report(name: str, figures: dict) -> None:
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures))

@@ -1,0 +1,54 @@
+"""Bar close -> order intent, measured inside the daemon's slot on every decision: bar row,
+feature update, position marking, observation, PPO inference, risk check, intent handed to
+the broker. Percentiles over >= 10,000 decisions of the reference workload.
+
+    python bench/decision_latency.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import minute_market, report, synthetic_quotes
+from replay_throughput import config
+
+import torch  # noqa: E402
+
+from core.features import FeatureSpec  # noqa: E402
+from core.logs import configure_logging  # noqa: E402
+from core.policy import ActorCritic, PPOPolicy  # noqa: E402
+from daemon.app import run_daemon  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    n = 300_000 if a.quick else 2_600_000  # ~240 quotes per 1-minute bar
+    configure_logging(level="warning")
+    torch.manual_seed(0)
+    spec = FeatureSpec.from_config(minute_market())
+    net = ActorCritic(spec.obs_dim)
+    with torch.no_grad():
+        net.actor[-1].weight.mul_(300.0)
+    ticks = synthetic_quotes(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run_daemon(config(Path(tmp) / "warm"), policy=PPOPolicy(net, "b"), ticks=ticks[:20_000]))
+        res = asyncio.run(run_daemon(config(Path(tmp) / "run"), policy=PPOPolicy(net, "b"), ticks=ticks,
+                                     latency_capacity=1_000_000))
+    lat = res.decision_latency_ns / 1000.0  # µs, one per closed bar after warm-up
+    dec = res.counters["decisions"]
+    report("decision_latency", {
+        "decisions": int(dec), "samples": int(len(lat)), "orders": res.counters["orders"],
+        "p50_us": round(float(np.percentile(lat, 50)), 1), "p90_us": round(float(np.percentile(lat, 90)), 1),
+        "p99_us": round(float(np.percentile(lat, 99)), 1), "max_us": round(float(lat.max()), 1),
+        "goal_p99_us": 150, "sb3_predict_p99_us_ref": 304,
+    })
+
+
+if __name__ == "__main__":
+    main()

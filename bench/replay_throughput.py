@@ -1,0 +1,68 @@
+"""Whole daemon pipeline on the reference workload: quotes -> 1-minute bars -> PPO decision on
+every bar -> paper fills -> SQLite (WAL, synchronous=FULL). Reports the median of the runs.
+
+    python bench/replay_throughput.py [--quick] [--ticks N] [--runs R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import minute_market, peak_rss_mb, report, synthetic_quotes
+
+import torch  # noqa: E402
+
+from core.config import DateRange  # noqa: E402
+from core.features import FeatureSpec  # noqa: E402
+from core.logs import configure_logging  # noqa: E402
+from core.policy import ActorCritic, PPOPolicy  # noqa: E402
+from daemon.app import run_daemon  # noqa: E402
+from daemon.config import DaemonConfig, ReplayConfig, ServiceConfig  # noqa: E402
+
+
+def config(state: Path) -> DaemonConfig:
+    m = minute_market()
+    return DaemonConfig(**m.model_dump(), service=ServiceConfig(state_dir=state, models_dir=state / "models"),
+                        replay=ReplayConfig(range=DateRange(start=dt.date(2017, 10, 2), end=dt.date(2017, 10, 9))))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ticks", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    n, runs = (100_000, 1) if a.quick else (a.ticks, a.runs)
+    configure_logging(level="warning")
+    torch.manual_seed(0)
+    spec = FeatureSpec.from_config(minute_market())
+    net = ActorCritic(spec.obs_dim)
+    with torch.no_grad():
+        net.actor[-1].weight.mul_(300.0)  # an untrained net that actually trades
+    ticks = synthetic_quotes(n)
+    rates, results = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run_daemon(config(Path(tmp) / "warm"), policy=PPOPolicy(net, "bench"), ticks=ticks[:20_000]))
+        for r in range(runs):
+            t0 = time.perf_counter()
+            res = asyncio.run(run_daemon(config(Path(tmp) / f"run{r}"), policy=PPOPolicy(net, "bench"), ticks=ticks))
+            rates.append(n / (time.perf_counter() - t0))
+            results.append(res)
+    c = results[-1].counters
+    report("replay_throughput", {
+        "ticks": n, "runs": runs, "ticks_per_s": round(statistics.median(rates)),
+        "ticks_per_s_min": round(min(rates)), "ticks_per_s_max": round(max(rates)),
+        "bars": c["bars"], "decisions": c["decisions"], "orders": c["orders"], "fills": c["fills"],
+        "peak_rss_mb": round(peak_rss_mb(), 1), "nautilus_ref_ticks_per_s": 143_000,
+        "ratio_vs_nautilus": round(statistics.median(rates) / 143_000, 2),
+    })
+
+
+if __name__ == "__main__":
+    main()
