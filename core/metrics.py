@@ -8,7 +8,8 @@ same numbers for the same run. Memory is bounded by the number of trades and day
 - Sharpe / Sortino: daily equity returns (UTC days), annualised with sqrt(252)
 - SQN = mean(R) / std(R) * sqrt(N) with R the per-trade PnL in pips (Van Tharp)
 - win rate, profit factor (gross win / gross loss), expectancy (mean trade pips)
-- hold rate (share of HOLD decisions), trades (round trips closed) and trades per day
+- hold rate (share of HOLD decisions), trades (round trips closed) and trades per day,
+  entries (positions opened, reversals included) and the position still open at the end
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class PerformanceTracker:
     _side: float = 0.0
     _realized_at_open: float = 0.0
     _days_seen: int = 0
+    entries: int = 0
+    _units: float = 0.0
 
     def __post_init__(self) -> None:
         self.equity = self.peak = self.initial_equity
@@ -62,6 +65,8 @@ class PerformanceTracker:
                 self.trade_pnls_pips.append((realized - self._realized_at_open) / (self.pip * self.trade_units))
             self._realized_at_open = realized
             self._side = side
+            self.entries += side != 0.0
+        self._units = units
         self.equity = equity
         self.peak = max(self.peak, equity)
         self.max_dd = max(self.max_dd, (self.peak - equity) / self.peak)
@@ -77,6 +82,8 @@ class PerformanceTracker:
             "bars": self.bars,
             "decisions": self.decisions,
             "trades": len(r),
+            "entries": self.entries,
+            "open_units_at_end": self._units,
             "pnl": pnl,
             "pnl_pct": 100.0 * pnl / self.initial_equity,
             "pnl_pips": pnl / (self.pip * self.trade_units),
@@ -98,7 +105,8 @@ def _ratio(num: float, den: float) -> float:
 
 
 SUMMARY_ROWS = (
-    ("bars", "bars", "{:.0f}"), ("decisions", "decisions", "{:.0f}"), ("trades", "trades (round trips)", "{:.0f}"),
+    ("bars", "bars", "{:.0f}"), ("decisions", "decisions", "{:.0f}"), ("entries", "entries", "{:.0f}"),
+    ("trades", "trades (round trips)", "{:.0f}"), ("open_units_at_end", "open at end (units)", "{:+,.0f}"),
     ("pnl_pips", "PnL (pips/unit)", "{:+.1f}"), ("pnl_pct", "PnL (%)", "{:+.3f}"),
     ("max_drawdown_pct", "max drawdown (%)", "{:.3f}"), ("sharpe", "Sharpe (daily, ann.)", "{:+.2f}"),
     ("sortino", "Sortino", "{:+.2f}"), ("sqn", "SQN", "{:+.2f}"), ("win_rate", "win rate", "{:.1%}"),

@@ -3,7 +3,8 @@
 Printed side by side, whatever they show: the trainer's in-sample and held-back-tail
 metrics, the daemon's paper replay on the quarter the trainer never saw, and the same
 quarter re-run through the trainer's environment with the same checkpoint (it must agree
-with the daemon to the last digit: one feature pipeline, one execution model).
+with the daemon to the last digit: one feature pipeline, one execution model), and a
+buy-and-hold baseline over the same bars with the same costs, for context.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
     ck = read_checkpoint(dcfg.service.models_dir / "current")
     net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
     env_check, _ = evaluate(net, hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2)
+    buy_hold, _ = evaluate(None, hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2,
+                           actions=[1] * len(hist))
 
     print()
     print("Results (costs on: modelled 1.0-pip spread, 0.2-pip commission per side, 0.1-pip slippage, "
@@ -66,6 +69,7 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
         "train held-back": tr.holdout,
         "daemon Oct-Dec": dr.summary,
         "env Oct-Dec": env_check,
+        "buy&hold Oct-Dec": buy_hold,
     }))
     same = all(abs(env_check[k] - dr.summary[k]) < 1e-9 for k in ("pnl", "trades", "decisions", "max_drawdown_pct"))
     print(f"\nheld-back tail: {tr.holdout_range} UTC. Daemon vs trainer env on Oct-Dec: "
