@@ -23,14 +23,20 @@ from core.types import TICK_DTYPE  # noqa: E402
 START_NS = 1_506_902_400 * 10**9  # Monday 2017-10-02 00:00 UTC
 
 
-def synthetic_quotes(n: int, seed: int = 42) -> np.ndarray:
+def synthetic_quotes(n: int, seed: int = 42, chunk: int = 65_536) -> np.ndarray:
+    """Generated in chunks so the generator's temporaries stay small next to the result."""
     rng = np.random.default_rng(seed)
     ticks = np.empty(n, dtype=TICK_DTYPE)
-    ticks["ts_ns"] = START_NS + np.cumsum(rng.exponential(0.25e9, n)).astype(np.int64)
-    mid = 1.10 + np.cumsum(rng.normal(0.0, 0.3e-4, n))
-    spread = rng.uniform(0.1e-4, 1.0e-4, n)
-    ticks["bid"] = np.round(mid - spread / 2, 5)
-    ticks["ask"] = np.round(mid + spread / 2, 5)
+    t, mid = float(START_NS), 1.10
+    for s in range(0, n, chunk):
+        k = min(chunk, n - s)
+        ts = t + np.cumsum(rng.exponential(0.25e9, k))
+        mids = mid + np.cumsum(rng.normal(0.0, 0.3e-4, k))
+        spread = rng.uniform(0.1e-4, 1.0e-4, k)
+        ticks["ts_ns"][s : s + k] = ts.astype(np.int64)
+        ticks["bid"][s : s + k] = np.round(mids - spread / 2, 5)
+        ticks["ask"][s : s + k] = np.round(mids + spread / 2, 5)
+        t, mid = float(ts[-1]), float(mids[-1])
     return ticks
 
 
