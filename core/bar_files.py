@@ -70,6 +70,21 @@ class BarFileReport:
     def other_gaps(self) -> int:
         return sum(not g.weekend for g in self.gaps)
 
+    def log_fields(self) -> dict:
+        """Key/value fields for a ``bar_file_loaded`` log event."""
+        other = [g for g in self.gaps if not g.weekend]
+        return {
+            "file": str(self.path), "rows": self.rows, "period_minutes": self.period_minutes,
+            "weekend_gaps": self.weekend_gaps, "other_gaps": len(other),
+            "other_gap_examples": [f"{_iso(g.start_ns)} ({g.minutes:.0f} min)" for g in other[:3]],
+        }
+
+
+def _iso(ts_ns: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ns // 1_000_000_000))
+
 
 def _price(path: Path, line: int, name: str, text: str) -> float:
     try:

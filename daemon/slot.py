@@ -27,6 +27,7 @@ from core.position import (PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, ma
 from core.types import ACTION_NAMES, Fill, OrderIntent, Side, client_order_id
 from daemon.paper_broker import PaperBroker
 from daemon.risk import RiskEngine
+from daemon.sessions import SessionTracker
 from daemon.store import Store
 
 log = structlog.get_logger("slot")
@@ -74,6 +75,7 @@ class Slot:
         self._last_quote = (np.nan, np.nan)
         self.first_decision_bar_ts: int | None = None
         self.latency = LatencyRing(latency_capacity)
+        self.sessions = SessionTracker()
         self.last_bar_ts: int | None = None
 
     # -- quotes ---------------------------------------------------------------------------
@@ -97,14 +99,21 @@ class Slot:
             self._last_quote = (float(bid[last]), float(ask[last]))
 
     def cancel_working(self) -> None:
-        """Cancel the working order (shutdown) and record its final state."""
+        """Cancel the working order (shutdown), record its final state and the open session."""
         self._finish_order()
+        self._close_session()
 
     def finish(self) -> None:
         """End of data: cancel the working order and close the last bar without deciding."""
         self._finish_order()
         for bar in self.builder.flush().tolist():
             self._on_bar(bar, *self._last_quote, closing_ts_ns=None)
+        self._close_session()
+
+    def _close_session(self) -> None:
+        done = self.sessions.close()
+        if done is not None:
+            self.store.add("session_metrics", done.row(self.run_id, self.instrument))
 
     # -- internals ------------------------------------------------------------------------
     def _work(self, ts, bid, ask, acc, start: int, stop: int) -> None:
@@ -115,6 +124,8 @@ class Slot:
                                      signed, f.price, f.commission))
             self.counters.fills += 1
             self.new_fills.append(f)
+            if self.sessions.current is not None:
+                self.sessions.current.fills += 1
 
     def _finish_order(self) -> None:
         order = self.broker.finish(self.instrument)
@@ -142,6 +153,10 @@ class Slot:
         eq = float(equity(st, last_bid, last_ask, self.initial_equity))
         units = float(st[PS_UNITS])
         self.tracker.on_bar(bar_ts, units, float(st[PS_REALIZED]), eq)
+        done = self.sessions.on_bar(bar_ts, eq)
+        if done is not None:
+            self.store.add("session_metrics", done.row(self.run_id, self.instrument))
+        session = self.sessions.current
         self.store.add("positions", (self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]),
                                      float(st[PS_REALIZED]), eq))
         if closing_ts_ns is None:
@@ -154,6 +169,8 @@ class Slot:
         c.decisions += 1
         c.actions[ACTION_NAMES[action]] += 1
         self.tracker.on_decision(action)
+        session.decisions += 1
+        session.holds += action == 0
         wanted = self.ex.order_units(action, units)
         risk = self.risk.check(units, wanted)
         self.store.add("decisions", (self.run_id, self.instrument, bar_ts, ACTION_NAMES[action], confidence,
@@ -165,4 +182,5 @@ class Slot:
                                  Side.BUY if risk.units > 0 else Side.SELL, abs(risk.units), bar_ts, closing_ts_ns)
             self.broker.submit(intent, closing_ts_ns + self.ex.latency_ns)
             c.orders += 1
+            session.orders += 1
         self.latency.add(time.perf_counter_ns() - t0)

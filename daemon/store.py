@@ -40,6 +40,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE events (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts_ns INTEGER NOT NULL,
                          kind TEXT NOT NULL, detail_json TEXT NOT NULL);
     """,
+    """
+    CREATE TABLE session_metrics (run_id TEXT NOT NULL, instrument TEXT NOT NULL, session_date TEXT NOT NULL,
+                                  bars INTEGER, decisions INTEGER, holds INTEGER, orders INTEGER, fills INTEGER,
+                                  equity_open REAL, equity_close REAL, pnl REAL, max_drawdown_pct REAL,
+                                  PRIMARY KEY (run_id, instrument, session_date)) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -51,6 +57,7 @@ _INSERT = {
     "fills": "INSERT INTO fills VALUES (?,?,?,?,?,?,?,?)",
     "positions": "INSERT INTO positions VALUES (?,?,?,?,?,?,?)",
     "events": "INSERT INTO events (run_id, ts_ns, kind, detail_json) VALUES (?,?,?,?)",
+    "session_metrics": "INSERT INTO session_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import structlog
 
 from core.bar_builder import S_LAST_ASK, S_LAST_BID, BarBuilder
 from core.bar_files import load_bars, select_range
@@ -49,8 +50,12 @@ def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec
                          batch_market_features(bars, spec))
 
 
+log = structlog.get_logger("trainer")
+
+
 def load_history(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int) -> MarketHistory:
     raw, report = load_bars(cfg.data.bars_csv)
+    log.info("bar_file_loaded", **report.log_fields())
     if report.period_minutes != cfg.bars.period_minutes:
         raise DataError(
             f"{cfg.data.bars_csv}: bars are {report.period_minutes}-minute but the config says "

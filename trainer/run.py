@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import structlog
 
 from core.checkpoint import CheckpointMeta, publish, save_checkpoint
+from core.errors import ConfigError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.types import ACTION_NAMES
@@ -46,6 +47,13 @@ def run_training(cfg: TrainerConfig, publish_current: bool = True) -> TrainResul
     split = int(len(history) * (1.0 - cfg.train.holdout_fraction))
     session_len = cfg.bars.bars(cfg.train.session_minutes, "train.session_minutes")
     ts = history.bars["ts_ns"]
+    usable = split - 2 - (spec.window - 1) + 1
+    if session_len > usable:
+        raise ConfigError(f"train.session_minutes = {cfg.train.session_minutes} ({session_len} bars) is longer than "
+                          f"the {usable} usable training bars in train.range (after the {spec.window}-bar warm-up "
+                          "and the held-back tail)")
+    if len(history) - 2 - split < 1:
+        raise ConfigError(f"train.holdout_fraction = {cfg.train.holdout_fraction} leaves no bars to evaluate on")
     log.info("training_started", bars=len(history), train_bars=split, holdout_bars=len(history) - split,
              train_from=_day(int(ts[0])), holdout_from=_day(int(ts[split])), session_bars=session_len,
              feature_spec=spec.hash, obs_dim=spec.obs_dim, total_steps=cfg.ppo.total_steps)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import numpy as np
+import structlog
 
 from core.bar_files import load_bars, select_range
 from core.bar_ticks import bars_to_ticks
@@ -13,8 +14,12 @@ from core.config import MarketConfig
 from core.errors import DataError
 
 
+log = structlog.get_logger("replay")
+
+
 def replay_ticks(cfg: MarketConfig, start_ns: int, end_ns: int) -> np.ndarray:
     raw, report = load_bars(cfg.data.bars_csv)
+    log.info("bar_file_loaded", **report.log_fields())
     if report.period_minutes != cfg.bars.period_minutes:
         raise DataError(f"{cfg.data.bars_csv}: bars are {report.period_minutes}-minute but the config says "
                         f"bars.period_minutes = {cfg.bars.period_minutes}")

@@ -1,0 +1,67 @@
+import asyncio
+import sqlite3
+
+import pytest
+
+from core.errors import FatalError
+from daemon.store import MIGRATIONS, SCHEMA_VERSION, Store
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_store_fresh_database_is_wal_full_and_current_version(tmp_path):
+    async def go():
+        s = await Store.open(tmp_path / "a.db")
+        mode = await (await s.db.execute("PRAGMA journal_mode")).fetchone()
+        sync = await (await s.db.execute("PRAGMA synchronous")).fetchone()
+        await s.close()
+        return mode[0], sync[0]
+
+    assert run(go()) == ("wal", 2)  # 2 = FULL
+    with sqlite3.connect(tmp_path / "a.db") as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+
+
+def test_store_migrates_v1_database_keeping_rows(tmp_path):
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as c:
+        c.executescript(MIGRATIONS[0])
+        c.execute("PRAGMA user_version = 1")
+        c.execute("INSERT INTO runs (run_id, started_ns, mode, model_sha, config_json) VALUES ('r', 1, 'm', 's', '{}')")
+
+    async def go():
+        s = await Store.open(db)
+        s.add("session_metrics", ("r", "EUR_USD", "2017-10-02", 24, 24, 3, 2, 2, 1e5, 1.001e5, 100.0, 0.1))
+        await s.flush()
+        await s.close()
+
+    run(go())
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert c.execute("SELECT run_id FROM runs").fetchall() == [("r",)]
+        assert c.execute("SELECT pnl FROM session_metrics").fetchall() == [(100.0,)]
+
+
+def test_store_refuses_newer_schema(tmp_path):
+    db = tmp_path / "new.db"
+    with sqlite3.connect(db) as c:
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(FatalError, match=f"schema v{SCHEMA_VERSION + 1} is newer than this Stairway"):
+        run(Store.open(db))
+
+
+def test_store_failed_flush_rolls_back_and_keeps_nothing_half_written(tmp_path):
+    async def go():
+        s = await Store.open(tmp_path / "b.db")
+        s.add("events", ("r", 1, "ok", "{}"))
+        s.add("fills", ("r", "id", 0, "EUR_USD", 1, 1.0, 1.1, 0.0))
+        s.add("fills", ("r", "id", 0, "EUR_USD", 1, 1.0, 1.1, 0.0))  # duplicate key
+        with pytest.raises(sqlite3.IntegrityError):
+            await s.flush()
+        n = await (await s.db.execute("SELECT count(*) FROM events")).fetchone()
+        await s.db.close()
+        return n[0]
+
+    assert run(go()) == 0
