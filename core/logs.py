@@ -9,9 +9,9 @@ import structlog
 
 
 def configure_logging(json: bool | None = None, level: str = "info", stream=None) -> None:
-    stream = stream or sys.stdout
+    """``stream=None`` writes to whatever ``sys.stdout`` is when a line is logged."""
     if json is None:
-        json = not stream.isatty()
+        json = not (stream or sys.stdout).isatty()
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[
