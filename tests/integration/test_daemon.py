@@ -46,6 +46,11 @@ def test_daemon_replay_persists_every_decision_order_and_fill(tmp_path, spec, sm
         (total,) = query(db, f"SELECT coalesce(sum(units), 0) FROM fills WHERE client_order_id = '{coid}'")[0]
         assert total == pytest.approx(filled)
         assert status == ("filled" if abs(filled) == abs(units) else "partial" if filled else "cancelled")
+    # every fill is after its bar closed, and no earlier than the closing quote + latency
+    late = query(db, "SELECT count(*) FROM fills f JOIN orders o USING (run_id, client_order_id) "
+                     "WHERE f.ts_ns < o.not_before_ns OR f.ts_ns <= o.bar_ts_ns + 3600 * 1000000000")
+    assert late == [(0,)]
+    assert query(db, "SELECT min(not_before_ns - bar_ts_ns) FROM orders")[0][0] == 3600 * 10**9 + 250 * 10**6
     # the final position equals the sum of all fills; the run is closed with its summary
     (net,) = query(db, "SELECT sum(units) FROM fills")[0]
     last_units = query(db, "SELECT units FROM positions ORDER BY ts_ns DESC LIMIT 1")[0][0]
