@@ -102,6 +102,22 @@ class DataConfig(Strict):
     modelled_spread_pips: float = Field(1.0, ge=0, description="Spread used for bar-derived ticks.")
 
 
+class RegimeConfig(Strict):
+    """Regime detector (core.regime). Durations in days/minutes, converted with the bar period."""
+
+    window_days: int = Field(30, gt=0, description="Rolling z-score window.")
+    warmup_days: int = Field(5, gt=0, description="Neutral until this many days of signals.")
+    momentum_minutes: int = Field(60, gt=0, description="Momentum lookback.")
+    divergence_minutes: int = Field(240, gt=0, description="Moving average for divergence.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "RegimeConfig":
+        if self.warmup_days > self.window_days:
+            raise ValueError(f"warmup_days ({self.warmup_days}) must not exceed window_days ({self.window_days}): "
+                             "the detector could never warm up")
+        return self
+
+
 class MarketConfig(Strict):
     """Everything the trainer and the daemon must agree on."""
 
@@ -111,6 +127,7 @@ class MarketConfig(Strict):
     execution: ExecutionConfig = ExecutionConfig()
     account: AccountConfig = AccountConfig()
     data: DataConfig = DataConfig()
+    regime: RegimeConfig = RegimeConfig()
 
 
 class DateRange(Strict):
