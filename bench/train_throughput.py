@@ -42,7 +42,7 @@ def main() -> None:
         args = PPOArgs(total_steps=steps, num_envs=num_envs)
         t0 = time.perf_counter()
         train_ppo(VecTradingEnv(hist, spec, ex, 100_000.0, num_envs, 360, seed=1), args, seed=1)
-        done = (steps // (num_envs * 128)) * num_envs * 128
+        done = -(-steps // (num_envs * 128)) * num_envs * 128
         figures[f"steps_per_s_{num_envs}env"] = round(done / (time.perf_counter() - t0))
     figures["ratio_vs_sb3_8env"] = round(figures["steps_per_s_64env"] / 3100, 1)
     report("train_throughput", figures)

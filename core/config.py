@@ -109,6 +109,7 @@ class RegimeConfig(Strict):
     warmup_days: int = Field(5, gt=0, description="Neutral until this many days of signals.")
     momentum_minutes: int = Field(60, gt=0, description="Momentum lookback.")
     divergence_minutes: int = Field(240, gt=0, description="Moving average for divergence.")
+    weights: tuple[float, float, float] = Field((0.4, 0.3, 0.3), description="Momentum, volatility, divergence.")
 
     @model_validator(mode="after")
     def _check(self) -> "RegimeConfig":

@@ -9,7 +9,7 @@ Signals, from bar closes c_t (r_t = log(c_t / c_{t-1})):
   (``divergence_minutes``).
 
 Each signal is z-scored against its own last W values (W = ``window_days`` of bars):
-z = (x - mean_W) / std_W, clamped to [-3, 3]. The composite is 0.4·z_m + 0.3·z_v + 0.3·z_d,
+z = (x - mean_W) / std_W, clamped to [-3, 3]. The composite is 0.4·z_m + 0.3·z_v + 0.3·z_d (``weights``),
 clamped to [-3, 3]. Everything is 0 (neutral) until ``warmup_days`` of signals exist; the
 warm-up may not exceed the window (the seed's 50-day bootstrap on a 30-day buffer could
 never warm up).
@@ -29,7 +29,6 @@ import numpy as np
 
 from core.config import BarConfig, RegimeConfig
 
-WEIGHTS = (0.4, 0.3, 0.3)
 CLAMP = 3.0
 
 
@@ -83,6 +82,7 @@ class RegimeDetector:
         self._seen = 0
         self._div_sum = 0.0
         self._signals = 0
+        self.weights = tuple(cfg.weights)
         self.z = (0.0, 0.0, 0.0)
         self.value = 0.0
 
@@ -116,7 +116,7 @@ class RegimeDetector:
         if not self.warm:
             return self.value
         self.z = zs
-        v = sum(w * z for w, z in zip(WEIGHTS, zs))
+        v = sum(w * z for w, z in zip(self.weights, zs))
         self.value = -CLAMP if v < -CLAMP else (CLAMP if v > CLAMP else v)
         return self.value
 

@@ -29,6 +29,26 @@ class PPOArgs(Strict):
     torch_threads: int = Field(1, gt=0, description="Intra-op threads (fixed for determinism).")
 
 
+class ShapingConfig(Strict):
+    """Training-only reward shaping (trainer.shaping). Defaults from the seed plan."""
+
+    hold_bonus: bool = Field(True, description="Pay the dual-lane controller's bonus for HOLD.")
+    base_hold_bonus: float = Field(0.01, ge=0, description="Controller base bonus.")
+    fast_gain: float = Field(0.25, ge=0, description="Fast lane gain.")
+    regime_gain: float = Field(0.3, ge=0, description="Fast lane scaling by regime: (1 + gain·regime).")
+    slow_gain: float = Field(0.05, ge=0, description="Slow lane gain.")
+    slow_every: int = Field(25, gt=0, description="Slow lane sampling period (steps).")
+    target_hold_rate: float = Field(0.55, ge=0, le=1, description="Target when no curriculum applies.")
+    regime_target_gain: float = Field(0.1, description="Target += gain · regime.")
+    hold_rate_ema: float = Field(0.04, gt=0, le=1, description="EMA weight of the hold-rate estimate.")
+    amddp_weight: float = Field(0.0, ge=0, description="Penalty on increases of the trade's max drawdown.")
+    sharpe_weight: float = Field(0.0, ge=0, description="Variance penalty.")
+    sortino_weight: float = Field(0.0, ge=0, description="Downside variance penalty.")
+    drawdown_weight: float = Field(0.0, ge=0, description="Penalty on increases of the session drawdown.")
+    cvar_weight: float = Field(0.0, ge=0, description="Penalty below the online VaR quantile.")
+    cvar_alpha: float = Field(0.05, gt=0, lt=1, description="VaR quantile for the CVaR penalty.")
+
+
 class TrainConfig(Strict):
     range: DateRange = Field(description="Bars used: training head plus held-back tail.")
     holdout_fraction: float = Field(0.15, gt=0, lt=1, description="Tail of the range never trained on.")
@@ -40,3 +60,4 @@ class TrainConfig(Strict):
 class TrainerConfig(MarketConfig):
     train: TrainConfig
     ppo: PPOArgs = PPOArgs()
+    shaping: ShapingConfig = ShapingConfig()

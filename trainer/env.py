@@ -16,7 +16,7 @@ import numpy as np
 
 from core.execution import ExecutionModel, target_units, work_order
 from core.features import FeatureSpec
-from core.position import PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
+from core.position import PS_MAXDD, PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
 from trainer.history import MarketHistory
 
 MAX_FILLS = 64
@@ -34,7 +34,7 @@ def _observe(feats, bar, state, last_bid, last_ask, pip, n_market, obs):
 @numba.njit(cache=True)
 def _step(actions, bar, steps, session_len, state, feats, close_idx, ts, bid, ask, accepted, last_bid,
           last_ask, pip, trade_units, max_units, comm_per_unit, slip, latency_ns, cap_units, initial,
-          reward_scale, n_market, obs, reward, done, fill_idx, fill_units, fill_price):
+          reward_scale, n_market, obs, reward, done, eq_out, fill_idx, fill_units, fill_price):
     unit_pips = pip * trade_units
     for e in range(actions.shape[0]):
         i = bar[e]
@@ -64,6 +64,7 @@ def _step(actions, bar, steps, session_len, state, feats, close_idx, ts, bid, as
             r -= abs(st[PS_UNITS]) * (comm_per_unit + slip) / unit_pips
         reward[e] = r * reward_scale
         done[e] = d
+        eq_out[e] = (eq1 - initial) / unit_pips
         for k in range(n_market):
             obs[e, k] = feats[i1, k]
         position_features(st, last_bid[i1], last_ask[i1], pip, obs[e, n_market:])
@@ -74,7 +75,8 @@ class VecTradingEnv:
 
     def __init__(self, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initial_equity: float,
                  num_envs: int, session_len: int, seed: int, reward_scale: float = 0.1,
-                 first_bar: int | None = None, last_bar: int | None = None, auto_reset: bool = True) -> None:
+                 first_bar: int | None = None, last_bar: int | None = None, auto_reset: bool = True,
+                 shaper=None) -> None:
         self.h, self.spec, self.ex = history, spec, ex
         self.num_envs, self.session_len = num_envs, session_len
         self.initial_equity, self.reward_scale = initial_equity, reward_scale
@@ -85,6 +87,8 @@ class VecTradingEnv:
         if self.hi - self.lo + 1 < session_len:
             raise ValueError(f"history has {self.hi - self.lo + 1} usable bars, fewer than a session of {session_len}")
         self.auto_reset = auto_reset
+        self.shaper = shaper
+        self.equity_pips = np.zeros(num_envs)
         self.rng = np.random.default_rng(seed)
         self.state = new_state(num_envs)
         self.bar = np.zeros(num_envs, dtype=np.int64)
@@ -118,11 +122,18 @@ class VecTradingEnv:
         """Advance every env one bar. Finished sessions restart (obs is then the new start's)."""
         h, ex = self.h, self.ex
         ts, bid, ask = self._cols
-        _step(np.asarray(actions, dtype=np.int64), self.bar, self.steps, self.session_len, self.state,
+        actions = np.asarray(actions, dtype=np.int64)
+        if self.shaper is not None:
+            regime = h.regime[self.bar]
+            maxdd_before = self.state[:, PS_MAXDD].copy()
+        _step(actions, self.bar, self.steps, self.session_len, self.state,
               h.features, h.close_idx, ts, bid, ask, h.accepted, h.last_bid, h.last_ask, ex.pip,
               ex.trade_units, ex.max_position_units, ex.commission_per_unit, ex.slippage, ex.latency_ns,
               ex.cap_units, self.initial_equity, self.reward_scale, self.spec.n_market, self.obs,
-              self.reward, self.done, *self._fills)
+              self.reward, self.done, self.equity_pips, *self._fills)
+        if self.shaper is not None:
+            dd_up = np.maximum(0.0, self.state[:, PS_MAXDD] - maxdd_before)
+            self.reward[:] = self.shaper.shape(actions, self.reward, regime, dd_up, self.equity_pips, self.done)
         finished = np.nonzero(self.done)[0]
         if len(finished) and self.auto_reset:
             self._reset_envs(finished)

@@ -18,6 +18,7 @@ from core.bar_ticks import bars_to_ticks
 from core.config import MarketConfig
 from core.errors import DataError
 from core.features import FeatureSpec, batch_market_features
+from core.regime import RegimeDetector
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class MarketHistory:
     last_bid: np.ndarray
     last_ask: np.ndarray
     features: np.ndarray  # (n_bars, n_market), NaN before the warm-up
+    regime: np.ndarray  # composite regime after each bar (training shaping only, never observed)
 
     def __len__(self) -> int:
         return len(self.bars)
@@ -46,8 +48,9 @@ def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec
     s = builder.state
     last_bid = np.concatenate([closed.last_bid, np.full(len(tail), s[S_LAST_BID])])
     last_ask = np.concatenate([closed.last_ask, np.full(len(tail), s[S_LAST_ASK])])
+    regime = RegimeDetector(cfg.regime, cfg.bars).series(bars["close"])
     return MarketHistory(ticks, closed.accepted, bars, close_idx, last_bid, last_ask,
-                         batch_market_features(bars, spec))
+                         batch_market_features(bars, spec), regime)
 
 
 log = structlog.get_logger("trainer")
