@@ -41,6 +41,9 @@ class PerformanceTracker:
     _days_seen: int = 0
     entries: int = 0
     _units: float = 0.0
+    record: bool = False  # keep (ts, equity) per bar for plots (evaluation only)
+    curve_ts: list[int] = field(default_factory=list)
+    curve_equity: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.equity = self.peak = self.initial_equity
@@ -67,9 +70,16 @@ class PerformanceTracker:
             self._side = side
             self.entries += side != 0.0
         self._units = units
+        if self.record:
+            self.curve_ts.append(ts_ns)
+            self.curve_equity.append(equity)
         self.equity = equity
         self.peak = max(self.peak, equity)
         self.max_dd = max(self.max_dd, (self.peak - equity) / self.peak)
+
+    def trade_returns(self) -> np.ndarray:
+        """Closed trades' PnL as fractions of initial equity (for Monte Carlo)."""
+        return np.asarray(self.trade_pnls_pips) * self.pip * self.trade_units / self.initial_equity
 
     def summary(self) -> dict[str, float]:
         pnl = self.equity - self.initial_equity

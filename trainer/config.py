@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.config import DateRange, MarketConfig, Strict
 
@@ -49,15 +49,56 @@ class ShapingConfig(Strict):
     cvar_alpha: float = Field(0.05, gt=0, lt=1, description="VaR quantile for the CVaR penalty.")
 
 
+class CycleConfig(Strict):
+    """The Stairways cycle plan (seed defaults: 8 cycles of 6,000 steps)."""
+
+    count: int = Field(8, gt=0, description="Most cycles per run.")
+    steps: int = Field(6000, gt=0, description="Env steps per cycle (rounded up to whole rollouts).")
+    curriculum: tuple[float, ...] = Field((0.75, 0.75, 0.70, 0.70, 0.67, 0.55, 0.45, 0.35, 0.25),
+                                          description="Target hold rate per cycle (last one repeats).")
+    min_cycles: int = Field(2, gt=0, description="Never stop before this many cycles.")
+    patience: int = Field(2, gt=0, description="Stop after this many cycles without improvement.")
+    min_sharpe_improvement: float = Field(0.01, ge=0, description="Relative Sharpe gain that counts (1 %).")
+    warm_start: bool = Field(True, description="Start from models/current (or gold) when compatible.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CycleConfig":
+        if not self.curriculum or not all(0.0 <= x <= 1.0 for x in self.curriculum):
+            raise ValueError("curriculum must be a non-empty list of hold rates in [0, 1]")
+        return self
+
+
+class GateConfig(Strict):
+    """Validation gates every candidate must pass before it is published."""
+
+    daemon_config: Path = Field(Path("config/paper.toml"), description="Pre-flight compares against this.")
+    ticks_dir: Path = Field(Path("state/ticks"), description="The daemon's recorded ticks.")
+    shadow_days: int = Field(3, gt=0, description="Trading days replayed.")
+    min_day_pnl: float = Field(0.0, description="Each day's PnL must be at least this (quote currency).")
+    max_day_drawdown_pct: float = Field(2.0, gt=0, description="Each day's max drawdown at most this.")
+    trades_per_day_minute_bars: tuple[int, int] = Field((5, 25), description="Scaled for the bar period.")
+    drift_threshold: float = Field(0.15, gt=0, description="Relative L2 distance to gold.")
+    mc_resamples: int = Field(1000, ge=1000, description="Monte Carlo bootstrap resamples.")
+    walk_forward_windows: int = Field(4, ge=2, description="Rolling windows for walk-forward efficiency.")
+    gate_on_robustness: bool = Field(False, description="Also require CAR25, WFE and SQN minimums.")
+    min_car25_pct: float = 0.0
+    min_walk_forward_efficiency: float = 0.5
+    min_sqn: float = 1.6
+
+
 class TrainConfig(Strict):
     range: DateRange = Field(description="Bars used: training head plus held-back tail.")
     holdout_fraction: float = Field(0.15, gt=0, lt=1, description="Tail of the range never trained on.")
     session_minutes: int = Field(21_600, gt=0, description="Session length (360 one-hour bars).")
     seed: int = 1
     models_dir: Path = Path("models")
+    gate_db: Path = Field(Path("state/gate.db"), description="The trainer's registry database.")
+    reports_dir: Path = Field(Path("runs"), description="HTML/Markdown reports, one folder per run.")
 
 
 class TrainerConfig(MarketConfig):
     train: TrainConfig
     ppo: PPOArgs = PPOArgs()
     shaping: ShapingConfig = ShapingConfig()
+    cycles: CycleConfig = CycleConfig()
+    gates: GateConfig = GateConfig()

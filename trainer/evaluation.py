@@ -18,13 +18,21 @@ def evaluate(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec,
              initial_equity: float, first_bar: int, last_bar: int | None = None,
              actions: np.ndarray | None = None) -> tuple[dict[str, float], list[int]]:
     """Decide on bars first_bar..last_bar (greedy ``net`` or a fixed ``actions`` list)."""
+    tracker, taken = run_evaluation(net, history, spec, ex, initial_equity, first_bar, last_bar, actions)
+    return tracker.summary(), taken
+
+
+def run_evaluation(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
+                   initial_equity: float, first_bar: int, last_bar: int | None = None,
+                   actions: np.ndarray | None = None, record: bool = False) -> tuple[PerformanceTracker, list[int]]:
+    """As ``evaluate``, returning the tracker (equity curve when ``record``, trade list)."""
     hi = len(history) - 2 if last_bar is None else last_bar
     first = max(first_bar, spec.window - 1)
     n = hi - first + 1
     env = VecTradingEnv(history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi,
                         auto_reset=False)
     obs = env.reset(np.array([first]))
-    tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units)
+    tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, record=record)
     taken: list[int] = []
 
     def mark(i: int) -> None:
@@ -43,4 +51,4 @@ def evaluate(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec,
             taken.append(a)
             obs, _, _ = env.step(np.array([a]))
     mark(int(env.bar[0]))
-    return tracker.summary(), taken
+    return tracker, taken

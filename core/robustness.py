@@ -1,0 +1,57 @@
+"""Robustness statistics for validation: Monte Carlo bootstrap, walk-forward efficiency, SQN.
+
+- Monte Carlo: resample the trade returns (fractions of equity) with replacement R times,
+  compound each sequence; CAR25 is the 25th percentile of the compound annual return over
+  the resamples, DD95 the 95th percentile of their maximum drawdowns (Bandy's CAR25).
+- Walk-forward efficiency: annualised out-of-sample return divided by annualised in-sample
+  return over consecutive windows (Pardo); > 0.5 is usually taken as robust.
+- SQN classes (Van Tharp): < 1.6 poor, 1.6-1.99 below average, 2.0-2.49 average,
+  2.5-2.99 good, 3.0-5.09 excellent, 5.1-6.99 superb, >= 7 holy grail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MonteCarlo:
+    resamples: int
+    trades: int
+    car25_pct: float
+    car50_pct: float
+    dd95_pct: float
+    car_pct: np.ndarray  # one compound annual return per resample (for plots)
+
+
+def monte_carlo(trade_returns: np.ndarray, years: float, resamples: int = 1000, seed: int = 0) -> MonteCarlo:
+    r = np.asarray(trade_returns, dtype=np.float64)
+    if len(r) == 0 or years <= 0:
+        z = np.zeros(resamples)
+        return MonteCarlo(resamples, len(r), 0.0, 0.0, 0.0, z)
+    if np.any(r <= -1.0):
+        raise ValueError("a trade return of -100 % or worse cannot be compounded")
+    idx = np.random.default_rng(seed).integers(0, len(r), size=(resamples, len(r)))
+    growth = np.cumprod(1.0 + r[idx], axis=1)
+    final = growth[:, -1]
+    car = (final ** (1.0 / years) - 1.0) * 100.0
+    peak = np.maximum(np.maximum.accumulate(growth, axis=1), 1.0)
+    dd = ((peak - growth) / peak).max(axis=1) * 100.0
+    return MonteCarlo(resamples, len(r), float(np.percentile(car, 25)), float(np.percentile(car, 50)),
+                      float(np.percentile(dd, 95)), car)
+
+
+def walk_forward_efficiency(in_sample: list[float], out_of_sample: list[float]) -> float:
+    """Mean OOS annualised return / mean IS annualised return; 0 when IS is not positive."""
+    is_mean, oos_mean = float(np.mean(in_sample)), float(np.mean(out_of_sample))
+    return oos_mean / is_mean if is_mean > 0 else 0.0
+
+
+def sqn_class(sqn: float) -> str:
+    for bound, name in ((1.6, "poor"), (2.0, "below average"), (2.5, "average"), (3.0, "good"),
+                        (5.1, "excellent"), (7.0, "superb")):
+        if sqn < bound:
+            return name
+    return "holy grail"

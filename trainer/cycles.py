@@ -1,0 +1,315 @@
+"""The gated cyclic trainer (`stairway train run`).
+
+1. Split the date range: training bars | validation (held back, picks the best cycle) |
+   the last K trading days for the shadow-replay gate (only when no recorded ticks exist).
+2. Warm start from models/current, else models/gold, when compatible; the step counter
+   continues from the parent's.
+3. Up to N cycles of S steps, each with its curriculum target hold rate; every cycle's
+   checkpoint is saved (content-addressed) and its validation metrics go to gate.db.
+   Stop early after ``patience`` cycles without a >= 1 % Sharpe improvement (never before
+   ``min_cycles``).
+4. The best cycle is the candidate. Gates: pre-flight, shadow replay through the daemon's
+   own code, drift against gold, robustness (reported; gating when configured).
+5. Passed: record the verdict, then repoint models/current atomically (gold too, if none).
+   Failed: record the verdict, publish nothing; drift above the threshold rolls current
+   back to gold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from core.checkpoint import Checkpoint, CheckpointMeta, check_compatible, point_link, publish, read_checkpoint, save_checkpoint
+from core.errors import CheckpointError, ConfigError
+from core.execution import ExecutionModel
+from core.features import FeatureSpec
+from core.policy import PPOPolicy, ppo_from_tensors
+from core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
+from core.types import ACTION_NAMES, NS_PER_DAY
+from trainer.config import TrainerConfig
+from trainer.env import VecTradingEnv
+from trainer.evaluation import run_evaluation
+from trainer.gatedb import GateDB
+from trainer.gates import ShadowResult, preflight, relative_l2, shadow_replay, shadow_ticks, verdict_dict
+from trainer.history import load_history
+from trainer.ppo import PPOLearner, PPOProgress
+from trainer.shaping import RewardShaper
+
+log = structlog.get_logger("trainer")
+
+
+@dataclass
+class CycleRecord:
+    cycle: int
+    sha: str
+    global_step: int
+    target: float
+    metrics: dict
+    improved: bool
+
+
+@dataclass
+class CycleRun:
+    run_id: str
+    cycles: list[CycleRecord]
+    candidate: str
+    parent: str
+    passed: bool
+    published: bool
+    action: str
+    gate: dict
+    validation: dict
+    in_sample: dict
+    shadow: ShadowResult
+    drift: float | None
+    monte_carlo: object
+    walk_forward: dict
+    curves: dict = field(default_factory=dict)
+    steps_per_s: float = 0.0
+    seconds: float = 0.0
+    split_desc: str = ""
+    report: Path | None = None
+
+
+def _day(ts_ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ns // 10**9))
+
+
+def improved(sharpe: float, best: float | None, min_rel: float) -> bool:
+    """A cycle improves when its Sharpe beats the best so far by at least min_rel (relative)."""
+    if best is None:
+        return True
+    return sharpe > best + max(min_rel * abs(best), 1e-9)
+
+
+def should_stop(history: list[bool], min_cycles: int, patience: int) -> bool:
+    """Stop after ``patience`` consecutive non-improving cycles, never before ``min_cycles``."""
+    return len(history) >= min_cycles and len(history) >= patience and not any(history[-patience:])
+
+
+def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
+    if not cfg.cycles.warm_start:
+        return None
+    for name in ("current", "gold"):
+        link = cfg.train.models_dir / name
+        if not (link.is_symlink() or link.exists()):
+            continue
+        try:
+            ck = read_checkpoint(link)
+            check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
+                             action_space=ACTION_NAMES)
+            if ck.meta.hidden != cfg.ppo.hidden or ck.meta.policy_kind != "ppo":
+                raise CheckpointError(f"{link}: hidden {ck.meta.hidden} / kind {ck.meta.policy_kind} differ from config")
+            return ck
+        except CheckpointError as e:
+            log.warning("warm_start_skipped", link=str(link), reason=str(e))
+    return None
+
+
+def _annualised(summary: dict) -> float:
+    days = max(summary["days"], 1)
+    return summary["pnl_pct"] * 365.25 / days
+
+
+def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
+    t0 = time.perf_counter()
+    run_id = time.strftime("train-%Y%m%dT%H%M%S", time.gmtime())
+    models = cfg.train.models_dir
+    try:
+        (models / "registry").mkdir(parents=True, exist_ok=True)
+        probe = models / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"train.models_dir = {models}: not writable ({e.strerror})") from None
+    gdb = GateDB(cfg.train.gate_db)
+    spec = FeatureSpec.from_config(cfg)
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    start_ns, end_ns = cfg.train.range.ns()
+    history = load_history(cfg, spec, start_ns, end_ns)
+    ts = history.bars["ts_ns"]
+    n = len(history)
+
+    # split: train | validation | gate tail (last K trading days, unless ticks are recorded)
+    from core.tick_files import recorded_days
+
+    recorded = recorded_days(cfg.gates.ticks_dir, cfg.instrument.symbol)
+    if recorded:
+        gate_first = n
+    else:
+        days = np.unique(ts // NS_PER_DAY)
+        if len(days) <= cfg.gates.shadow_days:
+            raise ConfigError(f"train.range holds {len(days)} trading days; the shadow gate needs more than "
+                              f"gates.shadow_days = {cfg.gates.shadow_days}")
+        gate_first = int(np.searchsorted(ts, days[-cfg.gates.shadow_days] * NS_PER_DAY))
+    split = int(gate_first * (1.0 - cfg.train.holdout_fraction))
+    session_len = cfg.bars.bars(cfg.train.session_minutes, "train.session_minutes")
+    usable = split - 2 - (spec.window - 1) + 1
+    if session_len > usable:
+        raise ConfigError(f"train.session_minutes = {cfg.train.session_minutes} ({session_len} bars) is longer than "
+                          f"the {usable} usable training bars in train.range (after the {spec.window}-bar warm-up "
+                          "and the held-back tail)")
+    if gate_first - 2 - split < 1:
+        raise ConfigError(f"train.holdout_fraction = {cfg.train.holdout_fraction} leaves no bars to validate on")
+    split_desc = (f"train {_day(int(ts[0]))} .. {_day(int(ts[split - 1]))}, validation {_day(int(ts[split]))} .. "
+                  f"{_day(int(ts[gate_first - 1]))}, shadow gate "
+                  + (f"on {len(recorded)} recorded day(s)" if recorded else f"{_day(int(ts[gate_first]))} .. {_day(int(ts[-1]))}"))
+    gdb.start_run(run_id)
+
+    parent = _warm_start(cfg, spec)
+    net = ppo_from_tensors(parent.tensors, spec.obs_dim, parent.meta.hidden) if parent else None
+    start_step = int(json.loads(parent.meta.extra).get("steps", 0)) if parent else 0
+    log.info("training_started", run_id=run_id, split=split_desc, parent=parent.sha[:12] if parent else None,
+             start_step=start_step, cycles=cfg.cycles.count, steps_per_cycle=cfg.cycles.steps, feature_spec=spec.hash)
+
+    shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
+    env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, cfg.ppo.num_envs, session_len,
+                        seed=cfg.train.seed, first_bar=0, last_bar=split - 2, reward_scale=cfg.ppo.reward_scale,
+                        shaper=shaper)
+    learner = PPOLearner(env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step,
+                         planned_steps=cfg.cycles.count * cfg.cycles.steps)
+    bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
+    rates: list[float] = []
+
+    def on_progress(p: PPOProgress) -> None:
+        rates.append(p.steps_per_s)
+        if bar is not None:
+            bar.update(cfg.ppo.num_envs * cfg.ppo.num_steps)
+            bar.set_postfix(reward=f"{p.mean_reward:+.4f}", steps_s=f"{p.steps_per_s:,.0f}")
+
+    records: list[CycleRecord] = []
+    checkpoints: dict[str, Checkpoint] = {}
+    best: float | None = None
+    for k in range(cfg.cycles.count):
+        target = cfg.cycles.curriculum[min(k, len(cfg.cycles.curriculum) - 1)]
+        shaper.set_target(target)
+        learner.learn(cfg.cycles.steps, on_progress)
+        tracker, _ = run_evaluation(learner.agent, history, spec, ex, cfg.account.initial_equity, split,
+                                    gate_first - 2)
+        m = tracker.summary()
+        meta = CheckpointMeta(
+            policy_kind="ppo", feature_spec_hash=spec.hash, feature_spec=spec.to_json(), obs_shape=(spec.obs_dim,),
+            action_space=ACTION_NAMES, hidden=cfg.ppo.hidden, parent=parent.sha if parent else "",
+            data_range=f"{cfg.train.range.start}..{cfg.train.range.end}; {split_desc}",
+            extra=json.dumps({"steps": learner.global_step, "cycle": k, "run_id": run_id, "seed": cfg.train.seed,
+                              "target_hold_rate": target, "validation": m}, default=float),
+        )
+        ck = save_checkpoint(models, {k2: v.detach().clone() for k2, v in learner.agent.state_dict().items()}, meta)
+        checkpoints[ck.sha] = ck
+        imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
+        best = m["sharpe"] if imp else best
+        gdb.add_model(ck.sha, meta, learner.global_step, run_id, k)
+        gdb.add_cycle(run_id, k, ck.sha, learner.global_step, target, m, imp)
+        records.append(CycleRecord(k, ck.sha, learner.global_step, target, m, imp))
+        log.info("cycle_finished", cycle=k, sha=ck.sha[:12], step=learner.global_step, target_hold_rate=target,
+                 val_sharpe=round(m["sharpe"], 3), val_pnl_pct=round(m["pnl_pct"], 3), val_trades=m["trades"],
+                 hold_rate=round(m["hold_rate"], 3), improved=imp)
+        if should_stop([r.improved for r in records], cfg.cycles.min_cycles, cfg.cycles.patience):
+            log.info("early_stop", after_cycles=k + 1)
+            break
+    if bar is not None:
+        bar.close()
+
+    # the candidate: the best validation Sharpe (first one on ties)
+    best_rec = max(records, key=lambda r: (r.metrics["sharpe"], -r.cycle))
+    cand = checkpoints[best_rec.sha]
+    cand_net = ppo_from_tensors(cand.tensors, spec.obs_dim, cand.meta.hidden)
+    val_tracker, _ = run_evaluation(cand_net, history, spec, ex, cfg.account.initial_equity, split, gate_first - 2,
+                                    record=True)
+    is_tracker, _ = run_evaluation(cand_net, history, spec, ex, cfg.account.initial_equity, 0, split - 2,
+                                   record=True)
+    validation, in_sample = val_tracker.summary(), is_tracker.summary()
+
+    # gates
+    pre = preflight(cand.meta, cfg.gates)
+    ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns)
+    vbar = _progress(progress, 1, "shadow replay")
+    shadow = shadow_replay(PPOPolicy(cand_net, cand.sha), cfg, spec, cfg.gates, ticks, judged, source,
+                           best_rec.cycle)
+    if vbar is not None:
+        vbar.update(1)
+        vbar.close()
+    years = max(validation["days"], 1) / 365.25
+    mc = monte_carlo(val_tracker.trade_returns(), years, cfg.gates.mc_resamples, seed=cfg.train.seed)
+    wf = _walk_forward(cand_net, history, spec, ex, cfg, split, gate_first, cfg.gates.walk_forward_windows)
+    robustness = {"car25_pct": mc.car25_pct, "dd95_pct": mc.dd95_pct, "mc_trades": mc.trades,
+                  "walk_forward_efficiency": wf["efficiency"], "sqn": validation["sqn"],
+                  "sqn_class": sqn_class(validation["sqn"])}
+    robust_ok = (not cfg.gates.gate_on_robustness) or (
+        mc.car25_pct >= cfg.gates.min_car25_pct and wf["efficiency"] >= cfg.gates.min_walk_forward_efficiency
+        and validation["sqn"] >= cfg.gates.min_sqn)
+    robustness["gating"] = cfg.gates.gate_on_robustness
+    robustness["passed"] = robust_ok
+    passed = pre[0] and shadow.passed and robust_ok
+
+    gold_link = models / "gold"
+    gold = None
+    if gold_link.is_symlink():
+        try:
+            gold = read_checkpoint(gold_link)
+        except CheckpointError as e:
+            log.error("gold_unreadable", reason=str(e))
+    drift = relative_l2(cand.tensors, gold.tensors) if gold is not None else None
+    gate = verdict_dict(pre, shadow, drift, robustness, passed)
+    gdb.set_verdict(cand.sha, passed, gate)  # recorded before anything is published
+
+    if passed:
+        publish(models, cand.sha)
+        action = "published"
+        if gold is None:
+            point_link(models, "gold", cand.sha)
+            action = "published+gold"
+    elif gold is not None and drift is not None and drift > cfg.gates.drift_threshold:
+        point_link(models, "current", gold.sha)
+        action = "rolled_back_to_gold"
+    else:
+        action = "not_published"
+    gdb.log_drift(cand.sha, gold.sha if gold else None, drift, cfg.gates.drift_threshold, passed, action)
+    log.info("gates_evaluated", sha=cand.sha[:12], passed=passed, preflight=pre[0], shadow=shadow.passed,
+             robustness=robust_ok, drift=None if drift is None else round(drift, 4), action=action)
+    result = CycleRun(run_id, records, cand.sha, parent.sha if parent else "", passed, passed, action, gate,
+                      validation, in_sample, shadow, drift, mc, wf,
+                      curves={"validation": (val_tracker.curve_ts, val_tracker.curve_equity),
+                              "in_sample": (is_tracker.curve_ts, is_tracker.curve_equity)},
+                      steps_per_s=float(np.median(rates)) if rates else 0.0, seconds=time.perf_counter() - t0,
+                      split_desc=split_desc)
+    from trainer.report import write_report
+
+    result.report = write_report(result, cfg)
+    gdb.end_run(run_id, action, cand.sha, str(result.report))
+    gdb.close()
+    return result
+
+
+def _walk_forward(net, history, spec, ex, cfg: TrainerConfig, split: int, gate_first: int, windows: int) -> dict:
+    """Annualised return on consecutive in-sample windows and on the held-back windows."""
+    lo = spec.window - 1
+    is_edges = np.linspace(lo, split - 2, windows + 1).astype(int)
+    oos_edges = np.linspace(split, gate_first - 2, windows + 1).astype(int)
+    rows = []
+    for kind, edges in (("in-sample", is_edges), ("out-of-sample", oos_edges)):
+        for a, b in zip(edges[:-1], edges[1:]):
+            if b - a < 2:
+                continue
+            tr, _ = run_evaluation(net, history, spec, ex, cfg.account.initial_equity, int(a), int(b))
+            s = tr.summary()
+            rows.append({"kind": kind, "from": _day(int(history.bars["ts_ns"][a])),
+                         "to": _day(int(history.bars["ts_ns"][b])), "annualised_pct": _annualised(s),
+                         "trades": s["trades"], "sharpe": s["sharpe"]})
+    ins = [r["annualised_pct"] for r in rows if r["kind"] == "in-sample"]
+    oos = [r["annualised_pct"] for r in rows if r["kind"] == "out-of-sample"]
+    return {"rows": rows, "efficiency": walk_forward_efficiency(ins, oos) if ins and oos else 0.0}
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", disable=None, leave=False)

@@ -1,0 +1,174 @@
+"""Validation gates: pre-flight, shadow replay through the daemon's own code, parameter
+drift, and robustness (Monte Carlo, walk-forward efficiency, SQN)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import sqlite3
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.bar_files import load_bars
+from core.bar_ticks import bars_to_ticks
+from core.checkpoint import CheckpointMeta, check_compatible
+from core.config import MarketConfig, load_config
+from core.errors import CheckpointMismatch, ConfigError, DataError
+from core.execution import ExecutionModel
+from core.features import FeatureSpec
+from core.policy import Policy
+from core.tick_files import day_path, read_tick_file, recorded_days
+from core.types import ACTION_NAMES, NS_PER_DAY
+from daemon.paper_broker import PaperBroker
+from daemon.risk import RiskEngine
+from daemon.slot import Slot
+from daemon.store import Store
+from trainer.config import GateConfig
+
+
+@dataclass
+class DayVerdict:
+    date: str
+    pnl: float
+    max_drawdown_pct: float
+    trades: int
+    decisions: int
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ShadowResult:
+    source: str  # "recorded ticks" or "bar-derived (historical tail)"
+    days: list[DayVerdict]
+    trades_range: tuple[int, int]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.days) and all(d.passed for d in self.days)
+
+
+def preflight(meta: CheckpointMeta, gates: GateConfig) -> tuple[bool, str]:
+    """The candidate must fit the daemon that will run it (its own config)."""
+    from daemon.config import DaemonConfig
+
+    dcfg = load_config(DaemonConfig, gates.daemon_config)
+    spec = FeatureSpec.from_config(dcfg)
+    try:
+        check_compatible(meta, "candidate", feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
+                         action_space=ACTION_NAMES)
+    except CheckpointMismatch as e:
+        return False, f"{e} (daemon config {gates.daemon_config})"
+    return True, f"matches {gates.daemon_config}: spec {spec.hash}, obs ({spec.obs_dim},), {len(ACTION_NAMES)} actions"
+
+
+def trades_range(gates: GateConfig, period_minutes: int) -> tuple[int, int]:
+    """Per-day trade range, given for minute bars, scaled to this bar period."""
+    lo, hi = gates.trades_per_day_minute_bars
+    scale = 1.0 / period_minutes
+    return int(math.floor(lo * scale)), int(math.ceil(hi * scale))
+
+
+def shadow_ticks(cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns: int) -> tuple[np.ndarray, list[str], str]:
+    """Ticks to replay and the days to judge: the last K recorded days, else the last K
+    trading days of historical bars before ``end_ns`` (with warm-up bars before them)."""
+    inst = cfg.instrument.symbol
+    days = recorded_days(gates.ticks_dir, inst)
+    if days:
+        judged = days[-gates.shadow_days :]
+        warm_days = max(1, math.ceil(spec.window * cfg.bars.period_minutes / 1440)) + 1
+        use = days[max(0, len(days) - len(judged) - warm_days) :]
+        ticks = np.concatenate([read_tick_file(day_path(gates.ticks_dir, inst, d))[0] for d in use])
+        return ticks, [d.isoformat() for d in judged], "recorded ticks"
+    bars, _ = load_bars(cfg.data.bars_csv)
+    bars = bars[bars["ts_ns"] < end_ns]
+    bar_days = np.unique(bars["ts_ns"] // NS_PER_DAY)
+    if len(bar_days) < gates.shadow_days:
+        raise DataError(f"{cfg.data.bars_csv}: fewer than {gates.shadow_days} trading days before the gate window")
+    judged_days = bar_days[-gates.shadow_days :]
+    first = int(np.searchsorted(bars["ts_ns"], judged_days[0] * NS_PER_DAY))
+    if first < spec.window:
+        raise DataError(f"{cfg.data.bars_csv}: not enough bars before the shadow days for the "
+                        f"{spec.window}-bar feature warm-up")
+    sel = bars[first - spec.window :]
+    ticks = bars_to_ticks(sel, cfg.bars.period_ns, cfg.data.bars_side,
+                          cfg.data.modelled_spread_pips * cfg.instrument.pip_size)
+    iso = [(dt.date(1970, 1, 1) + dt.timedelta(days=int(d))).isoformat() for d in judged_days]
+    return ticks, iso, "bar-derived (historical tail)"
+
+
+def shadow_replay(policy: Policy, cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, ticks: np.ndarray,
+                  judged: list[str], source: str, cycle: int, workdir: Path | None = None) -> ShadowResult:
+    """Replay through the daemon's Slot, PaperBroker, RiskEngine and Store, day by day with
+    fixed seeds (torch 123 + cycle + day, numpy 456 + cycle + day)."""
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    lo, hi = trades_range(gates, cfg.bars.period_minutes)
+    tmp = tempfile.TemporaryDirectory() if workdir is None else None
+    db = Path(tmp.name if tmp else workdir) / f"shadow-cycle{cycle}.db"
+    if db.exists():
+        db.unlink()
+
+    async def go() -> list[tuple]:
+        store = await Store.open(db)
+        slot = Slot("shadow", cfg.instrument.symbol, spec, cfg.bars.price, cfg.bars.period_ns, ex,
+                    cfg.account.initial_equity, policy,
+                    PaperBroker(ex), RiskEngine(ex.max_position_units, 2 * ex.max_position_units), store)
+        days = ticks["ts_ns"] // NS_PER_DAY
+        bounds = np.flatnonzero(np.diff(days)) + 1
+        for day_index, chunk in enumerate(np.split(ticks, bounds)):
+            torch.manual_seed(123 + cycle + day_index)
+            np.random.seed(456 + cycle + day_index)
+            slot.on_ticks(chunk)
+            await store.flush()
+        slot.finish()
+        await store.flush()
+        await store.close()
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT session_date, pnl, max_drawdown_pct, orders, decisions FROM session_metrics "
+                             "ORDER BY session_date").fetchall()
+
+    try:
+        rows = {r[0]: r for r in asyncio.run(go())}
+    finally:
+        if tmp:
+            tmp.cleanup()
+    verdicts = []
+    for day in judged:
+        _, pnl, dd, trades, decisions = rows.get(day, (day, 0.0, 0.0, 0, 0))
+        reasons = []
+        if decisions == 0:
+            reasons.append("no decisions (no data or not warmed up)")
+        if pnl < gates.min_day_pnl:
+            reasons.append(f"PnL {pnl:+.2f} < {gates.min_day_pnl:+.2f}")
+        if dd > gates.max_day_drawdown_pct:
+            reasons.append(f"max drawdown {dd:.2f} % > {gates.max_day_drawdown_pct:.2f} %")
+        if not lo <= trades <= hi:
+            reasons.append(f"{trades} trades outside {lo}-{hi}")
+        verdicts.append(DayVerdict(day, pnl, dd, trades, decisions, not reasons, reasons))
+    return ShadowResult(source, verdicts, (lo, hi))
+
+
+def relative_l2(candidate: dict[str, torch.Tensor], gold: dict[str, torch.Tensor]) -> float:
+    """||candidate - gold|| / ||gold|| over all tensors; the two must share names and shapes."""
+    if candidate.keys() != gold.keys() or any(candidate[k].shape != gold[k].shape for k in gold):
+        raise ConfigError("candidate and gold have different tensors; drift is undefined (architecture changed)")
+    num = sum(float(((candidate[k].double() - gold[k].double()) ** 2).sum()) for k in gold)
+    den = sum(float((gold[k].double() ** 2).sum()) for k in gold)
+    return math.sqrt(num / den) if den > 0 else math.inf
+
+
+def verdict_dict(pre: tuple[bool, str], shadow: ShadowResult, drift: float | None, robustness: dict,
+                 passed: bool) -> dict:
+    return {
+        "passed": passed,
+        "preflight": {"passed": pre[0], "detail": pre[1]},
+        "shadow": {"passed": shadow.passed, "source": shadow.source, "trades_range": list(shadow.trades_range),
+                   "days": [asdict(d) for d in shadow.days]},
+        "drift_rel_l2": drift,
+        "robustness": robustness,
+    }

@@ -1,0 +1,125 @@
+"""Per-run report: runs/<run_id>/report.html (PNG plots embedded) and report.md."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from pathlib import Path
+
+import numpy as np
+
+from trainer.config import TrainerConfig
+
+
+def _plots(run, out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5), sharex=False, gridspec_kw={"height_ratios": [3, 1]})
+    for name, (ts, eq) in run.curves.items():
+        if not ts:
+            continue
+        x = [dt.datetime.fromtimestamp(t / 1e9, dt.UTC) for t in ts]
+        e = np.asarray(eq)
+        ax1.plot(x, e, label=name)
+        peak = np.maximum.accumulate(e)
+        ax2.fill_between(x, -(peak - e) / peak * 100, 0, alpha=0.4, label=name)
+    ax1.set_ylabel("equity")
+    ax1.legend()
+    ax1.set_title(f"candidate {run.candidate[:12]}: equity (costs on)")
+    ax2.set_ylabel("drawdown %")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    files["equity"] = out / "equity.png"
+    fig.savefig(files["equity"], dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 3))
+    c = [r.cycle for r in run.cycles]
+    ax.bar(c, [r.metrics["sharpe"] for r in run.cycles], color=["tab:green" if r.improved else "tab:gray" for r in run.cycles])
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("validation Sharpe")
+    ax2 = ax.twinx()
+    ax2.plot(c, [r.target for r in run.cycles], "k--", marker="o", label="target hold rate")
+    ax2.plot(c, [r.metrics["hold_rate"] for r in run.cycles], "b-", marker="x", label="hold rate")
+    ax2.set_ylim(0, 1)
+    ax2.legend(loc="upper right")
+    fig.tight_layout()
+    files["cycles"] = out / "cycles.png"
+    fig.savefig(files["cycles"], dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.hist(run.monte_carlo.car_pct, bins=50, color="tab:blue", alpha=0.8)
+    ax.axvline(run.monte_carlo.car25_pct, color="red", label=f"CAR25 {run.monte_carlo.car25_pct:.2f} %")
+    ax.set_xlabel(f"compound annual return % ({run.monte_carlo.resamples} bootstrap resamples of "
+                  f"{run.monte_carlo.trades} validation trades)")
+    ax.legend()
+    fig.tight_layout()
+    files["montecarlo"] = out / "montecarlo.png"
+    fig.savefig(files["montecarlo"], dpi=90)
+    plt.close(fig)
+    return files
+
+
+def _markdown(run, cfg: TrainerConfig) -> str:
+    g = run.gate
+    L = [f"# Training run {run.run_id}", "",
+         f"**Outcome: {run.action}** — candidate `{run.candidate[:12]}`, gates "
+         f"{'PASSED' if run.passed else 'FAILED'}; parent `{run.parent[:12] or '-'}`.", "",
+         f"Data: {cfg.data.bars_csv} ({cfg.instrument.symbol}, {cfg.bars.period_minutes}-minute bars). {run.split_desc}.",
+         f"{len(run.cycles)} cycle(s), median {run.steps_per_s:,.0f} env-steps/s, {run.seconds:.1f} s.", "",
+         "## Cycles (validation on the held-back bars)", "",
+         "| cycle | sha | steps | target hold | hold rate | Sharpe | PnL % | max DD % | trades | improved |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in run.cycles:
+        m = r.metrics
+        L.append(f"| {r.cycle} | `{r.sha[:12]}` | {r.global_step:,} | {r.target:.2f} | {m['hold_rate']:.2f} | "
+                 f"{m['sharpe']:+.2f} | {m['pnl_pct']:+.3f} | {m['max_drawdown_pct']:.3f} | {m['trades']} | "
+                 f"{'yes' if r.improved else 'no'} |")
+    L += ["", "## Gates", "",
+          f"- Pre-flight: {'pass' if g['preflight']['passed'] else 'FAIL'} — {g['preflight']['detail']}",
+          f"- Shadow replay ({g['shadow']['source']}, trades/day allowed {g['shadow']['trades_range'][0]}-"
+          f"{g['shadow']['trades_range'][1]}): {'pass' if g['shadow']['passed'] else 'FAIL'}", "",
+          "| day | PnL | max DD % | trades | decisions | verdict |", "|---|---|---|---|---|---|"]
+    for d in g["shadow"]["days"]:
+        L.append(f"| {d['date']} | {d['pnl']:+.2f} | {d['max_drawdown_pct']:.3f} | {d['trades']} | {d['decisions']} | "
+                 f"{'pass' if d['passed'] else 'FAIL: ' + '; '.join(d['reasons'])} |")
+    rb = g["robustness"]
+    drift = "no gold yet" if run.drift is None else f"{run.drift:.4f} (threshold {cfg.gates.drift_threshold})"
+    L += ["", f"- Parameter drift vs gold (relative L2): {drift}",
+          f"- Robustness ({'gating' if rb['gating'] else 'reported only'}): CAR25 {rb['car25_pct']:.2f} %, "
+          f"DD95 {rb['dd95_pct']:.2f} % over {rb['mc_trades']} trades; walk-forward efficiency "
+          f"{rb['walk_forward_efficiency']:.2f}; SQN {rb['sqn']:+.2f} ({rb['sqn_class']})", "",
+          "## Walk-forward windows", "", "| window | from | to | annualised % | trades | Sharpe |", "|---|---|---|---|---|---|"]
+    for w in run.walk_forward["rows"]:
+        L.append(f"| {w['kind']} | {w['from']} | {w['to']} | {w['annualised_pct']:+.2f} | {w['trades']} | "
+                 f"{w['sharpe']:+.2f} |")
+    L += ["", "## Candidate metrics", "", "| metric | in-sample | validation |", "|---|---|---|"]
+    for k in ("pnl_pct", "pnl_pips", "max_drawdown_pct", "sharpe", "sortino", "sqn", "trades", "entries",
+              "win_rate", "profit_factor", "hold_rate", "trades_per_day"):
+        L.append(f"| {k} | {run.in_sample[k]:.4g} | {run.validation[k]:.4g} |")
+    L += ["", "Plots: equity.png, cycles.png, montecarlo.png (embedded in report.html)."]
+    return "\n".join(L) + "\n"
+
+
+def write_report(run, cfg: TrainerConfig) -> Path:
+    out = cfg.train.reports_dir / run.run_id
+    out.mkdir(parents=True, exist_ok=True)
+    md = _markdown(run, cfg)
+    (out / "report.md").write_text(md)
+    files = _plots(run, out)
+    body = []
+    for line in md.splitlines():
+        body.append(f"<p>{html.escape(line)}</p>" if line and not line.startswith("|") else html.escape(line))
+    imgs = "".join(
+        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"/>'
+        for name, p in files.items())
+    (out / "report.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>Stairway " + html.escape(run.run_id) +
+        "</title></head><body><pre>" + html.escape(md) + "</pre>" + imgs + "</body></html>\n")
+    return out / "report.html"
