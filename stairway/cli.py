@@ -28,14 +28,43 @@ def _daemon_run(args: argparse.Namespace) -> int:
 
 def _train_run(args: argparse.Namespace) -> int:
     from trainer.config import TrainerConfig
-    from trainer.run import run_training
+    from trainer.cycles import run_cycles
 
     cfg = load_config(TrainerConfig, args.config)
     configure_logging()
-    res = run_training(cfg)
-    print(f"\nTrained {res.steps} steps at {res.steps_per_s:,.0f} steps/s in {res.seconds:.1f} s; "
-          f"published {res.sha[:12]} as {cfg.train.models_dir}/current")
-    print(format_summary({"in-sample": res.in_sample, "held-back tail": res.holdout}))
+    res = run_cycles(cfg)
+    print(f"\n{len(res.cycles)} cycle(s), candidate {res.candidate[:12]}, {res.seconds:.1f} s; report {res.report}")
+    print(format_summary({"in-sample": res.in_sample, "validation (held back)": res.validation}))
+    if res.passed:
+        print(f"gates passed: {res.action}; {cfg.train.models_dir}/current -> {res.candidate[:12]}")
+        return 0
+    failed = [d for d in res.shadow.days if not d.passed]
+    why = "; ".join(f"{d.date}: {', '.join(d.reasons)}" for d in failed) or "see report"
+    print(f"stairway: gates FAILED, nothing published ({res.action}): {why}", file=sys.stderr)
+    return 1
+
+
+def _models(args: argparse.Namespace) -> int:
+    from trainer import registry_ops as ops
+    from trainer.config import TrainerConfig
+    from trainer.gatedb import GateDB
+
+    cfg = load_config(TrainerConfig, args.config)
+    models = cfg.train.models_dir
+    gdb = GateDB(cfg.train.gate_db)
+    try:
+        if args.action == "list":
+            print(ops.list_models(models, gdb))
+        elif args.action == "show":
+            print(ops.show_model(models, gdb, args.sha))
+        elif args.action == "promote":
+            print(ops.promote(models, gdb, args.sha, args.force, args.reason))
+        elif args.action == "rollback":
+            print(ops.rollback(models, gdb, args.to))
+        elif args.action == "set-gold":
+            print(ops.set_gold(models, gdb, args.sha, args.reason))
+    finally:
+        gdb.close()
     return 0
 
 
@@ -53,9 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--config", default="config/paper.toml")
     dr.set_defaults(func=_daemon_run)
     t = sub.add_parser("train", help="the offline trainer").add_subparsers(dest="sub", required=True)
-    tr = t.add_parser("run", help="train, evaluate on the held-back tail, publish models/current")
+    tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")
     tr.add_argument("--config", default="config/trainer.toml")
     tr.set_defaults(func=_train_run)
+    m = sub.add_parser("models", help="the checkpoint registry")
+    m.add_argument("--config", default="config/trainer.toml", help="trainer config (models_dir, gate_db)")
+    ms = m.add_subparsers(dest="action", required=True)
+    ms.add_parser("list", help="registry with gate status and links").set_defaults(func=_models)
+    sh = ms.add_parser("show", help="one checkpoint: header and gate record")
+    sh.add_argument("sha")
+    sh.set_defaults(func=_models)
+    pr = ms.add_parser("promote", help="make SHA current (needs a passing gate, or --force --reason)")
+    pr.add_argument("sha")
+    pr.add_argument("--force", action="store_true")
+    pr.add_argument("--reason")
+    pr.set_defaults(func=_models)
+    rb = ms.add_parser("rollback", help="point current back at gold or previous")
+    rb.add_argument("--to", default="gold", choices=["gold", "previous"])
+    rb.set_defaults(func=_models)
+    sg = ms.add_parser("set-gold", help="make SHA the trusted fallback")
+    sg.add_argument("sha")
+    sg.add_argument("--reason")
+    sg.set_defaults(func=_models)
     dm = sub.add_parser("demo", help="train on 2017-01..09, paper-replay 2017-10..12, compare")
     dm.add_argument("--trainer-config", default="config/trainer.toml")
     dm.add_argument("--daemon-config", default="config/paper.toml")

@@ -1,10 +1,14 @@
-"""The main job: train on 2017-01..09, paper-replay 2017-10..12 with the daemon, compare.
+"""The main job: gated training on 2017-01..09, paper replay of 2017-10..12, compared.
 
-Printed side by side, whatever they show: the trainer's in-sample and held-back-tail
-metrics, the daemon's paper replay on the quarter the trainer never saw, and the same
-quarter re-run through the trainer's environment with the same checkpoint (it must agree
-with the daemon to the last digit: one feature pipeline, one execution model), and a
-buy-and-hold baseline over the same bars with the same costs, for context.
+Printed side by side, whatever they show: the candidate's in-sample and held-back
+(validation) metrics, the daemon's paper replay on the quarter the trainer never saw, the
+same quarter re-run through the trainer's environment with the same checkpoint (it must
+agree with the daemon to the last digit: one feature pipeline, one execution model), and
+a buy-and-hold baseline over the same bars with the same costs.
+
+If the candidate fails its gates, nothing is published by the trainer. The demo then
+promotes the candidate to paper trading explicitly, with a recorded reason, and says so:
+paper replay is how a failed candidate is studied; a real daemon would not get it.
 """
 
 from __future__ import annotations
@@ -12,37 +16,51 @@ from __future__ import annotations
 import asyncio
 import time
 
-import structlog
-
+from core.checkpoint import read_checkpoint
 from core.config import load_config
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.logs import configure_logging
 from core.metrics import format_summary
+from core.policy import ppo_from_tensors
 from daemon.app import run_daemon
 from daemon.config import DaemonConfig
+from trainer import registry_ops
 from trainer.config import TrainerConfig
+from trainer.cycles import run_cycles
 from trainer.evaluation import evaluate
+from trainer.gatedb import GateDB
 from trainer.history import load_history
-from trainer.run import run_training
 
 
 def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> int:
     t0 = time.perf_counter()
     configure_logging(level="warning")
-    log = structlog.get_logger("demo")
     tcfg = load_config(TrainerConfig, trainer_config)
     dcfg = load_config(DaemonConfig, daemon_config)
     if quick:
-        tcfg = tcfg.model_copy(update={"ppo": tcfg.ppo.model_copy(update={"total_steps": 50_000})})
+        tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"count": 2, "steps": 10_000})})
     if dcfg.replay.range.start < tcfg.train.range.end:
-        log.warning("replay_overlaps_training", replay_start=str(dcfg.replay.range.start),
-                    train_end=str(tcfg.train.range.end))
-    print(f"==> training PPO on {tcfg.train.range.start} .. {tcfg.train.range.end} (end exclusive), "
-          f"{tcfg.ppo.total_steps:,} steps, last {tcfg.train.holdout_fraction:.0%} held back", flush=True)
-    tr = run_training(tcfg)
-    print(f"    {tr.steps:,} steps at {tr.steps_per_s:,.0f} steps/s; {tr.seconds:.1f} s; "
-          f"published {tr.sha[:12]}", flush=True)
+        print(f"WARNING: the replay starts {dcfg.replay.range.start}, before training ends {tcfg.train.range.end}")
+    print(f"==> gated training on {tcfg.train.range.start} .. {tcfg.train.range.end} (end exclusive): "
+          f"up to {tcfg.cycles.count} cycles x {tcfg.cycles.steps:,} steps", flush=True)
+    tr = run_cycles(tcfg)
+    print(f"    {tr.split_desc}")
+    print(f"    {len(tr.cycles)} cycle(s) at {tr.steps_per_s:,.0f} steps/s; {tr.seconds:.1f} s; candidate "
+          f"{tr.candidate[:12]}; gates {'PASSED' if tr.passed else 'FAILED'} -> {tr.action}", flush=True)
+    for d in tr.shadow.days:
+        print(f"      shadow {d.date}: PnL {d.pnl:+8.2f}, max DD {d.max_drawdown_pct:.2f} %, {d.trades} trades "
+              f"-> {'pass' if d.passed else 'FAIL (' + '; '.join(d.reasons) + ')'}")
+    print(f"    report: {tr.report}")
+    if not tr.passed:
+        gdb = GateDB(tcfg.train.gate_db)
+        try:
+            msg = registry_ops.promote(tcfg.train.models_dir, gdb, tr.candidate, force=True,
+                                       reason="demo: paper replay of a candidate that failed its gates")
+        finally:
+            gdb.close()
+        print(f"    NOTE: gates failed, so the demo promoted the candidate for PAPER replay only, reason "
+              f"recorded in gate.db ({msg})")
     print(f"==> daemon paper replay {dcfg.replay.range.start} .. {dcfg.replay.range.end} on bar-derived quotes",
           flush=True)
     dr = asyncio.run(run_daemon(dcfg))
@@ -52,9 +70,6 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
     spec = FeatureSpec.from_config(dcfg)
     ex = ExecutionModel.from_config(dcfg.execution, dcfg.instrument)
     hist = load_history(dcfg, spec, *dcfg.replay.range.ns())
-    from core.checkpoint import read_checkpoint
-    from core.policy import ppo_from_tensors
-
     ck = read_checkpoint(dcfg.service.models_dir / "current")
     net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
     env_check, _ = evaluate(net, hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2)
@@ -66,13 +81,13 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
           "250 ms latency; 1 lot = 100,000 EUR; equity 100,000 USD)")
     print(format_summary({
         "train in-sample": tr.in_sample,
-        "train held-back": tr.holdout,
+        "validation": tr.validation,
         "daemon Oct-Dec": dr.summary,
         "env Oct-Dec": env_check,
         "buy&hold Oct-Dec": buy_hold,
     }))
     same = all(abs(env_check[k] - dr.summary[k]) < 1e-9 for k in ("pnl", "trades", "decisions", "max_drawdown_pct"))
-    print(f"\nheld-back tail: {tr.holdout_range} UTC. Daemon vs trainer env on Oct-Dec: "
-          f"{'identical' if same else 'DIFFERENT (parity broken!)'}.")
+    print(f"\nDaemon vs trainer env on Oct-Dec: {'identical' if same else 'DIFFERENT (parity broken!)'}. "
+          f"Model {ck.sha[:12]}.")
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0 if same else 1

@@ -1,31 +1,49 @@
+import os
+
 import pytest
 
 from core.config import load_config
 from core.errors import ConfigError, DataError
 from tests.helpers import ROOT
 from trainer.config import TrainerConfig
-from trainer.run import run_training
+from trainer.cycles import run_cycles
 
 
 def cfg(tmp_path, **env):
     return load_config(TrainerConfig, ROOT / "config/trainer.toml",
-                       environ={"STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path), **env})
+                       environ={"STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path), "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "g.db"),
+                                "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+                                "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"), **env})
 
 
 def test_session_longer_than_training_range_is_a_clear_config_error(tmp_path):
     c = cfg(tmp_path, STAIRWAY_TRAIN__RANGE='{"start": "2017-03-01", "end": "2017-03-20"}')
     with pytest.raises(ConfigError, match=r"train.session_minutes = 21600 \(360 bars\) is longer than the \d+ usable"):
-        run_training(c)
+        run_cycles(c, progress=False)
     assert not (tmp_path / "current").exists()
 
 
 def test_range_without_enough_bars_names_the_file(tmp_path):
     c = cfg(tmp_path, STAIRWAY_TRAIN__RANGE='{"start": "2018-03-01", "end": "2018-04-01"}')
     with pytest.raises(DataError, match="FOREX_EURUSD_1H_ASK.csv: only 0 bars in the requested range"):
-        run_training(c)
+        run_cycles(c, progress=False)
 
 
 def test_wrong_bar_period_for_file_is_refused(tmp_path):
     c = cfg(tmp_path, STAIRWAY_BARS__PERIOD_MINUTES="30", STAIRWAY_FEATURES__VOL_WINDOW_MINUTES="1440")
     with pytest.raises(DataError, match="bars are 60-minute but the config says bars.period_minutes = 30"):
-        run_training(c)
+        run_cycles(c, progress=False)
+
+
+def test_unwritable_models_dir_is_a_clear_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    c = cfg(tmp_path, STAIRWAY_TRAIN__MODELS_DIR=str(ro / "models"))
+    try:
+        if os.access(ro, os.W_OK):  # running as root: permissions do not bind
+            pytest.skip("root ignores directory permissions")
+        with pytest.raises(ConfigError, match="train.models_dir = .*not writable"):
+            run_cycles(c, progress=False)
+    finally:
+        ro.chmod(0o700)

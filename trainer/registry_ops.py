@@ -1,0 +1,92 @@
+"""Operator commands on the model registry (`stairway models ...`). Every action is recorded
+in gate.db's operator_actions; links are repointed atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from core.checkpoint import point_link, publish, read_checkpoint
+from core.errors import CheckpointError, StairwayError
+from trainer.gatedb import GateDB
+
+
+class RegistryError(StairwayError):
+    """An operator command cannot be carried out as asked."""
+
+
+def _link_sha(models: Path, name: str) -> str | None:
+    p = models / name
+    return Path(os.readlink(p)).stem if p.is_symlink() else None
+
+
+def _verified(models: Path, sha: str):
+    path = models / "registry" / f"{sha}.safetensors"
+    if not path.is_file():
+        raise RegistryError(f"{path}: no such checkpoint in the registry")
+    return read_checkpoint(path)  # hash == name, readable, our header
+
+
+def list_models(models: Path, gdb: GateDB) -> str:
+    marks = {name: _link_sha(models, name) for name in ("current", "gold", "previous")}
+    lines = [f"{'sha':14}{'status':11}{'steps':>10}  {'created (UTC)':17}  {'links':18}forced reason"]
+    for m in gdb.models():
+        links = ",".join(k for k, v in marks.items() if v == m["sha"])
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m["created_ns"] // 10**9))
+        lines.append(f"{m['sha'][:12]:14}{m['status']:11}{m['steps'] or 0:>10,}  {created:17}  {links:18}"
+                     f"{m['forced_reason'] or ''}")
+    return "\n".join(lines)
+
+
+def show_model(models: Path, gdb: GateDB, prefix: str) -> str:
+    sha = gdb.resolve(prefix)
+    ck = _verified(models, sha)
+    row = gdb.model(sha)
+    meta = {k: v for k, v in ck.meta.__dict__.items() if k != "feature_spec"}
+    return json.dumps({"sha": sha, "registry": row | {"gate_json": json.loads(row["gate_json"] or "null")},
+                       "header": meta}, indent=2, default=str)
+
+
+def promote(models: Path, gdb: GateDB, prefix: str, force: bool = False, reason: str | None = None) -> str:
+    sha = gdb.resolve(prefix)
+    _verified(models, sha)
+    row = gdb.model(sha)
+    if row["status"] != "passed":
+        if not force:
+            raise RegistryError(f"{sha[:12]} has no passing gate record (status {row['status']}); "
+                                "use --force --reason TEXT to promote it anyway")
+        if not reason or not reason.strip():
+            raise RegistryError("--force needs --reason TEXT (it is recorded in gate.db)")
+        gdb.operator_action("promote_forced", sha, reason.strip())
+    else:
+        gdb.operator_action("promote", sha, reason)
+    publish(models, sha)
+    return f"current -> {sha[:12]}" + (" (forced)" if row["status"] != "passed" else "")
+
+
+def rollback(models: Path, gdb: GateDB, to: str = "gold") -> str:
+    if to not in ("gold", "previous"):
+        raise RegistryError(f"--to must be gold or previous, not {to!r}")
+    sha = _link_sha(models, to)
+    if sha is None:
+        raise RegistryError(f"{models / to}: no {to} model to roll back to")
+    try:
+        _verified(models, sha)
+    except CheckpointError as e:
+        raise RegistryError(f"cannot roll back to {to}: {e}") from None
+    old = _link_sha(models, "current")
+    point_link(models, "current", sha)
+    if old and old != sha and (models / "registry" / f"{old}.safetensors").is_file():
+        point_link(models, "previous", old)
+    gdb.operator_action(f"rollback_to_{to}", sha, f"current was {old}")
+    return f"current -> {sha[:12]} ({to})"
+
+
+def set_gold(models: Path, gdb: GateDB, prefix: str, reason: str | None = None) -> str:
+    sha = gdb.resolve(prefix)
+    _verified(models, sha)
+    point_link(models, "gold", sha)
+    gdb.operator_action("set_gold", sha, reason)
+    return f"gold -> {sha[:12]}"
