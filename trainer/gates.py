@@ -92,10 +92,10 @@ def shadow_ticks(cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns
         raise DataError(f"{cfg.data.bars_csv}: fewer than {gates.shadow_days} trading days before the gate window")
     judged_days = bar_days[-gates.shadow_days :]
     first = int(np.searchsorted(bars["ts_ns"], judged_days[0] * NS_PER_DAY))
-    if first < spec.window:
+    if first < spec.window - 1:
         raise DataError(f"{cfg.data.bars_csv}: not enough bars before the shadow days for the "
                         f"{spec.window}-bar feature warm-up")
-    sel = bars[first - spec.window :]
+    sel = bars[first - (spec.window - 1) :]  # the first decision falls on the first judged bar
     ticks = bars_to_ticks(sel, cfg.bars.period_ns, cfg.data.bars_side,
                           cfg.data.modelled_spread_pips * cfg.instrument.pip_size)
     iso = [(dt.date(1970, 1, 1) + dt.timedelta(days=int(d))).isoformat() for d in judged_days]

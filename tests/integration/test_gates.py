@@ -1,0 +1,164 @@
+"""Gates on crafted replays, recorded-tick sources, drift rollback and gate.db safety."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from core.checkpoint import read_checkpoint
+from core.config import load_config
+from core.errors import FatalError
+from core.features import FeatureSpec
+from core.policy import ScriptedPolicy
+from core.tick_files import TickFileWriter
+from core.types import BAR_DTYPE
+from tests.helpers import ROOT, tiny_checkpoint, write_bars_csv
+from trainer.config import GateConfig, TrainerConfig
+from trainer.cycles import improved, run_cycles, should_stop
+from trainer.gatedb import SCHEMA_VERSION, GateDB
+from trainer.gates import shadow_replay, shadow_ticks, trades_range
+
+HOUR = 3600 * 10**9
+
+
+def trending_bars(n=400, start=1_506_902_400, slope=2e-4):
+    """Hourly bars rising steadily (about 2 pips an hour) with small wiggles."""
+    rng = np.random.default_rng(0)
+    close = 1.10 + slope * np.arange(1, n + 1) + rng.normal(0, 2e-5, n)
+    bars = np.empty(n, dtype=BAR_DTYPE)
+    bars["ts_ns"] = start * 10**9 + np.arange(n, dtype=np.int64) * HOUR
+    bars["open"] = np.concatenate([[1.10], close[:-1]])
+    bars["close"] = close
+    bars["high"] = np.maximum(bars["open"], close) + 1e-5
+    bars["low"] = np.minimum(bars["open"], close) - 1e-5
+    bars["volume"] = 1.0
+    return bars
+
+
+def trainer_cfg(tmp_path, csv, **env):
+    base = {"STAIRWAY_DATA__BARS_CSV": str(csv), "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
+            "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"), "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+            "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks")}
+    return load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=base | env)
+
+
+@pytest.fixture()
+def rising(tmp_path):
+    return write_bars_csv(tmp_path / "rising.csv", trending_bars())
+
+
+def replay(cfg, actions):
+    spec = FeatureSpec.from_config(cfg)
+    ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns=1 << 62)
+    return shadow_replay(ScriptedPolicy(actions), cfg, spec, cfg.gates, ticks, judged, source, cycle=0)
+
+
+def test_shadow_gate_good_policy_passes_losing_policy_fails(tmp_path, rising):
+    cfg = trainer_cfg(tmp_path, rising)
+    good = replay(cfg, [1] + [0] * 500)  # buy once in a rising market, then hold
+    bad = replay(cfg, [2] + [0] * 500)  # sell once into it
+    assert good.source == bad.source == "bar-derived (historical tail)"
+    assert [d.trades for d in good.days] == [1, 0, 0] and all(d.pnl > 0 for d in good.days)
+    assert good.passed
+    assert not bad.passed and all("PnL" in " ".join(d.reasons) for d in bad.days)
+
+
+def test_shadow_gate_churning_policy_fails_on_trade_count(tmp_path, rising):
+    cfg = trainer_cfg(tmp_path, rising)
+    churn = replay(cfg, [1, 2] * 300)
+    assert not churn.passed
+    assert any("trades outside 0-1" in r for d in churn.days for r in d.reasons)
+
+
+def test_trades_range_scales_with_bar_period():
+    g = GateConfig()
+    assert trades_range(g, 1) == (5, 25)
+    assert trades_range(g, 5) == (1, 5)
+    assert trades_range(g, 60) == (0, 1)
+
+
+def test_shadow_uses_recorded_ticks_when_present(tmp_path, rising, market_cfg):
+    from core.bar_ticks import bars_to_ticks
+
+    cfg = trainer_cfg(tmp_path, rising)
+    bars = trending_bars()
+    w = TickFileWriter(tmp_path / "ticks", "EUR_USD", fsync=False)
+    w.write(bars_to_ticks(bars, HOUR, "ask", 1e-4))
+    w.flush()
+    spec = FeatureSpec.from_config(cfg)
+    ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns=1 << 62)
+    assert source == "recorded ticks" and len(judged) == 3
+    assert judged[-1] == "2017-10-18"  # the last recorded day
+    res = shadow_replay(ScriptedPolicy([1] + [0] * 500), cfg, spec, cfg.gates, ticks, judged, source, 0)
+    assert [d.date for d in res.days] == judged and all(d.decisions > 0 for d in res.days)
+
+
+def test_early_stop_logic():
+    assert improved(1.0, None, 0.01)
+    assert improved(1.02, 1.0, 0.01) and not improved(1.005, 1.0, 0.01)
+    assert improved(-0.9, -1.0, 0.01) and not improved(-0.995, -1.0, 0.01)
+    assert not should_stop([True], 2, 2)
+    assert not should_stop([True, False], 2, 2)
+    assert should_stop([True, False, False], 2, 2)
+    assert not should_stop([False], 2, 2)  # at least min_cycles
+    assert should_stop([False, False], 2, 2)
+    assert not should_stop([True, False, True, False], 2, 2)
+
+
+LENIENT = {"STAIRWAY_GATES__MIN_DAY_PNL": "-1e12", "STAIRWAY_GATES__MAX_DAY_DRAWDOWN_PCT": "100",
+           "STAIRWAY_GATES__TRADES_PER_DAY_MINUTE_BARS": "[0, 100000]"}
+STRICT = {"STAIRWAY_GATES__MIN_DAY_PNL": "1e12"}
+SMALL = {"STAIRWAY_CYCLES__COUNT": "2", "STAIRWAY_CYCLES__STEPS": "1000", "STAIRWAY_PPO__NUM_ENVS": "8",
+         "STAIRWAY_PPO__NUM_STEPS": "64", "STAIRWAY_PPO__HIDDEN": "16",
+         "STAIRWAY_TRAIN__RANGE": '{"start": "2017-01-01", "end": "2017-04-01"}'}
+EURUSD_CSV = ROOT / "data" / "FOREX_EURUSD_1H_ASK.csv"
+
+
+def test_passing_run_publishes_and_sets_gold_then_keeps_it(tmp_path):
+    cfg = trainer_cfg(tmp_path, EURUSD_CSV, **SMALL, **LENIENT)
+    first = run_cycles(cfg, progress=False)
+    models = tmp_path / "models"
+    assert first.passed and first.action == "published+gold"
+    assert read_checkpoint(models / "current").sha == read_checkpoint(models / "gold").sha == first.candidate
+    second = run_cycles(cfg, progress=False)  # warm start from current; step counter continues
+    assert second.passed and second.action == "published" and second.parent == first.candidate
+    assert read_checkpoint(models / "gold").sha == first.candidate
+    assert read_checkpoint(models / "previous").sha == first.candidate
+    assert read_checkpoint(models / "current").sha == second.candidate
+    assert second.cycles[0].global_step > first.cycles[-1].global_step
+    db = GateDB(tmp_path / "gate.db")
+    assert db.model(first.candidate)["status"] == "passed" and db.is_publishable(second.candidate)
+    rows = db.db.execute("SELECT count(*), min(cycle), max(cycle) FROM cycle_metrics").fetchone()
+    assert rows[0] == len(first.cycles) + len(second.cycles)
+    assert first.report.is_file() and (first.report.parent / "report.md").is_file()
+    assert b"data:image/png;base64" in first.report.read_bytes()
+
+
+def test_failing_gate_with_large_drift_rolls_back_to_gold(tmp_path, spec):
+    models = tmp_path / "models"
+    gold, _ = tiny_checkpoint(models, spec, seed=9, hidden=16)
+    from core.checkpoint import point_link
+
+    point_link(models, "gold", gold.sha)
+    cfg = trainer_cfg(tmp_path, EURUSD_CSV, **SMALL, **STRICT, STAIRWAY_CYCLES__WARM_START="false")
+    res = run_cycles(cfg, progress=False)
+    assert not res.passed and res.drift > 0.15 and res.action == "rolled_back_to_gold"
+    assert read_checkpoint(models / "current").sha == gold.sha
+    with sqlite3.connect(tmp_path / "gate.db") as c:
+        assert c.execute("SELECT action, gate_passed FROM parameter_drift_log").fetchall() == [("rolled_back_to_gold", 0)]
+        assert c.execute("SELECT status FROM model_registry WHERE sha = ?", (res.candidate,)).fetchone() == ("failed",)
+
+
+def test_failing_gate_without_gold_publishes_nothing(tmp_path):
+    cfg = trainer_cfg(tmp_path, EURUSD_CSV, **SMALL, **STRICT)
+    res = run_cycles(cfg, progress=False)
+    assert not res.passed and res.action == "not_published"
+    assert not (tmp_path / "models" / "current").exists() and not (tmp_path / "models" / "gold").exists()
+
+
+def test_gate_db_from_newer_schema_refused(tmp_path):
+    p = tmp_path / "gate.db"
+    with sqlite3.connect(p) as c:
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(FatalError, match="gate database schema v2 is newer than this Stairway"):
+        GateDB(p)

@@ -1,0 +1,119 @@
+"""Publishing killed at every step leaves models/current on a complete, verified file;
+`stairway models` commands do what they say and record it."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from core.checkpoint import read_checkpoint
+from stairway.cli import main as cli_main
+from tests.helpers import ROOT, tiny_checkpoint
+from trainer.gatedb import GateDB
+
+CHILD = r"""
+import os, sys, torch
+from pathlib import Path
+from core.checkpoint import CheckpointMeta, save_checkpoint, publish
+from trainer.gatedb import GateDB
+models, n, target = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+real, count = getattr(os, target), [0]
+def killer(*a, **k):
+    count[0] += 1
+    if count[0] == n:
+        os._exit(137)
+    return real(*a, **k)
+setattr(os, target, killer)
+meta = CheckpointMeta("ppo", "h", "{}", (3,), ("HOLD", "BUY", "SELL", "CLOSE"), 4)
+ck = save_checkpoint(models, {"w": torch.full((64, 64), 7.0)}, meta)
+db = GateDB(models / "gate.db")
+db.add_model(ck.sha, meta, 1, "r", 0)
+db.set_verdict(ck.sha, True, {"passed": True})
+publish(models, ck.sha)
+print("published", ck.sha)
+"""
+
+
+@pytest.mark.parametrize("target", ["replace", "symlink", "fsync", "unlink"])
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_publish_killed_at_each_step_keeps_current_valid(tmp_path, spec, target, n):
+    old, _ = tiny_checkpoint(tmp_path, spec, seed=1)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), str(n), target], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    current = read_checkpoint(tmp_path / "current")  # always a complete, verified checkpoint
+    if out.returncode == 0:
+        assert current.sha == out.stdout.split()[-1]
+    else:
+        assert out.returncode == 137, out.stderr
+        # either the old model, or the new one only after its passing gate record was committed
+        if current.sha != old.sha:
+            assert GateDB(tmp_path / "gate.db").model(current.sha)["status"] == "passed"
+    for p in (tmp_path / "registry").glob("*.safetensors"):
+        read_checkpoint(p)  # nothing half-written under a content address
+
+
+@pytest.fixture()
+def registry(tmp_path, spec, monkeypatch):
+    monkeypatch.setenv("STAIRWAY_TRAIN__MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("STAIRWAY_TRAIN__GATE_DB", str(tmp_path / "gate.db"))
+    a, _ = tiny_checkpoint(tmp_path / "models", spec, seed=1)
+    b, _ = tiny_checkpoint(tmp_path / "models", spec, seed=2)
+    db = GateDB(tmp_path / "gate.db")
+    db.add_model(a.sha, a.meta, 10, "r", 0)
+    db.add_model(b.sha, b.meta, 20, "r", 1)
+    db.set_verdict(a.sha, True, {"passed": True})
+    db.close()
+    return tmp_path, a.sha, b.sha
+
+
+def models_cmd(*args):
+    return cli_main(["models", "--config", str(ROOT / "config/trainer.toml"), *args])
+
+
+def current(tmp):
+    return read_checkpoint(tmp / "models" / "current").sha
+
+
+def test_models_commands(registry, capsys):
+    tmp, a, b = registry
+    assert models_cmd("list") == 0
+    out = capsys.readouterr().out
+    assert a[:12] in out and b[:12] in out and "passed" in out and "candidate" in out
+    assert current(tmp) == b
+    # ungated promotion needs --force and a reason
+    assert models_cmd("promote", b[:10]) == 2
+    assert "no passing gate record" in capsys.readouterr().err
+    assert models_cmd("promote", b[:10], "--force") == 2
+    assert "--force needs --reason" in capsys.readouterr().err
+    assert models_cmd("promote", a[:10]) == 0 and current(tmp) == a
+    assert models_cmd("promote", b[:10], "--force", "--reason", "operator override for a test") == 0
+    assert current(tmp) == b
+    assert models_cmd("set-gold", a[:10]) == 0
+    assert models_cmd("rollback", "--to", "gold") == 0 and current(tmp) == a
+    assert models_cmd("rollback", "--to", "previous") == 0 and current(tmp) == b
+    capsys.readouterr()
+    assert models_cmd("show", b[:10]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["registry"]["forced_reason"] == "operator override for a test"
+    with sqlite3.connect(tmp / "gate.db") as c:
+        actions = [r[0] for r in c.execute("SELECT action FROM operator_actions ORDER BY id")]
+    assert actions == ["promote", "promote_forced", "set_gold", "rollback_to_gold", "rollback_to_previous"]
+    assert GateDB(tmp / "gate.db").is_publishable(b)
+
+
+def test_models_refuse_corrupt_registry_file_and_unknown_sha(registry, capsys):
+    tmp, a, b = registry
+    path = tmp / "models" / "registry" / f"{a}.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    assert models_cmd("promote", a[:10]) == 2
+    assert "does not match its name" in capsys.readouterr().err
+    assert current(tmp) == b
+    assert models_cmd("promote", "abcdef0123") == 2
+    assert "matches 0 models" in capsys.readouterr().err
+    assert models_cmd("rollback", "--to", "gold") == 2
+    assert "no gold model" in capsys.readouterr().err
