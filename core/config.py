@@ -61,6 +61,8 @@ class FeatureConfig(Strict):
     short_window_minutes: int = Field(12, gt=0)
     long_window_minutes: int = Field(48, gt=0)
     rsi_window_minutes: int = Field(14, gt=0)
+    include: tuple[str, ...] | None = Field(
+        None, description="Market features to use, by name (core.features); default: all of them.")
 
     @model_validator(mode="after")
     def _check(self) -> "FeatureConfig":

@@ -27,6 +27,7 @@ Position features (9, DESIGN.md) come from core.position and are appended by the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -36,6 +37,7 @@ import numba
 import numpy as np
 
 from core.config import MarketConfig
+from core.errors import ConfigError
 from core.position import POSITION_FEATURES
 from core.types import NS_PER_DAY, NS_PER_MINUTE
 
@@ -59,11 +61,12 @@ class FeatureSpec:
     short_window: int
     long_window: int
     rsi_window: int
+    include: tuple[str, ...] | None = None  # None: every market feature, in kernel order
 
     @classmethod
     def from_config(cls, cfg: MarketConfig) -> "FeatureSpec":
         b, f = cfg.bars, cfg.features
-        return cls(
+        spec = cls(
             period_minutes=b.period_minutes,
             price=b.price,
             return_lags=tuple(b.bars(m, "features.return_lags_minutes") for m in f.return_lags_minutes),
@@ -72,10 +75,31 @@ class FeatureSpec:
             long_window=b.bars(f.long_window_minutes, "features.long_window_minutes"),
             rsi_window=b.bars(f.rsi_window_minutes, "features.rsi_window_minutes"),
         )
+        if f.include is not None:
+            known = spec.all_market_names
+            unknown = [n for n in f.include if n not in known]
+            if unknown or not f.include or len(set(f.include)) != len(f.include):
+                raise ConfigError(f"features.include = {list(f.include)}: unknown feature(s) {unknown} or duplicates; "
+                                  f"known market features: {', '.join(known)}")
+            spec = dataclasses.replace(spec, include=tuple(f.include))
+        return spec
+
+    @property
+    def all_market_names(self) -> tuple[str, ...]:
+        """Everything the kernel computes, in its output order."""
+        return tuple(f"ret_{k}" for k in self.return_lags) + BASE_MARKET_FEATURES
 
     @property
     def market_names(self) -> tuple[str, ...]:
-        return tuple(f"ret_{k}" for k in self.return_lags) + BASE_MARKET_FEATURES
+        return self.all_market_names if self.include is None else self.include
+
+    @property
+    def selection(self) -> np.ndarray | None:
+        """Kernel columns to keep, or None for all."""
+        if self.include is None:
+            return None
+        names = self.all_market_names
+        return np.array([names.index(n) for n in self.include], dtype=np.int64)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -105,6 +129,8 @@ class FeatureSpec:
             "price": self.price, "return_lags": list(self.return_lags), "vol_window": self.vol_window,
             "short_window": self.short_window, "long_window": self.long_window, "rsi_window": self.rsi_window,
         }
+        if self.include is not None:  # keeps the hash of the default spec unchanged
+            d["include"] = list(self.include)
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -214,10 +240,11 @@ def _batch_kernel(ts, o, h, l, c, params, window, out):
 def batch_market_features(bars: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """(n_bars, n_market) features for a whole history; rows before the warm-up are NaN."""
     n = len(bars)
-    out = np.full((n, spec.n_market), np.nan)
+    out = np.full((n, len(spec.all_market_names)), np.nan)
     cols = [np.ascontiguousarray(bars[f]) for f in ("ts_ns", "open", "high", "low", "close")]
     _batch_kernel(*cols, spec.params, spec.window, out)
-    return out
+    sel = spec.selection
+    return out if sel is None else np.ascontiguousarray(out[:, sel])
 
 
 class FeatureBuffer:
@@ -236,6 +263,8 @@ class FeatureBuffer:
         self._n = 0
         self.bars_seen = 0
         self._params = spec.params
+        self._sel = spec.selection
+        self._all = np.zeros(len(spec.all_market_names))
 
     @property
     def warm(self) -> bool:
@@ -258,5 +287,9 @@ class FeatureBuffer:
         if not self.warm:
             return False
         o = self._ohlc
-        market_features_at(self._ts, o[0], o[1], o[2], o[3], self._n - 1, self._params, out)
+        if self._sel is None:
+            market_features_at(self._ts, o[0], o[1], o[2], o[3], self._n - 1, self._params, out)
+        else:
+            market_features_at(self._ts, o[0], o[1], o[2], o[3], self._n - 1, self._params, self._all)
+            out[:] = self._all[self._sel]
         return True

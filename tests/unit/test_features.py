@@ -77,3 +77,22 @@ def test_feature_windows_converted_with_bar_period():
     assert (s5.vol_window, s5.short_window, s5.long_window, s5.rsi_window, s5.return_lags) == (12, 6, 24, 14, (1, 2))
     with pytest.raises(ConfigError, match="features.return_lags_minutes = 1 minutes is not a whole number of 60-minute bars"):
         FeatureSpec.from_config(MarketConfig(bars=BarConfig(period_minutes=60), features=FeatureConfig()))
+
+
+def test_feature_selection_by_name_same_in_both_paths(bars, market_cfg):
+    cfg = market_cfg.model_copy(update={"features": market_cfg.features.model_copy(
+        update={"include": ("rsi", "ret_24", "tod_sin")})})
+    spec = FeatureSpec.from_config(cfg)
+    full = FeatureSpec.from_config(market_cfg)
+    assert spec.market_names == ("rsi", "ret_24", "tod_sin") and spec.obs_dim == 3 + 9
+    assert spec.hash != full.hash
+    batch, inc = batch_market_features(bars, spec), incremental(bars, spec)
+    ref = batch_market_features(bars, full)[:, [full.market_names.index(n) for n in spec.market_names]]
+    w = spec.window
+    assert np.array_equal(batch[w - 1 :], ref[w - 1 :]) and np.max(np.abs(batch[w - 1 :] - inc[w - 1 :])) <= 1e-12
+
+
+def test_config_naming_an_unknown_feature_is_refused(market_cfg):
+    cfg = market_cfg.model_copy(update={"features": market_cfg.features.model_copy(update={"include": ("rsi", "macd")})})
+    with pytest.raises(ConfigError, match=r"features.include = \['rsi', 'macd'\]: unknown feature\(s\) \['macd'\].*known market features: ret_1"):
+        FeatureSpec.from_config(cfg)
