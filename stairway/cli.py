@@ -44,6 +44,23 @@ def _train_run(args: argparse.Namespace) -> int:
     return 1
 
 
+def _train_sweep(args: argparse.Namespace) -> int:
+    from trainer.config import TrainerConfig
+    from trainer.sweep import run_sweep
+
+    cfg = load_config(TrainerConfig, args.config)
+    configure_logging(level="warning")
+    res = run_sweep(cfg, args.trials, args.steps, args.ray_address)
+    for t in res["trials"]:
+        c = t["config"]
+        head = (f"fast_gain {c['fast_gain']:.3f} base_bonus {c['base_hold_bonus']:.4f} target {c['target_hold_rate']:.2f} "
+                f"w ({c['w_momentum']:.2f},{c['w_volatility']:.2f},{c['w_divergence']:.2f})")
+        print(f"{head}: " + (f"ERROR {t['error']}" if "error" in t else
+                             f"Sharpe {t['sharpe']:+.2f} PnL {t['pnl_pct']:+.3f} % trades {t['trades']} hold {t['hold_rate']:.2f}"))
+    print(f"best: {res['best']['config'] if res['best'] else 'none'}\nsaved {res['path']}")
+    return 0 if res["best"] else 1
+
+
 def _models(args: argparse.Namespace) -> int:
     from trainer import registry_ops as ops
     from trainer.config import TrainerConfig
@@ -85,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")
     tr.add_argument("--config", default="config/trainer.toml")
     tr.set_defaults(func=_train_run)
+    sw = t.add_parser("sweep", help="Ray Tune search over shaping/regime parameters (never publishes)")
+    sw.add_argument("--config", default="config/trainer.toml")
+    sw.add_argument("--ray-address", default=None, help="existing Ray cluster; default: a local instance")
+    sw.add_argument("--trials", type=int, default=8)
+    sw.add_argument("--steps", type=int, default=100_000, help="env steps per trial")
+    sw.set_defaults(func=_train_sweep)
     m = sub.add_parser("models", help="the checkpoint registry")
     m.add_argument("--config", default="config/trainer.toml", help="trainer config (models_dir, gate_db)")
     ms = m.add_subparsers(dest="action", required=True)

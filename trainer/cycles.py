@@ -117,28 +117,29 @@ def _annualised(summary: dict) -> float:
     return summary["pnl_pct"] * 365.25 / days
 
 
-def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
-    t0 = time.perf_counter()
-    run_id = time.strftime("train-%Y%m%dT%H%M%S", time.gmtime())
-    models = cfg.train.models_dir
-    try:
-        (models / "registry").mkdir(parents=True, exist_ok=True)
-        probe = models / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"train.models_dir = {models}: not writable ({e.strerror})") from None
-    gdb = GateDB(cfg.train.gate_db)
+@dataclass
+class PreparedData:
+    spec: FeatureSpec
+    ex: ExecutionModel
+    history: object
+    split: int
+    gate_first: int
+    session_len: int
+    split_desc: str
+    recorded: list
+
+
+def prepare_data(cfg: TrainerConfig) -> PreparedData:
+    """Load the range and split it: train | validation | shadow-gate tail (last K trading
+    days, only when the daemon has recorded no ticks). Shared by cycles and sweeps."""
+    from core.tick_files import recorded_days
+
     spec = FeatureSpec.from_config(cfg)
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     start_ns, end_ns = cfg.train.range.ns()
     history = load_history(cfg, spec, start_ns, end_ns)
     ts = history.bars["ts_ns"]
     n = len(history)
-
-    # split: train | validation | gate tail (last K trading days, unless ticks are recorded)
-    from core.tick_files import recorded_days
-
     recorded = recorded_days(cfg.gates.ticks_dir, cfg.instrument.symbol)
     if recorded:
         gate_first = n
@@ -160,6 +161,25 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     split_desc = (f"train {_day(int(ts[0]))} .. {_day(int(ts[split - 1]))}, validation {_day(int(ts[split]))} .. "
                   f"{_day(int(ts[gate_first - 1]))}, shadow gate "
                   + (f"on {len(recorded)} recorded day(s)" if recorded else f"{_day(int(ts[gate_first]))} .. {_day(int(ts[-1]))}"))
+    return PreparedData(spec, ex, history, split, gate_first, session_len, split_desc, recorded)
+
+
+def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
+    t0 = time.perf_counter()
+    run_id = time.strftime("train-%Y%m%dT%H%M%S", time.gmtime())
+    models = cfg.train.models_dir
+    try:
+        (models / "registry").mkdir(parents=True, exist_ok=True)
+        probe = models / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"train.models_dir = {models}: not writable ({e.strerror})") from None
+    gdb = GateDB(cfg.train.gate_db)
+    data = prepare_data(cfg)
+    spec, ex, history, split, gate_first, session_len, split_desc = (
+        data.spec, data.ex, data.history, data.split, data.gate_first, data.session_len, data.split_desc)
+    start_ns, end_ns = cfg.train.range.ns()
     gdb.start_run(run_id)
 
     parent = _warm_start(cfg, spec)
