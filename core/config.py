@@ -3,7 +3,9 @@
 Every model forbids unknown keys. Values are given in time units (minutes, days) and
 converted to bars with the bar period, so one config works for 1-minute and 1-hour bars.
 Environment variables ``STAIRWAY_<SECTION>__<KEY>=value`` override file values (JSON
-literals are parsed, anything else is taken as a string).
+literals are parsed, anything else is taken as a string). Variables naming a section the
+model does not have are ignored (they configure the other program on the host); unknown
+keys inside a known section are errors.
 """
 
 from __future__ import annotations
@@ -200,7 +202,10 @@ def load_config(model: type[M], path: str | Path, environ: dict[str, str] | None
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    data = _merge(data, env_overrides(environ))
+    # The daemon and the trainer share one environment: a variable for a section this model
+    # does not have belongs to the other one. Unknown keys inside a known section are errors.
+    env = {k: v for k, v in env_overrides(environ).items() if k in model.model_fields}
+    data = _merge(data, env)
     try:
         return model.model_validate(data)
     except ValidationError as e:

@@ -162,3 +162,19 @@ def test_gate_db_from_newer_schema_refused(tmp_path):
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(FatalError, match="gate database schema v2 is newer than this Stairway"):
         GateDB(p)
+
+
+def test_train_run_cli_exit_codes(tmp_path, monkeypatch, capsys):
+    from stairway.cli import main as cli_main
+
+    for k, v in {**SMALL, **STRICT, "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
+                 "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"), "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+                 "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks")}.items():
+        monkeypatch.setenv(k, v)
+    assert cli_main(["train", "run", "--config", str(ROOT / "config/trainer.toml")]) == 1
+    err = capsys.readouterr().err
+    assert "gates FAILED, nothing published (not_published)" in err and "PnL" in err
+    assert not (tmp_path / "models" / "current").exists()
+    monkeypatch.setenv("STAIRWAY_DATA__BARS_CSV", str(tmp_path / "missing.csv"))
+    assert cli_main(["train", "run", "--config", str(ROOT / "config/trainer.toml")]) == 2
+    assert "missing.csv: bar file not found" in capsys.readouterr().err

@@ -64,3 +64,11 @@ def test_missing_required_section_named(tmp_path):
     p = write(tmp_path, "[ppo]\ntotal_steps = 100\n")
     with pytest.raises(ConfigError, match="train: Field required"):
         load_config(TrainerConfig, p, environ={})
+
+
+def test_environment_for_the_other_program_is_ignored_but_typos_in_known_sections_are_not(tmp_path):
+    env = {"STAIRWAY_TRAIN__SEED": "5", "STAIRWAY_REPLAY__BATCH_TICKS": "10"}
+    d = load_config(DaemonConfig, ROOT / "config/paper.toml", environ=env)
+    assert d.replay.batch_ticks == 10
+    with pytest.raises(ConfigError, match="replay.batch_tick = 10: Extra inputs are not permitted"):
+        load_config(DaemonConfig, ROOT / "config/paper.toml", environ={"STAIRWAY_REPLAY__BATCH_TICK": "10"})
