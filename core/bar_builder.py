@@ -38,7 +38,7 @@ def quote_is_valid(bid: float, ask: float) -> bool:
 
 @numba.njit(cache=True)
 def build_bars_kernel(ts, bid, ask, period_ns, mode, state, istate, counts, out_ts, out_ohlcv, out_close_idx,
-                      out_last_quote, accepted):
+                      out_last_quote, out_last_ts, accepted):
     n_out = 0
     for i in range(ts.shape[0]):
         t = ts[i]
@@ -73,6 +73,7 @@ def build_bars_kernel(ts, bid, ask, period_ns, mode, state, istate, counts, out_
             out_close_idx[n_out] = i
             out_last_quote[n_out, 0] = state[S_LAST_BID]
             out_last_quote[n_out, 1] = state[S_LAST_ASK]
+            out_last_ts[n_out] = istate[I_LAST_TS]
             n_out += 1
             istate[I_HAS_BAR] = 0
         if istate[I_HAS_BAR] == 0:
@@ -110,6 +111,8 @@ class ClosedBars:
     last_bid: np.ndarray
     last_ask: np.ndarray
     accepted: np.ndarray
+    last_ts: np.ndarray  # time of each bar's last accepted quote
+
 
     def __len__(self) -> int:
         return len(self.bars)
@@ -151,14 +154,15 @@ class BarBuilder:
         out_ohlcv = np.empty((n, 5))
         out_close = np.empty(n, dtype=np.int64)
         out_last = np.empty((n, 2))
+        out_last_ts = np.empty(n, dtype=np.int64)
         accepted = np.empty(n, dtype=np.bool_)
         k = build_bars_kernel(
             np.ascontiguousarray(ticks["ts_ns"]), np.ascontiguousarray(ticks["bid"]),
             np.ascontiguousarray(ticks["ask"]), self.period_ns, self.mode, self.state, self.istate, self.counts,
-            out_ts, out_ohlcv, out_close, out_last, accepted,
+            out_ts, out_ohlcv, out_close, out_last, out_last_ts, accepted,
         )
         return ClosedBars(_to_bars(out_ts[:k], out_ohlcv[:k]), out_close[:k], out_last[:k, 0].copy(),
-                          out_last[:k, 1].copy(), accepted)
+                          out_last[:k, 1].copy(), accepted, out_last_ts[:k].copy())
 
     def flush(self) -> np.ndarray:
         """Close the open bar at the end of the data (no closing quote exists)."""

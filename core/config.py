@@ -33,6 +33,8 @@ class InstrumentConfig(Strict):
     symbol: str = Field("EUR_USD", description="Broker symbol, e.g. EUR_USD.")
     pip_size: float = Field(0.0001, gt=0, description="Price units per pip.")
     lot_units: float = Field(100_000, gt=0, description="Units in one lot (position sizes are in lots).")
+    market: Literal["fx", "us_equity", "always"] = Field("fx", description="Trading-hours calendar (core.calendar).")
+    holidays: tuple[dt.date, ...] = Field((), description="Closed all day (exchange local date).")
 
 
 class BarConfig(Strict):

@@ -82,8 +82,8 @@ async def run_daemon(cfg: DaemonConfig, policy=None, stop: asyncio.Event | None 
     await store.start_run(run_id, time.time_ns(), "paper-replay", policy.sha, cfg.model_dump_json())
     instrument = cfg.instrument.symbol
     slot = Slot(run_id, instrument, spec, cfg.bars.price, cfg.bars.period_ns, ex, cfg.account.initial_equity,
-                policy, PaperBroker(ex), RiskEngine(ex.max_position_units, ex.max_position_units * 2), store,
-                latency_capacity)
+                policy, PaperBroker(ex), RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes),
+                store, latency_capacity, market=cfg.instrument.market, holidays=cfg.instrument.holidays)
     log.info("daemon_started", run_id=run_id, mode="paper-replay", source=source, instrument=instrument,
              model_sha=policy.sha[:12], ticks=len(ticks), db=str(cfg.service.db_path), feature_spec=spec.hash)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from core.config import DateRange, MarketConfig, Strict
+from daemon.risk import RiskConfig
 
 
 class ServiceConfig(Strict):
@@ -30,4 +31,5 @@ class ReplayConfig(Strict):
 
 class DaemonConfig(MarketConfig):
     service: ServiceConfig = ServiceConfig()
+    risk: RiskConfig = RiskConfig()
     replay: ReplayConfig

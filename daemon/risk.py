@@ -1,33 +1,166 @@
-"""Pre-trade risk checks. (Drawdown tiers, fill validation and trade caps come later.)"""
+"""The risk engine: every order intent and every fill passes through here.
+
+Checks, in order, for an order that would *open* or enlarge a position (orders that only
+reduce a position are always allowed, so the book can be closed in every state):
+  halted (after the flatten tier, until an operator starts trading again) ·
+  trading disabled by control files · market closed · stale data · drawdown tier
+  ("stop opening") · daily trade cap · per-instrument and overall position limits ·
+  order-size cap.
+Drawdown tiers on intraday equity (against the session's opening equity): 1.5 % warn,
+1.8 % halve size, 2.0 % stop opening, 2.5 % flatten and roll the model back to gold.
+Fills more than 10 % over the request are refused: the excess is flattened and a
+violation recorded; three violations stop trading.
+Every decision that is not a plain pass is returned with a reason for risk_events.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from core.config import Strict
+
+TIER_NAMES = ("normal", "warn", "halve_size", "stop_opening", "flatten")
+
+
+class RiskConfig(Strict):
+    max_position_lots: float = Field(1.0, gt=0, description="Per instrument.")
+    max_total_lots: float = Field(1.0, gt=0, description="Sum of absolute positions over instruments.")
+    max_order_lots: float = Field(2.0, gt=0, description="Largest single order (a reversal is 2 lots).")
+    drawdown_tiers_pct: tuple[float, float, float, float] = Field(
+        (1.5, 1.8, 2.0, 2.5), description="warn, halve size, stop opening, flatten (intraday, % of session open).")
+    overfill_tolerance: float = Field(0.10, ge=0, description="A fill this much over the request is refused.")
+    max_overfill_violations: int = Field(3, gt=0, description="Violations before trading stops.")
+    max_trades_per_day: int = Field(50, gt=0, description="Orders per instrument per UTC day.")
+    trades_per_session_minute_bars: tuple[int, int] = Field((5, 25), description="Alert band, scaled to the bar.")
+    alert_after_sessions: int = Field(3, gt=0, description="Consecutive sessions outside the band before alerting.")
+    stale_after_secs: float = Field(120.0, gt=0, description="No entries after a quote gap longer than this.")
+    size_ramp: tuple[float, ...] = Field((0.5, 0.75, 1.0), description="Size after a hot swap, per session.")
 
 
 @dataclass(frozen=True)
 class RiskDecision:
     units: float  # signed units allowed
     note: str = ""
+    kind: str = ""  # risk_events kind when not a plain pass
+
+
+@dataclass
+class RiskState:
+    tier: int = 0
+    halted: bool = False
+    halted_reason: str = ""
+    overfill_violations: int = 0
+    trades_today: dict[str, int] = field(default_factory=dict)
+    day: int = -1
+    sessions_out_of_band: int = 0
 
 
 class RiskEngine:
-    def __init__(self, max_position_units: float, max_order_units: float) -> None:
-        self.max_position_units = max_position_units
-        self.max_order_units = max_order_units
+    def __init__(self, cfg: RiskConfig, lot_units: float, period_minutes: int = 1) -> None:
+        self.cfg = cfg
+        self.lot = lot_units
+        self.max_position_units = cfg.max_position_lots * lot_units
+        self.max_total_units = cfg.max_total_lots * lot_units
+        self.max_order_units = cfg.max_order_lots * lot_units
+        lo, hi = cfg.trades_per_session_minute_bars  # scaled like the trainer's shadow gate
+        self.band = (math.floor(lo / period_minutes), math.ceil(hi / period_minutes))
+        self.state = RiskState()
+        self.positions: dict[str, float] = {}
 
-    def check(self, current_units: float, order_units: float) -> RiskDecision:
-        """Clamp an order so the position stays within +/- max and the order within its cap."""
+    # -- tiers ----------------------------------------------------------------------------
+    def on_equity(self, equity: float, session_open: float) -> tuple[int, int]:
+        """Update the drawdown tier from intraday equity; returns (old, new). The flatten tier
+        latches the halt; tiers below it follow the drawdown both ways."""
+        dd = max(0.0, (session_open - equity) / session_open * 100.0)
+        tier = sum(dd + 1e-9 >= t for t in self.cfg.drawdown_tiers_pct)  # 1.8 % is 1.7999... in floats
+        old = self.state.tier
+        self.state.tier = tier
+        if tier >= 4 and not self.state.halted:
+            self.halt(f"intraday drawdown {dd:.2f} % >= {self.cfg.drawdown_tiers_pct[3]} %")
+        return old, tier
+
+    def halt(self, reason: str) -> None:
+        self.state.halted, self.state.halted_reason = True, reason
+
+    def resume(self) -> None:
+        """An operator started trading again."""
+        self.state.halted, self.state.halted_reason = False, ""
+        self.state.overfill_violations = 0
+
+    @property
+    def size_factor(self) -> float:
+        return 0.5 if self.state.tier >= 2 else 1.0
+
+    # -- orders ---------------------------------------------------------------------------
+    def new_day(self, day: int) -> None:
+        if day != self.state.day:
+            self.state.day = day
+            self.state.trades_today = {}
+
+    def check(self, instrument: str, current_units: float, order_units: float, *, trading_enabled: bool = True,
+              market_is_open: bool = True, quote_gap_secs: float = 0.0) -> RiskDecision:
         if order_units == 0.0:
             return RiskDecision(0.0)
         target = current_units + order_units
+        reducing = abs(target) <= abs(current_units) and (target == 0.0 or (target > 0) == (current_units > 0))
+        if reducing:
+            return RiskDecision(order_units)
+        # an opening order; when blocked it may still close what is there (a reversal becomes
+        # a close), but never adds
+        flips = current_units != 0.0 and (target > 0) != (current_units > 0)
+        reduce_only = -current_units if flips else 0.0
+        block = None
+        s = self.state
+        if s.halted:
+            block = ("halted", f"halted: {s.halted_reason}")
+        elif not trading_enabled:
+            block = ("observe_only", "START_TRADING absent: observe only")
+        elif not market_is_open:
+            block = ("market_closed", "market closed")
+        elif quote_gap_secs > self.cfg.stale_after_secs:
+            block = ("stale_data", f"quote gap {quote_gap_secs:.0f} s > {self.cfg.stale_after_secs:.0f} s")
+        elif s.tier >= 3:
+            block = ("stop_opening", f"drawdown tier {TIER_NAMES[s.tier]}: no new positions")
+        elif s.trades_today.get(instrument, 0) >= self.cfg.max_trades_per_day:
+            block = ("trade_cap", f"daily trade cap {self.cfg.max_trades_per_day} reached")
+        if block:
+            return RiskDecision(reduce_only, block[1], block[0])
         lim = self.max_position_units
-        clamped_target = max(-lim, min(lim, target))
-        units = clamped_target - current_units
-        note = ""
+        others = sum(abs(u) for k, u in self.positions.items() if k != instrument)
+        lim = min(lim, max(0.0, self.max_total_units - others))
+        clamped = max(-lim, min(lim, target))
+        units, kind, note = clamped - current_units, "", ""
         if units != order_units:
-            note = f"position limit {lim:g}: order {order_units:+g} reduced to {units:+g}"
+            kind, note = "position_limit", f"position limit {lim:g}: order {order_units:+g} reduced to {units:+g}"
         if abs(units) > self.max_order_units:
             units = self.max_order_units if units > 0 else -self.max_order_units
-            note = (note + "; " if note else "") + f"order cap {self.max_order_units:g}"
-        return RiskDecision(units, note)
+            kind, note = "order_cap", (note + "; " if note else "") + f"order cap {self.max_order_units:g}"
+        return RiskDecision(units, note, kind)
+
+    def on_order(self, instrument: str) -> None:
+        self.state.trades_today[instrument] = self.state.trades_today.get(instrument, 0) + 1
+
+    def on_position(self, instrument: str, units: float) -> None:
+        self.positions[instrument] = units
+
+    # -- fills ----------------------------------------------------------------------------
+    def check_fill(self, requested_units: float, filled_units: float) -> float:
+        """Signed excess to flatten when a fill exceeds the request by more than the tolerance;
+        0.0 otherwise. Three violations halt trading."""
+        if abs(filled_units) <= abs(requested_units) * (1.0 + self.cfg.overfill_tolerance) + 1e-9:
+            return 0.0
+        self.state.overfill_violations += 1
+        if self.state.overfill_violations >= self.cfg.max_overfill_violations:
+            self.halt(f"{self.state.overfill_violations} over-fill violations")
+        return filled_units - requested_units
+
+    # -- session alert --------------------------------------------------------------------
+    def on_session_closed(self, trades: int) -> bool:
+        """True when trades per session have been outside the band for N sessions in a row."""
+        lo, hi = self.band
+        out = not (lo <= trades <= hi)
+        self.state.sessions_out_of_band = self.state.sessions_out_of_band + 1 if out else 0
+        return self.state.sessions_out_of_band >= self.cfg.alert_after_sessions

@@ -3,30 +3,35 @@
 Per batch of quotes the BarBuilder kernel runs once; Python work happens only per closed
 bar. For each bar closed in the batch, in time order: the working order gets the quotes up
 to (not including) the closing quote and its remainder is cancelled; the bar is marked at
-its own last quote; a decision is taken on the closed bar; its order is worked from the
-quote after the closing quote, no earlier than the closing quote's time plus latency.
-The trainer's environment follows the same sequence with the same core functions.
+its own last quote; a pending model swap is applied (between bars); a decision is taken
+on the closed bar; its order is worked from the quote after the closing quote, no earlier
+than the closing quote's time plus latency. The trainer's environment follows the same
+sequence with the same core functions.
+
+Risk: every wanted order goes through the RiskEngine (limits, tiers, control files,
+market hours, stale data); fills are checked for over-fills, whose excess is flattened;
+the flatten tier closes the position and asks the daemon to roll the model back to gold.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import structlog
 
 from core.bar_builder import BarBuilder
-from core.execution import ExecutionModel
+from core.execution import ExecutionModel, target_units
 from core.features import FeatureBuffer, FeatureSpec
 from core.metrics import PerformanceTracker
 from core.policy import Policy
-from core.position import (PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, mark_bar, new_state,
-                           position_features)
-from core.types import ACTION_NAMES, Fill, OrderIntent, Side, client_order_id
+from core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
+from core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
 from daemon.paper_broker import PaperBroker
-from daemon.risk import RiskEngine
+from core.calendar import market_open
+from daemon.risk import TIER_NAMES, RiskEngine
 from daemon.sessions import SessionTracker
 from daemon.store import Store
 
@@ -40,6 +45,7 @@ class SlotCounters:
     decisions: int = 0
     orders: int = 0
     fills: int = 0
+    swaps: int = 0
     actions: dict[str, int] = field(default_factory=lambda: {a: 0 for a in ACTION_NAMES})
 
 
@@ -61,7 +67,9 @@ class LatencyRing:
 class Slot:
     def __init__(self, run_id: str, instrument: str, spec: FeatureSpec, bar_price: str, period_ns: int,
                  ex: ExecutionModel, initial_equity: float, policy: Policy, broker: PaperBroker,
-                 risk: RiskEngine, store: Store, latency_capacity: int = 4096) -> None:
+                 risk: RiskEngine, store: Store, latency_capacity: int = 4096,
+                 on_flatten_tier: Callable[[str], None] | None = None, market: str = "fx",
+                 holidays: tuple = (), clock_ns: Callable[[int], int] | None = None) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
         self.policy, self.broker, self.risk, self.store = policy, broker, risk, store
@@ -72,11 +80,26 @@ class Slot:
         self.tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units)
         self.counters = SlotCounters()
         self.new_fills: list[Fill] = []
-        self._last_quote = (np.nan, np.nan)
-        self.first_decision_bar_ts: int | None = None
         self.latency = LatencyRing(latency_capacity)
         self.sessions = SessionTracker()
+        self.on_flatten_tier = on_flatten_tier
+        self.market, self.holidays = market, tuple(holidays)
+        # decision-time clock: replay uses the closing quote's own time (so a replay is never
+        # stale); live passes the wall clock
+        self.clock_ns = clock_ns or (lambda closing_ts: closing_ts)
+        # control and hot-swap state, set by the daemon between batches
+        self.trading_enabled = True
+        self.pending_policy: Policy | None = None
+        self.ramp: tuple[float, ...] = (1.0,)
+        self._ramp_day = 0
+        self._flatten_reason: str | None = None
+        self._last_quote = (np.nan, np.nan)
+        self._last_quote_ts = 0
+        self._seq: dict[int, int] = {}
+        self.first_decision_bar_ts: int | None = None
         self.last_bar_ts: int | None = None
+        self.equity = initial_equity
+        self.drawdown_pct = 0.0
 
     # -- quotes ---------------------------------------------------------------------------
     def on_ticks(self, ticks: np.ndarray) -> None:
@@ -85,18 +108,25 @@ class Slot:
         ts, bid, ask = ticks["ts_ns"], ticks["bid"], ticks["ask"]
         acc = closed.accepted
         pos = 0
+        if self._flatten_reason is not None and len(ticks):
+            self._flatten_now(int(ts[0]) - 1)
         if len(closed):
             rows = zip(closed.bars.tolist(), closed.close_idx.tolist(), closed.last_bid.tolist(),
-                       closed.last_ask.tolist())
-            for bar, j, last_bid, last_ask in rows:
+                       closed.last_ask.tolist(), closed.last_ts.tolist())
+            for bar, j, last_bid, last_ask, last_ts in rows:
                 self._work(ts, bid, ask, acc, pos, j)
                 self._finish_order()
-                self._on_bar(bar, last_bid, last_ask, int(ts[j]))
+                self._on_bar(bar, last_bid, last_ask, int(ts[j]), last_ts)
                 pos = j + 1
         self._work(ts, bid, ask, acc, pos, len(ticks))
         if acc.any():
             last = int(np.flatnonzero(acc)[-1])
             self._last_quote = (float(bid[last]), float(ask[last]))
+            self._last_quote_ts = int(ts[last])
+
+    def request_flatten(self, reason: str) -> None:
+        """Close the position at the next quotes (control file FLATTEN, operator, risk)."""
+        self._flatten_reason = reason
 
     def cancel_working(self) -> None:
         """Cancel the working order (shutdown), record its final state and the open session."""
@@ -107,15 +137,32 @@ class Slot:
         """End of data: cancel the working order and close the last bar without deciding."""
         self._finish_order()
         for bar in self.builder.flush().tolist():
-            self._on_bar(bar, *self._last_quote, closing_ts_ns=None)
+            self._on_bar(bar, *self._last_quote, closing_ts_ns=None, last_quote_ts=self._last_quote_ts)
         self._close_session()
 
-    def _close_session(self) -> None:
-        done = self.sessions.close()
-        if done is not None:
-            self.store.add("session_metrics", done.row(self.run_id, self.instrument))
+    # -- orders and fills -----------------------------------------------------------------
+    def _next_id(self, bar_ts: int) -> str:
+        seq = self._seq.get(bar_ts, -1) + 1
+        self._seq = {bar_ts: seq}  # bounded: only the current bar's counter is kept
+        return client_order_id(self.instrument, bar_ts, seq)
 
-    # -- internals ------------------------------------------------------------------------
+    def _submit(self, units: float, bar_ts: int, after_ts: int) -> None:
+        intent = OrderIntent(self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL,
+                             abs(units), bar_ts, after_ts)
+        self.broker.submit(intent, after_ts + self.ex.latency_ns)
+        self.counters.orders += 1
+        self.risk.on_order(self.instrument)
+        if self.sessions.current is not None:
+            self.sessions.current.orders += 1
+
+    def _flatten_now(self, after_ts: int) -> None:
+        reason, self._flatten_reason = self._flatten_reason, None
+        self._finish_order()
+        units = float(self.position[PS_UNITS])
+        self._risk_event(after_ts, "flatten", reason or "flatten requested", -units, -units)
+        if units != 0.0:
+            self._submit(-units, self.last_bar_ts or after_ts, after_ts)
+
     def _work(self, ts, bid, ask, acc, start: int, stop: int) -> None:
         for f in self.broker.work(self.instrument, ts, bid, ask, acc, start, stop):
             signed = f.units * int(f.side)
@@ -126,6 +173,17 @@ class Slot:
             self.new_fills.append(f)
             if self.sessions.current is not None:
                 self.sessions.current.fills += 1
+        order = self.broker.working.get(self.instrument)
+        if order is not None and order.filled > 0:
+            requested = order.intent.units * int(order.intent.side)
+            excess = self.risk.check_fill(requested, order.filled * int(order.intent.side))
+            if excess:
+                self._finish_order()
+                self._risk_event(int(ts[max(start, stop - 1)]), "overfill",
+                                 f"filled {order.filled:g} for {order.intent.units:g} requested; flattening the excess",
+                                 requested, -excess)
+                self._submit(-excess, order.intent.bar_ts_ns, int(ts[max(start, stop - 1)]))
+        self.risk.on_position(self.instrument, float(self.position[PS_UNITS]))
 
     def _finish_order(self) -> None:
         order = self.broker.finish(self.instrument)
@@ -137,7 +195,33 @@ class Slot:
         self.store.add("orders", (self.run_id, i.client_order_id, i.instrument, i.bar_ts_ns, total * int(i.side),
                                   order.filled * int(i.side), status, order.not_before_ns))
 
-    def _on_bar(self, bar: tuple, last_bid: float, last_ask: float, closing_ts_ns: int | None) -> None:
+    def _risk_event(self, ts_ns: int, kind: str, detail: str, requested: float | None = None,
+                    allowed: float | None = None) -> None:
+        self.store.add("risk_events", (self.run_id, ts_ns, self.instrument, kind, detail, requested, allowed))
+
+    def _close_session(self) -> None:
+        done = self.sessions.close()
+        if done is not None:
+            self.store.add("session_metrics", done.row(self.run_id, self.instrument))
+
+    # -- bars -----------------------------------------------------------------------------
+    def _apply_swap(self, bar_ts: int) -> None:
+        new, self.pending_policy = self.pending_policy, None
+        old = self.policy
+        self.policy = new
+        self.counters.swaps += 1
+        self._ramp_day = bar_ts // NS_PER_DAY
+        self.store.add("model_swaps", (self.run_id, bar_ts, old.sha, new.sha, "swapped", "between bars"))
+        log.info("model_swapped", instrument=self.instrument, old_sha=old.sha[:12], new_sha=new.sha[:12],
+                 bar_ts_ns=bar_ts)
+
+    def _size_factor(self, bar_ts: int) -> float:
+        days = bar_ts // NS_PER_DAY - self._ramp_day
+        ramp = self.ramp[min(max(days, 0), len(self.ramp) - 1)] if self.counters.swaps else 1.0
+        return ramp * self.risk.size_factor
+
+    def _on_bar(self, bar: tuple, last_bid: float, last_ask: float, closing_ts_ns: int | None,
+                last_quote_ts: int) -> None:
         """``bar`` is a BAR_DTYPE row as a tuple: (ts_ns, open, high, low, close, volume)."""
         t0 = time.perf_counter_ns()
         c = self.counters
@@ -152,15 +236,37 @@ class Slot:
         mark_bar(st, last_bid, last_ask, self.ex.pip)
         eq = float(equity(st, last_bid, last_ask, self.initial_equity))
         units = float(st[PS_UNITS])
+        self.equity = eq
         self.tracker.on_bar(bar_ts, units, float(st[PS_REALIZED]), eq)
         done = self.sessions.on_bar(bar_ts, eq)
         if done is not None:
             self.store.add("session_metrics", done.row(self.run_id, self.instrument))
+            if self.risk.on_session_closed(done.orders):
+                self._risk_event(bar_ts, "trade_count_alert",
+                                 f"orders per session outside {self.risk.band} for "
+                                 f"{self.risk.state.sessions_out_of_band} sessions")
         session = self.sessions.current
+        self.risk.new_day(bar_ts // NS_PER_DAY)
+        self.drawdown_pct = 100.0 * max(0.0, (session.equity_open - eq) / session.equity_open)
+        old_tier, tier = self.risk.on_equity(eq, session.equity_open)
+        if tier != old_tier:
+            self._risk_event(bar_ts, f"tier_{TIER_NAMES[tier]}",
+                             f"intraday drawdown {self.drawdown_pct:.2f} % (tier {old_tier} -> {tier})")
+            log.warning("risk_tier_changed", instrument=self.instrument, tier=TIER_NAMES[tier],
+                        drawdown_pct=round(self.drawdown_pct, 3))
+            if tier == 4 and old_tier < 4:
+                self._flatten_reason = f"drawdown {self.drawdown_pct:.2f} % reached the flatten tier"
+                if self.on_flatten_tier is not None:
+                    self.on_flatten_tier(self._flatten_reason)
         self.store.add("positions", (self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]),
                                      float(st[PS_REALIZED]), eq))
         if closing_ts_ns is None:
             return  # no later quote exists: nothing could execute a decision
+        if self._flatten_reason is not None:
+            self._flatten_now(closing_ts_ns)
+            return
+        if self.pending_policy is not None:
+            self._apply_swap(bar_ts)
         self.features.compute(self.obs[: self.spec.n_market])
         position_features(st, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
         action, confidence = self.policy.act(self.obs)
@@ -171,16 +277,15 @@ class Slot:
         self.tracker.on_decision(action)
         session.decisions += 1
         session.holds += action == 0
-        wanted = self.ex.order_units(action, units)
-        risk = self.risk.check(units, wanted)
+        size = self.ex.trade_units * self._size_factor(bar_ts)
+        wanted = float(target_units(action, units, size)) - units
+        risk = self.risk.check(self.instrument, units, wanted, trading_enabled=self.trading_enabled,
+                               market_is_open=market_open(closing_ts_ns, self.market, self.holidays),
+                               quote_gap_secs=(self.clock_ns(closing_ts_ns) - closing_ts_ns) / 1e9)
         self.store.add("decisions", (self.run_id, self.instrument, bar_ts, ACTION_NAMES[action], confidence,
                                      self.policy.sha, units, eq, risk.units, risk.note))
-        if risk.note:
-            self.store.event(self.run_id, closing_ts_ns, "risk_reduced", instrument=self.instrument, note=risk.note)
+        if wanted != 0.0:
+            self._risk_event(closing_ts_ns, risk.kind or "pass", risk.note or "order allowed", wanted, risk.units)
         if risk.units != 0.0:
-            intent = OrderIntent(client_order_id(self.instrument, bar_ts, 0), self.instrument,
-                                 Side.BUY if risk.units > 0 else Side.SELL, abs(risk.units), bar_ts, closing_ts_ns)
-            self.broker.submit(intent, closing_ts_ns + self.ex.latency_ns)
-            c.orders += 1
-            session.orders += 1
+            self._submit(risk.units, bar_ts, closing_ts_ns)
         self.latency.add(time.perf_counter_ns() - t0)

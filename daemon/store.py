@@ -46,6 +46,13 @@ MIGRATIONS: tuple[str, ...] = (
                                   equity_open REAL, equity_close REAL, pnl REAL, max_drawdown_pct REAL,
                                   PRIMARY KEY (run_id, instrument, session_date)) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE risk_events (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+                              instrument TEXT, kind TEXT NOT NULL, detail TEXT NOT NULL,
+                              requested_units REAL, allowed_units REAL);
+    CREATE TABLE model_swaps (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+                              old_sha TEXT, new_sha TEXT, outcome TEXT NOT NULL, reason TEXT NOT NULL);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -58,6 +65,9 @@ _INSERT = {
     "positions": "INSERT INTO positions VALUES (?,?,?,?,?,?,?)",
     "events": "INSERT INTO events (run_id, ts_ns, kind, detail_json) VALUES (?,?,?,?)",
     "session_metrics": "INSERT INTO session_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    "risk_events": "INSERT INTO risk_events (run_id, ts_ns, instrument, kind, detail, requested_units, allowed_units) "
+                   "VALUES (?,?,?,?,?,?,?)",
+    "model_swaps": "INSERT INTO model_swaps (run_id, ts_ns, old_sha, new_sha, outcome, reason) VALUES (?,?,?,?,?,?)",
 }
 
 

@@ -32,7 +32,7 @@ def _observe(feats, bar, state, last_bid, last_ask, pip, n_market, obs):
 
 
 @numba.njit(cache=True)
-def _step(actions, bar, steps, session_len, state, feats, close_idx, ts, bid, ask, accepted, last_bid,
+def _step(actions, bar, steps, session_len, state, feats, close_idx, can_open, ts, bid, ask, accepted, last_bid,
           last_ask, pip, trade_units, max_units, comm_per_unit, slip, latency_ns, cap_units, initial,
           reward_scale, n_market, obs, reward, done, eq_out, fill_idx, fill_units, fill_price):
     unit_pips = pip * trade_units
@@ -45,6 +45,11 @@ def _step(actions, bar, steps, session_len, state, feats, close_idx, ts, bid, as
             tgt = max_units
         elif tgt < -max_units:
             tgt = -max_units
+        if not can_open[i] and abs(tgt) > 0.0:  # market closed: reduce-only, as the daemon's risk engine
+            if u == 0.0 or (tgt > 0.0) != (u > 0.0):
+                tgt = 0.0
+            elif abs(tgt) > abs(u):
+                tgt = u
         order = tgt - u
         eq0 = equity(st, last_bid[i], last_ask[i], initial)
         if order != 0.0:
@@ -127,7 +132,7 @@ class VecTradingEnv:
             regime = h.regime[self.bar]
             maxdd_before = self.state[:, PS_MAXDD].copy()
         _step(actions, self.bar, self.steps, self.session_len, self.state,
-              h.features, h.close_idx, ts, bid, ask, h.accepted, h.last_bid, h.last_ask, ex.pip,
+              h.features, h.close_idx, h.can_open, ts, bid, ask, h.accepted, h.last_bid, h.last_ask, ex.pip,
               ex.trade_units, ex.max_position_units, ex.commission_per_unit, ex.slippage, ex.latency_ns,
               ex.cap_units, self.initial_equity, self.reward_scale, self.spec.n_market, self.obs,
               self.reward, self.done, self.equity_pips, *self._fills)

@@ -113,11 +113,16 @@ def shadow_replay(policy: Policy, cfg: MarketConfig, spec: FeatureSpec, gates: G
     if db.exists():
         db.unlink()
 
+    from daemon.config import DaemonConfig
+
+    risk_cfg = load_config(DaemonConfig, gates.daemon_config).risk  # the daemon's own limits
+
     async def go() -> list[tuple]:
         store = await Store.open(db)
         slot = Slot("shadow", cfg.instrument.symbol, spec, cfg.bars.price, cfg.bars.period_ns, ex,
-                    cfg.account.initial_equity, policy,
-                    PaperBroker(ex), RiskEngine(ex.max_position_units, 2 * ex.max_position_units), store)
+                    cfg.account.initial_equity, policy, PaperBroker(ex),
+                    RiskEngine(risk_cfg, cfg.instrument.lot_units, cfg.bars.period_minutes), store,
+                    market=cfg.instrument.market, holidays=cfg.instrument.holidays)
         days = ticks["ts_ns"] // NS_PER_DAY
         bounds = np.flatnonzero(np.diff(days)) + 1
         for day_index, chunk in enumerate(np.split(ticks, bounds)):

@@ -15,6 +15,7 @@ import structlog
 from core.bar_builder import S_LAST_ASK, S_LAST_BID, BarBuilder
 from core.bar_files import load_bars, select_range
 from core.bar_ticks import bars_to_ticks
+from core.calendar import open_mask
 from core.config import MarketConfig
 from core.errors import DataError
 from core.features import FeatureSpec, batch_market_features
@@ -31,6 +32,7 @@ class MarketHistory:
     last_ask: np.ndarray
     features: np.ndarray  # (n_bars, n_market), NaN before the warm-up
     regime: np.ndarray  # composite regime after each bar (training shaping only, never observed)
+    can_open: np.ndarray  # market open at the bar's closing quote (core.calendar); else reduce-only
 
     def __len__(self) -> int:
         return len(self.bars)
@@ -49,8 +51,10 @@ def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec
     last_bid = np.concatenate([closed.last_bid, np.full(len(tail), s[S_LAST_BID])])
     last_ask = np.concatenate([closed.last_ask, np.full(len(tail), s[S_LAST_ASK])])
     regime = RegimeDetector(cfg.regime, cfg.bars).series(bars["close"])
+    closing_ts = np.where(close_idx < len(ticks), ticks["ts_ns"][np.minimum(close_idx, len(ticks) - 1)], 0)
+    can_open = open_mask(closing_ts, cfg.instrument.market, cfg.instrument.holidays) & (close_idx < len(ticks))
     return MarketHistory(ticks, closed.accepted, bars, close_idx, last_bid, last_ask,
-                         batch_market_features(bars, spec), regime)
+                         batch_market_features(bars, spec), regime, can_open)
 
 
 log = structlog.get_logger("trainer")
