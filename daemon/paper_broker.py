@@ -24,6 +24,7 @@ class WorkingOrder:
     intent: OrderIntent
     remaining: float
     not_before_ns: int
+    expires: bool = True  # decision orders expire at the next bar close; flatten/corrective ones do not
     filled: float = 0.0
     fills: int = 0
 
@@ -38,14 +39,14 @@ class PaperBroker:
         self._units = np.empty(MAX_FILLS_PER_CALL)
         self._price = np.empty(MAX_FILLS_PER_CALL)
 
-    def submit(self, intent: OrderIntent, not_before_ns: int) -> None:
+    def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None:
         if intent.instrument in self.working:
             raise OrderRejected(f"{intent.client_order_id}: {intent.instrument} already has a working order "
                                 f"{self.working[intent.instrument].intent.client_order_id}")
         if intent.units <= 0:
             raise OrderRejected(f"{intent.client_order_id}: units must be positive, got {intent.units}")
         signed = intent.units * int(intent.side)
-        self.working[intent.instrument] = WorkingOrder(intent, signed, not_before_ns)
+        self.working[intent.instrument] = WorkingOrder(intent, signed, not_before_ns, expires)
 
     def work(self, instrument: str, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, accepted: np.ndarray,
              start: int, stop: int) -> list[Fill]:

@@ -83,7 +83,9 @@ class RiskEngine:
         return old, tier
 
     def halt(self, reason: str) -> None:
-        self.state.halted, self.state.halted_reason = True, reason
+        """Stop opening positions until ``resume``; the first cause is kept."""
+        if not self.state.halted:
+            self.state.halted, self.state.halted_reason = True, reason
 
     def resume(self) -> None:
         """An operator started trading again."""

@@ -115,7 +115,9 @@ class Slot:
                        closed.last_ask.tolist(), closed.last_ts.tolist())
             for bar, j, last_bid, last_ask, last_ts in rows:
                 self._work(ts, bid, ask, acc, pos, j)
-                self._finish_order()
+                order = self.broker.working.get(self.instrument)
+                if order is not None and order.expires:
+                    self._finish_order()
                 self._on_bar(bar, last_bid, last_ask, int(ts[j]), last_ts)
                 pos = j + 1
         self._work(ts, bid, ask, acc, pos, len(ticks))
@@ -146,10 +148,10 @@ class Slot:
         self._seq = {bar_ts: seq}  # bounded: only the current bar's counter is kept
         return client_order_id(self.instrument, bar_ts, seq)
 
-    def _submit(self, units: float, bar_ts: int, after_ts: int) -> None:
+    def _submit(self, units: float, bar_ts: int, after_ts: int, expires: bool = True) -> None:
         intent = OrderIntent(self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL,
                              abs(units), bar_ts, after_ts)
-        self.broker.submit(intent, after_ts + self.ex.latency_ns)
+        self.broker.submit(intent, after_ts + self.ex.latency_ns, expires)
         self.counters.orders += 1
         self.risk.on_order(self.instrument)
         if self.sessions.current is not None:
@@ -160,8 +162,8 @@ class Slot:
         self._finish_order()
         units = float(self.position[PS_UNITS])
         self._risk_event(after_ts, "flatten", reason or "flatten requested", -units, -units)
-        if units != 0.0:
-            self._submit(-units, self.last_bar_ts or after_ts, after_ts)
+        if units != 0.0:  # worked until filled, not cancelled at the next bar close
+            self._submit(-units, self.last_bar_ts or after_ts, after_ts, expires=False)
 
     def _work(self, ts, bid, ask, acc, start: int, stop: int) -> None:
         for f in self.broker.work(self.instrument, ts, bid, ask, acc, start, stop):
@@ -182,7 +184,10 @@ class Slot:
                 self._risk_event(int(ts[max(start, stop - 1)]), "overfill",
                                  f"filled {order.filled:g} for {order.intent.units:g} requested; flattening the excess",
                                  requested, -excess)
-                self._submit(-excess, order.intent.bar_ts_ns, int(ts[max(start, stop - 1)]))
+                self._submit(-excess, order.intent.bar_ts_ns, int(ts[max(start, stop - 1)]), expires=False)
+                order = None
+        if order is not None and order.remaining == 0.0:
+            self._finish_order()  # done: a flatten/corrective order stops blocking decisions
         self.risk.on_position(self.instrument, float(self.position[PS_UNITS]))
 
     def _finish_order(self) -> None:
@@ -267,6 +272,9 @@ class Slot:
             return
         if self.pending_policy is not None:
             self._apply_swap(bar_ts)
+        if self.instrument in self.broker.working:  # a flatten/corrective order is still working
+            self.latency.add(time.perf_counter_ns() - t0)
+            return
         self.features.compute(self.obs[: self.spec.n_market])
         position_features(st, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
         action, confidence = self.policy.act(self.obs)

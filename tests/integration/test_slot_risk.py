@@ -1,0 +1,127 @@
+"""The slot's risk behaviour on crafted prices: every drawdown tier, over-fills, stale data,
+closed markets, observe-only and FLATTEN."""
+
+import asyncio
+import sqlite3
+
+import numpy as np
+import pytest
+
+from core.bar_ticks import bars_to_ticks
+from core.execution import ExecutionModel
+from core.policy import ScriptedPolicy
+from core.types import BAR_DTYPE
+from daemon.paper_broker import PaperBroker
+from daemon.risk import RiskConfig, RiskEngine
+from daemon.slot import Slot
+from daemon.store import Store
+
+HOUR = 3600 * 10**9
+START = 1_506_902_400  # Monday 2017-10-02 00:00 UTC
+
+
+def bars_from_closes(closes, start=START):
+    n = len(closes)
+    bars = np.empty(n, dtype=BAR_DTYPE)
+    bars["ts_ns"] = start * 10**9 + np.arange(n, dtype=np.int64) * HOUR
+    bars["open"] = np.concatenate([[closes[0]], closes[:-1]])
+    bars["close"] = closes
+    bars["high"] = np.maximum(bars["open"], closes) + 1e-5
+    bars["low"] = np.minimum(bars["open"], closes) - 1e-5
+    bars["volume"] = 1.0
+    return bars
+
+
+def run(market_cfg, spec, tmp_path, closes, actions, broker=None, risk_cfg=None, setup=None, between=None,
+        market="always", clock=None):
+    ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
+    ticks = bars_to_ticks(bars_from_closes(np.asarray(closes)), HOUR, "ask", 1e-4)
+    flattened = []
+
+    async def go():
+        store = await Store.open(tmp_path / "r.db")
+        risk = RiskEngine(risk_cfg or RiskConfig(), 100_000.0, 60)
+        slot = Slot("r", "EUR_USD", spec, "ask", HOUR, ex, 100_000.0, ScriptedPolicy(actions), broker or PaperBroker(ex),
+                    risk, store, on_flatten_tier=flattened.append, market=market, clock_ns=clock)
+        if setup:
+            setup(slot)
+        for k in range(0, len(ticks), 4):  # one bar of quotes at a time
+            slot.on_ticks(ticks[k : k + 4])
+            if between:
+                between(slot, k // 4)
+        slot.finish()
+        await store.close()
+        return slot
+
+    slot = asyncio.run(go())
+    db = sqlite3.connect(tmp_path / "r.db")
+    return slot, db, flattened
+
+
+def kinds(db):
+    return [r[0] for r in db.execute("SELECT kind FROM risk_events WHERE kind != 'pass' ORDER BY id")]
+
+
+def test_every_drawdown_tier_then_flatten_and_rollback_request(market_cfg, spec, tmp_path):
+    w = spec.window
+    closes = [1.10] * w + list(1.10 - 0.0020 * np.arange(1, 30))  # long into a 20-pip-an-hour slide
+    slot, db, flattened = run(market_cfg, spec, tmp_path, closes, [1] + [1] * 60)
+    k = kinds(db)
+    tiers = [x for x in k if x.startswith("tier_")]
+    assert tiers[:4] == ["tier_warn", "tier_halve_size", "tier_stop_opening", "tier_flatten"]
+    assert "flatten" in k and len(flattened) == 1 and "flatten tier" in flattened[0]
+    assert slot.risk.state.halted
+    # the flatten order closed the long; later BUYs are refused while halted
+    assert db.execute("SELECT sum(units) FROM fills").fetchone()[0] == pytest.approx(0.0)
+    assert "halted" in k[k.index("flatten"):]
+
+
+def test_overfill_excess_flattened_and_three_violations_halt(market_cfg, spec, tmp_path):
+    class OverfillingBroker(PaperBroker):
+        def work(self, instrument, ts, bid, ask, accepted, start, stop):
+            fills = super().work(instrument, ts, bid, ask, accepted, start, stop)
+            order = self.working.get(instrument)
+            if order is not None and fills and order.intent.client_order_id.endswith("-0"):
+                order.filled *= 2  # the broker reports twice what we asked for
+                fills = [type(f)(f.client_order_id, f.instrument, f.ts_ns, f.side, f.units * 2, f.price, f.commission,
+                                 f.seq) for f in fills]
+            return fills
+
+    ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
+    closes = [1.10 + 1e-5 * np.sin(k) for k in range(spec.window + 30)]
+    slot, db, _ = run(market_cfg, spec, tmp_path, closes, [1, 3] * 40, broker=OverfillingBroker(ex))
+    k = kinds(db)
+    assert k.count("overfill") >= 3 and "halted" in k
+    assert slot.risk.state.halted and slot.risk.state.halted_reason == "3 over-fill violations"
+    net = db.execute("SELECT sum(units) FROM fills").fetchone()[0]
+    last = db.execute("SELECT units FROM positions ORDER BY ts_ns DESC LIMIT 1").fetchone()[0]
+    assert last == pytest.approx(net) and abs(last) <= 100_000.0
+    # each excess was flattened by a corrective order (sequence 1 in its bar)
+    assert db.execute("SELECT count(*) FROM orders WHERE client_order_id LIKE '%-1'").fetchone()[0] >= 3
+
+
+@pytest.mark.parametrize("kwargs, kind", [
+    ({"clock": lambda t: t + 10 * 60 * 10**9}, "stale_data"),
+    ({"market": "us_equity"}, "market_closed"),
+    ({"setup": lambda s: setattr(s, "trading_enabled", False)}, "observe_only"),
+])
+def test_entries_blocked(market_cfg, spec, tmp_path, kwargs, kind):
+    closes = [1.10 + 1e-4 * np.sin(k / 3) for k in range(spec.window + 10)]  # Monday 00:00-10:00 UTC
+    slot, db, _ = run(market_cfg, spec, tmp_path, closes, [1, 2, 3] * 10, **kwargs)
+    assert db.execute("SELECT count(*) FROM fills").fetchone()[0] == 0
+    assert set(kinds(db)) == {kind}
+    assert slot.counters.decisions == 10
+
+
+def test_flatten_request_closes_at_next_quotes(market_cfg, spec, tmp_path):
+    closes = [1.10 + 1e-4 * np.sin(k / 3) for k in range(spec.window + 12)]
+
+    def between(slot, bar):
+        if bar == spec.window + 3:
+            slot.request_flatten("FLATTEN file")
+
+    slot, db, _ = run(market_cfg, spec, tmp_path, closes, [1] * 30, between=between)
+    units = [r[0] for r in db.execute("SELECT units FROM positions ORDER BY ts_ns")]
+    assert units[2] == 100_000.0 and units[-1] == 100_000.0  # BUY again after the flatten
+    assert 0.0 in units[3:]
+    assert "flatten" in kinds(db)
