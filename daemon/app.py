@@ -1,29 +1,43 @@
-"""The daemon's main coroutine: load the current model, stream, decide, persist, summarise.
+"""The daemon service: one asyncio program that owns every long-lived task.
 
-SIGINT/SIGTERM stop it between batches: the batch in hand is finished, the working order
-is cancelled and recorded, everything is committed, and the summary is still printed.
+Tasks (named, owned by a TaskGroup): ``feed`` (quotes -> slot -> store), ``model-watcher``
+(hot-swap), ``control`` (signal files), ``watchdog`` (sd_notify pings), ``loop-lag``.
+Beside them: the tick recorder thread, the HTTP server and APScheduler jobs.
+
+Shutdown, in this order and with time limits: stop new intents -> cancel the working
+order -> flush the recorder and the database -> close the broker -> cancel leftover tasks
+(their names are logged). SIGINT/SIGTERM stop it; SIGHUP reloads the risk limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import resource
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import structlog
 
 from core.checkpoint import check_compatible, read_checkpoint
-from core.errors import CheckpointError
+from core.config import load_config
+from core.errors import CheckpointError, FatalError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policy import PPOPolicy, ppo_from_tensors
 from core.types import ACTION_NAMES
 from daemon.config import DaemonConfig
+from daemon.control import ControlFiles
 from daemon.feeds.replay import ReplayFeed, replay_ticks
+from daemon.hot_swap import ModelWatcher, gate_status
+from daemon.jobs import backup_database, make_scheduler
+from daemon.notify import Notifier
 from daemon.paper_broker import PaperBroker
+from daemon.recorder import TickRecorder
 from daemon.risk import RiskEngine
 from daemon.slot import Slot
 from daemon.store import Store
@@ -43,9 +57,11 @@ class DaemonResult:
     first_decision: str
     last_bar: str
     decision_latency_ns: object = None
+    loop_lag_s: object = None
+    http_port: int | None = None
 
 
-def load_current_policy(models_dir: Path, spec: FeatureSpec) -> PPOPolicy:
+def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None) -> PPOPolicy:
     link = models_dir / "current"
     if not link.is_symlink() and not link.exists():
         raise CheckpointError(f"{link}: no current model; run `stairway train run` first")
@@ -54,80 +70,338 @@ def load_current_policy(models_dir: Path, spec: FeatureSpec) -> PPOPolicy:
                      action_space=ACTION_NAMES)
     if ckpt.meta.policy_kind != "ppo":
         raise CheckpointError(f"{link}: policy kind {ckpt.meta.policy_kind!r} is not supported by this daemon")
+    if gate_db is not None:
+        status, forced = gate_status(gate_db, ckpt.sha)
+        if status != "passed" and not forced:
+            raise CheckpointError(f"{link}: {ckpt.sha[:12]} has no passing gate record in {gate_db} (status "
+                                  f"{status or 'unknown'}) and no recorded forced promotion")
     try:
         net = ppo_from_tensors(ckpt.tensors, spec.obs_dim, ckpt.meta.hidden)
     except RuntimeError as e:
         raise CheckpointError(f"{link}: weights do not fit the network: {e}") from None
-    return PPOPolicy(net, ckpt.sha)
+    policy = PPOPolicy(net, ckpt.sha)
+    policy.created_at = ckpt.meta.created_at
+    return policy
 
 
 def _fmt(ts_ns: int | None) -> str:
     return "-" if ts_ns is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ns // 10**9))
 
 
-async def run_daemon(cfg: DaemonConfig, policy=None, stop: asyncio.Event | None = None,
-                     ticks=None, latency_capacity: int = 4096) -> DaemonResult:
-    """Run a paper replay. ``ticks`` replaces the bar-derived quotes (benchmarks, recordings)."""
-    t0 = time.perf_counter()
-    spec = FeatureSpec.from_config(cfg)
-    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
-    if policy is None:
-        policy = await asyncio.to_thread(load_current_policy, cfg.service.models_dir, spec)
-    start_ns, end_ns = cfg.replay.range.ns()
-    source = "supplied" if ticks is not None else ReplayFeed.source
-    if ticks is None:
-        ticks = await asyncio.to_thread(replay_ticks, cfg, start_ns, end_ns)
-    store = await Store.open(cfg.service.db_path)
-    run_id = f"replay-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
-    await store.start_run(run_id, time.time_ns(), "paper-replay", policy.sha, cfg.model_dump_json())
-    instrument = cfg.instrument.symbol
-    slot = Slot(run_id, instrument, spec, cfg.bars.price, cfg.bars.period_ns, ex, cfg.account.initial_equity,
-                policy, PaperBroker(ex), RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes),
-                store, latency_capacity, market=cfg.instrument.market, holidays=cfg.instrument.holidays)
-    log.info("daemon_started", run_id=run_id, mode="paper-replay", source=source, instrument=instrument,
-             model_sha=policy.sha[:12], ticks=len(ticks), db=str(cfg.service.db_path), feature_spec=spec.hash)
+class Daemon:
+    def __init__(self, cfg: DaemonConfig, policy=None, ticks=None, latency_capacity: int = 4096,
+                 config_path: Path | None = None, stop: asyncio.Event | None = None) -> None:
+        self.cfg, self.config_path = cfg, config_path
+        self.policy, self.ticks, self.latency_capacity = policy, ticks, latency_capacity
+        self.stop = stop or asyncio.Event()
+        self.spec = FeatureSpec.from_config(cfg)
+        self.ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+        self.notifier = Notifier()
+        self.interrupted = False
+        self.db_error = ""
+        self.last_tick_monotonic = time.monotonic()
+        self.loop_lags: list[float] = []
+        self.loop_lag = 0.0
+        self.model_loaded_at = time.time()
+        self.http_port: int | None = None
+        self._halt_ns = 0
 
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    feed = ReplayFeed(ticks, cfg.replay.batch_ticks, cfg.replay.ticks_per_second)
-    interrupted = False
-    try:
-        async for batch in feed.batches():
-            slot.on_ticks(batch)
-            await store.flush()
-            for f in slot.new_fills:  # reported only once committed
-                log.info("order_filled", client_order_id=f.client_order_id, units=f.units * int(f.side),
-                         price=f.price)
-            slot.new_fills.clear()
-            log.debug("batch_committed", ticks=slot.counters.ticks, decisions=slot.counters.decisions)
-            if stop.is_set():
-                interrupted = True
-                log.info("shutdown_requested", ticks=slot.counters.ticks)
-                break
-        if not interrupted:
-            slot.finish()
+    # -- set-up ---------------------------------------------------------------------------
+    async def _setup(self) -> None:
+        cfg, svc = self.cfg, self.cfg.service
+        self.control = ControlFiles(svc.control_dir)  # refuses a group/other-writable directory
+        gate_db = svc.gate_db if svc.require_gate_record else None
+        if self.policy is None:
+            self.policy = await asyncio.to_thread(load_current_policy, svc.models_dir, self.spec, gate_db)
+        source = "supplied" if self.ticks is not None else ReplayFeed.source
+        if self.ticks is None:
+            self.ticks = await asyncio.to_thread(replay_ticks, cfg, *cfg.replay.range.ns())
+        self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed)
+        self.store = await Store.open(svc.db_path)
+        self.run_id = f"replay-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
+        await self.store.start_run(self.run_id, time.time_ns(), "paper-replay", self.policy.sha, cfg.model_dump_json())
+        self.instrument = cfg.instrument.symbol
+        self.risk = RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes)
+        self.broker = PaperBroker(self.ex)
+        self.slot = Slot(self.run_id, self.instrument, self.spec, cfg.bars.price, cfg.bars.period_ns, self.ex,
+                         cfg.account.initial_equity, self.policy, self.broker, self.risk, self.store,
+                         self.latency_capacity, on_flatten_tier=self._on_flatten_tier, market=cfg.instrument.market,
+                         holidays=cfg.instrument.holidays, clock_ns=self.feed.now_ns)
+        self.slot.ramp = cfg.risk.size_ramp
+        self.recorder = (TickRecorder(svc.ticks_dir, self.instrument, svc.recorder_flush_secs,
+                                      retention_days=svc.tick_retention_days) if svc.record_ticks else None)
+        self.watcher = ModelWatcher(svc.models_dir, self.spec, gate_db, svc.model_poll_secs, self._live_obs,
+                                    self.policy.sha)
+        log.info("daemon_started", run_id=self.run_id, mode="paper-replay", source=source, instrument=self.instrument,
+                 model_sha=self.policy.sha[:12], ticks=len(self.ticks), db=str(svc.db_path), feature_spec=self.spec.hash,
+                 config=json.loads(cfg.model_dump_json()))
+
+    def _live_obs(self) -> np.ndarray | None:
+        return self.slot.obs.copy() if self.slot.features.warm else None
+
+    # -- callbacks ------------------------------------------------------------------------
+    def _on_flatten_tier(self, reason: str) -> None:
+        """The flatten tier: positions are being closed; roll the model back to gold and stop
+        trading until an operator starts it again."""
+        from core.checkpoint import point_link
+
+        models = self.cfg.service.models_dir
+        gold = models / "gold"
+        if gold.is_symlink():
+            point_link(models, "current", Path(os.readlink(gold)).stem)
+            log.error("rolled_back_to_gold", reason=reason)
         else:
-            slot.cancel_working()
-        summary = slot.tracker.summary()
-        await store.end_run(run_id, time.time_ns(), summary)
-    finally:
-        await store.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+            log.error("no_gold_model", reason=reason)
+        self.control.stop_trading()
+
+    def _on_policy(self, policy: PPOPolicy, t0: float) -> None:
+        self.slot.pending_policy = policy
+        self.model_loaded_at = time.time()
+
+    def _on_refused(self, target: str, reason: str) -> None:
+        self.store.add("model_swaps", (self.run_id, time.time_ns(), self.slot.policy.sha, Path(target).stem,
+                                       "refused", reason))
+
+    # -- tasks ----------------------------------------------------------------------------
+    async def _feed_task(self) -> None:
+        slot, store = self.slot, self.store
+        try:
+            async for batch in self.feed.batches():
+                self.last_tick_monotonic = time.monotonic()
+                if self.recorder is not None:
+                    self.recorder.enqueue(batch)
+                slot.on_ticks(batch)
+                try:
+                    await store.flush()
+                except Exception as e:  # the database is the record of what happened: stop
+                    self.db_error = str(e)
+                    raise FatalError(f"{self.cfg.service.db_path}: write failed: {e}") from e
+                for f in slot.new_fills:  # reported only once committed
+                    log.info("order_filled", client_order_id=f.client_order_id, units=f.units * int(f.side),
+                             price=f.price)
+                slot.new_fills.clear()
+                if self.stop.is_set():
+                    self.interrupted = True
+                    log.info("shutdown_requested", ticks=slot.counters.ticks)
+                    return
+            slot.finish()
+        finally:
+            self.stop.set()
+
+    async def _control_task(self) -> None:
+        svc = self.cfg.service
+        while not self.stop.is_set():
+            st = self.control.poll()
+            enabled = st.start_trading or not svc.require_start_file
+            if self.risk.state.halted:  # stays stopped until an operator starts trading again
+                if not self._halt_ns:
+                    self._halt_ns = time.time_ns()
+                    self.control.stop_trading()
+                    log.error("trading_halted", reason=self.risk.state.halted_reason)
+                elif st.start_trading and st.start_mtime_ns > self._halt_ns:
+                    self.risk.resume()
+                    self._halt_ns = 0
+                    log.warning("trading_resumed_by_operator")
+            if enabled != self.slot.trading_enabled:
+                log.info("trading_enabled" if enabled else "trading_disabled", start_file=st.start_trading)
+            self.slot.trading_enabled = enabled
+            if st.flatten:
+                self.slot.request_flatten("FLATTEN control file")
+                self.control.consume_flatten()
+                log.warning("flatten_requested", source="control file")
+            await self._sleep(svc.control_poll_secs)
+
+    async def _watchdog_task(self) -> None:
+        interval = (self.notifier.watchdog_secs or 10.0) / 2
+        while not self.stop.is_set():
+            self.notifier.watchdog()
+            self._write_status()
+            await self._sleep(interval)
+
+    async def _loop_lag_task(self) -> None:
+        period = 0.1
+        while not self.stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(period)
+            self.loop_lag = max(0.0, time.perf_counter() - t - period)
+            if len(self.loop_lags) < 1_000_000:
+                self.loop_lags.append(self.loop_lag)
+
+    async def _sleep(self, secs: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), secs)
+        except TimeoutError:
+            pass
+
+    # -- jobs -----------------------------------------------------------------------------
+    async def _reconcile_job(self) -> None:
+        # The paper broker keeps no book of its own: its fills are the slot's position.
+        log.info("reconciled", broker="paper", position_units=float(self.slot.position[0]), discrepancies=0)
+
+    async def _backup_job(self) -> None:
+        svc = self.cfg.service
+        await self.store.flush()
+        await asyncio.to_thread(backup_database, svc.db_path, svc.state_dir / "backups", svc.backup_keep)
+
+    async def _retention_job(self) -> None:
+        if self.recorder is not None:
+            removed = await asyncio.to_thread(self.recorder.prune)
+            log.info("tick_files_pruned", removed=removed)
+
+    # -- status ---------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        s, c = self.slot, self.slot.counters
+        b = s.builder
+        created = getattr(s.policy, "created_at", "") or ""
+        try:
+            import datetime as dt
+
+            age = time.time() - dt.datetime.fromisoformat(created).timestamp() if created else 0.0
+        except ValueError:
+            age = 0.0
+        return {
+            "instrument": self.instrument, "run_id": self.run_id, "ticks": c.ticks, "bars": c.bars,
+            "decisions": c.decisions, "orders": c.orders, "fills": c.fills, "swaps": c.swaps,
+            "swaps_refused": self.watcher.stats.refused, "actions": dict(c.actions),
+            "rejected_quotes": b.rejected_bad + b.rejected_out_of_order + b.rejected_duplicate,
+            "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0,
+            "reconcile_discrepancies": 0, "position_units": float(s.position[0]), "equity": s.equity,
+            "drawdown_pct": s.drawdown_pct, "risk_tier": self.risk.state.tier, "halted": int(self.risk.state.halted),
+            "model_sha": s.policy.sha, "model_age_seconds": age,
+            "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "event_loop_lag_seconds": self.loop_lag, "trading_enabled": int(s.trading_enabled),
+            "last_bar": _fmt(s.last_bar_ts), "health": self.health(),
+        }
+
+    def health(self) -> list[str]:
+        reasons = []
+        svc = self.cfg.service
+        idle = time.monotonic() - self.last_tick_monotonic
+        if idle > svc.feed_stale_secs and not self.stop.is_set():
+            reasons.append(f"feed stale: no quote for {idle:.0f} s")
+        if self.db_error:
+            reasons.append(f"database error: {self.db_error}")
+        created = getattr(self.slot.policy, "created_at", "")
+        if created:
+            import datetime as dt
+
             try:
-                loop.remove_signal_handler(sig)
+                age_days = (time.time() - dt.datetime.fromisoformat(created).timestamp()) / 86400
+                if age_days > svc.max_model_age_days:
+                    reasons.append(f"model {self.slot.policy.sha[:12]} is {age_days:.1f} days old")
+            except ValueError:
+                pass
+        if self.risk.state.halted:
+            reasons.append(f"halted: {self.risk.state.halted_reason}")
+        return reasons
+
+    def _write_status(self) -> None:
+        path = self.cfg.service.status_file
+        try:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.snapshot(), default=str))
+            tmp.replace(path)
+        except OSError:
+            pass
+
+    def _reload(self) -> None:
+        if self.config_path is None:
+            return
+        try:
+            new = load_config(DaemonConfig, self.config_path)
+        except Exception as e:
+            log.error("reload_failed", reason=str(e))
+            return
+        self.risk.cfg = new.risk
+        self.slot.ramp = new.risk.size_ramp
+        log.info("config_reloaded", what="risk limits", risk=new.risk.model_dump(mode="json"))
+
+    # -- main -----------------------------------------------------------------------------
+    async def run(self) -> DaemonResult:
+        t0 = time.perf_counter()
+        await self._setup()
+        loop = asyncio.get_running_loop()
+        for sig, handler in ((signal.SIGINT, self.stop.set), (signal.SIGTERM, self.stop.set),
+                             (signal.SIGHUP, self._reload)):
+            try:
+                loop.add_signal_handler(sig, handler)
             except (NotImplementedError, RuntimeError):
                 pass
-    c = slot.counters
-    counters = {"ticks": c.ticks, "bars": c.bars, "decisions": c.decisions, "orders": c.orders, "fills": c.fills,
-                "actions": c.actions, "rejected_bad": slot.builder.rejected_bad,
-                "rejected_out_of_order": slot.builder.rejected_out_of_order,
-                "rejected_duplicate": slot.builder.rejected_duplicate}
-    log.info("daemon_stopped", run_id=run_id, interrupted=interrupted, **{k: v for k, v in counters.items() if k != "actions"})
-    return DaemonResult(run_id, summary, counters, cfg.service.db_path, policy.sha, interrupted,
-                        time.perf_counter() - t0, _fmt(slot.first_decision_bar_ts), _fmt(slot.last_bar_ts),
-                        slot.latency.snapshot())
+        runner = None
+        sched = None
+        try:
+            if self.recorder is not None:
+                self.recorder.start()
+            if self.cfg.service.http_port is not None:
+                from daemon.http import bound_port, make_app, start_http
+
+                runner = await start_http(make_app(self.snapshot, self.health), self.cfg.service.http_port)
+                self.http_port = bound_port(runner)
+            sched = make_scheduler({"reconcile": self._reconcile_job, "backup": self._backup_job,
+                                    "retention": self._retention_job},
+                                   self.cfg.service.reconcile_secs, self.cfg.service.backup_hour_utc)
+            sched.start()
+            self.notifier.ready(f"trading {self.instrument} with {self.policy.sha[:12]}")
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._feed_task(), name="feed")
+                tg.create_task(self.watcher.run(self.stop, self._on_policy, self._on_refused), name="model-watcher")
+                tg.create_task(self._control_task(), name="control")
+                tg.create_task(self._watchdog_task(), name="watchdog")
+                tg.create_task(self._loop_lag_task(), name="loop-lag")
+        finally:
+            await self._shutdown(runner, sched)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+        c = self.slot.counters
+        counters = {"ticks": c.ticks, "bars": c.bars, "decisions": c.decisions, "orders": c.orders, "fills": c.fills,
+                    "swaps": c.swaps, "actions": c.actions, "rejected_bad": self.slot.builder.rejected_bad,
+                    "rejected_out_of_order": self.slot.builder.rejected_out_of_order,
+                    "rejected_duplicate": self.slot.builder.rejected_duplicate,
+                    "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0}
+        return DaemonResult(self.run_id, self.summary, counters, self.cfg.service.db_path, self.slot.policy.sha,
+                            self.interrupted, time.perf_counter() - t0, _fmt(self.slot.first_decision_bar_ts),
+                            _fmt(self.slot.last_bar_ts), self.slot.latency.snapshot(), np.array(self.loop_lags),
+                            self.http_port)
+
+    async def _shutdown(self, runner, sched) -> None:
+        """stop new intents -> cancel open orders -> flush recorder and database -> close broker
+        -> cancel leftovers (logged by name)."""
+        limit = self.cfg.service.shutdown_timeout_secs
+        self.notifier.stopping()
+        self.stop.set()
+        self.slot.trading_enabled = False  # 1. no new intents
+        if sched is not None:
+            sched.shutdown(wait=False)
+        if self.interrupted:
+            self.slot.cancel_working()  # 2. cancel the working order (recorded)
+        if self.recorder is not None and not await asyncio.to_thread(self.recorder.stop, limit):
+            log.error("recorder_stop_timed_out", seconds=limit)  # 3a. recorder flushed
+        self.summary = self.slot.tracker.summary()
+        try:
+            await asyncio.wait_for(self.store.end_run(self.run_id, time.time_ns(), self.summary), limit)
+            await asyncio.wait_for(self.store.close(), limit)  # 3b. database committed and closed
+        except TimeoutError:
+            log.error("database_close_timed_out", seconds=limit)
+        self.broker.working.clear()  # 4. the paper broker has nothing else to close
+        if runner is not None:
+            await runner.cleanup()
+        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+                     and t.get_name() in ("feed", "model-watcher", "control", "watchdog", "loop-lag")]
+        for t in leftovers:  # 5. anything still running is cancelled, by name
+            t.cancel()
+        if leftovers:
+            log.warning("tasks_cancelled_at_shutdown", names=[t.get_name() for t in leftovers])
+        self._write_status()
+        self.notifier.close()
+        c = self.slot.counters
+        log.info("daemon_stopped", run_id=self.run_id, interrupted=self.interrupted, ticks=c.ticks, bars=c.bars,
+                 decisions=c.decisions, orders=c.orders, fills=c.fills, swaps=c.swaps)
+
+
+async def run_daemon(cfg: DaemonConfig, policy=None, stop: asyncio.Event | None = None, ticks=None,
+                     latency_capacity: int = 4096, config_path: Path | None = None) -> DaemonResult:
+    """Run a paper replay. ``ticks`` replaces the bar-derived quotes (benchmarks, recordings)."""
+    return await Daemon(cfg, policy, ticks, latency_capacity, config_path, stop).run()

@@ -15,10 +15,37 @@ class ServiceConfig(Strict):
     models_dir: Path = Field(Path("models"), description="Checkpoint registry and the current link.")
     db_name: str = Field("live.db", description="SQLite file inside state_dir.")
     log_json: bool | None = Field(None, description="JSON logs; default: JSON unless stdout is a TTY.")
+    gate_db: Path = Field(Path("state/gate.db"), description="The trainer's registry (read-only here).")
+    require_gate_record: bool = Field(True, description="Only run checkpoints that passed gates or were forced.")
+    require_start_file: bool = Field(True, description="Open positions only while control/START_TRADING exists.")
+    http_port: int | None = Field(8787, ge=0, le=65535, description="127.0.0.1 port; 0 = any free; null = off.")
+    record_ticks: bool = Field(True, description="Record every quote under state_dir/ticks.")
+    recorder_flush_secs: float = Field(2.0, gt=0)
+    tick_retention_days: int = Field(30, gt=0)
+    backup_keep: int = Field(7, gt=0)
+    backup_hour_utc: int = Field(0, ge=0, le=23)
+    reconcile_secs: float = Field(300.0, gt=0)
+    model_poll_secs: float = Field(1.0, gt=0, description="How often models/current is checked.")
+    control_poll_secs: float = Field(0.25, gt=0, description="How often control files are checked (<= 1 s).")
+    feed_stale_secs: float = Field(60.0, gt=0, description="/health fails when no quote arrived for this long.")
+    max_model_age_days: float = Field(30.0, gt=0, description="/health fails for an older model.")
+    shutdown_timeout_secs: float = Field(10.0, gt=0)
 
     @property
     def db_path(self) -> Path:
         return self.state_dir / self.db_name
+
+    @property
+    def control_dir(self) -> Path:
+        return self.state_dir / "control"
+
+    @property
+    def ticks_dir(self) -> Path:
+        return self.state_dir / "ticks"
+
+    @property
+    def status_file(self) -> Path:
+        return self.state_dir / "status.json"
 
 
 class ReplayConfig(Strict):
@@ -26,7 +53,7 @@ class ReplayConfig(Strict):
 
     range: DateRange
     batch_ticks: int = Field(65_536, gt=0, description="Quotes handed to the slot at once.")
-    ticks_per_second: float = Field(0.0, ge=0, description="Pacing; 0 replays as fast as possible.")
+    speed: float = Field(0.0, ge=0, description="Paced at real time x speed; 0 replays as fast as possible.")
 
 
 class DaemonConfig(MarketConfig):

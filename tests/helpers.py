@@ -95,7 +95,10 @@ def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):
     text = text.replace('state_dir = "state"', f'state_dir = "{tmp / "state"}"')
     text = text.replace('models_dir = "models"', f'models_dir = "{tmp / "models"}"')
     text = text.replace("range = { start = 2017-10-01, end = 2018-01-01 }", f"range = {{ start = {start}, end = {end} }}")
+    text = text.replace('gate_db = "state/gate.db"', f'gate_db = "{tmp / "state" / "gate.db"}"')
+    replay.setdefault("require_gate_record", "false")
     for k, v in replay.items():
+        assert f"\n{k} = " in text, k
         text = text.replace(f"\n{k} = ", f"\n{k} = {v}  # was ")
     p = tmp / "paper.toml"
     p.write_text(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -31,16 +32,31 @@ def replay_ticks(cfg: MarketConfig, start_ns: int, end_ns: int) -> np.ndarray:
 
 
 class ReplayFeed:
-    """Async iterator of tick batches; paced when ``ticks_per_second`` > 0."""
+    """Async iterator of tick batches. Unpaced by default; with ``speed`` = k > 0, a batch is
+    handed over when (its first quote's time - the first quote's time) / k of wall time has
+    passed, so timers, watchdogs, scheduled jobs and control files run as they would live."""
 
     source = "bar-derived"
 
-    def __init__(self, ticks: np.ndarray, batch_ticks: int, ticks_per_second: float = 0.0) -> None:
-        self.ticks, self.batch_ticks, self.ticks_per_second = ticks, batch_ticks, ticks_per_second
+    def __init__(self, ticks: np.ndarray, batch_ticks: int, speed: float = 0.0) -> None:
+        self.ticks, self.batch_ticks, self.speed = ticks, batch_ticks, speed
+        self._t0_wall = 0.0
+        self._t0_tick = int(ticks["ts_ns"][0]) if len(ticks) else 0
+
+    def now_ns(self, closing_ts_ns: int) -> int:
+        """Replay time at a decision: wall-clock replay time when paced (so a slow loop shows
+        up as stale data), else the closing quote's own time."""
+        if not self.speed:
+            return closing_ts_ns
+        return self._t0_tick + int((time.monotonic() - self._t0_wall) * self.speed * 1e9)
 
     async def batches(self) -> AsyncIterator[np.ndarray]:
+        self._t0_wall = time.monotonic()
         for start in range(0, len(self.ticks), self.batch_ticks):
             batch = self.ticks[start : start + self.batch_ticks]
+            if self.speed:
+                due = self._t0_wall + (int(batch["ts_ns"][0]) - self._t0_tick) / 1e9 / self.speed
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            else:
+                await asyncio.sleep(0)  # hand control back to the loop (signals, other tasks)
             yield batch
-            # hand control back to the loop between batches (signals, other tasks)
-            await asyncio.sleep(len(batch) / self.ticks_per_second if self.ticks_per_second else 0)

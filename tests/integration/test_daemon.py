@@ -89,7 +89,7 @@ def test_cli_reports_bad_config_and_missing_model_without_traceback(tmp_path, sm
 @pytest.mark.slow
 def test_sigterm_mid_run_loses_nothing_acknowledged(tmp_path, spec, small_csv):
     tiny_checkpoint(tmp_path / "models", spec, seed=3)
-    _, path = daemon_config(tmp_path, small_csv, "2017-10-01", "2018-01-01", batch_ticks=4, ticks_per_second=300)
+    _, path = daemon_config(tmp_path, small_csv, "2017-10-01", "2018-01-01", batch_ticks=4, speed=72000)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "stairway.cli", "daemon", "run", "--config", str(path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

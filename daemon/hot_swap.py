@@ -1,0 +1,125 @@
+"""Checkpoint hot-swap: watch models/current, verify a new target in a worker thread, hand
+the new policy to the slot, which swaps it in between two bars.
+
+Verification: the file's hash equals its content-addressed name; gate.db records a passed
+gate or a forced promotion; feature spec, observation shape and action space match ours;
+a smoke inference on the live observation is finite. A refused checkpoint is logged,
+counted and recorded, and the old model keeps trading; the same target is not retried
+until the link changes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from core.checkpoint import check_compatible, read_checkpoint
+from core.errors import CheckpointError, StairwayError
+from core.features import FeatureSpec
+from core.policy import PPOPolicy, ppo_from_tensors
+from core.types import ACTION_NAMES
+
+log = structlog.get_logger("hot_swap")
+
+
+def link_target(link: Path) -> tuple[str, int] | None:
+    """(target path, inode) of models/current, or None when absent."""
+    try:
+        target = os.readlink(link)
+        return target, os.stat(link).st_ino
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return (os.readlink(link), -1) if link.is_symlink() else None
+
+
+def gate_status(gate_db: Path, sha: str) -> tuple[str | None, str | None]:
+    """(status, forced_reason) from the trainer's gate.db, opened read-only."""
+    import sqlite3
+
+    if not Path(gate_db).is_file():
+        return None, None
+    try:
+        with sqlite3.connect(f"file:{gate_db}?mode=ro", uri=True) as c:
+            row = c.execute("SELECT status, forced_reason FROM model_registry WHERE sha = ?", (sha,)).fetchone()
+    except sqlite3.Error as e:
+        raise CheckpointError(f"{gate_db}: cannot read the gate database: {e}") from None
+    return (row[0], row[1]) if row else (None, None)
+
+
+def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None) -> PPOPolicy:
+    """Everything a checkpoint must pass before it may trade; raises CheckpointError."""
+    ck = read_checkpoint(link)
+    check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
+                     action_space=ACTION_NAMES)
+    if ck.meta.policy_kind != "ppo":
+        raise CheckpointError(f"{link}: policy kind {ck.meta.policy_kind!r} is not supported by this daemon")
+    if gate_db is not None:
+        status, forced = gate_status(gate_db, ck.sha)
+        if status != "passed" and not forced:
+            raise CheckpointError(f"{link}: {ck.sha[:12]} has no passing gate record in {gate_db} "
+                                  f"(status {status or 'unknown'}) and no recorded forced promotion")
+    try:
+        net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
+    except RuntimeError as e:
+        raise CheckpointError(f"{link}: weights do not fit the network: {e}") from None
+    policy = PPOPolicy(net, ck.sha)
+    probe = obs if obs is not None else np.zeros(spec.obs_dim)
+    if not np.all(np.isfinite(policy.logits(probe))):
+        raise CheckpointError(f"{link}: smoke inference on the live observation is not finite")
+    return policy
+
+
+@dataclass
+class SwapStats:
+    swaps_requested: int = 0
+    refused: int = 0
+    last_refusal: str = ""
+    last_latency_s: float = 0.0
+
+
+class ModelWatcher:
+    """Polls models/current; verified policies go to ``on_policy``, refusals to ``on_refused``."""
+
+    def __init__(self, models_dir: Path, spec: FeatureSpec, gate_db: Path | None, poll_secs: float,
+                 live_obs: Callable[[], np.ndarray | None], current_sha: str) -> None:
+        self.link = Path(models_dir) / "current"
+        self.spec, self.gate_db, self.poll_secs = spec, gate_db, poll_secs
+        self.live_obs = live_obs
+        self.loaded_sha = current_sha
+        self.seen = link_target(self.link)
+        self.stats = SwapStats()
+
+    async def run(self, stop: asyncio.Event, on_policy: Callable[[PPOPolicy, float], None],
+                  on_refused: Callable[[str, str], None]) -> None:
+        while not stop.is_set():
+            target = link_target(self.link)
+            if target is not None and target != self.seen:
+                self.seen = target
+                t0 = time.perf_counter()
+                obs = self.live_obs()
+                try:
+                    policy = await asyncio.to_thread(load_verified, self.link, self.spec, self.gate_db, obs)
+                except StairwayError as e:
+                    self.stats.refused += 1
+                    self.stats.last_refusal = str(e)
+                    log.error("model_refused", target=target[0], reason=str(e))
+                    on_refused(target[0], str(e))
+                else:
+                    if policy.sha != self.loaded_sha:
+                        self.loaded_sha = policy.sha
+                        self.stats.swaps_requested += 1
+                        self.stats.last_latency_s = time.perf_counter() - t0
+                        log.info("model_verified", sha=policy.sha[:12], verify_s=round(self.stats.last_latency_s, 4))
+                        on_policy(policy, t0)
+            try:
+                await asyncio.wait_for(stop.wait(), self.poll_secs)
+            except TimeoutError:
+                pass

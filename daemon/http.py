@@ -1,0 +1,84 @@
+"""HTTP on 127.0.0.1: /health (200, or 503 with reasons), /metrics (Prometheus text via
+prometheus_client, collected from daemon state at scrape time), /status (JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+class DaemonCollector:
+    """Reads a snapshot dict (``snapshot()``) on every scrape."""
+
+    def __init__(self, snapshot: Callable[[], dict]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self):
+        s = self.snapshot()
+        counters = {
+            "ticks": "Quotes received", "bars": "Bars closed", "decisions": "Decisions taken", "orders": "Orders sent",
+            "fills": "Fills received", "swaps": "Model swaps applied", "swaps_refused": "Checkpoints refused",
+            "rejected_quotes": "Quotes rejected (bad, out of order, duplicate)",
+            "recorder_dropped_ticks": "Ticks the recorder had to drop",
+            "reconcile_discrepancies": "Reconciliation discrepancies found",
+        }
+        for name, doc in counters.items():
+            c = CounterMetricFamily(f"stairway_{name}", doc, labels=["instrument"])
+            c.add_metric([s["instrument"]], float(s[name]))
+            yield c
+        d = CounterMetricFamily("stairway_decisions_by_action", "Decisions by action", labels=["instrument", "action"])
+        for action, n in s["actions"].items():
+            d.add_metric([s["instrument"], action], float(n))
+        yield d
+        gauges = {
+            "position_units": "Open position (signed units)", "equity": "Equity marked at the last bar",
+            "drawdown_pct": "Intraday drawdown, %", "risk_tier": "Risk tier (0 normal .. 4 flatten)",
+            "model_age_seconds": "Age of the running model", "rss_bytes": "Resident set size",
+            "event_loop_lag_seconds": "Last measured event-loop lag", "trading_enabled": "START_TRADING present",
+            "halted": "Halted by risk until an operator starts trading",
+        }
+        for name, doc in gauges.items():
+            g = GaugeMetricFamily(f"stairway_{name}", doc, labels=["instrument"])
+            g.add_metric([s["instrument"]], float(s[name]))
+            yield g
+        i = InfoMetricFamily("stairway_model", "The running model")
+        i.add_metric([], {"sha": s["model_sha"], "instrument": s["instrument"]})
+        yield i
+
+
+def make_app(snapshot: Callable[[], dict], health: Callable[[], list[str]]) -> web.Application:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(snapshot))
+
+    async def h_health(_request: web.Request) -> web.Response:
+        reasons = health()
+        return web.json_response({"healthy": not reasons, "reasons": reasons}, status=503 if reasons else 200)
+
+    async def h_metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE})
+
+    async def h_status(_request: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(snapshot(), default=str), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/health", h_health)
+    app.router.add_get("/metrics", h_metrics)
+    app.router.add_get("/status", h_status)
+    return app
+
+
+async def start_http(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    return runner.addresses[0][1]

@@ -1,0 +1,55 @@
+"""In-process periodic jobs (APScheduler): reconciliation, nightly online backup of the
+SQLite database (backup API, then PRAGMA integrity_check on the copy; 7 kept), tick-file
+retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import structlog
+
+from core.errors import FatalError
+
+log = structlog.get_logger("jobs")
+
+
+def backup_database(db_path: Path, backup_dir: Path, keep: int = 7, now: dt.datetime | None = None) -> Path:
+    """Online backup with SQLite's backup API (consistent while the daemon writes), verified
+    with integrity_check; keeps the newest ``keep`` backups. Runs in a worker thread."""
+    now = now or dt.datetime.now(dt.UTC)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    final = backup_dir / f"{db_path.stem}-{now:%Y%m%dT%H%M%S}.db"
+    tmp = final.with_suffix(".db.tmp")
+    src = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    dst = sqlite3.connect(tmp)
+    try:
+        src.backup(dst)
+        result = dst.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        dst.close()
+        src.close()
+    if result != "ok":
+        tmp.unlink(missing_ok=True)
+        raise FatalError(f"{final}: backup failed integrity_check: {result}")
+    tmp.replace(final)
+    backups = sorted(backup_dir.glob(f"{db_path.stem}-*.db"))
+    for old in backups[:-keep]:
+        old.unlink()
+    log.info("database_backed_up", path=str(final), kept=min(len(backups), keep))
+    return final
+
+
+def make_scheduler(jobs: dict, reconcile_secs: float, backup_hour_utc: int):
+    """``jobs`` maps 'reconcile', 'backup', 'retention' to coroutine functions."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    sched = AsyncIOScheduler(timezone="UTC")
+    sched.add_job(jobs["reconcile"], "interval", seconds=reconcile_secs, id="reconcile", max_instances=1,
+                  coalesce=True)
+    sched.add_job(jobs["backup"], "cron", hour=backup_hour_utc, minute=30, id="backup", max_instances=1,
+                  coalesce=True)
+    sched.add_job(jobs["retention"], "cron", hour=backup_hour_utc, minute=45, id="retention", max_instances=1,
+                  coalesce=True)
+    return sched

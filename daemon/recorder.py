@@ -1,0 +1,87 @@
+"""Tick recorder: every quote to state/ticks/<instrument>/<YYYY-MM-DD>.csv.gz via core's
+TickFileWriter, on a writer thread behind a bounded queue. The event loop only enqueues;
+when the queue is full the batch is dropped and counted (trading never stalls). Files are
+flushed as complete gzip members at least every ``flush_secs``; days older than
+``retention_days`` are deleted by ``prune``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from core.tick_files import TickFileWriter, recorded_days, day_path
+
+log = structlog.get_logger("recorder")
+_STOP = object()
+
+
+class TickRecorder:
+    def __init__(self, root: str | Path, instrument: str, flush_secs: float = 2.0, queue_batches: int = 4096,
+                 retention_days: int = 30, fsync: bool = True) -> None:
+        self.root, self.instrument = Path(root), instrument
+        self.flush_secs, self.retention_days = flush_secs, retention_days
+        self.writer = TickFileWriter(self.root, instrument, fsync=fsync)
+        self.q: queue.Queue = queue.Queue(maxsize=queue_batches)
+        self.dropped_ticks = 0
+        self.recorded_ticks = 0
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name=f"tick-recorder-{instrument}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def enqueue(self, ticks: np.ndarray) -> bool:
+        try:
+            self.q.put_nowait(ticks)
+            return True
+        except queue.Full:
+            self.dropped_ticks += len(ticks)
+            log.warning("ticks_dropped", instrument=self.instrument, dropped_total=self.dropped_ticks)
+            return False
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            try:
+                item = self.q.get(timeout=self.flush_secs / 2)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                break
+            if item is not None:
+                self.writer.write(item)
+            if time.monotonic() - last_flush >= self.flush_secs:
+                self._flush()
+                last_flush = time.monotonic()
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            self.recorded_ticks += self.writer.flush()
+        except OSError as e:
+            self.errors += 1
+            log.error("recorder_write_failed", error=str(e))
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Flush everything queued and stop the thread; False if it did not finish in time."""
+        if not self._thread.is_alive():
+            return True
+        self.q.put(_STOP)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def prune(self, today: dt.date | None = None) -> int:
+        today = today or dt.datetime.now(dt.UTC).date()
+        removed = 0
+        for d in recorded_days(self.root, self.instrument):
+            if (today - d).days > self.retention_days:
+                day_path(self.root, self.instrument, d).unlink(missing_ok=True)
+                removed += 1
+        return removed
