@@ -30,14 +30,14 @@ log = structlog.get_logger("hot_swap")
 
 
 def link_target(link: Path) -> tuple[str, int] | None:
-    """(target path, inode) of models/current, or None when absent."""
+    """(target, inode of the link itself) of models/current, or None when there is no link.
+    A dangling link is a target too: it must be seen, and refused."""
     try:
-        target = os.readlink(link)
-        return target, os.stat(link).st_ino
+        return os.readlink(link), os.lstat(link).st_ino
     except FileNotFoundError:
         return None
-    except OSError:
-        return (os.readlink(link), -1) if link.is_symlink() else None
+    except OSError:  # not a symlink: a plain file replaced by hand
+        return (str(link), os.lstat(link).st_ino) if link.exists() else None
 
 
 def gate_status(gate_db: Path, sha: str) -> tuple[str | None, str | None]:

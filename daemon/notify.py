@@ -11,6 +11,8 @@ class Notifier:
         addr = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
         self.address = ("\0" + addr[1:]) if addr.startswith("@") else addr
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self.address else None
+        if self.sock is not None:
+            self.sock.setblocking(False)  # never block the event loop: a lost ping beats a frozen daemon
         usec = os.environ.get("WATCHDOG_USEC")
         self.watchdog_secs = int(usec) / 1e6 if usec and usec.isdigit() else None
 
@@ -24,7 +26,7 @@ class Notifier:
         try:
             self.sock.sendto("\n".join(fields).encode(), self.address)
             return True
-        except OSError:
+        except OSError:  # BlockingIOError when the receiver is not reading
             return False
 
     def ready(self, status: str = "") -> bool:

@@ -12,13 +12,24 @@ from core.logs import configure_logging
 from core.metrics import format_summary
 
 
+def _ctl(args: argparse.Namespace) -> int:
+    from daemon.config import DaemonConfig
+    from daemon.control import ctl
+
+    cfg = load_config(DaemonConfig, args.config)
+    print(ctl(cfg.service.control_dir, args.action, cfg.service.status_file))
+    return 0
+
+
 def _daemon_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from daemon.app import run_daemon
     from daemon.config import DaemonConfig
 
     cfg = load_config(DaemonConfig, args.config)
     configure_logging(json=cfg.service.log_json)
-    res = asyncio.run(run_daemon(cfg))
+    res = asyncio.run(run_daemon(cfg, config_path=Path(args.config)))
     print(f"\nPaper replay ({res.counters['ticks']} bar-derived quotes, model {res.model_sha[:12]}, "
           f"decisions {res.first_decision} .. {res.last_bar} UTC){' — INTERRUPTED' if res.interrupted else ''}")
     print(format_summary({"paper replay": res.summary}))
@@ -98,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     dr = d.add_parser("run", help="run the daemon (paper replay for now)")
     dr.add_argument("--config", default="config/paper.toml")
     dr.set_defaults(func=_daemon_run)
+    c = sub.add_parser("ctl", help="control a running daemon through its signal files")
+    c.add_argument("action", choices=["start", "stop", "flatten", "status"])
+    c.add_argument("--config", default="config/paper.toml", help="daemon config (state_dir)")
+    c.set_defaults(func=_ctl)
     t = sub.add_parser("train", help="the offline trainer").add_subparsers(dest="sub", required=True)
     tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")
     tr.add_argument("--config", default="config/trainer.toml")

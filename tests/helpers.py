@@ -98,8 +98,10 @@ def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):
     text = text.replace('gate_db = "state/gate.db"', f'gate_db = "{tmp / "state" / "gate.db"}"')
     replay.setdefault("require_gate_record", "false")
     for k, v in replay.items():
-        assert f"\n{k} = " in text, k
-        text = text.replace(f"\n{k} = ", f"\n{k} = {v}  # was ")
+        if f"\n{k} = " in text:
+            text = text.replace(f"\n{k} = ", f"\n{k} = {v}  # was ")
+        else:  # not in the shipped file: a [service] setting
+            text = text.replace("[service]\n", f"[service]\n{k} = {v}\n")
     p = tmp / "paper.toml"
     p.write_text(text)
     return load_config(DaemonConfig, p, environ={}), p
