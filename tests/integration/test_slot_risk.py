@@ -125,3 +125,22 @@ def test_flatten_request_closes_at_next_quotes(market_cfg, spec, tmp_path):
     assert units[2] == 100_000.0 and units[-1] == 100_000.0  # BUY again after the flatten
     assert 0.0 in units[3:]
     assert "flatten" in kinds(db)
+
+
+def test_swapped_in_model_ramps_size_by_session(market_cfg, spec, tmp_path):
+    closes = [1.10 + 1e-4 * np.sin(k / 3) for k in range(spec.window + 80)]
+    swap_bar = spec.window + 2
+
+    def between(slot, bar):
+        if bar == swap_bar:
+            slot.pending_policy = ScriptedPolicy([1, 2] * 100, sha="new-model")
+
+    slot, db, _ = run(market_cfg, spec, tmp_path, closes, [0] * 200, between=between,
+                      setup=lambda s: setattr(s, "ramp", (0.5, 0.75, 1.0)))
+    rows = db.execute("SELECT bar_ts_ns, position_units + order_units FROM decisions "
+                      "WHERE model_sha = 'new-model' AND order_units != 0 ORDER BY bar_ts_ns").fetchall()
+    (swap_ts,) = db.execute("SELECT ts_ns FROM model_swaps WHERE outcome = 'swapped'").fetchone()
+    by_day = {}
+    for ts, target in rows:
+        by_day.setdefault(ts // (24 * HOUR) - swap_ts // (24 * HOUR), set()).add(abs(target))
+    assert by_day[0] == {50_000.0} and by_day[1] == {75_000.0} and by_day[2] == {100_000.0}
