@@ -1,6 +1,9 @@
 """Recorded quote ticks: ``<root>/<instrument>/<YYYY-MM-DD>.csv.gz``, lines ``ts_ns,bid,ask``.
 
-The writer appends one complete gzip member per flush, so a crash loses at most what was
+Prices are written with 8 fixed decimals by a numba kernel (exact for any quote that
+arrived as a decimal of up to 8 places, which every broker quote is); NaN and infinities
+are written as ``nan``/``inf`` so bad quotes stay on record. The writer appends one
+complete gzip member per flush, so a crash loses at most what was
 not yet flushed and never corrupts what was: the reader decodes member by member and
 drops (and reports) a truncated last member. A line that does not parse in the middle of a
 file is corruption and raises DataError naming the file and line. Quotes are stored as
@@ -16,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from core.errors import DataError
@@ -30,31 +34,103 @@ def day_path(root: Path, instrument: str, day: dt.date) -> Path:
     return Path(root) / instrument / f"{day.isoformat()}.csv.gz"
 
 
+@numba.njit(cache=True)
+def _put_uint(buf, pos, v):
+    if v == 0:
+        buf[pos] = 48
+        return pos + 1
+    start = pos
+    while v > 0:
+        buf[pos] = 48 + v % 10
+        v //= 10
+        pos += 1
+    i, j = start, pos - 1
+    while i < j:
+        buf[i], buf[j] = buf[j], buf[i]
+        i += 1
+        j -= 1
+    return pos
+
+
+@numba.njit(cache=True)
+def _put_price(buf, pos, x):
+    if x != x:
+        buf[pos], buf[pos + 1], buf[pos + 2] = 110, 97, 110  # nan
+        return pos + 3
+    if x < 0:
+        buf[pos] = 45
+        pos += 1
+        x = -x
+    if x > 9e10:
+        buf[pos], buf[pos + 1], buf[pos + 2] = 105, 110, 102  # inf (or absurd)
+        return pos + 3
+    v = np.int64(round(x * 1e8))
+    pos = _put_uint(buf, pos, v // 100_000_000)
+    buf[pos] = 46
+    frac = v % 100_000_000
+    for k in range(8):
+        buf[pos + 8 - k] = 48 + frac % 10
+        frac //= 10
+    return pos + 9
+
+
+@numba.njit(cache=True)
+def format_ticks(ts, bid, ask, buf):
+    """CSV lines ``ts_ns,bid,ask`` into ``buf`` (64 bytes per tick is enough); returns length."""
+    pos = 0
+    for i in range(ts.shape[0]):
+        t = ts[i]
+        if t < 0:
+            buf[pos] = 45
+            pos += 1
+            t = -t
+        pos = _put_uint(buf, pos, t)
+        buf[pos] = 44
+        pos = _put_price(buf, pos + 1, bid[i])
+        buf[pos] = 44
+        pos = _put_price(buf, pos + 1, ask[i])
+        buf[pos] = 10
+        pos += 1
+    return pos
+
+
+def encode_ticks(ticks: np.ndarray) -> bytes:
+    buf = np.empty(64 * len(ticks) + 64, dtype=np.uint8)
+    n = format_ticks(np.ascontiguousarray(ticks["ts_ns"]), np.ascontiguousarray(ticks["bid"]),
+                     np.ascontiguousarray(ticks["ask"]), buf)
+    return buf[:n].tobytes()
+
+
 class TickFileWriter:
     """Buffers ticks and appends them, one gzip member per ``flush``, to per-day files."""
 
-    def __init__(self, root: str | Path, instrument: str, fsync: bool = True) -> None:
+    def __init__(self, root: str | Path, instrument: str, fsync: bool = True, max_pending: int = 65_536) -> None:
         self.root, self.instrument, self.fsync = Path(root), instrument, fsync
+        self.max_pending = max_pending  # flush by size too: bounded buffers whatever the tick rate
         self._pending: list[np.ndarray] = []
+        self._n_pending = 0
         self.written = 0
 
     def write(self, ticks: np.ndarray) -> None:
         if len(ticks):
             self._pending.append(np.asarray(ticks, dtype=TICK_DTYPE).copy())
+            self._n_pending += len(ticks)
+            if self._n_pending >= self.max_pending:
+                self.flush()
 
     def flush(self) -> int:
         if not self._pending:
             return 0
         ticks = np.concatenate(self._pending)
         self._pending.clear()
+        self._n_pending = 0
         days = ticks["ts_ns"] // NS_PER_DAY
         for d in np.unique(days):  # rotate at UTC midnight
             part = ticks[days == d]
             path = day_path(self.root, self.instrument, day_of(int(d) * NS_PER_DAY))
             path.parent.mkdir(parents=True, exist_ok=True)
-            text = "".join(f"{t},{b!r},{a!r}\n" for t, b, a in part.tolist())
             with open(path, "ab") as fh:
-                fh.write(gzip.compress(text.encode(), compresslevel=6, mtime=0))
+                fh.write(gzip.compress(encode_ticks(part), compresslevel=1, mtime=0))
                 fh.flush()
                 if self.fsync:
                     os.fsync(fh.fileno())

@@ -12,6 +12,7 @@ order -> flush the recorder and the database -> close the broker -> cancel lefto
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -132,6 +133,11 @@ class Daemon:
                                       retention_days=svc.tick_retention_days) if svc.record_ticks else None)
         self.watcher = ModelWatcher(svc.models_dir, self.spec, gate_db, svc.model_poll_secs, self._live_obs,
                                     self.policy.sha)
+        await asyncio.to_thread(self.slot.warm_up)
+        # Everything allocated so far (torch, numba, config) lives for the whole run: move it out
+        # of the collector's reach, so a full collection never walks it (100+ ms pauses otherwise).
+        gc.collect()
+        gc.freeze()
         log.info("daemon_started", run_id=self.run_id, mode="paper-replay", source=source, instrument=self.instrument,
                  model_sha=self.policy.sha[:12], ticks=len(self.ticks), db=str(svc.db_path), feature_spec=self.spec.hash,
                  config=json.loads(cfg.model_dump_json()))

@@ -24,11 +24,14 @@ _STOP = object()
 
 class TickRecorder:
     def __init__(self, root: str | Path, instrument: str, flush_secs: float = 2.0, queue_batches: int = 4096,
-                 retention_days: int = 30, fsync: bool = True) -> None:
+                 retention_days: int = 30, fsync: bool = True, max_queued_ticks: int = 2_000_000) -> None:
         self.root, self.instrument = Path(root), instrument
         self.flush_secs, self.retention_days = flush_secs, retention_days
         self.writer = TickFileWriter(self.root, instrument, fsync=fsync)
         self.q: queue.Queue = queue.Queue(maxsize=queue_batches)
+        self.max_queued_ticks = max_queued_ticks  # bounds memory whatever the batch size
+        self.queued_ticks = 0
+        self._lock = threading.Lock()
         self.dropped_ticks = 0
         self.recorded_ticks = 0
         self.errors = 0
@@ -39,7 +42,11 @@ class TickRecorder:
 
     def enqueue(self, ticks: np.ndarray) -> bool:
         try:
+            if self.queued_ticks + len(ticks) > self.max_queued_ticks:
+                raise queue.Full
             self.q.put_nowait(ticks)
+            with self._lock:
+                self.queued_ticks += len(ticks)
             return True
         except queue.Full:
             self.dropped_ticks += len(ticks)
@@ -56,7 +63,11 @@ class TickRecorder:
             if item is _STOP:
                 break
             if item is not None:
-                self.writer.write(item)
+                before = self.writer.written
+                self.writer.write(item)  # flushes by itself past max_pending ticks
+                self.recorded_ticks += self.writer.written - before
+                with self._lock:
+                    self.queued_ticks -= len(item)
             if time.monotonic() - last_flush >= self.flush_secs:
                 self._flush()
                 last_flush = time.monotonic()
