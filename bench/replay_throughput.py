@@ -27,8 +27,12 @@ from daemon.config import DaemonConfig, ReplayConfig, ServiceConfig  # noqa: E40
 
 
 def config(state: Path) -> DaemonConfig:
+    """Paper replay that trades (no START_TRADING file needed), with SQLite persistence; the
+    tick recorder and HTTP are off here (bench/soak.py runs with both)."""
     m = minute_market()
-    return DaemonConfig(**m.model_dump(), service=ServiceConfig(state_dir=state, models_dir=state / "models"),
+    svc = ServiceConfig(state_dir=state, models_dir=state / "models", require_start_file=False,
+                        require_gate_record=False, record_ticks=False, http_port=None)
+    return DaemonConfig(**m.model_dump(), service=svc,
                         replay=ReplayConfig(range=DateRange(start=dt.date(2017, 10, 2), end=dt.date(2017, 10, 9))))
 
 

@@ -7,6 +7,7 @@ Monday to Friday. Holidays close the whole local day. ``always`` never closes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -14,7 +15,19 @@ import numpy as np
 NY = ZoneInfo("America/New_York")
 
 
+@functools.lru_cache(maxsize=4096)
+def _open_at_minute(minute: int, market: str, holidays: tuple[dt.date, ...]) -> bool:
+    return _market_open(minute * 60_000_000_000, market, holidays)
+
+
 def market_open(ts_ns: int, market: str, holidays: tuple[dt.date, ...] = ()) -> bool:
+    """Cached per minute: the calendar never changes inside one."""
+    if market == "always":
+        return True
+    return _open_at_minute(ts_ns // 60_000_000_000, market, tuple(holidays))
+
+
+def _market_open(ts_ns: int, market: str, holidays: tuple[dt.date, ...] = ()) -> bool:
     if market == "always":
         return True
     t = dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).astimezone(NY)

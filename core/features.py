@@ -28,6 +28,7 @@ Position features (9, DESIGN.md) come from core.position and are appended by the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -84,16 +85,16 @@ class FeatureSpec:
             spec = dataclasses.replace(spec, include=tuple(f.include))
         return spec
 
-    @property
+    @functools.cached_property
     def all_market_names(self) -> tuple[str, ...]:
         """Everything the kernel computes, in its output order."""
         return tuple(f"ret_{k}" for k in self.return_lags) + BASE_MARKET_FEATURES
 
-    @property
+    @functools.cached_property
     def market_names(self) -> tuple[str, ...]:
         return self.all_market_names if self.include is None else self.include
 
-    @property
+    @functools.cached_property
     def selection(self) -> np.ndarray | None:
         """Kernel columns to keep, or None for all."""
         if self.include is None:
@@ -101,24 +102,24 @@ class FeatureSpec:
         names = self.all_market_names
         return np.array([names.index(n) for n in self.include], dtype=np.int64)
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         return self.market_names + POSITION_FEATURES
 
-    @property
+    @functools.cached_property
     def n_market(self) -> int:
         return len(self.market_names)
 
-    @property
+    @functools.cached_property
     def obs_dim(self) -> int:
         return len(self.names)
 
-    @property
+    @functools.cached_property
     def window(self) -> int:
         """Bars of history needed for the first complete observation (the warm-up)."""
         return max(max(self.return_lags), self.vol_window, self.long_window, self.rsi_window) + 1
 
-    @property
+    @functools.cached_property
     def params(self) -> np.ndarray:
         head = [self.vol_window, self.short_window, self.long_window, self.rsi_window, len(self.return_lags)]
         return np.array(head + list(self.return_lags), dtype=np.int64)
@@ -133,7 +134,7 @@ class FeatureSpec:
             d["include"] = list(self.include)
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
