@@ -53,3 +53,18 @@ def report(name: str, figures: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures))
+
+
+def trading_net(seed: int = 0):
+    """An untrained PPO actor-critic for the 1-minute spec, with output weights scaled so
+    that it actually trades (the benchmarks need orders and fills, not skill)."""
+    import torch
+
+    from core.features import FeatureSpec
+    from core.policy import ActorCritic
+
+    torch.manual_seed(seed)
+    net = ActorCritic(FeatureSpec.from_config(minute_market()).obs_dim)
+    with torch.no_grad():
+        net.actor[-1].weight.mul_(300.0)
+    return net

@@ -13,14 +13,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import minute_market, report, synthetic_quotes
+from common import report, synthetic_quotes, trading_net
 from replay_throughput import config
 
-import torch  # noqa: E402
 
-from core.features import FeatureSpec  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
-from core.policy import ActorCritic, PPOPolicy  # noqa: E402
+from core.policy import PPOPolicy  # noqa: E402
 from daemon.app import run_daemon  # noqa: E402
 
 
@@ -30,11 +28,7 @@ def main() -> None:
     a = ap.parse_args()
     n = 300_000 if a.quick else 2_600_000  # ~240 quotes per 1-minute bar
     configure_logging(level="warning")
-    torch.manual_seed(0)
-    spec = FeatureSpec.from_config(minute_market())
-    net = ActorCritic(spec.obs_dim)
-    with torch.no_grad():
-        net.actor[-1].weight.mul_(300.0)
+    net = trading_net()
     ticks = synthetic_quotes(n)
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(run_daemon(config(Path(tmp) / "warm"), policy=PPOPolicy(net, "b"), ticks=ticks[:20_000]))

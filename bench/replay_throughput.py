@@ -14,14 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import minute_market, peak_rss_mb, report, synthetic_quotes
+from common import minute_market, peak_rss_mb, report, synthetic_quotes, trading_net
 
-import torch  # noqa: E402
 
 from core.config import DateRange  # noqa: E402
-from core.features import FeatureSpec  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
-from core.policy import ActorCritic, PPOPolicy  # noqa: E402
+from core.policy import PPOPolicy  # noqa: E402
 from daemon.app import run_daemon  # noqa: E402
 from daemon.config import DaemonConfig, ReplayConfig, ServiceConfig  # noqa: E402
 
@@ -44,11 +42,7 @@ def main() -> None:
     a = ap.parse_args()
     n, runs = (100_000, 1) if a.quick else (a.ticks, a.runs)
     configure_logging(level="warning")
-    torch.manual_seed(0)
-    spec = FeatureSpec.from_config(minute_market())
-    net = ActorCritic(spec.obs_dim)
-    with torch.no_grad():
-        net.actor[-1].weight.mul_(300.0)  # an untrained net that actually trades
+    net = trading_net()  # an untrained net that actually trades
     ticks = synthetic_quotes(n)
     rates, results = [], []
     with tempfile.TemporaryDirectory() as tmp:

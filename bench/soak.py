@@ -16,13 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from common import minute_market, report, synthetic_quotes
+from common import report, synthetic_quotes, trading_net
 from replay_throughput import config
 
-from core.features import FeatureSpec  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
-from core.policy import ActorCritic, PPOPolicy  # noqa: E402
+from core.policy import PPOPolicy  # noqa: E402
 from daemon.app import Daemon  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -40,11 +38,7 @@ def main() -> None:
     a = ap.parse_args()
     n = 1_000_000 if a.quick else a.ticks
     configure_logging(level="warning")
-    torch.manual_seed(0)
-    spec = FeatureSpec.from_config(minute_market())
-    net = ActorCritic(spec.obs_dim)
-    with torch.no_grad():
-        net.actor[-1].weight.mul_(300.0)
+    net = trading_net()
     ticks = synthetic_quotes(n)
     samples: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:

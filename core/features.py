@@ -40,7 +40,6 @@ import numpy as np
 from core.config import MarketConfig
 from core.errors import ConfigError
 from core.position import POSITION_FEATURES
-from core.types import NS_PER_DAY, NS_PER_MINUTE
 
 FEATURE_VERSION = 1
 BASE_MARKET_FEATURES = (

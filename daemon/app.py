@@ -24,17 +24,15 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from core.checkpoint import check_compatible, read_checkpoint
 from core.config import load_config
 from core.errors import CheckpointError, FatalError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
-from core.policy import PPOPolicy, ppo_from_tensors
-from core.types import ACTION_NAMES
+from core.policy import PPOPolicy
 from daemon.config import DaemonConfig
 from daemon.control import ControlFiles
 from daemon.feeds.replay import ReplayFeed, replay_ticks
-from daemon.hot_swap import ModelWatcher, gate_status
+from daemon.hot_swap import ModelWatcher, load_verified
 from daemon.jobs import backup_database, make_scheduler
 from daemon.notify import Notifier
 from daemon.paper_broker import PaperBroker
@@ -63,26 +61,11 @@ class DaemonResult:
 
 
 def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None) -> PPOPolicy:
+    """The model the daemon starts with passes exactly the checks a hot swap does."""
     link = models_dir / "current"
     if not link.is_symlink() and not link.exists():
         raise CheckpointError(f"{link}: no current model; run `stairway train run` first")
-    ckpt = read_checkpoint(link)
-    check_compatible(ckpt.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
-                     action_space=ACTION_NAMES)
-    if ckpt.meta.policy_kind != "ppo":
-        raise CheckpointError(f"{link}: policy kind {ckpt.meta.policy_kind!r} is not supported by this daemon")
-    if gate_db is not None:
-        status, forced = gate_status(gate_db, ckpt.sha)
-        if status != "passed" and not forced:
-            raise CheckpointError(f"{link}: {ckpt.sha[:12]} has no passing gate record in {gate_db} (status "
-                                  f"{status or 'unknown'}) and no recorded forced promotion")
-    try:
-        net = ppo_from_tensors(ckpt.tensors, spec.obs_dim, ckpt.meta.hidden)
-    except RuntimeError as e:
-        raise CheckpointError(f"{link}: weights do not fit the network: {e}") from None
-    policy = PPOPolicy(net, ckpt.sha)
-    policy.created_at = ckpt.meta.created_at
-    return policy
+    return load_verified(link, spec, gate_db, None)
 
 
 def _fmt(ts_ns: int | None) -> str:

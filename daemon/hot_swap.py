@@ -71,6 +71,7 @@ def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.n
     except RuntimeError as e:
         raise CheckpointError(f"{link}: weights do not fit the network: {e}") from None
     policy = PPOPolicy(net, ck.sha)
+    policy.created_at = ck.meta.created_at
     probe = obs if obs is not None else np.zeros(spec.obs_dim)
     if not np.all(np.isfinite(policy.logits(probe))):
         raise CheckpointError(f"{link}: smoke inference on the live observation is not finite")

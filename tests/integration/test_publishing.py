@@ -2,7 +2,6 @@
 `stairway models` commands do what they say and record it."""
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys

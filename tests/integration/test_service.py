@@ -9,13 +9,11 @@ import sqlite3
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.bar_files import load_bars
 from core.bar_ticks import bars_to_ticks
-from core.checkpoint import CheckpointMeta, point_link, publish, save_checkpoint
 from core.errors import FatalError
 from daemon.app import Daemon
 from daemon.control import ctl
