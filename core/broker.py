@@ -1,0 +1,105 @@
+"""The Broker and Feed protocols every adapter implements (paper, OANDA, IB).
+
+A Broker adapter is three parts (NautilusTrader's adapter template): a thin I/O client,
+pure parsing functions (vendor payload in, core types out; tested on recorded payloads),
+and the adapter joining them. Vendor errors are translated at the adapter boundary only,
+into core.errors (TransientError: retry with backoff; OrderRejected: do not retry;
+FatalError: stop and alert), with ``raise ... from e``.
+
+Every Broker must provide:
+- ``connect()`` / ``close()``: idempotent; ``close`` fails every pending request future.
+- ``submit(intent)``: send one order carrying ``intent.client_order_id``; returns an
+  OrderReport. The id is deterministic, so resubmitting after an ambiguous outcome must be
+  preceded by ``order_status(client_order_id)``; the broker must never hold two orders
+  with one client id.
+- ``cancel(client_order_id)``.
+- ``order_status(client_order_id)`` -> OrderReport | None: the broker's view, by our id.
+- ``fills(since)`` -> list[FillReport]: fills after a broker transaction/execution id.
+- ``positions()`` -> list[PositionReport]: the source of truth for what is held.
+- ``account()`` -> AccountReport.
+
+Every Feed must provide ``ticks()``: an async iterator of TICK_DTYPE batches, and
+``status``: one of FeedStatus (connected, stale, disconnected), with a timestamp.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from core.types import OrderIntent
+
+
+class OrderState(enum.Enum):
+    PENDING = "pending"
+    FILLED = "filled"
+    PARTIALLY_FILLED = "partially_filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class OrderReport:
+    client_order_id: str
+    broker_order_id: str
+    instrument: str
+    units: float  # signed, as requested
+    filled_units: float  # signed
+    state: OrderState
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FillReport:
+    broker_fill_id: str
+    client_order_id: str | None  # None for fills the daemon did not ask for (manual trades)
+    instrument: str
+    ts_ns: int
+    units: float  # signed
+    price: float
+    commission: float = 0.0
+    financing: float = 0.0
+
+
+@dataclass(frozen=True)
+class PositionReport:
+    instrument: str
+    units: float  # signed
+    avg_price: float
+
+
+@dataclass(frozen=True)
+class AccountReport:
+    balance: float
+    equity: float
+    margin_used: float
+    currency: str
+
+
+class FeedStatus(enum.Enum):
+    CONNECTED = "connected"
+    STALE = "stale"
+    DISCONNECTED = "disconnected"
+
+
+class Broker(Protocol):
+    name: str
+
+    async def connect(self) -> None: ...
+    async def close(self) -> None: ...
+    async def submit(self, intent: OrderIntent) -> OrderReport: ...
+    async def cancel(self, client_order_id: str) -> OrderReport | None: ...
+    async def order_status(self, client_order_id: str) -> OrderReport | None: ...
+    async def fills(self, since: str | None) -> list[FillReport]: ...
+    async def positions(self) -> list[PositionReport]: ...
+    async def account(self) -> AccountReport: ...
+
+
+class Feed(Protocol):
+    status: FeedStatus
+
+    def ticks(self) -> AsyncIterator[np.ndarray]: ...
