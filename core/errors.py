@@ -21,6 +21,10 @@ class CheckpointMismatch(CheckpointError):
     """A checkpoint was trained for another feature spec, observation shape or action space."""
 
 
+class BadPayload(StairwayError):
+    """A broker payload that does not parse; the message names the field and the value."""
+
+
 class TransientError(StairwayError):
     """Retry with jittered backoff (timeouts, disconnects, 5xx)."""
 

@@ -1,0 +1,1 @@
+"""OANDA v20 adapter: pure parsing here; the I/O client and adapter come next (issue #5)."""

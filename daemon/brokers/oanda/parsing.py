@@ -1,0 +1,116 @@
+"""Pure OANDA v20 parsing: wire JSON in, core types out. No I/O.
+
+Shapes follow OANDA's v20 definitions: numbers are decimal strings, times are RFC 3339
+with up to nine fractional digits ("2017-10-02T09:00:00.123456789Z"). The pricing stream
+sends one JSON object per line, ``PRICE`` or ``HEARTBEAT``. An ``ORDER_FILL`` transaction
+reports what was filled through ``tradeOpened``, ``tradesClosed`` and ``tradeReduced``;
+each becomes one FillReport (our ``clientOrderID`` kept on all of them), and the fill's
+commission, financing and half-spread cost are attached to the first one.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import math
+import re
+from dataclasses import dataclass
+
+from core.broker import FillReport
+from core.errors import BadPayload
+
+_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
+
+
+def parse_time_ns(text: object, field: str = "time") -> int:
+    if not isinstance(text, str) or not (m := _RFC3339.match(text)):
+        raise BadPayload(f"{field} = {text!r}: not an RFC 3339 UTC time")
+    y, mo, d, hh, mm, ss, frac = m.groups()
+    secs = calendar.timegm((int(y), int(mo), int(d), int(hh), int(mm), int(ss), 0, 0, 0))
+    return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def decimal(obj: dict, key: str, where: str, default: float | None = None) -> float:
+    if key not in obj:
+        if default is not None:
+            return default
+        raise BadPayload(f"{where}.{key}: missing")
+    v = obj[key]
+    try:
+        x = float(v) if isinstance(v, str) else float("nan")
+    except ValueError:
+        x = float("nan")
+    if not math.isfinite(x):
+        raise BadPayload(f"{where}.{key} = {v!r}: not a decimal string")
+    return x
+
+
+@dataclass(frozen=True)
+class PriceLine:
+    instrument: str
+    ts_ns: int
+    bid: float
+    ask: float
+    tradeable: bool
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    ts_ns: int
+
+
+def parse_stream_line(line: bytes | str) -> PriceLine | Heartbeat:
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadPayload(f"stream line {line[:80]!r}: not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise BadPayload(f"stream line {line[:80]!r}: not a JSON object")
+    kind = obj.get("type")
+    if kind == "HEARTBEAT":
+        return Heartbeat(parse_time_ns(obj.get("time"), "HEARTBEAT.time"))
+    if kind != "PRICE":
+        raise BadPayload(f"stream line type = {kind!r}: expected PRICE or HEARTBEAT")
+    inst = obj.get("instrument")
+    if not isinstance(inst, str) or not inst:
+        raise BadPayload(f"PRICE.instrument = {inst!r}: missing")
+    bids, asks = obj.get("bids"), obj.get("asks")
+    if not isinstance(bids, list) or not isinstance(asks, list):
+        raise BadPayload(f"PRICE {inst}: bids/asks must be lists")
+    # Empty books happen (no liquidity): fall back to the closeout prices, which OANDA
+    # documents are never used to open positions; such a quote is marked non-tradeable.
+    tradeable = bool(obj.get("tradeable", False)) and bool(bids) and bool(asks)
+    bid = decimal(bids[0], "price", f"PRICE {inst}.bids[0]") if bids else decimal(obj, "closeoutBid", f"PRICE {inst}")
+    ask = decimal(asks[0], "price", f"PRICE {inst}.asks[0]") if asks else decimal(obj, "closeoutAsk", f"PRICE {inst}")
+    return PriceLine(inst, parse_time_ns(obj.get("time"), f"PRICE {inst}.time"), bid, ask, tradeable)
+
+
+def parse_order_fill(tx: dict) -> list[FillReport]:
+    """FillReports for one ORDER_FILL transaction (trade opened / closed / reduced)."""
+    if tx.get("type") != "ORDER_FILL":
+        raise BadPayload(f"transaction {tx.get('id')!r} type = {tx.get('type')!r}: expected ORDER_FILL")
+    where = f"ORDER_FILL {tx.get('id')}"
+    tx_id, inst = tx.get("id"), tx.get("instrument")
+    if not isinstance(tx_id, str) or not isinstance(inst, str):
+        raise BadPayload(f"{where}: id and instrument are required strings")
+    ts = parse_time_ns(tx.get("time"), f"{where}.time")
+    coid = tx.get("clientOrderID")
+    parts: list[tuple[str, dict]] = [(f"tradesClosed[{k}]", t) for k, t in enumerate(tx.get("tradesClosed") or [])]
+    if tx.get("tradeReduced"):
+        parts.append(("tradeReduced", tx["tradeReduced"]))
+    if tx.get("tradeOpened"):
+        parts.append(("tradeOpened", tx["tradeOpened"]))
+    if not parts:
+        raise BadPayload(f"{where}: no tradeOpened, tradesClosed or tradeReduced")
+    total = decimal(tx, "units", where)
+    units = [decimal(p, "units", f"{where}.{name}") for name, p in parts]
+    if abs(sum(units) - total) > 1e-6:
+        raise BadPayload(f"{where}: trade units {units} do not add up to units {total:g}")
+    costs = {k: decimal(tx, k, where, 0.0) for k in ("commission", "financing", "halfSpreadCost")}
+    fills = []
+    for k, ((name, p), u) in enumerate(zip(parts, units)):
+        fills.append(FillReport(
+            broker_fill_id=f"{tx_id}:{k}", client_order_id=coid if isinstance(coid, str) else None,
+            instrument=inst, ts_ns=ts, units=u, price=decimal(p, "price", f"{where}.{name}"),
+            commission=costs["commission"] if k == 0 else 0.0, financing=costs["financing"] if k == 0 else 0.0))
+    return fills
