@@ -204,7 +204,8 @@ class Daemon:
         interval = (self.notifier.watchdog_secs or 10.0) / 2
         while not self.stop.is_set():
             self.notifier.watchdog()
-            self._write_status()
+            snapshot = self.snapshot()  # taken on the loop, written by a worker thread
+            await asyncio.to_thread(self._write_status, snapshot)
             await self._sleep(interval)
 
     async def _loop_lag_task(self) -> None:
@@ -284,11 +285,11 @@ class Daemon:
             reasons.append(f"halted: {self.risk.state.halted_reason}")
         return reasons
 
-    def _write_status(self) -> None:
+    def _write_status(self, snapshot: dict | None = None) -> None:
         path = self.cfg.service.status_file
         try:
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.snapshot(), default=str))
+            tmp.write_text(json.dumps(snapshot if snapshot is not None else self.snapshot(), default=str))
             tmp.replace(path)
         except OSError:
             pass
