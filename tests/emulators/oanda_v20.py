@@ -1,0 +1,195 @@
+"""A local OANDA v20 emulator: an aiohttp server on 127.0.0.1 speaking the v20 wire format
+(decimal strings, RFC 3339 nanosecond times, chunked JSON-line streams) for the endpoints
+the adapter uses, with fault knobs. Field shapes follow OANDA's published v20 definitions.
+
+Endpoints: GET .../pricing/stream, POST .../orders, GET .../orders/@{clientID},
+GET .../transactions/sinceid, GET .../openPositions, GET .../summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+def rfc3339(ts_ns: int) -> str:
+    secs, ns = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
+
+
+@dataclass
+class Knobs:
+    drop_stream_after_lines: int | None = None  # close the stream after N lines
+    stop_heartbeats: bool = False
+    reject_reason: str | None = None  # e.g. INSUFFICIENT_MARGIN, MARKET_HALTED
+    drop_order_response: int = 0  # accept (and fill) the next N orders, then cut the connection
+    http_status: list[int] = field(default_factory=list)  # next responses' status (5xx, 429)
+    retry_after_secs: float = 0.2
+    fill_ratio: float = 1.0  # < 1 partial fill, > 1 over-fill
+    slow_secs: float = 0.0
+
+
+class OandaEmulator:
+    def __init__(self, account: str = "101-004-1234567-001", token: str = "test-token") -> None:
+        self.account, self.token = account, token
+        self.knobs = Knobs()
+        self.bid, self.ask, self.now_ns = 1.17330, 1.17342, 1_506_934_800 * 10**9
+        self.last_id = 6400
+        self.transactions: list[dict] = []
+        self.orders: dict[str, dict] = {}  # by client order id
+        self.positions: dict[str, float] = {}
+        self.order_requests = 0  # every POST that reached the order book (duplicates visible here)
+        self.prices: list[tuple[int, float, float]] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- server ---------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application(middlewares=[self._auth, self._faults])
+        base = f"/v3/accounts/{self.account}"
+        app.router.add_get(f"{base}/pricing/stream", self._stream)
+        app.router.add_post(f"{base}/orders", self._post_order)
+        app.router.add_get(base + "/orders/@{client_id}", self._get_order)
+        app.router.add_get(f"{base}/transactions/sinceid", self._since)
+        app.router.add_get(f"{base}/openPositions", self._positions)
+        app.router.add_get(f"{base}/summary", self._summary)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @web.middleware
+    async def _auth(self, request, handler):
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"errorMessage": "Insufficient authorization to perform request."}, status=401)
+        return await handler(request)
+
+    @web.middleware
+    async def _faults(self, request, handler):
+        if self.knobs.slow_secs:
+            await asyncio.sleep(self.knobs.slow_secs)
+        if self.knobs.http_status:
+            status = self.knobs.http_status.pop(0)
+            headers = {"Retry-After": f"{self.knobs.retry_after_secs:g}"} if status == 429 else {}
+            return web.json_response({"errorMessage": f"emulated {status}"}, status=status, headers=headers)
+        return await handler(request)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _tx(self, kind: str, **fields) -> dict:
+        self.last_id += 1
+        tx = {"id": str(self.last_id), "time": rfc3339(self.now_ns), "userID": 1234567, "accountID": self.account,
+              "batchID": str(self.last_id), "type": kind, **fields}
+        self.transactions.append(tx)
+        return tx
+
+    def manual_trade(self, instrument: str, units: float) -> dict:
+        """A trade placed by hand at the broker (web platform): no client order id."""
+        self.positions[instrument] = self.positions.get(instrument, 0.0) + units
+        price = self.ask if units > 0 else self.bid
+        return self._tx("ORDER_FILL", orderID=str(self.last_id + 1), instrument=instrument, units=f"{units:.0f}",
+                        price=f"{price:.5f}", reason="MARKET_ORDER", financing="0.0000", commission="0.0000",
+                        tradeOpened={"tradeID": str(self.last_id + 1), "units": f"{units:.0f}", "price": f"{price:.5f}"})
+
+    # -- handlers -------------------------------------------------------------------------
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await resp.prepare(request)
+        inst = request.query.get("instruments", "EUR_USD").split(",")[0]
+        sent = 0
+        for ts, bid, ask in self.prices or [(self.now_ns, self.bid, self.ask)]:
+            line = {"type": "PRICE", "time": rfc3339(ts), "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
+                    "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}], "closeoutBid": f"{bid:.5f}",
+                    "closeoutAsk": f"{ask:.5f}", "status": "tradeable", "tradeable": True, "instrument": inst}
+            await resp.write((json.dumps(line) + "\n").encode())
+            sent += 1
+            if self.knobs.drop_stream_after_lines is not None and sent >= self.knobs.drop_stream_after_lines:
+                request.transport.close()
+                return resp
+            if not self.knobs.stop_heartbeats and sent % 5 == 0:
+                await resp.write((json.dumps({"type": "HEARTBEAT", "time": rfc3339(ts)}) + "\n").encode())
+            await asyncio.sleep(0)
+        return resp
+
+    async def _post_order(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        order = body.get("order", {})
+        inst, coid = order.get("instrument"), order.get("clientExtensions", {}).get("id")
+        try:
+            units = float(order["units"])
+        except (KeyError, TypeError, ValueError):
+            return web.json_response({"errorCode": "INVALID_UNITS", "errorMessage": "Order units specified are invalid"},
+                                     status=400)
+        if coid in self.orders:
+            return web.json_response({"errorCode": "CLIENT_ORDER_ID_ALREADY_EXISTS",
+                                      "errorMessage": "The client Order ID specified is already assigned"}, status=400)
+        self.order_requests += 1
+        create = self._tx("MARKET_ORDER", instrument=inst, units=order["units"], timeInForce="FOK",
+                          positionFill="DEFAULT", reason="CLIENT_ORDER", clientExtensions={"id": coid})
+        if self.knobs.reject_reason:
+            reject = self._tx("MARKET_ORDER_REJECT", instrument=inst, units=order["units"],
+                              rejectReason=self.knobs.reject_reason, clientExtensions={"id": coid})
+            return web.json_response({"orderRejectTransaction": reject, "errorCode": self.knobs.reject_reason,
+                                      "errorMessage": "Order rejected", "lastTransactionID": reject["id"]}, status=400)
+        filled = round(units * self.knobs.fill_ratio)
+        price = self.ask if units > 0 else self.bid
+        before = self.positions.get(inst, 0.0)
+        self.positions[inst] = before + filled
+        parts = {}
+        if before and (before > 0) != (filled > 0):
+            closed = -before if abs(filled) >= abs(before) else filled
+            parts["tradesClosed"] = [{"tradeID": "1", "units": f"{closed:.0f}", "price": f"{price:.5f}",
+                                      "realizedPL": "0.0000", "financing": "0.0000", "halfSpreadCost": "0.6000"}]
+            rest = filled - closed
+        else:
+            rest = filled
+        if rest:
+            parts["tradeOpened"] = {"tradeID": str(self.last_id + 1), "units": f"{rest:.0f}", "price": f"{price:.5f}",
+                                    "halfSpreadCost": "0.6000", "initialMarginRequired": "2346.9000"}
+        fill = self._tx("ORDER_FILL", orderID=create["id"], clientOrderID=coid, instrument=inst, units=f"{filled:.0f}",
+                        price=f"{price:.5f}", fullVWAP=f"{price:.5f}", reason="MARKET_ORDER", pl="0.0000",
+                        financing="0.0000", commission="0.0000", halfSpreadCost="0.6000", **parts)
+        self.orders[coid] = {"id": create["id"], "createTime": create["time"], "type": "MARKET", "instrument": inst,
+                             "units": order["units"], "timeInForce": "FOK", "state": "FILLED",
+                             "fillingTransactionID": fill["id"], "clientExtensions": {"id": coid}}
+        if self.knobs.drop_order_response > 0:  # accepted and filled, but the answer never arrives
+            self.knobs.drop_order_response -= 1
+            request.transport.close()
+            raise ConnectionResetError("emulated: connection dropped after the order was accepted")
+        return web.json_response({"orderCreateTransaction": create, "orderFillTransaction": fill,
+                                  "relatedTransactionIDs": [create["id"], fill["id"]],
+                                  "lastTransactionID": fill["id"]}, status=201)
+
+    async def _get_order(self, request: web.Request) -> web.Response:
+        coid = request.match_info["client_id"]
+        if coid not in self.orders:
+            return web.json_response({"errorMessage": "The order ClientID specified does not exist"}, status=404)
+        return web.json_response({"order": self.orders[coid], "lastTransactionID": str(self.last_id)})
+
+    async def _since(self, request: web.Request) -> web.Response:
+        since = int(request.query["id"])
+        txs = [t for t in self.transactions if int(t["id"]) > since]
+        return web.json_response({"transactions": txs, "lastTransactionID": str(self.last_id)})
+
+    async def _positions(self, request: web.Request) -> web.Response:
+        out = []
+        for inst, u in self.positions.items():
+            if u:
+                side = {"units": f"{u:.0f}", "averagePrice": f"{self.ask:.5f}"}
+                flat = {"units": "0"}
+                out.append({"instrument": inst, "long": side if u > 0 else flat, "short": side if u < 0 else flat})
+        return web.json_response({"positions": out, "lastTransactionID": str(self.last_id)})
+
+    async def _summary(self, request: web.Request) -> web.Response:
+        return web.json_response({"account": {"id": self.account, "currency": "USD", "balance": "100000.0000",
+                                              "NAV": "100000.0000", "marginUsed": "0.0000"},
+                                  "lastTransactionID": str(self.last_id)})

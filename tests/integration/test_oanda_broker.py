@@ -1,0 +1,142 @@
+"""The OANDA adapter against the local v20 emulator: no duplicate orders under ambiguous
+outcomes, 429/5xx handling, rejects, over-fills, manual trades and reconciliation."""
+
+import asyncio
+import time
+
+import pytest
+
+from core.broker import OrderState
+from core.errors import FatalError, OrderRejected, TransientError
+from core.types import OrderIntent, Side, client_order_id
+from daemon.brokers.oanda.broker import OandaBroker
+from daemon.brokers.oanda.parsing import Heartbeat, PriceLine
+from daemon.reconciliation import UnknownPositionPolicy, reconcile
+from tests.emulators.oanda_v20 import OandaEmulator
+
+
+def intent(units=100_000.0, side=Side.BUY, seq=0):
+    return OrderIntent(client_order_id("EUR_USD", 1_506_934_800 * 10**9, seq), "EUR_USD", side, units,
+                       1_506_934_800 * 10**9, 0)
+
+
+def run(scenario, token="test-token", **knobs):
+    async def go():
+        emu = OandaEmulator()
+        for k, v in knobs.items():
+            setattr(emu.knobs, k, v)
+        url = await emu.start()
+        broker = OandaBroker(url, emu.account, token, timeout_secs=2.0)
+        await broker.connect()
+        try:
+            return await scenario(emu, broker)
+        finally:
+            await broker.close()
+            await emu.stop()
+
+    return asyncio.run(go())
+
+
+def test_submit_fills_and_positions_agree():
+    async def s(emu, b):
+        rep = await b.submit(intent())
+        return rep, await b.positions(), emu.order_requests
+
+    rep, pos, n = run(s)
+    assert rep.state is OrderState.FILLED and rep.filled_units == 100_000.0 and n == 1
+    assert [(p.instrument, p.units) for p in pos] == [("EUR_USD", 100_000.0)]
+
+
+@pytest.mark.parametrize("knobs", [{"drop_order_response": 1}, {"http_status": [503]}, {"http_status": [502, 504]}])
+def test_ambiguous_outcome_never_duplicates_the_order(knobs):
+    async def s(emu, b):
+        rep = await b.submit(intent())
+        return rep, emu.order_requests, emu.positions
+
+    rep, n, positions = run(s, **knobs)
+    assert n == 1 and positions == {"EUR_USD": 100_000.0}  # exactly one order reached the book
+    assert rep.state is OrderState.FILLED and rep.filled_units == 100_000.0
+
+
+def test_resubmitting_the_same_client_id_returns_the_first_order():
+    async def s(emu, b):
+        first = await b.submit(intent())
+        again = await b.submit(intent())  # e.g. after a restart between send and acknowledgement
+        return first, again, emu.order_requests
+
+    first, again, n = run(s)
+    assert n == 1 and again.broker_order_id == first.broker_order_id and again.filled_units == 100_000.0
+
+
+def test_429_honours_retry_after():
+    async def s(emu, b):
+        t0 = time.monotonic()
+        rep = await b.submit(intent())
+        return rep, time.monotonic() - t0, emu.order_requests
+
+    rep, waited, n = run(s, http_status=[429], retry_after_secs=0.3)
+    assert rep.state is OrderState.FILLED and waited >= 0.3 and n == 1
+
+
+@pytest.mark.parametrize("reason", ["INSUFFICIENT_MARGIN", "MARKET_HALTED"])
+def test_rejects_are_not_retried(reason):
+    async def s(emu, b):
+        with pytest.raises(OrderRejected, match=reason):
+            await b.submit(intent())
+        return emu.order_requests, emu.positions
+
+    n, positions = run(s, reject_reason=reason)
+    assert n == 1 and positions.get("EUR_USD", 0.0) == 0.0
+
+
+@pytest.mark.parametrize("ratio, state", [(1.5, OrderState.FILLED), (0.4, OrderState.PARTIALLY_FILLED)])
+def test_partial_and_over_fills_reported_as_filled(ratio, state):
+    async def s(emu, b):
+        return await b.submit(intent())
+
+    rep = run(s, fill_ratio=ratio)
+    assert rep.filled_units == pytest.approx(100_000.0 * ratio) and rep.state is state
+
+
+def test_manual_trade_while_down_is_found_and_reconciled():
+    async def s(emu, b):
+        await b.submit(intent())
+        start = b.last_transaction_id
+        emu.manual_trade("EUR_USD", -40_000.0)  # a manual partial close at the broker
+        emu.manual_trade("USD_JPY", 10_000.0)  # and a position we never opened
+        return await b.fills(start), await b.positions()
+
+    fills, positions = run(s)
+    assert [(f.instrument, f.units, f.client_order_id) for f in fills] == [
+        ("EUR_USD", -40_000.0, None), ("USD_JPY", 10_000.0, None)]
+    fixes = {c.instrument: c for c in reconcile({"EUR_USD": 100_000.0}, positions, UnknownPositionPolicy.FLATTEN)}
+    assert fixes["EUR_USD"].kind == "adopt_size" and fixes["EUR_USD"].book_units == 60_000.0
+    assert fixes["USD_JPY"].kind == "flatten_unknown" and fixes["USD_JPY"].order_units == -10_000.0
+
+
+def test_bad_token_is_fatal_and_never_printed():
+    async def s(emu, b):
+        with pytest.raises(FatalError) as e:
+            await b.positions()
+        return str(e.value), repr(b)
+
+    msg, shown = run(s, token="wrong-secret")
+    assert "401 unauthorized" in msg and "wrong-secret" not in msg and "wrong-secret" not in shown
+
+
+def test_price_stream_parsed_and_a_drop_is_transient():
+    async def s(emu, b):
+        emu.prices = [(1_506_934_800 * 10**9 + k * 10**9, 1.1733 + k * 1e-5, 1.1734 + k * 1e-5) for k in range(12)]
+        got = [x async for x in b.stream_prices(["EUR_USD"])]
+        emu.knobs.drop_stream_after_lines = 3
+        partial = []
+        with pytest.raises(TransientError, match="stream dropped"):
+            async for x in b.stream_prices(["EUR_USD"]):
+                partial.append(x)
+        return got, partial
+
+    got, partial = run(s)
+    prices = [x for x in got if isinstance(x, PriceLine)]
+    assert len(prices) == 12 and sum(isinstance(x, Heartbeat) for x in got) == 2
+    assert prices[5].bid == pytest.approx(1.17335) and prices[5].tradeable
+    assert len(partial) == 3
