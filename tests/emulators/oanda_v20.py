@@ -23,7 +23,8 @@ def rfc3339(ts_ns: int) -> str:
 
 @dataclass
 class Knobs:
-    drop_stream_after_lines: int | None = None  # close the stream after N lines
+    drop_stream_after_lines: int | None = None  # close the (next) stream after N lines, once
+    silent_after_lines: int | None = None  # then send nothing at all, not even heartbeats, once
     stop_heartbeats: bool = False
     reject_reason: str | None = None  # e.g. INSUFFICIENT_MARGIN, MARKET_HALTED
     drop_order_response: int = 0  # accept (and fill) the next N orders, then cut the connection
@@ -44,7 +45,10 @@ class OandaEmulator:
         self.positions: dict[str, float] = {}
         self.order_requests = 0  # every POST that reached the order book (duplicates visible here)
         self.prices: list[tuple[int, float, float]] = []
+        self.cursor = 0  # the stream resumes where the last connection stopped
+        self.connections = 0
         self.runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
         self.port = 0
 
     # -- server ---------------------------------------------------------------------------
@@ -65,6 +69,7 @@ class OandaEmulator:
         return f"http://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
+        self._closing.set()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -105,15 +110,24 @@ class OandaEmulator:
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await resp.prepare(request)
         inst = request.query.get("instruments", "EUR_USD").split(",")[0]
+        self.connections += 1
         sent = 0
-        for ts, bid, ask in self.prices or [(self.now_ns, self.bid, self.ask)]:
+        prices = self.prices or [(self.now_ns, self.bid, self.ask)]
+        while self.cursor < len(prices):
+            ts, bid, ask = prices[self.cursor]
+            self.cursor += 1
             line = {"type": "PRICE", "time": rfc3339(ts), "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
                     "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}], "closeoutBid": f"{bid:.5f}",
                     "closeoutAsk": f"{ask:.5f}", "status": "tradeable", "tradeable": True, "instrument": inst}
             await resp.write((json.dumps(line) + "\n").encode())
             sent += 1
             if self.knobs.drop_stream_after_lines is not None and sent >= self.knobs.drop_stream_after_lines:
+                self.knobs.drop_stream_after_lines = None
                 request.transport.close()
+                return resp
+            if self.knobs.silent_after_lines is not None and sent >= self.knobs.silent_after_lines:
+                self.knobs.silent_after_lines = None
+                await self._closing.wait()  # silent until the emulator stops (the client gives up first)
                 return resp
             if not self.knobs.stop_heartbeats and sent % 5 == 0:
                 await resp.write((json.dumps({"type": "HEARTBEAT", "time": rfc3339(ts)}) + "\n").encode())
