@@ -40,10 +40,12 @@ def gated(models, gate_db, spec, seed, **kw):
 
 def get(port, path):
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except (urllib.error.URLError, TimeoutError, ConnectionError):  # the daemon is stopping
+        return None, ""
 
 
 async def until(pred, timeout=20.0):
@@ -141,7 +143,7 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
         await until(lambda: d.risk.cfg.max_trades_per_day == 7, 5)
         ctl(control, "flatten")
         await until(lambda: not (control / "FLATTEN").exists(), 5)
-        while not task.done():
+        while not d.stop.is_set():  # while it runs; during shutdown the server goes away
             health.append((await asyncio.to_thread(get, d.http_port, "/health"))[0])
             drain()
             await asyncio.sleep(0.05)
