@@ -60,7 +60,7 @@ def test_hot_swap_during_tick_burst_and_bad_checkpoints_refused(tmp_path, spec, 
     models, gate_db = tmp_path / "models", tmp_path / "state" / "gate.db"
     a = gated(models, gate_db, spec, seed=1)
     cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                           batch_ticks=16, speed=250_000, require_gate_record="true", model_poll_secs=0.05)
+                           batch_ticks=16, speed=120_000, require_gate_record="true", model_poll_secs=0.05)
     ticks = bars_to_ticks(bars, HOUR, "ask", 1e-4)
 
     async def scenario():
@@ -135,6 +135,7 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
         await until(lambda: d.http_port is not None and d.slot.counters.decisions > 5 and (drain() or True))
         assert d.slot.trading_enabled is False and d.slot.counters.orders == 0  # observe only
         metrics.append(await asyncio.to_thread(get, d.http_port, "/metrics"))
+        health.append((await asyncio.to_thread(get, d.http_port, "/health"))[0])  # well before the gap
         ctl(control, "start")
         await until(lambda: d.slot.counters.orders > 0, 5)
         os.utime(control / "START_TRADING")
