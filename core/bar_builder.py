@@ -150,11 +150,22 @@ class BarBuilder:
 
     def push(self, ticks: np.ndarray) -> ClosedBars:
         n = len(ticks)
-        out_ts = np.empty(n, dtype=np.int64)
-        out_ohlcv = np.empty((n, 5))
-        out_close = np.empty(n, dtype=np.int64)
-        out_last = np.empty((n, 2))
-        out_last_ts = np.empty(n, dtype=np.int64)
+        # At most one bar closes per bucket boundary crossed: bound the outputs by the time
+        # span (from the open bar, or the batch's earliest quote) instead of one per quote.
+        m = n
+        if n:
+            ts_all = ticks["ts_ns"]
+            lo = int(ts_all.min())
+            if self.istate[I_HAS_BAR]:
+                lo = min(lo, int(self.istate[I_BAR_TS]))
+            span = int(ts_all.max()) - lo
+            if span >= 0:
+                m = min(n, span // self.period_ns + 2)
+        out_ts = np.empty(m, dtype=np.int64)
+        out_ohlcv = np.empty((m, 5))
+        out_close = np.empty(m, dtype=np.int64)
+        out_last = np.empty((m, 2))
+        out_last_ts = np.empty(m, dtype=np.int64)
         accepted = np.empty(n, dtype=np.bool_)
         k = build_bars_kernel(
             np.ascontiguousarray(ticks["ts_ns"]), np.ascontiguousarray(ticks["bid"]),
