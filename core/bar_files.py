@@ -172,6 +172,15 @@ def _period_and_gaps(ts: np.ndarray) -> tuple[int, list[Gap]]:
     return period // NS_PER_MINUTE, gaps
 
 
+def load_period_bars(path: str | Path, period_minutes: int) -> tuple[np.ndarray, BarFileReport]:
+    """``load_bars`` plus the check every user needs: the file's bar period is the config's."""
+    bars, report = load_bars(path)
+    if report.period_minutes != period_minutes:
+        raise DataError(f"{path}: bars are {report.period_minutes}-minute but the config says "
+                        f"bars.period_minutes = {period_minutes}")
+    return bars, report
+
+
 def select_range(bars: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:
     """Bars whose open time lies in [start_ns, end_ns)."""
     ts = bars["ts_ns"]

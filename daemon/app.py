@@ -12,6 +12,7 @@ order -> flush the recorder and the database -> close the broker -> cancel lefto
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gc
 import json
 import os
@@ -239,16 +240,18 @@ class Daemon:
             log.info("tick_files_pruned", removed=removed)
 
     # -- status ---------------------------------------------------------------------------
+    def model_age_secs(self) -> float | None:
+        """Age of the running model from its checkpoint header; None when unknown."""
+        created = getattr(self.slot.policy, "created_at", "") or ""
+        try:
+            return time.time() - dt.datetime.fromisoformat(created).timestamp() if created else None
+        except ValueError:
+            return None
+
     def snapshot(self) -> dict:
         s, c = self.slot, self.slot.counters
         b = s.builder
-        created = getattr(s.policy, "created_at", "") or ""
-        try:
-            import datetime as dt
-
-            age = time.time() - dt.datetime.fromisoformat(created).timestamp() if created else 0.0
-        except ValueError:
-            age = 0.0
+        age = self.model_age_secs() or 0.0
         return {
             "instrument": self.instrument, "run_id": self.run_id, "ticks": c.ticks, "bars": c.bars,
             "decisions": c.decisions, "orders": c.orders, "fills": c.fills, "swaps": c.swaps,
@@ -271,16 +274,9 @@ class Daemon:
             reasons.append(f"feed stale: no quote for {idle:.0f} s")
         if self.db_error:
             reasons.append(f"database error: {self.db_error}")
-        created = getattr(self.slot.policy, "created_at", "")
-        if created:
-            import datetime as dt
-
-            try:
-                age_days = (time.time() - dt.datetime.fromisoformat(created).timestamp()) / 86400
-                if age_days > svc.max_model_age_days:
-                    reasons.append(f"model {self.slot.policy.sha[:12]} is {age_days:.1f} days old")
-            except ValueError:
-                pass
+        age = self.model_age_secs()
+        if age is not None and age / 86400 > svc.max_model_age_days:
+            reasons.append(f"model {self.slot.policy.sha[:12]} is {age / 86400:.1f} days old")
         if self.risk.state.halted:
             reasons.append(f"halted: {self.risk.state.halted_reason}")
         return reasons

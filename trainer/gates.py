@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.bar_files import load_bars
+from core.bar_files import load_period_bars
 from core.bar_ticks import bars_to_ticks
 from core.checkpoint import CheckpointMeta, check_compatible
 from core.config import MarketConfig, load_config
@@ -85,7 +85,7 @@ def shadow_ticks(cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns
         use = days[max(0, len(days) - len(judged) - warm_days) :]
         ticks = np.concatenate([read_tick_file(day_path(gates.ticks_dir, inst, d))[0] for d in use])
         return ticks, [d.isoformat() for d in judged], "recorded ticks"
-    bars, _ = load_bars(cfg.data.bars_csv)
+    bars, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes)
     bars = bars[bars["ts_ns"] < end_ns]
     bar_days = np.unique(bars["ts_ns"] // NS_PER_DAY)
     if len(bar_days) < gates.shadow_days:

@@ -13,7 +13,7 @@ import numpy as np
 import structlog
 
 from core.bar_builder import S_LAST_ASK, S_LAST_BID, BarBuilder
-from core.bar_files import load_bars, select_range
+from core.bar_files import load_period_bars, select_range
 from core.bar_ticks import bars_to_ticks
 from core.calendar import open_mask
 from core.config import MarketConfig
@@ -61,13 +61,8 @@ log = structlog.get_logger("trainer")
 
 
 def load_history(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int) -> MarketHistory:
-    raw, report = load_bars(cfg.data.bars_csv)
+    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes)
     log.info("bar_file_loaded", **report.log_fields())
-    if report.period_minutes != cfg.bars.period_minutes:
-        raise DataError(
-            f"{cfg.data.bars_csv}: bars are {report.period_minutes}-minute but the config says "
-            f"bars.period_minutes = {cfg.bars.period_minutes}"
-        )
     sel = select_range(raw, start_ns, end_ns)
     if len(sel) < spec.window + 3:
         raise DataError(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import structlog
 
-from core.bar_files import load_bars, select_range
+from core.bar_files import load_period_bars, select_range
 from core.bar_ticks import bars_to_ticks
 from core.config import MarketConfig
 from core.errors import DataError
@@ -19,11 +19,8 @@ log = structlog.get_logger("replay")
 
 
 def replay_ticks(cfg: MarketConfig, start_ns: int, end_ns: int) -> np.ndarray:
-    raw, report = load_bars(cfg.data.bars_csv)
+    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes)
     log.info("bar_file_loaded", **report.log_fields())
-    if report.period_minutes != cfg.bars.period_minutes:
-        raise DataError(f"{cfg.data.bars_csv}: bars are {report.period_minutes}-minute but the config says "
-                        f"bars.period_minutes = {cfg.bars.period_minutes}")
     bars = select_range(raw, start_ns, end_ns)
     if len(bars) == 0:
         raise DataError(f"{cfg.data.bars_csv}: no bars between the replay's start and end")

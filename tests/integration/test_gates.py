@@ -178,3 +178,13 @@ def test_train_run_cli_exit_codes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("STAIRWAY_DATA__BARS_CSV", str(tmp_path / "missing.csv"))
     assert cli_main(["train", "run", "--config", str(ROOT / "config/trainer.toml")]) == 2
     assert "missing.csv: bar file not found" in capsys.readouterr().err
+
+
+def test_shadow_gate_refuses_a_bar_file_of_another_period(tmp_path):
+    bars = trending_bars()
+    bars["ts_ns"] = bars["ts_ns"][0] + (bars["ts_ns"] - bars["ts_ns"][0]) // 2  # 30-minute bars
+    cfg = trainer_cfg(tmp_path, write_bars_csv(tmp_path / "half.csv", bars))
+    from core.errors import DataError
+
+    with pytest.raises(DataError, match="bars are 30-minute but the config says bars.period_minutes = 60"):
+        shadow_ticks(cfg, FeatureSpec.from_config(cfg), cfg.gates, end_ns=1 << 62)
