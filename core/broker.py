@@ -14,7 +14,10 @@ Every Broker must provide:
   with one client id.
 - ``cancel(client_order_id)``.
 - ``order_status(client_order_id)`` -> OrderReport | None: the broker's view, by our id.
-- ``fills(since)`` -> list[FillReport]: fills after a broker transaction/execution id.
+- ``fills(cursor)`` -> FillBatch: the fills after an opaque cursor (OANDA: a transaction
+  id) and the cursor to pass next time. ``fills(None)`` places the cursor at the broker's
+  present (no history) and returns no fills. Fills are reported at least once: callers
+  deduplicate by ``broker_fill_id``; their order within a batch is not guaranteed.
 - ``positions()`` -> list[PositionReport]: the source of truth for what is held.
 - ``account()`` -> AccountReport.
 
@@ -63,6 +66,13 @@ class FillReport:
     price: float
     commission: float = 0.0
     financing: float = 0.0
+    spread_cost: float = 0.0  # half-spread cost the broker reports (already in the price)
+
+
+@dataclass(frozen=True)
+class FillBatch:
+    fills: list[FillReport]
+    cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ class Broker(Protocol):
     async def submit(self, intent: OrderIntent) -> OrderReport: ...
     async def cancel(self, client_order_id: str) -> OrderReport | None: ...
     async def order_status(self, client_order_id: str) -> OrderReport | None: ...
-    async def fills(self, since: str | None) -> list[FillReport]: ...
+    async def fills(self, cursor: str | None) -> FillBatch: ...
     async def positions(self) -> list[PositionReport]: ...
     async def account(self) -> AccountReport: ...
 

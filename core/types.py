@@ -82,4 +82,18 @@ class Position:
 def client_order_id(instrument: str, bar_ts_ns: int, seq: int) -> str:
     """Deterministic id: the same decision always maps to the same id, so a retry after a
     timeout or a restart can be recognised by the broker instead of opening twice."""
-    return f"sw-{instrument}-{bar_ts_ns}-{seq}"
+    return f"{CLIENT_ID_PREFIX}{instrument}-{bar_ts_ns}-{seq}"
+
+
+CLIENT_ID_PREFIX = "sw-"
+
+
+def parse_client_order_id(coid: str) -> tuple[str, int, int] | None:
+    """(instrument, bar_ts_ns, seq) of one of our ids; None for anyone else's."""
+    if not coid.startswith(CLIENT_ID_PREFIX):
+        return None
+    try:
+        inst, bar_ts, seq = coid[len(CLIENT_ID_PREFIX):].rsplit("-", 2)
+        return inst, int(bar_ts), int(seq)
+    except ValueError:
+        return None

@@ -4,6 +4,14 @@ Tasks (named, owned by a TaskGroup): ``feed`` (quotes -> slot -> store), ``model
 (hot-swap), ``control`` (signal files), ``watchdog`` (sd_notify pings), ``loop-lag``.
 Beside them: the tick recorder thread, the HTTP server and APScheduler jobs.
 
+Live brokers (``[broker] kind = "oanda" | "ib"``): quotes come from the broker's feed and
+decisions are timed by the wall clock. With ``fills = "broker"`` orders go to the broker
+through the LiveRouter (write-ahead journal, no resends) and two more tasks run:
+``orders`` (the sender) and ``reconcile`` (start-up pass, after fills, periodic, 30-s
+emergency size check); the book is restored from the store at start-up and no order is
+sent until the first reconciliation has passed. With ``fills = "paper"`` (paper-live) the
+broker's prices are traded by the PaperBroker.
+
 Shutdown, in this order and with time limits: stop new intents -> cancel the working
 order -> flush the recorder and the database -> close the broker -> cancel leftover tasks
 (their names are logged). SIGINT/SIGTERM stop it; SIGHUP reloads the risk limits.
@@ -19,6 +27,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +35,8 @@ import numpy as np
 import structlog
 
 from core.config import load_config
+from core.broker import FeedStatus
+from core.calendar import market_open
 from core.errors import CheckpointError, FatalError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
@@ -36,7 +47,10 @@ from daemon.feeds.replay import ReplayFeed, replay_ticks
 from daemon.hot_swap import ModelWatcher, load_verified
 from daemon.jobs import backup_database, make_scheduler
 from daemon.notify import Notifier
+from daemon.order_router import LiveRouter
 from daemon.paper_broker import PaperBroker
+from daemon.reconcile_runner import Reconciler
+from daemon.reconciliation import UnknownPositionPolicy
 from daemon.recorder import TickRecorder
 from daemon.risk import RiskEngine
 from daemon.slot import Slot
@@ -75,8 +89,13 @@ def _fmt(ts_ns: int | None) -> str:
 
 class Daemon:
     def __init__(self, cfg: DaemonConfig, policy=None, ticks=None, latency_capacity: int = 4096,
-                 config_path: Path | None = None, stop: asyncio.Event | None = None) -> None:
+                 config_path: Path | None = None, stop: asyncio.Event | None = None,
+                 clock: Callable[[], int] = time.time_ns, environ: dict[str, str] | None = None) -> None:
         self.cfg, self.config_path = cfg, config_path
+        self.clock, self.environ = clock, environ  # wall clock (live decisions), secrets' source
+        self.adapter = None  # the live broker adapter
+        self.router: LiveRouter | None = None
+        self.reconciler: Reconciler | None = None
         self.policy, self.ticks, self.latency_capacity = policy, ticks, latency_capacity
         self.stop = stop or asyncio.Event()
         self.spec = FeatureSpec.from_config(cfg)
@@ -98,20 +117,38 @@ class Daemon:
         gate_db = svc.gate_db if svc.require_gate_record else None
         if self.policy is None:
             self.policy = await asyncio.to_thread(load_current_policy, svc.models_dir, self.spec, gate_db)
-        source = "supplied" if self.ticks is not None else ReplayFeed.source
-        if self.ticks is None:
-            self.ticks = await asyncio.to_thread(replay_ticks, cfg, *cfg.replay.range.ns())
-        self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed)
-        self.store = await Store.open(svc.db_path)
-        self.run_id = f"replay-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
-        await self.store.start_run(self.run_id, time.time_ns(), "paper-replay", self.policy.sha, cfg.model_dump_json())
         self.instrument = cfg.instrument.symbol
+        if cfg.live:
+            from daemon.brokers.factory import make_broker_and_feed
+
+            self.adapter, self.feed = make_broker_and_feed(cfg, self.environ)
+            await self.adapter.connect()
+            mode = f"{cfg.broker.kind}-live" if cfg.real_orders else f"{cfg.broker.kind}-paper-live"
+            source = f"{cfg.broker.kind} prices"
+            clock_ns = lambda closing_ts: self.clock()  # noqa: E731
+        else:
+            source = "supplied" if self.ticks is not None else ReplayFeed.source
+            if self.ticks is None:
+                self.ticks = await asyncio.to_thread(replay_ticks, cfg, *cfg.replay.range.ns())
+            self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed)
+            mode, clock_ns = "paper-replay", self.feed.now_ns
+        self.mode = mode
+        self.store = await Store.open(svc.db_path)
+        self.run_id = f"{mode.split('-')[0] if cfg.live else 'replay'}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
+        await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha, cfg.model_dump_json())
         self.risk = RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes)
-        self.broker = PaperBroker(self.ex)
+        if cfg.real_orders:
+            self.router = LiveRouter(self.adapter, self.store, self.run_id, self.clock)
+            await self.router.restore(self.instrument)
+            self.broker = self.router
+        else:
+            self.broker = PaperBroker(self.ex)
         self.slot = Slot(self.run_id, self.instrument, self.spec, cfg.bars.price, cfg.bars.period_ns, self.ex,
                          cfg.account.initial_equity, self.policy, self.broker, self.risk, self.store,
                          self.latency_capacity, on_flatten_tier=self._on_flatten_tier, market=cfg.instrument.market,
-                         holidays=cfg.instrument.holidays, clock_ns=self.feed.now_ns)
+                         holidays=cfg.instrument.holidays, clock_ns=clock_ns)
+        if cfg.real_orders:
+            await self._restore_book()
         self.slot.ramp = cfg.risk.size_ramp
         self.recorder = (TickRecorder(svc.ticks_dir, self.instrument, svc.recorder_flush_secs,
                                       retention_days=svc.tick_retention_days) if svc.record_ticks else None)
@@ -122,9 +159,29 @@ class Daemon:
         # of the collector's reach, so a full collection never walks it (100+ ms pauses otherwise).
         gc.collect()
         gc.freeze()
-        log.info("daemon_started", run_id=self.run_id, mode="paper-replay", source=source, instrument=self.instrument,
-                 model_sha=self.policy.sha[:12], ticks=len(self.ticks), db=str(svc.db_path), feature_spec=self.spec.hash,
+        log.info("daemon_started", run_id=self.run_id, mode=mode, source=source, instrument=self.instrument,
+                 model_sha=self.policy.sha[:12], ticks=len(self.ticks) if self.ticks is not None else None,
+                 db=str(svc.db_path), feature_spec=self.spec.hash,
                  config=json.loads(cfg.model_dump_json()))
+
+    async def _restore_book(self) -> None:
+        """The book as last committed (it moves with every fill) and the client-id sequence;
+        orders stay blocked until the reconciler has compared it with the broker."""
+        cfg, slot = self.cfg, self.slot
+        slot.persist_book = True
+        slot.broker_ready = False
+        book = await self.store.book(self.instrument)
+        if book is not None:
+            slot.set_position(*book)
+        last = await self.store.last_order_seq(self.instrument)
+        if last is not None:
+            slot.seed_order_seq(*last)
+        self.router.on_fills = lambda: slot.apply_pending_fills(self.clock())
+        self.reconciler = Reconciler(self.adapter, self.router, slot, self.store, self.run_id,
+                                     UnknownPositionPolicy(cfg.broker.unknown_positions), self.risk.max_position_units,
+                                     cfg.service.reconcile_secs, cfg.broker.emergency_check_secs, self.clock)
+        log.info("book_restored", units=float(slot.position[0]), avg_price=float(slot.position[1]),
+                 unresolved_orders=list(self.router.unresolved), cursor=self.router.cursor)
 
     def _live_obs(self) -> np.ndarray | None:
         return self.slot.obs.copy() if self.slot.features.warm else None
@@ -156,7 +213,7 @@ class Daemon:
     async def _feed_task(self) -> None:
         slot, store = self.slot, self.store
         try:
-            async for batch in self.feed.batches():
+            async for batch in self.feed.ticks():
                 self.last_tick_monotonic = time.monotonic()
                 if self.recorder is not None:
                     self.recorder.enqueue(batch)
@@ -178,6 +235,14 @@ class Daemon:
         finally:
             self.stop.set()
 
+    async def _feed_stopper(self, feed_task: asyncio.Task) -> None:
+        """A live feed never ends and may be quiet: cancel it when the daemon stops."""
+        await self.stop.wait()
+        if not feed_task.done():
+            self.interrupted = True
+            log.info("shutdown_requested", ticks=self.slot.counters.ticks)
+            feed_task.cancel()
+
     async def _control_task(self) -> None:
         svc = self.cfg.service
         while not self.stop.is_set():
@@ -195,6 +260,12 @@ class Daemon:
             if enabled != self.slot.trading_enabled:
                 log.info("trading_enabled" if enabled else "trading_disabled", start_file=st.start_trading)
             self.slot.trading_enabled = enabled
+            if self.cfg.live and hasattr(self.feed, "stale_instruments"):
+                stale = (self.instrument in self.feed.stale_instruments()
+                         and market_open(self.clock(), self.cfg.instrument.market, self.cfg.instrument.holidays))
+                if stale != self.slot.data_stale:
+                    log.warning("instrument_stale" if stale else "instrument_fresh", instrument=self.instrument)
+                self.slot.data_stale = stale
             if st.flatten:
                 self.slot.request_flatten("FLATTEN control file")
                 self.control.consume_flatten()
@@ -258,7 +329,7 @@ class Daemon:
             "swaps_refused": self.watcher.stats.refused, "actions": dict(c.actions),
             "rejected_quotes": b.rejected_bad + b.rejected_out_of_order + b.rejected_duplicate,
             "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0,
-            "reconcile_discrepancies": 0, "position_units": float(s.position[0]), "equity": s.equity,
+            "reconcile_discrepancies": self.reconciler.discrepancies if self.reconciler else 0, "position_units": float(s.position[0]), "equity": s.equity,
             "drawdown_pct": s.drawdown_pct, "risk_tier": self.risk.state.tier, "halted": int(self.risk.state.halted),
             "model_sha": s.policy.sha, "model_age_seconds": age,
             "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -279,6 +350,20 @@ class Daemon:
             reasons.append(f"model {self.slot.policy.sha[:12]} is {age / 86400:.1f} days old")
         if self.risk.state.halted:
             reasons.append(f"halted: {self.risk.state.halted_reason}")
+        if self.cfg.live:
+            status = getattr(self.feed, "status", FeedStatus.CONNECTED)
+            if status is not FeedStatus.CONNECTED:
+                reasons.append(f"broker disconnected: {self.cfg.broker.kind} feed {status.value}")
+            if self.slot.data_stale:
+                reasons.append(f"{self.instrument} stale: no price while its market is open")
+        if self.reconciler is not None:
+            if not self.reconciler.ready:
+                reasons.append("not reconciled with the broker yet: orders blocked"
+                               + (f" ({self.reconciler.last_error})" if self.reconciler.last_error else ""))
+            elif self.reconciler.last_error:
+                reasons.append(f"reconciliation failing: {self.reconciler.last_error}")
+        if self.router is not None and self.router.unresolved:
+            reasons.append(f"order outcome unknown: {', '.join(sorted(self.router.unresolved))}")
         return reasons
 
     def _write_status(self, snapshot: dict | None = None) -> None:
@@ -323,13 +408,20 @@ class Daemon:
 
                 runner = await start_http(make_app(self.snapshot, self.health), self.cfg.service.http_port)
                 self.http_port = bound_port(runner)
-            sched = make_scheduler({"reconcile": self._reconcile_job, "backup": self._backup_job,
-                                    "retention": self._retention_job},
+            jobs = {"backup": self._backup_job, "retention": self._retention_job}
+            if self.reconciler is None:  # live brokers reconcile in their own task
+                jobs["reconcile"] = self._reconcile_job
+            sched = make_scheduler(jobs,
                                    self.cfg.service.reconcile_secs, self.cfg.service.backup_hour_utc)
             sched.start()
             self.notifier.ready(f"trading {self.instrument} with {self.policy.sha[:12]}")
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._feed_task(), name="feed")
+                feed_task = tg.create_task(self._feed_task(), name="feed")
+                if self.cfg.live:
+                    tg.create_task(self._feed_stopper(feed_task), name="feed-stopper")
+                if self.router is not None:
+                    tg.create_task(self.router.run(self.stop), name="orders")
+                    tg.create_task(self.reconciler.run(self.stop), name="reconcile")
                 tg.create_task(self.watcher.run(self.stop, self._on_policy, self._on_refused), name="model-watcher")
                 tg.create_task(self._control_task(), name="control")
                 tg.create_task(self._watchdog_task(), name="watchdog")
@@ -363,6 +455,8 @@ class Daemon:
             sched.shutdown(wait=False)
         if self.interrupted:
             self.slot.cancel_working()  # 2. cancel the working order (recorded)
+        if self.router is not None and (n := self.router.abandon_queued()):
+            log.warning("orders_not_sent_at_shutdown", count=n)  # journaled not_sent, never sent
         if self.recorder is not None and not await asyncio.to_thread(self.recorder.stop, limit):
             log.error("recorder_stop_timed_out", seconds=limit)  # 3a. recorder flushed
         self.summary = self.slot.tracker.summary()
@@ -371,11 +465,18 @@ class Daemon:
             await asyncio.wait_for(self.store.close(), limit)  # 3b. database committed and closed
         except TimeoutError:
             log.error("database_close_timed_out", seconds=limit)
-        self.broker.working.clear()  # 4. the paper broker has nothing else to close
+        if self.adapter is not None:  # 4. the broker connection
+            try:
+                await asyncio.wait_for(self.adapter.close(), limit)
+            except Exception as e:
+                log.error("broker_close_failed", error=str(e))
+        else:
+            self.broker.working.clear()  # the paper broker has nothing else to close
         if runner is not None:
             await runner.cleanup()
         leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
-                     and t.get_name() in ("feed", "model-watcher", "control", "watchdog", "loop-lag")]
+                     and t.get_name() in ("feed", "feed-stopper", "orders", "reconcile", "model-watcher", "control",
+                                                      "watchdog", "loop-lag")]
         for t in leftovers:  # 5. anything still running is cancelled, by name
             t.cancel()
         if leftovers:
@@ -388,6 +489,8 @@ class Daemon:
 
 
 async def run_daemon(cfg: DaemonConfig, policy=None, stop: asyncio.Event | None = None, ticks=None,
-                     latency_capacity: int = 4096, config_path: Path | None = None) -> DaemonResult:
-    """Run a paper replay. ``ticks`` replaces the bar-derived quotes (benchmarks, recordings)."""
-    return await Daemon(cfg, policy, ticks, latency_capacity, config_path, stop).run()
+                     latency_capacity: int = 4096, config_path: Path | None = None,
+                     clock: Callable[[], int] = time.time_ns, environ: dict[str, str] | None = None) -> DaemonResult:
+    """Run the daemon. ``ticks`` replaces the bar-derived quotes of a paper replay
+    (benchmarks, recordings); ``clock`` and ``environ`` are the live clock and secrets."""
+    return await Daemon(cfg, policy, ticks, latency_capacity, config_path, stop, clock, environ).run()

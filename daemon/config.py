@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.config import DateRange, MarketConfig, Strict
 from daemon.risk import RiskConfig
@@ -56,7 +57,64 @@ class ReplayConfig(Strict):
     speed: float = Field(0.0, ge=0, description="Paced at real time x speed; 0 replays as fast as possible.")
 
 
+class OandaConfig(Strict):
+    """OANDA v20. The token and account id are secrets: read from systemd credentials
+    ($CREDENTIALS_DIRECTORY/<name>) or the environment, never from this file."""
+
+    rest_url: str = Field("https://api-fxpractice.oanda.com", description="REST base (practice by default).")
+    stream_url: str = Field("https://stream-fxpractice.oanda.com", description="Streaming base.")
+    token_credential: str = Field("oanda-token", description="Credential file name holding the token.")
+    token_env: str = Field("OANDA_TOKEN", description="Environment variable used when no credential file exists.")
+    account_credential: str = Field("oanda-account", description="Credential file name holding the account id.")
+    account_env: str = Field("OANDA_ACCOUNT", description="Environment variable fallback for the account id.")
+    heartbeat_timeout_secs: float = Field(10.0, gt=0, description="No stream line for this long: reconnect.")
+    price_stale_secs: float = Field(30.0, gt=0, description="No PRICE for the instrument while open: stale.")
+    request_timeout_secs: float = Field(10.0, gt=0)
+    backoff_base_secs: float = Field(0.5, gt=0)
+    backoff_cap_secs: float = Field(30.0, gt=0)
+
+
+class IBConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(4002, ge=1, le=65535, description="IB Gateway paper port by default.")
+    client_id: int = Field(17, ge=0)
+    account: str = Field("", description="Empty: the gateway's only account.")
+    symbol: str = Field("EUR", description="Contract symbol (Forex: base currency).")
+    currency: str = "USD"
+    sec_type: Literal["CASH", "STK"] = "CASH"
+    exchange: str = "IDEALPRO"
+    fill_timeout_secs: float = Field(10.0, gt=0, description="How long submit waits for a market order to finish.")
+    backoff_base_secs: float = Field(1.0, gt=0)
+    backoff_cap_secs: float = Field(60.0, gt=0)
+
+
+class BrokerConfig(Strict):
+    kind: Literal["paper", "oanda", "ib"] = Field("paper", description="paper = replay of bundled bars.")
+    fills: Literal["broker", "paper"] = Field(
+        "broker", description="paper: broker prices, paper fills (paper-live); broker: real orders.")
+    unknown_positions: Literal["adopt", "flatten"] = Field(
+        "flatten", description="A position at the broker we did not open: adopt it or close it.")
+    emergency_check_secs: float = Field(30.0, gt=0, description="Position-size check against the maximum.")
+    oanda: OandaConfig = OandaConfig()
+    ib: IBConfig = IBConfig()
+
+
 class DaemonConfig(MarketConfig):
     service: ServiceConfig = ServiceConfig()
     risk: RiskConfig = RiskConfig()
-    replay: ReplayConfig
+    broker: BrokerConfig = BrokerConfig()
+    replay: ReplayConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "DaemonConfig":
+        if self.broker.kind == "paper" and self.replay is None:
+            raise ValueError("broker.kind = 'paper' replays bundled bars: a [replay] section with range is required")
+        return self
+
+    @property
+    def live(self) -> bool:
+        return self.broker.kind != "paper"
+
+    @property
+    def real_orders(self) -> bool:
+        return self.live and self.broker.fills == "broker"

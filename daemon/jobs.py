@@ -42,12 +42,13 @@ def backup_database(db_path: Path, backup_dir: Path, keep: int = 7, now: dt.date
 
 
 def make_scheduler(jobs: dict, reconcile_secs: float, backup_hour_utc: int):
-    """``jobs`` maps 'reconcile', 'backup', 'retention' to coroutine functions."""
+    """``jobs`` maps 'backup', 'retention' and (paper only) 'reconcile' to coroutine functions."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     sched = AsyncIOScheduler(timezone="UTC")
-    sched.add_job(jobs["reconcile"], "interval", seconds=reconcile_secs, id="reconcile", max_instances=1,
-                  coalesce=True)
+    if "reconcile" in jobs:
+        sched.add_job(jobs["reconcile"], "interval", seconds=reconcile_secs, id="reconcile", max_instances=1,
+                      coalesce=True)
     sched.add_job(jobs["backup"], "cron", hour=backup_hour_utc, minute=30, id="backup", max_instances=1,
                   coalesce=True)
     sched.add_job(jobs["retention"], "cron", hour=backup_hour_utc, minute=45, id="retention", max_instances=1,

@@ -36,6 +36,8 @@ from daemon.sessions import SessionTracker
 from daemon.store import Store
 
 log = structlog.get_logger("slot")
+_NO_PRICE = np.zeros(1)
+_NOT_ACCEPTED = np.zeros(1, dtype=np.bool_)
 
 
 @dataclass
@@ -100,6 +102,11 @@ class Slot:
         self.last_bar_ts: int | None = None
         self.equity = initial_equity
         self.drawdown_pct = 0.0
+        # live brokers: orders wait until the book is reconciled with the broker; the book is
+        # persisted with every fill (committed together with the broker's fill ids)
+        self.broker_ready = True
+        self.persist_book = False
+        self.data_stale = False  # set by the live feed: no PRICE for this instrument lately
 
     # -- quotes ---------------------------------------------------------------------------
     def on_ticks(self, ticks: np.ndarray) -> None:
@@ -165,6 +172,39 @@ class Slot:
             self._on_bar(bar, *self._last_quote, closing_ts_ns=None, last_quote_ts=self._last_quote_ts)
         self._close_session()
 
+    # -- live brokers ---------------------------------------------------------------------
+    def apply_pending_fills(self, now_ns: int) -> None:
+        """Apply fills a live broker reported between quotes (called on the event loop)."""
+        self._work(np.array([now_ns], dtype=np.int64), _NO_PRICE, _NO_PRICE, _NOT_ACCEPTED, 0, 0)
+
+    def set_position(self, units: float, avg_price: float, realized: float | None = None) -> None:
+        """Adopt the broker's view (reconciliation, restart); realised PnL is kept."""
+        st = self.position
+        st[PS_UNITS] = units
+        st[PS_AVG] = avg_price if units else 0.0
+        if realized is not None:
+            st[PS_REALIZED] = realized
+        self.risk.on_position(self.instrument, units)
+        self._persist_book()
+
+    def seed_order_seq(self, bar_ts: int, seq: int) -> None:
+        """Continue client ids after the newest journaled one, so none is ever reused."""
+        self._seq = {bar_ts: seq}
+
+    def submit_correction(self, units: float, now_ns: int, reason: str, kind: str) -> bool:
+        """A corrective order from reconciliation; False while another order is working."""
+        if self.instrument in self.broker.working:
+            return False
+        self._risk_event(now_ns, kind, reason, units, units)
+        self._submit(units, self.last_bar_ts or now_ns, now_ns, expires=False)
+        return True
+
+    def _persist_book(self) -> None:
+        if self.persist_book:
+            st = self.position
+            self.store.add("book", (self.instrument, float(st[PS_UNITS]), float(st[PS_AVG]), float(st[PS_REALIZED]),
+                                    time.time_ns(), self.run_id))
+
     # -- orders and fills -----------------------------------------------------------------
     def _next_id(self, bar_ts: int) -> str:
         seq = self._seq.get(bar_ts, -1) + 1
@@ -181,15 +221,18 @@ class Slot:
             self.sessions.current.orders += 1
 
     def _flatten_now(self, after_ts: int) -> None:
-        reason, self._flatten_reason = self._flatten_reason, None
         self._finish_order()
+        if self.instrument in self.broker.working:  # a live order's outcome is not known yet: later
+            return
+        reason, self._flatten_reason = self._flatten_reason, None
         units = float(self.position[PS_UNITS])
         self._risk_event(after_ts, "flatten", reason or "flatten requested", -units, -units)
         if units != 0.0:  # worked until filled, not cancelled at the next bar close
             self._submit(-units, self.last_bar_ts or after_ts, after_ts, expires=False)
 
     def _work(self, ts, bid, ask, acc, start: int, stop: int) -> None:
-        for f in self.broker.work(self.instrument, ts, bid, ask, acc, start, stop):
+        fills = self.broker.work(self.instrument, ts, bid, ask, acc, start, stop)
+        for f in fills:
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
             self.store.add("fills", (self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns,
@@ -198,6 +241,8 @@ class Slot:
             self.new_fills.append(f)
             if self.sessions.current is not None:
                 self.sessions.current.fills += 1
+        if fills:
+            self._persist_book()
         order = self.broker.working.get(self.instrument)
         if order is not None and order.filled > 0:
             requested = order.intent.units * int(order.intent.side)
@@ -310,9 +355,12 @@ class Slot:
         session.holds += action == 0
         size = self.ex.trade_units * self._size_factor(bar_ts)
         wanted = float(target_units(action, units, size)) - units
+        gap = (self.clock_ns(closing_ts_ns) - closing_ts_ns) / 1e9
         risk = self.risk.check(self.instrument, units, wanted, trading_enabled=self.trading_enabled,
                                market_is_open=market_open(closing_ts_ns, self.market, self.holidays),
-                               quote_gap_secs=(self.clock_ns(closing_ts_ns) - closing_ts_ns) / 1e9)
+                               quote_gap_secs=float("inf") if self.data_stale else gap)
+        if risk.units != 0.0 and not self.broker_ready:
+            risk = type(risk)(0.0, "not reconciled with the broker yet: no orders", "not_reconciled")
         self.store.add("decisions", (self.run_id, self.instrument, bar_ts, ACTION_NAMES[action], confidence,
                                      self.policy.sha, units, eq, risk.units, risk.note))
         if wanted != 0.0:

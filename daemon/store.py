@@ -8,6 +8,7 @@ never one row per tick.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -53,6 +54,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE model_swaps (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts_ns INTEGER NOT NULL,
                               old_sha TEXT, new_sha TEXT, outcome TEXT NOT NULL, reason TEXT NOT NULL);
     """,
+    """
+    CREATE TABLE order_journal (client_order_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, instrument TEXT NOT NULL,
+                                bar_ts_ns INTEGER NOT NULL, seq INTEGER NOT NULL, units REAL NOT NULL,
+                                state TEXT NOT NULL, broker_order_id TEXT, filled_units REAL NOT NULL,
+                                reason TEXT, created_ns INTEGER NOT NULL, updated_ns INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX order_journal_state ON order_journal (state);
+    CREATE TABLE broker_fills (broker_fill_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, client_order_id TEXT,
+                               instrument TEXT NOT NULL, ts_ns INTEGER NOT NULL, units REAL NOT NULL,
+                               price REAL NOT NULL, commission REAL NOT NULL, financing REAL NOT NULL,
+                               spread_cost REAL NOT NULL, applied INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE book (instrument TEXT PRIMARY KEY, units REAL NOT NULL, avg_price REAL NOT NULL,
+                       realized REAL NOT NULL, updated_ns INTEGER NOT NULL, run_id TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE broker_cursor (broker TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated_ns INTEGER NOT NULL)
+        WITHOUT ROWID;
+    CREATE TABLE reconciliation_events (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+                                        trigger TEXT NOT NULL, instrument TEXT, kind TEXT NOT NULL, ours REAL,
+                                        broker REAL, order_units REAL, detail TEXT NOT NULL);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -68,7 +87,18 @@ _INSERT = {
     "risk_events": "INSERT INTO risk_events (run_id, ts_ns, instrument, kind, detail, requested_units, allowed_units) "
                    "VALUES (?,?,?,?,?,?,?)",
     "model_swaps": "INSERT INTO model_swaps (run_id, ts_ns, old_sha, new_sha, outcome, reason) VALUES (?,?,?,?,?,?)",
+    # live brokers: the write-ahead order journal, every broker fill once, the book and the
+    # transaction cursor (all committed together), and what reconciliation found and did
+    "order_journal": "INSERT INTO order_journal VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (client_order_id) "
+                     "DO UPDATE SET state = excluded.state, broker_order_id = excluded.broker_order_id, "
+                     "filled_units = excluded.filled_units, reason = excluded.reason, updated_ns = excluded.updated_ns",
+    "broker_fills": "INSERT OR IGNORE INTO broker_fills VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    "book": "INSERT OR REPLACE INTO book VALUES (?,?,?,?,?,?)",
+    "broker_cursor": "INSERT OR REPLACE INTO broker_cursor VALUES (?,?,?)",
+    "reconciliation_events": "INSERT INTO reconciliation_events (run_id, ts_ns, trigger, instrument, kind, ours, "
+                             "broker, order_units, detail) VALUES (?,?,?,?,?,?,?,?,?)",
 }
+OPEN_ORDER_STATES = ("new", "unknown")  # written before sending / outcome not yet known
 
 
 class Store:
@@ -76,6 +106,7 @@ class Store:
         self.db, self.path = db, path
         self.pending: dict[str, list[tuple]] = {k: [] for k in _INSERT}
         self.committed_rows = 0
+        self._lock = asyncio.Lock()  # the feed, order and reconciliation tasks all flush
 
     @classmethod
     async def open(cls, path: str | Path) -> "Store":
@@ -120,23 +151,58 @@ class Store:
                               (ended_ns, json.dumps(summary, default=float), run_id))
 
     async def flush(self) -> int:
-        """Write every buffered row in one transaction; returns the number of rows committed."""
-        n = sum(len(v) for v in self.pending.values())
-        if n == 0:
-            return 0
-        await self.db.execute("BEGIN")
-        try:
-            for table, rows in self.pending.items():
-                if rows:
+        """Write every buffered row in one transaction; returns the number of rows committed.
+
+        Safe to call from several tasks: flushes are serialised, and rows added while one is
+        being written wait for the next one (they are never cleared unwritten)."""
+        async with self._lock:
+            batch = {k: v for k, v in self.pending.items() if v}
+            n = sum(len(v) for v in batch.values())
+            if n == 0:
+                return 0
+            for k in batch:
+                self.pending[k] = []
+            await self.db.execute("BEGIN")
+            try:
+                for table, rows in batch.items():
                     await self.db.executemany(_INSERT[table], rows)
-            await self.db.execute("COMMIT")
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
-        for rows in self.pending.values():
-            rows.clear()
-        self.committed_rows += n
-        return n
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                for k, rows in batch.items():  # kept, in order, for the next attempt
+                    self.pending[k] = rows + self.pending[k]
+                raise
+            self.committed_rows += n
+            return n
+
+    # -- live-broker state (read at start-up) ---------------------------------------------
+    async def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return list(await (await self.db.execute(sql, args)).fetchall())
+
+    async def open_orders(self, instrument: str) -> list[tuple]:
+        """(client_order_id, bar_ts_ns, units, state) of journal orders whose outcome is unknown."""
+        marks = ",".join("?" * len(OPEN_ORDER_STATES))
+        return await self._rows(f"SELECT client_order_id, bar_ts_ns, units, state FROM order_journal "
+                                f"WHERE instrument = ? AND state IN ({marks}) ORDER BY created_ns",
+                                (instrument, *OPEN_ORDER_STATES))
+
+    async def last_order_seq(self, instrument: str) -> tuple[int, int] | None:
+        """(bar_ts_ns, seq) of the newest journal order, so client ids are never reused."""
+        rows = await self._rows("SELECT bar_ts_ns, MAX(seq) FROM order_journal WHERE instrument = ? "
+                                "GROUP BY bar_ts_ns ORDER BY bar_ts_ns DESC LIMIT 1", (instrument,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def book(self, instrument: str) -> tuple[float, float, float] | None:
+        rows = await self._rows("SELECT units, avg_price, realized FROM book WHERE instrument = ?", (instrument,))
+        return tuple(rows[0]) if rows else None
+
+    async def cursor(self, broker: str) -> str | None:
+        rows = await self._rows("SELECT cursor FROM broker_cursor WHERE broker = ?", (broker,))
+        return rows[0][0] if rows else None
+
+    async def recent_fill_ids(self, limit: int) -> list[str]:
+        return [r[0] for r in await self._rows("SELECT broker_fill_id FROM broker_fills ORDER BY ts_ns DESC LIMIT ?",
+                                               (limit,))]
 
     async def close(self) -> None:
         await self.flush()

@@ -36,7 +36,7 @@ class ReplayFeed:
     source = "bar-derived"
 
     def __init__(self, ticks: np.ndarray, batch_ticks: int, speed: float = 0.0) -> None:
-        self.ticks, self.batch_ticks, self.speed = ticks, batch_ticks, speed
+        self.quotes, self.batch_ticks, self.speed = ticks, batch_ticks, speed
         self._t0_wall = 0.0
         self._t0_tick = int(ticks["ts_ns"][0]) if len(ticks) else 0
 
@@ -49,11 +49,13 @@ class ReplayFeed:
 
     async def batches(self) -> AsyncIterator[np.ndarray]:
         self._t0_wall = time.monotonic()
-        for start in range(0, len(self.ticks), self.batch_ticks):
-            batch = self.ticks[start : start + self.batch_ticks]
+        for start in range(0, len(self.quotes), self.batch_ticks):
+            batch = self.quotes[start : start + self.batch_ticks]
             if self.speed:
                 due = self._t0_wall + (int(batch["ts_ns"][0]) - self._t0_tick) / 1e9 / self.speed
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
             else:
                 await asyncio.sleep(0)  # hand control back to the loop (signals, other tasks)
             yield batch
+
+    ticks = batches  # the Feed protocol's name

@@ -3,7 +3,11 @@
 the adapter uses, with fault knobs. Field shapes follow OANDA's published v20 definitions.
 
 Endpoints: GET .../pricing/stream, POST .../orders, GET .../orders/@{clientID},
-GET .../transactions/sinceid, GET .../openPositions, GET .../summary.
+GET .../transactions/sinceid, GET .../openPositions, GET .../summary and
+GET /v3/instruments/{instrument}/candles (S5 bid/ask candles built from the price list).
+
+The price list is streamed in order; the emulator's clock (``now_ns``) is the time of the
+last price sent, and fills happen at the last bid/ask sent.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ class Knobs:
     retry_after_secs: float = 0.2
     fill_ratio: float = 1.0  # < 1 partial fill, > 1 over-fill
     slow_secs: float = 0.0
+    mute_instrument: str | None = None  # no PRICE for it; heartbeats continue
+    non_tradeable: bool = False  # prices flagged non-tradeable (weekend, halt)
+    duplicate_transactions: bool = False  # sinceid answers every transaction twice
+    reverse_transactions: bool = False  # sinceid answers newest first
+    hold_order_response: asyncio.Event | None = None  # accept + fill, answer only once set
+    end_when_exhausted: bool = True  # False: like the real stream, heartbeats forever
+    heartbeat_secs: float = 0.2
+    price_interval_secs: float = 0.0
 
 
 class OandaEmulator:
@@ -61,6 +73,7 @@ class OandaEmulator:
         app.router.add_get(f"{base}/transactions/sinceid", self._since)
         app.router.add_get(f"{base}/openPositions", self._positions)
         app.router.add_get(f"{base}/summary", self._summary)
+        app.router.add_get("/v3/instruments/{instrument}/candles", self._candles)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -106,6 +119,10 @@ class OandaEmulator:
                         tradeOpened={"tradeID": str(self.last_id + 1), "units": f"{units:.0f}", "price": f"{price:.5f}"})
 
     # -- handlers -------------------------------------------------------------------------
+    async def _heartbeat(self, resp, ts: int) -> None:
+        if not self.knobs.stop_heartbeats:
+            await resp.write((json.dumps({"type": "HEARTBEAT", "time": rfc3339(ts)}) + "\n").encode())
+
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await resp.prepare(request)
@@ -116,10 +133,14 @@ class OandaEmulator:
         while self.cursor < len(prices):
             ts, bid, ask = prices[self.cursor]
             self.cursor += 1
-            line = {"type": "PRICE", "time": rfc3339(ts), "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
-                    "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}], "closeoutBid": f"{bid:.5f}",
-                    "closeoutAsk": f"{ask:.5f}", "status": "tradeable", "tradeable": True, "instrument": inst}
-            await resp.write((json.dumps(line) + "\n").encode())
+            self.now_ns, self.bid, self.ask = ts, bid, ask
+            if self.knobs.mute_instrument != inst:
+                k = self.knobs
+                line = {"type": "PRICE", "time": rfc3339(ts), "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
+                        "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}], "closeoutBid": f"{bid:.5f}",
+                        "closeoutAsk": f"{ask:.5f}", "status": "non-tradeable" if k.non_tradeable else "tradeable",
+                        "tradeable": not k.non_tradeable, "instrument": inst}
+                await resp.write((json.dumps(line) + "\n").encode())
             sent += 1
             if self.knobs.drop_stream_after_lines is not None and sent >= self.knobs.drop_stream_after_lines:
                 self.knobs.drop_stream_after_lines = None
@@ -129,10 +150,36 @@ class OandaEmulator:
                 self.knobs.silent_after_lines = None
                 await self._closing.wait()  # silent until the emulator stops (the client gives up first)
                 return resp
-            if not self.knobs.stop_heartbeats and sent % 5 == 0:
-                await resp.write((json.dumps({"type": "HEARTBEAT", "time": rfc3339(ts)}) + "\n").encode())
-            await asyncio.sleep(0)
+            if sent % 5 == 0:
+                await self._heartbeat(resp, ts)
+            await asyncio.sleep(self.knobs.price_interval_secs)
+        while not self.knobs.end_when_exhausted and not self._closing.is_set():
+            await self._heartbeat(resp, self.now_ns)
+            await asyncio.sleep(self.knobs.heartbeat_secs)
         return resp
+
+    async def _candles(self, request: web.Request) -> web.Response:
+        """S5 bid/ask candles from the price list (what the stream sends), complete ones only."""
+        from daemon.brokers.oanda.parsing import parse_time_ns
+
+        q = request.query
+        if q.get("granularity") != "S5" or q.get("price") != "BA":
+            return web.json_response({"errorMessage": "emulator: only granularity=S5&price=BA"}, status=400)
+        lo, hi = parse_time_ns(q["from"]), parse_time_ns(q["to"])
+        step = 5 * 10**9
+        buckets: dict[int, list] = {}
+        for ts, bid, ask in self.prices:
+            if lo <= ts < hi:
+                buckets.setdefault(ts - ts % step, []).append((bid, ask))
+        out = []
+        for t0 in sorted(buckets):
+            qs = buckets[t0]
+            ohlc = [{"o": f"{s[0]:.5f}", "h": f"{max(s):.5f}", "l": f"{min(s):.5f}", "c": f"{s[-1]:.5f}"}
+                    for s in ([b for b, _ in qs], [a for _, a in qs])]
+            out.append({"complete": t0 + step <= self.now_ns, "volume": len(qs), "time": rfc3339(t0),
+                        "bid": ohlc[0], "ask": ohlc[1]})
+        return web.json_response({"instrument": request.match_info["instrument"], "granularity": "S5",
+                                  "candles": out})
 
     async def _post_order(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -175,6 +222,8 @@ class OandaEmulator:
         self.orders[coid] = {"id": create["id"], "createTime": create["time"], "type": "MARKET", "instrument": inst,
                              "units": order["units"], "timeInForce": "FOK", "state": "FILLED",
                              "fillingTransactionID": fill["id"], "clientExtensions": {"id": coid}}
+        if self.knobs.hold_order_response is not None:  # accepted and filled; the answer waits
+            await self.knobs.hold_order_response.wait()
         if self.knobs.drop_order_response > 0:  # accepted and filled, but the answer never arrives
             self.knobs.drop_order_response -= 1
             request.transport.close()
@@ -192,6 +241,10 @@ class OandaEmulator:
     async def _since(self, request: web.Request) -> web.Response:
         since = int(request.query["id"])
         txs = [t for t in self.transactions if int(t["id"]) > since]
+        if self.knobs.duplicate_transactions:
+            txs = [t for t in txs for _ in range(2)]
+        if self.knobs.reverse_transactions:
+            txs = txs[::-1]
         return web.json_response({"transactions": txs, "lastTransactionID": str(self.last_id)})
 
     async def _positions(self, request: web.Request) -> web.Response:

@@ -104,7 +104,7 @@ def test_manual_trade_while_down_is_found_and_reconciled():
         start = b.last_transaction_id
         emu.manual_trade("EUR_USD", -40_000.0)  # a manual partial close at the broker
         emu.manual_trade("USD_JPY", 10_000.0)  # and a position we never opened
-        return await b.fills(start), await b.positions()
+        return (await b.fills(start)).fills, await b.positions()
 
     fills, positions = run(s)
     assert [(f.instrument, f.units, f.client_order_id) for f in fills] == [

@@ -1,5 +1,10 @@
 """OANDA v20 broker adapter over one aiohttp session (no blocking HTTP on the loop).
 
+Requests are built with oandapyV20's endpoint request classes (path, query parameters and
+body exactly as that library defines them) and executed here with aiohttp; oandapyV20's
+own blocking ``API.request`` is never used. Rate limits: at most 100 requests/s and 2 new
+stream connections/s (token buckets).
+
 Orders are MARKET/FOK with ``clientExtensions.id`` = our deterministic client order id.
 An ambiguous outcome (timeout, connection reset, 5xx on the order request) is resolved by
 asking for ``orders/@{clientID}`` before anything is resent, so a retry can never open a
@@ -14,16 +19,27 @@ import asyncio
 import random
 
 import aiohttp
+import numpy as np
 import structlog
+from oandapyV20.endpoints import accounts, instruments, orders, positions, pricing, transactions
+from oandapyV20.endpoints.apirequest import APIRequest
 
-from core.broker import AccountReport, FillReport, OrderReport, OrderState, PositionReport
+from core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
 from core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from core.types import OrderIntent
-from daemon.brokers.oanda.parsing import PriceLine, decimal, parse_order_fill, parse_stream_line
+from daemon.brokers.oanda.parsing import PriceLine, decimal, parse_candles, parse_order_fill, parse_stream_line
+from daemon.brokers.rate_limit import RateLimiter
 
 log = structlog.get_logger("oanda")
 AMBIGUOUS = (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
              aiohttp.ClientPayloadError, ConnectionResetError)
+
+
+def _transaction_id(body: dict, where: str, key: str = "lastTransactionID") -> str:
+    v = body.get(key)
+    if not isinstance(v, str) or not v.isdigit():
+        raise BadPayload(f"{where}.{key} = {v!r}: not a transaction id")
+    return v
 
 
 class OandaBroker:
@@ -38,32 +54,43 @@ class OandaBroker:
         self.max_attempts, self.max_retry_after = max_attempts, max_retry_after_secs
         self.session: aiohttp.ClientSession | None = None
         self.last_transaction_id: str | None = None
+        self.requests = RateLimiter(100.0)
+        self.connections = RateLimiter(2.0, burst=1)
+        self.request_count = 0
+        self.bad_lines = 0
 
     def __repr__(self) -> str:  # never show the token
         return f"OandaBroker({self.base!r}, account={self.account!r})"
 
     async def connect(self) -> None:
         if self.session is None:
+            # a small pool: REST reuses kept-alive connections instead of opening new ones
             self.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._token}",
-                                                          "Accept-Datetime-Format": "RFC3339"}, timeout=self.timeout)
+                                                          "Accept-Datetime-Format": "RFC3339"}, timeout=self.timeout,
+                                                 connector=aiohttp.TCPConnector(limit=4))
 
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
             self.session = None
 
-    def _url(self, path: str) -> str:
-        return f"{self.base}/v3/accounts/{self.account}{path}"
-
-    async def _request(self, method: str, path: str, *, json=None, params=None, retry_5xx: bool = True):
-        """(status, body). 429 is always retried (nothing was done); 5xx only when asked."""
+    async def _request(self, r: APIRequest, *, retry_5xx: bool = True):
+        """(status, body) of one oandapyV20 request. 429 is always retried (nothing was
+        done); 5xx only when asked."""
         assert self.session is not None, "connect() first"
+        method, path = r.method, str(r)
+        url = f"{self.base}/{path}"
+        body = r.data if method in ("POST", "PUT", "PATCH") else None
         for attempt in range(1, self.max_attempts + 1):
-            async with self.session.request(method, self._url(path), json=json, params=params) as resp:
+            await self.requests.acquire()
+            self.request_count += 1
+            async with self.session.request(method, url, json=body, params=getattr(r, "params", None)) as resp:
                 try:
-                    body = await resp.json(content_type=None)
+                    answer = await resp.json(content_type=None)
                 except ValueError:
-                    body = {}
+                    answer = {}
+                if not isinstance(answer, dict):
+                    raise BadPayload(f"OANDA {method} {path}: HTTP {resp.status} body is not a JSON object")
                 if resp.status == 401:
                     raise FatalError(f"OANDA {method} {path}: 401 unauthorized (check the token credential)")
                 if resp.status == 429 and attempt < self.max_attempts:
@@ -76,7 +103,7 @@ class OandaBroker:
                     continue
                 if resp.status >= 500 or resp.status == 429:
                     raise TransientError(f"OANDA {method} {path}: HTTP {resp.status} after {attempt} attempt(s)")
-                return resp.status, body
+                return resp.status, answer
         raise TransientError(f"OANDA {method} {path}: gave up after {self.max_attempts} attempts")
 
     # -- orders ---------------------------------------------------------------------------
@@ -86,7 +113,7 @@ class OandaBroker:
                           "positionFill": "DEFAULT", "clientExtensions": {"id": intent.client_order_id}}}
         for _ in range(2):  # the second pass only after the broker said it has no such order
             try:
-                status, resp = await self._request("POST", "/orders", json=body, retry_5xx=False)
+                status, resp = await self._request(orders.OrderCreate(self.account, data=body), retry_5xx=False)
             except (TransientError, *AMBIGUOUS) as e:
                 log.warning("order_outcome_unknown", client_order_id=intent.client_order_id, error=repr(e))
                 known = await self.order_status(intent.client_order_id)
@@ -119,7 +146,7 @@ class OandaBroker:
         return await self.order_status(client_order_id)  # FOK market orders never rest
 
     async def order_status(self, client_order_id: str) -> OrderReport | None:
-        status, body = await self._request("GET", f"/orders/@{client_order_id}")
+        status, body = await self._request(orders.OrderDetails(self.account, orderID=f"@{client_order_id}"))
         if status == 404:
             return None
         o = body.get("order")
@@ -129,23 +156,34 @@ class OandaBroker:
         state = {"FILLED": OrderState.FILLED, "CANCELLED": OrderState.CANCELLED}.get(o.get("state"), OrderState.PENDING)
         filled = units if state is OrderState.FILLED else 0.0
         if state is OrderState.FILLED and o.get("fillingTransactionID"):
-            fills = [f for f in await self.fills(str(int(o["fillingTransactionID"]) - 1))
-                     if f.client_order_id == client_order_id]
+            batch = await self.fills(str(int(o["fillingTransactionID"]) - 1))
+            fills = [f for f in batch.fills if f.client_order_id == client_order_id]
             filled = sum(f.units for f in fills) or filled
         return OrderReport(client_order_id, o.get("id", ""), o.get("instrument", ""), units, filled, state)
 
     # -- reports --------------------------------------------------------------------------
-    async def fills(self, since: str | None) -> list[FillReport]:
-        status, body = await self._request("GET", "/transactions/sinceid", params={"id": since or "0"})
-        self.last_transaction_id = body.get("lastTransactionID", self.last_transaction_id)
+    async def fills(self, cursor: str | None) -> FillBatch:
+        if cursor is None:  # start from the present: history is the positions' business
+            status, body = await self._request(accounts.AccountSummary(self.account))
+            return FillBatch([], _transaction_id(body, "summary"))
+        status, body = await self._request(transactions.TransactionsSinceID(self.account, params={"id": cursor}))
+        txs = body.get("transactions")
+        if status != 200 or not isinstance(txs, list):
+            raise BadPayload(f"transactions/sinceid?id={cursor}: HTTP {status}, no transactions list")
         out = []
-        for tx in body.get("transactions", []):
+        for tx in txs:
+            if not isinstance(tx, dict):
+                raise BadPayload(f"transactions/sinceid?id={cursor}: transaction {tx!r} is not an object")
             if tx.get("type") == "ORDER_FILL":
                 out.extend(parse_order_fill(tx))
-        return out
+        # the cursor moves to the newest id seen: a late or repeated transaction never moves it back
+        newest = max([int(_transaction_id(t, "transaction", "id")) for t in txs] + [int(cursor)])
+        last = _transaction_id(body, "transactions/sinceid")
+        self.last_transaction_id = last
+        return FillBatch(out, str(max(newest, int(last))))
 
     async def positions(self) -> list[PositionReport]:
-        status, body = await self._request("GET", "/openPositions")
+        status, body = await self._request(positions.OpenPositions(self.account))
         out = []
         for p in body.get("positions", []):
             inst = p.get("instrument", "?")
@@ -157,25 +195,46 @@ class OandaBroker:
         return out
 
     async def account(self) -> AccountReport:
-        status, body = await self._request("GET", "/summary")
+        status, body = await self._request(accounts.AccountSummary(self.account))
         a = body.get("account", {})
         return AccountReport(decimal(a, "balance", "account"), decimal(a, "NAV", "account"),
                              decimal(a, "marginUsed", "account", 0.0), a.get("currency", ""))
 
-    async def stream_prices(self, instruments: list[str]):
-        """Async iterator of PriceLine/Heartbeat; a dropped stream raises TransientError."""
+    async def stream_prices(self, instruments: list[str], limit_connections: bool = True):
+        """Async iterator of PriceLine/Heartbeat; a dropped stream raises TransientError.
+        ``limit_connections=False``: the caller already waited on ``self.connections``."""
         assert self.session is not None, "connect() first"
-        url = f"{self.stream_base}/v3/accounts/{self.account}/pricing/stream"
+        r = pricing.PricingStream(self.account, params={"instruments": ",".join(instruments)})
+        url = f"{self.stream_base}/{r}"
+        if limit_connections:
+            await self.connections.acquire()  # at most 2 new connections per second
         try:
-            async with self.session.get(url, params={"instruments": ",".join(instruments)},
+            async with self.session.get(url, params=r.params,
                                         timeout=aiohttp.ClientTimeout(total=None, sock_read=10)) as resp:
                 if resp.status == 401:
                     raise FatalError("OANDA pricing stream: 401 unauthorized (check the token credential)")
                 async for raw in resp.content:
                     if raw.strip():
-                        yield parse_stream_line(raw)
+                        try:
+                            item = parse_stream_line(raw)
+                        except BadPayload as e:  # one bad line is skipped, not a reason to reconnect
+                            self.bad_lines += 1
+                            log.warning("bad_stream_line", error=str(e))
+                            continue
+                        yield item
         except AMBIGUOUS as e:
             raise TransientError(f"OANDA pricing stream dropped: {e!r}") from e
+
+    async def candles(self, instrument: str, from_ns: int, to_ns: int, granularity: str = "S5") -> np.ndarray:
+        """Bid/ask candles in [from, to) as bar-derived quotes (gap backfill after a reconnect)."""
+        from daemon.brokers.oanda.parsing import rfc3339
+
+        r = instruments.InstrumentsCandles(instrument, params={"price": "BA", "granularity": granularity,
+                                                               "from": rfc3339(from_ns), "to": rfc3339(to_ns)})
+        status, body = await self._request(r)
+        if status != 200:
+            raise TransientError(f"OANDA candles {instrument}: HTTP {status}")
+        return parse_candles(body, instrument, from_ns, to_ns)
 
 
 __all__ = ["OandaBroker", "PriceLine"]

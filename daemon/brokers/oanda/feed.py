@@ -1,8 +1,17 @@
-"""OANDA pricing feed: PRICE lines to TICK_DTYPE batches, with a watchdog and reconnects.
+"""OANDA pricing feed: PRICE lines to TICK_DTYPE batches, with watchdogs, reconnects and
+gap backfill.
 
-No line (price or heartbeat) for ``heartbeat_timeout_secs`` -> the stream is treated as
-dead and reopened. Reconnects back off exponentially with jitter, capped. Non-tradeable
-prices (weekend, halts) are counted and not passed on as quotes.
+- Stream watchdog: no line (price or heartbeat) for ``heartbeat_timeout_secs`` -> the
+  stream is treated as dead and reopened.
+- Price watchdog: ``stale_instruments()`` names every instrument without a PRICE for
+  ``price_stale_secs`` (heartbeats do not count); the daemon blocks entries for it while
+  its market is open.
+- Reconnects back off exponentially with jitter, capped; new connections are limited to
+  2/s by the adapter.
+- Backfill: after a reconnect, the quotes missed between the last price before the cut
+  and the first one after it are fetched as S5 bid/ask candles and passed on first (as
+  bar-derived quotes, four per candle), so bars spanning the gap are built from data.
+- Non-tradeable prices (weekend, halts) are counted and not passed on as quotes.
 """
 
 from __future__ import annotations
@@ -16,51 +25,93 @@ import numpy as np
 import structlog
 
 from core.broker import FeedStatus
-from core.errors import TransientError
+from core.errors import BadPayload, TransientError
 from core.types import TICK_DTYPE
 from daemon.brokers.oanda.broker import OandaBroker
 from daemon.brokers.oanda.parsing import PriceLine
 
 log = structlog.get_logger("oanda_feed")
+BACKFILL_MIN_GAP_NS = 5_000_000_000  # below one S5 candle there is nothing to fetch
 
 
 class OandaFeed:
     def __init__(self, broker: OandaBroker, instruments: list[str], heartbeat_timeout_secs: float = 10.0,
-                 backoff_base_secs: float = 0.5, backoff_cap_secs: float = 30.0, max_batch: int = 256) -> None:
-        self.broker, self.instruments = broker, instruments
-        self.timeout, self.base, self.cap, self.max_batch = heartbeat_timeout_secs, backoff_base_secs, backoff_cap_secs, max_batch
+                 backoff_base_secs: float = 0.5, backoff_cap_secs: float = 30.0, price_stale_secs: float = 30.0,
+                 backfill: bool = True) -> None:
+        self.broker, self.instruments = broker, list(instruments)
+        self.timeout, self.base, self.cap = heartbeat_timeout_secs, backoff_base_secs, backoff_cap_secs
+        self.price_stale_secs, self.backfill = price_stale_secs, backfill
         self.status = FeedStatus.DISCONNECTED
+        self.status_since = time.monotonic()
         self.reconnects = 0
         self.non_tradeable = 0
+        self.backfilled = 0
         self.last_drop_monotonic: float | None = None
+        self.last_price_monotonic: dict[str, float] = {}
+        self.last_price_ts: dict[str, int] = {}
+        self._started = time.monotonic()
+
+    def _set_status(self, status: FeedStatus) -> None:
+        if status is not self.status:
+            self.status, self.status_since = status, time.monotonic()
+
+    def stale_instruments(self, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        return [i for i in self.instruments
+                if now - self.last_price_monotonic.get(i, self._started) > self.price_stale_secs]
+
+    async def _backfill(self, inst: str, first_ts: int) -> np.ndarray | None:
+        last = self.last_price_ts.get(inst)
+        if not self.backfill or last is None or first_ts - last < BACKFILL_MIN_GAP_NS:
+            return None
+        try:
+            quotes = await self.broker.candles(inst, last + 1, first_ts)
+        except (TransientError, BadPayload, OSError, TimeoutError) as e:
+            log.error("backfill_failed", instrument=inst, error=str(e))
+            return None
+        self.backfilled += len(quotes)
+        log.info("backfilled", instrument=inst, quotes=len(quotes), gap_secs=round((first_ts - last) / 1e9, 1))
+        return quotes if len(quotes) else None
 
     async def ticks(self) -> AsyncIterator[np.ndarray]:
         attempt = 0
+        resumed = False
         while True:
-            stream = self.broker.stream_prices(self.instruments).__aiter__()
+            await self.broker.connections.acquire()  # <= 2 new connections/s, outside the line timeout
+            stream = self.broker.stream_prices(self.instruments, limit_connections=False).__aiter__()
             try:
                 while True:
                     item = await asyncio.wait_for(stream.__anext__(), self.timeout)
                     if self.status is not FeedStatus.CONNECTED:
-                        self.status, attempt = FeedStatus.CONNECTED, 0
+                        self._set_status(FeedStatus.CONNECTED)
+                        attempt = 0
                         log.info("feed_connected", reconnects=self.reconnects)
-                    if isinstance(item, PriceLine):
-                        if not item.tradeable:
-                            self.non_tradeable += 1
-                            continue
-                        batch = np.empty(1, dtype=TICK_DTYPE)
-                        batch[0] = (item.ts_ns, item.bid, item.ask)
-                        yield batch
+                    if not isinstance(item, PriceLine) or item.instrument not in self.instruments:
+                        continue
+                    if not item.tradeable:
+                        self.non_tradeable += 1
+                        continue
+                    if resumed:
+                        resumed = False
+                        gap = await self._backfill(item.instrument, item.ts_ns)
+                        if gap is not None:
+                            yield gap
+                    self.last_price_monotonic[item.instrument] = time.monotonic()
+                    self.last_price_ts[item.instrument] = item.ts_ns
+                    batch = np.empty(1, dtype=TICK_DTYPE)
+                    batch[0] = (item.ts_ns, item.bid, item.ask)
+                    yield batch
             except StopAsyncIteration:
                 reason = "stream ended"
             except TimeoutError:
                 reason = f"no line for {self.timeout:g} s"
-            except TransientError as e:
+            except (TransientError, BadPayload) as e:
                 reason = str(e)
             finally:
                 await stream.aclose()
-            self.status = FeedStatus.DISCONNECTED
+            self._set_status(FeedStatus.DISCONNECTED)
             self.last_drop_monotonic = time.monotonic()
+            resumed = True
             attempt += 1
             self.reconnects += 1
             delay = min(self.cap, self.base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)

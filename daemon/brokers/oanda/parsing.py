@@ -14,10 +14,14 @@ import calendar
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from core.broker import FillReport
 from core.errors import BadPayload
+from core.types import TICK_DTYPE
 
 _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
 
@@ -112,5 +116,45 @@ def parse_order_fill(tx: dict) -> list[FillReport]:
         fills.append(FillReport(
             broker_fill_id=f"{tx_id}:{k}", client_order_id=coid if isinstance(coid, str) else None,
             instrument=inst, ts_ns=ts, units=u, price=decimal(p, "price", f"{where}.{name}"),
-            commission=costs["commission"] if k == 0 else 0.0, financing=costs["financing"] if k == 0 else 0.0))
+            commission=costs["commission"] if k == 0 else 0.0, financing=costs["financing"] if k == 0 else 0.0,
+            spread_cost=costs["halfSpreadCost"] if k == 0 else 0.0))
     return fills
+
+
+def rfc3339(ts_ns: int) -> str:
+    secs, ns = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
+
+
+_GRANULARITY_SECS = {"S5": 5, "S10": 10, "S15": 15, "S30": 30, "M1": 60}
+
+
+def parse_candles(body: dict, instrument: str, from_ns: int, to_ns: int) -> np.ndarray:
+    """InstrumentsCandles (price=BA) -> bar-derived quotes, four per complete candle (open,
+    the first extreme, the other, close; core.bar_ticks' rule), kept inside [from, to)."""
+    where = f"candles {instrument}"
+    gran = body.get("granularity")
+    if gran not in _GRANULARITY_SECS:
+        raise BadPayload(f"{where}.granularity = {gran!r}: expected one of {sorted(_GRANULARITY_SECS)}")
+    candles = body.get("candles")
+    if not isinstance(candles, list):
+        raise BadPayload(f"{where}.candles: missing or not a list")
+    step = _GRANULARITY_SECS[gran] * 1_000_000_000 // 4
+    rows = []
+    for k, c in enumerate(candles):
+        if not isinstance(c, dict) or not c.get("complete", False):
+            continue
+        ts = parse_time_ns(c.get("time"), f"{where}[{k}].time")
+        sides = []
+        for side in ("bid", "ask"):
+            ohlc = c.get(side)
+            if not isinstance(ohlc, dict):
+                raise BadPayload(f"{where}[{k}].{side}: missing (ask for price=BA)")
+            o, h, lo, cl = (decimal(ohlc, f, f"{where}[{k}].{side}") for f in "ohlc")
+            sides.append((o, lo, h, cl) if cl >= o else (o, h, lo, cl))
+        for j in range(4):
+            t = ts + j * step
+            if from_ns <= t < to_ns:
+                rows.append((t, sides[0][j], sides[1][j]))
+    out = np.array(rows, dtype=TICK_DTYPE) if rows else np.empty(0, dtype=TICK_DTYPE)
+    return out[np.argsort(out["ts_ns"], kind="stable")]

@@ -1,0 +1,31 @@
+"""Builds the broker adapter and its price feed named by ``[broker]`` in the daemon config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import ConfigError
+from daemon.brokers.credentials import read_secret
+from daemon.config import DaemonConfig
+
+
+def make_broker_and_feed(cfg: DaemonConfig, environ: dict[str, str] | None = None) -> tuple[Any, Any]:
+    kind = cfg.broker.kind
+    if kind == "oanda":
+        from daemon.brokers.oanda.broker import OandaBroker
+        from daemon.brokers.oanda.feed import OandaFeed
+
+        o = cfg.broker.oanda
+        token = read_secret(o.token_credential, o.token_env, environ)
+        account = read_secret(o.account_credential, o.account_env, environ)
+        broker = OandaBroker(o.rest_url, account, token, o.stream_url, o.request_timeout_secs)
+        feed = OandaFeed(broker, [cfg.instrument.symbol], o.heartbeat_timeout_secs, o.backoff_base_secs,
+                         o.backoff_cap_secs, o.price_stale_secs)
+        return broker, feed
+    if kind == "ib":
+        from daemon.brokers.ib.broker import IBBroker
+        from daemon.brokers.ib.feed import IBFeed
+
+        broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol)
+        return broker, IBFeed(broker)
+    raise ConfigError(f"broker.kind = {kind!r}: no live adapter (paper replays bundled bars)")

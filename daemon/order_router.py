@@ -1,0 +1,222 @@
+"""Orders to a real broker behind the slot's synchronous order interface.
+
+The slot calls ``submit``/``work``/``finish`` exactly as it does with the PaperBroker:
+- ``submit`` journals the intent (state ``new``) and queues it; nothing is sent yet.
+- The sender task commits the store first (write-ahead: the intent is on disk before the
+  broker hears of it), then sends. An ambiguous outcome is resolved by the adapter through
+  the broker's view of our client id; if even that fails the order is journaled
+  ``unknown``, keeps blocking new decisions, and reconciliation resolves it later through
+  ``order_status``. Nothing is ever resent: not on a retry, not after a restart.
+- Fills come from the broker's transaction history after a cursor, are deduplicated by
+  the broker's fill id and applied in id order; each is recorded once in broker_fills and
+  committed together with the book and the new cursor. Fills of our own orders (our
+  client-id prefix, any run) move the book; anyone else's (manual trades) are recorded and
+  left to reconciliation, for which the broker's positions are the truth.
+- ``finish`` keeps an order whose outcome is not known yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import structlog
+
+from core.broker import Broker, FillReport, OrderReport, OrderState
+from core.errors import BadPayload, OrderRejected, TransientError
+from core.types import Fill, OrderIntent, Side, parse_client_order_id
+from daemon.paper_broker import WorkingOrder
+from daemon.store import Store
+
+log = structlog.get_logger("orders")
+
+
+def _fill_key(f: FillReport) -> tuple:
+    head, _, part = f.broker_fill_id.partition(":")
+    return (int(head), int(part or 0)) if head.isdigit() and (part or "0").isdigit() else (f.ts_ns, 0)
+
+
+class LiveRouter:
+    def __init__(self, broker: Broker, store: Store, run_id: str, clock_ns: Callable[[], int] = time.time_ns,
+                 seen_capacity: int = 100_000) -> None:
+        self.broker, self.store, self.run_id, self.clock_ns = broker, store, run_id, clock_ns
+        self.working: dict[str, WorkingOrder] = {}
+        self.in_flight: dict[str, OrderIntent] = {}  # sent or queued, outcome not yet settled
+        self.unresolved: dict[str, OrderIntent] = {}  # the broker could not tell us the outcome
+        self.queue: asyncio.Queue[OrderIntent] = asyncio.Queue()
+        self.io_lock = asyncio.Lock()  # one conversation with the broker at a time
+        self.cursor: str | None = None
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.seen_capacity = seen_capacity
+        self.inbox: list[Fill] = []
+        self.on_fills: Callable[[], None] | None = None  # the slot applies the inbox
+        self.on_settled: Callable[[], None] | None = None  # reconciliation after a fill
+        self.sent = self.rejected = self.foreign_fills = self.duplicate_fills = 0
+        self._fill_seq = 0
+
+    async def restore(self, instrument: str) -> None:
+        """Load the cursor, recent fill ids and orders whose outcome was never learned."""
+        self.cursor = await self.store.cursor(self.broker.name)
+        for fid in reversed(await self.store.recent_fill_ids(self.seen_capacity)):
+            self._remember(fid)
+        for coid, bar_ts, units, state in await self.store.open_orders(instrument):
+            side = Side.BUY if units > 0 else Side.SELL
+            self.unresolved[coid] = OrderIntent(coid, instrument, side, abs(units), int(bar_ts), 0)
+            log.warning("order_outcome_unknown_at_start", client_order_id=coid, journal_state=state)
+
+    # -- the slot's order interface ---------------------------------------------------------
+    def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None:
+        if intent.instrument in self.working:
+            raise OrderRejected(f"{intent.client_order_id}: {intent.instrument} already has a working order "
+                                f"{self.working[intent.instrument].intent.client_order_id}")
+        if intent.units <= 0:
+            raise OrderRejected(f"{intent.client_order_id}: units must be positive, got {intent.units}")
+        signed = intent.units * int(intent.side)
+        self.working[intent.instrument] = WorkingOrder(intent, signed, not_before_ns, expires)
+        self.in_flight[intent.client_order_id] = intent
+        self._journal(intent, "new")
+        self.queue.put_nowait(intent)
+
+    def work(self, instrument: str, *_quotes) -> list[Fill]:
+        """Fills received for the instrument since the last call (quotes are not used)."""
+        if not self.inbox:
+            return []
+        mine = [f for f in self.inbox if f.instrument == instrument]
+        self.inbox = [f for f in self.inbox if f.instrument != instrument]
+        return mine
+
+    def finish(self, instrument: str) -> WorkingOrder | None:
+        order = self.working.get(instrument)
+        if order is None or order.intent.client_order_id in self.in_flight:
+            return None  # outcome not known: it keeps blocking decisions
+        return self.working.pop(instrument)
+
+    def busy(self) -> bool:
+        return bool(self.in_flight or self.unresolved)
+
+    # -- sending ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """The sender task: write-ahead commit, then one order at a time."""
+        while not stop.is_set():
+            try:
+                intent = await asyncio.wait_for(self.queue.get(), 0.25)
+            except TimeoutError:
+                continue
+            await self.store.flush()  # the intent is on disk before the broker hears of it
+            async with self.io_lock:
+                await self._send(intent)
+
+    async def _send(self, intent: OrderIntent) -> None:
+        coid = intent.client_order_id
+        try:
+            rep = await self.broker.submit(intent)
+            self.sent += 1
+        except OrderRejected as e:
+            self.rejected += 1
+            rep = OrderReport(coid, "", intent.instrument, intent.units * int(intent.side), 0.0,
+                              OrderState.REJECTED, str(e))
+        except (TransientError, BadPayload, OSError, TimeoutError) as e:
+            self._unknown(intent, f"{type(e).__name__}: {e}")
+            return
+        await self._settle(intent, rep)
+
+    async def _settle(self, intent: OrderIntent, rep: OrderReport, state: str | None = None) -> None:
+        """Record the outcome once the fills it reports have arrived (else: unknown, later)."""
+        if rep.filled_units:
+            try:
+                await self.sync_fills()
+            except (TransientError, BadPayload, OSError, TimeoutError) as e:
+                self._unknown(intent, f"fills not fetched: {e}")
+                return
+        coid = intent.client_order_id
+        self.in_flight.pop(coid, None)
+        self.unresolved.pop(coid, None)
+        order = self.working.get(intent.instrument)
+        if order is not None and order.intent.client_order_id == coid:
+            order.remaining = 0.0  # FOK/market: done; the slot finishes it on its next call
+        self._journal(intent, state or rep.state.value, rep.broker_order_id, rep.filled_units, rep.reason)
+        log.info("order_settled", client_order_id=coid, state=state or rep.state.value, filled=rep.filled_units,
+                 reason=rep.reason)
+        await self.store.flush()
+        if self.on_settled is not None and rep.filled_units:
+            self.on_settled()
+
+    def _unknown(self, intent: OrderIntent, why: str) -> None:
+        self.unresolved[intent.client_order_id] = intent
+        self._journal(intent, "unknown", reason=why)
+        log.error("order_outcome_unknown", client_order_id=intent.client_order_id, reason=why)
+
+    async def resolve_unknown(self) -> int:
+        """Ask the broker about every order whose outcome we do not know (hold io_lock).
+        One it never received is journaled ``not_sent`` and is not resent: its decision is stale."""
+        done = 0
+        for coid, intent in list(self.unresolved.items()):
+            rep = await self.broker.order_status(coid)
+            if rep is None:
+                rep = OrderReport(coid, "", intent.instrument, intent.units * int(intent.side), 0.0,
+                                  OrderState.CANCELLED, "the broker has no order with this client id")
+                await self._settle(intent, rep, "not_sent")
+            elif rep.state is OrderState.PENDING:
+                continue  # still working at the broker: ask again later
+            else:
+                await self._settle(intent, rep)
+            done += coid not in self.unresolved
+        return done
+
+    def abandon_queued(self) -> int:
+        """At shutdown: intents journaled but never handed to the broker are ``not_sent``."""
+        n = 0
+        while not self.queue.empty():
+            intent = self.queue.get_nowait()
+            self.in_flight.pop(intent.client_order_id, None)
+            self._journal(intent, "not_sent", reason="daemon stopped before sending")
+            n += 1
+        return n
+
+    # -- fills ------------------------------------------------------------------------------
+    async def sync_fills(self) -> int:
+        """Fetch fills after the cursor, apply ours, record all; returns how many were new."""
+        batch = await self.broker.fills(self.cursor)
+        fresh = 0
+        for r in sorted(batch.fills, key=_fill_key):
+            if r.broker_fill_id in self.seen:
+                self.duplicate_fills += 1
+                continue
+            self._remember(r.broker_fill_id)
+            fresh += 1
+            ours = r.client_order_id is not None and parse_client_order_id(r.client_order_id) is not None
+            self.store.add("broker_fills", (r.broker_fill_id, self.run_id, r.client_order_id, r.instrument, r.ts_ns,
+                                            r.units, r.price, r.commission, r.financing, r.spread_cost, int(ours)))
+            if not ours:
+                self.foreign_fills += 1
+                log.warning("foreign_fill", broker_fill_id=r.broker_fill_id, instrument=r.instrument, units=r.units)
+                continue
+            self.inbox.append(Fill(r.client_order_id, r.instrument, r.ts_ns, Side.BUY if r.units > 0 else Side.SELL,
+                                   abs(r.units), r.price, r.commission, self._fill_seq))
+            self._fill_seq += 1
+            order = self.working.get(r.instrument)
+            if order is not None and order.intent.client_order_id == r.client_order_id:
+                order.filled += abs(r.units)
+                order.fills += 1
+        if batch.cursor is not None and batch.cursor != self.cursor:
+            self.cursor = batch.cursor
+            self.store.add("broker_cursor", (self.broker.name, batch.cursor, time.time_ns()))
+        if self.inbox and self.on_fills is not None:
+            self.on_fills()  # synchronous: the book moves before anything else can run
+        return fresh
+
+    def _remember(self, fill_id: str) -> None:
+        self.seen[fill_id] = None
+        if len(self.seen) > self.seen_capacity:
+            self.seen.popitem(last=False)
+
+    def _journal(self, intent: OrderIntent, state: str, broker_order_id: str = "", filled: float = 0.0,
+                 reason: str = "") -> None:
+        parsed = parse_client_order_id(intent.client_order_id)
+        seq = parsed[2] if parsed else 0
+        now = self.clock_ns()
+        self.store.add("order_journal", (intent.client_order_id, self.run_id, intent.instrument, intent.bar_ts_ns, seq,
+                                         intent.units * int(intent.side), state, broker_order_id, filled, reason,
+                                         now, now))
