@@ -126,7 +126,7 @@ class LiveRouter:
         """Record the outcome once the fills it reports have arrived (else: unknown, later)."""
         if rep.filled_units:
             try:
-                await self.sync_fills()
+                await self.sync_fills(apply=False)
             except (TransientError, BadPayload, OSError, TimeoutError) as e:
                 self._unknown(intent, f"fills not fetched: {e}")
                 return
@@ -137,6 +137,8 @@ class LiveRouter:
         if order is not None and order.intent.client_order_id == coid:
             order.remaining = 0.0  # FOK/market: done; the slot finishes it on its next call
         self._journal(intent, state or rep.state.value, rep.broker_order_id, rep.filled_units, rep.reason)
+        if self.inbox and self.on_fills is not None:
+            self.on_fills()  # after settling: the slot sees a finished order with all its fills
         log.info("order_settled", client_order_id=coid, state=state or rep.state.value, filled=rep.filled_units,
                  reason=rep.reason)
         await self.store.flush()
@@ -176,8 +178,9 @@ class LiveRouter:
         return n
 
     # -- fills ------------------------------------------------------------------------------
-    async def sync_fills(self) -> int:
-        """Fetch fills after the cursor, apply ours, record all; returns how many were new."""
+    async def sync_fills(self, apply: bool = True) -> int:
+        """Fetch fills after the cursor, apply ours, record all; returns how many were new.
+        ``apply=False``: leave them in the inbox (the caller settles their order first)."""
         batch = await self.broker.fills(self.cursor)
         fresh = 0
         for r in sorted(batch.fills, key=_fill_key):
@@ -203,7 +206,7 @@ class LiveRouter:
         if batch.cursor is not None and batch.cursor != self.cursor:
             self.cursor = batch.cursor
             self.store.add("broker_cursor", (self.broker.name, batch.cursor, time.time_ns()))
-        if self.inbox and self.on_fills is not None:
+        if apply and self.inbox and self.on_fills is not None:
             self.on_fills()  # synchronous: the book moves before anything else can run
         return fresh
 

@@ -30,9 +30,11 @@ def _daemon_run(args: argparse.Namespace) -> int:
     cfg = load_config(DaemonConfig, args.config)
     configure_logging(json=cfg.service.log_json)
     res = asyncio.run(run_daemon(cfg, config_path=Path(args.config)))
-    print(f"\nPaper replay ({res.counters['ticks']} bar-derived quotes, model {res.model_sha[:12]}, "
+    what = (f"{cfg.broker.kind} {'live' if cfg.real_orders else 'paper-live'} ({res.counters['ticks']} broker quotes"
+            if cfg.live else f"Paper replay ({res.counters['ticks']} bar-derived quotes")
+    print(f"\n{what}, model {res.model_sha[:12]}, "
           f"decisions {res.first_decision} .. {res.last_bar} UTC){' — INTERRUPTED' if res.interrupted else ''}")
-    print(format_summary({"paper replay": res.summary}))
+    print(format_summary({"paper replay" if not cfg.live else cfg.broker.kind: res.summary}))
     print(f"database: {res.db_path} (run_id {res.run_id})")
     return 0
 
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stairway", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("daemon", help="the live/paper trading service").add_subparsers(dest="sub", required=True)
-    dr = d.add_parser("run", help="run the daemon (paper replay for now)")
+    dr = d.add_parser("run", help="run the daemon (paper replay, paper-live or live, per [broker])")
     dr.add_argument("--config", default="config/paper.toml")
     dr.set_defaults(func=_daemon_run)
     c = sub.add_parser("ctl", help="control a running daemon through its signal files")

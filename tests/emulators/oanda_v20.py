@@ -13,6 +13,7 @@ last price sent, and fills happen at the last bid/ask sent.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ def rfc3339(ts_ns: int) -> str:
 @dataclass
 class Knobs:
     drop_stream_after_lines: int | None = None  # close the (next) stream after N lines, once
+    lost_on_drop: int = 0  # prices published while the client is away: never streamed
     silent_after_lines: int | None = None  # then send nothing at all, not even heartbeats, once
     stop_heartbeats: bool = False
     reject_reason: str | None = None  # e.g. INSUFFICIENT_MARGIN, MARKET_HALTED
@@ -59,6 +61,8 @@ class OandaEmulator:
         self.prices: list[tuple[int, float, float]] = []
         self.cursor = 0  # the stream resumes where the last connection stopped
         self.connections = 0
+        self.order_posts = 0
+        self.armed: dict[int, dict] = {}  # order POST number -> knobs set when it arrives
         self.runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self.port = 0
@@ -74,7 +78,7 @@ class OandaEmulator:
         app.router.add_get(f"{base}/openPositions", self._positions)
         app.router.add_get(f"{base}/summary", self._summary)
         app.router.add_get("/v3/instruments/{instrument}/candles", self._candles)
-        self.runner = web.AppRunner(app)
+        self.runner = web.AppRunner(app, shutdown_timeout=1.0)  # open streams are cut at stop
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
@@ -92,8 +96,17 @@ class OandaEmulator:
             return web.json_response({"errorMessage": "Insufficient authorization to perform request."}, status=401)
         return await handler(request)
 
+    def arm_on_order(self, n: int, **knobs) -> None:
+        """Set ``knobs`` when the n-th order POST arrives (before it is handled): faults
+        aimed at one order in the middle of a run."""
+        self.armed[n] = knobs
+
     @web.middleware
     async def _faults(self, request, handler):
+        if request.method == "POST" and request.path.endswith("/orders"):
+            self.order_posts += 1
+            for k, v in self.armed.pop(self.order_posts, {}).items():
+                setattr(self.knobs, k, copy.deepcopy(v))
         if self.knobs.slow_secs:
             await asyncio.sleep(self.knobs.slow_secs)
         if self.knobs.http_status:
@@ -124,6 +137,12 @@ class OandaEmulator:
             await resp.write((json.dumps({"type": "HEARTBEAT", "time": rfc3339(ts)}) + "\n").encode())
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._stream_lines(request)
+        except ConnectionError:  # the client went away (reconnect, shutdown)
+            return web.Response(status=499)
+
+    async def _stream_lines(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await resp.prepare(request)
         inst = request.query.get("instruments", "EUR_USD").split(",")[0]
@@ -144,6 +163,7 @@ class OandaEmulator:
             sent += 1
             if self.knobs.drop_stream_after_lines is not None and sent >= self.knobs.drop_stream_after_lines:
                 self.knobs.drop_stream_after_lines = None
+                self.cursor += self.knobs.lost_on_drop
                 request.transport.close()
                 return resp
             if self.knobs.silent_after_lines is not None and sent >= self.knobs.silent_after_lines:

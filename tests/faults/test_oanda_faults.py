@@ -1,0 +1,234 @@
+"""The fault matrix, OANDA side: the live daemon against the v20 emulator with one fault
+per case. Every case ends with Rig.check(): no duplicate order (one POST per order, every
+broker order journaled and settled), no lost fill (every ORDER_FILL part recorded), the
+book equal to the broker's position, no order left new/unknown; plus the daemon either
+still running when stopped by the test or stopped on purpose with the reason raised."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from core.errors import FatalError
+from tests.faults.harness import Rig, prices, reconcile_events
+
+
+def last_price_done(d, emu) -> bool:
+    return (emu.cursor >= len(emu.prices) and d.slot._last_quote_ts == emu.prices[-1][0]
+            and not d.router.busy() and d.reconciler.ready and d.router.queue.empty())
+
+
+def exhausted_for(secs: float):
+    state = {}
+
+    def until(d, emu) -> bool:
+        if emu.cursor < len(emu.prices):
+            return False
+        loop = asyncio.get_running_loop()
+        state.setdefault("t", loop.time())
+        return loop.time() - state["t"] > secs and not d.router.busy()
+
+    return until
+
+
+@dataclass
+class Case:
+    name: str
+    knobs: dict = field(default_factory=dict)  # set before the run
+    armed: dict = field(default_factory=dict)  # order number -> knobs
+    until: object = None
+    expect: object = None  # (rig, outcome) -> None, extra assertions
+    during: object = None
+    broker: dict = field(default_factory=dict)
+    days: float = 12
+
+
+def states(rig):
+    return list(rig.check()["journal"].values())
+
+
+def risk_kinds(rig):
+    with rig.db() as c:
+        return [r[0] for r in c.execute("SELECT kind FROM risk_events")]
+
+
+def expect_reconnected(rig, out):
+    assert out.daemon.feed.reconnects >= 1 and out.error is None
+
+
+def expect_no_reconnect(rig, out):
+    assert out.daemon.feed.reconnects == 0 and rig.emu.order_requests >= 3
+
+
+def expect_stale(rig, out):
+    assert any("stale" in h for h in out.health), out.health
+    assert out.daemon.slot.data_stale
+
+
+def expect_non_tradeable(rig, out):
+    assert out.daemon.feed.non_tradeable > 0 and rig.emu.order_requests == 2
+
+
+def expect_trading(rig, out):
+    assert out.error is None and rig.emu.order_requests >= 3
+
+
+def expect_partial(rig, out):
+    assert "partially_filled" in states(rig)
+
+
+def expect_overfill(rig, out):
+    assert "overfill" in risk_kinds(rig) and abs(rig.emu.positions["EUR_USD"]) <= 100_000
+
+
+def expect_rejected(rig, out):
+    assert states(rig).count("rejected") == 1 and rig.emu.order_requests >= 3
+
+
+def expect_duplicates_ignored(rig, out):
+    assert out.daemon.router.duplicate_fills > 0
+
+
+def expect_backfill(rig, out):
+    assert out.daemon.feed.backfilled > 0 and out.daemon.feed.reconnects >= 1
+    with rig.db() as c:  # every hour the prices cover became a bar: the gap was filled from candles
+        bars = {r[0] for r in c.execute("SELECT ts_ns FROM bars")}
+    want = {ts - ts % 3_600_000_000_000 for ts, _, _ in rig.emu.prices[:-1]}
+    assert want - bars <= {max(want)}, sorted(want - bars)[:5]  # the last hour is still open
+
+
+def manual_when(n_orders: int, units: float):
+    done = []
+
+    async def during(d, emu):
+        if not done and emu.order_requests >= n_orders and not d.router.busy():
+            done.append(emu.manual_trade("EUR_USD", units))
+
+    return during
+
+
+def expect_manual_handled(rig, out):
+    kinds = [e[1] for e in reconcile_events(rig)]
+    assert {"adopt_size", "flatten_excess", "adopt_unknown", "flatten_unknown"} & set(kinds), kinds
+    assert abs(rig.emu.positions["EUR_USD"]) <= 100_000
+
+
+CASES = [
+    Case("baseline", expect=expect_trading),
+    Case("stream_dropped", knobs={"drop_stream_after_lines": 200}, expect=expect_reconnected,
+         until=exhausted_for(1.0)),
+    Case("stream_silent", knobs={"silent_after_lines": 200}, expect=expect_reconnected, until=exhausted_for(1.0)),
+    Case("no_heartbeats", knobs={"stop_heartbeats": True}, expect=expect_no_reconnect),
+    Case("instrument_muted", armed={2: {"mute_instrument": "EUR_USD"}}, expect=expect_stale,
+         until=exhausted_for(1.6)),
+    Case("weekend_non_tradeable", armed={2: {"non_tradeable": True}}, expect=expect_non_tradeable,
+         until=exhausted_for(0.5)),
+    Case("http_5xx_at_startup", knobs={"http_status": [500, 503]}, expect=expect_trading),
+    Case("order_503", armed={2: {"http_status": [503]}}, expect=expect_trading),
+    Case("order_502_then_504_on_lookup", armed={2: {"http_status": [502, 504]}}, expect=expect_trading),
+    Case("order_429_retry_after", armed={2: {"http_status": [429], "retry_after_secs": 0.2}}, expect=expect_trading),
+    Case("order_response_dropped", armed={2: {"drop_order_response": 1}}, expect=expect_trading),
+    Case("slow_responses", armed={2: {"slow_secs": 0.2}}, expect=expect_trading),
+    Case("partial_fill", armed={1: {"fill_ratio": 0.5}, 2: {"fill_ratio": 1.0}}, expect=expect_partial),
+    Case("over_fill", armed={1: {"fill_ratio": 1.5}, 2: {"fill_ratio": 1.0}}, expect=expect_overfill),
+    Case("reject_insufficient_margin", armed={2: {"reject_reason": "INSUFFICIENT_MARGIN"}, 3: {"reject_reason": None}},
+         expect=expect_rejected),
+    Case("reject_market_halted", armed={2: {"reject_reason": "MARKET_HALTED"}, 3: {"reject_reason": None}},
+         expect=expect_rejected),
+    Case("duplicated_transactions", knobs={"duplicate_transactions": True}, expect=expect_duplicates_ignored),
+    Case("out_of_order_transactions", knobs={"reverse_transactions": True}, expect=expect_trading),
+    Case("manual_trade_while_running", during=manual_when(2, 30_000.0), expect=expect_manual_handled),
+    Case("stream_dropped_gap_backfilled", knobs={"drop_stream_after_lines": 300, "lost_on_drop": 40},
+         expect=expect_backfill,
+         until=exhausted_for(1.0)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_single_run_fault(case, tmp_path, spec):
+    async def go():
+        rig = Rig(tmp_path, spec, **case.broker)
+        await rig.start()
+        try:
+            emu = rig.emu
+            emu.prices = prices(rig.cfg, case.days)
+            for k, v in case.knobs.items():
+                setattr(emu.knobs, k, v)
+            for n, kn in case.armed.items():
+                emu.arm_on_order(n, **kn)
+            until = case.until or last_price_done
+            during = (lambda d: case.during(d, emu)) if case.during else None
+            out = await rig.run(lambda d: until(d, emu), timeout=45, during=during)
+            assert out.error is None, repr(out.error)
+            rig.check()
+            if case.expect:
+                case.expect(rig, out)
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+def test_clock_jump_blocks_entries_as_stale(tmp_path, spec):
+    """The wall clock jumps 3 days ahead of the quotes: every later decision is refused as
+    stale data; nothing is sent twice and the book still equals the broker."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = prices(rig.cfg, 9)
+            at_jump = []
+
+            async def during(d):
+                if not at_jump and rig.emu.order_requests >= 2 and not d.router.busy():
+                    rig.clock_offset_ns = 3 * 86400 * 10**9
+                    at_jump.append(rig.emu.positions.get("EUR_USD", 0.0))
+
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45, during=during)
+            assert out.error is None
+            rig.check()
+            # after the jump only reductions pass (closing is always allowed): never larger
+            assert abs(rig.emu.positions.get("EUR_USD", 0.0)) <= abs(at_jump[0])
+            assert "stale_data" in risk_kinds(rig)
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+def test_revoked_token_stops_the_daemon_then_a_restart_resolves_the_order(tmp_path, spec):
+    """A 401 is fatal: the daemon stops with the reason raised; the order it was sending
+    is journaled 'new'; after the token is fixed a restart finds the broker never got it
+    (journal: not_sent) and nothing is resent."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = prices(rig.cfg, 9)
+            good = rig.emu.token
+            revoked = []
+
+            async def during(d):
+                if not revoked and rig.emu.order_requests >= 2 and not d.router.busy():
+                    rig.emu.token = "revoked"
+                    revoked.append(rig.emu.order_requests)
+
+            out = await rig.run(lambda d: False, timeout=30, during=during)
+            errors = out.error.exceptions if isinstance(out.error, BaseExceptionGroup) else [out.error]
+            assert any(isinstance(e, FatalError) and "401" in str(e) for e in errors), repr(out.error)
+            rig.emu.token = good
+            with rig.db() as c:
+                open_before = [r[0] for r in c.execute("SELECT state FROM order_journal WHERE state IN ('new', 'unknown')")]
+            out2 = await rig.run(lambda d: d.reconciler.ready and not d.router.busy(), timeout=20)
+            assert out2.error is None
+            info = rig.check()
+            if open_before:
+                assert "not_sent" in info["journal"].values()
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

@@ -1,0 +1,157 @@
+"""Fault matrix, restarts: the daemon stopped (gracefully or by kill -9) while the broker's
+state moves on. Each case ends with Rig.check() (no duplicate order, no lost fill, book ==
+broker, nothing left new/unknown) plus the reconciliation rows the case must produce."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from tests.faults.harness import Rig, prices, reconcile_events
+from tests.faults.test_oanda_faults import last_price_done
+from tests.helpers import ROOT
+
+
+def holding(d) -> bool:
+    return (d.reconciler.ready and not d.router.busy() and d.slot.position[0] != 0.0
+            and d.router.queue.empty() and "EUR_USD" not in d.router.working)
+
+
+def startup_events(rig):
+    return [e for e in reconcile_events(rig) if e[0] == "startup"]
+
+
+@pytest.mark.parametrize("policy", ["adopt", "flatten"])
+def test_position_opened_at_the_broker_while_down(policy, tmp_path, spec):
+    async def go():
+        rig = Rig(tmp_path, spec, unknown_positions=policy)
+        await rig.start()
+        try:
+            rig.emu.prices = prices(rig.cfg, 12)
+            rig.emu.manual_trade("EUR_USD", 40_000.0)  # by hand, before the daemon ever ran
+            rig.history_from = rig.emu.last_id  # older than the daemon's history: positions tell
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None
+            rig.check()
+            first = startup_events(rig)[0]
+            assert first[1] == f"{policy}_unknown" and first[3] == 40_000.0
+            assert first[4] == (-40_000.0 if policy == "flatten" else 0.0)
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("kind,fraction", [("adopt_size", 0.4), ("close_missing", 1.0)])
+def test_manual_close_while_down(kind, fraction, tmp_path, spec):
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = prices(rig.cfg, 12)
+            out = await rig.run(holding, timeout=30)
+            assert out.error is None
+            held = rig.emu.positions["EUR_USD"]
+            assert held != 0.0
+            rig.check()
+            rig.emu.manual_trade("EUR_USD", -held * fraction)  # partial / full close by hand
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None
+            rig.check()
+            first = startup_events(rig)[-1]
+            assert first[1] == kind and first[2] == held and first[3] == pytest.approx(held * (1 - fraction))
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+def test_restart_30_days_after_the_position_opened(tmp_path, spec):
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = prices(rig.cfg, 12)
+            out = await rig.run(holding, timeout=30)
+            held = rig.emu.positions["EUR_USD"]
+            opened = dt.datetime.fromtimestamp(rig.emu.now_ns / 1e9, dt.UTC)
+            later = (opened + dt.timedelta(days=30)).strftime("%Y-%m-%d")
+            rig.emu.prices = rig.emu.prices[: rig.emu.cursor] + prices(rig.cfg, 12, start=later)
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None
+            info = rig.check()
+            assert startup_events(rig)[-1][1:4] == ("in_sync", held, held)  # the book survived the restart
+            assert info["orders"] > 1  # and trading went on 30 days later
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+def _daemon_process_env(rig) -> dict[str, str]:
+    url = rig.cfg.broker.oanda.rest_url
+    svc = rig.cfg.service
+    env = dict(os.environ, **rig.env())
+    env.update({
+        "STAIRWAY_BROKER__OANDA__REST_URL": url, "STAIRWAY_BROKER__OANDA__STREAM_URL": url,
+        "STAIRWAY_BROKER__OANDA__HEARTBEAT_TIMEOUT_SECS": "2",
+        "STAIRWAY_SERVICE__STATE_DIR": str(svc.state_dir), "STAIRWAY_SERVICE__MODELS_DIR": str(svc.models_dir),
+        "STAIRWAY_SERVICE__DB_NAME": svc.db_name, "STAIRWAY_SERVICE__GATE_DB": str(svc.gate_db),
+        "STAIRWAY_SERVICE__REQUIRE_GATE_RECORD": "false", "STAIRWAY_SERVICE__REQUIRE_START_FILE": "false",
+        "STAIRWAY_SERVICE__HTTP_PORT": "null", "STAIRWAY_SERVICE__RECORD_TICKS": "false",
+        # this process decides on the wall clock while the emulator streams 2017 quotes
+        "STAIRWAY_RISK__STALE_AFTER_SECS": "1e10",
+    })
+    return env
+
+
+def test_kill_9_between_send_and_acknowledgement_then_restart(tmp_path, spec):
+    """The daemon process is killed while the broker holds its order but has not answered.
+    On restart the journal says 'new', the broker is asked about that client id, the fill is
+    applied once, the order is never resent, and the book equals the broker."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = prices(rig.cfg, 12)
+            held = asyncio.Event()
+            rig.emu.arm_on_order(1, hold_order_response=held)
+            log = open(tmp_path / "daemon-process.log", "wb")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import sys; from stairway.cli import main; sys.exit(main())",
+                "daemon", "run", "--config", str(ROOT / "config" / "live-oanda.toml"),
+                cwd=ROOT, env=_daemon_process_env(rig), stdout=log, stderr=log)
+            t_end = time.monotonic() + 90
+            while rig.emu.order_requests < 1 and time.monotonic() < t_end and proc.returncode is None:
+                await asyncio.sleep(0.02)
+            assert rig.emu.order_requests == 1, (tmp_path / "daemon-process.log").read_text()[-3000:]
+            os.kill(proc.pid, signal.SIGKILL)  # the order is in the book; its answer is not sent
+            await proc.wait()
+            assert proc.returncode == -signal.SIGKILL
+            rig.emu.knobs.hold_order_response = None
+            held.set()
+            coid = next(iter(rig.emu.orders))
+            # the killed process's stream consumed the rest: the restart gets the next week
+            restart = (dt.datetime.fromtimestamp(rig.emu.now_ns / 1e9, dt.UTC) + dt.timedelta(days=7))
+            rig.emu.prices = rig.emu.prices[: rig.emu.cursor] + prices(rig.cfg, 12, start=restart.strftime("%Y-%m-%d"))
+            with rig.db() as c:
+                assert c.execute("SELECT state FROM order_journal WHERE client_order_id = ?",
+                                 (coid,)).fetchone() == ("new",)  # written before it was sent
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None
+            info = rig.check()
+            assert info["journal"][coid] == "filled"
+            with rig.db() as c:  # the fill of the killed run was applied by the restart, once
+                assert c.execute("SELECT COUNT(*), SUM(applied) FROM broker_fills WHERE client_order_id = ?",
+                                 (coid,)).fetchone() == (1, 1)
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
