@@ -41,6 +41,7 @@ from core.errors import CheckpointError, FatalError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policy import PPOPolicy
+from daemon.aio import sleep_or_stop
 from daemon.config import DaemonConfig
 from daemon.control import ControlFiles
 from daemon.feeds.replay import ReplayFeed, replay_ticks
@@ -90,8 +91,10 @@ def _fmt(ts_ns: int | None) -> str:
 class Daemon:
     def __init__(self, cfg: DaemonConfig, policy=None, ticks=None, latency_capacity: int = 4096,
                  config_path: Path | None = None, stop: asyncio.Event | None = None,
-                 clock: Callable[[], int] = time.time_ns, environ: dict[str, str] | None = None) -> None:
+                 clock: Callable[[], int] = time.time_ns, environ: dict[str, str] | None = None,
+                 adapters: Callable | None = None) -> None:
         self.cfg, self.config_path = cfg, config_path
+        self.adapters = adapters  # (cfg, environ) -> (broker, feed); default: daemon.brokers.factory
         self.clock, self.environ = clock, environ  # wall clock (live decisions), secrets' source
         self.adapter = None  # the live broker adapter
         self.router: LiveRouter | None = None
@@ -121,7 +124,7 @@ class Daemon:
         if cfg.live:
             from daemon.brokers.factory import make_broker_and_feed
 
-            self.adapter, self.feed = make_broker_and_feed(cfg, self.environ)
+            self.adapter, self.feed = (self.adapters or make_broker_and_feed)(cfg, self.environ)
             await self.adapter.connect()
             mode = f"{cfg.broker.kind}-live" if cfg.real_orders else f"{cfg.broker.kind}-paper-live"
             source = f"{cfg.broker.kind} prices"
@@ -290,10 +293,16 @@ class Daemon:
                 self.loop_lags.append(self.loop_lag)
 
     async def _sleep(self, secs: float) -> None:
+        await sleep_or_stop(self.stop, secs)
+
+    async def _guard(self, coro) -> None:
+        """A task that fails stops the daemon at once: every loop sees ``stop`` even if the
+        TaskGroup's cancellation were lost."""
         try:
-            await asyncio.wait_for(self.stop.wait(), secs)
-        except TimeoutError:
-            pass
+            await coro
+        except BaseException:
+            self.stop.set()
+            raise
 
     # -- jobs -----------------------------------------------------------------------------
     async def _reconcile_job(self) -> None:
@@ -416,16 +425,17 @@ class Daemon:
             sched.start()
             self.notifier.ready(f"trading {self.instrument} with {self.policy.sha[:12]}")
             async with asyncio.TaskGroup() as tg:
-                feed_task = tg.create_task(self._feed_task(), name="feed")
+                feed_task = tg.create_task(self._guard(self._feed_task()), name="feed")
                 if self.cfg.live:
-                    tg.create_task(self._feed_stopper(feed_task), name="feed-stopper")
+                    tg.create_task(self._guard(self._feed_stopper(feed_task)), name="feed-stopper")
                 if self.router is not None:
-                    tg.create_task(self.router.run(self.stop), name="orders")
-                    tg.create_task(self.reconciler.run(self.stop), name="reconcile")
-                tg.create_task(self.watcher.run(self.stop, self._on_policy, self._on_refused), name="model-watcher")
-                tg.create_task(self._control_task(), name="control")
-                tg.create_task(self._watchdog_task(), name="watchdog")
-                tg.create_task(self._loop_lag_task(), name="loop-lag")
+                    tg.create_task(self._guard(self.router.run(self.stop)), name="orders")
+                    tg.create_task(self._guard(self.reconciler.run(self.stop)), name="reconcile")
+                watcher = self.watcher.run(self.stop, self._on_policy, self._on_refused)
+                tg.create_task(self._guard(watcher), name="model-watcher")
+                tg.create_task(self._guard(self._control_task()), name="control")
+                tg.create_task(self._guard(self._watchdog_task()), name="watchdog")
+                tg.create_task(self._guard(self._loop_lag_task()), name="loop-lag")
         finally:
             await self._shutdown(runner, sched)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

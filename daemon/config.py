@@ -84,6 +84,7 @@ class IBConfig(Strict):
     sec_type: Literal["CASH", "STK"] = "CASH"
     exchange: str = "IDEALPRO"
     fill_timeout_secs: float = Field(10.0, gt=0, description="How long submit waits for a market order to finish.")
+    price_stale_secs: float = Field(30.0, gt=0, description="No quote for this long while open: stale.")
     backoff_base_secs: float = Field(1.0, gt=0)
     backoff_cap_secs: float = Field(60.0, gt=0)
 

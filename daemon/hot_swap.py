@@ -26,6 +26,8 @@ from core.features import FeatureSpec
 from core.policy import PPOPolicy, ppo_from_tensors
 from core.types import ACTION_NAMES
 
+from daemon.aio import sleep_or_stop
+
 log = structlog.get_logger("hot_swap")
 
 
@@ -120,7 +122,4 @@ class ModelWatcher:
                         self.stats.last_latency_s = time.perf_counter() - t0
                         log.info("model_verified", sha=policy.sha[:12], verify_s=round(self.stats.last_latency_s, 4))
                         on_policy(policy, t0)
-            try:
-                await asyncio.wait_for(stop.wait(), self.poll_secs)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, self.poll_secs)

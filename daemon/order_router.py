@@ -27,6 +27,7 @@ import structlog
 from core.broker import Broker, FillReport, OrderReport, OrderState
 from core.errors import BadPayload, OrderRejected, TransientError
 from core.types import Fill, OrderIntent, Side, parse_client_order_id
+from daemon.aio import get_within
 from daemon.paper_broker import WorkingOrder
 from daemon.store import Store
 
@@ -100,9 +101,8 @@ class LiveRouter:
     async def run(self, stop: asyncio.Event) -> None:
         """The sender task: write-ahead commit, then one order at a time."""
         while not stop.is_set():
-            try:
-                intent = await asyncio.wait_for(self.queue.get(), 0.25)
-            except TimeoutError:
+            intent = await get_within(self.queue, 0.25)
+            if intent is None:
                 continue
             await self.store.flush()  # the intent is on disk before the broker hears of it
             async with self.io_lock:

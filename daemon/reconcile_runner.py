@@ -21,6 +21,7 @@ import structlog
 from core.broker import Broker
 from core.errors import BadPayload, FatalError, TransientError
 from core.position import PS_UNITS
+from daemon.aio import sleep_or_stop
 from daemon.order_router import LiveRouter
 from daemon.reconciliation import Correction, UnknownPositionPolicy, excess_over_limit, reconcile
 from daemon.slot import Slot
@@ -128,10 +129,7 @@ class Reconciler:
                 log.error("reconcile_failed", trigger="startup", error=str(e))
             attempt += 1
             delay = min(self.backoff_cap, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, delay)
         return False
 
     async def run(self, stop: asyncio.Event) -> None:

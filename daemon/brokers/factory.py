@@ -27,5 +27,5 @@ def make_broker_and_feed(cfg: DaemonConfig, environ: dict[str, str] | None = Non
         from daemon.brokers.ib.feed import IBFeed
 
         broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol)
-        return broker, IBFeed(broker)
+        return broker, IBFeed(broker, cfg.broker.ib.price_stale_secs)
     raise ConfigError(f"broker.kind = {kind!r}: no live adapter (paper replays bundled bars)")

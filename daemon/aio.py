@@ -1,0 +1,34 @@
+"""Small asyncio helpers that never swallow a cancellation.
+
+Python 3.11's ``asyncio.wait_for`` can lose a cancellation that arrives as the awaited
+thing completes (fixed in 3.12); a loop built on it may then ignore a TaskGroup's cancel
+and keep the daemon from stopping. ``asyncio.wait`` has no such race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def sleep_or_stop(stop: asyncio.Event, secs: float) -> bool:
+    """Sleep up to ``secs``; True as soon as ``stop`` is set."""
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=secs)
+    finally:
+        waiter.cancel()
+    return stop.is_set()
+
+
+async def get_within(queue: asyncio.Queue[T], secs: float) -> T | None:
+    """The next item, or None after ``secs``."""
+    getter = asyncio.ensure_future(queue.get())
+    try:
+        await asyncio.wait({getter}, timeout=secs)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter.done() and not getter.cancelled() else None

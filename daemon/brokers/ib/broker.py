@@ -1,0 +1,251 @@
+"""Interactive Brokers adapter over ib_async's IB object (ib_insync when only it exists).
+
+- Orders: MarketOrder with ``orderRef`` = our client order id. Before placing, the
+  session's trades and executions are searched by orderRef, so a resubmission after a
+  reconnect returns the first order instead of placing a second. Order ids are assigned
+  by ib_async from the gateway's nextValidId on every connection: never reused.
+- ``submit`` waits (bounded) for the market order to finish; past the bound its outcome is
+  unknown (TransientError) and reconciliation asks again by orderRef.
+- Connection: ``disconnectedEvent`` (the API socket is gone, e.g. the gateway's nightly
+  restart) starts a reconnect loop with capped, jittered backoff; after every connect the
+  adapter requests all open orders, executions and positions, then resubscribes quotes.
+  Error codes are classified (daemon.brokers.ib.errors): 1100 marks the link down without
+  touching the socket, 1101/1102 resync, 2103-2108/2157/2158 are notices only, 326 (client
+  id in use) is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+
+from core.broker import AccountReport, FillBatch, FillReport, OrderReport, OrderState, PositionReport
+from core.errors import FatalError, TransientError
+from core.types import OrderIntent
+from daemon.brokers.ib.errors import IBErrorClass, classify
+from daemon.config import IBConfig
+
+log = structlog.get_logger("ib")
+
+try:  # the maintained fork first
+    import ib_async as ibapi
+except ImportError:  # pragma: no cover - only when ib_insync alone is installed
+    import ib_insync as ibapi  # type: ignore[no-redef]
+
+DONE = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
+CONNECT_ERRORS = (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError)
+
+
+def make_contract(cfg: IBConfig):
+    if cfg.sec_type == "CASH":
+        return ibapi.Forex(cfg.symbol + cfg.currency, exchange=cfg.exchange)
+    return ibapi.Stock(cfg.symbol, cfg.exchange, cfg.currency)
+
+
+class IBBroker:
+    name = "ib"
+
+    def __init__(self, cfg: IBConfig, instrument: str, ib=None, max_connect_attempts: int = 0) -> None:
+        self.cfg, self.instrument = cfg, instrument
+        self.ib = ib if ib is not None else ibapi.IB()
+        self.contract = make_contract(cfg)
+        self.link_up = False  # API socket connected and gateway <-> IB servers connected
+        self.errors: deque[tuple[int, str]] = deque(maxlen=256)
+        self.reconnects = 0
+        self.max_connect_attempts = max_connect_attempts  # 0: keep trying
+        self.on_connected: list[Callable[[], None]] = []  # the feed resubscribes here
+        self._closing = False
+        self._reconnect_task: asyncio.Task | None = None
+        self._wired = False
+
+    def __repr__(self) -> str:
+        return f"IBBroker({self.cfg.host}:{self.cfg.port}, client_id={self.cfg.client_id})"
+
+    # -- connection -------------------------------------------------------------------------
+    def _mine(self, contract) -> bool:
+        c = self.contract
+        return (contract.symbol, contract.currency, contract.secType) == (c.symbol, c.currency, c.secType)
+
+    async def connect(self) -> None:
+        if not self._wired:
+            self.ib.errorEvent += self._on_error
+            self.ib.disconnectedEvent += self._on_disconnected
+            self._wired = True
+        await self._connect_with_retry()
+
+    async def _connect_with_retry(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                await self.ib.connectAsync(self.cfg.host, self.cfg.port, clientId=self.cfg.client_id, timeout=10)
+                await self._resync()
+                self.link_up = True
+                log.info("ib_connected", reconnects=self.reconnects)
+                for cb in self.on_connected:
+                    cb()
+                return
+            except CONNECT_ERRORS as e:
+                attempt += 1
+                if self.max_connect_attempts and attempt >= self.max_connect_attempts:
+                    raise TransientError(f"IB {self.cfg.host}:{self.cfg.port}: not reachable after {attempt} "
+                                         f"attempts: {e!r}") from e
+                delay = min(self.cfg.backoff_cap_secs, self.cfg.backoff_base_secs * 2 ** (attempt - 1))
+                delay *= 0.5 + random.random() / 2
+                log.warning("ib_connect_failed", attempt=attempt, error=repr(e), delay_secs=round(delay, 3))
+                await asyncio.sleep(delay)
+
+    async def _resync(self) -> None:
+        """After any (re)connect: the broker's open orders, executions and positions."""
+        await self.ib.reqAllOpenOrdersAsync()
+        await self.ib.reqExecutionsAsync()
+        await self.ib.reqPositionsAsync()
+
+    def _on_disconnected(self) -> None:
+        self.link_up = False
+        if self._closing or (self._reconnect_task is not None and not self._reconnect_task.done()):
+            return
+        self.reconnects += 1
+        log.error("ib_disconnected", reconnects=self.reconnects)
+        self._reconnect_task = asyncio.get_running_loop().create_task(self._connect_with_retry(), name="ib-reconnect")
+
+    def _on_error(self, req_id: int, code: int, message: str, contract=None) -> None:
+        cls = classify(code)
+        self.errors.append((int(code), cls.value))
+        if cls is IBErrorClass.FARM_NOTICE:
+            log.info("ib_notice", code=code, message=message)
+        elif cls is IBErrorClass.CONNECTIVITY_LOST:
+            self.link_up = False  # the gateway reconnects to IB by itself; the socket stays up
+            log.error("ib_connectivity_lost", code=code, message=message)
+        elif cls in (IBErrorClass.RESTORED, IBErrorClass.RESTORED_DATA_LOST):
+            log.warning("ib_connectivity_restored", code=code, data_lost=cls is IBErrorClass.RESTORED_DATA_LOST)
+            asyncio.get_running_loop().create_task(self._after_restore(cls), name="ib-resync")
+        elif cls is IBErrorClass.CLIENT_ID_IN_USE:
+            log.error("ib_client_id_in_use", client_id=self.cfg.client_id, message=message)
+        else:
+            log.warning("ib_error", req_id=req_id, code=code, message=message)
+
+    async def _after_restore(self, cls: IBErrorClass) -> None:
+        try:
+            await self._resync()
+        except CONNECT_ERRORS as e:
+            log.error("ib_resync_failed", error=repr(e))
+            return
+        self.link_up = self.ib.isConnected()
+        if cls is IBErrorClass.RESTORED_DATA_LOST:
+            for cb in self.on_connected:
+                cb()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        if self.ib.isConnected():
+            self.ib.disconnect()
+
+    # -- orders -----------------------------------------------------------------------------
+    def _trade_by_ref(self, coid: str):
+        return next((t for t in self.ib.trades() if t.order.orderRef == coid), None)
+
+    def _report(self, coid: str, units: float, trade=None) -> OrderReport | None:
+        fills = [f for f in self.ib.fills() if f.execution.orderRef == coid]
+        filled = sum(_signed(f) for f in fills)
+        if trade is None and not fills:
+            return None
+        status = trade.orderStatus.status if trade is not None else "Filled"
+        broker_id = str(trade.order.permId or trade.order.orderId) if trade is not None else str(fills[0].execution.permId)
+        if status == "Filled" or (fills and status not in DONE and abs(filled) >= abs(units) - 1e-9):
+            state = OrderState.FILLED if abs(filled) >= abs(units) - 1e-9 else OrderState.PARTIALLY_FILLED
+        elif status in DONE:
+            rejected = trade is not None and any(e.errorCode in (201, 203) for e in trade.log if e.errorCode)
+            state = (OrderState.PARTIALLY_FILLED if filled else
+                     OrderState.REJECTED if rejected else OrderState.CANCELLED)
+        else:
+            state = OrderState.PENDING
+        reason = trade.log[-1].message if trade is not None and trade.log else ""
+        return OrderReport(coid, broker_id, self.instrument, units, filled, state, reason)
+
+    async def submit(self, intent: OrderIntent) -> OrderReport:
+        coid, units = intent.client_order_id, intent.units * int(intent.side)
+        known = self._report(coid, units, self._trade_by_ref(coid))
+        if known is not None:  # placed before (a retry or a reconnect): never a second order
+            return known
+        if not self.ib.isConnected():
+            raise TransientError(f"{coid}: IB not connected; nothing was sent")
+        order = ibapi.MarketOrder("BUY" if units > 0 else "SELL", abs(units), orderRef=coid, tif="IOC")
+        trade = self.ib.placeOrder(self.contract, order)
+        deadline = time.monotonic() + self.cfg.fill_timeout_secs
+        while not trade.isDone() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        rep = self._report(coid, units, trade)
+        if rep is None or rep.state is OrderState.PENDING:
+            raise TransientError(f"{coid}: IB order {order.orderId} not done after {self.cfg.fill_timeout_secs:g} s")
+        if rep.state is OrderState.REJECTED:
+            from core.errors import OrderRejected
+
+            raise OrderRejected(f"{coid}: IB rejected the order: {rep.reason}")
+        return rep
+
+    async def cancel(self, client_order_id: str) -> OrderReport | None:
+        trade = self._trade_by_ref(client_order_id)
+        if trade is not None and not trade.isDone():
+            self.ib.cancelOrder(trade.order)
+        return await self.order_status(client_order_id)
+
+    async def order_status(self, client_order_id: str) -> OrderReport | None:
+        if not self.ib.isConnected():
+            raise TransientError(f"{client_order_id}: IB not connected")
+        trade = self._trade_by_ref(client_order_id)
+        units = trade.order.totalQuantity * (1 if trade.order.action == "BUY" else -1) if trade is not None else 0.0
+        return self._report(client_order_id, units, trade)
+
+    # -- reports ----------------------------------------------------------------------------
+    async def fills(self, cursor: str | None) -> FillBatch:
+        if not self.ib.isConnected():
+            raise TransientError("IB not connected: executions unknown")
+        fills = [f for f in self.ib.fills() if self._mine(f.contract)]
+        newest = max((_ts_ns(f.execution.time) for f in fills), default=0)
+        if cursor is None:
+            return FillBatch([], str(newest))
+        since = int(cursor)
+        out = [FillReport(f.execution.execId, f.execution.orderRef or None, self.instrument, _ts_ns(f.execution.time),
+                          _signed(f), float(f.execution.price), _commission(f))
+               for f in fills if _ts_ns(f.execution.time) >= since]  # ties: deduplicated by execId upstream
+        return FillBatch(out, str(max(newest, since)))
+
+    async def positions(self) -> list[PositionReport]:
+        if not self.ib.isConnected():
+            raise TransientError("IB not connected: positions unknown")
+        out = []
+        for p in self.ib.positions():
+            name = self.instrument if self._mine(p.contract) else f"{p.contract.symbol}_{p.contract.currency}"
+            out.append(PositionReport(name, float(p.position), float(p.avgCost)))
+        return out
+
+    async def account(self) -> AccountReport:
+        values = {v.tag: v for v in await self.ib.accountSummaryAsync(self.cfg.account)}
+        try:
+            return AccountReport(float(values["TotalCashValue"].value), float(values["NetLiquidation"].value),
+                                 float(values.get("InitMarginReq", values["NetLiquidation"]).value),
+                                 values["NetLiquidation"].currency)
+        except (KeyError, ValueError) as e:
+            raise FatalError(f"IB account summary: missing or bad {e}") from e
+
+
+def _signed(f) -> float:
+    return float(f.execution.shares) * (1.0 if f.execution.side == "BOT" else -1.0)
+
+
+def _commission(f) -> float:
+    c = f.commissionReport.commission if f.commissionReport is not None else 0.0
+    return 0.0 if c is None or math.isnan(c) or c > 1e300 else float(c)  # IB sends 1.79e308 for "unset"
+
+
+def _ts_ns(t: dt.datetime) -> int:
+    return int(t.timestamp()) * 10**9 + t.microsecond * 1000
