@@ -39,6 +39,18 @@ def _daemon_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from daemon.drift import drift_report, format_drift, write_drift
+
+    rep = drift_report(Path(args.paper_db), Path(args.live_db), args.pip)
+    write_drift(rep, Path(args.out))
+    print(format_drift(rep))
+    print(f"\nwritten: {args.out}.json, {args.out}.md")
+    return 0
+
+
 def _train_run(args: argparse.Namespace) -> int:
     from trainer.config import TrainerConfig
     from trainer.cycles import run_cycles
@@ -144,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("sha")
     sg.add_argument("--reason")
     sg.set_defaults(func=_models)
+    df = sub.add_parser("drift", help="paper-live fills vs broker fills of the same stream and model")
+    df.add_argument("--paper-db", required=True, help="database of the paper-live daemon")
+    df.add_argument("--live-db", required=True, help="database of the live (broker fills) daemon")
+    df.add_argument("--pip", type=float, default=0.0001)
+    df.add_argument("--out", default="reports/drift", help="writes OUT.json and OUT.md")
+    df.set_defaults(func=_drift)
     dm = sub.add_parser("demo", help="train on 2017-01..09, paper-replay 2017-10..12, compare")
     dm.add_argument("--trainer-config", default="config/trainer.toml")
     dm.add_argument("--daemon-config", default="config/paper.toml")

@@ -1,0 +1,125 @@
+"""Small pieces of the live path: secrets, rate limiter, candle parsing, config rules,
+client ids, the store's concurrent flushes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from core.errors import BadPayload, ConfigError
+from core.types import client_order_id, parse_client_order_id
+from daemon.brokers.credentials import read_secret
+from daemon.brokers.oanda.parsing import parse_candles, parse_time_ns, rfc3339
+from daemon.brokers.rate_limit import RateLimiter
+
+
+def test_secret_from_credentials_directory_beats_environment(tmp_path):
+    (tmp_path / "oanda-token").write_text("from-systemd\n")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path), "OANDA_TOKEN": "from-env"}
+    assert read_secret("oanda-token", "OANDA_TOKEN", env) == "from-systemd"
+    assert read_secret("oanda-account", "OANDA_ACCOUNT", {**env, "OANDA_ACCOUNT": "101-1"}) == "101-1"
+
+
+def test_missing_or_empty_secret_names_where_to_put_it(tmp_path):
+    with pytest.raises(ConfigError, match="OANDA_TOKEN"):
+        read_secret("oanda-token", "OANDA_TOKEN", {})
+    (tmp_path / "oanda-token").write_text("  \n")
+    with pytest.raises(ConfigError, match="oanda-token is empty"):
+        read_secret("oanda-token", "OANDA_TOKEN", {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+
+
+def test_rate_limiter_holds_the_rate():
+    async def go():
+        lim = RateLimiter(50.0, burst=5)
+        t0 = time.monotonic()
+        for _ in range(30):
+            await lim.acquire()
+        return time.monotonic() - t0
+
+    # 5 immediately, 25 more at 50/s: at least 0.5 s (never faster than the limit)
+    assert asyncio.run(go()) >= 0.45
+    with pytest.raises(ValueError):
+        RateLimiter(0)
+
+
+def _candle(t, bid, ask, complete=True):
+    def ohlc(o, h, lo, c):
+        return {"o": f"{o:.5f}", "h": f"{h:.5f}", "l": f"{lo:.5f}", "c": f"{c:.5f}"}
+
+    return {"complete": complete, "volume": 4, "time": t, "bid": ohlc(*bid), "ask": ohlc(*ask)}
+
+
+def test_candles_become_four_quotes_each_inside_the_window():
+    t0 = "2017-10-02T09:00:00.000000000Z"
+    body = {"granularity": "S5", "candles": [
+        _candle(t0, (1.1, 1.2, 1.0, 1.15), (1.1001, 1.2001, 1.0001, 1.1501)),  # rising: low first
+        _candle("2017-10-02T09:00:05.000000000Z", (1.2, 1.25, 1.1, 1.12), (1.2001, 1.2501, 1.1001, 1.1201), False)]}
+    lo = parse_time_ns(t0)
+    q = parse_candles(body, "EUR_USD", lo, lo + 10 * 10**9)
+    assert len(q) == 4  # the incomplete candle is not used
+    assert q["bid"].tolist() == [1.1, 1.0, 1.2, 1.15] and (q["ask"] > q["bid"]).all()
+    assert (q["ts_ns"] - lo).tolist() == [0, 1_250_000_000, 2_500_000_000, 3_750_000_000]
+    assert len(parse_candles(body, "EUR_USD", lo + 2 * 10**9, lo + 10 * 10**9)) == 2  # window respected
+
+
+@pytest.mark.parametrize("body,match", [
+    ({"granularity": "H1", "candles": []}, "granularity"),
+    ({"granularity": "S5"}, "candles: missing"),
+    ({"granularity": "S5", "candles": [{"complete": True, "time": "2017-10-02T09:00:00Z", "bid": {}}]}, "bid.o"),
+    ({"granularity": "S5", "candles": [{"complete": True, "time": "yesterday"}]}, "time"),
+])
+def test_bad_candle_payloads_name_the_field(body, match):
+    with pytest.raises(BadPayload, match=match):
+        parse_candles(body, "EUR_USD", 0, 2**62)
+
+
+def test_rfc3339_round_trip_keeps_nanoseconds():
+    ts = 1_506_934_800_123_456_789
+    assert parse_time_ns(rfc3339(ts)) == ts
+
+
+def test_client_ids_parse_back_and_foreign_ids_do_not():
+    coid = client_order_id("EUR_USD", 1_506_934_800 * 10**9, 3)
+    assert parse_client_order_id(coid) == ("EUR_USD", 1_506_934_800 * 10**9, 3)
+    assert parse_client_order_id("manual-123") is None and parse_client_order_id("sw-EUR_USD-x-1") is None
+
+
+def test_paper_daemon_needs_a_replay_range(tmp_path):
+    from core.config import load_config
+    from daemon.config import DaemonConfig
+    from tests.helpers import ROOT
+
+    text = (ROOT / "config" / "paper.toml").read_text()
+    p = tmp_path / "d.toml"
+    p.write_text(text[: text.index("[replay]")])
+    with pytest.raises(ConfigError, match="replay"):
+        load_config(DaemonConfig, p, environ={})
+    live = load_config(DaemonConfig, ROOT / "config" / "live-oanda.toml", environ={})
+    assert live.real_orders and live.replay is None
+    env = {"STAIRWAY_BROKER__KIND": "kraken"}
+    with pytest.raises(ConfigError, match="broker.kind"):
+        load_config(DaemonConfig, ROOT / "config" / "live-oanda.toml", environ=env)
+
+
+def test_store_flushes_from_two_tasks_lose_no_row(tmp_path):
+    from daemon.store import Store
+
+    async def go():
+        store = await Store.open(tmp_path / "s.db")
+
+        async def writer(k):
+            for i in range(200):
+                store.event("r", i, f"w{k}")
+                if i % 7 == 0:
+                    await store.flush()
+                await asyncio.sleep(0)
+
+        await asyncio.gather(writer(0), writer(1), writer(2))
+        await store.flush()
+        n = (await (await store.db.execute("SELECT COUNT(*) FROM events")).fetchone())[0]
+        await store.close()
+        return n
+
+    assert asyncio.run(go()) == 600
