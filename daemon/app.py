@@ -431,6 +431,14 @@ class Daemon:
                 if self.router is not None:
                     tg.create_task(self._guard(self.router.run(self.stop)), name="orders")
                     tg.create_task(self._guard(self.reconciler.run(self.stop)), name="reconcile")
+                    if hasattr(self.adapter, "stream_transactions"):  # OANDA: fills wake reconciliation
+                        from daemon.brokers.oanda.transactions import TransactionWatcher
+
+                        o = self.cfg.broker.oanda
+                        self.tx_watcher = TransactionWatcher(self.adapter, self.reconciler.wake,
+                                                             o.heartbeat_timeout_secs, o.backoff_base_secs,
+                                                             o.backoff_cap_secs)
+                        tg.create_task(self._guard(self.tx_watcher.run(self.stop)), name="transactions")
                 watcher = self.watcher.run(self.stop, self._on_policy, self._on_refused)
                 tg.create_task(self._guard(watcher), name="model-watcher")
                 tg.create_task(self._guard(self._control_task()), name="control")
@@ -484,9 +492,10 @@ class Daemon:
             self.broker.working.clear()  # the paper broker has nothing else to close
         if runner is not None:
             await runner.cleanup()
+        names = ("feed", "feed-stopper", "orders", "reconcile", "transactions", "model-watcher", "control", "watchdog",
+                 "loop-lag")
         leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
-                     and t.get_name() in ("feed", "feed-stopper", "orders", "reconcile", "model-watcher", "control",
-                                                      "watchdog", "loop-lag")]
+                     and t.get_name() in names]
         for t in leftovers:  # 5. anything still running is cancelled, by name
             t.cancel()
         if leftovers:

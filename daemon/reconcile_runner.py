@@ -47,6 +47,10 @@ class Reconciler:
         self._wake = asyncio.Event()
         router.on_settled = self._wake.set
 
+    def wake(self) -> None:
+        """Run a pass soon (a fill was reported: ours or one made at the broker by hand)."""
+        self._wake.set()
+
     # -- one pass ---------------------------------------------------------------------------
     async def run_once(self, trigger: str) -> list[Correction] | None:
         """None when it could not finish (an order still unresolved): try again later."""

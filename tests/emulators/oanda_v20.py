@@ -2,7 +2,7 @@
 (decimal strings, RFC 3339 nanosecond times, chunked JSON-line streams) for the endpoints
 the adapter uses, with fault knobs. Field shapes follow OANDA's published v20 definitions.
 
-Endpoints: GET .../pricing/stream, POST .../orders, GET .../orders/@{clientID},
+Endpoints: GET .../pricing/stream, GET .../transactions/stream, POST .../orders, GET .../orders/@{clientID},
 GET .../transactions/sinceid, GET .../openPositions, GET .../summary and
 GET /v3/instruments/{instrument}/candles (S5 bid/ask candles built from the price list).
 
@@ -46,6 +46,7 @@ class Knobs:
     end_when_exhausted: bool = True  # False: like the real stream, heartbeats forever
     heartbeat_secs: float = 0.2
     price_interval_secs: float = 0.0
+    refuse_streams: bool = False  # the pricing stream answers 503 (streaming servers down)
 
 
 class OandaEmulator:
@@ -62,7 +63,9 @@ class OandaEmulator:
         self.cursor = 0  # the stream resumes where the last connection stopped
         self.connections = 0
         self.order_posts = 0
-        self.armed: dict[int, dict] = {}  # order POST number -> knobs set when it arrives
+        self.armed: dict[int, dict] = {}
+        self._tx_subscribers: list[asyncio.Queue] = []
+        self.tx_stream_connections = 0  # order POST number -> knobs set when it arrives
         self.runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self.port = 0
@@ -75,6 +78,7 @@ class OandaEmulator:
         app.router.add_post(f"{base}/orders", self._post_order)
         app.router.add_get(base + "/orders/@{client_id}", self._get_order)
         app.router.add_get(f"{base}/transactions/sinceid", self._since)
+        app.router.add_get(f"{base}/transactions/stream", self._tx_stream)
         app.router.add_get(f"{base}/openPositions", self._positions)
         app.router.add_get(f"{base}/summary", self._summary)
         app.router.add_get("/v3/instruments/{instrument}/candles", self._candles)
@@ -121,6 +125,8 @@ class OandaEmulator:
         tx = {"id": str(self.last_id), "time": rfc3339(self.now_ns), "userID": 1234567, "accountID": self.account,
               "batchID": str(self.last_id), "type": kind, **fields}
         self.transactions.append(tx)
+        for q in self._tx_subscribers:
+            q.put_nowait(tx)
         return tx
 
     def manual_trade(self, instrument: str, units: float) -> dict:
@@ -137,6 +143,8 @@ class OandaEmulator:
             await resp.write((json.dumps({"type": "HEARTBEAT", "time": rfc3339(ts)}) + "\n").encode())
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
+        if self.knobs.refuse_streams:
+            return web.json_response({"errorMessage": "emulated: service unavailable"}, status=503)
         try:
             return await self._stream_lines(request)
         except ConnectionError:  # the client went away (reconnect, shutdown)
@@ -176,6 +184,31 @@ class OandaEmulator:
         while not self.knobs.end_when_exhausted and not self._closing.is_set():
             await self._heartbeat(resp, self.now_ns)
             await asyncio.sleep(self.knobs.heartbeat_secs)
+        return resp
+
+    async def _tx_stream(self, request: web.Request) -> web.StreamResponse:
+        """Transactions as they happen, one JSON line each, and a HEARTBEAT (with the last
+        transaction id) every heartbeat_secs."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await resp.prepare(request)
+        q: asyncio.Queue = asyncio.Queue()
+        self._tx_subscribers.append(q)
+        self.tx_stream_connections += 1
+        try:
+            while not self._closing.is_set():
+                try:
+                    tx = await asyncio.wait_for(q.get(), self.knobs.heartbeat_secs)
+                except TimeoutError:
+                    tx = None
+                if tx is not None:
+                    await resp.write((json.dumps(tx) + "\n").encode())
+                elif not self.knobs.stop_heartbeats:
+                    hb = {"type": "HEARTBEAT", "lastTransactionID": str(self.last_id), "time": rfc3339(self.now_ns)}
+                    await resp.write((json.dumps(hb) + "\n").encode())
+        except ConnectionError:
+            pass
+        finally:
+            self._tx_subscribers.remove(q)
         return resp
 
     async def _candles(self, request: web.Request) -> web.Response:

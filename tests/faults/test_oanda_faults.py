@@ -199,6 +199,71 @@ def test_clock_jump_blocks_entries_as_stale(tmp_path, spec):
     asyncio.run(go())
 
 
+def test_pricing_stream_down_shows_broker_disconnected_then_recovers(tmp_path, spec):
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = prices(rig.cfg, 12)
+            state = {"seen": set()}
+
+            async def during(d):
+                emu = rig.emu
+                if "down" not in state and emu.order_requests >= 2 and not d.router.busy():
+                    state["down"] = emu.order_requests
+                    emu.knobs.refuse_streams = True
+                    emu.knobs.drop_stream_after_lines = 1
+                elif "down" in state and "up" not in state:
+                    state["seen"].update(h for h in d.health() if h.startswith("broker disconnected"))
+                    if state["seen"]:
+                        state["up"] = True
+                        emu.knobs.refuse_streams = False
+
+            out = await rig.run(lambda d: "up" in state and last_price_done(d, rig.emu), timeout=45, during=during)
+            assert out.error is None
+            assert state["seen"] == {"broker disconnected: oanda feed disconnected"}
+            assert out.daemon.feed.reconnects >= 2 and not any("disconnected" in h for h in out.health)
+            assert rig.emu.order_requests > state["down"]  # trading resumed after the outage
+            rig.check()
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+def test_transaction_stream_wakes_reconciliation_for_a_manual_trade(tmp_path, spec):
+    """Periodic passes and the emergency check 5 minutes apart: a trade made by hand at the
+    broker is still reconciled within a second, woken by the transaction stream."""
+
+    async def go():
+        rig = Rig(tmp_path, spec, emergency_check_secs=300.0)
+        await rig.start()
+        try:
+            rig.cfg = rig.cfg.model_copy(update={"service": rig.cfg.service.model_copy(update={"reconcile_secs": 300.0})})
+            rig.emu.prices = prices(rig.cfg, 12)
+            state = {}
+
+            async def during(d):
+                if "manual" not in state and rig.emu.order_requests >= 2 and not d.router.busy():
+                    held = rig.emu.positions.get("EUR_USD", 0.0)
+                    state["manual"] = asyncio.get_running_loop().time()
+                    rig.emu.manual_trade("EUR_USD", -held / 2 if held else 30_000.0)
+
+            def fixed(d):
+                return "manual" in state and any(e[0] == "fill" and e[1] in ("adopt_size", "adopt_unknown",
+                                                                              "flatten_unknown")
+                                                 for e in reconcile_events(rig))
+
+            out = await rig.run(fixed, timeout=20, during=during)
+            assert out.error is None and fixed(out.daemon)
+            assert out.daemon.tx_watcher.fills_seen >= 3  # our own fills and the manual one
+            assert asyncio.get_running_loop().time() - state["manual"] < 5.0
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
 def test_revoked_token_stops_the_daemon_then_a_restart_resolves_the_order(tmp_path, spec):
     """A 401 is fatal: the daemon stops with the reason raised; the order it was sending
     is journaled 'new'; after the token is fixed a restart finds the broker never got it

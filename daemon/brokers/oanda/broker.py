@@ -16,6 +16,7 @@ translated here, at the boundary. The token is sent as a header and never logged
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import aiohttp
@@ -213,6 +214,8 @@ class OandaBroker:
                                         timeout=aiohttp.ClientTimeout(total=None, sock_read=10)) as resp:
                 if resp.status == 401:
                     raise FatalError("OANDA pricing stream: 401 unauthorized (check the token credential)")
+                if resp.status != 200:
+                    raise TransientError(f"OANDA pricing stream: HTTP {resp.status}")
                 async for raw in resp.content:
                     if raw.strip():
                         try:
@@ -224,6 +227,32 @@ class OandaBroker:
                         yield item
         except AMBIGUOUS as e:
             raise TransientError(f"OANDA pricing stream dropped: {e!r}") from e
+
+    async def stream_transactions(self):
+        """Async iterator of transaction dicts (HEARTBEATs skipped); a drop raises TransientError."""
+        assert self.session is not None, "connect() first"
+        r = transactions.TransactionsStream(self.account)
+        await self.connections.acquire()
+        try:
+            async with self.session.get(f"{self.stream_base}/{r}",
+                                        timeout=aiohttp.ClientTimeout(total=None, sock_read=10)) as resp:
+                if resp.status == 401:
+                    raise FatalError("OANDA transaction stream: 401 unauthorized (check the token credential)")
+                if resp.status != 200:
+                    raise TransientError(f"OANDA transaction stream: HTTP {resp.status}")
+                async for raw in resp.content:
+                    if not raw.strip():
+                        continue
+                    try:
+                        obj = json.loads(raw)
+                    except ValueError:
+                        self.bad_lines += 1
+                        log.warning("bad_transaction_line", line=raw[:80])
+                        continue
+                    if isinstance(obj, dict):
+                        yield obj
+        except AMBIGUOUS as e:
+            raise TransientError(f"OANDA transaction stream dropped: {e!r}") from e
 
     async def candles(self, instrument: str, from_ns: int, to_ns: int, granularity: str = "S5") -> np.ndarray:
         """Bid/ask candles in [from, to) as bar-derived quotes (gap backfill after a reconnect)."""
