@@ -5,7 +5,10 @@ Three figures, side by side in one run:
 - ``adapter``: the adapter alone, OANDA's 100 requests/s limit lifted (its own latency);
 - ``adapter_rate_limited``: the shipped adapter (100 requests/s): what a burst really gets;
 - ``router``: what the daemon does per order: journal row, write-ahead commit to SQLite
-  (synchronous=FULL), send, fetch the fill from transactions/sinceid, settle, commit.
+  (synchronous=FULL), send, fetch the fill from transactions/sinceid, settle, commit
+  (limit lifted; ``router_rate_limited``: shipped limits, two requests per order).
+A sustained burst of orders is paced by the 100 requests/s limit (10 ms a request); one
+order per bar never waits (the bucket holds 100).
 
     python bench/oanda_roundtrip.py [--quick]
 """
@@ -50,13 +53,17 @@ async def run(n: int, unlimited: bool) -> list[float]:
     return times
 
 
-async def run_router(n: int, db: str) -> list[float]:
+async def run_router(n: int, db: str, unlimited: bool) -> list[float]:
     from daemon.order_router import LiveRouter
     from daemon.store import Store
 
     emu = OandaEmulator()
     url = await emu.start()
     broker = OandaBroker(url, emu.account, emu.token)
+    if unlimited:
+        from daemon.brokers.rate_limit import RateLimiter
+
+        broker.requests = RateLimiter(1e9)
     await broker.connect()
     store = await Store.open(db)
     router = LiveRouter(broker, store, "bench")
@@ -98,7 +105,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = {"orders": n, "adapter": _stats(asyncio.run(run(n, True))),
                    "adapter_rate_limited": _stats(asyncio.run(run(n, False))),
-                   "router": _stats(asyncio.run(run_router(n, f"{tmp}/bench.db")))}
+                   "router": _stats(asyncio.run(run_router(n, f"{tmp}/bench.db", True))),
+                   "router_rate_limited": _stats(asyncio.run(run_router(n, f"{tmp}/bench2.db", False)))}
     results["p50_ms"], results["p99_ms"] = results["adapter"]["p50_ms"], results["adapter"]["p99_ms"]
     results["note"] = "emulator and client in one process on loopback; router includes two SQLite commits"
     report("oanda_roundtrip", results)
