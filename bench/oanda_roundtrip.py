@@ -28,32 +28,14 @@ from daemon.brokers.oanda.broker import OandaBroker  # noqa: E402
 from tests.emulators.oanda_v20 import OandaEmulator  # noqa: E402
 
 
-async def run(n: int, unlimited: bool) -> list[float]:
-    emu = OandaEmulator()
-    url = await emu.start()
-    broker = OandaBroker(url, emu.account, emu.token)
-    if unlimited:
-        from daemon.brokers.rate_limit import RateLimiter
-
-        broker.requests = RateLimiter(1e9)
-    await broker.connect()
-    times = []
-    try:
-        for k in range(n + 50):
-            side = Side.BUY if k % 2 == 0 else Side.SELL
-            intent = OrderIntent(client_order_id("EUR_USD", 1_506_934_800 * 10**9 + k, 0), "EUR_USD", side, 100_000.0,
-                                 0, 0)
-            t0 = time.perf_counter()
-            await broker.submit(intent)
-            if k >= 50:  # after warm-up (connection pool, first requests)
-                times.append(time.perf_counter() - t0)
-    finally:
-        await broker.close()
-        await emu.stop()
-    return times
+def _intent(k: int) -> OrderIntent:
+    side = Side.BUY if k % 2 == 0 else Side.SELL
+    return OrderIntent(client_order_id("EUR_USD", 1_506_934_800 * 10**9 + k, 0), "EUR_USD", side, 100_000.0, 0, 0)
 
 
-async def run_router(n: int, db: str, unlimited: bool) -> list[float]:
+async def run(n: int, unlimited: bool, db: str | None = None) -> list[float]:
+    """Adapter round trips; with ``db``, through the daemon's LiveRouter and a Store."""
+    from daemon.brokers.rate_limit import RateLimiter
     from daemon.order_router import LiveRouter
     from daemon.store import Store
 
@@ -61,29 +43,30 @@ async def run_router(n: int, db: str, unlimited: bool) -> list[float]:
     url = await emu.start()
     broker = OandaBroker(url, emu.account, emu.token)
     if unlimited:
-        from daemon.brokers.rate_limit import RateLimiter
-
         broker.requests = RateLimiter(1e9)
     await broker.connect()
-    store = await Store.open(db)
-    router = LiveRouter(broker, store, "bench")
-    router.cursor = (await broker.fills(None)).cursor
+    store = await Store.open(db) if db else None
+    router = LiveRouter(broker, store, "bench") if store else None
+    if router is not None:
+        router.cursor = (await broker.fills(None)).cursor
     times = []
     try:
         for k in range(n + 50):
-            side = Side.BUY if k % 2 == 0 else Side.SELL
-            intent = OrderIntent(client_order_id("EUR_USD", 1_506_934_800 * 10**9 + k, 0), "EUR_USD", side, 100_000.0,
-                                 0, 0)
+            intent = _intent(k)
             t0 = time.perf_counter()
-            router.submit(intent, 0)
-            await store.flush()  # what the sender task does: write-ahead, then send
-            await router._send(router.queue.get_nowait())
-            router.finish("EUR_USD")
-            if k >= 50:
+            if router is None:
+                await broker.submit(intent)
+            else:
+                router.submit(intent, 0)
+                await store.flush()  # what the sender task does: write-ahead, then send
+                await router._send(router.queue.get_nowait())
+                router.finish("EUR_USD")
+            if k >= 50:  # after warm-up (connection pool, first requests)
                 times.append(time.perf_counter() - t0)
-        assert emu.order_requests == n + 50 and not router.busy()
+        assert emu.order_requests == n + 50 and (router is None or not router.busy())
     finally:
-        await store.close()
+        if store is not None:
+            await store.close()
         await broker.close()
         await emu.stop()
     return times
@@ -105,8 +88,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = {"orders": n, "adapter": _stats(asyncio.run(run(n, True))),
                    "adapter_rate_limited": _stats(asyncio.run(run(n, False))),
-                   "router": _stats(asyncio.run(run_router(n, f"{tmp}/bench.db", True))),
-                   "router_rate_limited": _stats(asyncio.run(run_router(n, f"{tmp}/bench2.db", False)))}
+                   "router": _stats(asyncio.run(run(n, True, f"{tmp}/bench.db"))),
+                   "router_rate_limited": _stats(asyncio.run(run(n, False, f"{tmp}/bench2.db")))}
     results["p50_ms"], results["p99_ms"] = results["adapter"]["p50_ms"], results["adapter"]["p99_ms"]
     results["note"] = "emulator and client in one process on loopback; router includes two SQLite commits"
     report("oanda_roundtrip", results)

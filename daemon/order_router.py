@@ -28,7 +28,7 @@ from core.broker import Broker, FillReport, OrderReport, OrderState
 from core.errors import BadPayload, OrderRejected, TransientError
 from core.types import Fill, OrderIntent, Side, parse_client_order_id
 from daemon.aio import get_within
-from daemon.paper_broker import WorkingOrder
+from daemon.paper_broker import WorkingOrder, add_working
 from daemon.store import Store
 
 log = structlog.get_logger("orders")
@@ -69,13 +69,7 @@ class LiveRouter:
 
     # -- the slot's order interface ---------------------------------------------------------
     def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None:
-        if intent.instrument in self.working:
-            raise OrderRejected(f"{intent.client_order_id}: {intent.instrument} already has a working order "
-                                f"{self.working[intent.instrument].intent.client_order_id}")
-        if intent.units <= 0:
-            raise OrderRejected(f"{intent.client_order_id}: units must be positive, got {intent.units}")
-        signed = intent.units * int(intent.side)
-        self.working[intent.instrument] = WorkingOrder(intent, signed, not_before_ns, expires)
+        add_working(self.working, intent, not_before_ns, expires)
         self.in_flight[intent.client_order_id] = intent
         self._journal(intent, "new")
         self.queue.put_nowait(intent)

@@ -29,6 +29,18 @@ class WorkingOrder:
     fills: int = 0
 
 
+def add_working(working: dict[str, WorkingOrder], intent: OrderIntent, not_before_ns: int,
+                expires: bool) -> WorkingOrder:
+    """One working order per instrument, positive units: the rule every order path keeps."""
+    if intent.instrument in working:
+        raise OrderRejected(f"{intent.client_order_id}: {intent.instrument} already has a working order "
+                            f"{working[intent.instrument].intent.client_order_id}")
+    if intent.units <= 0:
+        raise OrderRejected(f"{intent.client_order_id}: units must be positive, got {intent.units}")
+    order = working[intent.instrument] = WorkingOrder(intent, intent.units * int(intent.side), not_before_ns, expires)
+    return order
+
+
 class PaperBroker:
     name = "paper"
 
@@ -40,13 +52,7 @@ class PaperBroker:
         self._price = np.empty(MAX_FILLS_PER_CALL)
 
     def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None:
-        if intent.instrument in self.working:
-            raise OrderRejected(f"{intent.client_order_id}: {intent.instrument} already has a working order "
-                                f"{self.working[intent.instrument].intent.client_order_id}")
-        if intent.units <= 0:
-            raise OrderRejected(f"{intent.client_order_id}: units must be positive, got {intent.units}")
-        signed = intent.units * int(intent.side)
-        self.working[intent.instrument] = WorkingOrder(intent, signed, not_before_ns, expires)
+        add_working(self.working, intent, not_before_ns, expires)
 
     def work(self, instrument: str, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, accepted: np.ndarray,
              start: int, stop: int) -> list[Fill]:

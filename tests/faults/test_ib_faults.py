@@ -128,6 +128,8 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
         f = rig.fake
         after = f.calls[state["calls_before"]:]
         assert f.connects == 2  # one reconnect; the farm notices tore nothing down
+        ids = [t.order.orderId for t in f.server_trades]
+        assert len(ids) == len(set(ids))  # order ids never reused across the reconnect
         assert after.count("connect") >= 3  # refused while away, 326, then connected
         i = max(k for k, c in enumerate(after) if c == "connect")
         assert after[i + 1: i + 5] == ["reqAllOpenOrders", "reqExecutions", "reqPositions", "reqMktData"]

@@ -16,7 +16,6 @@ translated here, at the boundary. The token is sent as a header and never logged
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 
 import aiohttp
@@ -28,7 +27,8 @@ from oandapyV20.endpoints.apirequest import APIRequest
 from core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
 from core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from core.types import OrderIntent
-from daemon.brokers.oanda.parsing import PriceLine, decimal, parse_candles, parse_order_fill, parse_stream_line
+from daemon.brokers.oanda.parsing import (PriceLine, decimal, parse_candles, parse_order_fill, parse_stream_line,
+                                          parse_transaction_line)
 from daemon.brokers.rate_limit import RateLimiter
 
 log = structlog.get_logger("oanda")
@@ -201,58 +201,41 @@ class OandaBroker:
         return AccountReport(decimal(a, "balance", "account"), decimal(a, "NAV", "account"),
                              decimal(a, "marginUsed", "account", 0.0), a.get("currency", ""))
 
-    async def stream_prices(self, instruments: list[str], limit_connections: bool = True):
+    def stream_prices(self, instruments: list[str], limit_connections: bool = True):
         """Async iterator of PriceLine/Heartbeat; a dropped stream raises TransientError.
         ``limit_connections=False``: the caller already waited on ``self.connections``."""
-        assert self.session is not None, "connect() first"
         r = pricing.PricingStream(self.account, params={"instruments": ",".join(instruments)})
-        url = f"{self.stream_base}/{r}"
+        return self._stream(r, "pricing stream", parse_stream_line, limit_connections)
+
+    def stream_transactions(self):
+        """Async iterator of transaction dicts, HEARTBEATs included (they prove the stream
+        alive); a dropped stream raises TransientError."""
+        return self._stream(transactions.TransactionsStream(self.account), "transaction stream",
+                            parse_transaction_line)
+
+    async def _stream(self, r: APIRequest, what: str, parse, limit_connections: bool = True):
+        assert self.session is not None, "connect() first"
         if limit_connections:
             await self.connections.acquire()  # at most 2 new connections per second
         try:
-            async with self.session.get(url, params=r.params,
+            async with self.session.get(f"{self.stream_base}/{r}", params=getattr(r, "params", None),
                                         timeout=aiohttp.ClientTimeout(total=None, sock_read=10)) as resp:
                 if resp.status == 401:
-                    raise FatalError("OANDA pricing stream: 401 unauthorized (check the token credential)")
+                    raise FatalError(f"OANDA {what}: 401 unauthorized (check the token credential)")
                 if resp.status != 200:
-                    raise TransientError(f"OANDA pricing stream: HTTP {resp.status}")
-                async for raw in resp.content:
-                    if raw.strip():
-                        try:
-                            item = parse_stream_line(raw)
-                        except BadPayload as e:  # one bad line is skipped, not a reason to reconnect
-                            self.bad_lines += 1
-                            log.warning("bad_stream_line", error=str(e))
-                            continue
-                        yield item
-        except AMBIGUOUS as e:
-            raise TransientError(f"OANDA pricing stream dropped: {e!r}") from e
-
-    async def stream_transactions(self):
-        """Async iterator of transaction dicts (HEARTBEATs skipped); a drop raises TransientError."""
-        assert self.session is not None, "connect() first"
-        r = transactions.TransactionsStream(self.account)
-        await self.connections.acquire()
-        try:
-            async with self.session.get(f"{self.stream_base}/{r}",
-                                        timeout=aiohttp.ClientTimeout(total=None, sock_read=10)) as resp:
-                if resp.status == 401:
-                    raise FatalError("OANDA transaction stream: 401 unauthorized (check the token credential)")
-                if resp.status != 200:
-                    raise TransientError(f"OANDA transaction stream: HTTP {resp.status}")
+                    raise TransientError(f"OANDA {what}: HTTP {resp.status}")
                 async for raw in resp.content:
                     if not raw.strip():
                         continue
                     try:
-                        obj = json.loads(raw)
-                    except ValueError:
+                        item = parse(raw)
+                    except BadPayload as e:  # one bad line is skipped, not a reason to reconnect
                         self.bad_lines += 1
-                        log.warning("bad_transaction_line", line=raw[:80])
+                        log.warning("bad_stream_line", stream=what, error=str(e))
                         continue
-                    if isinstance(obj, dict):
-                        yield obj
+                    yield item
         except AMBIGUOUS as e:
-            raise TransientError(f"OANDA transaction stream dropped: {e!r}") from e
+            raise TransientError(f"OANDA {what} dropped: {e!r}") from e
 
     async def candles(self, instrument: str, from_ns: int, to_ns: int, granularity: str = "S5") -> np.ndarray:
         """Bid/ask candles in [from, to) as bar-derived quotes (gap backfill after a reconnect)."""

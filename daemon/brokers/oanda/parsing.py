@@ -89,6 +89,17 @@ def parse_stream_line(line: bytes | str) -> PriceLine | Heartbeat:
     return PriceLine(inst, parse_time_ns(obj.get("time"), f"PRICE {inst}.time"), bid, ask, tradeable)
 
 
+def parse_transaction_line(line: bytes | str) -> dict:
+    """One transaction-stream line: a transaction or a HEARTBEAT, as a dict with a type."""
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadPayload(f"transaction line {line[:80]!r}: not JSON ({e})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise BadPayload(f"transaction line {line[:80]!r}: not an object with a type")
+    return obj
+
+
 def parse_order_fill(tx: dict) -> list[FillReport]:
     """FillReports for one ORDER_FILL transaction (trade opened / closed / reduced)."""
     if tx.get("type") != "ORDER_FILL":
