@@ -1,5 +1,8 @@
 """Time from a dropped OANDA pricing stream to the first quote after the reconnect, through
 OandaFeed against the local v20 emulator (default backoff: 0.5 s base with jitter x0.5-1).
+OANDA allows 2 new connections per second, so a reconnect also waits until 0.5 s have
+passed since the previous connection was opened: with a drop soon after connecting, that
+limit, not the backoff, sets the figure.
 
     python bench/reconnect.py [--quick]
 """

@@ -218,8 +218,8 @@ class Daemon:
         try:
             async for batch in self.feed.ticks():
                 self.last_tick_monotonic = time.monotonic()
-                if self.recorder is not None:
-                    self.recorder.enqueue(batch)
+                if self.recorder is not None and not getattr(self.feed, "last_batch_backfilled", False):
+                    self.recorder.enqueue(batch)  # real quotes only: never candle-derived backfill
                 slot.on_ticks(batch)
                 try:
                     await store.flush()

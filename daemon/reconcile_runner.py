@@ -75,6 +75,9 @@ class Reconciler:
             avg = next((r.avg_price for r in mine), 0.0)
             for c in fixes:
                 self._apply(c, avg, now, trigger)
+            if not any(c.order_units for c in fixes):  # an adopted size may be above the maximum
+                excess = self._cut_excess(now, trigger, mine)
+                fixes += [excess] if excess is not None else []
             if trigger == "startup" and not fixes:
                 self._event(now, trigger, inst, "in_sync", book[inst], book[inst], 0.0, "book agrees with the broker")
             self.passes += 1
@@ -101,17 +104,25 @@ class Reconciler:
             if self.router.busy():
                 return None
             now = self.clock_ns()
-            units = sum(r.units for r in await self.broker.positions() if r.instrument == self.slot.instrument)
-            c = excess_over_limit(units, self.max_units, self.slot.instrument)
-            if c is None:
-                return None
             self.slot.apply_pending_fills(now)
-            sent = self.slot.submit_correction(c.order_units, now, c.detail, "emergency_flatten_excess")
-            self._event(now, "emergency", c.instrument, c.kind, float(self.slot.position[PS_UNITS]), units,
-                        c.order_units, c.detail + ("" if sent else "; deferred: another order is working"))
-            log.error("position_above_maximum", units=units, maximum=self.max_units, order_units=c.order_units)
-            await self.store.flush()
+            mine = [r for r in await self.broker.positions() if r.instrument == self.slot.instrument]
+            c = self._cut_excess(now, "emergency", mine)
+            if c is not None:
+                await self.store.flush()
             return c
+
+    def _cut_excess(self, now: int, trigger: str, mine: list) -> Correction | None:
+        units = sum(r.units for r in mine)
+        c = excess_over_limit(units, self.max_units, self.slot.instrument)
+        if c is None:
+            return None
+        ours = float(self.slot.position[PS_UNITS])
+        self.slot.set_position(units, mine[0].avg_price)  # the broker's size first, then cut it
+        sent = self.slot.submit_correction(c.order_units, now, c.detail, "emergency_flatten_excess")
+        self._event(now, trigger, c.instrument, c.kind, ours, units, c.order_units,
+                    c.detail + ("" if sent else "; deferred: another order is working"))
+        log.error("position_above_maximum", units=units, maximum=self.max_units, order_units=c.order_units)
+        return c
 
     def _event(self, ts: int, trigger: str, inst: str | None, kind: str, ours, broker, order_units, detail) -> None:
         self.store.add("reconciliation_events", (self.run_id, ts, trigger, inst, kind, ours, broker, order_units,

@@ -63,6 +63,7 @@ class OandaEmulator:
         self.cursor = 0  # the stream resumes where the last connection stopped
         self.connections = 0
         self.order_posts = 0
+        self.first_non_tradeable_ts: int | None = None
         self.armed: dict[int, dict] = {}
         self._tx_subscribers: list[asyncio.Queue] = []
         self.tx_stream_connections = 0  # order POST number -> knobs set when it arrives
@@ -168,6 +169,8 @@ class OandaEmulator:
                         "closeoutAsk": f"{ask:.5f}", "status": "non-tradeable" if k.non_tradeable else "tradeable",
                         "tradeable": not k.non_tradeable, "instrument": inst}
                 await resp.write((json.dumps(line) + "\n").encode())
+                if k.non_tradeable and self.first_non_tradeable_ts is None:
+                    self.first_non_tradeable_ts = ts
             sent += 1
             if self.knobs.drop_stream_after_lines is not None and sent >= self.knobs.drop_stream_after_lines:
                 self.knobs.drop_stream_after_lines = None

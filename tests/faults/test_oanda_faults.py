@@ -68,7 +68,10 @@ def expect_stale(rig, out):
 
 
 def expect_non_tradeable(rig, out):
-    assert out.daemon.feed.non_tradeable > 0 and rig.emu.order_requests == 2
+    assert out.daemon.feed.non_tradeable >= 100
+    first = rig.emu.first_non_tradeable_ts
+    with rig.db() as c:  # no bar, so no decision, was built from a non-tradeable price
+        assert c.execute("SELECT MAX(ts_ns) FROM bars").fetchone()[0] < first
 
 
 def expect_trading(rig, out):
@@ -258,6 +261,38 @@ def test_transaction_stream_wakes_reconciliation_for_a_manual_trade(tmp_path, sp
             assert out.error is None and fixed(out.daemon)
             assert out.daemon.tx_watcher.fills_seen >= 3  # our own fills and the manual one
             assert asyncio.get_running_loop().time() - state["manual"] < 5.0
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("reconcile_secs,emergency_secs", [(300.0, 0.3), (0.3, 300.0)])
+def test_manual_trade_above_the_maximum_is_cut_back(reconcile_secs, emergency_secs, tmp_path, spec):
+    """Someone adds 30 % to our full position by hand: the size check (the 30-second
+    emergency one, or the reconciliation pass the fill wakes) flattens the excess."""
+
+    async def go():
+        rig = Rig(tmp_path, spec, emergency_check_secs=emergency_secs)
+        await rig.start()
+        try:
+            svc = rig.cfg.service.model_copy(update={"reconcile_secs": reconcile_secs})
+            rig.cfg = rig.cfg.model_copy(update={"service": svc})
+            rig.emu.prices = prices(rig.cfg, 12)
+            state = {}
+
+            async def during(d):
+                held = rig.emu.positions.get("EUR_USD", 0.0)
+                if "manual" not in state and abs(held) == 100_000 and not d.router.busy():
+                    state["manual"] = held
+                    rig.emu.manual_trade("EUR_USD", 0.3 * held)
+
+            out = await rig.run(lambda d: "manual" in state and last_price_done(d, rig.emu), timeout=45, during=during)
+            assert out.error is None and "manual" in state
+            rig.check()
+            cuts = [e for e in reconcile_events(rig) if e[1] == "flatten_excess"]
+            assert cuts and cuts[0][3] == pytest.approx(1.3 * state["manual"])
+            assert cuts[0][4] == pytest.approx(-0.3 * state["manual"])
         finally:
             await rig.close()
 

@@ -46,6 +46,7 @@ class OandaFeed:
         self.reconnects = 0
         self.non_tradeable = 0
         self.backfilled = 0
+        self.last_batch_backfilled = False  # candle-derived quotes: the recorder skips them
         self.last_drop_monotonic: float | None = None
         self.last_price_monotonic: dict[str, float] = {}
         self.last_price_ts: dict[str, int] = {}
@@ -95,7 +96,9 @@ class OandaFeed:
                         resumed = False
                         gap = await self._backfill(item.instrument, item.ts_ns)
                         if gap is not None:
+                            self.last_batch_backfilled = True
                             yield gap
+                            self.last_batch_backfilled = False
                     self.last_price_monotonic[item.instrument] = time.monotonic()
                     self.last_price_ts[item.instrument] = item.ts_ns
                     batch = np.empty(1, dtype=TICK_DTYPE)
