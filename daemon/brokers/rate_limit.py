@@ -14,6 +14,7 @@ class RateLimiter:
         self.rate, self.capacity = rate_per_sec, float(burst if burst is not None else max(1, int(rate_per_sec)))
         self.tokens, self.updated = self.capacity, time.monotonic()
         self.waited_secs = 0.0
+        self.acquired = 0
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
@@ -24,6 +25,7 @@ class RateLimiter:
                 self.updated = now
                 if self.tokens >= 1.0:
                     self.tokens -= 1.0
+                    self.acquired += 1
                     return
                 wait = (1.0 - self.tokens) / self.rate
                 self.waited_secs += wait

@@ -165,3 +165,11 @@ def test_feed_reconnects_after_a_drop_or_silence_without_losing_the_stream(knob)
     # after the reconnect the stream resumes: in order, no duplicates, nothing after the gap lost
     assert got[0] == 0 and got[-4:] == [6, 7, 8, 9] and got == sorted(set(got))
     assert reconnects == 1 and connections == 2 and status is FeedStatus.CONNECTED
+
+
+def test_account_summary_is_parsed():
+    async def s(emu, b):
+        return await b.account()
+
+    acct = run(s)
+    assert (acct.balance, acct.equity, acct.margin_used, acct.currency) == (100_000.0, 100_000.0, 0.0, "USD")

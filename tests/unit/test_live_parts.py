@@ -123,3 +123,46 @@ def test_store_flushes_from_two_tasks_lose_no_row(tmp_path):
         return n
 
     assert asyncio.run(go()) == 600
+
+
+def test_new_connections_are_limited_to_two_per_second():
+    """Six concurrent REST calls on a fresh adapter open four connections (the pool's
+    limit); OANDA allows 2 new ones per second, so they cannot all open at once."""
+    from daemon.brokers.oanda.broker import OandaBroker
+    from tests.emulators.oanda_v20 import OandaEmulator
+
+    async def go():
+        emu = OandaEmulator()
+        url = await emu.start()
+        b = OandaBroker(url, emu.account, emu.token)
+        await b.connect()
+        emu.knobs.slow_secs = 0.05  # keep each connection busy so the pool must open more
+        try:
+            t0 = time.monotonic()
+            await asyncio.gather(*(b.account() for _ in range(6)))
+            return time.monotonic() - t0, b.session.connector.opened
+        finally:
+            await b.close()
+            await emu.stop()
+
+    elapsed, opened = asyncio.run(go())
+    assert opened == 4 and elapsed >= 1.45  # the 2nd, 3rd and 4th each waited 0.5 s
+
+
+def test_every_adapter_provides_the_broker_protocol():
+    """Each Broker method is a coroutine method on a live instance (nothing shadowed by an
+    attribute of the same name, as the OANDA account id once did)."""
+    import inspect
+
+    from core.broker import Broker
+    from daemon.brokers.ib.broker import IBBroker
+    from daemon.brokers.oanda.broker import OandaBroker
+    from daemon.config import IBConfig
+    from tests.emulators.ib_fake import FakeIB
+
+    names = [n for n, v in vars(Broker).items() if inspect.iscoroutinefunction(v)]
+    assert {"connect", "close", "submit", "cancel", "order_status", "fills", "positions", "account"} <= set(names)
+    for b in (OandaBroker("http://127.0.0.1:1", "101-1", "secret-token"), IBBroker(IBConfig(), "EUR_USD", ib=FakeIB())):
+        for n in names:
+            assert inspect.iscoroutinefunction(getattr(b, n)), (type(b).__name__, n)
+        assert isinstance(b.name, str) and "secret-token" not in repr(b)

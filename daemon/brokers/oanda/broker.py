@@ -36,6 +36,20 @@ AMBIGUOUS = (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.Clie
              aiohttp.ClientPayloadError, ConnectionResetError)
 
 
+class LimitedConnector(aiohttp.TCPConnector):
+    """Every new TCP connection (REST or stream) waits on the 2-per-second bucket."""
+
+    def __init__(self, limiter: RateLimiter, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.limiter = limiter
+        self.opened = 0
+
+    async def _create_connection(self, req, traces, timeout):
+        await self.limiter.acquire()
+        self.opened += 1
+        return await super()._create_connection(req, traces, timeout)
+
+
 def _transaction_id(body: dict, where: str, key: str = "lastTransactionID") -> str:
     v = body.get(key)
     if not isinstance(v, str) or not v.isdigit():
@@ -50,7 +64,7 @@ class OandaBroker:
                  timeout_secs: float = 10.0, max_attempts: int = 4, max_retry_after_secs: float = 30.0) -> None:
         self.base = base_url.rstrip("/")
         self.stream_base = (stream_url or base_url).rstrip("/")
-        self.account, self._token = account, token
+        self.account_id, self._token = account, token
         self.timeout = aiohttp.ClientTimeout(total=timeout_secs)
         self.max_attempts, self.max_retry_after = max_attempts, max_retry_after_secs
         self.session: aiohttp.ClientSession | None = None
@@ -61,14 +75,14 @@ class OandaBroker:
         self.bad_lines = 0
 
     def __repr__(self) -> str:  # never show the token
-        return f"OandaBroker({self.base!r}, account={self.account!r})"
+        return f"OandaBroker({self.base!r}, account={self.account_id!r})"
 
     async def connect(self) -> None:
         if self.session is None:
             # a small pool: REST reuses kept-alive connections instead of opening new ones
             self.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._token}",
                                                           "Accept-Datetime-Format": "RFC3339"}, timeout=self.timeout,
-                                                 connector=aiohttp.TCPConnector(limit=4))
+                                                 connector=LimitedConnector(self.connections, limit=4))
 
     async def close(self) -> None:
         if self.session is not None:
@@ -114,7 +128,7 @@ class OandaBroker:
                           "positionFill": "DEFAULT", "clientExtensions": {"id": intent.client_order_id}}}
         for _ in range(2):  # the second pass only after the broker said it has no such order
             try:
-                status, resp = await self._request(orders.OrderCreate(self.account, data=body), retry_5xx=False)
+                status, resp = await self._request(orders.OrderCreate(self.account_id, data=body), retry_5xx=False)
             except (TransientError, *AMBIGUOUS) as e:
                 log.warning("order_outcome_unknown", client_order_id=intent.client_order_id, error=repr(e))
                 known = await self.order_status(intent.client_order_id)
@@ -147,7 +161,7 @@ class OandaBroker:
         return await self.order_status(client_order_id)  # FOK market orders never rest
 
     async def order_status(self, client_order_id: str) -> OrderReport | None:
-        status, body = await self._request(orders.OrderDetails(self.account, orderID=f"@{client_order_id}"))
+        status, body = await self._request(orders.OrderDetails(self.account_id, orderID=f"@{client_order_id}"))
         if status == 404:
             return None
         o = body.get("order")
@@ -165,9 +179,9 @@ class OandaBroker:
     # -- reports --------------------------------------------------------------------------
     async def fills(self, cursor: str | None) -> FillBatch:
         if cursor is None:  # start from the present: history is the positions' business
-            status, body = await self._request(accounts.AccountSummary(self.account))
+            status, body = await self._request(accounts.AccountSummary(self.account_id))
             return FillBatch([], _transaction_id(body, "summary"))
-        status, body = await self._request(transactions.TransactionsSinceID(self.account, params={"id": cursor}))
+        status, body = await self._request(transactions.TransactionsSinceID(self.account_id, params={"id": cursor}))
         txs = body.get("transactions")
         if status != 200 or not isinstance(txs, list):
             raise BadPayload(f"transactions/sinceid?id={cursor}: HTTP {status}, no transactions list")
@@ -184,7 +198,7 @@ class OandaBroker:
         return FillBatch(out, str(max(newest, int(last))))
 
     async def positions(self) -> list[PositionReport]:
-        status, body = await self._request(positions.OpenPositions(self.account))
+        status, body = await self._request(positions.OpenPositions(self.account_id))
         out = []
         for p in body.get("positions", []):
             inst = p.get("instrument", "?")
@@ -196,27 +210,25 @@ class OandaBroker:
         return out
 
     async def account(self) -> AccountReport:
-        status, body = await self._request(accounts.AccountSummary(self.account))
+        status, body = await self._request(accounts.AccountSummary(self.account_id))
         a = body.get("account", {})
         return AccountReport(decimal(a, "balance", "account"), decimal(a, "NAV", "account"),
                              decimal(a, "marginUsed", "account", 0.0), a.get("currency", ""))
 
-    def stream_prices(self, instruments: list[str], limit_connections: bool = True):
+    def stream_prices(self, instruments: list[str]):
         """Async iterator of PriceLine/Heartbeat; a dropped stream raises TransientError.
-        ``limit_connections=False``: the caller already waited on ``self.connections``."""
-        r = pricing.PricingStream(self.account, params={"instruments": ",".join(instruments)})
-        return self._stream(r, "pricing stream", parse_stream_line, limit_connections)
+        Its connection waits on the 2-per-second bucket like every new connection."""
+        r = pricing.PricingStream(self.account_id, params={"instruments": ",".join(instruments)})
+        return self._stream(r, "pricing stream", parse_stream_line)
 
     def stream_transactions(self):
         """Async iterator of transaction dicts, HEARTBEATs included (they prove the stream
         alive); a dropped stream raises TransientError."""
-        return self._stream(transactions.TransactionsStream(self.account), "transaction stream",
+        return self._stream(transactions.TransactionsStream(self.account_id), "transaction stream",
                             parse_transaction_line)
 
-    async def _stream(self, r: APIRequest, what: str, parse, limit_connections: bool = True):
+    async def _stream(self, r: APIRequest, what: str, parse):
         assert self.session is not None, "connect() first"
-        if limit_connections:
-            await self.connections.acquire()  # at most 2 new connections per second
         try:
             async with self.session.get(f"{self.stream_base}/{r}", params=getattr(r, "params", None),
                                         timeout=aiohttp.ClientTimeout(total=None, sock_read=10)) as resp:

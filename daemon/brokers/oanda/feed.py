@@ -78,11 +78,13 @@ class OandaFeed:
         attempt = 0
         resumed = False
         while True:
-            await self.broker.connections.acquire()  # <= 2 new connections/s, outside the line timeout
-            stream = self.broker.stream_prices(self.instruments, limit_connections=False).__aiter__()
+            stream = self.broker.stream_prices(self.instruments).__aiter__()
+            # the first line may also wait for a connection slot (<= 2 new connections/s)
+            first_wait = self.timeout + 1.0 / self.broker.connections.rate
             try:
                 while True:
-                    item = await asyncio.wait_for(stream.__anext__(), self.timeout)
+                    item = await asyncio.wait_for(stream.__anext__(), first_wait)
+                    first_wait = self.timeout
                     if self.status is not FeedStatus.CONNECTED:
                         self._set_status(FeedStatus.CONNECTED)
                         attempt = 0
