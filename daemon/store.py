@@ -154,7 +154,14 @@ class Store:
         """Write every buffered row in one transaction; returns the number of rows committed.
 
         Safe to call from several tasks: flushes are serialised, and rows added while one is
-        being written wait for the next one (they are never cleared unwritten)."""
+        being written wait for the next one (they are never cleared unwritten). A caller
+        cancelled mid-flush (the feed task at shutdown) does not cut the transaction short:
+        it finishes, shielded, and the next flush finds no transaction open."""
+        if not any(self.pending.values()):
+            return 0
+        return await asyncio.shield(self._flush())
+
+    async def _flush(self) -> int:
         async with self._lock:
             batch = {k: v for k, v in self.pending.items() if v}
             n = sum(len(v) for v in batch.values())

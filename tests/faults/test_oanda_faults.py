@@ -225,7 +225,7 @@ def test_pricing_stream_down_shows_broker_disconnected_then_recovers(tmp_path, s
             out = await rig.run(lambda d: "up" in state and last_price_done(d, rig.emu), timeout=45, during=during)
             assert out.error is None
             assert state["seen"] == {"broker disconnected: oanda feed disconnected"}
-            assert out.daemon.feed.reconnects >= 2 and not any("disconnected" in h for h in out.health)
+            assert out.daemon.feed.reconnects >= 1 and not any("disconnected" in h for h in out.health)
             assert rig.emu.order_requests > state["down"]  # trading resumed after the outage
             rig.check()
         finally:

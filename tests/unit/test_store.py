@@ -65,3 +65,27 @@ def test_store_failed_flush_rolls_back_and_keeps_nothing_half_written(tmp_path):
         return n[0]
 
     assert run(go()) == 0
+
+
+def test_a_flush_cancelled_mid_transaction_still_commits_and_the_next_one_works(tmp_path):
+    import asyncio
+
+    async def go():
+        store = await Store.open(tmp_path / "c.db")
+        await store.start_run("r", 0, "test", "sha", "{}")
+        for i in range(20_000):
+            store.event("r", i, "tick")
+        t = asyncio.create_task(store.flush())
+        await asyncio.sleep(0)  # the transaction has begun
+        t.cancel()
+        try:
+            await t
+        except asyncio.CancelledError:
+            pass
+        store.event("r", 1, "after")
+        await store.flush()  # would fail with "cannot start a transaction within a transaction"
+        n = (await (await store.db.execute("SELECT COUNT(*) FROM events")).fetchone())[0]
+        await store.close()
+        return n
+
+    assert asyncio.run(go()) == 20_001
