@@ -112,6 +112,7 @@ class Daemon:
         self.model_loaded_at = time.time()
         self.http_port: int | None = None
         self._halt_ns = 0
+        self._end_error: Exception | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     async def _setup(self) -> None:
@@ -451,6 +452,9 @@ class Daemon:
                     loop.remove_signal_handler(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
+        if self._end_error is not None:
+            raise FatalError(f"{self.cfg.service.db_path}: the end of run {self.run_id} was not recorded: "
+                             f"{self._end_error!r}") from self._end_error
         c = self.slot.counters
         counters = {"ticks": c.ticks, "bars": c.bars, "decisions": c.decisions, "orders": c.orders, "fills": c.fills,
                     "swaps": c.swaps, "actions": c.actions, "rejected_bad": self.slot.builder.rejected_bad,
@@ -480,9 +484,15 @@ class Daemon:
         self.summary = self.slot.tracker.summary()
         try:
             await asyncio.wait_for(self.store.end_run(self.run_id, time.time_ns(), self.summary), limit)
-            await asyncio.wait_for(self.store.close(), limit)  # 3b. database committed and closed
-        except TimeoutError:
-            log.error("database_close_timed_out", seconds=limit)
+        except Exception as e:  # still close below: an open connection would keep the process alive
+            log.error("database_end_run_failed", error=repr(e))
+            self.db_error = self.db_error or repr(e)
+            self._end_error = e
+        finally:
+            try:
+                await asyncio.wait_for(self.store.close(), limit)  # 3b. database committed and closed
+            except Exception as e:
+                log.error("database_close_failed", error=repr(e), seconds=limit)
         if self.adapter is not None:  # 4. the broker connection
             try:
                 await asyncio.wait_for(self.adapter.close(), limit)

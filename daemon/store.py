@@ -212,5 +212,9 @@ class Store:
                                                (limit,))]
 
     async def close(self) -> None:
-        await self.flush()
-        await self.db.close()
+        """Flush, then always close the connection (its worker thread would otherwise keep
+        the process from exiting)."""
+        try:
+            await self.flush()
+        finally:
+            await self.db.close()
