@@ -136,9 +136,9 @@ class Daemon:
                 self.ticks = await asyncio.to_thread(replay_ticks, cfg, *cfg.replay.range.ns())
             self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed)
             mode, clock_ns = "paper-replay", self.feed.now_ns
-        self.mode = mode
         self.store = await Store.open(svc.db_path)
-        self.run_id = f"{mode.split('-')[0] if cfg.live else 'replay'}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
+        prefix = cfg.broker.kind if cfg.live else "replay"
+        self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
         await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha, cfg.model_dump_json())
         self.risk = RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes)
         if cfg.real_orders:
@@ -339,7 +339,8 @@ class Daemon:
             "swaps_refused": self.watcher.stats.refused, "actions": dict(c.actions),
             "rejected_quotes": b.rejected_bad + b.rejected_out_of_order + b.rejected_duplicate,
             "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0,
-            "reconcile_discrepancies": self.reconciler.discrepancies if self.reconciler else 0, "position_units": float(s.position[0]), "equity": s.equity,
+            "reconcile_discrepancies": self.reconciler.discrepancies if self.reconciler else 0,
+            "position_units": float(s.position[0]), "equity": s.equity,
             "drawdown_pct": s.drawdown_pct, "risk_tier": self.risk.state.tier, "halted": int(self.risk.state.halted),
             "model_sha": s.policy.sha, "model_age_seconds": age,
             "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

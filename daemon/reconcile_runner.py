@@ -68,7 +68,7 @@ class Reconciler:
                 if r.instrument != inst and r.instrument not in self.ignored:
                     self.ignored.add(r.instrument)
                     self._event(now, trigger, r.instrument, "other_instrument", None, r.units, 0.0,
-                                f"{r.units:+g} {r.instrument} held at the broker; not traded by this daemon: left alone")
+                                f"{r.units:+g} {r.instrument} held at the broker; not traded here: left alone")
             mine = [r for r in reports if r.instrument == inst]
             book = {inst: float(self.slot.position[PS_UNITS])}
             fixes = reconcile(book, mine, self.policy)

@@ -242,7 +242,8 @@ def test_transaction_stream_wakes_reconciliation_for_a_manual_trade(tmp_path, sp
         rig = Rig(tmp_path, spec, emergency_check_secs=300.0)
         await rig.start()
         try:
-            rig.cfg = rig.cfg.model_copy(update={"service": rig.cfg.service.model_copy(update={"reconcile_secs": 300.0})})
+            svc = rig.cfg.service.model_copy(update={"reconcile_secs": 300.0})
+            rig.cfg = rig.cfg.model_copy(update={"service": svc})
             rig.emu.prices = prices(rig.cfg, 12)
             state = {}
 
@@ -322,7 +323,8 @@ def test_revoked_token_stops_the_daemon_then_a_restart_resolves_the_order(tmp_pa
             assert any(isinstance(e, FatalError) and "401" in str(e) for e in errors), repr(out.error)
             rig.emu.token = good
             with rig.db() as c:
-                open_before = [r[0] for r in c.execute("SELECT state FROM order_journal WHERE state IN ('new', 'unknown')")]
+                open_before = [r[0] for r in c.execute(
+                    "SELECT state FROM order_journal WHERE state IN ('new', 'unknown')")]
             out2 = await rig.run(lambda d: d.reconciler.ready and not d.router.busy(), timeout=20)
             assert out2.error is None
             info = rig.check()

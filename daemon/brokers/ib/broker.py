@@ -159,7 +159,8 @@ class IBBroker:
         if trade is None and not fills:
             return None
         status = trade.orderStatus.status if trade is not None else "Filled"
-        broker_id = str(trade.order.permId or trade.order.orderId) if trade is not None else str(fills[0].execution.permId)
+        o = trade.order if trade is not None else None
+        broker_id = str(o.permId or o.orderId) if o is not None else str(fills[0].execution.permId)
         if status == "Filled" or (fills and status not in DONE and abs(filled) >= abs(units) - 1e-9):
             state = OrderState.FILLED if abs(filled) >= abs(units) - 1e-9 else OrderState.PARTIALLY_FILLED
         elif status in DONE:
