@@ -45,7 +45,7 @@ class Reconciler:
         self.last_error = ""
         self.ignored: set[str] = set()
         self._wake = asyncio.Event()
-        router.on_settled = self._wake.set
+        router.on_settled = self.wake
 
     def wake(self) -> None:
         """Run a pass soon (a fill was reported: ours or one made at the broker by hand)."""

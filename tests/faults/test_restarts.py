@@ -23,6 +23,17 @@ def holding(d) -> bool:
             and d.router.queue.empty() and "EUR_USD" not in d.router.working)
 
 
+async def hold_then_stop(rig) -> float:
+    """First run: trade until a position is held and settled, then stop; the units held."""
+    rig.emu.prices = prices(rig.cfg, 12)
+    out = await rig.run(holding, timeout=30)
+    assert out.error is None
+    held = rig.emu.positions["EUR_USD"]
+    assert held != 0.0
+    rig.check()
+    return held
+
+
 def startup_events(rig):
     return [e for e in reconcile_events(rig) if e[0] == "startup"]
 
@@ -54,12 +65,7 @@ def test_manual_close_while_down(kind, fraction, tmp_path, spec):
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
-            rig.emu.prices = prices(rig.cfg, 12)
-            out = await rig.run(holding, timeout=30)
-            assert out.error is None
-            held = rig.emu.positions["EUR_USD"]
-            assert held != 0.0
-            rig.check()
+            held = await hold_then_stop(rig)
             rig.emu.manual_trade("EUR_USD", -held * fraction)  # partial / full close by hand
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
             assert out.error is None
@@ -77,9 +83,7 @@ def test_restart_30_days_after_the_position_opened(tmp_path, spec):
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
-            rig.emu.prices = prices(rig.cfg, 12)
-            out = await rig.run(holding, timeout=30)
-            held = rig.emu.positions["EUR_USD"]
+            held = await hold_then_stop(rig)
             opened = dt.datetime.fromtimestamp(rig.emu.now_ns / 1e9, dt.UTC)
             later = (opened + dt.timedelta(days=30)).strftime("%Y-%m-%d")
             rig.emu.prices = rig.emu.prices[: rig.emu.cursor] + prices(rig.cfg, 12, start=later)
