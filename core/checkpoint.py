@@ -105,6 +105,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint file not found (dangling link?)") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
+    except OSError as e:  # unreadable by this user, I/O error, too many links, ...
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror or e}") from None
     sha = hashlib.sha256(data).hexdigest()
     stem = path.resolve().stem
     if _SHA.match(stem) and stem != sha:

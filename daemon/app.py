@@ -20,6 +20,7 @@ order -> flush the recorder and the database -> close the broker -> cancel lefto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -115,8 +116,23 @@ class Daemon:
         self._end_error: Exception | None = None
 
     # -- set-up ---------------------------------------------------------------------------
+    async def _start(self) -> None:
+        """Set up, or, when set-up fails part-way, close everything it had opened (database,
+        broker connection) before the error propagates: a failed start exits, never hangs."""
+        async with contextlib.AsyncExitStack() as stack:
+            self._setup_stack = stack
+            await self._setup()
+            stack.pop_all()  # success: the ordered shutdown closes them
+
+    async def _close_with_limit(self, what: str, close) -> None:
+        try:
+            await asyncio.wait_for(close(), self.cfg.service.shutdown_timeout_secs)
+        except Exception as e:  # the set-up error is the one to report
+            log.error(f"{what}_close_failed", error=repr(e))
+
     async def _setup(self) -> None:
         cfg, svc = self.cfg, self.cfg.service
+        stack = self._setup_stack
         self.control = ControlFiles(svc.control_dir)  # refuses a group/other-writable directory
         gate_db = svc.gate_db if svc.require_gate_record else None
         if self.policy is None:
@@ -126,6 +142,7 @@ class Daemon:
             from daemon.brokers.factory import make_broker_and_feed
 
             self.adapter, self.feed = (self.adapters or make_broker_and_feed)(cfg, self.environ)
+            stack.push_async_callback(self._close_with_limit, "broker", self.adapter.close)
             await self.adapter.connect()
             mode = f"{cfg.broker.kind}-live" if cfg.real_orders else f"{cfg.broker.kind}-paper-live"
             source = f"{cfg.broker.kind} prices"
@@ -137,9 +154,11 @@ class Daemon:
             self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed)
             mode, clock_ns = "paper-replay", self.feed.now_ns
         self.store = await Store.open(svc.db_path)
+        stack.push_async_callback(self._close_with_limit, "database", self.store.close)
         prefix = cfg.broker.kind if cfg.live else "replay"
         self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
         await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha, cfg.model_dump_json())
+        stack.push_async_exit(self._record_failed_setup)
         self.risk = RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes)
         if cfg.real_orders:
             self.router = LiveRouter(self.adapter, self.store, self.run_id, self.clock)
@@ -158,7 +177,11 @@ class Daemon:
                                       retention_days=svc.tick_retention_days) if svc.record_ticks else None)
         self.watcher = ModelWatcher(svc.models_dir, self.spec, gate_db, svc.model_poll_secs, self._live_obs,
                                     self.policy.sha)
-        await asyncio.to_thread(self.slot.warm_up)
+        try:
+            await asyncio.to_thread(self.slot.warm_up)
+        except Exception as e:
+            raise CheckpointError(f"model {self.policy.sha[:12]}: the policy failed its warm-up inference: "
+                                  f"{e!r}") from e
         # Everything allocated so far (torch, numba, config) lives for the whole run: move it out
         # of the collector's reach, so a full collection never walks it (100+ ms pauses otherwise).
         gc.collect()
@@ -167,6 +190,16 @@ class Daemon:
                  model_sha=self.policy.sha[:12], ticks=len(self.ticks) if self.ticks is not None else None,
                  db=str(svc.db_path), feature_spec=self.spec.hash,
                  config=json.loads(cfg.model_dump_json()))
+
+    async def _record_failed_setup(self, exc_type, exc, tb) -> bool:
+        """The run row of a start that failed after it was written records why."""
+        if exc is not None:
+            try:
+                await asyncio.wait_for(self.store.end_run(self.run_id, time.time_ns(), {"setup_failed": str(exc)}),
+                                       self.cfg.service.shutdown_timeout_secs)
+            except Exception as e:
+                log.error("database_end_run_failed", error=repr(e))
+        return False
 
     async def _restore_book(self) -> None:
         """The book as last committed (it moves with every fill) and the client-id sequence;
@@ -401,7 +434,7 @@ class Daemon:
     # -- main -----------------------------------------------------------------------------
     async def run(self) -> DaemonResult:
         t0 = time.perf_counter()
-        await self._setup()
+        await self._start()
         loop = asyncio.get_running_loop()
         for sig, handler in ((signal.SIGINT, self.stop.set), (signal.SIGTERM, self.stop.set),
                              (signal.SIGHUP, self._reload)):

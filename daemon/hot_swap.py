@@ -38,8 +38,11 @@ def link_target(link: Path) -> tuple[str, int] | None:
         return os.readlink(link), os.lstat(link).st_ino
     except FileNotFoundError:
         return None
-    except OSError:  # not a symlink: a plain file replaced by hand
-        return (str(link), os.lstat(link).st_ino) if link.exists() else None
+    except OSError:  # not a symlink: a plain file (or directory) put there by hand
+        try:
+            return str(link), os.lstat(link).st_ino
+        except FileNotFoundError:
+            return None
 
 
 def gate_status(gate_db: Path, sha: str) -> tuple[str | None, str | None]:
@@ -57,7 +60,15 @@ def gate_status(gate_db: Path, sha: str) -> tuple[str | None, str | None]:
 
 
 def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None) -> PPOPolicy:
-    """Everything a checkpoint must pass before it may trade; raises CheckpointError."""
+    """Everything a checkpoint must pass before it may trade; raises CheckpointError (any
+    OSError on the way, an unreadable file or directory in its place, becomes one)."""
+    try:
+        return _load_verified(link, spec, gate_db, obs)
+    except OSError as e:
+        raise CheckpointError(f"{link}: cannot read the checkpoint: {e}") from None
+
+
+def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None) -> PPOPolicy:
     ck = read_checkpoint(link)
     check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
                      action_space=ACTION_NAMES)
@@ -103,7 +114,10 @@ class ModelWatcher:
     async def run(self, stop: asyncio.Event, on_policy: Callable[[PPOPolicy, float], None],
                   on_refused: Callable[[str, str], None]) -> None:
         while not stop.is_set():
-            target = link_target(self.link)
+            try:
+                target = link_target(self.link)
+            except OSError as e:  # models/ unreadable: nothing new can be verified; keep trading
+                target = (f"{self.link} (unreadable: {e.strerror or e})", -1)
             if target is not None and target != self.seen:
                 self.seen = target
                 t0 = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -110,14 +111,32 @@ class Store:
 
     @classmethod
     async def open(cls, path: str | Path) -> "Store":
+        """Open (creating it if needed) and migrate; a database that cannot be used raises
+        FatalError naming the file, with the connection closed (its worker thread would
+        otherwise keep the process alive)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.execute("PRAGMA foreign_keys=ON")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FatalError(f"{path.parent}: cannot create the state directory: {e.strerror or e}") from None
+        if path.is_dir():
+            raise FatalError(f"{path}: is a directory, not a database file")
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (sqlite3.Error, OSError) as e:
+            raise FatalError(f"{path}: cannot open the database: {e}") from None
         store = cls(db, path)
-        await store._migrate()
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await store._migrate()
+        except BaseException as e:
+            await db.close()
+            if isinstance(e, sqlite3.Error):
+                raise FatalError(f"{path}: not a usable Stairway database ({e}); move it aside or restore "
+                                 "a backup") from None
+            raise
         return store
 
     async def _migrate(self) -> None:
