@@ -47,6 +47,8 @@ class Knobs:
     heartbeat_secs: float = 0.2
     price_interval_secs: float = 0.0
     refuse_streams: bool = False  # the pricing stream answers 503 (streaming servers down)
+    per_trade_price: bool = True  # False: trade parts carry no price (as in OANDA's documented examples)
+    legacy_price_status: bool = False  # PRICE lines carry only the deprecated ``status`` field
 
 
 class OandaEmulator:
@@ -58,6 +60,8 @@ class OandaEmulator:
         self.transactions: list[dict] = []
         self.orders: dict[str, dict] = {}  # by client order id
         self.positions: dict[str, float] = {}
+        self.trades: dict[str, list[dict]] = {}  # open trades per instrument, oldest first (FIFO closing)
+        self.balance = 100_000.0
         self.order_requests = 0  # every POST that reached the order book (duplicates visible here)
         self.prices: list[tuple[int, float, float]] = []
         self.cursor = 0  # the stream resumes where the last connection stopped
@@ -73,7 +77,7 @@ class OandaEmulator:
 
     # -- server ---------------------------------------------------------------------------
     async def start(self) -> str:
-        app = web.Application(middlewares=[self._auth, self._faults])
+        app = web.Application(middlewares=[self._json_errors, self._auth, self._faults])
         base = f"/v3/accounts/{self.account}"
         app.router.add_get(f"{base}/pricing/stream", self._stream)
         app.router.add_post(f"{base}/orders", self._post_order)
@@ -94,6 +98,17 @@ class OandaEmulator:
         self._closing.set()
         if self.runner is not None:
             await self.runner.cleanup()
+
+    @web.middleware
+    async def _json_errors(self, request, handler):
+        """Unsupported paths and methods answer like v20 does: a JSON body with errorMessage."""
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return web.json_response({"errorMessage": f"emulator: {e.reason} ({request.method} {request.path})"},
+                                     status=e.status)
 
     @web.middleware
     async def _auth(self, request, handler):
@@ -132,11 +147,56 @@ class OandaEmulator:
 
     def manual_trade(self, instrument: str, units: float) -> dict:
         """A trade placed by hand at the broker (web platform): no client order id."""
-        self.positions[instrument] = self.positions.get(instrument, 0.0) + units
         price = self.ask if units > 0 else self.bid
-        return self._tx("ORDER_FILL", orderID=str(self.last_id + 1), instrument=instrument, units=f"{units:.0f}",
-                        price=f"{price:.5f}", reason="MARKET_ORDER", financing="0.0000", commission="0.0000",
-                        tradeOpened={"tradeID": str(self.last_id + 1), "units": f"{units:.0f}", "price": f"{price:.5f}"})
+        return self._fill(instrument, units, price, str(self.last_id + 1), None)
+
+    def average_price(self, instrument: str) -> float:
+        trades = self.trades.get(instrument, [])
+        units = sum(t["units"] for t in trades)
+        return sum(t["units"] * t["price"] for t in trades) / units if units else 0.0
+
+    def _fill(self, inst: str, filled: float, price: float, order_id: str, coid: str | None) -> dict:
+        """ORDER_FILL for ``filled`` units at ``price``: opposite trades are closed oldest
+        first (tradesClosed / tradeReduced), the rest opens a trade whose id is the fill's."""
+        fill_id = str(self.last_id + 1)
+        px = f"{price:.5f}"
+        trades = self.trades.setdefault(inst, [])
+        closed, reduced, left, realized = [], None, filled, 0.0
+        while left and trades and (trades[0]["units"] > 0) != (left > 0):
+            t = trades[0]
+            n = -t["units"] if abs(left) >= abs(t["units"]) else left  # closing units (sign of the fill)
+            pl = -n * (price - t["price"])
+            realized += pl
+            part = {"tradeID": t["id"], "units": f"{n:.0f}", "realizedPL": f"{pl:.4f}", "financing": "0.0000",
+                    "halfSpreadCost": "0.6000"}
+            if self.knobs.per_trade_price:
+                part["price"] = px
+            t["units"] += n
+            left -= n
+            if t["units"] == 0:
+                trades.pop(0)
+                closed.append(part)
+            else:
+                reduced = part
+        parts: dict = {}
+        if closed:
+            parts["tradesClosed"] = closed
+        if reduced is not None:
+            parts["tradeReduced"] = reduced
+        if left:
+            opened = {"tradeID": fill_id, "units": f"{left:.0f}", "halfSpreadCost": "0.6000",
+                      "initialMarginRequired": "2346.9000"}
+            if self.knobs.per_trade_price:
+                opened["price"] = px
+            parts["tradeOpened"] = opened
+            trades.append({"id": fill_id, "units": left, "price": price})
+        self.positions[inst] = self.positions.get(inst, 0.0) + filled
+        self.balance += realized
+        extra = {"clientOrderID": coid} if coid is not None else {}  # absent, never null, without one
+        return self._tx("ORDER_FILL", orderID=order_id, instrument=inst, units=f"{filled:.0f}", price=px,
+                        fullVWAP=px, reason="MARKET_ORDER", pl=f"{realized:.4f}", financing="0.0000",
+                        commission="0.0000", halfSpreadCost="0.6000", accountBalance=f"{self.balance:.4f}",
+                        **extra, **parts)
 
     # -- handlers -------------------------------------------------------------------------
     async def _heartbeat(self, resp, ts: int) -> None:
@@ -168,6 +228,8 @@ class OandaEmulator:
                         "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}], "closeoutBid": f"{bid:.5f}",
                         "closeoutAsk": f"{ask:.5f}", "status": "non-tradeable" if k.non_tradeable else "tradeable",
                         "tradeable": not k.non_tradeable, "instrument": inst}
+                if k.legacy_price_status:
+                    del line["tradeable"]
                 await resp.write((json.dumps(line) + "\n").encode())
                 if k.non_tradeable and self.first_non_tradeable_ts is None:
                     self.first_non_tradeable_ts = ts
@@ -240,7 +302,7 @@ class OandaEmulator:
     async def _post_order(self, request: web.Request) -> web.Response:
         body = await request.json()
         order = body.get("order", {})
-        inst, coid = order.get("instrument"), order.get("clientExtensions", {}).get("id")
+        inst, coid = order.get("instrument"), (order.get("clientExtensions") or {}).get("id")
         try:
             units = float(order["units"])
         except (KeyError, TypeError, ValueError):
@@ -250,34 +312,23 @@ class OandaEmulator:
             return web.json_response({"errorCode": "CLIENT_ORDER_ID_ALREADY_EXISTS",
                                       "errorMessage": "The client Order ID specified is already assigned"}, status=400)
         self.order_requests += 1
+        ext = {"clientExtensions": {"id": coid}} if coid is not None else {}
         create = self._tx("MARKET_ORDER", instrument=inst, units=order["units"], timeInForce="FOK",
-                          positionFill="DEFAULT", reason="CLIENT_ORDER", clientExtensions={"id": coid})
+                          positionFill="DEFAULT", reason="CLIENT_ORDER", **ext)
         if self.knobs.reject_reason:
             reject = self._tx("MARKET_ORDER_REJECT", instrument=inst, units=order["units"],
-                              rejectReason=self.knobs.reject_reason, clientExtensions={"id": coid})
+                              rejectReason=self.knobs.reject_reason, **ext)
             return web.json_response({"orderRejectTransaction": reject, "errorCode": self.knobs.reject_reason,
                                       "errorMessage": "Order rejected", "lastTransactionID": reject["id"]}, status=400)
         filled = round(units * self.knobs.fill_ratio)
         price = self.ask if units > 0 else self.bid
-        before = self.positions.get(inst, 0.0)
-        self.positions[inst] = before + filled
-        parts = {}
-        if before and (before > 0) != (filled > 0):
-            closed = -before if abs(filled) >= abs(before) else filled
-            parts["tradesClosed"] = [{"tradeID": "1", "units": f"{closed:.0f}", "price": f"{price:.5f}",
-                                      "realizedPL": "0.0000", "financing": "0.0000", "halfSpreadCost": "0.6000"}]
-            rest = filled - closed
-        else:
-            rest = filled
-        if rest:
-            parts["tradeOpened"] = {"tradeID": str(self.last_id + 1), "units": f"{rest:.0f}", "price": f"{price:.5f}",
-                                    "halfSpreadCost": "0.6000", "initialMarginRequired": "2346.9000"}
-        fill = self._tx("ORDER_FILL", orderID=create["id"], clientOrderID=coid, instrument=inst, units=f"{filled:.0f}",
-                        price=f"{price:.5f}", fullVWAP=f"{price:.5f}", reason="MARKET_ORDER", pl="0.0000",
-                        financing="0.0000", commission="0.0000", halfSpreadCost="0.6000", **parts)
-        self.orders[coid] = {"id": create["id"], "createTime": create["time"], "type": "MARKET", "instrument": inst,
-                             "units": order["units"], "timeInForce": "FOK", "state": "FILLED",
-                             "fillingTransactionID": fill["id"], "clientExtensions": {"id": coid}}
+        fill = self._fill(inst, filled, price, create["id"], coid)
+        record = {"id": create["id"], "createTime": create["time"], "type": "MARKET", "instrument": inst,
+                  "units": order["units"], "timeInForce": "FOK", "positionFill": "DEFAULT", "state": "FILLED",
+                  "fillingTransactionID": fill["id"], "filledTime": fill["time"], **ext}
+        if "tradeOpened" in fill:
+            record["tradeOpenedID"] = fill["tradeOpened"]["tradeID"]
+        self.orders[coid if coid is not None else create["id"]] = record
         if self.knobs.hold_order_response is not None:  # accepted and filled; the answer waits
             await self.knobs.hold_order_response.wait()
         if self.knobs.drop_order_response > 0:  # accepted and filled, but the answer never arrives
@@ -307,12 +358,17 @@ class OandaEmulator:
         out = []
         for inst, u in self.positions.items():
             if u:
-                side = {"units": f"{u:.0f}", "averagePrice": f"{self.ask:.5f}"}
-                flat = {"units": "0"}
-                out.append({"instrument": inst, "long": side if u > 0 else flat, "short": side if u < 0 else flat})
+                ids = [t["id"] for t in self.trades.get(inst, [])]
+                side = {"units": f"{u:.0f}", "averagePrice": f"{self.average_price(inst):.5f}", "tradeIDs": ids,
+                        "pl": "0.0000", "resettablePL": "0.0000", "unrealizedPL": "0.0000"}
+                flat = {"units": "0", "pl": "0.0000", "resettablePL": "0.0000", "unrealizedPL": "0.0000"}
+                out.append({"instrument": inst, "long": side if u > 0 else flat, "short": side if u < 0 else flat,
+                            "pl": "0.0000", "resettablePL": "0.0000", "unrealizedPL": "0.0000"})
         return web.json_response({"positions": out, "lastTransactionID": str(self.last_id)})
 
     async def _summary(self, request: web.Request) -> web.Response:
-        return web.json_response({"account": {"id": self.account, "currency": "USD", "balance": "100000.0000",
-                                              "NAV": "100000.0000", "marginUsed": "0.0000"},
+        return web.json_response({"account": {"id": self.account, "currency": "USD", "balance": f"{self.balance:.4f}",
+                                              "NAV": f"{self.balance:.4f}", "marginUsed": "0.0000",
+                                              "openPositionCount": sum(1 for u in self.positions.values() if u),
+                                              "lastTransactionID": str(self.last_id)},
                                   "lastTransactionID": str(self.last_id)})

@@ -112,6 +112,20 @@ def manual_when(n_orders: int, units: float):
     return during
 
 
+def expect_documented_fills_applied(rig, out):
+    """Fills shaped like OANDA's documented examples (no per-trade price) and PRICE lines
+    with only the legacy status: every order settles, every fill is applied at the fill's
+    own price, and the book's average is the broker's entry average."""
+    expect_trading(rig, out)
+    with rig.db() as c:
+        prices = [r[0] for r in c.execute("SELECT price FROM broker_fills WHERE applied = 1")]
+        book = c.execute("SELECT units, avg_price FROM book").fetchone()
+    want = {float(t["fullVWAP"]) for t in rig.emu.transactions if t["type"] == "ORDER_FILL"}
+    assert prices and set(prices) <= want
+    if book[0]:
+        assert abs(book[1] - rig.emu.average_price("EUR_USD")) < 1e-9, (book, rig.emu.average_price("EUR_USD"))
+
+
 def expect_manual_handled(rig, out):
     kinds = [e[1] for e in reconcile_events(rig)]
     assert {"adopt_size", "flatten_excess", "adopt_unknown", "flatten_unknown"} & set(kinds), kinds
@@ -143,6 +157,8 @@ CASES = [
     Case("duplicated_transactions", knobs={"duplicate_transactions": True}, expect=expect_duplicates_ignored),
     Case("out_of_order_transactions", knobs={"reverse_transactions": True}, expect=expect_trading),
     Case("manual_trade_while_running", during=manual_when(2, 30_000.0), expect=expect_manual_handled),
+    Case("documented_fills_without_trade_prices", knobs={"per_trade_price": False, "legacy_price_status": True},
+         expect=expect_documented_fills_applied),
     Case("stream_dropped_gap_backfilled", knobs={"drop_stream_after_lines": 300, "lost_on_drop": 40},
          expect=expect_backfill,
          until=exhausted_for(1.0)),

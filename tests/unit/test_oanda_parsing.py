@@ -49,3 +49,50 @@ def test_order_fill_whose_parts_do_not_add_up_is_refused():
     tx["type"] = "ORDER_CANCEL"
     with pytest.raises(BadPayload, match="expected ORDER_FILL"):
         parse_order_fill(tx)
+
+
+# -- issue 9.3: OANDA's own documented payloads ------------------------------------------
+
+def test_every_documented_order_fill_parses_with_the_fills_own_price():
+    from tests.oanda_examples import order_fill_examples
+
+    examples = order_fill_examples()
+    assert len(examples) == 4, list(examples)  # all four shipped with oandapyV20
+    for where, tx in examples.items():
+        parts = (tx.get("tradesClosed") or []) + [tx[k] for k in ("tradeReduced", "tradeOpened") if k in tx]
+        assert all("price" not in p for p in parts), where  # the case the parser used to refuse
+        fills = parse_order_fill(tx)
+        assert len(fills) == len(parts), where
+        assert all(f.price == float(tx["price"]) for f in fills), where
+        assert abs(sum(f.units for f in fills) - float(tx["units"])) < 1e-9, where
+        assert [f.broker_fill_id for f in fills] == [f"{tx['id']}:{k}" for k in range(len(parts))]
+
+
+def test_part_price_wins_then_full_vwap_then_price():
+    from tests.oanda_examples import order_fill_examples
+
+    tx = dict(next(iter(order_fill_examples().values())))
+    tx["fullVWAP"] = "1.50000"
+    assert {f.price for f in parse_order_fill(tx)} == {1.5}
+    tx["tradesClosed"] = [dict(p, price="1.25000") for p in tx["tradesClosed"]]
+    assert {f.price for f in parse_order_fill(tx)} == {1.25}
+    bare = {k: v for k, v in tx.items() if k not in ("price", "fullVWAP")}
+    bare["tradesClosed"] = [{k: v for k, v in p.items() if k != "price"} for p in tx["tradesClosed"]]
+    with pytest.raises(BadPayload, match="neither fullVWAP nor price"):
+        parse_order_fill(bare)
+
+
+def test_documented_price_stream_lines_with_only_legacy_status_are_tradeable():
+    import json
+
+    from tests.oanda_examples import response
+
+    lines = [x for x in response("pricing", "_v3_accounts_accountID_pricing_stream") if x.get("type") != "HEARTBEAT"]
+    assert lines and all("tradeable" not in x and x["status"] == "tradeable" for x in lines)
+    for x in lines:
+        p = parse_stream_line(json.dumps(x))
+        assert p.tradeable and p.bid == float(x["bids"][0]["price"]) and p.ask == float(x["asks"][0]["price"])
+    halted = dict(lines[0], status="non-tradeable")
+    assert not parse_stream_line(json.dumps(halted)).tradeable
+    # the current field wins when both are present
+    assert not parse_stream_line(json.dumps(dict(lines[0], tradeable=False))).tradeable

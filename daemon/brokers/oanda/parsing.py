@@ -5,7 +5,8 @@ with up to nine fractional digits ("2017-10-02T09:00:00.123456789Z"). The pricin
 sends one JSON object per line, ``PRICE`` or ``HEARTBEAT``. An ``ORDER_FILL`` transaction
 reports what was filled through ``tradeOpened``, ``tradesClosed`` and ``tradeReduced``;
 each becomes one FillReport (our ``clientOrderID`` kept on all of them), and the fill's
-commission, financing and half-spread cost are attached to the first one.
+commission, financing and half-spread cost are attached to the first one. A part without
+its own ``price`` takes the fill's ``fullVWAP`` (or its deprecated ``price``).
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ def parse_stream_line(line: bytes | str) -> PriceLine | Heartbeat:
         raise BadPayload(f"PRICE {inst}: bids/asks must be lists")
     # Empty books happen (no liquidity): fall back to the closeout prices, which OANDA
     # documents are never used to open positions; such a quote is marked non-tradeable.
-    tradeable = bool(obj.get("tradeable", False)) and bool(bids) and bool(asks)
+    # ``tradeable`` is the current field; older streams (and OANDA's own examples) carry only
+    # the deprecated ``status`` ("tradeable" / "non-tradeable" / "invalid")
+    flag = obj.get("tradeable") if "tradeable" in obj else obj.get("status") == "tradeable"
+    tradeable = flag is True and bool(bids) and bool(asks)
     bid = decimal(bids[0], "price", f"PRICE {inst}.bids[0]") if bids else decimal(obj, "closeoutBid", f"PRICE {inst}")
     ask = decimal(asks[0], "price", f"PRICE {inst}.asks[0]") if asks else decimal(obj, "closeoutAsk", f"PRICE {inst}")
     return PriceLine(inst, parse_time_ns(obj.get("time"), f"PRICE {inst}.time"), bid, ask, tradeable)
@@ -122,11 +126,25 @@ def parse_order_fill(tx: dict) -> list[FillReport]:
     if abs(sum(units) - total) > 1e-6:
         raise BadPayload(f"{where}: trade units {units} do not add up to units {total:g}")
     costs = {k: decimal(tx, k, where, 0.0) for k in ("commission", "financing", "halfSpreadCost")}
+    # A part's own price is optional (absent from every example in OANDA's documentation):
+    # the fill's volume-weighted price, else its (deprecated) price, stands in for it
+    fill_price = None
     fills = []
     for k, ((name, p), u) in enumerate(zip(parts, units)):
+        if "price" in p:
+            price = decimal(p, "price", f"{where}.{name}")
+        else:
+            if fill_price is None:
+                key = "fullVWAP" if "fullVWAP" in tx else "price"
+                if key not in tx:
+                    raise BadPayload(f"{where}: no price on {name} and neither fullVWAP nor price on the fill")
+                fill_price = decimal(tx, key, where)
+            price = fill_price
+        if not price > 0:
+            raise BadPayload(f"{where}.{name}: price {price!r} is not positive")
         fills.append(FillReport(
             broker_fill_id=f"{tx_id}:{k}", client_order_id=coid if isinstance(coid, str) else None,
-            instrument=inst, ts_ns=ts, units=u, price=decimal(p, "price", f"{where}.{name}"),
+            instrument=inst, ts_ns=ts, units=u, price=price,
             commission=costs["commission"] if k == 0 else 0.0, financing=costs["financing"] if k == 0 else 0.0,
             spread_cost=costs["halfSpreadCost"] if k == 0 else 0.0))
     return fills
