@@ -303,18 +303,21 @@ class Slot:
         self.last_bar_ts = bar_ts
         self.store.add("bars", (self.run_id, self.instrument, bar_ts, o, h, lo, cl, int(vol)))
         self.features.push(bar_ts, o, h, lo, cl)
-        if not self.features.warm:
-            return
+        warm = self.features.warm
+        # Marking, sessions and the drawdown tiers run from the first bar, warm or not: a
+        # position restored at a restart is protected before the policy can decide again.
         st = self.position
         mark_bar(st, last_bid, last_ask, self.ex.pip)
         eq = float(equity(st, last_bid, last_ask, self.initial_equity))
         units = float(st[PS_UNITS])
         self.equity = eq
-        self.tracker.on_bar(bar_ts, units, float(st[PS_REALIZED]), eq)
+        if warm:  # performance is measured over the decisions, as in the trainer's evaluation
+            self.tracker.on_bar(bar_ts, units, float(st[PS_REALIZED]), eq)
         done = self.sessions.on_bar(bar_ts, eq)
         if done is not None:
             self.store.add("session_metrics", done.row(self.run_id, self.instrument))
-            if self.risk.on_session_closed(done.orders):
+            # a session without decisions (warming up) says nothing about the model's trade count
+            if done.decisions and self.risk.on_session_closed(done.orders):
                 self._risk_event(bar_ts, "trade_count_alert",
                                  f"orders per session outside {self.risk.band} for "
                                  f"{self.risk.state.sessions_out_of_band} sessions")
@@ -338,6 +341,8 @@ class Slot:
         if self._flatten_reason is not None:
             self._flatten_now(closing_ts_ns)
             return
+        if not warm:
+            return  # no decision before the features have warmed up
         if self.pending_policy is not None:
             self._apply_swap(bar_ts)
         if self.instrument in self.broker.working:  # a flatten/corrective order is still working

@@ -45,6 +45,8 @@ def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes):
         await store.flush()
         rows = await (await store.db.execute(
             "SELECT ts_ns, units, avg_price, realized, equity FROM positions ORDER BY ts_ns")).fetchall()
+        # positions are marked from the first bar (issue 9.4); the env starts at the first decision
+        rows = [r for r in rows if r[0] >= slot.first_decision_bar_ts]
         fills = await (await store.db.execute("SELECT units, price, commission FROM fills ORDER BY ts_ns, seq")).fetchall()
         await store.close()
         return slot, rows, fills

@@ -122,6 +122,7 @@ def test_flatten_request_closes_at_next_quotes(market_cfg, spec, tmp_path):
 
     slot, db, _ = run(market_cfg, spec, tmp_path, closes, [1] * 30, between=between)
     units = [r[0] for r in db.execute("SELECT units FROM positions ORDER BY ts_ns")]
+    units = units[spec.window - 1 :]  # positions are marked from the first bar; decisions start when warm
     assert units[2] == 100_000.0 and units[-1] == 100_000.0  # BUY again after the flatten
     assert 0.0 in units[3:]
     assert "flatten" in kinds(db)
@@ -144,3 +145,40 @@ def test_swapped_in_model_ramps_size_by_session(market_cfg, spec, tmp_path):
     for ts, target in rows:
         by_day.setdefault(ts // (24 * HOUR) - swap_ts // (24 * HOUR), set()).add(abs(target))
     assert by_day[0] == {50_000.0} and by_day[1] == {75_000.0} and by_day[2] == {100_000.0}
+
+
+def test_restored_position_is_marked_tiered_and_flattened_before_features_warm(market_cfg, spec, tmp_path):
+    """Issue 9.4: after a restart with an open long, a slide reaches every drawdown tier and
+    the flatten tier closes the position long before the policy could decide (cold features);
+    FLATTEN works then too."""
+    closes = list(1.10 - 0.0020 * np.arange(0, 30))  # 20 pips an hour down from the first bar
+    assert len(closes) < spec.window  # never warm in this run
+
+    def restore(slot):
+        slot.set_position(100_000.0, 1.1001)  # what the book held when the daemon stopped
+
+    slot, db, flattened = run(market_cfg, spec, tmp_path, closes, [0] * 60, setup=restore)
+    assert slot.counters.decisions == 0 and not slot.features.warm
+    tiers = [x for x in kinds(db) if x.startswith("tier_")]
+    assert tiers[:4] == ["tier_warn", "tier_halve_size", "tier_stop_opening", "tier_flatten"]
+    assert len(flattened) == 1
+    assert db.execute("SELECT sum(units) FROM fills").fetchone()[0] == pytest.approx(-100_000.0)  # closed
+    assert db.execute("SELECT count(*) FROM positions").fetchone()[0] == len(closes)  # marked every bar
+    equity = [r[0] for r in db.execute("SELECT equity FROM positions ORDER BY ts_ns")]
+    assert equity[0] < 100_000.0 and min(equity) < 98_000.0
+
+
+def test_flatten_file_closes_a_restored_position_while_cold(market_cfg, spec, tmp_path):
+    closes = [1.10] * 10
+
+    def restore(slot):
+        slot.set_position(-100_000.0, 1.1001)
+
+    def between(slot, k):
+        if k == 3:
+            slot.request_flatten("FLATTEN control file")
+
+    slot, db, _ = run(market_cfg, spec, tmp_path, closes, [0] * 20, setup=restore, between=between)
+    assert slot.counters.decisions == 0
+    assert db.execute("SELECT sum(units) FROM fills").fetchone()[0] == pytest.approx(100_000.0)
+    assert float(slot.position[0]) == 0.0
