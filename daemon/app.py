@@ -215,7 +215,7 @@ class Daemon:
             slot.seed_order_seq(*last)
         self.router.on_fills = lambda: slot.apply_pending_fills(self.clock())
         self.reconciler = Reconciler(self.adapter, self.router, slot, self.store, self.run_id,
-                                     UnknownPositionPolicy(cfg.broker.unknown_positions), self.risk.max_position_units,
+                                     UnknownPositionPolicy(cfg.broker.unknown_positions), lambda: self.risk.max_position_units,
                                      cfg.service.reconcile_secs, cfg.broker.emergency_check_secs, self.clock)
         log.info("book_restored", units=float(slot.position[0]), avg_price=float(slot.position[1]),
                  unresolved_orders=list(self.router.unresolved), cursor=self.router.cursor)
@@ -427,9 +427,12 @@ class Daemon:
         except Exception as e:
             log.error("reload_failed", reason=str(e))
             return
-        self.risk.cfg = new.risk
+        self.risk.cfg = new.risk  # every derived limit (risk engine, reconciler) reads this from now on
         self.slot.ramp = new.risk.size_ramp
         log.info("config_reloaded", what="risk limits", risk=new.risk.model_dump(mode="json"))
+        ignored = [k for k in type(new).model_fields if k != "risk" and getattr(new, k) != getattr(self.cfg, k)]
+        if ignored:  # only risk limits reload; anything else needs a restart
+            log.warning("config_reload_ignored", sections=ignored, reason="only [risk] is reloaded; restart to apply")
 
     # -- main -----------------------------------------------------------------------------
     async def run(self) -> DaemonResult:

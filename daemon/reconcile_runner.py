@@ -33,10 +33,10 @@ RETRYABLE = (TransientError, BadPayload, OSError, TimeoutError)
 
 class Reconciler:
     def __init__(self, broker: Broker, router: LiveRouter, slot: Slot, store: Store, run_id: str,
-                 policy: UnknownPositionPolicy, max_units: float, reconcile_secs: float, emergency_secs: float,
+                 policy: UnknownPositionPolicy, max_units: Callable[[], float], reconcile_secs: float, emergency_secs: float,
                  clock_ns: Callable[[], int] = time.time_ns, backoff_cap_secs: float = 30.0) -> None:
         self.broker, self.router, self.slot, self.store, self.run_id = broker, router, slot, store, run_id
-        self.policy, self.max_units = policy, max_units
+        self.policy, self._max_units = policy, max_units  # read at every check: SIGHUP may lower it
         self.reconcile_secs, self.emergency_secs, self.clock_ns = reconcile_secs, emergency_secs, clock_ns
         self.backoff_cap = backoff_cap_secs
         self.ready = False
@@ -113,7 +113,8 @@ class Reconciler:
 
     def _cut_excess(self, now: int, trigger: str, mine: list) -> Correction | None:
         units = sum(r.units for r in mine)
-        c = excess_over_limit(units, self.max_units, self.slot.instrument)
+        maximum = self._max_units()
+        c = excess_over_limit(units, maximum, self.slot.instrument)
         if c is None:
             return None
         ours = float(self.slot.position[PS_UNITS])
@@ -121,7 +122,7 @@ class Reconciler:
         sent = self.slot.submit_correction(c.order_units, now, c.detail, "emergency_flatten_excess")
         self._event(now, trigger, c.instrument, c.kind, ours, units, c.order_units,
                     c.detail + ("" if sent else "; deferred: another order is working"))
-        log.error("position_above_maximum", units=units, maximum=self.max_units, order_units=c.order_units)
+        log.error("position_above_maximum", units=units, maximum=maximum, order_units=c.order_units)
         return c
 
     def _event(self, ts: int, trigger: str, inst: str | None, kind: str, ours, broker, order_units, detail) -> None:

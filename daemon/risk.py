@@ -60,15 +60,30 @@ class RiskState:
 
 class RiskEngine:
     def __init__(self, cfg: RiskConfig, lot_units: float, period_minutes: int = 1) -> None:
-        self.cfg = cfg
+        self.cfg = cfg  # replaced as a whole by a reload (SIGHUP); every limit below derives from it
         self.lot = lot_units
-        self.max_position_units = cfg.max_position_lots * lot_units
-        self.max_total_units = cfg.max_total_lots * lot_units
-        self.max_order_units = cfg.max_order_lots * lot_units
-        lo, hi = cfg.trades_per_session_minute_bars  # scaled like the trainer's shadow gate
-        self.band = (math.floor(lo / period_minutes), math.ceil(hi / period_minutes))
+        self.period_minutes = period_minutes
         self.state = RiskState()
         self.positions: dict[str, float] = {}
+
+    # Derived limits are computed from the current config at every use, never cached, so a
+    # reloaded config takes effect at the next check.
+    @property
+    def max_position_units(self) -> float:
+        return self.cfg.max_position_lots * self.lot
+
+    @property
+    def max_total_units(self) -> float:
+        return self.cfg.max_total_lots * self.lot
+
+    @property
+    def max_order_units(self) -> float:
+        return self.cfg.max_order_lots * self.lot
+
+    @property
+    def band(self) -> tuple[int, int]:
+        lo, hi = self.cfg.trades_per_session_minute_bars  # scaled like the trainer's shadow gate
+        return math.floor(lo / self.period_minutes), math.ceil(hi / self.period_minutes)
 
     # -- tiers ----------------------------------------------------------------------------
     def on_equity(self, equity: float, session_open: float) -> tuple[int, int]:

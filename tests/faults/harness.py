@@ -81,10 +81,11 @@ class Rig:
     def env(self) -> dict[str, str]:
         return {"OANDA_TOKEN": self.emu.token, "OANDA_ACCOUNT": self.emu.account}
 
-    async def run(self, until, timeout: float = 30.0, cfg: DaemonConfig | None = None, during=None) -> Outcome:
+    async def run(self, until, timeout: float = 30.0, cfg: DaemonConfig | None = None, during=None,
+                  policy=None) -> Outcome:
         """Run a daemon until ``until(daemon)`` is true (or the timeout), then stop it."""
         stop = asyncio.Event()
-        d = Daemon(cfg or self.cfg, stop=stop, clock=self.clock, environ=self.env())
+        d = Daemon(cfg or self.cfg, policy=policy, stop=stop, clock=self.clock, environ=self.env())
         task = asyncio.create_task(d.run())
         t_end = time.monotonic() + timeout
         health: list[str] = []
