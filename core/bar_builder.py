@@ -4,7 +4,11 @@ A bar covers ``[t, t + period)`` aligned to the epoch and closes when the first 
 quote at or after its end arrives (that quote is the bar's *closing quote*; a decision is
 executed only at a quote after it). Quotes are rejected and counted, never merged, when
 they are bad (NaN, infinite, zero or negative, crossed: bid > ask), out of order (earlier
-than the last accepted quote) or exact duplicates of the last accepted quote.
+than the last accepted quote), exact duplicates of the last accepted quote, or implausible
+jumps: a mid price more than ``max_jump`` (a fraction, e.g. 0.1 = 10 %) away from the last
+accepted mid, either way. A jump is taken as a real move, and accepted, only when
+``jump_confirm`` quotes in a row agree with each other at the new level (the earlier ones stay
+rejected): one bad print never moves a bar, and a real gap does not lock the feed out.
 
 The kernel works on a whole batch of ticks; Python runs once per batch, not per tick.
 """
@@ -23,11 +27,21 @@ PRICE_MODES = {"ask": PRICE_ASK, "bid": PRICE_BID, "mid": PRICE_MID}
 
 # float state layout; timestamps live in the int64 ``istate`` because nanosecond epochs
 # (~1.5e18) are far beyond float64's exact integers (2**53).
-S_O, S_H, S_L, S_C, S_N, S_LAST_BID, S_LAST_ASK = range(7)
-STATE_SIZE = 7
-I_HAS_BAR, I_BAR_TS, I_HAS_LAST, I_LAST_TS = range(4)
+S_O, S_H, S_L, S_C, S_N, S_LAST_BID, S_LAST_ASK, S_PEND = range(8)
+STATE_SIZE = 8
+I_HAS_BAR, I_BAR_TS, I_HAS_LAST, I_LAST_TS, I_PEND_N = range(5)
+ISTATE_SIZE = 5
 # counters layout (int64)
-C_ACCEPTED, C_BAD, C_OUT_OF_ORDER, C_DUPLICATE = range(4)
+C_ACCEPTED, C_BAD, C_OUT_OF_ORDER, C_DUPLICATE, C_JUMP = range(5)
+N_COUNTS = 5
+DEFAULT_MAX_JUMP = 0.10
+DEFAULT_JUMP_CONFIRM = 3
+
+
+@numba.njit(cache=True, inline="always")
+def is_jump(p: float, ref: float, max_jump: float) -> bool:
+    """True when ``p`` lies more than ``max_jump`` (relative) above or below ``ref``."""
+    return p > ref * (1.0 + max_jump) or p * (1.0 + max_jump) < ref
 
 
 @numba.njit(cache=True, inline="always")
@@ -38,7 +52,7 @@ def quote_is_valid(bid: float, ask: float) -> bool:
 
 @numba.njit(cache=True)
 def build_bars_kernel(ts, bid, ask, period_ns, mode, state, istate, counts, out_ts, out_ohlcv, out_close_idx,
-                      out_last_quote, out_last_ts, accepted):
+                      out_last_quote, out_last_ts, accepted, max_jump, jump_confirm):
     n_out = 0
     for i in range(ts.shape[0]):
         t = ts[i]
@@ -56,6 +70,17 @@ def build_bars_kernel(ts, bid, ask, period_ns, mode, state, istate, counts, out_
             if t == last and b == state[S_LAST_BID] and a == state[S_LAST_ASK]:
                 counts[C_DUPLICATE] += 1
                 continue
+            m = 0.5 * (a + b)
+            if is_jump(m, 0.5 * (state[S_LAST_BID] + state[S_LAST_ASK]), max_jump):
+                if istate[I_PEND_N] > 0 and not is_jump(m, state[S_PEND], max_jump):
+                    istate[I_PEND_N] += 1
+                else:  # a new candidate level
+                    istate[I_PEND_N] = 1
+                    state[S_PEND] = m
+                if istate[I_PEND_N] < jump_confirm:
+                    counts[C_JUMP] += 1
+                    continue
+            istate[I_PEND_N] = 0
         if mode == 0:
             p = a
         elif mode == 1:
@@ -121,16 +146,20 @@ class ClosedBars:
 class BarBuilder:
     """Stateful wrapper around the kernel; one per instrument. ``int`` timestamps in UTC ns."""
 
-    def __init__(self, period_ns: int, price: str = "mid") -> None:
+    def __init__(self, period_ns: int, price: str = "mid", max_jump: float = DEFAULT_MAX_JUMP,
+                 jump_confirm: int = DEFAULT_JUMP_CONFIRM) -> None:
         if period_ns <= 0:
             raise ValueError(f"bar period must be positive, got {period_ns} ns")
         if price not in PRICE_MODES:
             raise ValueError(f"bar price must be one of {sorted(PRICE_MODES)}, not {price!r}")
+        if not max_jump > 0 or jump_confirm < 2:
+            raise ValueError(f"max_jump must be > 0 and jump_confirm >= 2, got {max_jump}, {jump_confirm}")
         self.period_ns = int(period_ns)
         self.mode = PRICE_MODES[price]
+        self.max_jump, self.jump_confirm = float(max_jump), int(jump_confirm)
         self.state = np.zeros(STATE_SIZE)
-        self.istate = np.zeros(4, dtype=np.int64)
-        self.counts = np.zeros(4, dtype=np.int64)
+        self.istate = np.zeros(ISTATE_SIZE, dtype=np.int64)
+        self.counts = np.zeros(N_COUNTS, dtype=np.int64)
 
     @property
     def accepted(self) -> int:
@@ -147,6 +176,15 @@ class BarBuilder:
     @property
     def rejected_duplicate(self) -> int:
         return int(self.counts[C_DUPLICATE])
+
+    @property
+    def rejected_jump(self) -> int:
+        return int(self.counts[C_JUMP])
+
+    @property
+    def rejected(self) -> int:
+        """Every quote not used, whatever the reason."""
+        return int(self.counts[C_BAD] + self.counts[C_OUT_OF_ORDER] + self.counts[C_DUPLICATE] + self.counts[C_JUMP])
 
     def push(self, ticks: np.ndarray) -> ClosedBars:
         n = len(ticks)
@@ -170,7 +208,7 @@ class BarBuilder:
         k = build_bars_kernel(
             np.ascontiguousarray(ticks["ts_ns"]), np.ascontiguousarray(ticks["bid"]),
             np.ascontiguousarray(ticks["ask"]), self.period_ns, self.mode, self.state, self.istate, self.counts,
-            out_ts, out_ohlcv, out_close, out_last, out_last_ts, accepted,
+            out_ts, out_ohlcv, out_close, out_last, out_last_ts, accepted, self.max_jump, self.jump_confirm,
         )
         return ClosedBars(_to_bars(out_ts[:k], out_ohlcv[:k]), out_close[:k], out_last[:k, 0].copy(),
                           out_last[:k, 1].copy(), accepted, out_last_ts[:k].copy())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.bar_builder import DEFAULT_MAX_JUMP
 from core.errors import DataError
 from core.types import BAR_DTYPE, NS_PER_MINUTE
 
@@ -96,13 +97,37 @@ def _price(path: Path, line: int, name: str, text: str) -> float:
     return v
 
 
-def load_bars(path: str | Path) -> tuple[np.ndarray, BarFileReport]:
-    """Read and validate a bar file. Returns a BAR_DTYPE array sorted by time and a report."""
+def _first_bad_utf8_line(path: Path) -> tuple[int, bytes]:
+    with path.open("rb") as fh:
+        for line, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return line, raw[e.start : e.end]
+    return 0, b""
+
+
+def load_bars(path: str | Path, max_jump: float | None = DEFAULT_MAX_JUMP) -> tuple[np.ndarray, BarFileReport]:
+    """Read and validate a bar file. Returns a BAR_DTYPE array sorted by time and a report.
+
+    A price more than ``max_jump`` (relative; None = no check) away from the previous row's
+    close is implausible (a mis-scaled or corrupt row) and refuses the file with its line."""
     path = Path(path)
     try:
-        fh = path.open(newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: bar file not found") from None
+        return _load_bars(path, max_jump)
+    except UnicodeDecodeError:
+        line, raw = _first_bad_utf8_line(path)
+        raise DataError(f"{path}: line {line}: bytes {raw!r} are not UTF-8 text") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a bar file") from None
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise DataError(f"{path}: bar file not found") from None
+        raise DataError(f"{path}: cannot read the bar file: {e.strerror or e}") from None
+
+
+def _load_bars(path: Path, max_jump: float | None) -> tuple[np.ndarray, BarFileReport]:
+    fh = path.open(newline="", encoding="utf-8")
     with fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -116,6 +141,7 @@ def load_bars(path: str | Path) -> tuple[np.ndarray, BarFileReport]:
         vol_idx = cols.index("volume") if "volume" in cols else None
         rows: list[tuple] = []
         prev_ts: int | None = None
+        prev_close: float | None = None
         for line, rec in enumerate(reader, start=2):
             if not rec or all(not x.strip() for x in rec):
                 continue
@@ -147,7 +173,14 @@ def load_bars(path: str | Path) -> tuple[np.ndarray, BarFileReport]:
                         f"{path}: line {line}: timestamp {rec[idx['time']]!r} is earlier than the row "
                         "before it (file must be sorted by time)"
                     )
-            prev_ts = ts
+            if prev_close is not None and max_jump is not None:
+                for name, x in (("open", o), ("high", h), ("low", lo), ("close", c)):
+                    if x > prev_close * (1.0 + max_jump) or x * (1.0 + max_jump) < prev_close:
+                        raise DataError(
+                            f"{path}: line {line}: {name} {x!r} is {100.0 * (x / prev_close - 1.0):+.4g} % from the "
+                            f"previous close {prev_close!r}, beyond bars.max_jump_pct = {100.0 * max_jump:g}: an "
+                            "implausible price (fix or remove the row, or raise bars.max_jump_pct)")
+            prev_ts, prev_close = ts, c
             rows.append((ts, o, h, lo, c, vol))
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
@@ -172,9 +205,10 @@ def _period_and_gaps(ts: np.ndarray) -> tuple[int, list[Gap]]:
     return period // NS_PER_MINUTE, gaps
 
 
-def load_period_bars(path: str | Path, period_minutes: int) -> tuple[np.ndarray, BarFileReport]:
+def load_period_bars(path: str | Path, period_minutes: int,
+                     max_jump: float | None = DEFAULT_MAX_JUMP) -> tuple[np.ndarray, BarFileReport]:
     """``load_bars`` plus the check every user needs: the file's bar period is the config's."""
-    bars, report = load_bars(path)
+    bars, report = load_bars(path, max_jump)
     if report.period_minutes != period_minutes:
         raise DataError(f"{path}: bars are {report.period_minutes}-minute but the config says "
                         f"bars.period_minutes = {period_minutes}")

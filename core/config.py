@@ -43,9 +43,19 @@ class BarConfig(Strict):
         "mid", description="Quote side bars are built from; must match the history the model saw."
     )
 
+    max_jump_pct: float = Field(
+        10.0, gt=0, le=1000, description="A quote whose mid moves more than this from the last accepted one, or a "
+        "bar-file price this far from the previous close, is implausible: the quote is rejected (and counted) until "
+        "jump_confirm_quotes in a row confirm the new level; the bar file is refused with its line.")
+    jump_confirm_quotes: int = Field(3, ge=2, description="Agreeing quotes that make a jump a real move.")
+
     @property
     def period_ns(self) -> int:
         return self.period_minutes * 60_000_000_000
+
+    @property
+    def max_jump(self) -> float:
+        return self.max_jump_pct / 100.0
 
     def bars(self, minutes: int, field: str) -> int:
         """Convert a duration to a whole number of bars, or explain why it cannot be."""

@@ -169,7 +169,8 @@ class Daemon:
         self.slot = Slot(self.run_id, self.instrument, self.spec, cfg.bars.price, cfg.bars.period_ns, self.ex,
                          cfg.account.initial_equity, self.policy, self.broker, self.risk, self.store,
                          self.latency_capacity, on_flatten_tier=self._on_flatten_tier, market=cfg.instrument.market,
-                         holidays=cfg.instrument.holidays, clock_ns=clock_ns)
+                         holidays=cfg.instrument.holidays, clock_ns=clock_ns, max_jump=cfg.bars.max_jump,
+                         jump_confirm=cfg.bars.jump_confirm_quotes)
         if cfg.real_orders:
             await self._restore_book()
         self.slot.ramp = cfg.risk.size_ramp
@@ -370,7 +371,7 @@ class Daemon:
             "instrument": self.instrument, "run_id": self.run_id, "ticks": c.ticks, "bars": c.bars,
             "decisions": c.decisions, "orders": c.orders, "fills": c.fills, "swaps": c.swaps,
             "swaps_refused": self.watcher.stats.refused, "actions": dict(c.actions),
-            "rejected_quotes": b.rejected_bad + b.rejected_out_of_order + b.rejected_duplicate,
+            "rejected_quotes": b.rejected, "rejected_jump_quotes": b.rejected_jump,
             "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0,
             "reconcile_discrepancies": self.reconciler.discrepancies if self.reconciler else 0,
             "position_units": float(s.position[0]), "equity": s.equity,
@@ -497,6 +498,7 @@ class Daemon:
                     "swaps": c.swaps, "actions": c.actions, "rejected_bad": self.slot.builder.rejected_bad,
                     "rejected_out_of_order": self.slot.builder.rejected_out_of_order,
                     "rejected_duplicate": self.slot.builder.rejected_duplicate,
+                    "rejected_jump": self.slot.builder.rejected_jump,
                     "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0}
         return DaemonResult(self.run_id, self.summary, counters, self.cfg.service.db_path, self.slot.policy.sha,
                             self.interrupted, time.perf_counter() - t0, _fmt(self.slot.first_decision_bar_ts),

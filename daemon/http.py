@@ -24,7 +24,8 @@ class DaemonCollector:
         counters = {
             "ticks": "Quotes received", "bars": "Bars closed", "decisions": "Decisions taken", "orders": "Orders sent",
             "fills": "Fills received", "swaps": "Model swaps applied", "swaps_refused": "Checkpoints refused",
-            "rejected_quotes": "Quotes rejected (bad, out of order, duplicate)",
+            "rejected_quotes": "Quotes rejected (bad, out of order, duplicate, implausible jump)",
+            "rejected_jump_quotes": "Quotes rejected as implausible jumps from the last accepted price",
             "recorder_dropped_ticks": "Ticks the recorder had to drop",
             "reconcile_discrepancies": "Reconciliation discrepancies found",
         }

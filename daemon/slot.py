@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
-from core.bar_builder import BarBuilder
+from core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
 from core.execution import ExecutionModel, target_units
 from core.features import FeatureBuffer, FeatureSpec
 from core.metrics import PerformanceTracker
@@ -71,11 +71,12 @@ class Slot:
                  ex: ExecutionModel, initial_equity: float, policy: Policy, broker: PaperBroker,
                  risk: RiskEngine, store: Store, latency_capacity: int = 4096,
                  on_flatten_tier: Callable[[str], None] | None = None, market: str = "fx",
-                 holidays: tuple = (), clock_ns: Callable[[int], int] | None = None) -> None:
+                 holidays: tuple = (), clock_ns: Callable[[int], int] | None = None,
+                 max_jump: float = DEFAULT_MAX_JUMP, jump_confirm: int = DEFAULT_JUMP_CONFIRM) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
         self.policy, self.broker, self.risk, self.store = policy, broker, risk, store
-        self.builder = BarBuilder(period_ns, bar_price)
+        self.builder = BarBuilder(period_ns, bar_price, max_jump, jump_confirm)
         self.features = FeatureBuffer(spec)
         self.position = new_state()
         self.obs = np.zeros(spec.obs_dim)

@@ -32,11 +32,16 @@ def usdthb_ticks() -> np.ndarray:
     return out
 
 
-def reference_bars(ticks: np.ndarray, period_ns: int, price: str = "mid"):
+def reference_bars(ticks: np.ndarray, period_ns: int, price: str = "mid", max_jump: float = 0.10, confirm: int = 3):
     """Obviously-correct Python bar builder: the oracle for the numba kernel."""
-    bars, counts = [], {"accepted": 0, "bad": 0, "ooo": 0, "dup": 0}
+    bars, counts = [], {"accepted": 0, "bad": 0, "ooo": 0, "dup": 0, "jump": 0}
     last = None
     cur = None
+    pending: list[float] = []  # consecutive jumped mids agreeing with the first of them
+
+    def far(x: float, ref: float) -> bool:
+        return x > ref * (1 + max_jump) or x * (1 + max_jump) < ref
+
     for t, b, a in ticks.tolist():
         if not (b > 0 and a > 0 and b <= a and math.isfinite(a) and math.isfinite(b)):
             counts["bad"] += 1
@@ -47,6 +52,14 @@ def reference_bars(ticks: np.ndarray, period_ns: int, price: str = "mid"):
         if last is not None and (t, b, a) == last:
             counts["dup"] += 1
             continue
+        if last is not None:
+            m = 0.5 * (a + b)
+            if far(m, 0.5 * (last[1] + last[2])):
+                pending = pending + [m] if pending and not far(m, pending[0]) else [m]
+                if len(pending) < confirm:
+                    counts["jump"] += 1
+                    continue
+            pending = []
         p = {"ask": a, "bid": b, "mid": 0.5 * (a + b)}[price]
         bucket = t - t % period_ns
         if cur is not None and cur[0] != bucket:

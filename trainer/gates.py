@@ -85,7 +85,7 @@ def shadow_ticks(cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns
         use = days[max(0, len(days) - len(judged) - warm_days) :]
         ticks = np.concatenate([read_tick_file(day_path(gates.ticks_dir, inst, d))[0] for d in use])
         return ticks, [d.isoformat() for d in judged], "recorded ticks"
-    bars, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes)
+    bars, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump)
     bars = bars[bars["ts_ns"] < end_ns]
     bar_days = np.unique(bars["ts_ns"] // NS_PER_DAY)
     if len(bar_days) < gates.shadow_days:
@@ -122,7 +122,8 @@ def shadow_replay(policy: Policy, cfg: MarketConfig, spec: FeatureSpec, gates: G
         slot = Slot("shadow", cfg.instrument.symbol, spec, cfg.bars.price, cfg.bars.period_ns, ex,
                     cfg.account.initial_equity, policy, PaperBroker(ex),
                     RiskEngine(risk_cfg, cfg.instrument.lot_units, cfg.bars.period_minutes), store,
-                    market=cfg.instrument.market, holidays=cfg.instrument.holidays)
+                    market=cfg.instrument.market, holidays=cfg.instrument.holidays, max_jump=cfg.bars.max_jump,
+                    jump_confirm=cfg.bars.jump_confirm_quotes)
         days = ticks["ts_ns"] // NS_PER_DAY
         bounds = np.flatnonzero(np.diff(days)) + 1
         for day_index, chunk in enumerate(np.split(ticks, bounds)):

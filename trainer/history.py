@@ -42,7 +42,7 @@ def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec
     period_ns = cfg.bars.period_ns
     spread = cfg.data.modelled_spread_pips * cfg.instrument.pip_size
     ticks = bars_to_ticks(raw_bars, period_ns, cfg.data.bars_side, spread)
-    builder = BarBuilder(period_ns, cfg.bars.price)
+    builder = BarBuilder(period_ns, cfg.bars.price, cfg.bars.max_jump, cfg.bars.jump_confirm_quotes)
     closed = builder.push(ticks)
     tail = builder.flush()
     bars = np.concatenate([closed.bars, tail])
@@ -61,7 +61,7 @@ log = structlog.get_logger("trainer")
 
 
 def load_history(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int) -> MarketHistory:
-    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes)
+    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump)
     log.info("bar_file_loaded", **report.log_fields())
     sel = select_range(raw, start_ns, end_ns)
     if len(sel) < spec.window + 3:

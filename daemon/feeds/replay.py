@@ -19,7 +19,7 @@ log = structlog.get_logger("replay")
 
 
 def replay_ticks(cfg: MarketConfig, start_ns: int, end_ns: int) -> np.ndarray:
-    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes)
+    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump)
     log.info("bar_file_loaded", **report.log_fields())
     bars = select_range(raw, start_ns, end_ns)
     if len(bars) == 0:

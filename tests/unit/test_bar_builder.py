@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,9 +52,9 @@ def test_bar_builder_matches_reference_and_conserves_ticks(spec, chunk):
     ref, ref_open, counts = reference_bars(ticks, MIN, "mid")
     assert [tuple(x) for x in bars] == [tuple(map(float, r)) for r in ref]
     assert [tuple(x) for x in tail] == ([tuple(map(float, ref_open))] if ref_open else [])
-    assert (b.accepted, b.rejected_bad, b.rejected_out_of_order, b.rejected_duplicate) == (
-        counts["accepted"], counts["bad"], counts["ooo"], counts["dup"])
-    assert b.accepted + b.rejected_bad + b.rejected_out_of_order + b.rejected_duplicate == len(ticks)
+    assert (b.accepted, b.rejected_bad, b.rejected_out_of_order, b.rejected_duplicate, b.rejected_jump) == (
+        counts["accepted"], counts["bad"], counts["ooo"], counts["dup"], counts["jump"])
+    assert b.accepted + b.rejected == len(ticks)
     all_bars = bars + tail
     assert sum(x[5] for x in all_bars) == b.accepted  # volume = accepted tick count
     for ts, o, h, lo, c, _ in all_bars:
@@ -86,3 +87,41 @@ def test_bar_builder_rebuilds_bar_file_exactly_from_bar_derived_ticks():
     assert np.all(ticks["ask"] - ticks["bid"] > 0)
     # each bar closes on the next bar's first quote
     assert closed.close_idx.tolist() == [4 * (k + 1) for k in range(499)]
+
+
+# -- issue 9.6: implausible prices -------------------------------------------------------
+
+def _quotes(mids, start=1_506_902_400 * 10**9, step=MIN // 4):
+    t = np.zeros(len(mids), dtype=TICK_DTYPE)
+    t["ts_ns"] = start + np.arange(len(mids), dtype=np.int64) * step
+    t["bid"] = np.asarray(mids, dtype=float) - 5e-5
+    t["ask"] = np.asarray(mids, dtype=float) + 5e-5
+    return t
+
+
+def test_single_spikes_are_rejected_counted_and_never_reach_a_bar():
+    mids = [1.17, 1.1701, 117.0, 1.1702, 1e300, 1.1703, 0.0117, 1.1704] * 8  # x100, 1e300, /100
+    b = BarBuilder(MIN, "mid")
+    closed = b.push(_quotes(mids))
+    bars = np.concatenate([closed.bars, b.flush()])
+    assert b.rejected_jump == 3 * 8 and b.rejected_bad == 0
+    assert bars["high"].max() < 1.171 and bars["low"].min() > 1.169
+    assert not closed.accepted[2] and not closed.accepted[6]
+
+
+def test_a_real_gap_is_accepted_once_confirmed():
+    mids = [1.17] * 4 + [1.40, 1.401, 1.402, 1.403] + [1.404] * 4  # a +20 % level that persists
+    b = BarBuilder(MIN, "mid", max_jump=0.10, jump_confirm=3)
+    closed = b.push(_quotes(mids))
+    assert b.rejected_jump == 2  # the first two quotes at the new level, then it is a move
+    assert closed.accepted.tolist() == [True] * 4 + [False, False, True, True] + [True] * 4
+    bars = np.concatenate([closed.bars, b.flush()])
+    assert bars["close"][-1] == pytest.approx(1.404)
+
+
+def test_jump_threshold_is_configurable():
+    mids = [1.0, 1.06, 1.0]
+    assert BarBuilder(MIN, "mid", max_jump=0.10).push(_quotes(mids)).accepted.all()
+    assert BarBuilder(MIN, "mid", max_jump=0.05).push(_quotes(mids)).accepted.tolist() == [True, False, True]
+    with pytest.raises(ValueError):
+        BarBuilder(MIN, "mid", max_jump=0.0)

@@ -3,7 +3,7 @@ import pytest
 
 from core.bar_files import load_bars, parse_timestamp_ns
 from core.errors import DataError
-from tests.helpers import EURUSD
+from tests.helpers import EURUSD, write_bars_csv
 
 HEADER = "Time,Open,High,Low,Close,Volume\n"
 GOOD = ["02.01.2017 00:00:00.000,1.1,1.2,1.0,1.15,10\n", "02.01.2017 01:00:00.000,1.15,1.2,1.1,1.12,11\n"]
@@ -69,3 +69,34 @@ def test_load_bars_empty_files_rejected(tmp_path, text, fragment):
 def test_load_bars_missing_file_named(tmp_path):
     with pytest.raises(DataError, match="bar file not found"):
         load_bars(tmp_path / "nope.csv")
+
+
+# -- issue 9.6 / 9.9: implausible prices and undecodable bytes refuse the file ------------
+
+@pytest.mark.parametrize("spoil", ["x100", "1e300", "div100"])
+def test_implausible_bar_refused_with_file_and_line(tmp_path, spoil):
+    bars = load_bars(EURUSD)[0][:50].copy()
+    row = bars[20]
+    for f in ("open", "high", "low", "close"):
+        row[f] = {"x100": row[f] * 100, "1e300": 1e300, "div100": row[f] / 100}[spoil]
+    bars[20] = row
+    path = write_bars_csv(tmp_path / "b.csv", bars)
+    with pytest.raises(DataError) as e:
+        load_bars(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: line 22: ") and "max_jump_pct" in msg
+    assert load_bars(path, max_jump=None)[0].shape == (50,)  # the check is what refused it
+
+
+def test_bundled_year_passes_the_jump_check():
+    bars, report = load_bars(EURUSD)
+    assert report.rows == len(bars) > 6000
+
+
+def test_non_utf8_byte_names_the_line(tmp_path):
+    path = write_bars_csv(tmp_path / "b.csv", load_bars(EURUSD)[0][:10])
+    lines = path.read_bytes().split(b"\n")
+    lines[5] = lines[5].replace(b",", b"\xff,", 1)
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(DataError, match=r"line 6: bytes b'\\xff' are not UTF-8"):
+        load_bars(path)
