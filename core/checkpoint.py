@@ -41,6 +41,10 @@ class CheckpointMeta:
     parent: str = ""
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     extra: str = "{}"
+    # the market it was trained on ("" / 0: a checkpoint older than these fields)
+    instrument: str = ""
+    pip_size: float = 0.0
+    period_minutes: int = 0
 
     def to_header(self) -> dict[str, str]:
         d = {k: (json.dumps(list(v)) if isinstance(v, tuple) else str(v)) for k, v in asdict(self).items()}
@@ -59,6 +63,8 @@ class CheckpointMeta:
                 action_space=tuple(json.loads(header["action_space"])), hidden=int(header["hidden"]),
                 data_range=header.get("data_range", ""), parent=header.get("parent", ""),
                 created_at=header.get("created_at", ""), extra=header.get("extra", "{}"),
+                instrument=header.get("instrument", ""), pip_size=float(header.get("pip_size", "0") or 0),
+                period_minutes=int(header.get("period_minutes", "0") or 0),
             )
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"{source}: checkpoint header is incomplete or malformed: {e!r}") from None
@@ -127,9 +133,17 @@ def _header(data: bytes) -> dict[str, str] | None:
 
 
 def check_compatible(meta: CheckpointMeta, source: str, *, feature_spec_hash: str, obs_shape: tuple[int, ...],
-                     action_space: tuple[str, ...]) -> None:
-    """Raise CheckpointMismatch naming both sides of every difference."""
+                     action_space: tuple[str, ...], instrument: str | None = None, pip_size: float | None = None,
+                     period_minutes: int | None = None) -> None:
+    """Raise CheckpointMismatch naming both sides of every difference. The market (instrument,
+    pip size, bar period) is checked when the caller gives it and the checkpoint records it."""
     problems = []
+    if instrument is not None and meta.instrument and meta.instrument != instrument:
+        problems.append(f"instrument {meta.instrument} (checkpoint) != {instrument} (ours)")
+    if period_minutes is not None and meta.period_minutes and meta.period_minutes != period_minutes:
+        problems.append(f"bar period {meta.period_minutes} min (checkpoint) != {period_minutes} min (ours)")
+    if pip_size is not None and meta.pip_size and abs(meta.pip_size / pip_size - 1.0) > 1e-9:
+        problems.append(f"pip size {meta.pip_size:g} (checkpoint) != {pip_size:g} (ours)")
     if meta.feature_spec_hash != feature_spec_hash:
         problems.append(f"feature spec {meta.feature_spec_hash} (checkpoint) != {feature_spec_hash} (ours)")
     if tuple(meta.obs_shape) != tuple(obs_shape):

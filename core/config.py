@@ -3,9 +3,10 @@
 Every model forbids unknown keys. Values are given in time units (minutes, days) and
 converted to bars with the bar period, so one config works for 1-minute and 1-hour bars.
 Environment variables ``STAIRWAY_<SECTION>__<KEY>=value`` override file values (JSON
-literals are parsed, anything else is taken as a string). Variables naming a section the
-model does not have are ignored (they configure the other program on the host); unknown
-keys inside a known section are errors.
+literals are parsed, anything else is taken as a string). Variables naming a section of the
+other program (daemon or trainer) are ignored (one host environment configures both); a
+section neither has, or an unknown key inside a known section, is an error. Booleans are
+``true``/``false`` only: "no", 0 and the like are refused, not coerced.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -23,6 +26,22 @@ from core.errors import ConfigError
 
 ENV_PREFIX = "STAIRWAY_"
 ENV_DELIMITER = "__"
+# Every top-level section of the daemon's and the trainer's configs (a test keeps this equal to
+# the union of DaemonConfig's and TrainerConfig's fields; core cannot import either).
+ALL_SECTIONS = frozenset({"account", "bars", "broker", "cycles", "data", "execution", "features", "gates",
+                          "instrument", "ppo", "regime", "replay", "risk", "service", "shaping", "train"})
+
+# Pip size by quote currency (FX) and by base for metals; everything else quoted in 1e-4.
+_PIP_BY_QUOTE = {"JPY": 0.01, "HUF": 0.01}
+_PIP_BY_BASE = {"XAU": 0.01, "XPT": 0.01, "XPD": 0.01, "XAG": 0.0001}
+_FX_SYMBOL = re.compile(r"^[A-Z]{3}_[A-Z]{3}$")
+_EQUITY_SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+_ANY_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,29}$")
+
+
+def fx_pip_size(symbol: str) -> float:
+    base, quote = symbol.split("_")
+    return _PIP_BY_BASE.get(base, _PIP_BY_QUOTE.get(quote, 0.0001))
 
 
 class Strict(BaseModel):
@@ -30,11 +49,22 @@ class Strict(BaseModel):
 
 
 class InstrumentConfig(Strict):
-    symbol: str = Field("EUR_USD", description="Broker symbol, e.g. EUR_USD.")
-    pip_size: float = Field(0.0001, gt=0, description="Price units per pip.")
+    symbol: str = Field("EUR_USD", description="Broker symbol: BASE_QUOTE for fx (EUR_USD), a ticker for equities.")
+    pip_size: float = Field(0.0001, gt=0, description="Price units per pip (fx: 0.01 for JPY quotes, else 0.0001).")
     lot_units: float = Field(100_000, gt=0, description="Units in one lot (position sizes are in lots).")
     market: Literal["fx", "us_equity", "always"] = Field("fx", description="Trading-hours calendar (core.calendar).")
     holidays: tuple[dt.date, ...] = Field((), description="Closed all day (exchange local date).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "InstrumentConfig":
+        pattern = {"fx": _FX_SYMBOL, "us_equity": _EQUITY_SYMBOL}.get(self.market, _ANY_SYMBOL)
+        if not pattern.match(self.symbol):
+            raise ValueError(f"symbol = {self.symbol!r} is not a {self.market} symbol "
+                             f"(expected {'BASE_QUOTE, e.g. EUR_USD' if self.market == 'fx' else pattern.pattern})")
+        if self.market == "fx" and abs(self.pip_size / fx_pip_size(self.symbol) - 1.0) > 1e-9:
+            raise ValueError(f"pip_size = {self.pip_size:g} does not match {self.symbol} "
+                             f"(a pip of {self.symbol} is {fx_pip_size(self.symbol):g})")
+        return self
 
 
 class BarConfig(Strict):
@@ -135,6 +165,12 @@ class RegimeConfig(Strict):
         return self
 
 
+def instrument_in_file_name(path: Path) -> str | None:
+    """The currency pair a data file's name declares (FOREX_EURUSD_1H_ASK.csv -> EUR_USD), if any."""
+    names = re.findall(r"(?<![A-Z])([A-Z]{3})_?([A-Z]{3})(?![A-Z])", path.name.upper())
+    return f"{names[0][0]}_{names[0][1]}" if len(names) == 1 else None
+
+
 class MarketConfig(Strict):
     """Everything the trainer and the daemon must agree on."""
 
@@ -145,6 +181,19 @@ class MarketConfig(Strict):
     account: AccountConfig = AccountConfig()
     data: DataConfig = DataConfig()
     regime: RegimeConfig = RegimeConfig()
+
+    def market_identity(self) -> dict[str, Any]:
+        """What a checkpoint records of the market it was trained on (check_compatible's kwargs)."""
+        return {"instrument": self.instrument.symbol, "pip_size": self.instrument.pip_size,
+                "period_minutes": self.bars.period_minutes}
+
+    @model_validator(mode="after")
+    def _check_data_instrument(self) -> "MarketConfig":
+        named = instrument_in_file_name(self.data.bars_csv)
+        if self.instrument.market == "fx" and named is not None and named != self.instrument.symbol:
+            raise ValueError(f"instrument.symbol = {self.instrument.symbol!r} but data.bars_csv "
+                             f"{str(self.data.bars_csv)!r} holds {named} bars")
+        return self
 
 
 class DateRange(Strict):
@@ -216,7 +265,12 @@ def load_config(model: type[M], path: str | Path, environ: dict[str, str] | None
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     # The daemon and the trainer share one environment: a variable for a section this model
     # does not have belongs to the other one. Unknown keys inside a known section are errors.
-    env = {k: v for k, v in env_overrides(environ).items() if k in model.model_fields}
+    overrides = env_overrides(environ)
+    unknown = sorted(k for k in overrides if k not in ALL_SECTIONS and k not in model.model_fields)
+    if unknown:
+        raise ConfigError(f"environment: {', '.join(ENV_PREFIX + k.upper() + ENV_DELIMITER + '...' for k in unknown)} "
+                          f"names no config section (sections: {', '.join(sorted(ALL_SECTIONS))})")
+    env = {k: v for k, v in overrides.items() if k in model.model_fields}
     data = _merge(data, env)
     try:
         return model.model_validate(data)

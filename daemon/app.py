@@ -77,12 +77,13 @@ class DaemonResult:
     http_port: int | None = None
 
 
-def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None) -> PPOPolicy:
+def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None,
+                        market: dict | None = None) -> PPOPolicy:
     """The model the daemon starts with passes exactly the checks a hot swap does."""
     link = models_dir / "current"
     if not link.is_symlink() and not link.exists():
         raise CheckpointError(f"{link}: no current model; run `stairway train run` first")
-    return load_verified(link, spec, gate_db, None)
+    return load_verified(link, spec, gate_db, None, market)
 
 
 def _fmt(ts_ns: int | None) -> str:
@@ -136,7 +137,8 @@ class Daemon:
         self.control = ControlFiles(svc.control_dir)  # refuses a group/other-writable directory
         gate_db = svc.gate_db if svc.require_gate_record else None
         if self.policy is None:
-            self.policy = await asyncio.to_thread(load_current_policy, svc.models_dir, self.spec, gate_db)
+            self.policy = await asyncio.to_thread(load_current_policy, svc.models_dir, self.spec, gate_db,
+                                                  cfg.market_identity())
         self.instrument = cfg.instrument.symbol
         if cfg.live:
             from daemon.brokers.factory import make_broker_and_feed
@@ -177,7 +179,7 @@ class Daemon:
         self.recorder = (TickRecorder(svc.ticks_dir, self.instrument, svc.recorder_flush_secs,
                                       retention_days=svc.tick_retention_days) if svc.record_ticks else None)
         self.watcher = ModelWatcher(svc.models_dir, self.spec, gate_db, svc.model_poll_secs, self._live_obs,
-                                    self.policy.sha)
+                                    self.policy.sha, cfg.market_identity())
         try:
             await asyncio.to_thread(self.slot.warm_up)
         except Exception as e:

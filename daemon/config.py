@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from core.config import DateRange, MarketConfig, Strict
 from daemon.risk import RiskConfig
@@ -15,12 +15,12 @@ class ServiceConfig(Strict):
     state_dir: Path = Field(Path("state"), description="Databases, recordings, control files.")
     models_dir: Path = Field(Path("models"), description="Checkpoint registry and the current link.")
     db_name: str = Field("live.db", description="SQLite file inside state_dir.")
-    log_json: bool | None = Field(None, description="JSON logs; default: JSON unless stdout is a TTY.")
+    log_json: StrictBool | None = Field(None, description="JSON logs; default: JSON unless stdout is a TTY.")
     gate_db: Path = Field(Path("state/gate.db"), description="The trainer's registry (read-only here).")
-    require_gate_record: bool = Field(True, description="Only run checkpoints that passed gates or were forced.")
-    require_start_file: bool = Field(True, description="Open positions only while control/START_TRADING exists.")
+    require_gate_record: StrictBool = Field(True, description="Only run checkpoints that passed gates or were forced.")
+    require_start_file: StrictBool = Field(True, description="Open positions only while control/START_TRADING exists.")
     http_port: int | None = Field(8787, ge=0, le=65535, description="127.0.0.1 port; 0 = any free; null = off.")
-    record_ticks: bool = Field(True, description="Record every quote under state_dir/ticks.")
+    record_ticks: StrictBool = Field(True, description="Record every quote under state_dir/ticks.")
     recorder_flush_secs: float = Field(2.0, gt=0)
     tick_retention_days: int = Field(30, gt=0)
     backup_keep: int = Field(7, gt=0)
@@ -31,6 +31,13 @@ class ServiceConfig(Strict):
     feed_stale_secs: float = Field(60.0, gt=0, description="/health fails when no quote arrived for this long.")
     max_model_age_days: float = Field(30.0, gt=0, description="/health fails for an older model.")
     shutdown_timeout_secs: float = Field(10.0, gt=0)
+
+    @field_validator("db_name")
+    @classmethod
+    def _plain_file_name(cls, v: str) -> str:
+        if not v or v in (".", "..") or "/" in v or "\\" in v or "\x00" in v:
+            raise ValueError(f"{v!r} must be a plain file name inside state_dir (no directories, no '..')")
+        return v
 
     @property
     def db_path(self) -> Path:

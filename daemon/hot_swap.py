@@ -59,19 +59,21 @@ def gate_status(gate_db: Path, sha: str) -> tuple[str | None, str | None]:
     return (row[0], row[1]) if row else (None, None)
 
 
-def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None) -> PPOPolicy:
+def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None,
+                  market: dict | None = None) -> PPOPolicy:
     """Everything a checkpoint must pass before it may trade; raises CheckpointError (any
     OSError on the way, an unreadable file or directory in its place, becomes one)."""
     try:
-        return _load_verified(link, spec, gate_db, obs)
+        return _load_verified(link, spec, gate_db, obs, market or {})
     except OSError as e:
         raise CheckpointError(f"{link}: cannot read the checkpoint: {e}") from None
 
 
-def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None) -> PPOPolicy:
+def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None,
+                   market: dict) -> PPOPolicy:
     ck = read_checkpoint(link)
     check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
-                     action_space=ACTION_NAMES)
+                     action_space=ACTION_NAMES, **market)
     if ck.meta.policy_kind != "ppo":
         raise CheckpointError(f"{link}: policy kind {ck.meta.policy_kind!r} is not supported by this daemon")
     if gate_db is not None:
@@ -103,9 +105,10 @@ class ModelWatcher:
     """Polls models/current; verified policies go to ``on_policy``, refusals to ``on_refused``."""
 
     def __init__(self, models_dir: Path, spec: FeatureSpec, gate_db: Path | None, poll_secs: float,
-                 live_obs: Callable[[], np.ndarray | None], current_sha: str) -> None:
+                 live_obs: Callable[[], np.ndarray | None], current_sha: str, market: dict | None = None) -> None:
         self.link = Path(models_dir) / "current"
         self.spec, self.gate_db, self.poll_secs = spec, gate_db, poll_secs
+        self.market = market
         self.live_obs = live_obs
         self.loaded_sha = current_sha
         self.seen = link_target(self.link)
@@ -123,7 +126,8 @@ class ModelWatcher:
                 t0 = time.perf_counter()
                 obs = self.live_obs()
                 try:
-                    policy = await asyncio.to_thread(load_verified, self.link, self.spec, self.gate_db, obs)
+                    policy = await asyncio.to_thread(load_verified, self.link, self.spec, self.gate_db, obs,
+                                                    self.market)
                 except StairwayError as e:
                     self.stats.refused += 1
                     self.stats.last_refusal = str(e)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.config import Strict
 
@@ -38,6 +38,28 @@ class RiskConfig(Strict):
     alert_after_sessions: int = Field(3, gt=0, description="Consecutive sessions outside the band before alerting.")
     stale_after_secs: float = Field(120.0, gt=0, description="No entries after a quote gap longer than this.")
     size_ramp: tuple[float, ...] = Field((0.5, 0.75, 1.0), description="Size after a hot swap, per session.")
+
+    @field_validator("drawdown_tiers_pct")
+    @classmethod
+    def _tiers(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if not all(0 < t <= 100 for t in v) or any(a >= b for a, b in zip(v, v[1:])):
+            raise ValueError(f"{list(v)} must be four percentages in (0, 100], strictly increasing "
+                             "(warn < halve size < stop opening < flatten)")
+        return v
+
+    @field_validator("size_ramp")
+    @classmethod
+    def _ramp(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or not all(0 < x <= 1 for x in v):
+            raise ValueError(f"{list(v)} must be fractions in (0, 1]")
+        return v
+
+    @field_validator("trades_per_session_minute_bars")
+    @classmethod
+    def _band(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] < 0 or v[0] > v[1]:
+            raise ValueError(f"{list(v)} must be (low, high) with 0 <= low <= high")
+        return v
 
 
 @dataclass(frozen=True)

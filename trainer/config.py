@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from core.config import DateRange, MarketConfig, Strict
 
@@ -32,7 +32,7 @@ class PPOArgs(Strict):
 class ShapingConfig(Strict):
     """Training-only reward shaping (trainer.shaping). Defaults from the seed plan."""
 
-    hold_bonus: bool = Field(True, description="Pay the dual-lane controller's bonus for HOLD.")
+    hold_bonus: StrictBool = Field(True, description="Pay the dual-lane controller's bonus for HOLD.")
     base_hold_bonus: float = Field(0.01, ge=0, description="Controller base bonus.")
     fast_gain: float = Field(0.25, ge=0, description="Fast lane gain.")
     regime_gain: float = Field(0.3, ge=0, description="Fast lane scaling by regime: (1 + gain·regime).")
@@ -59,7 +59,7 @@ class CycleConfig(Strict):
     min_cycles: int = Field(2, gt=0, description="Never stop before this many cycles.")
     patience: int = Field(2, gt=0, description="Stop after this many cycles without improvement.")
     min_sharpe_improvement: float = Field(0.01, ge=0, description="Relative Sharpe gain that counts (1 %).")
-    warm_start: bool = Field(True, description="Start from models/current (or gold) when compatible.")
+    warm_start: StrictBool = Field(True, description="Start from models/current (or gold) when compatible.")
 
     @model_validator(mode="after")
     def _check(self) -> "CycleConfig":
@@ -80,7 +80,7 @@ class GateConfig(Strict):
     drift_threshold: float = Field(0.15, gt=0, description="Relative L2 distance to gold.")
     mc_resamples: int = Field(1000, ge=1000, description="Monte Carlo bootstrap resamples.")
     walk_forward_windows: int = Field(4, ge=2, description="Rolling windows for walk-forward efficiency.")
-    gate_on_robustness: bool = Field(False, description="Also require CAR25, WFE and SQN minimums.")
+    gate_on_robustness: StrictBool = Field(False, description="Also require CAR25, WFE and SQN minimums.")
     min_car25_pct: float = 0.0
     min_walk_forward_efficiency: float = 0.5
     min_sqn: float = 1.6

@@ -103,7 +103,7 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
         try:
             ck = read_checkpoint(link)
             check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
-                             action_space=ACTION_NAMES)
+                             action_space=ACTION_NAMES, **cfg.market_identity())
             if ck.meta.hidden != cfg.ppo.hidden or ck.meta.policy_kind != "ppo":
                 raise CheckpointError(f"{link}: hidden {ck.meta.hidden} / kind {ck.meta.policy_kind} differ from config")
             return ck
@@ -216,6 +216,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         meta = CheckpointMeta(
             policy_kind="ppo", feature_spec_hash=spec.hash, feature_spec=spec.to_json(), obs_shape=(spec.obs_dim,),
             action_space=ACTION_NAMES, hidden=cfg.ppo.hidden, parent=parent.sha if parent else "",
+            **cfg.market_identity(),
             data_range=f"{cfg.train.range.start}..{cfg.train.range.end}; {split_desc}",
             extra=json.dumps({"steps": learner.global_step, "cycle": k, "run_id": run_id, "seed": cfg.train.seed,
                               "target_hold_rate": target, "validation": m}, default=float),

@@ -61,7 +61,7 @@ def preflight(meta: CheckpointMeta, gates: GateConfig) -> tuple[bool, str]:
     spec = FeatureSpec.from_config(dcfg)
     try:
         check_compatible(meta, "candidate", feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
-                         action_space=ACTION_NAMES)
+                         action_space=ACTION_NAMES, **dcfg.market_identity())
     except CheckpointMismatch as e:
         return False, f"{e} (daemon config {gates.daemon_config})"
     return True, f"matches {gates.daemon_config}: spec {spec.hash}, obs ({spec.obs_dim},), {len(ACTION_NAMES)} actions"

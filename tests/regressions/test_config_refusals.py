@@ -1,0 +1,95 @@
+"""Issue 9.7: configuration that would change trading is refused with the field and the value
+named, never accepted silently."""
+
+import pytest
+
+from core.checkpoint import CheckpointMeta, publish, save_checkpoint
+from core.config import ALL_SECTIONS, load_config
+from core.errors import CheckpointError, ConfigError
+from daemon.config import DaemonConfig
+from daemon.hot_swap import load_verified
+from tests.helpers import ROOT, tiny_checkpoint
+from trainer.config import TrainerConfig
+
+PAPER = (ROOT / "config" / "paper.toml").read_text()
+
+
+def load(tmp_path, old=None, new=None, environ=None):
+    text = PAPER if old is None else PAPER.replace(old, new, 1)
+    assert old is None or text != PAPER, old
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return load_config(DaemonConfig, p, environ=environ or {})
+
+
+CASES = [
+    ("drawdown_tiers_pct = [1.5, 1.8, 2.0, 2.5]", "drawdown_tiers_pct = [-1.5, 1.8, 2.0, 2.5]",
+     ["risk.drawdown_tiers_pct", "-1.5"]),
+    ("drawdown_tiers_pct = [1.5, 1.8, 2.0, 2.5]", "drawdown_tiers_pct = [1.8, 1.5, 2.0, 2.5]",
+     ["risk.drawdown_tiers_pct", "strictly increasing"]),
+    ('symbol = "EUR_USD"', 'symbol = ""', ["symbol = ''"]),
+    ('symbol = "EUR_USD"', 'symbol = "EUR_USDD"', ["symbol = 'EUR_USDD'"]),
+    ('symbol = "EUR_USD"\npip_size = 0.0001', 'symbol = "XAU_USD"\npip_size = 0.01', ["'XAU_USD'", "holds EUR_USD bars"]),
+    ("pip_size = 0.0001", "pip_size = 0.01", ["pip_size = 0.01", "EUR_USD"]),
+    ('db_name = "paper-replay.db"', 'db_name = "../outside.db"', ["service.db_name", "'../outside.db'"]),
+    ('db_name = "paper-replay.db"', 'db_name = "/tmp/x.db"', ["service.db_name"]),
+    ("require_start_file = false", 'require_start_file = "no"', ["service.require_start_file", "'no'"]),
+    ("record_ticks = false", "record_ticks = 0", ["service.record_ticks", "= 0"]),
+]
+
+
+@pytest.mark.parametrize("old,new,fragments", CASES, ids=[c[1] for c in CASES])
+def test_trading_config_refused_naming_field_and_value(tmp_path, old, new, fragments):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, old, new)
+    msg = str(e.value)
+    assert str(tmp_path / "c.toml") in msg
+    for frag in fragments:
+        assert frag in msg, (frag, msg)
+
+
+def test_environment_overrides_unknown_section_and_coerced_booleans_refused(tmp_path):
+    with pytest.raises(ConfigError, match="STAIRWAY_RISKK__"):
+        load(tmp_path, environ={"STAIRWAY_RISKK__MAX_POSITION_LOTS": "0.5"})
+    with pytest.raises(ConfigError, match="service.record_ticks = 0"):
+        load(tmp_path, environ={"STAIRWAY_SERVICE__RECORD_TICKS": "0"})
+    with pytest.raises(ConfigError, match="service.require_start_file = 'no'"):
+        load(tmp_path, environ={"STAIRWAY_SERVICE__REQUIRE_START_FILE": "no"})
+    # the other program's sections are still fine (one environment configures both)
+    cfg = load(tmp_path, environ={"STAIRWAY_TRAIN__SEED": "3", "STAIRWAY_SERVICE__RECORD_TICKS": "true"})
+    assert cfg.service.record_ticks is True
+
+
+def test_known_sections_are_the_daemons_and_the_trainers():
+    assert ALL_SECTIONS == set(DaemonConfig.model_fields) | set(TrainerConfig.model_fields)
+
+
+def test_good_variants_still_load(tmp_path):
+    usdjpy = PAPER.replace('symbol = "EUR_USD"', 'symbol = "USD_JPY"').replace("pip_size = 0.0001", "pip_size = 0.01")
+    usdjpy = usdjpy.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', 'bars_csv = "data/usdjpy.csv"')
+    p = tmp_path / "j.toml"
+    p.write_text(usdjpy)
+    assert load_config(DaemonConfig, p, environ={}).instrument.pip_size == 0.01
+
+
+@pytest.mark.parametrize("field,value,fragment", [
+    ("pip_size", 0.01, "pip size 0.01 (checkpoint) != 0.0001 (ours)"),
+    ("instrument", "USD_CHF", "instrument USD_CHF (checkpoint) != EUR_USD (ours)"),
+    ("period_minutes", 1, "bar period 1 min (checkpoint) != 60 min (ours)"),
+])
+def test_checkpoint_of_another_market_refused_naming_both_sides(tmp_path, spec, field, value, fragment):
+    cfg = load(tmp_path)
+    _, net = tiny_checkpoint(tmp_path / "models", spec)
+    ident = cfg.market_identity() | {field: value}
+    meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ("HOLD", "BUY", "SELL", "CLOSE"), 16,
+                          **ident)
+    ck = save_checkpoint(tmp_path / "models", net.state_dict(), meta)
+    publish(tmp_path / "models", ck.sha)
+    with pytest.raises(CheckpointError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity())
+    # the same checkpoint, recorded for our market, loads
+    ok = save_checkpoint(tmp_path / "models", net.state_dict(),
+                         CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,),
+                                        ("HOLD", "BUY", "SELL", "CLOSE"), 16, **cfg.market_identity()))
+    publish(tmp_path / "models", ok.sha)
+    assert load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity()).sha == ok.sha
