@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from core.redaction import redact_processor
+
 
 def configure_logging(json: bool | None = None, level: str = "info", stream=None) -> None:
     """``stream=None`` writes to whatever ``sys.stdout`` is when a line is logged."""
@@ -19,6 +21,7 @@ def configure_logging(json: bool | None = None, level: str = "info", stream=None
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_processor,  # no token or account id ever reaches a log line
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -39,6 +39,7 @@ from core.config import load_config
 from core.broker import FeedStatus
 from core.calendar import market_open
 from core.errors import CheckpointError, FatalError
+from core.redaction import redact
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policy import PPOPolicy
@@ -411,7 +412,7 @@ class Daemon:
                 reasons.append(f"reconciliation failing: {self.reconciler.last_error}")
         if self.router is not None and self.router.unresolved:
             reasons.append(f"order outcome unknown: {', '.join(sorted(self.router.unresolved))}")
-        return reasons
+        return [redact(r) for r in reasons]  # shown on /health, /status and in status.json
 
     def _write_status(self, snapshot: dict | None = None) -> None:
         path = self.cfg.service.status_file

@@ -10,6 +10,7 @@ from core.config import load_config
 from core.errors import StairwayError
 from core.logs import configure_logging
 from core.metrics import format_summary
+from core.redaction import redact
 
 
 def _ctl(args: argparse.Namespace) -> int:
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except StairwayError as e:
-        print(f"stairway: error: {e}", file=sys.stderr)
+        print(f"stairway: error: {redact(str(e))}", file=sys.stderr)
         return 2
 
 

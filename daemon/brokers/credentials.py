@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.redaction import register_secret
 
 
 def read_secret(credential: str, env_var: str, environ: dict[str, str] | None = None) -> str:
@@ -22,9 +23,11 @@ def read_secret(credential: str, env_var: str, environ: dict[str, str] | None = 
             value = path.read_text().strip()
             if not value:
                 raise ConfigError(f"credential {path} is empty")
+            register_secret(value)
             return value
     value = env.get(env_var, "").strip()
     if value:
+        register_secret(value)
         return value
     where = f"$CREDENTIALS_DIRECTORY/{credential}" if cred_dir else f"a systemd credential named {credential!r}"
     raise ConfigError(f"no {credential} secret: set {where} or the environment variable {env_var}")

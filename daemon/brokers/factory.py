@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import ConfigError
+from core.redaction import register_secret
 from daemon.brokers.credentials import read_secret
 from daemon.config import DaemonConfig
 
@@ -26,6 +27,7 @@ def make_broker_and_feed(cfg: DaemonConfig, environ: dict[str, str] | None = Non
         from daemon.brokers.ib.broker import IBBroker
         from daemon.brokers.ib.feed import IBFeed
 
+        register_secret(cfg.broker.ib.account)  # an account number is not for logs either
         broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol)
         return broker, IBFeed(broker, cfg.broker.ib.price_stale_secs)
     raise ConfigError(f"broker.kind = {kind!r}: no live adapter (paper replays bundled bars)")

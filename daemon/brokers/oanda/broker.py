@@ -26,6 +26,7 @@ from oandapyV20.endpoints.apirequest import APIRequest
 
 from core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
 from core.errors import BadPayload, FatalError, OrderRejected, TransientError
+from core.redaction import register_secret
 from core.types import OrderIntent
 from daemon.brokers.oanda.parsing import (PriceLine, decimal, parse_candles, parse_order_fill, parse_stream_line,
                                           parse_transaction_line)
@@ -65,6 +66,8 @@ class OandaBroker:
         self.base = base_url.rstrip("/")
         self.stream_base = (stream_url or base_url).rstrip("/")
         self.account_id, self._token = account, token
+        register_secret(account)
+        register_secret(token)
         self.timeout = aiohttp.ClientTimeout(total=timeout_secs)
         self.max_attempts, self.max_retry_after = max_attempts, max_retry_after_secs
         self.session: aiohttp.ClientSession | None = None
@@ -74,8 +77,12 @@ class OandaBroker:
         self.request_count = 0
         self.bad_lines = 0
 
-    def __repr__(self) -> str:  # never show the token
-        return f"OandaBroker({self.base!r}, account={self.account_id!r})"
+    def __repr__(self) -> str:  # never show the token or the account id
+        return f"OandaBroker({self.base!r}, account=***)"
+
+    def _shown(self, path: str) -> str:
+        """A request path fit for messages: the account id masked."""
+        return path.replace(self.account_id, "***")
 
     async def connect(self) -> None:
         if self.session is None:
@@ -95,6 +102,7 @@ class OandaBroker:
         assert self.session is not None, "connect() first"
         method, path = r.method, str(r)
         url = f"{self.base}/{path}"
+        path = self._shown(path)  # from here on only for messages
         body = r.data if method in ("POST", "PUT", "PATCH") else None
         for attempt in range(1, self.max_attempts + 1):
             await self.requests.acquire()
