@@ -30,7 +30,7 @@ class ControlFiles:
     def __init__(self, directory: str | Path, create: bool = True) -> None:
         self.dir = Path(directory)
         if create:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_control_dir(self.dir)
         check_private(self.dir)
 
     def poll(self) -> ControlState:
@@ -48,6 +48,15 @@ class ControlFiles:
         (self.dir / START).unlink(missing_ok=True)
 
 
+def make_control_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise FatalError(f"{directory}: control directory path exists but is not a directory") from None
+    except OSError as e:
+        raise FatalError(f"{directory}: cannot create the control directory: {e.strerror or e}") from None
+
+
 def check_private(directory: Path) -> None:
     try:
         mode = directory.stat().st_mode
@@ -62,7 +71,7 @@ def ctl(directory: str | Path, action: str, status_file: Path | None = None) -> 
     """`stairway ctl start|stop|flatten|status`."""
     d = Path(directory)
     if action in ("start", "flatten"):
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_control_dir(d)
         check_private(d)
         name = START if action == "start" else FLATTEN
         tmp = d / f".{name}.tmp"

@@ -10,6 +10,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
+from core.errors import FatalError
+
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
@@ -77,7 +79,12 @@ def make_app(snapshot: Callable[[], dict], health: Callable[[], list[str]]) -> w
 async def start_http(app: web.Application, port: int) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise FatalError(f"127.0.0.1:{port}: cannot serve HTTP ({e.strerror or e}); set service.http_port to a "
+                         "free port, 0 for any, or null to switch it off") from None
     return runner
 
 

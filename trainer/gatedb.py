@@ -42,6 +42,18 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class GateDB:
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
+        try:
+            self._open(readonly)
+        except sqlite3.DatabaseError as e:  # not a database, truncated, locked, ...
+            db = getattr(self, "db", None)
+            if db is not None:
+                db.close()
+            raise FatalError(f"{self.path}: not a usable gate database ({e}); move it aside or restore a "
+                             "backup") from None
+
+    def _open(self, readonly: bool) -> None:
+        if self.path.is_dir():
+            raise FatalError(f"{self.path}: is a directory, not a gate database")
         if readonly:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         else:

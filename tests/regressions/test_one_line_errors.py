@@ -1,0 +1,91 @@
+"""Issue 9.9: operator mistakes end in one `stairway: error:` line naming the file, field or
+port, with exit code 2 — never a traceback."""
+
+import asyncio
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from core.bar_files import load_bars
+from tests.faults.harness import Rig, prices
+from tests.faults.test_restarts import _daemon_process_env
+from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv
+
+CLI = [sys.executable, "-c", "import sys; from stairway.cli import main; sys.exit(main())"]
+
+
+def one_error_line(p: subprocess.CompletedProcess) -> str:
+    assert p.returncode == 2, (p.returncode, p.stderr[-3000:])
+    assert "Traceback" not in p.stderr and "ExceptionGroup" not in p.stderr, p.stderr[-3000:]
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("stairway: error:")]
+    assert len(errors) == 1, p.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.fixture()
+def paper(tmp_path, spec):
+    b = load_bars(EURUSD)[0]
+    bars = b[b["ts_ns"] >= 1506816000 * 10**9][:200]
+    tiny_checkpoint(tmp_path / "models", spec, seed=1)
+    return daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01")
+
+
+def run(args, **kw):
+    return subprocess.run(CLI + args, cwd=ROOT, capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_control_path_that_is_a_file(paper):
+    cfg, path = paper
+    cfg.service.state_dir.mkdir(parents=True, exist_ok=True)
+    cfg.service.control_dir.write_text("oops")
+    line = one_error_line(run(["daemon", "run", "--config", str(path)]))
+    assert str(cfg.service.control_dir) in line and "not a directory" in line
+    line = one_error_line(run(["ctl", "start", "--config", str(path)]))
+    assert str(cfg.service.control_dir) in line
+
+
+def test_corrupt_gate_db_under_models_list(tmp_path):
+    gate = tmp_path / "gate.db"
+    gate.write_bytes(b"this is not sqlite" * 100)
+    text = (ROOT / "config" / "trainer.toml").read_text()
+    cfg = tmp_path / "trainer.toml"
+    cfg.write_text(text)
+    env = {"STAIRWAY_TRAIN__GATE_DB": str(gate), "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models")}
+    import os
+
+    line = one_error_line(run(["models", "--config", str(cfg), "list"], env={**os.environ, **env}))
+    assert str(gate) in line and "not a usable gate database" in line
+
+
+def test_http_port_in_use(paper):
+    cfg, path = paper
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        path.write_text(path.read_text().replace("http_port = 0", f"http_port = {port}"))
+        line = one_error_line(run(["daemon", "run", "--config", str(path)]))
+    assert f"127.0.0.1:{port}" in line and "service.http_port" in line
+
+
+def test_wrong_oanda_token_is_one_line_not_an_exception_group(tmp_path, spec):
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = prices(rig.cfg, 2)
+            env = _daemon_process_env(rig)
+            env["OANDA_TOKEN"] = "wrong-token-123"
+            proc = await asyncio.create_subprocess_exec(
+                *CLI, "daemon", "run", "--config", str(ROOT / "config" / "live-oanda.toml"), cwd=ROOT, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            return subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
+        finally:
+            await rig.close()
+
+    p = asyncio.run(go())
+    line = one_error_line(p)
+    assert "401 unauthorized" in line and "wrong-token-123" not in p.stdout + p.stderr
