@@ -45,7 +45,7 @@ from core.features import FeatureSpec
 from core.policy import PPOPolicy
 from daemon.aio import sleep_or_stop
 from daemon.config import DaemonConfig
-from daemon.control import ControlFiles
+from daemon.control import KNOWN, ControlFiles, check_private, hint
 from daemon.feeds.replay import ReplayFeed, replay_ticks
 from daemon.hot_swap import ModelWatcher, load_verified
 from daemon.jobs import backup_database, make_scheduler
@@ -136,6 +136,10 @@ class Daemon:
         self.http_port: int | None = None
         self._halt_ns = 0
         self._end_error: Exception | None = None
+        self.control_unsafe = ""  # why the control directory is unsafe now, if it is
+        self.control_unknown: tuple[str, ...] = ()
+        self.control_unknown_seen: set[str] = set()
+        self._stopped = False
 
     # -- set-up ---------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -304,11 +308,34 @@ class Daemon:
             log.info("shutdown_requested", ticks=self.slot.counters.ticks)
             feed_task.cancel()
 
+    def _check_control_dir(self) -> None:
+        """Re-check the control directory's ownership and permissions while running: an unsafe
+        directory (someone else could write START_TRADING) stops new positions until fixed."""
+        try:
+            check_private(self.control.dir)
+        except FatalError as e:
+            if not self.control_unsafe:
+                log.error("control_directory_unsafe", reason=str(e), action="no new positions until fixed")
+            self.control_unsafe = str(e)
+            return
+        if self.control_unsafe:
+            log.warning("control_directory_safe_again", directory=str(self.control.dir))
+        self.control_unsafe = ""
+
     async def _control_task(self) -> None:
         svc = self.cfg.service
+        next_check = 0.0
         while not self.stop.is_set():
+            if time.monotonic() >= next_check:
+                await asyncio.to_thread(self._check_control_dir)
+                next_check = time.monotonic() + svc.control_check_secs
             st = self.control.poll()
-            enabled = st.start_trading or not svc.require_start_file
+            for name in st.unknown:
+                if name not in self.control_unknown_seen:  # once per name
+                    self.control_unknown_seen.add(name)
+                    log.warning("control_file_ignored", name=name, shown=hint(name), known=list(KNOWN))
+            self.control_unknown = st.unknown
+            enabled = (st.start_trading or not svc.require_start_file) and not self.control_unsafe
             if self.risk.state.halted:  # stays stopped until an operator starts trading again
                 if not self._halt_ns:
                     self._halt_ns = time.time_ns()
@@ -403,6 +430,8 @@ class Daemon:
             "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "event_loop_lag_seconds": self.loop_lag, "trading_enabled": int(s.trading_enabled),
             "last_bar": _fmt(s.last_bar_ts), "health": self.health(),
+            "control_ignored_files": [hint(n) for n in self.control_unknown],
+            "pid": os.getpid(), "written_at": time.time(), "stopped": self._stopped,
         }
 
     def health(self) -> list[str]:
@@ -418,6 +447,8 @@ class Daemon:
             reasons.append(f"model {self.slot.policy.sha[:12]} is {age / 86400:.1f} days old")
         if self.risk.state.halted:
             reasons.append(f"halted: {self.risk.state.halted_reason}")
+        if self.control_unsafe:
+            reasons.append(f"control directory unsafe, no new positions: {self.control_unsafe}")
         if self.cfg.live:
             status = getattr(self.feed, "status", FeedStatus.CONNECTED)
             if status is not FeedStatus.CONNECTED:
@@ -574,6 +605,7 @@ class Daemon:
             t.cancel()
         if leftovers:
             log.warning("tasks_cancelled_at_shutdown", names=[t.get_name() for t in leftovers])
+        self._stopped = True
         self._write_status()
         self.notifier.close()
         c = self.slot.counters

@@ -28,6 +28,8 @@ class ServiceConfig(Strict):
     reconcile_secs: float = Field(300.0, gt=0)
     model_poll_secs: float = Field(1.0, gt=0, description="How often models/current is checked.")
     control_poll_secs: float = Field(0.25, gt=0, description="How often control files are checked (<= 1 s).")
+    control_check_secs: float = Field(5.0, gt=0, description="How often the control directory's owner and "
+                                      "permissions (and its parents') are re-checked while running.")
     feed_stale_secs: float = Field(60.0, gt=0, description="/health fails when no quote arrived for this long.")
     max_model_age_days: float = Field(30.0, gt=0, description="/health fails for an older model.")
     shutdown_timeout_secs: float = Field(10.0, gt=0)

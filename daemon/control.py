@@ -1,22 +1,29 @@
 """Signal-file control: ``state/control/START_TRADING`` present = may open positions,
 absent = observe only; ``FLATTEN`` = close everything, then the daemon removes the file.
 
-The directory must not be writable by group or others (anyone who can write there can
-trade the account); the daemon refuses to start otherwise.
+Anyone who can write the directory can trade the account, so it must be owned by the
+daemon's user and not writable by group or others, and so must every directory above it
+be (owned by root or that user; group/other-writable only with the sticky bit, like /tmp).
+The daemon refuses to start otherwise, and re-checks while running: an unsafe directory
+stops new positions until it is fixed. Other names in the directory (``FLATEN``, ``STOP``,
+``start_trading``) are not commands: they are logged once and shown by ``ctl status``.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import stat
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import FatalError
 
 START = "START_TRADING"
 FLATTEN = "FLATTEN"
+KNOWN = (START, FLATTEN)
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,21 @@ class ControlState:
     start_trading: bool
     start_mtime_ns: int
     flatten: bool
+    unknown: tuple[str, ...] = field(default_factory=tuple)  # names that are not commands
+
+
+def unknown_names(directory: Path) -> tuple[str, ...]:
+    """Entries that are not control files (dot-files are ctl's own temporaries)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return ()
+    return tuple(sorted(n for n in names if n not in KNOWN and not n.startswith(".")))
+
+
+def hint(name: str) -> str:
+    close = difflib.get_close_matches(name.upper(), KNOWN, n=1, cutoff=0.6)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 class ControlFiles:
@@ -39,7 +61,7 @@ class ControlFiles:
             start, mtime = True, st.st_mtime_ns
         except FileNotFoundError:
             start, mtime = False, 0
-        return ControlState(start, mtime, (self.dir / FLATTEN).exists())
+        return ControlState(start, mtime, (self.dir / FLATTEN).exists(), unknown_names(self.dir))
 
     def consume_flatten(self) -> None:
         (self.dir / FLATTEN).unlink(missing_ok=True)
@@ -58,13 +80,28 @@ def make_control_dir(directory: Path) -> None:
 
 
 def check_private(directory: Path) -> None:
+    """Raise FatalError unless only this user (and root) can change what is in ``directory``."""
     try:
-        mode = directory.stat().st_mode
+        st = directory.stat()
     except FileNotFoundError:
         raise FatalError(f"{directory}: control directory does not exist") from None
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if not stat.S_ISDIR(st.st_mode):
+        raise FatalError(f"{directory}: control directory path exists but is not a directory")
+    me = os.geteuid()
+    if st.st_uid != me:
+        raise FatalError(f"{directory}: control directory is owned by uid {st.st_uid}, not by this user (uid {me}); "
+                         "chown it to the daemon's user")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise FatalError(f"{directory}: control directory is writable by group or others "
-                         f"(mode {stat.filemode(mode)}); chmod go-w it before starting the daemon")
+                         f"(mode {stat.filemode(st.st_mode)}); chmod go-w it before starting the daemon")
+    for parent in directory.resolve().parents:
+        pst = parent.stat()
+        if pst.st_uid not in (0, me):
+            raise FatalError(f"{directory}: parent directory {parent} is owned by uid {pst.st_uid} (neither root nor "
+                             "this user), who could replace the control directory")
+        if pst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not pst.st_mode & stat.S_ISVTX:
+            raise FatalError(f"{directory}: parent directory {parent} is writable by group or others "
+                             f"(mode {stat.filemode(pst.st_mode)}) without the sticky bit; chmod go-w it")
 
 
 def ctl(directory: str | Path, action: str, status_file: Path | None = None) -> str:
@@ -84,9 +121,44 @@ def ctl(directory: str | Path, action: str, status_file: Path | None = None) -> 
         (d / START).unlink(missing_ok=True)
         return f"{d / START} removed: observe only (positions are kept; use flatten to close them)"
     if action == "status":
+        if d.exists() and not d.is_dir():
+            raise FatalError(f"{d}: control directory path exists but is not a directory")
         s = ControlFiles(d, create=False).poll() if d.is_dir() else ControlState(False, 0, False)
-        out = {"start_trading": s.start_trading, "flatten_pending": s.flatten}
-        if status_file is not None and status_file.is_file():
-            out["daemon"] = json.loads(status_file.read_text())
+        out: dict = {"start_trading": s.start_trading, "flatten_pending": s.flatten}
+        if s.unknown:
+            out["ignored_files"] = [hint(n) for n in s.unknown]
+        out.update(daemon_status(status_file))
         return json.dumps(out, indent=2)
     raise ValueError(f"unknown ctl action {action!r}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def daemon_status(status_file: Path | None, stale_secs: float = 60.0) -> dict:
+    """The daemon's last snapshot, and whether that daemon is still running: a snapshot is
+    only current while its pid is alive and it was written recently."""
+    if status_file is None or not status_file.is_file():
+        return {"daemon_running": False, "daemon_state": "no status file: the daemon has not run here"}
+    try:
+        snap = json.loads(status_file.read_text())
+    except (OSError, ValueError) as e:
+        return {"daemon_running": False, "daemon_state": f"{status_file}: unreadable status ({e})"}
+    pid, written = snap.get("pid"), snap.get("written_at")
+    age = time.time() - written if isinstance(written, (int, float)) else None
+    if snap.get("stopped"):
+        state, running = "stopped cleanly", False
+    elif not isinstance(pid, int) or not pid_alive(pid):
+        state, running = f"NOT RUNNING: pid {pid} is gone (killed or crashed); the snapshot below is its last", False
+    elif age is not None and age > stale_secs:
+        state, running = f"NOT RESPONDING: pid {pid} alive but its status is {age:.0f} s old", False
+    else:
+        state, running = f"running as pid {pid}", True
+    return {"daemon_running": running, "daemon_state": state, "daemon": snap}

@@ -59,7 +59,9 @@ def test_daemon_replay_persists_every_decision_order_and_fill(tmp_path, spec, sm
     assert json.loads(summary)["trades"] == res.summary["trades"]
     # per-session (UTC day) rows add up to the run
     sessions = query(db, "SELECT session_date, decisions, orders, fills, equity_open, equity_close, pnl FROM session_metrics")
-    assert len(sessions) == res.summary["days"] >= 10
+    # sessions are tracked from the first bar (a restored position is protected while warming
+    # up); performance counts the days with decisions
+    assert len([r for r in sessions if r[1]]) == res.summary["days"] >= 10
     assert sum(r[1] for r in sessions) == c["decisions"] and sum(r[2] for r in sessions) == c["orders"]
     assert sum(r[6] for r in sessions) == pytest.approx(res.summary["pnl"], abs=1e-6)
     assert all(a[5] == b[4] for a, b in zip(sessions, sessions[1:]))  # each day opens at the last close
