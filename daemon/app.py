@@ -510,6 +510,8 @@ class Daemon:
 
                 runner = await start_http(make_app(self.snapshot, self.health), self.cfg.service.http_port)
                 self.http_port = bound_port(runner)
+                log.info("http_listening", host="127.0.0.1", port=self.http_port,
+                         endpoints=["/health", "/metrics", "/status"])
             jobs = {"backup": self._backup_job, "retention": self._retention_job}
             if self.reconciler is None:  # live brokers reconcile in their own task
                 jobs["reconcile"] = self._reconcile_job

@@ -41,21 +41,40 @@ class ReplayFeed:
         self._t0_tick = int(ticks["ts_ns"][0]) if len(ticks) else 0
 
     def now_ns(self, closing_ts_ns: int) -> int:
-        """Replay time at a decision: wall-clock replay time when paced (so a slow loop shows
-        up as stale data), else the closing quote's own time."""
-        if not self.speed:
-            return closing_ts_ns
+        """The decision clock of a replay: replay time, the closing quote's own time, paced or
+        not. (Wall-derived time would turn 1 ms of loop lag into speed x 1 ms of 'quote gap'
+        and block entries as stale data at high speeds.)"""
+        return closing_ts_ns
+
+    def replay_now_ns(self) -> int:
+        """Replay time now, from the wall clock (paced replays)."""
         return self._t0_tick + int((time.monotonic() - self._t0_wall) * self.speed * 1e9)
 
     async def batches(self) -> AsyncIterator[np.ndarray]:
         self._t0_wall = time.monotonic()
-        for start in range(0, len(self.quotes), self.batch_ticks):
-            batch = self.quotes[start : start + self.batch_ticks]
-            if self.speed:
-                due = self._t0_wall + (int(batch["ts_ns"][0]) - self._t0_tick) / 1e9 / self.speed
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-            else:
+        if not self.speed:
+            for start in range(0, len(self.quotes), self.batch_ticks):
                 await asyncio.sleep(0)  # hand control back to the loop (signals, other tasks)
-            yield batch
+                yield self.quotes[start : start + self.batch_ticks]
+            return
+        # Paced: hand over the quotes whose time has come (at most batch_ticks at once), then
+        # sleep until the next one is due; a large batch_ticks never delivers the future early.
+        ts = self.quotes["ts_ns"]
+        i, n = 0, len(self.quotes)
+        while i < n:
+            j = self._due(ts, i)
+            if j <= i:
+                due = self._t0_wall + (int(ts[i]) - self._t0_tick) / 1e9 / self.speed
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                j = max(i + 1, self._due(ts, i))
+            else:
+                await asyncio.sleep(0)
+            yield self.quotes[i:j]
+            i = j
+
+    def _due(self, ts: np.ndarray, i: int) -> int:
+        """End of the quotes due by now, from ``i``, at most batch_ticks of them."""
+        now_tick = self.replay_now_ns()
+        return min(int(np.searchsorted(ts, now_tick, "right")), i + self.batch_ticks)
 
     ticks = batches  # the Feed protocol's name
