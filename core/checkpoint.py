@@ -154,6 +154,39 @@ def check_compatible(meta: CheckpointMeta, source: str, *, feature_spec_hash: st
         raise CheckpointMismatch(f"{source}: incompatible checkpoint: " + "; ".join(problems))
 
 
+_LEFTOVER = re.compile(r"^\.(.+)\.(\d+)\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(models_dir: str | Path) -> list[Path]:
+    """Remove the temporary links and files (``.<name>.<pid>.tmp``) that a killed publisher
+    left in models/ and models/registry/; those of a process still alive are kept."""
+    removed = []
+    for d in (Path(models_dir), Path(models_dir) / "registry"):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            m = _LEFTOVER.match(n)
+            if m and int(m.group(2)) != os.getpid() and not _pid_alive(int(m.group(2))):
+                try:
+                    (d / n).unlink()
+                    removed.append(d / n)
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
 def point_link(models_dir: str | Path, name: str, sha: str) -> None:
     """Atomically point models/<name> at registry/<sha>.safetensors (new link + rename)."""
     models = Path(models_dir)
@@ -171,6 +204,7 @@ def point_link(models_dir: str | Path, name: str, sha: str) -> None:
 def publish(models_dir: str | Path, sha: str) -> None:
     """Make ``sha`` current, keeping the one it replaces as ``previous``."""
     models = Path(models_dir)
+    clean_leftovers(models)
     current = models / "current"
     if current.is_symlink():
         old = Path(os.readlink(current)).stem

@@ -165,10 +165,17 @@ class RegimeConfig(Strict):
         return self
 
 
+_CURRENCIES = frozenset(
+    "USD EUR JPY GBP CHF AUD NZD CAD SEK NOK DKK HKD SGD CNH CNY MXN ZAR TRY PLN HUF CZK THB INR KRW TWD BRL "
+    "RUB ILS SAR XAU XAG XPT XPD".split())
+
+
 def instrument_in_file_name(path: Path) -> str | None:
-    """The currency pair a data file's name declares (FOREX_EURUSD_1H_ASK.csv -> EUR_USD), if any."""
-    names = re.findall(r"(?<![A-Z])([A-Z]{3})_?([A-Z]{3})(?![A-Z])", path.name.upper())
-    return f"{names[0][0]}_{names[0][1]}" if len(names) == 1 else None
+    """The currency pair a data file's name declares (FOREX_EURUSD_1H_ASK.csv -> EUR_USD), if
+    exactly one pair of known currency codes appears in it."""
+    names = {f"{a}_{b}" for a, b in re.findall(r"(?<![A-Z])([A-Z]{3})_?([A-Z]{3})(?![A-Z])", path.name.upper())
+             if a in _CURRENCIES and b in _CURRENCIES and a != b}
+    return names.pop() if len(names) == 1 else None
 
 
 class MarketConfig(Strict):

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from core.checkpoint import clean_leftovers
 from core.config import load_config
 from core.broker import FeedStatus
 from core.calendar import market_open
@@ -184,8 +185,18 @@ class Daemon:
         stack.push_async_callback(self._close_with_limit, "database", self.store.close)
         prefix = cfg.broker.kind if cfg.live else "replay"
         self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
-        await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha, cfg.model_dump_json())
+        crashed = await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha,
+                                             cfg.model_dump_json())
         stack.push_async_exit(self._record_failed_setup)
+        if crashed:
+            log.warning("runs_marked_crashed", run_ids=crashed, db=str(svc.db_path))
+        try:
+            removed = await asyncio.to_thread(clean_leftovers, svc.models_dir)
+        except OSError as e:  # a read-only models dir is the trainer's business
+            log.warning("publish_leftovers_not_checked", error=str(e))
+        else:
+            if removed:
+                log.warning("publish_leftovers_removed", files=[str(p) for p in removed])
         self.risk = RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes)
         if cfg.real_orders:
             self.router = LiveRouter(self.adapter, self.store, self.run_id, self.clock)
@@ -271,6 +282,7 @@ class Daemon:
         self.model_loaded_at = time.time()
 
     def _on_refused(self, target: str, reason: str) -> None:
+        # model_swaps.ts_ns is wall-clock time for swaps and refusals alike
         self.store.add("model_swaps", (self.run_id, time.time_ns(), self.slot.policy.sha, Path(target).stem,
                                        "refused", reason))
 

@@ -285,7 +285,9 @@ class Slot:
         self.policy = new
         self.counters.swaps += 1
         self._ramp_day = bar_ts // NS_PER_DAY
-        self.store.add("model_swaps", (self.run_id, bar_ts, old.sha, new.sha, "swapped", "between bars"))
+        # wall-clock time, as for refusals (daemon._on_refused); the bar it took effect on is in the reason
+        self.store.add("model_swaps", (self.run_id, time.time_ns(), old.sha, new.sha, "swapped",
+                                       f"between bars; first decision on the bar opening {bar_ts}"))
         log.info("model_swapped", instrument=self.instrument, old_sha=old.sha[:12], new_sha=new.sha[:12],
                  bar_ts_ns=bar_ts)
 

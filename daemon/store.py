@@ -160,9 +160,23 @@ class Store:
     def event(self, run_id: str, ts_ns: int, kind: str, **detail) -> None:
         self.pending["events"].append((run_id, ts_ns, kind, json.dumps(detail, default=str)))
 
-    async def start_run(self, run_id: str, started_ns: int, mode: str, model_sha: str, config_json: str) -> None:
-        await self.db.execute("INSERT INTO runs (run_id, started_ns, mode, model_sha, config_json) VALUES (?,?,?,?,?)",
-                              (run_id, started_ns, mode, model_sha, config_json))
+    async def start_run(self, run_id: str, started_ns: int, mode: str, model_sha: str, config_json: str) -> list[str]:
+        """Record a run; earlier runs that never recorded their end (killed, crashed) get a
+        crash marker in their summary. Returns their ids."""
+        crashed = [r[0] for r in await self._rows("SELECT run_id FROM runs WHERE ended_ns IS NULL AND "
+                                                  "summary_json IS NULL")]
+        marker = json.dumps({"crashed": f"no end recorded; found by run {run_id}"})
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            await self.db.execute("UPDATE runs SET summary_json = ? WHERE ended_ns IS NULL AND summary_json IS NULL",
+                                  (marker,))
+            await self.db.execute("INSERT INTO runs (run_id, started_ns, mode, model_sha, config_json) "
+                                  "VALUES (?,?,?,?,?)", (run_id, started_ns, mode, model_sha, config_json))
+            await self.db.execute("COMMIT")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        return crashed
 
     async def end_run(self, run_id: str, ended_ns: int, summary: dict) -> None:
         await self.flush()

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from core.checkpoint import Checkpoint, CheckpointMeta, check_compatible, point_link, publish, read_checkpoint, save_checkpoint
+from core.checkpoint import clean_leftovers, Checkpoint, CheckpointMeta, check_compatible, point_link, publish, read_checkpoint, save_checkpoint
 from core.errors import CheckpointError, ConfigError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
@@ -180,7 +180,12 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     spec, ex, history, split, gate_first, session_len, split_desc = (
         data.spec, data.ex, data.history, data.split, data.gate_first, data.session_len, data.split_desc)
     start_ns, end_ns = cfg.train.range.ns()
-    gdb.start_run(run_id)
+    crashed = gdb.start_run(run_id)
+    if crashed:
+        log.warning("training_runs_marked_crashed", run_ids=crashed)
+    removed = clean_leftovers(cfg.train.models_dir)
+    if removed:
+        log.warning("publish_leftovers_removed", files=[str(p) for p in removed])
 
     parent = _warm_start(cfg, spec)
     net = ppo_from_tensors(parent.tensors, spec.obs_dim, parent.meta.hidden) if parent else None

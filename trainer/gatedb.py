@@ -35,6 +35,9 @@ MIGRATIONS: tuple[str, ...] = (
         run_id TEXT PRIMARY KEY, started_ns INTEGER NOT NULL, ended_ns INTEGER, outcome TEXT,
         sha TEXT, report TEXT);
     """,
+    """
+    ALTER TABLE operator_actions ADD COLUMN completed INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -122,16 +125,36 @@ class GateDB:
                             "action) VALUES (?,?,?,?,?,?,?)",
                             (time.time_ns(), sha, gold_sha, rel_l2, threshold, int(gate_passed), action))
 
-    def operator_action(self, action: str, sha: str | None, reason: str | None) -> None:
+    def operator_action(self, action: str, sha: str | None, reason: str | None, completed: bool = True) -> int:
+        """Record an operator action; ``completed=False`` for one whose effect (a link switch)
+        follows, marked done by ``complete_action`` (a kill in between leaves it incomplete)."""
         with self.tx():
-            self.db.execute("INSERT INTO operator_actions (ts_ns, action, sha, reason) VALUES (?,?,?,?)",
-                            (time.time_ns(), action, sha, reason))
+            cur = self.db.execute("INSERT INTO operator_actions (ts_ns, action, sha, reason, completed) "
+                                  "VALUES (?,?,?,?,?)", (time.time_ns(), action, sha, reason, int(completed)))
             if action == "promote_forced" and sha:
                 self.db.execute("UPDATE model_registry SET forced_reason = ? WHERE sha = ?", (reason, sha))
+            return int(cur.lastrowid)
 
-    def start_run(self, run_id: str) -> None:
+    def complete_action(self, action_id: int) -> None:
         with self.tx():
+            self.db.execute("UPDATE operator_actions SET completed = 1 WHERE id = ?", (action_id,))
+
+    def incomplete_actions(self) -> list[dict]:
+        cur = self.db.execute("SELECT id, ts_ns, action, sha, reason FROM operator_actions WHERE completed = 0 "
+                              "ORDER BY id")
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def start_run(self, run_id: str) -> list[str]:
+        """Record a training run; earlier runs that never recorded an end (killed) are marked
+        crashed. Returns their ids."""
+        with self.tx():
+            crashed = [r[0] for r in self.db.execute("SELECT run_id FROM training_runs WHERE ended_ns IS NULL "
+                                                     "AND outcome IS NULL")]
+            self.db.execute("UPDATE training_runs SET outcome = 'crashed: no end recorded' WHERE ended_ns IS NULL "
+                            "AND outcome IS NULL")
             self.db.execute("INSERT INTO training_runs (run_id, started_ns) VALUES (?,?)", (run_id, time.time_ns()))
+        return crashed
 
     def end_run(self, run_id: str, outcome: str, sha: str | None, report: str | None) -> None:
         with self.tx():

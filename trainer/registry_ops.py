@@ -37,6 +37,10 @@ def list_models(models: Path, gdb: GateDB) -> str:
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m["created_ns"] // 10**9))
         lines.append(f"{m['sha'][:12]:14}{m['status']:11}{m['steps'] or 0:>10,}  {created:17}  {links:18}"
                      f"{m['forced_reason'] or ''}")
+    for a in gdb.incomplete_actions():
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(a["ts_ns"] // 10**9))
+        state = "done after all" if a["sha"] and marks["current"] == a["sha"] else "never took effect"
+        lines.append(f"INCOMPLETE {a['action']} {(a['sha'] or '')[:12]} at {when} UTC (interrupted; {state})")
     return "\n".join(lines)
 
 
@@ -59,10 +63,13 @@ def promote(models: Path, gdb: GateDB, prefix: str, force: bool = False, reason:
                                 "use --force --reason TEXT to promote it anyway")
         if not reason or not reason.strip():
             raise RegistryError("--force needs --reason TEXT (it is recorded in gate.db)")
-        gdb.operator_action("promote_forced", sha, reason.strip())
+        # the forced reason must be on record before current points at it (the daemon refuses
+        # an ungated model without one); the action stays incomplete until the switch is done
+        action = gdb.operator_action("promote_forced", sha, reason.strip(), completed=False)
     else:
-        gdb.operator_action("promote", sha, reason)
+        action = gdb.operator_action("promote", sha, reason, completed=False)
     publish(models, sha)
+    gdb.complete_action(action)
     return f"current -> {sha[:12]}" + (" (forced)" if row["status"] != "passed" else "")
 
 

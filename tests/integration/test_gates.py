@@ -160,7 +160,7 @@ def test_gate_db_from_newer_schema_refused(tmp_path):
     p = tmp_path / "gate.db"
     with sqlite3.connect(p) as c:
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(FatalError, match="gate database schema v2 is newer than this Stairway"):
+    with pytest.raises(FatalError, match=f"gate database schema v{SCHEMA_VERSION + 1} is newer than this Stairway"):
         GateDB(p)
 
 

@@ -140,7 +140,7 @@ def test_swapped_in_model_ramps_size_by_session(market_cfg, spec, tmp_path):
                       setup=lambda s: setattr(s, "ramp", (0.5, 0.75, 1.0)))
     rows = db.execute("SELECT bar_ts_ns, position_units + order_units FROM decisions "
                       "WHERE model_sha = 'new-model' AND order_units != 0 ORDER BY bar_ts_ns").fetchall()
-    (swap_ts,) = db.execute("SELECT ts_ns FROM model_swaps WHERE outcome = 'swapped'").fetchone()
+    (swap_ts,) = db.execute("SELECT min(bar_ts_ns) FROM decisions WHERE model_sha = 'new-model'").fetchone()
     by_day = {}
     for ts, target in rows:
         by_day.setdefault(ts // (24 * HOUR) - swap_ts // (24 * HOUR), set()).add(abs(target))
