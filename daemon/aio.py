@@ -32,3 +32,19 @@ async def get_within(queue: asyncio.Queue[T], secs: float) -> T | None:
         if not getter.done():
             getter.cancel()
     return getter.result() if getter.done() and not getter.cancelled() else None
+
+
+async def next_within(stream, secs: float):
+    """``await stream.__anext__()`` with a time limit (TimeoutError), built on ``asyncio.wait``
+    so a cancellation arriving as a line does is never lost (``wait_for``'s 3.11 race: the
+    OANDA feed then never saw the daemon's stop and shutdown hung)."""
+    nxt = asyncio.ensure_future(stream.__anext__())
+    try:
+        await asyncio.wait({nxt}, timeout=secs)
+    finally:
+        if not nxt.done():
+            nxt.cancel()
+            await asyncio.wait({nxt})  # the generator must be idle before it can be closed
+    if nxt.cancelled():
+        raise TimeoutError(f"no item within {secs:g} s")
+    return nxt.result()  # raises StopAsyncIteration / the stream's own error

@@ -55,6 +55,11 @@ class Outcome:
     error: BaseException | None
     daemon: Daemon
     health: list[str] = field(default_factory=list)
+    reached: bool = False  # the stopping condition became true (else the daemon stopped by itself)
+
+
+class ConditionNotReached(AssertionError):
+    """A run hit its wall-clock limit before its stopping condition: the case proves nothing."""
 
 
 class Rig:
@@ -89,24 +94,37 @@ class Rig:
         task = asyncio.create_task(d.run())
         t_end = time.monotonic() + timeout
         health: list[str] = []
+        reached = False
         try:
             while not task.done() and time.monotonic() < t_end:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.02)
                 if hasattr(d, "slot"):
                     if during is not None:
                         await during(d)
                     if until(d):
+                        reached = True
                         break
             if hasattr(d, "slot") and not task.done():
                 health = d.health()
+            stopped_by_itself = task.done()
         finally:
             stop.set()
             try:
                 await asyncio.wait_for(asyncio.shield(task), 15)
                 error = None
+            except TimeoutError as e:  # a daemon that does not stop is a failure: say where it hangs
+                stacks = [f"{t.get_name()}: {t.get_stack(limit=4)}" for t in asyncio.all_tasks()
+                          if t is not asyncio.current_task()]
+                print("daemon did not stop within 15 s; tasks:\n" + "\n".join(stacks))
+                error = e
             except BaseException as e:  # the case decides whether a stop was wanted
                 error = e
-        return Outcome(error, d, health)
+        if not reached and not stopped_by_itself:
+            raise ConditionNotReached(f"the run ended at its {timeout:.0f} s limit, not by its stopping condition "
+                                      f"(ticks {d.slot.counters.ticks if hasattr(d, 'slot') else 0}, emulator "
+                                      f"cursor {self.emu.cursor}/{len(self.emu.prices)}, orders "
+                                      f"{self.emu.order_requests}); error: {error!r}")
+        return Outcome(error, d, health, reached)
 
     async def close(self) -> None:
         await self.emu.stop()

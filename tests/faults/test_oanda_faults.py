@@ -20,17 +20,25 @@ def last_price_done(d, emu) -> bool:
             and not d.router.busy() and d.reconciler.ready and d.router.queue.empty())
 
 
-def exhausted_for(secs: float):
-    state = {}
+def idle(d) -> bool:
+    return not d.router.busy() and d.reconciler.ready and d.router.queue.empty()
 
-    def until(d, emu) -> bool:
-        if emu.cursor < len(emu.prices):
-            return False
-        loop = asyncio.get_running_loop()
-        state.setdefault("t", loop.time())
-        return loop.time() - state["t"] > secs and not d.router.busy()
 
-    return until
+def reconnected_and_done(d, emu) -> bool:
+    """Driven by events, not time: the stream was re-established and the last price reached the slot."""
+    return d.feed.reconnects >= 1 and last_price_done(d, emu)
+
+
+def marked_stale(d, emu) -> bool:
+    return d.slot.data_stale and idle(d)
+
+
+def non_tradeable_seen(d, emu) -> bool:
+    return emu.cursor >= len(emu.prices) and d.feed.non_tradeable >= 100 and idle(d)
+
+
+def backfilled_and_done(d, emu) -> bool:
+    return d.feed.backfilled > 0 and reconnected_and_done(d, emu)
 
 
 @dataclass
@@ -135,13 +143,12 @@ def expect_manual_handled(rig, out):
 CASES = [
     Case("baseline", expect=expect_trading),
     Case("stream_dropped", knobs={"drop_stream_after_lines": 200}, expect=expect_reconnected,
-         until=exhausted_for(1.0)),
-    Case("stream_silent", knobs={"silent_after_lines": 200}, expect=expect_reconnected, until=exhausted_for(1.0)),
+         until=reconnected_and_done),
+    Case("stream_silent", knobs={"silent_after_lines": 200}, expect=expect_reconnected, until=reconnected_and_done),
     Case("no_heartbeats", knobs={"stop_heartbeats": True}, expect=expect_no_reconnect),
-    Case("instrument_muted", armed={2: {"mute_instrument": "EUR_USD"}}, expect=expect_stale,
-         until=exhausted_for(1.6)),
+    Case("instrument_muted", armed={2: {"mute_instrument": "EUR_USD"}}, expect=expect_stale, until=marked_stale),
     Case("weekend_non_tradeable", armed={2: {"non_tradeable": True}}, expect=expect_non_tradeable,
-         until=exhausted_for(0.5)),
+         until=non_tradeable_seen),
     Case("http_5xx_at_startup", knobs={"http_status": [500, 503]}, expect=expect_trading),
     Case("order_503", armed={2: {"http_status": [503]}}, expect=expect_trading),
     Case("order_502_then_504_on_lookup", armed={2: {"http_status": [502, 504]}}, expect=expect_trading),
@@ -160,8 +167,7 @@ CASES = [
     Case("documented_fills_without_trade_prices", knobs={"per_trade_price": False, "legacy_price_status": True},
          expect=expect_documented_fills_applied),
     Case("stream_dropped_gap_backfilled", knobs={"drop_stream_after_lines": 300, "lost_on_drop": 40},
-         expect=expect_backfill,
-         until=exhausted_for(1.0)),
+         expect=expect_backfill, until=backfilled_and_done),
 ]
 
 

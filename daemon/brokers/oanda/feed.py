@@ -27,6 +27,7 @@ import structlog
 from core.broker import FeedStatus
 from core.errors import BadPayload, TransientError
 from core.types import TICK_DTYPE
+from daemon.aio import next_within
 from daemon.brokers.oanda.broker import OandaBroker
 from daemon.brokers.oanda.parsing import PriceLine
 
@@ -83,7 +84,7 @@ class OandaFeed:
             first_wait = self.timeout + 1.0 / self.broker.connections.rate
             try:
                 while True:
-                    item = await asyncio.wait_for(stream.__anext__(), first_wait)
+                    item = await next_within(stream, first_wait)
                     first_wait = self.timeout
                     if self.status is not FeedStatus.CONNECTED:
                         self._set_status(FeedStatus.CONNECTED)
