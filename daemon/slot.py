@@ -103,6 +103,7 @@ class Slot:
         self.last_bar_ts: int | None = None
         self.equity = initial_equity
         self.drawdown_pct = 0.0
+        self._quote_equity_open: float | None = None  # see _protect_at_quote
         # live brokers: orders wait until the book is reconciled with the broker; the book is
         # persisted with every fill (committed together with the broker's fill ids)
         self.broker_ready = True
@@ -133,6 +134,8 @@ class Slot:
             last = int(np.flatnonzero(acc)[-1])
             self._last_quote = (float(bid[last]), float(ask[last]))
             self._last_quote_ts = int(ts[last])
+            if self.position[PS_UNITS] != 0.0:
+                self._protect_at_quote()
 
     def warm_up(self) -> None:
         """Run every kernel once on throwaway state, so the first live bar pays no JIT or
@@ -296,6 +299,37 @@ class Slot:
         ramp = self.ramp[min(max(days, 0), len(self.ramp) - 1)] if self.counters.swaps else 1.0
         return ramp * self.risk.size_factor
 
+    def _apply_tiers(self, ts: int, eq: float, equity_open: float) -> None:
+        """Drawdown tiers on intraday equity; the flatten tier asks for the position to close."""
+        self.drawdown_pct = 100.0 * max(0.0, (equity_open - eq) / equity_open)
+        old_tier, tier = self.risk.on_equity(eq, equity_open)
+        if tier != old_tier:
+            self._risk_event(ts, f"tier_{TIER_NAMES[tier]}",
+                             f"intraday drawdown {self.drawdown_pct:.2f} % (tier {old_tier} -> {tier})")
+            log.warning("risk_tier_changed", instrument=self.instrument, tier=TIER_NAMES[tier],
+                        drawdown_pct=round(self.drawdown_pct, 3))
+            if tier == 4 and old_tier < 4:
+                self._flatten_reason = f"drawdown {self.drawdown_pct:.2f} % reached the flatten tier"
+                if self.on_flatten_tier is not None:
+                    self.on_flatten_tier(self._flatten_reason)
+
+    def _protect_at_quote(self) -> None:
+        """An open position is marked and tiered at the last quote of every batch (one quote,
+        live), not only at bar closes: from the first quote after a restart, warm or not."""
+        bid, ask = self._last_quote
+        eq = float(equity(self.position, bid, ask, self.initial_equity))
+        self.equity = eq
+        session = self.sessions.current
+        if session is None:  # restarted, no bar closed yet: watch from the first quote's equity
+            if self._quote_equity_open is None:
+                self._quote_equity_open = eq
+            equity_open = self._quote_equity_open
+        else:
+            equity_open = session.equity_open
+        self._apply_tiers(self._last_quote_ts, eq, equity_open)
+        if self._flatten_reason is not None:
+            self._flatten_now(self._last_quote_ts)
+
     def _on_bar(self, bar: tuple, last_bid: float, last_ask: float, closing_ts_ns: int | None,
                 last_quote_ts: int) -> None:
         """``bar`` is a BAR_DTYPE row as a tuple: (ts_ns, open, high, low, close, volume)."""
@@ -326,17 +360,7 @@ class Slot:
                                  f"{self.risk.state.sessions_out_of_band} sessions")
         session = self.sessions.current
         self.risk.new_day(bar_ts // NS_PER_DAY)
-        self.drawdown_pct = 100.0 * max(0.0, (session.equity_open - eq) / session.equity_open)
-        old_tier, tier = self.risk.on_equity(eq, session.equity_open)
-        if tier != old_tier:
-            self._risk_event(bar_ts, f"tier_{TIER_NAMES[tier]}",
-                             f"intraday drawdown {self.drawdown_pct:.2f} % (tier {old_tier} -> {tier})")
-            log.warning("risk_tier_changed", instrument=self.instrument, tier=TIER_NAMES[tier],
-                        drawdown_pct=round(self.drawdown_pct, 3))
-            if tier == 4 and old_tier < 4:
-                self._flatten_reason = f"drawdown {self.drawdown_pct:.2f} % reached the flatten tier"
-                if self.on_flatten_tier is not None:
-                    self.on_flatten_tier(self._flatten_reason)
+        self._apply_tiers(bar_ts, eq, session.equity_open)
         self.store.add("positions", (self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]),
                                      float(st[PS_REALIZED]), eq))
         if closing_ts_ns is None:

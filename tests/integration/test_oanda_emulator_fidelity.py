@@ -64,6 +64,7 @@ def emu_http():
                     return r.status, await r.json(content_type=None)
         return loop.run_until_complete(go())
 
+    call.run = loop.run_until_complete  # for other coroutines on the emulator's loop
     yield emu, url, call
     loop.run_until_complete(emu.stop())
     loop.close()
@@ -114,7 +115,29 @@ def test_emulator_responses_match_oanda_examples_for_every_endpoint_the_adapter_
     problems += shape_problems(summary, ex, "summary")
     problems += missing(summary["account"], {"id", "currency", "balance", "NAV", "marginUsed", "openPositionCount",
                                              "lastTransactionID"}, "summary.account")
+    # the streams and candles
+    emu.prices = [(emu.now_ns + k * 10**9, 1.1 + k * 1e-4, 1.1002 + k * 1e-4) for k in range(12)]
+    lines = call.run(stream_lines(emu, f"{acct}/pricing/stream?instruments=EUR_USD"))
+    ex = response("pricing", "_v3_accounts_accountID_pricing_stream")
+    ex_price = next(x for x in ex if x.get("type", "PRICE") == "PRICE")
+    ex_hb = next(x for x in ex if x.get("type") == "HEARTBEAT")
+    for x in lines:
+        problems += shape_problems(x, ex_price if x["type"] == "PRICE" else ex_hb, f"pricing stream {x['type']}")
+    problems += missing(next(x for x in lines if x["type"] == "PRICE"), set(ex_price) - {"type"}, "PRICE")
+    status, candles = call("GET", "v3/instruments/EUR_USD/candles?granularity=S5&price=BA"
+                                  "&from=2017-10-02T09:00:00Z&to=2030-01-01T00:00:00Z")
+    ex = response("instruments", "_v3_instruments_instrument_candles")
+    problems += shape_problems(candles, ex, "candles")
+    problems += missing(candles["candles"][0], set(ex["candles"][0]) - {"mid"}, "candle")
+    problems += shape_problems(candles["candles"][0]["bid"], ex["candles"][0]["mid"], "candle.bid")
     assert not problems, "\n".join(problems)
+
+
+async def stream_lines(emu, path: str) -> list[dict]:
+    """Every line of a pricing stream (the emulator ends it when its prices run out)."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.token}"}) as s:
+        async with s.get(f"http://127.0.0.1:{emu.port}/{path}") as r:
+            return [json.loads(x) async for x in r.content if x.strip()]
 
 
 def test_emulator_keeps_trades_like_v20(emu_http):

@@ -182,3 +182,36 @@ def test_flatten_file_closes_a_restored_position_while_cold(market_cfg, spec, tm
     assert slot.counters.decisions == 0
     assert db.execute("SELECT sum(units) FROM fills").fetchone()[0] == pytest.approx(100_000.0)
     assert float(slot.position[0]) == 0.0
+
+
+def test_restored_position_is_protected_from_the_first_quote(market_cfg, spec, tmp_path):
+    """Issue 9.4: within the first hour after a restart, before any bar has closed, a slide is
+    tiered at every quote and the flatten tier closes the position at the next quotes."""
+    from core.types import TICK_DTYPE
+
+    ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
+    n = 40
+    ticks = np.zeros(n, dtype=TICK_DTYPE)
+    ticks["ts_ns"] = START * 10**9 + np.arange(n, dtype=np.int64) * 60 * 10**9  # a quote a minute
+    ticks["ask"] = 1.1001 - 0.0010 * np.arange(n)  # 10 pips a minute down
+    ticks["bid"] = ticks["ask"] - 1e-4
+    flattened = []
+
+    async def go():
+        store = await Store.open(tmp_path / "q.db")
+        slot = Slot("r", "EUR_USD", spec, "ask", HOUR, ex, 100_000.0, ScriptedPolicy([]), PaperBroker(ex),
+                    RiskEngine(RiskConfig(), 100_000.0, 60), store, on_flatten_tier=flattened.append)
+        slot.set_position(100_000.0, 1.1001)
+        for k in range(n):  # live: one quote per batch
+            slot.on_ticks(ticks[k : k + 1])
+        await store.close()
+        return slot
+
+    slot = asyncio.run(go())
+    db = sqlite3.connect(tmp_path / "q.db")
+    assert slot.counters.bars == 0  # the first hour has not closed
+    tiers = [r[0] for r in db.execute("SELECT kind FROM risk_events WHERE kind LIKE 'tier_%' ORDER BY id")]
+    assert tiers[:4] == ["tier_warn", "tier_halve_size", "tier_stop_opening", "tier_flatten"]
+    assert len(flattened) == 1 and float(slot.position[0]) == 0.0
+    (flat_ts,) = db.execute("SELECT max(ts_ns) FROM fills").fetchone()
+    assert flat_ts < START * 10**9 + HOUR
