@@ -141,6 +141,7 @@ class Daemon:
         self.control_unknown: tuple[str, ...] = ()
         self.control_unknown_seen: set[str] = set()
         self._stopped = False
+        self.setup_done = False  # every component exists (slot, router, reconciler, watcher)
 
     # -- set-up ---------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -225,6 +226,7 @@ class Daemon:
         # of the collector's reach, so a full collection never walks it (100+ ms pauses otherwise).
         gc.collect()
         gc.freeze()
+        self.setup_done = True
         log.info("daemon_started", run_id=self.run_id, mode=mode, source=source, instrument=self.instrument,
                  model_sha=self.policy.sha[:12], ticks=len(self.ticks) if self.ticks is not None else None,
                  db=str(svc.db_path), feature_spec=self.spec.hash,

@@ -98,13 +98,13 @@ class Rig:
         try:
             while not task.done() and time.monotonic() < t_end:
                 await asyncio.sleep(0.02)
-                if hasattr(d, "slot"):
+                if d.setup_done:  # not before every component exists (the reconciler follows the slot)
                     if during is not None:
                         await during(d)
                     if until(d):
                         reached = True
                         break
-            if hasattr(d, "slot") and not task.done():
+            if d.setup_done and not task.done():
                 health = d.health()
             stopped_by_itself = task.done()
         finally:
@@ -121,7 +121,7 @@ class Rig:
                 error = e
         if not reached and not stopped_by_itself:
             raise ConditionNotReached(f"the run ended at its {timeout:.0f} s limit, not by its stopping condition "
-                                      f"(ticks {d.slot.counters.ticks if hasattr(d, 'slot') else 0}, emulator "
+                                      f"(ticks {d.slot.counters.ticks if d.setup_done else 0}, emulator "
                                       f"cursor {self.emu.cursor}/{len(self.emu.prices)}, orders "
                                       f"{self.emu.order_requests}); error: {error!r}")
         return Outcome(error, d, health, reached)

@@ -15,7 +15,7 @@ from daemon.brokers.ib.broker import IBBroker
 from daemon.brokers.ib.errors import IBErrorClass, classify
 from daemon.brokers.ib.feed import IBFeed
 from tests.emulators.ib_fake import FakeIB
-from tests.faults.harness import live_config, prices
+from tests.faults.harness import ConditionNotReached, live_config, prices
 from tests.helpers import tiny_checkpoint
 
 
@@ -48,15 +48,20 @@ class IBRig:
         task = asyncio.create_task(d.run())
         streamer = None
         t_end = time.monotonic() + timeout
+        reached = False
         while time.monotonic() < t_end and not task.done():
             await asyncio.sleep(0.02)
-            if streamer is None and hasattr(d, "reconciler") and d.reconciler is not None and self.fake.ticker:
+            if not d.setup_done:
+                continue
+            if streamer is None and self.fake.ticker:
                 streamer = asyncio.create_task(self.fake.stream())
-            if during is not None and hasattr(d, "router"):
+            if during is not None:
                 await during(d)
             if (streamer is not None and streamer.done() and not d.router.busy() and d.router.queue.empty()
                     and d.reconciler.ready):
+                reached = True
                 break
+        stopped_by_itself = task.done()
         stop.set()
         try:
             await asyncio.wait_for(task, 15)
@@ -65,6 +70,9 @@ class IBRig:
             error = e
         if streamer is not None:
             streamer.cancel()
+        if not reached and not stopped_by_itself:
+            raise ConditionNotReached(f"the IB run ended at its {timeout:.0f} s limit, not by its stopping condition; "
+                                      f"error: {error!r}")
         return d, error
 
     def check(self) -> dict:
