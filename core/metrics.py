@@ -8,6 +8,12 @@ same numbers for the same run. Memory is bounded by the number of trades and day
 - Sharpe / Sortino: daily equity returns (UTC days), annualised with sqrt(252)
 - SQN = mean(R) / std(R) * sqrt(N) with R the per-trade PnL in pips (Van Tharp)
 - win rate, profit factor (gross win / gross loss), expectancy (mean trade pips)
+- a trade's PnL carries both of its commissions (the opening fill's and the closing fill's);
+  a position still open at the end counts as a trade marked to market at the last close,
+  closing commission included, and is flagged (``open_trade_marked``)
+- trade-quality figures (SQN, win rate, profit factor, expectancy) are printed only from
+  MIN_TRADES_FOR_QUALITY trades on; below that the table says "too few trades (n)"
+- ``calendar_days``: first to last bar, for annualising (not the days that have bars)
 - hold rate (share of HOLD decisions), trades (round trips closed) and trades per day,
   entries (positions opened, reversals included) and the position still open at the end
 """
@@ -22,11 +28,16 @@ import numpy as np
 from core.types import NS_PER_DAY, Action
 
 
+MIN_TRADES_FOR_QUALITY = 30
+QUALITY_KEYS = ("sqn", "win_rate", "profit_factor", "expectancy_pips")
+
+
 @dataclass
 class PerformanceTracker:
     initial_equity: float
     pip: float
     trade_units: float
+    commission_per_unit: float = 0.0  # to attribute each fill's commission to its own trade
     bars: int = 0
     decisions: int = 0
     holds: int = 0
@@ -41,6 +52,8 @@ class PerformanceTracker:
     _days_seen: int = 0
     entries: int = 0
     _units: float = 0.0
+    _first_ts: int | None = None
+    _last_ts: int = 0
     record: bool = False  # keep (ts, equity) per bar for plots (evaluation only)
     curve_ts: list[int] = field(default_factory=list)
     curve_equity: list[float] = field(default_factory=list)
@@ -62,11 +75,18 @@ class PerformanceTracker:
                 self.day_close_equity.append(self.equity)
             self._day = day
             self._days_seen += 1
+        if self._first_ts is None:
+            self._first_ts = ts_ns
+        self._last_ts = ts_ns
         side = 0.0 if units == 0.0 else math.copysign(1.0, units)
         if side != self._side:
+            # realised PnL already carries the new position's opening commission: it belongs to
+            # the new trade, not to the one closed by the same fill
+            opening = self.commission_per_unit * abs(units)
             if self._side != 0.0:
-                self.trade_pnls_pips.append((realized - self._realized_at_open) / (self.pip * self.trade_units))
-            self._realized_at_open = realized
+                self.trade_pnls_pips.append((realized + opening - self._realized_at_open)
+                                            / (self.pip * self.trade_units))
+            self._realized_at_open = realized + opening
             self._side = side
             self.entries += side != 0.0
         self._units = units
@@ -77,13 +97,31 @@ class PerformanceTracker:
         self.peak = max(self.peak, equity)
         self.max_dd = max(self.max_dd, (self.peak - equity) / self.peak)
 
+    def open_trade_pips(self) -> float | None:
+        """The open position as a trade closed at the last mark (closing commission included)."""
+        if self._side == 0.0:
+            return None
+        closing = self.commission_per_unit * abs(self._units)
+        marked = self.equity - self.initial_equity - closing  # realised + unrealised - closing cost
+        return (marked - self._realized_at_open) / (self.pip * self.trade_units)
+
+    def all_trade_pips(self) -> list[float]:
+        """Closed trades, then the open one marked to market, if any."""
+        marked = self.open_trade_pips()
+        return self.trade_pnls_pips + ([marked] if marked is not None else [])
+
     def trade_returns(self) -> np.ndarray:
-        """Closed trades' PnL as fractions of initial equity (for Monte Carlo)."""
-        return np.asarray(self.trade_pnls_pips) * self.pip * self.trade_units / self.initial_equity
+        """Trades' PnL (the open one marked) as fractions of initial equity (for Monte Carlo)."""
+        return np.asarray(self.all_trade_pips()) * self.pip * self.trade_units / self.initial_equity
+
+    @property
+    def calendar_days(self) -> float:
+        """First to last bar in days (at least one day once there is a bar)."""
+        return 0.0 if self._first_ts is None else max(1.0, (self._last_ts - self._first_ts) / NS_PER_DAY)
 
     def summary(self) -> dict[str, float]:
         pnl = self.equity - self.initial_equity
-        r = np.asarray(self.trade_pnls_pips)
+        r = np.asarray(self.all_trade_pips())
         daily = np.diff(np.asarray(self.day_close_equity + [self.equity]))
         daily = daily / self.initial_equity
         wins, losses = r[r > 0].sum(), -r[r < 0].sum()
@@ -107,6 +145,8 @@ class PerformanceTracker:
             "hold_rate": self.holds / self.decisions if self.decisions else 1.0,
             "trades_per_day": len(r) / self._days_seen if self._days_seen else 0.0,
             "days": self._days_seen,
+            "calendar_days": self.calendar_days,
+            "open_trade_marked": int(self._side != 0.0),
         }
 
 
@@ -116,7 +156,7 @@ def _ratio(num: float, den: float) -> float:
 
 SUMMARY_ROWS = (
     ("bars", "bars", "{:.0f}"), ("decisions", "decisions", "{:.0f}"), ("entries", "entries", "{:.0f}"),
-    ("trades", "trades (round trips)", "{:.0f}"), ("open_units_at_end", "open at end (units)", "{:+,.0f}"),
+    ("trades", "trades (open one marked)", "{:.0f}"), ("open_units_at_end", "open at end (units)", "{:+,.0f}"),
     ("pnl_pips", "PnL (pips/unit)", "{:+.1f}"), ("pnl_pct", "PnL (%)", "{:+.3f}"),
     ("max_drawdown_pct", "max drawdown (%)", "{:.3f}"), ("sharpe", "Sharpe (daily, ann.)", "{:+.2f}"),
     ("sortino", "Sortino", "{:+.2f}"), ("sqn", "SQN", "{:+.2f}"), ("win_rate", "win rate", "{:.1%}"),
@@ -125,15 +165,23 @@ SUMMARY_ROWS = (
 )
 
 
+def too_few_trades(summary: dict[str, float]) -> str | None:
+    """"too few trades (n)" when trade-quality figures would mean nothing, else None."""
+    n = int(summary.get("trades", 0))
+    return f"too few trades ({n})" if n < MIN_TRADES_FOR_QUALITY else None
+
+
 def format_summary(columns: dict[str, dict[str, float]]) -> str:
-    """Side-by-side table of one or more summaries."""
+    """Side-by-side table of one or more summaries. Trade-quality rows say "too few trades
+    (n)" for a column with fewer than MIN_TRADES_FOR_QUALITY trades."""
     names = list(columns)
-    width = max(14, *(len(n) + 2 for n in names))
-    lines = [f"{'':24}" + "".join(f"{n:>{width}}" for n in names)]
+    width = max(20, *(len(n) + 2 for n in names))
+    lines = [f"{'':26}" + "".join(f"{n:>{width}}" for n in names)]
     for key, label, fmt in SUMMARY_ROWS:
         cells = []
         for n in names:
             v = columns[n].get(key)
-            cells.append(f"{'-' if v is None else fmt.format(v):>{width}}")
-        lines.append(f"{label:24}" + "".join(cells))
+            few = too_few_trades(columns[n]) if key in QUALITY_KEYS else None
+            cells.append(f"{few or ('-' if v is None else fmt.format(v)):>{width}}")
+        lines.append(f"{label:26}" + "".join(cells))
     return "\n".join(lines)

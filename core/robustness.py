@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.metrics import MIN_TRADES_FOR_QUALITY
+
 
 @dataclass(frozen=True)
 class MonteCarlo:
@@ -49,7 +51,10 @@ def walk_forward_efficiency(in_sample: list[float], out_of_sample: list[float]) 
     return oos_mean / is_mean if is_mean > 0 else 0.0
 
 
-def sqn_class(sqn: float) -> str:
+def sqn_class(sqn: float, trades: int) -> str:
+    """Van Tharp's class, or "too few trades (n)" below MIN_TRADES_FOR_QUALITY trades."""
+    if trades < MIN_TRADES_FOR_QUALITY:
+        return f"too few trades ({trades})"
     for bound, name in ((1.6, "poor"), (2.0, "below average"), (2.5, "average"), (3.0, "good"),
                         (5.1, "excellent"), (7.0, "superb")):
         if sqn < bound:

@@ -80,7 +80,7 @@ class Slot:
         self.features = FeatureBuffer(spec)
         self.position = new_state()
         self.obs = np.zeros(spec.obs_dim)
-        self.tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units)
+        self.tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit)
         self.counters = SlotCounters()
         self.new_fills: list[Fill] = []
         self.latency = LatencyRing(latency_capacity)

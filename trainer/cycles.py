@@ -113,8 +113,8 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
 
 
 def _annualised(summary: dict) -> float:
-    days = max(summary["days"], 1)
-    return summary["pnl_pct"] * 365.25 / days
+    """Return per calendar year (weekends count: they are part of the time the money was out)."""
+    return summary["pnl_pct"] * 365.25 / max(summary["calendar_days"], 1.0)
 
 
 @dataclass
@@ -261,12 +261,12 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     if vbar is not None:
         vbar.update(1)
         vbar.close()
-    years = max(validation["days"], 1) / 365.25
+    years = validation["calendar_days"] / 365.25  # calendar time, not days that have bars
     mc = monte_carlo(val_tracker.trade_returns(), years, cfg.gates.mc_resamples, seed=cfg.train.seed)
     wf = _walk_forward(cand_net, history, spec, ex, cfg, split, gate_first, cfg.gates.walk_forward_windows)
     robustness = {"car25_pct": mc.car25_pct, "dd95_pct": mc.dd95_pct, "mc_trades": mc.trades,
                   "walk_forward_efficiency": wf["efficiency"], "sqn": validation["sqn"],
-                  "sqn_class": sqn_class(validation["sqn"])}
+                  "sqn_class": sqn_class(validation["sqn"], validation["trades"])}
     robust_ok = (not cfg.gates.gate_on_robustness) or (
         mc.car25_pct >= cfg.gates.min_car25_pct and wf["efficiency"] >= cfg.gates.min_walk_forward_efficiency
         and validation["sqn"] >= cfg.gates.min_sqn)

@@ -32,7 +32,7 @@ def run_evaluation(net: ActorCritic | None, history: MarketHistory, spec: Featur
     env = VecTradingEnv(history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi,
                         auto_reset=False)
     obs = env.reset(np.array([first]))
-    tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, record=record)
+    tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit, record=record)
     taken: list[int] = []
 
     def mark(i: int) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.metrics import QUALITY_KEYS, too_few_trades
 from trainer.config import TrainerConfig
 
 
@@ -94,7 +95,9 @@ def _markdown(run, cfg: TrainerConfig) -> str:
     L += ["", f"- Parameter drift vs gold (relative L2): {drift}",
           f"- Robustness ({'gating' if rb['gating'] else 'reported only'}): CAR25 {rb['car25_pct']:.2f} %, "
           f"DD95 {rb['dd95_pct']:.2f} % over {rb['mc_trades']} trades; walk-forward efficiency "
-          f"{rb['walk_forward_efficiency']:.2f}; SQN {rb['sqn']:+.2f} ({rb['sqn_class']})", "",
+          f"{rb['walk_forward_efficiency']:.2f}; SQN "
+          f"{rb['sqn_class'] if rb['sqn_class'].startswith('too few') else format(rb['sqn'], '+.2f') + ' (' + rb['sqn_class'] + ')'}",
+          "",
           "## Walk-forward windows", "", "| window | from | to | annualised % | trades | Sharpe |", "|---|---|---|---|---|---|"]
     for w in run.walk_forward["rows"]:
         L.append(f"| {w['kind']} | {w['from']} | {w['to']} | {w['annualised_pct']:+.2f} | {w['trades']} | "
@@ -102,7 +105,9 @@ def _markdown(run, cfg: TrainerConfig) -> str:
     L += ["", "## Candidate metrics", "", "| metric | in-sample | validation |", "|---|---|---|"]
     for k in ("pnl_pct", "pnl_pips", "max_drawdown_pct", "sharpe", "sortino", "sqn", "trades", "entries",
               "win_rate", "profit_factor", "hold_rate", "trades_per_day"):
-        L.append(f"| {k} | {run.in_sample[k]:.4g} | {run.validation[k]:.4g} |")
+        cells = [(too_few_trades(s) if k in QUALITY_KEYS else None) or f"{s[k]:.4g}"
+                 for s in (run.in_sample, run.validation)]
+        L.append(f"| {k} | {cells[0]} | {cells[1]} |")
     L += ["", "Plots: equity.png, cycles.png, montecarlo.png (embedded in report.html)."]
     return "\n".join(L) + "\n"
 

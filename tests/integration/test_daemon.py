@@ -121,3 +121,23 @@ def test_sigterm_mid_run_loses_nothing_acknowledged(tmp_path, spec, small_csv):
     assert query(db, "SELECT count(*) FROM decisions")[0][0] == decisions < 400 - spec.window
     assert query(db, "SELECT count(*) FROM orders WHERE status NOT IN ('filled', 'partial', 'cancelled')") == [(0,)]
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_decision_orders_fill_at_the_next_bars_open_not_at_an_extreme(tmp_path, spec, small_csv):
+    """Issue 10.1: with bar-derived quotes, an order decided at a bar's close fills at the next
+    bar's open (plus the modelled spread and slippage), never at one of that bar's extremes."""
+    tiny_checkpoint(tmp_path / "models", spec, seed=3)
+    cfg, _ = daemon_config(tmp_path, small_csv, "2017-10-01", "2018-01-01")
+    res = asyncio.run(run_daemon(cfg))
+    pip = cfg.instrument.pip_size
+    slip, spread = cfg.execution.slippage_pips * pip, cfg.data.modelled_spread_pips * pip
+    opens = dict(query(res.db_path, "SELECT ts_ns, open FROM bars"))
+    rows = query(res.db_path, "SELECT o.bar_ts_ns, f.units, f.price FROM fills f JOIN orders o "
+                              "USING (run_id, client_order_id)")
+    assert len(rows) > 10
+    times = sorted(opens)
+    for bar_ts, units, price in rows:
+        nxt = times[times.index(bar_ts) + 1]  # the bar the order trades into (after a gap: the next one)
+        next_open = opens[nxt]  # its ask-side open
+        want = next_open + slip if units > 0 else next_open - spread - slip
+        assert price == pytest.approx(want, abs=1e-12), (bar_ts, units, price, next_open)

@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from core.bar_ticks import bars_to_ticks
+from core.bar_ticks import TICKS_PER_BAR, bars_to_ticks
 from core.execution import ExecutionModel
 from core.policy import ScriptedPolicy
 from core.types import BAR_DTYPE
@@ -45,10 +45,10 @@ def run(market_cfg, spec, tmp_path, closes, actions, broker=None, risk_cfg=None,
                     risk, store, on_flatten_tier=flattened.append, market=market, clock_ns=clock)
         if setup:
             setup(slot)
-        for k in range(0, len(ticks), 4):  # one bar of quotes at a time
-            slot.on_ticks(ticks[k : k + 4])
+        for k in range(0, len(ticks), TICKS_PER_BAR):  # one bar of quotes at a time
+            slot.on_ticks(ticks[k : k + TICKS_PER_BAR])
             if between:
-                between(slot, k // 4)
+                between(slot, k // TICKS_PER_BAR)
         slot.finish()
         await store.close()
         return slot

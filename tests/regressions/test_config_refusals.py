@@ -93,3 +93,28 @@ def test_checkpoint_of_another_market_refused_naming_both_sides(tmp_path, spec, 
                                         ("HOLD", "BUY", "SELL", "CLOSE"), 16, **cfg.market_identity()))
     publish(tmp_path / "models", ok.sha)
     assert load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity()).sha == ok.sha
+
+
+def test_trainer_does_not_warm_start_from_another_instruments_model(tmp_path, spec, capsys):
+    from trainer.cycles import _warm_start
+
+    tcfg = load_config(TrainerConfig, ROOT / "config" / "trainer.toml",
+                       environ={"STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models")})
+    _, net = tiny_checkpoint(tmp_path / "models", spec, hidden=tcfg.ppo.hidden)
+
+    def publish_for(**market):
+        meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ("HOLD", "BUY", "SELL", "CLOSE"),
+                              tcfg.ppo.hidden, **(tcfg.market_identity() | market))
+        ck = save_checkpoint(tmp_path / "models", net.state_dict(), meta)
+        publish(tmp_path / "models", ck.sha)
+        return ck
+
+    publish_for(instrument="USD_CHF")
+    assert _warm_start(tcfg, spec) is None
+    out = capsys.readouterr().out
+    assert "warm_start_skipped" in out and "instrument USD_CHF (checkpoint) != EUR_USD (ours)" in out
+    same = publish_for()
+    assert _warm_start(tcfg, spec).sha == same.sha
+    publish_for(period_minutes=1)
+    assert _warm_start(tcfg, spec) is None
+    assert "bar period 1 min (checkpoint) != 60 min (ours)" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from core.bar_builder import BarBuilder
 from core.bar_files import load_bars
-from core.bar_ticks import bars_to_ticks
+from core.bar_ticks import TICKS_PER_BAR, bars_to_ticks
 from core.types import TICK_DTYPE
 from tests.helpers import EURUSD, reference_bars, usdthb_ticks
 
@@ -86,7 +86,7 @@ def test_bar_builder_rebuilds_bar_file_exactly_from_bar_derived_ticks():
         assert np.array_equal(rebuilt[f], bars[:500][f])
     assert np.all(ticks["ask"] - ticks["bid"] > 0)
     # each bar closes on the next bar's first quote
-    assert closed.close_idx.tolist() == [4 * (k + 1) for k in range(499)]
+    assert closed.close_idx.tolist() == [TICKS_PER_BAR * (k + 1) for k in range(499)]
 
 
 # -- issue 9.6: implausible prices -------------------------------------------------------
@@ -125,3 +125,22 @@ def test_jump_threshold_is_configurable():
     assert BarBuilder(MIN, "mid", max_jump=0.05).push(_quotes(mids)).accepted.tolist() == [True, False, True]
     with pytest.raises(ValueError):
         BarBuilder(MIN, "mid", max_jump=0.0)
+
+
+# -- issue 10.1: the order of a bar's extremes never depends on its own close -------------
+
+def test_extreme_order_ignores_the_bars_close():
+    from core.bar_ticks import bar_paths
+
+    rng = np.random.default_rng(1)
+    o = 1.1 + rng.normal(0, 1e-3, 500)
+    h = o + rng.uniform(0, 2e-3, 500)
+    lo = o - rng.uniform(0, 2e-3, 500)
+    c1 = lo + rng.uniform(0, 1, 500) * (h - lo)
+    c2 = lo + rng.uniform(0, 1, 500) * (h - lo)
+    a, b = bar_paths(o, h, lo, c1), bar_paths(o, h, lo, c2)
+    assert np.array_equal(a[:, :4], b[:, :4])  # only the close itself moves
+    assert np.array_equal(a[:, 1], o)  # the quote a decision at the previous close fills at: the open
+    assert np.all(np.abs(a[:, 2] - o) <= np.abs(a[:, 3] - o))  # the nearer extreme comes first
+    old_a, old_b = bar_paths(o, h, lo, c1, "close_decides"), bar_paths(o, h, lo, c2, "close_decides")
+    assert not np.array_equal(old_a[:, 1], old_b[:, 1])  # the rule it replaces looked at the close

@@ -51,17 +51,17 @@ def _candle(t, bid, ask, complete=True):
     return {"complete": complete, "volume": 4, "time": t, "bid": ohlc(*bid), "ask": ohlc(*ask)}
 
 
-def test_candles_become_four_quotes_each_inside_the_window():
+def test_candles_become_five_quotes_each_inside_the_window():
     t0 = "2017-10-02T09:00:00.000000000Z"
     body = {"granularity": "S5", "candles": [
-        _candle(t0, (1.1, 1.2, 1.0, 1.15), (1.1001, 1.2001, 1.0001, 1.1501)),  # rising: low first
+        _candle(t0, (1.1, 1.2, 1.02, 1.15), (1.1001, 1.2001, 1.0201, 1.1501)),  # the low is nearer the open
         _candle("2017-10-02T09:00:05.000000000Z", (1.2, 1.25, 1.1, 1.12), (1.2001, 1.2501, 1.1001, 1.1201), False)]}
     lo = parse_time_ns(t0)
     q = parse_candles(body, "EUR_USD", lo, lo + 10 * 10**9)
-    assert len(q) == 4  # the incomplete candle is not used
-    assert q["bid"].tolist() == [1.1, 1.0, 1.2, 1.15] and (q["ask"] > q["bid"]).all()
-    assert (q["ts_ns"] - lo).tolist() == [0, 1_250_000_000, 2_500_000_000, 3_750_000_000]
-    assert len(parse_candles(body, "EUR_USD", lo + 2 * 10**9, lo + 10 * 10**9)) == 2  # window respected
+    assert len(q) == 5  # the incomplete candle is not used
+    assert q["bid"].tolist() == [1.1, 1.1, 1.02, 1.2, 1.15] and (q["ask"] > q["bid"]).all()
+    assert (q["ts_ns"] - lo).tolist() == [0, 1_000_000_000, 2_000_000_000, 3_000_000_000, 4_000_000_000]
+    assert len(parse_candles(body, "EUR_USD", lo + 2 * 10**9, lo + 10 * 10**9)) == 3  # window respected
 
 
 @pytest.mark.parametrize("body,match", [

@@ -46,4 +46,37 @@ def test_tracker_with_no_trades_reports_zeros_not_nan():
     t.on_bar(0, 0.0, 0.0, 1000.0)
     s = t.summary()
     assert s["trades"] == 0 and s["sqn"] == 0.0 and s["profit_factor"] == 0.0 and s["sharpe"] == 0.0
-    assert "trades (round trips)" in format_summary({"x": s})
+    assert "trades (open one marked)" in format_summary({"x": s})
+
+
+# -- issue 10.1: measurement biases ------------------------------------------------------
+
+def test_trade_pnl_carries_both_commissions_and_open_trade_is_marked():
+    comm = 0.2 * PIP  # per unit per side
+    t = PerformanceTracker(100_000.0, PIP, UNITS, comm)
+    c = comm * UNITS  # one side's commission on one lot: 2 currency = 0.2 pips
+    day = NS_PER_DAY
+    # open long (commission c), close +20 pips gross (c) and reverse short (c) in one fill,
+    # then the short is open at the end, marked -5 pips gross
+    t.on_bar(0, UNITS, -c, 100_000.0 - c)
+    t.on_bar(day, -UNITS, 200.0 - 3 * c, 100_200.0 - 3 * c)
+    t.on_bar(2 * day, -UNITS, 200.0 - 3 * c, 100_150.0 - 3 * c)
+    s = t.summary()
+    r = t.all_trade_pips()
+    assert r[0] == pytest.approx(20.0 - 0.4)  # both of the long's commissions, not one or three
+    assert r[1] == pytest.approx(-5.0 - 0.4)  # the short, marked, its closing commission included
+    assert s["trades"] == 2 and s["open_trade_marked"] == 1
+    assert sum(r) * PIP * UNITS == pytest.approx(s["pnl"] - c)  # trades add up to PnL less the closing cost
+    assert s["calendar_days"] == 2.0 and s["days"] == 3
+
+
+def test_quality_words_need_thirty_trades():
+    t = PerformanceTracker(100_000.0, PIP, UNITS)
+    t.on_bar(0, UNITS, 0.0, 100_000.0)
+    t.on_bar(1, 0.0, 100.0, 100_100.0)
+    text = format_summary({"policy": t.summary()})
+    assert text.count("too few trades (1)") == 4  # SQN, win rate, profit factor, expectancy
+    win = next(ln for ln in text.splitlines() if ln.startswith("win rate"))
+    assert "100.0%" not in win and "inf" not in text
+    many = dict(t.summary(), trades=30)
+    assert "too few trades" not in format_summary({"policy": many})

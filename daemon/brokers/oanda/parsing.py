@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.bar_ticks import TICKS_PER_BAR, bar_paths
 from core.broker import FillReport
 from core.errors import BadPayload
 from core.types import TICK_DTYPE
@@ -159,8 +160,8 @@ _GRANULARITY_SECS = {"S5": 5, "S10": 10, "S15": 15, "S30": 30, "M1": 60}
 
 
 def parse_candles(body: dict, instrument: str, from_ns: int, to_ns: int) -> np.ndarray:
-    """InstrumentsCandles (price=BA) -> bar-derived quotes, four per complete candle (open,
-    the first extreme, the other, close; core.bar_ticks' rule), kept inside [from, to)."""
+    """InstrumentsCandles (price=BA) -> bar-derived quotes, TICKS_PER_BAR per complete candle
+    (core.bar_ticks' layout), kept inside [from, to)."""
     where = f"candles {instrument}"
     gran = body.get("granularity")
     if gran not in _GRANULARITY_SECS:
@@ -168,7 +169,7 @@ def parse_candles(body: dict, instrument: str, from_ns: int, to_ns: int) -> np.n
     candles = body.get("candles")
     if not isinstance(candles, list):
         raise BadPayload(f"{where}.candles: missing or not a list")
-    step = _GRANULARITY_SECS[gran] * 1_000_000_000 // 4
+    step = _GRANULARITY_SECS[gran] * 1_000_000_000 // TICKS_PER_BAR
     rows = []
     for k, c in enumerate(candles):
         if not isinstance(c, dict) or not c.get("complete", False):
@@ -180,8 +181,8 @@ def parse_candles(body: dict, instrument: str, from_ns: int, to_ns: int) -> np.n
             if not isinstance(ohlc, dict):
                 raise BadPayload(f"{where}[{k}].{side}: missing (ask for price=BA)")
             o, h, lo, cl = (decimal(ohlc, f, f"{where}[{k}].{side}") for f in "ohlc")
-            sides.append((o, lo, h, cl) if cl >= o else (o, h, lo, cl))
-        for j in range(4):
+            sides.append(bar_paths(*(np.array([x]) for x in (o, h, lo, cl)))[0].tolist())
+        for j in range(TICKS_PER_BAR):
             t = ts + j * step
             if from_ns <= t < to_ns:
                 rows.append((t, sides[0][j], sides[1][j]))
