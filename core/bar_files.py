@@ -1,7 +1,16 @@
 """Loading and validating OHLCV bar files.
 
-Understands the gym-anytrading layout (``Time,Open,High,Low,Close,Volume`` with day-first
-``DD.MM.YYYY HH:MM:SS.fff`` UTC timestamps) and ISO timestamps (``YYYY-MM-DD HH:MM[:SS]``).
+Understands what users bring:
+- the gym-anytrading layout (``Time,Open,High,Low,Close,Volume`` with day-first
+  ``DD.MM.YYYY HH:MM:SS.fff`` UTC timestamps) and ISO 8601 times (``YYYY-MM-DD[ T]HH:MM[:SS]``,
+  optionally with ``Z`` or an offset like ``+02:00``, converted to UTC; a bare date for daily bars);
+- the time column named ``time``, ``date``, ``datetime``, ``timestamp`` or ``date_time``, any
+  case; an unnamed first column (a pandas index) is ignored unless it is the only time column;
+- gzip or bz2 compressed files, detected from their first bytes (not their names);
+- a ``symbol`` (or ``instrument``/``ticker``) column: rows of the configured instrument are
+  kept (``EUR_USD``, ``EURUSD`` and ``EUR/USD`` are the same); a file with several symbols and
+  no instrument to filter by is refused;
+- volume is optional. A close-only series is refused with the conversion it would need.
 Every problem is reported as a DataError naming the file, the line and what is wrong.
 """
 
@@ -22,25 +31,61 @@ from core.types import BAR_DTYPE, NS_PER_MINUTE
 
 REQUIRED = ("time", "open", "high", "low", "close")
 _DAY_FIRST = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$")
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?Z?$")
+_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+                  r"(Z|[+-]\d{2}:?\d{2})?$")
+TIME_NAMES = ("time", "date", "datetime", "timestamp", "date_time")
+SYMBOL_NAMES = ("symbol", "instrument", "ticker")
 
 
 def parse_timestamp_ns(text: str) -> int:
-    """UTC nanoseconds from a day-first or ISO timestamp; ValueError if neither."""
+    """UTC nanoseconds from a day-first or ISO 8601 timestamp; ValueError if neither."""
+    offset = 0
     m = _DAY_FIRST.match(text)
     if m:
         d, mo, y, hh, mm, ss, frac = m.groups()
     else:
         m = _ISO.match(text)
         if not m:
-            raise ValueError(f"timestamp {text!r} is neither DD.MM.YYYY HH:MM:SS nor YYYY-MM-DD HH:MM:SS")
-        y, mo, d, hh, mm, ss, frac = m.groups()
-    y, mo, d, hh, mm = int(y), int(mo), int(d), int(hh), int(mm)
+            raise ValueError(f"timestamp {text!r} is neither DD.MM.YYYY HH:MM:SS nor ISO 8601 "
+                             "(YYYY-MM-DD HH:MM:SS, optionally with Z or an offset like +02:00)")
+        y, mo, d, hh, mm, ss, frac, tz = m.groups()
+        if tz and tz != "Z":
+            sign = 1 if tz[0] == "+" else -1
+            oh, om = int(tz[1:3]), int(tz[-2:])
+            if oh > 23 or om > 59:
+                raise ValueError(f"timestamp {text!r}: offset {tz} is not a valid UTC offset")
+            offset = sign * (oh * 3600 + om * 60)
+    y, mo, d, hh, mm = int(y), int(mo), int(d), int(hh or 0), int(mm or 0)
     if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] and hh < 24 and mm < 60):
         raise ValueError(f"timestamp {text!r} is not a valid date and time")
-    secs = calendar.timegm((y, mo, d, hh, mm, int(ss or 0), 0, 0, 0))
+    secs = calendar.timegm((y, mo, d, hh, mm, int(ss or 0), 0, 0, 0)) - offset
     nanos = int((frac or "0").ljust(9, "0"))
     return secs * 1_000_000_000 + nanos
+
+
+def _norm_symbol(s: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", s.upper())
+
+
+def _open_binary(path: Path):
+    """A binary handle, decompressing gzip or bz2 by their magic bytes (not the name)."""
+    with path.open("rb") as fh:
+        head = fh.read(3)
+    if head[:2] == b"\x1f\x8b":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if head == b"BZh":
+        import bz2
+
+        return bz2.open(path, "rb")
+    return path.open("rb")
+
+
+def _open_text(path: Path):
+    import io
+
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="")
 
 
 @dataclass(frozen=True)
@@ -98,7 +143,7 @@ def _price(path: Path, line: int, name: str, text: str) -> float:
 
 
 def _first_bad_utf8_line(path: Path) -> tuple[int, bytes]:
-    with path.open("rb") as fh:
+    with _open_binary(path) as fh:
         for line, raw in enumerate(fh, start=1):
             try:
                 raw.decode("utf-8")
@@ -107,38 +152,70 @@ def _first_bad_utf8_line(path: Path) -> tuple[int, bytes]:
     return 0, b""
 
 
-def load_bars(path: str | Path, max_jump: float | None = DEFAULT_MAX_JUMP) -> tuple[np.ndarray, BarFileReport]:
+def load_bars(path: str | Path, max_jump: float | None = DEFAULT_MAX_JUMP,
+              symbol: str | None = None) -> tuple[np.ndarray, BarFileReport]:
     """Read and validate a bar file. Returns a BAR_DTYPE array sorted by time and a report.
 
     A price more than ``max_jump`` (relative; None = no check) away from the previous row's
-    close is implausible (a mis-scaled or corrupt row) and refuses the file with its line."""
+    close is implausible (a mis-scaled or corrupt row) and refuses the file with its line.
+    ``symbol`` selects the rows of one instrument in a file with a symbol column."""
     path = Path(path)
     try:
-        return _load_bars(path, max_jump)
+        return _load_bars(path, max_jump, symbol)
     except UnicodeDecodeError:
         line, raw = _first_bad_utf8_line(path)
         raise DataError(f"{path}: line {line}: bytes {raw!r} are not UTF-8 text") from None
+    except csv.Error as e:  # NUL bytes and the like: a binary file
+        raise DataError(f"{path}: not a text CSV file ({e})") from None
+    except EOFError as e:
+        raise DataError(f"{path}: truncated compressed file ({e})") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: bar file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a bar file") from None
     except OSError as e:
-        if isinstance(e, FileNotFoundError):
-            raise DataError(f"{path}: bar file not found") from None
+        if e.errno is None:  # gzip/bz2 decompression errors carry no errno
+            raise DataError(f"{path}: corrupt compressed file ({e})") from None
         raise DataError(f"{path}: cannot read the bar file: {e.strerror or e}") from None
 
 
-def _load_bars(path: Path, max_jump: float | None) -> tuple[np.ndarray, BarFileReport]:
-    fh = path.open(newline="", encoding="utf-8")
-    with fh:
+def _columns(path: Path, header: list[str]) -> tuple[dict[str, int], int | None, int | None]:
+    """(indexes of time/open/high/low/close, volume index, symbol index) from a header."""
+    cols = [h.strip().lower().lstrip("\ufeff") for h in header]
+    times = [k for k, c in enumerate(cols) if c in TIME_NAMES]
+    if not times and cols and cols[0] in ("", "unnamed: 0", "index"):
+        times = [0]  # a pandas index holding the times
+    if len(times) > 1:
+        raise DataError(f"{path}: line 1: several time columns {[header[k] for k in times]}; keep one")
+    if not times:
+        raise DataError(f"{path}: line 1: no time column (one of {', '.join(TIME_NAMES)}); header is {header}")
+    idx = {"time": times[0]}
+    ohlc = [c for c in ("open", "high", "low", "close") if c in cols]
+    if ohlc == ["close"] or (not ohlc and ("price" in cols or "adj close" in cols)):
+        raise DataError(f"{path}: line 1: close-only series (header {header}): bars need open, high, low and close; "
+                        "resample the ticks/closes into OHLC bars first (e.g. pandas "
+                        "df.resample('1h').ohlc()) — a close alone cannot give the intrabar path fills need")
+    missing = [c for c in REQUIRED if c not in cols and c != "time"]
+    if missing:
+        raise DataError(f"{path}: line 1: missing required column(s) {missing}; header is {header}")
+    idx.update({c: cols.index(c) for c in ("open", "high", "low", "close")})
+    syms = [k for k, c in enumerate(cols) if c in SYMBOL_NAMES]
+    return idx, (cols.index("volume") if "volume" in cols else None), (syms[0] if syms else None)
+
+
+def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[np.ndarray, BarFileReport]:
+    with _open_binary(path) as raw:
+        if b"\x00" in raw.read(65536):
+            raise DataError(f"{path}: binary content (NUL bytes), not a text CSV file")
+    with _open_text(path) as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if not header:
             raise DataError(f"{path}: file is empty (expected a header {','.join(REQUIRED)},volume)")
-        cols = [h.strip().lower() for h in header]
-        missing = [c for c in REQUIRED if c not in cols]
-        if missing:
-            raise DataError(f"{path}: line 1: missing required column(s) {missing}; header is {header}")
-        idx = {c: cols.index(c) for c in REQUIRED}
-        vol_idx = cols.index("volume") if "volume" in cols else None
+        cols = header
+        idx, vol_idx, sym_idx = _columns(path, header)
+        want = _norm_symbol(symbol) if symbol else None
+        seen_symbols: set[str] = set()
         rows: list[tuple] = []
         prev_ts: int | None = None
         prev_close: float | None = None
@@ -147,6 +224,15 @@ def _load_bars(path: Path, max_jump: float | None) -> tuple[np.ndarray, BarFileR
                 continue
             if len(rec) != len(cols):
                 raise DataError(f"{path}: line {line}: expected {len(cols)} fields, found {len(rec)}")
+            if sym_idx is not None:
+                sym = _norm_symbol(rec[sym_idx])
+                if want is None:
+                    seen_symbols.add(sym)
+                    if len(seen_symbols) > 1:
+                        raise DataError(f"{path}: line {line}: several symbols ({', '.join(sorted(seen_symbols))}) "
+                                        "and no instrument to select: set instrument.symbol, or one symbol a file")
+                elif sym != want:
+                    continue
             try:
                 ts = parse_timestamp_ns(rec[idx["time"]].strip())
             except ValueError as e:
@@ -183,6 +269,8 @@ def _load_bars(path: Path, max_jump: float | None) -> tuple[np.ndarray, BarFileR
             prev_ts, prev_close = ts, c
             rows.append((ts, o, h, lo, c, vol))
     if not rows:
+        if want is not None and sym_idx is not None:
+            raise DataError(f"{path}: no rows for symbol {symbol} (symbols are matched ignoring '_', '/' and case)")
         raise DataError(f"{path}: no data rows after the header")
     bars = np.array(rows, dtype=BAR_DTYPE)
     return bars, BarFileReport(path, len(bars), *_period_and_gaps(bars["ts_ns"]))
@@ -205,10 +293,10 @@ def _period_and_gaps(ts: np.ndarray) -> tuple[int, list[Gap]]:
     return period // NS_PER_MINUTE, gaps
 
 
-def load_period_bars(path: str | Path, period_minutes: int,
-                     max_jump: float | None = DEFAULT_MAX_JUMP) -> tuple[np.ndarray, BarFileReport]:
+def load_period_bars(path: str | Path, period_minutes: int, max_jump: float | None = DEFAULT_MAX_JUMP,
+                     symbol: str | None = None) -> tuple[np.ndarray, BarFileReport]:
     """``load_bars`` plus the check every user needs: the file's bar period is the config's."""
-    bars, report = load_bars(path, max_jump)
+    bars, report = load_bars(path, max_jump, symbol)
     if report.period_minutes != period_minutes:
         raise DataError(f"{path}: bars are {report.period_minutes}-minute but the config says "
                         f"bars.period_minutes = {period_minutes}")
@@ -220,3 +308,27 @@ def select_range(bars: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:
     ts = bars["ts_ns"]
     lo, hi = np.searchsorted(ts, start_ns, "left"), np.searchsorted(ts, end_ns, "left")
     return bars[lo:hi]
+
+
+def span_text(bars: np.ndarray) -> str:
+    """The file's first and last bar, for error messages."""
+    import time
+
+    if len(bars) == 0:
+        return "no bars"
+    f = lambda ns: time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(ns) // 1_000_000_000))  # noqa: E731
+    return f"{f(bars['ts_ns'][0])} .. {f(bars['ts_ns'][-1])} UTC"
+
+
+def select_warm_range(path: str | Path, bars: np.ndarray, start_ns: int, end_ns: int, warmup_bars: int,
+                      what: str) -> np.ndarray:
+    """Bars in [start, end), refused (naming the range, the file's span and the warm-up) when
+    there are not enough for the features to warm up and decide at least once."""
+    import time
+
+    sel = select_range(bars, start_ns, end_ns)
+    if len(sel) < warmup_bars + 3:
+        f = lambda ns: time.strftime("%Y-%m-%d", time.gmtime(ns // 1_000_000_000))  # noqa: E731
+        raise DataError(f"{path}: {what} {f(start_ns)} .. {f(end_ns)} holds {len(sel)} bars; the features need "
+                        f"{warmup_bars} to warm up plus 3 to decide; the file spans {span_text(bars)}")
+    return sel

@@ -85,7 +85,8 @@ def shadow_ticks(cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns
         use = days[max(0, len(days) - len(judged) - warm_days) :]
         ticks = np.concatenate([read_tick_file(day_path(gates.ticks_dir, inst, d))[0] for d in use])
         return ticks, [d.isoformat() for d in judged], "recorded ticks"
-    bars, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump)
+    bars, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump,
+                                cfg.instrument.symbol)
     bars = bars[bars["ts_ns"] < end_ns]
     bar_days = np.unique(bars["ts_ns"] // NS_PER_DAY)
     if len(bar_days) < gates.shadow_days:

@@ -13,11 +13,10 @@ import numpy as np
 import structlog
 
 from core.bar_builder import S_LAST_ASK, S_LAST_BID, BarBuilder
-from core.bar_files import load_period_bars, select_range
+from core.bar_files import load_period_bars, select_warm_range
 from core.bar_ticks import bars_to_ticks
 from core.calendar import open_mask
 from core.config import MarketConfig
-from core.errors import DataError
 from core.features import FeatureSpec, batch_market_features
 from core.regime import RegimeDetector
 
@@ -61,12 +60,8 @@ log = structlog.get_logger("trainer")
 
 
 def load_history(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int) -> MarketHistory:
-    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump)
+    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump,
+                                   cfg.instrument.symbol)
     log.info("bar_file_loaded", **report.log_fields())
-    sel = select_range(raw, start_ns, end_ns)
-    if len(sel) < spec.window + 3:
-        raise DataError(
-            f"{cfg.data.bars_csv}: only {len(sel)} bars in the requested range; need at least "
-            f"{spec.window + 3} (feature warm-up {spec.window} + 3)"
-        )
+    sel = select_warm_range(cfg.data.bars_csv, raw, start_ns, end_ns, spec.window, "the range")
     return history_from_bars(sel, cfg, spec)

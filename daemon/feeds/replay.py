@@ -9,21 +9,22 @@ from collections.abc import AsyncIterator
 import numpy as np
 import structlog
 
-from core.bar_files import load_period_bars, select_range
+from core.bar_files import load_period_bars, select_warm_range
 from core.bar_ticks import bars_to_ticks
 from core.config import MarketConfig
-from core.errors import DataError
 
 
 log = structlog.get_logger("replay")
 
 
 def replay_ticks(cfg: MarketConfig, start_ns: int, end_ns: int) -> np.ndarray:
-    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump)
+    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump,
+                                   cfg.instrument.symbol)
     log.info("bar_file_loaded", **report.log_fields())
-    bars = select_range(raw, start_ns, end_ns)
-    if len(bars) == 0:
-        raise DataError(f"{cfg.data.bars_csv}: no bars between the replay's start and end")
+    from core.features import FeatureSpec
+
+    bars = select_warm_range(cfg.data.bars_csv, raw, start_ns, end_ns, FeatureSpec.from_config(cfg).window,
+                             "replay.range")
     return bars_to_ticks(bars, cfg.bars.period_ns, cfg.data.bars_side,
                          cfg.data.modelled_spread_pips * cfg.instrument.pip_size)
 

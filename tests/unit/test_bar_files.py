@@ -100,3 +100,103 @@ def test_non_utf8_byte_names_the_line(tmp_path):
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(DataError, match=r"line 6: bytes b'\\xff' are not UTF-8"):
         load_bars(path)
+
+
+# -- issue 10.6: files users bring -------------------------------------------------------
+
+def _csv(path, header, rows, compress=None):
+    text = header + "\n" + "\n".join(rows) + "\n"
+    if compress == "gz":
+        import gzip
+
+        path.write_bytes(gzip.compress(text.encode()))
+    elif compress == "bz2":
+        import bz2
+
+        path.write_bytes(bz2.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+ISO_ROWS = ["2017-01-02T00:00:00+00:00,1.1,1.2,1.0,1.15", "2017-01-02T03:00:00+02:00,1.15,1.2,1.1,1.12"]
+
+
+def test_iso_offsets_and_z_are_converted_to_utc():
+    assert parse_timestamp_ns("2017-01-02T03:00:00+02:00") == parse_timestamp_ns("2017-01-02 01:00:00")
+    assert parse_timestamp_ns("2017-01-02T01:00:00Z") == parse_timestamp_ns("2017-01-02 01:00")
+    assert parse_timestamp_ns("2017-01-01T20:00:00-0500") == parse_timestamp_ns("2017-01-02 01:00")
+    assert parse_timestamp_ns("2017-01-02") == parse_timestamp_ns("2017-01-02 00:00")  # daily bars
+
+
+@pytest.mark.parametrize("compress", [None, "gz", "bz2"])
+@pytest.mark.parametrize("header", ["Date,Open,High,Low,Close", "Datetime,open,high,low,close",
+                                    "timestamp,OPEN,HIGH,LOW,CLOSE"])
+def test_header_variants_and_compression_detected_not_assumed(tmp_path, header, compress):
+    p = _csv(tmp_path / "bars.dat", header, ISO_ROWS, compress)  # the name says nothing
+    bars, _ = load_bars(p)
+    assert bars["ts_ns"].tolist() == [parse_timestamp_ns("2017-01-02 00:00"), parse_timestamp_ns("2017-01-02 01:00")]
+
+
+def test_pandas_index_column_is_ignored_or_used_as_time(tmp_path):
+    p = _csv(tmp_path / "a.csv", ",Date,Open,High,Low,Close", [f"{k},{r}" for k, r in enumerate(ISO_ROWS)])
+    assert len(load_bars(p)[0]) == 2
+    p = _csv(tmp_path / "b.csv", ",Open,High,Low,Close", [r for r in ISO_ROWS])  # the index holds the time
+    assert len(load_bars(p)[0]) == 2
+
+
+def test_symbol_column_filtered_and_mixed_file_without_filter_refused(tmp_path):
+    rows = [f"EUR/USD,{ISO_ROWS[0]}", f"GBPUSD,{ISO_ROWS[0]}", f"EUR_USD,{ISO_ROWS[1]}"]
+    p = _csv(tmp_path / "m.csv", "Symbol,Time,Open,High,Low,Close", rows)
+    assert len(load_bars(p, symbol="EUR_USD")[0]) == 2
+    with pytest.raises(DataError, match=r"line 3: several symbols \(EURUSD, GBPUSD\)"):
+        load_bars(p)
+    with pytest.raises(DataError, match="no rows for symbol USD_JPY"):
+        load_bars(p, symbol="USD_JPY")
+
+
+@pytest.mark.parametrize("header,fragment", [
+    ("Date,Close", "close-only series"),
+    ("Date,Price", "close-only series"),
+    ("Open,High,Low,Close", "no time column"),
+])
+def test_close_only_and_timeless_files_get_a_clear_error(tmp_path, header, fragment):
+    p = _csv(tmp_path / "c.csv", header, ["2017-01-02,1.1", "2017-01-03,1.2"])
+    with pytest.raises(DataError, match=fragment):
+        load_bars(p)
+
+
+@pytest.mark.parametrize("content,fragment", [
+    (b"\x00\x01\x02binary\x00data\n" * 20, "not a text CSV file"),
+    (b"\x1f\x8b\x08\x00garbage", "compressed file"),
+    (b"BZhxxxx", "corrupt compressed file"),
+])
+def test_binary_and_corrupt_compressed_files_name_the_file(tmp_path, content, fragment):
+    p = tmp_path / "x.csv"
+    p.write_bytes(content)
+    with pytest.raises(DataError, match=fragment) as e:
+        load_bars(p)
+    assert str(p) in str(e.value)
+
+
+def test_range_shorter_than_the_warm_up_names_range_span_and_warm_up(tmp_path):
+    from core.bar_files import select_warm_range
+
+    bars = load_bars(EURUSD)[0]
+    with pytest.raises(DataError) as e:
+        select_warm_range(EURUSD, bars, parse_timestamp_ns("2019-01-01 00:00"), parse_timestamp_ns("2019-02-01 00:00"),
+                          97, "replay.range")
+    msg = str(e.value)
+    assert "replay.range 2019-01-01 .. 2019-02-01 holds 0 bars" in msg and "97 to warm up" in msg
+    assert "2017-01-01 22:00 .. 2017-12-29 21:00 UTC" in msg
+
+
+def test_readme_bar_file_example_loads(tmp_path):
+    from tests.helpers import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Bar files", 1)[1].split("```", 2)[1].strip()
+    p = tmp_path / "example.csv"
+    p.write_text(block + "\n")
+    bars, report = load_bars(p)
+    assert len(bars) == 3 and report.period_minutes == 60
