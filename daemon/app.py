@@ -267,12 +267,15 @@ class Daemon:
     # -- callbacks ------------------------------------------------------------------------
     def _on_flatten_tier(self, reason: str) -> None:
         """The flatten tier: positions are being closed; roll the model back to gold and stop
-        trading until an operator starts it again."""
+        trading until an operator starts it again. Only a daemon sending real orders touches
+        models/current: a paper replay or paper-live run never repoints the operator's model."""
         from core.checkpoint import point_link
 
         models = self.cfg.service.models_dir
         gold = models / "gold"
-        if gold.is_symlink():
+        if not self.cfg.real_orders:
+            log.error("rollback_not_applied", reason=reason, why="paper run: models/current is the operator's")
+        elif gold.is_symlink():
             point_link(models, "current", Path(os.readlink(gold)).stem)
             log.error("rolled_back_to_gold", reason=reason)
         else:
@@ -571,6 +574,8 @@ class Daemon:
                     "rejected_out_of_order": self.slot.builder.rejected_out_of_order,
                     "rejected_duplicate": self.slot.builder.rejected_duplicate,
                     "rejected_jump": self.slot.builder.rejected_jump,
+                    "risk_events": dict(c.risk_events), "blocked_intents": c.blocked_intents,
+                    "halted": self.risk.state.halted_reason or "",
                     "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0}
         return DaemonResult(self.run_id, self.summary, counters, self.cfg.service.db_path, self.slot.policy.sha,
                             self.interrupted, time.perf_counter() - t0, _fmt(self.slot.first_decision_bar_ts),

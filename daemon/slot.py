@@ -49,6 +49,8 @@ class SlotCounters:
     fills: int = 0
     swaps: int = 0
     actions: dict[str, int] = field(default_factory=lambda: {a: 0 for a in ACTION_NAMES})
+    risk_events: dict[str, int] = field(default_factory=dict)  # by kind, plain passes not counted
+    blocked_intents: int = 0  # orders the risk engine refused or cut down
 
 
 class LatencyRing:
@@ -275,6 +277,10 @@ class Slot:
     def _risk_event(self, ts_ns: int, kind: str, detail: str, requested: float | None = None,
                     allowed: float | None = None) -> None:
         self.store.add("risk_events", (self.run_id, ts_ns, self.instrument, kind, detail, requested, allowed))
+        if kind != "pass":
+            self.counters.risk_events[kind] = self.counters.risk_events.get(kind, 0) + 1
+            if requested is not None and allowed is not None and abs(allowed) < abs(requested) - 1e-9:
+                self.counters.blocked_intents += 1  # refused or cut down
 
     def _close_session(self) -> None:
         done = self.sessions.close()

@@ -36,8 +36,17 @@ def _daemon_run(args: argparse.Namespace) -> int:
     print(f"\n{what}, model {res.model_sha[:12]}, "
           f"decisions {res.first_decision} .. {res.last_bar} UTC){' — INTERRUPTED' if res.interrupted else ''}")
     print(format_summary({"paper replay" if not cfg.live else cfg.broker.kind: res.summary}))
+    print(risk_line(res.counters))
     print(f"database: {res.db_path} (run_id {res.run_id})")
     return 0
+
+
+def risk_line(counters: dict) -> str:
+    """What the risk engine did in a run: events by kind, intents refused or cut, a halt."""
+    events = counters.get("risk_events") or {}
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(events.items())) or "none"
+    halted = f"; HALTED ({counters['halted']})" if counters.get("halted") else ""
+    return f"risk: {counters.get('blocked_intents', 0)} intents blocked or cut; events: {kinds}{halted}"
 
 
 def _drift(args: argparse.Namespace) -> int:

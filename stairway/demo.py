@@ -22,6 +22,7 @@ from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.logs import configure_logging
 from core.metrics import format_summary
+from stairway.cli import risk_line
 from core.policy import ppo_from_tensors
 from daemon.app import run_daemon
 from daemon.config import DaemonConfig
@@ -86,6 +87,7 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
         "env Oct-Dec": env_check,
         "buy&hold Oct-Dec": buy_hold,
     }))
+    print(f"daemon {risk_line(dr.counters)}")
     same = all(abs(env_check[k] - dr.summary[k]) < 1e-9 for k in ("pnl", "trades", "decisions", "max_drawdown_pct"))
     print(f"\nDaemon vs trainer env on Oct-Dec: {'identical' if same else 'DIFFERENT (parity broken!)'}. "
           f"Model {ck.sha[:12]}.")
