@@ -54,6 +54,8 @@ class PerformanceTracker:
     _units: float = 0.0
     _first_ts: int | None = None
     _last_ts: int = 0
+    trade_bars: list[int] = field(default_factory=list)  # bars each closed trade was held
+    _open_bar: int = 0
     record: bool = False  # keep (ts, equity) per bar for plots (evaluation only)
     curve_ts: list[int] = field(default_factory=list)
     curve_equity: list[float] = field(default_factory=list)
@@ -86,7 +88,9 @@ class PerformanceTracker:
             if self._side != 0.0:
                 self.trade_pnls_pips.append((realized + opening - self._realized_at_open)
                                             / (self.pip * self.trade_units))
+                self.trade_bars.append(self.bars - self._open_bar)
             self._realized_at_open = realized + opening
+            self._open_bar = self.bars
             self._side = side
             self.entries += side != 0.0
         self._units = units
@@ -104,6 +108,14 @@ class PerformanceTracker:
         closing = self.commission_per_unit * abs(self._units)
         marked = self.equity - self.initial_equity - closing  # realised + unrealised - closing cost
         return (marked - self._realized_at_open) / (self.pip * self.trade_units)
+
+    def holding_bars(self) -> list[int]:
+        """Bars held per trade, the open one (so far) included."""
+        return self.trade_bars + ([max(1, self.bars - self._open_bar)] if self._side != 0.0 else [])
+
+    def daily_returns(self) -> np.ndarray:
+        """Day-over-day equity changes as fractions of the initial equity (the last day included)."""
+        return np.diff(np.asarray(self.day_close_equity + [self.equity])) / self.initial_equity
 
     def all_trade_pips(self) -> list[float]:
         """Closed trades, then the open one marked to market, if any."""

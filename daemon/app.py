@@ -77,6 +77,7 @@ class DaemonResult:
     decision_latency_ns: object = None
     loop_lag_s: object = None
     http_port: int | None = None
+    tracker: object = None  # core.metrics.PerformanceTracker of the run (baselines, intervals)
 
 
 def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None,
@@ -580,7 +581,7 @@ class Daemon:
         return DaemonResult(self.run_id, self.summary, counters, self.cfg.service.db_path, self.slot.policy.sha,
                             self.interrupted, time.perf_counter() - t0, _fmt(self.slot.first_decision_bar_ts),
                             _fmt(self.slot.last_bar_ts), self.slot.latency.snapshot(), np.array(self.loop_lags),
-                            self.http_port)
+                            self.http_port, self.slot.tracker)
 
     async def _shutdown(self, runner, sched) -> None:
         """stop new intents -> cancel open orders -> flush recorder and database -> close broker

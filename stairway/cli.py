@@ -35,10 +35,28 @@ def _daemon_run(args: argparse.Namespace) -> int:
             if cfg.live else f"Paper replay ({res.counters['ticks']} bar-derived quotes")
     print(f"\n{what}, model {res.model_sha[:12]}, "
           f"decisions {res.first_decision} .. {res.last_bar} UTC){' — INTERRUPTED' if res.interrupted else ''}")
-    print(format_summary({"paper replay" if not cfg.live else cfg.broker.kind: res.summary}))
+    if cfg.live:
+        print(format_summary({cfg.broker.kind: res.summary}))
+    else:  # a replay has history to run the baselines on, through the same env and costs
+        cmp = replay_baselines(cfg, res.tracker)
+        print(format_summary({"paper replay": res.summary, **cmp.baselines}))
+        print("\n".join(cmp.lines()))
     print(risk_line(res.counters))
     print(f"database: {res.db_path} (run_id {res.run_id})")
     return 0
+
+
+def replay_baselines(cfg, tracker):
+    """Baselines over a paper replay's range, next to the daemon's own tracker."""
+    from core.execution import ExecutionModel
+    from core.features import FeatureSpec
+    from trainer.baselines import compare
+    from trainer.history import load_history
+
+    spec = FeatureSpec.from_config(cfg)
+    hist = load_history(cfg, spec, *cfg.replay.range.ns())
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    return compare(hist, spec, ex, cfg.account.initial_equity, 0, len(hist) - 2, tracker)
 
 
 def risk_line(counters: dict) -> str:
@@ -70,6 +88,10 @@ def _train_run(args: argparse.Namespace) -> int:
     res = run_cycles(cfg)
     print(f"\n{len(res.cycles)} cycle(s), candidate {res.candidate[:12]}, {res.seconds:.1f} s; report {res.report}")
     print(format_summary({"in-sample": res.in_sample, "validation (held back)": res.validation}))
+    if res.baselines is not None:
+        print("\nvalidation window, the candidate next to its baselines (same env, fills and costs):")
+        print(format_summary(res.baselines.columns()))
+        print("\n".join(res.baselines.lines()))
     if res.passed:
         print(f"gates passed: {res.action}; {cfg.train.models_dir}/current -> {res.candidate[:12]}")
         return 0

@@ -22,11 +22,12 @@ from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.logs import configure_logging
 from core.metrics import format_summary
-from stairway.cli import risk_line
 from core.policy import ppo_from_tensors
 from daemon.app import run_daemon
 from daemon.config import DaemonConfig
+from stairway.cli import risk_line
 from trainer import registry_ops
+from trainer.baselines import compare
 from trainer.config import TrainerConfig
 from trainer.cycles import run_cycles
 from trainer.evaluation import evaluate
@@ -74,8 +75,7 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
     ck = read_checkpoint(dcfg.service.models_dir / "current")
     net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
     env_check, _ = evaluate(net, hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2)
-    buy_hold, _ = evaluate(None, hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2,
-                           actions=[1] * len(hist))
+    vs = compare(hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, dr.tracker)
 
     print()
     print("Results (costs on: modelled 1.0-pip spread, 0.2-pip commission per side, 0.1-pip slippage, "
@@ -85,8 +85,10 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
         "validation": tr.validation,
         "daemon Oct-Dec": dr.summary,
         "env Oct-Dec": env_check,
-        "buy&hold Oct-Dec": buy_hold,
     }))
+    print("\nOct-Dec (never trained on): the daemon's run next to its baselines, same env, fills and costs")
+    print(format_summary({"policy (daemon)": dr.summary, **vs.baselines}))
+    print("\n".join(vs.lines()))
     print(f"daemon {risk_line(dr.counters)}")
     same = all(abs(env_check[k] - dr.summary[k]) < 1e-9 for k in ("pnl", "trades", "decisions", "max_drawdown_pct"))
     print(f"\nDaemon vs trainer env on Oct-Dec: {'identical' if same else 'DIFFERENT (parity broken!)'}. "

@@ -32,6 +32,7 @@ from core.features import FeatureSpec
 from core.policy import PPOPolicy, ppo_from_tensors
 from core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
 from core.types import ACTION_NAMES, NS_PER_DAY
+from trainer.baselines import compare
 from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv
 from trainer.evaluation import run_evaluation
@@ -75,6 +76,7 @@ class CycleRun:
     seconds: float = 0.0
     split_desc: str = ""
     report: Path | None = None
+    baselines: object = None  # trainer.baselines.Comparison on the validation window
 
 
 def _day(ts_ns: int) -> str:
@@ -251,6 +253,8 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     is_tracker, _ = run_evaluation(cand_net, history, spec, ex, cfg.account.initial_equity, 0, split - 2,
                                    record=True)
     validation, in_sample = val_tracker.summary(), is_tracker.summary()
+    vs_baselines = compare(history, spec, ex, cfg.account.initial_equity, split, gate_first - 2, val_tracker,
+                           seed=cfg.train.seed)
 
     # gates
     pre = preflight(cand.meta, cfg.gates)
@@ -304,7 +308,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
                       curves={"validation": (val_tracker.curve_ts, val_tracker.curve_equity),
                               "in_sample": (is_tracker.curve_ts, is_tracker.curve_equity)},
                       steps_per_s=float(np.median(rates)) if rates else 0.0, seconds=time.perf_counter() - t0,
-                      split_desc=split_desc)
+                      split_desc=split_desc, baselines=vs_baselines)
     from trainer.report import write_report
 
     result.report = write_report(result, cfg)

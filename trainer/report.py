@@ -108,6 +108,14 @@ def _markdown(run, cfg: TrainerConfig) -> str:
         cells = [(too_few_trades(s) if k in QUALITY_KEYS else None) or f"{s[k]:.4g}"
                  for s in (run.in_sample, run.validation)]
         L.append(f"| {k} | {cells[0]} | {cells[1]} |")
+    if run.baselines is not None:
+        cols = run.baselines.columns()
+        keys = ("pnl_pct", "max_drawdown_pct", "sharpe", "trades", "hold_rate")
+        L += ["", "## Validation window: the candidate next to its baselines (same env, fills and costs)", "",
+              "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for k in keys:
+            L.append(f"| {k} | " + " | ".join(f"{c[k]:.4g}" for c in cols.values()) + " |")
+        L += [""] + [f"- {line.strip()}" for line in run.baselines.lines()]
     L += ["", "Plots: equity.png, cycles.png, montecarlo.png (embedded in report.html)."]
     return "\n".join(L) + "\n"
 

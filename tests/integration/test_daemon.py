@@ -141,3 +141,15 @@ def test_decision_orders_fill_at_the_next_bars_open_not_at_an_extreme(tmp_path, 
         next_open = opens[nxt]  # its ask-side open
         want = next_open + slip if units > 0 else next_open - spread - slip
         assert price == pytest.approx(want, abs=1e-12), (bar_ts, units, price, next_open)
+
+
+def test_paper_replay_summary_shows_baselines_intervals_and_risk(tmp_path, spec, small_csv, capsys):
+    """Issue 10 §2/§5: the paper replay's printed summary puts the policy next to its baselines
+    with intervals and the random-entry share, and says what the risk engine did."""
+    tiny_checkpoint(tmp_path / "models", spec, seed=3)
+    _, path = daemon_config(tmp_path, small_csv, "2017-10-01", "2018-01-01")
+    assert cli_main(["daemon", "run", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    for frag in ("paper replay", "buy_and_hold", "sell_and_hold", "sma_cross", "flat",
+                 "Sharpe 90 % interval", "random entries (100 draws", "the policy beat", "risk: "):
+        assert frag in out, frag

@@ -1,0 +1,72 @@
+"""Issue 10 §2: baselines through the same env and costs, random entries with the policy's
+activity, and block-bootstrap intervals."""
+
+import numpy as np
+import pytest
+
+from core.bar_files import load_bars
+from core.execution import ExecutionModel
+from core.types import Action
+from tests.helpers import EURUSD
+from trainer.baselines import block_bootstrap, compare, random_entry_actions, sma_actions
+from trainer.evaluation import run_evaluation
+from trainer.history import history_from_bars
+
+
+def test_sma_decision_never_sees_a_later_close():
+    closes = 1.1 + np.cumsum(np.random.default_rng(0).normal(0, 1e-3, 300))
+    a = sma_actions(closes, 0, 299, 5, 20, long_flat=False)
+    for i in (30, 120, 250):
+        spoiled = closes.copy()
+        spoiled[i + 1 :] *= 1.5
+        assert np.array_equal(sma_actions(spoiled, 0, 299, 5, 20, False)[: i + 1], a[: i + 1])
+    assert set(a[:19].tolist()) == {Action.HOLD}  # no decision before the slow window has filled
+    lf = sma_actions(closes, 0, 299, 5, 20, long_flat=True)
+    assert Action.SELL not in lf.tolist() and Action.CLOSE in lf.tolist()
+
+
+def test_random_entries_keep_the_policys_trade_count_and_holding_times():
+    holds = [3, 10, 1, 7, 25]
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        a = random_entry_actions(200, holds, rng)
+        entries = np.flatnonzero((a == Action.BUY) | (a == Action.SELL))
+        exits = np.flatnonzero(a == Action.CLOSE)
+        assert len(entries) == len(exits) == len(holds)
+        assert sorted((exits - entries).tolist()) == sorted(holds)
+        assert np.all(entries[1:] > exits[:-1])  # never overlapping
+    assert np.array_equal(random_entry_actions(200, holds, np.random.default_rng(1)),
+                          random_entry_actions(200, holds, np.random.default_rng(1)))
+
+
+def test_block_bootstrap_interval_brackets_the_estimate_and_is_seeded():
+    d = np.random.default_rng(2).normal(2e-4, 3e-3, 250)
+    iv = block_bootstrap(d, 2000, seed=3)
+    sharpe = d.mean() / d.std() * np.sqrt(252)
+    assert iv["sharpe"][0] < sharpe < iv["sharpe"][1]
+    assert iv["total_return_pct"][0] < d.sum() * 100 < iv["total_return_pct"][1]
+    assert iv == block_bootstrap(d, 2000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def quarter(market_cfg, spec):
+    bars = load_bars(EURUSD)[0]
+    sel = bars[(bars["ts_ns"] >= 1506816000 * 10**9)][:900]
+    return history_from_bars(sel, market_cfg, spec)
+
+
+def test_compare_runs_every_baseline_through_the_env(quarter, market_cfg, spec):
+    ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
+    last = len(quarter) - 2
+    first = spec.window - 1
+    sma = sma_actions(quarter.bars["close"], first, last, 20, 50, False)
+    policy, _ = run_evaluation(None, quarter, spec, ex, 100_000.0, first, last, actions=sma)
+    c = compare(quarter, spec, ex, 100_000.0, first, last, policy, draws=20, bootstrap_resamples=300)
+    assert c.baselines["flat"]["trades"] == 0 and c.baselines["flat"]["pnl"] == 0.0
+    assert c.baselines["sma_cross"]["pnl"] == pytest.approx(c.policy["pnl"])  # the same actions, the same result
+    assert c.baselines["buy_and_hold"]["entries"] == 1 and c.baselines["sell_and_hold"]["entries"] == 1
+    bh, sh = c.baselines["buy_and_hold"]["pnl"], c.baselines["sell_and_hold"]["pnl"]
+    assert bh + sh < 0  # costs are on: long and short over the same bars lose the spread and commissions
+    assert len(c.random_pnl_pct) == 20 and 0.0 <= c.beat_random_share <= 1.0
+    assert all(iv["sharpe"][0] <= iv["sharpe"][1] for iv in c.intervals.values())
+    assert any("random entries (20 draws" in line for line in c.lines())
