@@ -96,7 +96,9 @@ def _train_run(args: argparse.Namespace) -> int:
         print(f"gates passed: {res.action}; {cfg.train.models_dir}/current -> {res.candidate[:12]}")
         return 0
     failed = [d for d in res.shadow.days if not d.passed]
-    why = "; ".join(f"{d.date}: {', '.join(d.reasons)}" for d in failed) or "see report"
+    why = [f"{d.date}: {', '.join(d.reasons)}" for d in failed]
+    why += (res.gate.get("evidence") or {}).get("reasons", []) + res.gate["robustness"].get("reasons", [])
+    why = "; ".join(why) or "see report"
     print(f"stairway: gates FAILED, nothing published ({res.action}): {why}", file=sys.stderr)
     return 1
 

@@ -80,10 +80,24 @@ class GateConfig(Strict):
     drift_threshold: float = Field(0.15, gt=0, description="Relative L2 distance to gold.")
     mc_resamples: int = Field(1000, ge=1000, description="Monte Carlo bootstrap resamples.")
     walk_forward_windows: int = Field(4, ge=2, description="Rolling windows for walk-forward efficiency.")
-    gate_on_robustness: StrictBool = Field(False, description="Also require CAR25, WFE and SQN minimums.")
-    min_car25_pct: float = 0.0
+    gate_on_robustness: StrictBool = Field(True, description="Also require CAR25, DD95, WFE, SQN and profit "
+                                           "factor minimums (from min_robustness_trades trades on).")
+    min_car25_pct: float = Field(0.0, description="Monte Carlo 25th-percentile annual return (Bandy's CAR25).")
+    max_dd95_pct: float = Field(20.0, gt=0, description="Monte Carlo 95th-percentile max drawdown (Bandy's DD95).")
     min_walk_forward_efficiency: float = 0.5
-    min_sqn: float = 1.6
+    min_sqn: float = Field(1.6, description="Van Tharp: below 1.6 is 'poor'.")
+    min_profit_factor: float = Field(1.2, ge=0)
+    min_robustness_trades: int = Field(30, ge=2, description="Fewer validation trades: robustness fails, not "
+                                       "'too few to tell' passing.")
+    # evidence: activity and baselines (a flat, buy-and-hold or one-trade model cannot pass)
+    min_validation_trades: int = Field(10, ge=1, description="Trades over the validation window.")
+    hold_rate_band: tuple[float, float] = Field(
+        (0.25, 0.98), description="Share of HOLD decisions on validation. The top is 98 %, not the seed's 90 %: "
+        "with the shadow gate's 0-1 orders a day on hourly bars a policy holds at least 23 of 24 decisions; "
+        "a flat or one-trade model (100 %, 99.9 %) and one repeating BUY every bar (0 %) still fail.")
+    min_shadow_orders: int = Field(1, ge=0, description="Orders over all shadow days together: inactivity fails.")
+    beat_margin_pct: float = Field(0.1, ge=0, description="Validation return must exceed always-flat's and "
+                                   "buy-and-hold's, after costs, by this many percent of equity.")
 
 
 class TrainConfig(Strict):

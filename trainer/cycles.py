@@ -37,7 +37,8 @@ from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv
 from trainer.evaluation import run_evaluation
 from trainer.gatedb import GateDB
-from trainer.gates import ShadowResult, preflight, relative_l2, shadow_replay, shadow_ticks, verdict_dict
+from trainer.gates import (ShadowResult, evidence, preflight, relative_l2, robustness_verdict, shadow_replay,
+                           shadow_ticks, verdict_dict)
 from trainer.history import load_history
 from trainer.ppo import PPOLearner, PPOProgress
 from trainer.shaping import RewardShaper
@@ -271,12 +272,12 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     robustness = {"car25_pct": mc.car25_pct, "dd95_pct": mc.dd95_pct, "mc_trades": mc.trades,
                   "walk_forward_efficiency": wf["efficiency"], "sqn": validation["sqn"],
                   "sqn_class": sqn_class(validation["sqn"], validation["trades"])}
-    robust_ok = (not cfg.gates.gate_on_robustness) or (
-        mc.car25_pct >= cfg.gates.min_car25_pct and wf["efficiency"] >= cfg.gates.min_walk_forward_efficiency
-        and validation["sqn"] >= cfg.gates.min_sqn)
+    robust_ok, robust_why = robustness_verdict(validation, mc.car25_pct, mc.dd95_pct, wf["efficiency"], cfg.gates)
     robustness["gating"] = cfg.gates.gate_on_robustness
     robustness["passed"] = robust_ok
-    passed = pre[0] and shadow.passed and robust_ok
+    robustness["reasons"] = robust_why
+    proof = evidence(validation, vs_baselines.baselines, shadow, cfg.gates)
+    passed = pre[0] and shadow.passed and robust_ok and proof["passed"]
 
     gold_link = models / "gold"
     gold = None
@@ -286,7 +287,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         except CheckpointError as e:
             log.error("gold_unreadable", reason=str(e))
     drift = relative_l2(cand.tensors, gold.tensors) if gold is not None else None
-    gate = verdict_dict(pre, shadow, drift, robustness, passed)
+    gate = verdict_dict(pre, shadow, drift, robustness, passed, proof)
     gdb.set_verdict(cand.sha, passed, gate)  # recorded before anything is published
 
     if passed:

@@ -170,12 +170,55 @@ def relative_l2(candidate: dict[str, torch.Tensor], gold: dict[str, torch.Tensor
 
 
 def verdict_dict(pre: tuple[bool, str], shadow: ShadowResult, drift: float | None, robustness: dict,
-                 passed: bool) -> dict:
+                 passed: bool, evidence_result: dict | None = None) -> dict:
     return {
         "passed": passed,
+        "evidence": evidence_result,
         "preflight": {"passed": pre[0], "detail": pre[1]},
         "shadow": {"passed": shadow.passed, "source": shadow.source, "trades_range": list(shadow.trades_range),
                    "days": [asdict(d) for d in shadow.days]},
         "drift_rel_l2": drift,
         "robustness": robustness,
     }
+
+
+def evidence(validation: dict, baselines: dict[str, dict], shadow: ShadowResult, gates: GateConfig) -> dict:
+    """Gates a do-nothing, buy-and-hold, one-trade or churning model cannot pass: activity on
+    the validation window (trades, a hold-rate band) and in the shadow window (orders), and a
+    validation return above always-flat's and buy-and-hold's by a margin, costs included."""
+    reasons = []
+    trades, hold = int(validation["trades"]), float(validation["hold_rate"])
+    if trades < gates.min_validation_trades:
+        reasons.append(f"{trades} validation trades < {gates.min_validation_trades}")
+    lo, hi = gates.hold_rate_band
+    if not lo <= hold <= hi:
+        reasons.append(f"hold rate {hold:.0%} outside {lo:.0%}-{hi:.0%}")
+    orders = sum(d.trades for d in shadow.days)
+    if orders < gates.min_shadow_orders:
+        reasons.append(f"{orders} orders over the {len(shadow.days)} shadow days < {gates.min_shadow_orders}")
+    mine = float(validation["pnl_pct"])
+    for name in ("flat", "buy_and_hold"):
+        theirs = float(baselines[name]["pnl_pct"])
+        if mine < theirs + gates.beat_margin_pct:
+            reasons.append(f"validation return {mine:+.3f} % does not beat {name} ({theirs:+.3f} %) by "
+                           f"{gates.beat_margin_pct:g} %")
+    return {"passed": not reasons, "reasons": reasons, "validation_trades": trades, "hold_rate": hold,
+            "shadow_orders": orders}
+
+
+def robustness_verdict(validation: dict, car25: float, dd95: float, wfe: float, gates: GateConfig) -> tuple[bool, list[str]]:
+    """Bandy/Van Tharp minimums, judged only from min_robustness_trades trades on (fewer: fail)."""
+    if not gates.gate_on_robustness:
+        return True, []
+    n = int(validation["trades"])
+    if n < gates.min_robustness_trades:
+        return False, [f"too few trades ({n}) for robustness statistics (need {gates.min_robustness_trades})"]
+    checks = [(car25 >= gates.min_car25_pct, f"CAR25 {car25:.2f} % < {gates.min_car25_pct:g} %"),
+              (dd95 <= gates.max_dd95_pct, f"DD95 {dd95:.2f} % > {gates.max_dd95_pct:g} %"),
+              (wfe >= gates.min_walk_forward_efficiency, f"walk-forward efficiency {wfe:.2f} < "
+                                                        f"{gates.min_walk_forward_efficiency:g}"),
+              (validation["sqn"] >= gates.min_sqn, f"SQN {validation['sqn']:+.2f} < {gates.min_sqn:g}"),
+              (validation["profit_factor"] >= gates.min_profit_factor,
+               f"profit factor {validation['profit_factor']:.2f} < {gates.min_profit_factor:g}")]
+    reasons = [why for ok, why in checks if not ok]
+    return not reasons, reasons

@@ -90,13 +90,17 @@ def _markdown(run, cfg: TrainerConfig) -> str:
     for d in g["shadow"]["days"]:
         L.append(f"| {d['date']} | {d['pnl']:+.2f} | {d['max_drawdown_pct']:.3f} | {d['trades']} | {d['decisions']} | "
                  f"{'pass' if d['passed'] else 'FAIL: ' + '; '.join(d['reasons'])} |")
+    ev = g.get("evidence") or {}
+    if ev:
+        L += ["", f"- Evidence (activity, baselines): {'pass' if ev['passed'] else 'FAIL: ' + '; '.join(ev['reasons'])}"]
     rb = g["robustness"]
     drift = "no gold yet" if run.drift is None else f"{run.drift:.4f} (threshold {cfg.gates.drift_threshold})"
     L += ["", f"- Parameter drift vs gold (relative L2): {drift}",
           f"- Robustness ({'gating' if rb['gating'] else 'reported only'}): CAR25 {rb['car25_pct']:.2f} %, "
           f"DD95 {rb['dd95_pct']:.2f} % over {rb['mc_trades']} trades; walk-forward efficiency "
           f"{rb['walk_forward_efficiency']:.2f}; SQN "
-          f"{rb['sqn_class'] if rb['sqn_class'].startswith('too few') else format(rb['sqn'], '+.2f') + ' (' + rb['sqn_class'] + ')'}",
+          f"{rb['sqn_class'] if rb['sqn_class'].startswith('too few') else format(rb['sqn'], '+.2f') + ' (' + rb['sqn_class'] + ')'}"
+          + (f" — FAIL: {'; '.join(rb['reasons'])}" if rb.get("reasons") else ""),
           "",
           "## Walk-forward windows", "", "| window | from | to | annualised % | trades | Sharpe |", "|---|---|---|---|---|---|"]
     for w in run.walk_forward["rows"]:
