@@ -90,6 +90,8 @@ class GateConfig(Strict):
     min_robustness_trades: int = Field(30, ge=2, description="Fewer validation trades: robustness fails, not "
                                        "'too few to tell' passing.")
     # evidence: activity and baselines (a flat, buy-and-hold or one-trade model cannot pass)
+    gate_on_evidence: StrictBool = Field(True, description="Require the evidence below; off only to test the "
+                                         "publishing mechanics (a model then publishes without evidence).")
     min_validation_trades: int = Field(10, ge=1, description="Trades over the validation window.")
     hold_rate_band: tuple[float, float] = Field(
         (0.25, 0.98), description="Share of HOLD decisions on validation. The top is 98 %, not the seed's 90 %: "

@@ -202,8 +202,8 @@ def evidence(validation: dict, baselines: dict[str, dict], shadow: ShadowResult,
         if mine < theirs + gates.beat_margin_pct:
             reasons.append(f"validation return {mine:+.3f} % does not beat {name} ({theirs:+.3f} %) by "
                            f"{gates.beat_margin_pct:g} %")
-    return {"passed": not reasons, "reasons": reasons, "validation_trades": trades, "hold_rate": hold,
-            "shadow_orders": orders}
+    return {"passed": not reasons or not gates.gate_on_evidence, "gating": gates.gate_on_evidence,
+            "reasons": reasons, "validation_trades": trades, "hold_rate": hold, "shadow_orders": orders}
 
 
 def robustness_verdict(validation: dict, car25: float, dd95: float, wfe: float, gates: GateConfig) -> tuple[bool, list[str]]:
