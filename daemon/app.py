@@ -180,7 +180,7 @@ class Daemon:
         else:
             source = "supplied" if self.ticks is not None else ReplayFeed.source
             if self.ticks is None:
-                self.ticks = await asyncio.to_thread(replay_ticks, cfg, *cfg.replay.range.ns())
+                self.ticks = await asyncio.to_thread(replay_ticks, cfg, *cfg.replay.range.ns(), self.spec.window)
             self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed)
             mode, clock_ns = "paper-replay", self.feed.now_ns
         self.store = await Store.open(svc.db_path)

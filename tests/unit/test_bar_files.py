@@ -200,3 +200,16 @@ def test_readme_bar_file_example_loads(tmp_path):
     p.write_text(block + "\n")
     bars, report = load_bars(p)
     assert len(bars) == 3 and report.period_minutes == 60
+
+
+def test_daemon_replay_range_shorter_than_warm_up_is_one_clear_error(tmp_path, spec):
+    import asyncio
+
+    from daemon.app import run_daemon
+    from tests.helpers import daemon_config, tiny_checkpoint
+
+    tiny_checkpoint(tmp_path / "models", spec)
+    cfg, _ = daemon_config(tmp_path, EURUSD, "2017-10-02", "2017-10-04")
+    with pytest.raises(DataError, match=r"replay.range 2017-10-02 .. 2017-10-04 holds 48 bars; the features need "
+                                        rf"{spec.window} to warm up"):
+        asyncio.run(run_daemon(cfg))
