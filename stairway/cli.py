@@ -120,6 +120,31 @@ def _train_sweep(args: argparse.Namespace) -> int:
     return 0 if res["best"] else 1
 
 
+def _validate(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from core.config import DateRange
+    from core.errors import ConfigError
+    from trainer.config import TrainerConfig
+    from trainer.validation import validate_checkpoint
+
+    cfg = load_config(TrainerConfig, args.config)
+    configure_logging(level="warning")
+    try:
+        a, b = args.range.split("..", 1)
+        rng = DateRange(start=dt.date.fromisoformat(a), end=dt.date.fromisoformat(b))
+    except ValueError as e:
+        raise ConfigError(f"--range {args.range!r}: expected YYYY-MM-DD..YYYY-MM-DD with start < end ({e})") from None
+    v = validate_checkpoint(cfg, args.checkpoint, rng, args.draws)
+    print(f"checkpoint {v.sha[:12]} (trained on {v.trained_on}) out of sample {rng.start} .. {rng.end}, "
+          "costs on, next to its baselines:")
+    if v.overlaps_training:
+        print(f"WARNING: {rng.start} .. {rng.end} overlaps the checkpoint's training range: NOT out of sample")
+    print(format_summary(v.comparison.columns()))
+    print("\n".join(v.comparison.lines()))
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from trainer import registry_ops as ops
     from trainer.config import TrainerConfig
@@ -190,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("sha")
     sg.add_argument("--reason")
     sg.set_defaults(func=_models)
+    va = sub.add_parser("validate", help="evaluate a checkpoint out of sample next to its baselines (no retraining)")
+    va.add_argument("--checkpoint", required=True, help="sha (a unique prefix of 6+ characters) in models/registry")
+    va.add_argument("--range", required=True, help="YYYY-MM-DD..YYYY-MM-DD (end exclusive)")
+    va.add_argument("--draws", type=int, default=100, help="random-entry draws")
+    va.add_argument("--config", default="config/trainer.toml")
+    va.set_defaults(func=_validate)
     df = sub.add_parser("drift", help="paper-live fills vs broker fills of the same stream and model")
     df.add_argument("--paper-db", required=True, help="database of the paper-live daemon")
     df.add_argument("--live-db", required=True, help="database of the live (broker fills) daemon")

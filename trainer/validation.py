@@ -1,0 +1,65 @@
+"""Out-of-sample evaluation of one existing checkpoint (`stairway validate --checkpoint`):
+the policy over a date range it was not trained on, next to its baselines, with intervals.
+No retraining; the walk-forward with retraining is not built yet."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from core.checkpoint import check_compatible, read_checkpoint
+from core.config import DateRange
+from core.errors import CheckpointError
+from core.execution import ExecutionModel
+from core.features import FeatureSpec
+from core.policy import ppo_from_tensors
+from core.types import ACTION_NAMES
+from trainer.baselines import Comparison, compare
+from trainer.config import TrainerConfig
+from trainer.evaluation import run_evaluation
+from trainer.history import load_history
+
+
+@dataclass
+class Validation:
+    sha: str
+    range: DateRange
+    trained_on: str
+    overlaps_training: bool
+    comparison: Comparison
+
+
+def _trained_range(data_range: str) -> tuple[dt.date, dt.date] | None:
+    """The training range a checkpoint records ("2017-01-01..2017-10-01; ..."), if any."""
+    try:
+        head = data_range.split(";", 1)[0]
+        a, b = head.split("..", 1)
+        return dt.date.fromisoformat(a.strip()), dt.date.fromisoformat(b.strip())
+    except ValueError:
+        return None
+
+
+def validate_checkpoint(cfg: TrainerConfig, sha_or_path: str, rng: DateRange, draws: int = 100) -> Validation:
+    models = cfg.train.models_dir
+    path = models / "registry" / f"{sha_or_path}.safetensors"
+    if not path.is_file():
+        matches = sorted((models / "registry").glob(f"{sha_or_path}*.safetensors")) if len(sha_or_path) >= 6 else []
+        if len(matches) != 1:
+            raise CheckpointError(f"{models / 'registry'}: {len(matches)} checkpoints match {sha_or_path!r} "
+                                  "(give at least 6 characters of a unique sha)")
+        path = matches[0]
+    ck = read_checkpoint(path)
+    spec = FeatureSpec.from_config(cfg)
+    check_compatible(ck.meta, str(path), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
+                     action_space=ACTION_NAMES, **cfg.market_identity())
+    if ck.meta.policy_kind != "ppo":
+        raise CheckpointError(f"{path}: policy kind {ck.meta.policy_kind!r} cannot be validated yet")
+    trained = _trained_range(ck.meta.data_range)
+    overlaps = trained is not None and rng.start < trained[1] and trained[0] < rng.end
+    hist = load_history(cfg, spec, *rng.ns())
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
+    last = len(hist) - 2
+    tracker, _ = run_evaluation(net, hist, spec, ex, cfg.account.initial_equity, 0, last)
+    cmp = compare(hist, spec, ex, cfg.account.initial_equity, 0, last, tracker, draws=draws, seed=cfg.train.seed)
+    return Validation(ck.sha, rng, ck.meta.data_range or "unknown", overlaps, cmp)
