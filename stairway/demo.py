@@ -53,6 +53,9 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
     for d in tr.shadow.days:
         print(f"      shadow {d.date}: PnL {d.pnl:+8.2f}, max DD {d.max_drawdown_pct:.2f} %, {d.trades} trades "
               f"-> {'pass' if d.passed else 'FAIL (' + '; '.join(d.reasons) + ')'}")
+    ev, rb = tr.gate.get("evidence") or {}, tr.gate["robustness"]
+    print(f"      evidence: {'pass' if ev.get('passed') else 'FAIL (' + '; '.join(ev.get('reasons', [])) + ')'}")
+    print(f"      robustness: {'pass' if rb.get('passed') else 'FAIL (' + '; '.join(rb.get('reasons', [])) + ')'}")
     print(f"    report: {tr.report}")
     if not tr.passed:
         gdb = GateDB(tcfg.train.gate_db)
