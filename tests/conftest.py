@@ -1,6 +1,7 @@
 import os
 
 import pytest
+import structlog
 
 from core.config import MarketConfig, load_config
 from core.features import FeatureSpec
@@ -19,3 +20,11 @@ def market_cfg() -> MarketConfig:
 @pytest.fixture(scope="session")
 def spec(market_cfg) -> FeatureSpec:
     return FeatureSpec.from_config(market_cfg)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """A CLI test configures structlog globally (level, renderer): undo it after every test so
+    no later test depends on which ran before it."""
+    yield
+    structlog.reset_defaults()

@@ -2,7 +2,7 @@
 and with http_port = 0 the bound port is logged."""
 
 import asyncio
-import re
+import json
 import sqlite3
 import time
 
@@ -45,6 +45,9 @@ def test_paced_feed_never_hands_over_future_quotes_with_a_huge_batch():
 
 
 def test_paced_replay_with_shipped_batch_size_trades_without_stale_blocks_and_logs_port(tmp_path, spec, capsys):
+    from core.logs import configure_logging
+
+    configure_logging(json=True, level="info")  # as the service logs (the fixture resets it afterwards)
     bars = _bars(200)
     tiny_checkpoint(tmp_path / "models", spec, seed=1)
     cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
@@ -64,6 +67,6 @@ def test_paced_replay_with_shipped_batch_size_trades_without_stale_blocks_and_lo
     kinds = {r[0] for r in db.execute("SELECT kind FROM risk_events")}
     assert "stale_data" not in kinds and res.counters["orders"] > 0
     out = capsys.readouterr().out
-    # console (port=N) or JSON ("port": N) lines, whichever an earlier test configured
-    line = next(ln for ln in out.splitlines() if "http_listening" in ln)
-    assert re.search(rf'port(=|": ){res.http_port}\b', line) and res.http_port > 0
+    events = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    listening = [e for e in events if e.get("event") == "http_listening"]
+    assert res.http_port > 0 and [e["port"] for e in listening] == [res.http_port]
