@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from core.errors import CheckpointError, CheckpointMismatch
+from core.pids import pid_alive
 
 FORMAT = "stairway-checkpoint/1"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -157,16 +158,6 @@ def check_compatible(meta: CheckpointMeta, source: str, *, feature_spec_hash: st
 _LEFTOVER = re.compile(r"^\.(.+)\.(\d+)\.tmp$")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_leftovers(models_dir: str | Path) -> list[Path]:
     """Remove the temporary links and files (``.<name>.<pid>.tmp``) that a killed publisher
     left in models/ and models/registry/; those of a process still alive are kept."""
@@ -178,7 +169,7 @@ def clean_leftovers(models_dir: str | Path) -> list[Path]:
             continue
         for n in names:
             m = _LEFTOVER.match(n)
-            if m and int(m.group(2)) != os.getpid() and not _pid_alive(int(m.group(2))):
+            if m and int(m.group(2)) != os.getpid() and not pid_alive(int(m.group(2))):
                 try:
                     (d / n).unlink()
                     removed.append(d / n)

@@ -34,17 +34,44 @@ async def get_within(queue: asyncio.Queue[T], secs: float) -> T | None:
     return getter.result() if getter.done() and not getter.cancelled() else None
 
 
-async def next_within(stream, secs: float):
+async def next_within(stream, secs: float, stop: asyncio.Event | None = None):
     """``await stream.__anext__()`` with a time limit (TimeoutError), built on ``asyncio.wait``
     so a cancellation arriving as a line does is never lost (``wait_for``'s 3.11 race: the
-    OANDA feed then never saw the daemon's stop and shutdown hung)."""
+    OANDA feed then never saw the daemon's stop and shutdown hung). With ``stop``, returns
+    None as soon as it is set."""
     nxt = asyncio.ensure_future(stream.__anext__())
+    stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
-        await asyncio.wait({nxt}, timeout=secs)
+        await asyncio.wait({nxt} | ({stopping} if stopping else set()), timeout=secs,
+                           return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if stopping is not None:
+            stopping.cancel()
         if not nxt.done():
             nxt.cancel()
             await asyncio.wait({nxt})  # the generator must be idle before it can be closed
     if nxt.cancelled():
+        if stop is not None and stop.is_set():
+            return None
         raise TimeoutError(f"no item within {secs:g} s")
     return nxt.result()  # raises StopAsyncIteration / the stream's own error
+
+
+def primary_error(eg: BaseExceptionGroup, preferred: tuple[type[BaseException], ...] = ()) -> BaseException:
+    """The error that stopped a task group: the first leaf of a ``preferred`` class (in that
+    order), else the first leaf that is not a cancellation, else the group itself."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for x in e.exceptions:
+                walk(x)
+        else:
+            leaves.append(e)
+
+    walk(eg)
+    for want in (*preferred, Exception):
+        for e in leaves:
+            if isinstance(e, want):
+                return e
+    return eg

@@ -44,7 +44,7 @@ from core.redaction import redact
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policy import PPOPolicy
-from daemon.aio import sleep_or_stop
+from daemon.aio import primary_error, sleep_or_stop
 from daemon.config import DaemonConfig
 from daemon.control import KNOWN, ControlFiles, check_private, hint
 from daemon.feeds.replay import ReplayFeed, replay_ticks
@@ -87,26 +87,6 @@ def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | Non
     if not link.is_symlink() and not link.exists():
         raise CheckpointError(f"{link}: no current model; run `stairway train run` first")
     return load_verified(link, spec, gate_db, None, market)
-
-
-def primary_error(eg: BaseExceptionGroup) -> BaseException:
-    """The error that stopped a task group: a StairwayError (FatalError first) if any task
-    raised one, else the first leaf that is not a cancellation, else the group itself."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for x in e.exceptions:
-                walk(x)
-        else:
-            leaves.append(e)
-
-    walk(eg)
-    for want in (FatalError, StairwayError, Exception):
-        for e in leaves:
-            if isinstance(e, want):
-                return e
-    return eg
 
 
 def _fmt(ts_ns: int | None) -> str:
@@ -558,7 +538,7 @@ class Daemon:
                 tg.create_task(self._guard(self._watchdog_task()), name="watchdog")
                 tg.create_task(self._guard(self._loop_lag_task()), name="loop-lag")
         except BaseExceptionGroup as eg:  # the task that failed, not the group, is the error to report
-            raise primary_error(eg) from eg
+            raise primary_error(eg, (FatalError, StairwayError)) from eg
         finally:
             await self._shutdown(runner, sched)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import FatalError
+from core.pids import pid_alive
 
 START = "START_TRADING"
 FLATTEN = "FLATTEN"
@@ -130,16 +131,6 @@ def ctl(directory: str | Path, action: str, status_file: Path | None = None) -> 
         out.update(daemon_status(status_file))
         return json.dumps(out, indent=2)
     raise ValueError(f"unknown ctl action {action!r}")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def daemon_status(status_file: Path | None, stale_secs: float = 60.0) -> dict:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import structlog
 
 from core.errors import TransientError
-from daemon.aio import sleep_or_stop
+from daemon.aio import next_within, sleep_or_stop
 from daemon.brokers.oanda.broker import OandaBroker
 
 log = structlog.get_logger("oanda_transactions")
@@ -33,7 +33,10 @@ class TransactionWatcher:
             stream = self.broker.stream_transactions().__aiter__()
             try:
                 while not stop.is_set():
-                    tx = await _next_within(stream, self.timeout, stop)
+                    try:
+                        tx = await next_within(stream, self.timeout, stop)
+                    except TimeoutError:
+                        tx = None
                     if tx is None:
                         break
                     attempt = 0
@@ -54,19 +57,3 @@ class TransactionWatcher:
             delay = min(self.cap, self.base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             log.warning("transaction_stream_reconnecting", reason=reason, attempt=attempt, delay_secs=round(delay, 3))
             await sleep_or_stop(stop, delay)
-
-
-async def _next_within(stream, secs: float, stop: asyncio.Event):
-    """The next line, or None after ``secs`` of silence or when stopping."""
-    nxt = asyncio.ensure_future(stream.__anext__())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({nxt, stopping}, timeout=secs, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        if not nxt.done():
-            nxt.cancel()
-            await asyncio.wait({nxt})  # the generator must be idle before it can be closed
-    if nxt.done() and not nxt.cancelled():
-        return nxt.result()  # raises StopAsyncIteration / TransientError as the stream did
-    return None
