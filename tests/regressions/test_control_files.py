@@ -94,3 +94,20 @@ def test_ctl_status_says_when_the_daemon_is_gone(tmp_path):
     assert "NOT RESPONDING" in json.loads(ctl(control, "status", status_file))["daemon_state"]
     status_file.write_text(json.dumps(dict(snap, stopped=True)))
     assert json.loads(ctl(control, "status", status_file))["daemon_state"] == "stopped cleanly"
+
+
+def test_a_killed_but_unreaped_daemon_counts_as_gone(tmp_path):
+    """kill -9 leaves a zombie until its parent reaps it: ctl status must already say it is gone."""
+    import signal
+    import time
+
+    from core.pids import pid_alive
+
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        assert pid_alive(p.pid)
+        os.kill(p.pid, signal.SIGKILL)
+        time.sleep(0.2)  # not reaped: no wait() yet, the process is a zombie
+        assert not pid_alive(p.pid)
+    finally:
+        p.wait()
