@@ -20,6 +20,7 @@ import calendar
 import csv
 import math
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +170,8 @@ def load_bars(path: str | Path, max_jump: float | None = DEFAULT_MAX_JUMP,
         raise DataError(f"{path}: not a text CSV file ({e})") from None
     except EOFError as e:
         raise DataError(f"{path}: truncated compressed file ({e})") from None
+    except zlib.error as e:  # gzip's inflater: not an OSError
+        raise DataError(f"{path}: corrupt compressed file ({e})") from None
     except FileNotFoundError:
         raise DataError(f"{path}: bar file not found") from None
     except IsADirectoryError:

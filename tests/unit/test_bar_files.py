@@ -169,6 +169,7 @@ def test_close_only_and_timeless_files_get_a_clear_error(tmp_path, header, fragm
 @pytest.mark.parametrize("content,fragment", [
     (b"\x00\x01\x02binary\x00data\n" * 20, "not a text CSV file"),
     (b"\x1f\x8b\x08\x00garbage", "compressed file"),
+    (b"\x1f\x8b\x08\x00junkjunk", "corrupt compressed file"),  # zlib.error, not an OSError
     (b"BZhxxxx", "corrupt compressed file"),
 ])
 def test_binary_and_corrupt_compressed_files_name_the_file(tmp_path, content, fragment):
