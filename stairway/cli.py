@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import asyncio
 import sys
 
@@ -126,7 +127,6 @@ def _validate(args: argparse.Namespace) -> int:
     from core.config import DateRange
     from core.errors import ConfigError
     from trainer.config import TrainerConfig
-    from trainer.validation import validate_checkpoint
 
     cfg = load_config(TrainerConfig, args.config)
     configure_logging(level="warning")
@@ -135,6 +135,31 @@ def _validate(args: argparse.Namespace) -> int:
         rng = DateRange(start=dt.date.fromisoformat(a), end=dt.date.fromisoformat(b))
     except ValueError as e:
         raise ConfigError(f"--range {args.range!r}: expected YYYY-MM-DD..YYYY-MM-DD with start < end ({e})") from None
+    if args.checkpoint:
+        if args.folds:
+            raise ConfigError("validate: give --checkpoint (one existing model) or --folds (walk-forward with "
+                              "retraining), not both")
+        return _validate_checkpoint(cfg, args, rng)
+    if not args.folds:
+        raise ConfigError("validate: give --checkpoint SHA or --folds N")
+    from trainer.walk_forward import run_walk_forward
+    from trainer.wf_report import fold_table, stitched_table, verdict_lines, write_wf_report
+
+    wf = run_walk_forward(cfg, rng, args.folds, args.scheme, args.train_windows, args.draws, args.ray_address,
+                          args.workers)
+    print(f"walk-forward {rng.start} .. {rng.end}: {len(wf.folds)} {wf.scheme} folds, each retrained on its "
+          f"training window only; out of sample, costs on ({wf.wall_s:.0f} s, {wf.workers})")
+    print("\n".join(fold_table(wf)))
+    print("\nstitched out-of-sample result:")
+    print("\n".join(stitched_table(wf)))
+    print("\n".join(verdict_lines(wf)))
+    print(f"report: {write_wf_report(wf, cfg, Path(args.out) if args.out else None)}")
+    return 0
+
+
+def _validate_checkpoint(cfg, args: argparse.Namespace, rng) -> int:
+    from trainer.validation import validate_checkpoint
+
     v = validate_checkpoint(cfg, args.checkpoint, rng, args.draws)
     print(f"checkpoint {v.sha[:12]} (trained on {v.trained_on}) out of sample {rng.start} .. {rng.end}, "
           "costs on, next to its baselines:")
@@ -215,10 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("sha")
     sg.add_argument("--reason")
     sg.set_defaults(func=_models)
-    va = sub.add_parser("validate", help="evaluate a checkpoint out of sample next to its baselines (no retraining)")
-    va.add_argument("--checkpoint", required=True, help="sha (a unique prefix of 6+ characters) in models/registry")
+    va = sub.add_parser("validate", help="walk-forward with retraining (--folds N), or one checkpoint out of sample "
+                        "(--checkpoint SHA), next to the baselines")
+    va.add_argument("--checkpoint", help="sha (a unique prefix of 6+ characters) in models/registry")
+    va.add_argument("--folds", type=int, help="walk-forward: number of test windows (each fold retrains)")
+    va.add_argument("--scheme", default="rolling", choices=["rolling", "anchored"], help="walk-forward training window")
+    va.add_argument("--train-windows", type=float, default=3.0,
+                    help="walk-forward: training span in test-window lengths (the first one, for anchored)")
+    va.add_argument("--ray-address", help="run the folds on Ray: a cluster address, or 'local' for a local Ray")
+    va.add_argument("--workers", type=int, default=2, help="CPUs of a local Ray (--ray-address local)")
+    va.add_argument("--out", help="report folder (default: train.reports_dir)")
     va.add_argument("--range", required=True, help="YYYY-MM-DD..YYYY-MM-DD (end exclusive)")
-    va.add_argument("--draws", type=int, default=100, help="random-entry draws")
+    va.add_argument("--draws", type=int, default=100, help="random-entry draws (per fold)")
     va.add_argument("--config", default="config/trainer.toml")
     va.set_defaults(func=_validate)
     df = sub.add_parser("drift", help="paper-live fills vs broker fills of the same stream and model")

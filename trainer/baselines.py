@@ -17,7 +17,7 @@ as the policy (``trainer.evaluation``), and the intervals that say how much a re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -111,6 +111,7 @@ class Comparison:
     random_pnl_pct: np.ndarray  # one total return per random-entry draw
     beat_random_share: float  # share of random-entry draws whose return the policy beat
     intervals: dict[str, dict[str, tuple[float, float]]]  # name -> bootstrap intervals
+    trackers: dict = field(default_factory=dict)  # name -> PerformanceTracker (policy and fixed baselines)
 
     def columns(self) -> dict[str, dict[str, float]]:
         """Policy and baselines, and the random draws' median, for format_summary."""
@@ -136,11 +137,13 @@ def compare(history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initi
     """Run every baseline over decisions first..last and set the policy's tracker beside them."""
     lo = max(first, spec.window - 1)
     n = last - lo + 1
+    trackers = {"policy": policy_tracker}
     baselines, intervals = {}, {"policy": block_bootstrap(policy_tracker.daily_returns(), bootstrap_resamples,
                                                           seed=seed)}
     for name in FIXED:
         t, _ = run_evaluation(None, history, spec, ex, initial_equity, lo, last,
-                              actions=fixed_actions(name, history, lo, last, sma))
+                              actions=fixed_actions(name, history, lo, last, sma), record=True)
+        trackers[name] = t
         baselines[name] = t.summary()
         intervals[name] = block_bootstrap(t.daily_returns(), bootstrap_resamples, seed=seed)
     rng = np.random.default_rng(seed)
@@ -153,4 +156,4 @@ def compare(history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initi
     pnl_arr = np.asarray(pnl)
     mine = policy_tracker.summary()["pnl_pct"]
     beat = float((pnl_arr < mine).mean()) if len(pnl_arr) else float("nan")
-    return Comparison(policy_tracker.summary(), baselines, pnl_arr, beat, intervals)
+    return Comparison(policy_tracker.summary(), baselines, pnl_arr, beat, intervals, trackers)

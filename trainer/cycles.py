@@ -138,13 +138,19 @@ def prepare_data(cfg: TrainerConfig) -> PreparedData:
     from core.tick_files import recorded_days
 
     spec = FeatureSpec.from_config(cfg)
-    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     start_ns, end_ns = cfg.train.range.ns()
     history = load_history(cfg, spec, start_ns, end_ns)
+    recorded = recorded_days(cfg.gates.ticks_dir, cfg.instrument.symbol)
+    return split_history(cfg, spec, history, recorded, shadow_tail=not recorded)
+
+
+def split_history(cfg: TrainerConfig, spec: FeatureSpec, history, recorded: list, shadow_tail: bool) -> PreparedData:
+    """train | validation (the last ``holdout_fraction``) | the shadow gate's last K trading
+    days when ``shadow_tail`` (a walk-forward fold has no shadow tail: its test window follows)."""
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     ts = history.bars["ts_ns"]
     n = len(history)
-    recorded = recorded_days(cfg.gates.ticks_dir, cfg.instrument.symbol)
-    if recorded:
+    if not shadow_tail:
         gate_first = n
     else:
         days = np.unique(ts // NS_PER_DAY)
@@ -157,14 +163,78 @@ def prepare_data(cfg: TrainerConfig) -> PreparedData:
     usable = split - 2 - (spec.window - 1) + 1
     if session_len > usable:
         raise ConfigError(f"train.session_minutes = {cfg.train.session_minutes} ({session_len} bars) is longer than "
-                          f"the {usable} usable training bars in train.range (after the {spec.window}-bar warm-up "
-                          "and the held-back tail)")
+                          f"the {usable} usable training bars in {_day(int(ts[0]))} .. {_day(int(ts[-1]))} (after "
+                          f"the {spec.window}-bar warm-up and the held-back tail)")
     if gate_first - 2 - split < 1:
         raise ConfigError(f"train.holdout_fraction = {cfg.train.holdout_fraction} leaves no bars to validate on")
     split_desc = (f"train {_day(int(ts[0]))} .. {_day(int(ts[split - 1]))}, validation {_day(int(ts[split]))} .. "
-                  f"{_day(int(ts[gate_first - 1]))}, shadow gate "
-                  + (f"on {len(recorded)} recorded day(s)" if recorded else f"{_day(int(ts[gate_first]))} .. {_day(int(ts[-1]))}"))
+                  f"{_day(int(ts[gate_first - 1]))}")
+    if shadow_tail:
+        split_desc += f", shadow gate {_day(int(ts[gate_first]))} .. {_day(int(ts[-1]))}"
+    elif recorded:
+        split_desc += f", shadow gate on {len(recorded)} recorded day(s)"
     return PreparedData(spec, ex, history, split, gate_first, session_len, split_desc, recorded)
+
+
+@dataclass
+class TrainedCycles:
+    records: list[CycleRecord]
+    states: list[dict]  # each cycle's weights (state_dict copies), in cycle order
+    rates: list[float]  # env steps/s per rollout
+
+    @property
+    def best(self) -> CycleRecord:
+        """The candidate: the best validation Sharpe (the first one on ties)."""
+        return max(self.records, key=lambda r: (r.metrics["sharpe"], -r.cycle))
+
+
+def train_cycles(cfg: TrainerConfig, data: PreparedData, net=None, start_step: int = 0, on_cycle=None,
+                 progress: bool = False) -> TrainedCycles:
+    """The cycle plan on ``data``: learn on bars [0, split), validate every cycle on
+    [split, gate_first - 2], stop early by patience. ``on_cycle(k, state, metrics, target,
+    step, improved)`` may save the cycle's checkpoint and return its sha. Shared by `train
+    run` and each walk-forward fold, so both learn the same way."""
+    spec, ex, history, split, gate_first = data.spec, data.ex, data.history, data.split, data.gate_first
+    shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
+    env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, cfg.ppo.num_envs, data.session_len,
+                        seed=cfg.train.seed, first_bar=0, last_bar=split - 2, reward_scale=cfg.ppo.reward_scale,
+                        shaper=shaper)
+    learner = PPOLearner(env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step,
+                         planned_steps=cfg.cycles.count * cfg.cycles.steps)
+    bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
+    rates: list[float] = []
+
+    def on_progress(p: PPOProgress) -> None:
+        rates.append(p.steps_per_s)
+        if bar is not None:
+            bar.update(cfg.ppo.num_envs * cfg.ppo.num_steps)
+            bar.set_postfix(reward=f"{p.mean_reward:+.4f}", steps_s=f"{p.steps_per_s:,.0f}")
+
+    records: list[CycleRecord] = []
+    states: list[dict] = []
+    best: float | None = None
+    for k in range(cfg.cycles.count):
+        target = cfg.cycles.curriculum[min(k, len(cfg.cycles.curriculum) - 1)]
+        shaper.set_target(target)
+        learner.learn(cfg.cycles.steps, on_progress)
+        tracker, _ = run_evaluation(learner.agent, history, spec, ex, cfg.account.initial_equity, split,
+                                    gate_first - 2)
+        m = tracker.summary()
+        state = {k2: v.detach().clone() for k2, v in learner.agent.state_dict().items()}
+        imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
+        best = m["sharpe"] if imp else best
+        sha = on_cycle(k, state, m, target, learner.global_step, imp) if on_cycle is not None else ""
+        states.append(state)
+        records.append(CycleRecord(k, sha, learner.global_step, target, m, imp))
+        log.info("cycle_finished", cycle=k, sha=sha[:12], step=learner.global_step, target_hold_rate=target,
+                 val_sharpe=round(m["sharpe"], 3), val_pnl_pct=round(m["pnl_pct"], 3), val_trades=m["trades"],
+                 hold_rate=round(m["hold_rate"], 3), improved=imp)
+        if should_stop([r.improved for r in records], cfg.cycles.min_cycles, cfg.cycles.patience):
+            log.info("early_stop", after_cycles=k + 1)
+            break
+    if bar is not None:
+        bar.close()
+    return TrainedCycles(records, states, rates)
 
 
 def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
@@ -196,57 +266,29 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     log.info("training_started", run_id=run_id, split=split_desc, parent=parent.sha[:12] if parent else None,
              start_step=start_step, cycles=cfg.cycles.count, steps_per_cycle=cfg.cycles.steps, feature_spec=spec.hash)
 
-    shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
-    env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, cfg.ppo.num_envs, session_len,
-                        seed=cfg.train.seed, first_bar=0, last_bar=split - 2, reward_scale=cfg.ppo.reward_scale,
-                        shaper=shaper)
-    learner = PPOLearner(env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step,
-                         planned_steps=cfg.cycles.count * cfg.cycles.steps)
-    bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
-    rates: list[float] = []
-
-    def on_progress(p: PPOProgress) -> None:
-        rates.append(p.steps_per_s)
-        if bar is not None:
-            bar.update(cfg.ppo.num_envs * cfg.ppo.num_steps)
-            bar.set_postfix(reward=f"{p.mean_reward:+.4f}", steps_s=f"{p.steps_per_s:,.0f}")
-
-    records: list[CycleRecord] = []
     checkpoints: dict[str, Checkpoint] = {}
-    best: float | None = None
-    for k in range(cfg.cycles.count):
-        target = cfg.cycles.curriculum[min(k, len(cfg.cycles.curriculum) - 1)]
-        shaper.set_target(target)
-        learner.learn(cfg.cycles.steps, on_progress)
-        tracker, _ = run_evaluation(learner.agent, history, spec, ex, cfg.account.initial_equity, split,
-                                    gate_first - 2)
-        m = tracker.summary()
+
+    def save(k: int, state: dict, m: dict, target: float, step: int, imp: bool) -> str:
         meta = CheckpointMeta(
             policy_kind="ppo", feature_spec_hash=spec.hash, feature_spec=spec.to_json(), obs_shape=(spec.obs_dim,),
             action_space=ACTION_NAMES, hidden=cfg.ppo.hidden, parent=parent.sha if parent else "",
             **cfg.market_identity(),
             data_range=f"{cfg.train.range.start}..{cfg.train.range.end}; {split_desc}",
-            extra=json.dumps({"steps": learner.global_step, "cycle": k, "run_id": run_id, "seed": cfg.train.seed,
+            extra=json.dumps({"steps": step, "cycle": k, "run_id": run_id, "seed": cfg.train.seed,
                               "target_hold_rate": target, "validation": m}, default=float),
         )
-        ck = save_checkpoint(models, {k2: v.detach().clone() for k2, v in learner.agent.state_dict().items()}, meta)
+        ck = save_checkpoint(models, state, meta)
         checkpoints[ck.sha] = ck
-        imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
-        best = m["sharpe"] if imp else best
-        gdb.add_model(ck.sha, meta, learner.global_step, run_id, k)
-        gdb.add_cycle(run_id, k, ck.sha, learner.global_step, target, m, imp)
-        records.append(CycleRecord(k, ck.sha, learner.global_step, target, m, imp))
-        log.info("cycle_finished", cycle=k, sha=ck.sha[:12], step=learner.global_step, target_hold_rate=target,
-                 val_sharpe=round(m["sharpe"], 3), val_pnl_pct=round(m["pnl_pct"], 3), val_trades=m["trades"],
-                 hold_rate=round(m["hold_rate"], 3), improved=imp)
-        if should_stop([r.improved for r in records], cfg.cycles.min_cycles, cfg.cycles.patience):
-            log.info("early_stop", after_cycles=k + 1)
-            break
-    if bar is not None:
-        bar.close()
+        gdb.add_model(ck.sha, meta, step, run_id, k)
+        gdb.add_cycle(run_id, k, ck.sha, step, target, m, imp)
+        return ck.sha
+
+    trained = train_cycles(cfg, data, net, start_step, on_cycle=save, progress=progress)
+    records = trained.records
+    rates = trained.rates
 
     # the candidate: the best validation Sharpe (first one on ties)
-    best_rec = max(records, key=lambda r: (r.metrics["sharpe"], -r.cycle))
+    best_rec = trained.best
     cand = checkpoints[best_rec.sha]
     cand_net = ppo_from_tensors(cand.tensors, spec.obs_dim, cand.meta.hidden)
     val_tracker, _ = run_evaluation(cand_net, history, spec, ex, cfg.account.initial_equity, split, gate_first - 2,

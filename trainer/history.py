@@ -65,3 +65,19 @@ def load_history(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: in
     log.info("bar_file_loaded", **report.log_fields())
     sel = select_warm_range(cfg.data.bars_csv, raw, start_ns, end_ns, spec.window, "the range")
     return history_from_bars(sel, cfg, spec)
+
+
+def load_window(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int,
+                raw: np.ndarray | None = None) -> tuple[MarketHistory, int]:
+    """History for deciding on the bars of [start, end), with up to a warm-up's worth of the
+    file's earlier bars in front (the past, as a running daemon would have it), and the index
+    of the first decision bar. Nothing at or after ``end`` is read."""
+    if raw is None:
+        raw, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump,
+                                  cfg.instrument.symbol)
+    lo = int(np.searchsorted(raw["ts_ns"], start_ns))
+    warm = raw[max(0, lo - (spec.window - 1)) : lo]
+    sel = select_warm_range(cfg.data.bars_csv, raw, start_ns, end_ns, 0, "the window")
+    h = history_from_bars(np.concatenate([warm, sel]), cfg, spec)
+    first = max(int(np.searchsorted(h.bars["ts_ns"], start_ns)), spec.window - 1)
+    return h, first

@@ -1,0 +1,141 @@
+"""Walk-forward report: runs/<wf_id>/report.md, report.html (plots embedded), walk_forward.json
+and each fold's weights (fold-K.safetensors), from a trainer.walk_forward.WalkForward."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.metrics import MIN_TRADES_FOR_QUALITY
+
+ORDER = ("policy", "flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_long_flat")
+
+
+def stitched_table(wf) -> list[str]:
+    """Markdown table: every strategy over all test windows, with 90 % block-bootstrap intervals."""
+    L = ["| strategy | return % | 90 % interval | Sharpe | 90 % interval | max DD % | trades |",
+         "|---|---|---|---|---|---|---|"]
+    for n in ORDER:
+        s = wf.stitched.get(n)
+        if s is None:
+            continue
+        r, sh = s["intervals"]["total_return_pct"], s["intervals"]["sharpe"]
+        L.append(f"| {n} | {s['total_return_pct']:+.2f} | [{r[0]:+.2f}, {r[1]:+.2f}] | {s['sharpe']:+.2f} | "
+                 f"[{sh[0]:+.2f}, {sh[1]:+.2f}] | {s['max_drawdown_pct']:.2f} | {s['trades']} |")
+    return L
+
+
+def verdict_lines(wf) -> list[str]:
+    pol = wf.stitched["policy"]
+    few = pol["trades"] < MIN_TRADES_FOR_QUALITY
+    q = np.percentile(wf.random_pnl_pct, [5, 50, 95]) if len(wf.random_pnl_pct) else None
+    out = [f"folds: {len(wf.folds)} ({wf.scheme}); the policy beat buy-and-hold in {wf.beat_buy_and_hold:.0%} of them "
+           f"and the SMA cross in {wf.beat_sma:.0%}",
+           f"walk-forward efficiency {wf.efficiency:.2f} (mean annualised OOS / in-sample return)",
+           (f"too few trades ({pol['trades']}) for CAR25/DD95" if few else
+            f"Monte Carlo on {wf.trades} stitched OOS trades: CAR25 {wf.car25_pct:+.2f} %, DD95 {wf.dd95_pct:.2f} %")]
+    if q is not None:
+        out.append(f"random entries ({len(wf.random_pnl_pct)} draws per fold, summed over folds): return 5/50/95 % = "
+                   f"{q[0]:+.2f} / {q[1]:+.2f} / {q[2]:+.2f} %; the policy beat {wf.beat_random_share:.0%} of them")
+    return out
+
+
+def fold_table(wf) -> list[str]:
+    L = ["| fold | train | test | cycles | IS ann. % | OOS % | B&H % | SMA % | flat % | trades | hold rate | "
+         "beat random |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in wf.folds:
+        s, ins = f["summaries"], f["in_sample"]
+        ann = ins["pnl_pct"] * 365.25 / max(ins["calendar_days"], 1.0)
+        flag = " (open, marked)" if s["policy"]["open_trade_marked"] else ""
+        L.append(f"| {f['fold']} | {f['train_start']} .. {f['test_start']} | {f['test_start']} .. {f['test_end']} | "
+                 f"{f['cycles']} (best {f['best_cycle']}) | {ann:+.1f} | {s['policy']['pnl_pct']:+.2f} | "
+                 f"{s['buy_and_hold']['pnl_pct']:+.2f} | {s['sma_cross']['pnl_pct']:+.2f} | {s['flat']['pnl_pct']:+.2f} | "
+                 f"{s['policy']['trades']}{flag} | {s['policy']['hold_rate']:.2f} | "
+                 f"{'-' if math.isnan(f['beat_random_share']) else format(f['beat_random_share'], '.0%')} |")
+    return L
+
+
+def _markdown(wf, cfg, wf_id: str) -> str:
+    L = [f"# Walk-forward {wf_id}", "",
+         f"Data: {cfg.data.bars_csv} ({cfg.instrument.symbol}, {cfg.bars.period_minutes}-minute bars); "
+         f"{len(wf.folds)} {wf.scheme} folds; each fold trains a fresh policy with the cycle plan "
+         f"({cfg.cycles.count} x {cfg.cycles.steps:,} steps, patience {cfg.cycles.patience}) on its training "
+         f"window only and is tested on the next window. Costs on. {wf.wall_s:.0f} s, {wf.workers}.", "",
+         "## Stitched out-of-sample result, next to the baselines", ""] + stitched_table(wf) + [""]
+    L += [f"- {x}" for x in verdict_lines(wf)]
+    L += ["", "## Folds", ""] + fold_table(wf)
+    L += ["", "A position still open at a fold's end is marked to market there (flagged).",
+          "Plots: stitched.png, folds.png (embedded in report.html)."]
+    return "\n".join(L) + "\n"
+
+
+def _plots(wf, out: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for n, (ts, eq) in wf.curves.items():
+        if n not in ("policy", "buy_and_hold", "sma_cross", "sma_long_flat"):
+            continue
+        x = [dt.datetime.fromtimestamp(t / 1e9, dt.UTC) for t in ts]
+        ax.plot(x, eq, label=n, lw=2.0 if n == "policy" else 1.0)
+    for f in wf.folds[1:]:
+        ax.axvline(dt.datetime.fromisoformat(f["test_start"]), color="gray", lw=0.5, ls=":")
+    ax.set_ylabel("equity (stitched, costs on)")
+    ax.legend()
+    ax.set_title("walk-forward: out-of-sample equity of all folds")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    files["stitched"] = out / "stitched.png"
+    fig.savefig(files["stitched"], dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 3))
+    k = np.arange(len(wf.folds))
+    for j, n in enumerate(("policy", "buy_and_hold", "sma_cross")):
+        ax.bar(k + (j - 1) * 0.27, [f["summaries"][n]["pnl_pct"] for f in wf.folds], 0.27, label=n)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("fold")
+    ax.set_ylabel("OOS return %")
+    ax.legend()
+    fig.tight_layout()
+    files["folds"] = out / "folds.png"
+    fig.savefig(files["folds"], dpi=90)
+    plt.close(fig)
+    return files
+
+
+def write_wf_report(wf, cfg, out_dir: Path | None = None) -> Path:
+    wf_id = time.strftime("walkforward-%Y%m%dT%H%M%S", time.gmtime())
+    out = (out_dir or cfg.train.reports_dir) / wf_id
+    out.mkdir(parents=True, exist_ok=True)
+    for f in wf.folds:
+        (out / f"fold-{f['fold']}.safetensors").write_bytes(f["weights"])
+    md = _markdown(wf, cfg, wf_id)
+    (out / "report.md").write_text(md)
+    files = _plots(wf, out)
+    imgs = "".join(
+        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"/>'
+        for name, p in files.items())
+    (out / "report.html").write_text("<!doctype html><html><head><meta charset='utf-8'><title>Stairway " + wf_id +
+                                     "</title></head><body><pre>" + html.escape(md) + "</pre>" + imgs +
+                                     "</body></html>\n")
+    keep = ("fold", "train_start", "test_start", "test_end", "train_bars", "test_bars", "cycles", "best_cycle",
+            "steps", "in_sample", "summaries", "intervals", "beat_random_share", "wall_s")
+    doc = {"scheme": wf.scheme, "wall_s": wf.wall_s, "workers": wf.workers, "efficiency": wf.efficiency,
+           "car25_pct": wf.car25_pct, "dd95_pct": wf.dd95_pct, "trades": wf.trades,
+           "beat_buy_and_hold": wf.beat_buy_and_hold, "beat_sma": wf.beat_sma,
+           "beat_random_share": wf.beat_random_share, "stitched": wf.stitched,
+           "folds": [{k: f[k] for k in keep} for f in wf.folds]}
+    (out / "walk_forward.json").write_text(json.dumps(doc, indent=1, default=float))
+    return out / "report.html"
