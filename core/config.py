@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
 
@@ -178,6 +178,46 @@ def instrument_in_file_name(path: Path) -> str | None:
     return names.pop() if len(names) == 1 else None
 
 
+class RiskConfig(Strict):
+    """The daemon's risk limits. Shared: the trainer's environment applies the same tiers, caps
+    and halts (core.risk_rules), so a policy is evaluated under the limits it will trade with."""
+
+    max_position_lots: float = Field(1.0, gt=0, description="Per instrument.")
+    max_total_lots: float = Field(1.0, gt=0, description="Sum of absolute positions over instruments.")
+    max_order_lots: float = Field(2.0, gt=0, description="Largest single order (a reversal is 2 lots).")
+    drawdown_tiers_pct: tuple[float, float, float, float] = Field(
+        (1.5, 1.8, 2.0, 2.5), description="warn, halve size, stop opening, flatten (intraday, % of session open).")
+    overfill_tolerance: float = Field(0.10, ge=0, description="A fill this much over the request is refused.")
+    max_overfill_violations: int = Field(3, gt=0, description="Violations before trading stops.")
+    max_trades_per_day: int = Field(50, gt=0, description="Orders per instrument per UTC day.")
+    trades_per_session_minute_bars: tuple[int, int] = Field((5, 25), description="Alert band, scaled to the bar.")
+    alert_after_sessions: int = Field(3, gt=0, description="Consecutive sessions outside the band before alerting.")
+    stale_after_secs: float = Field(120.0, gt=0, description="No entries after a quote gap longer than this.")
+    size_ramp: tuple[float, ...] = Field((0.5, 0.75, 1.0), description="Size after a hot swap, per session.")
+
+    @field_validator("drawdown_tiers_pct")
+    @classmethod
+    def _tiers(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if not all(0 < t <= 100 for t in v) or any(a >= b for a, b in zip(v, v[1:])):
+            raise ValueError(f"{list(v)} must be four percentages in (0, 100], strictly increasing "
+                             "(warn < halve size < stop opening < flatten)")
+        return v
+
+    @field_validator("size_ramp")
+    @classmethod
+    def _ramp(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or not all(0 < x <= 1 for x in v):
+            raise ValueError(f"{list(v)} must be fractions in (0, 1]")
+        return v
+
+    @field_validator("trades_per_session_minute_bars")
+    @classmethod
+    def _band(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] < 0 or v[0] > v[1]:
+            raise ValueError(f"{list(v)} must be (low, high) with 0 <= low <= high")
+        return v
+
+
 class MarketConfig(Strict):
     """Everything the trainer and the daemon must agree on."""
 
@@ -188,6 +228,7 @@ class MarketConfig(Strict):
     account: AccountConfig = AccountConfig()
     data: DataConfig = DataConfig()
     regime: RegimeConfig = RegimeConfig()
+    risk: RiskConfig = RiskConfig()
 
     def market_identity(self) -> dict[str, Any]:
         """What a checkpoint records of the market it was trained on (check_compatible's kwargs)."""

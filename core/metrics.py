@@ -14,6 +14,8 @@ same numbers for the same run. Memory is bounded by the number of trades and day
 - trade-quality figures (SQN, win rate, profit factor, expectancy) are printed only from
   MIN_TRADES_FOR_QUALITY trades on; below that the table says "too few trades (n)"
 - ``calendar_days``: first to last bar, for annualising (not the days that have bars)
+- risk (the trainer's env, core.risk_rules): flatten-tier closes, intents blocked or cut, bars
+  spent halted
 - hold rate (share of HOLD decisions), trades (round trips closed) and trades per day,
   entries (positions opened, reversals included) and the position still open at the end
 """
@@ -58,6 +60,7 @@ class PerformanceTracker:
     _open_bar: int = 0
     record: bool = False  # keep (ts, equity) per bar for plots (evaluation only)
     curve_ts: list[int] = field(default_factory=list)
+    risk: dict = field(default_factory=dict)  # the trainer's env: flattens, blocked intents, halted bars
     curve_equity: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -159,6 +162,7 @@ class PerformanceTracker:
             "days": self._days_seen,
             "calendar_days": self.calendar_days,
             "open_trade_marked": int(self._side != 0.0),
+            **self.risk,
         }
 
 
@@ -174,6 +178,8 @@ SUMMARY_ROWS = (
     ("sortino", "Sortino", "{:+.2f}"), ("sqn", "SQN", "{:+.2f}"), ("win_rate", "win rate", "{:.1%}"),
     ("profit_factor", "profit factor", "{:.2f}"), ("expectancy_pips", "expectancy (pips)", "{:+.2f}"),
     ("hold_rate", "hold rate", "{:.1%}"), ("trades_per_day", "trades/day", "{:.2f}"),
+    ("flattens", "risk: flatten tier", "{:.0f}"), ("blocked_intents", "risk: intents blocked/cut", "{:.0f}"),
+    ("halted_bars", "risk: bars halted", "{:.0f}"),
 )
 
 

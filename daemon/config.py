@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from core.config import DateRange, MarketConfig, Strict
-from daemon.risk import RiskConfig
 
 
 class ServiceConfig(Strict):
@@ -111,7 +110,6 @@ class BrokerConfig(Strict):
 
 class DaemonConfig(MarketConfig):
     service: ServiceConfig = ServiceConfig()
-    risk: RiskConfig = RiskConfig()
     broker: BrokerConfig = BrokerConfig()
     replay: ReplayConfig | None = None
 

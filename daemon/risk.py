@@ -18,48 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pydantic import Field, field_validator
-
-from core.config import Strict
-
-TIER_NAMES = ("normal", "warn", "halve_size", "stop_opening", "flatten")
-
-
-class RiskConfig(Strict):
-    max_position_lots: float = Field(1.0, gt=0, description="Per instrument.")
-    max_total_lots: float = Field(1.0, gt=0, description="Sum of absolute positions over instruments.")
-    max_order_lots: float = Field(2.0, gt=0, description="Largest single order (a reversal is 2 lots).")
-    drawdown_tiers_pct: tuple[float, float, float, float] = Field(
-        (1.5, 1.8, 2.0, 2.5), description="warn, halve size, stop opening, flatten (intraday, % of session open).")
-    overfill_tolerance: float = Field(0.10, ge=0, description="A fill this much over the request is refused.")
-    max_overfill_violations: int = Field(3, gt=0, description="Violations before trading stops.")
-    max_trades_per_day: int = Field(50, gt=0, description="Orders per instrument per UTC day.")
-    trades_per_session_minute_bars: tuple[int, int] = Field((5, 25), description="Alert band, scaled to the bar.")
-    alert_after_sessions: int = Field(3, gt=0, description="Consecutive sessions outside the band before alerting.")
-    stale_after_secs: float = Field(120.0, gt=0, description="No entries after a quote gap longer than this.")
-    size_ramp: tuple[float, ...] = Field((0.5, 0.75, 1.0), description="Size after a hot swap, per session.")
-
-    @field_validator("drawdown_tiers_pct")
-    @classmethod
-    def _tiers(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        if not all(0 < t <= 100 for t in v) or any(a >= b for a, b in zip(v, v[1:])):
-            raise ValueError(f"{list(v)} must be four percentages in (0, 100], strictly increasing "
-                             "(warn < halve size < stop opening < flatten)")
-        return v
-
-    @field_validator("size_ramp")
-    @classmethod
-    def _ramp(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if not v or not all(0 < x <= 1 for x in v):
-            raise ValueError(f"{list(v)} must be fractions in (0, 1]")
-        return v
-
-    @field_validator("trades_per_session_minute_bars")
-    @classmethod
-    def _band(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if v[0] < 0 or v[0] > v[1]:
-            raise ValueError(f"{list(v)} must be (low, high) with 0 <= low <= high")
-        return v
+from core.config import RiskConfig  # noqa: F401  (the section lives in core: the trainer's env applies it too)
+from core.risk_rules import FLATTEN, HALVE_SIZE, STOP_OPENING, TIER_NAMES, clamp_target, drawdown_tier, reduce_only
 
 
 @dataclass(frozen=True)
@@ -112,10 +72,10 @@ class RiskEngine:
         """Update the drawdown tier from intraday equity; returns (old, new). The flatten tier
         latches the halt; tiers below it follow the drawdown both ways."""
         dd = max(0.0, (session_open - equity) / session_open * 100.0)
-        tier = sum(dd + 1e-9 >= t for t in self.cfg.drawdown_tiers_pct)  # 1.8 % is 1.7999... in floats
+        tier = drawdown_tier(equity, session_open, *self.cfg.drawdown_tiers_pct)
         old = self.state.tier
         self.state.tier = tier
-        if tier >= 4 and not self.state.halted:
+        if tier >= FLATTEN and not self.state.halted:
             self.halt(f"intraday drawdown {dd:.2f} % >= {self.cfg.drawdown_tiers_pct[3]} %")
         return old, tier
 
@@ -131,7 +91,7 @@ class RiskEngine:
 
     @property
     def size_factor(self) -> float:
-        return 0.5 if self.state.tier >= 2 else 1.0
+        return 0.5 if self.state.tier >= HALVE_SIZE else 1.0
 
     # -- orders ---------------------------------------------------------------------------
     def new_day(self, day: int) -> None:
@@ -149,8 +109,7 @@ class RiskEngine:
             return RiskDecision(order_units)
         # an opening order; when blocked it may still close what is there (a reversal becomes
         # a close), but never adds
-        flips = current_units != 0.0 and (target > 0) != (current_units > 0)
-        reduce_only = -current_units if flips else 0.0
+        reduce = reduce_only(current_units, target) - current_units
         block = None
         s = self.state
         if s.halted:
@@ -161,21 +120,22 @@ class RiskEngine:
             block = ("market_closed", "market closed")
         elif quote_gap_secs > self.cfg.stale_after_secs:
             block = ("stale_data", f"quote gap {quote_gap_secs:.0f} s > {self.cfg.stale_after_secs:.0f} s")
-        elif s.tier >= 3:
+        elif s.tier >= STOP_OPENING:
             block = ("stop_opening", f"drawdown tier {TIER_NAMES[s.tier]}: no new positions")
         elif s.trades_today.get(instrument, 0) >= self.cfg.max_trades_per_day:
             block = ("trade_cap", f"daily trade cap {self.cfg.max_trades_per_day} reached")
         if block:
-            return RiskDecision(reduce_only, block[1], block[0])
+            return RiskDecision(reduce, block[1], block[0])
         lim = self.max_position_units
         others = sum(abs(u) for k, u in self.positions.items() if k != instrument)
         lim = min(lim, max(0.0, self.max_total_units - others))
         clamped = max(-lim, min(lim, target))
-        units, kind, note = clamped - current_units, "", ""
-        if units != order_units:
-            kind, note = "position_limit", f"position limit {lim:g}: order {order_units:+g} reduced to {units:+g}"
-        if abs(units) > self.max_order_units:
-            units = self.max_order_units if units > 0 else -self.max_order_units
+        units = clamp_target(current_units, target, lim, self.max_order_units) - current_units
+        kind, note = "", ""
+        if clamped - current_units != order_units:
+            kind, note = "position_limit", f"position limit {lim:g}: order {order_units:+g} reduced to " \
+                f"{clamped - current_units:+g}"
+        if units != clamped - current_units:
             kind, note = "order_cap", (note + "; " if note else "") + f"order cap {self.max_order_units:g}"
         return RiskDecision(units, note, kind)
 

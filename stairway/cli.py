@@ -57,7 +57,7 @@ def replay_baselines(cfg, tracker):
     spec = FeatureSpec.from_config(cfg)
     hist = load_history(cfg, spec, *cfg.replay.range.ns())
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
-    return compare(hist, spec, ex, cfg.account.initial_equity, 0, len(hist) - 2, tracker)
+    return compare(hist, spec, ex, cfg.account.initial_equity, 0, len(hist) - 2, tracker, risk=cfg.risk)
 
 
 def risk_line(counters: dict) -> str:

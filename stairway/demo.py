@@ -77,8 +77,8 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
     hist = load_history(dcfg, spec, *dcfg.replay.range.ns())
     ck = read_checkpoint(dcfg.service.models_dir / "current")
     net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
-    env_check, _ = evaluate(net, hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2)
-    vs = compare(hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, dr.tracker)
+    env_check, _ = evaluate(net, hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, risk=dcfg.risk)
+    vs = compare(hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, dr.tracker, risk=dcfg.risk)
 
     print()
     print("Results (costs on: modelled 1.0-pip spread, 0.2-pip commission per side, 0.1-pip slippage, "

@@ -133,7 +133,7 @@ class Comparison:
 
 def compare(history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initial_equity: float, first: int,
             last: int, policy_tracker, *, sma: tuple[int, int] = (20, 50), draws: int = 100, seed: int = 0,
-            bootstrap_resamples: int = 1000) -> Comparison:
+            bootstrap_resamples: int = 1000, risk=None) -> Comparison:
     """Run every baseline over decisions first..last and set the policy's tracker beside them."""
     lo = max(first, spec.window - 1)
     n = last - lo + 1
@@ -142,7 +142,7 @@ def compare(history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initi
                                                           seed=seed)}
     for name in FIXED:
         t, _ = run_evaluation(None, history, spec, ex, initial_equity, lo, last,
-                              actions=fixed_actions(name, history, lo, last, sma), record=True)
+                              actions=fixed_actions(name, history, lo, last, sma), record=True, risk=risk)
         trackers[name] = t
         baselines[name] = t.summary()
         intervals[name] = block_bootstrap(t.daily_returns(), bootstrap_resamples, seed=seed)
@@ -151,7 +151,7 @@ def compare(history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initi
     pnl = []
     for _ in range(draws if holds else 0):
         t, _ = run_evaluation(None, history, spec, ex, initial_equity, lo, last,
-                              actions=random_entry_actions(n, holds, rng))
+                              actions=random_entry_actions(n, holds, rng), risk=risk)
         pnl.append(t.summary()["pnl_pct"])
     pnl_arr = np.asarray(pnl)
     mine = policy_tracker.summary()["pnl_pct"]

@@ -198,7 +198,7 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, net=None, start_step: i
     shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
     env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, cfg.ppo.num_envs, data.session_len,
                         seed=cfg.train.seed, first_bar=0, last_bar=split - 2, reward_scale=cfg.ppo.reward_scale,
-                        shaper=shaper)
+                        shaper=shaper, risk=cfg.risk)
     learner = PPOLearner(env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step,
                          planned_steps=cfg.cycles.count * cfg.cycles.steps)
     bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
@@ -218,7 +218,7 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, net=None, start_step: i
         shaper.set_target(target)
         learner.learn(cfg.cycles.steps, on_progress)
         tracker, _ = run_evaluation(learner.agent, history, spec, ex, cfg.account.initial_equity, split,
-                                    gate_first - 2)
+                                    gate_first - 2, risk=cfg.risk)
         m = tracker.summary()
         state = {k2: v.detach().clone() for k2, v in learner.agent.state_dict().items()}
         imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
@@ -292,15 +292,15 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     cand = checkpoints[best_rec.sha]
     cand_net = ppo_from_tensors(cand.tensors, spec.obs_dim, cand.meta.hidden)
     val_tracker, _ = run_evaluation(cand_net, history, spec, ex, cfg.account.initial_equity, split, gate_first - 2,
-                                    record=True)
+                                    record=True, risk=cfg.risk)
     is_tracker, _ = run_evaluation(cand_net, history, spec, ex, cfg.account.initial_equity, 0, split - 2,
-                                   record=True)
+                                   record=True, risk=cfg.risk)
     validation, in_sample = val_tracker.summary(), is_tracker.summary()
     vs_baselines = compare(history, spec, ex, cfg.account.initial_equity, split, gate_first - 2, val_tracker,
-                           seed=cfg.train.seed)
+                           seed=cfg.train.seed, risk=cfg.risk)
 
     # gates
-    pre = preflight(cand.meta, cfg.gates)
+    pre = preflight(cand.meta, cfg.gates, cfg.risk)
     ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns)
     vbar = _progress(progress, 1, "shadow replay")
     shadow = shadow_replay(PPOPolicy(cand_net, cand.sha), cfg, spec, cfg.gates, ticks, judged, source,
@@ -370,7 +370,7 @@ def _walk_forward(net, history, spec, ex, cfg: TrainerConfig, split: int, gate_f
         for a, b in zip(edges[:-1], edges[1:]):
             if b - a < 2:
                 continue
-            tr, _ = run_evaluation(net, history, spec, ex, cfg.account.initial_equity, int(a), int(b))
+            tr, _ = run_evaluation(net, history, spec, ex, cfg.account.initial_equity, int(a), int(b), risk=cfg.risk)
             s = tr.summary()
             rows.append({"kind": kind, "from": _day(int(history.bars["ts_ns"][a])),
                          "to": _day(int(history.bars["ts_ns"][b])), "annualised_pct": _annualised(s),

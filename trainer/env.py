@@ -14,12 +14,20 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from core.config import RiskConfig
 from core.execution import ExecutionModel, target_units, work_order
 from core.features import FeatureSpec
 from core.position import PS_MAXDD, PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
+from core.risk_rules import FLATTEN, STOP_OPENING, clamp_target, drawdown_tier, reduce_only, size_factor
+from core.types import NS_PER_DAY
 from trainer.history import MarketHistory
 
 MAX_FILLS = 64
+
+# per-env risk state (core.risk_rules), as the daemon's RiskEngine and session tracker keep it
+RS_TIER, RS_HALTED, RS_FORCED, RS_DAY, RS_OPEN, RS_CAP_DAY, RS_ORDERS = 0, 1, 2, 3, 4, 5, 6
+RS_DECIDED, RS_BLOCKED, RS_FLATTENS, RS_HALTED_BARS, RS_TIER_CHANGES = 7, 8, 9, 10, 11
+RS_N = 12
 
 
 @numba.njit(cache=True)
@@ -32,27 +40,51 @@ def _observe(feats, bar, state, last_bid, last_ask, pip, n_market, obs):
 
 
 @numba.njit(cache=True)
-def _step(actions, bar, steps, session_len, state, feats, close_idx, can_open, ts, bid, ask, accepted, last_bid,
-          last_ask, pip, trade_units, max_units, comm_per_unit, slip, latency_ns, cap_units, initial,
-          reward_scale, n_market, obs, reward, done, eq_out, fill_idx, fill_units, fill_price):
+def _risk_target(rs, action, u, trade_units, can_open, position_limit, order_cap, max_trades):
+    """The target the daemon's risk engine would allow for ``action`` (core.risk_rules)."""
+    if rs[RS_FORCED] > 0.0:  # the flatten tier fired at the last mark: close, no decision
+        rs[RS_FORCED] = 0.0
+        rs[RS_DECIDED] = 0.0
+        rs[RS_FLATTENS] += 1.0
+        return 0.0
+    rs[RS_DECIDED] = 1.0
+    tier = int(rs[RS_TIER])
+    tgt = target_units(action, u, trade_units * size_factor(tier))
+    order = tgt - u
+    if order == 0.0:
+        return tgt
+    reducing = abs(tgt) <= abs(u) and (tgt == 0.0 or (tgt > 0.0) == (u > 0.0))
+    if reducing:
+        return tgt
+    if rs[RS_HALTED] > 0.0 or not can_open or tier >= STOP_OPENING or rs[RS_ORDERS] >= max_trades:
+        allowed = reduce_only(u, tgt)
+    else:
+        allowed = clamp_target(u, tgt, position_limit, order_cap)
+    if allowed != tgt:
+        rs[RS_BLOCKED] += 1.0
+    return allowed
+
+
+@numba.njit(cache=True)
+def _step(actions, bar, steps, session_len, state, rstate, feats, bar_ts, close_idx, can_open, ts, bid, ask,
+          accepted, last_bid, last_ask, pip, trade_units, position_limit, order_cap, max_trades, tiers,
+          comm_per_unit, slip, latency_ns, cap_units, initial, reward_scale, n_market, obs, reward, done, eq_out,
+          fill_idx, fill_units, fill_price):
     unit_pips = pip * trade_units
     for e in range(actions.shape[0]):
         i = bar[e]
         st = state[e]
+        rs = rstate[e]
         u = st[PS_UNITS]
-        tgt = target_units(actions[e], u, trade_units)
-        if tgt > max_units:
-            tgt = max_units
-        elif tgt < -max_units:
-            tgt = -max_units
-        if not can_open[i] and abs(tgt) > 0.0:  # market closed: reduce-only, as the daemon's risk engine
-            if u == 0.0 or (tgt > 0.0) != (u > 0.0):
-                tgt = 0.0
-            elif abs(tgt) > abs(u):
-                tgt = u
+        day = bar_ts[i] // NS_PER_DAY
+        if rs[RS_CAP_DAY] != day:
+            rs[RS_CAP_DAY] = day
+            rs[RS_ORDERS] = 0.0
+        tgt = _risk_target(rs, actions[e], u, trade_units, can_open[i], position_limit, order_cap, max_trades)
         order = tgt - u
         eq0 = equity(st, last_bid[i], last_ask[i], initial)
         if order != 0.0:
+            rs[RS_ORDERS] += 1.0
             j = close_idx[i]
             n, _rem = work_order(order, ts, bid, ask, accepted, j + 1, close_idx[i + 1], ts[j] + latency_ns,
                                  cap_units, slip, fill_idx, fill_units, fill_price, 0)
@@ -61,6 +93,21 @@ def _step(actions, bar, steps, session_len, state, feats, close_idx, can_open, t
         i1 = i + 1
         mark_bar(st, last_bid[i1], last_ask[i1], pip)
         eq1 = equity(st, last_bid[i1], last_ask[i1], initial)
+        # sessions (UTC days) open at the previous day's closing equity; tiers at every bar mark
+        day1 = bar_ts[i1] // NS_PER_DAY
+        if rs[RS_DAY] != day1:
+            rs[RS_DAY] = day1
+            rs[RS_OPEN] = eq0
+        old = int(rs[RS_TIER])
+        tier = drawdown_tier(eq1, rs[RS_OPEN], tiers[0], tiers[1], tiers[2], tiers[3])
+        rs[RS_TIER] = tier
+        if tier != old:
+            rs[RS_TIER_CHANGES] += 1.0
+        if tier >= FLATTEN and old < FLATTEN:
+            rs[RS_FORCED] = 1.0
+            rs[RS_HALTED] = 1.0
+        if rs[RS_HALTED] > 0.0:
+            rs[RS_HALTED_BARS] += 1.0
         r = (eq1 - eq0) / unit_pips
         steps[e] += 1
         bar[e] = i1
@@ -81,7 +128,7 @@ class VecTradingEnv:
     def __init__(self, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initial_equity: float,
                  num_envs: int, session_len: int, seed: int, reward_scale: float = 0.1,
                  first_bar: int | None = None, last_bar: int | None = None, auto_reset: bool = True,
-                 shaper=None) -> None:
+                 shaper=None, risk: RiskConfig | None = None) -> None:
         self.h, self.spec, self.ex = history, spec, ex
         self.num_envs, self.session_len = num_envs, session_len
         self.initial_equity, self.reward_scale = initial_equity, reward_scale
@@ -96,6 +143,15 @@ class VecTradingEnv:
         self.equity_pips = np.zeros(num_envs)
         self.rng = np.random.default_rng(seed)
         self.state = new_state(num_envs)
+        self.rstate = np.zeros((num_envs, RS_N))
+        # the daemon's limits (one instrument: the total limit applies to it alone)
+        risk = risk or RiskConfig()
+        lot = ex.lot_units
+        self.position_limit = min(risk.max_position_lots, risk.max_total_lots) * lot
+        self.order_cap = risk.max_order_lots * lot
+        self.max_trades = float(risk.max_trades_per_day)
+        self.tiers = np.asarray(risk.drawdown_tiers_pct, dtype=np.float64)
+        self._bar_ts = np.ascontiguousarray(history.bars["ts_ns"])
         self.bar = np.zeros(num_envs, dtype=np.int64)
         self.steps = np.zeros(num_envs, dtype=np.int64)
         self.obs = np.zeros((num_envs, self.obs_dim))
@@ -116,6 +172,11 @@ class VecTradingEnv:
         self.bar[idx] = starts
         self.steps[idx] = 0
         self.state[idx] = 0.0
+        self.rstate[idx] = 0.0
+        # a session opens flat at the initial equity on its first bar's day
+        self.rstate[idx, RS_DAY] = self._bar_ts[starts] // NS_PER_DAY
+        self.rstate[idx, RS_OPEN] = self.initial_equity
+        self.rstate[idx, RS_CAP_DAY] = -1.0
 
     def reset(self, starts: np.ndarray | None = None) -> np.ndarray:
         self._reset_envs(np.arange(self.num_envs), starts)
@@ -131,11 +192,12 @@ class VecTradingEnv:
         if self.shaper is not None:
             regime = h.regime[self.bar]
             maxdd_before = self.state[:, PS_MAXDD].copy()
-        _step(actions, self.bar, self.steps, self.session_len, self.state,
-              h.features, h.close_idx, h.can_open, ts, bid, ask, h.accepted, h.last_bid, h.last_ask, ex.pip,
-              ex.trade_units, ex.max_position_units, ex.commission_per_unit, ex.slippage, ex.latency_ns,
-              ex.cap_units, self.initial_equity, self.reward_scale, self.spec.n_market, self.obs,
-              self.reward, self.done, self.equity_pips, *self._fills)
+        _step(actions, self.bar, self.steps, self.session_len, self.state, self.rstate,
+              h.features, self._bar_ts, h.close_idx, h.can_open, ts, bid, ask, h.accepted, h.last_bid, h.last_ask,
+              ex.pip, ex.trade_units, self.position_limit, self.order_cap, self.max_trades, self.tiers,
+              ex.commission_per_unit, ex.slippage, ex.latency_ns, ex.cap_units, self.initial_equity,
+              self.reward_scale, self.spec.n_market, self.obs, self.reward, self.done, self.equity_pips,
+              *self._fills)
         if self.shaper is not None:
             dd_up = np.maximum(0.0, self.state[:, PS_MAXDD] - maxdd_before)
             self.reward[:] = self.shaper.shape(actions, self.reward, regime, dd_up, self.equity_pips, self.done)

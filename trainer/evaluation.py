@@ -5,32 +5,37 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.config import RiskConfig
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.metrics import PerformanceTracker
 from core.policy import ActorCritic
 from core.position import PS_REALIZED, PS_UNITS, equity
-from trainer.env import VecTradingEnv
+from trainer.env import RS_BLOCKED, RS_FLATTENS, RS_FORCED, RS_HALTED_BARS, RS_TIER_CHANGES, VecTradingEnv
 from trainer.history import MarketHistory
 
 
 def evaluate(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
              initial_equity: float, first_bar: int, last_bar: int | None = None,
-             actions: np.ndarray | None = None) -> tuple[dict[str, float], list[int]]:
+             actions: np.ndarray | None = None, risk: RiskConfig | None = None) -> tuple[dict[str, float], list[int]]:
     """Decide on bars first_bar..last_bar (greedy ``net`` or a fixed ``actions`` list)."""
-    tracker, taken = run_evaluation(net, history, spec, ex, initial_equity, first_bar, last_bar, actions)
+    tracker, taken = run_evaluation(net, history, spec, ex, initial_equity, first_bar, last_bar, actions, risk=risk)
     return tracker.summary(), taken
 
 
 def run_evaluation(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
                    initial_equity: float, first_bar: int, last_bar: int | None = None,
-                   actions: np.ndarray | None = None, record: bool = False) -> tuple[PerformanceTracker, list[int]]:
-    """As ``evaluate``, returning the tracker (equity curve when ``record``, trade list)."""
+                   actions: np.ndarray | None = None, record: bool = False,
+                   risk: RiskConfig | None = None) -> tuple[PerformanceTracker, list[int]]:
+    """As ``evaluate``, returning the tracker (equity curve when ``record``, trade list).
+    The daemon's risk rules apply (``risk``, default the shipped limits): on a bar where the
+    flatten tier closes the position nothing is decided, as in the daemon, and ``actions``
+    (one per decision) moves on only on bars that decide."""
     hi = len(history) - 2 if last_bar is None else last_bar
     first = max(first_bar, spec.window - 1)
     n = hi - first + 1
     env = VecTradingEnv(history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi,
-                        auto_reset=False)
+                        auto_reset=False, risk=risk)
     obs = env.reset(np.array([first]))
     tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit, record=record)
     taken: list[int] = []
@@ -40,15 +45,23 @@ def run_evaluation(net: ActorCritic | None, history: MarketHistory, spec: Featur
         tracker.on_bar(int(history.bars["ts_ns"][i]), st[PS_UNITS], st[PS_REALIZED],
                        equity(st, history.last_bid[i], history.last_ask[i], initial_equity))
 
+    k = 0
     with torch.inference_mode():
-        for k in range(n):
+        for _ in range(n):
             mark(int(env.bar[0]))
+            if env.rstate[0, RS_FORCED] > 0.0:  # the flatten tier: the env closes, nobody decides
+                obs, _, _ = env.step(np.array([0]))
+                continue
             if actions is not None:
                 a = int(actions[k]) if k < len(actions) else 0
             else:
                 a = int(torch.argmax(net.logits(torch.as_tensor(obs, dtype=torch.float32))[0]))
+            k += 1
             tracker.on_decision(a)
             taken.append(a)
             obs, _, _ = env.step(np.array([a]))
     mark(int(env.bar[0]))
+    rs = env.rstate[0]
+    tracker.risk = {"flattens": int(rs[RS_FLATTENS]), "blocked_intents": int(rs[RS_BLOCKED]),
+                    "halted_bars": int(rs[RS_HALTED_BARS]), "tier_changes": int(rs[RS_TIER_CHANGES])}
     return tracker, taken

@@ -53,8 +53,9 @@ class ShadowResult:
         return bool(self.days) and all(d.passed for d in self.days)
 
 
-def preflight(meta: CheckpointMeta, gates: GateConfig) -> tuple[bool, str]:
-    """The candidate must fit the daemon that will run it (its own config)."""
+def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool, str]:
+    """The candidate must fit the daemon that will run it (its own config), and it must have
+    been evaluated under that daemon's risk limits (``risk``: the trainer's [risk] section)."""
     from daemon.config import DaemonConfig
 
     dcfg = load_config(DaemonConfig, gates.daemon_config)
@@ -64,6 +65,10 @@ def preflight(meta: CheckpointMeta, gates: GateConfig) -> tuple[bool, str]:
                          action_space=ACTION_NAMES, **dcfg.market_identity())
     except CheckpointMismatch as e:
         return False, f"{e} (daemon config {gates.daemon_config})"
+    if risk is not None and risk != dcfg.risk:
+        mine, theirs = risk.model_dump(), dcfg.risk.model_dump()
+        diff = "; ".join(f"risk.{k}: trainer {mine[k]} vs daemon {theirs[k]}" for k in mine if mine[k] != theirs[k])
+        return False, f"evaluated under other risk limits than {gates.daemon_config}'s: {diff}"
     return True, f"matches {gates.daemon_config}: spec {spec.hash}, obs ({spec.obs_dim},), {len(ACTION_NAMES)} actions"
 
 

@@ -48,7 +48,8 @@ def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
                         seed=seed, first_bar=0, last_bar=d.split - 2, reward_scale=cfg.ppo.reward_scale, shaper=shaper)
     learner = PPOLearner(env, cfg.ppo, seed, planned_steps=steps)
     learner.learn(steps)
-    m, _ = evaluate(learner.agent, d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.gate_first - 2)
+    m, _ = evaluate(learner.agent, d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.gate_first - 2,
+                    risk=cfg.risk)
     return {"sharpe": m["sharpe"], "pnl_pct": m["pnl_pct"], "max_drawdown_pct": m["max_drawdown_pct"],
             "trades": m["trades"], "hold_rate": m["hold_rate"], "steps": learner.global_step}
 

@@ -60,6 +60,7 @@ def validate_checkpoint(cfg: TrainerConfig, sha_or_path: str, rng: DateRange, dr
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
     last = len(hist) - 2
-    tracker, _ = run_evaluation(net, hist, spec, ex, cfg.account.initial_equity, 0, last)
-    cmp = compare(hist, spec, ex, cfg.account.initial_equity, 0, last, tracker, draws=draws, seed=cfg.train.seed)
+    tracker, _ = run_evaluation(net, hist, spec, ex, cfg.account.initial_equity, 0, last, risk=cfg.risk)
+    cmp = compare(hist, spec, ex, cfg.account.initial_equity, 0, last, tracker, draws=draws, seed=cfg.train.seed,
+                  risk=cfg.risk)
     return Validation(ck.sha, rng, ck.meta.data_range or "unknown", overlaps, cmp)

@@ -123,12 +123,13 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     state = trained.states[best.cycle]
     net = ppo_from_tensors(state, spec.obs_dim, cfg.ppo.hidden)
     eq0 = cfg.account.initial_equity
-    is_tr, _ = run_evaluation(net, history, spec, data.ex, eq0, 0, data.split - 2)
+    is_tr, _ = run_evaluation(net, history, spec, data.ex, eq0, 0, data.split - 2, risk=cfg.risk)
 
     test_hist, first = load_window(cfg, spec, b, c, raw=raw)
     last = len(test_hist) - 2
-    oos, _ = run_evaluation(net, test_hist, spec, data.ex, eq0, first, last, record=True)
-    cmp = compare(test_hist, spec, data.ex, eq0, first, last, oos, draws=draws, seed=cfg.train.seed + fold.index)
+    oos, _ = run_evaluation(net, test_hist, spec, data.ex, eq0, first, last, record=True, risk=cfg.risk)
+    cmp = compare(test_hist, spec, data.ex, eq0, first, last, oos, draws=draws, seed=cfg.train.seed + fold.index,
+                  risk=cfg.risk)
     summaries = {"policy": oos.summary(), **cmp.baselines}
     return {
         "fold": fold.index, "train_start": str(fold.train_start), "test_start": str(fold.test_start),

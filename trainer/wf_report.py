@@ -49,7 +49,7 @@ def verdict_lines(wf) -> list[str]:
 
 def fold_table(wf) -> list[str]:
     L = ["| fold | train | test | cycles | IS ann. % | OOS % | B&H % | SMA % | flat % | trades | hold rate | "
-         "beat random |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "beat random | risk: flattens / blocked / bars halted |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in wf.folds:
         s, ins = f["summaries"], f["in_sample"]
         ann = ins["pnl_pct"] * 365.25 / max(ins["calendar_days"], 1.0)
@@ -58,7 +58,9 @@ def fold_table(wf) -> list[str]:
                  f"{f['cycles']} (best {f['best_cycle']}) | {ann:+.1f} | {s['policy']['pnl_pct']:+.2f} | "
                  f"{s['buy_and_hold']['pnl_pct']:+.2f} | {s['sma_cross']['pnl_pct']:+.2f} | {s['flat']['pnl_pct']:+.2f} | "
                  f"{s['policy']['trades']}{flag} | {s['policy']['hold_rate']:.2f} | "
-                 f"{'-' if math.isnan(f['beat_random_share']) else format(f['beat_random_share'], '.0%')} |")
+                 f"{'-' if math.isnan(f['beat_random_share']) else format(f['beat_random_share'], '.0%')} | "
+                 f"{s['policy'].get('flattens', 0)} / {s['policy'].get('blocked_intents', 0)} / "
+                 f"{s['policy'].get('halted_bars', 0)} |")
     return L
 
 

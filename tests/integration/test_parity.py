@@ -16,24 +16,25 @@ from daemon.risk import RiskConfig, RiskEngine
 from daemon.slot import Slot
 from daemon.store import Store
 from tests.helpers import EURUSD, tiny_checkpoint
-from trainer.env import VecTradingEnv
+from trainer.env import RS_FORCED, VecTradingEnv
 from trainer.evaluation import evaluate
 from trainer.history import history_from_bars
 
 N_BARS = 420
-# Drawdown tiers protect the account in the daemon; the training env does not model them
-# (random actions on 1.4 lots do reach 2 % intraday). Parity is checked with them out of reach.
+# Tiers out of reach: parity of observations, fills and PnL on their own
 NO_TIERS = RiskConfig(drawdown_tiers_pct=(90.0, 91.0, 92.0, 93.0))
+# Tiers a random policy reaches on hourly EUR/USD within a few days: warn, halve, stop, flatten
+LOW_TIERS = RiskConfig(drawdown_tiers_pct=(0.05, 0.1, 0.15, 0.2))
 
 
-def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes):
+def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes, risk_cfg=NO_TIERS):
     ticks = bars_to_ticks(bars, cfg.bars.period_ns, cfg.data.bars_side,
                           cfg.data.modelled_spread_pips * cfg.instrument.pip_size)
 
     async def go():
         store = await Store.open(db)
         slot = Slot("r", "EUR_USD", spec, cfg.bars.price, cfg.bars.period_ns, ex, 100_000.0, policy,
-                    PaperBroker(ex), RiskEngine(NO_TIERS, cfg.instrument.lot_units, 60), store,
+                    PaperBroker(ex), RiskEngine(risk_cfg, cfg.instrument.lot_units, 60), store,
                     market=cfg.instrument.market)
         pos, k = 0, 0
         while pos < len(ticks):
@@ -54,20 +55,27 @@ def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes):
     return asyncio.run(go())
 
 
-def run_env(cfg, spec, ex, bars, actions):
+def run_env(cfg, spec, ex, bars, actions, risk_cfg=NO_TIERS):
+    """The env over the same bars; like the daemon, it takes no decision on a bar where the
+    flatten tier closes the position, and the scripted actions move on only on decisions."""
     hist = history_from_bars(bars, cfg, spec)
     n = len(hist) - 2 - (spec.window - 1) + 1
-    env = VecTradingEnv(hist, spec, ex, 100_000.0, 1, n, seed=0, auto_reset=False)
+    env = VecTradingEnv(hist, spec, ex, 100_000.0, 1, n, seed=0, auto_reset=False, risk=risk_cfg)
     obs = env.reset(np.array([spec.window - 1])).copy()
-    observations, states = [obs[0].copy()], []
-    for a in actions[:n]:
+    observations, states = [], []
+    k = 0
+    for _ in range(n):
+        if env.rstate[0, RS_FORCED]:
+            a = 0
+        else:
+            observations.append(obs[0].copy())
+            a, k = actions[k], k + 1
         obs, _, _ = env.step(np.array([a]))
-        observations.append(obs[0].copy())
         i = env.bar[0]
         st = env.state[0]
         states.append((st[PS_UNITS], st[PS_AVG], st[PS_REALIZED],
                        equity(st, hist.last_bid[i], hist.last_ask[i], 100_000.0)))
-    return hist, observations[:n], states
+    return hist, observations, states
 
 
 @pytest.mark.parametrize("liquidity, latency_ms", [(5.0, 250.0), (0.3, 250.0), (0.7, 20 * 60 * 1000.0)])
@@ -90,9 +98,11 @@ def test_parity_observations_fills_and_pnl(tmp_path, market_cfg, spec, liquidity
     assert len(daemon_states) == len(env_states)
     assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
     # the same summary through the trainer's evaluation
-    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions))
+    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=NO_TIERS)
+    risk = {k: env_summary.pop(k) for k in RISK_KEYS}
     assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)
     assert env_summary["trades"] > 20
+    assert risk["flattens"] == risk["halted_bars"] == 0
     if liquidity < 1.0:  # partial fills really happened: more fills than orders
         assert len(fills) > slot.counters.orders
 
@@ -126,3 +136,37 @@ def test_no_look_ahead_through_the_daemon(tmp_path, market_cfg, spec):
         assert np.array_equal(o1, o2) and a1 == a2
     assert any(not np.array_equal(o1, o2) for (o1, _), (o2, _) in zip(p1.log[k + 1 :], p2.log[k + 1 :]))
     assert len({a for _, (a, _) in p1.log}) > 1
+
+
+RISK_KEYS = ("flattens", "blocked_intents", "halted_bars", "tier_changes")
+
+
+def test_parity_includes_the_risk_engine_when_the_flatten_tier_fires(tmp_path, market_cfg, spec):
+    """Issue 10 §5: the env applies the daemon's drawdown tiers (halve size, stop opening,
+    flatten + halt), caps and blocked intents (core.risk_rules). A replay in which the flatten
+    tier fires is identical in both: decisions, fills, positions, equity, the summary, and the
+    risk counts. (One whole-replay batch: the daemon's extra check at each batch's last quote
+    then falls after the last bar.)"""
+    ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
+    bars = load_bars(EURUSD)[0][:N_BARS]
+    actions = np.random.default_rng(11).integers(0, 4, size=N_BARS).tolist()
+    policy = ScriptedPolicy(actions)
+    slot, rows, _ = run_slot(market_cfg, spec, ex, bars, policy, tmp_path / "r.db", [10**9], LOW_TIERS)
+    hist, env_obs, env_states = run_env(market_cfg, spec, ex, bars, actions, LOW_TIERS)
+
+    events = slot.counters.risk_events
+    assert events.get("flatten", 0) >= 1 and slot.risk.state.halted  # the flatten tier fired and halted
+    assert events.get("tier_halve_size", 0) >= 1 and events.get("stop_opening", 0) + events.get("halted", 0) >= 1
+    assert len(policy.observations) == len(env_obs) < N_BARS - spec.window  # no decision on the flatten bar
+    assert np.max(np.abs(np.array(policy.observations) - np.array(env_obs))) <= 1e-12
+    daemon_states = [tuple(r[1:]) for r in rows[1:]]
+    assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
+    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=LOW_TIERS)
+    risk = {k: env_summary.pop(k) for k in RISK_KEYS}
+    assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)
+    assert risk["flattens"] == events["flatten"]
+    assert risk["blocked_intents"] == slot.counters.blocked_intents > 0
+    assert risk["halted_bars"] > 0
+    # and without the tiers the same actions trade on: the risk engine changed the outcome
+    free, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=NO_TIERS)
+    assert free["trades"] > env_summary["trades"]

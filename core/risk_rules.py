@@ -1,0 +1,70 @@
+"""Risk rules shared by the daemon's RiskEngine (daemon.risk) and the trainer's environment
+(trainer.env), so a policy is trained and evaluated under the limits it trades with.
+
+- Drawdown tiers on intraday equity against the session's opening equity (the previous
+  UTC day's closing equity): warn, halve size, stop opening, flatten. The flatten tier closes
+  the position at once (no decision on that bar) and latches a halt: no new positions until an
+  operator resumes (the env: until the session ends).
+- Blocked orders may still reduce: a reversal becomes a close, an enlargement keeps the
+  position as it is.
+- Limits: the position is clamped to the position limit, the order to the order cap; at most
+  ``max_trades_per_day`` orders a UTC day open or enlarge a position.
+
+The env checks the tiers at every bar close. The daemon also checks them at the last quote
+of every batch of quotes (every quote, live): protection between bar closes the env does not
+model, so a replay matches the env exactly when no batch ends inside a bar where a tier is
+crossed first (one whole-replay batch, or bar-aligned batches).
+"""
+
+from __future__ import annotations
+
+import numba
+
+TIER_NAMES = ("normal", "warn", "halve_size", "stop_opening", "flatten")
+WARN, HALVE_SIZE, STOP_OPENING, FLATTEN = 1, 2, 3, 4
+
+
+@numba.njit(cache=True)
+def drawdown_tier(equity: float, session_open: float, t_warn: float, t_halve: float, t_stop: float,
+                  t_flatten: float) -> int:
+    """Tier from the intraday drawdown in % of the session's opening equity (1.8 % is
+    1.7999... in floats: a tolerance of 1e-9 %)."""
+    dd = (session_open - equity) / session_open * 100.0
+    if dd < 0.0:
+        dd = 0.0
+    tier = 0
+    for t in (t_warn, t_halve, t_stop, t_flatten):
+        if dd + 1e-9 >= t:
+            tier += 1
+    return tier
+
+
+@numba.njit(cache=True)
+def size_factor(tier: int) -> float:
+    return 0.5 if tier >= HALVE_SIZE else 1.0
+
+
+@numba.njit(cache=True)
+def reduce_only(current: float, target: float) -> float:
+    """The target allowed when opening is blocked: a close for a reversal or a new position,
+    the current position for an enlargement, the target itself when it reduces."""
+    if current == 0.0 or (target > 0.0) != (current > 0.0) or target == 0.0:
+        return 0.0
+    if abs(target) > abs(current):
+        return current
+    return target
+
+
+@numba.njit(cache=True)
+def clamp_target(current: float, target: float, position_limit: float, order_cap: float) -> float:
+    """The position limit on the target, then the order cap on the order, for an opening order."""
+    if target > position_limit:
+        target = position_limit
+    elif target < -position_limit:
+        target = -position_limit
+    order = target - current
+    if order > order_cap:
+        order = order_cap
+    elif order < -order_cap:
+        order = -order_cap
+    return current + order
