@@ -16,6 +16,8 @@ same numbers for the same run. Memory is bounded by the number of trades and day
 - ``calendar_days``: first to last bar, for annualising (not the days that have bars)
 - risk (the trainer's env, core.risk_rules): flatten-tier closes, intents blocked or cut, bars
   spent halted
+- exposure: the share of bars closed long and short (a model long on nearly every bar is
+  buy-and-hold in disguise, whatever its hold rate)
 - hold rate (share of HOLD decisions), trades (round trips closed) and trades per day,
   entries (positions opened, reversals included) and the position still open at the end
 """
@@ -61,6 +63,8 @@ class PerformanceTracker:
     record: bool = False  # keep (ts, equity) per bar for plots (evaluation only)
     curve_ts: list[int] = field(default_factory=list)
     risk: dict = field(default_factory=dict)  # the trainer's env: flattens, blocked intents, halted bars
+    long_bars: int = 0  # bars that closed with a long / short position (exposure, bias)
+    short_bars: int = 0
     curve_equity: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -97,6 +101,8 @@ class PerformanceTracker:
             self._side = side
             self.entries += side != 0.0
         self._units = units
+        self.long_bars += units > 0.0
+        self.short_bars += units < 0.0
         if self.record:
             self.curve_ts.append(ts_ns)
             self.curve_equity.append(equity)
@@ -162,6 +168,8 @@ class PerformanceTracker:
             "days": self._days_seen,
             "calendar_days": self.calendar_days,
             "open_trade_marked": int(self._side != 0.0),
+            "long_pct": 100.0 * self.long_bars / self.bars if self.bars else 0.0,
+            "short_pct": 100.0 * self.short_bars / self.bars if self.bars else 0.0,
             **self.risk,
         }
 
@@ -178,6 +186,7 @@ SUMMARY_ROWS = (
     ("sortino", "Sortino", "{:+.2f}"), ("sqn", "SQN", "{:+.2f}"), ("win_rate", "win rate", "{:.1%}"),
     ("profit_factor", "profit factor", "{:.2f}"), ("expectancy_pips", "expectancy (pips)", "{:+.2f}"),
     ("hold_rate", "hold rate", "{:.1%}"), ("trades_per_day", "trades/day", "{:.2f}"),
+    ("long_pct", "bars long (%)", "{:.1f}"), ("short_pct", "bars short (%)", "{:.1f}"),
     ("flattens", "risk: flatten tier", "{:.0f}"), ("blocked_intents", "risk: intents blocked/cut", "{:.0f}"),
     ("halted_bars", "risk: bars halted", "{:.0f}"),
 )

@@ -13,6 +13,25 @@ from core.metrics import QUALITY_KEYS, too_few_trades
 from trainer.config import TrainerConfig
 
 
+def save_figure(fig, files: dict[str, Path], out: Path, name: str) -> None:
+    """Lay out, write ``out/name.png``, register it under ``name`` and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    files[name] = out / f"{name}.png"
+    fig.savefig(files[name], dpi=90)
+    plt.close(fig)
+
+
+def write_html(md: str, files: dict[str, Path], title: str, path: Path) -> None:
+    """The Markdown as preformatted text, then every plot embedded as a data: URI."""
+    imgs = "".join(
+        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"/>'
+        for name, p in files.items())
+    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>Stairway " + html.escape(title) +
+                    "</title></head><body><pre>" + html.escape(md) + "</pre>" + imgs + "</body></html>\n")
+
+
 def _plots(run, out: Path) -> dict[str, Path]:
     import matplotlib
 
@@ -34,10 +53,7 @@ def _plots(run, out: Path) -> dict[str, Path]:
     ax1.set_title(f"candidate {run.candidate[:12]}: equity (costs on)")
     ax2.set_ylabel("drawdown %")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    files["equity"] = out / "equity.png"
-    fig.savefig(files["equity"], dpi=90)
-    plt.close(fig)
+    save_figure(fig, files, out, "equity")
 
     fig, ax = plt.subplots(figsize=(9, 3))
     c = [r.cycle for r in run.cycles]
@@ -49,10 +65,7 @@ def _plots(run, out: Path) -> dict[str, Path]:
     ax2.plot(c, [r.metrics["hold_rate"] for r in run.cycles], "b-", marker="x", label="hold rate")
     ax2.set_ylim(0, 1)
     ax2.legend(loc="upper right")
-    fig.tight_layout()
-    files["cycles"] = out / "cycles.png"
-    fig.savefig(files["cycles"], dpi=90)
-    plt.close(fig)
+    save_figure(fig, files, out, "cycles")
 
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.hist(run.monte_carlo.car_pct, bins=50, color="tab:blue", alpha=0.8)
@@ -60,10 +73,7 @@ def _plots(run, out: Path) -> dict[str, Path]:
     ax.set_xlabel(f"compound annual return % ({run.monte_carlo.resamples} bootstrap resamples of "
                   f"{run.monte_carlo.trades} validation trades)")
     ax.legend()
-    fig.tight_layout()
-    files["montecarlo"] = out / "montecarlo.png"
-    fig.savefig(files["montecarlo"], dpi=90)
-    plt.close(fig)
+    save_figure(fig, files, out, "montecarlo")
     return files
 
 
@@ -108,8 +118,8 @@ def _markdown(run, cfg: TrainerConfig) -> str:
                  f"{w['sharpe']:+.2f} |")
     L += ["", "## Candidate metrics", "", "| metric | in-sample | validation |", "|---|---|---|"]
     for k in ("pnl_pct", "pnl_pips", "max_drawdown_pct", "sharpe", "sortino", "sqn", "trades", "entries",
-              "win_rate", "profit_factor", "hold_rate", "trades_per_day"):
-        cells = [(too_few_trades(s) if k in QUALITY_KEYS else None) or f"{s[k]:.4g}"
+              "win_rate", "profit_factor", "hold_rate", "trades_per_day", "flattens", "blocked_intents", "halted_bars"):
+        cells = [(too_few_trades(s) if k in QUALITY_KEYS else None) or f"{s.get(k, 0):.4g}"
                  for s in (run.in_sample, run.validation)]
         L.append(f"| {k} | {cells[0]} | {cells[1]} |")
     if run.baselines is not None:
@@ -130,13 +140,5 @@ def write_report(run, cfg: TrainerConfig) -> Path:
     md = _markdown(run, cfg)
     (out / "report.md").write_text(md)
     files = _plots(run, out)
-    body = []
-    for line in md.splitlines():
-        body.append(f"<p>{html.escape(line)}</p>" if line and not line.startswith("|") else html.escape(line))
-    imgs = "".join(
-        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"/>'
-        for name, p in files.items())
-    (out / "report.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>Stairway " + html.escape(run.run_id) +
-        "</title></head><body><pre>" + html.escape(md) + "</pre>" + imgs + "</body></html>\n")
+    write_html(md, files, run.run_id, out / "report.html")
     return out / "report.html"

@@ -45,7 +45,8 @@ def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     d = prepare_data(cfg)
     shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
     env = VecTradingEnv(d.history, d.spec, d.ex, cfg.account.initial_equity, cfg.ppo.num_envs, d.session_len,
-                        seed=seed, first_bar=0, last_bar=d.split - 2, reward_scale=cfg.ppo.reward_scale, shaper=shaper)
+                        seed=seed, first_bar=0, last_bar=d.split - 2, reward_scale=cfg.ppo.reward_scale, shaper=shaper,
+                        risk=cfg.risk)
     learner = PPOLearner(env, cfg.ppo, seed, planned_steps=steps)
     learner.learn(steps)
     m, _ = evaluate(learner.agent, d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.gate_first - 2,
@@ -57,10 +58,10 @@ def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
 def run_sweep(cfg: TrainerConfig, trials: int, steps: int, ray_address: str | None = None,
               out_dir: Path | None = None) -> dict:
     try:
-        import ray
         from ray import tune
     except ImportError:
         raise ConfigError("the sweep needs Ray Tune: pip install -c constraints.txt '.[sweep]'") from None
+    from trainer.ray_setup import ray_session
     space = {
         "fast_gain": tune.uniform(0.05, 0.5),
         "base_hold_bonus": tune.loguniform(1e-3, 1e-1),
@@ -86,11 +87,7 @@ def run_sweep(cfg: TrainerConfig, trials: int, steps: int, ray_address: str | No
     sweep_id = time.strftime("sweep-%Y%m%dT%H%M%S", time.gmtime())
     out = (out_dir or cfg.train.reports_dir) / sweep_id
     out.mkdir(parents=True, exist_ok=True)
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
-                 **({} if ray_address else {"num_cpus": 2}))
-    try:
+    with ray_session(ray_address, 2, "the sweep"):
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}), param_space=space,
             tune_config=tune.TuneConfig(num_samples=trials, metric="sharpe", mode="max",
@@ -98,9 +95,6 @@ def run_sweep(cfg: TrainerConfig, trials: int, steps: int, ray_address: str | No
             run_config=tune.RunConfig(name=sweep_id, storage_path=str((out / "ray").resolve()), verbose=0),
         )
         grid = tuner.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
     rows = []
     for r in grid:
         if r.error:

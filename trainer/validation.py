@@ -1,6 +1,6 @@
 """Out-of-sample evaluation of one existing checkpoint (`stairway validate --checkpoint`):
 the policy over a date range it was not trained on, next to its baselines, with intervals.
-No retraining; the walk-forward with retraining is not built yet."""
+No retraining (the walk-forward with retraining is trainer.walk_forward)."""
 
 from __future__ import annotations
 

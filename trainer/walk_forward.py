@@ -95,7 +95,7 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     task runs it as it is."""
     from safetensors.torch import save as st_save
 
-    from core.bar_files import load_period_bars, select_range
+    from core.bar_files import load_period_bars, select_range, span_text
     from core.features import FeatureSpec
     from core.policy import ppo_from_tensors
     from trainer.baselines import compare
@@ -115,7 +115,8 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     train_raw = select_range(raw, a, b)  # nothing at or after the test window's start
     if len(train_raw) < spec.window + 3:
         raise ConfigError(f"fold {fold.index}: {fold.train_start} .. {fold.test_start} holds {len(train_raw)} bars "
-                          f"of {cfg.data.bars_csv}; the features need {spec.window} to warm up")
+                          f"of {cfg.data.bars_csv} (it spans {span_text(raw)}); the features need {spec.window} to "
+                          "warm up")
     history = history_from_bars(train_raw, cfg, spec)
     data = split_history(cfg, spec, history, [], shadow_tail=False)
     trained = train_cycles(cfg, data)
@@ -189,7 +190,10 @@ def _stitch(folds: list[dict], initial_equity: float, mc_resamples: int, seed: i
         else:
             mdd = float("nan")
         sd = daily.std()
-        stitched[n] = {"total_return_pct": pnl, "sharpe": float(daily.mean() / sd * np.sqrt(252)) if sd > 1e-15 else 0.0,
+        bars = sum(f["summaries"][n]["bars"] for f in folds)
+        exposure = {k: sum(f["summaries"][n].get(k, 0.0) * f["summaries"][n]["bars"] for f in folds) / max(bars, 1)
+                    for k in ("long_pct", "short_pct")}
+        stitched[n] = {**exposure, "total_return_pct": pnl, "sharpe": float(daily.mean() / sd * np.sqrt(252)) if sd > 1e-15 else 0.0,
                        "max_drawdown_pct": mdd, "days": len(daily),
                        "trades": int(sum(f["summaries"][n]["trades"] for f in folds)),
                        "intervals": block_bootstrap(daily, seed=seed)}
@@ -239,19 +243,8 @@ def run_walk_forward(cfg: TrainerConfig, rng: DateRange, folds: int, scheme: str
 
 
 def _run_on_ray(cfg_json: dict, plan: list[Fold], draws: int, address: str, workers: int) -> list[dict]:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--ray-address needs Ray: pip install -c constraints.txt '.[sweep]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address == "local":
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
+    from trainer.ray_setup import ray_session
+
+    with ray_session(address, workers, "--ray-address") as ray:
         task = ray.remote(num_cpus=1)(run_fold)
         return ray.get([task.remote(cfg_json, f.to_json(), draws) for f in plan])
-    finally:
-        if started_here:
-            ray.shutdown()

@@ -3,9 +3,7 @@ and each fold's weights (fold-K.safetensors), from a trainer.walk_forward.WalkFo
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import json
 import math
 import time
@@ -14,21 +12,23 @@ from pathlib import Path
 import numpy as np
 
 from core.metrics import MIN_TRADES_FOR_QUALITY
+from trainer.report import save_figure, write_html
 
 ORDER = ("policy", "flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_long_flat")
 
 
 def stitched_table(wf) -> list[str]:
     """Markdown table: every strategy over all test windows, with 90 % block-bootstrap intervals."""
-    L = ["| strategy | return % | 90 % interval | Sharpe | 90 % interval | max DD % | trades |",
-         "|---|---|---|---|---|---|---|"]
+    L = ["| strategy | return % | 90 % interval | Sharpe | 90 % interval | max DD % | trades | bars long / short % |",
+         "|---|---|---|---|---|---|---|---|"]
     for n in ORDER:
         s = wf.stitched.get(n)
         if s is None:
             continue
         r, sh = s["intervals"]["total_return_pct"], s["intervals"]["sharpe"]
         L.append(f"| {n} | {s['total_return_pct']:+.2f} | [{r[0]:+.2f}, {r[1]:+.2f}] | {s['sharpe']:+.2f} | "
-                 f"[{sh[0]:+.2f}, {sh[1]:+.2f}] | {s['max_drawdown_pct']:.2f} | {s['trades']} |")
+                 f"[{sh[0]:+.2f}, {sh[1]:+.2f}] | {s['max_drawdown_pct']:.2f} | {s['trades']} | "
+                 f"{s['long_pct']:.0f} / {s['short_pct']:.0f} |")
     return L
 
 
@@ -49,7 +49,8 @@ def verdict_lines(wf) -> list[str]:
 
 def fold_table(wf) -> list[str]:
     L = ["| fold | train | test | cycles | IS ann. % | OOS % | B&H % | SMA % | flat % | trades | hold rate | "
-         "beat random | risk: flattens / blocked / bars halted |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "long / short % | beat random | risk: flattens / blocked / bars halted |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in wf.folds:
         s, ins = f["summaries"], f["in_sample"]
         ann = ins["pnl_pct"] * 365.25 / max(ins["calendar_days"], 1.0)
@@ -58,6 +59,7 @@ def fold_table(wf) -> list[str]:
                  f"{f['cycles']} (best {f['best_cycle']}) | {ann:+.1f} | {s['policy']['pnl_pct']:+.2f} | "
                  f"{s['buy_and_hold']['pnl_pct']:+.2f} | {s['sma_cross']['pnl_pct']:+.2f} | {s['flat']['pnl_pct']:+.2f} | "
                  f"{s['policy']['trades']}{flag} | {s['policy']['hold_rate']:.2f} | "
+                 f"{s['policy']['long_pct']:.0f} / {s['policy']['short_pct']:.0f} | "
                  f"{'-' if math.isnan(f['beat_random_share']) else format(f['beat_random_share'], '.0%')} | "
                  f"{s['policy'].get('flattens', 0)} / {s['policy'].get('blocked_intents', 0)} / "
                  f"{s['policy'].get('halted_bars', 0)} |")
@@ -97,10 +99,7 @@ def _plots(wf, out: Path) -> dict[str, Path]:
     ax.legend()
     ax.set_title("walk-forward: out-of-sample equity of all folds")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    files["stitched"] = out / "stitched.png"
-    fig.savefig(files["stitched"], dpi=90)
-    plt.close(fig)
+    save_figure(fig, files, out, "stitched")
 
     fig, ax = plt.subplots(figsize=(9, 3))
     k = np.arange(len(wf.folds))
@@ -110,10 +109,7 @@ def _plots(wf, out: Path) -> dict[str, Path]:
     ax.set_xlabel("fold")
     ax.set_ylabel("OOS return %")
     ax.legend()
-    fig.tight_layout()
-    files["folds"] = out / "folds.png"
-    fig.savefig(files["folds"], dpi=90)
-    plt.close(fig)
+    save_figure(fig, files, out, "folds")
     return files
 
 
@@ -125,13 +121,7 @@ def write_wf_report(wf, cfg, out_dir: Path | None = None) -> Path:
         (out / f"fold-{f['fold']}.safetensors").write_bytes(f["weights"])
     md = _markdown(wf, cfg, wf_id)
     (out / "report.md").write_text(md)
-    files = _plots(wf, out)
-    imgs = "".join(
-        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"/>'
-        for name, p in files.items())
-    (out / "report.html").write_text("<!doctype html><html><head><meta charset='utf-8'><title>Stairway " + wf_id +
-                                     "</title></head><body><pre>" + html.escape(md) + "</pre>" + imgs +
-                                     "</body></html>\n")
+    write_html(md, _plots(wf, out), wf_id, out / "report.html")
     keep = ("fold", "train_start", "test_start", "test_end", "train_bars", "test_bars", "cycles", "best_cycle",
             "steps", "in_sample", "summaries", "intervals", "beat_random_share", "wall_s")
     doc = {"scheme": wf.scheme, "wall_s": wf.wall_s, "workers": wf.workers, "efficiency": wf.efficiency,

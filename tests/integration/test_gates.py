@@ -191,3 +191,24 @@ def test_shadow_gate_refuses_a_bar_file_of_another_period(tmp_path):
 
     with pytest.raises(DataError, match="bars are 30-minute but the config says bars.period_minutes = 60"):
         shadow_ticks(cfg, FeatureSpec.from_config(cfg), cfg.gates, end_ns=1 << 62)
+
+
+def test_preflight_refuses_a_candidate_evaluated_under_other_risk_limits(tmp_path):
+    """Issue 10 §5: the trainer's env applies its [risk] section; a candidate evaluated under
+    limits other than the daemon's would be judged on a game it will not play."""
+    from core.checkpoint import CheckpointMeta
+    from core.config import RiskConfig
+    from core.types import ACTION_NAMES
+    from trainer.gates import preflight
+
+    cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml")
+    spec = FeatureSpec.from_config(cfg)
+    meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 64,
+                          **cfg.market_identity())
+    ok, why = preflight(meta, cfg.gates, cfg.risk)
+    assert ok, why
+    loose = RiskConfig(drawdown_tiers_pct=(5.0, 6.0, 7.0, 8.0), max_trades_per_day=500)
+    ok, why = preflight(meta, cfg.gates, loose)
+    assert not ok
+    assert "risk.drawdown_tiers_pct: trainer (5.0, 6.0, 7.0, 8.0) vs daemon (1.5, 1.8, 2.0, 2.5)" in why
+    assert "risk.max_trades_per_day: trainer 500 vs daemon 50" in why

@@ -139,3 +139,8 @@ def test_cli_walk_forward_and_argument_errors(tmp_path, monkeypatch, capsys):
     assert "give --checkpoint SHA or --folds N" in capsys.readouterr().err
     assert main(["validate", "--range", "2017-03-01..2017-08-01", "--folds", "2", "--checkpoint", "abcdef"]) == 2
     assert "not both" in capsys.readouterr().err
+    # a range outside the file: one line naming the fold, its window and the file
+    assert main(["validate", "--range", "2015-01-01..2015-12-30", "--folds", "3", "--draws", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "fold 0: 2015-01-01 .. 2015-07-02 holds 0 bars of" in err and "FOREX_EURUSD_1H_ASK.csv (it spans 2017" in err
