@@ -41,6 +41,10 @@ def verdict_lines(wf) -> list[str]:
            f"walk-forward efficiency {wf.efficiency:.2f} (mean annualised OOS / in-sample return)",
            (f"too few trades ({pol['trades']}) for CAR25/DD95" if few else
             f"Monte Carlo on {wf.trades} stitched OOS trades: CAR25 {wf.car25_pct:+.2f} %, DD95 {wf.dd95_pct:.2f} %")]
+    drift = (pol["long_pct"] - pol["short_pct"]) / 100.0 * wf.stitched["buy_and_hold"]["total_return_pct"]
+    out.append(f"net exposure {pol['long_pct'] - pol['short_pct']:+.0f} % of bars x buy-and-hold's "
+               f"{wf.stitched['buy_and_hold']['total_return_pct']:+.2f} % = {drift:+.2f} % explained by the drift alone; "
+               f"the policy's return beyond that: {pol['total_return_pct'] - drift:+.2f} %")
     if q is not None:
         out.append(f"random entries ({len(wf.random_pnl_pct)} draws per fold, summed over folds): return 5/50/95 % = "
                    f"{q[0]:+.2f} / {q[1]:+.2f} / {q[2]:+.2f} %; the policy beat {wf.beat_random_share:.0%} of them")
