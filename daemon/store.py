@@ -189,8 +189,12 @@ class Store:
         Safe to call from several tasks: flushes are serialised, and rows added while one is
         being written wait for the next one (they are never cleared unwritten). A caller
         cancelled mid-flush (the feed task at shutdown) does not cut the transaction short:
-        it finishes, shielded, and the next flush finds no transaction open."""
-        if not any(self.pending.values()):
+        it finishes, shielded, and the next flush finds no transaction open.
+
+        Returns only when every row added before the call is committed: rows another task's
+        flush has taken but not committed yet are waited for (the order router's write-ahead
+        depends on it: an intent must be on disk before the broker hears of it)."""
+        if not any(self.pending.values()) and not self._lock.locked():
             return 0
         return await asyncio.shield(self._flush())
 

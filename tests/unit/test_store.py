@@ -89,3 +89,29 @@ def test_a_flush_cancelled_mid_transaction_still_commits_and_the_next_one_works(
         return n
 
     assert asyncio.run(go()) == 20_001
+
+
+def test_flush_waits_for_rows_another_flush_is_still_writing(tmp_path):
+    """Write-ahead: the order router's ``await store.flush()`` must not return while its
+    journal row sits in a transaction another task (the periodic flusher) has begun but not
+    committed; it used to return at once (nothing pending) and the order went out first, so a
+    kill -9 in that window lost the journal row (found by the fault matrix's
+    kill-9-between-send-and-acknowledgement case, 1 run in 3)."""
+
+    async def go():
+        store = await Store.open(tmp_path / "w.db")
+        await store.start_run("r", 0, "test", "sha", "{}")
+        for i in range(20_000):
+            store.event("r", i, "tick")
+        other = asyncio.create_task(store.flush())  # the periodic flusher takes every row
+        while not store._lock.locked():
+            await asyncio.sleep(0)
+        assert not any(store.pending.values())  # nothing left pending for the second caller
+        await store.flush()  # the sender's write-ahead flush
+        with sqlite3.connect(tmp_path / "w.db") as c:  # another process's view of the file
+            on_disk = c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        await other
+        await store.close()
+        return on_disk
+
+    assert run(go()) == 20_000
