@@ -83,6 +83,8 @@ class Slot:
         self.position = new_state()
         self.obs = np.zeros(spec.obs_dim)
         self.tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit)
+        # what the risk engine did, in the summary as the trainer's env reports it
+        self.tracker.risk = {"flattens": 0, "blocked_intents": 0, "halted_bars": 0}
         self.counters = SlotCounters()
         self.new_fills: list[Fill] = []
         self.latency = LatencyRing(latency_capacity)
@@ -281,6 +283,7 @@ class Slot:
             self.counters.risk_events[kind] = self.counters.risk_events.get(kind, 0) + 1
             if requested is not None and allowed is not None and abs(allowed) < abs(requested) - 1e-9:
                 self.counters.blocked_intents += 1  # refused or cut down
+                self.tracker.risk["blocked_intents"] += 1
 
     def _close_session(self) -> None:
         done = self.sessions.close()
@@ -315,6 +318,7 @@ class Slot:
             log.warning("risk_tier_changed", instrument=self.instrument, tier=TIER_NAMES[tier],
                         drawdown_pct=round(self.drawdown_pct, 3))
             if tier == 4 and old_tier < 4:
+                self.tracker.risk["flattens"] += 1
                 self._flatten_reason = f"drawdown {self.drawdown_pct:.2f} % reached the flatten tier"
                 if self.on_flatten_tier is not None:
                     self.on_flatten_tier(self._flatten_reason)
@@ -367,6 +371,8 @@ class Slot:
         session = self.sessions.current
         self.risk.new_day(bar_ts // NS_PER_DAY)
         self._apply_tiers(bar_ts, eq, session.equity_open)
+        if warm and self.risk.state.halted:
+            self.tracker.risk["halted_bars"] += 1
         self.store.add("positions", (self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]),
                                      float(st[PS_REALIZED]), eq))
         if closing_ts_ns is None:

@@ -26,8 +26,8 @@ MAX_FILLS = 64
 
 # per-env risk state (core.risk_rules), as the daemon's RiskEngine and session tracker keep it
 RS_TIER, RS_HALTED, RS_FORCED, RS_DAY, RS_OPEN, RS_CAP_DAY, RS_ORDERS = 0, 1, 2, 3, 4, 5, 6
-RS_DECIDED, RS_BLOCKED, RS_FLATTENS, RS_HALTED_BARS, RS_TIER_CHANGES = 7, 8, 9, 10, 11
-RS_N = 12
+RS_DECIDED, RS_BLOCKED, RS_FLATTENS, RS_HALTED_BARS = 7, 8, 9, 10
+RS_N = 11
 
 
 @numba.njit(cache=True)
@@ -101,8 +101,6 @@ def _step(actions, bar, steps, session_len, state, rstate, feats, bar_ts, close_
         old = int(rs[RS_TIER])
         tier = drawdown_tier(eq1, rs[RS_OPEN], tiers[0], tiers[1], tiers[2], tiers[3])
         rs[RS_TIER] = tier
-        if tier != old:
-            rs[RS_TIER_CHANGES] += 1.0
         if tier >= FLATTEN and old < FLATTEN:
             rs[RS_FORCED] = 1.0
             rs[RS_HALTED] = 1.0

@@ -11,7 +11,7 @@ from core.features import FeatureSpec
 from core.metrics import PerformanceTracker
 from core.policy import ActorCritic
 from core.position import PS_REALIZED, PS_UNITS, equity
-from trainer.env import RS_BLOCKED, RS_FLATTENS, RS_FORCED, RS_HALTED_BARS, RS_TIER_CHANGES, VecTradingEnv
+from trainer.env import RS_BLOCKED, RS_FLATTENS, RS_FORCED, RS_HALTED_BARS, VecTradingEnv
 from trainer.history import MarketHistory
 
 
@@ -63,5 +63,5 @@ def run_evaluation(net: ActorCritic | None, history: MarketHistory, spec: Featur
     mark(int(env.bar[0]))
     rs = env.rstate[0]
     tracker.risk = {"flattens": int(rs[RS_FLATTENS]), "blocked_intents": int(rs[RS_BLOCKED]),
-                    "halted_bars": int(rs[RS_HALTED_BARS]), "tier_changes": int(rs[RS_TIER_CHANGES])}
+                    "halted_bars": int(rs[RS_HALTED_BARS])}
     return tracker, taken
