@@ -46,6 +46,22 @@ class CheckpointMeta:
     instrument: str = ""
     pip_size: float = 0.0
     period_minutes: int = 0
+    # the architecture, generically: {"kind": ..., the kind's sizes, "inference": {...}} as JSON
+    # ("": a checkpoint older than this field; its kind and ``hidden`` describe it)
+    arch: str = ""
+
+    def architecture(self) -> dict:
+        """The ``arch`` JSON, or what an older PPO checkpoint's fields say of it."""
+        if not self.arch:
+            return {"kind": self.policy_kind, "hidden": self.hidden, "inference": {}}
+        try:
+            d = json.loads(self.arch)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"checkpoint arch is not JSON: {e}") from None
+        if not isinstance(d, dict) or d.get("kind") != self.policy_kind:
+            raise CheckpointError(f"checkpoint arch {self.arch[:80]!r} does not describe a {self.policy_kind!r} policy")
+        d.setdefault("inference", {})
+        return d
 
     def to_header(self) -> dict[str, str]:
         d = {k: (json.dumps(list(v)) if isinstance(v, tuple) else str(v)) for k, v in asdict(self).items()}
@@ -66,6 +82,7 @@ class CheckpointMeta:
                 created_at=header.get("created_at", ""), extra=header.get("extra", "{}"),
                 instrument=header.get("instrument", ""), pip_size=float(header.get("pip_size", "0") or 0),
                 period_minutes=int(header.get("period_minutes", "0") or 0),
+                arch=header.get("arch", ""),
             )
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"{source}: checkpoint header is incomplete or malformed: {e!r}") from None

@@ -46,11 +46,42 @@ class ActorCritic(nn.Module):
 
 
 class Policy(Protocol):
-    """What the daemon needs from a policy: an action index and its confidence."""
+    """What the daemon, the gates and the evaluation need from a policy of any kind: an
+    action index and its confidence; ``reset`` drops any state the policy keeps between
+    decisions (a reused search tree), so warm-up calls leave nothing behind; ``note`` says
+    why the last action was changed, if it was ("" otherwise)."""
 
     sha: str
+    kind: str
+    note: str
 
     def act(self, obs: np.ndarray) -> tuple[int, float]: ...
+
+    def reset(self) -> None: ...
+
+
+class ConfidenceFloor:
+    """The one place where a low-confidence action becomes HOLD, for every policy kind: an
+    action other than HOLD whose confidence is below ``min_confidence`` is held, and
+    ``note`` says so (the decision row records it). ``min_confidence`` 0 changes nothing."""
+
+    def __init__(self, inner: Policy, min_confidence: float) -> None:
+        self.inner, self.min_confidence = inner, float(min_confidence)
+        self.kind, self.sha = inner.kind, inner.sha
+        self.created_at = getattr(inner, "created_at", "")
+        self.note = ""
+
+    def act(self, obs: np.ndarray) -> tuple[int, float]:
+        a, c = self.inner.act(obs)
+        if a != 0 and c < self.min_confidence:
+            self.note = f"{ACTION_NAMES[a]} held: confidence {c:.3f} < min_confidence {self.min_confidence:g}"
+            return 0, c
+        self.note = ""
+        return a, c
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.note = ""
 
 
 class PPOPolicy:
@@ -63,6 +94,7 @@ class PPOPolicy:
     """
 
     kind = "ppo"
+    note = ""
 
     def __init__(self, net: ActorCritic, sha: str = "") -> None:
         torch.set_num_threads(1)
@@ -94,11 +126,15 @@ class PPOPolicy:
         a = int(z.argmax())
         return a, float(1.0 / np.exp(z - z[a]).sum())
 
+    def reset(self) -> None:
+        """Stateless: nothing to drop."""
+
 
 class ScriptedPolicy:
     """Plays a fixed sequence of actions (then HOLD): replays and parity tests."""
 
     kind = "scripted"
+    note = ""
 
     def __init__(self, actions: list[int] | np.ndarray, sha: str = "scripted") -> None:
         self.actions = [int(a) for a in actions]
@@ -111,6 +147,11 @@ class ScriptedPolicy:
         a = self.actions[self.calls] if self.calls < len(self.actions) else 0
         self.calls += 1
         return a, 1.0
+
+    def reset(self) -> None:
+        """Back to the first action, observations forgotten (a warm-up call leaves nothing)."""
+        self.calls = 0
+        self.observations = []
 
 
 def ppo_from_tensors(tensors: dict[str, torch.Tensor], obs_dim: int, hidden: int) -> ActorCritic:

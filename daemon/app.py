@@ -43,7 +43,7 @@ from core.errors import CheckpointError, FatalError, StairwayError
 from core.redaction import redact
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
-from core.policy import PPOPolicy
+from core.policy import Policy
 from daemon.aio import primary_error, sleep_or_stop
 from daemon.config import DaemonConfig
 from daemon.control import KNOWN, ControlFiles, check_private, hint
@@ -81,7 +81,7 @@ class DaemonResult:
 
 
 def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None,
-                        market: dict | None = None) -> PPOPolicy:
+                        market: dict | None = None) -> Policy:
     """The model the daemon starts with passes exactly the checks a hot swap does."""
     link = models_dir / "current"
     if not link.is_symlink() and not link.exists():
@@ -263,7 +263,7 @@ class Daemon:
             log.error("no_gold_model", reason=reason)
         self.control.stop_trading()
 
-    def _on_policy(self, policy: PPOPolicy, t0: float) -> None:
+    def _on_policy(self, policy: Policy, t0: float) -> None:
         self.slot.pending_policy = policy
         self.model_loaded_at = time.time()
 

@@ -23,7 +23,8 @@ import structlog
 from core.checkpoint import check_compatible, read_checkpoint
 from core.errors import CheckpointError, StairwayError
 from core.features import FeatureSpec
-from core.policy import PPOPolicy, ppo_from_tensors
+from core.policies import load_policy
+from core.policy import Policy
 from core.types import ACTION_NAMES
 
 from daemon.aio import sleep_or_stop
@@ -60,7 +61,7 @@ def gate_status(gate_db: Path, sha: str) -> tuple[str | None, str | None]:
 
 
 def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None,
-                  market: dict | None = None) -> PPOPolicy:
+                  market: dict | None = None) -> Policy:
     """Everything a checkpoint must pass before it may trade; raises CheckpointError (any
     OSError on the way, an unreadable file or directory in its place, becomes one)."""
     try:
@@ -70,26 +71,25 @@ def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.n
 
 
 def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None,
-                   market: dict) -> PPOPolicy:
+                   market: dict) -> Policy:
     ck = read_checkpoint(link)
     check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
                      action_space=ACTION_NAMES, **market)
-    if ck.meta.policy_kind != "ppo":
-        raise CheckpointError(f"{link}: policy kind {ck.meta.policy_kind!r} is not supported by this daemon")
     if gate_db is not None:
         status, forced = gate_status(gate_db, ck.sha)
         if status != "passed" and not forced:
             raise CheckpointError(f"{link}: {ck.sha[:12]} has no passing gate record in {gate_db} "
                                   f"(status {status or 'unknown'}) and no recorded forced promotion")
-    try:
-        net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
-    except RuntimeError as e:
-        raise CheckpointError(f"{link}: weights do not fit the network: {e}") from None
-    policy = PPOPolicy(net, ck.sha)
-    policy.created_at = ck.meta.created_at
+    policy = load_policy(ck, spec, str(link))  # the kind comes from the checkpoint's metadata
     probe = obs if obs is not None else np.zeros(spec.obs_dim)
-    if not np.all(np.isfinite(policy.logits(probe))):
-        raise CheckpointError(f"{link}: smoke inference on the live observation is not finite")
+    try:
+        action, confidence = policy.act(probe)
+    except (RuntimeError, ValueError, FloatingPointError) as e:
+        raise CheckpointError(f"{link}: smoke inference on the live observation failed: {e}") from None
+    policy.reset()  # the smoke call leaves nothing behind
+    if not (0 <= action < len(ACTION_NAMES) and np.isfinite(confidence)):
+        raise CheckpointError(f"{link}: smoke inference on the live observation is not finite "
+                              f"(action {action}, confidence {confidence})")
     return policy
 
 
@@ -114,7 +114,7 @@ class ModelWatcher:
         self.seen = link_target(self.link)
         self.stats = SwapStats()
 
-    async def run(self, stop: asyncio.Event, on_policy: Callable[[PPOPolicy, float], None],
+    async def run(self, stop: asyncio.Event, on_policy: Callable[[Policy, float], None],
                   on_refused: Callable[[str, str], None]) -> None:
         while not stop.is_set():
             try:

@@ -162,6 +162,7 @@ class Slot:
         position_features(st, 1.0, 1.0001, self.ex.pip, obs[self.spec.n_market :])
         equity(st, 1.0, 1.0001, 1.0)
         self.policy.act(obs)
+        self.policy.reset()  # a warm-up call leaves nothing behind (a reused search tree)
         target_units(1, 0.0, 1.0)
 
     def request_flatten(self, reason: str) -> None:
@@ -406,7 +407,8 @@ class Slot:
         if risk.units != 0.0 and not self.broker_ready:
             risk = type(risk)(0.0, "not reconciled with the broker yet: no orders", "not_reconciled")
         self.store.add("decisions", (self.run_id, self.instrument, bar_ts, ACTION_NAMES[action], confidence,
-                                     self.policy.sha, units, eq, risk.units, risk.note))
+                                     self.policy.sha, units, eq, risk.units,
+                                     "; ".join(n for n in (self.policy.note, risk.note) if n)))
         if wanted != 0.0:
             self._risk_event(closing_ts_ns, risk.kind or "pass", risk.note or "order allowed", wanted, risk.units)
         if risk.units != 0.0:

@@ -22,7 +22,7 @@ from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.logs import configure_logging
 from core.metrics import format_summary
-from core.policy import ppo_from_tensors
+from core.policies import load_policy
 from daemon.app import run_daemon
 from daemon.config import DaemonConfig
 from stairway.cli import risk_line
@@ -76,8 +76,7 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> in
     ex = ExecutionModel.from_config(dcfg.execution, dcfg.instrument)
     hist = load_history(dcfg, spec, *dcfg.replay.range.ns())
     ck = read_checkpoint(dcfg.service.models_dir / "current")
-    net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
-    env_check, _ = evaluate(net, hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, risk=dcfg.risk)
+    env_check, _ = evaluate(load_policy(ck, spec, "models/current"), hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, risk=dcfg.risk)
     vs = compare(hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, dr.tracker, risk=dcfg.risk)
 
     print()

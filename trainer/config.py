@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, StrictBool, model_validator
 
@@ -104,6 +105,9 @@ class GateConfig(Strict):
 
 class TrainConfig(Strict):
     range: DateRange = Field(description="Bars used: training head plus held-back tail.")
+    algo: Literal["ppo", "muzero"] = Field("ppo", description="The learning algorithm (trainer.algos).")
+    min_confidence: float = Field(0.35, ge=0, le=1, description="Recorded in the checkpoint: an action whose "
+                                  "confidence is below this is taken as HOLD, in evaluation and in the daemon.")
     holdout_fraction: float = Field(0.15, gt=0, lt=1, description="Tail of the range never trained on.")
     session_minutes: int = Field(21_600, gt=0, description="Session length (360 one-hour bars).")
     seed: int = 1

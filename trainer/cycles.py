@@ -29,7 +29,7 @@ from core.checkpoint import clean_leftovers, Checkpoint, CheckpointMeta, check_c
 from core.errors import CheckpointError, ConfigError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
-from core.policy import PPOPolicy, ppo_from_tensors
+from core.policies import load_policy
 from core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
 from core.types import ACTION_NAMES, NS_PER_DAY
 from trainer.baselines import compare
@@ -40,7 +40,8 @@ from trainer.gatedb import GateDB
 from trainer.gates import (ShadowResult, evidence, preflight, relative_l2, robustness_verdict, shadow_replay,
                            shadow_ticks, verdict_dict)
 from trainer.history import load_history
-from trainer.ppo import PPOLearner, PPOProgress
+from trainer.algos import make_algorithm
+from trainer.ppo import PPOProgress
 from trainer.shaping import RewardShaper
 
 log = structlog.get_logger("trainer")
@@ -107,8 +108,10 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
             ck = read_checkpoint(link)
             check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
                              action_space=ACTION_NAMES, **cfg.market_identity())
-            if ck.meta.hidden != cfg.ppo.hidden or ck.meta.policy_kind != "ppo":
-                raise CheckpointError(f"{link}: hidden {ck.meta.hidden} / kind {ck.meta.policy_kind} differ from config")
+            arch = ck.meta.architecture()
+            if ck.meta.policy_kind != cfg.train.algo or (cfg.train.algo == "ppo" and arch.get("hidden") != cfg.ppo.hidden):
+                raise CheckpointError(f"{link}: kind {ck.meta.policy_kind} / arch {arch} differ from the config "
+                                      f"(train.algo {cfg.train.algo}, ppo.hidden {cfg.ppo.hidden})")
             return ck
         except CheckpointError as e:
             log.warning("warm_start_skipped", link=str(link), reason=str(e))
@@ -181,6 +184,7 @@ class TrainedCycles:
     records: list[CycleRecord]
     states: list[dict]  # each cycle's weights (state_dict copies), in cycle order
     rates: list[float]  # env steps/s per rollout
+    arch: dict = field(default_factory=dict)  # the checkpoint's architecture JSON (trainer.algos)
 
     @property
     def best(self) -> CycleRecord:
@@ -188,19 +192,19 @@ class TrainedCycles:
         return max(self.records, key=lambda r: (r.metrics["sharpe"], -r.cycle))
 
 
-def train_cycles(cfg: TrainerConfig, data: PreparedData, net=None, start_step: int = 0, on_cycle=None,
-                 progress: bool = False) -> TrainedCycles:
-    """The cycle plan on ``data``: learn on bars [0, split), validate every cycle on
-    [split, gate_first - 2], stop early by patience. ``on_cycle(k, state, metrics, target,
-    step, improved)`` may save the cycle's checkpoint and return its sha. Shared by `train
-    run` and each walk-forward fold, so both learn the same way."""
+def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | None = None, start_step: int = 0,
+                 on_cycle=None, progress: bool = False) -> TrainedCycles:
+    """The cycle plan on ``data`` with the configured algorithm (trainer.algos): learn on bars
+    [0, split), validate every cycle on [split, gate_first - 2] through the policy the daemon
+    would run, stop early by patience. ``on_cycle(k, state, metrics, target, step, improved, arch)``
+    may save the cycle's checkpoint and return its sha. Shared by `train run` and each
+    walk-forward fold, so both learn the same way."""
     spec, ex, history, split, gate_first = data.spec, data.ex, data.history, data.split, data.gate_first
     shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
     env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, cfg.ppo.num_envs, data.session_len,
                         seed=cfg.train.seed, first_bar=0, last_bar=split - 2, reward_scale=cfg.ppo.reward_scale,
                         shaper=shaper, risk=cfg.risk)
-    learner = PPOLearner(env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step,
-                         planned_steps=cfg.cycles.count * cfg.cycles.steps)
+    algo = make_algorithm(cfg, env, parent, start_step)
     bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
     rates: list[float] = []
 
@@ -216,17 +220,17 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, net=None, start_step: i
     for k in range(cfg.cycles.count):
         target = cfg.cycles.curriculum[min(k, len(cfg.cycles.curriculum) - 1)]
         shaper.set_target(target)
-        learner.learn(cfg.cycles.steps, on_progress)
-        tracker, _ = run_evaluation(learner.agent, history, spec, ex, cfg.account.initial_equity, split,
+        algo.learn(cfg.cycles.steps, on_progress)
+        tracker, _ = run_evaluation(algo.policy(), history, spec, ex, cfg.account.initial_equity, split,
                                     gate_first - 2, risk=cfg.risk)
         m = tracker.summary()
-        state = {k2: v.detach().clone() for k2, v in learner.agent.state_dict().items()}
+        state = algo.tensors()
         imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
         best = m["sharpe"] if imp else best
-        sha = on_cycle(k, state, m, target, learner.global_step, imp) if on_cycle is not None else ""
+        sha = on_cycle(k, state, m, target, algo.global_step, imp, algo.arch()) if on_cycle is not None else ""
         states.append(state)
-        records.append(CycleRecord(k, sha, learner.global_step, target, m, imp))
-        log.info("cycle_finished", cycle=k, sha=sha[:12], step=learner.global_step, target_hold_rate=target,
+        records.append(CycleRecord(k, sha, algo.global_step, target, m, imp))
+        log.info("cycle_finished", cycle=k, sha=sha[:12], step=algo.global_step, target_hold_rate=target,
                  val_sharpe=round(m["sharpe"], 3), val_pnl_pct=round(m["pnl_pct"], 3), val_trades=m["trades"],
                  hold_rate=round(m["hold_rate"], 3), improved=imp)
         if should_stop([r.improved for r in records], cfg.cycles.min_cycles, cfg.cycles.patience):
@@ -234,7 +238,7 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, net=None, start_step: i
             break
     if bar is not None:
         bar.close()
-    return TrainedCycles(records, states, rates)
+    return TrainedCycles(records, states, rates, algo.arch())
 
 
 def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
@@ -261,17 +265,17 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         log.warning("publish_leftovers_removed", files=[str(p) for p in removed])
 
     parent = _warm_start(cfg, spec)
-    net = ppo_from_tensors(parent.tensors, spec.obs_dim, parent.meta.hidden) if parent else None
     start_step = int(json.loads(parent.meta.extra).get("steps", 0)) if parent else 0
     log.info("training_started", run_id=run_id, split=split_desc, parent=parent.sha[:12] if parent else None,
              start_step=start_step, cycles=cfg.cycles.count, steps_per_cycle=cfg.cycles.steps, feature_spec=spec.hash)
 
     checkpoints: dict[str, Checkpoint] = {}
 
-    def save(k: int, state: dict, m: dict, target: float, step: int, imp: bool) -> str:
+    def save(k: int, state: dict, m: dict, target: float, step: int, imp: bool, arch: dict) -> str:
         meta = CheckpointMeta(
-            policy_kind="ppo", feature_spec_hash=spec.hash, feature_spec=spec.to_json(), obs_shape=(spec.obs_dim,),
-            action_space=ACTION_NAMES, hidden=cfg.ppo.hidden, parent=parent.sha if parent else "",
+            policy_kind=arch["kind"], feature_spec_hash=spec.hash, feature_spec=spec.to_json(),
+            obs_shape=(spec.obs_dim,), action_space=ACTION_NAMES, hidden=int(arch.get("hidden", 0)), arch=json.dumps(arch),
+            parent=parent.sha if parent else "",
             **cfg.market_identity(),
             data_range=f"{cfg.train.range.start}..{cfg.train.range.end}; {split_desc}",
             extra=json.dumps({"steps": step, "cycle": k, "run_id": run_id, "seed": cfg.train.seed,
@@ -283,17 +287,17 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         gdb.add_cycle(run_id, k, ck.sha, step, target, m, imp)
         return ck.sha
 
-    trained = train_cycles(cfg, data, net, start_step, on_cycle=save, progress=progress)
+    trained = train_cycles(cfg, data, parent, start_step, on_cycle=save, progress=progress)
     records = trained.records
     rates = trained.rates
 
     # the candidate: the best validation Sharpe (first one on ties)
     best_rec = trained.best
     cand = checkpoints[best_rec.sha]
-    cand_net = ppo_from_tensors(cand.tensors, spec.obs_dim, cand.meta.hidden)
-    val_tracker, _ = run_evaluation(cand_net, history, spec, ex, cfg.account.initial_equity, split, gate_first - 2,
+    cand_policy = load_policy(cand, spec, f"candidate {cand.sha[:12]}")  # as the daemon will run it
+    val_tracker, _ = run_evaluation(cand_policy, history, spec, ex, cfg.account.initial_equity, split, gate_first - 2,
                                     record=True, risk=cfg.risk)
-    is_tracker, _ = run_evaluation(cand_net, history, spec, ex, cfg.account.initial_equity, 0, split - 2,
+    is_tracker, _ = run_evaluation(cand_policy, history, spec, ex, cfg.account.initial_equity, 0, split - 2,
                                    record=True, risk=cfg.risk)
     validation, in_sample = val_tracker.summary(), is_tracker.summary()
     vs_baselines = compare(history, spec, ex, cfg.account.initial_equity, split, gate_first - 2, val_tracker,
@@ -303,14 +307,14 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     pre = preflight(cand.meta, cfg.gates, cfg.risk)
     ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns)
     vbar = _progress(progress, 1, "shadow replay")
-    shadow = shadow_replay(PPOPolicy(cand_net, cand.sha), cfg, spec, cfg.gates, ticks, judged, source,
+    shadow = shadow_replay(cand_policy, cfg, spec, cfg.gates, ticks, judged, source,
                            best_rec.cycle)
     if vbar is not None:
         vbar.update(1)
         vbar.close()
     years = validation["calendar_days"] / 365.25  # calendar time, not days that have bars
     mc = monte_carlo(val_tracker.trade_returns(), years, cfg.gates.mc_resamples, seed=cfg.train.seed)
-    wf = _walk_forward(cand_net, history, spec, ex, cfg, split, gate_first, cfg.gates.walk_forward_windows)
+    wf = _walk_forward(cand_policy, history, spec, ex, cfg, split, gate_first, cfg.gates.walk_forward_windows)
     robustness = {"car25_pct": mc.car25_pct, "dd95_pct": mc.dd95_pct, "mc_trades": mc.trades,
                   "walk_forward_efficiency": wf["efficiency"], "sqn": validation["sqn"],
                   "sqn_class": sqn_class(validation["sqn"], validation["trades"])}
@@ -360,7 +364,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     return result
 
 
-def _walk_forward(net, history, spec, ex, cfg: TrainerConfig, split: int, gate_first: int, windows: int) -> dict:
+def _walk_forward(policy, history, spec, ex, cfg: TrainerConfig, split: int, gate_first: int, windows: int) -> dict:
     """Annualised return on consecutive in-sample windows and on the held-back windows."""
     lo = spec.window - 1
     is_edges = np.linspace(lo, split - 2, windows + 1).astype(int)
@@ -370,7 +374,7 @@ def _walk_forward(net, history, spec, ex, cfg: TrainerConfig, split: int, gate_f
         for a, b in zip(edges[:-1], edges[1:]):
             if b - a < 2:
                 continue
-            tr, _ = run_evaluation(net, history, spec, ex, cfg.account.initial_equity, int(a), int(b), risk=cfg.risk)
+            tr, _ = run_evaluation(policy, history, spec, ex, cfg.account.initial_equity, int(a), int(b), risk=cfg.risk)
             s = tr.summary()
             rows.append({"kind": kind, "from": _day(int(history.bars["ts_ns"][a])),
                          "to": _day(int(history.bars["ts_ns"][b])), "annualised_pct": _annualised(s),

@@ -1,29 +1,29 @@
-"""Greedy evaluation of a policy over a stretch of history, through the training env."""
+"""Greedy evaluation of a policy of any kind (core.policy.Policy) over a stretch of history,
+through the training env: the same ``act`` the daemon calls, min_confidence included."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from core.config import RiskConfig
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.metrics import PerformanceTracker
-from core.policy import ActorCritic
+from core.policy import Policy
 from core.position import PS_REALIZED, PS_UNITS, equity
 from trainer.env import RS_BLOCKED, RS_FLATTENS, RS_FORCED, RS_HALTED_BARS, VecTradingEnv
 from trainer.history import MarketHistory
 
 
-def evaluate(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
+def evaluate(policy: Policy | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
              initial_equity: float, first_bar: int, last_bar: int | None = None,
              actions: np.ndarray | None = None, risk: RiskConfig | None = None) -> tuple[dict[str, float], list[int]]:
-    """Decide on bars first_bar..last_bar (greedy ``net`` or a fixed ``actions`` list)."""
-    tracker, taken = run_evaluation(net, history, spec, ex, initial_equity, first_bar, last_bar, actions, risk=risk)
+    """Decide on bars first_bar..last_bar (``policy`` or a fixed ``actions`` list)."""
+    tracker, taken = run_evaluation(policy, history, spec, ex, initial_equity, first_bar, last_bar, actions, risk=risk)
     return tracker.summary(), taken
 
 
-def run_evaluation(net: ActorCritic | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
+def run_evaluation(policy: Policy | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
                    initial_equity: float, first_bar: int, last_bar: int | None = None,
                    actions: np.ndarray | None = None, record: bool = False,
                    risk: RiskConfig | None = None) -> tuple[PerformanceTracker, list[int]]:
@@ -46,20 +46,21 @@ def run_evaluation(net: ActorCritic | None, history: MarketHistory, spec: Featur
                        equity(st, history.last_bid[i], history.last_ask[i], initial_equity))
 
     k = 0
-    with torch.inference_mode():
-        for _ in range(n):
-            mark(int(env.bar[0]))
-            if env.rstate[0, RS_FORCED] > 0.0:  # the flatten tier: the env closes, nobody decides
-                obs, _, _ = env.step(np.array([0]))
-                continue
-            if actions is not None:
-                a = int(actions[k]) if k < len(actions) else 0
-            else:
-                a = int(torch.argmax(net.logits(torch.as_tensor(obs, dtype=torch.float32))[0]))
-            k += 1
-            tracker.on_decision(a)
-            taken.append(a)
-            obs, _, _ = env.step(np.array([a]))
+    if policy is not None:
+        policy.reset()
+    for _ in range(n):
+        mark(int(env.bar[0]))
+        if env.rstate[0, RS_FORCED] > 0.0:  # the flatten tier: the env closes, nobody decides
+            obs, _, _ = env.step(np.array([0]))
+            continue
+        if actions is not None:
+            a = int(actions[k]) if k < len(actions) else 0
+        else:
+            a = int(policy.act(obs[0])[0])
+        k += 1
+        tracker.on_decision(a)
+        taken.append(a)
+        obs, _, _ = env.step(np.array([a]))
     mark(int(env.bar[0]))
     rs = env.rstate[0]
     tracker.risk = {"flattens": int(rs[RS_FLATTENS]), "blocked_intents": int(rs[RS_BLOCKED]),

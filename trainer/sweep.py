@@ -38,7 +38,7 @@ def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     from trainer.cycles import prepare_data
     from trainer.env import VecTradingEnv
     from trainer.evaluation import evaluate
-    from trainer.ppo import PPOLearner
+    from trainer.algos import make_algorithm
     from trainer.shaping import RewardShaper
 
     cfg = apply_trial(cfg, params)
@@ -47,12 +47,13 @@ def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     env = VecTradingEnv(d.history, d.spec, d.ex, cfg.account.initial_equity, cfg.ppo.num_envs, d.session_len,
                         seed=seed, first_bar=0, last_bar=d.split - 2, reward_scale=cfg.ppo.reward_scale, shaper=shaper,
                         risk=cfg.risk)
-    learner = PPOLearner(env, cfg.ppo, seed, planned_steps=steps)
-    learner.learn(steps)
-    m, _ = evaluate(learner.agent, d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.gate_first - 2,
+    algo = make_algorithm(cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}), env,
+                          planned_steps=steps)
+    algo.learn(steps)
+    m, _ = evaluate(algo.policy(), d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.gate_first - 2,
                     risk=cfg.risk)
     return {"sharpe": m["sharpe"], "pnl_pct": m["pnl_pct"], "max_drawdown_pct": m["max_drawdown_pct"],
-            "trades": m["trades"], "hold_rate": m["hold_rate"], "steps": learner.global_step}
+            "trades": m["trades"], "hold_rate": m["hold_rate"], "steps": algo.global_step}
 
 
 def run_sweep(cfg: TrainerConfig, trials: int, steps: int, ray_address: str | None = None,

@@ -12,7 +12,7 @@ from core.config import DateRange
 from core.errors import CheckpointError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
-from core.policy import ppo_from_tensors
+from core.policies import load_policy
 from core.types import ACTION_NAMES
 from trainer.baselines import Comparison, compare
 from trainer.config import TrainerConfig
@@ -52,15 +52,13 @@ def validate_checkpoint(cfg: TrainerConfig, sha_or_path: str, rng: DateRange, dr
     spec = FeatureSpec.from_config(cfg)
     check_compatible(ck.meta, str(path), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
                      action_space=ACTION_NAMES, **cfg.market_identity())
-    if ck.meta.policy_kind != "ppo":
-        raise CheckpointError(f"{path}: policy kind {ck.meta.policy_kind!r} cannot be validated yet")
     trained = _trained_range(ck.meta.data_range)
     overlaps = trained is not None and rng.start < trained[1] and trained[0] < rng.end
     hist = load_history(cfg, spec, *rng.ns())
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
-    net = ppo_from_tensors(ck.tensors, spec.obs_dim, ck.meta.hidden)
+    policy = load_policy(ck, spec, str(path))
     last = len(hist) - 2
-    tracker, _ = run_evaluation(net, hist, spec, ex, cfg.account.initial_equity, 0, last, risk=cfg.risk)
+    tracker, _ = run_evaluation(policy, hist, spec, ex, cfg.account.initial_equity, 0, last, risk=cfg.risk)
     cmp = compare(hist, spec, ex, cfg.account.initial_equity, 0, last, tracker, draws=draws, seed=cfg.train.seed,
                   risk=cfg.risk)
     return Validation(ck.sha, rng, ck.meta.data_range or "unknown", overlaps, cmp)

@@ -97,7 +97,7 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
 
     from core.bar_files import load_period_bars, select_range, span_text
     from core.features import FeatureSpec
-    from core.policy import ppo_from_tensors
+    from trainer.algos import policy_from_weights
     from trainer.baselines import compare
     from trainer.cycles import split_history, train_cycles
     from trainer.evaluation import run_evaluation
@@ -122,13 +122,13 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     trained = train_cycles(cfg, data)
     best = trained.best
     state = trained.states[best.cycle]
-    net = ppo_from_tensors(state, spec.obs_dim, cfg.ppo.hidden)
+    policy = policy_from_weights(spec, state, trained.arch, f"fold-{fold.index}")
     eq0 = cfg.account.initial_equity
-    is_tr, _ = run_evaluation(net, history, spec, data.ex, eq0, 0, data.split - 2, risk=cfg.risk)
+    is_tr, _ = run_evaluation(policy, history, spec, data.ex, eq0, 0, data.split - 2, risk=cfg.risk)
 
     test_hist, first = load_window(cfg, spec, b, c, raw=raw)
     last = len(test_hist) - 2
-    oos, _ = run_evaluation(net, test_hist, spec, data.ex, eq0, first, last, record=True, risk=cfg.risk)
+    oos, _ = run_evaluation(policy, test_hist, spec, data.ex, eq0, first, last, record=True, risk=cfg.risk)
     cmp = compare(test_hist, spec, data.ex, eq0, first, last, oos, draws=draws, seed=cfg.train.seed + fold.index,
                   risk=cfg.risk)
     summaries = {"policy": oos.summary(), **cmp.baselines}

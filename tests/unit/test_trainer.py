@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from core.execution import ExecutionModel
+from core.policy import PPOPolicy
 from core.position import PS_UNITS, equity
 from trainer.config import PPOArgs
 from trainer.env import VecTradingEnv
@@ -36,8 +37,8 @@ def test_ppo_same_seed_same_weights_and_actions(setup, spec):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
     hist, ex = setup
-    ra, acts_a = evaluate(a, hist, spec, ex, 100_000.0, 0)
-    rb, acts_b = evaluate(b, hist, spec, ex, 100_000.0, 0)
+    ra, acts_a = evaluate(PPOPolicy(a), hist, spec, ex, 100_000.0, 0)
+    rb, acts_b = evaluate(PPOPolicy(b), hist, spec, ex, 100_000.0, 0)
     assert acts_a == acts_b and ra == rb
 
 

@@ -1,0 +1,49 @@
+"""The policy-kind registry: ``load_policy`` turns a checkpoint into the Policy the daemon,
+the hot-swap verifier, the gates, the evaluation and the demo run, choosing the kind from
+the checkpoint's metadata. A new kind adds one loader here.
+
+Every policy comes back wrapped in ``ConfidenceFloor`` with the checkpoint's
+``inference.min_confidence`` (0 for checkpoints older than that setting): the one place
+where a low-confidence action becomes HOLD, for every kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.checkpoint import Checkpoint
+from core.errors import CheckpointError
+from core.features import FeatureSpec
+from core.policy import ConfidenceFloor, Policy, PPOPolicy, ppo_from_tensors
+
+
+def _load_ppo(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Policy:
+    try:
+        hidden = int(arch["hidden"])
+        net = ppo_from_tensors(ck.tensors, spec.obs_dim, hidden)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: PPO arch {arch} lacks a valid 'hidden': {e!r}") from None
+    except RuntimeError as e:
+        raise CheckpointError(f"{source}: weights do not fit the network: {e}") from None
+    return PPOPolicy(net, ck.sha)
+
+
+LOADERS: dict[str, Callable[[Checkpoint, FeatureSpec, dict, str], Policy]] = {"ppo": _load_ppo}
+
+
+def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -> ConfidenceFloor:
+    """The checkpoint's policy, ready to act (no compatibility checks: check_compatible)."""
+    loader = LOADERS.get(ck.meta.policy_kind)
+    if loader is None:
+        raise CheckpointError(f"{source}: policy kind {ck.meta.policy_kind!r} is not one this build can run "
+                              f"(known: {', '.join(sorted(LOADERS))})")
+    try:
+        arch = ck.meta.architecture()
+    except CheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+    floor = arch["inference"].get("min_confidence", 0.0)
+    if not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
+        raise CheckpointError(f"{source}: inference.min_confidence = {floor!r} must be a number in [0, 1]")
+    policy = ConfidenceFloor(loader(ck, spec, arch, source), float(floor))
+    policy.sha, policy.created_at = ck.sha, ck.meta.created_at
+    return policy

@@ -1,0 +1,93 @@
+"""The trainer's algorithm seam: what `run_cycles`, the gates, the walk-forward and publishing
+need from a learning algorithm, whatever it is. ``train.algo`` chooses one.
+
+    learn(steps, on_progress)   train for at least ``steps`` more env steps
+    tensors()                   the weights to save (safetensors)
+    arch()                      the checkpoint's generic architecture JSON (kind, sizes, inference)
+    policy(sha)                 the greedy inference Policy of the current weights, exactly as
+                                core.policies.load_policy will build it from the saved checkpoint
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+
+import json
+from pathlib import Path
+
+from core.checkpoint import Checkpoint, CheckpointMeta
+from core.features import FeatureSpec
+from core.policies import load_policy
+from core.types import ACTION_NAMES
+from core.errors import CheckpointError, ConfigError
+from core.policy import Policy, ppo_from_tensors
+from trainer.config import TrainerConfig
+from trainer.env import VecTradingEnv
+from trainer.ppo import PPOLearner, PPOProgress
+
+
+class Algorithm(Protocol):
+    kind: str
+    global_step: int
+
+    def learn(self, steps: int, on_progress: Callable[[PPOProgress], None] | None = None) -> None: ...
+
+    def tensors(self) -> dict[str, torch.Tensor]: ...
+
+    def arch(self) -> dict: ...
+
+    def policy(self, sha: str = "") -> Policy: ...
+
+
+class PPOAlgorithm:
+    kind = "ppo"
+
+    def __init__(self, cfg: TrainerConfig, env: VecTradingEnv, parent: Checkpoint | None, start_step: int,
+                 planned_steps: int) -> None:
+        self.cfg = cfg
+        net = None
+        if parent is not None:
+            hidden = parent.meta.architecture().get("hidden")
+            if parent.meta.policy_kind != "ppo" or hidden != cfg.ppo.hidden:
+                raise CheckpointError(f"{parent.path}: kind {parent.meta.policy_kind} / hidden {hidden} differ from "
+                                      f"the config's ppo / {cfg.ppo.hidden}")
+            net = ppo_from_tensors(parent.tensors, env.obs_dim, cfg.ppo.hidden)
+        self.learner = PPOLearner(env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step,
+                                  planned_steps=planned_steps)
+
+    @property
+    def global_step(self) -> int:
+        return self.learner.global_step
+
+    def learn(self, steps: int, on_progress: Callable[[PPOProgress], None] | None = None) -> None:
+        self.learner.learn(steps, on_progress)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.learner.agent.state_dict().items()}
+
+    def arch(self) -> dict:
+        return {"kind": "ppo", "hidden": self.cfg.ppo.hidden,
+                "inference": {"min_confidence": self.cfg.train.min_confidence}}
+
+    def policy(self, sha: str = "") -> Policy:
+        return policy_from_weights(self.learner.env.spec, self.tensors(), self.arch(), sha)
+
+
+def policy_from_weights(spec: FeatureSpec, tensors: dict[str, torch.Tensor], arch: dict, sha: str = "") -> Policy:
+    """The Policy of weights that were not saved (a walk-forward fold's model), built by the
+    same registry as a saved checkpoint's."""
+    meta = CheckpointMeta(arch["kind"], spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES,
+                          int(arch.get("hidden", 0)), arch=json.dumps(arch))
+    return load_policy(Checkpoint(sha, Path(), meta, tensors), spec, sha or "unsaved weights")
+
+
+def make_algorithm(cfg: TrainerConfig, env: VecTradingEnv, parent: Checkpoint | None = None, start_step: int = 0,
+                   planned_steps: int | None = None) -> Algorithm:
+    planned = planned_steps if planned_steps is not None else cfg.cycles.count * cfg.cycles.steps
+    if cfg.train.algo == "ppo":
+        return PPOAlgorithm(cfg, env, parent, start_step, planned)
+    raise ConfigError(f"train.algo = {cfg.train.algo!r}: the MuZero learner is not built yet (issue #11); "
+                      "use 'ppo'")
