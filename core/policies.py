@@ -28,7 +28,20 @@ def _load_ppo(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Pol
     return PPOPolicy(net, ck.sha)
 
 
-LOADERS: dict[str, Callable[[Checkpoint, FeatureSpec, dict, str], Policy]] = {"ppo": _load_ppo}
+def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Policy:
+    from core.muzero_net import muzero_from_tensors
+    from core.muzero_policy import MuZeroPolicy
+
+    try:
+        muzero_from_tensors(ck.tensors, spec.obs_dim, arch)  # strict: every tensor present, every shape right
+        return MuZeroPolicy(ck.tensors, spec.obs_dim, arch, ck.sha)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: MuZero arch {arch} is incomplete or invalid: {e!r}") from None
+    except RuntimeError as e:
+        raise CheckpointError(f"{source}: weights do not fit the network: {e}") from None
+
+
+LOADERS: dict[str, Callable[[Checkpoint, FeatureSpec, dict, str], Policy]] = {"ppo": _load_ppo, "muzero": _load_muzero}
 
 
 def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -> ConfidenceFloor:

@@ -1,0 +1,130 @@
+"""MuZero's search (issue 11 §3): pUCT over the learned model, one numba kernel per decision.
+
+The tree lives in arrays allocated once per policy (``Tree``) and reused: per node its visit
+count, value sum, reward, latent state, the priors of its children and their indices. A
+search of S simulations from the root:
+  1. root: representation(obs) -> latent; prediction -> priors (optionally mixed with
+     Dirichlet noise: self-play only, never in the daemon) and value;
+  2. each simulation descends by pUCT, score = Q_norm(s, a) + c_puct * P(s, a) *
+     sqrt(max(N(s), 1)) / (1 + N(s, a)), Q(s, a) = r + gamma * V(child) min-max normalised
+     over the tree (unvisited: 0), ties to the lowest action index;
+  3. at the first unexpanded edge: dynamics(latent, a) -> child latent and reward,
+     prediction -> its priors and value;
+  4. backup: G = value, then for each node up the path: N += 1, W += G, G = r + gamma * G.
+The visit counts of the root's children are the result. Deterministic: no randomness
+inside the kernel (noise is passed in).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from core.muzero_net import dynamics, expected, predict, represent
+
+
+@dataclass
+class Tree:
+    """Preallocated search arrays for ``sims`` simulations (at most sims + 1 nodes)."""
+
+    visits: np.ndarray
+    value_sum: np.ndarray
+    reward: np.ndarray
+    latent: np.ndarray
+    prior: np.ndarray
+    child: np.ndarray
+    path: np.ndarray
+    scratch: tuple
+
+    @classmethod
+    def allocate(cls, sims: int, n_actions: int, obs_dim: int, latent: int, hidden: int, support: int) -> "Tree":
+        n = sims + 1
+        k = 2 * support + 1
+        scratch = (np.zeros(hidden), np.zeros(latent + n_actions), np.zeros(k), np.zeros(k), np.zeros(n_actions))
+        return cls(np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.zeros((n, latent)), np.zeros((n, n_actions)),
+                   np.full((n, n_actions), -1, np.int64), np.zeros(n, np.int64), scratch)
+
+
+@numba.njit(cache=True)
+def _expand(w, node, support, hid, pol, val_logits, prior):
+    predict(w, node, hid, pol, val_logits)
+    m = pol.max()
+    z = 0.0
+    for a in range(pol.shape[0]):
+        prior[a] = math.exp(pol[a] - m)
+        z += prior[a]
+    for a in range(pol.shape[0]):
+        prior[a] /= z
+    return expected(val_logits, support)
+
+
+@numba.njit(cache=True)
+def search(w, obs, sims, c_puct, gamma, support, noise, noise_frac, visits, value_sum, reward, latent, prior,
+           child, path, hid, xin, rew_logits, val_logits, pol):
+    """Run ``sims`` simulations; returns the number of nodes used. Root visit counts per
+    action are visits[child[0, a]] (0 where child[0, a] < 0)."""
+    n_actions = prior.shape[1]
+    visits[:] = 0
+    value_sum[:] = 0.0
+    reward[:] = 0.0
+    child[:, :] = -1
+    represent(w, obs, hid, latent[0])
+    _expand(w, latent[0], support, hid, pol, val_logits, prior[0])
+    if noise_frac > 0.0:
+        for a in range(n_actions):
+            prior[0, a] = (1.0 - noise_frac) * prior[0, a] + noise_frac * noise[a]
+    n_nodes = 1
+    q_min, q_max = np.inf, -np.inf
+    for _ in range(sims):
+        node, depth = 0, 0
+        path[0] = 0
+        while True:
+            best_a, best = 0, -np.inf
+            sq = math.sqrt(max(visits[node], 1))
+            for a in range(n_actions):
+                c = child[node, a]
+                q = 0.0
+                nv = 0
+                if c >= 0 and visits[c] > 0:
+                    nv = visits[c]
+                    q = reward[c] + gamma * value_sum[c] / nv
+                    if q_max > q_min:
+                        q = (q - q_min) / (q_max - q_min)
+                    else:
+                        q = 0.0
+                score = q + c_puct * prior[node, a] * sq / (1.0 + nv)
+                if score > best:
+                    best, best_a = score, a
+            c = child[node, best_a]
+            if c < 0:
+                c = n_nodes
+                n_nodes += 1
+                child[node, best_a] = c
+                dynamics(w, latent[node], best_a, xin, hid, latent[c], rew_logits)
+                reward[c] = expected(rew_logits, support)
+                g = _expand(w, latent[c], support, hid, pol, val_logits, prior[c])
+                depth += 1
+                path[depth] = c
+                break
+            depth += 1
+            path[depth] = c
+            node = c
+        # backup from the new leaf to the root
+        for k in range(depth, -1, -1):
+            nd = path[k]
+            visits[nd] += 1
+            value_sum[nd] += g
+            if nd != 0:
+                q = reward[nd] + gamma * value_sum[nd] / visits[nd]
+                q_min = min(q_min, q)
+                q_max = max(q_max, q)
+            g = reward[nd] + gamma * g
+    return n_nodes
+
+
+def root_visits(tree: Tree, n_actions: int) -> np.ndarray:
+    c = tree.child[0]
+    return np.array([tree.visits[c[a]] if c[a] >= 0 else 0 for a in range(n_actions)], dtype=np.int64)

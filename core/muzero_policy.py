@@ -1,0 +1,60 @@
+"""MCTS inference for a MuZero checkpoint (issue 11 §3/§5): the Policy the daemon, the gates
+and the evaluation run, built by core.policies.load_policy from the checkpoint's ``arch``.
+
+Settings (``arch["inference"]``, seed defaults): simulations 15, c_puct 1.25, discount
+0.997, temperature 1.0 (the action is drawn from the root visit counts raised to 1/T with
+a generator seeded by ``seed``; 0 takes the most visited), no root noise (self-play only).
+Confidence is the chosen action's share of the root visits. ``reset`` re-seeds the
+generator, so a run's decisions depend only on its observations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.mcts import Tree, root_visits, search
+from core.muzero_net import numpy_weights
+
+INFERENCE_DEFAULTS = {"simulations": 15, "c_puct": 1.25, "discount": 0.997, "temperature": 1.0, "seed": 0}
+
+
+class MuZeroPolicy:
+    kind = "muzero"
+    note = ""
+
+    def __init__(self, tensors: dict, obs_dim: int, arch: dict, sha: str = "") -> None:
+        inf = {**INFERENCE_DEFAULTS, **arch.get("inference", {})}
+        self.sims, self.c_puct, self.gamma = int(inf["simulations"]), float(inf["c_puct"]), float(inf["discount"])
+        self.temperature, self.seed = float(inf["temperature"]), int(inf["seed"])
+        self.n_actions, self.support = int(arch["n_actions"]), int(arch["support"])
+        self.sha, self.obs_dim = sha, obs_dim
+        self.w = numpy_weights(tensors)
+        self.tree = Tree.allocate(self.sims, self.n_actions, obs_dim, int(arch["latent"]), int(arch["hidden"]),
+                                  self.support)
+        self._obs = np.zeros(obs_dim)
+        self._noise = np.zeros(self.n_actions)
+        self.rng = np.random.default_rng(self.seed)
+        self.last_visits = np.zeros(self.n_actions, dtype=np.int64)
+
+    def visits(self, obs: np.ndarray, noise: np.ndarray | None = None, noise_frac: float = 0.0) -> np.ndarray:
+        """Root visit counts of one search (``noise``: Dirichlet sample for self-play)."""
+        self._obs[:] = obs
+        t = self.tree
+        search(self.w, self._obs, self.sims, self.c_puct, self.gamma, self.support,
+               self._noise if noise is None else noise, noise_frac, t.visits, t.value_sum, t.reward, t.latent,
+               t.prior, t.child, t.path, *t.scratch)
+        self.last_visits = root_visits(t, self.n_actions)
+        return self.last_visits
+
+    def act(self, obs: np.ndarray) -> tuple[int, float]:
+        n = self.visits(obs)
+        total = n.sum()
+        if self.temperature <= 0.0:
+            a = int(n.argmax())
+        else:
+            p = n.astype(np.float64) ** (1.0 / self.temperature)
+            a = int(self.rng.choice(self.n_actions, p=p / p.sum()))
+        return a, float(n[a] / total)
+
+    def reset(self) -> None:
+        self.rng = np.random.default_rng(self.seed)

@@ -1,0 +1,153 @@
+"""Issue 11 §2/§3: MuZero's networks and search.
+
+- the numba kernels compute what the torch module computes, on the same weights;
+- the scaling transform is inverted exactly, and two-hot support targets keep the value;
+- the numba search visits exactly what a plain-Python pUCT reference (written here from the
+  description in core.mcts, on the torch module) visits, for random networks and observations;
+- it is deterministic, and root noise changes the search only when its fraction is > 0.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.mcts import Tree, root_visits, search
+from core.muzero_net import (MuZeroNet, dynamics, expected, from_support, numpy_weights, predict, represent, scale,
+                             to_support, unscale)
+from core.muzero_policy import MuZeroPolicy
+
+OBS, A, LAT, HID, SUP = 31, 4, 16, 32, 300
+
+
+def make_net(seed: int) -> MuZeroNet:
+    torch.manual_seed(seed)
+    net = MuZeroNet(OBS, A, LAT, HID, SUP)
+    with torch.no_grad():  # larger heads than the init, so values and priors differ across actions
+        for m in (net.pred_value, net.dyn_reward, net.pred_policy):
+            m.weight.mul_(20.0)
+    return net.double()
+
+
+def test_scaling_transform_and_support():
+    x = np.array([-5000.0, -37.5, -1.0, 0.0, 0.3, 12.0, 4321.0])
+    assert np.allclose([unscale(v) for v in scale(x)], x, rtol=1e-9, atol=1e-9)
+    t = torch.tensor([-250.0, -3.2, 0.0, 7.7, 180.0], dtype=torch.float64)
+    two_hot = to_support(t, 30)
+    assert torch.allclose(two_hot.sum(-1), torch.ones(5, dtype=torch.float64))
+    pts = torch.arange(-30, 31, dtype=torch.float64)
+    assert torch.allclose((two_hot * pts).sum(-1), scale(t))
+
+
+def test_numba_forward_equals_the_torch_module():
+    net = make_net(0)
+    w = numpy_weights(net.state_dict())
+    obs = np.random.default_rng(0).normal(size=OBS)
+    hid, s, s2 = np.zeros(HID), np.zeros(LAT), np.zeros(LAT)
+    xin, rl, pl, vl = np.zeros(LAT + A), np.zeros(2 * SUP + 1), np.zeros(A), np.zeros(2 * SUP + 1)
+    represent(w, obs, hid, s)
+    with torch.no_grad():
+        ts = net.represent(torch.as_tensor(obs)[None])
+        assert np.allclose(s, ts[0].numpy(), atol=1e-9)
+        for a in range(A):
+            dynamics(w, s, a, xin, hid, s2, rl)
+            t2, trl = net.dynamics(ts, torch.tensor([a]))
+            assert np.allclose(s2, t2[0].numpy(), atol=1e-9) and np.allclose(rl, trl[0].numpy(), atol=1e-9)
+            assert math.isclose(expected(rl, SUP), float(from_support(trl, SUP)[0]), rel_tol=1e-7, abs_tol=1e-7)
+        predict(w, s, hid, pl, vl)
+        tpl, tvl = net.predict(ts)
+        assert np.allclose(pl, tpl[0].numpy(), atol=1e-9) and np.allclose(vl, tvl[0].numpy(), atol=1e-9)
+
+
+def reference_search(net: MuZeroNet, obs, sims, c_puct, gamma, noise=None, frac=0.0):
+    """Plain-Python pUCT on the torch module: dict nodes, recursion-free, same rules."""
+    with torch.no_grad():
+        def expand(s):
+            pl, vl = net.predict(s)
+            return torch.softmax(pl[0], 0).numpy(), float(from_support(vl, SUP)[0])
+
+        root = {"s": net.represent(torch.as_tensor(obs)[None]), "N": 0, "W": 0.0, "r": 0.0, "kids": {}}
+        root["P"], _ = expand(root["s"])
+        if frac > 0:
+            root["P"] = (1 - frac) * root["P"] + frac * noise
+        qmin, qmax = math.inf, -math.inf
+        for _ in range(sims):
+            node, path = root, [root]
+            while True:
+                sq = math.sqrt(max(node["N"], 1))
+                best, best_a = -math.inf, 0
+                for a in range(A):
+                    kid = node["kids"].get(a)
+                    q, nv = 0.0, 0
+                    if kid is not None and kid["N"] > 0:
+                        nv = kid["N"]
+                        q = kid["r"] + gamma * kid["W"] / nv
+                        q = (q - qmin) / (qmax - qmin) if qmax > qmin else 0.0
+                    score = q + c_puct * node["P"][a] * sq / (1 + nv)
+                    if score > best:
+                        best, best_a = score, a
+                kid = node["kids"].get(best_a)
+                if kid is None:
+                    s2, rl = net.dynamics(node["s"], torch.tensor([best_a]))
+                    kid = {"s": s2, "N": 0, "W": 0.0, "r": float(from_support(rl, SUP)[0]), "kids": {}}
+                    kid["P"], g = expand(s2)
+                    node["kids"][best_a] = kid
+                    path.append(kid)
+                    break
+                path.append(kid)
+                node = kid
+            for nd in reversed(path):
+                nd["N"] += 1
+                nd["W"] += g
+                if nd is not root:
+                    q = nd["r"] + gamma * nd["W"] / nd["N"]
+                    qmin, qmax = min(qmin, q), max(qmax, q)
+                g = nd["r"] + gamma * g
+        return np.array([root["kids"][a]["N"] if a in root["kids"] else 0 for a in range(A)])
+
+
+def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
+    t = Tree.allocate(sims, A, OBS, LAT, HID, SUP)
+    search(numpy_weights(net.state_dict()), obs, sims, c_puct, gamma, SUP,
+           np.zeros(A) if noise is None else noise, frac, t.visits, t.value_sum, t.reward, t.latent, t.prior,
+           t.child, t.path, *t.scratch)
+    return root_visits(t, A)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_kernel_visits_what_the_reference_visits(seed):
+    net = make_net(seed)
+    obs = np.random.default_rng(seed).normal(size=OBS)
+    for sims in (1, 15, 50):
+        ref = reference_search(net, obs, sims, 1.25, 0.997)
+        got = kernel_search(net, obs, sims, 1.25, 0.997)
+        assert got.tolist() == ref.tolist() and got.sum() == sims
+
+
+def test_search_is_deterministic_and_noise_only_acts_when_enabled():
+    net = make_net(3)
+    obs = np.random.default_rng(3).normal(size=OBS)
+    base = kernel_search(net, obs, 50, 1.25, 0.997)
+    assert kernel_search(net, obs, 50, 1.25, 0.997).tolist() == base.tolist()
+    noise = np.random.default_rng(9).dirichlet([1.0] * A)
+    assert kernel_search(net, obs, 50, 1.25, 0.997, noise, 0.0).tolist() == base.tolist()
+    noisy = kernel_search(net, obs, 50, 1.25, 0.997, noise, 0.5)
+    assert noisy.tolist() == reference_search(net, obs, 50, 1.25, 0.997, noise, 0.5).tolist()
+    assert noisy.tolist() != base.tolist()
+
+
+def test_policy_samples_from_visits_with_a_seeded_generator_and_reset_replays():
+    torch.manual_seed(4)
+    net = MuZeroNet(OBS, A, LAT, HID, SUP)  # the plain init: priors near uniform, visits spread
+    arch = net.arch() | {"inference": {"simulations": 15}}
+    p = MuZeroPolicy(net.state_dict(), OBS, arch)
+    obs = np.random.default_rng(5).normal(size=(40, OBS))
+    first = [p.act(o) for o in obs]
+    p.reset()
+    assert [p.act(o) for o in obs] == first
+    assert all(0 <= a < A and 0 < c <= 1 for a, c in first) and len({a for a, _ in first}) > 1
+    greedy = MuZeroPolicy(net.state_dict(), OBS, arch | {"inference": {"temperature": 0.0}})
+    for o in obs[:10]:
+        a, c = greedy.act(o)
+        assert a == int(greedy.last_visits.argmax()) and c == greedy.last_visits.max() / 15
