@@ -8,63 +8,17 @@ plain-Python pUCT on the torch module, same weights, same observations, one run.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
 import torch
 from common import report
 
-from core.muzero_net import MuZeroNet, from_support  # noqa: E402
+from core.mcts import python_search  # noqa: E402
+from core.muzero_net import MuZeroNet  # noqa: E402
 from core.muzero_policy import MuZeroPolicy  # noqa: E402
 
 OBS, A, SIMS = 31, 4, 15
-
-
-def python_search(net: MuZeroNet, obs: np.ndarray, sims: int, c_puct: float = 1.25, gamma: float = 0.997) -> list:
-    sup = net.support
-    with torch.inference_mode():
-        def expand(s):
-            pl, vl = net.predict(s)
-            return torch.softmax(pl[0], 0).tolist(), float(from_support(vl, sup)[0])
-
-        root = {"s": net.represent(torch.as_tensor(obs, dtype=torch.float32)[None]), "N": 0, "W": 0.0, "r": 0.0,
-                "kids": {}}
-        root["P"], _ = expand(root["s"])
-        qmin, qmax = math.inf, -math.inf
-        for _ in range(sims):
-            node, path = root, [root]
-            while True:
-                sq = math.sqrt(max(node["N"], 1))
-                best, best_a = -math.inf, 0
-                for a in range(A):
-                    kid = node["kids"].get(a)
-                    q, nv = 0.0, 0
-                    if kid is not None and kid["N"] > 0:
-                        nv = kid["N"]
-                        q = kid["r"] + gamma * kid["W"] / nv
-                        q = (q - qmin) / (qmax - qmin) if qmax > qmin else 0.0
-                    score = q + c_puct * node["P"][a] * sq / (1 + nv)
-                    if score > best:
-                        best, best_a = score, a
-                kid = node["kids"].get(best_a)
-                if kid is None:
-                    s2, rl = net.dynamics(node["s"], torch.tensor([best_a]))
-                    kid = {"s": s2, "N": 0, "W": 0.0, "r": float(from_support(rl, sup)[0]), "kids": {}}
-                    kid["P"], g = expand(s2)
-                    node["kids"][best_a] = kid
-                    path.append(kid)
-                    break
-                path.append(kid)
-                node = kid
-            for nd in reversed(path):
-                nd["N"] += 1
-                nd["W"] += g
-                if nd is not root:
-                    q = nd["r"] + gamma * nd["W"] / nd["N"]
-                    qmin, qmax = min(qmin, q), max(qmax, q)
-                g = nd["r"] + gamma * g
-        return [root["kids"][a]["N"] if a in root["kids"] else 0 for a in range(A)]
 
 
 def main() -> None:
@@ -77,7 +31,7 @@ def main() -> None:
     policy = MuZeroPolicy(net.state_dict(), OBS, net.arch() | {"inference": {"simulations": SIMS}})
     obs = np.random.default_rng(0).normal(size=(n, OBS))
     policy.act(obs[0])  # compile
-    same = all(policy.visits(o).tolist() == python_search(net, o, SIMS) for o in obs[:20])
+    same = all(policy.visits(o).tolist() == python_search(net, o, SIMS).tolist() for o in obs[:20])
     fast, slow = [], []
     for k in range(n):
         t = time.perf_counter_ns()

@@ -128,3 +128,58 @@ def search(w, obs, sims, c_puct, gamma, support, noise, noise_frac, visits, valu
 def root_visits(tree: Tree, n_actions: int) -> np.ndarray:
     c = tree.child[0]
     return np.array([tree.visits[c[a]] if c[a] >= 0 else 0 for a in range(n_actions)], dtype=np.int64)
+
+
+def python_search(net, obs: np.ndarray, sims: int, c_puct: float = 1.25, gamma: float = 0.997,
+                  noise: np.ndarray | None = None, noise_frac: float = 0.0) -> np.ndarray:
+    """The same search in plain Python on the torch module (dict nodes): the readable
+    reference the kernel is tested against, and the baseline of bench/mcts.py."""
+    import torch
+
+    from core.muzero_net import from_support
+
+    sup, n_actions = net.support, net.n_actions
+    dtype = next(net.parameters()).dtype
+    with torch.inference_mode():
+        def expand(s):
+            pl, vl = net.predict(s)
+            return torch.softmax(pl[0], 0).tolist(), float(from_support(vl, sup)[0])
+
+        root = {"s": net.represent(torch.as_tensor(obs, dtype=dtype)[None]), "N": 0, "W": 0.0, "r": 0.0, "kids": {}}
+        root["P"], _ = expand(root["s"])
+        if noise_frac > 0:
+            root["P"] = [(1 - noise_frac) * p + noise_frac * float(x) for p, x in zip(root["P"], noise)]
+        qmin, qmax = math.inf, -math.inf
+        for _ in range(sims):
+            node, path = root, [root]
+            while True:
+                sq = math.sqrt(max(node["N"], 1))
+                best, best_a = -math.inf, 0
+                for a in range(n_actions):
+                    kid = node["kids"].get(a)
+                    q, nv = 0.0, 0
+                    if kid is not None and kid["N"] > 0:
+                        nv = kid["N"]
+                        q = kid["r"] + gamma * kid["W"] / nv
+                        q = (q - qmin) / (qmax - qmin) if qmax > qmin else 0.0
+                    score = q + c_puct * node["P"][a] * sq / (1 + nv)
+                    if score > best:
+                        best, best_a = score, a
+                kid = node["kids"].get(best_a)
+                if kid is None:
+                    s2, rl = net.dynamics(node["s"], torch.tensor([best_a]))
+                    kid = {"s": s2, "N": 0, "W": 0.0, "r": float(from_support(rl, sup)[0]), "kids": {}}
+                    kid["P"], g = expand(s2)
+                    node["kids"][best_a] = kid
+                    path.append(kid)
+                    break
+                path.append(kid)
+                node = kid
+            for nd in reversed(path):
+                nd["N"] += 1
+                nd["W"] += g
+                if nd is not root:
+                    q = nd["r"] + gamma * nd["W"] / nd["N"]
+                    qmin, qmax = min(qmin, q), max(qmax, q)
+                g = nd["r"] + gamma * g
+        return np.array([root["kids"][a]["N"] if a in root["kids"] else 0 for a in range(n_actions)], dtype=np.int64)

@@ -2,8 +2,8 @@
 
 - the numba kernels compute what the torch module computes, on the same weights;
 - the scaling transform is inverted exactly, and two-hot support targets keep the value;
-- the numba search visits exactly what a plain-Python pUCT reference (written here from the
-  description in core.mcts, on the torch module) visits, for random networks and observations;
+- the numba search visits exactly what the plain-Python pUCT reference (core.mcts.python_search,
+  on the torch module) visits, for random networks and observations;
 - it is deterministic, and root noise changes the search only when its fraction is > 0.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.mcts import Tree, root_visits, search
+from core.mcts import Tree, python_search, root_visits, search
 from core.muzero_net import (MuZeroNet, dynamics, expected, from_support, numpy_weights, predict, represent, scale,
                              to_support, unscale)
 from core.muzero_policy import MuZeroPolicy
@@ -60,51 +60,8 @@ def test_numba_forward_equals_the_torch_module():
         assert np.allclose(pl, tpl[0].numpy(), atol=1e-9) and np.allclose(vl, tvl[0].numpy(), atol=1e-9)
 
 
-def reference_search(net: MuZeroNet, obs, sims, c_puct, gamma, noise=None, frac=0.0):
-    """Plain-Python pUCT on the torch module: dict nodes, recursion-free, same rules."""
-    with torch.no_grad():
-        def expand(s):
-            pl, vl = net.predict(s)
-            return torch.softmax(pl[0], 0).numpy(), float(from_support(vl, SUP)[0])
-
-        root = {"s": net.represent(torch.as_tensor(obs)[None]), "N": 0, "W": 0.0, "r": 0.0, "kids": {}}
-        root["P"], _ = expand(root["s"])
-        if frac > 0:
-            root["P"] = (1 - frac) * root["P"] + frac * noise
-        qmin, qmax = math.inf, -math.inf
-        for _ in range(sims):
-            node, path = root, [root]
-            while True:
-                sq = math.sqrt(max(node["N"], 1))
-                best, best_a = -math.inf, 0
-                for a in range(A):
-                    kid = node["kids"].get(a)
-                    q, nv = 0.0, 0
-                    if kid is not None and kid["N"] > 0:
-                        nv = kid["N"]
-                        q = kid["r"] + gamma * kid["W"] / nv
-                        q = (q - qmin) / (qmax - qmin) if qmax > qmin else 0.0
-                    score = q + c_puct * node["P"][a] * sq / (1 + nv)
-                    if score > best:
-                        best, best_a = score, a
-                kid = node["kids"].get(best_a)
-                if kid is None:
-                    s2, rl = net.dynamics(node["s"], torch.tensor([best_a]))
-                    kid = {"s": s2, "N": 0, "W": 0.0, "r": float(from_support(rl, SUP)[0]), "kids": {}}
-                    kid["P"], g = expand(s2)
-                    node["kids"][best_a] = kid
-                    path.append(kid)
-                    break
-                path.append(kid)
-                node = kid
-            for nd in reversed(path):
-                nd["N"] += 1
-                nd["W"] += g
-                if nd is not root:
-                    q = nd["r"] + gamma * nd["W"] / nd["N"]
-                    qmin, qmax = min(qmin, q), max(qmax, q)
-                g = nd["r"] + gamma * g
-        return np.array([root["kids"][a]["N"] if a in root["kids"] else 0 for a in range(A)])
+def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
+    return python_search(net, obs, sims, c_puct, gamma, noise, frac)
 
 
 def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
