@@ -57,3 +57,58 @@ def test_start_up_verification_runs_a_smoke_search(tmp_path, spec):
     assert policy.kind == "muzero"
     a, c = policy.act(np.zeros(spec.obs_dim))
     assert 0 <= a < len(ACTION_NAMES) and 0.0 < c <= 1.0
+
+
+def test_hot_swap_ppo_to_muzero_to_ppo_during_a_tick_burst(tmp_path, spec):
+    """Kinds swap between two bars like any checkpoint; no tick is dropped."""
+    import asyncio
+    import sqlite3
+
+    from core.bar_ticks import bars_to_ticks
+    from daemon.app import Daemon
+    from tests.helpers import daemon_config, write_bars_csv
+    from tests.integration.test_service import HOUR, gated, until
+    from trainer.gatedb import GateDB
+
+    b = load_bars(EURUSD)[0]
+    bars = b[b["ts_ns"] >= 1506816000 * 10**9][:400]
+    models, gate_db = tmp_path / "models", tmp_path / "state" / "gate.db"
+    first = gated(models, gate_db, spec, seed=1)
+    cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
+                           batch_ticks=16, speed=120_000, require_gate_record="true", model_poll_secs=0.05)
+
+    def gate(ck):
+        db = GateDB(gate_db)
+        db.add_model(ck.sha, ck.meta, 1, "t", 0)
+        db.set_verdict(ck.sha, True, {"passed": True})
+        db.close()
+
+    async def scenario():
+        d = Daemon(cfg)
+        task = asyncio.create_task(d.run())
+        await until(lambda: d.setup_done and d.slot.counters.decisions > 20)
+        mz = muzero_checkpoint(tmp_path / "staging", spec, seed=5)  # gated first, then published
+        gate(mz)
+        publish_into(models, mz)
+        await until(lambda: d.slot.counters.swaps == 1)
+        seen = d.slot.counters.decisions
+        await until(lambda: d.slot.counters.decisions > seen + 20)
+        last = gated(models, gate_db, spec, seed=2)
+        await until(lambda: d.slot.counters.swaps == 2)
+        return await task, mz, last
+
+    res, mz, last = asyncio.run(scenario())
+    assert res.counters["ticks"] == len(bars_to_ticks(bars, HOUR, "ask", 1e-4))  # nothing dropped
+    with sqlite3.connect(res.db_path) as db:
+        shas = [r[0] for r in db.execute("SELECT model_sha FROM decisions ORDER BY bar_ts_ns")]
+    runs = [s for k, s in enumerate(shas) if k == 0 or shas[k - 1] != s]
+    assert runs == [first.sha, mz.sha, last.sha]  # each kind decided on whole bars, in order
+    assert shas.count(mz.sha) > 20
+
+
+def publish_into(models, ck):
+    """Copy a checkpoint into the daemon's registry and point current at it atomically."""
+    (models / "registry").mkdir(parents=True, exist_ok=True)
+    target = models / "registry" / ck.path.name
+    target.write_bytes(ck.path.read_bytes())
+    publish(models, ck.sha)
