@@ -29,7 +29,7 @@ ENV_DELIMITER = "__"
 # Every top-level section of the daemon's and the trainer's configs (a test keeps this equal to
 # the union of DaemonConfig's and TrainerConfig's fields; core cannot import either).
 ALL_SECTIONS = frozenset({"account", "bars", "broker", "cycles", "data", "execution", "features", "gates",
-                          "instrument", "ppo", "regime", "replay", "risk", "service", "shaping", "train"})
+                          "instrument", "muzero", "ppo", "regime", "replay", "risk", "service", "shaping", "train"})
 
 # Pip size by quote currency (FX) and by base for metals; everything else quoted in 1e-4.
 _PIP_BY_QUOTE = {"JPY": 0.01, "HUF": 0.01}

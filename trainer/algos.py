@@ -89,5 +89,10 @@ def make_algorithm(cfg: TrainerConfig, env: VecTradingEnv, parent: Checkpoint | 
     planned = planned_steps if planned_steps is not None else cfg.cycles.count * cfg.cycles.steps
     if cfg.train.algo == "ppo":
         return PPOAlgorithm(cfg, env, parent, start_step, planned)
-    raise ConfigError(f"train.algo = {cfg.train.algo!r}: the MuZero learner is not built yet (issue #11); "
-                      "use 'ppo'")
+    if cfg.train.algo == "muzero":
+        from trainer.muzero import MuZeroAlgorithm
+
+        if parent is not None and parent.meta.policy_kind != "muzero":
+            raise CheckpointError(f"{parent.path}: kind {parent.meta.policy_kind} cannot warm-start a MuZero learner")
+        return MuZeroAlgorithm(cfg, env, parent, start_step, planned)
+    raise ConfigError(f"train.algo = {cfg.train.algo!r}: expected 'ppo' or 'muzero'")

@@ -30,6 +30,33 @@ class PPOArgs(Strict):
     torch_threads: int = Field(1, gt=0, description="Intra-op threads (fixed for determinism).")
 
 
+class MuZeroArgs(Strict):
+    """MuZero self-play and learner (trainer.muzero). Seed defaults where the seed names them."""
+
+    latent: int = Field(32, gt=0, description="Latent state size.")
+    hidden: int = Field(64, gt=0, description="Hidden units of each network.")
+    support: int = Field(300, gt=0, description="Value/reward support: 2 * support + 1 points (seed: 601).")
+    simulations: int = Field(15, gt=0, description="MCTS simulations per decision.")
+    c_puct: float = Field(1.25, gt=0)
+    discount: float = Field(0.997, gt=0, le=1)
+    num_envs: int = Field(16, gt=0, description="Self-play sessions stepped together.")
+    segment: int = Field(32, gt=1, description="Steps per stored trajectory segment.")
+    unroll: int = Field(5, gt=0, description="K: dynamics steps unrolled in training.")
+    td_steps: int = Field(10, gt=0, description="n of the n-step value targets.")
+    batch_size: int = Field(128, gt=0)
+    updates_per_segment: int = Field(4, gt=0, description="Learner updates after each self-play segment round.")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam, annealed linearly to 10 % over the plan.")
+    max_grad_norm: float = Field(5.0, gt=0)
+    buffer_segments: int = Field(2000, gt=1, description="Replay buffer capacity (segments).")
+    trade_quota: float = Field(0.3, ge=0, lt=1, description="Least share of stored segments with trades.")
+    reanalyse_fraction: float = Field(0.25, ge=0, le=1, description="Share of sampled segments re-searched "
+                                      "with the latest network (fresh policy and value targets).")
+    temperature: tuple[float, float] = Field((2.0, 0.5), description="Self-play temperature, start -> end.")
+    dirichlet_alpha: float = Field(1.0, gt=0)
+    noise_fraction: float = Field(0.5, ge=0, le=1, description="Root noise in self-play only.")
+    act_temperature: float = Field(1.0, ge=0, description="Recorded in the checkpoint: temperature at act time.")
+
+
 class ShapingConfig(Strict):
     """Training-only reward shaping (trainer.shaping). Defaults from the seed plan."""
 
@@ -119,6 +146,7 @@ class TrainConfig(Strict):
 class TrainerConfig(MarketConfig):
     train: TrainConfig
     ppo: PPOArgs = PPOArgs()
+    muzero: MuZeroArgs = MuZeroArgs()
     shaping: ShapingConfig = ShapingConfig()
     cycles: CycleConfig = CycleConfig()
     gates: GateConfig = GateConfig()

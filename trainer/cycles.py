@@ -200,19 +200,22 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | No
     may save the cycle's checkpoint and return its sha. Shared by `train run` and each
     walk-forward fold, so both learn the same way."""
     spec, ex, history, split, gate_first = data.spec, data.ex, data.history, data.split, data.gate_first
-    shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
-    env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, cfg.ppo.num_envs, data.session_len,
+    num_envs = cfg.muzero.num_envs if cfg.train.algo == "muzero" else cfg.ppo.num_envs
+    shaper = RewardShaper(cfg.shaping, num_envs, cfg.ppo.reward_scale)
+    env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, num_envs, data.session_len,
                         seed=cfg.train.seed, first_bar=0, last_bar=split - 2, reward_scale=cfg.ppo.reward_scale,
                         shaper=shaper, risk=cfg.risk)
     algo = make_algorithm(cfg, env, parent, start_step)
     bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
     rates: list[float] = []
+    seen = [start_step]
 
     def on_progress(p: PPOProgress) -> None:
         rates.append(p.steps_per_s)
         if bar is not None:
-            bar.update(cfg.ppo.num_envs * cfg.ppo.num_steps)
+            bar.update(p.global_step - seen[0])
             bar.set_postfix(reward=f"{p.mean_reward:+.4f}", steps_s=f"{p.steps_per_s:,.0f}")
+        seen[0] = p.global_step
 
     records: list[CycleRecord] = []
     states: list[dict] = []

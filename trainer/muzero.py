@@ -1,0 +1,258 @@
+"""MuZero self-play and learner (issue 11 §4), behind the trainer's algorithm seam.
+
+Self-play: ``num_envs`` sessions of the shared VecTradingEnv (costs on, the daemon's risk
+rules, the reward shaper) are stepped together; each decision is a search (core.mcts) on the
+latest weights with root Dirichlet noise, the action drawn from the visit counts at the
+scheduled temperature (2.0 -> 0.5 over the plan). Every ``segment`` steps each session's
+trajectory segment (observations, actions, rewards, visit distributions, root values) goes
+to the replay buffer.
+
+Replay buffer: at most ``buffer_segments``; when full the oldest segment goes, unless that
+would leave fewer than ``trade_quota`` of them with a position change: then a random
+segment without one goes instead.
+
+Learner: batches of (segment, start) positions; targets per unroll step k = 0..K: the
+visit distribution, the n-step value (rewards, then the stored root value ``td_steps`` on,
+cut at the segment's end or a session's end) and the reward, as two-hot supports. Loss: the
+cross-entropies summed over the unroll (reward from k = 1), the dynamics gradient halved at
+each step as in MuZero; Adam with the learning rate annealed linearly to 10 %, gradients
+clipped. A ``reanalyse_fraction`` of the sampled segments is searched again with the latest
+weights first (fresh visit and value targets). Deterministic on CPU for a fixed seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.muzero_net import MuZeroNet, muzero_from_tensors, to_support
+from core.muzero_policy import MuZeroPolicy
+from core.position import PS_UNITS
+from trainer.config import TrainerConfig
+from trainer.env import VecTradingEnv
+from trainer.ppo import PPOProgress
+
+
+class Segment:
+    __slots__ = ("obs", "actions", "rewards", "policies", "values", "done", "has_trade")
+
+    def __init__(self, obs, actions, rewards, policies, values, done, has_trade) -> None:
+        self.obs, self.actions, self.rewards, self.policies = obs, actions, rewards, policies
+        self.values, self.done, self.has_trade = values, done, has_trade
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, trade_quota: float, rng: np.random.Generator) -> None:
+        self.capacity, self.quota, self.rng = capacity, trade_quota, rng
+        self.items: list[Segment] = []
+
+    def trade_share(self) -> float:
+        return sum(s.has_trade for s in self.items) / len(self.items) if self.items else 0.0
+
+    def add(self, seg: Segment) -> None:
+        """FIFO, except that a random hold-only segment goes instead of the oldest whenever
+        dropping the oldest would leave fewer than ``quota`` of the segments with trades."""
+        if len(self.items) >= self.capacity:
+            trades = sum(s.has_trade for s in self.items) - self.items[0].has_trade + seg.has_trade
+            hold_only = [i for i, s in enumerate(self.items) if not s.has_trade]
+            if hold_only and trades < self.quota * len(self.items):
+                del self.items[hold_only[int(self.rng.integers(len(hold_only)))]]
+            else:
+                del self.items[0]
+        self.items.append(seg)
+
+
+class MuZeroAlgorithm:
+    kind = "muzero"
+
+    def __init__(self, cfg: TrainerConfig, env: VecTradingEnv, parent=None, start_step: int = 0,
+                 planned_steps: int = 100_000) -> None:
+        a = cfg.muzero
+        self.cfg, self.args, self.env = cfg, a, env
+        self.seed = cfg.train.seed
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        torch.manual_seed(self.seed)
+        torch.set_num_threads(cfg.ppo.torch_threads)
+        torch.use_deterministic_algorithms(True)
+        self.rng = np.random.default_rng(self.seed)
+        n_actions = 4
+        if parent is not None:
+            self.net = muzero_from_tensors(parent.tensors, env.obs_dim, parent.meta.architecture())
+        else:
+            self.net = MuZeroNet(env.obs_dim, n_actions, a.latent, a.hidden, a.support)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=a.learning_rate)
+        self.global_step, self._first_step, self.planned = start_step, start_step, max(1, planned_steps)
+        self.buffer = ReplayBuffer(a.buffer_segments, a.trade_quota, self.rng)
+        self.obs = env.reset().copy()
+        self.updates = 0
+        self._searcher()
+
+    # -- the seam ---------------------------------------------------------------------------
+    def arch(self) -> dict:
+        a = self.args
+        return self.net.arch() | {"inference": {"simulations": a.simulations, "c_puct": a.c_puct,
+                                                "discount": a.discount, "temperature": a.act_temperature,
+                                                "seed": 0, "min_confidence": self.cfg.train.min_confidence}}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def policy(self, sha: str = ""):
+        from trainer.algos import policy_from_weights
+
+        return policy_from_weights(self.env.spec, self.tensors(), self.arch(), sha)
+
+    def learn(self, steps: int, on_progress: Callable[[PPOProgress], None] | None = None) -> None:
+        import time
+
+        a, env = self.args, self.env
+        done_steps = 0
+        t0 = time.perf_counter()
+        while done_steps < steps:
+            segs, mean_r = self._self_play()
+            for s in segs:
+                self.buffer.add(s)
+            done_steps += a.segment * env.num_envs
+            self.global_step += a.segment * env.num_envs
+            loss = 0.0
+            for _ in range(a.updates_per_segment):
+                loss = self._update()
+            self._searcher()
+            if on_progress is not None:
+                on_progress(PPOProgress(self.global_step, done_steps / (time.perf_counter() - t0), mean_r, loss, 0.0,
+                                        0.0))
+
+    # -- self-play --------------------------------------------------------------------------
+    def _searcher(self) -> None:
+        """A search on the current weights (self-play uses its visits, not its act)."""
+        arch = self.arch()
+        arch["inference"] = arch["inference"] | {"temperature": 0.0}
+        self.search = MuZeroPolicy(self.tensors(), self.env.obs_dim, arch)
+
+    def temperature(self) -> float:
+        t0, t1 = self.args.temperature
+        frac = min(1.0, (self.global_step - self._first_step) / self.planned)
+        return t0 + (t1 - t0) * frac
+
+    def _self_play(self) -> tuple[list[Segment], float]:
+        a, env = self.args, self.env
+        n, T, A = env.num_envs, a.segment, 4
+        obs = np.zeros((n, T + 1, env.obs_dim))
+        acts = np.zeros((n, T), np.int64)
+        rews = np.zeros((n, T))
+        pols = np.zeros((n, T + 1, A))
+        vals = np.zeros((n, T + 1))
+        dones = np.zeros((n, T), bool)
+        traded = np.zeros(n, bool)
+        temp = self.temperature()
+        t = self.search.tree
+        for k in range(T + 1):
+            obs[:, k] = self.obs
+            actions = np.zeros(n, np.int64)
+            for e in range(n):
+                noise = self.rng.dirichlet([a.dirichlet_alpha] * A)
+                visits = self.search.visits(self.obs[e], noise, a.noise_fraction).astype(np.float64)
+                pols[e, k] = visits / visits.sum()
+                vals[e, k] = t.value_sum[0] / max(t.visits[0], 1)
+                p = visits ** (1.0 / temp)
+                actions[e] = int(self.rng.choice(A, p=p / p.sum()))
+            if k == T:
+                break  # the last observation only bootstraps the values
+            before = env.state[:, PS_UNITS].copy()
+            o, r, d = env.step(actions)
+            traded |= env.state[:, PS_UNITS] != before
+            acts[:, k], rews[:, k], dones[:, k] = actions, r, d
+            self.obs = o.copy()
+        segs = [Segment(obs[e], acts[e], rews[e], pols[e], vals[e], dones[e], bool(traded[e])) for e in range(n)]
+        return segs, float(rews.mean())
+
+    # -- learning ---------------------------------------------------------------------------
+    def _targets(self, seg: Segment, start: int):
+        a = self.args
+        K, T, g = a.unroll, len(seg.actions), a.discount
+        values, rewards, policies, mask, actions = [], [], [], [], []
+        for k in range(K + 1):
+            i = start + k
+            if i <= T:
+                # n-step return, cut at the segment's end (bootstrap from its root value) or a session's end
+                z, disc, j, ended = 0.0, 1.0, i, False
+                while j < min(i + a.td_steps, T):
+                    z += disc * seg.rewards[j]
+                    disc *= g
+                    if seg.done[j]:
+                        ended = True
+                        break
+                    j += 1
+                if not ended:
+                    z += disc * seg.values[min(j, T)]
+                values.append(z)
+                policies.append(seg.policies[i])
+                mask.append(1.0)
+            else:
+                values.append(0.0)
+                policies.append(np.full(4, 0.25))
+                mask.append(0.0)
+            rewards.append(seg.rewards[i - 1] if 1 <= k and i - 1 < T else 0.0)
+            if k < K:
+                actions.append(seg.actions[i] if i < T else int(self.rng.integers(4)))
+        return values, rewards, policies, mask, actions
+
+    def _reanalyse(self, seg: Segment) -> None:
+        for i in range(len(seg.obs)):
+            visits = self.search.visits(seg.obs[i]).astype(np.float64)
+            seg.policies[i] = visits / visits.sum()
+            t = self.search.tree
+            seg.values[i] = t.value_sum[0] / max(t.visits[0], 1)
+
+    def _update(self) -> float:
+        a = self.args
+        items = self.buffer.items
+        if not items:
+            return 0.0
+        idx = self.rng.integers(len(items), size=a.batch_size)
+        for j in np.unique(idx):
+            if self.rng.random() < a.reanalyse_fraction:
+                self._reanalyse(items[j])
+        rows = []
+        for j in idx:
+            start = int(self.rng.integers(len(items[j].actions)))
+            rows.append((*self._targets(items[j], start), start))
+        return self._step(idx, rows)
+
+    def _step(self, idx, rows) -> float:
+        a, net = self.args, self.net
+        items = self.buffer.items
+        K, S = a.unroll, a.support
+        obs = torch.tensor(np.stack([items[j].obs[r[5]] for j, r in zip(idx, rows)]), dtype=torch.float32)
+        values = torch.tensor([r[0] for r in rows], dtype=torch.float32)
+        rewards = torch.tensor([r[1] for r in rows], dtype=torch.float32)
+        policies = torch.tensor(np.array([r[2] for r in rows]), dtype=torch.float32)
+        mask = torch.tensor([r[3] for r in rows], dtype=torch.float32)
+        actions = torch.tensor([r[4] for r in rows], dtype=torch.long)
+        v_t, r_t = to_support(values, S), to_support(rewards, S)
+        s = net.represent(obs)
+        loss = torch.zeros(())
+        for k in range(K + 1):
+            pl, vl = net.predict(s)
+            ce_p = -(policies[:, k] * torch.log_softmax(pl, -1)).sum(-1)
+            ce_v = -(v_t[:, k] * torch.log_softmax(vl, -1)).sum(-1)
+            step = (ce_p + 0.25 * ce_v) * mask[:, k]
+            if k > 0:
+                step = step - (r_t[:, k] * torch.log_softmax(rl, -1)).sum(-1)
+            loss = loss + step.mean() / (K + 1)
+            if k < K:
+                s, rl = net.dynamics(s, actions[:, k])
+                s.register_hook(lambda grad: grad * 0.5)
+        frac = min(1.0, (self.global_step - self._first_step) / self.planned)
+        self.opt.param_groups[0]["lr"] = a.learning_rate * (1.0 - 0.9 * frac)
+        self.opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm)
+        self.opt.step()
+        self.updates += 1
+        return float(loss.detach())
