@@ -197,7 +197,7 @@ def _models(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from stairway.demo import run_demo
 
-    return run_demo(args.trainer_config, args.daemon_config, quick=args.quick)
+    return run_demo(args.trainer_config, args.daemon_config, quick=args.quick, algo=args.algo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--trainer-config", default="config/trainer.toml")
     dm.add_argument("--daemon-config", default="config/paper.toml")
     dm.add_argument("--quick", action="store_true", help="fewer training steps (smoke run)")
+    dm.add_argument("--algo", choices=["ppo", "muzero"], help="the learner (default: train.algo of the config)")
     dm.set_defaults(func=_demo)
     return p
 

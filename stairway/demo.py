@@ -35,16 +35,24 @@ from trainer.gatedb import GateDB
 from trainer.history import load_history
 
 
-def run_demo(trainer_config: str, daemon_config: str, quick: bool = False) -> int:
+MUZERO_DEMO_STEPS = 10_000  # per cycle: MuZero self-play runs a search per env step (~400 steps/s here)
+
+
+def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo: str | None = None) -> int:
     t0 = time.perf_counter()
     configure_logging(level="warning")
     tcfg = load_config(TrainerConfig, trainer_config)
     dcfg = load_config(DaemonConfig, daemon_config)
+    if algo is not None:
+        tcfg = tcfg.model_copy(update={"train": tcfg.train.model_copy(update={"algo": algo})})
+    if tcfg.train.algo == "muzero" and tcfg.cycles.steps > MUZERO_DEMO_STEPS:
+        print(f"NOTE: MuZero: {MUZERO_DEMO_STEPS:,} steps per cycle instead of {tcfg.cycles.steps:,} (a search per step)")
+        tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"steps": MUZERO_DEMO_STEPS})})
     if quick:
         tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"count": 2, "steps": 10_000})})
     if dcfg.replay.range.start < tcfg.train.range.end:
         print(f"WARNING: the replay starts {dcfg.replay.range.start}, before training ends {tcfg.train.range.end}")
-    print(f"==> gated training on {tcfg.train.range.start} .. {tcfg.train.range.end} (end exclusive): "
+    print(f"==> gated {tcfg.train.algo} training on {tcfg.train.range.start} .. {tcfg.train.range.end} (end exclusive): "
           f"up to {tcfg.cycles.count} cycles x {tcfg.cycles.steps:,} steps", flush=True)
     tr = run_cycles(tcfg)
     print(f"    {tr.split_desc}")
