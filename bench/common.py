@@ -68,3 +68,21 @@ def trading_net(seed: int = 0):
     with torch.no_grad():
         net.actor[-1].weight.mul_(300.0)
     return net
+
+
+def bench_policy(kind: str, seed: int = 0):
+    """A fresh policy of ``kind`` for the 1-minute spec: PPO (trading_net) or MuZero (an
+    untrained network of the shipped sizes, 15-simulation search)."""
+    net = trading_net(seed)
+    if kind == "ppo":
+        from core.policy import PPOPolicy
+
+        return PPOPolicy(net, "bench")
+    import torch
+
+    from core.muzero_net import MuZeroNet
+    from core.muzero_policy import MuZeroPolicy
+
+    torch.manual_seed(seed)
+    mz = MuZeroNet(net.obs_dim, 4)
+    return MuZeroPolicy(mz.state_dict(), net.obs_dim, mz.arch() | {"inference": {}}, "bench-muzero")

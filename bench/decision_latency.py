@@ -14,12 +14,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import report, synthetic_quotes, trading_net
+from common import bench_policy, report, synthetic_quotes
 from replay_throughput import config
 
 
 from core.logs import configure_logging  # noqa: E402
-from core.policy import PPOPolicy  # noqa: E402
 from daemon.app import run_daemon  # noqa: E402
 
 
@@ -30,21 +29,9 @@ def main() -> None:
     a = ap.parse_args()
     n = 300_000 if a.quick else 2_600_000  # ~240 quotes per 1-minute bar
     configure_logging(level="warning")
-    net = trading_net()
-    if a.policy == "muzero":
-        import torch
+    def make():
+        return bench_policy(a.policy)
 
-        from core.muzero_net import MuZeroNet
-        from core.muzero_policy import MuZeroPolicy
-
-        torch.manual_seed(0)
-        mz = MuZeroNet(net.obs_dim, 4)
-
-        def make():
-            return MuZeroPolicy(mz.state_dict(), net.obs_dim, mz.arch() | {"inference": {}}, "m")
-    else:
-        def make():
-            return PPOPolicy(net, "b")
     ticks = synthetic_quotes(n)
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(run_daemon(config(Path(tmp) / "warm"), policy=make(), ticks=ticks[:20_000]))

@@ -4,7 +4,10 @@ percentiles during the replay and RSS sampled along the way; growth is measured 
 warm-up of the first 20 % of the quotes (goal: < 5 MB), both end-minus-start and as the
 trend of sampled peaks (robust to the allocator's sawtooth).
 
-    python bench/soak.py [--quick] [--ticks N]
+With --policy muzero every bar runs a 15-simulation search on the event loop: the loop lag
+then says whether the search stalls the loop.
+
+    python bench/soak.py [--quick] [--ticks N] [--policy ppo|muzero]
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import report, synthetic_quotes, trading_net
+from common import bench_policy, report, synthetic_quotes
 from replay_throughput import config
 
 from core.logs import configure_logging  # noqa: E402
-from core.policy import PPOPolicy  # noqa: E402
 from daemon.app import Daemon  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -36,10 +38,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ticks", type=int, default=10_000_000)
+    ap.add_argument("--policy", choices=["ppo", "muzero"], default="ppo")
     a = ap.parse_args()
     n = 1_000_000 if a.quick else a.ticks
     configure_logging(level="warning")
-    net = trading_net()
     ticks = synthetic_quotes(n)
     samples: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,7 +51,7 @@ def main() -> None:
         cfg = cfg.model_copy(update={"service": svc, "replay": cfg.replay.model_copy(update={"batch_ticks": 8192})})
 
         async def scenario():
-            d = Daemon(cfg, policy=PPOPolicy(net, "soak"), ticks=ticks, latency_capacity=1 << 16)
+            d = Daemon(cfg, policy=bench_policy(a.policy), ticks=ticks, latency_capacity=1 << 16)
             task = asyncio.create_task(d.run())
             while not task.done():
                 if hasattr(d, "slot"):
@@ -64,7 +66,7 @@ def main() -> None:
     warm = [r for t, r in samples if t >= 0.2 * n]
     q2 = [r for t, r in samples if 0.2 * n <= t < 0.4 * n]
     q5 = [r for t, r in samples if t >= 0.8 * n]
-    report("soak", {
+    report("soak" + ("_muzero" if a.policy == "muzero" else ""), {
         "ticks": res.counters["ticks"], "bars": res.counters["bars"], "decisions": res.counters["decisions"],
         "wall_s": round(wall, 1), "ticks_per_s": round(res.counters["ticks"] / wall),
         "loop_lag_ms_p50": round(float(np.percentile(lag, 50)), 2), "loop_lag_ms_p99": round(float(np.percentile(lag, 99)), 2),
