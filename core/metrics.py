@@ -174,6 +174,11 @@ class PerformanceTracker:
         }
 
 
+def annualised_pct(summary: dict[str, float]) -> float:
+    """Return per calendar year (weekends count: they are part of the time the money was out)."""
+    return summary["pnl_pct"] * 365.25 / max(summary["calendar_days"], 1.0)
+
+
 def _ratio(num: float, den: float) -> float:
     return float(num / den) if den > 1e-15 else 0.0
 

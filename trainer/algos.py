@@ -10,20 +10,19 @@ need from a learning algorithm, whatever it is. ``train.algo`` chooses one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import torch
 
-import json
-from pathlib import Path
-
 from core.checkpoint import Checkpoint, CheckpointMeta
+from core.errors import ConfigError
 from core.features import FeatureSpec
 from core.policies import load_policy
-from core.types import ACTION_NAMES
-from core.errors import CheckpointError, ConfigError
 from core.policy import Policy, ppo_from_tensors
+from core.types import ACTION_NAMES
 from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv
 from trainer.ppo import PPOLearner, PPOProgress
@@ -48,13 +47,8 @@ class PPOAlgorithm:
     def __init__(self, cfg: TrainerConfig, env: VecTradingEnv, parent: Checkpoint | None, start_step: int,
                  planned_steps: int) -> None:
         self.cfg = cfg
-        net = None
-        if parent is not None:
-            hidden = parent.meta.architecture().get("hidden")
-            if parent.meta.policy_kind != "ppo" or hidden != cfg.ppo.hidden:
-                raise CheckpointError(f"{parent.path}: kind {parent.meta.policy_kind} / hidden {hidden} differ from "
-                                      f"the config's ppo / {cfg.ppo.hidden}")
-            net = ppo_from_tensors(parent.tensors, env.obs_dim, cfg.ppo.hidden)
+        # the parent's kind and sizes were checked by the warm start (trainer.cycles._warm_start)
+        net = ppo_from_tensors(parent.tensors, env.obs_dim, cfg.ppo.hidden) if parent is not None else None
         self.learner = PPOLearner(env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step,
                                   planned_steps=planned_steps)
 
@@ -92,7 +86,5 @@ def make_algorithm(cfg: TrainerConfig, env: VecTradingEnv, parent: Checkpoint | 
     if cfg.train.algo == "muzero":
         from trainer.muzero import MuZeroAlgorithm
 
-        if parent is not None and parent.meta.policy_kind != "muzero":
-            raise CheckpointError(f"{parent.path}: kind {parent.meta.policy_kind} cannot warm-start a MuZero learner")
         return MuZeroAlgorithm(cfg, env, parent, start_step, planned)
     raise ConfigError(f"train.algo = {cfg.train.algo!r}: expected 'ppo' or 'muzero'")

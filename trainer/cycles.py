@@ -30,6 +30,7 @@ from core.errors import CheckpointError, ConfigError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policies import load_policy
+from core.metrics import annualised_pct
 from core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
 from core.types import ACTION_NAMES, NS_PER_DAY
 from trainer.baselines import compare
@@ -116,11 +117,6 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
         except CheckpointError as e:
             log.warning("warm_start_skipped", link=str(link), reason=str(e))
     return None
-
-
-def _annualised(summary: dict) -> float:
-    """Return per calendar year (weekends count: they are part of the time the money was out)."""
-    return summary["pnl_pct"] * 365.25 / max(summary["calendar_days"], 1.0)
 
 
 @dataclass
@@ -380,7 +376,7 @@ def _walk_forward(policy, history, spec, ex, cfg: TrainerConfig, split: int, gat
             tr, _ = run_evaluation(policy, history, spec, ex, cfg.account.initial_equity, int(a), int(b), risk=cfg.risk)
             s = tr.summary()
             rows.append({"kind": kind, "from": _day(int(history.bars["ts_ns"][a])),
-                         "to": _day(int(history.bars["ts_ns"][b])), "annualised_pct": _annualised(s),
+                         "to": _day(int(history.bars["ts_ns"][b])), "annualised_pct": annualised_pct(s),
                          "trades": s["trades"], "sharpe": s["sharpe"]})
     ins = [r["annualised_pct"] for r in rows if r["kind"] == "in-sample"]
     oos = [r["annualised_pct"] for r in rows if r["kind"] == "out-of-sample"]

@@ -26,8 +26,8 @@ MAX_FILLS = 64
 
 # per-env risk state (core.risk_rules), as the daemon's RiskEngine and session tracker keep it
 RS_TIER, RS_HALTED, RS_FORCED, RS_DAY, RS_OPEN, RS_CAP_DAY, RS_ORDERS = 0, 1, 2, 3, 4, 5, 6
-RS_DECIDED, RS_BLOCKED, RS_FLATTENS, RS_HALTED_BARS = 7, 8, 9, 10
-RS_N = 11
+RS_BLOCKED, RS_FLATTENS, RS_HALTED_BARS = 7, 8, 9
+RS_N = 10
 
 
 @numba.njit(cache=True)
@@ -44,10 +44,8 @@ def _risk_target(rs, action, u, trade_units, can_open, position_limit, order_cap
     """The target the daemon's risk engine would allow for ``action`` (core.risk_rules)."""
     if rs[RS_FORCED] > 0.0:  # the flatten tier fired at the last mark: close, no decision
         rs[RS_FORCED] = 0.0
-        rs[RS_DECIDED] = 0.0
         rs[RS_FLATTENS] += 1.0
         return 0.0
-    rs[RS_DECIDED] = 1.0
     tier = int(rs[RS_TIER])
     tgt = target_units(action, u, trade_units * size_factor(tier))
     order = tgt - u

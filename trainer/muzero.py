@@ -23,6 +23,7 @@ weights first (fresh visit and value targets). Deterministic on CPU for a fixed 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -32,6 +33,7 @@ from torch import nn
 from core.muzero_net import MuZeroNet, muzero_from_tensors, to_support
 from core.muzero_policy import MuZeroPolicy
 from core.position import PS_UNITS
+from core.types import ACTION_NAMES
 from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv
 from trainer.ppo import PPOProgress
@@ -80,7 +82,7 @@ class MuZeroAlgorithm:
         torch.set_num_threads(cfg.ppo.torch_threads)
         torch.use_deterministic_algorithms(True)
         self.rng = np.random.default_rng(self.seed)
-        n_actions = 4
+        self.n_actions = n_actions = len(ACTION_NAMES)
         if parent is not None:
             self.net = muzero_from_tensors(parent.tensors, env.obs_dim, parent.meta.architecture())
         else:
@@ -108,8 +110,6 @@ class MuZeroAlgorithm:
         return policy_from_weights(self.env.spec, self.tensors(), self.arch(), sha)
 
     def learn(self, steps: int, on_progress: Callable[[PPOProgress], None] | None = None) -> None:
-        import time
-
         a, env = self.args, self.env
         done_steps = 0
         t0 = time.perf_counter()
@@ -141,7 +141,7 @@ class MuZeroAlgorithm:
 
     def _self_play(self) -> tuple[list[Segment], float]:
         a, env = self.args, self.env
-        n, T, A = env.num_envs, a.segment, 4
+        n, T, A = env.num_envs, a.segment, self.n_actions
         obs = np.zeros((n, T + 1, env.obs_dim))
         acts = np.zeros((n, T), np.int64)
         rews = np.zeros((n, T))
@@ -195,11 +195,11 @@ class MuZeroAlgorithm:
                 mask.append(1.0)
             else:
                 values.append(0.0)
-                policies.append(np.full(4, 0.25))
+                policies.append(np.full(self.n_actions, 1.0 / self.n_actions))
                 mask.append(0.0)
             rewards.append(seg.rewards[i - 1] if 1 <= k and i - 1 < T else 0.0)
             if k < K:
-                actions.append(seg.actions[i] if i < T else int(self.rng.integers(4)))
+                actions.append(seg.actions[i] if i < T else int(self.rng.integers(self.n_actions)))
         return values, rewards, policies, mask, actions
 
     def _reanalyse(self, seg: Segment) -> None:

@@ -37,6 +37,7 @@ import structlog
 
 from core.config import DateRange
 from core.errors import ConfigError
+from core.metrics import annualised_pct
 from core.robustness import monte_carlo, walk_forward_efficiency
 from trainer.config import TrainerConfig
 
@@ -83,10 +84,6 @@ def plan_folds(rng: DateRange, folds: int, scheme: str = "rolling", train_window
 
 def _ns(d: dt.date) -> int:
     return int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()) * 10**9
-
-
-def _annualised(s: dict) -> float:
-    return s["pnl_pct"] * 365.25 / max(s["calendar_days"], 1.0)
 
 
 def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
@@ -228,8 +225,8 @@ def run_walk_forward(cfg: TrainerConfig, rng: DateRange, folds: int, scheme: str
         where = "in process"
     results.sort(key=lambda r: r["fold"])
     st = _stitch(results, cfg.account.initial_equity, cfg.gates.mc_resamples, cfg.train.seed)
-    ins = [_annualised(r["in_sample"]) for r in results]
-    oos = [_annualised(r["summaries"]["policy"]) for r in results]
+    ins = [annualised_pct(r["in_sample"]) for r in results]
+    oos = [annualised_pct(r["summaries"]["policy"]) for r in results]
     pol = [r["summaries"]["policy"]["pnl_pct"] for r in results]
     bh = [r["summaries"]["buy_and_hold"]["pnl_pct"] for r in results]
     sma = [r["summaries"]["sma_cross"]["pnl_pct"] for r in results]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.metrics import MIN_TRADES_FOR_QUALITY
+from core.metrics import MIN_TRADES_FOR_QUALITY, annualised_pct
 from trainer.report import save_figure, write_html
 
 ORDER = ("policy", "flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_long_flat")
@@ -57,7 +57,7 @@ def fold_table(wf) -> list[str]:
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in wf.folds:
         s, ins = f["summaries"], f["in_sample"]
-        ann = ins["pnl_pct"] * 365.25 / max(ins["calendar_days"], 1.0)
+        ann = annualised_pct(ins)
         flag = " (open, marked)" if s["policy"]["open_trade_marked"] else ""
         L.append(f"| {f['fold']} | {f['train_start']} .. {f['test_start']} | {f['test_start']} .. {f['test_end']} | "
                  f"{f['cycles']} (best {f['best_cycle']}) | {ann:+.1f} | {s['policy']['pnl_pct']:+.2f} | "
