@@ -2,7 +2,8 @@
 
 Tasks (named, owned by a TaskGroup): ``feed`` (quotes -> slot -> store), ``model-watcher``
 (hot-swap), ``control`` (signal files), ``watchdog`` (sd_notify pings), ``loop-lag``.
-Beside them: the tick recorder thread, the HTTP server and APScheduler jobs.
+Beside them: the tick recorder thread, the HTTP server and APScheduler jobs. What it reports
+about itself (status snapshot, health reasons, status.json) is in daemon.status.
 
 Live brokers (``[broker] kind = "oanda" | "ib"``): quotes come from the broker's feed and
 decisions are timed by the wall clock. With ``fills = "broker"`` orders go to the broker
@@ -21,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import gc
 import json
 import os
-import resource
 import signal
 import time
 from collections.abc import Callable
@@ -37,13 +36,12 @@ import structlog
 
 from core.checkpoint import clean_leftovers
 from core.config import load_config
-from core.broker import FeedStatus
 from core.calendar import market_open
 from core.errors import CheckpointError, FatalError, StairwayError
-from core.redaction import redact
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policy import Policy
+from daemon import status
 from daemon.aio import primary_error, sleep_or_stop
 from daemon.config import DaemonConfig
 from daemon.control import KNOWN, ControlFiles, check_private, hint
@@ -87,10 +85,6 @@ def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | Non
     if not link.is_symlink() and not link.exists():
         raise CheckpointError(f"{link}: no current model; run `stairway train run` first")
     return load_verified(link, spec, gate_db, None, market)
-
-
-def _fmt(ts_ns: int | None) -> str:
-    return "-" if ts_ns is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ns // 10**9))
 
 
 class Daemon:
@@ -402,75 +396,15 @@ class Daemon:
             removed = await asyncio.to_thread(self.recorder.prune)
             log.info("tick_files_pruned", removed=removed)
 
-    # -- status ---------------------------------------------------------------------------
-    def model_age_secs(self) -> float | None:
-        """Age of the running model from its checkpoint header; None when unknown."""
-        created = getattr(self.slot.policy, "created_at", "") or ""
-        try:
-            return time.time() - dt.datetime.fromisoformat(created).timestamp() if created else None
-        except ValueError:
-            return None
-
+    # -- status (daemon.status) -------------------------------------------------------------
     def snapshot(self) -> dict:
-        s, c = self.slot, self.slot.counters
-        b = s.builder
-        age = self.model_age_secs() or 0.0
-        return {
-            "instrument": self.instrument, "run_id": self.run_id, "ticks": c.ticks, "bars": c.bars,
-            "decisions": c.decisions, "orders": c.orders, "fills": c.fills, "swaps": c.swaps,
-            "swaps_refused": self.watcher.stats.refused, "actions": dict(c.actions),
-            "rejected_quotes": b.rejected, "rejected_jump_quotes": b.rejected_jump,
-            "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0,
-            "reconcile_discrepancies": self.reconciler.discrepancies if self.reconciler else 0,
-            "position_units": float(s.position[0]), "equity": s.equity,
-            "drawdown_pct": s.drawdown_pct, "risk_tier": self.risk.state.tier, "halted": int(self.risk.state.halted),
-            "model_sha": s.policy.sha, "model_age_seconds": age,
-            "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "event_loop_lag_seconds": self.loop_lag, "trading_enabled": int(s.trading_enabled),
-            "last_bar": _fmt(s.last_bar_ts), "health": self.health(),
-            "control_ignored_files": [hint(n) for n in self.control_unknown],
-            "pid": os.getpid(), "written_at": time.time(), "stopped": self._stopped,
-        }
+        return status.snapshot(self)
 
     def health(self) -> list[str]:
-        reasons = []
-        svc = self.cfg.service
-        idle = time.monotonic() - self.last_tick_monotonic
-        if idle > svc.feed_stale_secs and not self.stop.is_set():
-            reasons.append(f"feed stale: no quote for {idle:.0f} s")
-        if self.db_error:
-            reasons.append(f"database error: {self.db_error}")
-        age = self.model_age_secs()
-        if age is not None and age / 86400 > svc.max_model_age_days:
-            reasons.append(f"model {self.slot.policy.sha[:12]} is {age / 86400:.1f} days old")
-        if self.risk.state.halted:
-            reasons.append(f"halted: {self.risk.state.halted_reason}")
-        if self.control_unsafe:
-            reasons.append(f"control directory unsafe, no new positions: {self.control_unsafe}")
-        if self.cfg.live:
-            status = getattr(self.feed, "status", FeedStatus.CONNECTED)
-            if status is not FeedStatus.CONNECTED:
-                reasons.append(f"broker disconnected: {self.cfg.broker.kind} feed {status.value}")
-            if self.slot.data_stale:
-                reasons.append(f"{self.instrument} stale: no price while its market is open")
-        if self.reconciler is not None:
-            if not self.reconciler.ready:
-                reasons.append("not reconciled with the broker yet: orders blocked"
-                               + (f" ({self.reconciler.last_error})" if self.reconciler.last_error else ""))
-            elif self.reconciler.last_error:
-                reasons.append(f"reconciliation failing: {self.reconciler.last_error}")
-        if self.router is not None and self.router.unresolved:
-            reasons.append(f"order outcome unknown: {', '.join(sorted(self.router.unresolved))}")
-        return [redact(r) for r in reasons]  # shown on /health, /status and in status.json
+        return status.health(self)
 
     def _write_status(self, snapshot: dict | None = None) -> None:
-        path = self.cfg.service.status_file
-        try:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(snapshot if snapshot is not None else self.snapshot(), default=str))
-            tmp.replace(path)
-        except OSError:
-            pass
+        status.write_status(self.cfg.service.status_file, snapshot if snapshot is not None else self.snapshot())
 
     def _reload(self) -> None:
         if self.config_path is None:
@@ -559,8 +493,8 @@ class Daemon:
                     "halted": self.risk.state.halted_reason or "",
                     "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0}
         return DaemonResult(self.run_id, self.summary, counters, self.cfg.service.db_path, self.slot.policy.sha,
-                            self.interrupted, time.perf_counter() - t0, _fmt(self.slot.first_decision_bar_ts),
-                            _fmt(self.slot.last_bar_ts), self.slot.latency.snapshot(), np.array(self.loop_lags),
+                            self.interrupted, time.perf_counter() - t0, status.fmt_ts(self.slot.first_decision_bar_ts),
+                            status.fmt_ts(self.slot.last_bar_ts), self.slot.latency.snapshot(), np.array(self.loop_lags),
                             self.http_port, self.slot.tracker)
 
     async def _shutdown(self, runner, sched) -> None:

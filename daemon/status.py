@@ -1,0 +1,92 @@
+"""What the daemon reports about itself: the status snapshot (``/status``, ``/metrics``,
+``state/status.json``, ``ctl status``) and the health reasons (``/health``, 503 when any).
+Read from the running Daemon's parts; nothing here changes them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+from core.broker import FeedStatus
+from core.redaction import redact
+from daemon.control import hint
+
+
+def fmt_ts(ts_ns: int | None) -> str:
+    return "-" if ts_ns is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ns // 10**9))
+
+
+def model_age_secs(policy) -> float | None:
+    """Age of the running model from its checkpoint header; None when unknown."""
+    created = getattr(policy, "created_at", "") or ""
+    try:
+        return time.time() - dt.datetime.fromisoformat(created).timestamp() if created else None
+    except ValueError:
+        return None
+
+
+def snapshot(d) -> dict:
+    s, c = d.slot, d.slot.counters
+    b = s.builder
+    return {
+        "instrument": d.instrument, "run_id": d.run_id, "ticks": c.ticks, "bars": c.bars,
+        "decisions": c.decisions, "orders": c.orders, "fills": c.fills, "swaps": c.swaps,
+        "swaps_refused": d.watcher.stats.refused, "actions": dict(c.actions),
+        "rejected_quotes": b.rejected, "rejected_jump_quotes": b.rejected_jump,
+        "recorder_dropped_ticks": d.recorder.dropped_ticks if d.recorder else 0,
+        "reconcile_discrepancies": d.reconciler.discrepancies if d.reconciler else 0,
+        "position_units": float(s.position[0]), "equity": s.equity,
+        "drawdown_pct": s.drawdown_pct, "risk_tier": d.risk.state.tier, "halted": int(d.risk.state.halted),
+        "model_sha": s.policy.sha, "model_age_seconds": model_age_secs(s.policy) or 0.0,
+        "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "event_loop_lag_seconds": d.loop_lag, "trading_enabled": int(s.trading_enabled),
+        "last_bar": fmt_ts(s.last_bar_ts), "health": health(d),
+        "control_ignored_files": [hint(n) for n in d.control_unknown],
+        "pid": os.getpid(), "written_at": time.time(), "stopped": d._stopped,
+    }
+
+
+def health(d) -> list[str]:
+    reasons = []
+    svc = d.cfg.service
+    idle = time.monotonic() - d.last_tick_monotonic
+    if idle > svc.feed_stale_secs and not d.stop.is_set():
+        reasons.append(f"feed stale: no quote for {idle:.0f} s")
+    if d.db_error:
+        reasons.append(f"database error: {d.db_error}")
+    age = model_age_secs(d.slot.policy)
+    if age is not None and age / 86400 > svc.max_model_age_days:
+        reasons.append(f"model {d.slot.policy.sha[:12]} is {age / 86400:.1f} days old")
+    if d.risk.state.halted:
+        reasons.append(f"halted: {d.risk.state.halted_reason}")
+    if d.control_unsafe:
+        reasons.append(f"control directory unsafe, no new positions: {d.control_unsafe}")
+    if d.cfg.live:
+        status = getattr(d.feed, "status", FeedStatus.CONNECTED)
+        if status is not FeedStatus.CONNECTED:
+            reasons.append(f"broker disconnected: {d.cfg.broker.kind} feed {status.value}")
+        if d.slot.data_stale:
+            reasons.append(f"{d.instrument} stale: no price while its market is open")
+    if d.reconciler is not None:
+        if not d.reconciler.ready:
+            reasons.append("not reconciled with the broker yet: orders blocked"
+                           + (f" ({d.reconciler.last_error})" if d.reconciler.last_error else ""))
+        elif d.reconciler.last_error:
+            reasons.append(f"reconciliation failing: {d.reconciler.last_error}")
+    if d.router is not None and d.router.unresolved:
+        reasons.append(f"order outcome unknown: {', '.join(sorted(d.router.unresolved))}")
+    return [redact(r) for r in reasons]  # shown on /health, /status and in status.json
+
+
+def write_status(path: Path, snap: dict) -> None:
+    """status.json, replaced atomically; a write error is not the daemon's concern."""
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(snap, default=str))
+        tmp.replace(path)
+    except OSError:
+        pass
