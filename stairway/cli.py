@@ -136,11 +136,11 @@ def _validate(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"--range {args.range!r}: expected YYYY-MM-DD..YYYY-MM-DD with start < end ({e})") from None
     if args.checkpoint:
-        if args.folds:
+        if args.folds is not None:
             raise ConfigError("validate: give --checkpoint (one existing model) or --folds (walk-forward with "
                               "retraining), not both")
         return _validate_checkpoint(cfg, args, rng)
-    if not args.folds:
+    if args.folds is None:
         raise ConfigError("validate: give --checkpoint SHA or --folds N")
     from trainer.walk_forward import run_walk_forward
     from trainer.wf_report import fold_table, stitched_table, verdict_lines, write_wf_report

@@ -115,7 +115,10 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
                           f"of {cfg.data.bars_csv} (it spans {span_text(raw)}); the features need {spec.window} to "
                           "warm up")
     history = history_from_bars(train_raw, cfg, spec)
-    data = split_history(cfg, spec, history, [], shadow_tail=False)
+    try:
+        data = split_history(cfg, spec, history, [], shadow_tail=False)
+    except ConfigError as e:  # say which fold: a window too short for the session or the holdout
+        raise ConfigError(f"fold {fold.index} ({fold.train_start} .. {fold.test_start}): {e}") from None
     trained = train_cycles(cfg, data)
     best = trained.best
     state = trained.states[best.cycle]

@@ -141,6 +141,13 @@ def test_cli_walk_forward_and_argument_errors(tmp_path, monkeypatch, capsys):
     assert "give --checkpoint SHA or --folds N" in capsys.readouterr().err
     assert main(["validate", "--range", "2017-03-01..2017-08-01", "--folds", "2", "--checkpoint", "abcdef"]) == 2
     assert "not both" in capsys.readouterr().err
+    assert main(["validate", "--range", "2017-03-01..2017-08-01", "--folds", "0"]) == 2
+    assert "--folds 0: at least 1" in capsys.readouterr().err
+    # windows too short for the training session: the error names the fold and its window
+    assert main(["validate", "--range", "2017-01-01..2017-12-30", "--folds", "40", "--train-windows", "1",
+                 "--draws", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "fold 0 (2017-01-01 .. 2017-01-10): train.session_minutes" in err and len(err.strip().splitlines()) == 1
     # a range outside the file: one line naming the fold, its window and the file
     assert main(["validate", "--range", "2015-01-01..2015-12-30", "--folds", "3", "--draws", "5"]) == 2
     err = capsys.readouterr().err.strip()
