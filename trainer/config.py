@@ -137,6 +137,11 @@ class TrainConfig(Strict):
                                   "confidence is below this is taken as HOLD, in evaluation and in the daemon.")
     holdout_fraction: float = Field(0.15, gt=0, lt=1, description="Tail of the range never trained on.")
     session_minutes: int = Field(21_600, gt=0, description="Session length (360 one-hour bars).")
+    max_gap_minutes: float | None = Field(None, ge=0, description="Reject a session in which two consecutive "
+                                          "bars are further apart than the bar period plus this (a missing bar, "
+                                          "a feed outage); none: no gap check. Seed: 10.")
+    reject_weekend: StrictBool = Field(False, description="Reject a session that spans a weekend (the week "
+                                       "turns at Saturday 12:00 UTC).")
     seed: int = 1
     models_dir: Path = Path("models")
     gate_db: Path = Field(Path("state/gate.db"), description="The trainer's registry database.")

@@ -32,7 +32,7 @@ from core.features import FeatureSpec
 from core.policies import load_policy
 from core.metrics import annualised_pct
 from core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
-from core.types import ACTION_NAMES, NS_PER_DAY
+from core.types import ACTION_NAMES, NS_PER_DAY, NS_PER_MINUTE
 from trainer.baselines import compare
 from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv
@@ -43,6 +43,7 @@ from trainer.gates import (ShadowResult, evidence, preflight, relative_l2, robus
 from trainer.history import load_history
 from trainer.algos import make_algorithm
 from trainer.ppo import PPOProgress
+from trainer.sessions import SessionIndex, index_sessions
 from trainer.shaping import RewardShaper
 
 log = structlog.get_logger("trainer")
@@ -181,6 +182,7 @@ class TrainedCycles:
     states: list[dict]  # each cycle's weights (state_dict copies), in cycle order
     rates: list[float]  # env steps/s per rollout
     arch: dict = field(default_factory=dict)  # the checkpoint's architecture JSON (trainer.algos)
+    sessions: str = ""  # the session index's counts (trainer.sessions)
 
     @property
     def best(self) -> CycleRecord:
@@ -198,9 +200,10 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | No
     spec, ex, history, split, gate_first = data.spec, data.ex, data.history, data.split, data.gate_first
     num_envs = cfg.muzero.num_envs if cfg.train.algo == "muzero" else cfg.ppo.num_envs
     shaper = RewardShaper(cfg.shaping, num_envs, cfg.ppo.reward_scale)
+    sessions = session_index(cfg, data)
     env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, num_envs, data.session_len,
                         seed=cfg.train.seed, first_bar=0, last_bar=split - 2, reward_scale=cfg.ppo.reward_scale,
-                        shaper=shaper, risk=cfg.risk)
+                        shaper=shaper, risk=cfg.risk, session_starts=sessions.starts)
     algo = make_algorithm(cfg, env, parent, start_step)
     bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
     rates: list[float] = []
@@ -237,7 +240,22 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | No
             break
     if bar is not None:
         bar.close()
-    return TrainedCycles(records, states, rates, algo.arch())
+    return TrainedCycles(records, states, rates, algo.arch(), sessions.describe())
+
+
+def session_index(cfg: TrainerConfig, data: PreparedData) -> SessionIndex:
+    """The training range's session starts (trainer.sessions), refused with the counts when
+    the checks leave none."""
+    t = cfg.train
+    gap = None if t.max_gap_minutes is None else int(t.max_gap_minutes * NS_PER_MINUTE)
+    lo = data.spec.window - 1
+    idx = index_sessions(data.history.bars["ts_ns"], lo, data.split - 2, data.session_len, cfg.bars.period_ns, gap,
+                         t.reject_weekend)
+    log.info("sessions_indexed", **idx.log_fields())
+    if len(idx.starts) == 0:
+        raise ConfigError(f"train.max_gap_minutes = {t.max_gap_minutes}, train.reject_weekend = {t.reject_weekend} "
+                          f"and train.session_minutes = {t.session_minutes}: {idx.describe()}; nothing to train on")
+    return idx
 
 
 def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
@@ -354,7 +372,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
                       curves={"validation": (val_tracker.curve_ts, val_tracker.curve_equity),
                               "in_sample": (is_tracker.curve_ts, is_tracker.curve_equity)},
                       steps_per_s=float(np.median(rates)) if rates else 0.0, seconds=time.perf_counter() - t0,
-                      split_desc=split_desc, baselines=vs_baselines)
+                      split_desc=f"{split_desc}; {trained.sessions}", baselines=vs_baselines)
     from trainer.report import write_report
 
     result.report = write_report(result, cfg)

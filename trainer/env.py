@@ -124,7 +124,7 @@ class VecTradingEnv:
     def __init__(self, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initial_equity: float,
                  num_envs: int, session_len: int, seed: int, reward_scale: float = 0.1,
                  first_bar: int | None = None, last_bar: int | None = None, auto_reset: bool = True,
-                 shaper=None, risk: RiskConfig | None = None) -> None:
+                 shaper=None, risk: RiskConfig | None = None, session_starts: np.ndarray | None = None) -> None:
         self.h, self.spec, self.ex = history, spec, ex
         self.num_envs, self.session_len = num_envs, session_len
         self.initial_equity, self.reward_scale = initial_equity, reward_scale
@@ -135,6 +135,15 @@ class VecTradingEnv:
         if self.hi - self.lo + 1 < session_len:
             raise ValueError(f"history has {self.hi - self.lo + 1} usable bars, fewer than a session of {session_len}")
         self.auto_reset = auto_reset
+        # pre-indexed session starts (trainer.sessions); none: any start in range
+        self.session_starts = None
+        if session_starts is not None:
+            starts = np.asarray(session_starts, dtype=np.int64)
+            if len(starts) == 0:
+                raise ValueError("no session start is left to train on")
+            if starts.min() < self.lo or starts.max() > self.hi - session_len + 1:
+                raise ValueError(f"session starts must lie in [{self.lo}, {self.hi - session_len + 1}]")
+            self.session_starts = starts
         self.shaper = shaper
         self.equity_pips = np.zeros(num_envs)
         self.rng = np.random.default_rng(seed)
@@ -163,7 +172,9 @@ class VecTradingEnv:
     def _reset_envs(self, idx: np.ndarray, starts: np.ndarray | None = None) -> None:
         if len(idx) == 0:
             return
-        if starts is None:
+        if starts is None and self.session_starts is not None:
+            starts = self.session_starts[self.rng.integers(len(self.session_starts), size=len(idx))]
+        elif starts is None:
             starts = self.rng.integers(self.lo, self.hi - self.session_len + 2, size=len(idx))
         self.bar[idx] = starts
         self.steps[idx] = 0
