@@ -106,9 +106,13 @@ def muzero_from_tensors(tensors: dict[str, torch.Tensor], obs_dim: int, arch: di
     return net
 
 
-def numpy_weights(tensors: dict[str, torch.Tensor]) -> tuple[np.ndarray, ...]:
-    """The weights as contiguous float64 arrays, in TENSOR_NAMES order (for the kernels)."""
-    return tuple(np.ascontiguousarray(tensors[n].detach().cpu().numpy(), dtype=np.float64) for n in TENSOR_NAMES)
+def numpy_weights(tensors: dict) -> tuple[np.ndarray, ...]:
+    """The weights (torch tensors or numpy arrays) as contiguous float64 arrays, in
+    TENSOR_NAMES order (for the kernels)."""
+    def arr(x):
+        return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+    return tuple(np.ascontiguousarray(arr(tensors[n]), dtype=np.float64) for n in TENSOR_NAMES)
 
 
 # -- numba inference ------------------------------------------------------------------------

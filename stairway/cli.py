@@ -81,10 +81,16 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _train_run(args: argparse.Namespace) -> int:
+    from core.errors import ConfigError
     from trainer.config import TrainerConfig
     from trainer.cycles import run_cycles
 
     cfg = load_config(TrainerConfig, args.config)
+    if args.ray_address:
+        if cfg.train.algo != "muzero":
+            raise ConfigError(f"--ray-address runs MuZero's self-play actors; {args.config} has train.algo = "
+                              f"{cfg.train.algo!r}")
+        cfg = cfg.model_copy(update={"muzero": cfg.muzero.model_copy(update={"ray_address": args.ray_address})})
     configure_logging()
     res = run_cycles(cfg)
     print(f"\n{len(res.cycles)} cycle(s), candidate {res.candidate[:12]}, {res.seconds:.1f} s; report {res.report}")
@@ -214,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="the offline trainer").add_subparsers(dest="sub", required=True)
     tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")
     tr.add_argument("--config", default="config/trainer.toml")
+    tr.add_argument("--ray-address", help="MuZero: run the self-play actors (muzero.actors) on Ray: a cluster "
+                    "address, or 'local'")
     tr.set_defaults(func=_train_run)
     sw = t.add_parser("sweep", help="Ray Tune search over shaping/regime parameters (never publishes)")
     sw.add_argument("--config", default="config/trainer.toml")

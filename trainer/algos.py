@@ -6,6 +6,7 @@ need from a learning algorithm, whatever it is. ``train.algo`` chooses one.
     arch()                      the checkpoint's generic architecture JSON (kind, sizes, inference)
     policy(sha)                 the greedy inference Policy of the current weights, exactly as
                                 core.policies.load_policy will build it from the saved checkpoint
+    close()                     release what it started (MuZero's Ray actors)
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Algorithm(Protocol):
 
     def policy(self, sha: str = "") -> Policy: ...
 
+    def close(self) -> None: ...
+
 
 class PPOAlgorithm:
     kind = "ppo"
@@ -68,6 +71,9 @@ class PPOAlgorithm:
 
     def policy(self, sha: str = "") -> Policy:
         return policy_from_weights(self.learner.env.spec, self.tensors(), self.arch(), sha)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def policy_from_weights(spec: FeatureSpec, tensors: dict[str, torch.Tensor], arch: dict, sha: str = "") -> Policy:

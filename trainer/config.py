@@ -55,6 +55,16 @@ class MuZeroArgs(Strict):
     dirichlet_alpha: float = Field(1.0, gt=0)
     noise_fraction: float = Field(0.5, ge=0, le=1, description="Root noise in self-play only.")
     act_temperature: float = Field(1.0, ge=0, description="Recorded in the checkpoint: temperature at act time.")
+    actors: int = Field(1, gt=0, description="Self-play actors; the num_envs sessions are split among them.")
+    ray_address: str | None = Field(None, description="Run the actors on Ray: a cluster address, or 'local' for a "
+                                    "local Ray with one CPU per actor. None: in this process, one after another.")
+
+    @model_validator(mode="after")
+    def _actors_have_sessions(self) -> "MuZeroArgs":
+        if self.actors > self.num_envs:
+            raise ValueError(f"muzero.actors = {self.actors} is more than muzero.num_envs = {self.num_envs}: "
+                             "every actor needs at least one session")
+        return self
 
 
 class ShapingConfig(Strict):

@@ -219,25 +219,28 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | No
     records: list[CycleRecord] = []
     states: list[dict] = []
     best: float | None = None
-    for k in range(cfg.cycles.count):
-        target = cfg.cycles.curriculum[min(k, len(cfg.cycles.curriculum) - 1)]
-        shaper.set_target(target)
-        algo.learn(cfg.cycles.steps, on_progress)
-        tracker, _ = run_evaluation(algo.policy(), history, spec, ex, cfg.account.initial_equity, split,
-                                    gate_first - 2, risk=cfg.risk)
-        m = tracker.summary()
-        state = algo.tensors()
-        imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
-        best = m["sharpe"] if imp else best
-        sha = on_cycle(k, state, m, target, algo.global_step, imp, algo.arch()) if on_cycle is not None else ""
-        states.append(state)
-        records.append(CycleRecord(k, sha, algo.global_step, target, m, imp))
-        log.info("cycle_finished", cycle=k, sha=sha[:12], step=algo.global_step, target_hold_rate=target,
-                 val_sharpe=round(m["sharpe"], 3), val_pnl_pct=round(m["pnl_pct"], 3), val_trades=m["trades"],
-                 hold_rate=round(m["hold_rate"], 3), improved=imp)
-        if should_stop([r.improved for r in records], cfg.cycles.min_cycles, cfg.cycles.patience):
-            log.info("early_stop", after_cycles=k + 1)
-            break
+    try:
+        for k in range(cfg.cycles.count):
+            target = cfg.cycles.curriculum[min(k, len(cfg.cycles.curriculum) - 1)]
+            shaper.set_target(target)
+            algo.learn(cfg.cycles.steps, on_progress)
+            tracker, _ = run_evaluation(algo.policy(), history, spec, ex, cfg.account.initial_equity, split,
+                                        gate_first - 2, risk=cfg.risk)
+            m = tracker.summary()
+            state = algo.tensors()
+            imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
+            best = m["sharpe"] if imp else best
+            sha = on_cycle(k, state, m, target, algo.global_step, imp, algo.arch()) if on_cycle is not None else ""
+            states.append(state)
+            records.append(CycleRecord(k, sha, algo.global_step, target, m, imp))
+            log.info("cycle_finished", cycle=k, sha=sha[:12], step=algo.global_step, target_hold_rate=target,
+                     val_sharpe=round(m["sharpe"], 3), val_pnl_pct=round(m["pnl_pct"], 3), val_trades=m["trades"],
+                     hold_rate=round(m["hold_rate"], 3), improved=imp)
+            if should_stop([r.improved for r in records], cfg.cycles.min_cycles, cfg.cycles.patience):
+                log.info("early_stop", after_cycles=k + 1)
+                break
+    finally:
+        algo.close()
     if bar is not None:
         bar.close()
     return TrainedCycles(records, states, rates, algo.arch(), sessions.describe())

@@ -1,11 +1,12 @@
 """MuZero self-play and learner (issue 11 §4), behind the trainer's algorithm seam.
 
-Self-play: ``num_envs`` sessions of the shared VecTradingEnv (costs on, the daemon's risk
-rules, the reward shaper) are stepped together; each decision is a search (core.mcts) on the
-latest weights with root Dirichlet noise, the action drawn from the visit counts at the
-scheduled temperature (2.0 -> 0.5 over the plan). Every ``segment`` steps each session's
-trajectory segment (observations, actions, rewards, visit distributions, root values) goes
-to the replay buffer.
+Self-play (trainer.selfplay): ``actors`` actors, in this process or on Ray, each step their
+share of the ``num_envs`` sessions of the shared VecTradingEnv (costs on, the daemon's risk
+rules, the reward shaper, the indexed session starts); each decision is a search
+(core.mcts) on the latest weights, sent as safetensors bytes, with root Dirichlet noise, the
+action drawn from the visit counts at the scheduled temperature (2.0 -> 0.5 over the plan).
+Every ``segment`` steps each session's trajectory segment (observations, actions, rewards,
+visit distributions, root values) goes to the replay buffer, in actor order.
 
 Replay buffer: at most ``buffer_segments``; when full the oldest segment goes, unless that
 would leave fewer than ``trade_quota`` of them with a position change: then a random
@@ -32,11 +33,11 @@ from torch import nn
 
 from core.muzero_net import MuZeroNet, muzero_from_tensors, to_support
 from core.muzero_policy import MuZeroPolicy
-from core.position import PS_UNITS
 from core.types import ACTION_NAMES
 from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv
 from trainer.ppo import PPOProgress
+from trainer.selfplay import ActorPool, weights_to_bytes
 
 
 class Segment:
@@ -90,9 +91,9 @@ class MuZeroAlgorithm:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=a.learning_rate)
         self.global_step, self._first_step, self.planned = start_step, start_step, max(1, planned_steps)
         self.buffer = ReplayBuffer(a.buffer_segments, a.trade_quota, self.rng)
-        self.obs = env.reset().copy()
         self.updates = 0
         self._searcher()
+        self.actors = ActorPool(cfg, env.h, env.hi, env.session_len, env.session_starts)
 
     # -- the seam ---------------------------------------------------------------------------
     def arch(self) -> dict:
@@ -127,9 +128,9 @@ class MuZeroAlgorithm:
                 on_progress(PPOProgress(self.global_step, done_steps / (time.perf_counter() - t0), mean_r, loss, 0.0,
                                         0.0))
 
-    # -- self-play --------------------------------------------------------------------------
+    # -- self-play ----------------------------------------------------------------------------
     def _searcher(self) -> None:
-        """A search on the current weights (self-play uses its visits, not its act)."""
+        """The learner's search on the current weights (reanalyse)."""
         arch = self.arch()
         arch["inference"] = arch["inference"] | {"temperature": 0.0}
         self.search = MuZeroPolicy(self.tensors(), self.env.obs_dim, arch)
@@ -140,36 +141,22 @@ class MuZeroAlgorithm:
         return t0 + (t1 - t0) * frac
 
     def _self_play(self) -> tuple[list[Segment], float]:
-        a, env = self.args, self.env
-        n, T, A = env.num_envs, a.segment, self.n_actions
-        obs = np.zeros((n, T + 1, env.obs_dim))
-        acts = np.zeros((n, T), np.int64)
-        rews = np.zeros((n, T))
-        pols = np.zeros((n, T + 1, A))
-        vals = np.zeros((n, T + 1))
-        dones = np.zeros((n, T), bool)
-        traded = np.zeros(n, bool)
-        temp = self.temperature()
-        t = self.search.tree
-        for k in range(T + 1):
-            obs[:, k] = self.obs
-            actions = np.zeros(n, np.int64)
-            for e in range(n):
-                noise = self.rng.dirichlet([a.dirichlet_alpha] * A)
-                visits = self.search.visits(self.obs[e], noise, a.noise_fraction).astype(np.float64)
-                pols[e, k] = visits / visits.sum()
-                vals[e, k] = t.value_sum[0] / max(t.visits[0], 1)
-                p = visits ** (1.0 / temp)
-                actions[e] = int(self.rng.choice(A, p=p / p.sum()))
-            if k == T:
-                break  # the last observation only bootstraps the values
-            before = env.state[:, PS_UNITS].copy()
-            o, r, d = env.step(actions)
-            traded |= env.state[:, PS_UNITS] != before
-            acts[:, k], rews[:, k], dones[:, k] = actions, r, d
-            self.obs = o.copy()
-        segs = [Segment(obs[e], acts[e], rews[e], pols[e], vals[e], dones[e], bool(traded[e])) for e in range(n)]
-        return segs, float(rews.mean())
+        """One segment of every session from every actor, in actor order."""
+        shaper = self.env.shaper
+        target = shaper.target if shaper is not None else self.cfg.shaping.target_hold_rate
+        results = self.actors.play(weights_to_bytes(self.tensors()), self.arch(), self.temperature(), target)
+        segs, total, count = [], 0.0, 0
+        for r in results:
+            for e in range(len(r["actions"])):
+                # targets are refreshed in place by reanalyse: own copies (Ray's arrays are read-only)
+                segs.append(Segment(r["obs"][e], r["actions"][e], r["rewards"][e], r["policies"][e].copy(),
+                                    r["values"][e].copy(), r["dones"][e], bool(r["traded"][e])))
+            total += float(r["rewards"].sum())
+            count += r["rewards"].size
+        return segs, total / max(count, 1)
+
+    def close(self) -> None:
+        self.actors.close()
 
     # -- learning ---------------------------------------------------------------------------
     def _targets(self, seg: Segment, start: int):

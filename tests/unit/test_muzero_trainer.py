@@ -93,3 +93,35 @@ def test_train_run_with_muzero_goes_through_the_same_gates_and_registry(tmp_path
     assert policy.kind == "muzero"
     assert res.gate["shadow"]["days"] and "evidence" in res.gate  # judged by the same gates
     assert res.action in ("published", "published+gold", "not_published")
+
+
+def test_actors_on_ray_give_the_same_weights_as_actors_in_process():
+    """Two self-play actors, each with its own sessions and seeds, fed safetensors bytes: on a
+    local Ray they produce exactly what they produce one after another in this process."""
+    c = cfg(STAIRWAY_MUZERO__ACTORS="2", STAIRWAY_CYCLES__COUNT="1", STAIRWAY_TRAIN__MAX_GAP_MINUTES="10")
+    d = prepare_data(c)
+    inline = train_cycles(c, d)
+    on_ray = train_cycles(cfg(STAIRWAY_MUZERO__ACTORS="2", STAIRWAY_CYCLES__COUNT="1",
+                              STAIRWAY_TRAIN__MAX_GAP_MINUTES="10", STAIRWAY_MUZERO__RAY_ADDRESS="local"), d)
+    one = train_cycles(cfg(STAIRWAY_CYCLES__COUNT="1", STAIRWAY_TRAIN__MAX_GAP_MINUTES="10"), d)
+    a, b, o = inline.states[-1], on_ray.states[-1], one.states[-1]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r.metrics for r in inline.records] == [r.metrics for r in on_ray.records]
+    assert not all(torch.equal(a[k], o[k]) for k in a)  # two actors are not one actor: other seeds, other sessions
+    assert "session starts kept" in inline.sessions
+
+
+def test_actor_settings_are_checked():
+    with pytest.raises(Exception, match="muzero.actors = 5 is more than muzero.num_envs = 4"):
+        cfg(STAIRWAY_MUZERO__ACTORS="5")
+
+
+def test_train_run_ray_address_is_refused_for_ppo():
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "stairway.cli", "train", "run", "--config", "config/trainer.toml",
+                        "--ray-address", "local"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().splitlines()[-1].endswith(
+        "--ray-address runs MuZero's self-play actors; config/trainer.toml has train.algo = 'ppo'")

@@ -1,0 +1,136 @@
+"""MuZero self-play actors (issue 11 §4).
+
+An actor owns its share of the ``num_envs`` sessions: a VecTradingEnv over the learner's
+history (costs on, the daemon's risk rules, the reward shaper), its own seeded generators
+for root noise and action draws, and a search (core.muzero_policy) on the weights the
+learner last sent. ``play`` steps its sessions ``segment`` bars, searching every decision
+with root Dirichlet noise and drawing the action from the visit counts at the given
+temperature, and returns the trajectory segments.
+
+Everything that crosses to an actor is plain data: the config as JSON, the history as a
+dict of numpy arrays, the session starts, and the weights as safetensors bytes (read with
+safetensors.numpy: an actor needs no torch). Results are dicts of numpy arrays. So the same
+class runs in this process (``ray_address`` None: the actors play one after another) or as
+Ray actors (a cluster address, or "local"), and for a fixed seed and actor count both give
+the same segments in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import fields
+
+import numpy as np
+
+from core.muzero_policy import MuZeroPolicy
+from core.position import PS_UNITS
+from core.types import ACTION_NAMES
+from trainer.history import MarketHistory
+
+
+def history_to_plain(h: MarketHistory) -> dict[str, np.ndarray]:
+    return {f.name: getattr(h, f.name) for f in fields(h)}
+
+
+def weights_to_bytes(tensors: dict) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous() for k, v in tensors.items()})
+
+
+def weights_from_bytes(data: bytes) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load
+
+    return load(data)
+
+
+class SelfPlayActor:
+    def __init__(self, cfg_json: dict, history: dict[str, np.ndarray], last_bar: int, session_len: int,
+                 starts: np.ndarray, num_envs: int, seed: int) -> None:
+        from core.execution import ExecutionModel
+        from core.features import FeatureSpec
+        from trainer.config import TrainerConfig
+        from trainer.env import VecTradingEnv
+        from trainer.shaping import RewardShaper
+
+        cfg = TrainerConfig.model_validate(cfg_json)
+        self.args = cfg.muzero
+        spec = FeatureSpec.from_config(cfg)
+        ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+        self.shaper = RewardShaper(cfg.shaping, num_envs, cfg.ppo.reward_scale)
+        self.env = VecTradingEnv(MarketHistory(**history), spec, ex, cfg.account.initial_equity, num_envs,
+                                 session_len, seed=seed, first_bar=0, last_bar=last_bar,
+                                 reward_scale=cfg.ppo.reward_scale, shaper=self.shaper, risk=cfg.risk,
+                                 session_starts=starts)
+        self.rng = np.random.default_rng(seed)
+        self.obs = self.env.reset().copy()
+        self.search: MuZeroPolicy | None = None
+
+    def play(self, weights: bytes, arch: dict, temperature: float, target_hold_rate: float) -> dict[str, np.ndarray]:
+        """One segment of every session of this actor, searched on ``weights``."""
+        a, env = self.args, self.env
+        arch = arch | {"inference": arch["inference"] | {"temperature": 0.0}}
+        self.search = search = MuZeroPolicy(weights_from_bytes(weights), env.obs_dim, arch)
+        self.shaper.set_target(target_hold_rate)
+        n, T, A = env.num_envs, a.segment, len(ACTION_NAMES)
+        obs = np.zeros((n, T + 1, env.obs_dim))
+        acts = np.zeros((n, T), np.int64)
+        rews = np.zeros((n, T))
+        pols = np.zeros((n, T + 1, A))
+        vals = np.zeros((n, T + 1))
+        dones = np.zeros((n, T), bool)
+        traded = np.zeros(n, bool)
+        tree = search.tree
+        for k in range(T + 1):
+            obs[:, k] = self.obs
+            actions = np.zeros(n, np.int64)
+            for e in range(n):
+                noise = self.rng.dirichlet([a.dirichlet_alpha] * A)
+                visits = search.visits(self.obs[e], noise, a.noise_fraction).astype(np.float64)
+                pols[e, k] = visits / visits.sum()
+                vals[e, k] = tree.value_sum[0] / max(tree.visits[0], 1)
+                p = visits ** (1.0 / temperature)
+                actions[e] = int(self.rng.choice(A, p=p / p.sum()))
+            if k == T:
+                break  # the last observation only bootstraps the values
+            before = env.state[:, PS_UNITS].copy()
+            o, r, d = env.step(actions)
+            traded |= env.state[:, PS_UNITS] != before
+            acts[:, k], rews[:, k], dones[:, k] = actions, r, d
+            self.obs = o.copy()
+        return {"obs": obs, "actions": acts, "rewards": rews, "policies": pols, "values": vals, "dones": dones,
+                "traded": traded}
+
+
+class ActorPool:
+    """The actors of one learner, in this process or on Ray; ``play`` returns their results in
+    actor order."""
+
+    def __init__(self, cfg, history: MarketHistory, last_bar: int, session_len: int, starts: np.ndarray) -> None:
+        a = cfg.muzero
+        cfg_json = cfg.model_dump(mode="json")
+        plain = history_to_plain(history)
+        shares = [len(x) for x in np.array_split(np.arange(a.num_envs), a.actors)]
+        seeds = [cfg.train.seed + 7919 * i for i in range(a.actors)]
+        self._stack = contextlib.ExitStack()
+        self.remote = a.ray_address is not None
+        args = [(cfg_json, plain, last_bar, session_len, starts, shares[i], seeds[i]) for i in range(a.actors)]
+        if not self.remote:
+            self.actors = [SelfPlayActor(*x) for x in args]
+            return
+        from trainer.ray_setup import ray_session
+
+        self.ray = self._stack.enter_context(ray_session(a.ray_address, a.actors, "muzero.ray_address"))
+        cls = self.ray.remote(num_cpus=1)(SelfPlayActor)
+        shared = self.ray.put(plain)
+        self.actors = [cls.remote(c, shared, lb, sl, st, n, sd) for c, _, lb, sl, st, n, sd in args]
+
+    def play(self, weights: bytes, arch: dict, temperature: float, target: float) -> list[dict[str, np.ndarray]]:
+        if not self.remote:
+            return [x.play(weights, arch, temperature, target) for x in self.actors]
+        ref = self.ray.put(weights)
+        return self.ray.get([x.play.remote(ref, arch, temperature, target) for x in self.actors])
+
+    def close(self) -> None:
+        self.actors = []
+        self._stack.close()
