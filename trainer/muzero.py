@@ -18,7 +18,8 @@ cut at the segment's end or a session's end) and the reward, as two-hot supports
 cross-entropies summed over the unroll (reward from k = 1), the dynamics gradient halved at
 each step as in MuZero; Adam with the learning rate annealed linearly to 10 %, gradients
 clipped. A ``reanalyse_fraction`` of the sampled segments is searched again with the latest
-weights first (fresh visit and value targets). Deterministic on CPU for a fixed seed.
+weights first (fresh visit and value targets: the positions those rows read, searched by the
+actors, in parallel on Ray). Deterministic on CPU for a fixed seed.
 """
 
 from __future__ import annotations
@@ -92,7 +93,6 @@ class MuZeroAlgorithm:
         self.global_step, self._first_step, self.planned = start_step, start_step, max(1, planned_steps)
         self.buffer = ReplayBuffer(a.buffer_segments, a.trade_quota, self.rng)
         self.updates = 0
-        self._searcher()
         self.actors = ActorPool(cfg, env.h, env.hi, env.session_len, env.session_starts)
 
     # -- the seam ---------------------------------------------------------------------------
@@ -120,21 +120,12 @@ class MuZeroAlgorithm:
                 self.buffer.add(s)
             done_steps += a.segment * env.num_envs
             self.global_step += a.segment * env.num_envs
-            loss = 0.0
-            for _ in range(a.updates_per_segment):
-                loss = self._update()
-            self._searcher()
+            loss = self._train_round()
             if on_progress is not None:
                 on_progress(PPOProgress(self.global_step, done_steps / (time.perf_counter() - t0), mean_r, loss, 0.0,
                                         0.0))
 
     # -- self-play ----------------------------------------------------------------------------
-    def _searcher(self) -> None:
-        """The learner's search on the current weights (reanalyse)."""
-        arch = self.arch()
-        arch["inference"] = arch["inference"] | {"temperature": 0.0}
-        self.search = MuZeroPolicy(self.tensors(), self.env.obs_dim, arch)
-
     def temperature(self) -> float:
         t0, t1 = self.args.temperature
         frac = min(1.0, (self.global_step - self._first_step) / self.planned)
@@ -189,27 +180,50 @@ class MuZeroAlgorithm:
                 actions.append(seg.actions[i] if i < T else int(self.rng.integers(self.n_actions)))
         return values, rewards, policies, mask, actions
 
-    def _reanalyse(self, seg: Segment) -> None:
-        for i in range(len(seg.obs)):
-            visits = self.search.visits(seg.obs[i]).astype(np.float64)
-            seg.policies[i] = visits / visits.sum()
-            t = self.search.tree
-            seg.values[i] = t.value_sum[0] / max(t.visits[0], 1)
+    def _sample(self) -> tuple[np.ndarray, list[int], np.ndarray]:
+        """One batch: buffer indices, start positions, and which rows are reanalysed."""
+        a, items = self.args, self.buffer.items
+        idx = self.rng.integers(len(items), size=a.batch_size)
+        starts = [int(self.rng.integers(len(items[j].actions))) for j in idx]
+        return idx, starts, self.rng.random(a.batch_size) < a.reanalyse_fraction
 
-    def _update(self) -> float:
-        a = self.args
+    def _reanalyse(self, plan: list) -> int:
+        """Refresh, with the latest weights, the stored visit distributions and root values
+        that the round's reanalysed rows will read (policy targets at start .. start+K, the
+        value bootstraps td_steps on); the searches are shared among the actors. Returns the
+        number of positions searched."""
+        a, items = self.args, self.buffer.items
+        wanted: set[tuple[int, int]] = set()
+        for idx, starts, re in plan:
+            for j, start, r in zip(idx, starts, re):
+                if not r:
+                    continue
+                T = len(items[j].actions)
+                for i in range(start, min(start + a.unroll, T) + 1):
+                    wanted |= {(int(j), i), (int(j), min(i + a.td_steps, T))}
+        if not wanted:
+            return 0
+        positions = sorted(wanted)
+        obs = np.stack([items[j].obs[i] for j, i in positions])
+        fresh = self.actors.reanalyse(weights_to_bytes(self.tensors()), self.arch(), obs)
+        for p, (j, i) in enumerate(positions):
+            items[j].policies[i] = fresh["policies"][p]
+            items[j].values[i] = fresh["values"][p]
+        return len(positions)
+
+    def _train_round(self) -> float:
+        """``updates_per_segment`` learner steps on batches drawn together, after one
+        reanalyse pass over what they read."""
         items = self.buffer.items
         if not items:
             return 0.0
-        idx = self.rng.integers(len(items), size=a.batch_size)
-        for j in np.unique(idx):
-            if self.rng.random() < a.reanalyse_fraction:
-                self._reanalyse(items[j])
-        rows = []
-        for j in idx:
-            start = int(self.rng.integers(len(items[j].actions)))
-            rows.append((*self._targets(items[j], start), start))
-        return self._step(idx, rows)
+        plan = [self._sample() for _ in range(self.args.updates_per_segment)]
+        self._reanalyse(plan)
+        loss = 0.0
+        for idx, starts, _ in plan:
+            rows = [(*self._targets(items[j], start), start) for j, start in zip(idx, starts)]
+            loss = self._step(idx, rows)
+        return loss
 
     def _step(self, idx, rows) -> float:
         a, net = self.args, self.net

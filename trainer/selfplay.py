@@ -12,7 +12,8 @@ dict of numpy arrays, the session starts, and the weights as safetensors bytes (
 safetensors.numpy: an actor needs no torch). Results are dicts of numpy arrays. So the same
 class runs in this process (``ray_address`` None: the actors play one after another) or as
 Ray actors (a cluster address, or "local"), and for a fixed seed and actor count both give
-the same segments in the same order.
+the same segments in the same order. The actors also run the learner's reanalyse searches,
+each on its share of the positions.
 """
 
 from __future__ import annotations
@@ -102,6 +103,18 @@ class SelfPlayActor:
                 "traded": traded}
 
 
+    def reanalyse(self, weights: bytes, arch: dict, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """Fresh visit distributions and root values of stored observations (no root noise)."""
+        arch = arch | {"inference": arch["inference"] | {"temperature": 0.0}}
+        search = MuZeroPolicy(weights_from_bytes(weights), obs.shape[1], arch)
+        pols, vals = np.zeros((len(obs), len(ACTION_NAMES))), np.zeros(len(obs))
+        for i in range(len(obs)):
+            visits = search.visits(obs[i]).astype(np.float64)
+            pols[i] = visits / visits.sum()
+            vals[i] = search.tree.value_sum[0] / max(search.tree.visits[0], 1)
+        return {"policies": pols, "values": vals}
+
+
 class ActorPool:
     """The actors of one learner, in this process or on Ray; ``play`` returns their results in
     actor order."""
@@ -130,6 +143,16 @@ class ActorPool:
             return [x.play(weights, arch, temperature, target) for x in self.actors]
         ref = self.ray.put(weights)
         return self.ray.get([x.play.remote(ref, arch, temperature, target) for x in self.actors])
+
+    def reanalyse(self, weights: bytes, arch: dict, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """``obs`` split among the actors in order; their results joined in the same order."""
+        chunks = [c for c in np.array_split(obs, len(self.actors)) if len(c)]
+        if not self.remote:
+            parts = [x.reanalyse(weights, arch, c) for x, c in zip(self.actors, chunks)]
+        else:
+            ref = self.ray.put(weights)
+            parts = self.ray.get([x.reanalyse.remote(ref, arch, c) for x, c in zip(self.actors, chunks)])
+        return {k: np.concatenate([p[k] for p in parts]) for k in ("policies", "values")}
 
     def close(self) -> None:
         self.actors = []

@@ -125,3 +125,38 @@ def test_train_run_ray_address_is_refused_for_ppo():
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().splitlines()[-1].endswith(
         "--ray-address runs MuZero's self-play actors; config/trainer.toml has train.algo = 'ppo'")
+
+
+def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
+    from core.muzero_policy import MuZeroPolicy
+    from trainer.env import VecTradingEnv
+    from trainer.muzero import MuZeroAlgorithm
+
+    c = cfg(STAIRWAY_MUZERO__UNROLL="2", STAIRWAY_MUZERO__TD_STEPS="3", STAIRWAY_MUZERO__ACTORS="2")
+    d = prepare_data(c)
+    env = VecTradingEnv(d.history, d.spec, d.ex, 100_000.0, 4, d.session_len, seed=0, last_bar=d.split - 2)
+    algo = MuZeroAlgorithm(c, env)
+    segs, _ = algo._self_play()
+    for s in segs:
+        algo.buffer.add(s)
+    with torch.no_grad():  # the learner's weights move on, so stored targets are stale
+        for p in algo.net.parameters():
+            p.add_(0.05)
+    before = [(s.policies.copy(), s.values.copy()) for s in algo.buffer.items]
+    plan = [(np.array([1, 2]), [3, 14], np.array([True, False]))]  # segment length 16: row 1 is cut at T
+    assert algo._reanalyse(plan) == len({3, 4, 5, 6, 7, 8})
+    arch = algo.arch()
+    arch["inference"] = arch["inference"] | {"temperature": 0.0}
+    fresh = MuZeroPolicy(algo.tensors(), env.obs_dim, arch)
+    for j, (pol, val) in enumerate(before):
+        seg = algo.buffer.items[j]
+        for i in range(len(seg.obs)):
+            if j == 1 and i in (3, 4, 5, 6, 7, 8):  # policies at 3..5, value bootstraps at 6..8
+                v = fresh.visits(seg.obs[i])
+                assert seg.policies[i] == pytest.approx(v / v.sum())
+                assert seg.values[i] == pytest.approx(fresh.tree.value_sum[0] / fresh.tree.visits[0])
+            else:
+                assert np.array_equal(seg.policies[i], pol[i]) and seg.values[i] == val[i]
+    assert any(not np.array_equal(algo.buffer.items[1].policies[i], before[1][0][i])
+               or algo.buffer.items[1].values[i] != before[1][1][i] for i in range(3, 9))
+    algo.close()
