@@ -40,16 +40,18 @@ class Tree:
     scratch: tuple
 
     @classmethod
-    def allocate(cls, sims: int, n_actions: int, obs_dim: int, latent: int, hidden: int, support: int) -> "Tree":
+    def allocate(cls, sims: int, n_actions: int, obs_dim: int, latent: int, hidden: int, support: int,
+                 dtype=np.float32) -> "Tree":
+        """Network activations in ``dtype`` (the weights' type); visit and value statistics in float64."""
         n = sims + 1
         k = 2 * support + 1
-        scratch = (np.zeros(hidden), np.zeros(latent + n_actions), np.zeros(k), np.zeros(k), np.zeros(n_actions))
-        return cls(np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.zeros((n, latent)), np.zeros((n, n_actions)),
-                   np.full((n, n_actions), -1, np.int64), np.zeros(n, np.int64), scratch)
+        scratch = tuple(np.zeros(m, dtype) for m in (hidden, latent + n_actions, k, k, n_actions, k))
+        return cls(np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.zeros((n, latent), dtype),
+                   np.zeros((n, n_actions)), np.full((n, n_actions), -1, np.int64), np.zeros(n, np.int64), scratch)
 
 
 @numba.njit(cache=True)
-def _expand(w, node, support, hid, pol, val_logits, prior):
+def _expand(w, node, support, hid, pol, val_logits, prior, tmp):
     predict(w, node, hid, pol, val_logits)
     m = pol.max()
     z = 0.0
@@ -58,12 +60,12 @@ def _expand(w, node, support, hid, pol, val_logits, prior):
         z += prior[a]
     for a in range(pol.shape[0]):
         prior[a] /= z
-    return expected(val_logits, support)
+    return expected(val_logits, tmp, support)
 
 
 @numba.njit(cache=True)
 def search(w, obs, sims, c_puct, gamma, support, noise, noise_frac, visits, value_sum, reward, latent, prior,
-           child, path, hid, xin, rew_logits, val_logits, pol):
+           child, path, hid, xin, rew_logits, val_logits, pol, tmp):
     """Run ``sims`` simulations; returns the number of nodes used. Root visit counts per
     action are visits[child[0, a]] (0 where child[0, a] < 0)."""
     n_actions = prior.shape[1]
@@ -72,7 +74,7 @@ def search(w, obs, sims, c_puct, gamma, support, noise, noise_frac, visits, valu
     reward[:] = 0.0
     child[:, :] = -1
     represent(w, obs, hid, latent[0])
-    _expand(w, latent[0], support, hid, pol, val_logits, prior[0])
+    _expand(w, latent[0], support, hid, pol, val_logits, prior[0], tmp)
     if noise_frac > 0.0:
         for a in range(n_actions):
             prior[0, a] = (1.0 - noise_frac) * prior[0, a] + noise_frac * noise[a]
@@ -104,8 +106,8 @@ def search(w, obs, sims, c_puct, gamma, support, noise, noise_frac, visits, valu
                 n_nodes += 1
                 child[node, best_a] = c
                 dynamics(w, latent[node], best_a, xin, hid, latent[c], rew_logits)
-                reward[c] = expected(rew_logits, support)
-                g = _expand(w, latent[c], support, hid, pol, val_logits, prior[c])
+                reward[c] = expected(rew_logits, tmp, support)
+                g = _expand(w, latent[c], support, hid, pol, val_logits, prior[c], tmp)
                 depth += 1
                 path[depth] = c
                 break

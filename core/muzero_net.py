@@ -106,23 +106,33 @@ def muzero_from_tensors(tensors: dict[str, torch.Tensor], obs_dim: int, arch: di
     return net
 
 
-def numpy_weights(tensors: dict) -> tuple[np.ndarray, ...]:
-    """The weights (torch tensors or numpy arrays) as contiguous float64 arrays, in
-    TENSOR_NAMES order (for the kernels)."""
+def numpy_weights(tensors: dict, dtype=np.float32) -> tuple[np.ndarray, ...]:
+    """The weights (torch tensors or numpy arrays) for the kernels, in TENSOR_NAMES order:
+    contiguous arrays of ``dtype`` (float32 for inference: the precision the network was
+    trained in, twice the SIMD width of float64), each matrix transposed to (in, out) so a
+    layer is a sum of the input's columns scaled, vectorised over the outputs."""
     def arr(x):
-        return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return x.T if x.ndim == 2 else x
 
-    return tuple(np.ascontiguousarray(arr(tensors[n]), dtype=np.float64) for n in TENSOR_NAMES)
+    return tuple(np.ascontiguousarray(arr(tensors[n]), dtype=dtype) for n in TENSOR_NAMES)
 
 
 # -- numba inference ------------------------------------------------------------------------
 @numba.njit(cache=True, fastmath=True)
-def _dense(w, b, x, out, relu):
-    for i in range(w.shape[0]):
-        acc = b[i]
-        for j in range(w.shape[1]):
-            acc += w[i, j] * x[j]
-        out[i] = acc if (not relu or acc > 0.0) else 0.0
+def _dense(wt, b, x, out, relu):
+    """out = b + x @ wt (wt is the layer's weight transposed: (in, out)), ReLU if asked."""
+    n = out.shape[0]
+    for i in range(n):
+        out[i] = b[i]
+    for j in range(wt.shape[0]):
+        xj = x[j]
+        for i in range(n):
+            out[i] += wt[j, i] * xj
+    if relu:
+        for i in range(n):
+            if out[i] < 0.0:
+                out[i] = 0.0
 
 
 @numba.njit(cache=True)
@@ -137,14 +147,16 @@ def _minmax_inplace(s):
 
 
 @numba.njit(cache=True, fastmath=True)
-def expected(logits, support):
-    """Softmax expectation over the support points, unscaled."""
+def expected(logits, tmp, support):
+    """Softmax expectation over the support points, unscaled (``tmp``: scratch of the
+    logits' size and type; the exponentials first, then the two sums, which vectorise)."""
     m = logits.max()
-    z, y = 0.0, 0.0
     for i in range(logits.shape[0]):
-        e = math.exp(logits[i] - m)
-        z += e
-        y += e * (i - support)
+        tmp[i] = math.exp(logits[i] - m)
+    z = tmp.sum()
+    y = 0.0
+    for i in range(logits.shape[0]):
+        y += tmp[i] * (i - support)
     return unscale(y / z)
 
 

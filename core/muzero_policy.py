@@ -31,7 +31,7 @@ class MuZeroPolicy:
         self.w = numpy_weights(tensors)
         self.tree = Tree.allocate(self.sims, self.n_actions, obs_dim, int(arch["latent"]), int(arch["hidden"]),
                                   self.support)
-        self._obs = np.zeros(obs_dim)
+        self._obs = np.zeros(obs_dim, self.w[0].dtype)
         self._noise = np.zeros(self.n_actions)
         self.rng = np.random.default_rng(self.seed)
         self.last_visits = np.zeros(self.n_actions, dtype=np.int64)

@@ -42,7 +42,7 @@ def test_scaling_transform_and_support():
 
 def test_numba_forward_equals_the_torch_module():
     net = make_net(0)
-    w = numpy_weights(net.state_dict())
+    w = numpy_weights(net.state_dict(), np.float64)
     obs = np.random.default_rng(0).normal(size=OBS)
     hid, s, s2 = np.zeros(HID), np.zeros(LAT), np.zeros(LAT)
     xin, rl, pl, vl = np.zeros(LAT + A), np.zeros(2 * SUP + 1), np.zeros(A), np.zeros(2 * SUP + 1)
@@ -54,7 +54,7 @@ def test_numba_forward_equals_the_torch_module():
             dynamics(w, s, a, xin, hid, s2, rl)
             t2, trl = net.dynamics(ts, torch.tensor([a]))
             assert np.allclose(s2, t2[0].numpy(), atol=1e-9) and np.allclose(rl, trl[0].numpy(), atol=1e-9)
-            assert math.isclose(expected(rl, SUP), float(from_support(trl, SUP)[0]), rel_tol=1e-7, abs_tol=1e-7)
+            assert math.isclose(expected(rl, np.zeros_like(rl), SUP), float(from_support(trl, SUP)[0]), rel_tol=1e-7, abs_tol=1e-7)
         predict(w, s, hid, pl, vl)
         tpl, tvl = net.predict(ts)
         assert np.allclose(pl, tpl[0].numpy(), atol=1e-9) and np.allclose(vl, tvl[0].numpy(), atol=1e-9)
@@ -64,9 +64,9 @@ def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
     return python_search(net, obs, sims, c_puct, gamma, noise, frac)
 
 
-def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
-    t = Tree.allocate(sims, A, OBS, LAT, HID, SUP)
-    search(numpy_weights(net.state_dict()), obs, sims, c_puct, gamma, SUP,
+def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0, dtype=np.float64):
+    t = Tree.allocate(sims, A, OBS, LAT, HID, SUP, dtype)
+    search(numpy_weights(net.state_dict(), dtype), obs.astype(dtype), sims, c_puct, gamma, SUP,
            np.zeros(A) if noise is None else noise, frac, t.visits, t.value_sum, t.reward, t.latent, t.prior,
            t.child, t.path, *t.scratch)
     return root_visits(t, A)
@@ -80,6 +80,15 @@ def test_the_kernel_visits_what_the_reference_visits(seed):
         ref = reference_search(net, obs, sims, 1.25, 0.997)
         got = kernel_search(net, obs, sims, 1.25, 0.997)
         assert got.tolist() == ref.tolist() and got.sum() == sims
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_float32_kernel_the_daemon_runs_visits_what_the_float32_module_visits(seed):
+    net = make_net(seed).float()
+    obs = np.random.default_rng(seed).normal(size=OBS)
+    for sims in (1, 15, 50):
+        got = kernel_search(net, obs, sims, 1.25, 0.997, dtype=np.float32)
+        assert got.tolist() == reference_search(net, obs, sims, 1.25, 0.997).tolist()
 
 
 def test_search_is_deterministic_and_noise_only_acts_when_enabled():
