@@ -55,34 +55,57 @@ def report(name: str, figures: dict) -> None:
     print(json.dumps(figures))
 
 
-def trading_net(seed: int = 0):
-    """An untrained PPO actor-critic for the 1-minute spec, with output weights scaled so
-    that it actually trades (the benchmarks need orders and fills, not skill)."""
-    import torch
-
-    from core.features import FeatureSpec
-    from core.policy import ActorCritic
-
-    torch.manual_seed(seed)
-    net = ActorCritic(FeatureSpec.from_config(minute_market()).obs_dim)
+_MAKE_WEIGHTS = """
+import sys, torch
+from safetensors.torch import save_file
+kind, seed, obs_dim, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+torch.manual_seed(seed)
+if kind == "ppo":
+    from core.ppo_net import ActorCritic
+    net = ActorCritic(obs_dim)
     with torch.no_grad():
         net.actor[-1].weight.mul_(300.0)
-    return net
+else:
+    from core.muzero_model import MuZeroNet
+    net = MuZeroNet(obs_dim, 4)
+save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out)
+"""
+
+
+def bench_weights(kind: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Weights of an untrained network for the 1-minute spec, as numpy arrays: PPO's
+    actor-critic with output weights scaled so that it trades (the benchmarks need orders and
+    fills, not skill), or MuZero's networks at the shipped sizes. They are made by torch in a
+    subprocess and cached in bench/.weights, so a benchmark's own process, like the daemon's,
+    never imports torch and its peak RSS is the daemon's."""
+    import subprocess
+
+    from safetensors.numpy import load_file
+
+    from core.features import FeatureSpec
+
+    obs_dim = FeatureSpec.from_config(minute_market()).obs_dim
+    path = ROOT / "bench" / ".weights" / f"{kind}-{seed}-{obs_dim}.safetensors"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        subprocess.run([sys.executable, "-c", _MAKE_WEIGHTS, kind, str(seed), str(obs_dim), str(tmp)], cwd=ROOT,
+                       check=True)
+        tmp.replace(path)
+    return load_file(path)
 
 
 def bench_policy(kind: str, seed: int = 0):
-    """A fresh policy of ``kind`` for the 1-minute spec: PPO (trading_net) or MuZero (an
-    untrained network of the shipped sizes, 15-simulation search)."""
-    net = trading_net(seed)
+    """A fresh policy of ``kind`` for the 1-minute spec on bench_weights: PPO, or MuZero with
+    the 15-simulation search."""
+    from core.features import FeatureSpec
+
+    w = bench_weights(kind, seed)
     if kind == "ppo":
         from core.policy import PPOPolicy
 
-        return PPOPolicy(net, "bench")
-    import torch
-
-    from core.muzero_net import MuZeroNet
+        return PPOPolicy(w, "bench")
     from core.muzero_policy import MuZeroPolicy
 
-    torch.manual_seed(seed)
-    mz = MuZeroNet(net.obs_dim, 4)
-    return MuZeroPolicy(mz.state_dict(), net.obs_dim, mz.arch() | {"inference": {}}, "bench-muzero")
+    arch = {"kind": "muzero", "latent": 32, "hidden": 64, "support": 300, "n_actions": 4, "inference": {}}
+    return MuZeroPolicy(w, FeatureSpec.from_config(minute_market()).obs_dim, arch, "bench-muzero")

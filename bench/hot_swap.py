@@ -24,7 +24,7 @@ from replay_throughput import config
 from core.checkpoint import CheckpointMeta, point_link, save_checkpoint  # noqa: E402
 from core.features import FeatureSpec  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
-from core.policy import ActorCritic  # noqa: E402
+from core.ppo_net import ActorCritic  # noqa: E402
 from core.types import ACTION_NAMES  # noqa: E402
 from daemon.app import Daemon  # noqa: E402
 from trainer.gatedb import GateDB  # noqa: E402

@@ -14,12 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import minute_market, peak_rss_mb, report, synthetic_quotes, trading_net
+from common import bench_policy, minute_market, peak_rss_mb, report, synthetic_quotes
 
 
 from core.config import DateRange  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
-from core.policy import PPOPolicy  # noqa: E402
 from daemon.app import run_daemon  # noqa: E402
 from daemon.config import DaemonConfig, ReplayConfig, ServiceConfig  # noqa: E402
 
@@ -42,22 +41,23 @@ def main() -> None:
     a = ap.parse_args()
     n, runs = (100_000, 1) if a.quick else (a.ticks, a.runs)
     configure_logging(level="warning")
-    net = trading_net()  # an untrained net that actually trades
     ticks = synthetic_quotes(n)
     rates, results = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(run_daemon(config(Path(tmp) / "warm"), policy=PPOPolicy(net, "bench"), ticks=ticks[:20_000]))
+        asyncio.run(run_daemon(config(Path(tmp) / "warm"), policy=bench_policy("ppo"), ticks=ticks[:20_000]))
         for r in range(runs):
             t0 = time.perf_counter()
-            res = asyncio.run(run_daemon(config(Path(tmp) / f"run{r}"), policy=PPOPolicy(net, "bench"), ticks=ticks))
+            res = asyncio.run(run_daemon(config(Path(tmp) / f"run{r}"), policy=bench_policy("ppo"), ticks=ticks))
             rates.append(n / (time.perf_counter() - t0))
             results.append(res)
     c = results[-1].counters
+    import sys
+
     report("replay_throughput", {
         "ticks": n, "runs": runs, "ticks_per_s": round(statistics.median(rates)),
         "ticks_per_s_min": round(min(rates)), "ticks_per_s_max": round(max(rates)),
         "bars": c["bars"], "decisions": c["decisions"], "orders": c["orders"], "fills": c["fills"],
-        "peak_rss_mb": round(peak_rss_mb(), 1), "nautilus_ref_ticks_per_s": 143_000,
+        "peak_rss_mb": round(peak_rss_mb(), 1), "torch_imported": "torch" in sys.modules, "nautilus_ref_ticks_per_s": 143_000,
         "ratio_vs_nautilus": round(statistics.median(rates) / 143_000, 2),
     })
 

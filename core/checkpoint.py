@@ -4,7 +4,8 @@
     models/current -> registry/<sha>.safetensors
     models/previous -> registry/<sha>.safetensors
 
-No pickle is ever read: safetensors holds raw tensors and a JSON header only. A checkpoint
+No pickle is ever read: safetensors holds raw tensors and a JSON header only. Tensors are
+read and written as numpy arrays (safetensors.numpy): the daemon never needs torch. A checkpoint
 names the feature spec (hash and full JSON), observation shape and action space it was
 trained with; ``check_compatible`` refuses any mismatch with a message naming both sides.
 """
@@ -19,12 +20,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
+import numpy as np
 from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors.numpy import load, save
 
 from core.errors import CheckpointError, CheckpointMismatch
 from core.pids import pid_alive
+from core.weights import numpy_tensors
 
 FORMAT = "stairway-checkpoint/1"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -93,7 +95,7 @@ class Checkpoint:
     sha: str
     path: Path
     meta: CheckpointMeta
-    tensors: dict[str, torch.Tensor]
+    tensors: dict[str, np.ndarray]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -104,11 +106,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(models_dir: str | Path, tensors: dict[str, torch.Tensor], meta: CheckpointMeta) -> Checkpoint:
-    """Write registry/<sha>.safetensors durably (temp file, fsync, rename). Idempotent."""
+def save_checkpoint(models_dir: str | Path, tensors: dict, meta: CheckpointMeta) -> Checkpoint:
+    """Write registry/<sha>.safetensors durably (temp file, fsync, rename). Idempotent.
+    ``tensors``: numpy arrays or torch tensors (a state_dict); the Checkpoint holds numpy
+    arrays, as read_checkpoint returns them."""
     registry = Path(models_dir) / "registry"
     registry.mkdir(parents=True, exist_ok=True)
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta.to_header())
+    tensors = {k: np.ascontiguousarray(v) for k, v in numpy_tensors(tensors).items()}
+    data = save(tensors, metadata=meta.to_header())
     sha = hashlib.sha256(data).hexdigest()
     final = registry / f"{sha}.safetensors"
     if not final.exists():

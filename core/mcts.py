@@ -138,7 +138,7 @@ def python_search(net, obs: np.ndarray, sims: int, c_puct: float = 1.25, gamma: 
     reference the kernel is tested against, and the baseline of bench/mcts.py."""
     import torch
 
-    from core.muzero_net import from_support
+    from core.muzero_model import from_support
 
     sup, n_actions = net.support, net.n_actions
     dtype = next(net.parameters()).dtype

@@ -1,5 +1,6 @@
-"""MuZero's three networks (issue 11 §2), defined once: a torch module the trainer optimises
-and numba kernels the search runs on the same weights (read from the safetensors tensors).
+"""MuZero's three networks (issue 11 §2) as the search runs them: numba kernels over the
+weights read from the safetensors file, no torch. The same networks as a torch module, which
+the trainer optimises, are core.muzero_model.MuZeroNet (one tensor layout: TENSOR_NAMES).
 
 - representation h: observation -> latent (obs -> hidden -> latent, ReLU), min-max scaled
   to [0, 1] per latent vector as in MuZero. The observation is Stairway's feature vector
@@ -20,8 +21,8 @@ import math
 
 import numba
 import numpy as np
-import torch
-from torch import nn
+
+from core.weights import as_numpy
 
 EPS = 0.001
 TENSOR_NAMES = ("repr.0.weight", "repr.0.bias", "repr.2.weight", "repr.2.bias",
@@ -31,9 +32,8 @@ TENSOR_NAMES = ("repr.0.weight", "repr.0.bias", "repr.2.weight", "repr.2.bias",
 
 
 def scale(x):
-    """MuZero's h: compresses large values (works on floats, numpy arrays and tensors)."""
-    if isinstance(x, torch.Tensor):
-        return torch.sign(x) * (torch.sqrt(torch.abs(x) + 1.0) - 1.0) + EPS * x
+    """MuZero's h: compresses large values (floats and numpy arrays; core.muzero_model has
+    the torch one)."""
     return np.sign(x) * (np.sqrt(np.abs(x) + 1.0) - 1.0) + EPS * x
 
 
@@ -45,65 +45,16 @@ def unscale(y: float) -> float:
     return s * (a * a - 1.0)
 
 
-def to_support(x: torch.Tensor, support: int) -> torch.Tensor:
-    """Two-hot targets over the integer support points of the scaled values."""
-    y = scale(x).clamp(-support, support)
-    lo = y.floor()
-    frac = y - lo
-    out = torch.zeros(*x.shape, 2 * support + 1, dtype=x.dtype)
-    idx = (lo + support).long()
-    out.scatter_(-1, idx.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
-    out.scatter_add_(-1, (idx + 1).clamp(max=2 * support).unsqueeze(-1), frac.unsqueeze(-1))
-    return out
-
-
-def from_support(logits: torch.Tensor, support: int) -> torch.Tensor:
-    """Expected value of a categorical over the support, unscaled (torch, for training)."""
-    pts = torch.arange(-support, support + 1, dtype=logits.dtype)
-    y = (torch.softmax(logits, -1) * pts).sum(-1)
-    a = (torch.sqrt(1.0 + 4.0 * EPS * (y.abs() + 1.0 + EPS)) - 1.0) / (2.0 * EPS)
-    return torch.sign(y) * (a * a - 1.0)
-
-
-def _minmax(s: torch.Tensor) -> torch.Tensor:
-    lo = s.min(-1, keepdim=True).values
-    hi = s.max(-1, keepdim=True).values
-    return (s - lo) / (hi - lo).clamp(min=1e-5)
-
-
-class MuZeroNet(nn.Module):
-    def __init__(self, obs_dim: int, n_actions: int, latent: int = 32, hidden: int = 64, support: int = 300) -> None:
-        super().__init__()
-        self.obs_dim, self.n_actions, self.latent, self.hidden, self.support = obs_dim, n_actions, latent, hidden, support
-        k = 2 * support + 1
-        self.repr = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, latent))
-        self.dyn = nn.Sequential(nn.Linear(latent + n_actions, hidden), nn.ReLU())
-        self.dyn_state = nn.Linear(hidden, latent)
-        self.dyn_reward = nn.Linear(hidden, k)
-        self.pred = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU())
-        self.pred_policy = nn.Linear(hidden, n_actions)
-        self.pred_value = nn.Linear(hidden, k)
-
-    def represent(self, obs: torch.Tensor) -> torch.Tensor:
-        return _minmax(self.repr(obs))
-
-    def dynamics(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.dyn(torch.cat([s, nn.functional.one_hot(a, self.n_actions).float()], -1))
-        return _minmax(self.dyn_state(x)), self.dyn_reward(x)
-
-    def predict(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.pred(s)
-        return self.pred_policy(y), self.pred_value(y)
-
-    def arch(self) -> dict:
-        return {"kind": "muzero", "latent": self.latent, "hidden": self.hidden, "support": self.support,
-                "n_actions": self.n_actions}
-
-
-def muzero_from_tensors(tensors: dict[str, torch.Tensor], obs_dim: int, arch: dict) -> MuZeroNet:
-    net = MuZeroNet(obs_dim, int(arch["n_actions"]), int(arch["latent"]), int(arch["hidden"]), int(arch["support"]))
-    net.load_state_dict(tensors, strict=True)
-    return net
+def muzero_shapes(obs_dim: int, arch: dict) -> dict[str, tuple[int, ...]]:
+    """Every tensor of core.muzero_model.MuZeroNet of this architecture, with its shape."""
+    lat, hid, n_act = int(arch["latent"]), int(arch["hidden"]), int(arch["n_actions"])
+    k = 2 * int(arch["support"]) + 1
+    layers = {"repr.0": (obs_dim, hid), "repr.2": (hid, lat), "dyn.0": (lat + n_act, hid), "dyn_state": (hid, lat),
+              "dyn_reward": (hid, k), "pred.0": (lat, hid), "pred_policy": (hid, n_act), "pred_value": (hid, k)}
+    shapes = {}
+    for name, (i, o) in layers.items():
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (o, i), (o,)
+    return shapes
 
 
 def numpy_weights(tensors: dict, dtype=np.float32) -> tuple[np.ndarray, ...]:
@@ -112,7 +63,7 @@ def numpy_weights(tensors: dict, dtype=np.float32) -> tuple[np.ndarray, ...]:
     trained in, twice the SIMD width of float64), each matrix transposed to (in, out) so a
     layer is a sum of the input's columns scaled, vectorised over the outputs."""
     def arr(x):
-        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        x = as_numpy(x)
         return x.T if x.ndim == 2 else x
 
     return tuple(np.ascontiguousarray(arr(tensors[n]), dtype=dtype) for n in TENSOR_NAMES)

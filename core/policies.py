@@ -14,31 +14,40 @@ from collections.abc import Callable
 from core.checkpoint import Checkpoint
 from core.errors import CheckpointError
 from core.features import FeatureSpec
-from core.policy import ConfidenceFloor, Policy, PPOPolicy, ppo_from_tensors
+from core.policy import ConfidenceFloor, Policy, PPOPolicy, ppo_shapes
+from core.weights import check_shapes
+
+
+def _fit(ck: Checkpoint, shapes: dict, source: str) -> None:
+    """Strict: every tensor of the network present, none else, every shape right."""
+    try:
+        check_shapes(ck.tensors, shapes)
+    except ValueError as e:
+        raise CheckpointError(f"{source}: weights do not fit the network: {e}") from None
 
 
 def _load_ppo(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Policy:
     try:
-        hidden = int(arch["hidden"])
-        net = ppo_from_tensors(ck.tensors, spec.obs_dim, hidden)
+        shapes = ppo_shapes(spec.obs_dim, int(arch["hidden"]))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: PPO arch {arch} lacks a valid 'hidden': {e!r}") from None
-    except RuntimeError as e:
-        raise CheckpointError(f"{source}: weights do not fit the network: {e}") from None
-    return PPOPolicy(net, ck.sha)
+    _fit(ck, shapes, source)
+    return PPOPolicy(ck.tensors, ck.sha)
 
 
 def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Policy:
-    from core.muzero_net import muzero_from_tensors
+    from core.muzero_net import muzero_shapes
     from core.muzero_policy import MuZeroPolicy
 
     try:
-        muzero_from_tensors(ck.tensors, spec.obs_dim, arch)  # strict: every tensor present, every shape right
+        shapes = muzero_shapes(spec.obs_dim, arch)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: MuZero arch {arch} is incomplete or invalid: {e!r}") from None
+    _fit(ck, shapes, source)
+    try:
         return MuZeroPolicy(ck.tensors, spec.obs_dim, arch, ck.sha)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: MuZero arch {arch} is incomplete or invalid: {e!r}") from None
-    except RuntimeError as e:
-        raise CheckpointError(f"{source}: weights do not fit the network: {e}") from None
 
 
 LOADERS: dict[str, Callable[[Checkpoint, FeatureSpec, dict, str], Policy]] = {"ppo": _load_ppo, "muzero": _load_muzero}

@@ -1,9 +1,8 @@
-"""Policies: the PPO actor-critic network and the inference wrapper the daemon runs.
+"""Policies as the daemon, the gates and the evaluation run them, without torch: the Policy
+protocol, the confidence floor, PPO's greedy inference in numpy, and a scripted policy.
 
-The network is defined once here; the trainer optimises it and the daemon runs it from the
-same safetensors weights. Inference uses torch.inference_mode, one intra-op thread and a
-pre-allocated input tensor that shares memory with a numpy array, so a decision allocates
-no new input buffers.
+The PPO network is defined once (core.ppo_net, a torch module the trainer optimises); its
+actor runs here from the same weights, read from the safetensors file as numpy arrays.
 """
 
 from __future__ import annotations
@@ -11,38 +10,9 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
 from core.types import ACTION_NAMES
-
-
-class ActorCritic(nn.Module):
-    """Separate actor and critic MLPs with tanh activations (CleanRL's PPO layout)."""
-
-    def __init__(self, obs_dim: int, n_actions: int = len(ACTION_NAMES), hidden: int = 64) -> None:
-        super().__init__()
-        self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, hidden
-
-        def layer(i: int, o: int, std: float) -> nn.Linear:
-            lin = nn.Linear(i, o)
-            nn.init.orthogonal_(lin.weight, std)
-            nn.init.constant_(lin.bias, 0.0)
-            return lin
-
-        self.critic = nn.Sequential(
-            layer(obs_dim, hidden, 2**0.5), nn.Tanh(), layer(hidden, hidden, 2**0.5), nn.Tanh(), layer(hidden, 1, 1.0)
-        )
-        self.actor = nn.Sequential(
-            layer(obs_dim, hidden, 2**0.5), nn.Tanh(), layer(hidden, hidden, 2**0.5), nn.Tanh(),
-            layer(hidden, n_actions, 0.01),
-        )
-
-    def value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x).squeeze(-1)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.actor(x)
+from core.weights import numpy_tensors
 
 
 class Policy(Protocol):
@@ -85,41 +55,37 @@ class ConfidenceFloor:
 
 
 class PPOPolicy:
-    """Greedy inference for a trained ActorCritic.
-
-    The actor's three layers run as ``addmm`` + ``tanh`` into pre-allocated output tensors
-    (what ``nn.Linear`` computes, without the module-call overhead), under inference_mode
-    with one intra-op thread. The observation is copied into a pre-allocated input tensor
-    that shares memory with a numpy array; nothing is allocated per decision but the result.
-    """
+    """Greedy inference of core.ppo_net.ActorCritic's actor: three float32 layers (tanh, tanh,
+    linear) as numpy matrix products into pre-allocated buffers; nothing is allocated per
+    decision. ``weights``: the network's tensors (a state_dict, or the checkpoint's numpy
+    arrays), or the module itself; they are copied, so later training does not move them."""
 
     kind = "ppo"
     note = ""
 
-    def __init__(self, net: ActorCritic, sha: str = "") -> None:
-        torch.set_num_threads(1)
-        self.net = net.eval()
+    def __init__(self, weights, sha: str = "") -> None:
+        t = numpy_tensors(weights.state_dict() if hasattr(weights, "state_dict") else weights)
+        try:
+            self._w = [(np.ascontiguousarray(t[f"actor.{k}.weight"].T, dtype=np.float32),
+                        np.array(t[f"actor.{k}.bias"], dtype=np.float32)) for k in (0, 2, 4)]
+        except KeyError as e:
+            raise ValueError(f"expected a 3-layer actor, {e.args[0]} is missing") from None
         self.sha = sha
-        lin = [m for m in net.actor if isinstance(m, nn.Linear)]
-        if len(lin) != 3:
-            raise ValueError(f"expected a 3-layer actor, found {len(lin)} linear layers")
-        with torch.inference_mode():
-            self._w = [(m.bias.detach().clone(), m.weight.detach().t().contiguous()) for m in lin]
-            self._x = torch.zeros(1, net.obs_dim)
-            self._h1 = torch.zeros(1, lin[0].out_features)
-            self._h2 = torch.zeros(1, lin[1].out_features)
-            self._out = torch.zeros(1, lin[2].out_features)
-        self._xn = self._x.numpy()
-        self._outn = self._out.numpy()[0]
+        self._x = np.zeros((1, self._w[0][0].shape[0]), np.float32)
+        self._h1 = np.zeros((1, self._w[0][0].shape[1]), np.float32)
+        self._h2 = np.zeros((1, self._w[1][0].shape[1]), np.float32)
+        self._out = np.zeros((1, self._w[2][0].shape[1]), np.float32)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        self._xn[0, :] = obs
-        (b1, w1), (b2, w2), (b3, w3) = self._w
-        with torch.inference_mode():
-            torch.tanh(torch.addmm(b1, self._x, w1, out=self._h1), out=self._h1)
-            torch.tanh(torch.addmm(b2, self._h1, w2, out=self._h2), out=self._h2)
-            torch.addmm(b3, self._h2, w3, out=self._out)
-        return self._outn
+        self._x[0, :] = obs
+        (w1, b1), (w2, b2), (w3, b3) = self._w
+        np.matmul(self._x, w1, out=self._h1)
+        np.tanh(np.add(self._h1, b1, out=self._h1), out=self._h1)
+        np.matmul(self._h1, w2, out=self._h2)
+        np.tanh(np.add(self._h2, b2, out=self._h2), out=self._h2)
+        np.matmul(self._h2, w3, out=self._out)
+        np.add(self._out, b3, out=self._out)
+        return self._out[0]
 
     def act(self, obs: np.ndarray) -> tuple[int, float]:
         z = self.logits(obs)
@@ -154,8 +120,10 @@ class ScriptedPolicy:
         self.observations = []
 
 
-def ppo_from_tensors(tensors: dict[str, torch.Tensor], obs_dim: int, hidden: int) -> ActorCritic:
-    """Rebuild the network from checkpoint tensors; strict, so a missing or extra tensor fails."""
-    net = ActorCritic(obs_dim, hidden=hidden)
-    net.load_state_dict(tensors, strict=True)
-    return net
+def ppo_shapes(obs_dim: int, hidden: int, n_actions: int = len(ACTION_NAMES)) -> dict[str, tuple[int, ...]]:
+    """Every tensor of core.ppo_net.ActorCritic with its shape (the checkpoint must hold exactly these)."""
+    shapes = {}
+    for head, out in (("critic", 1), ("actor", n_actions)):
+        for k, (i, o) in zip((0, 2, 4), ((obs_dim, hidden), (hidden, hidden), (hidden, out))):
+            shapes[f"{head}.{k}.weight"], shapes[f"{head}.{k}.bias"] = (o, i), (o,)
+    return shapes

@@ -13,7 +13,7 @@ import torch
 from core.checkpoint import CheckpointMeta, publish, save_checkpoint
 from core.config import load_config
 from core.features import FeatureSpec
-from core.policy import ActorCritic
+from core.ppo_net import ActorCritic
 from core.types import ACTION_NAMES, TICK_DTYPE
 
 ROOT = Path(__file__).resolve().parents[1]

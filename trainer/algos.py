@@ -22,7 +22,8 @@ from core.checkpoint import Checkpoint, CheckpointMeta
 from core.errors import ConfigError
 from core.features import FeatureSpec
 from core.policies import load_policy
-from core.policy import Policy, ppo_from_tensors
+from core.policy import Policy
+from core.ppo_net import ppo_from_tensors
 from core.types import ACTION_NAMES
 from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv

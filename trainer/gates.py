@@ -24,6 +24,7 @@ from core.features import FeatureSpec
 from core.policy import Policy
 from core.tick_files import day_path, read_tick_file, recorded_days
 from core.types import ACTION_NAMES, NS_PER_DAY
+from core.weights import numpy_tensors
 from daemon.paper_broker import PaperBroker
 from daemon.risk import RiskEngine
 from daemon.slot import Slot
@@ -165,12 +166,14 @@ def shadow_replay(policy: Policy, cfg: MarketConfig, spec: FeatureSpec, gates: G
     return ShadowResult(source, verdicts, (lo, hi))
 
 
-def relative_l2(candidate: dict[str, torch.Tensor], gold: dict[str, torch.Tensor]) -> float:
-    """||candidate - gold|| / ||gold|| over all tensors; the two must share names and shapes."""
+def relative_l2(candidate: dict, gold: dict) -> float:
+    """||candidate - gold|| / ||gold|| over all tensors (numpy or torch); the two must share
+    names and shapes."""
+    candidate, gold = numpy_tensors(candidate), numpy_tensors(gold)
     if candidate.keys() != gold.keys() or any(candidate[k].shape != gold[k].shape for k in gold):
         raise ConfigError("candidate and gold have different tensors; drift is undefined (architecture changed)")
-    num = sum(float(((candidate[k].double() - gold[k].double()) ** 2).sum()) for k in gold)
-    den = sum(float((gold[k].double() ** 2).sum()) for k in gold)
+    num = sum(float(((candidate[k].astype(np.float64) - gold[k]) ** 2).sum()) for k in gold)
+    den = sum(float((gold[k].astype(np.float64) ** 2).sum()) for k in gold)
     return math.sqrt(num / den) if den > 0 else math.inf
 
 

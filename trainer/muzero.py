@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.muzero_net import MuZeroNet, muzero_from_tensors, to_support
+from core.muzero_model import MuZeroNet, muzero_from_tensors, to_support
 from core.muzero_policy import MuZeroPolicy
 from core.types import ACTION_NAMES
 from trainer.config import TrainerConfig

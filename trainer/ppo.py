@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.policy import ActorCritic
+from core.ppo_net import ActorCritic
 from trainer.config import PPOArgs
 from trainer.env import VecTradingEnv
 

@@ -11,7 +11,7 @@ import torch
 from core.bar_files import load_bars
 from core.checkpoint import CheckpointMeta, publish, read_checkpoint, save_checkpoint
 from core.execution import ExecutionModel
-from core.muzero_net import MuZeroNet
+from core.muzero_model import MuZeroNet
 from core.policies import load_policy
 from core.types import ACTION_NAMES
 from daemon.hot_swap import load_verified
@@ -112,3 +112,34 @@ def publish_into(models, ck):
     target = models / "registry" / ck.path.name
     target.write_bytes(ck.path.read_bytes())
     publish(models, ck.sha)
+
+
+@pytest.mark.parametrize("kind", ["ppo", "muzero"])
+def test_the_daemon_process_never_imports_torch(tmp_path, spec, kind):
+    """Inference reads the safetensors weights as numpy arrays (core.weights) and runs numpy
+    (PPO) or numba (MuZero): a paper replay from start-up verification to the last bar
+    leaves no torch module loaded."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, daemon_config, tiny_checkpoint, write_bars_csv
+
+    b = load_bars(EURUSD)[0]
+    bars = b[b["ts_ns"] >= 1506816000 * 10**9][:200]
+    ck = tiny_checkpoint(tmp_path / "models", spec)[0] if kind == "ppo" else muzero_checkpoint(tmp_path / "models", spec)
+    _, path = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01")
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['stairway', 'daemon', 'run', '--config', {str(path)!r}]\n"
+             "try:\n    runpy.run_module('stairway.cli', run_name='__main__')\n"
+             "except SystemExit as e:\n    print('EXIT', e.code)\n"
+             "print('TORCH-MODULES', sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    p = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = p.stdout.splitlines()
+    assert "EXIT 0" in out, p.stdout[-2000:] + p.stderr[-2000:]
+    assert out[-1] == "TORCH-MODULES []"
+    db = tmp_path / "state" / "paper-replay.db"
+    import sqlite3
+
+    with sqlite3.connect(db) as con:  # it did decide, with that model
+        n, shas = con.execute("SELECT COUNT(*), GROUP_CONCAT(DISTINCT model_sha) FROM decisions").fetchone()
+    assert n > 50 and shas == ck.sha

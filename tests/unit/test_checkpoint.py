@@ -6,7 +6,8 @@ import torch
 
 from core.checkpoint import check_compatible, point_link, publish, read_checkpoint
 from core.errors import CheckpointError, CheckpointMismatch
-from core.policy import PPOPolicy, ppo_from_tensors
+from core.policy import PPOPolicy
+from core.ppo_net import ppo_from_tensors
 from core.types import ACTION_NAMES
 from tests.helpers import tiny_checkpoint
 

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from core.mcts import Tree, python_search, root_visits, search
-from core.muzero_net import (MuZeroNet, dynamics, expected, from_support, numpy_weights, predict, represent, scale,
-                             to_support, unscale)
+from core.muzero_model import MuZeroNet, from_support, to_support
+from core.muzero_model import scale as torch_scale
+from core.muzero_net import dynamics, expected, numpy_weights, predict, represent, scale, unscale
 from core.muzero_policy import MuZeroPolicy
 
 OBS, A, LAT, HID, SUP = 31, 4, 16, 32, 300
@@ -37,7 +38,7 @@ def test_scaling_transform_and_support():
     two_hot = to_support(t, 30)
     assert torch.allclose(two_hot.sum(-1), torch.ones(5, dtype=torch.float64))
     pts = torch.arange(-30, 31, dtype=torch.float64)
-    assert torch.allclose((two_hot * pts).sum(-1), scale(t))
+    assert torch.allclose((two_hot * pts).sum(-1), torch_scale(t))
 
 
 def test_numba_forward_equals_the_torch_module():

@@ -17,7 +17,8 @@ from core.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from core.config import load_config
 from core.errors import CheckpointError, ConfigError
 from core.policies import load_policy
-from core.policy import ActorCritic, ConfidenceFloor, PPOPolicy, ScriptedPolicy
+from core.policy import ConfidenceFloor, PPOPolicy, ScriptedPolicy
+from core.ppo_net import ActorCritic
 from core.types import ACTION_NAMES
 from tests.helpers import ROOT, tiny_checkpoint
 

@@ -1,0 +1,77 @@
+"""MuZero's networks as a torch module (the trainer optimises it; the search runs the same
+weights through core.muzero_net's kernels), the torch scaling transform and the two-hot
+support targets."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.muzero_net import EPS
+from core.ppo_net import torch_tensors
+
+
+def scale(x: torch.Tensor) -> torch.Tensor:
+    """MuZero's h (core.muzero_net.scale for numpy)."""
+    return torch.sign(x) * (torch.sqrt(torch.abs(x) + 1.0) - 1.0) + EPS * x
+
+
+def to_support(x: torch.Tensor, support: int) -> torch.Tensor:
+    """Two-hot targets over the integer support points of the scaled values."""
+    y = scale(x).clamp(-support, support)
+    lo = y.floor()
+    frac = y - lo
+    out = torch.zeros(*x.shape, 2 * support + 1, dtype=x.dtype)
+    idx = (lo + support).long()
+    out.scatter_(-1, idx.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
+    out.scatter_add_(-1, (idx + 1).clamp(max=2 * support).unsqueeze(-1), frac.unsqueeze(-1))
+    return out
+
+
+def from_support(logits: torch.Tensor, support: int) -> torch.Tensor:
+    """Expected value of a categorical over the support, unscaled (torch, for training)."""
+    pts = torch.arange(-support, support + 1, dtype=logits.dtype)
+    y = (torch.softmax(logits, -1) * pts).sum(-1)
+    a = (torch.sqrt(1.0 + 4.0 * EPS * (y.abs() + 1.0 + EPS)) - 1.0) / (2.0 * EPS)
+    return torch.sign(y) * (a * a - 1.0)
+
+
+def _minmax(s: torch.Tensor) -> torch.Tensor:
+    lo = s.min(-1, keepdim=True).values
+    hi = s.max(-1, keepdim=True).values
+    return (s - lo) / (hi - lo).clamp(min=1e-5)
+
+
+class MuZeroNet(nn.Module):
+    def __init__(self, obs_dim: int, n_actions: int, latent: int = 32, hidden: int = 64, support: int = 300) -> None:
+        super().__init__()
+        self.obs_dim, self.n_actions, self.latent, self.hidden, self.support = obs_dim, n_actions, latent, hidden, support
+        k = 2 * support + 1
+        self.repr = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, latent))
+        self.dyn = nn.Sequential(nn.Linear(latent + n_actions, hidden), nn.ReLU())
+        self.dyn_state = nn.Linear(hidden, latent)
+        self.dyn_reward = nn.Linear(hidden, k)
+        self.pred = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU())
+        self.pred_policy = nn.Linear(hidden, n_actions)
+        self.pred_value = nn.Linear(hidden, k)
+
+    def represent(self, obs: torch.Tensor) -> torch.Tensor:
+        return _minmax(self.repr(obs))
+
+    def dynamics(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.dyn(torch.cat([s, nn.functional.one_hot(a, self.n_actions).float()], -1))
+        return _minmax(self.dyn_state(x)), self.dyn_reward(x)
+
+    def predict(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.pred(s)
+        return self.pred_policy(y), self.pred_value(y)
+
+    def arch(self) -> dict:
+        return {"kind": "muzero", "latent": self.latent, "hidden": self.hidden, "support": self.support,
+                "n_actions": self.n_actions}
+
+
+def muzero_from_tensors(tensors: dict, obs_dim: int, arch: dict) -> MuZeroNet:
+    net = MuZeroNet(obs_dim, int(arch["n_actions"]), int(arch["latent"]), int(arch["hidden"]), int(arch["support"]))
+    net.load_state_dict(torch_tensors(tensors), strict=True)
+    return net
