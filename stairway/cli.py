@@ -203,7 +203,9 @@ def _models(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from stairway.demo import run_demo
 
-    return run_demo(args.trainer_config, args.daemon_config, quick=args.quick, algo=args.algo)
+    trainer_config = args.trainer_config or ("config/trainer-muzero.toml" if args.algo == "muzero"
+                                             else "config/trainer.toml")
+    return run_demo(trainer_config, args.daemon_config, quick=args.quick, algo=args.algo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--out", default="reports/drift", help="writes OUT.json and OUT.md")
     df.set_defaults(func=_drift)
     dm = sub.add_parser("demo", help="train on 2017-01..09, paper-replay 2017-10..12, compare")
-    dm.add_argument("--trainer-config", default="config/trainer.toml")
+    dm.add_argument("--trainer-config", help="default: config/trainer.toml, or config/trainer-muzero.toml with "
+                    "--algo muzero")
     dm.add_argument("--daemon-config", default="config/paper.toml")
     dm.add_argument("--quick", action="store_true", help="fewer training steps (smoke run)")
     dm.add_argument("--algo", choices=["ppo", "muzero"], help="the learner (default: train.algo of the config)")

@@ -35,7 +35,7 @@ from trainer.gatedb import GateDB
 from trainer.history import load_history
 
 
-MUZERO_DEMO_STEPS = 10_000  # per cycle: MuZero self-play runs a search per env step (~400 steps/s here)
+MUZERO_DEMO_STEPS = 20_000  # per cycle: MuZero self-play runs a search per env step (~750 steps/s here)
 
 
 def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo: str | None = None) -> int:

@@ -78,3 +78,17 @@ def test_checks_that_leave_no_session_are_refused_with_the_counts():
     with pytest.raises(ValueError, match="session starts must lie"):
         VecTradingEnv(d.history, d.spec, d.ex, 100_000.0, 2, 24, seed=0, last_bar=d.split - 2,
                       session_starts=np.array([0]))
+
+
+def test_the_shipped_muzero_config_trains_on_day_sessions_without_gaps():
+    from core.config import load_config
+    from tests.helpers import ROOT
+    from trainer.config import TrainerConfig
+
+    c = load_config(TrainerConfig, ROOT / "config/trainer-muzero.toml", environ={})
+    assert c.train.algo == "muzero" and c.muzero.simulations == 15 and c.muzero.temperature == (2.0, 0.5)
+    d = prepare_data(c)
+    idx = session_index(c, d)
+    assert d.session_len == 24 and idx.gap_rejected >= 30 * 20 and len(idx.starts) > 3000
+    ts_ = d.history.bars["ts_ns"]
+    assert all(ts_[s + 24] - ts_[s] == 24 * H for s in idx.starts)
