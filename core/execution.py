@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numba
-import numpy as np
 
 from core.config import ExecutionConfig, InstrumentConfig
-from core.types import Action
 
 
 @numba.njit(cache=True)
@@ -85,13 +83,6 @@ class ExecutionModel:
             trade_units=ex.trade_lots * inst.lot_units,
         )
 
-    def order_units(self, action: Action | int, current_units: float) -> float:
-        """Signed units to trade for an action, before risk checks."""
-        return float(target_units(int(action), current_units, self.trade_units)) - current_units
-
     def commission(self, units: float) -> float:
         return abs(units) * self.commission_per_unit
 
-
-def fill_buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.empty(n, dtype=np.int64), np.empty(n), np.empty(n)

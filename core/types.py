@@ -69,16 +69,6 @@ class Fill:
     seq: int = 0  # the fill's number within its order (0, 1, ...)
 
 
-@dataclass(slots=True)
-class Position:
-    """Signed position with average entry price and realised PnL (quote currency)."""
-
-    instrument: str
-    units: float = 0.0
-    avg_price: float = 0.0
-    realized: float = 0.0
-
-
 def client_order_id(instrument: str, bar_ts_ns: int, seq: int) -> str:
     """Deterministic id: the same decision always maps to the same id, so a retry after a
     timeout or a restart can be recognised by the broker instead of opening twice."""

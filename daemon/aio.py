@@ -8,18 +8,37 @@ and keep the daemon from stopping. ``asyncio.wait`` has no such race.
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number ``attempt`` (1, 2, ...): capped exponential
+    backoff, base * 2^(attempt-1) up to ``cap``, with jitter down to half of it (so clients
+    that failed together do not retry together). The one formula every retry site uses."""
+    r = (rng or random).random()
+    return min(cap, base * 2 ** (max(attempt, 1) - 1)) * (0.5 + r / 2)
+
+
+async def first_of(*aws, timeout: float | None = None) -> set[asyncio.Future]:
+    """Wait until the first of ``aws`` (coroutines or futures) completes or ``timeout`` passes;
+    the others are cancelled. Returns the done set. Built on ``asyncio.wait`` (no lost
+    cancellation, unlike 3.11's wait_for)."""
+    futs = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, _ = await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for f in futs:
+            if not f.done():
+                f.cancel()
+    return done
+
+
 async def sleep_or_stop(stop: asyncio.Event, secs: float) -> bool:
     """Sleep up to ``secs``; True as soon as ``stop`` is set."""
-    waiter = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=secs)
-    finally:
-        waiter.cancel()
+    await first_of(stop.wait(), timeout=secs)
     return stop.is_set()
 
 

@@ -12,7 +12,6 @@ writes no row, except the start-up pass, which always records its outcome.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
 
@@ -21,7 +20,7 @@ import structlog
 from core.broker import Broker
 from core.errors import BadPayload, FatalError, TransientError
 from core.position import PS_UNITS
-from daemon.aio import sleep_or_stop
+from daemon.aio import backoff_delay, first_of, sleep_or_stop
 from daemon.order_router import LiveRouter
 from daemon.reconciliation import Correction, UnknownPositionPolicy, excess_over_limit, reconcile
 from daemon.slot import Slot
@@ -144,7 +143,7 @@ class Reconciler:
                 self.last_error = str(e)
                 log.error("reconcile_failed", trigger="startup", error=str(e))
             attempt += 1
-            delay = min(self.backoff_cap, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            delay = backoff_delay(attempt, 0.5, self.backoff_cap)
             await sleep_or_stop(stop, delay)
         return False
 
@@ -157,11 +156,7 @@ class Reconciler:
         next_emergency = loop.time() + self.emergency_secs
         while not stop.is_set():
             timeout = max(0.0, min(next_full, next_emergency) - loop.time())
-            stop_wait = asyncio.ensure_future(stop.wait())
-            wake_wait = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait({stop_wait, wake_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for f in (stop_wait, wake_wait):
-                f.cancel()
+            await first_of(stop.wait(), self._wake.wait(), timeout=timeout)
             if stop.is_set():
                 return
             try:

@@ -73,6 +73,9 @@ MIGRATIONS: tuple[str, ...] = (
                                         trigger TEXT NOT NULL, instrument TEXT, kind TEXT NOT NULL, ours REAL,
                                         broker REAL, order_units REAL, detail TEXT NOT NULL);
     """,
+    """
+    DROP TABLE events;
+    """,  # never written by the daemon: its decisions, orders and risk actions have their own tables
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -83,7 +86,6 @@ _INSERT = {
               "filled_units = excluded.filled_units, status = excluded.status",
     "fills": "INSERT INTO fills VALUES (?,?,?,?,?,?,?,?)",
     "positions": "INSERT INTO positions VALUES (?,?,?,?,?,?,?)",
-    "events": "INSERT INTO events (run_id, ts_ns, kind, detail_json) VALUES (?,?,?,?)",
     "session_metrics": "INSERT INTO session_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
     "risk_events": "INSERT INTO risk_events (run_id, ts_ns, instrument, kind, detail, requested_units, allowed_units) "
                    "VALUES (?,?,?,?,?,?,?)",
@@ -156,9 +158,6 @@ class Store:
 
     def add(self, table: str, row: tuple) -> None:
         self.pending[table].append(row)
-
-    def event(self, run_id: str, ts_ns: int, kind: str, **detail) -> None:
-        self.pending["events"].append((run_id, ts_ns, kind, json.dumps(detail, default=str)))
 
     async def start_run(self, run_id: str, started_ns: int, mode: str, model_sha: str, config_json: str) -> list[str]:
         """Record a run; earlier runs that never recorded their end (killed, crashed) get a

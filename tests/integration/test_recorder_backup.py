@@ -82,14 +82,14 @@ def test_backup_restores_and_keeps_seven(tmp_path):
     async def fill():
         s = await Store.open(tmp_path / "live.db")
         for k in range(500):
-            s.add("events", ("r", k, "e", "{}"))
+            s.add("risk_events", ("r", k, "EUR_USD", "e", "", 0.0, 0.0))
         await s.flush()
         return s
 
     async def go():
         s = await fill()
         path = await asyncio.to_thread(backup_database, tmp_path / "live.db", tmp_path / "b", 7)
-        s.add("events", ("r", 999, "after", "{}"))  # the live database keeps moving
+        s.add("risk_events", ("r", 999, "EUR_USD", "after", "", 0.0, 0.0))  # the live database keeps moving
         await s.close()
         for k in range(8):
             await asyncio.to_thread(backup_database, tmp_path / "live.db", tmp_path / "b", 7,
@@ -101,14 +101,14 @@ def test_backup_restores_and_keeps_seven(tmp_path):
     assert len(backups) == 7 and first not in backups  # the oldest were pruned
     with sqlite3.connect(backups[-1]) as c:
         assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert c.execute("SELECT count(*) FROM events").fetchone() == (501,)
+        assert c.execute("SELECT count(*) FROM risk_events").fetchone() == (501,)
     # restoring is copying a backup into place: the daemon's store opens it as it was
     restored = tmp_path / "restored.db"
     restored.write_bytes(backups[-1].read_bytes())
 
     async def reopen():
         s = await Store.open(restored)
-        n = await (await s.db.execute("SELECT max(ts_ns) FROM events")).fetchone()
+        n = await (await s.db.execute("SELECT max(ts_ns) FROM risk_events")).fetchone()
         await s.close()
         return n[0]
 

@@ -41,14 +41,20 @@ def test_work_order_sell_gets_bid_minus_slippage_and_remainder_left_when_quotes_
     assert rem == pytest.approx(-120_000.0)
 
 
-def test_order_units_target_semantics():
+def test_target_semantics():
+    from core.execution import target_units
+
     u = EX.trade_units
-    assert EX.order_units(Action.BUY, 0.0) == u
-    assert EX.order_units(Action.BUY, -u) == 2 * u  # reverse
-    assert EX.order_units(Action.SELL, u) == -2 * u
-    assert EX.order_units(Action.CLOSE, -u) == u
-    assert EX.order_units(Action.HOLD, u) == 0.0
-    assert EX.order_units(Action.BUY, u) == 0.0
+
+    def order(action, cur):
+        return target_units(int(action), cur, u) - cur
+
+    assert order(Action.BUY, 0.0) == u
+    assert order(Action.BUY, -u) == 2 * u  # reverse
+    assert order(Action.SELL, u) == -2 * u
+    assert order(Action.CLOSE, -u) == u
+    assert order(Action.HOLD, u) == 0.0
+    assert order(Action.BUY, u) == 0.0
 
 
 @settings(max_examples=200, deadline=None)

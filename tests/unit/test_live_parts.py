@@ -111,14 +111,14 @@ def test_store_flushes_from_two_tasks_lose_no_row(tmp_path):
 
         async def writer(k):
             for i in range(200):
-                store.event("r", i, f"w{k}")
+                store.add("risk_events", ("r", i, "EUR_USD", f"w{k}", "", 0.0, 0.0))
                 if i % 7 == 0:
                     await store.flush()
                 await asyncio.sleep(0)
 
         await asyncio.gather(writer(0), writer(1), writer(2))
         await store.flush()
-        n = (await (await store.db.execute("SELECT COUNT(*) FROM events")).fetchone())[0]
+        n = (await (await store.db.execute("SELECT COUNT(*) FROM risk_events")).fetchone())[0]
         await store.close()
         return n
 
@@ -166,3 +166,36 @@ def test_every_adapter_provides_the_broker_protocol():
         for n in names:
             assert inspect.iscoroutinefunction(getattr(b, n)), (type(b).__name__, n)
         assert isinstance(b.name, str) and "secret-token" not in repr(b)
+
+
+def test_one_backoff_formula_capped_and_jittered():
+    import random
+
+    from daemon.aio import backoff_delay
+
+    rng = random.Random(0)
+    for attempt, base, cap in ((1, 0.5, 30.0), (3, 0.5, 30.0), (12, 0.5, 30.0), (0, 1.0, 60.0)):
+        full = min(cap, base * 2 ** (max(attempt, 1) - 1))
+        ds = [backoff_delay(attempt, base, cap, rng) for _ in range(2000)]
+        assert full / 2 <= min(ds) and max(ds) <= full  # jitter takes off up to half, never adds
+        assert max(ds) - min(ds) > full / 4  # and it does spread the retries
+
+
+def test_first_of_returns_the_first_done_and_cancels_the_rest():
+    import asyncio
+
+    from daemon.aio import first_of
+
+    async def main():
+        slow = asyncio.ensure_future(asyncio.sleep(10))
+        ev = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.01, ev.set)
+        done = await first_of(slow, ev.wait(), timeout=5)
+        assert len(done) == 1 and slow not in done
+        await asyncio.sleep(0)
+        assert slow.cancelled()
+        t0 = asyncio.get_running_loop().time()
+        assert await first_of(asyncio.sleep(10), timeout=0.05) == set()
+        assert asyncio.get_running_loop().time() - t0 < 1.0
+
+    asyncio.run(main())

@@ -55,12 +55,12 @@ def test_store_refuses_newer_schema(tmp_path):
 def test_store_failed_flush_rolls_back_and_keeps_nothing_half_written(tmp_path):
     async def go():
         s = await Store.open(tmp_path / "b.db")
-        s.add("events", ("r", 1, "ok", "{}"))
+        s.add("risk_events", ("r", 1, "EUR_USD", "ok", "", 0.0, 0.0))
         s.add("fills", ("r", "id", 0, "EUR_USD", 1, 1.0, 1.1, 0.0))
         s.add("fills", ("r", "id", 0, "EUR_USD", 1, 1.0, 1.1, 0.0))  # duplicate key
         with pytest.raises(sqlite3.IntegrityError):
             await s.flush()
-        n = await (await s.db.execute("SELECT count(*) FROM events")).fetchone()
+        n = await (await s.db.execute("SELECT count(*) FROM risk_events")).fetchone()
         await s.db.close()
         return n[0]
 
@@ -74,7 +74,7 @@ def test_a_flush_cancelled_mid_transaction_still_commits_and_the_next_one_works(
         store = await Store.open(tmp_path / "c.db")
         await store.start_run("r", 0, "test", "sha", "{}")
         for i in range(20_000):
-            store.event("r", i, "tick")
+            store.add("risk_events", ("r", i, "EUR_USD", "tick", "", 0.0, 0.0))
         t = asyncio.create_task(store.flush())
         await asyncio.sleep(0)  # the transaction has begun
         t.cancel()
@@ -82,9 +82,9 @@ def test_a_flush_cancelled_mid_transaction_still_commits_and_the_next_one_works(
             await t
         except asyncio.CancelledError:
             pass
-        store.event("r", 1, "after")
+        store.add("risk_events", ("r", 1, "EUR_USD", "after", "", 0.0, 0.0))
         await store.flush()  # would fail with "cannot start a transaction within a transaction"
-        n = (await (await store.db.execute("SELECT COUNT(*) FROM events")).fetchone())[0]
+        n = (await (await store.db.execute("SELECT COUNT(*) FROM risk_events")).fetchone())[0]
         await store.close()
         return n
 
@@ -102,14 +102,14 @@ def test_flush_waits_for_rows_another_flush_is_still_writing(tmp_path):
         store = await Store.open(tmp_path / "w.db")
         await store.start_run("r", 0, "test", "sha", "{}")
         for i in range(20_000):
-            store.event("r", i, "tick")
+            store.add("risk_events", ("r", i, "EUR_USD", "tick", "", 0.0, 0.0))
         other = asyncio.create_task(store.flush())  # the periodic flusher takes every row
         while not store._lock.locked():
             await asyncio.sleep(0)
         assert not any(store.pending.values())  # nothing left pending for the second caller
         await store.flush()  # the sender's write-ahead flush
         with sqlite3.connect(tmp_path / "w.db") as c:  # another process's view of the file
-            on_disk = c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            on_disk = c.execute("SELECT COUNT(*) FROM risk_events").fetchone()[0]
         await other
         await store.close()
         return on_disk

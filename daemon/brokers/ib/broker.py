@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import structlog
 from core.broker import AccountReport, FillBatch, FillReport, OrderReport, OrderState, PositionReport
 from core.errors import FatalError, TransientError
 from core.types import OrderIntent
+from daemon.aio import backoff_delay
 from daemon.brokers.ib.errors import IBErrorClass, classify
 from daemon.config import IBConfig
 
@@ -96,8 +96,7 @@ class IBBroker:
                 if self.max_connect_attempts and attempt >= self.max_connect_attempts:
                     raise TransientError(f"IB {self.cfg.host}:{self.cfg.port}: not reachable after {attempt} "
                                          f"attempts: {e!r}") from e
-                delay = min(self.cfg.backoff_cap_secs, self.cfg.backoff_base_secs * 2 ** (attempt - 1))
-                delay *= 0.5 + random.random() / 2
+                delay = backoff_delay(attempt, self.cfg.backoff_base_secs, self.cfg.backoff_cap_secs)
                 log.warning("ib_connect_failed", attempt=attempt, error=repr(e), delay_secs=round(delay, 3))
                 await asyncio.sleep(delay)
 

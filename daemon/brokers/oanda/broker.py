@@ -16,7 +16,6 @@ translated here, at the boundary. The token is sent as a header and never logged
 from __future__ import annotations
 
 import asyncio
-import random
 
 import aiohttp
 import numpy as np
@@ -28,6 +27,7 @@ from core.broker import AccountReport, FillBatch, OrderReport, OrderState, Posit
 from core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from core.redaction import register_secret
 from core.types import OrderIntent
+from daemon.aio import backoff_delay
 from daemon.brokers.oanda.parsing import (PriceLine, decimal, parse_candles, parse_order_fill, parse_stream_line,
                                           parse_transaction_line)
 from daemon.brokers.rate_limit import RateLimiter
@@ -122,7 +122,7 @@ class OandaBroker:
                     await asyncio.sleep(wait)
                     continue
                 if resp.status >= 500 and retry_5xx and attempt < self.max_attempts:
-                    await asyncio.sleep(min(8.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+                    await asyncio.sleep(backoff_delay(attempt, 0.2, 8.0))
                     continue
                 if resp.status >= 500 or resp.status == 429:
                     raise TransientError(f"OANDA {method} {path}: HTTP {resp.status} after {attempt} attempt(s)")

@@ -17,7 +17,6 @@ gap backfill.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 
@@ -27,7 +26,7 @@ import structlog
 from core.broker import FeedStatus
 from core.errors import BadPayload, TransientError
 from core.types import TICK_DTYPE
-from daemon.aio import next_within
+from daemon.aio import backoff_delay, next_within
 from daemon.brokers.oanda.broker import OandaBroker
 from daemon.brokers.oanda.parsing import PriceLine
 
@@ -120,6 +119,6 @@ class OandaFeed:
             resumed = True
             attempt += 1
             self.reconnects += 1
-            delay = min(self.cap, self.base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            delay = backoff_delay(attempt, self.base, self.cap)
             log.warning("feed_reconnecting", reason=reason, attempt=attempt, delay_secs=round(delay, 3))
             await asyncio.sleep(delay)

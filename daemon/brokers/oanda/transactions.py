@@ -7,13 +7,12 @@ included) for ``timeout_secs`` -> reconnect, with capped jittered backoff."""
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 
 import structlog
 
 from core.errors import TransientError
-from daemon.aio import next_within, sleep_or_stop
+from daemon.aio import backoff_delay, next_within, sleep_or_stop
 from daemon.brokers.oanda.broker import OandaBroker
 
 log = structlog.get_logger("oanda_transactions")
@@ -54,6 +53,6 @@ class TransactionWatcher:
                 return
             attempt += 1
             self.reconnects += 1
-            delay = min(self.cap, self.base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            delay = backoff_delay(attempt, self.base, self.cap)
             log.warning("transaction_stream_reconnecting", reason=reason, attempt=attempt, delay_secs=round(delay, 3))
             await sleep_or_stop(stop, delay)
