@@ -89,8 +89,9 @@ def bench_weights(kind: str, seed: int = 0) -> dict[str, np.ndarray]:
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        subprocess.run([sys.executable, "-c", _MAKE_WEIGHTS, kind, str(seed), str(obs_dim), str(tmp)], cwd=ROOT,
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-c", _MAKE_WEIGHTS, kind, str(seed), str(obs_dim), str(tmp)], cwd=ROOT, check=True
+        )
         tmp.replace(path)
     return load_file(path)
 

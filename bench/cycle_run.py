@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from common import ROOT, report
-
 from core.config import load_config  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
@@ -25,8 +24,12 @@ def main() -> None:
     a = ap.parse_args()
     configure_logging(level="warning")
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"STAIRWAY_TRAIN__MODELS_DIR": f"{tmp}/models", "STAIRWAY_TRAIN__GATE_DB": f"{tmp}/gate.db",
-               "STAIRWAY_TRAIN__REPORTS_DIR": f"{tmp}/runs", "STAIRWAY_GATES__TICKS_DIR": f"{tmp}/ticks"}
+        env = {
+            "STAIRWAY_TRAIN__MODELS_DIR": f"{tmp}/models",
+            "STAIRWAY_TRAIN__GATE_DB": f"{tmp}/gate.db",
+            "STAIRWAY_TRAIN__REPORTS_DIR": f"{tmp}/runs",
+            "STAIRWAY_GATES__TICKS_DIR": f"{tmp}/ticks",
+        }
         if a.quick:
             env |= {"STAIRWAY_CYCLES__COUNT": "2", "STAIRWAY_CYCLES__STEPS": "20000"}
         cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=env)
@@ -34,12 +37,20 @@ def main() -> None:
         res = run_cycles(cfg, progress=False)
         wall = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in Path(tmp, "runs").rglob("*"))
-    report("cycle_run", {
-        "cycles_planned": cfg.cycles.count, "cycles_run": len(res.cycles), "steps_per_cycle": cfg.cycles.steps,
-        "total_steps": res.cycles[-1].global_step, "wall_s": round(wall, 2),
-        "train_steps_per_s_median": round(res.steps_per_s), "gates_passed": res.passed, "action": res.action,
-        "report_bytes": size,
-    })
+    report(
+        "cycle_run",
+        {
+            "cycles_planned": cfg.cycles.count,
+            "cycles_run": len(res.cycles),
+            "steps_per_cycle": cfg.cycles.steps,
+            "total_steps": res.cycles[-1].global_step,
+            "wall_s": round(wall, 2),
+            "train_steps_per_s_median": round(res.steps_per_s),
+            "gates_passed": res.passed,
+            "action": res.action,
+            "report_bytes": size,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import json
 import time
 
 from common import ROOT
-
 from core.config import DateRange, load_config  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
@@ -29,8 +28,11 @@ P = "STAIRWAY_"
 
 def trend(lags: tuple[int, ...]) -> dict[str, str]:
     """The two longest return lags and the trend/mean-reversion features, nothing intraday."""
-    return {P + "FEATURES__INCLUDE": json.dumps([f"ret_{lags[-2]}", f"ret_{lags[-1]}", "z_short", "z_long",
-                                                 "sma_cross", "vol_ratio", "rsi"])}
+    return {
+        P + "FEATURES__INCLUDE": json.dumps(
+            [f"ret_{lags[-2]}", f"ret_{lags[-1]}", "z_short", "z_long", "sma_cross", "vol_ratio", "rsi"]
+        )
+    }
 
 
 def returns_only(lags: tuple[int, ...]) -> dict[str, str]:
@@ -52,24 +54,40 @@ CONFIGS: dict = {
     "trend_short_sessions": lambda lags: trend(lags) | {P + "TRAIN__SESSION_MINUTES": "7200"},
     "returns_only": returns_only,
 }
-RANGES = {"config/trainer.toml": DateRange(start=dt.date(2017, 1, 1), end=dt.date(2017, 12, 30)),
-          "config/trainer-googl.toml": DateRange(start=dt.date(2010, 1, 1), end=dt.date(2018, 8, 30))}
+RANGES = {
+    "config/trainer.toml": DateRange(start=dt.date(2017, 1, 1), end=dt.date(2017, 12, 30)),
+    "config/trainer-googl.toml": DateRange(start=dt.date(2010, 1, 1), end=dt.date(2018, 8, 30)),
+}
 
 
 def row(name: str, seed: int, wf) -> dict:
     s = wf.stitched
     p = s["policy"]
-    return {"config": name, "seed": seed, "wall_s": round(wf.wall_s, 1),
-            "policy_return_pct": p["total_return_pct"], "policy_return_90": p["intervals"]["total_return_pct"],
-            "policy_sharpe": p["sharpe"], "policy_sharpe_90": p["intervals"]["sharpe"],
-            "policy_max_dd_pct": p["max_drawdown_pct"], "trades": p["trades"],
-            "hold_rate_mean": sum(f["summaries"]["policy"]["hold_rate"] for f in wf.folds) / len(wf.folds),
-            "long_pct": p.get("long_pct", float("nan")), "short_pct": p.get("short_pct", float("nan")),
-            "buy_and_hold_pct": s["buy_and_hold"]["total_return_pct"], "sell_and_hold_pct": s["sell_and_hold"]["total_return_pct"],
-            "sma_cross_pct": s["sma_cross"]["total_return_pct"], "sma_long_flat_pct": s["sma_long_flat"]["total_return_pct"],
-            "beat_bh_folds": wf.beat_buy_and_hold, "beat_sma_folds": wf.beat_sma, "beat_random": wf.beat_random_share,
-            "wfe": wf.efficiency, "car25_pct": wf.car25_pct, "dd95_pct": wf.dd95_pct,
-            "fold_returns": [f["summaries"]["policy"]["pnl_pct"] for f in wf.folds]}
+    return {
+        "config": name,
+        "seed": seed,
+        "wall_s": round(wf.wall_s, 1),
+        "policy_return_pct": p["total_return_pct"],
+        "policy_return_90": p["intervals"]["total_return_pct"],
+        "policy_sharpe": p["sharpe"],
+        "policy_sharpe_90": p["intervals"]["sharpe"],
+        "policy_max_dd_pct": p["max_drawdown_pct"],
+        "trades": p["trades"],
+        "hold_rate_mean": sum(f["summaries"]["policy"]["hold_rate"] for f in wf.folds) / len(wf.folds),
+        "long_pct": p.get("long_pct", float("nan")),
+        "short_pct": p.get("short_pct", float("nan")),
+        "buy_and_hold_pct": s["buy_and_hold"]["total_return_pct"],
+        "sell_and_hold_pct": s["sell_and_hold"]["total_return_pct"],
+        "sma_cross_pct": s["sma_cross"]["total_return_pct"],
+        "sma_long_flat_pct": s["sma_long_flat"]["total_return_pct"],
+        "beat_bh_folds": wf.beat_buy_and_hold,
+        "beat_sma_folds": wf.beat_sma,
+        "beat_random": wf.beat_random_share,
+        "wfe": wf.efficiency,
+        "car25_pct": wf.car25_pct,
+        "dd95_pct": wf.dd95_pct,
+        "fold_returns": [f["summaries"]["policy"]["pnl_pct"] for f in wf.folds],
+    }
 
 
 def main() -> None:
@@ -80,8 +98,12 @@ def main() -> None:
     ap.add_argument("--config", default="config/trainer.toml", choices=sorted(RANGES))
     ap.add_argument("--out", help="JSON (default bench/results/edge_search[-googl].json)")
     a = ap.parse_args()
-    a.out = a.out or str(ROOT / "bench" / "results" / ("edge_search.json" if a.config == "config/trainer.toml"
-                                                        else "edge_search-googl.json"))
+    a.out = a.out or str(
+        ROOT
+        / "bench"
+        / "results"
+        / ("edge_search.json" if a.config == "config/trainer.toml" else "edge_search-googl.json")
+    )
     configure_logging(level="warning")
     from core.features import FeatureSpec
 
@@ -97,14 +119,25 @@ def main() -> None:
         wf = run_walk_forward(cfg, RANGES[a.config], 6, "rolling", 3.0, draws=100, ray_address="local", workers=2)
         rows.append(row(name, seed, wf))
         r = rows[-1]
-        print(f"{name:18} seed {seed}: OOS {r['policy_return_pct']:+6.2f} % [{r['policy_return_90'][0]:+.2f}, "
-              f"{r['policy_return_90'][1]:+.2f}]  Sharpe {r['policy_sharpe']:+.2f}  trades {r['trades']:4}  hold "
-              f"{r['hold_rate_mean']:.2f}  long/short {r['long_pct']:.0f}/{r['short_pct']:.0f} %  B&H {r['buy_and_hold_pct']:+.2f}  SMA {r['sma_cross_pct']:+.2f}  "
-              f"beat random {r['beat_random']:.0%}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"{name:18} seed {seed}: OOS {r['policy_return_pct']:+6.2f} % [{r['policy_return_90'][0]:+.2f}, "
+            f"{r['policy_return_90'][1]:+.2f}]  Sharpe {r['policy_sharpe']:+.2f}  trades {r['trades']:4}  hold "
+            f"{r['hold_rate_mean']:.2f}  long/short {r['long_pct']:.0f}/{r['short_pct']:.0f} %  B&H {r['buy_and_hold_pct']:+.2f}  SMA {r['sma_cross_pct']:+.2f}  "
+            f"beat random {r['beat_random']:.0%}  ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
         with open(a.out, "w") as fh:
-            json.dump({"config": a.config, "rows": rows, "quick": a.quick,
-                       "overrides": {k: (v(lags) if callable(v) else v) for k, v in CONFIGS.items()}},
-                      fh, indent=1, default=float)
+            json.dump(
+                {
+                    "config": a.config,
+                    "rows": rows,
+                    "quick": a.quick,
+                    "overrides": {k: (v(lags) if callable(v) else v) for k, v in CONFIGS.items()},
+                },
+                fh,
+                indent=1,
+                default=float,
+            )
 
     for name in a.only or CONFIGS:
         run(name, 1)

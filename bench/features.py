@@ -10,8 +10,8 @@ import argparse
 import time
 
 import numpy as np
-from common import minute_market, report
 
+from common import minute_market, report
 from core.features import FeatureBuffer, FeatureSpec, batch_market_features  # noqa: E402
 from core.types import BAR_DTYPE  # noqa: E402
 
@@ -54,12 +54,18 @@ def main() -> None:
         buf.compute(out)
         per_bar.append(time.perf_counter_ns() - t)
     us = np.array(per_bar) / 1000.0
-    report("features", {
-        "batched_bars": n_batch, "batched_bars_per_s": round(batched),
-        "incremental_bars": len(us), "incremental_us_per_bar_p50": round(float(np.median(us)), 2),
-        "incremental_us_per_bar_p99": round(float(np.percentile(us, 99)), 2),
-        "window_bars": spec.window, "market_features": spec.n_market,
-    })
+    report(
+        "features",
+        {
+            "batched_bars": n_batch,
+            "batched_bars_per_s": round(batched),
+            "incremental_bars": len(us),
+            "incremental_us_per_bar_p50": round(float(np.median(us)), 2),
+            "incremental_us_per_bar_p99": round(float(np.percentile(us, 99)), 2),
+            "window_bars": spec.window,
+            "market_features": spec.n_market,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ open again. Measured on the bundled EUR/USD year, every bar, both directions:
 from __future__ import annotations
 
 import numpy as np
-from common import report
 
+from common import report
 from core.bar_files import load_bars  # noqa: E402
 from core.bar_ticks import bar_paths  # noqa: E402
 from tests.helpers import EURUSD  # noqa: E402
@@ -41,10 +41,12 @@ def bias(bars: np.ndarray, rule: str) -> dict[str, float]:
     keep = right != 0
     adverse_right = ((fill - o) * right)[keep] / PIP
     adverse_wrong = ((fill - o) * -right)[keep] / PIP
-    return {"right_mean_pips": round(float(adverse_right.mean()), 3),
-            "wrong_mean_pips": round(float(adverse_wrong.mean()), 3),
-            "edge_from_order_pips": round(float((adverse_wrong - adverse_right).mean() / 2), 3),
-            "abs_mean_pips": round(float(np.abs(fill - o)[keep].mean() / PIP), 3)}
+    return {
+        "right_mean_pips": round(float(adverse_right.mean()), 3),
+        "wrong_mean_pips": round(float(adverse_wrong.mean()), 3),
+        "edge_from_order_pips": round(float((adverse_wrong - adverse_right).mean() / 2), 3),
+        "abs_mean_pips": round(float(np.abs(fill - o)[keep].mean() / PIP), 3),
+    }
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-from common import minute_market, report, synthetic_quotes
 from replay_throughput import config
 
+from common import minute_market, report, synthetic_quotes
 from core.checkpoint import CheckpointMeta, point_link, save_checkpoint  # noqa: E402
 from core.features import FeatureSpec  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
@@ -51,10 +51,19 @@ def main() -> None:
         db.close()
         point_link(models, "current", shas[0])
         cfg = config(Path(tmp) / "state")
-        svc = cfg.service.model_copy(update={"models_dir": models, "gate_db": gate_db, "require_start_file": False,
-                                             "model_poll_secs": poll, "http_port": None, "record_ticks": True})
-        cfg = cfg.model_copy(update={"service": svc, "replay": cfg.replay.model_copy(
-            update={"speed": 600.0, "batch_ticks": 64})})
+        svc = cfg.service.model_copy(
+            update={
+                "models_dir": models,
+                "gate_db": gate_db,
+                "require_start_file": False,
+                "model_poll_secs": poll,
+                "http_port": None,
+                "record_ticks": True,
+            }
+        )
+        cfg = cfg.model_copy(
+            update={"service": svc, "replay": cfg.replay.model_copy(update={"speed": 600.0, "batch_ticks": 64})}
+        )
         ticks = synthetic_quotes(int((swaps + 3) * 2.5 * 600 / 0.25))  # ~2.5 s of wall time per swap
         latencies = []
 
@@ -76,12 +85,21 @@ def main() -> None:
 
         d, res = asyncio.run(scenario())
     dropped = len(ticks) - res.counters["ticks"] + res.counters["recorder_dropped_ticks"]
-    report("hot_swap", {
-        "swaps": len(latencies), "latency_s_median": round(statistics.median(latencies), 3),
-        "latency_s_max": round(max(latencies), 3), "ticks": len(ticks), "ticks_dropped": dropped,
-        "model_poll_secs": poll, "bar_wall_secs": 0.1, "verify_s_last": round(d.watcher.stats.last_latency_s, 4),
-        "goal_latency_s": 1.0, "goal_dropped": 0,
-    })
+    report(
+        "hot_swap",
+        {
+            "swaps": len(latencies),
+            "latency_s_median": round(statistics.median(latencies), 3),
+            "latency_s_max": round(max(latencies), 3),
+            "ticks": len(ticks),
+            "ticks_dropped": dropped,
+            "model_poll_secs": poll,
+            "bar_wall_secs": 0.1,
+            "verify_s_last": round(d.watcher.stats.last_latency_s, 4),
+            "goal_latency_s": 1.0,
+            "goal_dropped": 0,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 import torch
-from common import ROOT, report
 
+from common import ROOT, report
 from core.mcts import python_search  # noqa: E402
 from core.muzero_model import MuZeroNet  # noqa: E402
 from core.muzero_policy import MuZeroPolicy  # noqa: E402
@@ -38,8 +38,11 @@ def lightzero_tree():
     """LightZero's compiled MuZero tree module, or None (with the reason printed)."""
     so = next(TARGET.glob("lzero/mcts/ctree/ctree_muzero/mz_tree*.so"), None)
     if so is None:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(TARGET),
-                            LIGHTZERO], capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(TARGET), LIGHTZERO],
+            capture_output=True,
+            text=True,
+        )
         so = next(TARGET.glob("lzero/mcts/ctree/ctree_muzero/mz_tree*.so"), None)
         if so is None:
             print(f"LightZero not measured: {LIGHTZERO} did not install ({r.stderr.strip()[-200:]})")
@@ -71,9 +74,16 @@ def lightzero_decision(tree, net, obs: np.ndarray) -> list:
             s2, rl = net.dynamics(s, torch.from_numpy(np.asarray(last)).long())
             pl, vl = net.predict(s2)
             states.append(s2.numpy())
-            tree.batch_backpropagate(k + 1, 0.997, from_support(rl, sup).reshape(-1).tolist(),
-                                     from_support(vl, sup).reshape(-1).tolist(), pl.numpy().tolist(), stats, results,
-                                     vtp)
+            tree.batch_backpropagate(
+                k + 1,
+                0.997,
+                from_support(rl, sup).reshape(-1).tolist(),
+                from_support(vl, sup).reshape(-1).tolist(),
+                pl.numpy().tolist(),
+                stats,
+                results,
+                vtp,
+            )
         return roots.get_distributions()[0]
 
 
@@ -108,13 +118,25 @@ def main() -> None:
     def ms(xs, q):
         return round(float(np.percentile(xs, q)) / 1e6, 3)
 
-    out = {"simulations": SIMS, "latent": net.latent, "hidden": net.hidden, "support_points": 2 * net.support + 1,
-           "decisions": n, "numba_p50_ms": ms(fast, 50), "numba_p99_ms": ms(fast, 99),
-           "python_p50_ms": ms(slow, 50), "python_p99_ms": ms(slow, 99),
-           "speedup_vs_python_p50": round(ms(slow, 50) / ms(fast, 50), 1), "same_visits_as_python_float32": same}
+    out = {
+        "simulations": SIMS,
+        "latent": net.latent,
+        "hidden": net.hidden,
+        "support_points": 2 * net.support + 1,
+        "decisions": n,
+        "numba_p50_ms": ms(fast, 50),
+        "numba_p99_ms": ms(fast, 99),
+        "python_p50_ms": ms(slow, 50),
+        "python_p99_ms": ms(slow, 99),
+        "speedup_vs_python_p50": round(ms(slow, 50) / ms(fast, 50), 1),
+        "same_visits_as_python_float32": same,
+    }
     if lz:
-        out |= {"lightzero_ctree_p50_ms": ms(lz, 50), "lightzero_ctree_p99_ms": ms(lz, 99),
-                "speedup_vs_lightzero_p50": round(ms(lz, 50) / ms(fast, 50), 1)}
+        out |= {
+            "lightzero_ctree_p50_ms": ms(lz, 50),
+            "lightzero_ctree_p99_ms": ms(lz, 99),
+            "speedup_vs_lightzero_p50": round(ms(lz, 50) / ms(fast, 50), 1),
+        }
     report("mcts", out)
 
 

@@ -1,6 +1,6 @@
 """Monte Carlo bootstrap speed: 10,000 resamples of 1,000 trades (goal < 1 s).
 
-    python bench/monte_carlo.py [--quick]
+python bench/monte_carlo.py [--quick]
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import statistics
 import time
 
 import numpy as np
-from common import report
 
+from common import report
 from core.robustness import monte_carlo  # noqa: E402
 
 
@@ -27,9 +27,19 @@ def main() -> None:
         t0 = time.perf_counter()
         mc = monte_carlo(r, 1.0, resamples, seed=k)
         times.append(time.perf_counter() - t0)
-    report("monte_carlo", {"resamples": resamples, "trades": trades, "runs": runs,
-                           "seconds_median": round(statistics.median(times), 3), "seconds_max": round(max(times), 3),
-                           "car25_pct": round(mc.car25_pct, 2), "dd95_pct": round(mc.dd95_pct, 2), "goal_seconds": 1.0})
+    report(
+        "monte_carlo",
+        {
+            "resamples": resamples,
+            "trades": trades,
+            "runs": runs,
+            "seconds_median": round(statistics.median(times), 3),
+            "seconds_max": round(max(times), 3),
+            "car25_pct": round(mc.car25_pct, 2),
+            "dd95_pct": round(mc.dd95_pct, 2),
+            "goal_seconds": 1.0,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import argparse
 import time
 
 from common import ROOT, report
-
 from core.config import load_config  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
@@ -26,10 +25,21 @@ from trainer.shaping import RewardShaper  # noqa: E402
 
 def algorithm(cfg: TrainerConfig, data) -> MuZeroAlgorithm:
     shaper = RewardShaper(cfg.shaping, cfg.muzero.num_envs, cfg.ppo.reward_scale)
-    env = VecTradingEnv(data.history, data.spec, data.ex, cfg.account.initial_equity, cfg.muzero.num_envs,
-                        data.session_len, seed=cfg.train.seed, first_bar=0, last_bar=data.split - 2,
-                        reward_scale=cfg.ppo.reward_scale, shaper=shaper, risk=cfg.risk,
-                        session_starts=session_index(cfg, data).starts)
+    env = VecTradingEnv(
+        data.history,
+        data.spec,
+        data.ex,
+        cfg.account.initial_equity,
+        cfg.muzero.num_envs,
+        data.session_len,
+        seed=cfg.train.seed,
+        first_bar=0,
+        last_bar=data.split - 2,
+        reward_scale=cfg.ppo.reward_scale,
+        shaper=shaper,
+        risk=cfg.risk,
+        session_starts=session_index(cfg, data).starts,
+    )
     return MuZeroAlgorithm(cfg, env, planned_steps=10**6)
 
 
@@ -59,8 +69,12 @@ def main() -> None:
     updates_ps = n_upd / (time.perf_counter() - t0)
     buffer = algo.buffer
     algo.close()
-    plain = algorithm(load_config(TrainerConfig, ROOT / "config/trainer.toml",
-                                  environ=base | {"STAIRWAY_MUZERO__REANALYSE_FRACTION": "0"}), data)
+    plain = algorithm(
+        load_config(
+            TrainerConfig, ROOT / "config/trainer.toml", environ=base | {"STAIRWAY_MUZERO__REANALYSE_FRACTION": "0"}
+        ),
+        data,
+    )
     plain.buffer = buffer
     plain._train_round()
     t0 = time.perf_counter()
@@ -70,8 +84,10 @@ def main() -> None:
     plain.close()
 
     runs = {}
-    for where, extra in (("in_process_1_actor", {}),
-                         ("ray_2_actors", {"STAIRWAY_MUZERO__ACTORS": "2", "STAIRWAY_MUZERO__RAY_ADDRESS": "local"})):
+    for where, extra in (
+        ("in_process_1_actor", {}),
+        ("ray_2_actors", {"STAIRWAY_MUZERO__ACTORS": "2", "STAIRWAY_MUZERO__RAY_ADDRESS": "local"}),
+    ):
         c = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=base | extra)
         algo = algorithm(c, data)
         algo.learn(per_round)  # actors started, kernels compiled
@@ -83,18 +99,32 @@ def main() -> None:
             algo._self_play()
         sp = time.perf_counter() - t0
         algo.close()
-        runs[where] = {"wall_s": round(wall, 2), "env_steps_per_s": round(rounds * per_round / wall, 1),
-                       "self_play_only_env_steps_per_s": round(rounds * per_round / sp, 1)}
-    report("muzero_train", {
-        "sessions": cfg.muzero.num_envs, "segment": cfg.muzero.segment, "simulations": cfg.muzero.simulations,
-        "batch_size": cfg.muzero.batch_size, "unroll": cfg.muzero.unroll, "rounds": rounds,
-        "self_play_env_steps_per_s": round(self_play_sps, 1), "learner_updates_per_s": round(updates_ps, 2),
-        "learner_updates_per_s_without_reanalyse": round(plain_ups, 2),
-        "learn": runs,
-        "ray_2_actors_speedup": round(runs["in_process_1_actor"]["wall_s"] / runs["ray_2_actors"]["wall_s"], 2),
-        "ray_2_actors_self_play_speedup": round(runs["ray_2_actors"]["self_play_only_env_steps_per_s"]
-                                                / runs["in_process_1_actor"]["self_play_only_env_steps_per_s"], 2),
-    })
+        runs[where] = {
+            "wall_s": round(wall, 2),
+            "env_steps_per_s": round(rounds * per_round / wall, 1),
+            "self_play_only_env_steps_per_s": round(rounds * per_round / sp, 1),
+        }
+    report(
+        "muzero_train",
+        {
+            "sessions": cfg.muzero.num_envs,
+            "segment": cfg.muzero.segment,
+            "simulations": cfg.muzero.simulations,
+            "batch_size": cfg.muzero.batch_size,
+            "unroll": cfg.muzero.unroll,
+            "rounds": rounds,
+            "self_play_env_steps_per_s": round(self_play_sps, 1),
+            "learner_updates_per_s": round(updates_ps, 2),
+            "learner_updates_per_s_without_reanalyse": round(plain_ups, 2),
+            "learn": runs,
+            "ray_2_actors_speedup": round(runs["in_process_1_actor"]["wall_s"] / runs["ray_2_actors"]["wall_s"], 2),
+            "ray_2_actors_self_play_speedup": round(
+                runs["ray_2_actors"]["self_play_only_env_steps_per_s"]
+                / runs["in_process_1_actor"]["self_play_only_env_steps_per_s"],
+                2,
+            ),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import statistics
 import time
 
 import numpy as np
-from common import ROOT, report  # noqa: F401  (puts the repository on sys.path)
 
+from common import ROOT, report  # noqa: F401  (puts the repository on sys.path)
 from core.types import OrderIntent, Side, client_order_id  # noqa: E402
 from daemon.brokers.oanda.broker import OandaBroker  # noqa: E402
 from tests.emulators.oanda_v20 import OandaEmulator  # noqa: E402
@@ -74,8 +74,11 @@ async def run(n: int, unlimited: bool, db: str | None = None) -> list[float]:
 
 def _stats(times) -> dict:
     t = np.array(times) * 1000
-    return {"p50_ms": round(float(np.percentile(t, 50)), 3), "p99_ms": round(float(np.percentile(t, 99)), 3),
-            "mean_ms": round(statistics.fmean(t), 3)}
+    return {
+        "p50_ms": round(float(np.percentile(t, 50)), 3),
+        "p99_ms": round(float(np.percentile(t, 99)), 3),
+        "mean_ms": round(statistics.fmean(t), 3),
+    }
 
 
 def main() -> None:
@@ -86,10 +89,13 @@ def main() -> None:
     a = ap.parse_args()
     n = 200 if a.quick else 2000
     with tempfile.TemporaryDirectory() as tmp:
-        results = {"orders": n, "adapter": _stats(asyncio.run(run(n, True))),
-                   "adapter_rate_limited": _stats(asyncio.run(run(n, False))),
-                   "router": _stats(asyncio.run(run(n, True, f"{tmp}/bench.db"))),
-                   "router_rate_limited": _stats(asyncio.run(run(n, False, f"{tmp}/bench2.db")))}
+        results = {
+            "orders": n,
+            "adapter": _stats(asyncio.run(run(n, True))),
+            "adapter_rate_limited": _stats(asyncio.run(run(n, False))),
+            "router": _stats(asyncio.run(run(n, True, f"{tmp}/bench.db"))),
+            "router_rate_limited": _stats(asyncio.run(run(n, False, f"{tmp}/bench2.db"))),
+        }
     results["p50_ms"], results["p99_ms"] = results["adapter"]["p50_ms"], results["adapter"]["p99_ms"]
     results["note"] = "emulator and client in one process on loopback; router includes two SQLite commits"
     report("oanda_roundtrip", results)

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 from common import ROOT, report  # noqa: F401  (puts the repository on sys.path)
-
 from core.config import load_config  # noqa: E402
 from core.features import FeatureSpec  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
@@ -31,8 +30,12 @@ async def run(tmp: Path, days: float) -> tuple[Path, Path]:
         quotes = prices(rig.cfg, days)
         rig.emu.prices = quotes
         live = rig.cfg
-        paper = live.model_copy(update={"broker": live.broker.model_copy(update={"fills": "paper"}),
-                                        "service": live.service.model_copy(update={"db_name": "paper-live.db"})})
+        paper = live.model_copy(
+            update={
+                "broker": live.broker.model_copy(update={"fills": "paper"}),
+                "service": live.service.model_copy(update={"db_name": "paper-live.db"}),
+            }
+        )
 
         def done(d):
             return d.slot._last_quote_ts == quotes[-1][0] and d.slot.instrument not in d.broker.working

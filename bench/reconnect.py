@@ -15,7 +15,6 @@ import statistics
 import time
 
 from common import ROOT, report  # noqa: F401  (puts the repository on sys.path)
-
 from core.logs import configure_logging  # noqa: E402
 from daemon.brokers.oanda.broker import OandaBroker  # noqa: E402
 from daemon.brokers.oanda.feed import OandaFeed  # noqa: E402
@@ -46,8 +45,15 @@ def main() -> None:
     a = ap.parse_args()
     configure_logging(level="error")
     times = [asyncio.run(one(5)) for _ in range(3 if a.quick else 12)]
-    report("reconnect", {"drops": len(times), "median_s": round(statistics.median(times), 3),
-                         "max_s": round(max(times), 3), "backoff_base_s": 0.5})
+    report(
+        "reconnect",
+        {
+            "drops": len(times),
+            "median_s": round(statistics.median(times), 3),
+            "max_s": round(max(times), 3),
+            "backoff_base_s": 0.5,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 
 from common import bench_policy, minute_market, peak_rss_mb, report, synthetic_quotes
-
-
 from core.config import DateRange  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
 from daemon.app import run_daemon  # noqa: E402
@@ -27,10 +25,19 @@ def config(state: Path) -> DaemonConfig:
     """Paper replay that trades (no START_TRADING file needed), with SQLite persistence; the
     tick recorder and HTTP are off here (bench/soak.py runs with both)."""
     m = minute_market()
-    svc = ServiceConfig(state_dir=state, models_dir=state / "models", require_start_file=False,
-                        require_gate_record=False, record_ticks=False, http_port=None)
-    return DaemonConfig(**m.model_dump(), service=svc,
-                        replay=ReplayConfig(range=DateRange(start=dt.date(2017, 10, 2), end=dt.date(2017, 10, 9))))
+    svc = ServiceConfig(
+        state_dir=state,
+        models_dir=state / "models",
+        require_start_file=False,
+        require_gate_record=False,
+        record_ticks=False,
+        http_port=None,
+    )
+    return DaemonConfig(
+        **m.model_dump(),
+        service=svc,
+        replay=ReplayConfig(range=DateRange(start=dt.date(2017, 10, 2), end=dt.date(2017, 10, 9))),
+    )
 
 
 def main() -> None:
@@ -53,13 +60,24 @@ def main() -> None:
     c = results[-1].counters
     import sys
 
-    report("replay_throughput", {
-        "ticks": n, "runs": runs, "ticks_per_s": round(statistics.median(rates)),
-        "ticks_per_s_min": round(min(rates)), "ticks_per_s_max": round(max(rates)),
-        "bars": c["bars"], "decisions": c["decisions"], "orders": c["orders"], "fills": c["fills"],
-        "peak_rss_mb": round(peak_rss_mb(), 1), "torch_imported": "torch" in sys.modules, "nautilus_ref_ticks_per_s": 143_000,
-        "ratio_vs_nautilus": round(statistics.median(rates) / 143_000, 2),
-    })
+    report(
+        "replay_throughput",
+        {
+            "ticks": n,
+            "runs": runs,
+            "ticks_per_s": round(statistics.median(rates)),
+            "ticks_per_s_min": round(min(rates)),
+            "ticks_per_s_max": round(max(rates)),
+            "bars": c["bars"],
+            "decisions": c["decisions"],
+            "orders": c["orders"],
+            "fills": c["fills"],
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "torch_imported": "torch" in sys.modules,
+            "nautilus_ref_ticks_per_s": 143_000,
+            "ratio_vs_nautilus": round(statistics.median(rates) / 143_000, 2),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
-
 from train_vs_sb3 import make_env
 
 
@@ -60,8 +59,14 @@ def main() -> None:
     before = model.num_timesteps
     t0 = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)  # SB3 finishes whole rollouts: count what it did
-    print(json.dumps({"steps_per_s": (model.num_timesteps - before) / (time.perf_counter() - t0),
-                      "steps": model.num_timesteps - before}))
+    print(
+        json.dumps(
+            {
+                "steps_per_s": (model.num_timesteps - before) / (time.perf_counter() - t0),
+                "steps": model.num_timesteps - before,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import bench_policy, report, synthetic_quotes
 from replay_throughput import config
 
+from common import bench_policy, report, synthetic_quotes
 from core.logs import configure_logging  # noqa: E402
 from daemon.app import Daemon  # noqa: E402
 
@@ -46,8 +46,9 @@ def main() -> None:
     samples: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config(Path(tmp) / "state")
-        svc = cfg.service.model_copy(update={"require_start_file": False, "http_port": 0, "record_ticks": True,
-                                             "require_gate_record": False})
+        svc = cfg.service.model_copy(
+            update={"require_start_file": False, "http_port": 0, "record_ticks": True, "require_gate_record": False}
+        )
         cfg = cfg.model_copy(update={"service": svc, "replay": cfg.replay.model_copy(update={"batch_ticks": 8192})})
 
         async def scenario():
@@ -66,19 +67,29 @@ def main() -> None:
     warm = [r for t, r in samples if t >= 0.2 * n]
     q2 = [r for t, r in samples if 0.2 * n <= t < 0.4 * n]
     q5 = [r for t, r in samples if t >= 0.8 * n]
-    report("soak" + ("_muzero" if a.policy == "muzero" else ""), {
-        "ticks": res.counters["ticks"], "bars": res.counters["bars"], "decisions": res.counters["decisions"],
-        "wall_s": round(wall, 1), "ticks_per_s": round(res.counters["ticks"] / wall),
-        "loop_lag_ms_p50": round(float(np.percentile(lag, 50)), 2), "loop_lag_ms_p99": round(float(np.percentile(lag, 99)), 2),
-        "loop_lag_ms_max": round(float(lag.max()), 2), "batch_ticks": 8192,
-        "rss_mb_after_warmup": round(warm[0], 1) if warm else None, "rss_mb_end": round(warm[-1], 1) if warm else None,
-        "rss_growth_mb_after_warmup": round(warm[-1] - warm[0], 2) if warm else None,
-        # allocator sawtooth makes end-minus-start noisy (+-9 MB seen); the trend compares peaks
-        "rss_trend_mb_peak_last_fifth_vs_second_fifth": round(max(q5) - max(q2), 2) if q2 and q5 else None,
-        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX", "default"),
-        "rss_mb_max_sampled": round(max(r for _, r in samples), 1), "recorder_dropped_ticks": res.counters["recorder_dropped_ticks"],
-        "goal_growth_mb": 5.0,
-    })
+    report(
+        "soak" + ("_muzero" if a.policy == "muzero" else ""),
+        {
+            "ticks": res.counters["ticks"],
+            "bars": res.counters["bars"],
+            "decisions": res.counters["decisions"],
+            "wall_s": round(wall, 1),
+            "ticks_per_s": round(res.counters["ticks"] / wall),
+            "loop_lag_ms_p50": round(float(np.percentile(lag, 50)), 2),
+            "loop_lag_ms_p99": round(float(np.percentile(lag, 99)), 2),
+            "loop_lag_ms_max": round(float(lag.max()), 2),
+            "batch_ticks": 8192,
+            "rss_mb_after_warmup": round(warm[0], 1) if warm else None,
+            "rss_mb_end": round(warm[-1], 1) if warm else None,
+            "rss_growth_mb_after_warmup": round(warm[-1] - warm[0], 2) if warm else None,
+            # allocator sawtooth makes end-minus-start noisy (+-9 MB seen); the trend compares peaks
+            "rss_trend_mb_peak_last_fifth_vs_second_fifth": round(max(q5) - max(q2), 2) if q2 and q5 else None,
+            "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX", "default"),
+            "rss_mb_max_sampled": round(max(r for _, r in samples), 1),
+            "recorder_dropped_ticks": res.counters["recorder_dropped_ticks"],
+            "goal_growth_mb": 5.0,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import json
 import time
 
 from common import report
-
 from daemon.brokers.oanda.parsing import parse_stream_line  # noqa: E402
 from tests.emulators.oanda_v20 import rfc3339  # noqa: E402
 
@@ -24,10 +23,21 @@ def lines(n: int) -> list[bytes]:
             out.append(json.dumps({"type": "HEARTBEAT", "time": rfc3339(ts)}).encode())
             continue
         bid = 1.17330 + (k % 50) * 1e-5
-        out.append(json.dumps({"type": "PRICE", "time": rfc3339(ts), "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
-                               "asks": [{"price": f"{bid + 1.2e-4:.5f}", "liquidity": 10000000}],
-                               "closeoutBid": f"{bid:.5f}", "closeoutAsk": f"{bid + 1.2e-4:.5f}",
-                               "status": "tradeable", "tradeable": True, "instrument": "EUR_USD"}).encode())
+        out.append(
+            json.dumps(
+                {
+                    "type": "PRICE",
+                    "time": rfc3339(ts),
+                    "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
+                    "asks": [{"price": f"{bid + 1.2e-4:.5f}", "liquidity": 10000000}],
+                    "closeoutBid": f"{bid:.5f}",
+                    "closeoutAsk": f"{bid + 1.2e-4:.5f}",
+                    "status": "tradeable",
+                    "tradeable": True,
+                    "instrument": "EUR_USD",
+                }
+            ).encode()
+        )
     return out
 
 
@@ -42,8 +52,10 @@ def main() -> None:
     for x in data:
         parse_stream_line(x)
     dt = time.perf_counter() - t0
-    report("stream_parse", {"lines": len(data), "lines_per_s": round(len(data) / dt),
-                            "us_per_line": round(dt / len(data) * 1e6, 3)})
+    report(
+        "stream_parse",
+        {"lines": len(data), "lines_per_s": round(len(data) / dt), "us_per_line": round(dt / len(data) * 1e6, 3)},
+    )
 
 
 if __name__ == "__main__":

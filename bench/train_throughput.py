@@ -11,7 +11,6 @@ import argparse
 import time
 
 from common import ROOT, report
-
 from core.config import load_config  # noqa: E402
 from core.execution import ExecutionModel  # noqa: E402
 from core.features import FeatureSpec  # noqa: E402
@@ -28,8 +27,13 @@ def main() -> None:
     steps = 60_000 if a.quick else 400_000
     cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ={})
     # one more return lag makes the observation 32 floats (23 market + 9 position), as in the reference
-    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(
-        update={"return_lags_minutes": (60, 120, 180, 360, 720, 1440, 2880, 4320)})})
+    cfg = cfg.model_copy(
+        update={
+            "features": cfg.features.model_copy(
+                update={"return_lags_minutes": (60, 120, 180, 360, 720, 1440, 2880, 4320)}
+            )
+        }
+    )
     spec = FeatureSpec.from_config(cfg)
     assert spec.obs_dim == 32, spec.obs_dim
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)

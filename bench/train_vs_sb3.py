@@ -32,8 +32,13 @@ def make_env(num_envs: int):
     from trainer.history import load_history
 
     cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ={})
-    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(
-        update={"return_lags_minutes": (60, 120, 180, 360, 720, 1440, 2880, 4320)})})
+    cfg = cfg.model_copy(
+        update={
+            "features": cfg.features.model_copy(
+                update={"return_lags_minutes": (60, 120, 180, 360, 720, 1440, 2880, 4320)}
+            )
+        }
+    )
     spec = FeatureSpec.from_config(cfg)
     assert spec.obs_dim == 32
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
@@ -45,8 +50,9 @@ def ensure_sb3() -> None:
     stamp = TARGET / ".installed"
     if stamp.exists():
         return
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(TARGET), *SB3],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(TARGET), *SB3], check=True
+    )
     stamp.touch()
 
 
@@ -64,8 +70,13 @@ def ours(steps: int, num_envs: int) -> float:
 
 def sb3(steps: int, num_envs: int) -> float:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TARGET), str(ROOT / "bench"), str(ROOT)]))
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "sb3_side.py"), str(steps), str(num_envs)],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "sb3_side.py"), str(steps), str(num_envs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
 
 
@@ -78,11 +89,20 @@ def main() -> None:
     sb3_8 = sb3(steps // 2, 8)
     ours_8 = ours(steps, 8)
     ours_64 = ours(steps, 64)
-    report("train_vs_sb3", {
-        "sb3_version": "2.9.2", "sb3_steps_per_s_8env": round(sb3_8), "ours_steps_per_s_8env": round(ours_8),
-        "ours_steps_per_s_64env": round(ours_64), "ratio_8env": round(ours_8 / sb3_8, 1),
-        "ratio_default_vs_sb3_8env": round(ours_64 / sb3_8, 1), "obs_dim": 32, "actions": 4, "session_steps": 360,
-    })
+    report(
+        "train_vs_sb3",
+        {
+            "sb3_version": "2.9.2",
+            "sb3_steps_per_s_8env": round(sb3_8),
+            "ours_steps_per_s_8env": round(ours_8),
+            "ours_steps_per_s_64env": round(ours_64),
+            "ratio_8env": round(ours_8 / sb3_8, 1),
+            "ratio_default_vs_sb3_8env": round(ours_64 / sb3_8, 1),
+            "obs_dim": 32,
+            "actions": 4,
+            "session_steps": 360,
+        },
+    )
 
 
 if __name__ == "__main__":

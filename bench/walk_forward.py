@@ -12,7 +12,6 @@ import datetime as dt
 import time
 
 from common import ROOT, report
-
 from core.config import DateRange, load_config  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
@@ -31,14 +30,22 @@ def main() -> None:
     for where, addr in (("local", None), ("ray_2_workers", "local")):
         t0 = time.perf_counter()
         wf = run_walk_forward(cfg, year, 6, "rolling", 3.0, draws=100, ray_address=addr, workers=2)
-        runs[where] = {"wall_s": round(time.perf_counter() - t0, 2),
-                       "fold_wall_s": [round(f["wall_s"], 2) for f in wf.folds],
-                       "oos_return_pct": round(wf.stitched["policy"]["total_return_pct"], 3)}
-    report("walk_forward", {
-        "folds": 6, "cycles": cfg.cycles.count, "steps_per_cycle": cfg.cycles.steps, **runs,
-        "ray_speedup": round(runs["local"]["wall_s"] / runs["ray_2_workers"]["wall_s"], 2),
-        "same_result": runs["local"]["oos_return_pct"] == runs["ray_2_workers"]["oos_return_pct"],
-    })
+        runs[where] = {
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "fold_wall_s": [round(f["wall_s"], 2) for f in wf.folds],
+            "oos_return_pct": round(wf.stitched["policy"]["total_return_pct"], 3),
+        }
+    report(
+        "walk_forward",
+        {
+            "folds": 6,
+            "cycles": cfg.cycles.count,
+            "steps_per_cycle": cfg.cycles.steps,
+            **runs,
+            "ray_speedup": round(runs["local"]["wall_s"] / runs["ray_2_workers"]["wall_s"], 2),
+            "same_result": runs["local"]["oos_return_pct"] == runs["ray_2_workers"]["oos_return_pct"],
+        },
+    )
 
 
 if __name__ == "__main__":

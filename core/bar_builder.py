@@ -51,8 +51,24 @@ def quote_is_valid(bid: float, ask: float) -> bool:
 
 
 @numba.njit(cache=True)
-def build_bars_kernel(ts, bid, ask, period_ns, mode, state, istate, counts, out_ts, out_ohlcv, out_close_idx,
-                      out_last_quote, out_last_ts, accepted, max_jump, jump_confirm):
+def build_bars_kernel(
+    ts,
+    bid,
+    ask,
+    period_ns,
+    mode,
+    state,
+    istate,
+    counts,
+    out_ts,
+    out_ohlcv,
+    out_close_idx,
+    out_last_quote,
+    out_last_ts,
+    accepted,
+    max_jump,
+    jump_confirm,
+):
     n_out = 0
     for i in range(ts.shape[0]):
         t = ts[i]
@@ -138,7 +154,6 @@ class ClosedBars:
     accepted: np.ndarray
     last_ts: np.ndarray  # time of each bar's last accepted quote
 
-
     def __len__(self) -> int:
         return len(self.bars)
 
@@ -146,8 +161,13 @@ class ClosedBars:
 class BarBuilder:
     """Stateful wrapper around the kernel; one per instrument. ``int`` timestamps in UTC ns."""
 
-    def __init__(self, period_ns: int, price: str = "mid", max_jump: float = DEFAULT_MAX_JUMP,
-                 jump_confirm: int = DEFAULT_JUMP_CONFIRM) -> None:
+    def __init__(
+        self,
+        period_ns: int,
+        price: str = "mid",
+        max_jump: float = DEFAULT_MAX_JUMP,
+        jump_confirm: int = DEFAULT_JUMP_CONFIRM,
+    ) -> None:
         if period_ns <= 0:
             raise ValueError(f"bar period must be positive, got {period_ns} ns")
         if price not in PRICE_MODES:
@@ -206,12 +226,31 @@ class BarBuilder:
         out_last_ts = np.empty(m, dtype=np.int64)
         accepted = np.empty(n, dtype=np.bool_)
         k = build_bars_kernel(
-            np.ascontiguousarray(ticks["ts_ns"]), np.ascontiguousarray(ticks["bid"]),
-            np.ascontiguousarray(ticks["ask"]), self.period_ns, self.mode, self.state, self.istate, self.counts,
-            out_ts, out_ohlcv, out_close, out_last, out_last_ts, accepted, self.max_jump, self.jump_confirm,
+            np.ascontiguousarray(ticks["ts_ns"]),
+            np.ascontiguousarray(ticks["bid"]),
+            np.ascontiguousarray(ticks["ask"]),
+            self.period_ns,
+            self.mode,
+            self.state,
+            self.istate,
+            self.counts,
+            out_ts,
+            out_ohlcv,
+            out_close,
+            out_last,
+            out_last_ts,
+            accepted,
+            self.max_jump,
+            self.jump_confirm,
         )
-        return ClosedBars(_to_bars(out_ts[:k], out_ohlcv[:k]), out_close[:k], out_last[:k, 0].copy(),
-                          out_last[:k, 1].copy(), accepted, out_last_ts[:k].copy())
+        return ClosedBars(
+            _to_bars(out_ts[:k], out_ohlcv[:k]),
+            out_close[:k],
+            out_last[:k, 0].copy(),
+            out_last[:k, 1].copy(),
+            accepted,
+            out_last_ts[:k].copy(),
+        )
 
     def flush(self) -> np.ndarray:
         """Close the open bar at the end of the data (no closing quote exists)."""

@@ -32,8 +32,10 @@ from core.types import BAR_DTYPE, NS_PER_MINUTE
 
 REQUIRED = ("time", "open", "high", "low", "close")
 _DAY_FIRST = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$")
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
-                  r"(Z|[+-]\d{2}:?\d{2})?$")
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?$"
+)
 TIME_NAMES = ("time", "date", "datetime", "timestamp", "date_time")
 SYMBOL_NAMES = ("symbol", "instrument", "ticker")
 
@@ -47,8 +49,10 @@ def parse_timestamp_ns(text: str) -> int:
     else:
         m = _ISO.match(text)
         if not m:
-            raise ValueError(f"timestamp {text!r} is neither DD.MM.YYYY HH:MM:SS nor ISO 8601 "
-                             "(YYYY-MM-DD HH:MM:SS, optionally with Z or an offset like +02:00)")
+            raise ValueError(
+                f"timestamp {text!r} is neither DD.MM.YYYY HH:MM:SS nor ISO 8601 "
+                "(YYYY-MM-DD HH:MM:SS, optionally with Z or an offset like +02:00)"
+            )
         y, mo, d, hh, mm, ss, frac, tz = m.groups()
         if tz and tz != "Z":
             sign = 1 if tz[0] == "+" else -1
@@ -121,8 +125,11 @@ class BarFileReport:
         """Key/value fields for a ``bar_file_loaded`` log event."""
         other = [g for g in self.gaps if not g.weekend]
         return {
-            "file": str(self.path), "rows": self.rows, "period_minutes": self.period_minutes,
-            "weekend_gaps": self.weekend_gaps, "other_gaps": len(other),
+            "file": str(self.path),
+            "rows": self.rows,
+            "period_minutes": self.period_minutes,
+            "weekend_gaps": self.weekend_gaps,
+            "other_gaps": len(other),
             "other_gap_examples": [f"{_iso(g.start_ns)} ({g.minutes:.0f} min)" for g in other[:3]],
         }
 
@@ -153,8 +160,9 @@ def _first_bad_utf8_line(path: Path) -> tuple[int, bytes]:
     return 0, b""
 
 
-def load_bars(path: str | Path, max_jump: float | None = DEFAULT_MAX_JUMP,
-              symbol: str | None = None) -> tuple[np.ndarray, BarFileReport]:
+def load_bars(
+    path: str | Path, max_jump: float | None = DEFAULT_MAX_JUMP, symbol: str | None = None
+) -> tuple[np.ndarray, BarFileReport]:
     """Read and validate a bar file. Returns a BAR_DTYPE array sorted by time and a report.
 
     A price more than ``max_jump`` (relative; None = no check) away from the previous row's
@@ -195,9 +203,11 @@ def _columns(path: Path, header: list[str]) -> tuple[dict[str, int], int | None,
     idx = {"time": times[0]}
     ohlc = [c for c in ("open", "high", "low", "close") if c in cols]
     if ohlc == ["close"] or (not ohlc and ("price" in cols or "adj close" in cols)):
-        raise DataError(f"{path}: line 1: close-only series (header {header}): bars need open, high, low and close; "
-                        "resample the ticks/closes into OHLC bars first (e.g. pandas "
-                        "df.resample('1h').ohlc()) — a close alone cannot give the intrabar path fills need")
+        raise DataError(
+            f"{path}: line 1: close-only series (header {header}): bars need open, high, low and close; "
+            "resample the ticks/closes into OHLC bars first (e.g. pandas "
+            "df.resample('1h').ohlc()) — a close alone cannot give the intrabar path fills need"
+        )
     missing = [c for c in REQUIRED if c not in cols and c != "time"]
     if missing:
         raise DataError(f"{path}: line 1: missing required column(s) {missing}; header is {header}")
@@ -232,8 +242,10 @@ def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[
                 if want is None:
                     seen_symbols.add(sym)
                     if len(seen_symbols) > 1:
-                        raise DataError(f"{path}: line {line}: several symbols ({', '.join(sorted(seen_symbols))}) "
-                                        "and no instrument to select: set instrument.symbol, or one symbol a file")
+                        raise DataError(
+                            f"{path}: line {line}: several symbols ({', '.join(sorted(seen_symbols))}) "
+                            "and no instrument to select: set instrument.symbol, or one symbol a file"
+                        )
                 elif sym != want:
                     continue
             try:
@@ -268,7 +280,8 @@ def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[
                         raise DataError(
                             f"{path}: line {line}: {name} {x!r} is {100.0 * (x / prev_close - 1.0):+.4g} % from the "
                             f"previous close {prev_close!r}, beyond bars.max_jump_pct = {100.0 * max_jump:g}: an "
-                            "implausible price (fix or remove the row, or raise bars.max_jump_pct)")
+                            "implausible price (fix or remove the row, or raise bars.max_jump_pct)"
+                        )
             prev_ts, prev_close = ts, c
             rows.append((ts, o, h, lo, c, vol))
     if not rows:
@@ -296,13 +309,16 @@ def _period_and_gaps(ts: np.ndarray) -> tuple[int, list[Gap]]:
     return period // NS_PER_MINUTE, gaps
 
 
-def load_period_bars(path: str | Path, period_minutes: int, max_jump: float | None = DEFAULT_MAX_JUMP,
-                     symbol: str | None = None) -> tuple[np.ndarray, BarFileReport]:
+def load_period_bars(
+    path: str | Path, period_minutes: int, max_jump: float | None = DEFAULT_MAX_JUMP, symbol: str | None = None
+) -> tuple[np.ndarray, BarFileReport]:
     """``load_bars`` plus the check every user needs: the file's bar period is the config's."""
     bars, report = load_bars(path, max_jump, symbol)
     if report.period_minutes != period_minutes:
-        raise DataError(f"{path}: bars are {report.period_minutes}-minute but the config says "
-                        f"bars.period_minutes = {period_minutes}")
+        raise DataError(
+            f"{path}: bars are {report.period_minutes}-minute but the config says "
+            f"bars.period_minutes = {period_minutes}"
+        )
     return bars, report
 
 
@@ -323,8 +339,9 @@ def span_text(bars: np.ndarray) -> str:
     return f"{f(bars['ts_ns'][0])} .. {f(bars['ts_ns'][-1])} UTC"
 
 
-def select_warm_range(path: str | Path, bars: np.ndarray, start_ns: int, end_ns: int, warmup_bars: int,
-                      what: str) -> np.ndarray:
+def select_warm_range(
+    path: str | Path, bars: np.ndarray, start_ns: int, end_ns: int, warmup_bars: int, what: str
+) -> np.ndarray:
     """Bars in [start, end), refused (naming the range, the file's span and the warm-up) when
     there are not enough for the features to warm up and decide at least once."""
     import time
@@ -332,6 +349,8 @@ def select_warm_range(path: str | Path, bars: np.ndarray, start_ns: int, end_ns:
     sel = select_range(bars, start_ns, end_ns)
     if len(sel) < warmup_bars + 3:
         f = lambda ns: time.strftime("%Y-%m-%d", time.gmtime(ns // 1_000_000_000))  # noqa: E731
-        raise DataError(f"{path}: {what} {f(start_ns)} .. {f(end_ns)} holds {len(sel)} bars; the features need "
-                        f"{warmup_bars} to warm up plus 3 to decide; the file spans {span_text(bars)}")
+        raise DataError(
+            f"{path}: {what} {f(start_ns)} .. {f(end_ns)} holds {len(sel)} bars; the features need "
+            f"{warmup_bars} to warm up plus 3 to decide; the file spans {span_text(bars)}"
+        )
     return sel

@@ -27,8 +27,7 @@ TICKS_PER_BAR = 5
 RULES = ("open_repeated", "nearer_extreme_first", "close_decides")
 
 
-def bar_paths(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
-              rule: str = "open_repeated") -> np.ndarray:
+def bar_paths(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, rule: str = "open_repeated") -> np.ndarray:
     """Prices in time order, one row per bar. ``open_repeated`` (5 columns): open, open,
     nearer extreme, other extreme, close. The 4-column layouts are kept for the bias
     benchmark: ``nearer_extreme_first`` (open, nearer extreme, other, close) and

@@ -71,18 +71,26 @@ class CheckpointMeta:
         return d
 
     @classmethod
-    def from_header(cls, header: dict[str, str] | None, source: str) -> "CheckpointMeta":
+    def from_header(cls, header: dict[str, str] | None, source: str) -> CheckpointMeta:
         if not header or header.get("format") != FORMAT:
-            raise CheckpointError(f"{source}: not a Stairway checkpoint (header format is "
-                                  f"{(header or {}).get('format')!r}, expected {FORMAT!r})")
+            raise CheckpointError(
+                f"{source}: not a Stairway checkpoint (header format is "
+                f"{(header or {}).get('format')!r}, expected {FORMAT!r})"
+            )
         try:
             return cls(
-                policy_kind=header["policy_kind"], feature_spec_hash=header["feature_spec_hash"],
-                feature_spec=header["feature_spec"], obs_shape=tuple(json.loads(header["obs_shape"])),
-                action_space=tuple(json.loads(header["action_space"])), hidden=int(header["hidden"]),
-                data_range=header.get("data_range", ""), parent=header.get("parent", ""),
-                created_at=header.get("created_at", ""), extra=header.get("extra", "{}"),
-                instrument=header.get("instrument", ""), pip_size=float(header.get("pip_size", "0") or 0),
+                policy_kind=header["policy_kind"],
+                feature_spec_hash=header["feature_spec_hash"],
+                feature_spec=header["feature_spec"],
+                obs_shape=tuple(json.loads(header["obs_shape"])),
+                action_space=tuple(json.loads(header["action_space"])),
+                hidden=int(header["hidden"]),
+                data_range=header.get("data_range", ""),
+                parent=header.get("parent", ""),
+                created_at=header.get("created_at", ""),
+                extra=header.get("extra", "{}"),
+                instrument=header.get("instrument", ""),
+                pip_size=float(header.get("pip_size", "0") or 0),
                 period_minutes=int(header.get("period_minutes", "0") or 0),
                 arch=header.get("arch", ""),
             )
@@ -155,9 +163,17 @@ def _header(data: bytes) -> dict[str, str] | None:
     return json.loads(data[8 : 8 + n]).get("__metadata__")
 
 
-def check_compatible(meta: CheckpointMeta, source: str, *, feature_spec_hash: str, obs_shape: tuple[int, ...],
-                     action_space: tuple[str, ...], instrument: str | None = None, pip_size: float | None = None,
-                     period_minutes: int | None = None) -> None:
+def check_compatible(
+    meta: CheckpointMeta,
+    source: str,
+    *,
+    feature_spec_hash: str,
+    obs_shape: tuple[int, ...],
+    action_space: tuple[str, ...],
+    instrument: str | None = None,
+    pip_size: float | None = None,
+    period_minutes: int | None = None,
+) -> None:
     """Raise CheckpointMismatch naming both sides of every difference. The market (instrument,
     pip size, bar period) is checked when the caller gives it and the checkpoint records it."""
     problems = []

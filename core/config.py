@@ -19,7 +19,6 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
@@ -28,8 +27,27 @@ ENV_PREFIX = "STAIRWAY_"
 ENV_DELIMITER = "__"
 # Every top-level section of the daemon's and the trainer's configs (a test keeps this equal to
 # the union of DaemonConfig's and TrainerConfig's fields; core cannot import either).
-ALL_SECTIONS = frozenset({"account", "bars", "broker", "cycles", "data", "execution", "features", "gates",
-                          "instrument", "muzero", "ppo", "regime", "replay", "risk", "service", "shaping", "train"})
+ALL_SECTIONS = frozenset(
+    {
+        "account",
+        "bars",
+        "broker",
+        "cycles",
+        "data",
+        "execution",
+        "features",
+        "gates",
+        "instrument",
+        "muzero",
+        "ppo",
+        "regime",
+        "replay",
+        "risk",
+        "service",
+        "shaping",
+        "train",
+    }
+)
 
 # Pip size by quote currency (FX) and by base for metals; everything else quoted in 1e-4.
 _PIP_BY_QUOTE = {"JPY": 0.01, "HUF": 0.01}
@@ -56,14 +74,18 @@ class InstrumentConfig(Strict):
     holidays: tuple[dt.date, ...] = Field((), description="Closed all day (exchange local date).")
 
     @model_validator(mode="after")
-    def _check(self) -> "InstrumentConfig":
+    def _check(self) -> InstrumentConfig:
         pattern = {"fx": _FX_SYMBOL, "us_equity": _EQUITY_SYMBOL}.get(self.market, _ANY_SYMBOL)
         if not pattern.match(self.symbol):
-            raise ValueError(f"symbol = {self.symbol!r} is not a {self.market} symbol "
-                             f"(expected {'BASE_QUOTE, e.g. EUR_USD' if self.market == 'fx' else pattern.pattern})")
+            raise ValueError(
+                f"symbol = {self.symbol!r} is not a {self.market} symbol "
+                f"(expected {'BASE_QUOTE, e.g. EUR_USD' if self.market == 'fx' else pattern.pattern})"
+            )
         if self.market == "fx" and abs(self.pip_size / fx_pip_size(self.symbol) - 1.0) > 1e-9:
-            raise ValueError(f"pip_size = {self.pip_size:g} does not match {self.symbol} "
-                             f"(a pip of {self.symbol} is {fx_pip_size(self.symbol):g})")
+            raise ValueError(
+                f"pip_size = {self.pip_size:g} does not match {self.symbol} "
+                f"(a pip of {self.symbol} is {fx_pip_size(self.symbol):g})"
+            )
         return self
 
 
@@ -74,9 +96,13 @@ class BarConfig(Strict):
     )
 
     max_jump_pct: float = Field(
-        10.0, gt=0, le=1000, description="A quote whose mid moves more than this from the last accepted one, or a "
+        10.0,
+        gt=0,
+        le=1000,
+        description="A quote whose mid moves more than this from the last accepted one, or a "
         "bar-file price this far from the previous close, is implausible: the quote is rejected (and counted) until "
-        "jump_confirm_quotes in a row confirm the new level; the bar file is refused with its line.")
+        "jump_confirm_quotes in a row confirm the new level; the bar file is refused with its line.",
+    )
     jump_confirm_quotes: int = Field(3, ge=2, description="Agreeing quotes that make a jump a real move.")
 
     @property
@@ -90,10 +116,7 @@ class BarConfig(Strict):
     def bars(self, minutes: int, field: str) -> int:
         """Convert a duration to a whole number of bars, or explain why it cannot be."""
         if minutes % self.period_minutes:
-            raise ConfigError(
-                f"{field} = {minutes} minutes is not a whole number of "
-                f"{self.period_minutes}-minute bars"
-            )
+            raise ConfigError(f"{field} = {minutes} minutes is not a whole number of {self.period_minutes}-minute bars")
         return minutes // self.period_minutes
 
 
@@ -106,10 +129,11 @@ class FeatureConfig(Strict):
     long_window_minutes: int = Field(48, gt=0)
     rsi_window_minutes: int = Field(14, gt=0)
     include: tuple[str, ...] | None = Field(
-        None, description="Market features to use, by name (core.features); default: all of them.")
+        None, description="Market features to use, by name (core.features); default: all of them."
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "FeatureConfig":
+    def _check(self) -> FeatureConfig:
         if not self.return_lags_minutes or min(self.return_lags_minutes) <= 0:
             raise ValueError("return_lags_minutes must be a non-empty list of positive minutes")
         if self.short_window_minutes >= self.long_window_minutes:
@@ -128,7 +152,7 @@ class ExecutionConfig(Strict):
     trade_lots: float = Field(1.0, gt=0, description="Size of a BUY/SELL target position.")
 
     @model_validator(mode="after")
-    def _check(self) -> "ExecutionConfig":
+    def _check(self) -> ExecutionConfig:
         if self.trade_lots > self.max_position_lots:
             raise ValueError("trade_lots must not exceed max_position_lots")
         return self
@@ -142,9 +166,7 @@ class DataConfig(Strict):
     """Historical bars, and how bar-derived quote ticks are made from them."""
 
     bars_csv: Path = Field(Path("data/FOREX_EURUSD_1H_ASK.csv"))
-    bars_side: Literal["ask", "bid", "mid"] = Field(
-        "ask", description="Which side of the quote the file's prices are."
-    )
+    bars_side: Literal["ask", "bid", "mid"] = Field("ask", description="Which side of the quote the file's prices are.")
     modelled_spread_pips: float = Field(1.0, ge=0, description="Spread used for bar-derived ticks.")
 
 
@@ -158,23 +180,29 @@ class RegimeConfig(Strict):
     weights: tuple[float, float, float] = Field((0.4, 0.3, 0.3), description="Momentum, volatility, divergence.")
 
     @model_validator(mode="after")
-    def _check(self) -> "RegimeConfig":
+    def _check(self) -> RegimeConfig:
         if self.warmup_days > self.window_days:
-            raise ValueError(f"warmup_days ({self.warmup_days}) must not exceed window_days ({self.window_days}): "
-                             "the detector could never warm up")
+            raise ValueError(
+                f"warmup_days ({self.warmup_days}) must not exceed window_days ({self.window_days}): "
+                "the detector could never warm up"
+            )
         return self
 
 
 _CURRENCIES = frozenset(
     "USD EUR JPY GBP CHF AUD NZD CAD SEK NOK DKK HKD SGD CNH CNY MXN ZAR TRY PLN HUF CZK THB INR KRW TWD BRL "
-    "RUB ILS SAR XAU XAG XPT XPD".split())
+    "RUB ILS SAR XAU XAG XPT XPD".split()
+)
 
 
 def instrument_in_file_name(path: Path) -> str | None:
     """The currency pair a data file's name declares (FOREX_EURUSD_1H_ASK.csv -> EUR_USD), if
     exactly one pair of known currency codes appears in it."""
-    names = {f"{a}_{b}" for a, b in re.findall(r"(?<![A-Z])([A-Z]{3})_?([A-Z]{3})(?![A-Z])", path.name.upper())
-             if a in _CURRENCIES and b in _CURRENCIES and a != b}
+    names = {
+        f"{a}_{b}"
+        for a, b in re.findall(r"(?<![A-Z])([A-Z]{3})_?([A-Z]{3})(?![A-Z])", path.name.upper())
+        if a in _CURRENCIES and b in _CURRENCIES and a != b
+    }
     return names.pop() if len(names) == 1 else None
 
 
@@ -186,7 +214,8 @@ class RiskConfig(Strict):
     max_total_lots: float = Field(1.0, gt=0, description="Sum of absolute positions over instruments.")
     max_order_lots: float = Field(2.0, gt=0, description="Largest single order (a reversal is 2 lots).")
     drawdown_tiers_pct: tuple[float, float, float, float] = Field(
-        (1.5, 1.8, 2.0, 2.5), description="warn, halve size, stop opening, flatten (intraday, % of session open).")
+        (1.5, 1.8, 2.0, 2.5), description="warn, halve size, stop opening, flatten (intraday, % of session open)."
+    )
     overfill_tolerance: float = Field(0.10, ge=0, description="A fill this much over the request is refused.")
     max_overfill_violations: int = Field(3, gt=0, description="Violations before trading stops.")
     max_trades_per_day: int = Field(50, gt=0, description="Orders per instrument per UTC day.")
@@ -199,8 +228,10 @@ class RiskConfig(Strict):
     @classmethod
     def _tiers(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         if not all(0 < t <= 100 for t in v) or any(a >= b for a, b in zip(v, v[1:])):
-            raise ValueError(f"{list(v)} must be four percentages in (0, 100], strictly increasing "
-                             "(warn < halve size < stop opening < flatten)")
+            raise ValueError(
+                f"{list(v)} must be four percentages in (0, 100], strictly increasing "
+                "(warn < halve size < stop opening < flatten)"
+            )
         return v
 
     @field_validator("size_ramp")
@@ -232,15 +263,20 @@ class MarketConfig(Strict):
 
     def market_identity(self) -> dict[str, Any]:
         """What a checkpoint records of the market it was trained on (check_compatible's kwargs)."""
-        return {"instrument": self.instrument.symbol, "pip_size": self.instrument.pip_size,
-                "period_minutes": self.bars.period_minutes}
+        return {
+            "instrument": self.instrument.symbol,
+            "pip_size": self.instrument.pip_size,
+            "period_minutes": self.bars.period_minutes,
+        }
 
     @model_validator(mode="after")
-    def _check_data_instrument(self) -> "MarketConfig":
+    def _check_data_instrument(self) -> MarketConfig:
         named = instrument_in_file_name(self.data.bars_csv)
         if self.instrument.market == "fx" and named is not None and named != self.instrument.symbol:
-            raise ValueError(f"instrument.symbol = {self.instrument.symbol!r} but data.bars_csv "
-                             f"{str(self.data.bars_csv)!r} holds {named} bars")
+            raise ValueError(
+                f"instrument.symbol = {self.instrument.symbol!r} but data.bars_csv "
+                f"{str(self.data.bars_csv)!r} holds {named} bars"
+            )
         return self
 
 
@@ -249,7 +285,7 @@ class DateRange(Strict):
     end: dt.date = Field(description="Exclusive.")
 
     @model_validator(mode="after")
-    def _check(self) -> "DateRange":
+    def _check(self) -> DateRange:
         if self.end <= self.start:
             raise ValueError(f"end {self.end} must be after start {self.start}")
         return self
@@ -316,8 +352,10 @@ def load_config(model: type[M], path: str | Path, environ: dict[str, str] | None
     overrides = env_overrides(environ)
     unknown = sorted(k for k in overrides if k not in ALL_SECTIONS and k not in model.model_fields)
     if unknown:
-        raise ConfigError(f"environment: {', '.join(ENV_PREFIX + k.upper() + ENV_DELIMITER + '...' for k in unknown)} "
-                          f"names no config section (sections: {', '.join(sorted(ALL_SECTIONS))})")
+        raise ConfigError(
+            f"environment: {', '.join(ENV_PREFIX + k.upper() + ENV_DELIMITER + '...' for k in unknown)} "
+            f"names no config section (sections: {', '.join(sorted(ALL_SECTIONS))})"
+        )
     env = {k: v for k, v in overrides.items() if k in model.model_fields}
     data = _merge(data, env)
     try:

@@ -19,8 +19,9 @@ from core.config import ExecutionConfig, InstrumentConfig
 
 
 @numba.njit(cache=True)
-def work_order(remaining, ts, bid, ask, accepted, start, stop, not_before_ns, cap_units, slip,
-               out_idx, out_units, out_price, n_out):
+def work_order(
+    remaining, ts, bid, ask, accepted, start, stop, not_before_ns, cap_units, slip, out_idx, out_units, out_price, n_out
+):
     """Fill up to ``remaining`` signed units against quotes [start, stop).
 
     Appends fills to the out arrays from position ``n_out``; returns (n_out, remaining).
@@ -71,7 +72,7 @@ class ExecutionModel:
     trade_units: float
 
     @classmethod
-    def from_config(cls, ex: ExecutionConfig, inst: InstrumentConfig) -> "ExecutionModel":
+    def from_config(cls, ex: ExecutionConfig, inst: InstrumentConfig) -> ExecutionModel:
         return cls(
             pip=inst.pip_size,
             lot_units=inst.lot_units,
@@ -85,4 +86,3 @@ class ExecutionModel:
 
     def commission(self, units: float) -> float:
         return abs(units) * self.commission_per_unit
-

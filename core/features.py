@@ -43,8 +43,21 @@ from core.position import POSITION_FEATURES
 
 FEATURE_VERSION = 1
 BASE_MARKET_FEATURES = (
-    "vol_ratio", "vol_level", "rsi", "z_short", "z_long", "sma_cross", "range_pos",
-    "body", "upper_wick", "lower_wick", "range_vol", "tod_sin", "tod_cos", "dow_sin", "dow_cos",
+    "vol_ratio",
+    "vol_level",
+    "rsi",
+    "z_short",
+    "z_long",
+    "sma_cross",
+    "range_pos",
+    "body",
+    "upper_wick",
+    "lower_wick",
+    "range_vol",
+    "tod_sin",
+    "tod_cos",
+    "dow_sin",
+    "dow_cos",
 )
 # params layout: [V, S, L, R, n_lags, lag_1 .. lag_n]
 P_V, P_S, P_L, P_R, P_NLAGS, P_LAGS = range(6)
@@ -64,7 +77,7 @@ class FeatureSpec:
     include: tuple[str, ...] | None = None  # None: every market feature, in kernel order
 
     @classmethod
-    def from_config(cls, cfg: MarketConfig) -> "FeatureSpec":
+    def from_config(cls, cfg: MarketConfig) -> FeatureSpec:
         b, f = cfg.bars, cfg.features
         spec = cls(
             period_minutes=b.period_minutes,
@@ -79,8 +92,10 @@ class FeatureSpec:
             known = spec.all_market_names
             unknown = [n for n in f.include if n not in known]
             if unknown or not f.include or len(set(f.include)) != len(f.include):
-                raise ConfigError(f"features.include = {list(f.include)}: unknown feature(s) {unknown} or duplicates; "
-                                  f"known market features: {', '.join(known)}")
+                raise ConfigError(
+                    f"features.include = {list(f.include)}: unknown feature(s) {unknown} or duplicates; "
+                    f"known market features: {', '.join(known)}"
+                )
             spec = dataclasses.replace(spec, include=tuple(f.include))
         return spec
 
@@ -125,9 +140,15 @@ class FeatureSpec:
 
     def to_json(self) -> str:
         d = {
-            "version": FEATURE_VERSION, "names": list(self.names), "period_minutes": self.period_minutes,
-            "price": self.price, "return_lags": list(self.return_lags), "vol_window": self.vol_window,
-            "short_window": self.short_window, "long_window": self.long_window, "rsi_window": self.rsi_window,
+            "version": FEATURE_VERSION,
+            "names": list(self.names),
+            "period_minutes": self.period_minutes,
+            "price": self.price,
+            "return_lags": list(self.return_lags),
+            "vol_window": self.vol_window,
+            "short_window": self.short_window,
+            "long_window": self.long_window,
+            "rsi_window": self.rsi_window,
         }
         if self.include is not None:  # keeps the hash of the default spec unchanged
             d["include"] = list(self.include)

@@ -40,14 +40,23 @@ class Tree:
     scratch: tuple
 
     @classmethod
-    def allocate(cls, sims: int, n_actions: int, obs_dim: int, latent: int, hidden: int, support: int,
-                 dtype=np.float32) -> "Tree":
+    def allocate(
+        cls, sims: int, n_actions: int, obs_dim: int, latent: int, hidden: int, support: int, dtype=np.float32
+    ) -> Tree:
         """Network activations in ``dtype`` (the weights' type); visit and value statistics in float64."""
         n = sims + 1
         k = 2 * support + 1
         scratch = tuple(np.zeros(m, dtype) for m in (hidden, latent + n_actions, k, k, n_actions, k))
-        return cls(np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.zeros((n, latent), dtype),
-                   np.zeros((n, n_actions)), np.full((n, n_actions), -1, np.int64), np.zeros(n, np.int64), scratch)
+        return cls(
+            np.zeros(n, np.int64),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros((n, latent), dtype),
+            np.zeros((n, n_actions)),
+            np.full((n, n_actions), -1, np.int64),
+            np.zeros(n, np.int64),
+            scratch,
+        )
 
 
 @numba.njit(cache=True)
@@ -64,8 +73,29 @@ def _expand(w, node, support, hid, pol, val_logits, prior, tmp):
 
 
 @numba.njit(cache=True)
-def search(w, obs, sims, c_puct, gamma, support, noise, noise_frac, visits, value_sum, reward, latent, prior,
-           child, path, hid, xin, rew_logits, val_logits, pol, tmp):
+def search(
+    w,
+    obs,
+    sims,
+    c_puct,
+    gamma,
+    support,
+    noise,
+    noise_frac,
+    visits,
+    value_sum,
+    reward,
+    latent,
+    prior,
+    child,
+    path,
+    hid,
+    xin,
+    rew_logits,
+    val_logits,
+    pol,
+    tmp,
+):
     """Run ``sims`` simulations; returns the number of nodes used. Root visit counts per
     action are visits[child[0, a]] (0 where child[0, a] < 0)."""
     n_actions = prior.shape[1]
@@ -132,8 +162,15 @@ def root_visits(tree: Tree, n_actions: int) -> np.ndarray:
     return np.array([tree.visits[c[a]] if c[a] >= 0 else 0 for a in range(n_actions)], dtype=np.int64)
 
 
-def python_search(net, obs: np.ndarray, sims: int, c_puct: float = 1.25, gamma: float = 0.997,
-                  noise: np.ndarray | None = None, noise_frac: float = 0.0) -> np.ndarray:
+def python_search(
+    net,
+    obs: np.ndarray,
+    sims: int,
+    c_puct: float = 1.25,
+    gamma: float = 0.997,
+    noise: np.ndarray | None = None,
+    noise_frac: float = 0.0,
+) -> np.ndarray:
     """The same search in plain Python on the torch module (dict nodes): the readable
     reference the kernel is tested against, and the baseline of bench/mcts.py."""
     import torch
@@ -143,6 +180,7 @@ def python_search(net, obs: np.ndarray, sims: int, c_puct: float = 1.25, gamma: 
     sup, n_actions = net.support, net.n_actions
     dtype = next(net.parameters()).dtype
     with torch.inference_mode():
+
         def expand(s):
             pl, vl = net.predict(s)
             return torch.softmax(pl[0], 0).tolist(), float(from_support(vl, sup)[0])

@@ -31,7 +31,6 @@ import numpy as np
 
 from core.types import NS_PER_DAY, Action
 
-
 MIN_TRADES_FOR_QUALITY = 30
 QUALITY_KEYS = ("sqn", "win_rate", "profit_factor", "expectancy_pips")
 
@@ -93,8 +92,9 @@ class PerformanceTracker:
             # the new trade, not to the one closed by the same fill
             opening = self.commission_per_unit * abs(units)
             if self._side != 0.0:
-                self.trade_pnls_pips.append((realized + opening - self._realized_at_open)
-                                            / (self.pip * self.trade_units))
+                self.trade_pnls_pips.append(
+                    (realized + opening - self._realized_at_open) / (self.pip * self.trade_units)
+                )
                 self.trade_bars.append(self.bars - self._open_bar)
             self._realized_at_open = realized + opening
             self._open_bar = self.bars
@@ -157,7 +157,8 @@ class PerformanceTracker:
             "pnl_pct": 100.0 * pnl / self.initial_equity,
             "pnl_pips": pnl / (self.pip * self.trade_units),
             "max_drawdown_pct": 100.0 * self.max_dd,
-            "sharpe": _ratio(daily.mean() if len(daily) else 0.0, daily.std() if len(daily) > 1 else 0.0) * math.sqrt(252),
+            "sharpe": _ratio(daily.mean() if len(daily) else 0.0, daily.std() if len(daily) > 1 else 0.0)
+            * math.sqrt(252),
             "sortino": _ratio(daily.mean() if len(daily) else 0.0, downside) * math.sqrt(252),
             "sqn": _ratio(r.mean(), r.std(ddof=1)) * math.sqrt(len(r)) if len(r) > 1 else 0.0,
             "win_rate": float((r > 0).mean()) if len(r) else 0.0,
@@ -184,21 +185,32 @@ def _ratio(num: float, den: float) -> float:
 
 
 SUMMARY_ROWS = (
-    ("bars", "bars", "{:.0f}"), ("decisions", "decisions", "{:.0f}"), ("entries", "entries", "{:.0f}"),
-    ("trades", "trades (open one marked)", "{:.0f}"), ("open_units_at_end", "open at end (units)", "{:+,.0f}"),
-    ("pnl_pips", "PnL (pips/unit)", "{:+.1f}"), ("pnl_pct", "PnL (%)", "{:+.3f}"),
-    ("max_drawdown_pct", "max drawdown (%)", "{:.3f}"), ("sharpe", "Sharpe (daily, ann.)", "{:+.2f}"),
-    ("sortino", "Sortino", "{:+.2f}"), ("sqn", "SQN", "{:+.2f}"), ("win_rate", "win rate", "{:.1%}"),
-    ("profit_factor", "profit factor", "{:.2f}"), ("expectancy_pips", "expectancy (pips)", "{:+.2f}"),
-    ("hold_rate", "hold rate", "{:.1%}"), ("trades_per_day", "trades/day", "{:.2f}"),
-    ("long_pct", "bars long (%)", "{:.1f}"), ("short_pct", "bars short (%)", "{:.1f}"),
-    ("flattens", "risk: flatten tier", "{:.0f}"), ("blocked_intents", "risk: intents blocked/cut", "{:.0f}"),
+    ("bars", "bars", "{:.0f}"),
+    ("decisions", "decisions", "{:.0f}"),
+    ("entries", "entries", "{:.0f}"),
+    ("trades", "trades (open one marked)", "{:.0f}"),
+    ("open_units_at_end", "open at end (units)", "{:+,.0f}"),
+    ("pnl_pips", "PnL (pips/unit)", "{:+.1f}"),
+    ("pnl_pct", "PnL (%)", "{:+.3f}"),
+    ("max_drawdown_pct", "max drawdown (%)", "{:.3f}"),
+    ("sharpe", "Sharpe (daily, ann.)", "{:+.2f}"),
+    ("sortino", "Sortino", "{:+.2f}"),
+    ("sqn", "SQN", "{:+.2f}"),
+    ("win_rate", "win rate", "{:.1%}"),
+    ("profit_factor", "profit factor", "{:.2f}"),
+    ("expectancy_pips", "expectancy (pips)", "{:+.2f}"),
+    ("hold_rate", "hold rate", "{:.1%}"),
+    ("trades_per_day", "trades/day", "{:.2f}"),
+    ("long_pct", "bars long (%)", "{:.1f}"),
+    ("short_pct", "bars short (%)", "{:.1f}"),
+    ("flattens", "risk: flatten tier", "{:.0f}"),
+    ("blocked_intents", "risk: intents blocked/cut", "{:.0f}"),
     ("halted_bars", "risk: bars halted", "{:.0f}"),
 )
 
 
 def too_few_trades(summary: dict[str, float]) -> str | None:
-    """"too few trades (n)" when trade-quality figures would mean nothing, else None."""
+    """ "too few trades (n)" when trade-quality figures would mean nothing, else None."""
     n = int(summary.get("trades", 0))
     return f"too few trades ({n})" if n < MIN_TRADES_FOR_QUALITY else None
 

@@ -45,7 +45,13 @@ def _minmax(s: torch.Tensor) -> torch.Tensor:
 class MuZeroNet(nn.Module):
     def __init__(self, obs_dim: int, n_actions: int, latent: int = 32, hidden: int = 64, support: int = 300) -> None:
         super().__init__()
-        self.obs_dim, self.n_actions, self.latent, self.hidden, self.support = obs_dim, n_actions, latent, hidden, support
+        self.obs_dim, self.n_actions, self.latent, self.hidden, self.support = (
+            obs_dim,
+            n_actions,
+            latent,
+            hidden,
+            support,
+        )
         k = 2 * support + 1
         self.repr = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, latent))
         self.dyn = nn.Sequential(nn.Linear(latent + n_actions, hidden), nn.ReLU())
@@ -67,8 +73,13 @@ class MuZeroNet(nn.Module):
         return self.pred_policy(y), self.pred_value(y)
 
     def arch(self) -> dict:
-        return {"kind": "muzero", "latent": self.latent, "hidden": self.hidden, "support": self.support,
-                "n_actions": self.n_actions}
+        return {
+            "kind": "muzero",
+            "latent": self.latent,
+            "hidden": self.hidden,
+            "support": self.support,
+            "n_actions": self.n_actions,
+        }
 
 
 def muzero_from_tensors(tensors: dict, obs_dim: int, arch: dict) -> MuZeroNet:

@@ -25,10 +25,24 @@ import numpy as np
 from core.weights import as_numpy
 
 EPS = 0.001
-TENSOR_NAMES = ("repr.0.weight", "repr.0.bias", "repr.2.weight", "repr.2.bias",
-                "dyn.0.weight", "dyn.0.bias", "dyn_state.weight", "dyn_state.bias", "dyn_reward.weight",
-                "dyn_reward.bias", "pred.0.weight", "pred.0.bias", "pred_policy.weight", "pred_policy.bias",
-                "pred_value.weight", "pred_value.bias")
+TENSOR_NAMES = (
+    "repr.0.weight",
+    "repr.0.bias",
+    "repr.2.weight",
+    "repr.2.bias",
+    "dyn.0.weight",
+    "dyn.0.bias",
+    "dyn_state.weight",
+    "dyn_state.bias",
+    "dyn_reward.weight",
+    "dyn_reward.bias",
+    "pred.0.weight",
+    "pred.0.bias",
+    "pred_policy.weight",
+    "pred_policy.bias",
+    "pred_value.weight",
+    "pred_value.bias",
+)
 
 
 def scale(x):
@@ -49,8 +63,16 @@ def muzero_shapes(obs_dim: int, arch: dict) -> dict[str, tuple[int, ...]]:
     """Every tensor of core.muzero_model.MuZeroNet of this architecture, with its shape."""
     lat, hid, n_act = int(arch["latent"]), int(arch["hidden"]), int(arch["n_actions"])
     k = 2 * int(arch["support"]) + 1
-    layers = {"repr.0": (obs_dim, hid), "repr.2": (hid, lat), "dyn.0": (lat + n_act, hid), "dyn_state": (hid, lat),
-              "dyn_reward": (hid, k), "pred.0": (lat, hid), "pred_policy": (hid, n_act), "pred_value": (hid, k)}
+    layers = {
+        "repr.0": (obs_dim, hid),
+        "repr.2": (hid, lat),
+        "dyn.0": (lat + n_act, hid),
+        "dyn_state": (hid, lat),
+        "dyn_reward": (hid, k),
+        "pred.0": (lat, hid),
+        "pred_policy": (hid, n_act),
+        "pred_value": (hid, k),
+    }
     shapes = {}
     for name, (i, o) in layers.items():
         shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (o, i), (o,)
@@ -62,6 +84,7 @@ def numpy_weights(tensors: dict, dtype=np.float32) -> tuple[np.ndarray, ...]:
     contiguous arrays of ``dtype`` (float32 for inference: the precision the network was
     trained in, twice the SIMD width of float64), each matrix transposed to (in, out) so a
     layer is a sum of the input's columns scaled, vectorised over the outputs."""
+
     def arr(x):
         x = as_numpy(x)
         return x.T if x.ndim == 2 else x

@@ -29,8 +29,9 @@ class MuZeroPolicy:
         self.n_actions, self.support = int(arch["n_actions"]), int(arch["support"])
         self.sha, self.obs_dim = sha, obs_dim
         self.w = numpy_weights(tensors)
-        self.tree = Tree.allocate(self.sims, self.n_actions, obs_dim, int(arch["latent"]), int(arch["hidden"]),
-                                  self.support)
+        self.tree = Tree.allocate(
+            self.sims, self.n_actions, obs_dim, int(arch["latent"]), int(arch["hidden"]), self.support
+        )
         self._obs = np.zeros(obs_dim, self.w[0].dtype)
         self._noise = np.zeros(self.n_actions)
         self.rng = np.random.default_rng(self.seed)
@@ -40,9 +41,24 @@ class MuZeroPolicy:
         """Root visit counts of one search (``noise``: Dirichlet sample for self-play)."""
         self._obs[:] = obs
         t = self.tree
-        search(self.w, self._obs, self.sims, self.c_puct, self.gamma, self.support,
-               self._noise if noise is None else noise, noise_frac, t.visits, t.value_sum, t.reward, t.latent,
-               t.prior, t.child, t.path, *t.scratch)
+        search(
+            self.w,
+            self._obs,
+            self.sims,
+            self.c_puct,
+            self.gamma,
+            self.support,
+            self._noise if noise is None else noise,
+            noise_frac,
+            t.visits,
+            t.value_sum,
+            t.reward,
+            t.latent,
+            t.prior,
+            t.child,
+            t.path,
+            *t.scratch,
+        )
         self.last_visits = root_visits(t, self.n_actions)
         return self.last_visits
 

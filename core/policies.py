@@ -57,8 +57,10 @@ def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -
     """The checkpoint's policy, ready to act (no compatibility checks: check_compatible)."""
     loader = LOADERS.get(ck.meta.policy_kind)
     if loader is None:
-        raise CheckpointError(f"{source}: policy kind {ck.meta.policy_kind!r} is not one this build can run "
-                              f"(known: {', '.join(sorted(LOADERS))})")
+        raise CheckpointError(
+            f"{source}: policy kind {ck.meta.policy_kind!r} is not one this build can run "
+            f"(known: {', '.join(sorted(LOADERS))})"
+        )
     try:
         arch = ck.meta.architecture()
     except CheckpointError as e:

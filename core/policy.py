@@ -66,8 +66,13 @@ class PPOPolicy:
     def __init__(self, weights, sha: str = "") -> None:
         t = numpy_tensors(weights.state_dict() if hasattr(weights, "state_dict") else weights)
         try:
-            self._w = [(np.ascontiguousarray(t[f"actor.{k}.weight"].T, dtype=np.float32),
-                        np.array(t[f"actor.{k}.bias"], dtype=np.float32)) for k in (0, 2, 4)]
+            self._w = [
+                (
+                    np.ascontiguousarray(t[f"actor.{k}.weight"].T, dtype=np.float32),
+                    np.array(t[f"actor.{k}.bias"], dtype=np.float32),
+                )
+                for k in (0, 2, 4)
+            ]
         except KeyError as e:
             raise ValueError(f"expected a 3-layer actor, {e.args[0]} is missing") from None
         self.sha = sha

@@ -20,8 +20,15 @@ import numba
 import numpy as np
 
 POSITION_FEATURES = (
-    "equity_pips", "bars_in_trade", "efficiency", "pips_from_peak", "max_dd_pips", "amddp",
-    "is_long", "is_short", "has_position",
+    "equity_pips",
+    "bars_in_trade",
+    "efficiency",
+    "pips_from_peak",
+    "max_dd_pips",
+    "amddp",
+    "is_long",
+    "is_short",
+    "has_position",
 )
 AMDDP_WEIGHT = 0.01
 # state vector layout

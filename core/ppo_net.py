@@ -27,7 +27,10 @@ class ActorCritic(nn.Module):
             layer(obs_dim, hidden, 2**0.5), nn.Tanh(), layer(hidden, hidden, 2**0.5), nn.Tanh(), layer(hidden, 1, 1.0)
         )
         self.actor = nn.Sequential(
-            layer(obs_dim, hidden, 2**0.5), nn.Tanh(), layer(hidden, hidden, 2**0.5), nn.Tanh(),
+            layer(obs_dim, hidden, 2**0.5),
+            nn.Tanh(),
+            layer(hidden, hidden, 2**0.5),
+            nn.Tanh(),
             layer(hidden, n_actions, 0.01),
         )
 

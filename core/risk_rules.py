@@ -25,8 +25,9 @@ WARN, HALVE_SIZE, STOP_OPENING, FLATTEN = 1, 2, 3, 4
 
 
 @numba.njit(cache=True)
-def drawdown_tier(equity: float, session_open: float, t_warn: float, t_halve: float, t_stop: float,
-                  t_flatten: float) -> int:
+def drawdown_tier(
+    equity: float, session_open: float, t_warn: float, t_halve: float, t_stop: float, t_flatten: float
+) -> int:
     """Tier from the intraday drawdown in % of the session's opening equity (1.8 % is
     1.7999... in floats: a tolerance of 1e-9 %)."""
     dd = (session_open - equity) / session_open * 100.0

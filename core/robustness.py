@@ -41,8 +41,14 @@ def monte_carlo(trade_returns: np.ndarray, years: float, resamples: int = 1000, 
     car = (final ** (1.0 / years) - 1.0) * 100.0
     peak = np.maximum(np.maximum.accumulate(growth, axis=1), 1.0)
     dd = ((peak - growth) / peak).max(axis=1) * 100.0
-    return MonteCarlo(resamples, len(r), float(np.percentile(car, 25)), float(np.percentile(car, 50)),
-                      float(np.percentile(dd, 95)), car)
+    return MonteCarlo(
+        resamples,
+        len(r),
+        float(np.percentile(car, 25)),
+        float(np.percentile(car, 50)),
+        float(np.percentile(dd, 95)),
+        car,
+    )
 
 
 def walk_forward_efficiency(in_sample: list[float], out_of_sample: list[float]) -> float:
@@ -55,8 +61,14 @@ def sqn_class(sqn: float, trades: int) -> str:
     """Van Tharp's class, or "too few trades (n)" below MIN_TRADES_FOR_QUALITY trades."""
     if trades < MIN_TRADES_FOR_QUALITY:
         return f"too few trades ({trades})"
-    for bound, name in ((1.6, "poor"), (2.0, "below average"), (2.5, "average"), (3.0, "good"),
-                        (5.1, "excellent"), (7.0, "superb")):
+    for bound, name in (
+        (1.6, "poor"),
+        (2.0, "below average"),
+        (2.5, "average"),
+        (3.0, "good"),
+        (5.1, "excellent"),
+        (7.0, "superb"),
+    ):
         if sqn < bound:
             return name
     return "holy grail"

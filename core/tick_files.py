@@ -96,8 +96,12 @@ def format_ticks(ts, bid, ask, buf):
 
 def encode_ticks(ticks: np.ndarray) -> bytes:
     buf = np.empty(64 * len(ticks) + 64, dtype=np.uint8)
-    n = format_ticks(np.ascontiguousarray(ticks["ts_ns"]), np.ascontiguousarray(ticks["bid"]),
-                     np.ascontiguousarray(ticks["ask"]), buf)
+    n = format_ticks(
+        np.ascontiguousarray(ticks["ts_ns"]),
+        np.ascontiguousarray(ticks["bid"]),
+        np.ascontiguousarray(ticks["ask"]),
+        buf,
+    )
     return buf[:n].tobytes()
 
 

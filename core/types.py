@@ -83,7 +83,7 @@ def parse_client_order_id(coid: str) -> tuple[str, int, int] | None:
     if not coid.startswith(CLIENT_ID_PREFIX):
         return None
     try:
-        inst, bar_ts, seq = coid[len(CLIENT_ID_PREFIX):].rsplit("-", 2)
+        inst, bar_ts, seq = coid[len(CLIENT_ID_PREFIX) :].rsplit("-", 2)
         return inst, int(bar_ts), int(seq)
     except ValueError:
         return None

@@ -24,7 +24,10 @@ def check_shapes(tensors: Mapping, expected: Mapping[str, tuple[int, ...]]) -> N
     """ValueError naming every missing, unexpected and misshapen tensor."""
     problems = [f"missing {k}" for k in expected if k not in tensors]
     problems += [f"unexpected {k}" for k in tensors if k not in expected]
-    problems += [f"{k} has shape {tuple(as_numpy(tensors[k]).shape)}, expected {shape}" for k, shape in expected.items()
-                 if k in tensors and tuple(as_numpy(tensors[k]).shape) != tuple(shape)]
+    problems += [
+        f"{k} has shape {tuple(as_numpy(tensors[k]).shape)}, expected {shape}"
+        for k, shape in expected.items()
+        if k in tensors and tuple(as_numpy(tensors[k]).shape) != tuple(shape)
+    ]
     if problems:
         raise ValueError("; ".join(problems))

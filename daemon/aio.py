@@ -61,8 +61,9 @@ async def next_within(stream, secs: float, stop: asyncio.Event | None = None):
     nxt = asyncio.ensure_future(stream.__anext__())
     stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
-        await asyncio.wait({nxt} | ({stopping} if stopping else set()), timeout=secs,
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {nxt} | ({stopping} if stopping else set()), timeout=secs, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         if stopping is not None:
             stopping.cancel()

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from core.calendar import market_open
 from core.checkpoint import clean_leftovers
 from core.config import load_config
-from core.calendar import market_open
 from core.errors import CheckpointError, FatalError, StairwayError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
@@ -78,8 +78,9 @@ class DaemonResult:
     tracker: object = None  # core.metrics.PerformanceTracker of the run (baselines, intervals)
 
 
-def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None,
-                        market: dict | None = None) -> Policy:
+def load_current_policy(
+    models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None, market: dict | None = None
+) -> Policy:
     """The model the daemon starts with passes exactly the checks a hot swap does."""
     link = models_dir / "current"
     if not link.is_symlink() and not link.exists():
@@ -88,10 +89,18 @@ def load_current_policy(models_dir: Path, spec: FeatureSpec, gate_db: Path | Non
 
 
 class Daemon:
-    def __init__(self, cfg: DaemonConfig, policy=None, ticks=None, latency_capacity: int = 4096,
-                 config_path: Path | None = None, stop: asyncio.Event | None = None,
-                 clock: Callable[[], int] = time.time_ns, environ: dict[str, str] | None = None,
-                 adapters: Callable | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DaemonConfig,
+        policy=None,
+        ticks=None,
+        latency_capacity: int = 4096,
+        config_path: Path | None = None,
+        stop: asyncio.Event | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        environ: dict[str, str] | None = None,
+        adapters: Callable | None = None,
+    ) -> None:
         self.cfg, self.config_path = cfg, config_path
         self.adapters = adapters  # (cfg, environ) -> (broker, feed); default: daemon.brokers.factory
         self.clock, self.environ = clock, environ  # wall clock (live decisions), secrets' source
@@ -139,8 +148,9 @@ class Daemon:
         self.control = ControlFiles(svc.control_dir)  # refuses a group/other-writable directory
         gate_db = svc.gate_db if svc.require_gate_record else None
         if self.policy is None:
-            self.policy = await asyncio.to_thread(load_current_policy, svc.models_dir, self.spec, gate_db,
-                                                  cfg.market_identity())
+            self.policy = await asyncio.to_thread(
+                load_current_policy, svc.models_dir, self.spec, gate_db, cfg.market_identity()
+            )
         self.instrument = cfg.instrument.symbol
         if cfg.live:
             from daemon.brokers.factory import make_broker_and_feed
@@ -161,8 +171,7 @@ class Daemon:
         stack.push_async_callback(self._close_with_limit, "database", self.store.close)
         prefix = cfg.broker.kind if cfg.live else "replay"
         self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
-        crashed = await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha,
-                                             cfg.model_dump_json())
+        crashed = await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha, cfg.model_dump_json())
         stack.push_async_exit(self._record_failed_setup)
         if crashed:
             log.warning("runs_marked_crashed", run_ids=crashed, db=str(svc.db_path))
@@ -180,39 +189,77 @@ class Daemon:
             self.broker = self.router
         else:
             self.broker = PaperBroker(self.ex)
-        self.slot = Slot(self.run_id, self.instrument, self.spec, cfg.bars.price, cfg.bars.period_ns, self.ex,
-                         cfg.account.initial_equity, self.policy, self.broker, self.risk, self.store,
-                         self.latency_capacity, on_flatten_tier=self._on_flatten_tier, market=cfg.instrument.market,
-                         holidays=cfg.instrument.holidays, clock_ns=clock_ns, max_jump=cfg.bars.max_jump,
-                         jump_confirm=cfg.bars.jump_confirm_quotes)
+        self.slot = Slot(
+            self.run_id,
+            self.instrument,
+            self.spec,
+            cfg.bars.price,
+            cfg.bars.period_ns,
+            self.ex,
+            cfg.account.initial_equity,
+            self.policy,
+            self.broker,
+            self.risk,
+            self.store,
+            self.latency_capacity,
+            on_flatten_tier=self._on_flatten_tier,
+            market=cfg.instrument.market,
+            holidays=cfg.instrument.holidays,
+            clock_ns=clock_ns,
+            max_jump=cfg.bars.max_jump,
+            jump_confirm=cfg.bars.jump_confirm_quotes,
+        )
         if cfg.real_orders:
             await self._restore_book()
         self.slot.ramp = cfg.risk.size_ramp
-        self.recorder = (TickRecorder(svc.ticks_dir, self.instrument, svc.recorder_flush_secs,
-                                      retention_days=svc.tick_retention_days) if svc.record_ticks else None)
-        self.watcher = ModelWatcher(svc.models_dir, self.spec, gate_db, svc.model_poll_secs, self._live_obs,
-                                    self.policy.sha, cfg.market_identity())
+        self.recorder = (
+            TickRecorder(
+                svc.ticks_dir, self.instrument, svc.recorder_flush_secs, retention_days=svc.tick_retention_days
+            )
+            if svc.record_ticks
+            else None
+        )
+        self.watcher = ModelWatcher(
+            svc.models_dir,
+            self.spec,
+            gate_db,
+            svc.model_poll_secs,
+            self._live_obs,
+            self.policy.sha,
+            cfg.market_identity(),
+        )
         try:
             await asyncio.to_thread(self.slot.warm_up)
         except Exception as e:
-            raise CheckpointError(f"model {self.policy.sha[:12]}: the policy failed its warm-up inference: "
-                                  f"{e!r}") from e
+            raise CheckpointError(
+                f"model {self.policy.sha[:12]}: the policy failed its warm-up inference: {e!r}"
+            ) from e
         # Everything allocated so far (torch, numba, config) lives for the whole run: move it out
         # of the collector's reach, so a full collection never walks it (100+ ms pauses otherwise).
         gc.collect()
         gc.freeze()
         self.setup_done = True
-        log.info("daemon_started", run_id=self.run_id, mode=mode, source=source, instrument=self.instrument,
-                 model_sha=self.policy.sha[:12], ticks=len(self.ticks) if self.ticks is not None else None,
-                 db=str(svc.db_path), feature_spec=self.spec.hash,
-                 config=json.loads(cfg.model_dump_json()))
+        log.info(
+            "daemon_started",
+            run_id=self.run_id,
+            mode=mode,
+            source=source,
+            instrument=self.instrument,
+            model_sha=self.policy.sha[:12],
+            ticks=len(self.ticks) if self.ticks is not None else None,
+            db=str(svc.db_path),
+            feature_spec=self.spec.hash,
+            config=json.loads(cfg.model_dump_json()),
+        )
 
     async def _record_failed_setup(self, exc_type, exc, tb) -> bool:
         """The run row of a start that failed after it was written records why."""
         if exc is not None:
             try:
-                await asyncio.wait_for(self.store.end_run(self.run_id, time.time_ns(), {"setup_failed": str(exc)}),
-                                       self.cfg.service.shutdown_timeout_secs)
+                await asyncio.wait_for(
+                    self.store.end_run(self.run_id, time.time_ns(), {"setup_failed": str(exc)}),
+                    self.cfg.service.shutdown_timeout_secs,
+                )
             except Exception as e:
                 log.error("database_end_run_failed", error=repr(e))
         return False
@@ -230,11 +277,25 @@ class Daemon:
         if last is not None:
             slot.seed_order_seq(*last)
         self.router.on_fills = lambda: slot.apply_pending_fills(self.clock())
-        self.reconciler = Reconciler(self.adapter, self.router, slot, self.store, self.run_id,
-                                     UnknownPositionPolicy(cfg.broker.unknown_positions), lambda: self.risk.max_position_units,
-                                     cfg.service.reconcile_secs, cfg.broker.emergency_check_secs, self.clock)
-        log.info("book_restored", units=float(slot.position[0]), avg_price=float(slot.position[1]),
-                 unresolved_orders=list(self.router.unresolved), cursor=self.router.cursor)
+        self.reconciler = Reconciler(
+            self.adapter,
+            self.router,
+            slot,
+            self.store,
+            self.run_id,
+            UnknownPositionPolicy(cfg.broker.unknown_positions),
+            lambda: self.risk.max_position_units,
+            cfg.service.reconcile_secs,
+            cfg.broker.emergency_check_secs,
+            self.clock,
+        )
+        log.info(
+            "book_restored",
+            units=float(slot.position[0]),
+            avg_price=float(slot.position[1]),
+            unresolved_orders=list(self.router.unresolved),
+            cursor=self.router.cursor,
+        )
 
     def _live_obs(self) -> np.ndarray | None:
         return self.slot.obs.copy() if self.slot.features.warm else None
@@ -263,8 +324,9 @@ class Daemon:
 
     def _on_refused(self, target: str, reason: str) -> None:
         # model_swaps.ts_ns is wall-clock time for swaps and refusals alike
-        self.store.add("model_swaps", (self.run_id, time.time_ns(), self.slot.policy.sha, Path(target).stem,
-                                       "refused", reason))
+        self.store.add(
+            "model_swaps", (self.run_id, time.time_ns(), self.slot.policy.sha, Path(target).stem, "refused", reason)
+        )
 
     # -- tasks ----------------------------------------------------------------------------
     async def _feed_task(self) -> None:
@@ -281,8 +343,9 @@ class Daemon:
                     self.db_error = str(e)
                     raise FatalError(f"{self.cfg.service.db_path}: write failed: {e}") from e
                 for f in slot.new_fills:  # reported only once committed
-                    log.info("order_filled", client_order_id=f.client_order_id, units=f.units * int(f.side),
-                             price=f.price)
+                    log.info(
+                        "order_filled", client_order_id=f.client_order_id, units=f.units * int(f.side), price=f.price
+                    )
                 slot.new_fills.clear()
                 if self.stop.is_set():
                     self.interrupted = True
@@ -341,8 +404,9 @@ class Daemon:
                 log.info("trading_enabled" if enabled else "trading_disabled", start_file=st.start_trading)
             self.slot.trading_enabled = enabled
             if self.cfg.live and hasattr(self.feed, "stale_instruments"):
-                stale = (self.instrument in self.feed.stale_instruments()
-                         and market_open(self.clock(), self.cfg.instrument.market, self.cfg.instrument.holidays))
+                stale = self.instrument in self.feed.stale_instruments() and market_open(
+                    self.clock(), self.cfg.instrument.market, self.cfg.instrument.holidays
+                )
                 if stale != self.slot.data_stale:
                     log.warning("instrument_stale" if stale else "instrument_fresh", instrument=self.instrument)
                 self.slot.data_stale = stale
@@ -426,8 +490,11 @@ class Daemon:
         t0 = time.perf_counter()
         await self._start()
         loop = asyncio.get_running_loop()
-        for sig, handler in ((signal.SIGINT, self.stop.set), (signal.SIGTERM, self.stop.set),
-                             (signal.SIGHUP, self._reload)):
+        for sig, handler in (
+            (signal.SIGINT, self.stop.set),
+            (signal.SIGTERM, self.stop.set),
+            (signal.SIGHUP, self._reload),
+        ):
             try:
                 loop.add_signal_handler(sig, handler)
             except (NotImplementedError, RuntimeError):
@@ -442,13 +509,16 @@ class Daemon:
 
                 runner = await start_http(make_app(self.snapshot, self.health), self.cfg.service.http_port)
                 self.http_port = bound_port(runner)
-                log.info("http_listening", host="127.0.0.1", port=self.http_port,
-                         endpoints=["/health", "/metrics", "/status"])
+                log.info(
+                    "http_listening",
+                    host="127.0.0.1",
+                    port=self.http_port,
+                    endpoints=["/health", "/metrics", "/status"],
+                )
             jobs = {"backup": self._backup_job, "retention": self._retention_job}
             if self.reconciler is None:  # live brokers reconcile in their own task
                 jobs["reconcile"] = self._reconcile_job
-            sched = make_scheduler(jobs,
-                                   self.cfg.service.reconcile_secs, self.cfg.service.backup_hour_utc)
+            sched = make_scheduler(jobs, self.cfg.service.reconcile_secs, self.cfg.service.backup_hour_utc)
             sched.start()
             self.notifier.ready(f"trading {self.instrument} with {self.policy.sha[:12]}")
             async with asyncio.TaskGroup() as tg:
@@ -462,9 +532,13 @@ class Daemon:
                         from daemon.brokers.oanda.transactions import TransactionWatcher
 
                         o = self.cfg.broker.oanda
-                        self.tx_watcher = TransactionWatcher(self.adapter, self.reconciler.wake,
-                                                             o.heartbeat_timeout_secs, o.backoff_base_secs,
-                                                             o.backoff_cap_secs)
+                        self.tx_watcher = TransactionWatcher(
+                            self.adapter,
+                            self.reconciler.wake,
+                            o.heartbeat_timeout_secs,
+                            o.backoff_base_secs,
+                            o.backoff_cap_secs,
+                        )
                         tg.create_task(self._guard(self.tx_watcher.run(self.stop)), name="transactions")
                 watcher = self.watcher.run(self.stop, self._on_policy, self._on_refused)
                 tg.create_task(self._guard(watcher), name="model-watcher")
@@ -481,21 +555,42 @@ class Daemon:
                 except (NotImplementedError, RuntimeError):
                     pass
         if self._end_error is not None:
-            raise FatalError(f"{self.cfg.service.db_path}: the end of run {self.run_id} was not recorded: "
-                             f"{self._end_error!r}") from self._end_error
+            raise FatalError(
+                f"{self.cfg.service.db_path}: the end of run {self.run_id} was not recorded: {self._end_error!r}"
+            ) from self._end_error
         c = self.slot.counters
-        counters = {"ticks": c.ticks, "bars": c.bars, "decisions": c.decisions, "orders": c.orders, "fills": c.fills,
-                    "swaps": c.swaps, "actions": c.actions, "rejected_bad": self.slot.builder.rejected_bad,
-                    "rejected_out_of_order": self.slot.builder.rejected_out_of_order,
-                    "rejected_duplicate": self.slot.builder.rejected_duplicate,
-                    "rejected_jump": self.slot.builder.rejected_jump,
-                    "risk_events": dict(c.risk_events), "blocked_intents": c.blocked_intents,
-                    "halted": self.risk.state.halted_reason or "",
-                    "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0}
-        return DaemonResult(self.run_id, self.summary, counters, self.cfg.service.db_path, self.slot.policy.sha,
-                            self.interrupted, time.perf_counter() - t0, status.fmt_ts(self.slot.first_decision_bar_ts),
-                            status.fmt_ts(self.slot.last_bar_ts), self.slot.latency.snapshot(), np.array(self.loop_lags),
-                            self.http_port, self.slot.tracker)
+        counters = {
+            "ticks": c.ticks,
+            "bars": c.bars,
+            "decisions": c.decisions,
+            "orders": c.orders,
+            "fills": c.fills,
+            "swaps": c.swaps,
+            "actions": c.actions,
+            "rejected_bad": self.slot.builder.rejected_bad,
+            "rejected_out_of_order": self.slot.builder.rejected_out_of_order,
+            "rejected_duplicate": self.slot.builder.rejected_duplicate,
+            "rejected_jump": self.slot.builder.rejected_jump,
+            "risk_events": dict(c.risk_events),
+            "blocked_intents": c.blocked_intents,
+            "halted": self.risk.state.halted_reason or "",
+            "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0,
+        }
+        return DaemonResult(
+            self.run_id,
+            self.summary,
+            counters,
+            self.cfg.service.db_path,
+            self.slot.policy.sha,
+            self.interrupted,
+            time.perf_counter() - t0,
+            status.fmt_ts(self.slot.first_decision_bar_ts),
+            status.fmt_ts(self.slot.last_bar_ts),
+            self.slot.latency.snapshot(),
+            np.array(self.loop_lags),
+            self.http_port,
+            self.slot.tracker,
+        )
 
     async def _shutdown(self, runner, sched) -> None:
         """stop new intents -> cancel open orders -> flush recorder and database -> close broker
@@ -533,10 +628,20 @@ class Daemon:
             self.broker.working.clear()  # the paper broker has nothing else to close
         if runner is not None:
             await runner.cleanup()
-        names = ("feed", "feed-stopper", "orders", "reconcile", "transactions", "model-watcher", "control", "watchdog",
-                 "loop-lag")
-        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
-                     and t.get_name() in names]
+        names = (
+            "feed",
+            "feed-stopper",
+            "orders",
+            "reconcile",
+            "transactions",
+            "model-watcher",
+            "control",
+            "watchdog",
+            "loop-lag",
+        )
+        leftovers = [
+            t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done() and t.get_name() in names
+        ]
         for t in leftovers:  # 5. anything still running is cancelled, by name
             t.cancel()
         if leftovers:
@@ -545,13 +650,29 @@ class Daemon:
         self._write_status()
         self.notifier.close()
         c = self.slot.counters
-        log.info("daemon_stopped", run_id=self.run_id, interrupted=self.interrupted, ticks=c.ticks, bars=c.bars,
-                 decisions=c.decisions, orders=c.orders, fills=c.fills, swaps=c.swaps)
+        log.info(
+            "daemon_stopped",
+            run_id=self.run_id,
+            interrupted=self.interrupted,
+            ticks=c.ticks,
+            bars=c.bars,
+            decisions=c.decisions,
+            orders=c.orders,
+            fills=c.fills,
+            swaps=c.swaps,
+        )
 
 
-async def run_daemon(cfg: DaemonConfig, policy=None, stop: asyncio.Event | None = None, ticks=None,
-                     latency_capacity: int = 4096, config_path: Path | None = None,
-                     clock: Callable[[], int] = time.time_ns, environ: dict[str, str] | None = None) -> DaemonResult:
+async def run_daemon(
+    cfg: DaemonConfig,
+    policy=None,
+    stop: asyncio.Event | None = None,
+    ticks=None,
+    latency_capacity: int = 4096,
+    config_path: Path | None = None,
+    clock: Callable[[], int] = time.time_ns,
+    environ: dict[str, str] | None = None,
+) -> DaemonResult:
     """Run the daemon. ``ticks`` replaces the bar-derived quotes of a paper replay
     (benchmarks, recordings); ``clock`` and ``environ`` are the live clock and secrets."""
     return await Daemon(cfg, policy, ticks, latency_capacity, config_path, stop, clock, environ).run()

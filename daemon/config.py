@@ -27,8 +27,12 @@ class ServiceConfig(Strict):
     reconcile_secs: float = Field(300.0, gt=0)
     model_poll_secs: float = Field(1.0, gt=0, description="How often models/current is checked.")
     control_poll_secs: float = Field(0.25, gt=0, description="How often control files are checked (<= 1 s).")
-    control_check_secs: float = Field(5.0, gt=0, description="How often the control directory's owner and "
-                                      "permissions (and its parents') are re-checked while running.")
+    control_check_secs: float = Field(
+        5.0,
+        gt=0,
+        description="How often the control directory's owner and "
+        "permissions (and its parents') are re-checked while running.",
+    )
     feed_stale_secs: float = Field(60.0, gt=0, description="/health fails when no quote arrived for this long.")
     max_model_age_days: float = Field(30.0, gt=0, description="/health fails for an older model.")
     shutdown_timeout_secs: float = Field(10.0, gt=0)
@@ -100,9 +104,11 @@ class IBConfig(Strict):
 class BrokerConfig(Strict):
     kind: Literal["paper", "oanda", "ib"] = Field("paper", description="paper = replay of bundled bars.")
     fills: Literal["broker", "paper"] = Field(
-        "broker", description="paper: broker prices, paper fills (paper-live); broker: real orders.")
+        "broker", description="paper: broker prices, paper fills (paper-live); broker: real orders."
+    )
     unknown_positions: Literal["adopt", "flatten"] = Field(
-        "flatten", description="A position at the broker we did not open: adopt it or close it.")
+        "flatten", description="A position at the broker we did not open: adopt it or close it."
+    )
     emergency_check_secs: float = Field(30.0, gt=0, description="Position-size check against the maximum.")
     oanda: OandaConfig = OandaConfig()
     ib: IBConfig = IBConfig()
@@ -114,7 +120,7 @@ class DaemonConfig(MarketConfig):
     replay: ReplayConfig | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "DaemonConfig":
+    def _check(self) -> DaemonConfig:
         if self.broker.kind == "paper" and self.replay is None:
             raise ValueError("broker.kind = 'paper' replays bundled bars: a [replay] section with range is required")
         return self

@@ -90,19 +90,27 @@ def check_private(directory: Path) -> None:
         raise FatalError(f"{directory}: control directory path exists but is not a directory")
     me = os.geteuid()
     if st.st_uid != me:
-        raise FatalError(f"{directory}: control directory is owned by uid {st.st_uid}, not by this user (uid {me}); "
-                         "chown it to the daemon's user")
+        raise FatalError(
+            f"{directory}: control directory is owned by uid {st.st_uid}, not by this user (uid {me}); "
+            "chown it to the daemon's user"
+        )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise FatalError(f"{directory}: control directory is writable by group or others "
-                         f"(mode {stat.filemode(st.st_mode)}); chmod go-w it before starting the daemon")
+        raise FatalError(
+            f"{directory}: control directory is writable by group or others "
+            f"(mode {stat.filemode(st.st_mode)}); chmod go-w it before starting the daemon"
+        )
     for parent in directory.resolve().parents:
         pst = parent.stat()
         if pst.st_uid not in (0, me):
-            raise FatalError(f"{directory}: parent directory {parent} is owned by uid {pst.st_uid} (neither root nor "
-                             "this user), who could replace the control directory")
+            raise FatalError(
+                f"{directory}: parent directory {parent} is owned by uid {pst.st_uid} (neither root nor "
+                "this user), who could replace the control directory"
+            )
         if pst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not pst.st_mode & stat.S_ISVTX:
-            raise FatalError(f"{directory}: parent directory {parent} is writable by group or others "
-                             f"(mode {stat.filemode(pst.st_mode)}) without the sticky bit; chmod go-w it")
+            raise FatalError(
+                f"{directory}: parent directory {parent} is writable by group or others "
+                f"(mode {stat.filemode(pst.st_mode)}) without the sticky bit; chmod go-w it"
+            )
 
 
 def ctl(directory: str | Path, action: str, status_file: Path | None = None) -> str:
@@ -116,8 +124,11 @@ def ctl(directory: str | Path, action: str, status_file: Path | None = None) -> 
         tmp.write_text("")
         tmp.chmod(0o600)
         os.replace(tmp, d / name)
-        return f"{d / name} written: " + ("the daemon may open positions" if action == "start"
-                                          else "the daemon will close everything and remove the file")
+        return f"{d / name} written: " + (
+            "the daemon may open positions"
+            if action == "start"
+            else "the daemon will close everything and remove the file"
+        )
     if action == "stop":
         (d / START).unlink(missing_ok=True)
         return f"{d / START} removed: observe only (positions are kept; use flatten to close them)"

@@ -24,8 +24,9 @@ def _fills(db: Path) -> dict[str, tuple[float, float]]:
         raise DataError(f"{db}: no such database")
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
-            rows = c.execute("SELECT client_order_id, SUM(units), SUM(units * price) FROM fills "
-                             "GROUP BY client_order_id").fetchall()
+            rows = c.execute(
+                "SELECT client_order_id, SUM(units), SUM(units * price) FROM fills GROUP BY client_order_id"
+            ).fetchall()
     except sqlite3.DatabaseError as e:
         raise DataError(f"{db}: not a Stairway database ({e})") from None
     return {k: (u, pu / u) for k, u, pu in rows if u}
@@ -38,13 +39,23 @@ def drift_report(paper_db: Path, live_db: Path, pip: float) -> dict:
     for k in both:
         (pu, pp), (lu, lp) = paper[k], live[k]
         side = 1.0 if lu > 0 else -1.0
-        rows.append({"client_order_id": k, "paper_units": pu, "live_units": lu, "paper_price": pp, "live_price": lp,
-                     "drift_pips": (lp - pp) / pip * side})
+        rows.append(
+            {
+                "client_order_id": k,
+                "paper_units": pu,
+                "live_units": lu,
+                "paper_price": pp,
+                "live_price": lp,
+                "drift_pips": (lp - pp) / pip * side,
+            }
+        )
     d = [r["drift_pips"] for r in rows]
     ratio = [r["live_units"] / r["paper_units"] for r in rows if r["paper_units"]]
     q = sorted(d)
     return {
-        "matched": len(rows), "only_paper": len(set(paper) - set(live)), "only_live": len(set(live) - set(paper)),
+        "matched": len(rows),
+        "only_paper": len(set(paper) - set(live)),
+        "only_live": len(set(live) - set(paper)),
         "drift_pips_mean": statistics.fmean(d) if d else None,
         "drift_pips_median": statistics.median(d) if d else None,
         "drift_pips_p95": q[min(len(q) - 1, int(0.95 * len(q)))] if q else None,
@@ -58,14 +69,17 @@ def format_drift(rep: dict) -> str:
     def f(x):
         return "-" if x is None else f"{x:+.2f}"
 
-    return "\n".join([
-        "| matched orders | only paper | only live | drift pips mean | median | p95 | max abs | live/paper units |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {rep['matched']} | {rep['only_paper']} | {rep['only_live']} | {f(rep['drift_pips_mean'])} | "
-        f"{f(rep['drift_pips_median'])} | {f(rep['drift_pips_p95'])} | {f(rep['drift_pips_max_abs'])} | "
-        f"{'-' if rep['units_ratio_mean'] is None else format(rep['units_ratio_mean'], '.3f')} |",
-        "", "drift pips > 0: the broker filled worse than the paper model.",
-    ])
+    return "\n".join(
+        [
+            "| matched orders | only paper | only live | drift pips mean | median | p95 | max abs | live/paper units |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {rep['matched']} | {rep['only_paper']} | {rep['only_live']} | {f(rep['drift_pips_mean'])} | "
+            f"{f(rep['drift_pips_median'])} | {f(rep['drift_pips_p95'])} | {f(rep['drift_pips_max_abs'])} | "
+            f"{'-' if rep['units_ratio_mean'] is None else format(rep['units_ratio_mean'], '.3f')} |",
+            "",
+            "drift pips > 0: the broker filled worse than the paper model.",
+        ]
+    )
 
 
 def write_drift(rep: dict, out: Path) -> None:

@@ -26,7 +26,6 @@ from core.features import FeatureSpec
 from core.policies import load_policy
 from core.policy import Policy
 from core.types import ACTION_NAMES
-
 from daemon.aio import sleep_or_stop
 
 log = structlog.get_logger("hot_swap")
@@ -60,8 +59,9 @@ def gate_status(gate_db: Path, sha: str) -> tuple[str | None, str | None]:
     return (row[0], row[1]) if row else (None, None)
 
 
-def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None,
-                  market: dict | None = None) -> Policy:
+def load_verified(
+    link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None, market: dict | None = None
+) -> Policy:
     """Everything a checkpoint must pass before it may trade; raises CheckpointError (any
     OSError on the way, an unreadable file or directory in its place, becomes one)."""
     try:
@@ -70,16 +70,18 @@ def load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.n
         raise CheckpointError(f"{link}: cannot read the checkpoint: {e}") from None
 
 
-def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None,
-                   market: dict) -> Policy:
+def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None, market: dict) -> Policy:
     ck = read_checkpoint(link)
-    check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
-                     action_space=ACTION_NAMES, **market)
+    check_compatible(
+        ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,), action_space=ACTION_NAMES, **market
+    )
     if gate_db is not None:
         status, forced = gate_status(gate_db, ck.sha)
         if status != "passed" and not forced:
-            raise CheckpointError(f"{link}: {ck.sha[:12]} has no passing gate record in {gate_db} "
-                                  f"(status {status or 'unknown'}) and no recorded forced promotion")
+            raise CheckpointError(
+                f"{link}: {ck.sha[:12]} has no passing gate record in {gate_db} "
+                f"(status {status or 'unknown'}) and no recorded forced promotion"
+            )
     policy = load_policy(ck, spec, str(link))  # the kind comes from the checkpoint's metadata
     probe = obs if obs is not None else np.zeros(spec.obs_dim)
     try:
@@ -88,8 +90,9 @@ def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.
         raise CheckpointError(f"{link}: smoke inference on the live observation failed: {e}") from None
     policy.reset()  # the smoke call leaves nothing behind
     if not (0 <= action < len(ACTION_NAMES) and np.isfinite(confidence)):
-        raise CheckpointError(f"{link}: smoke inference on the live observation is not finite "
-                              f"(action {action}, confidence {confidence})")
+        raise CheckpointError(
+            f"{link}: smoke inference on the live observation is not finite (action {action}, confidence {confidence})"
+        )
     return policy
 
 
@@ -104,8 +107,16 @@ class SwapStats:
 class ModelWatcher:
     """Polls models/current; verified policies go to ``on_policy``, refusals to ``on_refused``."""
 
-    def __init__(self, models_dir: Path, spec: FeatureSpec, gate_db: Path | None, poll_secs: float,
-                 live_obs: Callable[[], np.ndarray | None], current_sha: str, market: dict | None = None) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        spec: FeatureSpec,
+        gate_db: Path | None,
+        poll_secs: float,
+        live_obs: Callable[[], np.ndarray | None],
+        current_sha: str,
+        market: dict | None = None,
+    ) -> None:
         self.link = Path(models_dir) / "current"
         self.spec, self.gate_db, self.poll_secs = spec, gate_db, poll_secs
         self.market = market
@@ -114,8 +125,9 @@ class ModelWatcher:
         self.seen = link_target(self.link)
         self.stats = SwapStats()
 
-    async def run(self, stop: asyncio.Event, on_policy: Callable[[Policy, float], None],
-                  on_refused: Callable[[str, str], None]) -> None:
+    async def run(
+        self, stop: asyncio.Event, on_policy: Callable[[Policy, float], None], on_refused: Callable[[str, str], None]
+    ) -> None:
         while not stop.is_set():
             try:
                 target = link_target(self.link)
@@ -126,8 +138,9 @@ class ModelWatcher:
                 t0 = time.perf_counter()
                 obs = self.live_obs()
                 try:
-                    policy = await asyncio.to_thread(load_verified, self.link, self.spec, self.gate_db, obs,
-                                                    self.market)
+                    policy = await asyncio.to_thread(
+                        load_verified, self.link, self.spec, self.gate_db, obs, self.market
+                    )
                 except StairwayError as e:
                     self.stats.refused += 1
                     self.stats.last_refusal = str(e)

@@ -24,8 +24,13 @@ class DaemonCollector:
     def collect(self):
         s = self.snapshot()
         counters = {
-            "ticks": "Quotes received", "bars": "Bars closed", "decisions": "Decisions taken", "orders": "Orders sent",
-            "fills": "Fills received", "swaps": "Model swaps applied", "swaps_refused": "Checkpoints refused",
+            "ticks": "Quotes received",
+            "bars": "Bars closed",
+            "decisions": "Decisions taken",
+            "orders": "Orders sent",
+            "fills": "Fills received",
+            "swaps": "Model swaps applied",
+            "swaps_refused": "Checkpoints refused",
             "rejected_quotes": "Quotes rejected (bad, out of order, duplicate, implausible jump)",
             "rejected_jump_quotes": "Quotes rejected as implausible jumps from the last accepted price",
             "recorder_dropped_ticks": "Ticks the recorder had to drop",
@@ -40,10 +45,14 @@ class DaemonCollector:
             d.add_metric([s["instrument"], action], float(n))
         yield d
         gauges = {
-            "position_units": "Open position (signed units)", "equity": "Equity marked at the last bar",
-            "drawdown_pct": "Intraday drawdown, %", "risk_tier": "Risk tier (0 normal .. 4 flatten)",
-            "model_age_seconds": "Age of the running model", "rss_bytes": "Resident set size",
-            "event_loop_lag_seconds": "Last measured event-loop lag", "trading_enabled": "START_TRADING present",
+            "position_units": "Open position (signed units)",
+            "equity": "Equity marked at the last bar",
+            "drawdown_pct": "Intraday drawdown, %",
+            "risk_tier": "Risk tier (0 normal .. 4 flatten)",
+            "model_age_seconds": "Age of the running model",
+            "rss_bytes": "Resident set size",
+            "event_loop_lag_seconds": "Last measured event-loop lag",
+            "trading_enabled": "START_TRADING present",
             "halted": "Halted by risk until an operator starts trading",
         }
         for name, doc in gauges.items():
@@ -83,8 +92,10 @@ async def start_http(app: web.Application, port: int) -> web.AppRunner:
         await web.TCPSite(runner, "127.0.0.1", port).start()
     except OSError as e:
         await runner.cleanup()
-        raise FatalError(f"127.0.0.1:{port}: cannot serve HTTP ({e.strerror or e}); set service.http_port to a "
-                         "free port, 0 for any, or null to switch it off") from None
+        raise FatalError(
+            f"127.0.0.1:{port}: cannot serve HTTP ({e.strerror or e}); set service.http_port to a "
+            "free port, 0 for any, or null to switch it off"
+        ) from None
     return runner
 
 

@@ -47,10 +47,11 @@ def make_scheduler(jobs: dict, reconcile_secs: float, backup_hour_utc: int):
 
     sched = AsyncIOScheduler(timezone="UTC")
     if "reconcile" in jobs:
-        sched.add_job(jobs["reconcile"], "interval", seconds=reconcile_secs, id="reconcile", max_instances=1,
-                      coalesce=True)
-    sched.add_job(jobs["backup"], "cron", hour=backup_hour_utc, minute=30, id="backup", max_instances=1,
-                  coalesce=True)
-    sched.add_job(jobs["retention"], "cron", hour=backup_hour_utc, minute=45, id="retention", max_instances=1,
-                  coalesce=True)
+        sched.add_job(
+            jobs["reconcile"], "interval", seconds=reconcile_secs, id="reconcile", max_instances=1, coalesce=True
+        )
+    sched.add_job(jobs["backup"], "cron", hour=backup_hour_utc, minute=30, id="backup", max_instances=1, coalesce=True)
+    sched.add_job(
+        jobs["retention"], "cron", hour=backup_hour_utc, minute=45, id="retention", max_instances=1, coalesce=True
+    )
     return sched

@@ -40,8 +40,14 @@ def _fill_key(f: FillReport) -> tuple:
 
 
 class LiveRouter:
-    def __init__(self, broker: Broker, store: Store, run_id: str, clock_ns: Callable[[], int] = time.time_ns,
-                 seen_capacity: int = 100_000) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        store: Store,
+        run_id: str,
+        clock_ns: Callable[[], int] = time.time_ns,
+        seen_capacity: int = 100_000,
+    ) -> None:
         self.broker, self.store, self.run_id, self.clock_ns = broker, store, run_id, clock_ns
         self.working: dict[str, WorkingOrder] = {}
         self.in_flight: dict[str, OrderIntent] = {}  # sent or queued, outcome not yet settled
@@ -109,8 +115,9 @@ class LiveRouter:
             self.sent += 1
         except OrderRejected as e:
             self.rejected += 1
-            rep = OrderReport(coid, "", intent.instrument, intent.units * int(intent.side), 0.0,
-                              OrderState.REJECTED, str(e))
+            rep = OrderReport(
+                coid, "", intent.instrument, intent.units * int(intent.side), 0.0, OrderState.REJECTED, str(e)
+            )
         except (TransientError, BadPayload, OSError, TimeoutError) as e:
             self._unknown(intent, f"{type(e).__name__}: {e}")
             return
@@ -133,8 +140,13 @@ class LiveRouter:
         self._journal(intent, state or rep.state.value, rep.broker_order_id, rep.filled_units, rep.reason)
         if self.inbox and self.on_fills is not None:
             self.on_fills()  # after settling: the slot sees a finished order with all its fills
-        log.info("order_settled", client_order_id=coid, state=state or rep.state.value, filled=rep.filled_units,
-                 reason=rep.reason)
+        log.info(
+            "order_settled",
+            client_order_id=coid,
+            state=state or rep.state.value,
+            filled=rep.filled_units,
+            reason=rep.reason,
+        )
         await self.store.flush()
         if self.on_settled is not None and rep.filled_units:
             self.on_settled()
@@ -151,8 +163,15 @@ class LiveRouter:
         for coid, intent in list(self.unresolved.items()):
             rep = await self.broker.order_status(coid)
             if rep is None:
-                rep = OrderReport(coid, "", intent.instrument, intent.units * int(intent.side), 0.0,
-                                  OrderState.CANCELLED, "the broker has no order with this client id")
+                rep = OrderReport(
+                    coid,
+                    "",
+                    intent.instrument,
+                    intent.units * int(intent.side),
+                    0.0,
+                    OrderState.CANCELLED,
+                    "the broker has no order with this client id",
+                )
                 await self._settle(intent, rep, "not_sent")
             elif rep.state is OrderState.PENDING:
                 continue  # still working at the broker: ask again later
@@ -184,14 +203,38 @@ class LiveRouter:
             self._remember(r.broker_fill_id)
             fresh += 1
             ours = r.client_order_id is not None and parse_client_order_id(r.client_order_id) is not None
-            self.store.add("broker_fills", (r.broker_fill_id, self.run_id, r.client_order_id, r.instrument, r.ts_ns,
-                                            r.units, r.price, r.commission, r.financing, r.spread_cost, int(ours)))
+            self.store.add(
+                "broker_fills",
+                (
+                    r.broker_fill_id,
+                    self.run_id,
+                    r.client_order_id,
+                    r.instrument,
+                    r.ts_ns,
+                    r.units,
+                    r.price,
+                    r.commission,
+                    r.financing,
+                    r.spread_cost,
+                    int(ours),
+                ),
+            )
             if not ours:
                 self.foreign_fills += 1
                 log.warning("foreign_fill", broker_fill_id=r.broker_fill_id, instrument=r.instrument, units=r.units)
                 continue
-            self.inbox.append(Fill(r.client_order_id, r.instrument, r.ts_ns, Side.BUY if r.units > 0 else Side.SELL,
-                                   abs(r.units), r.price, r.commission, self._fill_seq))
+            self.inbox.append(
+                Fill(
+                    r.client_order_id,
+                    r.instrument,
+                    r.ts_ns,
+                    Side.BUY if r.units > 0 else Side.SELL,
+                    abs(r.units),
+                    r.price,
+                    r.commission,
+                    self._fill_seq,
+                )
+            )
             self._fill_seq += 1
             order = self.working.get(r.instrument)
             if order is not None and order.intent.client_order_id == r.client_order_id:
@@ -209,11 +252,26 @@ class LiveRouter:
         if len(self.seen) > self.seen_capacity:
             self.seen.popitem(last=False)
 
-    def _journal(self, intent: OrderIntent, state: str, broker_order_id: str = "", filled: float = 0.0,
-                 reason: str = "") -> None:
+    def _journal(
+        self, intent: OrderIntent, state: str, broker_order_id: str = "", filled: float = 0.0, reason: str = ""
+    ) -> None:
         parsed = parse_client_order_id(intent.client_order_id)
         seq = parsed[2] if parsed else 0
         now = self.clock_ns()
-        self.store.add("order_journal", (intent.client_order_id, self.run_id, intent.instrument, intent.bar_ts_ns, seq,
-                                         intent.units * int(intent.side), state, broker_order_id, filled, reason,
-                                         now, now))
+        self.store.add(
+            "order_journal",
+            (
+                intent.client_order_id,
+                self.run_id,
+                intent.instrument,
+                intent.bar_ts_ns,
+                seq,
+                intent.units * int(intent.side),
+                state,
+                broker_order_id,
+                filled,
+                reason,
+                now,
+                now,
+            ),
+        )

@@ -29,12 +29,15 @@ class WorkingOrder:
     fills: int = 0
 
 
-def add_working(working: dict[str, WorkingOrder], intent: OrderIntent, not_before_ns: int,
-                expires: bool) -> WorkingOrder:
+def add_working(
+    working: dict[str, WorkingOrder], intent: OrderIntent, not_before_ns: int, expires: bool
+) -> WorkingOrder:
     """One working order per instrument, positive units: the rule every order path keeps."""
     if intent.instrument in working:
-        raise OrderRejected(f"{intent.client_order_id}: {intent.instrument} already has a working order "
-                            f"{working[intent.instrument].intent.client_order_id}")
+        raise OrderRejected(
+            f"{intent.client_order_id}: {intent.instrument} already has a working order "
+            f"{working[intent.instrument].intent.client_order_id}"
+        )
     if intent.units <= 0:
         raise OrderRejected(f"{intent.client_order_id}: units must be positive, got {intent.units}")
     order = working[intent.instrument] = WorkingOrder(intent, intent.units * int(intent.side), not_before_ns, expires)
@@ -54,8 +57,16 @@ class PaperBroker:
     def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None:
         add_working(self.working, intent, not_before_ns, expires)
 
-    def work(self, instrument: str, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, accepted: np.ndarray,
-             start: int, stop: int) -> list[Fill]:
+    def work(
+        self,
+        instrument: str,
+        ts: np.ndarray,
+        bid: np.ndarray,
+        ask: np.ndarray,
+        accepted: np.ndarray,
+        start: int,
+        stop: int,
+    ) -> list[Fill]:
         """Work the instrument's order against quotes [start, stop); returns the fills."""
         order = self.working.get(instrument)
         if order is None or order.remaining == 0.0 or start >= stop:
@@ -64,14 +75,36 @@ class PaperBroker:
         while start < stop and order.remaining != 0.0:
             # bound the fill buffer: at most MAX_FILLS_PER_CALL quotes per kernel call
             chunk_stop = min(stop, start + MAX_FILLS_PER_CALL)
-            n, order.remaining = work_order(order.remaining, ts, bid, ask, accepted, start, chunk_stop,
-                                            order.not_before_ns, self.ex.cap_units, self.ex.slippage,
-                                            self._idx, self._units, self._price, 0)
+            n, order.remaining = work_order(
+                order.remaining,
+                ts,
+                bid,
+                ask,
+                accepted,
+                start,
+                chunk_stop,
+                order.not_before_ns,
+                self.ex.cap_units,
+                self.ex.slippage,
+                self._idx,
+                self._units,
+                self._price,
+                0,
+            )
             for k in range(n):
                 u = float(self._units[k])
-                fills.append(Fill(order.intent.client_order_id, instrument, int(ts[self._idx[k]]),
-                                  Side.BUY if u > 0 else Side.SELL, abs(u), float(self._price[k]),
-                                  self.ex.commission(u), order.fills))
+                fills.append(
+                    Fill(
+                        order.intent.client_order_id,
+                        instrument,
+                        int(ts[self._idx[k]]),
+                        Side.BUY if u > 0 else Side.SELL,
+                        abs(u),
+                        float(self._price[k]),
+                        self.ex.commission(u),
+                        order.fills,
+                    )
+                )
                 order.filled += abs(u)
                 order.fills += 1
             start = chunk_stop

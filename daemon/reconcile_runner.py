@@ -31,9 +31,20 @@ RETRYABLE = (TransientError, BadPayload, OSError, TimeoutError)
 
 
 class Reconciler:
-    def __init__(self, broker: Broker, router: LiveRouter, slot: Slot, store: Store, run_id: str,
-                 policy: UnknownPositionPolicy, max_units: Callable[[], float], reconcile_secs: float, emergency_secs: float,
-                 clock_ns: Callable[[], int] = time.time_ns, backoff_cap_secs: float = 30.0) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        router: LiveRouter,
+        slot: Slot,
+        store: Store,
+        run_id: str,
+        policy: UnknownPositionPolicy,
+        max_units: Callable[[], float],
+        reconcile_secs: float,
+        emergency_secs: float,
+        clock_ns: Callable[[], int] = time.time_ns,
+        backoff_cap_secs: float = 30.0,
+    ) -> None:
         self.broker, self.router, self.slot, self.store, self.run_id = broker, router, slot, store, run_id
         self.policy, self._max_units = policy, max_units  # read at every check: SIGHUP may lower it
         self.reconcile_secs, self.emergency_secs, self.clock_ns = reconcile_secs, emergency_secs, clock_ns
@@ -66,8 +77,16 @@ class Reconciler:
             for r in reports:
                 if r.instrument != inst and r.instrument not in self.ignored:
                     self.ignored.add(r.instrument)
-                    self._event(now, trigger, r.instrument, "other_instrument", None, r.units, 0.0,
-                                f"{r.units:+g} {r.instrument} held at the broker; not traded here: left alone")
+                    self._event(
+                        now,
+                        trigger,
+                        r.instrument,
+                        "other_instrument",
+                        None,
+                        r.units,
+                        0.0,
+                        f"{r.units:+g} {r.instrument} held at the broker; not traded here: left alone",
+                    )
             mine = [r for r in reports if r.instrument == inst]
             book = {inst: float(self.slot.position[PS_UNITS])}
             fixes = reconcile(book, mine, self.policy)
@@ -94,8 +113,14 @@ class Reconciler:
             else:
                 action += "; order deferred: another order is working"
         self._event(now, trigger, c.instrument, c.kind, c.ours, c.broker, c.order_units, action)
-        log.warning("reconcile_correction", trigger=trigger, kind=c.kind, ours=c.ours, broker=c.broker,
-                    order_units=c.order_units)
+        log.warning(
+            "reconcile_correction",
+            trigger=trigger,
+            kind=c.kind,
+            ours=c.ours,
+            broker=c.broker,
+            order_units=c.order_units,
+        )
 
     async def emergency_check(self) -> Correction | None:
         """The 30-second check on the broker's own size; excess is flattened and alerted."""
@@ -119,14 +144,23 @@ class Reconciler:
         ours = float(self.slot.position[PS_UNITS])
         self.slot.set_position(units, mine[0].avg_price)  # the broker's size first, then cut it
         sent = self.slot.submit_correction(c.order_units, now, c.detail, "emergency_flatten_excess")
-        self._event(now, trigger, c.instrument, c.kind, ours, units, c.order_units,
-                    c.detail + ("" if sent else "; deferred: another order is working"))
+        self._event(
+            now,
+            trigger,
+            c.instrument,
+            c.kind,
+            ours,
+            units,
+            c.order_units,
+            c.detail + ("" if sent else "; deferred: another order is working"),
+        )
         log.error("position_above_maximum", units=units, maximum=maximum, order_units=c.order_units)
         return c
 
     def _event(self, ts: int, trigger: str, inst: str | None, kind: str, ours, broker, order_units, detail) -> None:
-        self.store.add("reconciliation_events", (self.run_id, ts, trigger, inst, kind, ours, broker, order_units,
-                                                 detail))
+        self.store.add(
+            "reconciliation_events", (self.run_id, ts, trigger, inst, kind, ours, broker, order_units, detail)
+        )
 
     # -- the task ---------------------------------------------------------------------------
     async def startup(self, stop: asyncio.Event) -> bool:

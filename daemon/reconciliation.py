@@ -32,8 +32,9 @@ class Correction:
     detail: str
 
 
-def reconcile(book: dict[str, float], reports: list[PositionReport], policy: UnknownPositionPolicy,
-              tolerance: float = 1e-6) -> list[Correction]:
+def reconcile(
+    book: dict[str, float], reports: list[PositionReport], policy: UnknownPositionPolicy, tolerance: float = 1e-6
+) -> list[Correction]:
     """Corrections that make our book agree with the broker's positions."""
     broker = {}
     for r in reports:
@@ -45,17 +46,53 @@ def reconcile(book: dict[str, float], reports: list[PositionReport], policy: Unk
             continue
         if abs(ours) <= tolerance:  # the broker holds something we never opened
             if policy is UnknownPositionPolicy.ADOPT:
-                out.append(Correction(inst, "adopt_unknown", ours, theirs, 0.0, theirs,
-                                      f"adopted {theirs:+g} units found at the broker"))
+                out.append(
+                    Correction(
+                        inst,
+                        "adopt_unknown",
+                        ours,
+                        theirs,
+                        0.0,
+                        theirs,
+                        f"adopted {theirs:+g} units found at the broker",
+                    )
+                )
             else:
-                out.append(Correction(inst, "flatten_unknown", ours, theirs, -theirs, theirs,
-                                      f"flattening {theirs:+g} units found at the broker"))
+                out.append(
+                    Correction(
+                        inst,
+                        "flatten_unknown",
+                        ours,
+                        theirs,
+                        -theirs,
+                        theirs,
+                        f"flattening {theirs:+g} units found at the broker",
+                    )
+                )
         elif abs(theirs) <= tolerance:
-            out.append(Correction(inst, "close_missing", ours, theirs, 0.0, 0.0,
-                                  f"broker no longer holds our {ours:+g} units: closed internally"))
+            out.append(
+                Correction(
+                    inst,
+                    "close_missing",
+                    ours,
+                    theirs,
+                    0.0,
+                    0.0,
+                    f"broker no longer holds our {ours:+g} units: closed internally",
+                )
+            )
         else:
-            out.append(Correction(inst, "adopt_size", ours, theirs, 0.0, theirs,
-                                  f"broker holds {theirs:+g}, we had {ours:+g}: adopted the broker's size"))
+            out.append(
+                Correction(
+                    inst,
+                    "adopt_size",
+                    ours,
+                    theirs,
+                    0.0,
+                    theirs,
+                    f"broker holds {theirs:+g}, we had {ours:+g}: adopted the broker's size",
+                )
+            )
     return out
 
 
@@ -64,5 +101,12 @@ def excess_over_limit(units: float, max_units: float, instrument: str) -> Correc
     if abs(units) <= max_units + 1e-9:
         return None
     excess = units - (max_units if units > 0 else -max_units)
-    return Correction(instrument, "flatten_excess", units, units, -excess, units,
-                      f"position {units:+g} exceeds the maximum {max_units:g}: flattening {excess:+g}")
+    return Correction(
+        instrument,
+        "flatten_excess",
+        units,
+        units,
+        -excess,
+        units,
+        f"position {units:+g} exceeds the maximum {max_units:g}: flattening {excess:+g}",
+    )

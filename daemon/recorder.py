@@ -16,15 +16,23 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from core.tick_files import TickFileWriter, recorded_days, day_path
+from core.tick_files import TickFileWriter, day_path, recorded_days
 
 log = structlog.get_logger("recorder")
 _STOP = object()
 
 
 class TickRecorder:
-    def __init__(self, root: str | Path, instrument: str, flush_secs: float = 2.0, queue_batches: int = 4096,
-                 retention_days: int = 30, fsync: bool = True, max_queued_ticks: int = 2_000_000) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        instrument: str,
+        flush_secs: float = 2.0,
+        queue_batches: int = 4096,
+        retention_days: int = 30,
+        fsync: bool = True,
+        max_queued_ticks: int = 2_000_000,
+    ) -> None:
         self.root, self.instrument = Path(root), instrument
         self.flush_secs, self.retention_days = flush_secs, retention_days
         self.writer = TickFileWriter(self.root, instrument, fsync=fsync)

@@ -99,8 +99,16 @@ class RiskEngine:
             self.state.day = day
             self.state.trades_today = {}
 
-    def check(self, instrument: str, current_units: float, order_units: float, *, trading_enabled: bool = True,
-              market_is_open: bool = True, quote_gap_secs: float = 0.0) -> RiskDecision:
+    def check(
+        self,
+        instrument: str,
+        current_units: float,
+        order_units: float,
+        *,
+        trading_enabled: bool = True,
+        market_is_open: bool = True,
+        quote_gap_secs: float = 0.0,
+    ) -> RiskDecision:
         if order_units == 0.0:
             return RiskDecision(0.0)
         target = current_units + order_units
@@ -133,8 +141,10 @@ class RiskEngine:
         units = clamp_target(current_units, target, lim, self.max_order_units) - current_units
         kind, note = "", ""
         if clamped - current_units != order_units:
-            kind, note = "position_limit", f"position limit {lim:g}: order {order_units:+g} reduced to " \
-                f"{clamped - current_units:+g}"
+            kind, note = (
+                "position_limit",
+                f"position limit {lim:g}: order {order_units:+g} reduced to {clamped - current_units:+g}",
+            )
         if units != clamped - current_units:
             kind, note = "order_cap", (note + "; " if note else "") + f"order cap {self.max_order_units:g}"
         return RiskDecision(units, note, kind)

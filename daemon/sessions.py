@@ -23,8 +23,20 @@ class SessionStats:
 
     def row(self, run_id: str, instrument: str) -> tuple:
         date = time.strftime("%Y-%m-%d", time.gmtime(self.day * NS_PER_DAY // 10**9))
-        return (run_id, instrument, date, self.bars, self.decisions, self.holds, self.orders, self.fills,
-                self.equity_open, self.equity_close, self.equity_close - self.equity_open, 100.0 * self.max_dd)
+        return (
+            run_id,
+            instrument,
+            date,
+            self.bars,
+            self.decisions,
+            self.holds,
+            self.orders,
+            self.fills,
+            self.equity_open,
+            self.equity_close,
+            self.equity_close - self.equity_open,
+            100.0 * self.max_dd,
+        )
 
 
 class SessionTracker:

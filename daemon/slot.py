@@ -23,6 +23,7 @@ import numpy as np
 import structlog
 
 from core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
+from core.calendar import market_open
 from core.execution import ExecutionModel, target_units
 from core.features import FeatureBuffer, FeatureSpec
 from core.metrics import PerformanceTracker
@@ -30,7 +31,6 @@ from core.policy import Policy
 from core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
 from core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
 from daemon.paper_broker import PaperBroker
-from core.calendar import market_open
 from daemon.risk import TIER_NAMES, RiskEngine
 from daemon.sessions import SessionTracker
 from daemon.store import Store
@@ -69,12 +69,27 @@ class LatencyRing:
 
 
 class Slot:
-    def __init__(self, run_id: str, instrument: str, spec: FeatureSpec, bar_price: str, period_ns: int,
-                 ex: ExecutionModel, initial_equity: float, policy: Policy, broker: PaperBroker,
-                 risk: RiskEngine, store: Store, latency_capacity: int = 4096,
-                 on_flatten_tier: Callable[[str], None] | None = None, market: str = "fx",
-                 holidays: tuple = (), clock_ns: Callable[[int], int] | None = None,
-                 max_jump: float = DEFAULT_MAX_JUMP, jump_confirm: int = DEFAULT_JUMP_CONFIRM) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        instrument: str,
+        spec: FeatureSpec,
+        bar_price: str,
+        period_ns: int,
+        ex: ExecutionModel,
+        initial_equity: float,
+        policy: Policy,
+        broker: PaperBroker,
+        risk: RiskEngine,
+        store: Store,
+        latency_capacity: int = 4096,
+        on_flatten_tier: Callable[[str], None] | None = None,
+        market: str = "fx",
+        holidays: tuple = (),
+        clock_ns: Callable[[int], int] | None = None,
+        max_jump: float = DEFAULT_MAX_JUMP,
+        jump_confirm: int = DEFAULT_JUMP_CONFIRM,
+    ) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
         self.policy, self.broker, self.risk, self.store = policy, broker, risk, store
@@ -124,8 +139,13 @@ class Slot:
         if self._flatten_reason is not None and len(ticks):
             self._flatten_now(int(ts[0]) - 1)
         if len(closed):
-            rows = zip(closed.bars.tolist(), closed.close_idx.tolist(), closed.last_bid.tolist(),
-                       closed.last_ask.tolist(), closed.last_ts.tolist())
+            rows = zip(
+                closed.bars.tolist(),
+                closed.close_idx.tolist(),
+                closed.last_bid.tolist(),
+                closed.last_ask.tolist(),
+                closed.last_ts.tolist(),
+            )
             for bar, j, last_bid, last_ask, last_ts in rows:
                 self._work(ts, bid, ask, acc, pos, j)
                 order = self.broker.working.get(self.instrument)
@@ -211,8 +231,17 @@ class Slot:
     def _persist_book(self) -> None:
         if self.persist_book:
             st = self.position
-            self.store.add("book", (self.instrument, float(st[PS_UNITS]), float(st[PS_AVG]), float(st[PS_REALIZED]),
-                                    time.time_ns(), self.run_id))
+            self.store.add(
+                "book",
+                (
+                    self.instrument,
+                    float(st[PS_UNITS]),
+                    float(st[PS_AVG]),
+                    float(st[PS_REALIZED]),
+                    time.time_ns(),
+                    self.run_id,
+                ),
+            )
 
     # -- orders and fills -----------------------------------------------------------------
     def _next_id(self, bar_ts: int) -> str:
@@ -221,8 +250,9 @@ class Slot:
         return client_order_id(self.instrument, bar_ts, seq)
 
     def _submit(self, units: float, bar_ts: int, after_ts: int, expires: bool = True) -> None:
-        intent = OrderIntent(self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL,
-                             abs(units), bar_ts, after_ts)
+        intent = OrderIntent(
+            self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL, abs(units), bar_ts, after_ts
+        )
         self.broker.submit(intent, after_ts + self.ex.latency_ns, expires)
         self.counters.orders += 1
         self.risk.on_order(self.instrument)
@@ -244,8 +274,9 @@ class Slot:
         for f in fills:
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
-            self.store.add("fills", (self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns,
-                                     signed, f.price, f.commission))
+            self.store.add(
+                "fills", (self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns, signed, f.price, f.commission)
+            )
             self.counters.fills += 1
             self.new_fills.append(f)
             if self.sessions.current is not None:
@@ -258,9 +289,13 @@ class Slot:
             excess = self.risk.check_fill(requested, order.filled * int(order.intent.side))
             if excess:
                 self._finish_order()
-                self._risk_event(int(ts[max(start, stop - 1)]), "overfill",
-                                 f"filled {order.filled:g} for {order.intent.units:g} requested; flattening the excess",
-                                 requested, -excess)
+                self._risk_event(
+                    int(ts[max(start, stop - 1)]),
+                    "overfill",
+                    f"filled {order.filled:g} for {order.intent.units:g} requested; flattening the excess",
+                    requested,
+                    -excess,
+                )
                 self._submit(-excess, order.intent.bar_ts_ns, int(ts[max(start, stop - 1)]), expires=False)
                 order = None
         if order is not None and order.remaining == 0.0:
@@ -274,11 +309,23 @@ class Slot:
         total = order.intent.units
         status = "filled" if order.filled >= total - 1e-9 else ("partial" if order.filled > 0 else "cancelled")
         i = order.intent
-        self.store.add("orders", (self.run_id, i.client_order_id, i.instrument, i.bar_ts_ns, total * int(i.side),
-                                  order.filled * int(i.side), status, order.not_before_ns))
+        self.store.add(
+            "orders",
+            (
+                self.run_id,
+                i.client_order_id,
+                i.instrument,
+                i.bar_ts_ns,
+                total * int(i.side),
+                order.filled * int(i.side),
+                status,
+                order.not_before_ns,
+            ),
+        )
 
-    def _risk_event(self, ts_ns: int, kind: str, detail: str, requested: float | None = None,
-                    allowed: float | None = None) -> None:
+    def _risk_event(
+        self, ts_ns: int, kind: str, detail: str, requested: float | None = None, allowed: float | None = None
+    ) -> None:
         self.store.add("risk_events", (self.run_id, ts_ns, self.instrument, kind, detail, requested, allowed))
         if kind != "pass":
             self.counters.risk_events[kind] = self.counters.risk_events.get(kind, 0) + 1
@@ -299,10 +346,20 @@ class Slot:
         self.counters.swaps += 1
         self._ramp_day = bar_ts // NS_PER_DAY
         # wall-clock time, as for refusals (daemon._on_refused); the bar it took effect on is in the reason
-        self.store.add("model_swaps", (self.run_id, time.time_ns(), old.sha, new.sha, "swapped",
-                                       f"between bars; first decision on the bar opening {bar_ts}"))
-        log.info("model_swapped", instrument=self.instrument, old_sha=old.sha[:12], new_sha=new.sha[:12],
-                 bar_ts_ns=bar_ts)
+        self.store.add(
+            "model_swaps",
+            (
+                self.run_id,
+                time.time_ns(),
+                old.sha,
+                new.sha,
+                "swapped",
+                f"between bars; first decision on the bar opening {bar_ts}",
+            ),
+        )
+        log.info(
+            "model_swapped", instrument=self.instrument, old_sha=old.sha[:12], new_sha=new.sha[:12], bar_ts_ns=bar_ts
+        )
 
     def _size_factor(self, bar_ts: int) -> float:
         days = bar_ts // NS_PER_DAY - self._ramp_day
@@ -314,10 +371,17 @@ class Slot:
         self.drawdown_pct = 100.0 * max(0.0, (equity_open - eq) / equity_open)
         old_tier, tier = self.risk.on_equity(eq, equity_open)
         if tier != old_tier:
-            self._risk_event(ts, f"tier_{TIER_NAMES[tier]}",
-                             f"intraday drawdown {self.drawdown_pct:.2f} % (tier {old_tier} -> {tier})")
-            log.warning("risk_tier_changed", instrument=self.instrument, tier=TIER_NAMES[tier],
-                        drawdown_pct=round(self.drawdown_pct, 3))
+            self._risk_event(
+                ts,
+                f"tier_{TIER_NAMES[tier]}",
+                f"intraday drawdown {self.drawdown_pct:.2f} % (tier {old_tier} -> {tier})",
+            )
+            log.warning(
+                "risk_tier_changed",
+                instrument=self.instrument,
+                tier=TIER_NAMES[tier],
+                drawdown_pct=round(self.drawdown_pct, 3),
+            )
             if tier == 4 and old_tier < 4:
                 self.tracker.risk["flattens"] += 1
                 self._flatten_reason = f"drawdown {self.drawdown_pct:.2f} % reached the flatten tier"
@@ -341,8 +405,9 @@ class Slot:
         if self._flatten_reason is not None:
             self._flatten_now(self._last_quote_ts)
 
-    def _on_bar(self, bar: tuple, last_bid: float, last_ask: float, closing_ts_ns: int | None,
-                last_quote_ts: int) -> None:
+    def _on_bar(
+        self, bar: tuple, last_bid: float, last_ask: float, closing_ts_ns: int | None, last_quote_ts: int
+    ) -> None:
         """``bar`` is a BAR_DTYPE row as a tuple: (ts_ns, open, high, low, close, volume)."""
         t0 = time.perf_counter_ns()
         c = self.counters
@@ -366,16 +431,19 @@ class Slot:
             self.store.add("session_metrics", done.row(self.run_id, self.instrument))
             # a session without decisions (warming up) says nothing about the model's trade count
             if done.decisions and self.risk.on_session_closed(done.orders):
-                self._risk_event(bar_ts, "trade_count_alert",
-                                 f"orders per session outside {self.risk.band} for "
-                                 f"{self.risk.state.sessions_out_of_band} sessions")
+                self._risk_event(
+                    bar_ts,
+                    "trade_count_alert",
+                    f"orders per session outside {self.risk.band} for {self.risk.state.sessions_out_of_band} sessions",
+                )
         session = self.sessions.current
         self.risk.new_day(bar_ts // NS_PER_DAY)
         self._apply_tiers(bar_ts, eq, session.equity_open)
         if warm and self.risk.state.halted:
             self.tracker.risk["halted_bars"] += 1
-        self.store.add("positions", (self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]),
-                                     float(st[PS_REALIZED]), eq))
+        self.store.add(
+            "positions", (self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]), float(st[PS_REALIZED]), eq)
+        )
         if closing_ts_ns is None:
             return  # no later quote exists: nothing could execute a decision
         if self._flatten_reason is not None:
@@ -401,14 +469,31 @@ class Slot:
         size = self.ex.trade_units * self._size_factor(bar_ts)
         wanted = float(target_units(action, units, size)) - units
         gap = (self.clock_ns(closing_ts_ns) - closing_ts_ns) / 1e9
-        risk = self.risk.check(self.instrument, units, wanted, trading_enabled=self.trading_enabled,
-                               market_is_open=market_open(closing_ts_ns, self.market, self.holidays),
-                               quote_gap_secs=float("inf") if self.data_stale else gap)
+        risk = self.risk.check(
+            self.instrument,
+            units,
+            wanted,
+            trading_enabled=self.trading_enabled,
+            market_is_open=market_open(closing_ts_ns, self.market, self.holidays),
+            quote_gap_secs=float("inf") if self.data_stale else gap,
+        )
         if risk.units != 0.0 and not self.broker_ready:
             risk = type(risk)(0.0, "not reconciled with the broker yet: no orders", "not_reconciled")
-        self.store.add("decisions", (self.run_id, self.instrument, bar_ts, ACTION_NAMES[action], confidence,
-                                     self.policy.sha, units, eq, risk.units,
-                                     "; ".join(n for n in (self.policy.note, risk.note) if n)))
+        self.store.add(
+            "decisions",
+            (
+                self.run_id,
+                self.instrument,
+                bar_ts,
+                ACTION_NAMES[action],
+                confidence,
+                self.policy.sha,
+                units,
+                eq,
+                risk.units,
+                "; ".join(n for n in (self.policy.note, risk.note) if n),
+            ),
+        )
         if wanted != 0.0:
             self._risk_event(closing_ts_ns, risk.kind or "pass", risk.note or "order allowed", wanted, risk.units)
         if risk.units != 0.0:

@@ -33,20 +33,36 @@ def snapshot(d) -> dict:
     s, c = d.slot, d.slot.counters
     b = s.builder
     return {
-        "instrument": d.instrument, "run_id": d.run_id, "ticks": c.ticks, "bars": c.bars,
-        "decisions": c.decisions, "orders": c.orders, "fills": c.fills, "swaps": c.swaps,
-        "swaps_refused": d.watcher.stats.refused, "actions": dict(c.actions),
-        "rejected_quotes": b.rejected, "rejected_jump_quotes": b.rejected_jump,
+        "instrument": d.instrument,
+        "run_id": d.run_id,
+        "ticks": c.ticks,
+        "bars": c.bars,
+        "decisions": c.decisions,
+        "orders": c.orders,
+        "fills": c.fills,
+        "swaps": c.swaps,
+        "swaps_refused": d.watcher.stats.refused,
+        "actions": dict(c.actions),
+        "rejected_quotes": b.rejected,
+        "rejected_jump_quotes": b.rejected_jump,
         "recorder_dropped_ticks": d.recorder.dropped_ticks if d.recorder else 0,
         "reconcile_discrepancies": d.reconciler.discrepancies if d.reconciler else 0,
-        "position_units": float(s.position[0]), "equity": s.equity,
-        "drawdown_pct": s.drawdown_pct, "risk_tier": d.risk.state.tier, "halted": int(d.risk.state.halted),
-        "model_sha": s.policy.sha, "model_age_seconds": model_age_secs(s.policy) or 0.0,
+        "position_units": float(s.position[0]),
+        "equity": s.equity,
+        "drawdown_pct": s.drawdown_pct,
+        "risk_tier": d.risk.state.tier,
+        "halted": int(d.risk.state.halted),
+        "model_sha": s.policy.sha,
+        "model_age_seconds": model_age_secs(s.policy) or 0.0,
         "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "event_loop_lag_seconds": d.loop_lag, "trading_enabled": int(s.trading_enabled),
-        "last_bar": fmt_ts(s.last_bar_ts), "health": health(d),
+        "event_loop_lag_seconds": d.loop_lag,
+        "trading_enabled": int(s.trading_enabled),
+        "last_bar": fmt_ts(s.last_bar_ts),
+        "health": health(d),
         "control_ignored_files": [hint(n) for n in d.control_unknown],
-        "pid": os.getpid(), "written_at": time.time(), "stopped": d._stopped,
+        "pid": os.getpid(),
+        "written_at": time.time(),
+        "stopped": d._stopped,
     }
 
 
@@ -73,8 +89,10 @@ def health(d) -> list[str]:
             reasons.append(f"{d.instrument} stale: no price while its market is open")
     if d.reconciler is not None:
         if not d.reconciler.ready:
-            reasons.append("not reconciled with the broker yet: orders blocked"
-                           + (f" ({d.reconciler.last_error})" if d.reconciler.last_error else ""))
+            reasons.append(
+                "not reconciled with the broker yet: orders blocked"
+                + (f" ({d.reconciler.last_error})" if d.reconciler.last_error else "")
+            )
         elif d.reconciler.last_error:
             reasons.append(f"reconciliation failing: {d.reconciler.last_error}")
     if d.router is not None and d.router.unresolved:

@@ -83,23 +83,23 @@ _INSERT = {
     "bars": "INSERT INTO bars VALUES (?,?,?,?,?,?,?,?)",
     "decisions": "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?)",
     "orders": "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, client_order_id) DO UPDATE SET "
-              "filled_units = excluded.filled_units, status = excluded.status",
+    "filled_units = excluded.filled_units, status = excluded.status",
     "fills": "INSERT INTO fills VALUES (?,?,?,?,?,?,?,?)",
     "positions": "INSERT INTO positions VALUES (?,?,?,?,?,?,?)",
     "session_metrics": "INSERT INTO session_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
     "risk_events": "INSERT INTO risk_events (run_id, ts_ns, instrument, kind, detail, requested_units, allowed_units) "
-                   "VALUES (?,?,?,?,?,?,?)",
+    "VALUES (?,?,?,?,?,?,?)",
     "model_swaps": "INSERT INTO model_swaps (run_id, ts_ns, old_sha, new_sha, outcome, reason) VALUES (?,?,?,?,?,?)",
     # live brokers: the write-ahead order journal, every broker fill once, the book and the
     # transaction cursor (all committed together), and what reconciliation found and did
     "order_journal": "INSERT INTO order_journal VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (client_order_id) "
-                     "DO UPDATE SET state = excluded.state, broker_order_id = excluded.broker_order_id, "
-                     "filled_units = excluded.filled_units, reason = excluded.reason, updated_ns = excluded.updated_ns",
+    "DO UPDATE SET state = excluded.state, broker_order_id = excluded.broker_order_id, "
+    "filled_units = excluded.filled_units, reason = excluded.reason, updated_ns = excluded.updated_ns",
     "broker_fills": "INSERT OR IGNORE INTO broker_fills VALUES (?,?,?,?,?,?,?,?,?,?,?)",
     "book": "INSERT OR REPLACE INTO book VALUES (?,?,?,?,?,?)",
     "broker_cursor": "INSERT OR REPLACE INTO broker_cursor VALUES (?,?,?)",
     "reconciliation_events": "INSERT INTO reconciliation_events (run_id, ts_ns, trigger, instrument, kind, ours, "
-                             "broker, order_units, detail) VALUES (?,?,?,?,?,?,?,?,?)",
+    "broker, order_units, detail) VALUES (?,?,?,?,?,?,?,?,?)",
 }
 OPEN_ORDER_STATES = ("new", "unknown")  # written before sending / outcome not yet known
 
@@ -112,7 +112,7 @@ class Store:
         self._lock = asyncio.Lock()  # the feed, order and reconciliation tasks all flush
 
     @classmethod
-    async def open(cls, path: str | Path) -> "Store":
+    async def open(cls, path: str | Path) -> Store:
         """Open (creating it if needed) and migrate; a database that cannot be used raises
         FatalError naming the file, with the connection closed (its worker thread would
         otherwise keep the process alive)."""
@@ -136,8 +136,9 @@ class Store:
         except BaseException as e:
             await db.close()
             if isinstance(e, sqlite3.Error):
-                raise FatalError(f"{path}: not a usable Stairway database ({e}); move it aside or restore "
-                                 "a backup") from None
+                raise FatalError(
+                    f"{path}: not a usable Stairway database ({e}); move it aside or restore a backup"
+                ) from None
             raise
         return store
 
@@ -162,15 +163,19 @@ class Store:
     async def start_run(self, run_id: str, started_ns: int, mode: str, model_sha: str, config_json: str) -> list[str]:
         """Record a run; earlier runs that never recorded their end (killed, crashed) get a
         crash marker in their summary. Returns their ids."""
-        crashed = [r[0] for r in await self._rows("SELECT run_id FROM runs WHERE ended_ns IS NULL AND "
-                                                  "summary_json IS NULL")]
+        crashed = [
+            r[0] for r in await self._rows("SELECT run_id FROM runs WHERE ended_ns IS NULL AND summary_json IS NULL")
+        ]
         marker = json.dumps({"crashed": f"no end recorded; found by run {run_id}"})
         await self.db.execute("BEGIN IMMEDIATE")
         try:
-            await self.db.execute("UPDATE runs SET summary_json = ? WHERE ended_ns IS NULL AND summary_json IS NULL",
-                                  (marker,))
-            await self.db.execute("INSERT INTO runs (run_id, started_ns, mode, model_sha, config_json) "
-                                  "VALUES (?,?,?,?,?)", (run_id, started_ns, mode, model_sha, config_json))
+            await self.db.execute(
+                "UPDATE runs SET summary_json = ? WHERE ended_ns IS NULL AND summary_json IS NULL", (marker,)
+            )
+            await self.db.execute(
+                "INSERT INTO runs (run_id, started_ns, mode, model_sha, config_json) VALUES (?,?,?,?,?)",
+                (run_id, started_ns, mode, model_sha, config_json),
+            )
             await self.db.execute("COMMIT")
         except BaseException:
             await self.db.execute("ROLLBACK")
@@ -179,8 +184,10 @@ class Store:
 
     async def end_run(self, run_id: str, ended_ns: int, summary: dict) -> None:
         await self.flush()
-        await self.db.execute("UPDATE runs SET ended_ns = ?, summary_json = ? WHERE run_id = ?",
-                              (ended_ns, json.dumps(summary, default=float), run_id))
+        await self.db.execute(
+            "UPDATE runs SET ended_ns = ?, summary_json = ? WHERE run_id = ?",
+            (ended_ns, json.dumps(summary, default=float), run_id),
+        )
 
     async def flush(self) -> int:
         """Write every buffered row in one transaction; returns the number of rows committed.
@@ -225,14 +232,19 @@ class Store:
     async def open_orders(self, instrument: str) -> list[tuple]:
         """(client_order_id, bar_ts_ns, units, state) of journal orders whose outcome is unknown."""
         marks = ",".join("?" * len(OPEN_ORDER_STATES))
-        return await self._rows(f"SELECT client_order_id, bar_ts_ns, units, state FROM order_journal "
-                                f"WHERE instrument = ? AND state IN ({marks}) ORDER BY created_ns",
-                                (instrument, *OPEN_ORDER_STATES))
+        return await self._rows(
+            f"SELECT client_order_id, bar_ts_ns, units, state FROM order_journal "
+            f"WHERE instrument = ? AND state IN ({marks}) ORDER BY created_ns",
+            (instrument, *OPEN_ORDER_STATES),
+        )
 
     async def last_order_seq(self, instrument: str) -> tuple[int, int] | None:
         """(bar_ts_ns, seq) of the newest journal order, so client ids are never reused."""
-        rows = await self._rows("SELECT bar_ts_ns, MAX(seq) FROM order_journal WHERE instrument = ? "
-                                "GROUP BY bar_ts_ns ORDER BY bar_ts_ns DESC LIMIT 1", (instrument,))
+        rows = await self._rows(
+            "SELECT bar_ts_ns, MAX(seq) FROM order_journal WHERE instrument = ? "
+            "GROUP BY bar_ts_ns ORDER BY bar_ts_ns DESC LIMIT 1",
+            (instrument,),
+        )
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     async def book(self, instrument: str) -> tuple[float, float, float] | None:
@@ -244,8 +256,10 @@ class Store:
         return rows[0][0] if rows else None
 
     async def recent_fill_ids(self, limit: int) -> list[str]:
-        return [r[0] for r in await self._rows("SELECT broker_fill_id FROM broker_fills ORDER BY ts_ns DESC LIMIT ?",
-                                               (limit,))]
+        return [
+            r[0]
+            for r in await self._rows("SELECT broker_fill_id FROM broker_fills ORDER BY ts_ns DESC LIMIT ?", (limit,))
+        ]
 
     async def close(self) -> None:
         """Flush, then always close the connection (its worker thread would otherwise keep

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import asyncio
 import sys
+from pathlib import Path
 
 from core.config import load_config
 from core.errors import StairwayError
@@ -32,10 +32,15 @@ def _daemon_run(args: argparse.Namespace) -> int:
     cfg = load_config(DaemonConfig, args.config)
     configure_logging(json=cfg.service.log_json)
     res = asyncio.run(run_daemon(cfg, config_path=Path(args.config)))
-    what = (f"{cfg.broker.kind} {'live' if cfg.real_orders else 'paper-live'} ({res.counters['ticks']} broker quotes"
-            if cfg.live else f"Paper replay ({res.counters['ticks']} bar-derived quotes")
-    print(f"\n{what}, model {res.model_sha[:12]}, "
-          f"decisions {res.first_decision} .. {res.last_bar} UTC){' — INTERRUPTED' if res.interrupted else ''}")
+    what = (
+        f"{cfg.broker.kind} {'live' if cfg.real_orders else 'paper-live'} ({res.counters['ticks']} broker quotes"
+        if cfg.live
+        else f"Paper replay ({res.counters['ticks']} bar-derived quotes"
+    )
+    print(
+        f"\n{what}, model {res.model_sha[:12]}, "
+        f"decisions {res.first_decision} .. {res.last_bar} UTC){' — INTERRUPTED' if res.interrupted else ''}"
+    )
     if cfg.live:
         print(format_summary({cfg.broker.kind: res.summary}))
     else:  # a replay has history to run the baselines on, through the same env and costs
@@ -88,8 +93,9 @@ def _train_run(args: argparse.Namespace) -> int:
     cfg = load_config(TrainerConfig, args.config)
     if args.ray_address:
         if cfg.train.algo != "muzero":
-            raise ConfigError(f"--ray-address runs MuZero's self-play actors; {args.config} has train.algo = "
-                              f"{cfg.train.algo!r}")
+            raise ConfigError(
+                f"--ray-address runs MuZero's self-play actors; {args.config} has train.algo = {cfg.train.algo!r}"
+            )
         cfg = cfg.model_copy(update={"muzero": cfg.muzero.model_copy(update={"ray_address": args.ray_address})})
     configure_logging()
     res = run_cycles(cfg)
@@ -119,10 +125,18 @@ def _train_sweep(args: argparse.Namespace) -> int:
     res = run_sweep(cfg, args.trials, args.steps, args.ray_address)
     for t in res["trials"]:
         c = t["config"]
-        head = (f"fast_gain {c['fast_gain']:.3f} base_bonus {c['base_hold_bonus']:.4f} target {c['target_hold_rate']:.2f} "
-                f"w ({c['w_momentum']:.2f},{c['w_volatility']:.2f},{c['w_divergence']:.2f})")
-        print(f"{head}: " + (f"ERROR {t['error']}" if "error" in t else
-                             f"Sharpe {t['sharpe']:+.2f} PnL {t['pnl_pct']:+.3f} % trades {t['trades']} hold {t['hold_rate']:.2f}"))
+        head = (
+            f"fast_gain {c['fast_gain']:.3f} base_bonus {c['base_hold_bonus']:.4f} target {c['target_hold_rate']:.2f} "
+            f"w ({c['w_momentum']:.2f},{c['w_volatility']:.2f},{c['w_divergence']:.2f})"
+        )
+        print(
+            f"{head}: "
+            + (
+                f"ERROR {t['error']}"
+                if "error" in t
+                else f"Sharpe {t['sharpe']:+.2f} PnL {t['pnl_pct']:+.3f} % trades {t['trades']} hold {t['hold_rate']:.2f}"
+            )
+        )
     print(f"best: {res['best']['config'] if res['best'] else 'none'}\nsaved {res['path']}")
     return 0 if res["best"] else 1
 
@@ -143,18 +157,22 @@ def _validate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--range {args.range!r}: expected YYYY-MM-DD..YYYY-MM-DD with start < end ({e})") from None
     if args.checkpoint:
         if args.folds is not None:
-            raise ConfigError("validate: give --checkpoint (one existing model) or --folds (walk-forward with "
-                              "retraining), not both")
+            raise ConfigError(
+                "validate: give --checkpoint (one existing model) or --folds (walk-forward with retraining), not both"
+            )
         return _validate_checkpoint(cfg, args, rng)
     if args.folds is None:
         raise ConfigError("validate: give --checkpoint SHA or --folds N")
     from trainer.walk_forward import run_walk_forward
     from trainer.wf_report import fold_table, stitched_table, verdict_lines, write_wf_report
 
-    wf = run_walk_forward(cfg, rng, args.folds, args.scheme, args.train_windows, args.draws, args.ray_address,
-                          args.workers)
-    print(f"walk-forward {rng.start} .. {rng.end}: {len(wf.folds)} {wf.scheme} folds, each retrained on its "
-          f"training window only; out of sample, costs on ({wf.wall_s:.0f} s, {wf.workers})")
+    wf = run_walk_forward(
+        cfg, rng, args.folds, args.scheme, args.train_windows, args.draws, args.ray_address, args.workers
+    )
+    print(
+        f"walk-forward {rng.start} .. {rng.end}: {len(wf.folds)} {wf.scheme} folds, each retrained on its "
+        f"training window only; out of sample, costs on ({wf.wall_s:.0f} s, {wf.workers})"
+    )
     print("\n".join(fold_table(wf)))
     print("\nstitched out-of-sample result:")
     print("\n".join(stitched_table(wf)))
@@ -167,8 +185,10 @@ def _validate_checkpoint(cfg, args: argparse.Namespace, rng) -> int:
     from trainer.validation import validate_checkpoint
 
     v = validate_checkpoint(cfg, args.checkpoint, rng, args.draws)
-    print(f"checkpoint {v.sha[:12]} (trained on {v.trained_on}) out of sample {rng.start} .. {rng.end}, "
-          "costs on, next to its baselines:")
+    print(
+        f"checkpoint {v.sha[:12]} (trained on {v.trained_on}) out of sample {rng.start} .. {rng.end}, "
+        "costs on, next to its baselines:"
+    )
     if v.overlaps_training:
         print(f"WARNING: {rng.start} .. {rng.end} overlaps the checkpoint's training range: NOT out of sample")
     print(format_summary(v.comparison.columns()))
@@ -203,8 +223,9 @@ def _models(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from stairway.demo import run_demo
 
-    trainer_config = args.trainer_config or ("config/trainer-muzero.toml" if args.algo == "muzero"
-                                             else "config/trainer.toml")
+    trainer_config = args.trainer_config or (
+        "config/trainer-muzero.toml" if args.algo == "muzero" else "config/trainer.toml"
+    )
     return run_demo(trainer_config, args.daemon_config, quick=args.quick, algo=args.algo)
 
 
@@ -222,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="the offline trainer").add_subparsers(dest="sub", required=True)
     tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")
     tr.add_argument("--config", default="config/trainer.toml")
-    tr.add_argument("--ray-address", help="MuZero: run the self-play actors (muzero.actors) on Ray: a cluster "
-                    "address, or 'local'")
+    tr.add_argument(
+        "--ray-address", help="MuZero: run the self-play actors (muzero.actors) on Ray: a cluster address, or 'local'"
+    )
     tr.set_defaults(func=_train_run)
     sw = t.add_parser("sweep", help="Ray Tune search over shaping/regime parameters (never publishes)")
     sw.add_argument("--config", default="config/trainer.toml")
@@ -250,13 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("sha")
     sg.add_argument("--reason")
     sg.set_defaults(func=_models)
-    va = sub.add_parser("validate", help="walk-forward with retraining (--folds N), or one checkpoint out of sample "
-                        "(--checkpoint SHA), next to the baselines")
+    va = sub.add_parser(
+        "validate",
+        help="walk-forward with retraining (--folds N), or one checkpoint out of sample "
+        "(--checkpoint SHA), next to the baselines",
+    )
     va.add_argument("--checkpoint", help="sha (a unique prefix of 6+ characters) in models/registry")
     va.add_argument("--folds", type=int, help="walk-forward: number of test windows (each fold retrains)")
     va.add_argument("--scheme", default="rolling", choices=["rolling", "anchored"], help="walk-forward training window")
-    va.add_argument("--train-windows", type=float, default=3.0,
-                    help="walk-forward: training span in test-window lengths (the first one, for anchored)")
+    va.add_argument(
+        "--train-windows",
+        type=float,
+        default=3.0,
+        help="walk-forward: training span in test-window lengths (the first one, for anchored)",
+    )
     va.add_argument("--ray-address", help="run the folds on Ray: a cluster address, or 'local' for a local Ray")
     va.add_argument("--workers", type=int, default=2, help="CPUs of a local Ray (--ray-address local)")
     va.add_argument("--out", help="report folder (default: train.reports_dir)")
@@ -271,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--out", default="reports/drift", help="writes OUT.json and OUT.md")
     df.set_defaults(func=_drift)
     dm = sub.add_parser("demo", help="train on 2017-01..09, paper-replay 2017-10..12, compare")
-    dm.add_argument("--trainer-config", help="default: config/trainer.toml, or config/trainer-muzero.toml with "
-                    "--algo muzero")
+    dm.add_argument(
+        "--trainer-config", help="default: config/trainer.toml, or config/trainer-muzero.toml with --algo muzero"
+    )
     dm.add_argument("--daemon-config", default="config/paper.toml")
     dm.add_argument("--quick", action="store_true", help="fewer training steps (smoke run)")
     dm.add_argument("--algo", choices=["ppo", "muzero"], help="the learner (default: train.algo of the config)")

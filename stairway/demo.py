@@ -34,7 +34,6 @@ from trainer.evaluation import evaluate
 from trainer.gatedb import GateDB
 from trainer.history import load_history
 
-
 MUZERO_DEMO_STEPS = 20_000  # per cycle: MuZero self-play runs a search per env step (~750 steps/s here)
 
 
@@ -46,21 +45,31 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
     if algo is not None:
         tcfg = tcfg.model_copy(update={"train": tcfg.train.model_copy(update={"algo": algo})})
     if tcfg.train.algo == "muzero" and tcfg.cycles.steps > MUZERO_DEMO_STEPS:
-        print(f"NOTE: MuZero: {MUZERO_DEMO_STEPS:,} steps per cycle instead of {tcfg.cycles.steps:,} (a search per step)")
+        print(
+            f"NOTE: MuZero: {MUZERO_DEMO_STEPS:,} steps per cycle instead of {tcfg.cycles.steps:,} (a search per step)"
+        )
         tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"steps": MUZERO_DEMO_STEPS})})
     if quick:
         tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"count": 2, "steps": 10_000})})
     if dcfg.replay.range.start < tcfg.train.range.end:
         print(f"WARNING: the replay starts {dcfg.replay.range.start}, before training ends {tcfg.train.range.end}")
-    print(f"==> gated {tcfg.train.algo} training on {tcfg.train.range.start} .. {tcfg.train.range.end} (end exclusive): "
-          f"up to {tcfg.cycles.count} cycles x {tcfg.cycles.steps:,} steps", flush=True)
+    print(
+        f"==> gated {tcfg.train.algo} training on {tcfg.train.range.start} .. {tcfg.train.range.end} (end exclusive): "
+        f"up to {tcfg.cycles.count} cycles x {tcfg.cycles.steps:,} steps",
+        flush=True,
+    )
     tr = run_cycles(tcfg)
     print(f"    {tr.split_desc}")
-    print(f"    {len(tr.cycles)} cycle(s) at {tr.steps_per_s:,.0f} steps/s; {tr.seconds:.1f} s; candidate "
-          f"{tr.candidate[:12]}; gates {'PASSED' if tr.passed else 'FAILED'} -> {tr.action}", flush=True)
+    print(
+        f"    {len(tr.cycles)} cycle(s) at {tr.steps_per_s:,.0f} steps/s; {tr.seconds:.1f} s; candidate "
+        f"{tr.candidate[:12]}; gates {'PASSED' if tr.passed else 'FAILED'} -> {tr.action}",
+        flush=True,
+    )
     for d in tr.shadow.days:
-        print(f"      shadow {d.date}: PnL {d.pnl:+8.2f}, max DD {d.max_drawdown_pct:.2f} %, {d.trades} trades "
-              f"-> {'pass' if d.passed else 'FAIL (' + '; '.join(d.reasons) + ')'}")
+        print(
+            f"      shadow {d.date}: PnL {d.pnl:+8.2f}, max DD {d.max_drawdown_pct:.2f} %, {d.trades} trades "
+            f"-> {'pass' if d.passed else 'FAIL (' + '; '.join(d.reasons) + ')'}"
+        )
     ev, rb = tr.gate.get("evidence") or {}, tr.gate["robustness"]
     print(f"      evidence: {'pass' if ev.get('passed') else 'FAIL (' + '; '.join(ev.get('reasons', [])) + ')'}")
     print(f"      robustness: {'pass' if rb.get('passed') else 'FAIL (' + '; '.join(rb.get('reasons', [])) + ')'}")
@@ -68,40 +77,69 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
     if not tr.passed:
         gdb = GateDB(tcfg.train.gate_db)
         try:
-            msg = registry_ops.promote(tcfg.train.models_dir, gdb, tr.candidate, force=True,
-                                       reason="demo: paper replay of a candidate that failed its gates")
+            msg = registry_ops.promote(
+                tcfg.train.models_dir,
+                gdb,
+                tr.candidate,
+                force=True,
+                reason="demo: paper replay of a candidate that failed its gates",
+            )
         finally:
             gdb.close()
-        print(f"    NOTE: gates failed, so the demo promoted the candidate for PAPER replay only, reason "
-              f"recorded in gate.db ({msg})")
-    print(f"==> daemon paper replay {dcfg.replay.range.start} .. {dcfg.replay.range.end} on bar-derived quotes",
-          flush=True)
+        print(
+            f"    NOTE: gates failed, so the demo promoted the candidate for PAPER replay only, reason "
+            f"recorded in gate.db ({msg})"
+        )
+    print(
+        f"==> daemon paper replay {dcfg.replay.range.start} .. {dcfg.replay.range.end} on bar-derived quotes",
+        flush=True,
+    )
     dr = asyncio.run(run_daemon(dcfg))
-    print(f"    {dr.counters['ticks']:,} quotes, {dr.counters['bars']:,} bars, decisions "
-          f"{dr.first_decision} .. {dr.last_bar} UTC; {dr.seconds:.1f} s; database {dr.db_path}", flush=True)
+    print(
+        f"    {dr.counters['ticks']:,} quotes, {dr.counters['bars']:,} bars, decisions "
+        f"{dr.first_decision} .. {dr.last_bar} UTC; {dr.seconds:.1f} s; database {dr.db_path}",
+        flush=True,
+    )
 
     spec = FeatureSpec.from_config(dcfg)
     ex = ExecutionModel.from_config(dcfg.execution, dcfg.instrument)
     hist = load_history(dcfg, spec, *dcfg.replay.range.ns())
     ck = read_checkpoint(dcfg.service.models_dir / "current")
-    env_check, _ = evaluate(load_policy(ck, spec, "models/current"), hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, risk=dcfg.risk)
+    env_check, _ = evaluate(
+        load_policy(ck, spec, "models/current"),
+        hist,
+        spec,
+        ex,
+        dcfg.account.initial_equity,
+        0,
+        len(hist) - 2,
+        risk=dcfg.risk,
+    )
     vs = compare(hist, spec, ex, dcfg.account.initial_equity, 0, len(hist) - 2, dr.tracker, risk=dcfg.risk)
 
     print()
-    print("Results (costs on: modelled 1.0-pip spread, 0.2-pip commission per side, 0.1-pip slippage, "
-          "250 ms latency; 1 lot = 100,000 EUR; equity 100,000 USD)")
-    print(format_summary({
-        "train in-sample": tr.in_sample,
-        "validation": tr.validation,
-        "daemon Oct-Dec": dr.summary,
-        "env Oct-Dec": env_check,
-    }))
+    print(
+        "Results (costs on: modelled 1.0-pip spread, 0.2-pip commission per side, 0.1-pip slippage, "
+        "250 ms latency; 1 lot = 100,000 EUR; equity 100,000 USD)"
+    )
+    print(
+        format_summary(
+            {
+                "train in-sample": tr.in_sample,
+                "validation": tr.validation,
+                "daemon Oct-Dec": dr.summary,
+                "env Oct-Dec": env_check,
+            }
+        )
+    )
     print("\nOct-Dec (never trained on): the daemon's run next to its baselines, same env, fills and costs")
     print(format_summary({"policy (daemon)": dr.summary, **vs.baselines}))
     print("\n".join(vs.lines()))
     print(f"daemon {risk_line(dr.counters)}")
     same = all(abs(env_check[k] - dr.summary[k]) < 1e-9 for k in ("pnl", "trades", "decisions", "max_drawdown_pct"))
-    print(f"\nDaemon vs trainer env on Oct-Dec: {'identical' if same else 'DIFFERENT (parity broken!)'}. "
-          f"Model {ck.sha[:12]}.")
+    print(
+        f"\nDaemon vs trainer env on Oct-Dec: {'identical' if same else 'DIFFERENT (parity broken!)'}. "
+        f"Model {ck.sha[:12]}."
+    )
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0 if same else 1

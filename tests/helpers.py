@@ -87,14 +87,22 @@ def write_bars_csv(path: Path, bars: np.ndarray) -> Path:
     return path
 
 
-def tiny_checkpoint(models_dir: Path, spec: FeatureSpec, seed: int = 0, hidden: int = 16,
-                    action_space=ACTION_NAMES, feature_hash: str | None = None):
+def tiny_checkpoint(
+    models_dir: Path,
+    spec: FeatureSpec,
+    seed: int = 0,
+    hidden: int = 16,
+    action_space=ACTION_NAMES,
+    feature_hash: str | None = None,
+):
     torch.manual_seed(seed)
     net = ActorCritic(spec.obs_dim, len(action_space), hidden=hidden)
     # larger output weights than PPO's init so an untrained net actually trades
     with torch.no_grad():
         net.actor[-1].weight.mul_(300.0)
-    meta = CheckpointMeta("ppo", feature_hash or spec.hash, spec.to_json(), (spec.obs_dim,), tuple(action_space), hidden)
+    meta = CheckpointMeta(
+        "ppo", feature_hash or spec.hash, spec.to_json(), (spec.obs_dim,), tuple(action_space), hidden
+    )
     ck = save_checkpoint(models_dir, net.state_dict(), meta)
     publish(models_dir, ck.sha)
     return ck, net
@@ -107,7 +115,9 @@ def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):
     text = text.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv_path}"')
     text = text.replace('state_dir = "state"', f'state_dir = "{tmp / "state"}"')
     text = text.replace('models_dir = "models"', f'models_dir = "{tmp / "models"}"')
-    text = text.replace("range = { start = 2017-10-01, end = 2018-01-01 }", f"range = {{ start = {start}, end = {end} }}")
+    text = text.replace(
+        "range = { start = 2017-10-01, end = 2018-01-01 }", f"range = {{ start = {start}, end = {end} }}"
+    )
     text = text.replace('gate_db = "state/gate.db"', f'gate_db = "{tmp / "state" / "gate.db"}"')
     replay.setdefault("require_gate_record", "false")
     for k, v in replay.items():

@@ -42,8 +42,10 @@ def order_fill_examples() -> dict[str, dict]:
     out: dict[str, dict] = {}
     for mod in (orders, positions, trades, transactions):
         out.update(_walk(mod.responses, mod.__name__.rsplit(".", 1)[-1]))
-    for name, doc in (("marketorder.MarketOrderRequest", marketorder.MarketOrderRequest.__init__.__doc__),
-                      ("oandapyV20.API", client.API.__doc__)):
+    for name, doc in (
+        ("marketorder.MarketOrderRequest", marketorder.MarketOrderRequest.__init__.__doc__),
+        ("oandapyV20.API", client.API.__doc__),
+    ):
         for k, obj in enumerate(_objects(doc or "")):
             out.update(_walk(obj, f"{name}#{k}"))
     return out

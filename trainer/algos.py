@@ -48,13 +48,15 @@ class Algorithm(Protocol):
 class PPOAlgorithm:
     kind = "ppo"
 
-    def __init__(self, cfg: TrainerConfig, env: VecTradingEnv, parent: Checkpoint | None, start_step: int,
-                 planned_steps: int) -> None:
+    def __init__(
+        self, cfg: TrainerConfig, env: VecTradingEnv, parent: Checkpoint | None, start_step: int, planned_steps: int
+    ) -> None:
         self.cfg = cfg
         # the parent's kind and sizes were checked by the warm start (trainer.cycles._warm_start)
         net = ppo_from_tensors(parent.tensors, env.obs_dim, cfg.ppo.hidden) if parent is not None else None
-        self.learner = PPOLearner(env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step,
-                                  planned_steps=planned_steps)
+        self.learner = PPOLearner(
+            env, cfg.ppo, cfg.train.seed, net=net, start_step=start_step, planned_steps=planned_steps
+        )
 
     @property
     def global_step(self) -> int:
@@ -67,8 +69,11 @@ class PPOAlgorithm:
         return {k: v.detach().clone() for k, v in self.learner.agent.state_dict().items()}
 
     def arch(self) -> dict:
-        return {"kind": "ppo", "hidden": self.cfg.ppo.hidden,
-                "inference": {"min_confidence": self.cfg.train.min_confidence}}
+        return {
+            "kind": "ppo",
+            "hidden": self.cfg.ppo.hidden,
+            "inference": {"min_confidence": self.cfg.train.min_confidence},
+        }
 
     def policy(self, sha: str = "") -> Policy:
         return policy_from_weights(self.learner.env.spec, self.tensors(), self.arch(), sha)
@@ -80,13 +85,25 @@ class PPOAlgorithm:
 def policy_from_weights(spec: FeatureSpec, tensors: dict[str, torch.Tensor], arch: dict, sha: str = "") -> Policy:
     """The Policy of weights that were not saved (a walk-forward fold's model), built by the
     same registry as a saved checkpoint's."""
-    meta = CheckpointMeta(arch["kind"], spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES,
-                          int(arch.get("hidden", 0)), arch=json.dumps(arch))
+    meta = CheckpointMeta(
+        arch["kind"],
+        spec.hash,
+        spec.to_json(),
+        (spec.obs_dim,),
+        ACTION_NAMES,
+        int(arch.get("hidden", 0)),
+        arch=json.dumps(arch),
+    )
     return load_policy(Checkpoint(sha, Path(), meta, tensors), spec, sha or "unsaved weights")
 
 
-def make_algorithm(cfg: TrainerConfig, env: VecTradingEnv, parent: Checkpoint | None = None, start_step: int = 0,
-                   planned_steps: int | None = None) -> Algorithm:
+def make_algorithm(
+    cfg: TrainerConfig,
+    env: VecTradingEnv,
+    parent: Checkpoint | None = None,
+    start_step: int = 0,
+    planned_steps: int | None = None,
+) -> Algorithm:
     planned = planned_steps if planned_steps is not None else cfg.cycles.count * cfg.cycles.steps
     if cfg.train.algo == "ppo":
         return PPOAlgorithm(cfg, env, parent, start_step, planned)

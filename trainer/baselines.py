@@ -81,8 +81,9 @@ def random_entry_actions(n: int, holds: list[int], rng: np.random.Generator) -> 
     return out
 
 
-def block_bootstrap(daily: np.ndarray, resamples: int = 1000, block_days: int = 5, seed: int = 0,
-                    level: float = 0.90) -> dict[str, tuple[float, float]]:
+def block_bootstrap(
+    daily: np.ndarray, resamples: int = 1000, block_days: int = 5, seed: int = 0, level: float = 0.90
+) -> dict[str, tuple[float, float]]:
     """``level`` intervals of annualised Sharpe and total return (%) from daily returns
     (fractions of initial equity), resampling blocks of consecutive days."""
     d = np.asarray(daily, dtype=np.float64)
@@ -98,8 +99,10 @@ def block_bootstrap(daily: np.ndarray, resamples: int = 1000, block_days: int = 
     sharpe = np.where(sd > 1e-15, x.mean(axis=1) / np.where(sd > 1e-15, sd, 1.0), 0.0) * math.sqrt(252)
     total = x.sum(axis=1) * 100.0
     q = ((1 - level) / 2 * 100, (1 + level) / 2 * 100)
-    return {"sharpe": tuple(float(v) for v in np.percentile(sharpe, q)),
-            "total_return_pct": tuple(float(v) for v in np.percentile(total, q))}
+    return {
+        "sharpe": tuple(float(v) for v in np.percentile(sharpe, q)),
+        "total_return_pct": tuple(float(v) for v in np.percentile(total, q)),
+    }
 
 
 @dataclass
@@ -121,28 +124,56 @@ class Comparison:
         out = []
         for name, iv in self.intervals.items():
             s, r = iv["sharpe"], iv["total_return_pct"]
-            out.append(f"{name:>16}: Sharpe 90 % interval [{s[0]:+.2f}, {s[1]:+.2f}], "
-                       f"return [{r[0]:+.2f} %, {r[1]:+.2f} %] (block bootstrap over days)")
+            out.append(
+                f"{name:>16}: Sharpe 90 % interval [{s[0]:+.2f}, {s[1]:+.2f}], "
+                f"return [{r[0]:+.2f} %, {r[1]:+.2f} %] (block bootstrap over days)"
+            )
         if len(self.random_pnl_pct):
             q = np.percentile(self.random_pnl_pct, [5, 50, 95])
-            out.append(f"random entries ({len(self.random_pnl_pct)} draws, the policy's trade count and holding "
-                       f"times): return 5/50/95 % = {q[0]:+.2f} / {q[1]:+.2f} / {q[2]:+.2f} %; the policy beat "
-                       f"{self.beat_random_share:.0%} of them")
+            out.append(
+                f"random entries ({len(self.random_pnl_pct)} draws, the policy's trade count and holding "
+                f"times): return 5/50/95 % = {q[0]:+.2f} / {q[1]:+.2f} / {q[2]:+.2f} %; the policy beat "
+                f"{self.beat_random_share:.0%} of them"
+            )
         return out
 
 
-def compare(history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initial_equity: float, first: int,
-            last: int, policy_tracker, *, sma: tuple[int, int] = (20, 50), draws: int = 100, seed: int = 0,
-            bootstrap_resamples: int = 1000, risk=None) -> Comparison:
+def compare(
+    history: MarketHistory,
+    spec: FeatureSpec,
+    ex: ExecutionModel,
+    initial_equity: float,
+    first: int,
+    last: int,
+    policy_tracker,
+    *,
+    sma: tuple[int, int] = (20, 50),
+    draws: int = 100,
+    seed: int = 0,
+    bootstrap_resamples: int = 1000,
+    risk=None,
+) -> Comparison:
     """Run every baseline over decisions first..last and set the policy's tracker beside them."""
     lo = max(first, spec.window - 1)
     n = last - lo + 1
     trackers = {"policy": policy_tracker}
-    baselines, intervals = {}, {"policy": block_bootstrap(policy_tracker.daily_returns(), bootstrap_resamples,
-                                                          seed=seed)}
+    baselines, intervals = (
+        {},
+        {"policy": block_bootstrap(policy_tracker.daily_returns(), bootstrap_resamples, seed=seed)},
+    )
     for name in FIXED:
-        t, _ = run_evaluation(None, history, spec, ex, initial_equity, lo, last,
-                              actions=fixed_actions(name, history, lo, last, sma), record=True, risk=risk)
+        t, _ = run_evaluation(
+            None,
+            history,
+            spec,
+            ex,
+            initial_equity,
+            lo,
+            last,
+            actions=fixed_actions(name, history, lo, last, sma),
+            record=True,
+            risk=risk,
+        )
         trackers[name] = t
         baselines[name] = t.summary()
         intervals[name] = block_bootstrap(t.daily_returns(), bootstrap_resamples, seed=seed)
@@ -150,8 +181,9 @@ def compare(history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initi
     holds = policy_tracker.holding_bars()
     pnl = []
     for _ in range(draws if holds else 0):
-        t, _ = run_evaluation(None, history, spec, ex, initial_equity, lo, last,
-                              actions=random_entry_actions(n, holds, rng), risk=risk)
+        t, _ = run_evaluation(
+            None, history, spec, ex, initial_equity, lo, last, actions=random_entry_actions(n, holds, rng), risk=risk
+        )
         pnl.append(t.summary()["pnl_pct"])
     pnl_arr = np.asarray(pnl)
     mine = policy_tracker.summary()["pnl_pct"]

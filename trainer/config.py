@@ -49,21 +49,30 @@ class MuZeroArgs(Strict):
     max_grad_norm: float = Field(5.0, gt=0)
     buffer_segments: int = Field(2000, gt=1, description="Replay buffer capacity (segments).")
     trade_quota: float = Field(0.3, ge=0, lt=1, description="Least share of stored segments with trades.")
-    reanalyse_fraction: float = Field(0.25, ge=0, le=1, description="Share of sampled segments re-searched "
-                                      "with the latest network (fresh policy and value targets).")
+    reanalyse_fraction: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of sampled segments re-searched with the latest network (fresh policy and value targets).",
+    )
     temperature: tuple[float, float] = Field((2.0, 0.5), description="Self-play temperature, start -> end.")
     dirichlet_alpha: float = Field(1.0, gt=0)
     noise_fraction: float = Field(0.5, ge=0, le=1, description="Root noise in self-play only.")
     act_temperature: float = Field(1.0, ge=0, description="Recorded in the checkpoint: temperature at act time.")
     actors: int = Field(1, gt=0, description="Self-play actors; the num_envs sessions are split among them.")
-    ray_address: str | None = Field(None, description="Run the actors on Ray: a cluster address, or 'local' for a "
-                                    "local Ray with one CPU per actor. None: in this process, one after another.")
+    ray_address: str | None = Field(
+        None,
+        description="Run the actors on Ray: a cluster address, or 'local' for a "
+        "local Ray with one CPU per actor. None: in this process, one after another.",
+    )
 
     @model_validator(mode="after")
-    def _actors_have_sessions(self) -> "MuZeroArgs":
+    def _actors_have_sessions(self) -> MuZeroArgs:
         if self.actors > self.num_envs:
-            raise ValueError(f"muzero.actors = {self.actors} is more than muzero.num_envs = {self.num_envs}: "
-                             "every actor needs at least one session")
+            raise ValueError(
+                f"muzero.actors = {self.actors} is more than muzero.num_envs = {self.num_envs}: "
+                "every actor needs at least one session"
+            )
         return self
 
 
@@ -92,15 +101,17 @@ class CycleConfig(Strict):
 
     count: int = Field(8, gt=0, description="Most cycles per run.")
     steps: int = Field(6000, gt=0, description="Env steps per cycle (rounded up to whole rollouts).")
-    curriculum: tuple[float, ...] = Field((0.75, 0.75, 0.70, 0.70, 0.67, 0.55, 0.45, 0.35, 0.25),
-                                          description="Target hold rate per cycle (last one repeats).")
+    curriculum: tuple[float, ...] = Field(
+        (0.75, 0.75, 0.70, 0.70, 0.67, 0.55, 0.45, 0.35, 0.25),
+        description="Target hold rate per cycle (last one repeats).",
+    )
     min_cycles: int = Field(2, gt=0, description="Never stop before this many cycles.")
     patience: int = Field(2, gt=0, description="Stop after this many cycles without improvement.")
     min_sharpe_improvement: float = Field(0.01, ge=0, description="Relative Sharpe gain that counts (1 %).")
     warm_start: StrictBool = Field(True, description="Start from models/current (or gold) when compatible.")
 
     @model_validator(mode="after")
-    def _check(self) -> "CycleConfig":
+    def _check(self) -> CycleConfig:
         if not self.curriculum or not all(0.0 <= x <= 1.0 for x in self.curriculum):
             raise ValueError("curriculum must be a non-empty list of hold rates in [0, 1]")
         return self
@@ -118,40 +129,63 @@ class GateConfig(Strict):
     drift_threshold: float = Field(0.15, gt=0, description="Relative L2 distance to gold.")
     mc_resamples: int = Field(1000, ge=1000, description="Monte Carlo bootstrap resamples.")
     walk_forward_windows: int = Field(4, ge=2, description="Rolling windows for walk-forward efficiency.")
-    gate_on_robustness: StrictBool = Field(True, description="Also require CAR25, DD95, WFE, SQN and profit "
-                                           "factor minimums (from min_robustness_trades trades on).")
+    gate_on_robustness: StrictBool = Field(
+        True,
+        description="Also require CAR25, DD95, WFE, SQN and profit "
+        "factor minimums (from min_robustness_trades trades on).",
+    )
     min_car25_pct: float = Field(0.0, description="Monte Carlo 25th-percentile annual return (Bandy's CAR25).")
     max_dd95_pct: float = Field(20.0, gt=0, description="Monte Carlo 95th-percentile max drawdown (Bandy's DD95).")
     min_walk_forward_efficiency: float = 0.5
     min_sqn: float = Field(1.6, description="Van Tharp: below 1.6 is 'poor'.")
     min_profit_factor: float = Field(1.2, ge=0)
-    min_robustness_trades: int = Field(30, ge=2, description="Fewer validation trades: robustness fails, not "
-                                       "'too few to tell' passing.")
+    min_robustness_trades: int = Field(
+        30, ge=2, description="Fewer validation trades: robustness fails, not 'too few to tell' passing."
+    )
     # evidence: activity and baselines (a flat, buy-and-hold or one-trade model cannot pass)
-    gate_on_evidence: StrictBool = Field(True, description="Require the evidence below; off only to test the "
-                                         "publishing mechanics (a model then publishes without evidence).")
+    gate_on_evidence: StrictBool = Field(
+        True,
+        description="Require the evidence below; off only to test the "
+        "publishing mechanics (a model then publishes without evidence).",
+    )
     min_validation_trades: int = Field(10, ge=1, description="Trades over the validation window.")
     hold_rate_band: tuple[float, float] = Field(
-        (0.25, 0.98), description="Share of HOLD decisions on validation. The top is 98 %, not the seed's 90 %: "
+        (0.25, 0.98),
+        description="Share of HOLD decisions on validation. The top is 98 %, not the seed's 90 %: "
         "with the shadow gate's 0-1 orders a day on hourly bars a policy holds at least 23 of 24 decisions; "
-        "a flat or one-trade model (100 %, 99.9 %) and one repeating BUY every bar (0 %) still fail.")
+        "a flat or one-trade model (100 %, 99.9 %) and one repeating BUY every bar (0 %) still fail.",
+    )
     min_shadow_orders: int = Field(1, ge=0, description="Orders over all shadow days together: inactivity fails.")
-    beat_margin_pct: float = Field(0.1, ge=0, description="Validation return must exceed always-flat's and "
-                                   "buy-and-hold's, after costs, by this many percent of equity.")
+    beat_margin_pct: float = Field(
+        0.1,
+        ge=0,
+        description="Validation return must exceed always-flat's and "
+        "buy-and-hold's, after costs, by this many percent of equity.",
+    )
 
 
 class TrainConfig(Strict):
     range: DateRange = Field(description="Bars used: training head plus held-back tail.")
     algo: Literal["ppo", "muzero"] = Field("ppo", description="The learning algorithm (trainer.algos).")
-    min_confidence: float = Field(0.35, ge=0, le=1, description="Recorded in the checkpoint: an action whose "
-                                  "confidence is below this is taken as HOLD, in evaluation and in the daemon.")
+    min_confidence: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="Recorded in the checkpoint: an action whose "
+        "confidence is below this is taken as HOLD, in evaluation and in the daemon.",
+    )
     holdout_fraction: float = Field(0.15, gt=0, lt=1, description="Tail of the range never trained on.")
     session_minutes: int = Field(21_600, gt=0, description="Session length (360 one-hour bars).")
-    max_gap_minutes: float | None = Field(None, ge=0, description="Reject a session in which two consecutive "
-                                          "bars are further apart than the bar period plus this (a missing bar, "
-                                          "a feed outage); none: no gap check. Seed: 10.")
-    reject_weekend: StrictBool = Field(False, description="Reject a session that spans a weekend (the week "
-                                       "turns at Saturday 12:00 UTC).")
+    max_gap_minutes: float | None = Field(
+        None,
+        ge=0,
+        description="Reject a session in which two consecutive "
+        "bars are further apart than the bar period plus this (a missing bar, "
+        "a feed outage); none: no gap check. Seed: 10.",
+    )
+    reject_weekend: StrictBool = Field(
+        False, description="Reject a session that spans a weekend (the week turns at Saturday 12:00 UTC)."
+    )
     seed: int = 1
     models_dir: Path = Path("models")
     gate_db: Path = Field(Path("state/gate.db"), description="The trainer's registry database.")

@@ -25,23 +25,40 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from core.checkpoint import clean_leftovers, Checkpoint, CheckpointMeta, check_compatible, point_link, publish, read_checkpoint, save_checkpoint
+from core.checkpoint import (
+    Checkpoint,
+    CheckpointMeta,
+    check_compatible,
+    clean_leftovers,
+    point_link,
+    publish,
+    read_checkpoint,
+    save_checkpoint,
+)
 from core.errors import CheckpointError, ConfigError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
-from core.policies import load_policy
 from core.metrics import annualised_pct
+from core.policies import load_policy
 from core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
 from core.types import ACTION_NAMES, NS_PER_DAY, NS_PER_MINUTE
+from trainer.algos import make_algorithm
 from trainer.baselines import compare
 from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv
 from trainer.evaluation import run_evaluation
 from trainer.gatedb import GateDB
-from trainer.gates import (ShadowResult, evidence, preflight, relative_l2, robustness_verdict, shadow_replay,
-                           shadow_ticks, verdict_dict)
+from trainer.gates import (
+    ShadowResult,
+    evidence,
+    preflight,
+    relative_l2,
+    robustness_verdict,
+    shadow_replay,
+    shadow_ticks,
+    verdict_dict,
+)
 from trainer.history import load_history
-from trainer.algos import make_algorithm
 from trainer.ppo import PPOProgress
 from trainer.sessions import SessionIndex, index_sessions
 from trainer.shaping import RewardShaper
@@ -108,12 +125,22 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
             continue
         try:
             ck = read_checkpoint(link)
-            check_compatible(ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
-                             action_space=ACTION_NAMES, **cfg.market_identity())
+            check_compatible(
+                ck.meta,
+                str(link),
+                feature_spec_hash=spec.hash,
+                obs_shape=(spec.obs_dim,),
+                action_space=ACTION_NAMES,
+                **cfg.market_identity(),
+            )
             arch = ck.meta.architecture()
-            if ck.meta.policy_kind != cfg.train.algo or (cfg.train.algo == "ppo" and arch.get("hidden") != cfg.ppo.hidden):
-                raise CheckpointError(f"{link}: kind {ck.meta.policy_kind} / arch {arch} differ from the config "
-                                      f"(train.algo {cfg.train.algo}, ppo.hidden {cfg.ppo.hidden})")
+            if ck.meta.policy_kind != cfg.train.algo or (
+                cfg.train.algo == "ppo" and arch.get("hidden") != cfg.ppo.hidden
+            ):
+                raise CheckpointError(
+                    f"{link}: kind {ck.meta.policy_kind} / arch {arch} differ from the config "
+                    f"(train.algo {cfg.train.algo}, ppo.hidden {cfg.ppo.hidden})"
+                )
             return ck
         except CheckpointError as e:
             log.warning("warm_start_skipped", link=str(link), reason=str(e))
@@ -155,20 +182,26 @@ def split_history(cfg: TrainerConfig, spec: FeatureSpec, history, recorded: list
     else:
         days = np.unique(ts // NS_PER_DAY)
         if len(days) <= cfg.gates.shadow_days:
-            raise ConfigError(f"train.range holds {len(days)} trading days; the shadow gate needs more than "
-                              f"gates.shadow_days = {cfg.gates.shadow_days}")
+            raise ConfigError(
+                f"train.range holds {len(days)} trading days; the shadow gate needs more than "
+                f"gates.shadow_days = {cfg.gates.shadow_days}"
+            )
         gate_first = int(np.searchsorted(ts, days[-cfg.gates.shadow_days] * NS_PER_DAY))
     split = int(gate_first * (1.0 - cfg.train.holdout_fraction))
     session_len = cfg.bars.bars(cfg.train.session_minutes, "train.session_minutes")
     usable = split - 2 - (spec.window - 1) + 1
     if session_len > usable:
-        raise ConfigError(f"train.session_minutes = {cfg.train.session_minutes} ({session_len} bars) is longer than "
-                          f"the {usable} usable training bars in {_day(int(ts[0]))} .. {_day(int(ts[-1]))} (after "
-                          f"the {spec.window}-bar warm-up and the held-back tail)")
+        raise ConfigError(
+            f"train.session_minutes = {cfg.train.session_minutes} ({session_len} bars) is longer than "
+            f"the {usable} usable training bars in {_day(int(ts[0]))} .. {_day(int(ts[-1]))} (after "
+            f"the {spec.window}-bar warm-up and the held-back tail)"
+        )
     if gate_first - 2 - split < 1:
         raise ConfigError(f"train.holdout_fraction = {cfg.train.holdout_fraction} leaves no bars to validate on")
-    split_desc = (f"train {_day(int(ts[0]))} .. {_day(int(ts[split - 1]))}, validation {_day(int(ts[split]))} .. "
-                  f"{_day(int(ts[gate_first - 1]))}")
+    split_desc = (
+        f"train {_day(int(ts[0]))} .. {_day(int(ts[split - 1]))}, validation {_day(int(ts[split]))} .. "
+        f"{_day(int(ts[gate_first - 1]))}"
+    )
     if shadow_tail:
         split_desc += f", shadow gate {_day(int(ts[gate_first]))} .. {_day(int(ts[-1]))}"
     elif recorded:
@@ -190,8 +223,14 @@ class TrainedCycles:
         return max(self.records, key=lambda r: (r.metrics["sharpe"], -r.cycle))
 
 
-def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | None = None, start_step: int = 0,
-                 on_cycle=None, progress: bool = False) -> TrainedCycles:
+def train_cycles(
+    cfg: TrainerConfig,
+    data: PreparedData,
+    parent: Checkpoint | None = None,
+    start_step: int = 0,
+    on_cycle=None,
+    progress: bool = False,
+) -> TrainedCycles:
     """The cycle plan on ``data`` with the configured algorithm (trainer.algos): learn on bars
     [0, split), validate every cycle on [split, gate_first - 2] through the policy the daemon
     would run, stop early by patience. ``on_cycle(k, state, metrics, target, step, improved, arch)``
@@ -201,9 +240,21 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | No
     num_envs = cfg.muzero.num_envs if cfg.train.algo == "muzero" else cfg.ppo.num_envs
     shaper = RewardShaper(cfg.shaping, num_envs, cfg.ppo.reward_scale)
     sessions = session_index(cfg, data)
-    env = VecTradingEnv(history, spec, ex, cfg.account.initial_equity, num_envs, data.session_len,
-                        seed=cfg.train.seed, first_bar=0, last_bar=split - 2, reward_scale=cfg.ppo.reward_scale,
-                        shaper=shaper, risk=cfg.risk, session_starts=sessions.starts)
+    env = VecTradingEnv(
+        history,
+        spec,
+        ex,
+        cfg.account.initial_equity,
+        num_envs,
+        data.session_len,
+        seed=cfg.train.seed,
+        first_bar=0,
+        last_bar=split - 2,
+        reward_scale=cfg.ppo.reward_scale,
+        shaper=shaper,
+        risk=cfg.risk,
+        session_starts=sessions.starts,
+    )
     algo = make_algorithm(cfg, env, parent, start_step)
     bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
     rates: list[float] = []
@@ -224,8 +275,9 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | No
             target = cfg.cycles.curriculum[min(k, len(cfg.cycles.curriculum) - 1)]
             shaper.set_target(target)
             algo.learn(cfg.cycles.steps, on_progress)
-            tracker, _ = run_evaluation(algo.policy(), history, spec, ex, cfg.account.initial_equity, split,
-                                        gate_first - 2, risk=cfg.risk)
+            tracker, _ = run_evaluation(
+                algo.policy(), history, spec, ex, cfg.account.initial_equity, split, gate_first - 2, risk=cfg.risk
+            )
             m = tracker.summary()
             state = algo.tensors()
             imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
@@ -233,9 +285,18 @@ def train_cycles(cfg: TrainerConfig, data: PreparedData, parent: Checkpoint | No
             sha = on_cycle(k, state, m, target, algo.global_step, imp, algo.arch()) if on_cycle is not None else ""
             states.append(state)
             records.append(CycleRecord(k, sha, algo.global_step, target, m, imp))
-            log.info("cycle_finished", cycle=k, sha=sha[:12], step=algo.global_step, target_hold_rate=target,
-                     val_sharpe=round(m["sharpe"], 3), val_pnl_pct=round(m["pnl_pct"], 3), val_trades=m["trades"],
-                     hold_rate=round(m["hold_rate"], 3), improved=imp)
+            log.info(
+                "cycle_finished",
+                cycle=k,
+                sha=sha[:12],
+                step=algo.global_step,
+                target_hold_rate=target,
+                val_sharpe=round(m["sharpe"], 3),
+                val_pnl_pct=round(m["pnl_pct"], 3),
+                val_trades=m["trades"],
+                hold_rate=round(m["hold_rate"], 3),
+                improved=imp,
+            )
             if should_stop([r.improved for r in records], cfg.cycles.min_cycles, cfg.cycles.patience):
                 log.info("early_stop", after_cycles=k + 1)
                 break
@@ -252,12 +313,15 @@ def session_index(cfg: TrainerConfig, data: PreparedData) -> SessionIndex:
     t = cfg.train
     gap = None if t.max_gap_minutes is None else int(t.max_gap_minutes * NS_PER_MINUTE)
     lo = data.spec.window - 1
-    idx = index_sessions(data.history.bars["ts_ns"], lo, data.split - 2, data.session_len, cfg.bars.period_ns, gap,
-                         t.reject_weekend)
+    idx = index_sessions(
+        data.history.bars["ts_ns"], lo, data.split - 2, data.session_len, cfg.bars.period_ns, gap, t.reject_weekend
+    )
     log.info("sessions_indexed", **idx.log_fields())
     if len(idx.starts) == 0:
-        raise ConfigError(f"train.max_gap_minutes = {t.max_gap_minutes}, train.reject_weekend = {t.reject_weekend} "
-                          f"and train.session_minutes = {t.session_minutes}: {idx.describe()}; nothing to train on")
+        raise ConfigError(
+            f"train.max_gap_minutes = {t.max_gap_minutes}, train.reject_weekend = {t.reject_weekend} "
+            f"and train.session_minutes = {t.session_minutes}: {idx.describe()}; nothing to train on"
+        )
     return idx
 
 
@@ -274,8 +338,14 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         raise ConfigError(f"train.models_dir = {models}: not writable ({e.strerror})") from None
     gdb = GateDB(cfg.train.gate_db)
     data = prepare_data(cfg)
-    spec, ex, history, split, gate_first, session_len, split_desc = (
-        data.spec, data.ex, data.history, data.split, data.gate_first, data.session_len, data.split_desc)
+    spec, ex, history, split, gate_first, split_desc = (
+        data.spec,
+        data.ex,
+        data.history,
+        data.split,
+        data.gate_first,
+        data.split_desc,
+    )
     start_ns, end_ns = cfg.train.range.ns()
     crashed = gdb.start_run(run_id)
     if crashed:
@@ -286,20 +356,42 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
 
     parent = _warm_start(cfg, spec)
     start_step = int(json.loads(parent.meta.extra).get("steps", 0)) if parent else 0
-    log.info("training_started", run_id=run_id, split=split_desc, parent=parent.sha[:12] if parent else None,
-             start_step=start_step, cycles=cfg.cycles.count, steps_per_cycle=cfg.cycles.steps, feature_spec=spec.hash)
+    log.info(
+        "training_started",
+        run_id=run_id,
+        split=split_desc,
+        parent=parent.sha[:12] if parent else None,
+        start_step=start_step,
+        cycles=cfg.cycles.count,
+        steps_per_cycle=cfg.cycles.steps,
+        feature_spec=spec.hash,
+    )
 
     checkpoints: dict[str, Checkpoint] = {}
 
     def save(k: int, state: dict, m: dict, target: float, step: int, imp: bool, arch: dict) -> str:
         meta = CheckpointMeta(
-            policy_kind=arch["kind"], feature_spec_hash=spec.hash, feature_spec=spec.to_json(),
-            obs_shape=(spec.obs_dim,), action_space=ACTION_NAMES, hidden=int(arch.get("hidden", 0)), arch=json.dumps(arch),
+            policy_kind=arch["kind"],
+            feature_spec_hash=spec.hash,
+            feature_spec=spec.to_json(),
+            obs_shape=(spec.obs_dim,),
+            action_space=ACTION_NAMES,
+            hidden=int(arch.get("hidden", 0)),
+            arch=json.dumps(arch),
             parent=parent.sha if parent else "",
             **cfg.market_identity(),
             data_range=f"{cfg.train.range.start}..{cfg.train.range.end}; {split_desc}",
-            extra=json.dumps({"steps": step, "cycle": k, "run_id": run_id, "seed": cfg.train.seed,
-                              "target_hold_rate": target, "validation": m}, default=float),
+            extra=json.dumps(
+                {
+                    "steps": step,
+                    "cycle": k,
+                    "run_id": run_id,
+                    "seed": cfg.train.seed,
+                    "target_hold_rate": target,
+                    "validation": m,
+                },
+                default=float,
+            ),
         )
         ck = save_checkpoint(models, state, meta)
         checkpoints[ck.sha] = ck
@@ -315,29 +407,44 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     best_rec = trained.best
     cand = checkpoints[best_rec.sha]
     cand_policy = load_policy(cand, spec, f"candidate {cand.sha[:12]}")  # as the daemon will run it
-    val_tracker, _ = run_evaluation(cand_policy, history, spec, ex, cfg.account.initial_equity, split, gate_first - 2,
-                                    record=True, risk=cfg.risk)
-    is_tracker, _ = run_evaluation(cand_policy, history, spec, ex, cfg.account.initial_equity, 0, split - 2,
-                                   record=True, risk=cfg.risk)
+    val_tracker, _ = run_evaluation(
+        cand_policy, history, spec, ex, cfg.account.initial_equity, split, gate_first - 2, record=True, risk=cfg.risk
+    )
+    is_tracker, _ = run_evaluation(
+        cand_policy, history, spec, ex, cfg.account.initial_equity, 0, split - 2, record=True, risk=cfg.risk
+    )
     validation, in_sample = val_tracker.summary(), is_tracker.summary()
-    vs_baselines = compare(history, spec, ex, cfg.account.initial_equity, split, gate_first - 2, val_tracker,
-                           seed=cfg.train.seed, risk=cfg.risk)
+    vs_baselines = compare(
+        history,
+        spec,
+        ex,
+        cfg.account.initial_equity,
+        split,
+        gate_first - 2,
+        val_tracker,
+        seed=cfg.train.seed,
+        risk=cfg.risk,
+    )
 
     # gates
     pre = preflight(cand.meta, cfg.gates, cfg.risk)
     ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns)
     vbar = _progress(progress, 1, "shadow replay")
-    shadow = shadow_replay(cand_policy, cfg, spec, cfg.gates, ticks, judged, source,
-                           best_rec.cycle)
+    shadow = shadow_replay(cand_policy, cfg, spec, cfg.gates, ticks, judged, source, best_rec.cycle)
     if vbar is not None:
         vbar.update(1)
         vbar.close()
     years = validation["calendar_days"] / 365.25  # calendar time, not days that have bars
     mc = monte_carlo(val_tracker.trade_returns(), years, cfg.gates.mc_resamples, seed=cfg.train.seed)
     wf = _walk_forward(cand_policy, history, spec, ex, cfg, split, gate_first, cfg.gates.walk_forward_windows)
-    robustness = {"car25_pct": mc.car25_pct, "dd95_pct": mc.dd95_pct, "mc_trades": mc.trades,
-                  "walk_forward_efficiency": wf["efficiency"], "sqn": validation["sqn"],
-                  "sqn_class": sqn_class(validation["sqn"], validation["trades"])}
+    robustness = {
+        "car25_pct": mc.car25_pct,
+        "dd95_pct": mc.dd95_pct,
+        "mc_trades": mc.trades,
+        "walk_forward_efficiency": wf["efficiency"],
+        "sqn": validation["sqn"],
+        "sqn_class": sqn_class(validation["sqn"], validation["trades"]),
+    }
     robust_ok, robust_why = robustness_verdict(validation, mc.car25_pct, mc.dd95_pct, wf["efficiency"], cfg.gates)
     robustness["gating"] = cfg.gates.gate_on_robustness
     robustness["passed"] = robust_ok
@@ -368,14 +475,40 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     else:
         action = "not_published"
     gdb.log_drift(cand.sha, gold.sha if gold else None, drift, cfg.gates.drift_threshold, passed, action)
-    log.info("gates_evaluated", sha=cand.sha[:12], passed=passed, preflight=pre[0], shadow=shadow.passed,
-             robustness=robust_ok, drift=None if drift is None else round(drift, 4), action=action)
-    result = CycleRun(run_id, records, cand.sha, parent.sha if parent else "", passed, passed, action, gate,
-                      validation, in_sample, shadow, drift, mc, wf,
-                      curves={"validation": (val_tracker.curve_ts, val_tracker.curve_equity),
-                              "in_sample": (is_tracker.curve_ts, is_tracker.curve_equity)},
-                      steps_per_s=float(np.median(rates)) if rates else 0.0, seconds=time.perf_counter() - t0,
-                      split_desc=f"{split_desc}; {trained.sessions}", baselines=vs_baselines)
+    log.info(
+        "gates_evaluated",
+        sha=cand.sha[:12],
+        passed=passed,
+        preflight=pre[0],
+        shadow=shadow.passed,
+        robustness=robust_ok,
+        drift=None if drift is None else round(drift, 4),
+        action=action,
+    )
+    result = CycleRun(
+        run_id,
+        records,
+        cand.sha,
+        parent.sha if parent else "",
+        passed,
+        passed,
+        action,
+        gate,
+        validation,
+        in_sample,
+        shadow,
+        drift,
+        mc,
+        wf,
+        curves={
+            "validation": (val_tracker.curve_ts, val_tracker.curve_equity),
+            "in_sample": (is_tracker.curve_ts, is_tracker.curve_equity),
+        },
+        steps_per_s=float(np.median(rates)) if rates else 0.0,
+        seconds=time.perf_counter() - t0,
+        split_desc=f"{split_desc}; {trained.sessions}",
+        baselines=vs_baselines,
+    )
     from trainer.report import write_report
 
     result.report = write_report(result, cfg)
@@ -396,9 +529,16 @@ def _walk_forward(policy, history, spec, ex, cfg: TrainerConfig, split: int, gat
                 continue
             tr, _ = run_evaluation(policy, history, spec, ex, cfg.account.initial_equity, int(a), int(b), risk=cfg.risk)
             s = tr.summary()
-            rows.append({"kind": kind, "from": _day(int(history.bars["ts_ns"][a])),
-                         "to": _day(int(history.bars["ts_ns"][b])), "annualised_pct": annualised_pct(s),
-                         "trades": s["trades"], "sharpe": s["sharpe"]})
+            rows.append(
+                {
+                    "kind": kind,
+                    "from": _day(int(history.bars["ts_ns"][a])),
+                    "to": _day(int(history.bars["ts_ns"][b])),
+                    "annualised_pct": annualised_pct(s),
+                    "trades": s["trades"],
+                    "sharpe": s["sharpe"],
+                }
+            )
     ins = [r["annualised_pct"] for r in rows if r["kind"] == "in-sample"]
     oos = [r["annualised_pct"] for r in rows if r["kind"] == "out-of-sample"]
     return {"rows": rows, "efficiency": walk_forward_efficiency(ins, oos) if ins and oos else 0.0}

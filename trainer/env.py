@@ -64,10 +64,44 @@ def _risk_target(rs, action, u, trade_units, can_open, position_limit, order_cap
 
 
 @numba.njit(cache=True)
-def _step(actions, bar, steps, session_len, state, rstate, feats, bar_ts, close_idx, can_open, ts, bid, ask,
-          accepted, last_bid, last_ask, pip, trade_units, position_limit, order_cap, max_trades, tiers,
-          comm_per_unit, slip, latency_ns, cap_units, initial, reward_scale, n_market, obs, reward, done, eq_out,
-          fill_idx, fill_units, fill_price):
+def _step(
+    actions,
+    bar,
+    steps,
+    session_len,
+    state,
+    rstate,
+    feats,
+    bar_ts,
+    close_idx,
+    can_open,
+    ts,
+    bid,
+    ask,
+    accepted,
+    last_bid,
+    last_ask,
+    pip,
+    trade_units,
+    position_limit,
+    order_cap,
+    max_trades,
+    tiers,
+    comm_per_unit,
+    slip,
+    latency_ns,
+    cap_units,
+    initial,
+    reward_scale,
+    n_market,
+    obs,
+    reward,
+    done,
+    eq_out,
+    fill_idx,
+    fill_units,
+    fill_price,
+):
     unit_pips = pip * trade_units
     for e in range(actions.shape[0]):
         i = bar[e]
@@ -84,8 +118,22 @@ def _step(actions, bar, steps, session_len, state, rstate, feats, bar_ts, close_
         if order != 0.0:
             rs[RS_ORDERS] += 1.0
             j = close_idx[i]
-            n, _rem = work_order(order, ts, bid, ask, accepted, j + 1, close_idx[i + 1], ts[j] + latency_ns,
-                                 cap_units, slip, fill_idx, fill_units, fill_price, 0)
+            n, _rem = work_order(
+                order,
+                ts,
+                bid,
+                ask,
+                accepted,
+                j + 1,
+                close_idx[i + 1],
+                ts[j] + latency_ns,
+                cap_units,
+                slip,
+                fill_idx,
+                fill_units,
+                fill_price,
+                0,
+            )
             for f in range(n):
                 apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
         i1 = i + 1
@@ -121,10 +169,23 @@ def _step(actions, bar, steps, session_len, state, rstate, feats, bar_ts, close_
 class VecTradingEnv:
     """``num_envs`` independent sessions of ``session_len`` decisions over one history."""
 
-    def __init__(self, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel, initial_equity: float,
-                 num_envs: int, session_len: int, seed: int, reward_scale: float = 0.1,
-                 first_bar: int | None = None, last_bar: int | None = None, auto_reset: bool = True,
-                 shaper=None, risk: RiskConfig | None = None, session_starts: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        history: MarketHistory,
+        spec: FeatureSpec,
+        ex: ExecutionModel,
+        initial_equity: float,
+        num_envs: int,
+        session_len: int,
+        seed: int,
+        reward_scale: float = 0.1,
+        first_bar: int | None = None,
+        last_bar: int | None = None,
+        auto_reset: bool = True,
+        shaper=None,
+        risk: RiskConfig | None = None,
+        session_starts: np.ndarray | None = None,
+    ) -> None:
         self.h, self.spec, self.ex = history, spec, ex
         self.num_envs, self.session_len = num_envs, session_len
         self.initial_equity, self.reward_scale = initial_equity, reward_scale
@@ -163,8 +224,11 @@ class VecTradingEnv:
         self.reward = np.zeros(num_envs)
         self.done = np.zeros(num_envs, dtype=np.bool_)
         self._fills = (np.empty(MAX_FILLS, dtype=np.int64), np.empty(MAX_FILLS), np.empty(MAX_FILLS))
-        self._cols = (np.ascontiguousarray(history.ticks["ts_ns"]), np.ascontiguousarray(history.ticks["bid"]),
-                      np.ascontiguousarray(history.ticks["ask"]))
+        self._cols = (
+            np.ascontiguousarray(history.ticks["ts_ns"]),
+            np.ascontiguousarray(history.ticks["bid"]),
+            np.ascontiguousarray(history.ticks["ask"]),
+        )
         max_units_per_step = 2 * ex.max_position_units
         if max_units_per_step / ex.cap_units > MAX_FILLS:
             raise ValueError("liquidity cap too small for the fill buffer")
@@ -187,8 +251,16 @@ class VecTradingEnv:
 
     def reset(self, starts: np.ndarray | None = None) -> np.ndarray:
         self._reset_envs(np.arange(self.num_envs), starts)
-        _observe(self.h.features, self.bar, self.state, self.h.last_bid, self.h.last_ask, self.ex.pip,
-                 self.spec.n_market, self.obs)
+        _observe(
+            self.h.features,
+            self.bar,
+            self.state,
+            self.h.last_bid,
+            self.h.last_ask,
+            self.ex.pip,
+            self.spec.n_market,
+            self.obs,
+        )
         return self.obs
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,12 +271,42 @@ class VecTradingEnv:
         if self.shaper is not None:
             regime = h.regime[self.bar]
             maxdd_before = self.state[:, PS_MAXDD].copy()
-        _step(actions, self.bar, self.steps, self.session_len, self.state, self.rstate,
-              h.features, self._bar_ts, h.close_idx, h.can_open, ts, bid, ask, h.accepted, h.last_bid, h.last_ask,
-              ex.pip, ex.trade_units, self.position_limit, self.order_cap, self.max_trades, self.tiers,
-              ex.commission_per_unit, ex.slippage, ex.latency_ns, ex.cap_units, self.initial_equity,
-              self.reward_scale, self.spec.n_market, self.obs, self.reward, self.done, self.equity_pips,
-              *self._fills)
+        _step(
+            actions,
+            self.bar,
+            self.steps,
+            self.session_len,
+            self.state,
+            self.rstate,
+            h.features,
+            self._bar_ts,
+            h.close_idx,
+            h.can_open,
+            ts,
+            bid,
+            ask,
+            h.accepted,
+            h.last_bid,
+            h.last_ask,
+            ex.pip,
+            ex.trade_units,
+            self.position_limit,
+            self.order_cap,
+            self.max_trades,
+            self.tiers,
+            ex.commission_per_unit,
+            ex.slippage,
+            ex.latency_ns,
+            ex.cap_units,
+            self.initial_equity,
+            self.reward_scale,
+            self.spec.n_market,
+            self.obs,
+            self.reward,
+            self.done,
+            self.equity_pips,
+            *self._fills,
+        )
         if self.shaper is not None:
             dd_up = np.maximum(0.0, self.state[:, PS_MAXDD] - maxdd_before)
             self.reward[:] = self.shaper.shape(actions, self.reward, regime, dd_up, self.equity_pips, self.done)
@@ -212,7 +314,15 @@ class VecTradingEnv:
         if len(finished) and self.auto_reset:
             self._reset_envs(finished)
             sub = self.obs[finished]
-            _observe(h.features, self.bar[finished], self.state[finished], h.last_bid, h.last_ask, ex.pip,
-                     self.spec.n_market, sub)
+            _observe(
+                h.features,
+                self.bar[finished],
+                self.state[finished],
+                h.last_bid,
+                h.last_ask,
+                ex.pip,
+                self.spec.n_market,
+                sub,
+            )
             self.obs[finished] = sub
         return self.obs, self.reward, self.done

@@ -15,18 +15,34 @@ from trainer.env import RS_BLOCKED, RS_FLATTENS, RS_FORCED, RS_HALTED_BARS, VecT
 from trainer.history import MarketHistory
 
 
-def evaluate(policy: Policy | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
-             initial_equity: float, first_bar: int, last_bar: int | None = None,
-             actions: np.ndarray | None = None, risk: RiskConfig | None = None) -> tuple[dict[str, float], list[int]]:
+def evaluate(
+    policy: Policy | None,
+    history: MarketHistory,
+    spec: FeatureSpec,
+    ex: ExecutionModel,
+    initial_equity: float,
+    first_bar: int,
+    last_bar: int | None = None,
+    actions: np.ndarray | None = None,
+    risk: RiskConfig | None = None,
+) -> tuple[dict[str, float], list[int]]:
     """Decide on bars first_bar..last_bar (``policy`` or a fixed ``actions`` list)."""
     tracker, taken = run_evaluation(policy, history, spec, ex, initial_equity, first_bar, last_bar, actions, risk=risk)
     return tracker.summary(), taken
 
 
-def run_evaluation(policy: Policy | None, history: MarketHistory, spec: FeatureSpec, ex: ExecutionModel,
-                   initial_equity: float, first_bar: int, last_bar: int | None = None,
-                   actions: np.ndarray | None = None, record: bool = False,
-                   risk: RiskConfig | None = None) -> tuple[PerformanceTracker, list[int]]:
+def run_evaluation(
+    policy: Policy | None,
+    history: MarketHistory,
+    spec: FeatureSpec,
+    ex: ExecutionModel,
+    initial_equity: float,
+    first_bar: int,
+    last_bar: int | None = None,
+    actions: np.ndarray | None = None,
+    record: bool = False,
+    risk: RiskConfig | None = None,
+) -> tuple[PerformanceTracker, list[int]]:
     """As ``evaluate``, returning the tracker (equity curve when ``record``, trade list).
     The daemon's risk rules apply (``risk``, default the shipped limits): on a bar where the
     flatten tier closes the position nothing is decided, as in the daemon, and ``actions``
@@ -34,16 +50,21 @@ def run_evaluation(policy: Policy | None, history: MarketHistory, spec: FeatureS
     hi = len(history) - 2 if last_bar is None else last_bar
     first = max(first_bar, spec.window - 1)
     n = hi - first + 1
-    env = VecTradingEnv(history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi,
-                        auto_reset=False, risk=risk)
+    env = VecTradingEnv(
+        history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi, auto_reset=False, risk=risk
+    )
     obs = env.reset(np.array([first]))
     tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit, record=record)
     taken: list[int] = []
 
     def mark(i: int) -> None:
         st = env.state[0]
-        tracker.on_bar(int(history.bars["ts_ns"][i]), st[PS_UNITS], st[PS_REALIZED],
-                       equity(st, history.last_bid[i], history.last_ask[i], initial_equity))
+        tracker.on_bar(
+            int(history.bars["ts_ns"][i]),
+            st[PS_UNITS],
+            st[PS_REALIZED],
+            equity(st, history.last_bid[i], history.last_ask[i], initial_equity),
+        )
 
     k = 0
     if policy is not None:
@@ -63,6 +84,9 @@ def run_evaluation(policy: Policy | None, history: MarketHistory, spec: FeatureS
         obs, _, _ = env.step(np.array([a]))
     mark(int(env.bar[0]))
     rs = env.rstate[0]
-    tracker.risk = {"flattens": int(rs[RS_FLATTENS]), "blocked_intents": int(rs[RS_BLOCKED]),
-                    "halted_bars": int(rs[RS_HALTED_BARS])}
+    tracker.risk = {
+        "flattens": int(rs[RS_FLATTENS]),
+        "blocked_intents": int(rs[RS_BLOCKED]),
+        "halted_bars": int(rs[RS_HALTED_BARS]),
+    }
     return tracker, taken

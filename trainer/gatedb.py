@@ -51,8 +51,9 @@ class GateDB:
             db = getattr(self, "db", None)
             if db is not None:
                 db.close()
-            raise FatalError(f"{self.path}: not a usable gate database ({e}); move it aside or restore a "
-                             "backup") from None
+            raise FatalError(
+                f"{self.path}: not a usable gate database ({e}); move it aside or restore a backup"
+            ) from None
 
     def _open(self, readonly: bool) -> None:
         if self.path.is_dir():
@@ -72,8 +73,10 @@ class GateDB:
     def _migrate(self, readonly: bool) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise FatalError(f"{self.path}: gate database schema v{version} is newer than this Stairway "
-                             f"(v{SCHEMA_VERSION}); upgrade Stairway before training")
+            raise FatalError(
+                f"{self.path}: gate database schema v{version} is newer than this Stairway "
+                f"(v{SCHEMA_VERSION}); upgrade Stairway before training"
+            )
         if readonly or version == SCHEMA_VERSION:
             return
         for v in range(version, SCHEMA_VERSION):
@@ -101,36 +104,69 @@ class GateDB:
             self.db.execute(
                 "INSERT OR IGNORE INTO model_registry (sha, created_ns, policy_kind, feature_spec_hash, parent, "
                 "data_range, steps, run_id, cycle, status) VALUES (?,?,?,?,?,?,?,?,?, 'candidate')",
-                (sha, time.time_ns(), meta.policy_kind, meta.feature_spec_hash, meta.parent, meta.data_range, steps,
-                 run_id, cycle))
+                (
+                    sha,
+                    time.time_ns(),
+                    meta.policy_kind,
+                    meta.feature_spec_hash,
+                    meta.parent,
+                    meta.data_range,
+                    steps,
+                    run_id,
+                    cycle,
+                ),
+            )
 
     def set_verdict(self, sha: str, passed: bool, gate: dict) -> None:
         with self.tx():
-            n = self.db.execute("UPDATE model_registry SET status = ?, gate_json = ? WHERE sha = ?",
-                                ("passed" if passed else "failed", json.dumps(gate, default=float), sha)).rowcount
+            n = self.db.execute(
+                "UPDATE model_registry SET status = ?, gate_json = ? WHERE sha = ?",
+                ("passed" if passed else "failed", json.dumps(gate, default=float), sha),
+            ).rowcount
             if n != 1:
                 raise FatalError(f"{self.path}: no registry row for {sha[:12]}")
 
-    def add_cycle(self, run_id: str, cycle: int, sha: str, global_step: int, target: float, m: dict,
-                  improved: bool) -> None:
+    def add_cycle(
+        self, run_id: str, cycle: int, sha: str, global_step: int, target: float, m: dict, improved: bool
+    ) -> None:
         with self.tx():
-            self.db.execute("INSERT INTO cycle_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (run_id, cycle, sha, global_step, target, m["sharpe"], m["sortino"], m["pnl_pct"],
-                             m["max_drawdown_pct"], m["trades"], m["hold_rate"], int(improved), time.time_ns()))
+            self.db.execute(
+                "INSERT INTO cycle_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    cycle,
+                    sha,
+                    global_step,
+                    target,
+                    m["sharpe"],
+                    m["sortino"],
+                    m["pnl_pct"],
+                    m["max_drawdown_pct"],
+                    m["trades"],
+                    m["hold_rate"],
+                    int(improved),
+                    time.time_ns(),
+                ),
+            )
 
-    def log_drift(self, sha: str, gold_sha: str | None, rel_l2: float | None, threshold: float,
-                  gate_passed: bool, action: str) -> None:
+    def log_drift(
+        self, sha: str, gold_sha: str | None, rel_l2: float | None, threshold: float, gate_passed: bool, action: str
+    ) -> None:
         with self.tx():
-            self.db.execute("INSERT INTO parameter_drift_log (ts_ns, sha, gold_sha, rel_l2, threshold, gate_passed, "
-                            "action) VALUES (?,?,?,?,?,?,?)",
-                            (time.time_ns(), sha, gold_sha, rel_l2, threshold, int(gate_passed), action))
+            self.db.execute(
+                "INSERT INTO parameter_drift_log (ts_ns, sha, gold_sha, rel_l2, threshold, gate_passed, "
+                "action) VALUES (?,?,?,?,?,?,?)",
+                (time.time_ns(), sha, gold_sha, rel_l2, threshold, int(gate_passed), action),
+            )
 
     def operator_action(self, action: str, sha: str | None, reason: str | None, completed: bool = True) -> int:
         """Record an operator action; ``completed=False`` for one whose effect (a link switch)
         follows, marked done by ``complete_action`` (a kill in between leaves it incomplete)."""
         with self.tx():
-            cur = self.db.execute("INSERT INTO operator_actions (ts_ns, action, sha, reason, completed) "
-                                  "VALUES (?,?,?,?,?)", (time.time_ns(), action, sha, reason, int(completed)))
+            cur = self.db.execute(
+                "INSERT INTO operator_actions (ts_ns, action, sha, reason, completed) VALUES (?,?,?,?,?)",
+                (time.time_ns(), action, sha, reason, int(completed)),
+            )
             if action == "promote_forced" and sha:
                 self.db.execute("UPDATE model_registry SET forced_reason = ? WHERE sha = ?", (reason, sha))
             return int(cur.lastrowid)
@@ -140,8 +176,9 @@ class GateDB:
             self.db.execute("UPDATE operator_actions SET completed = 1 WHERE id = ?", (action_id,))
 
     def incomplete_actions(self) -> list[dict]:
-        cur = self.db.execute("SELECT id, ts_ns, action, sha, reason FROM operator_actions WHERE completed = 0 "
-                              "ORDER BY id")
+        cur = self.db.execute(
+            "SELECT id, ts_ns, action, sha, reason FROM operator_actions WHERE completed = 0 ORDER BY id"
+        )
         names = [c[0] for c in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
@@ -149,17 +186,23 @@ class GateDB:
         """Record a training run; earlier runs that never recorded an end (killed) are marked
         crashed. Returns their ids."""
         with self.tx():
-            crashed = [r[0] for r in self.db.execute("SELECT run_id FROM training_runs WHERE ended_ns IS NULL "
-                                                     "AND outcome IS NULL")]
-            self.db.execute("UPDATE training_runs SET outcome = 'crashed: no end recorded' WHERE ended_ns IS NULL "
-                            "AND outcome IS NULL")
+            crashed = [
+                r[0]
+                for r in self.db.execute("SELECT run_id FROM training_runs WHERE ended_ns IS NULL AND outcome IS NULL")
+            ]
+            self.db.execute(
+                "UPDATE training_runs SET outcome = 'crashed: no end recorded' WHERE ended_ns IS NULL "
+                "AND outcome IS NULL"
+            )
             self.db.execute("INSERT INTO training_runs (run_id, started_ns) VALUES (?,?)", (run_id, time.time_ns()))
         return crashed
 
     def end_run(self, run_id: str, outcome: str, sha: str | None, report: str | None) -> None:
         with self.tx():
-            self.db.execute("UPDATE training_runs SET ended_ns = ?, outcome = ?, sha = ?, report = ? WHERE run_id = ?",
-                            (time.time_ns(), outcome, sha, report, run_id))
+            self.db.execute(
+                "UPDATE training_runs SET ended_ns = ?, outcome = ?, sha = ?, report = ? WHERE run_id = ?",
+                (time.time_ns(), outcome, sha, report, run_id),
+            )
 
     # -- reads ----------------------------------------------------------------------------
     def model(self, sha: str) -> dict | None:
@@ -177,8 +220,10 @@ class GateDB:
         return rows[0][0]
 
     def models(self) -> list[dict]:
-        cur = self.db.execute("SELECT sha, created_ns, status, steps, run_id, cycle, forced_reason, data_range "
-                              "FROM model_registry ORDER BY created_ns")
+        cur = self.db.execute(
+            "SELECT sha, created_ns, status, steps, run_id, cycle, forced_reason, data_range "
+            "FROM model_registry ORDER BY created_ns"
+        )
         names = [c[0] for c in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 

@@ -62,8 +62,14 @@ def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool,
     dcfg = load_config(DaemonConfig, gates.daemon_config)
     spec = FeatureSpec.from_config(dcfg)
     try:
-        check_compatible(meta, "candidate", feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
-                         action_space=ACTION_NAMES, **dcfg.market_identity())
+        check_compatible(
+            meta,
+            "candidate",
+            feature_spec_hash=spec.hash,
+            obs_shape=(spec.obs_dim,),
+            action_space=ACTION_NAMES,
+            **dcfg.market_identity(),
+        )
     except CheckpointMismatch as e:
         return False, f"{e} (daemon config {gates.daemon_config})"
     if risk is not None and risk != dcfg.risk:
@@ -80,7 +86,9 @@ def trades_range(gates: GateConfig, period_minutes: int) -> tuple[int, int]:
     return int(math.floor(lo * scale)), int(math.ceil(hi * scale))
 
 
-def shadow_ticks(cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns: int) -> tuple[np.ndarray, list[str], str]:
+def shadow_ticks(
+    cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns: int
+) -> tuple[np.ndarray, list[str], str]:
     """Ticks to replay and the days to judge: the last K recorded days, else the last K
     trading days of historical bars before ``end_ns`` (with warm-up bars before them)."""
     inst = cfg.instrument.symbol
@@ -91,8 +99,7 @@ def shadow_ticks(cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns
         use = days[max(0, len(days) - len(judged) - warm_days) :]
         ticks = np.concatenate([read_tick_file(day_path(gates.ticks_dir, inst, d))[0] for d in use])
         return ticks, [d.isoformat() for d in judged], "recorded ticks"
-    bars, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump,
-                                cfg.instrument.symbol)
+    bars, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump, cfg.instrument.symbol)
     bars = bars[bars["ts_ns"] < end_ns]
     bar_days = np.unique(bars["ts_ns"] // NS_PER_DAY)
     if len(bar_days) < gates.shadow_days:
@@ -100,17 +107,28 @@ def shadow_ticks(cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns
     judged_days = bar_days[-gates.shadow_days :]
     first = int(np.searchsorted(bars["ts_ns"], judged_days[0] * NS_PER_DAY))
     if first < spec.window - 1:
-        raise DataError(f"{cfg.data.bars_csv}: not enough bars before the shadow days for the "
-                        f"{spec.window}-bar feature warm-up")
+        raise DataError(
+            f"{cfg.data.bars_csv}: not enough bars before the shadow days for the {spec.window}-bar feature warm-up"
+        )
     sel = bars[first - (spec.window - 1) :]  # the first decision falls on the first judged bar
-    ticks = bars_to_ticks(sel, cfg.bars.period_ns, cfg.data.bars_side,
-                          cfg.data.modelled_spread_pips * cfg.instrument.pip_size)
+    ticks = bars_to_ticks(
+        sel, cfg.bars.period_ns, cfg.data.bars_side, cfg.data.modelled_spread_pips * cfg.instrument.pip_size
+    )
     iso = [(dt.date(1970, 1, 1) + dt.timedelta(days=int(d))).isoformat() for d in judged_days]
     return ticks, iso, "bar-derived (historical tail)"
 
 
-def shadow_replay(policy: Policy, cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, ticks: np.ndarray,
-                  judged: list[str], source: str, cycle: int, workdir: Path | None = None) -> ShadowResult:
+def shadow_replay(
+    policy: Policy,
+    cfg: MarketConfig,
+    spec: FeatureSpec,
+    gates: GateConfig,
+    ticks: np.ndarray,
+    judged: list[str],
+    source: str,
+    cycle: int,
+    workdir: Path | None = None,
+) -> ShadowResult:
     """Replay through the daemon's Slot, PaperBroker, RiskEngine and Store, day by day with
     fixed seeds (torch 123 + cycle + day, numpy 456 + cycle + day)."""
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
@@ -126,11 +144,23 @@ def shadow_replay(policy: Policy, cfg: MarketConfig, spec: FeatureSpec, gates: G
 
     async def go() -> list[tuple]:
         store = await Store.open(db)
-        slot = Slot("shadow", cfg.instrument.symbol, spec, cfg.bars.price, cfg.bars.period_ns, ex,
-                    cfg.account.initial_equity, policy, PaperBroker(ex),
-                    RiskEngine(risk_cfg, cfg.instrument.lot_units, cfg.bars.period_minutes), store,
-                    market=cfg.instrument.market, holidays=cfg.instrument.holidays, max_jump=cfg.bars.max_jump,
-                    jump_confirm=cfg.bars.jump_confirm_quotes)
+        slot = Slot(
+            "shadow",
+            cfg.instrument.symbol,
+            spec,
+            cfg.bars.price,
+            cfg.bars.period_ns,
+            ex,
+            cfg.account.initial_equity,
+            policy,
+            PaperBroker(ex),
+            RiskEngine(risk_cfg, cfg.instrument.lot_units, cfg.bars.period_minutes),
+            store,
+            market=cfg.instrument.market,
+            holidays=cfg.instrument.holidays,
+            max_jump=cfg.bars.max_jump,
+            jump_confirm=cfg.bars.jump_confirm_quotes,
+        )
         days = ticks["ts_ns"] // NS_PER_DAY
         bounds = np.flatnonzero(np.diff(days)) + 1
         for day_index, chunk in enumerate(np.split(ticks, bounds)):
@@ -142,8 +172,10 @@ def shadow_replay(policy: Policy, cfg: MarketConfig, spec: FeatureSpec, gates: G
         await store.flush()
         await store.close()
         with sqlite3.connect(db) as c:
-            return c.execute("SELECT session_date, pnl, max_drawdown_pct, orders, decisions FROM session_metrics "
-                             "ORDER BY session_date").fetchall()
+            return c.execute(
+                "SELECT session_date, pnl, max_drawdown_pct, orders, decisions FROM session_metrics "
+                "ORDER BY session_date"
+            ).fetchall()
 
     try:
         rows = {r[0]: r for r in asyncio.run(go())}
@@ -177,14 +209,24 @@ def relative_l2(candidate: dict, gold: dict) -> float:
     return math.sqrt(num / den) if den > 0 else math.inf
 
 
-def verdict_dict(pre: tuple[bool, str], shadow: ShadowResult, drift: float | None, robustness: dict,
-                 passed: bool, evidence_result: dict | None = None) -> dict:
+def verdict_dict(
+    pre: tuple[bool, str],
+    shadow: ShadowResult,
+    drift: float | None,
+    robustness: dict,
+    passed: bool,
+    evidence_result: dict | None = None,
+) -> dict:
     return {
         "passed": passed,
         "evidence": evidence_result,
         "preflight": {"passed": pre[0], "detail": pre[1]},
-        "shadow": {"passed": shadow.passed, "source": shadow.source, "trades_range": list(shadow.trades_range),
-                   "days": [asdict(d) for d in shadow.days]},
+        "shadow": {
+            "passed": shadow.passed,
+            "source": shadow.source,
+            "trades_range": list(shadow.trades_range),
+            "days": [asdict(d) for d in shadow.days],
+        },
         "drift_rel_l2": drift,
         "robustness": robustness,
     }
@@ -208,25 +250,40 @@ def evidence(validation: dict, baselines: dict[str, dict], shadow: ShadowResult,
     for name in ("flat", "buy_and_hold"):
         theirs = float(baselines[name]["pnl_pct"])
         if mine < theirs + gates.beat_margin_pct:
-            reasons.append(f"validation return {mine:+.3f} % does not beat {name} ({theirs:+.3f} %) by "
-                           f"{gates.beat_margin_pct:g} %")
-    return {"passed": not reasons or not gates.gate_on_evidence, "gating": gates.gate_on_evidence,
-            "reasons": reasons, "validation_trades": trades, "hold_rate": hold, "shadow_orders": orders}
+            reasons.append(
+                f"validation return {mine:+.3f} % does not beat {name} ({theirs:+.3f} %) by {gates.beat_margin_pct:g} %"
+            )
+    return {
+        "passed": not reasons or not gates.gate_on_evidence,
+        "gating": gates.gate_on_evidence,
+        "reasons": reasons,
+        "validation_trades": trades,
+        "hold_rate": hold,
+        "shadow_orders": orders,
+    }
 
 
-def robustness_verdict(validation: dict, car25: float, dd95: float, wfe: float, gates: GateConfig) -> tuple[bool, list[str]]:
+def robustness_verdict(
+    validation: dict, car25: float, dd95: float, wfe: float, gates: GateConfig
+) -> tuple[bool, list[str]]:
     """Bandy/Van Tharp minimums, judged only from min_robustness_trades trades on (fewer: fail)."""
     if not gates.gate_on_robustness:
         return True, []
     n = int(validation["trades"])
     if n < gates.min_robustness_trades:
         return False, [f"too few trades ({n}) for robustness statistics (need {gates.min_robustness_trades})"]
-    checks = [(car25 >= gates.min_car25_pct, f"CAR25 {car25:.2f} % < {gates.min_car25_pct:g} %"),
-              (dd95 <= gates.max_dd95_pct, f"DD95 {dd95:.2f} % > {gates.max_dd95_pct:g} %"),
-              (wfe >= gates.min_walk_forward_efficiency, f"walk-forward efficiency {wfe:.2f} < "
-                                                        f"{gates.min_walk_forward_efficiency:g}"),
-              (validation["sqn"] >= gates.min_sqn, f"SQN {validation['sqn']:+.2f} < {gates.min_sqn:g}"),
-              (validation["profit_factor"] >= gates.min_profit_factor,
-               f"profit factor {validation['profit_factor']:.2f} < {gates.min_profit_factor:g}")]
+    checks = [
+        (car25 >= gates.min_car25_pct, f"CAR25 {car25:.2f} % < {gates.min_car25_pct:g} %"),
+        (dd95 <= gates.max_dd95_pct, f"DD95 {dd95:.2f} % > {gates.max_dd95_pct:g} %"),
+        (
+            wfe >= gates.min_walk_forward_efficiency,
+            f"walk-forward efficiency {wfe:.2f} < {gates.min_walk_forward_efficiency:g}",
+        ),
+        (validation["sqn"] >= gates.min_sqn, f"SQN {validation['sqn']:+.2f} < {gates.min_sqn:g}"),
+        (
+            validation["profit_factor"] >= gates.min_profit_factor,
+            f"profit factor {validation['profit_factor']:.2f} < {gates.min_profit_factor:g}",
+        ),
+    ]
     reasons = [why for ok, why in checks if not ok]
     return not reasons, reasons

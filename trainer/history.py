@@ -52,29 +52,29 @@ def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec
     regime = RegimeDetector(cfg.regime, cfg.bars).series(bars["close"])
     closing_ts = np.where(close_idx < len(ticks), ticks["ts_ns"][np.minimum(close_idx, len(ticks) - 1)], 0)
     can_open = open_mask(closing_ts, cfg.instrument.market, cfg.instrument.holidays) & (close_idx < len(ticks))
-    return MarketHistory(ticks, closed.accepted, bars, close_idx, last_bid, last_ask,
-                         batch_market_features(bars, spec), regime, can_open)
+    return MarketHistory(
+        ticks, closed.accepted, bars, close_idx, last_bid, last_ask, batch_market_features(bars, spec), regime, can_open
+    )
 
 
 log = structlog.get_logger("trainer")
 
 
 def load_history(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int) -> MarketHistory:
-    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump,
-                                   cfg.instrument.symbol)
+    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump, cfg.instrument.symbol)
     log.info("bar_file_loaded", **report.log_fields())
     sel = select_warm_range(cfg.data.bars_csv, raw, start_ns, end_ns, spec.window, "the range")
     return history_from_bars(sel, cfg, spec)
 
 
-def load_window(cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int,
-                raw: np.ndarray | None = None) -> tuple[MarketHistory, int]:
+def load_window(
+    cfg: MarketConfig, spec: FeatureSpec, start_ns: int, end_ns: int, raw: np.ndarray | None = None
+) -> tuple[MarketHistory, int]:
     """History for deciding on the bars of [start, end), with up to a warm-up's worth of the
     file's earlier bars in front (the past, as a running daemon would have it), and the index
     of the first decision bar. Nothing at or after ``end`` is read."""
     if raw is None:
-        raw, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump,
-                                  cfg.instrument.symbol)
+        raw, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump, cfg.instrument.symbol)
     lo = int(np.searchsorted(raw["ts_ns"], start_ns))
     warm = raw[max(0, lo - (spec.window - 1)) : lo]
     sel = select_warm_range(cfg.data.bars_csv, raw, start_ns, end_ns, 0, "the window")

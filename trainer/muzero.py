@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from core.muzero_model import MuZeroNet, muzero_from_tensors, to_support
-from core.muzero_policy import MuZeroPolicy
 from core.types import ACTION_NAMES
 from trainer.config import TrainerConfig
 from trainer.env import VecTradingEnv
@@ -73,8 +72,9 @@ class ReplayBuffer:
 class MuZeroAlgorithm:
     kind = "muzero"
 
-    def __init__(self, cfg: TrainerConfig, env: VecTradingEnv, parent=None, start_step: int = 0,
-                 planned_steps: int = 100_000) -> None:
+    def __init__(
+        self, cfg: TrainerConfig, env: VecTradingEnv, parent=None, start_step: int = 0, planned_steps: int = 100_000
+    ) -> None:
         a = cfg.muzero
         self.cfg, self.args, self.env = cfg, a, env
         self.seed = cfg.train.seed
@@ -98,9 +98,16 @@ class MuZeroAlgorithm:
     # -- the seam ---------------------------------------------------------------------------
     def arch(self) -> dict:
         a = self.args
-        return self.net.arch() | {"inference": {"simulations": a.simulations, "c_puct": a.c_puct,
-                                                "discount": a.discount, "temperature": a.act_temperature,
-                                                "seed": 0, "min_confidence": self.cfg.train.min_confidence}}
+        return self.net.arch() | {
+            "inference": {
+                "simulations": a.simulations,
+                "c_puct": a.c_puct,
+                "discount": a.discount,
+                "temperature": a.act_temperature,
+                "seed": 0,
+                "min_confidence": self.cfg.train.min_confidence,
+            }
+        }
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
@@ -122,8 +129,9 @@ class MuZeroAlgorithm:
             self.global_step += a.segment * env.num_envs
             loss = self._train_round()
             if on_progress is not None:
-                on_progress(PPOProgress(self.global_step, done_steps / (time.perf_counter() - t0), mean_r, loss, 0.0,
-                                        0.0))
+                on_progress(
+                    PPOProgress(self.global_step, done_steps / (time.perf_counter() - t0), mean_r, loss, 0.0, 0.0)
+                )
 
     # -- self-play ----------------------------------------------------------------------------
     def temperature(self) -> float:
@@ -140,8 +148,17 @@ class MuZeroAlgorithm:
         for r in results:
             for e in range(len(r["actions"])):
                 # targets are refreshed in place by reanalyse: own copies (Ray's arrays are read-only)
-                segs.append(Segment(r["obs"][e], r["actions"][e], r["rewards"][e], r["policies"][e].copy(),
-                                    r["values"][e].copy(), r["dones"][e], bool(r["traded"][e])))
+                segs.append(
+                    Segment(
+                        r["obs"][e],
+                        r["actions"][e],
+                        r["rewards"][e],
+                        r["policies"][e].copy(),
+                        r["values"][e].copy(),
+                        r["dones"][e],
+                        bool(r["traded"][e]),
+                    )
+                )
             total += float(r["rewards"].sum())
             count += r["rewards"].size
         return segs, total / max(count, 1)
@@ -238,6 +255,7 @@ class MuZeroAlgorithm:
         v_t, r_t = to_support(values, S), to_support(rewards, S)
         s = net.represent(obs)
         loss = torch.zeros(())
+        rl = torch.zeros(())  # the reward logits of the step into s (none at k = 0)
         for k in range(K + 1):
             pl, vl = net.predict(s)
             ce_p = -(policies[:, k] * torch.log_softmax(pl, -1)).sum(-1)

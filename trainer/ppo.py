@@ -44,8 +44,15 @@ class PPOLearner:
     """PPO over one environment; ``learn`` may be called repeatedly (training cycles) and the
     step counter, optimiser state, environment and random streams carry on between calls."""
 
-    def __init__(self, env: VecTradingEnv, args: PPOArgs, seed: int, net: ActorCritic | None = None,
-                 start_step: int = 0, planned_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        env: VecTradingEnv,
+        args: PPOArgs,
+        seed: int,
+        net: ActorCritic | None = None,
+        start_step: int = 0,
+        planned_steps: int | None = None,
+    ) -> None:
         self.gen = seed_everything(seed, args.torch_threads)
         self.env, self.args, self.seed = env, args, seed
         self.agent = net if net is not None else ActorCritic(env.obs_dim, hidden=args.hidden)
@@ -136,8 +143,9 @@ class PPOLearner:
 
                     mb_adv = b_advantages[mb_inds]
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                    pg_loss = torch.max(-mb_adv * ratio,
-                                        -mb_adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                    pg_loss = torch.max(
+                        -mb_adv * ratio, -mb_adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
+                    ).mean()
                     v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
                     entropy_loss = entropy.mean()
                     loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
@@ -149,13 +157,26 @@ class PPOLearner:
 
             if on_progress is not None:
                 elapsed = time.perf_counter() - start
-                on_progress(PPOProgress(self.global_step, done_steps / elapsed, float(rewards.mean()),
-                                        pg_loss.item(), v_loss.item(), entropy_loss.item()))
+                on_progress(
+                    PPOProgress(
+                        self.global_step,
+                        done_steps / elapsed,
+                        float(rewards.mean()),
+                        pg_loss.item(),
+                        v_loss.item(),
+                        entropy_loss.item(),
+                    )
+                )
         self.next_obs, self.next_done = next_obs, next_done
         return agent
 
 
-def train_ppo(env: VecTradingEnv, args: PPOArgs, seed: int, net: ActorCritic | None = None,
-              on_progress: Callable[[PPOProgress], None] | None = None) -> ActorCritic:
+def train_ppo(
+    env: VecTradingEnv,
+    args: PPOArgs,
+    seed: int,
+    net: ActorCritic | None = None,
+    on_progress: Callable[[PPOProgress], None] | None = None,
+) -> ActorCritic:
     """One-shot training for ``args.total_steps`` (rounded to whole rollouts)."""
     return PPOLearner(env, args, seed, net).learn(args.total_steps, on_progress)

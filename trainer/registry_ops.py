@@ -35,8 +35,10 @@ def list_models(models: Path, gdb: GateDB) -> str:
     for m in gdb.models():
         links = ",".join(k for k, v in marks.items() if v == m["sha"])
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m["created_ns"] // 10**9))
-        lines.append(f"{m['sha'][:12]:14}{m['status']:11}{m['steps'] or 0:>10,}  {created:17}  {links:18}"
-                     f"{m['forced_reason'] or ''}")
+        lines.append(
+            f"{m['sha'][:12]:14}{m['status']:11}{m['steps'] or 0:>10,}  {created:17}  {links:18}"
+            f"{m['forced_reason'] or ''}"
+        )
     for a in gdb.incomplete_actions():
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(a["ts_ns"] // 10**9))
         state = "done after all" if a["sha"] and marks["current"] == a["sha"] else "never took effect"
@@ -49,8 +51,11 @@ def show_model(models: Path, gdb: GateDB, prefix: str) -> str:
     ck = _verified(models, sha)
     row = gdb.model(sha)
     meta = {k: v for k, v in ck.meta.__dict__.items() if k != "feature_spec"}
-    return json.dumps({"sha": sha, "registry": row | {"gate_json": json.loads(row["gate_json"] or "null")},
-                       "header": meta}, indent=2, default=str)
+    return json.dumps(
+        {"sha": sha, "registry": row | {"gate_json": json.loads(row["gate_json"] or "null")}, "header": meta},
+        indent=2,
+        default=str,
+    )
 
 
 def promote(models: Path, gdb: GateDB, prefix: str, force: bool = False, reason: str | None = None) -> str:
@@ -59,8 +64,10 @@ def promote(models: Path, gdb: GateDB, prefix: str, force: bool = False, reason:
     row = gdb.model(sha)
     if row["status"] != "passed":
         if not force:
-            raise RegistryError(f"{sha[:12]} has no passing gate record (status {row['status']}); "
-                                "use --force --reason TEXT to promote it anyway")
+            raise RegistryError(
+                f"{sha[:12]} has no passing gate record (status {row['status']}); "
+                "use --force --reason TEXT to promote it anyway"
+            )
         if not reason or not reason.strip():
             raise RegistryError("--force needs --reason TEXT (it is recorded in gate.db)")
         # the forced reason must be on record before current points at it (the daemon refuses

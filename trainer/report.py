@@ -27,9 +27,17 @@ def write_html(md: str, files: dict[str, Path], title: str, path: Path) -> None:
     """The Markdown as preformatted text, then every plot embedded as a data: URI."""
     imgs = "".join(
         f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"/>'
-        for name, p in files.items())
-    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>Stairway " + html.escape(title) +
-                    "</title></head><body><pre>" + html.escape(md) + "</pre>" + imgs + "</body></html>\n")
+        for name, p in files.items()
+    )
+    path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>Stairway "
+        + html.escape(title)
+        + "</title></head><body><pre>"
+        + html.escape(md)
+        + "</pre>"
+        + imgs
+        + "</body></html>\n"
+    )
 
 
 def _plots(run, out: Path) -> dict[str, Path]:
@@ -57,7 +65,11 @@ def _plots(run, out: Path) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(9, 3))
     c = [r.cycle for r in run.cycles]
-    ax.bar(c, [r.metrics["sharpe"] for r in run.cycles], color=["tab:green" if r.improved else "tab:gray" for r in run.cycles])
+    ax.bar(
+        c,
+        [r.metrics["sharpe"] for r in run.cycles],
+        color=["tab:green" if r.improved else "tab:gray" for r in run.cycles],
+    )
     ax.set_xlabel("cycle")
     ax.set_ylabel("validation Sharpe")
     ax2 = ax.twinx()
@@ -70,8 +82,10 @@ def _plots(run, out: Path) -> dict[str, Path]:
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.hist(run.monte_carlo.car_pct, bins=50, color="tab:blue", alpha=0.8)
     ax.axvline(run.monte_carlo.car25_pct, color="red", label=f"CAR25 {run.monte_carlo.car25_pct:.2f} %")
-    ax.set_xlabel(f"compound annual return % ({run.monte_carlo.resamples} bootstrap resamples of "
-                  f"{run.monte_carlo.trades} validation trades)")
+    ax.set_xlabel(
+        f"compound annual return % ({run.monte_carlo.resamples} bootstrap resamples of "
+        f"{run.monte_carlo.trades} validation trades)"
+    )
     ax.legend()
     save_figure(fig, files, out, "montecarlo")
     return files
@@ -79,54 +93,103 @@ def _plots(run, out: Path) -> dict[str, Path]:
 
 def _markdown(run, cfg: TrainerConfig) -> str:
     g = run.gate
-    L = [f"# Training run {run.run_id}", "",
-         f"**Outcome: {run.action}** — candidate `{run.candidate[:12]}`, gates "
-         f"{'PASSED' if run.passed else 'FAILED'}; parent `{run.parent[:12] or '-'}`.", "",
-         f"Data: {cfg.data.bars_csv} ({cfg.instrument.symbol}, {cfg.bars.period_minutes}-minute bars). {run.split_desc}.",
-         f"{len(run.cycles)} cycle(s), median {run.steps_per_s:,.0f} env-steps/s, {run.seconds:.1f} s.", "",
-         "## Cycles (validation on the held-back bars)", "",
-         "| cycle | sha | steps | target hold | hold rate | Sharpe | PnL % | max DD % | trades | improved |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        f"# Training run {run.run_id}",
+        "",
+        f"**Outcome: {run.action}** — candidate `{run.candidate[:12]}`, gates "
+        f"{'PASSED' if run.passed else 'FAILED'}; parent `{run.parent[:12] or '-'}`.",
+        "",
+        f"Data: {cfg.data.bars_csv} ({cfg.instrument.symbol}, {cfg.bars.period_minutes}-minute bars). {run.split_desc}.",
+        f"{len(run.cycles)} cycle(s), median {run.steps_per_s:,.0f} env-steps/s, {run.seconds:.1f} s.",
+        "",
+        "## Cycles (validation on the held-back bars)",
+        "",
+        "| cycle | sha | steps | target hold | hold rate | Sharpe | PnL % | max DD % | trades | improved |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in run.cycles:
         m = r.metrics
-        L.append(f"| {r.cycle} | `{r.sha[:12]}` | {r.global_step:,} | {r.target:.2f} | {m['hold_rate']:.2f} | "
-                 f"{m['sharpe']:+.2f} | {m['pnl_pct']:+.3f} | {m['max_drawdown_pct']:.3f} | {m['trades']} | "
-                 f"{'yes' if r.improved else 'no'} |")
-    L += ["", "## Gates", "",
-          f"- Pre-flight: {'pass' if g['preflight']['passed'] else 'FAIL'} — {g['preflight']['detail']}",
-          f"- Shadow replay ({g['shadow']['source']}, trades/day allowed {g['shadow']['trades_range'][0]}-"
-          f"{g['shadow']['trades_range'][1]}): {'pass' if g['shadow']['passed'] else 'FAIL'}", "",
-          "| day | PnL | max DD % | trades | decisions | verdict |", "|---|---|---|---|---|---|"]
+        L.append(
+            f"| {r.cycle} | `{r.sha[:12]}` | {r.global_step:,} | {r.target:.2f} | {m['hold_rate']:.2f} | "
+            f"{m['sharpe']:+.2f} | {m['pnl_pct']:+.3f} | {m['max_drawdown_pct']:.3f} | {m['trades']} | "
+            f"{'yes' if r.improved else 'no'} |"
+        )
+    L += [
+        "",
+        "## Gates",
+        "",
+        f"- Pre-flight: {'pass' if g['preflight']['passed'] else 'FAIL'} — {g['preflight']['detail']}",
+        f"- Shadow replay ({g['shadow']['source']}, trades/day allowed {g['shadow']['trades_range'][0]}-"
+        f"{g['shadow']['trades_range'][1]}): {'pass' if g['shadow']['passed'] else 'FAIL'}",
+        "",
+        "| day | PnL | max DD % | trades | decisions | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for d in g["shadow"]["days"]:
-        L.append(f"| {d['date']} | {d['pnl']:+.2f} | {d['max_drawdown_pct']:.3f} | {d['trades']} | {d['decisions']} | "
-                 f"{'pass' if d['passed'] else 'FAIL: ' + '; '.join(d['reasons'])} |")
+        L.append(
+            f"| {d['date']} | {d['pnl']:+.2f} | {d['max_drawdown_pct']:.3f} | {d['trades']} | {d['decisions']} | "
+            f"{'pass' if d['passed'] else 'FAIL: ' + '; '.join(d['reasons'])} |"
+        )
     ev = g.get("evidence") or {}
     if ev:
-        L += ["", f"- Evidence (activity, baselines): {'pass' if ev['passed'] else 'FAIL: ' + '; '.join(ev['reasons'])}"]
+        L += [
+            "",
+            f"- Evidence (activity, baselines): {'pass' if ev['passed'] else 'FAIL: ' + '; '.join(ev['reasons'])}",
+        ]
     rb = g["robustness"]
     drift = "no gold yet" if run.drift is None else f"{run.drift:.4f} (threshold {cfg.gates.drift_threshold})"
-    L += ["", f"- Parameter drift vs gold (relative L2): {drift}",
-          f"- Robustness ({'gating' if rb['gating'] else 'reported only'}): CAR25 {rb['car25_pct']:.2f} %, "
-          f"DD95 {rb['dd95_pct']:.2f} % over {rb['mc_trades']} trades; walk-forward efficiency "
-          f"{rb['walk_forward_efficiency']:.2f}; SQN "
-          f"{rb['sqn_class'] if rb['sqn_class'].startswith('too few') else format(rb['sqn'], '+.2f') + ' (' + rb['sqn_class'] + ')'}"
-          + (f" — FAIL: {'; '.join(rb['reasons'])}" if rb.get("reasons") else ""),
-          "",
-          "## Walk-forward windows", "", "| window | from | to | annualised % | trades | Sharpe |", "|---|---|---|---|---|---|"]
+    L += [
+        "",
+        f"- Parameter drift vs gold (relative L2): {drift}",
+        f"- Robustness ({'gating' if rb['gating'] else 'reported only'}): CAR25 {rb['car25_pct']:.2f} %, "
+        f"DD95 {rb['dd95_pct']:.2f} % over {rb['mc_trades']} trades; walk-forward efficiency "
+        f"{rb['walk_forward_efficiency']:.2f}; SQN "
+        f"{rb['sqn_class'] if rb['sqn_class'].startswith('too few') else format(rb['sqn'], '+.2f') + ' (' + rb['sqn_class'] + ')'}"
+        + (f" — FAIL: {'; '.join(rb['reasons'])}" if rb.get("reasons") else ""),
+        "",
+        "## Walk-forward windows",
+        "",
+        "| window | from | to | annualised % | trades | Sharpe |",
+        "|---|---|---|---|---|---|",
+    ]
     for w in run.walk_forward["rows"]:
-        L.append(f"| {w['kind']} | {w['from']} | {w['to']} | {w['annualised_pct']:+.2f} | {w['trades']} | "
-                 f"{w['sharpe']:+.2f} |")
+        L.append(
+            f"| {w['kind']} | {w['from']} | {w['to']} | {w['annualised_pct']:+.2f} | {w['trades']} | "
+            f"{w['sharpe']:+.2f} |"
+        )
     L += ["", "## Candidate metrics", "", "| metric | in-sample | validation |", "|---|---|---|"]
-    for k in ("pnl_pct", "pnl_pips", "max_drawdown_pct", "sharpe", "sortino", "sqn", "trades", "entries",
-              "win_rate", "profit_factor", "hold_rate", "trades_per_day", "flattens", "blocked_intents", "halted_bars"):
-        cells = [(too_few_trades(s) if k in QUALITY_KEYS else None) or f"{s.get(k, 0):.4g}"
-                 for s in (run.in_sample, run.validation)]
+    for k in (
+        "pnl_pct",
+        "pnl_pips",
+        "max_drawdown_pct",
+        "sharpe",
+        "sortino",
+        "sqn",
+        "trades",
+        "entries",
+        "win_rate",
+        "profit_factor",
+        "hold_rate",
+        "trades_per_day",
+        "flattens",
+        "blocked_intents",
+        "halted_bars",
+    ):
+        cells = [
+            (too_few_trades(s) if k in QUALITY_KEYS else None) or f"{s.get(k, 0):.4g}"
+            for s in (run.in_sample, run.validation)
+        ]
         L.append(f"| {k} | {cells[0]} | {cells[1]} |")
     if run.baselines is not None:
         cols = run.baselines.columns()
         keys = ("pnl_pct", "max_drawdown_pct", "sharpe", "trades", "hold_rate")
-        L += ["", "## Validation window: the candidate next to its baselines (same env, fills and costs)", "",
-              "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        L += [
+            "",
+            "## Validation window: the candidate next to its baselines (same env, fills and costs)",
+            "",
+            "| | " + " | ".join(cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
         for k in keys:
             L.append(f"| {k} | " + " | ".join(f"{c[k]:.4g}" for c in cols.values()) + " |")
         L += [""] + [f"- {line.strip()}" for line in run.baselines.lines()]

@@ -46,8 +46,16 @@ def weights_from_bytes(data: bytes) -> dict[str, np.ndarray]:
 
 
 class SelfPlayActor:
-    def __init__(self, cfg_json: dict, history: dict[str, np.ndarray], last_bar: int, session_len: int,
-                 starts: np.ndarray, num_envs: int, seed: int) -> None:
+    def __init__(
+        self,
+        cfg_json: dict,
+        history: dict[str, np.ndarray],
+        last_bar: int,
+        session_len: int,
+        starts: np.ndarray,
+        num_envs: int,
+        seed: int,
+    ) -> None:
         from core.execution import ExecutionModel
         from core.features import FeatureSpec
         from trainer.config import TrainerConfig
@@ -59,10 +67,21 @@ class SelfPlayActor:
         spec = FeatureSpec.from_config(cfg)
         ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
         self.shaper = RewardShaper(cfg.shaping, num_envs, cfg.ppo.reward_scale)
-        self.env = VecTradingEnv(MarketHistory(**history), spec, ex, cfg.account.initial_equity, num_envs,
-                                 session_len, seed=seed, first_bar=0, last_bar=last_bar,
-                                 reward_scale=cfg.ppo.reward_scale, shaper=self.shaper, risk=cfg.risk,
-                                 session_starts=starts)
+        self.env = VecTradingEnv(
+            MarketHistory(**history),
+            spec,
+            ex,
+            cfg.account.initial_equity,
+            num_envs,
+            session_len,
+            seed=seed,
+            first_bar=0,
+            last_bar=last_bar,
+            reward_scale=cfg.ppo.reward_scale,
+            shaper=self.shaper,
+            risk=cfg.risk,
+            session_starts=starts,
+        )
         self.rng = np.random.default_rng(seed)
         self.obs = self.env.reset().copy()
         self.search: MuZeroPolicy | None = None
@@ -99,9 +118,15 @@ class SelfPlayActor:
             traded |= env.state[:, PS_UNITS] != before
             acts[:, k], rews[:, k], dones[:, k] = actions, r, d
             self.obs = o.copy()
-        return {"obs": obs, "actions": acts, "rewards": rews, "policies": pols, "values": vals, "dones": dones,
-                "traded": traded}
-
+        return {
+            "obs": obs,
+            "actions": acts,
+            "rewards": rews,
+            "policies": pols,
+            "values": vals,
+            "dones": dones,
+            "traded": traded,
+        }
 
     def reanalyse(self, weights: bytes, arch: dict, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Fresh visit distributions and root values of stored observations (no root noise)."""

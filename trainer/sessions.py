@@ -27,20 +27,33 @@ class SessionIndex:
     weekend_rejected: int  # no gap, but crosses a weekend
 
     def describe(self) -> str:
-        return (f"{len(self.starts)} of {self.candidates} session starts kept ({self.gap_rejected} rejected for a gap, "
-                f"{self.weekend_rejected} for crossing a weekend)")
+        return (
+            f"{len(self.starts)} of {self.candidates} session starts kept ({self.gap_rejected} rejected for a gap, "
+            f"{self.weekend_rejected} for crossing a weekend)"
+        )
 
     def log_fields(self) -> dict:
-        return {"session_starts": len(self.starts), "candidates": self.candidates,
-                "gap_rejected": self.gap_rejected, "weekend_rejected": self.weekend_rejected}
+        return {
+            "session_starts": len(self.starts),
+            "candidates": self.candidates,
+            "gap_rejected": self.gap_rejected,
+            "weekend_rejected": self.weekend_rejected,
+        }
 
 
 def week_of(ts_ns: np.ndarray) -> np.ndarray:
     return (np.asarray(ts_ns, dtype=np.int64) - WEEK_TURN_NS) // WEEK_NS
 
 
-def index_sessions(bar_ts: np.ndarray, lo: int, hi: int, session_len: int, period_ns: int,
-                   max_gap_ns: int | None = None, reject_weekend: bool = False) -> SessionIndex:
+def index_sessions(
+    bar_ts: np.ndarray,
+    lo: int,
+    hi: int,
+    session_len: int,
+    period_ns: int,
+    max_gap_ns: int | None = None,
+    reject_weekend: bool = False,
+) -> SessionIndex:
     """Starts s in [lo, hi - session_len + 1] whose bars s .. s+L pass the checks."""
     starts = np.arange(lo, hi - session_len + 2, dtype=np.int64)
     ends = starts + session_len  # the bar that marks the session's last decision

@@ -25,8 +25,9 @@ from trainer.config import ShapingConfig
 class RewardShaper:
     def __init__(self, cfg: ShapingConfig, num_envs: int, unit_scale: float) -> None:
         self.cfg = cfg
-        self.controller = DualLaneController(cfg.base_hold_bonus, cfg.fast_gain, cfg.regime_gain, cfg.slow_gain,
-                                             cfg.slow_every)
+        self.controller = DualLaneController(
+            cfg.base_hold_bonus, cfg.fast_gain, cfg.regime_gain, cfg.slow_gain, cfg.slow_every
+        )
         self.target = cfg.target_hold_rate
         self.hold_rate = self.target
         self.unit_scale = unit_scale  # reward units per pip
@@ -37,8 +38,15 @@ class RewardShaper:
     def set_target(self, target_hold_rate: float) -> None:
         self.target = float(target_hold_rate)
 
-    def shape(self, actions: np.ndarray, base: np.ndarray, regime: np.ndarray, dd_increase_pips: np.ndarray,
-              equity_pips: np.ndarray, done: np.ndarray) -> np.ndarray:
+    def shape(
+        self,
+        actions: np.ndarray,
+        base: np.ndarray,
+        regime: np.ndarray,
+        dd_increase_pips: np.ndarray,
+        equity_pips: np.ndarray,
+        done: np.ndarray,
+    ) -> np.ndarray:
         c = self.cfg
         hold = actions == 0
         a = c.hold_rate_ema
@@ -57,7 +65,9 @@ class RewardShaper:
             out -= c.sortino_weight * np.minimum(base, 0.0) ** 2
         if c.drawdown_weight:
             peak = np.where(np.isnan(self.session_peak), equity_pips, np.maximum(self.session_peak, equity_pips))
-            prev_dd = np.where(np.isnan(self.session_peak), 0.0, self.session_peak - np.minimum(self.session_peak, equity_pips))
+            prev_dd = np.where(
+                np.isnan(self.session_peak), 0.0, self.session_peak - np.minimum(self.session_peak, equity_pips)
+            )
             out -= c.drawdown_weight * np.maximum(0.0, (peak - equity_pips) - prev_dd) * self.unit_scale
             self.session_peak = np.where(done, np.nan, peak)
         if c.cvar_weight:

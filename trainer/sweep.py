@@ -27,42 +27,67 @@ def apply_trial(cfg: TrainerConfig, params: dict) -> TrainerConfig:
     w = [params["w_momentum"], params["w_volatility"], params["w_divergence"]]
     total = sum(w)
     weights = tuple(x / total for x in w) if total > 0 else (0.4, 0.3, 0.3)
-    shaping = cfg.shaping.model_copy(update={"fast_gain": params["fast_gain"],
-                                             "base_hold_bonus": params["base_hold_bonus"],
-                                             "target_hold_rate": params["target_hold_rate"]})
+    shaping = cfg.shaping.model_copy(
+        update={
+            "fast_gain": params["fast_gain"],
+            "base_hold_bonus": params["base_hold_bonus"],
+            "target_hold_rate": params["target_hold_rate"],
+        }
+    )
     return cfg.model_copy(update={"shaping": shaping, "regime": cfg.regime.model_copy(update={"weights": weights})})
 
 
 def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     """Train and validate one parameter set (plain function: Ray calls it in a worker)."""
+    from trainer.algos import make_algorithm
     from trainer.cycles import prepare_data
     from trainer.env import VecTradingEnv
     from trainer.evaluation import evaluate
-    from trainer.algos import make_algorithm
     from trainer.shaping import RewardShaper
 
     cfg = apply_trial(cfg, params)
     d = prepare_data(cfg)
     shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
-    env = VecTradingEnv(d.history, d.spec, d.ex, cfg.account.initial_equity, cfg.ppo.num_envs, d.session_len,
-                        seed=seed, first_bar=0, last_bar=d.split - 2, reward_scale=cfg.ppo.reward_scale, shaper=shaper,
-                        risk=cfg.risk)
-    algo = make_algorithm(cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}), env,
-                          planned_steps=steps)
+    env = VecTradingEnv(
+        d.history,
+        d.spec,
+        d.ex,
+        cfg.account.initial_equity,
+        cfg.ppo.num_envs,
+        d.session_len,
+        seed=seed,
+        first_bar=0,
+        last_bar=d.split - 2,
+        reward_scale=cfg.ppo.reward_scale,
+        shaper=shaper,
+        risk=cfg.risk,
+    )
+    algo = make_algorithm(
+        cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}), env, planned_steps=steps
+    )
     algo.learn(steps)
-    m, _ = evaluate(algo.policy(), d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.gate_first - 2,
-                    risk=cfg.risk)
-    return {"sharpe": m["sharpe"], "pnl_pct": m["pnl_pct"], "max_drawdown_pct": m["max_drawdown_pct"],
-            "trades": m["trades"], "hold_rate": m["hold_rate"], "steps": algo.global_step}
+    m, _ = evaluate(
+        algo.policy(), d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.gate_first - 2, risk=cfg.risk
+    )
+    return {
+        "sharpe": m["sharpe"],
+        "pnl_pct": m["pnl_pct"],
+        "max_drawdown_pct": m["max_drawdown_pct"],
+        "trades": m["trades"],
+        "hold_rate": m["hold_rate"],
+        "steps": algo.global_step,
+    }
 
 
-def run_sweep(cfg: TrainerConfig, trials: int, steps: int, ray_address: str | None = None,
-              out_dir: Path | None = None) -> dict:
+def run_sweep(
+    cfg: TrainerConfig, trials: int, steps: int, ray_address: str | None = None, out_dir: Path | None = None
+) -> dict:
     try:
         from ray import tune
     except ImportError:
         raise ConfigError("the sweep needs Ray Tune: pip install -c constraints.txt '.[sweep]'") from None
     from trainer.ray_setup import ray_session
+
     space = {
         "fast_gain": tune.uniform(0.05, 0.5),
         "base_hold_bonus": tune.loguniform(1e-3, 1e-1),
@@ -72,11 +97,14 @@ def run_sweep(cfg: TrainerConfig, trials: int, steps: int, ray_address: str | No
         "w_divergence": tune.uniform(0.0, 1.0),
     }
     # Ray runs trials in their own working directories: ship absolute paths
-    cfg = cfg.model_copy(update={
-        "data": cfg.data.model_copy(update={"bars_csv": cfg.data.bars_csv.resolve()}),
-        "gates": cfg.gates.model_copy(update={"ticks_dir": cfg.gates.ticks_dir.resolve(),
-                                              "daemon_config": cfg.gates.daemon_config.resolve()}),
-    })
+    cfg = cfg.model_copy(
+        update={
+            "data": cfg.data.model_copy(update={"bars_csv": cfg.data.bars_csv.resolve()}),
+            "gates": cfg.gates.model_copy(
+                update={"ticks_dir": cfg.gates.ticks_dir.resolve(), "daemon_config": cfg.gates.daemon_config.resolve()}
+            ),
+        }
+    )
     base = cfg.model_dump(mode="json")
     seed = cfg.train.seed
 
@@ -90,9 +118,14 @@ def run_sweep(cfg: TrainerConfig, trials: int, steps: int, ray_address: str | No
     out.mkdir(parents=True, exist_ok=True)
     with ray_session(ray_address, 2, "the sweep"):
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": 1}), param_space=space,
-            tune_config=tune.TuneConfig(num_samples=trials, metric="sharpe", mode="max",
-                                        search_alg=tune.search.BasicVariantGenerator(random_state=seed)),
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                num_samples=trials,
+                metric="sharpe",
+                mode="max",
+                search_alg=tune.search.BasicVariantGenerator(random_state=seed),
+            ),
             run_config=tune.RunConfig(name=sweep_id, storage_path=str((out / "ray").resolve()), verbose=0),
         )
         grid = tuner.fit()
@@ -101,11 +134,23 @@ def run_sweep(cfg: TrainerConfig, trials: int, steps: int, ray_address: str | No
         if r.error:
             rows.append({"config": r.config, "error": str(r.error)})
         else:
-            rows.append({"config": r.config, **{k: r.metrics[k] for k in
-                                                ("sharpe", "pnl_pct", "max_drawdown_pct", "trades", "hold_rate", "steps")}})
+            rows.append(
+                {
+                    "config": r.config,
+                    **{
+                        k: r.metrics[k]
+                        for k in ("sharpe", "pnl_pct", "max_drawdown_pct", "trades", "hold_rate", "steps")
+                    },
+                }
+            )
     ok = [r for r in rows if "error" not in r and math.isfinite(r["sharpe"])]
     best = max(ok, key=lambda r: r["sharpe"]) if ok else None
-    result = {"sweep_id": sweep_id, "trials": rows, "best": best, "steps_per_trial": steps,
-              "ray_address": ray_address or "local"}
+    result = {
+        "sweep_id": sweep_id,
+        "trials": rows,
+        "best": best,
+        "steps_per_trial": steps,
+        "ray_address": ray_address or "local",
+    }
     (out / "sweep.json").write_text(json.dumps(result, indent=2, default=float))
     return result | {"path": str(out / "sweep.json")}

@@ -45,13 +45,21 @@ def validate_checkpoint(cfg: TrainerConfig, sha_or_path: str, rng: DateRange, dr
     if not path.is_file():
         matches = sorted((models / "registry").glob(f"{sha_or_path}*.safetensors")) if len(sha_or_path) >= 6 else []
         if len(matches) != 1:
-            raise CheckpointError(f"{models / 'registry'}: {len(matches)} checkpoints match {sha_or_path!r} "
-                                  "(give at least 6 characters of a unique sha)")
+            raise CheckpointError(
+                f"{models / 'registry'}: {len(matches)} checkpoints match {sha_or_path!r} "
+                "(give at least 6 characters of a unique sha)"
+            )
         path = matches[0]
     ck = read_checkpoint(path)
     spec = FeatureSpec.from_config(cfg)
-    check_compatible(ck.meta, str(path), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,),
-                     action_space=ACTION_NAMES, **cfg.market_identity())
+    check_compatible(
+        ck.meta,
+        str(path),
+        feature_spec_hash=spec.hash,
+        obs_shape=(spec.obs_dim,),
+        action_space=ACTION_NAMES,
+        **cfg.market_identity(),
+    )
     trained = _trained_range(ck.meta.data_range)
     overlaps = trained is not None and rng.start < trained[1] and trained[0] < rng.end
     hist = load_history(cfg, spec, *rng.ns())
@@ -59,6 +67,7 @@ def validate_checkpoint(cfg: TrainerConfig, sha_or_path: str, rng: DateRange, dr
     policy = load_policy(ck, spec, str(path))
     last = len(hist) - 2
     tracker, _ = run_evaluation(policy, hist, spec, ex, cfg.account.initial_equity, 0, last, risk=cfg.risk)
-    cmp = compare(hist, spec, ex, cfg.account.initial_equity, 0, last, tracker, draws=draws, seed=cfg.train.seed,
-                  risk=cfg.risk)
+    cmp = compare(
+        hist, spec, ex, cfg.account.initial_equity, 0, last, tracker, draws=draws, seed=cfg.train.seed, risk=cfg.risk
+    )
     return Validation(ck.sha, rng, ck.meta.data_range or "unknown", overlaps, cmp)

@@ -54,8 +54,12 @@ class Fold:
     test_end: dt.date  # exclusive
 
     def to_json(self) -> dict:
-        return {"index": self.index, "train_start": self.train_start.isoformat(),
-                "test_start": self.test_start.isoformat(), "test_end": self.test_end.isoformat()}
+        return {
+            "index": self.index,
+            "train_start": self.train_start.isoformat(),
+            "test_start": self.test_start.isoformat(),
+            "test_end": self.test_end.isoformat(),
+        }
 
 
 def plan_folds(rng: DateRange, folds: int, scheme: str = "rolling", train_windows: float = 3.0) -> list[Fold]:
@@ -71,8 +75,10 @@ def plan_folds(rng: DateRange, folds: int, scheme: str = "rolling", train_window
     test_days = span / (folds + train_windows)
     train_days = round(train_windows * test_days)
     if test_days < 7:
-        raise ConfigError(f"--range {rng.start}..{rng.end} ({span} days) with {folds} folds and a training span of "
-                          f"{train_windows} windows gives test windows of {test_days:.1f} days; need at least 7")
+        raise ConfigError(
+            f"--range {rng.start}..{rng.end} ({span} days) with {folds} folds and a training span of "
+            f"{train_windows} windows gives test windows of {test_days:.1f} days; need at least 7"
+        )
     starts = [rng.start + dt.timedelta(days=round((train_windows + k) * test_days)) for k in range(folds)]
     ends = starts[1:] + [rng.end]
     out = []
@@ -101,19 +107,24 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     from trainer.history import history_from_bars, load_window
 
     t0 = time.perf_counter()
-    fold = Fold(int(fold_json["index"]), *(dt.date.fromisoformat(fold_json[k])
-                                          for k in ("train_start", "test_start", "test_end")))
+    fold = Fold(
+        int(fold_json["index"]),
+        *(dt.date.fromisoformat(fold_json[k]) for k in ("train_start", "test_start", "test_end")),
+    )
     cfg = TrainerConfig.model_validate(cfg_json)
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
-        update={"range": DateRange(start=fold.train_start, end=fold.test_start)})})
+    cfg = cfg.model_copy(
+        update={"train": cfg.train.model_copy(update={"range": DateRange(start=fold.train_start, end=fold.test_start)})}
+    )
     spec = FeatureSpec.from_config(cfg)
     raw, _ = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump, cfg.instrument.symbol)
     a, b, c = _ns(fold.train_start), _ns(fold.test_start), _ns(fold.test_end)
     train_raw = select_range(raw, a, b)  # nothing at or after the test window's start
     if len(train_raw) < spec.window + 3:
-        raise ConfigError(f"fold {fold.index}: {fold.train_start} .. {fold.test_start} holds {len(train_raw)} bars "
-                          f"of {cfg.data.bars_csv} (it spans {span_text(raw)}); the features need {spec.window} to "
-                          "warm up")
+        raise ConfigError(
+            f"fold {fold.index}: {fold.train_start} .. {fold.test_start} holds {len(train_raw)} bars "
+            f"of {cfg.data.bars_csv} (it spans {span_text(raw)}); the features need {spec.window} to "
+            "warm up"
+        )
     history = history_from_bars(train_raw, cfg, spec)
     try:
         data = split_history(cfg, spec, history, [], shadow_tail=False)
@@ -129,20 +140,31 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     test_hist, first = load_window(cfg, spec, b, c, raw=raw)
     last = len(test_hist) - 2
     oos, _ = run_evaluation(policy, test_hist, spec, data.ex, eq0, first, last, record=True, risk=cfg.risk)
-    cmp = compare(test_hist, spec, data.ex, eq0, first, last, oos, draws=draws, seed=cfg.train.seed + fold.index,
-                  risk=cfg.risk)
+    cmp = compare(
+        test_hist, spec, data.ex, eq0, first, last, oos, draws=draws, seed=cfg.train.seed + fold.index, risk=cfg.risk
+    )
     summaries = {"policy": oos.summary(), **cmp.baselines}
     return {
-        "fold": fold.index, "train_start": str(fold.train_start), "test_start": str(fold.test_start),
+        "fold": fold.index,
+        "train_start": str(fold.train_start),
+        "test_start": str(fold.test_start),
         "test_end": str(fold.test_end),
-        "train_bars": int(len(history)), "train_last_bar_ns": int(history.bars["ts_ns"][-1]),
-        "test_first_decision_ns": int(test_hist.bars["ts_ns"][first]), "test_bars": int(last - first + 1),
-        "cycles": len(trained.records), "best_cycle": best.cycle, "steps": best.global_step,
-        "in_sample": is_tr.summary(), "summaries": summaries,
-        "intervals": cmp.intervals, "random_pnl_pct": cmp.random_pnl_pct, "beat_random_share": cmp.beat_random_share,
+        "train_bars": int(len(history)),
+        "train_last_bar_ns": int(history.bars["ts_ns"][-1]),
+        "test_first_decision_ns": int(test_hist.bars["ts_ns"][first]),
+        "test_bars": int(last - first + 1),
+        "cycles": len(trained.records),
+        "best_cycle": best.cycle,
+        "steps": best.global_step,
+        "in_sample": is_tr.summary(),
+        "summaries": summaries,
+        "intervals": cmp.intervals,
+        "random_pnl_pct": cmp.random_pnl_pct,
+        "beat_random_share": cmp.beat_random_share,
         "daily": {k: t.daily_returns() for k, t in cmp.trackers.items()},
-        "curves": {k: (np.asarray(cmp.trackers[k].curve_ts), np.asarray(cmp.trackers[k].curve_equity))
-                   for k in cmp.trackers},
+        "curves": {
+            k: (np.asarray(cmp.trackers[k].curve_ts), np.asarray(cmp.trackers[k].curve_equity)) for k in cmp.trackers
+        },
         "trade_returns": oos.trade_returns(),
         "weights": st_save(state, metadata={"fold": str(fold.index)}),
         "wall_s": time.perf_counter() - t0,
@@ -191,12 +213,19 @@ def _stitch(folds: list[dict], initial_equity: float, mc_resamples: int, seed: i
             mdd = float("nan")
         sd = daily.std()
         bars = sum(f["summaries"][n]["bars"] for f in folds)
-        exposure = {k: sum(f["summaries"][n].get(k, 0.0) * f["summaries"][n]["bars"] for f in folds) / max(bars, 1)
-                    for k in ("long_pct", "short_pct")}
-        stitched[n] = {**exposure, "total_return_pct": pnl, "sharpe": float(daily.mean() / sd * np.sqrt(252)) if sd > 1e-15 else 0.0,
-                       "max_drawdown_pct": mdd, "days": len(daily),
-                       "trades": int(sum(f["summaries"][n]["trades"] for f in folds)),
-                       "intervals": block_bootstrap(daily, seed=seed)}
+        exposure = {
+            k: sum(f["summaries"][n].get(k, 0.0) * f["summaries"][n]["bars"] for f in folds) / max(bars, 1)
+            for k in ("long_pct", "short_pct")
+        }
+        stitched[n] = {
+            **exposure,
+            "total_return_pct": pnl,
+            "sharpe": float(daily.mean() / sd * np.sqrt(252)) if sd > 1e-15 else 0.0,
+            "max_drawdown_pct": mdd,
+            "days": len(daily),
+            "trades": int(sum(f["summaries"][n]["trades"] for f in folds)),
+            "intervals": block_bootstrap(daily, seed=seed),
+        }
     trades = np.concatenate([f["trade_returns"] for f in folds])
     years = sum(f["summaries"]["policy"]["calendar_days"] for f in folds) / 365.25
     mc = monte_carlo(trades, years, mc_resamples, seed=seed)
@@ -206,16 +235,27 @@ def _stitch(folds: list[dict], initial_equity: float, mc_resamples: int, seed: i
     return {"stitched": stitched, "curves": curves, "mc": mc, "trades": len(trades), "random": rand}
 
 
-def run_walk_forward(cfg: TrainerConfig, rng: DateRange, folds: int, scheme: str = "rolling",
-                     train_windows: float = 3.0, draws: int = 100, ray_address: str | None = None,
-                     workers: int = 2) -> WalkForward:
+def run_walk_forward(
+    cfg: TrainerConfig,
+    rng: DateRange,
+    folds: int,
+    scheme: str = "rolling",
+    train_windows: float = 3.0,
+    draws: int = 100,
+    ray_address: str | None = None,
+    workers: int = 2,
+) -> WalkForward:
     plan = plan_folds(rng, folds, scheme, train_windows)
     # a Ray worker runs in its own directory: ship absolute paths
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"bars_csv": cfg.data.bars_csv.resolve()})})
     cfg_json = cfg.model_dump(mode="json")
     t0 = time.perf_counter()
-    log.info("walk_forward_started", scheme=scheme, folds=[(str(f.train_start), str(f.test_start), str(f.test_end))
-                                                           for f in plan], ray=ray_address or "none")
+    log.info(
+        "walk_forward_started",
+        scheme=scheme,
+        folds=[(str(f.train_start), str(f.test_start), str(f.test_end)) for f in plan],
+        ray=ray_address or "none",
+    )
     if ray_address:
         results = _run_on_ray(cfg_json, plan, draws, ray_address, workers)
         where = f"ray ({ray_address}, {workers} workers)" if ray_address == "local" else f"ray ({ray_address})"
@@ -223,8 +263,12 @@ def run_walk_forward(cfg: TrainerConfig, rng: DateRange, folds: int, scheme: str
         results = []
         for f in plan:
             results.append(run_fold(cfg_json, f.to_json(), draws))
-            log.info("fold_finished", fold=f.index, wall_s=round(results[-1]["wall_s"], 1),
-                     oos_pnl_pct=round(results[-1]["summaries"]["policy"]["pnl_pct"], 3))
+            log.info(
+                "fold_finished",
+                fold=f.index,
+                wall_s=round(results[-1]["wall_s"], 1),
+                oos_pnl_pct=round(results[-1]["summaries"]["policy"]["pnl_pct"], 3),
+            )
         where = "in process"
     results.sort(key=lambda r: r["fold"])
     st = _stitch(results, cfg.account.initial_equity, cfg.gates.mc_resamples, cfg.train.seed)
@@ -235,11 +279,21 @@ def run_walk_forward(cfg: TrainerConfig, rng: DateRange, folds: int, scheme: str
     sma = [r["summaries"]["sma_cross"]["pnl_pct"] for r in results]
     mine = st["stitched"]["policy"]["total_return_pct"]
     return WalkForward(
-        scheme, results, st["stitched"], st["curves"], walk_forward_efficiency(ins, oos), st["mc"].car25_pct,
-        st["mc"].dd95_pct, st["trades"], float(np.mean([p > x for p, x in zip(pol, bh)])),
+        scheme,
+        results,
+        st["stitched"],
+        st["curves"],
+        walk_forward_efficiency(ins, oos),
+        st["mc"].car25_pct,
+        st["mc"].dd95_pct,
+        st["trades"],
+        float(np.mean([p > x for p, x in zip(pol, bh)])),
         float(np.mean([p > x for p, x in zip(pol, sma)])),
-        float((st["random"] < mine).mean()) if len(st["random"]) else float("nan"), st["random"],
-        time.perf_counter() - t0, where)
+        float((st["random"] < mine).mean()) if len(st["random"]) else float("nan"),
+        st["random"],
+        time.perf_counter() - t0,
+        where,
+    )
 
 
 def _run_on_ray(cfg_json: dict, plan: list[Fold], draws: int, address: str, workers: int) -> list[dict]:

@@ -19,16 +19,20 @@ ORDER = ("policy", "flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_lo
 
 def stitched_table(wf) -> list[str]:
     """Markdown table: every strategy over all test windows, with 90 % block-bootstrap intervals."""
-    L = ["| strategy | return % | 90 % interval | Sharpe | 90 % interval | max DD % | trades | bars long / short % |",
-         "|---|---|---|---|---|---|---|---|"]
+    L = [
+        "| strategy | return % | 90 % interval | Sharpe | 90 % interval | max DD % | trades | bars long / short % |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for n in ORDER:
         s = wf.stitched.get(n)
         if s is None:
             continue
         r, sh = s["intervals"]["total_return_pct"], s["intervals"]["sharpe"]
-        L.append(f"| {n} | {s['total_return_pct']:+.2f} | [{r[0]:+.2f}, {r[1]:+.2f}] | {s['sharpe']:+.2f} | "
-                 f"[{sh[0]:+.2f}, {sh[1]:+.2f}] | {s['max_drawdown_pct']:.2f} | {s['trades']} | "
-                 f"{s['long_pct']:.0f} / {s['short_pct']:.0f} |")
+        L.append(
+            f"| {n} | {s['total_return_pct']:+.2f} | [{r[0]:+.2f}, {r[1]:+.2f}] | {s['sharpe']:+.2f} | "
+            f"[{sh[0]:+.2f}, {sh[1]:+.2f}] | {s['max_drawdown_pct']:.2f} | {s['trades']} | "
+            f"{s['long_pct']:.0f} / {s['short_pct']:.0f} |"
+        )
     return L
 
 
@@ -36,51 +40,76 @@ def verdict_lines(wf) -> list[str]:
     pol = wf.stitched["policy"]
     few = pol["trades"] < MIN_TRADES_FOR_QUALITY
     q = np.percentile(wf.random_pnl_pct, [5, 50, 95]) if len(wf.random_pnl_pct) else None
-    out = [f"folds: {len(wf.folds)} ({wf.scheme}); the policy beat buy-and-hold in {wf.beat_buy_and_hold:.0%} of them "
-           f"and the SMA cross in {wf.beat_sma:.0%}",
-           f"walk-forward efficiency {wf.efficiency:.2f} (mean annualised OOS / in-sample return)",
-           (f"too few trades ({pol['trades']}) for CAR25/DD95" if few else
-            f"Monte Carlo on {wf.trades} stitched OOS trades: CAR25 {wf.car25_pct:+.2f} %, DD95 {wf.dd95_pct:.2f} %")]
+    out = [
+        f"folds: {len(wf.folds)} ({wf.scheme}); the policy beat buy-and-hold in {wf.beat_buy_and_hold:.0%} of them "
+        f"and the SMA cross in {wf.beat_sma:.0%}",
+        f"walk-forward efficiency {wf.efficiency:.2f} (mean annualised OOS / in-sample return)",
+        (
+            f"too few trades ({pol['trades']}) for CAR25/DD95"
+            if few
+            else f"Monte Carlo on {wf.trades} stitched OOS trades: CAR25 {wf.car25_pct:+.2f} %, DD95 {wf.dd95_pct:.2f} %"
+        ),
+    ]
     drift = (pol["long_pct"] - pol["short_pct"]) / 100.0 * wf.stitched["buy_and_hold"]["total_return_pct"]
-    out.append(f"net exposure {pol['long_pct'] - pol['short_pct']:+.0f} % of bars x buy-and-hold's "
-               f"{wf.stitched['buy_and_hold']['total_return_pct']:+.2f} % = {drift:+.2f} % explained by the drift alone; "
-               f"the policy's return beyond that: {pol['total_return_pct'] - drift:+.2f} %")
+    out.append(
+        f"net exposure {pol['long_pct'] - pol['short_pct']:+.0f} % of bars x buy-and-hold's "
+        f"{wf.stitched['buy_and_hold']['total_return_pct']:+.2f} % = {drift:+.2f} % explained by the drift alone; "
+        f"the policy's return beyond that: {pol['total_return_pct'] - drift:+.2f} %"
+    )
     if q is not None:
-        out.append(f"random entries ({len(wf.random_pnl_pct)} draws per fold, summed over folds): return 5/50/95 % = "
-                   f"{q[0]:+.2f} / {q[1]:+.2f} / {q[2]:+.2f} %; the policy beat {wf.beat_random_share:.0%} of them")
+        out.append(
+            f"random entries ({len(wf.random_pnl_pct)} draws per fold, summed over folds): return 5/50/95 % = "
+            f"{q[0]:+.2f} / {q[1]:+.2f} / {q[2]:+.2f} %; the policy beat {wf.beat_random_share:.0%} of them"
+        )
     return out
 
 
 def fold_table(wf) -> list[str]:
-    L = ["| fold | train | test | cycles | IS ann. % | OOS % | B&H % | SMA % | flat % | trades | hold rate | "
-         "long / short % | beat random | risk: flattens / blocked / bars halted |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        "| fold | train | test | cycles | IS ann. % | OOS % | B&H % | SMA % | flat % | trades | hold rate | "
+        "long / short % | beat random | risk: flattens / blocked / bars halted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for f in wf.folds:
         s, ins = f["summaries"], f["in_sample"]
         ann = annualised_pct(ins)
         flag = " (open, marked)" if s["policy"]["open_trade_marked"] else ""
-        L.append(f"| {f['fold']} | {f['train_start']} .. {f['test_start']} | {f['test_start']} .. {f['test_end']} | "
-                 f"{f['cycles']} (best {f['best_cycle']}) | {ann:+.1f} | {s['policy']['pnl_pct']:+.2f} | "
-                 f"{s['buy_and_hold']['pnl_pct']:+.2f} | {s['sma_cross']['pnl_pct']:+.2f} | {s['flat']['pnl_pct']:+.2f} | "
-                 f"{s['policy']['trades']}{flag} | {s['policy']['hold_rate']:.2f} | "
-                 f"{s['policy']['long_pct']:.0f} / {s['policy']['short_pct']:.0f} | "
-                 f"{'-' if math.isnan(f['beat_random_share']) else format(f['beat_random_share'], '.0%')} | "
-                 f"{s['policy'].get('flattens', 0)} / {s['policy'].get('blocked_intents', 0)} / "
-                 f"{s['policy'].get('halted_bars', 0)} |")
+        L.append(
+            f"| {f['fold']} | {f['train_start']} .. {f['test_start']} | {f['test_start']} .. {f['test_end']} | "
+            f"{f['cycles']} (best {f['best_cycle']}) | {ann:+.1f} | {s['policy']['pnl_pct']:+.2f} | "
+            f"{s['buy_and_hold']['pnl_pct']:+.2f} | {s['sma_cross']['pnl_pct']:+.2f} | {s['flat']['pnl_pct']:+.2f} | "
+            f"{s['policy']['trades']}{flag} | {s['policy']['hold_rate']:.2f} | "
+            f"{s['policy']['long_pct']:.0f} / {s['policy']['short_pct']:.0f} | "
+            f"{'-' if math.isnan(f['beat_random_share']) else format(f['beat_random_share'], '.0%')} | "
+            f"{s['policy'].get('flattens', 0)} / {s['policy'].get('blocked_intents', 0)} / "
+            f"{s['policy'].get('halted_bars', 0)} |"
+        )
     return L
 
 
 def _markdown(wf, cfg, wf_id: str) -> str:
-    L = [f"# Walk-forward {wf_id}", "",
-         f"Data: {cfg.data.bars_csv} ({cfg.instrument.symbol}, {cfg.bars.period_minutes}-minute bars); "
-         f"{len(wf.folds)} {wf.scheme} folds; each fold trains a fresh policy with the cycle plan "
-         f"({cfg.cycles.count} x {cfg.cycles.steps:,} steps, patience {cfg.cycles.patience}) on its training "
-         f"window only and is tested on the next window. Costs on. {wf.wall_s:.0f} s, {wf.workers}.", "",
-         "## Stitched out-of-sample result, next to the baselines", ""] + stitched_table(wf) + [""]
+    L = (
+        [
+            f"# Walk-forward {wf_id}",
+            "",
+            f"Data: {cfg.data.bars_csv} ({cfg.instrument.symbol}, {cfg.bars.period_minutes}-minute bars); "
+            f"{len(wf.folds)} {wf.scheme} folds; each fold trains a fresh policy with the cycle plan "
+            f"({cfg.cycles.count} x {cfg.cycles.steps:,} steps, patience {cfg.cycles.patience}) on its training "
+            f"window only and is tested on the next window. Costs on. {wf.wall_s:.0f} s, {wf.workers}.",
+            "",
+            "## Stitched out-of-sample result, next to the baselines",
+            "",
+        ]
+        + stitched_table(wf)
+        + [""]
+    )
     L += [f"- {x}" for x in verdict_lines(wf)]
     L += ["", "## Folds", ""] + fold_table(wf)
-    L += ["", "A position still open at a fold's end is marked to market there (flagged).",
-          "Plots: stitched.png, folds.png (embedded in report.html)."]
+    L += [
+        "",
+        "A position still open at a fold's end is marked to market there (flagged).",
+        "Plots: stitched.png, folds.png (embedded in report.html).",
+    ]
     return "\n".join(L) + "\n"
 
 
@@ -126,12 +155,35 @@ def write_wf_report(wf, cfg, out_dir: Path | None = None) -> Path:
     md = _markdown(wf, cfg, wf_id)
     (out / "report.md").write_text(md)
     write_html(md, _plots(wf, out), wf_id, out / "report.html")
-    keep = ("fold", "train_start", "test_start", "test_end", "train_bars", "test_bars", "cycles", "best_cycle",
-            "steps", "in_sample", "summaries", "intervals", "beat_random_share", "wall_s")
-    doc = {"scheme": wf.scheme, "wall_s": wf.wall_s, "workers": wf.workers, "efficiency": wf.efficiency,
-           "car25_pct": wf.car25_pct, "dd95_pct": wf.dd95_pct, "trades": wf.trades,
-           "beat_buy_and_hold": wf.beat_buy_and_hold, "beat_sma": wf.beat_sma,
-           "beat_random_share": wf.beat_random_share, "stitched": wf.stitched,
-           "folds": [{k: f[k] for k in keep} for f in wf.folds]}
+    keep = (
+        "fold",
+        "train_start",
+        "test_start",
+        "test_end",
+        "train_bars",
+        "test_bars",
+        "cycles",
+        "best_cycle",
+        "steps",
+        "in_sample",
+        "summaries",
+        "intervals",
+        "beat_random_share",
+        "wall_s",
+    )
+    doc = {
+        "scheme": wf.scheme,
+        "wall_s": wf.wall_s,
+        "workers": wf.workers,
+        "efficiency": wf.efficiency,
+        "car25_pct": wf.car25_pct,
+        "dd95_pct": wf.dd95_pct,
+        "trades": wf.trades,
+        "beat_buy_and_hold": wf.beat_buy_and_hold,
+        "beat_sma": wf.beat_sma,
+        "beat_random_share": wf.beat_random_share,
+        "stitched": wf.stitched,
+        "folds": [{k: f[k] for k in keep} for f in wf.folds],
+    }
     (out / "walk_forward.json").write_text(json.dumps(doc, indent=1, default=float))
     return out / "report.html"

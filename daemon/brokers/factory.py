@@ -20,8 +20,14 @@ def make_broker_and_feed(cfg: DaemonConfig, environ: dict[str, str] | None = Non
         token = read_secret(o.token_credential, o.token_env, environ)
         account = read_secret(o.account_credential, o.account_env, environ)
         broker = OandaBroker(o.rest_url, account, token, o.stream_url, o.request_timeout_secs)
-        feed = OandaFeed(broker, [cfg.instrument.symbol], o.heartbeat_timeout_secs, o.backoff_base_secs,
-                         o.backoff_cap_secs, o.price_stale_secs)
+        feed = OandaFeed(
+            broker,
+            [cfg.instrument.symbol],
+            o.heartbeat_timeout_secs,
+            o.backoff_base_secs,
+            o.backoff_cap_secs,
+            o.price_stale_secs,
+        )
         return broker, feed
     if kind == "ib":
         from daemon.brokers.ib.broker import IBBroker

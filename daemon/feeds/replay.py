@@ -13,7 +13,6 @@ from core.bar_files import load_period_bars, select_warm_range
 from core.bar_ticks import bars_to_ticks
 from core.config import MarketConfig
 
-
 log = structlog.get_logger("replay")
 
 
@@ -21,12 +20,12 @@ def replay_ticks(cfg: MarketConfig, start_ns: int, end_ns: int, warmup_bars: int
     """Bar-derived quotes for [start, end). A range with fewer than warmup_bars + 3 bars is
     refused naming the range, the file's span and the warm-up (the daemon passes its
     features' warm-up, so a replay that could never decide does not start)."""
-    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump,
-                                   cfg.instrument.symbol)
+    raw, report = load_period_bars(cfg.data.bars_csv, cfg.bars.period_minutes, cfg.bars.max_jump, cfg.instrument.symbol)
     log.info("bar_file_loaded", **report.log_fields())
     bars = select_warm_range(cfg.data.bars_csv, raw, start_ns, end_ns, warmup_bars, "replay.range")
-    return bars_to_ticks(bars, cfg.bars.period_ns, cfg.data.bars_side,
-                         cfg.data.modelled_spread_pips * cfg.instrument.pip_size)
+    return bars_to_ticks(
+        bars, cfg.bars.period_ns, cfg.data.bars_side, cfg.data.modelled_spread_pips * cfg.instrument.pip_size
+    )
 
 
 class ReplayFeed:

@@ -19,8 +19,18 @@ import datetime as dt
 import itertools
 
 from eventkit import Event
-from ib_async import (AccountValue, CommissionReport, Execution, Fill, Forex, OrderStatus, Position, Ticker, Trade,
-                      TradeLogEntry)
+from ib_async import (
+    AccountValue,
+    CommissionReport,
+    Execution,
+    Fill,
+    Forex,
+    OrderStatus,
+    Position,
+    Ticker,
+    Trade,
+    TradeLogEntry,
+)
 
 
 def _dt(ts_ns: int) -> dt.datetime:
@@ -97,12 +107,15 @@ class FakeIB:
         return list(self._positions)
 
     def _sync_positions(self) -> None:
-        self._positions = ([Position("DU123", self.contract, self.server_position, self.ask)]
-                           if self.server_position else [])
+        self._positions = (
+            [Position("DU123", self.contract, self.server_position, self.ask)] if self.server_position else []
+        )
 
     async def accountSummaryAsync(self, account: str = ""):
-        return [AccountValue("DU123", "NetLiquidation", "100000", "USD", ""),
-                AccountValue("DU123", "TotalCashValue", "100000", "USD", "")]
+        return [
+            AccountValue("DU123", "NetLiquidation", "100000", "USD", ""),
+            AccountValue("DU123", "TotalCashValue", "100000", "USD", ""),
+        ]
 
     def trades(self):
         return list(self._trades)
@@ -124,9 +137,13 @@ class FakeIB:
         order.orderId = next(self._ids)
         order.permId = 900_000 + order.orderId
         self.orders_placed += 1
-        trade = Trade(contract, order, OrderStatus(orderId=order.orderId, status="Submitted",
-                                                   remaining=order.totalQuantity),
-                      [], [TradeLogEntry(_dt(self.now_ns), "Submitted", "")])
+        trade = Trade(
+            contract,
+            order,
+            OrderStatus(orderId=order.orderId, status="Submitted", remaining=order.totalQuantity),
+            [],
+            [TradeLogEntry(_dt(self.now_ns), "Submitted", "")],
+        )
         self.server_trades.append(trade)
         self._trades.append(trade)
         if self.reject_next:
@@ -154,10 +171,21 @@ class FakeIB:
         o = trade.order
         sign = 1.0 if o.action == "BUY" else -1.0
         price = self.ask if sign > 0 else self.bid
-        ex = Execution(execId=f"0001f4e8.{next(self._exec_ids):08d}.01.01", time=_dt(self.now_ns), acctNumber="DU123",
-                       exchange="IDEALPRO", side="BOT" if sign > 0 else "SLD", shares=o.totalQuantity, price=price,
-                       permId=o.permId, clientId=17, orderId=o.orderId, cumQty=o.totalQuantity, avgPrice=price,
-                       orderRef=o.orderRef if order_ref is None else order_ref)
+        ex = Execution(
+            execId=f"0001f4e8.{next(self._exec_ids):08d}.01.01",
+            time=_dt(self.now_ns),
+            acctNumber="DU123",
+            exchange="IDEALPRO",
+            side="BOT" if sign > 0 else "SLD",
+            shares=o.totalQuantity,
+            price=price,
+            permId=o.permId,
+            clientId=17,
+            orderId=o.orderId,
+            cumQty=o.totalQuantity,
+            avgPrice=price,
+            orderRef=o.orderRef if order_ref is None else order_ref,
+        )
         fill = Fill(trade.contract, ex, CommissionReport(ex.execId, 2.0, "USD"), ex.time)
         self.server_fills.append(fill)
         self.server_position += sign * o.totalQuantity
@@ -201,9 +229,14 @@ class FakeIB:
         self.gateway_up = True
         while not self.connected:
             await asyncio.sleep(0.01)
-        for code, msg in ((1102, "Connectivity between IB and Trader Workstation has been restored - data maintained."),
-                          (2104, "Market data farm connection is OK:usfarm"), (2106, "HMDS data farm connection is OK"),
-                          (2158, "Sec-def data farm connection is OK"), (2103, "Market data farm connection is broken"),
-                          (2105, "HMDS data farm connection is broken"), (2104, "Market data farm connection is OK")):
+        for code, msg in (
+            (1102, "Connectivity between IB and Trader Workstation has been restored - data maintained."),
+            (2104, "Market data farm connection is OK:usfarm"),
+            (2106, "HMDS data farm connection is OK"),
+            (2158, "Sec-def data farm connection is OK"),
+            (2103, "Market data farm connection is broken"),
+            (2105, "HMDS data farm connection is broken"),
+            (2104, "Market data farm connection is OK"),
+        ):
             self.errorEvent.emit(-1, code, msg, None)
             await asyncio.sleep(0.01)

@@ -107,8 +107,9 @@ class OandaEmulator:
         except web.HTTPException as e:
             if e.status < 400:
                 raise
-            return web.json_response({"errorMessage": f"emulator: {e.reason} ({request.method} {request.path})"},
-                                     status=e.status)
+            return web.json_response(
+                {"errorMessage": f"emulator: {e.reason} ({request.method} {request.path})"}, status=e.status
+            )
 
     @web.middleware
     async def _auth(self, request, handler):
@@ -138,8 +139,15 @@ class OandaEmulator:
     # -- helpers --------------------------------------------------------------------------
     def _tx(self, kind: str, **fields) -> dict:
         self.last_id += 1
-        tx = {"id": str(self.last_id), "time": rfc3339(self.now_ns), "userID": 1234567, "accountID": self.account,
-              "batchID": str(self.last_id), "type": kind, **fields}
+        tx = {
+            "id": str(self.last_id),
+            "time": rfc3339(self.now_ns),
+            "userID": 1234567,
+            "accountID": self.account,
+            "batchID": str(self.last_id),
+            "type": kind,
+            **fields,
+        }
         self.transactions.append(tx)
         for q in self._tx_subscribers:
             q.put_nowait(tx)
@@ -167,8 +175,13 @@ class OandaEmulator:
             n = -t["units"] if abs(left) >= abs(t["units"]) else left  # closing units (sign of the fill)
             pl = -n * (price - t["price"])
             realized += pl
-            part = {"tradeID": t["id"], "units": f"{n:.0f}", "realizedPL": f"{pl:.4f}", "financing": "0.0000",
-                    "halfSpreadCost": "0.6000"}
+            part = {
+                "tradeID": t["id"],
+                "units": f"{n:.0f}",
+                "realizedPL": f"{pl:.4f}",
+                "financing": "0.0000",
+                "halfSpreadCost": "0.6000",
+            }
             if self.knobs.per_trade_price:
                 part["price"] = px
             t["units"] += n
@@ -184,8 +197,12 @@ class OandaEmulator:
         if reduced is not None:
             parts["tradeReduced"] = reduced
         if left:
-            opened = {"tradeID": fill_id, "units": f"{left:.0f}", "halfSpreadCost": "0.6000",
-                      "initialMarginRequired": "2346.9000"}
+            opened = {
+                "tradeID": fill_id,
+                "units": f"{left:.0f}",
+                "halfSpreadCost": "0.6000",
+                "initialMarginRequired": "2346.9000",
+            }
             if self.knobs.per_trade_price:
                 opened["price"] = px
             parts["tradeOpened"] = opened
@@ -193,10 +210,22 @@ class OandaEmulator:
         self.positions[inst] = self.positions.get(inst, 0.0) + filled
         self.balance += realized
         extra = {"clientOrderID": coid} if coid is not None else {}  # absent, never null, without one
-        return self._tx("ORDER_FILL", orderID=order_id, instrument=inst, units=f"{filled:.0f}", price=px,
-                        fullVWAP=px, reason="MARKET_ORDER", pl=f"{realized:.4f}", financing="0.0000",
-                        commission="0.0000", halfSpreadCost="0.6000", accountBalance=f"{self.balance:.4f}",
-                        **extra, **parts)
+        return self._tx(
+            "ORDER_FILL",
+            orderID=order_id,
+            instrument=inst,
+            units=f"{filled:.0f}",
+            price=px,
+            fullVWAP=px,
+            reason="MARKET_ORDER",
+            pl=f"{realized:.4f}",
+            financing="0.0000",
+            commission="0.0000",
+            halfSpreadCost="0.6000",
+            accountBalance=f"{self.balance:.4f}",
+            **extra,
+            **parts,
+        )
 
     # -- handlers -------------------------------------------------------------------------
     async def _heartbeat(self, resp, ts: int) -> None:
@@ -224,10 +253,17 @@ class OandaEmulator:
             self.now_ns, self.bid, self.ask = ts, bid, ask
             if self.knobs.mute_instrument != inst:
                 k = self.knobs
-                line = {"type": "PRICE", "time": rfc3339(ts), "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
-                        "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}], "closeoutBid": f"{bid:.5f}",
-                        "closeoutAsk": f"{ask:.5f}", "status": "non-tradeable" if k.non_tradeable else "tradeable",
-                        "tradeable": not k.non_tradeable, "instrument": inst}
+                line = {
+                    "type": "PRICE",
+                    "time": rfc3339(ts),
+                    "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
+                    "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}],
+                    "closeoutBid": f"{bid:.5f}",
+                    "closeoutAsk": f"{ask:.5f}",
+                    "status": "non-tradeable" if k.non_tradeable else "tradeable",
+                    "tradeable": not k.non_tradeable,
+                    "instrument": inst,
+                }
                 if k.legacy_price_status:
                     del line["tradeable"]
                 await resp.write((json.dumps(line) + "\n").encode())
@@ -292,12 +328,20 @@ class OandaEmulator:
         out = []
         for t0 in sorted(buckets):
             qs = buckets[t0]
-            ohlc = [{"o": f"{s[0]:.5f}", "h": f"{max(s):.5f}", "l": f"{min(s):.5f}", "c": f"{s[-1]:.5f}"}
-                    for s in ([b for b, _ in qs], [a for _, a in qs])]
-            out.append({"complete": t0 + step <= self.now_ns, "volume": len(qs), "time": rfc3339(t0),
-                        "bid": ohlc[0], "ask": ohlc[1]})
-        return web.json_response({"instrument": request.match_info["instrument"], "granularity": "S5",
-                                  "candles": out})
+            ohlc = [
+                {"o": f"{s[0]:.5f}", "h": f"{max(s):.5f}", "l": f"{min(s):.5f}", "c": f"{s[-1]:.5f}"}
+                for s in ([b for b, _ in qs], [a for _, a in qs])
+            ]
+            out.append(
+                {
+                    "complete": t0 + step <= self.now_ns,
+                    "volume": len(qs),
+                    "time": rfc3339(t0),
+                    "bid": ohlc[0],
+                    "ask": ohlc[1],
+                }
+            )
+        return web.json_response({"instrument": request.match_info["instrument"], "granularity": "S5", "candles": out})
 
     async def _post_order(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -306,26 +350,61 @@ class OandaEmulator:
         try:
             units = float(order["units"])
         except (KeyError, TypeError, ValueError):
-            return web.json_response({"errorCode": "INVALID_UNITS", "errorMessage": "Order units specified are invalid"},
-                                     status=400)
+            return web.json_response(
+                {"errorCode": "INVALID_UNITS", "errorMessage": "Order units specified are invalid"}, status=400
+            )
         if coid in self.orders:
-            return web.json_response({"errorCode": "CLIENT_ORDER_ID_ALREADY_EXISTS",
-                                      "errorMessage": "The client Order ID specified is already assigned"}, status=400)
+            return web.json_response(
+                {
+                    "errorCode": "CLIENT_ORDER_ID_ALREADY_EXISTS",
+                    "errorMessage": "The client Order ID specified is already assigned",
+                },
+                status=400,
+            )
         self.order_requests += 1
         ext = {"clientExtensions": {"id": coid}} if coid is not None else {}
-        create = self._tx("MARKET_ORDER", instrument=inst, units=order["units"], timeInForce="FOK",
-                          positionFill="DEFAULT", reason="CLIENT_ORDER", **ext)
+        create = self._tx(
+            "MARKET_ORDER",
+            instrument=inst,
+            units=order["units"],
+            timeInForce="FOK",
+            positionFill="DEFAULT",
+            reason="CLIENT_ORDER",
+            **ext,
+        )
         if self.knobs.reject_reason:
-            reject = self._tx("MARKET_ORDER_REJECT", instrument=inst, units=order["units"],
-                              rejectReason=self.knobs.reject_reason, **ext)
-            return web.json_response({"orderRejectTransaction": reject, "errorCode": self.knobs.reject_reason,
-                                      "errorMessage": "Order rejected", "lastTransactionID": reject["id"]}, status=400)
+            reject = self._tx(
+                "MARKET_ORDER_REJECT",
+                instrument=inst,
+                units=order["units"],
+                rejectReason=self.knobs.reject_reason,
+                **ext,
+            )
+            return web.json_response(
+                {
+                    "orderRejectTransaction": reject,
+                    "errorCode": self.knobs.reject_reason,
+                    "errorMessage": "Order rejected",
+                    "lastTransactionID": reject["id"],
+                },
+                status=400,
+            )
         filled = round(units * self.knobs.fill_ratio)
         price = self.ask if units > 0 else self.bid
         fill = self._fill(inst, filled, price, create["id"], coid)
-        record = {"id": create["id"], "createTime": create["time"], "type": "MARKET", "instrument": inst,
-                  "units": order["units"], "timeInForce": "FOK", "positionFill": "DEFAULT", "state": "FILLED",
-                  "fillingTransactionID": fill["id"], "filledTime": fill["time"], **ext}
+        record = {
+            "id": create["id"],
+            "createTime": create["time"],
+            "type": "MARKET",
+            "instrument": inst,
+            "units": order["units"],
+            "timeInForce": "FOK",
+            "positionFill": "DEFAULT",
+            "state": "FILLED",
+            "fillingTransactionID": fill["id"],
+            "filledTime": fill["time"],
+            **ext,
+        }
         if "tradeOpened" in fill:
             record["tradeOpenedID"] = fill["tradeOpened"]["tradeID"]
         self.orders[coid if coid is not None else create["id"]] = record
@@ -335,9 +414,15 @@ class OandaEmulator:
             self.knobs.drop_order_response -= 1
             request.transport.close()
             raise ConnectionResetError("emulated: connection dropped after the order was accepted")
-        return web.json_response({"orderCreateTransaction": create, "orderFillTransaction": fill,
-                                  "relatedTransactionIDs": [create["id"], fill["id"]],
-                                  "lastTransactionID": fill["id"]}, status=201)
+        return web.json_response(
+            {
+                "orderCreateTransaction": create,
+                "orderFillTransaction": fill,
+                "relatedTransactionIDs": [create["id"], fill["id"]],
+                "lastTransactionID": fill["id"],
+            },
+            status=201,
+        )
 
     async def _get_order(self, request: web.Request) -> web.Response:
         coid = request.match_info["client_id"]
@@ -359,16 +444,39 @@ class OandaEmulator:
         for inst, u in self.positions.items():
             if u:
                 ids = [t["id"] for t in self.trades.get(inst, [])]
-                side = {"units": f"{u:.0f}", "averagePrice": f"{self.average_price(inst):.5f}", "tradeIDs": ids,
-                        "pl": "0.0000", "resettablePL": "0.0000", "unrealizedPL": "0.0000"}
+                side = {
+                    "units": f"{u:.0f}",
+                    "averagePrice": f"{self.average_price(inst):.5f}",
+                    "tradeIDs": ids,
+                    "pl": "0.0000",
+                    "resettablePL": "0.0000",
+                    "unrealizedPL": "0.0000",
+                }
                 flat = {"units": "0", "pl": "0.0000", "resettablePL": "0.0000", "unrealizedPL": "0.0000"}
-                out.append({"instrument": inst, "long": side if u > 0 else flat, "short": side if u < 0 else flat,
-                            "pl": "0.0000", "resettablePL": "0.0000", "unrealizedPL": "0.0000"})
+                out.append(
+                    {
+                        "instrument": inst,
+                        "long": side if u > 0 else flat,
+                        "short": side if u < 0 else flat,
+                        "pl": "0.0000",
+                        "resettablePL": "0.0000",
+                        "unrealizedPL": "0.0000",
+                    }
+                )
         return web.json_response({"positions": out, "lastTransactionID": str(self.last_id)})
 
     async def _summary(self, request: web.Request) -> web.Response:
-        return web.json_response({"account": {"id": self.account, "currency": "USD", "balance": f"{self.balance:.4f}",
-                                              "NAV": f"{self.balance:.4f}", "marginUsed": "0.0000",
-                                              "openPositionCount": sum(1 for u in self.positions.values() if u),
-                                              "lastTransactionID": str(self.last_id)},
-                                  "lastTransactionID": str(self.last_id)})
+        return web.json_response(
+            {
+                "account": {
+                    "id": self.account,
+                    "currency": "USD",
+                    "balance": f"{self.balance:.4f}",
+                    "NAV": f"{self.balance:.4f}",
+                    "marginUsed": "0.0000",
+                    "openPositionCount": sum(1 for u in self.positions.values() if u),
+                    "lastTransactionID": str(self.last_id),
+                },
+                "lastTransactionID": str(self.last_id),
+            }
+        )

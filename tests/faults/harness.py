@@ -28,13 +28,27 @@ WARMUP_DAYS = 6  # the feature windows need 96 hourly bars before the first deci
 
 
 def live_config(tmp: Path, url: str, **broker) -> DaemonConfig:
-    cfg, _ = daemon_config(tmp, EURUSD, "2017-10-01", "2017-11-01", require_start_file="false",
-                           record_ticks="false", reconcile_secs="0.5")
-    b = cfg.broker.model_copy(update={"kind": "oanda", "emergency_check_secs": 0.5, **broker,
-                                      "oanda": cfg.broker.oanda.model_copy(update={
-                                          "rest_url": url, "stream_url": url, "heartbeat_timeout_secs": 0.6,
-                                          "price_stale_secs": 1.0, "backoff_base_secs": 0.05,
-                                          "backoff_cap_secs": 0.2, "request_timeout_secs": 2.0})})
+    cfg, _ = daemon_config(
+        tmp, EURUSD, "2017-10-01", "2017-11-01", require_start_file="false", record_ticks="false", reconcile_secs="0.5"
+    )
+    b = cfg.broker.model_copy(
+        update={
+            "kind": "oanda",
+            "emergency_check_secs": 0.5,
+            **broker,
+            "oanda": cfg.broker.oanda.model_copy(
+                update={
+                    "rest_url": url,
+                    "stream_url": url,
+                    "heartbeat_timeout_secs": 0.6,
+                    "price_stale_secs": 1.0,
+                    "backoff_base_secs": 0.05,
+                    "backoff_cap_secs": 0.2,
+                    "request_timeout_secs": 2.0,
+                }
+            ),
+        }
+    )
     svc = cfg.service.model_copy(update={"http_port": None})
     # the emulator's clock runs ahead of the daemon by the quotes in flight (15 simulated
     # minutes each): a stale limit of 12 h keeps that from reading as stale data
@@ -86,8 +100,9 @@ class Rig:
     def env(self) -> dict[str, str]:
         return {"OANDA_TOKEN": self.emu.token, "OANDA_ACCOUNT": self.emu.account}
 
-    async def run(self, until, timeout: float = 30.0, cfg: DaemonConfig | None = None, during=None,
-                  policy=None) -> Outcome:
+    async def run(
+        self, until, timeout: float = 30.0, cfg: DaemonConfig | None = None, during=None, policy=None
+    ) -> Outcome:
         """Run a daemon until ``until(daemon)`` is true (or the timeout), then stop it."""
         stop = asyncio.Event()
         d = Daemon(cfg or self.cfg, policy=policy, stop=stop, clock=self.clock, environ=self.env())
@@ -113,17 +128,22 @@ class Rig:
                 await asyncio.wait_for(asyncio.shield(task), 15)
                 error = None
             except TimeoutError as e:  # a daemon that does not stop is a failure: say where it hangs
-                stacks = [f"{t.get_name()}: {t.get_stack(limit=4)}" for t in asyncio.all_tasks()
-                          if t is not asyncio.current_task()]
+                stacks = [
+                    f"{t.get_name()}: {t.get_stack(limit=4)}"
+                    for t in asyncio.all_tasks()
+                    if t is not asyncio.current_task()
+                ]
                 print("daemon did not stop within 15 s; tasks:\n" + "\n".join(stacks))
                 error = e
             except BaseException as e:  # the case decides whether a stop was wanted
                 error = e
         if not reached and not stopped_by_itself:
-            raise ConditionNotReached(f"the run ended at its {timeout:.0f} s limit, not by its stopping condition "
-                                      f"(ticks {d.slot.counters.ticks if d.setup_done else 0}, emulator "
-                                      f"cursor {self.emu.cursor}/{len(self.emu.prices)}, orders "
-                                      f"{self.emu.order_requests}); error: {error!r}")
+            raise ConditionNotReached(
+                f"the run ended at its {timeout:.0f} s limit, not by its stopping condition "
+                f"(ticks {d.slot.counters.ticks if d.setup_done else 0}, emulator "
+                f"cursor {self.emu.cursor}/{len(self.emu.prices)}, orders "
+                f"{self.emu.order_requests}); error: {error!r}"
+            )
         return Outcome(error, d, health, reached)
 
     async def close(self) -> None:
@@ -170,8 +190,9 @@ def ticks_done(d: Daemon, n: int) -> bool:
 
 def reconcile_events(rig: Rig) -> list[tuple]:
     with rig.db() as c:
-        return c.execute("SELECT trigger, kind, ours, broker, order_units FROM reconciliation_events "
-                         "ORDER BY id").fetchall()
+        return c.execute(
+            "SELECT trigger, kind, ours, broker, order_units FROM reconciliation_events ORDER BY id"
+        ).fetchall()
 
 
 __all__ = ["Rig", "live_config", "prices", "ticks_done", "reconcile_events", "np"]

@@ -32,9 +32,20 @@ class IBRig:
         tiny_checkpoint(tmp / "models", spec, seed=3)
         self.fake = FakeIB()
         cfg = live_config(tmp, "http://unused")
-        b = cfg.broker.model_copy(update={"kind": "ib", "ib": cfg.broker.ib.model_copy(update={
-            "backoff_base_secs": 0.05, "backoff_cap_secs": 0.2, "fill_timeout_secs": 0.5, "price_stale_secs": 1.0,
-            **ib})})
+        b = cfg.broker.model_copy(
+            update={
+                "kind": "ib",
+                "ib": cfg.broker.ib.model_copy(
+                    update={
+                        "backoff_base_secs": 0.05,
+                        "backoff_cap_secs": 0.2,
+                        "fill_timeout_secs": 0.5,
+                        "price_stale_secs": 1.0,
+                        **ib,
+                    }
+                ),
+            }
+        )
         self.cfg = cfg.model_copy(update={"broker": b})
         self.fake.prices = prices(self.cfg, 12)
 
@@ -57,8 +68,13 @@ class IBRig:
                 streamer = asyncio.create_task(self.fake.stream())
             if during is not None:
                 await during(d)
-            if (streamer is not None and streamer.done() and not d.router.busy() and d.router.queue.empty()
-                    and d.reconciler.ready):
+            if (
+                streamer is not None
+                and streamer.done()
+                and not d.router.busy()
+                and d.router.queue.empty()
+                and d.reconciler.ready
+            ):
                 reached = True
                 break
         stopped_by_itself = task.done()
@@ -71,8 +87,9 @@ class IBRig:
         if streamer is not None:
             streamer.cancel()
         if not reached and not stopped_by_itself:
-            raise ConditionNotReached(f"the IB run ended at its {timeout:.0f} s limit, not by its stopping condition; "
-                                      f"error: {error!r}")
+            raise ConditionNotReached(
+                f"the IB run ended at its {timeout:.0f} s limit, not by its stopping condition; error: {error!r}"
+            )
         return d, error
 
     def check(self) -> dict:
@@ -134,13 +151,13 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
         assert error is None and "night" in state
         rig.check()
         f = rig.fake
-        after = f.calls[state["calls_before"]:]
+        after = f.calls[state["calls_before"] :]
         assert f.connects == 2  # one reconnect; the farm notices tore nothing down
         ids = [t.order.orderId for t in f.server_trades]
         assert len(ids) == len(set(ids))  # order ids never reused across the reconnect
         assert after.count("connect") >= 3  # refused while away, 326, then connected
         i = max(k for k, c in enumerate(after) if c == "connect")
-        assert after[i + 1: i + 5] == ["reqAllOpenOrders", "reqExecutions", "reqPositions", "reqMktData"]
+        assert after[i + 1 : i + 5] == ["reqAllOpenOrders", "reqExecutions", "reqPositions", "reqMktData"]
         codes = [c for c, _ in d.adapter.errors]
         assert {1100, 326, 1102, 2103, 2104, 2105, 2106, 2158} <= set(codes)
         assert state["link_after"] and d.feed.subscriptions == 2

@@ -16,8 +16,13 @@ from tests.faults.harness import Rig, prices, reconcile_events
 
 
 def last_price_done(d, emu) -> bool:
-    return (emu.cursor >= len(emu.prices) and d.slot._last_quote_ts == emu.prices[-1][0]
-            and not d.router.busy() and d.reconciler.ready and d.router.queue.empty())
+    return (
+        emu.cursor >= len(emu.prices)
+        and d.slot._last_quote_ts == emu.prices[-1][0]
+        and not d.router.busy()
+        and d.reconciler.ready
+        and d.router.queue.empty()
+    )
 
 
 def idle(d) -> bool:
@@ -142,13 +147,18 @@ def expect_manual_handled(rig, out):
 
 CASES = [
     Case("baseline", expect=expect_trading),
-    Case("stream_dropped", knobs={"drop_stream_after_lines": 200}, expect=expect_reconnected,
-         until=reconnected_and_done),
+    Case(
+        "stream_dropped", knobs={"drop_stream_after_lines": 200}, expect=expect_reconnected, until=reconnected_and_done
+    ),
     Case("stream_silent", knobs={"silent_after_lines": 200}, expect=expect_reconnected, until=reconnected_and_done),
     Case("no_heartbeats", knobs={"stop_heartbeats": True}, expect=expect_no_reconnect),
     Case("instrument_muted", armed={2: {"mute_instrument": "EUR_USD"}}, expect=expect_stale, until=marked_stale),
-    Case("weekend_non_tradeable", armed={2: {"non_tradeable": True}}, expect=expect_non_tradeable,
-         until=non_tradeable_seen),
+    Case(
+        "weekend_non_tradeable",
+        armed={2: {"non_tradeable": True}},
+        expect=expect_non_tradeable,
+        until=non_tradeable_seen,
+    ),
     Case("http_5xx_at_startup", knobs={"http_status": [500, 503]}, expect=expect_trading),
     Case("order_503", armed={2: {"http_status": [503]}}, expect=expect_trading),
     Case("order_502_then_504_on_lookup", armed={2: {"http_status": [502, 504]}}, expect=expect_trading),
@@ -157,17 +167,30 @@ CASES = [
     Case("slow_responses", armed={2: {"slow_secs": 0.2}}, expect=expect_trading),
     Case("partial_fill", armed={1: {"fill_ratio": 0.5}, 2: {"fill_ratio": 1.0}}, expect=expect_partial),
     Case("over_fill", armed={1: {"fill_ratio": 1.5}, 2: {"fill_ratio": 1.0}}, expect=expect_overfill),
-    Case("reject_insufficient_margin", armed={2: {"reject_reason": "INSUFFICIENT_MARGIN"}, 3: {"reject_reason": None}},
-         expect=expect_rejected),
-    Case("reject_market_halted", armed={2: {"reject_reason": "MARKET_HALTED"}, 3: {"reject_reason": None}},
-         expect=expect_rejected),
+    Case(
+        "reject_insufficient_margin",
+        armed={2: {"reject_reason": "INSUFFICIENT_MARGIN"}, 3: {"reject_reason": None}},
+        expect=expect_rejected,
+    ),
+    Case(
+        "reject_market_halted",
+        armed={2: {"reject_reason": "MARKET_HALTED"}, 3: {"reject_reason": None}},
+        expect=expect_rejected,
+    ),
     Case("duplicated_transactions", knobs={"duplicate_transactions": True}, expect=expect_duplicates_ignored),
     Case("out_of_order_transactions", knobs={"reverse_transactions": True}, expect=expect_trading),
     Case("manual_trade_while_running", during=manual_when(2, 30_000.0), expect=expect_manual_handled),
-    Case("documented_fills_without_trade_prices", knobs={"per_trade_price": False, "legacy_price_status": True},
-         expect=expect_documented_fills_applied),
-    Case("stream_dropped_gap_backfilled", knobs={"drop_stream_after_lines": 300, "lost_on_drop": 40},
-         expect=expect_backfill, until=backfilled_and_done),
+    Case(
+        "documented_fills_without_trade_prices",
+        knobs={"per_trade_price": False, "legacy_price_status": True},
+        expect=expect_documented_fills_applied,
+    ),
+    Case(
+        "stream_dropped_gap_backfilled",
+        knobs={"drop_stream_after_lines": 300, "lost_on_drop": 40},
+        expect=expect_backfill,
+        until=backfilled_and_done,
+    ),
 ]
 
 
@@ -276,9 +299,10 @@ def test_transaction_stream_wakes_reconciliation_for_a_manual_trade(tmp_path, sp
                     rig.emu.manual_trade("EUR_USD", -held / 2 if held else 30_000.0)
 
             def fixed(d):
-                return "manual" in state and any(e[0] == "fill" and e[1] in ("adopt_size", "adopt_unknown",
-                                                                              "flatten_unknown")
-                                                 for e in reconcile_events(rig))
+                return "manual" in state and any(
+                    e[0] == "fill" and e[1] in ("adopt_size", "adopt_unknown", "flatten_unknown")
+                    for e in reconcile_events(rig)
+                )
 
             out = await rig.run(fixed, timeout=20, during=during)
             assert out.error is None and fixed(out.daemon)
@@ -345,8 +369,9 @@ def test_revoked_token_stops_the_daemon_then_a_restart_resolves_the_order(tmp_pa
             assert isinstance(out.error, FatalError) and "401" in str(out.error), repr(out.error)
             rig.emu.token = good
             with rig.db() as c:
-                open_before = [r[0] for r in c.execute(
-                    "SELECT state FROM order_journal WHERE state IN ('new', 'unknown')")]
+                open_before = [
+                    r[0] for r in c.execute("SELECT state FROM order_journal WHERE state IN ('new', 'unknown')")
+                ]
             out2 = await rig.run(lambda d: d.reconciler.ready and not d.router.busy(), timeout=20)
             assert out2.error is None
             info = rig.check()

@@ -20,8 +20,9 @@ def test_paper_live_sends_nothing_and_drift_report_matches_orders(tmp_path, spec
             rig.emu.prices = quotes
             live_cfg = rig.cfg
             svc = live_cfg.service.model_copy(update={"db_name": "paper-live.db"})
-            paper_cfg = live_cfg.model_copy(update={"broker": live_cfg.broker.model_copy(update={"fills": "paper"}),
-                                                    "service": svc})
+            paper_cfg = live_cfg.model_copy(
+                update={"broker": live_cfg.broker.model_copy(update={"fills": "paper"}), "service": svc}
+            )
 
             def done(d):
                 return d.slot._last_quote_ts == quotes[-1][0] and d.slot.instrument not in d.broker.working
@@ -44,7 +45,8 @@ def test_paper_live_sends_nothing_and_drift_report_matches_orders(tmp_path, spec
     assert rep["matched"] >= 3 and rep["matched"] + rep["only_paper"] == paper_orders
     # the emulator fills at the touch; the paper model adds 0.1 pip slippage and 250 ms latency
     assert all(abs(r["drift_pips"]) < 50 for r in rep["orders"])
-    assert main(["drift", "--paper-db", str(paper_db), "--live-db", str(live_db), "--out",
-                 str(tmp_path / "drift")]) == 0
+    assert (
+        main(["drift", "--paper-db", str(paper_db), "--live-db", str(live_db), "--out", str(tmp_path / "drift")]) == 0
+    )
     assert "| matched orders |" in capsys.readouterr().out and (tmp_path / "drift.json").exists()
     assert main(["drift", "--paper-db", str(tmp_path / "nope.db"), "--live-db", str(live_db)]) != 0

@@ -19,8 +19,13 @@ from tests.helpers import ROOT
 
 
 def holding(d) -> bool:
-    return (d.reconciler.ready and not d.router.busy() and d.slot.position[0] != 0.0
-            and d.router.queue.empty() and "EUR_USD" not in d.router.working)
+    return (
+        d.reconciler.ready
+        and not d.router.busy()
+        and d.slot.position[0] != 0.0
+        and d.router.queue.empty()
+        and "EUR_USD" not in d.router.working
+    )
 
 
 async def hold_then_stop(rig) -> float:
@@ -102,16 +107,23 @@ def _daemon_process_env(rig) -> dict[str, str]:
     url = rig.cfg.broker.oanda.rest_url
     svc = rig.cfg.service
     env = dict(os.environ, **rig.env())
-    env.update({
-        "STAIRWAY_BROKER__OANDA__REST_URL": url, "STAIRWAY_BROKER__OANDA__STREAM_URL": url,
-        "STAIRWAY_BROKER__OANDA__HEARTBEAT_TIMEOUT_SECS": "2",
-        "STAIRWAY_SERVICE__STATE_DIR": str(svc.state_dir), "STAIRWAY_SERVICE__MODELS_DIR": str(svc.models_dir),
-        "STAIRWAY_SERVICE__DB_NAME": svc.db_name, "STAIRWAY_SERVICE__GATE_DB": str(svc.gate_db),
-        "STAIRWAY_SERVICE__REQUIRE_GATE_RECORD": "false", "STAIRWAY_SERVICE__REQUIRE_START_FILE": "false",
-        "STAIRWAY_SERVICE__HTTP_PORT": "null", "STAIRWAY_SERVICE__RECORD_TICKS": "false",
-        # this process decides on the wall clock while the emulator streams 2017 quotes
-        "STAIRWAY_RISK__STALE_AFTER_SECS": "1e10",
-    })
+    env.update(
+        {
+            "STAIRWAY_BROKER__OANDA__REST_URL": url,
+            "STAIRWAY_BROKER__OANDA__STREAM_URL": url,
+            "STAIRWAY_BROKER__OANDA__HEARTBEAT_TIMEOUT_SECS": "2",
+            "STAIRWAY_SERVICE__STATE_DIR": str(svc.state_dir),
+            "STAIRWAY_SERVICE__MODELS_DIR": str(svc.models_dir),
+            "STAIRWAY_SERVICE__DB_NAME": svc.db_name,
+            "STAIRWAY_SERVICE__GATE_DB": str(svc.gate_db),
+            "STAIRWAY_SERVICE__REQUIRE_GATE_RECORD": "false",
+            "STAIRWAY_SERVICE__REQUIRE_START_FILE": "false",
+            "STAIRWAY_SERVICE__HTTP_PORT": "null",
+            "STAIRWAY_SERVICE__RECORD_TICKS": "false",
+            # this process decides on the wall clock while the emulator streams 2017 quotes
+            "STAIRWAY_RISK__STALE_AFTER_SECS": "1e10",
+        }
+    )
     return env
 
 
@@ -129,9 +141,18 @@ def test_kill_9_between_send_and_acknowledgement_then_restart(tmp_path, spec):
             rig.emu.arm_on_order(1, hold_order_response=held)
             log = open(tmp_path / "daemon-process.log", "wb")
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "import sys; from stairway.cli import main; sys.exit(main())",
-                "daemon", "run", "--config", str(ROOT / "config" / "live-oanda.toml"),
-                cwd=ROOT, env=_daemon_process_env(rig), stdout=log, stderr=log)
+                sys.executable,
+                "-c",
+                "import sys; from stairway.cli import main; sys.exit(main())",
+                "daemon",
+                "run",
+                "--config",
+                str(ROOT / "config" / "live-oanda.toml"),
+                cwd=ROOT,
+                env=_daemon_process_env(rig),
+                stdout=log,
+                stderr=log,
+            )
             t_end = time.monotonic() + 90
             while rig.emu.order_requests < 1 and time.monotonic() < t_end and proc.returncode is None:
                 await asyncio.sleep(0.02)
@@ -143,18 +164,20 @@ def test_kill_9_between_send_and_acknowledgement_then_restart(tmp_path, spec):
             held.set()
             coid = next(iter(rig.emu.orders))
             # the killed process's stream consumed the rest: the restart gets the next week
-            restart = (dt.datetime.fromtimestamp(rig.emu.now_ns / 1e9, dt.UTC) + dt.timedelta(days=7))
+            restart = dt.datetime.fromtimestamp(rig.emu.now_ns / 1e9, dt.UTC) + dt.timedelta(days=7)
             rig.emu.prices = rig.emu.prices[: rig.emu.cursor] + prices(rig.cfg, 12, start=restart.strftime("%Y-%m-%d"))
             with rig.db() as c:
-                assert c.execute("SELECT state FROM order_journal WHERE client_order_id = ?",
-                                 (coid,)).fetchone() == ("new",)  # written before it was sent
+                assert c.execute("SELECT state FROM order_journal WHERE client_order_id = ?", (coid,)).fetchone() == (
+                    "new",
+                )  # written before it was sent
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
             assert out.error is None
             info = rig.check()
             assert info["journal"][coid] == "filled"
             with rig.db() as c:  # the fill of the killed run was applied by the restart, once
-                assert c.execute("SELECT COUNT(*), SUM(applied) FROM broker_fills WHERE client_order_id = ?",
-                                 (coid,)).fetchone() == (1, 1)
+                assert c.execute(
+                    "SELECT COUNT(*), SUM(applied) FROM broker_fills WHERE client_order_id = ?", (coid,)
+                ).fetchone() == (1, 1)
         finally:
             await rig.close()
 

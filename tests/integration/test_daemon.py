@@ -47,8 +47,11 @@ def test_daemon_replay_persists_every_decision_order_and_fill(tmp_path, spec, sm
         assert total == pytest.approx(filled)
         assert status == ("filled" if abs(filled) == abs(units) else "partial" if filled else "cancelled")
     # every fill is after its bar closed, and no earlier than the closing quote + latency
-    late = query(db, "SELECT count(*) FROM fills f JOIN orders o USING (run_id, client_order_id) "
-                     "WHERE f.ts_ns < o.not_before_ns OR f.ts_ns <= o.bar_ts_ns + 3600 * 1000000000")
+    late = query(
+        db,
+        "SELECT count(*) FROM fills f JOIN orders o USING (run_id, client_order_id) "
+        "WHERE f.ts_ns < o.not_before_ns OR f.ts_ns <= o.bar_ts_ns + 3600 * 1000000000",
+    )
     assert late == [(0,)]
     assert query(db, "SELECT min(not_before_ns - bar_ts_ns) FROM orders")[0][0] == 3600 * 10**9 + 250 * 10**6
     # the final position equals the sum of all fills; the run is closed with its summary
@@ -58,7 +61,9 @@ def test_daemon_replay_persists_every_decision_order_and_fill(tmp_path, spec, sm
     (summary,) = query(db, "SELECT summary_json FROM runs")[0]
     assert json.loads(summary)["trades"] == res.summary["trades"]
     # per-session (UTC day) rows add up to the run
-    sessions = query(db, "SELECT session_date, decisions, orders, fills, equity_open, equity_close, pnl FROM session_metrics")
+    sessions = query(
+        db, "SELECT session_date, decisions, orders, fills, equity_open, equity_close, pnl FROM session_metrics"
+    )
     # sessions are tracked from the first bar (a restored position is protected while warming
     # up); performance counts the days with decisions
     assert len([r for r in sessions if r[1]]) == res.summary["days"] >= 10
@@ -73,7 +78,9 @@ def test_daemon_replay_persists_every_decision_order_and_fill(tmp_path, spec, sm
 def test_daemon_refuses_incompatible_checkpoint(tmp_path, spec, small_csv):
     tiny_checkpoint(tmp_path / "models", spec, feature_hash="feedfacefeedface")
     cfg, _ = daemon_config(tmp_path, small_csv, "2017-10-01", "2018-01-01")
-    with pytest.raises(CheckpointMismatch, match=f"feature spec feedfacefeedface \\(checkpoint\\) != {spec.hash} \\(ours\\)"):
+    with pytest.raises(
+        CheckpointMismatch, match=f"feature spec feedfacefeedface \\(checkpoint\\) != {spec.hash} \\(ours\\)"
+    ):
         asyncio.run(run_daemon(cfg))
     assert not (tmp_path / "state" / "paper-replay.db").exists()  # refused before touching anything
 
@@ -93,8 +100,14 @@ def test_sigterm_mid_run_loses_nothing_acknowledged(tmp_path, spec, small_csv):
     tiny_checkpoint(tmp_path / "models", spec, seed=3)
     _, path = daemon_config(tmp_path, small_csv, "2017-10-01", "2018-01-01", batch_ticks=4, speed=72000)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "stairway.cli", "daemon", "run", "--config", str(path)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stairway.cli", "daemon", "run", "--config", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     acked, lines = [], []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -132,8 +145,9 @@ def test_decision_orders_fill_at_the_next_bars_open_not_at_an_extreme(tmp_path, 
     pip = cfg.instrument.pip_size
     slip, spread = cfg.execution.slippage_pips * pip, cfg.data.modelled_spread_pips * pip
     opens = dict(query(res.db_path, "SELECT ts_ns, open FROM bars"))
-    rows = query(res.db_path, "SELECT o.bar_ts_ns, f.units, f.price FROM fills f JOIN orders o "
-                              "USING (run_id, client_order_id)")
+    rows = query(
+        res.db_path, "SELECT o.bar_ts_ns, f.units, f.price FROM fills f JOIN orders o USING (run_id, client_order_id)"
+    )
     assert len(rows) > 10
     times = sorted(opens)
     for bar_ts, units, price in rows:
@@ -150,6 +164,15 @@ def test_paper_replay_summary_shows_baselines_intervals_and_risk(tmp_path, spec,
     _, path = daemon_config(tmp_path, small_csv, "2017-10-01", "2018-01-01")
     assert cli_main(["daemon", "run", "--config", str(path)]) == 0
     out = capsys.readouterr().out
-    for frag in ("paper replay", "buy_and_hold", "sell_and_hold", "sma_cross", "flat",
-                 "Sharpe 90 % interval", "random entries (100 draws", "the policy beat", "risk: "):
+    for frag in (
+        "paper replay",
+        "buy_and_hold",
+        "sell_and_hold",
+        "sma_cross",
+        "flat",
+        "Sharpe 90 % interval",
+        "random entries (100 draws",
+        "the policy beat",
+        "risk: ",
+    ):
         assert frag in out, frag

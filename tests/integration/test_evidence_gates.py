@@ -52,12 +52,14 @@ def shadow_for(actions: np.ndarray) -> ShadowResult:
     """The last three days' orders as the per-day shadow rule sees them (scaled band 0-1 a day)."""
     orders = np.flatnonzero(actions[-72:] != 0)
     per_day = [int(((orders >= 24 * d) & (orders < 24 * (d + 1))).sum()) for d in range(3)]
-    return ShadowResult("crafted", [DayVerdict(f"d{d}", 1.0, 0.1, t, 24, t <= 1) for d, t in enumerate(per_day)],
-                        (0, 1))
+    return ShadowResult(
+        "crafted", [DayVerdict(f"d{d}", 1.0, 0.1, t, 24, t <= 1) for d, t in enumerate(per_day)], (0, 1)
+    )
 
 
-@pytest.mark.parametrize("name,passes", [("flat", False), ("buy_and_hold", False), ("one_trade", False),
-                                         ("churn", False), ("edge", True)])
+@pytest.mark.parametrize(
+    "name,passes", [("flat", False), ("buy_and_hold", False), ("one_trade", False), ("churn", False), ("edge", True)]
+)
 def test_only_the_policy_with_an_edge_has_the_evidence(market, spec, name, passes):
     hist, ex = market
     first, last = spec.window - 1, len(hist) - 2

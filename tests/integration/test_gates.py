@@ -36,9 +36,13 @@ def trending_bars(n=400, start=1_506_902_400, slope=2e-4):
 
 
 def trainer_cfg(tmp_path, csv, **env):
-    base = {"STAIRWAY_DATA__BARS_CSV": str(csv), "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
-            "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"), "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
-            "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks")}
+    base = {
+        "STAIRWAY_DATA__BARS_CSV": str(csv),
+        "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
+        "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"),
+        "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+        "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+    }
     return load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=base | env)
 
 
@@ -106,13 +110,22 @@ def test_early_stop_logic():
 
 
 # publishing mechanics, not model quality: every gate that judges the model is relaxed or off
-LENIENT = {"STAIRWAY_GATES__MIN_DAY_PNL": "-1e12", "STAIRWAY_GATES__MAX_DAY_DRAWDOWN_PCT": "100",
-           "STAIRWAY_GATES__TRADES_PER_DAY_MINUTE_BARS": "[0, 100000]", "STAIRWAY_GATES__GATE_ON_EVIDENCE": "false",
-           "STAIRWAY_GATES__GATE_ON_ROBUSTNESS": "false"}
+LENIENT = {
+    "STAIRWAY_GATES__MIN_DAY_PNL": "-1e12",
+    "STAIRWAY_GATES__MAX_DAY_DRAWDOWN_PCT": "100",
+    "STAIRWAY_GATES__TRADES_PER_DAY_MINUTE_BARS": "[0, 100000]",
+    "STAIRWAY_GATES__GATE_ON_EVIDENCE": "false",
+    "STAIRWAY_GATES__GATE_ON_ROBUSTNESS": "false",
+}
 STRICT = {"STAIRWAY_GATES__MIN_DAY_PNL": "1e12"}
-SMALL = {"STAIRWAY_CYCLES__COUNT": "2", "STAIRWAY_CYCLES__STEPS": "1000", "STAIRWAY_PPO__NUM_ENVS": "8",
-         "STAIRWAY_PPO__NUM_STEPS": "64", "STAIRWAY_PPO__HIDDEN": "16",
-         "STAIRWAY_TRAIN__RANGE": '{"start": "2017-01-01", "end": "2017-04-01"}'}
+SMALL = {
+    "STAIRWAY_CYCLES__COUNT": "2",
+    "STAIRWAY_CYCLES__STEPS": "1000",
+    "STAIRWAY_PPO__NUM_ENVS": "8",
+    "STAIRWAY_PPO__NUM_STEPS": "64",
+    "STAIRWAY_PPO__HIDDEN": "16",
+    "STAIRWAY_TRAIN__RANGE": '{"start": "2017-01-01", "end": "2017-04-01"}',
+}
 EURUSD_CSV = ROOT / "data" / "FOREX_EURUSD_1H_ASK.csv"
 
 
@@ -148,7 +161,9 @@ def test_failing_gate_with_large_drift_rolls_back_to_gold(tmp_path, spec):
     assert not res.passed and res.drift > 0.15 and res.action == "rolled_back_to_gold"
     assert read_checkpoint(models / "current").sha == gold.sha
     with sqlite3.connect(tmp_path / "gate.db") as c:
-        assert c.execute("SELECT action, gate_passed FROM parameter_drift_log").fetchall() == [("rolled_back_to_gold", 0)]
+        assert c.execute("SELECT action, gate_passed FROM parameter_drift_log").fetchall() == [
+            ("rolled_back_to_gold", 0)
+        ]
         assert c.execute("SELECT status FROM model_registry WHERE sha = ?", (res.candidate,)).fetchone() == ("failed",)
 
 
@@ -170,9 +185,14 @@ def test_gate_db_from_newer_schema_refused(tmp_path):
 def test_train_run_cli_exit_codes(tmp_path, monkeypatch, capsys):
     from stairway.cli import main as cli_main
 
-    for k, v in {**SMALL, **STRICT, "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
-                 "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"), "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
-                 "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks")}.items():
+    for k, v in {
+        **SMALL,
+        **STRICT,
+        "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
+        "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"),
+        "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+        "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+    }.items():
         monkeypatch.setenv(k, v)
     assert cli_main(["train", "run", "--config", str(ROOT / "config/trainer.toml")]) == 1
     err = capsys.readouterr().err
@@ -203,8 +223,7 @@ def test_preflight_refuses_a_candidate_evaluated_under_other_risk_limits(tmp_pat
 
     cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml")
     spec = FeatureSpec.from_config(cfg)
-    meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 64,
-                          **cfg.market_identity())
+    meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 64, **cfg.market_identity())
     ok, why = preflight(meta, cfg.gates, cfg.risk)
     assert ok, why
     loose = RiskConfig(drawdown_tiers_pct=(5.0, 6.0, 7.0, 8.0), max_trades_per_day=500)

@@ -39,8 +39,9 @@ def test_daemon_and_env_take_identical_decisions_with_a_muzero_checkpoint(tmp_pa
     bars = load_bars(EURUSD)[0][:360]
     daemon_policy = load_policy(ck, spec)
     assert daemon_policy.kind == "muzero"
-    slot, rows, fills = run_slot(market_cfg, spec, ex, bars, daemon_policy, tmp_path / "mz.db", [1, 7, 64, 500],
-                                 NO_TIERS)
+    slot, rows, fills = run_slot(
+        market_cfg, spec, ex, bars, daemon_policy, tmp_path / "mz.db", [1, 7, 64, 500], NO_TIERS
+    )
     hist = history_from_bars(bars, market_cfg, spec)
     env_summary, taken = evaluate(load_policy(ck, spec), hist, spec, ex, 100_000.0, 0, risk=NO_TIERS)
     acts = slot.counters.actions
@@ -74,8 +75,16 @@ def test_hot_swap_ppo_to_muzero_to_ppo_during_a_tick_burst(tmp_path, spec):
     bars = b[b["ts_ns"] >= 1506816000 * 10**9][:400]
     models, gate_db = tmp_path / "models", tmp_path / "state" / "gate.db"
     first = gated(models, gate_db, spec, seed=1)
-    cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                           batch_ticks=16, speed=120_000, require_gate_record="true", model_poll_secs=0.05)
+    cfg, _ = daemon_config(
+        tmp_path,
+        write_bars_csv(tmp_path / "b.csv", bars),
+        "2017-10-01",
+        "2018-01-01",
+        batch_ticks=16,
+        speed=120_000,
+        require_gate_record="true",
+        model_poll_secs=0.05,
+    )
 
     def gate(ck):
         db = GateDB(gate_db)
@@ -126,13 +135,17 @@ def test_the_daemon_process_never_imports_torch(tmp_path, spec, kind):
 
     b = load_bars(EURUSD)[0]
     bars = b[b["ts_ns"] >= 1506816000 * 10**9][:200]
-    ck = tiny_checkpoint(tmp_path / "models", spec)[0] if kind == "ppo" else muzero_checkpoint(tmp_path / "models", spec)
+    ck = (
+        tiny_checkpoint(tmp_path / "models", spec)[0] if kind == "ppo" else muzero_checkpoint(tmp_path / "models", spec)
+    )
     _, path = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01")
-    probe = ("import runpy, sys\n"
-             f"sys.argv = ['stairway', 'daemon', 'run', '--config', {str(path)!r}]\n"
-             "try:\n    runpy.run_module('stairway.cli', run_name='__main__')\n"
-             "except SystemExit as e:\n    print('EXIT', e.code)\n"
-             "print('TORCH-MODULES', sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['stairway', 'daemon', 'run', '--config', {str(path)!r}]\n"
+        "try:\n    runpy.run_module('stairway.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n    print('EXIT', e.code)\n"
+        "print('TORCH-MODULES', sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
     p = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     out = p.stdout.splitlines()
     assert "EXIT 0" in out, p.stdout[-2000:] + p.stderr[-2000:]

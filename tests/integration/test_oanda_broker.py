@@ -16,8 +16,9 @@ from tests.emulators.oanda_v20 import OandaEmulator
 
 
 def intent(units=100_000.0, side=Side.BUY, seq=0):
-    return OrderIntent(client_order_id("EUR_USD", 1_506_934_800 * 10**9, seq), "EUR_USD", side, units,
-                       1_506_934_800 * 10**9, 0)
+    return OrderIntent(
+        client_order_id("EUR_USD", 1_506_934_800 * 10**9, seq), "EUR_USD", side, units, 1_506_934_800 * 10**9, 0
+    )
 
 
 def run(scenario, token="test-token", **knobs):
@@ -108,7 +109,9 @@ def test_manual_trade_while_down_is_found_and_reconciled():
 
     fills, positions = run(s)
     assert [(f.instrument, f.units, f.client_order_id) for f in fills] == [
-        ("EUR_USD", -40_000.0, None), ("USD_JPY", 10_000.0, None)]
+        ("EUR_USD", -40_000.0, None),
+        ("USD_JPY", 10_000.0, None),
+    ]
     fixes = {c.instrument: c for c in reconcile({"EUR_USD": 100_000.0}, positions, UnknownPositionPolicy.FLATTEN)}
     assert fixes["EUR_USD"].kind == "adopt_size" and fixes["EUR_USD"].book_units == 60_000.0
     assert fixes["USD_JPY"].kind == "flatten_unknown" and fixes["USD_JPY"].order_units == -10_000.0

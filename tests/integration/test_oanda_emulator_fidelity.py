@@ -62,6 +62,7 @@ def emu_http():
             async with aiohttp.ClientSession(headers=headers) as s:
                 async with s.request(method, f"{url}/{path}", json=body) as r:
                     return r.status, await r.json(content_type=None)
+
         return loop.run_until_complete(go())
 
     call.run = loop.run_until_complete  # for other coroutines on the emulator's loop
@@ -71,8 +72,13 @@ def emu_http():
 
 
 def order(units: int, coid: str | None) -> dict:
-    o = {"type": "MARKET", "instrument": "EUR_USD", "units": str(units), "timeInForce": "FOK",
-         "positionFill": "DEFAULT"}
+    o = {
+        "type": "MARKET",
+        "instrument": "EUR_USD",
+        "units": str(units),
+        "timeInForce": "FOK",
+        "positionFill": "DEFAULT",
+    }
     if coid:
         o["clientExtensions"] = {"id": coid}
     return {"order": o}
@@ -94,15 +100,19 @@ def test_emulator_responses_match_oanda_examples_for_every_endpoint_the_adapter_
     status, od = call("GET", f"{acct}/orders/@a-1")
     ex = response("orders", "_v3_accounts_accountID_order_details")
     problems += shape_problems(od, ex, "GET orders/@id")
-    problems += missing(od["order"], {"id", "createTime", "instrument", "state", "units", "type", "timeInForce",
-                                      "positionFill"}, "order")
+    problems += missing(
+        od["order"],
+        {"id", "createTime", "instrument", "state", "units", "type", "timeInForce", "positionFill"},
+        "order",
+    )
     status, since = call("GET", f"{acct}/transactions/sinceid?id=1")
     ex = response("transactions", "_v3_accounts_transaction_sinceid")
     problems += shape_problems({k: v for k, v in since.items() if k != "transactions"}, ex, "sinceid")
     for tx in since["transactions"]:
         same = [t for t in ex["transactions"] if t["type"] == tx["type"]]
-        problems += shape_problems(tx, fill_example if tx["type"] == "ORDER_FILL" else (same[0] if same else {}),
-                                   f"sinceid {tx['type']}")
+        problems += shape_problems(
+            tx, fill_example if tx["type"] == "ORDER_FILL" else (same[0] if same else {}), f"sinceid {tx['type']}"
+        )
         problems += missing(tx, {"id", "time", "type", "accountID", "batchID", "userID"}, f"sinceid {tx['type']}")
     status, pos = call("GET", f"{acct}/openPositions")
     ex = response("positions", "_v3_accounts_accountID_openpositions")
@@ -113,8 +123,11 @@ def test_emulator_responses_match_oanda_examples_for_every_endpoint_the_adapter_
     status, summary = call("GET", f"{acct}/summary")
     ex = response("accounts", "_v3_account_by_accountID_summary")
     problems += shape_problems(summary, ex, "summary")
-    problems += missing(summary["account"], {"id", "currency", "balance", "NAV", "marginUsed", "openPositionCount",
-                                             "lastTransactionID"}, "summary.account")
+    problems += missing(
+        summary["account"],
+        {"id", "currency", "balance", "NAV", "marginUsed", "openPositionCount", "lastTransactionID"},
+        "summary.account",
+    )
     # the streams and candles
     emu.prices = [(emu.now_ns + k * 10**9, 1.1 + k * 1e-4, 1.1002 + k * 1e-4) for k in range(12)]
     lines = call.run(stream_lines(emu, f"{acct}/pricing/stream?instruments=EUR_USD"))
@@ -124,8 +137,10 @@ def test_emulator_responses_match_oanda_examples_for_every_endpoint_the_adapter_
     for x in lines:
         problems += shape_problems(x, ex_price if x["type"] == "PRICE" else ex_hb, f"pricing stream {x['type']}")
     problems += missing(next(x for x in lines if x["type"] == "PRICE"), set(ex_price) - {"type"}, "PRICE")
-    status, candles = call("GET", "v3/instruments/EUR_USD/candles?granularity=S5&price=BA"
-                                  "&from=2017-10-02T09:00:00Z&to=2030-01-01T00:00:00Z")
+    status, candles = call(
+        "GET",
+        "v3/instruments/EUR_USD/candles?granularity=S5&price=BA&from=2017-10-02T09:00:00Z&to=2030-01-01T00:00:00Z",
+    )
     ex = response("instruments", "_v3_instruments_instrument_candles")
     problems += shape_problems(candles, ex, "candles")
     problems += missing(candles["candles"][0], set(ex["candles"][0]) - {"mid"}, "candle")
@@ -147,7 +162,10 @@ def test_emulator_keeps_trades_like_v20(emu_http):
     _, a = call("POST", f"{acct}/orders", order(10_000, "a-1"))
     emu.ask, emu.bid = 1.20000, 1.19990
     _, b = call("POST", f"{acct}/orders", order(10_000, "a-2"))
-    first, second = a["orderFillTransaction"]["tradeOpened"]["tradeID"], b["orderFillTransaction"]["tradeOpened"]["tradeID"]
+    first, second = (
+        a["orderFillTransaction"]["tradeOpened"]["tradeID"],
+        b["orderFillTransaction"]["tradeOpened"]["tradeID"],
+    )
     assert first == a["orderFillTransaction"]["id"] and second == b["orderFillTransaction"]["id"] and first != second
     _, pos = call("GET", f"{acct}/openPositions")
     long = pos["positions"][0]["long"]
@@ -162,7 +180,9 @@ def test_emulator_keeps_trades_like_v20(emu_http):
     assert float(fill["accountBalance"]) == pytest.approx(100_000 + realized)
     _, pos = call("GET", f"{acct}/openPositions")
     long = pos["positions"][0]["long"]
-    assert long["units"] == "5000" and float(long["averagePrice"]) == pytest.approx(1.2) and long["tradeIDs"] == [second]
+    assert (
+        long["units"] == "5000" and float(long["averagePrice"]) == pytest.approx(1.2) and long["tradeIDs"] == [second]
+    )
     # an order without clientExtensions: no clientOrderID at all, never null
     _, d = call("POST", f"{acct}/orders", order(1_000, None))
     assert "clientOrderID" not in d["orderFillTransaction"]

@@ -28,14 +28,26 @@ LOW_TIERS = RiskConfig(drawdown_tiers_pct=(0.05, 0.1, 0.15, 0.2))
 
 
 def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes, risk_cfg=NO_TIERS):
-    ticks = bars_to_ticks(bars, cfg.bars.period_ns, cfg.data.bars_side,
-                          cfg.data.modelled_spread_pips * cfg.instrument.pip_size)
+    ticks = bars_to_ticks(
+        bars, cfg.bars.period_ns, cfg.data.bars_side, cfg.data.modelled_spread_pips * cfg.instrument.pip_size
+    )
 
     async def go():
         store = await Store.open(db)
-        slot = Slot("r", "EUR_USD", spec, cfg.bars.price, cfg.bars.period_ns, ex, 100_000.0, policy,
-                    PaperBroker(ex), RiskEngine(risk_cfg, cfg.instrument.lot_units, 60), store,
-                    market=cfg.instrument.market)
+        slot = Slot(
+            "r",
+            "EUR_USD",
+            spec,
+            cfg.bars.price,
+            cfg.bars.period_ns,
+            ex,
+            100_000.0,
+            policy,
+            PaperBroker(ex),
+            RiskEngine(risk_cfg, cfg.instrument.lot_units, 60),
+            store,
+            market=cfg.instrument.market,
+        )
         pos, k = 0, 0
         while pos < len(ticks):
             n = batch_sizes[k % len(batch_sizes)]
@@ -44,11 +56,14 @@ def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes, risk_cfg=NO_TIERS):
             pos, k = pos + n, k + 1
         slot.finish()
         await store.flush()
-        rows = await (await store.db.execute(
-            "SELECT ts_ns, units, avg_price, realized, equity FROM positions ORDER BY ts_ns")).fetchall()
+        rows = await (
+            await store.db.execute("SELECT ts_ns, units, avg_price, realized, equity FROM positions ORDER BY ts_ns")
+        ).fetchall()
         # positions are marked from the first bar (issue 9.4); the env starts at the first decision
         rows = [r for r in rows if r[0] >= slot.first_decision_bar_ts]
-        fills = await (await store.db.execute("SELECT units, price, commission FROM fills ORDER BY ts_ns, seq")).fetchall()
+        fills = await (
+            await store.db.execute("SELECT units, price, commission FROM fills ORDER BY ts_ns, seq")
+        ).fetchall()
         await store.close()
         return slot, rows, fills
 
@@ -73,15 +88,21 @@ def run_env(cfg, spec, ex, bars, actions, risk_cfg=NO_TIERS):
         obs, _, _ = env.step(np.array([a]))
         i = env.bar[0]
         st = env.state[0]
-        states.append((st[PS_UNITS], st[PS_AVG], st[PS_REALIZED],
-                       equity(st, hist.last_bid[i], hist.last_ask[i], 100_000.0)))
+        states.append(
+            (st[PS_UNITS], st[PS_AVG], st[PS_REALIZED], equity(st, hist.last_bid[i], hist.last_ask[i], 100_000.0))
+        )
     return hist, observations, states
 
 
 @pytest.mark.parametrize("liquidity, latency_ms", [(5.0, 250.0), (0.3, 250.0), (0.7, 20 * 60 * 1000.0)])
 def test_parity_observations_fills_and_pnl(tmp_path, market_cfg, spec, liquidity, latency_ms):
-    cfg = market_cfg.model_copy(update={"execution": market_cfg.execution.model_copy(
-        update={"liquidity_lots_per_quote": liquidity, "latency_ms": latency_ms})})
+    cfg = market_cfg.model_copy(
+        update={
+            "execution": market_cfg.execution.model_copy(
+                update={"liquidity_lots_per_quote": liquidity, "latency_ms": latency_ms}
+            )
+        }
+    )
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     bars = load_bars(EURUSD)[0][:N_BARS]
     actions = np.random.default_rng(7).integers(0, 4, size=N_BARS).tolist()

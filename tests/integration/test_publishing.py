@@ -40,8 +40,13 @@ print("published", ck.sha)
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_publish_killed_at_each_step_keeps_current_valid(tmp_path, spec, target, n):
     old, _ = tiny_checkpoint(tmp_path, spec, seed=1)
-    out = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), str(n), target], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path), str(n), target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     current = read_checkpoint(tmp_path / "current")  # always a complete, verified checkpoint
     if out.returncode == 0:
         assert current.sha == out.stdout.split()[-1]

@@ -92,8 +92,13 @@ def test_backup_restores_and_keeps_seven(tmp_path):
         s.add("risk_events", ("r", 999, "EUR_USD", "after", "", 0.0, 0.0))  # the live database keeps moving
         await s.close()
         for k in range(8):
-            await asyncio.to_thread(backup_database, tmp_path / "live.db", tmp_path / "b", 7,
-                                    dt.datetime(2030, 1, 1, 0, 0, k, tzinfo=dt.UTC))
+            await asyncio.to_thread(
+                backup_database,
+                tmp_path / "live.db",
+                tmp_path / "b",
+                7,
+                dt.datetime(2030, 1, 1, 0, 0, k, tzinfo=dt.UTC),
+            )
         return path
 
     first = asyncio.run(go())

@@ -59,8 +59,16 @@ async def until(pred, timeout=20.0):
 def test_hot_swap_during_tick_burst_and_bad_checkpoints_refused(tmp_path, spec, bars):
     models, gate_db = tmp_path / "models", tmp_path / "state" / "gate.db"
     a = gated(models, gate_db, spec, seed=1)
-    cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                           batch_ticks=16, speed=120_000, require_gate_record="true", model_poll_secs=0.05)
+    cfg, _ = daemon_config(
+        tmp_path,
+        write_bars_csv(tmp_path / "b.csv", bars),
+        "2017-10-01",
+        "2018-01-01",
+        batch_ticks=16,
+        speed=120_000,
+        require_gate_record="true",
+        model_poll_secs=0.05,
+    )
     ticks = bars_to_ticks(bars, HOUR, "ask", 1e-4)
 
     async def scenario():
@@ -72,7 +80,9 @@ def test_hot_swap_during_tick_burst_and_bad_checkpoints_refused(tmp_path, spec, 
         bad = []
         # corrupt: bytes changed under a content address
         c, _ = tiny_checkpoint(models, spec, seed=3)
-        raw = bytearray(c.path.read_bytes()); raw[-1] ^= 1; c.path.write_bytes(bytes(raw))
+        raw = bytearray(c.path.read_bytes())
+        raw[-1] ^= 1
+        c.path.write_bytes(bytes(raw))
         bad.append("does not match its name")
         await until(lambda: d.watcher.stats.refused == 1)
         # incompatible: another feature spec
@@ -116,9 +126,19 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
     gap = bars.copy()
     gap["ts_ns"][200:] += 5 * 24 * HOUR  # five days without a quote mid-replay
     csv = write_bars_csv(tmp_path / "b.csv", gap)
-    cfg, path = daemon_config(tmp_path, csv, "2017-10-01", "2018-01-01", batch_ticks=4, speed=150_000,
-                              require_gate_record="true", require_start_file="true", http_port="0",
-                              feed_stale_secs="0.5", control_poll_secs="0.05")
+    cfg, path = daemon_config(
+        tmp_path,
+        csv,
+        "2017-10-01",
+        "2018-01-01",
+        batch_ticks=4,
+        speed=150_000,
+        require_gate_record="true",
+        require_start_file="true",
+        http_port="0",
+        feed_stale_secs="0.5",
+        control_poll_secs="0.05",
+    )
     control = tmp_path / "state" / "control"
     health, metrics, msgs = [], [], []
 
@@ -156,7 +176,12 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
     assert status == 200
     assert fams["stairway_ticks"].samples[0].value > 0
     assert fams["stairway_trading_enabled"].samples[0].value == 0
-    assert {s.labels["action"] for s in fams["stairway_decisions_by_action"].samples} == {"HOLD", "BUY", "SELL", "CLOSE"}
+    assert {s.labels["action"] for s in fams["stairway_decisions_by_action"].samples} == {
+        "HOLD",
+        "BUY",
+        "SELL",
+        "CLOSE",
+    }
     assert fams["stairway_model_info"].samples[0].labels["sha"] == res.model_sha  # info metrics are exposed as *_info
     db = sqlite3.connect(res.db_path)
     kinds = {r[0] for r in db.execute("SELECT kind FROM risk_events")}
@@ -182,8 +207,9 @@ def test_daemon_refuses_world_writable_control_dir(tmp_path, spec, bars):
 
 def test_ungated_model_refused_at_start(tmp_path, spec, bars):
     tiny_checkpoint(tmp_path / "models", spec)
-    cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                           require_gate_record="true")
+    cfg, _ = daemon_config(
+        tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01", require_gate_record="true"
+    )
     from core.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="no passing gate record"):

@@ -32,8 +32,19 @@ def bars_from_closes(closes, start=START):
     return bars
 
 
-def run(market_cfg, spec, tmp_path, closes, actions, broker=None, risk_cfg=None, setup=None, between=None,
-        market="always", clock=None):
+def run(
+    market_cfg,
+    spec,
+    tmp_path,
+    closes,
+    actions,
+    broker=None,
+    risk_cfg=None,
+    setup=None,
+    between=None,
+    market="always",
+    clock=None,
+):
     ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
     ticks = bars_to_ticks(bars_from_closes(np.asarray(closes)), HOUR, "ask", 1e-4)
     flattened = []
@@ -41,8 +52,22 @@ def run(market_cfg, spec, tmp_path, closes, actions, broker=None, risk_cfg=None,
     async def go():
         store = await Store.open(tmp_path / "r.db")
         risk = RiskEngine(risk_cfg or RiskConfig(), 100_000.0, 60)
-        slot = Slot("r", "EUR_USD", spec, "ask", HOUR, ex, 100_000.0, ScriptedPolicy(actions), broker or PaperBroker(ex),
-                    risk, store, on_flatten_tier=flattened.append, market=market, clock_ns=clock)
+        slot = Slot(
+            "r",
+            "EUR_USD",
+            spec,
+            "ask",
+            HOUR,
+            ex,
+            100_000.0,
+            ScriptedPolicy(actions),
+            broker or PaperBroker(ex),
+            risk,
+            store,
+            on_flatten_tier=flattened.append,
+            market=market,
+            clock_ns=clock,
+        )
         if setup:
             setup(slot)
         for k in range(0, len(ticks), TICKS_PER_BAR):  # one bar of quotes at a time
@@ -73,7 +98,7 @@ def test_every_drawdown_tier_then_flatten_and_rollback_request(market_cfg, spec,
     assert slot.risk.state.halted
     # the flatten order closed the long; later BUYs are refused while halted
     assert db.execute("SELECT sum(units) FROM fills").fetchone()[0] == pytest.approx(0.0)
-    assert "halted" in k[k.index("flatten"):]
+    assert "halted" in k[k.index("flatten") :]
 
 
 def test_overfill_excess_flattened_and_three_violations_halt(market_cfg, spec, tmp_path):
@@ -83,8 +108,10 @@ def test_overfill_excess_flattened_and_three_violations_halt(market_cfg, spec, t
             order = self.working.get(instrument)
             if order is not None and fills and order.intent.client_order_id.endswith("-0"):
                 order.filled *= 2  # the broker reports twice what we asked for
-                fills = [type(f)(f.client_order_id, f.instrument, f.ts_ns, f.side, f.units * 2, f.price, f.commission,
-                                 f.seq) for f in fills]
+                fills = [
+                    type(f)(f.client_order_id, f.instrument, f.ts_ns, f.side, f.units * 2, f.price, f.commission, f.seq)
+                    for f in fills
+                ]
             return fills
 
     ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
@@ -100,11 +127,14 @@ def test_overfill_excess_flattened_and_three_violations_halt(market_cfg, spec, t
     assert db.execute("SELECT count(*) FROM orders WHERE client_order_id LIKE '%-1'").fetchone()[0] >= 3
 
 
-@pytest.mark.parametrize("kwargs, kind", [
-    ({"clock": lambda t: t + 10 * 60 * 10**9}, "stale_data"),
-    ({"market": "us_equity"}, "market_closed"),
-    ({"setup": lambda s: setattr(s, "trading_enabled", False)}, "observe_only"),
-])
+@pytest.mark.parametrize(
+    "kwargs, kind",
+    [
+        ({"clock": lambda t: t + 10 * 60 * 10**9}, "stale_data"),
+        ({"market": "us_equity"}, "market_closed"),
+        ({"setup": lambda s: setattr(s, "trading_enabled", False)}, "observe_only"),
+    ],
+)
 def test_entries_blocked(market_cfg, spec, tmp_path, kwargs, kind):
     closes = [1.10 + 1e-4 * np.sin(k / 3) for k in range(spec.window + 10)]  # Monday 00:00-10:00 UTC
     slot, db, _ = run(market_cfg, spec, tmp_path, closes, [1, 2, 3] * 10, **kwargs)
@@ -136,10 +166,19 @@ def test_swapped_in_model_ramps_size_by_session(market_cfg, spec, tmp_path):
         if bar == swap_bar:
             slot.pending_policy = ScriptedPolicy([1, 2] * 100, sha="new-model")
 
-    slot, db, _ = run(market_cfg, spec, tmp_path, closes, [0] * 200, between=between,
-                      setup=lambda s: setattr(s, "ramp", (0.5, 0.75, 1.0)))
-    rows = db.execute("SELECT bar_ts_ns, position_units + order_units FROM decisions "
-                      "WHERE model_sha = 'new-model' AND order_units != 0 ORDER BY bar_ts_ns").fetchall()
+    slot, db, _ = run(
+        market_cfg,
+        spec,
+        tmp_path,
+        closes,
+        [0] * 200,
+        between=between,
+        setup=lambda s: setattr(s, "ramp", (0.5, 0.75, 1.0)),
+    )
+    rows = db.execute(
+        "SELECT bar_ts_ns, position_units + order_units FROM decisions "
+        "WHERE model_sha = 'new-model' AND order_units != 0 ORDER BY bar_ts_ns"
+    ).fetchall()
     (swap_ts,) = db.execute("SELECT min(bar_ts_ns) FROM decisions WHERE model_sha = 'new-model'").fetchone()
     by_day = {}
     for ts, target in rows:
@@ -199,8 +238,20 @@ def test_restored_position_is_protected_from_the_first_quote(market_cfg, spec, t
 
     async def go():
         store = await Store.open(tmp_path / "q.db")
-        slot = Slot("r", "EUR_USD", spec, "ask", HOUR, ex, 100_000.0, ScriptedPolicy([]), PaperBroker(ex),
-                    RiskEngine(RiskConfig(), 100_000.0, 60), store, on_flatten_tier=flattened.append)
+        slot = Slot(
+            "r",
+            "EUR_USD",
+            spec,
+            "ask",
+            HOUR,
+            ex,
+            100_000.0,
+            ScriptedPolicy([]),
+            PaperBroker(ex),
+            RiskEngine(RiskConfig(), 100_000.0, 60),
+            store,
+            on_flatten_tier=flattened.append,
+        )
         slot.set_position(100_000.0, 1.1001)
         for k in range(n):  # live: one quote per batch
             slot.on_ticks(ticks[k : k + 1])

@@ -16,10 +16,17 @@ ray = pytest.importorskip("ray", reason="the sweep extra (ray[tune]) is not inst
 def test_sweep_two_trials_on_local_ray(tmp_path):
     from trainer.sweep import run_sweep
 
-    cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ={
-        "STAIRWAY_PPO__NUM_ENVS": "8", "STAIRWAY_PPO__NUM_STEPS": "64", "STAIRWAY_PPO__HIDDEN": "16",
-        "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
-        "STAIRWAY_TRAIN__RANGE": '{"start": "2017-01-01", "end": "2017-04-01"}'})
+    cfg = load_config(
+        TrainerConfig,
+        ROOT / "config/trainer.toml",
+        environ={
+            "STAIRWAY_PPO__NUM_ENVS": "8",
+            "STAIRWAY_PPO__NUM_STEPS": "64",
+            "STAIRWAY_PPO__HIDDEN": "16",
+            "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+            "STAIRWAY_TRAIN__RANGE": '{"start": "2017-01-01", "end": "2017-04-01"}',
+        },
+    )
     res = run_sweep(cfg, trials=2, steps=1024, out_dir=tmp_path)
     trials = res["trials"]
     assert len(trials) == 2 and all("error" not in t for t in trials), trials

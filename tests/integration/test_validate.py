@@ -16,8 +16,15 @@ def test_validate_prints_policy_baselines_intervals_and_overlap_warning(tmp_path
     ck = save_checkpoint(tmp_path / "models", net.state_dict(), meta)
     assert main(["validate", "--checkpoint", ck.sha[:10], "--range", "2017-10-01..2017-12-01", "--draws", "20"]) == 0
     out = capsys.readouterr().out
-    for frag in (f"checkpoint {ck.sha[:12]}", "2017-01-01..2017-10-01", "policy", "buy_and_hold", "sma_long_flat",
-                 "Sharpe 90 % interval", "random entries (20 draws"):
+    for frag in (
+        f"checkpoint {ck.sha[:12]}",
+        "2017-01-01..2017-10-01",
+        "policy",
+        "buy_and_hold",
+        "sma_long_flat",
+        "Sharpe 90 % interval",
+        "random entries (20 draws",
+    ):
         assert frag in out, frag
     assert "NOT out of sample" not in out
     assert main(["validate", "--checkpoint", ck.sha, "--range", "2017-09-01..2017-11-01", "--draws", "5"]) == 0

@@ -24,8 +24,14 @@ from trainer.wf_report import write_wf_report
 
 # Tiny training leaves the policy near uniform (confidence ~0.25): with the default
 # min_confidence (0.35) it would hold every action, and these tests need one that trades.
-TINY = {"STAIRWAY_CYCLES__COUNT": "2", "STAIRWAY_CYCLES__STEPS": "512", "STAIRWAY_PPO__NUM_ENVS": "8",
-        "STAIRWAY_PPO__NUM_STEPS": "32", "STAIRWAY_TRAIN__SESSION_MINUTES": "6000", "STAIRWAY_TRAIN__MIN_CONFIDENCE": "0"}
+TINY = {
+    "STAIRWAY_CYCLES__COUNT": "2",
+    "STAIRWAY_CYCLES__STEPS": "512",
+    "STAIRWAY_PPO__NUM_ENVS": "8",
+    "STAIRWAY_PPO__NUM_STEPS": "32",
+    "STAIRWAY_TRAIN__SESSION_MINUTES": "6000",
+    "STAIRWAY_TRAIN__MIN_CONFIDENCE": "0",
+}
 YEAR = DateRange(start=dt.date(2017, 1, 1), end=dt.date(2017, 12, 30))
 
 
@@ -78,14 +84,16 @@ def test_a_folds_test_data_never_reaches_its_training(tmp_path):
     assert clean["in_sample"] == bad["in_sample"]
     # ...while the test window itself did change what the fold was tested on
     assert clean["summaries"]["buy_and_hold"]["pnl_pct"] == pytest.approx(
-        -bad["summaries"]["buy_and_hold"]["pnl_pct"], abs=0.5)
+        -bad["summaries"]["buy_and_hold"]["pnl_pct"], abs=0.5
+    )
     assert clean["summaries"]["buy_and_hold"]["pnl_pct"] != pytest.approx(bad["summaries"]["buy_and_hold"]["pnl_pct"])
 
 
 @pytest.fixture(scope="module")
 def walk():
-    return run_walk_forward(tiny_cfg(), DateRange(start=dt.date(2017, 3, 1), end=dt.date(2017, 9, 1)), 3,
-                            "anchored", 2.0, draws=10)
+    return run_walk_forward(
+        tiny_cfg(), DateRange(start=dt.date(2017, 3, 1), end=dt.date(2017, 9, 1)), 3, "anchored", 2.0, draws=10
+    )
 
 
 def test_stitched_result_adds_the_folds_up(walk):
@@ -120,8 +128,16 @@ def test_report_holds_what_was_measured(walk, tmp_path):
 
 def test_ray_runs_the_same_folds(walk):
     pytest.importorskip("ray")
-    on_ray = run_walk_forward(tiny_cfg(), DateRange(start=dt.date(2017, 3, 1), end=dt.date(2017, 9, 1)), 3,
-                              "anchored", 2.0, draws=10, ray_address="local", workers=2)
+    on_ray = run_walk_forward(
+        tiny_cfg(),
+        DateRange(start=dt.date(2017, 3, 1), end=dt.date(2017, 9, 1)),
+        3,
+        "anchored",
+        2.0,
+        draws=10,
+        ray_address="local",
+        workers=2,
+    )
     assert on_ray.workers.startswith("ray (local, 2 workers)")
     for a, b in zip(walk.folds, on_ray.folds):
         assert a["weights"] == b["weights"]
@@ -131,11 +147,34 @@ def test_ray_runs_the_same_folds(walk):
 def test_cli_walk_forward_and_argument_errors(tmp_path, monkeypatch, capsys):
     for k, v in TINY.items():
         monkeypatch.setenv(k, v)
-    assert main(["validate", "--range", "2017-03-01..2017-08-01", "--folds", "2", "--train-windows", "2",
-                 "--draws", "5", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "--range",
+                "2017-03-01..2017-08-01",
+                "--folds",
+                "2",
+                "--train-windows",
+                "2",
+                "--draws",
+                "5",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    for frag in ("2 rolling folds", "| policy |", "| buy_and_hold |", "| sma_cross |", "walk-forward efficiency",
-                 "the policy beat buy-and-hold in", "report: "):
+    for frag in (
+        "2 rolling folds",
+        "| policy |",
+        "| buy_and_hold |",
+        "| sma_cross |",
+        "walk-forward efficiency",
+        "the policy beat buy-and-hold in",
+        "report: ",
+    ):
         assert frag in out, frag
     assert main(["validate", "--range", "2017-03-01..2017-08-01"]) == 2
     assert "give --checkpoint SHA or --folds N" in capsys.readouterr().err
@@ -144,8 +183,10 @@ def test_cli_walk_forward_and_argument_errors(tmp_path, monkeypatch, capsys):
     assert main(["validate", "--range", "2017-03-01..2017-08-01", "--folds", "0"]) == 2
     assert "--folds 0: at least 1" in capsys.readouterr().err
     # windows too short for the training session: the error names the fold and its window
-    assert main(["validate", "--range", "2017-01-01..2017-12-30", "--folds", "40", "--train-windows", "1",
-                 "--draws", "2"]) == 2
+    assert (
+        main(["validate", "--range", "2017-01-01..2017-12-30", "--folds", "40", "--train-windows", "1", "--draws", "2"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "fold 0 (2017-01-01 .. 2017-01-10): train.session_minutes" in err and len(err.strip().splitlines()) == 1
     # a range outside the file: one line naming the fold, its window and the file

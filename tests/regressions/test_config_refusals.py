@@ -23,13 +23,23 @@ def load(tmp_path, old=None, new=None, environ=None):
 
 
 CASES = [
-    ("drawdown_tiers_pct = [1.5, 1.8, 2.0, 2.5]", "drawdown_tiers_pct = [-1.5, 1.8, 2.0, 2.5]",
-     ["risk.drawdown_tiers_pct", "-1.5"]),
-    ("drawdown_tiers_pct = [1.5, 1.8, 2.0, 2.5]", "drawdown_tiers_pct = [1.8, 1.5, 2.0, 2.5]",
-     ["risk.drawdown_tiers_pct", "strictly increasing"]),
+    (
+        "drawdown_tiers_pct = [1.5, 1.8, 2.0, 2.5]",
+        "drawdown_tiers_pct = [-1.5, 1.8, 2.0, 2.5]",
+        ["risk.drawdown_tiers_pct", "-1.5"],
+    ),
+    (
+        "drawdown_tiers_pct = [1.5, 1.8, 2.0, 2.5]",
+        "drawdown_tiers_pct = [1.8, 1.5, 2.0, 2.5]",
+        ["risk.drawdown_tiers_pct", "strictly increasing"],
+    ),
     ('symbol = "EUR_USD"', 'symbol = ""', ["symbol = ''"]),
     ('symbol = "EUR_USD"', 'symbol = "EUR_USDD"', ["symbol = 'EUR_USDD'"]),
-    ('symbol = "EUR_USD"\npip_size = 0.0001', 'symbol = "XAU_USD"\npip_size = 0.01', ["'XAU_USD'", "holds EUR_USD bars"]),
+    (
+        'symbol = "EUR_USD"\npip_size = 0.0001',
+        'symbol = "XAU_USD"\npip_size = 0.01',
+        ["'XAU_USD'", "holds EUR_USD bars"],
+    ),
     ("pip_size = 0.0001", "pip_size = 0.01", ["pip_size = 0.01", "EUR_USD"]),
     ('db_name = "paper-replay.db"', 'db_name = "../outside.db"', ["service.db_name", "'../outside.db'"]),
     ('db_name = "paper-replay.db"', 'db_name = "/tmp/x.db"', ["service.db_name"]),
@@ -72,25 +82,39 @@ def test_good_variants_still_load(tmp_path):
     assert load_config(DaemonConfig, p, environ={}).instrument.pip_size == 0.01
 
 
-@pytest.mark.parametrize("field,value,fragment", [
-    ("pip_size", 0.01, "pip size 0.01 (checkpoint) != 0.0001 (ours)"),
-    ("instrument", "USD_CHF", "instrument USD_CHF (checkpoint) != EUR_USD (ours)"),
-    ("period_minutes", 1, "bar period 1 min (checkpoint) != 60 min (ours)"),
-])
+@pytest.mark.parametrize(
+    "field,value,fragment",
+    [
+        ("pip_size", 0.01, "pip size 0.01 (checkpoint) != 0.0001 (ours)"),
+        ("instrument", "USD_CHF", "instrument USD_CHF (checkpoint) != EUR_USD (ours)"),
+        ("period_minutes", 1, "bar period 1 min (checkpoint) != 60 min (ours)"),
+    ],
+)
 def test_checkpoint_of_another_market_refused_naming_both_sides(tmp_path, spec, field, value, fragment):
     cfg = load(tmp_path)
     _, net = tiny_checkpoint(tmp_path / "models", spec)
     ident = cfg.market_identity() | {field: value}
-    meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ("HOLD", "BUY", "SELL", "CLOSE"), 16,
-                          **ident)
+    meta = CheckpointMeta(
+        "ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ("HOLD", "BUY", "SELL", "CLOSE"), 16, **ident
+    )
     ck = save_checkpoint(tmp_path / "models", net.state_dict(), meta)
     publish(tmp_path / "models", ck.sha)
     with pytest.raises(CheckpointError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity())
     # the same checkpoint, recorded for our market, loads
-    ok = save_checkpoint(tmp_path / "models", net.state_dict(),
-                         CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,),
-                                        ("HOLD", "BUY", "SELL", "CLOSE"), 16, **cfg.market_identity()))
+    ok = save_checkpoint(
+        tmp_path / "models",
+        net.state_dict(),
+        CheckpointMeta(
+            "ppo",
+            spec.hash,
+            spec.to_json(),
+            (spec.obs_dim,),
+            ("HOLD", "BUY", "SELL", "CLOSE"),
+            16,
+            **cfg.market_identity(),
+        ),
+    )
     publish(tmp_path / "models", ok.sha)
     assert load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity()).sha == ok.sha
 
@@ -98,13 +122,23 @@ def test_checkpoint_of_another_market_refused_naming_both_sides(tmp_path, spec, 
 def test_trainer_does_not_warm_start_from_another_instruments_model(tmp_path, spec, capsys):
     from trainer.cycles import _warm_start
 
-    tcfg = load_config(TrainerConfig, ROOT / "config" / "trainer.toml",
-                       environ={"STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models")})
+    tcfg = load_config(
+        TrainerConfig,
+        ROOT / "config" / "trainer.toml",
+        environ={"STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models")},
+    )
     _, net = tiny_checkpoint(tmp_path / "models", spec, hidden=tcfg.ppo.hidden)
 
     def publish_for(**market):
-        meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ("HOLD", "BUY", "SELL", "CLOSE"),
-                              tcfg.ppo.hidden, **(tcfg.market_identity() | market))
+        meta = CheckpointMeta(
+            "ppo",
+            spec.hash,
+            spec.to_json(),
+            (spec.obs_dim,),
+            ("HOLD", "BUY", "SELL", "CLOSE"),
+            tcfg.ppo.hidden,
+            **(tcfg.market_identity() | market),
+        )
         ck = save_checkpoint(tmp_path / "models", net.state_dict(), meta)
         publish(tmp_path / "models", ck.sha)
         return ck

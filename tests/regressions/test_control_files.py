@@ -45,8 +45,16 @@ def test_unknown_names_warned_once_shown_in_status_and_unsafe_dir_stops_entries(
     b = load_bars(EURUSD)[0]
     bars = b[b["ts_ns"] >= 1506816000 * 10**9][:600]
     tiny_checkpoint(tmp_path / "models", spec, seed=1)
-    cfg, path = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                              batch_ticks=4, speed=40_000, control_poll_secs="0.05", control_check_secs="0.1")
+    cfg, path = daemon_config(
+        tmp_path,
+        write_bars_csv(tmp_path / "b.csv", bars),
+        "2017-10-01",
+        "2018-01-01",
+        batch_ticks=4,
+        speed=40_000,
+        control_poll_secs="0.05",
+        control_check_secs="0.1",
+    )
     control = cfg.service.control_dir
 
     async def scenario():
@@ -71,8 +79,11 @@ def test_unknown_names_warned_once_shown_in_status_and_unsafe_dir_stops_entries(
     status, unsafe_health = asyncio.run(scenario())
     out = capsys.readouterr().out
     assert out.count("control_file_ignored") == 3
-    assert status["ignored_files"] == ["FLATEN (did you mean FLATTEN?)", "STOP", "start_trading (did you mean "
-                                       "START_TRADING?)"]
+    assert status["ignored_files"] == [
+        "FLATEN (did you mean FLATTEN?)",
+        "STOP",
+        "start_trading (did you mean START_TRADING?)",
+    ]
     assert any("control directory unsafe" in h for h in unsafe_health)
     assert "control_directory_unsafe" in out and "control_directory_safe_again" in out
 

@@ -58,8 +58,13 @@ def test_bad_state_database_exits_with_one_line_naming_it(tmp_path, spec, bars, 
     tiny_checkpoint(tmp_path / "models", spec, seed=1)
     cfg, path = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01")
     _spoil(cfg.service.db_path, kind)
-    p = subprocess.run([sys.executable, "-m", "stairway.cli", "daemon", "run", "--config", str(path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=90)  # a hang fails here
+    p = subprocess.run(
+        [sys.executable, "-m", "stairway.cli", "daemon", "run", "--config", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )  # a hang fails here
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     last = [ln for ln in p.stderr.splitlines() if ln.strip()][-1]
     assert last.startswith("stairway: error:") and str(cfg.service.db_path) in last, p.stderr[-2000:]

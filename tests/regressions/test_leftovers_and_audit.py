@@ -93,8 +93,15 @@ def test_model_swaps_rows_use_one_clock(tmp_path, spec):
     bars = b[b["ts_ns"] >= 1506816000 * 10**9][:300]
     models = tmp_path / "models"
     tiny_checkpoint(models, spec, seed=1)
-    cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                           batch_ticks=16, speed=120_000, model_poll_secs=0.05)
+    cfg, _ = daemon_config(
+        tmp_path,
+        write_bars_csv(tmp_path / "b.csv", bars),
+        "2017-10-01",
+        "2018-01-01",
+        batch_ticks=16,
+        speed=120_000,
+        model_poll_secs=0.05,
+    )
     t0 = time.time_ns()
 
     async def scenario():

@@ -79,8 +79,16 @@ def test_wrong_oanda_token_is_one_line_not_an_exception_group(tmp_path, spec):
             env = _daemon_process_env(rig)
             env["OANDA_TOKEN"] = "wrong-token-123"
             proc = await asyncio.create_subprocess_exec(
-                *CLI, "daemon", "run", "--config", str(ROOT / "config" / "live-oanda.toml"), cwd=ROOT, env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                *CLI,
+                "daemon",
+                "run",
+                "--config",
+                str(ROOT / "config" / "live-oanda.toml"),
+                cwd=ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             out, err = await asyncio.wait_for(proc.communicate(), 120)
             return subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
         finally:

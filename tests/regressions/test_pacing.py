@@ -50,8 +50,9 @@ def test_paced_replay_with_shipped_batch_size_trades_without_stale_blocks_and_lo
     configure_logging(json=True, level="info")  # as the service logs (the fixture resets it afterwards)
     bars = _bars(200)
     tiny_checkpoint(tmp_path / "models", spec, seed=1)
-    cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                           speed=3600 * 60.0, http_port="0")
+    cfg, _ = daemon_config(
+        tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01", speed=3600 * 60.0, http_port="0"
+    )
     assert cfg.replay.batch_ticks == 65_536 and cfg.service.http_port == 0
 
     async def go():

@@ -32,7 +32,11 @@ def test_spiked_quotes_are_rejected_counted_and_never_marked(tmp_path, spec):
     equity = np.array([r[0] for r in db.execute("SELECT equity FROM positions")])
     assert np.all(np.abs(equity - 100_000) < 5_000)  # never marked at a spike
     # a tighter configured rule rejects more: the setting reaches the live path
-    cfg2 = cfg.model_copy(update={"bars": cfg.bars.model_copy(update={"max_jump_pct": 0.01}),
-                                  "service": cfg.service.model_copy(update={"db_name": "tight.db"})})
+    cfg2 = cfg.model_copy(
+        update={
+            "bars": cfg.bars.model_copy(update={"max_jump_pct": 0.01}),
+            "service": cfg.service.model_copy(update={"db_name": "tight.db"}),
+        }
+    )
     res2 = asyncio.run(run_daemon(cfg2, ticks=ticks))
     assert res2.counters["rejected_jump"] > 0

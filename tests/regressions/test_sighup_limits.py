@@ -29,8 +29,9 @@ def test_reloaded_lower_limits_apply_to_the_next_check():
 def test_sighup_lowered_maximum_blocks_orders_at_the_old_size(tmp_path, spec):
     b = load_bars(EURUSD)[0]
     bars = b[b["ts_ns"] >= 1506816000 * 10**9][:400]
-    cfg, path = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                              batch_ticks=4, speed=100_000)
+    cfg, path = daemon_config(
+        tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01", batch_ticks=4, speed=100_000
+    )
     policy = ScriptedPolicy([1, 2] * 400)  # BUY, SELL, ...: a full lot each way every bar
 
     async def scenario():
@@ -39,7 +40,9 @@ def test_sighup_lowered_maximum_blocks_orders_at_the_old_size(tmp_path, spec):
         await until(lambda: hasattr(d, "slot") and d.slot.counters.orders >= 6)
         text = path.read_text()
         assert "max_position_lots = 1.0\nmax_total_lots" in text
-        path.write_text(text.replace("max_position_lots = 1.0\nmax_total_lots", "max_position_lots = 0.5\nmax_total_lots"))
+        path.write_text(
+            text.replace("max_position_lots = 1.0\nmax_total_lots", "max_position_lots = 0.5\nmax_total_lots")
+        )
         os.kill(os.getpid(), signal.SIGHUP)
         await until(lambda: d.risk.cfg.max_position_lots == 0.5, 5)
         reloaded_at = d.slot.last_bar_ts
@@ -54,8 +57,9 @@ def test_sighup_lowered_maximum_blocks_orders_at_the_old_size(tmp_path, spec):
     after = [r[0] for r in db.execute("SELECT units FROM positions WHERE ts_ns > ? + 3600000000000", (reloaded_at,))]
     assert max(map(abs, before)) == 100_000.0 and len(after) >= 3
     assert max(map(abs, after)) == pytest.approx(50_000.0)  # the old size never again
-    limited = db.execute("SELECT count(*) FROM risk_events WHERE kind = 'position_limit' AND ts_ns > ?",
-                         (reloaded_at,)).fetchone()[0]
+    limited = db.execute(
+        "SELECT count(*) FROM risk_events WHERE kind = 'position_limit' AND ts_ns > ?", (reloaded_at,)
+    ).fetchone()[0]
     assert limited > 0
 
 
@@ -71,8 +75,7 @@ def test_reconciler_cuts_to_the_reloaded_maximum(tmp_path, spec):
             state = {}
 
             async def during(d):
-                if "at" not in state and abs(rig.emu.positions.get("EUR_USD", 0.0)) == 100_000 \
-                        and not d.router.busy():
+                if "at" not in state and abs(rig.emu.positions.get("EUR_USD", 0.0)) == 100_000 and not d.router.busy():
                     state["at"] = rig.emu.order_requests
                     d.risk.cfg = d.risk.cfg.model_copy(update={"max_position_lots": 0.5})  # what SIGHUP does
 

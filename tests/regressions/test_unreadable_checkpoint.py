@@ -32,8 +32,15 @@ def _repoint(models, target):
 def test_unreadable_current_is_refused_and_old_model_keeps_trading(tmp_path, spec, bars):
     models = tmp_path / "models"
     a, _ = tiny_checkpoint(models, spec, seed=1)
-    cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01",
-                           batch_ticks=16, speed=60_000, model_poll_secs=0.05)
+    cfg, _ = daemon_config(
+        tmp_path,
+        write_bars_csv(tmp_path / "b.csv", bars),
+        "2017-10-01",
+        "2018-01-01",
+        batch_ticks=16,
+        speed=60_000,
+        model_poll_secs=0.05,
+    )
     (models / "registry" / "adir").mkdir()
     os.symlink("loop2", models / "registry" / "loop1")
     os.symlink("loop1", models / "registry" / "loop2")
@@ -56,8 +63,12 @@ def test_unreadable_current_is_refused_and_old_model_keeps_trading(tmp_path, spe
 
     res = asyncio.run(scenario())
     assert not res.interrupted and res.model_sha == a.sha
-    reasons = [r[0] for r in sqlite3.connect(res.db_path).execute(
-        "SELECT reason FROM model_swaps WHERE outcome = 'refused' ORDER BY id")]
+    reasons = [
+        r[0]
+        for r in sqlite3.connect(res.db_path).execute(
+            "SELECT reason FROM model_swaps WHERE outcome = 'refused' ORDER BY id"
+        )
+    ]
     assert len(reasons) == 3
     assert "is a directory" in reasons[0] and "cannot read" in reasons[1] and "is a directory" in reasons[2]
 
@@ -73,12 +84,19 @@ def test_checkpoint_the_service_user_cannot_read_is_a_checkpoint_error(tmp_path,
     tmp_path.chmod(0o755)
     (tmp_path / "models").chmod(0o755)
     (tmp_path / "models" / "registry").chmod(0o755)
-    code = ("import sys; from core.checkpoint import read_checkpoint\n"
-            "from core.errors import CheckpointError\n"
-            f"try:\n    read_checkpoint({str(ck.path)!r})\nexcept CheckpointError as e:\n    print(e); sys.exit(3)\n")
-    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")})
+    code = (
+        "import sys; from core.checkpoint import read_checkpoint\n"
+        "from core.errors import CheckpointError\n"
+        f"try:\n    read_checkpoint({str(ck.path)!r})\nexcept CheckpointError as e:\n    print(e); sys.exit(3)\n"
+    )
+    p = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")},
+    )
     assert p.returncode == 3, p.stderr
     assert "cannot read the checkpoint" in p.stdout and "Permission denied" in p.stdout
 
@@ -94,8 +112,13 @@ def test_unreadable_current_at_startup_is_one_error_line(tmp_path, spec, bars, k
     else:
         os.symlink("current", models / ".x")
         os.replace(models / ".x", models / "current")  # current -> current
-    p = subprocess.run([sys.executable, "-m", "stairway.cli", "daemon", "run", "--config", str(path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "stairway.cli", "daemon", "run", "--config", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert lines[-1].startswith("stairway: error:") and "current" in lines[-1], p.stderr

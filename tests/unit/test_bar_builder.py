@@ -53,7 +53,12 @@ def test_bar_builder_matches_reference_and_conserves_ticks(spec, chunk):
     assert [tuple(x) for x in bars] == [tuple(map(float, r)) for r in ref]
     assert [tuple(x) for x in tail] == ([tuple(map(float, ref_open))] if ref_open else [])
     assert (b.accepted, b.rejected_bad, b.rejected_out_of_order, b.rejected_duplicate, b.rejected_jump) == (
-        counts["accepted"], counts["bad"], counts["ooo"], counts["dup"], counts["jump"])
+        counts["accepted"],
+        counts["bad"],
+        counts["ooo"],
+        counts["dup"],
+        counts["jump"],
+    )
     assert b.accepted + b.rejected == len(ticks)
     all_bars = bars + tail
     assert sum(x[5] for x in all_bars) == b.accepted  # volume = accepted tick count
@@ -90,6 +95,7 @@ def test_bar_builder_rebuilds_bar_file_exactly_from_bar_derived_ticks():
 
 
 # -- issue 9.6: implausible prices -------------------------------------------------------
+
 
 def _quotes(mids, start=1_506_902_400 * 10**9, step=MIN // 4):
     t = np.zeros(len(mids), dtype=TICK_DTYPE)
@@ -128,6 +134,7 @@ def test_jump_threshold_is_configurable():
 
 
 # -- issue 10.1: the order of a bar's extremes never depends on its own close -------------
+
 
 def test_extreme_order_ignores_the_bars_close():
     from core.bar_ticks import bar_paths

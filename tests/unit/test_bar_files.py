@@ -73,6 +73,7 @@ def test_load_bars_missing_file_named(tmp_path):
 
 # -- issue 9.6 / 9.9: implausible prices and undecodable bytes refuse the file ------------
 
+
 @pytest.mark.parametrize("spoil", ["x100", "1e300", "div100"])
 def test_implausible_bar_refused_with_file_and_line(tmp_path, spoil):
     bars = load_bars(EURUSD)[0][:50].copy()
@@ -104,6 +105,7 @@ def test_non_utf8_byte_names_the_line(tmp_path):
 
 # -- issue 10.6: files users bring -------------------------------------------------------
 
+
 def _csv(path, header, rows, compress=None):
     text = header + "\n" + "\n".join(rows) + "\n"
     if compress == "gz":
@@ -130,8 +132,9 @@ def test_iso_offsets_and_z_are_converted_to_utc():
 
 
 @pytest.mark.parametrize("compress", [None, "gz", "bz2"])
-@pytest.mark.parametrize("header", ["Date,Open,High,Low,Close", "Datetime,open,high,low,close",
-                                    "timestamp,OPEN,HIGH,LOW,CLOSE"])
+@pytest.mark.parametrize(
+    "header", ["Date,Open,High,Low,Close", "Datetime,open,high,low,close", "timestamp,OPEN,HIGH,LOW,CLOSE"]
+)
 def test_header_variants_and_compression_detected_not_assumed(tmp_path, header, compress):
     p = _csv(tmp_path / "bars.dat", header, ISO_ROWS, compress)  # the name says nothing
     bars, _ = load_bars(p)
@@ -155,23 +158,29 @@ def test_symbol_column_filtered_and_mixed_file_without_filter_refused(tmp_path):
         load_bars(p, symbol="USD_JPY")
 
 
-@pytest.mark.parametrize("header,fragment", [
-    ("Date,Close", "close-only series"),
-    ("Date,Price", "close-only series"),
-    ("Open,High,Low,Close", "no time column"),
-])
+@pytest.mark.parametrize(
+    "header,fragment",
+    [
+        ("Date,Close", "close-only series"),
+        ("Date,Price", "close-only series"),
+        ("Open,High,Low,Close", "no time column"),
+    ],
+)
 def test_close_only_and_timeless_files_get_a_clear_error(tmp_path, header, fragment):
     p = _csv(tmp_path / "c.csv", header, ["2017-01-02,1.1", "2017-01-03,1.2"])
     with pytest.raises(DataError, match=fragment):
         load_bars(p)
 
 
-@pytest.mark.parametrize("content,fragment", [
-    (b"\x00\x01\x02binary\x00data\n" * 20, "not a text CSV file"),
-    (b"\x1f\x8b\x08\x00garbage", "compressed file"),
-    (b"\x1f\x8b\x08\x00junkjunk", "corrupt compressed file"),  # zlib.error, not an OSError
-    (b"BZhxxxx", "corrupt compressed file"),
-])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        (b"\x00\x01\x02binary\x00data\n" * 20, "not a text CSV file"),
+        (b"\x1f\x8b\x08\x00garbage", "compressed file"),
+        (b"\x1f\x8b\x08\x00junkjunk", "corrupt compressed file"),  # zlib.error, not an OSError
+        (b"BZhxxxx", "corrupt compressed file"),
+    ],
+)
 def test_binary_and_corrupt_compressed_files_name_the_file(tmp_path, content, fragment):
     p = tmp_path / "x.csv"
     p.write_bytes(content)
@@ -185,8 +194,14 @@ def test_range_shorter_than_the_warm_up_names_range_span_and_warm_up(tmp_path):
 
     bars = load_bars(EURUSD)[0]
     with pytest.raises(DataError) as e:
-        select_warm_range(EURUSD, bars, parse_timestamp_ns("2019-01-01 00:00"), parse_timestamp_ns("2019-02-01 00:00"),
-                          97, "replay.range")
+        select_warm_range(
+            EURUSD,
+            bars,
+            parse_timestamp_ns("2019-01-01 00:00"),
+            parse_timestamp_ns("2019-02-01 00:00"),
+            97,
+            "replay.range",
+        )
     msg = str(e.value)
     assert "replay.range 2019-01-01 .. 2019-02-01 holds 0 bars" in msg and "97 to warm up" in msg
     assert "2017-01-01 22:00 .. 2017-12-29 21:00 UTC" in msg
@@ -211,6 +226,9 @@ def test_daemon_replay_range_shorter_than_warm_up_is_one_clear_error(tmp_path, s
 
     tiny_checkpoint(tmp_path / "models", spec)
     cfg, _ = daemon_config(tmp_path, EURUSD, "2017-10-02", "2017-10-04")
-    with pytest.raises(DataError, match=r"replay.range 2017-10-02 .. 2017-10-04 holds 48 bars; the features need "
-                                        rf"{spec.window} to warm up"):
+    with pytest.raises(
+        DataError,
+        match=r"replay.range 2017-10-02 .. 2017-10-04 holds 48 bars; the features need "
+        rf"{spec.window} to warm up",
+    ):
         asyncio.run(run_daemon(cfg))

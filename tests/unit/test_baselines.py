@@ -35,8 +35,10 @@ def test_random_entries_keep_the_policys_trade_count_and_holding_times():
         assert len(entries) == len(exits) == len(holds)
         assert sorted((exits - entries).tolist()) == sorted(holds)
         assert np.all(entries[1:] > exits[:-1])  # never overlapping
-    assert np.array_equal(random_entry_actions(200, holds, np.random.default_rng(1)),
-                          random_entry_actions(200, holds, np.random.default_rng(1)))
+    assert np.array_equal(
+        random_entry_actions(200, holds, np.random.default_rng(1)),
+        random_entry_actions(200, holds, np.random.default_rng(1)),
+    )
 
 
 def test_block_bootstrap_interval_brackets_the_estimate_and_is_seeded():

@@ -36,8 +36,10 @@ def test_checkpoint_file_is_content_addressed_safetensors(tmp_path, spec):
     "kwargs, fragments",
     [
         ({"feature_spec_hash": "0000000000000000"}, ["feature spec", "(checkpoint) != 0000000000000000 (ours)"]),
-        ({"action_space": ("HOLD", "BUY", "SELL")}, ["action space ['HOLD', 'BUY', 'SELL', 'CLOSE'] (checkpoint)",
-                                                    "['HOLD', 'BUY', 'SELL'] (ours)"]),
+        (
+            {"action_space": ("HOLD", "BUY", "SELL")},
+            ["action space ['HOLD', 'BUY', 'SELL', 'CLOSE'] (checkpoint)", "['HOLD', 'BUY', 'SELL'] (ours)"],
+        ),
         ({"obs_shape": (7,)}, ["observation shape", "(7,) (ours)"]),
     ],
 )
@@ -54,8 +56,13 @@ def test_check_compatible_refuses_mismatch_naming_both_sides(tmp_path, spec, kwa
 def test_checkpoint_with_other_action_space_refused(tmp_path, spec):
     ck, _ = tiny_checkpoint(tmp_path, spec, action_space=("HOLD", "BUY", "SELL", "CLOSE", "HEDGE"))
     with pytest.raises(CheckpointMismatch, match="action space .*HEDGE.* \\(checkpoint\\) != .*\\(ours\\)"):
-        check_compatible(read_checkpoint(ck.path).meta, str(ck.path), feature_spec_hash=spec.hash,
-                         obs_shape=(spec.obs_dim,), action_space=ACTION_NAMES)
+        check_compatible(
+            read_checkpoint(ck.path).meta,
+            str(ck.path),
+            feature_spec_hash=spec.hash,
+            obs_shape=(spec.obs_dim,),
+            action_space=ACTION_NAMES,
+        )
 
 
 def test_corrupt_checkpoint_refused(tmp_path, spec):

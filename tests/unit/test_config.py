@@ -34,7 +34,9 @@ def test_unknown_key_is_named(tmp_path):
 
 def test_bad_value_names_file_key_and_value(tmp_path):
     p = write(tmp_path, BASE + "[execution]\ncommission_pips = -0.5\n")
-    with pytest.raises(ConfigError, match=r"execution.commission_pips = -0.5: Input should be greater than or equal to 0"):
+    with pytest.raises(
+        ConfigError, match=r"execution.commission_pips = -0.5: Input should be greater than or equal to 0"
+    ):
         load_config(TrainerConfig, p, environ={})
 
 
@@ -46,7 +48,9 @@ def test_inverted_date_range_rejected(tmp_path):
 
 def test_environment_overrides_file_and_is_validated(tmp_path):
     p = write(tmp_path, BASE + "[ppo]\ntotal_steps = 100\n")
-    cfg = load_config(TrainerConfig, p, environ={"STAIRWAY_PPO__TOTAL_STEPS": "2048", "STAIRWAY_DATA__BARS_CSV": "x.csv"})
+    cfg = load_config(
+        TrainerConfig, p, environ={"STAIRWAY_PPO__TOTAL_STEPS": "2048", "STAIRWAY_DATA__BARS_CSV": "x.csv"}
+    )
     assert cfg.ppo.total_steps == 2048 and str(cfg.data.bars_csv) == "x.csv"
     with pytest.raises(ConfigError, match="ppo.num_envs = 'many'"):
         load_config(TrainerConfig, p, environ={"STAIRWAY_PPO__NUM_ENVS": "many"})

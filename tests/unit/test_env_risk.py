@@ -39,8 +39,9 @@ def walk(hist_ex, spec, actions, risk):
 def test_daily_trade_cap_stops_openings_but_not_closes(hist_ex, spec):
     churn = [1, 2] * 150  # reverse every bar: an opening order every bar
     _, free, _ = walk(hist_ex, spec, churn, RiskConfig(drawdown_tiers_pct=(90, 91, 92, 93)))
-    env, capped, days = walk(hist_ex, spec, churn, RiskConfig(drawdown_tiers_pct=(90, 91, 92, 93),
-                                                              max_trades_per_day=3))
+    env, capped, days = walk(
+        hist_ex, spec, churn, RiskConfig(drawdown_tiers_pct=(90, 91, 92, 93), max_trades_per_day=3)
+    )
     changes = np.flatnonzero(np.diff(np.concatenate([[0.0], capped])) != 0.0)
     per_day = np.bincount(days[changes] - days.min())
     # three orders a day (open, reverse, reverse); the fourth reversal may only close

@@ -58,7 +58,11 @@ def test_target_semantics():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0]), st.floats(1.0, 1.2)), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0]), st.floats(1.0, 1.2)), min_size=1, max_size=30
+    )
+)
 def test_position_accounting_equals_cash_flows(fills):
     """Equity from avg-price accounting == initial + cash flows + position value, always."""
     st_ = new_state()

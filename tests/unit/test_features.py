@@ -61,7 +61,9 @@ def test_features_no_look_ahead(bars, spec):
 
 
 def test_feature_spec_hash_pins_windows_and_period(market_cfg, spec):
-    other = MarketConfig(bars=market_cfg.bars, features=market_cfg.features.model_copy(update={"vol_window_minutes": 2880}))
+    other = MarketConfig(
+        bars=market_cfg.bars, features=market_cfg.features.model_copy(update={"vol_window_minutes": 2880})
+    )
     assert FeatureSpec.from_config(other).hash != spec.hash
     assert FeatureSpec.from_config(market_cfg).hash == spec.hash
     assert spec.obs_dim == len(spec.names) == spec.n_market + 9
@@ -70,18 +72,28 @@ def test_feature_spec_hash_pins_windows_and_period(market_cfg, spec):
 def test_feature_windows_converted_with_bar_period():
     minute = FeatureSpec.from_config(MarketConfig(bars=BarConfig(period_minutes=1), features=FeatureConfig()))
     assert minute.vol_window == 30 and minute.return_lags[-1] == 64
-    five = MarketConfig(bars=BarConfig(period_minutes=5),
-                        features=FeatureConfig(return_lags_minutes=(5, 10), vol_window_minutes=60,
-                                               short_window_minutes=30, long_window_minutes=120, rsi_window_minutes=70))
+    five = MarketConfig(
+        bars=BarConfig(period_minutes=5),
+        features=FeatureConfig(
+            return_lags_minutes=(5, 10),
+            vol_window_minutes=60,
+            short_window_minutes=30,
+            long_window_minutes=120,
+            rsi_window_minutes=70,
+        ),
+    )
     s5 = FeatureSpec.from_config(five)
     assert (s5.vol_window, s5.short_window, s5.long_window, s5.rsi_window, s5.return_lags) == (12, 6, 24, 14, (1, 2))
-    with pytest.raises(ConfigError, match="features.return_lags_minutes = 1 minutes is not a whole number of 60-minute bars"):
+    with pytest.raises(
+        ConfigError, match="features.return_lags_minutes = 1 minutes is not a whole number of 60-minute bars"
+    ):
         FeatureSpec.from_config(MarketConfig(bars=BarConfig(period_minutes=60), features=FeatureConfig()))
 
 
 def test_feature_selection_by_name_same_in_both_paths(bars, market_cfg):
-    cfg = market_cfg.model_copy(update={"features": market_cfg.features.model_copy(
-        update={"include": ("rsi", "ret_24", "tod_sin")})})
+    cfg = market_cfg.model_copy(
+        update={"features": market_cfg.features.model_copy(update={"include": ("rsi", "ret_24", "tod_sin")})}
+    )
     spec = FeatureSpec.from_config(cfg)
     full = FeatureSpec.from_config(market_cfg)
     assert spec.market_names == ("rsi", "ret_24", "tod_sin") and spec.obs_dim == 3 + 9
@@ -93,6 +105,11 @@ def test_feature_selection_by_name_same_in_both_paths(bars, market_cfg):
 
 
 def test_config_naming_an_unknown_feature_is_refused(market_cfg):
-    cfg = market_cfg.model_copy(update={"features": market_cfg.features.model_copy(update={"include": ("rsi", "macd")})})
-    with pytest.raises(ConfigError, match=r"features.include = \['rsi', 'macd'\]: unknown feature\(s\) \['macd'\].*known market features: ret_1"):
+    cfg = market_cfg.model_copy(
+        update={"features": market_cfg.features.model_copy(update={"include": ("rsi", "macd")})}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"features.include = \['rsi', 'macd'\]: unknown feature\(s\) \['macd'\].*known market features: ret_1",
+    ):
         FeatureSpec.from_config(cfg)

@@ -53,9 +53,13 @@ def _candle(t, bid, ask, complete=True):
 
 def test_candles_become_five_quotes_each_inside_the_window():
     t0 = "2017-10-02T09:00:00.000000000Z"
-    body = {"granularity": "S5", "candles": [
-        _candle(t0, (1.1, 1.2, 1.02, 1.15), (1.1001, 1.2001, 1.0201, 1.1501)),  # the low is nearer the open
-        _candle("2017-10-02T09:00:05.000000000Z", (1.2, 1.25, 1.1, 1.12), (1.2001, 1.2501, 1.1001, 1.1201), False)]}
+    body = {
+        "granularity": "S5",
+        "candles": [
+            _candle(t0, (1.1, 1.2, 1.02, 1.15), (1.1001, 1.2001, 1.0201, 1.1501)),  # the low is nearer the open
+            _candle("2017-10-02T09:00:05.000000000Z", (1.2, 1.25, 1.1, 1.12), (1.2001, 1.2501, 1.1001, 1.1201), False),
+        ],
+    }
     lo = parse_time_ns(t0)
     q = parse_candles(body, "EUR_USD", lo, lo + 10 * 10**9)
     assert len(q) == 5  # the incomplete candle is not used
@@ -64,12 +68,15 @@ def test_candles_become_five_quotes_each_inside_the_window():
     assert len(parse_candles(body, "EUR_USD", lo + 2 * 10**9, lo + 10 * 10**9)) == 3  # window respected
 
 
-@pytest.mark.parametrize("body,match", [
-    ({"granularity": "H1", "candles": []}, "granularity"),
-    ({"granularity": "S5"}, "candles: missing"),
-    ({"granularity": "S5", "candles": [{"complete": True, "time": "2017-10-02T09:00:00Z", "bid": {}}]}, "bid.o"),
-    ({"granularity": "S5", "candles": [{"complete": True, "time": "yesterday"}]}, "time"),
-])
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ({"granularity": "H1", "candles": []}, "granularity"),
+        ({"granularity": "S5"}, "candles: missing"),
+        ({"granularity": "S5", "candles": [{"complete": True, "time": "2017-10-02T09:00:00Z", "bid": {}}]}, "bid.o"),
+        ({"granularity": "S5", "candles": [{"complete": True, "time": "yesterday"}]}, "time"),
+    ],
+)
 def test_bad_candle_payloads_name_the_field(body, match):
     with pytest.raises(BadPayload, match=match):
         parse_candles(body, "EUR_USD", 0, 2**62)

@@ -33,7 +33,9 @@ def test_tracker_hand_computed_series():
     assert s["sqn"] == pytest.approx(5.0 / math.sqrt(((20 - 5) ** 2 + (-10 - 5) ** 2) / 1) * math.sqrt(2))
     assert s["hold_rate"] == pytest.approx(3 / 5)
     assert s["long_pct"] == pytest.approx(20.0) and s["short_pct"] == pytest.approx(20.0)  # 1 of 5 bars each
-    assert any(line.startswith("bars long (%)") and line.endswith(" 20.0") for line in format_summary({"x": s}).splitlines())
+    assert any(
+        line.startswith("bars long (%)") and line.endswith(" 20.0") for line in format_summary({"x": s}).splitlines()
+    )
     assert s["days"] == 3 and s["trades_per_day"] == pytest.approx(2 / 3)
     # daily close equities: 100_000 (start), 100_100, 100_050, 100_100 -> returns +0.1%, -0.05%, +0.05%
     r = [0.001, -0.0005, 0.0005]
@@ -52,6 +54,7 @@ def test_tracker_with_no_trades_reports_zeros_not_nan():
 
 
 # -- issue 10.1: measurement biases ------------------------------------------------------
+
 
 def test_trade_pnl_carries_both_commissions_and_open_trade_is_marked():
     comm = 0.2 * PIP  # per unit per side

@@ -55,7 +55,9 @@ def test_numba_forward_equals_the_torch_module():
             dynamics(w, s, a, xin, hid, s2, rl)
             t2, trl = net.dynamics(ts, torch.tensor([a]))
             assert np.allclose(s2, t2[0].numpy(), atol=1e-9) and np.allclose(rl, trl[0].numpy(), atol=1e-9)
-            assert math.isclose(expected(rl, np.zeros_like(rl), SUP), float(from_support(trl, SUP)[0]), rel_tol=1e-7, abs_tol=1e-7)
+            assert math.isclose(
+                expected(rl, np.zeros_like(rl), SUP), float(from_support(trl, SUP)[0]), rel_tol=1e-7, abs_tol=1e-7
+            )
         predict(w, s, hid, pl, vl)
         tpl, tvl = net.predict(ts)
         assert np.allclose(pl, tpl[0].numpy(), atol=1e-9) and np.allclose(vl, tvl[0].numpy(), atol=1e-9)
@@ -67,9 +69,24 @@ def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
 
 def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0, dtype=np.float64):
     t = Tree.allocate(sims, A, OBS, LAT, HID, SUP, dtype)
-    search(numpy_weights(net.state_dict(), dtype), obs.astype(dtype), sims, c_puct, gamma, SUP,
-           np.zeros(A) if noise is None else noise, frac, t.visits, t.value_sum, t.reward, t.latent, t.prior,
-           t.child, t.path, *t.scratch)
+    search(
+        numpy_weights(net.state_dict(), dtype),
+        obs.astype(dtype),
+        sims,
+        c_puct,
+        gamma,
+        SUP,
+        np.zeros(A) if noise is None else noise,
+        frac,
+        t.visits,
+        t.value_sum,
+        t.reward,
+        t.latent,
+        t.prior,
+        t.child,
+        t.path,
+        *t.scratch,
+    )
     return root_visits(t, A)
 
 

@@ -14,18 +14,31 @@ from trainer.config import TrainerConfig
 from trainer.cycles import prepare_data, run_cycles, train_cycles
 from trainer.muzero import ReplayBuffer, Segment
 
-TINY = {"STAIRWAY_TRAIN__ALGO": "muzero", "STAIRWAY_CYCLES__COUNT": "2", "STAIRWAY_CYCLES__STEPS": "256",
-        "STAIRWAY_MUZERO__NUM_ENVS": "4", "STAIRWAY_MUZERO__SEGMENT": "16", "STAIRWAY_MUZERO__BATCH_SIZE": "16",
-        "STAIRWAY_MUZERO__SIMULATIONS": "5", "STAIRWAY_MUZERO__LATENT": "8", "STAIRWAY_MUZERO__HIDDEN": "16",
-        "STAIRWAY_MUZERO__SUPPORT": "30", "STAIRWAY_TRAIN__SESSION_MINUTES": "6000",
-        "STAIRWAY_TRAIN__RANGE": '{"start": "2017-01-01", "end": "2017-04-01"}'}
+TINY = {
+    "STAIRWAY_TRAIN__ALGO": "muzero",
+    "STAIRWAY_CYCLES__COUNT": "2",
+    "STAIRWAY_CYCLES__STEPS": "256",
+    "STAIRWAY_MUZERO__NUM_ENVS": "4",
+    "STAIRWAY_MUZERO__SEGMENT": "16",
+    "STAIRWAY_MUZERO__BATCH_SIZE": "16",
+    "STAIRWAY_MUZERO__SIMULATIONS": "5",
+    "STAIRWAY_MUZERO__LATENT": "8",
+    "STAIRWAY_MUZERO__HIDDEN": "16",
+    "STAIRWAY_MUZERO__SUPPORT": "30",
+    "STAIRWAY_TRAIN__SESSION_MINUTES": "6000",
+    "STAIRWAY_TRAIN__RANGE": '{"start": "2017-01-01", "end": "2017-04-01"}',
+}
 
 
 def cfg(tmp_path=None, **extra) -> TrainerConfig:
     env = TINY | extra
     if tmp_path is not None:
-        env |= {"STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"), "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "g.db"),
-                "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"), "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "t")}
+        env |= {
+            "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
+            "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "g.db"),
+            "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+            "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "t"),
+        }
     return load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=env)
 
 
@@ -42,8 +55,15 @@ def test_same_seed_same_weights_other_seed_other_weights():
 
 
 def seg(trade: bool, tag: int = 0) -> Segment:
-    s = Segment(np.full((3, 2), tag), np.zeros(2, np.int64), np.zeros(2), np.full((3, 4), 0.25), np.zeros(3),
-                np.zeros(2, bool), trade)
+    s = Segment(
+        np.full((3, 2), tag),
+        np.zeros(2, np.int64),
+        np.zeros(2),
+        np.full((3, 4), 0.25),
+        np.zeros(3),
+        np.zeros(2, bool),
+        trade,
+    )
     return s
 
 
@@ -68,9 +88,15 @@ def test_n_step_value_targets(tmp_path):
     d = prepare_data(c)
     env = VecTradingEnv(d.history, d.spec, d.ex, 100_000.0, 2, d.session_len, seed=0, last_bar=d.split - 2)
     algo = MuZeroAlgorithm(c, env)
-    s = Segment(np.zeros((5, env.obs_dim)), np.array([1, 2, 3, 0]), np.array([1.0, 2.0, 4.0, 8.0]),
-                np.eye(4)[[0, 1, 2, 3, 0]], np.array([10.0, 20.0, 40.0, 80.0, 160.0]),
-                np.array([False, False, True, False]), True)
+    s = Segment(
+        np.zeros((5, env.obs_dim)),
+        np.array([1, 2, 3, 0]),
+        np.array([1.0, 2.0, 4.0, 8.0]),
+        np.eye(4)[[0, 1, 2, 3, 0]],
+        np.array([10.0, 20.0, 40.0, 80.0, 160.0]),
+        np.array([False, False, True, False]),
+        True,
+    )
     values, rewards, policies, mask, actions = algo._targets(s, 1)
     # k=0 at i=1: r1 + .5 r2 (session ends at 2: no bootstrap) = 2 + 2 = 4
     # k=1 at i=2: r2 (done) = 4; k=2 at i=3: r3 + .5 * v4 = 8 + 80 = 88
@@ -101,8 +127,15 @@ def test_actors_on_ray_give_the_same_weights_as_actors_in_process():
     c = cfg(STAIRWAY_MUZERO__ACTORS="2", STAIRWAY_CYCLES__COUNT="1", STAIRWAY_TRAIN__MAX_GAP_MINUTES="10")
     d = prepare_data(c)
     inline = train_cycles(c, d)
-    on_ray = train_cycles(cfg(STAIRWAY_MUZERO__ACTORS="2", STAIRWAY_CYCLES__COUNT="1",
-                              STAIRWAY_TRAIN__MAX_GAP_MINUTES="10", STAIRWAY_MUZERO__RAY_ADDRESS="local"), d)
+    on_ray = train_cycles(
+        cfg(
+            STAIRWAY_MUZERO__ACTORS="2",
+            STAIRWAY_CYCLES__COUNT="1",
+            STAIRWAY_TRAIN__MAX_GAP_MINUTES="10",
+            STAIRWAY_MUZERO__RAY_ADDRESS="local",
+        ),
+        d,
+    )
     one = train_cycles(cfg(STAIRWAY_CYCLES__COUNT="1", STAIRWAY_TRAIN__MAX_GAP_MINUTES="10"), d)
     a, b, o = inline.states[-1], on_ray.states[-1], one.states[-1]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -120,11 +153,29 @@ def test_train_run_ray_address_is_refused_for_ppo():
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "stairway.cli", "train", "run", "--config", "config/trainer.toml",
-                        "--ray-address", "local"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stairway.cli",
+            "train",
+            "run",
+            "--config",
+            "config/trainer.toml",
+            "--ray-address",
+            "local",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr.strip().splitlines()[-1].endswith(
-        "--ray-address runs MuZero's self-play actors; config/trainer.toml has train.algo = 'ppo'")
+    assert (
+        p.stderr.strip()
+        .splitlines()[-1]
+        .endswith("--ray-address runs MuZero's self-play actors; config/trainer.toml has train.algo = 'ppo'")
+    )
 
 
 def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
@@ -157,6 +208,9 @@ def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
                 assert seg.values[i] == pytest.approx(fresh.tree.value_sum[0] / fresh.tree.visits[0])
             else:
                 assert np.array_equal(seg.policies[i], pol[i]) and seg.values[i] == val[i]
-    assert any(not np.array_equal(algo.buffer.items[1].policies[i], before[1][0][i])
-               or algo.buffer.items[1].values[i] != before[1][1][i] for i in range(3, 9))
+    assert any(
+        not np.array_equal(algo.buffer.items[1].policies[i], before[1][0][i])
+        or algo.buffer.items[1].values[i] != before[1][1][i]
+        for i in range(3, 9)
+    )
     algo.close()

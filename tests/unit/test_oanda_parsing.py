@@ -27,17 +27,26 @@ def test_order_fill_reversal_splits_into_close_and_open():
     assert fills[0].price == 1.17345
 
 
-@pytest.mark.parametrize("line, fragment", [
-    (b"{not json", "not JSON"),
-    (b'{"type":"CANDLE"}', "type = 'CANDLE': expected PRICE or HEARTBEAT"),
-    (b'{"type":"HEARTBEAT","time":"yesterday"}', "HEARTBEAT.time = 'yesterday'"),
-    (b'{"type":"PRICE","instrument":"EUR_USD","time":"2017-10-02T09:00:00Z","bids":[{"price":1.1}],"asks":[]}',
-     "PRICE EUR_USD.bids[0].price = 1.1: not a decimal string"),
-    (b'{"type":"PRICE","instrument":"EUR_USD","time":"2017-10-02T09:00:00Z","bids":[],"asks":[]}',
-     "PRICE EUR_USD.closeoutBid: missing"),
-])
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        (b"{not json", "not JSON"),
+        (b'{"type":"CANDLE"}', "type = 'CANDLE': expected PRICE or HEARTBEAT"),
+        (b'{"type":"HEARTBEAT","time":"yesterday"}', "HEARTBEAT.time = 'yesterday'"),
+        (
+            b'{"type":"PRICE","instrument":"EUR_USD","time":"2017-10-02T09:00:00Z","bids":[{"price":1.1}],"asks":[]}',
+            "PRICE EUR_USD.bids[0].price = 1.1: not a decimal string",
+        ),
+        (
+            b'{"type":"PRICE","instrument":"EUR_USD","time":"2017-10-02T09:00:00Z","bids":[],"asks":[]}',
+            "PRICE EUR_USD.closeoutBid: missing",
+        ),
+    ],
+)
 def test_bad_stream_lines_named(line, fragment):
-    with pytest.raises(BadPayload, match=fragment.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        BadPayload, match=fragment.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")
+    ):
         parse_stream_line(line)
 
 
@@ -52,6 +61,7 @@ def test_order_fill_whose_parts_do_not_add_up_is_refused():
 
 
 # -- issue 9.3: OANDA's own documented payloads ------------------------------------------
+
 
 def test_every_documented_order_fill_parses_with_the_fills_own_price():
     from tests.oanda_examples import order_fill_examples

@@ -4,8 +4,6 @@ without it still load); min_confidence turns a low-confidence action into HOLD i
 (ConfidenceFloor), in the evaluation and in the daemon, and the decision row says so;
 policies reset, so warm-up calls leave nothing behind; ``train.algo`` chooses the learner."""
 
-import asyncio
-import dataclasses
 import json
 import sqlite3
 
@@ -26,8 +24,15 @@ from tests.helpers import ROOT, tiny_checkpoint
 def arch_checkpoint(tmp_path, spec, arch: dict | str, kind: str = "ppo"):
     torch.manual_seed(1)
     net = ActorCritic(spec.obs_dim, hidden=16)
-    meta = CheckpointMeta(kind, spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 16,
-                          arch=arch if isinstance(arch, str) else json.dumps(arch))
+    meta = CheckpointMeta(
+        kind,
+        spec.hash,
+        spec.to_json(),
+        (spec.obs_dim,),
+        ACTION_NAMES,
+        16,
+        arch=arch if isinstance(arch, str) else json.dumps(arch),
+    )
     return read_checkpoint(save_checkpoint(tmp_path / "m", net.state_dict(), meta).path), net
 
 
@@ -45,8 +50,9 @@ def test_an_old_ppo_checkpoint_without_arch_loads_unchanged(tmp_path, spec):
 
 def test_the_registry_refuses_what_it_cannot_run(tmp_path, spec):
     ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "dreamer", "latent": 32}, kind="dreamer")
-    with pytest.raises(CheckpointError, match="policy kind 'dreamer' is not one this build can run "
-                                              "\\(known: muzero, ppo\\)"):
+    with pytest.raises(
+        CheckpointError, match="policy kind 'dreamer' is not one this build can run \\(known: muzero, ppo\\)"
+    ):
         load_policy(ck, spec, "models/current")
     ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "muzero", "latent": 32}, kind="muzero")  # PPO weights, no sizes
     with pytest.raises(CheckpointError, match="MuZero arch .* is incomplete or invalid"):
@@ -114,8 +120,8 @@ def test_evaluation_goes_through_the_policy_and_its_floor(market_cfg, spec):
 
 
 def test_the_daemon_records_a_held_decision(tmp_path, market_cfg, spec):
-    from tests.integration.test_parity import EURUSD, NO_TIERS, load_bars, run_slot
     from core.execution import ExecutionModel
+    from tests.integration.test_parity import EURUSD, NO_TIERS, load_bars, run_slot
 
     ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
     policy = ConfidenceFloor(ScriptedPolicy([1, 2] * 200), 1.01)  # every BUY/SELL is held

@@ -33,9 +33,11 @@ def test_broker_reports_per_trade_are_summed():
     assert reconcile({"EUR_USD": 300.0}, [rep("EUR_USD", 100.0), rep("EUR_USD", 200.0)], P.ADOPT) == []
 
 
-@given(st.dictionaries(st.sampled_from(["A", "B", "C"]), st.integers(-5, 5).map(float)),
-       st.dictionaries(st.sampled_from(["A", "B", "C"]), st.integers(-5, 5).map(float)),
-       st.sampled_from(list(P)))
+@given(
+    st.dictionaries(st.sampled_from(["A", "B", "C"]), st.integers(-5, 5).map(float)),
+    st.dictionaries(st.sampled_from(["A", "B", "C"]), st.integers(-5, 5).map(float)),
+    st.sampled_from(list(P)),
+)
 def test_after_corrections_book_plus_orders_equal_the_broker(book, broker, policy):
     reports = [rep(k, v) for k, v in broker.items()]
     fixed = dict(book)

@@ -18,9 +18,12 @@ def test_secret_read_from_the_environment_is_masked_in_json_logs():
     out = io.StringIO()
     configure_logging(json=True, stream=out)
     try:
-        structlog.get_logger("t").error("reconcile_failed", error=f"GET v3/accounts/{ACCOUNT}/openPositions: 503",
-                                        nested={"paths": [f"v3/accounts/{ACCOUNT}/summary"]},
-                                        exc=RuntimeError(f"boom {ACCOUNT}"))
+        structlog.get_logger("t").error(
+            "reconcile_failed",
+            error=f"GET v3/accounts/{ACCOUNT}/openPositions: 503",
+            nested={"paths": [f"v3/accounts/{ACCOUNT}/summary"]},
+            exc=RuntimeError(f"boom {ACCOUNT}"),
+        )
     finally:
         structlog.reset_defaults()
     line = out.getvalue()

@@ -19,9 +19,15 @@ def walk(n, seed=0, vol=1e-3):
 
 def brute_force(closes, k, n_div, w, t):
     """z-scores at bar t computed from scratch with numpy (the oracle)."""
+
     def signals(i):
         r = math.log(closes[i] / closes[i - 1])
-        return (math.log(closes[i] / closes[i - k]), abs(r), math.log(closes[i] / np.mean(closes[i - n_div + 1 : i + 1])))
+        return (
+            math.log(closes[i] / closes[i - k]),
+            abs(r),
+            math.log(closes[i] / np.mean(closes[i - n_div + 1 : i + 1])),
+        )
+
     first = max(k, n_div)
     hist = np.array([signals(i) for i in range(max(first, t - w + 1), t + 1)])
     m, s = hist.mean(0), hist.std(0)
@@ -89,7 +95,7 @@ def test_controller_sign_reversal():
 def test_controller_slow_lane_changes_only_every_25_steps():
     c = DualLaneController()
     seen = []
-    for k in range(1, 101):
+    for _ in range(1, 101):
         c.step(0.5)
         seen.append(c.slow)
     changes = [k for k in range(1, 100) if seen[k] != seen[k - 1]]

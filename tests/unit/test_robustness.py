@@ -29,5 +29,12 @@ def test_wfe_and_sqn_classes():
     assert walk_forward_efficiency([10.0, 20.0], [5.0, 10.0]) == pytest.approx(0.5)
     assert walk_forward_efficiency([-1.0], [5.0]) == 0.0
     assert [sqn_class(x, 30) for x in (0.5, 1.7, 2.2, 2.7, 4.0, 6.0, 8.0)] == [
-        "poor", "below average", "average", "good", "excellent", "superb", "holy grail"]
+        "poor",
+        "below average",
+        "average",
+        "good",
+        "excellent",
+        "superb",
+        "holy grail",
+    ]
     assert sqn_class(4.53, 2) == "too few trades (2)"  # no quality word for a handful of trades

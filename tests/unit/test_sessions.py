@@ -21,8 +21,17 @@ def ts(*stamps: str) -> np.ndarray:
 
 def test_gap_and_weekend_rejection_on_a_known_calendar():
     # Fri 2017-01-06 19:00 .. 21:00, Sun 2017-01-08 22:00 .. 23:00, Mon 00:00, a missing 01:00, 02:00 .. 04:00
-    bars = ts("2017-01-06T19:00", "2017-01-06T20:00", "2017-01-06T21:00", "2017-01-08T22:00", "2017-01-08T23:00",
-              "2017-01-09T00:00", "2017-01-09T02:00", "2017-01-09T03:00", "2017-01-09T04:00")
+    bars = ts(
+        "2017-01-06T19:00",
+        "2017-01-06T20:00",
+        "2017-01-06T21:00",
+        "2017-01-08T22:00",
+        "2017-01-08T23:00",
+        "2017-01-09T00:00",
+        "2017-01-09T02:00",
+        "2017-01-09T03:00",
+        "2017-01-09T04:00",
+    )
     # sessions of 2 decisions span 3 bars: starts 0..6
     idx = index_sessions(bars, 0, 7, 2, H, max_gap_ns=10 * 60 * 10**9, reject_weekend=True)
     assert idx.candidates == 7
@@ -48,8 +57,11 @@ def test_the_week_turns_on_saturday():
 
 
 def test_real_eurusd_hours_sessions_and_the_env_draws_only_indexed_starts():
-    c = cfg(STAIRWAY_TRAIN__SESSION_MINUTES="1440", STAIRWAY_TRAIN__MAX_GAP_MINUTES="10",
-            STAIRWAY_TRAIN__REJECT_WEEKEND="true")
+    c = cfg(
+        STAIRWAY_TRAIN__SESSION_MINUTES="1440",
+        STAIRWAY_TRAIN__MAX_GAP_MINUTES="10",
+        STAIRWAY_TRAIN__REJECT_WEEKEND="true",
+    )
     d = prepare_data(c)
     idx = session_index(c, d)
     ts_ = d.history.bars["ts_ns"]
@@ -59,9 +71,10 @@ def test_real_eurusd_hours_sessions_and_the_env_draws_only_indexed_starts():
     no_gap = session_index(cfg(STAIRWAY_TRAIN__SESSION_MINUTES="1440", STAIRWAY_TRAIN__REJECT_WEEKEND="true"), d)
     assert no_gap.weekend_rejected == idx.gap_rejected and no_gap.starts.tolist() == idx.starts.tolist()
     for s in idx.starts:  # every kept day is 25 bars an hour apart within one week
-        assert np.all(np.diff(ts_[s:s + L + 1]) == H) and week_of(ts_[s]) == week_of(ts_[s + L])
-    env = VecTradingEnv(d.history, d.spec, d.ex, 100_000.0, 64, L, seed=3, first_bar=0, last_bar=d.split - 2,
-                        session_starts=idx.starts)
+        assert np.all(np.diff(ts_[s : s + L + 1]) == H) and week_of(ts_[s]) == week_of(ts_[s + L])
+    env = VecTradingEnv(
+        d.history, d.spec, d.ex, 100_000.0, 64, L, seed=3, first_bar=0, last_bar=d.split - 2, session_starts=idx.starts
+    )
     env.reset()
     seen = set(env.bar.tolist())
     for _ in range(3 * L):
@@ -76,8 +89,9 @@ def test_checks_that_leave_no_session_are_refused_with_the_counts():
     with pytest.raises(ConfigError, match=r"train.reject_weekend = True .* 0 of \d+ session starts kept"):
         train_cycles(c, d)
     with pytest.raises(ValueError, match="session starts must lie"):
-        VecTradingEnv(d.history, d.spec, d.ex, 100_000.0, 2, 24, seed=0, last_bar=d.split - 2,
-                      session_starts=np.array([0]))
+        VecTradingEnv(
+            d.history, d.spec, d.ex, 100_000.0, 2, 24, seed=0, last_bar=d.split - 2, session_starts=np.array([0])
+        )
 
 
 def test_the_shipped_muzero_config_trains_on_day_sessions_without_gaps():

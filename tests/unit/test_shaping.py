@@ -53,8 +53,9 @@ def test_hold_bonus_paid_only_for_hold_and_within_bounds(hist, spec, market_cfg)
 
 
 def test_risk_terms_only_ever_lower_the_reward(hist, spec, market_cfg):
-    cfg = ShapingConfig(hold_bonus=False, amddp_weight=1.0, sharpe_weight=0.1, sortino_weight=0.1,
-                        drawdown_weight=1.0, cvar_weight=1.0)
+    cfg = ShapingConfig(
+        hold_bonus=False, amddp_weight=1.0, sharpe_weight=0.1, sortino_weight=0.1, drawdown_weight=1.0, cvar_weight=1.0
+    )
     plain, shaped = env(hist, spec, market_cfg), env(hist, spec, market_cfg, RewardShaper(cfg, 6, 0.1))
     plain.reset(), shaped.reset()
     rng = np.random.default_rng(2)

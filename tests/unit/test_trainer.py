@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 import torch
 
+from core.bar_files import load_bars
 from core.execution import ExecutionModel
 from core.policy import PPOPolicy
 from core.position import PS_UNITS, equity
+from tests.helpers import EURUSD
 from trainer.config import PPOArgs
 from trainer.env import VecTradingEnv
 from trainer.evaluation import evaluate
 from trainer.history import history_from_bars
 from trainer.ppo import train_ppo
-from core.bar_files import load_bars
-from tests.helpers import EURUSD
 
 ARGS = PPOArgs(total_steps=2048, num_envs=8, num_steps=64, hidden=16)
 
@@ -73,7 +73,7 @@ def test_env_observation_shape_and_auto_reset(setup, spec):
     env = make_env(setup, spec, n=4, session=5)
     obs = env.reset()
     assert obs.shape == (4, spec.obs_dim) and np.isfinite(obs).all()
-    for k in range(5):
+    for _ in range(5):
         obs, _, done = env.step(np.ones(4, dtype=np.int64))
     assert done.all() and (env.steps == 0).all()
-    assert (obs[:, spec.n_market:] == 0).all()  # fresh sessions start flat
+    assert (obs[:, spec.n_market :] == 0).all()  # fresh sessions start flat

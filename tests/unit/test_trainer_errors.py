@@ -8,10 +8,17 @@ from trainer.cycles import run_cycles
 
 
 def cfg(tmp_path, **env):
-    return load_config(TrainerConfig, ROOT / "config/trainer.toml",
-                       environ={"STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path), "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "g.db"),
-                                "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
-                                "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"), **env})
+    return load_config(
+        TrainerConfig,
+        ROOT / "config/trainer.toml",
+        environ={
+            "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path),
+            "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "g.db"),
+            "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+            "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+            **env,
+        },
+    )
 
 
 def test_session_longer_than_training_range_is_a_clear_config_error(tmp_path):
@@ -23,7 +30,9 @@ def test_session_longer_than_training_range_is_a_clear_config_error(tmp_path):
 
 def test_range_without_enough_bars_names_the_file(tmp_path):
     c = cfg(tmp_path, STAIRWAY_TRAIN__RANGE='{"start": "2018-03-01", "end": "2018-04-01"}')
-    with pytest.raises(DataError, match="FOREX_EURUSD_1H_ASK.csv: the range .* holds 0 bars; the features need 97 to warm up"):
+    with pytest.raises(
+        DataError, match="FOREX_EURUSD_1H_ASK.csv: the range .* holds 0 bars; the features need 97 to warm up"
+    ):
         run_cycles(c, progress=False)
 
 

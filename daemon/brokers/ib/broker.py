@@ -94,8 +94,9 @@ class IBBroker:
             except CONNECT_ERRORS as e:
                 attempt += 1
                 if self.max_connect_attempts and attempt >= self.max_connect_attempts:
-                    raise TransientError(f"IB {self.cfg.host}:{self.cfg.port}: not reachable after {attempt} "
-                                         f"attempts: {e!r}") from e
+                    raise TransientError(
+                        f"IB {self.cfg.host}:{self.cfg.port}: not reachable after {attempt} attempts: {e!r}"
+                    ) from e
                 delay = backoff_delay(attempt, self.cfg.backoff_base_secs, self.cfg.backoff_cap_secs)
                 log.warning("ib_connect_failed", attempt=attempt, error=repr(e), delay_secs=round(delay, 3))
                 await asyncio.sleep(delay)
@@ -164,8 +165,7 @@ class IBBroker:
             state = OrderState.FILLED if abs(filled) >= abs(units) - 1e-9 else OrderState.PARTIALLY_FILLED
         elif status in DONE:
             rejected = trade is not None and any(e.errorCode in (201, 203) for e in trade.log if e.errorCode)
-            state = (OrderState.PARTIALLY_FILLED if filled else
-                     OrderState.REJECTED if rejected else OrderState.CANCELLED)
+            state = OrderState.PARTIALLY_FILLED if filled else OrderState.REJECTED if rejected else OrderState.CANCELLED
         else:
             state = OrderState.PENDING
         reason = trade.log[-1].message if trade is not None and trade.log else ""
@@ -214,9 +214,19 @@ class IBBroker:
         if cursor is None:
             return FillBatch([], str(newest))
         since = int(cursor)
-        out = [FillReport(f.execution.execId, f.execution.orderRef or None, self.instrument, _ts_ns(f.execution.time),
-                          _signed(f), float(f.execution.price), _commission(f))
-               for f in fills if _ts_ns(f.execution.time) >= since]  # ties: deduplicated by execId upstream
+        out = [
+            FillReport(
+                f.execution.execId,
+                f.execution.orderRef or None,
+                self.instrument,
+                _ts_ns(f.execution.time),
+                _signed(f),
+                float(f.execution.price),
+                _commission(f),
+            )
+            for f in fills
+            if _ts_ns(f.execution.time) >= since
+        ]  # ties: deduplicated by execId upstream
         return FillBatch(out, str(max(newest, since)))
 
     async def positions(self) -> list[PositionReport]:
@@ -231,9 +241,12 @@ class IBBroker:
     async def account(self) -> AccountReport:
         values = {v.tag: v for v in await self.ib.accountSummaryAsync(self.cfg.account)}
         try:
-            return AccountReport(float(values["TotalCashValue"].value), float(values["NetLiquidation"].value),
-                                 float(values.get("InitMarginReq", values["NetLiquidation"]).value),
-                                 values["NetLiquidation"].currency)
+            return AccountReport(
+                float(values["TotalCashValue"].value),
+                float(values["NetLiquidation"].value),
+                float(values.get("InitMarginReq", values["NetLiquidation"]).value),
+                values["NetLiquidation"].currency,
+            )
         except (KeyError, ValueError) as e:
             raise FatalError(f"IB account summary: missing or bad {e}") from e
 

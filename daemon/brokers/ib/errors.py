@@ -17,8 +17,14 @@ class IBErrorClass(enum.Enum):
     OTHER = "other"
 
 
-_CODES = {1100: IBErrorClass.CONNECTIVITY_LOST, 1101: IBErrorClass.RESTORED_DATA_LOST, 1102: IBErrorClass.RESTORED,
-          326: IBErrorClass.CLIENT_ID_IN_USE, 201: IBErrorClass.ORDER_REJECTED, 203: IBErrorClass.ORDER_REJECTED}
+_CODES = {
+    1100: IBErrorClass.CONNECTIVITY_LOST,
+    1101: IBErrorClass.RESTORED_DATA_LOST,
+    1102: IBErrorClass.RESTORED,
+    326: IBErrorClass.CLIENT_ID_IN_USE,
+    201: IBErrorClass.ORDER_REJECTED,
+    203: IBErrorClass.ORDER_REJECTED,
+}
 _CODES.update({c: IBErrorClass.FARM_NOTICE for c in (2103, 2104, 2105, 2106, 2107, 2108, 2157, 2158)})
 
 

@@ -28,13 +28,24 @@ from core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from core.redaction import register_secret
 from core.types import OrderIntent
 from daemon.aio import backoff_delay
-from daemon.brokers.oanda.parsing import (PriceLine, decimal, parse_candles, parse_order_fill, parse_stream_line,
-                                          parse_transaction_line)
+from daemon.brokers.oanda.parsing import (
+    PriceLine,
+    decimal,
+    parse_candles,
+    parse_order_fill,
+    parse_stream_line,
+    parse_transaction_line,
+)
 from daemon.brokers.rate_limit import RateLimiter
 
 log = structlog.get_logger("oanda")
-AMBIGUOUS = (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-             aiohttp.ClientPayloadError, ConnectionResetError)
+AMBIGUOUS = (
+    asyncio.TimeoutError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ClientPayloadError,
+    ConnectionResetError,
+)
 
 
 class LimitedConnector(aiohttp.TCPConnector):
@@ -61,8 +72,16 @@ def _transaction_id(body: dict, where: str, key: str = "lastTransactionID") -> s
 class OandaBroker:
     name = "oanda"
 
-    def __init__(self, base_url: str, account: str, token: str, stream_url: str | None = None,
-                 timeout_secs: float = 10.0, max_attempts: int = 4, max_retry_after_secs: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        account: str,
+        token: str,
+        stream_url: str | None = None,
+        timeout_secs: float = 10.0,
+        max_attempts: int = 4,
+        max_retry_after_secs: float = 30.0,
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.stream_base = (stream_url or base_url).rstrip("/")
         self.account_id, self._token = account, token
@@ -87,9 +106,11 @@ class OandaBroker:
     async def connect(self) -> None:
         if self.session is None:
             # a small pool: REST reuses kept-alive connections instead of opening new ones
-            self.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._token}",
-                                                          "Accept-Datetime-Format": "RFC3339"}, timeout=self.timeout,
-                                                 connector=LimitedConnector(self.connections, limit=4))
+            self.session = aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {self._token}", "Accept-Datetime-Format": "RFC3339"},
+                timeout=self.timeout,
+                connector=LimitedConnector(self.connections, limit=4),
+            )
 
     async def close(self) -> None:
         if self.session is not None:
@@ -132,8 +153,16 @@ class OandaBroker:
     # -- orders ---------------------------------------------------------------------------
     async def submit(self, intent: OrderIntent) -> OrderReport:
         units = f"{intent.units * int(intent.side):.0f}"
-        body = {"order": {"type": "MARKET", "instrument": intent.instrument, "units": units, "timeInForce": "FOK",
-                          "positionFill": "DEFAULT", "clientExtensions": {"id": intent.client_order_id}}}
+        body = {
+            "order": {
+                "type": "MARKET",
+                "instrument": intent.instrument,
+                "units": units,
+                "timeInForce": "FOK",
+                "positionFill": "DEFAULT",
+                "clientExtensions": {"id": intent.client_order_id},
+            }
+        }
         for _ in range(2):  # the second pass only after the broker said it has no such order
             try:
                 status, resp = await self._request(orders.OrderCreate(self.account_id, data=body), retry_5xx=False)
@@ -159,8 +188,15 @@ class OandaBroker:
         requested = intent.units * int(intent.side)
         if not fill:
             cancel = resp.get("orderCancelTransaction") or {}
-            return OrderReport(intent.client_order_id, (resp.get("orderCreateTransaction") or {}).get("id", ""),
-                               intent.instrument, requested, 0.0, OrderState.CANCELLED, cancel.get("reason", ""))
+            return OrderReport(
+                intent.client_order_id,
+                (resp.get("orderCreateTransaction") or {}).get("id", ""),
+                intent.instrument,
+                requested,
+                0.0,
+                OrderState.CANCELLED,
+                cancel.get("reason", ""),
+            )
         filled = sum(f.units for f in parse_order_fill(fill))
         state = OrderState.FILLED if abs(filled) >= abs(requested) else OrderState.PARTIALLY_FILLED
         return OrderReport(intent.client_order_id, fill.get("orderID", ""), intent.instrument, requested, filled, state)
@@ -220,8 +256,12 @@ class OandaBroker:
     async def account(self) -> AccountReport:
         status, body = await self._request(accounts.AccountSummary(self.account_id))
         a = body.get("account", {})
-        return AccountReport(decimal(a, "balance", "account"), decimal(a, "NAV", "account"),
-                             decimal(a, "marginUsed", "account", 0.0), a.get("currency", ""))
+        return AccountReport(
+            decimal(a, "balance", "account"),
+            decimal(a, "NAV", "account"),
+            decimal(a, "marginUsed", "account", 0.0),
+            a.get("currency", ""),
+        )
 
     def stream_prices(self, instruments: list[str]):
         """Async iterator of PriceLine/Heartbeat; a dropped stream raises TransientError.
@@ -232,14 +272,18 @@ class OandaBroker:
     def stream_transactions(self):
         """Async iterator of transaction dicts, HEARTBEATs included (they prove the stream
         alive); a dropped stream raises TransientError."""
-        return self._stream(transactions.TransactionsStream(self.account_id), "transaction stream",
-                            parse_transaction_line)
+        return self._stream(
+            transactions.TransactionsStream(self.account_id), "transaction stream", parse_transaction_line
+        )
 
     async def _stream(self, r: APIRequest, what: str, parse):
         assert self.session is not None, "connect() first"
         try:
-            async with self.session.get(f"{self.stream_base}/{r}", params=getattr(r, "params", None),
-                                        timeout=aiohttp.ClientTimeout(total=None, sock_read=10)) as resp:
+            async with self.session.get(
+                f"{self.stream_base}/{r}",
+                params=getattr(r, "params", None),
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=10),
+            ) as resp:
                 if resp.status == 401:
                     raise FatalError(f"OANDA {what}: 401 unauthorized (check the token credential)")
                 if resp.status != 200:
@@ -261,8 +305,10 @@ class OandaBroker:
         """Bid/ask candles in [from, to) as bar-derived quotes (gap backfill after a reconnect)."""
         from daemon.brokers.oanda.parsing import rfc3339
 
-        r = instruments.InstrumentsCandles(instrument, params={"price": "BA", "granularity": granularity,
-                                                               "from": rfc3339(from_ns), "to": rfc3339(to_ns)})
+        r = instruments.InstrumentsCandles(
+            instrument,
+            params={"price": "BA", "granularity": granularity, "from": rfc3339(from_ns), "to": rfc3339(to_ns)},
+        )
         status, body = await self._request(r)
         if status != 200:
             raise TransientError(f"OANDA candles {instrument}: HTTP {status}")

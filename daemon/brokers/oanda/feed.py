@@ -35,9 +35,16 @@ BACKFILL_MIN_GAP_NS = 5_000_000_000  # below one S5 candle there is nothing to f
 
 
 class OandaFeed:
-    def __init__(self, broker: OandaBroker, instruments: list[str], heartbeat_timeout_secs: float = 10.0,
-                 backoff_base_secs: float = 0.5, backoff_cap_secs: float = 30.0, price_stale_secs: float = 30.0,
-                 backfill: bool = True) -> None:
+    def __init__(
+        self,
+        broker: OandaBroker,
+        instruments: list[str],
+        heartbeat_timeout_secs: float = 10.0,
+        backoff_base_secs: float = 0.5,
+        backoff_cap_secs: float = 30.0,
+        price_stale_secs: float = 30.0,
+        backfill: bool = True,
+    ) -> None:
         self.broker, self.instruments = broker, list(instruments)
         self.timeout, self.base, self.cap = heartbeat_timeout_secs, backoff_base_secs, backoff_cap_secs
         self.price_stale_secs, self.backfill = price_stale_secs, backfill
@@ -58,8 +65,9 @@ class OandaFeed:
 
     def stale_instruments(self, now: float | None = None) -> list[str]:
         now = time.monotonic() if now is None else now
-        return [i for i in self.instruments
-                if now - self.last_price_monotonic.get(i, self._started) > self.price_stale_secs]
+        return [
+            i for i in self.instruments if now - self.last_price_monotonic.get(i, self._started) > self.price_stale_secs
+        ]
 
     async def _backfill(self, inst: str, first_ts: int) -> np.ndarray | None:
         last = self.last_price_ts.get(inst)

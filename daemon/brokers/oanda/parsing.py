@@ -143,11 +143,19 @@ def parse_order_fill(tx: dict) -> list[FillReport]:
             price = fill_price
         if not price > 0:
             raise BadPayload(f"{where}.{name}: price {price!r} is not positive")
-        fills.append(FillReport(
-            broker_fill_id=f"{tx_id}:{k}", client_order_id=coid if isinstance(coid, str) else None,
-            instrument=inst, ts_ns=ts, units=u, price=price,
-            commission=costs["commission"] if k == 0 else 0.0, financing=costs["financing"] if k == 0 else 0.0,
-            spread_cost=costs["halfSpreadCost"] if k == 0 else 0.0))
+        fills.append(
+            FillReport(
+                broker_fill_id=f"{tx_id}:{k}",
+                client_order_id=coid if isinstance(coid, str) else None,
+                instrument=inst,
+                ts_ns=ts,
+                units=u,
+                price=price,
+                commission=costs["commission"] if k == 0 else 0.0,
+                financing=costs["financing"] if k == 0 else 0.0,
+                spread_cost=costs["halfSpreadCost"] if k == 0 else 0.0,
+            )
+        )
     return fills
 
 

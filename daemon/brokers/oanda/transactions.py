@@ -19,8 +19,14 @@ log = structlog.get_logger("oanda_transactions")
 
 
 class TransactionWatcher:
-    def __init__(self, broker: OandaBroker, on_fill: Callable[[], None], timeout_secs: float = 10.0,
-                 backoff_base_secs: float = 0.5, backoff_cap_secs: float = 30.0) -> None:
+    def __init__(
+        self,
+        broker: OandaBroker,
+        on_fill: Callable[[], None],
+        timeout_secs: float = 10.0,
+        backoff_base_secs: float = 0.5,
+        backoff_cap_secs: float = 30.0,
+    ) -> None:
         self.broker, self.on_fill = broker, on_fill
         self.timeout, self.base, self.cap = timeout_secs, backoff_base_secs, backoff_cap_secs
         self.fills_seen = 0
