@@ -55,6 +55,7 @@ from daemon.reconcile_runner import Reconciler
 from daemon.reconciliation import UnknownPositionPolicy
 from daemon.recorder import TickRecorder
 from daemon.risk import RiskEngine
+from daemon.rows import ModelSwapRow
 from daemon.slot import Slot
 from daemon.store import Store
 
@@ -325,7 +326,7 @@ class Daemon:
     def _on_refused(self, target: str, reason: str) -> None:
         # model_swaps.ts_ns is wall-clock time for swaps and refusals alike
         self.store.add(
-            "model_swaps", (self.run_id, time.time_ns(), self.slot.policy.sha, Path(target).stem, "refused", reason)
+            ModelSwapRow(self.run_id, time.time_ns(), self.slot.policy.sha, Path(target).stem, "refused", reason)
         )
 
     # -- tasks ----------------------------------------------------------------------------

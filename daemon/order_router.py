@@ -29,6 +29,7 @@ from core.errors import BadPayload, OrderRejected, TransientError
 from core.types import Fill, OrderIntent, Side, parse_client_order_id
 from daemon.aio import get_within
 from daemon.paper_broker import WorkingOrder, add_working
+from daemon.rows import BrokerFillRow, CursorRow, JournalRow
 from daemon.store import Store
 
 log = structlog.get_logger("orders")
@@ -204,8 +205,7 @@ class LiveRouter:
             fresh += 1
             ours = r.client_order_id is not None and parse_client_order_id(r.client_order_id) is not None
             self.store.add(
-                "broker_fills",
-                (
+                BrokerFillRow(
                     r.broker_fill_id,
                     self.run_id,
                     r.client_order_id,
@@ -242,7 +242,7 @@ class LiveRouter:
                 order.fills += 1
         if batch.cursor is not None and batch.cursor != self.cursor:
             self.cursor = batch.cursor
-            self.store.add("broker_cursor", (self.broker.name, batch.cursor, time.time_ns()))
+            self.store.add(CursorRow(self.broker.name, batch.cursor, time.time_ns()))
         if apply and self.inbox and self.on_fills is not None:
             self.on_fills()  # synchronous: the book moves before anything else can run
         return fresh
@@ -259,8 +259,7 @@ class LiveRouter:
         seq = parsed[2] if parsed else 0
         now = self.clock_ns()
         self.store.add(
-            "order_journal",
-            (
+            JournalRow(
                 intent.client_order_id,
                 self.run_id,
                 intent.instrument,

@@ -23,6 +23,7 @@ from core.position import PS_UNITS
 from daemon.aio import backoff_delay, first_of, sleep_or_stop
 from daemon.order_router import LiveRouter
 from daemon.reconciliation import Correction, UnknownPositionPolicy, excess_over_limit, reconcile
+from daemon.rows import ReconciliationRow
 from daemon.slot import Slot
 from daemon.store import Store
 
@@ -158,9 +159,7 @@ class Reconciler:
         return c
 
     def _event(self, ts: int, trigger: str, inst: str | None, kind: str, ours, broker, order_units, detail) -> None:
-        self.store.add(
-            "reconciliation_events", (self.run_id, ts, trigger, inst, kind, ours, broker, order_units, detail)
-        )
+        self.store.add(ReconciliationRow(self.run_id, ts, trigger, inst, kind, ours, broker, order_units, detail))
 
     # -- the task ---------------------------------------------------------------------------
     async def startup(self, stop: asyncio.Event) -> bool:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from core.types import NS_PER_DAY
+from daemon.rows import SessionMetricsRow
 
 
 @dataclass
@@ -21,9 +22,9 @@ class SessionStats:
     peak: float = 0.0
     max_dd: float = 0.0
 
-    def row(self, run_id: str, instrument: str) -> tuple:
+    def row(self, run_id: str, instrument: str) -> SessionMetricsRow:
         date = time.strftime("%Y-%m-%d", time.gmtime(self.day * NS_PER_DAY // 10**9))
-        return (
+        return SessionMetricsRow(
             run_id,
             instrument,
             date,

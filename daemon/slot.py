@@ -32,6 +32,7 @@ from core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, mar
 from core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
 from daemon.paper_broker import PaperBroker
 from daemon.risk import TIER_NAMES, RiskEngine
+from daemon.rows import BarRow, BookRow, DecisionRow, FillRow, ModelSwapRow, OrderRow, PositionRow, RiskEventRow
 from daemon.sessions import SessionTracker
 from daemon.store import Store
 
@@ -232,8 +233,7 @@ class Slot:
         if self.persist_book:
             st = self.position
             self.store.add(
-                "book",
-                (
+                BookRow(
                     self.instrument,
                     float(st[PS_UNITS]),
                     float(st[PS_AVG]),
@@ -275,7 +275,7 @@ class Slot:
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
             self.store.add(
-                "fills", (self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns, signed, f.price, f.commission)
+                FillRow(self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns, signed, f.price, f.commission)
             )
             self.counters.fills += 1
             self.new_fills.append(f)
@@ -310,8 +310,7 @@ class Slot:
         status = "filled" if order.filled >= total - 1e-9 else ("partial" if order.filled > 0 else "cancelled")
         i = order.intent
         self.store.add(
-            "orders",
-            (
+            OrderRow(
                 self.run_id,
                 i.client_order_id,
                 i.instrument,
@@ -326,7 +325,7 @@ class Slot:
     def _risk_event(
         self, ts_ns: int, kind: str, detail: str, requested: float | None = None, allowed: float | None = None
     ) -> None:
-        self.store.add("risk_events", (self.run_id, ts_ns, self.instrument, kind, detail, requested, allowed))
+        self.store.add(RiskEventRow(self.run_id, ts_ns, self.instrument, kind, detail, requested, allowed))
         if kind != "pass":
             self.counters.risk_events[kind] = self.counters.risk_events.get(kind, 0) + 1
             if requested is not None and allowed is not None and abs(allowed) < abs(requested) - 1e-9:
@@ -336,7 +335,7 @@ class Slot:
     def _close_session(self) -> None:
         done = self.sessions.close()
         if done is not None:
-            self.store.add("session_metrics", done.row(self.run_id, self.instrument))
+            self.store.add(done.row(self.run_id, self.instrument))
 
     # -- bars -----------------------------------------------------------------------------
     def _apply_swap(self, bar_ts: int) -> None:
@@ -347,8 +346,7 @@ class Slot:
         self._ramp_day = bar_ts // NS_PER_DAY
         # wall-clock time, as for refusals (daemon._on_refused); the bar it took effect on is in the reason
         self.store.add(
-            "model_swaps",
-            (
+            ModelSwapRow(
                 self.run_id,
                 time.time_ns(),
                 old.sha,
@@ -414,7 +412,7 @@ class Slot:
         c.bars += 1
         bar_ts, o, h, lo, cl, vol = bar
         self.last_bar_ts = bar_ts
-        self.store.add("bars", (self.run_id, self.instrument, bar_ts, o, h, lo, cl, int(vol)))
+        self.store.add(BarRow(self.run_id, self.instrument, bar_ts, o, h, lo, cl, int(vol)))
         self.features.push(bar_ts, o, h, lo, cl)
         warm = self.features.warm
         # Marking, sessions and the drawdown tiers run from the first bar, warm or not: a
@@ -428,7 +426,7 @@ class Slot:
             self.tracker.on_bar(bar_ts, units, float(st[PS_REALIZED]), eq)
         done = self.sessions.on_bar(bar_ts, eq)
         if done is not None:
-            self.store.add("session_metrics", done.row(self.run_id, self.instrument))
+            self.store.add(done.row(self.run_id, self.instrument))
             # a session without decisions (warming up) says nothing about the model's trade count
             if done.decisions and self.risk.on_session_closed(done.orders):
                 self._risk_event(
@@ -442,7 +440,7 @@ class Slot:
         if warm and self.risk.state.halted:
             self.tracker.risk["halted_bars"] += 1
         self.store.add(
-            "positions", (self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]), float(st[PS_REALIZED]), eq)
+            PositionRow(self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]), float(st[PS_REALIZED]), eq)
         )
         if closing_ts_ns is None:
             return  # no later quote exists: nothing could execute a decision
@@ -480,8 +478,7 @@ class Slot:
         if risk.units != 0.0 and not self.broker_ready:
             risk = type(risk)(0.0, "not reconciled with the broker yet: no orders", "not_reconciled")
         self.store.add(
-            "decisions",
-            (
+            DecisionRow(
                 self.run_id,
                 self.instrument,
                 bar_ts,

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiosqlite
 
 from core.errors import FatalError
+from daemon.rows import TABLE_OF, TABLES, insert_sql
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -79,35 +80,14 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_INSERT = {
-    "bars": "INSERT INTO bars VALUES (?,?,?,?,?,?,?,?)",
-    "decisions": "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?)",
-    "orders": "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, client_order_id) DO UPDATE SET "
-    "filled_units = excluded.filled_units, status = excluded.status",
-    "fills": "INSERT INTO fills VALUES (?,?,?,?,?,?,?,?)",
-    "positions": "INSERT INTO positions VALUES (?,?,?,?,?,?,?)",
-    "session_metrics": "INSERT INTO session_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-    "risk_events": "INSERT INTO risk_events (run_id, ts_ns, instrument, kind, detail, requested_units, allowed_units) "
-    "VALUES (?,?,?,?,?,?,?)",
-    "model_swaps": "INSERT INTO model_swaps (run_id, ts_ns, old_sha, new_sha, outcome, reason) VALUES (?,?,?,?,?,?)",
-    # live brokers: the write-ahead order journal, every broker fill once, the book and the
-    # transaction cursor (all committed together), and what reconciliation found and did
-    "order_journal": "INSERT INTO order_journal VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (client_order_id) "
-    "DO UPDATE SET state = excluded.state, broker_order_id = excluded.broker_order_id, "
-    "filled_units = excluded.filled_units, reason = excluded.reason, updated_ns = excluded.updated_ns",
-    "broker_fills": "INSERT OR IGNORE INTO broker_fills VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-    "book": "INSERT OR REPLACE INTO book VALUES (?,?,?,?,?,?)",
-    "broker_cursor": "INSERT OR REPLACE INTO broker_cursor VALUES (?,?,?)",
-    "reconciliation_events": "INSERT INTO reconciliation_events (run_id, ts_ns, trigger, instrument, kind, ours, "
-    "broker, order_units, detail) VALUES (?,?,?,?,?,?,?,?,?)",
-}
+_INSERT = {table: insert_sql(table) for table in TABLES}
 OPEN_ORDER_STATES = ("new", "unknown")  # written before sending / outcome not yet known
 
 
 class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db, self.path = db, path
-        self.pending: dict[str, list[tuple]] = {k: [] for k in _INSERT}
+        self.pending: dict[str, list[tuple]] = {k: [] for k in TABLES}
         self.committed_rows = 0
         self._lock = asyncio.Lock()  # the feed, order and reconciliation tasks all flush
 
@@ -157,8 +137,9 @@ class Store:
                 await self.db.execute("ROLLBACK")
                 raise
 
-    def add(self, table: str, row: tuple) -> None:
-        self.pending[table].append(row)
+    def add(self, row: tuple) -> None:
+        """Queue a row (one of daemon.rows' types: its type names the table) for the next flush."""
+        self.pending[TABLE_OF[type(row)]].append(row)
 
     async def start_run(self, run_id: str, started_ns: int, mode: str, model_sha: str, config_json: str) -> list[str]:
         """Record a run; earlier runs that never recorded their end (killed, crashed) get a

@@ -14,6 +14,7 @@ from core.tick_files import day_path, read_tick_file, recorded_days
 from core.types import NS_PER_DAY
 from daemon.jobs import backup_database
 from daemon.recorder import TickRecorder
+from daemon.rows import RiskEventRow
 from daemon.store import Store
 from tests.helpers import ROOT, usdthb_ticks
 
@@ -82,14 +83,14 @@ def test_backup_restores_and_keeps_seven(tmp_path):
     async def fill():
         s = await Store.open(tmp_path / "live.db")
         for k in range(500):
-            s.add("risk_events", ("r", k, "EUR_USD", "e", "", 0.0, 0.0))
+            s.add(RiskEventRow("r", k, "EUR_USD", "e", "", 0.0, 0.0))
         await s.flush()
         return s
 
     async def go():
         s = await fill()
         path = await asyncio.to_thread(backup_database, tmp_path / "live.db", tmp_path / "b", 7)
-        s.add("risk_events", ("r", 999, "EUR_USD", "after", "", 0.0, 0.0))  # the live database keeps moving
+        s.add(RiskEventRow("r", 999, "EUR_USD", "after", "", 0.0, 0.0))  # the live database keeps moving
         await s.close()
         for k in range(8):
             await asyncio.to_thread(

@@ -13,6 +13,7 @@ from core.types import client_order_id, parse_client_order_id
 from daemon.brokers.credentials import read_secret
 from daemon.brokers.oanda.parsing import parse_candles, parse_time_ns, rfc3339
 from daemon.brokers.rate_limit import RateLimiter
+from daemon.rows import RiskEventRow
 
 
 def test_secret_from_credentials_directory_beats_environment(tmp_path):
@@ -118,7 +119,7 @@ def test_store_flushes_from_two_tasks_lose_no_row(tmp_path):
 
         async def writer(k):
             for i in range(200):
-                store.add("risk_events", ("r", i, "EUR_USD", f"w{k}", "", 0.0, 0.0))
+                store.add(RiskEventRow("r", i, "EUR_USD", f"w{k}", "", 0.0, 0.0))
                 if i % 7 == 0:
                     await store.flush()
                 await asyncio.sleep(0)

@@ -4,6 +4,7 @@ import sqlite3
 import pytest
 
 from core.errors import FatalError
+from daemon.rows import FillRow, RiskEventRow, SessionMetricsRow
 from daemon.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
@@ -33,7 +34,7 @@ def test_store_migrates_v1_database_keeping_rows(tmp_path):
 
     async def go():
         s = await Store.open(db)
-        s.add("session_metrics", ("r", "EUR_USD", "2017-10-02", 24, 24, 3, 2, 2, 1e5, 1.001e5, 100.0, 0.1))
+        s.add(SessionMetricsRow("r", "EUR_USD", "2017-10-02", 24, 24, 3, 2, 2, 1e5, 1.001e5, 100.0, 0.1))
         await s.flush()
         await s.close()
 
@@ -55,9 +56,9 @@ def test_store_refuses_newer_schema(tmp_path):
 def test_store_failed_flush_rolls_back_and_keeps_nothing_half_written(tmp_path):
     async def go():
         s = await Store.open(tmp_path / "b.db")
-        s.add("risk_events", ("r", 1, "EUR_USD", "ok", "", 0.0, 0.0))
-        s.add("fills", ("r", "id", 0, "EUR_USD", 1, 1.0, 1.1, 0.0))
-        s.add("fills", ("r", "id", 0, "EUR_USD", 1, 1.0, 1.1, 0.0))  # duplicate key
+        s.add(RiskEventRow("r", 1, "EUR_USD", "ok", "", 0.0, 0.0))
+        s.add(FillRow("r", "id", 0, "EUR_USD", 1, 1.0, 1.1, 0.0))
+        s.add(FillRow("r", "id", 0, "EUR_USD", 1, 1.0, 1.1, 0.0))  # duplicate key
         with pytest.raises(sqlite3.IntegrityError):
             await s.flush()
         n = await (await s.db.execute("SELECT count(*) FROM risk_events")).fetchone()
@@ -74,7 +75,7 @@ def test_a_flush_cancelled_mid_transaction_still_commits_and_the_next_one_works(
         store = await Store.open(tmp_path / "c.db")
         await store.start_run("r", 0, "test", "sha", "{}")
         for i in range(20_000):
-            store.add("risk_events", ("r", i, "EUR_USD", "tick", "", 0.0, 0.0))
+            store.add(RiskEventRow("r", i, "EUR_USD", "tick", "", 0.0, 0.0))
         t = asyncio.create_task(store.flush())
         await asyncio.sleep(0)  # the transaction has begun
         t.cancel()
@@ -82,7 +83,7 @@ def test_a_flush_cancelled_mid_transaction_still_commits_and_the_next_one_works(
             await t
         except asyncio.CancelledError:
             pass
-        store.add("risk_events", ("r", 1, "EUR_USD", "after", "", 0.0, 0.0))
+        store.add(RiskEventRow("r", 1, "EUR_USD", "after", "", 0.0, 0.0))
         await store.flush()  # would fail with "cannot start a transaction within a transaction"
         n = (await (await store.db.execute("SELECT COUNT(*) FROM risk_events")).fetchone())[0]
         await store.close()
@@ -102,7 +103,7 @@ def test_flush_waits_for_rows_another_flush_is_still_writing(tmp_path):
         store = await Store.open(tmp_path / "w.db")
         await store.start_run("r", 0, "test", "sha", "{}")
         for i in range(20_000):
-            store.add("risk_events", ("r", i, "EUR_USD", "tick", "", 0.0, 0.0))
+            store.add(RiskEventRow("r", i, "EUR_USD", "tick", "", 0.0, 0.0))
         other = asyncio.create_task(store.flush())  # the periodic flusher takes every row
         while not store._lock.locked():
             await asyncio.sleep(0)
@@ -115,3 +116,21 @@ def test_flush_waits_for_rows_another_flush_is_still_writing(tmp_path):
         return on_disk
 
     assert run(go()) == 20_000
+
+
+def test_every_row_type_names_its_tables_columns_in_order(tmp_path):
+    """The typed rows (daemon.rows) and the migrated schema agree: each row's fields are its
+    table's columns, in order (an autoincrement id aside), so a row inserts by name."""
+    from daemon.rows import TABLES
+
+    async def go():
+        s = await Store.open(tmp_path / "t.db")
+        await s.close()
+
+    run(go())
+    with sqlite3.connect(tmp_path / "t.db") as c:
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table, (row, _) in TABLES.items():
+            cols = [r[1] for r in c.execute(f"PRAGMA table_info({table})") if r[1] != "id"]
+            assert list(row._fields) == cols, table
+    assert set(TABLES) <= tables and "events" not in tables
