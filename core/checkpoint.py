@@ -240,3 +240,26 @@ def publish(models_dir: str | Path, sha: str) -> None:
         if old != sha and (models / "registry" / f"{old}.safetensors").is_file():
             point_link(models, "previous", old)
     point_link(models, "current", sha)
+
+
+def link_sha(models_dir: str | Path, name: str) -> str | None:
+    """The sha models/<name> points at, or None when it is not a link."""
+    p = Path(models_dir) / name
+    return Path(os.readlink(p)).stem if p.is_symlink() else None
+
+
+def roll_back(models_dir: str | Path, to: str = "gold") -> tuple[str, str | None]:
+    """Point models/current at the checkpoint models/<to> names (gold or previous), keeping
+    the one it replaces as previous. Returns (the sha now current, the one replaced). The one
+    implementation behind the operator's rollback, the flatten tier's and the drift gate's."""
+    if to not in ("gold", "previous"):
+        raise CheckpointError(f"roll back to gold or previous, not {to!r}")
+    models = Path(models_dir)
+    sha = link_sha(models, to)
+    if sha is None:
+        raise CheckpointError(f"{models / to}: no {to} model to roll back to")
+    old = link_sha(models, "current")
+    point_link(models, "current", sha)
+    if old and old != sha and (models / "registry" / f"{old}.safetensors").is_file():
+        point_link(models, "previous", old)
+    return sha, old

@@ -18,6 +18,8 @@ crossed first (one whole-replay batch, or bar-aligned batches).
 
 from __future__ import annotations
 
+import math
+
 import numba
 
 TIER_NAMES = ("normal", "warn", "halve_size", "stop_opening", "flatten")
@@ -69,3 +71,11 @@ def clamp_target(current: float, target: float, position_limit: float, order_cap
     elif order < -order_cap:
         order = -order_cap
     return current + order
+
+
+def trade_band(minute_band: tuple[int, int], period_minutes: int) -> tuple[int, int]:
+    """A trades-per-session band given for one-minute bars, scaled to this bar period (the
+    floor of the low end, the ceiling of the high one): the daemon's alert band and the
+    shadow gate's allowed range."""
+    lo, hi = minute_band
+    return math.floor(lo / period_minutes), math.ceil(hi / period_minutes)

@@ -306,14 +306,14 @@ class Daemon:
         """The flatten tier: positions are being closed; roll the model back to gold and stop
         trading until an operator starts it again. Only a daemon sending real orders touches
         models/current: a paper replay or paper-live run never repoints the operator's model."""
-        from core.checkpoint import point_link
+        from core.checkpoint import roll_back
 
         models = self.cfg.service.models_dir
         gold = models / "gold"
         if not self.cfg.real_orders:
             log.error("rollback_not_applied", reason=reason, why="paper run: models/current is the operator's")
         elif gold.is_symlink():
-            point_link(models, "current", Path(os.readlink(gold)).stem)
+            roll_back(models, "gold")
             log.error("rolled_back_to_gold", reason=reason)
         else:
             log.error("no_gold_model", reason=reason)

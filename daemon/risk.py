@@ -15,11 +15,19 @@ Every decision that is not a plain pass is returned with a reason for risk_event
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from core.config import RiskConfig  # noqa: F401  (the section lives in core: the trainer's env applies it too)
-from core.risk_rules import FLATTEN, HALVE_SIZE, STOP_OPENING, TIER_NAMES, clamp_target, drawdown_tier, reduce_only
+from core.risk_rules import (
+    FLATTEN,
+    HALVE_SIZE,
+    STOP_OPENING,
+    TIER_NAMES,
+    clamp_target,
+    drawdown_tier,
+    reduce_only,
+    trade_band,
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,7 @@ class RiskEngine:
 
     @property
     def band(self) -> tuple[int, int]:
-        lo, hi = self.cfg.trades_per_session_minute_bars  # scaled like the trainer's shadow gate
-        return math.floor(lo / self.period_minutes), math.ceil(hi / self.period_minutes)
+        return trade_band(self.cfg.trades_per_session_minute_bars, self.period_minutes)
 
     # -- tiers ----------------------------------------------------------------------------
     def on_equity(self, equity: float, session_open: float) -> tuple[int, int]:

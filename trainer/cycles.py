@@ -33,6 +33,7 @@ from core.checkpoint import (
     point_link,
     publish,
     read_checkpoint,
+    roll_back,
     save_checkpoint,
 )
 from core.errors import CheckpointError, ConfigError
@@ -470,7 +471,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
             point_link(models, "gold", cand.sha)
             action = "published+gold"
     elif gold is not None and drift is not None and drift > cfg.gates.drift_threshold:
-        point_link(models, "current", gold.sha)
+        roll_back(models, "gold")
         action = "rolled_back_to_gold"
     else:
         action = "not_published"

@@ -22,6 +22,7 @@ from core.errors import CheckpointMismatch, ConfigError, DataError
 from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policy import Policy
+from core.risk_rules import trade_band
 from core.tick_files import day_path, read_tick_file, recorded_days
 from core.types import ACTION_NAMES, NS_PER_DAY
 from core.weights import numpy_tensors
@@ -81,9 +82,7 @@ def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool,
 
 def trades_range(gates: GateConfig, period_minutes: int) -> tuple[int, int]:
     """Per-day trade range, given for minute bars, scaled to this bar period."""
-    lo, hi = gates.trades_per_day_minute_bars
-    scale = 1.0 / period_minutes
-    return int(math.floor(lo * scale)), int(math.ceil(hi * scale))
+    return trade_band(gates.trades_per_day_minute_bars, period_minutes)
 
 
 def shadow_ticks(

@@ -4,11 +4,10 @@ in gate.db's operator_actions; links are repointed atomically."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
-from core.checkpoint import point_link, publish, read_checkpoint
+from core.checkpoint import link_sha, point_link, publish, read_checkpoint, roll_back
 from core.errors import CheckpointError, StairwayError
 from trainer.gatedb import GateDB
 
@@ -18,8 +17,7 @@ class RegistryError(StairwayError):
 
 
 def _link_sha(models: Path, name: str) -> str | None:
-    p = models / name
-    return Path(os.readlink(p)).stem if p.is_symlink() else None
+    return link_sha(models, name)
 
 
 def _verified(models: Path, sha: str):
@@ -90,10 +88,7 @@ def rollback(models: Path, gdb: GateDB, to: str = "gold") -> str:
         _verified(models, sha)
     except CheckpointError as e:
         raise RegistryError(f"cannot roll back to {to}: {e}") from None
-    old = _link_sha(models, "current")
-    point_link(models, "current", sha)
-    if old and old != sha and (models / "registry" / f"{old}.safetensors").is_file():
-        point_link(models, "previous", old)
+    sha, old = roll_back(models, to)
     gdb.operator_action(f"rollback_to_{to}", sha, f"current was {old}")
     return f"current -> {sha[:12]} ({to})"
 

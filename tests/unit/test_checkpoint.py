@@ -105,3 +105,36 @@ def test_publish_keeps_previous_and_is_a_rename(tmp_path, spec):
     publish(tmp_path, second.sha)  # re-publishing the same one keeps previous
     assert os.readlink(tmp_path / "previous") == f"registry/{first.sha}.safetensors"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_roll_back_points_current_at_gold_or_previous_and_keeps_the_replaced_one(tmp_path, spec):
+    from core.checkpoint import link_sha, roll_back
+
+    a, _ = tiny_checkpoint(tmp_path, spec, seed=1)
+    with pytest.raises(CheckpointError, match="no gold model to roll back to"):
+        roll_back(tmp_path, "gold")
+    point_link(tmp_path, "gold", a.sha)
+    b, _ = tiny_checkpoint(tmp_path, spec, seed=2)  # published: current b, previous a
+    assert roll_back(tmp_path, "gold") == (a.sha, b.sha)
+    assert (link_sha(tmp_path, "current"), link_sha(tmp_path, "previous")) == (a.sha, b.sha)
+    assert roll_back(tmp_path, "previous") == (b.sha, a.sha)
+    assert (link_sha(tmp_path, "current"), link_sha(tmp_path, "previous")) == (b.sha, a.sha)
+    with pytest.raises(CheckpointError, match="gold or previous, not 'current'"):
+        roll_back(tmp_path, "current")
+
+
+def test_the_daemons_alert_band_and_the_shadow_gates_range_are_one_rule():
+    from core.config import RiskConfig
+    from core.risk_rules import trade_band
+    from daemon.risk import RiskEngine
+    from trainer.config import GateConfig
+    from trainer.gates import trades_range
+
+    for period in (1, 5, 15, 60):
+        eng = RiskEngine(RiskConfig(trades_per_session_minute_bars=(5, 25)), 100_000.0, period)
+        assert (
+            eng.band
+            == trades_range(GateConfig(trades_per_day_minute_bars=(5, 25)), period)
+            == trade_band((5, 25), period)
+        )
+    assert trade_band((5, 25), 60) == (0, 1)
