@@ -14,6 +14,25 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+_SPAWNED: set[asyncio.Task] = set()
+
+
+def spawn(coro, name: str) -> asyncio.Task:
+    """Start a task outside any TaskGroup (a broker's reconnect or resync): it is referenced
+    here until it ends (the event loop keeps only weak references, so an unreferenced task
+    can vanish mid-flight), and the daemon's shutdown sweep cancels it if still alive."""
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    _SPAWNED.add(task)
+    task.add_done_callback(_SPAWNED.discard)
+    return task
+
+
+def spawned() -> list[asyncio.Task]:
+    """The spawned tasks still alive on the running loop."""
+    loop = asyncio.get_running_loop()
+    return [t for t in _SPAWNED if not t.done() and t.get_loop() is loop]
+
+
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Seconds to wait before retry number ``attempt`` (1, 2, ...): capped exponential
     backoff, base * 2^(attempt-1) up to ``cap``, with jitter down to half of it (so clients

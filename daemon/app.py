@@ -42,7 +42,7 @@ from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policy import Policy
 from daemon import status
-from daemon.aio import primary_error, sleep_or_stop
+from daemon.aio import primary_error, sleep_or_stop, spawned
 from daemon.config import DaemonConfig
 from daemon.control import KNOWN, ControlFiles, check_private, hint
 from daemon.feeds.replay import ReplayFeed, replay_ticks
@@ -629,21 +629,9 @@ class Daemon:
             self.broker.working.clear()  # the paper broker has nothing else to close
         if runner is not None:
             await runner.cleanup()
-        names = (
-            "feed",
-            "feed-stopper",
-            "orders",
-            "reconcile",
-            "transactions",
-            "model-watcher",
-            "control",
-            "watchdog",
-            "loop-lag",
-        )
-        leftovers = [
-            t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done() and t.get_name() in names
-        ]
-        for t in leftovers:  # 5. anything still running is cancelled, by name
+        # the task group's tasks have all ended here; what a component spawned may not have
+        leftovers = [t for t in spawned() if t is not asyncio.current_task()]
+        for t in leftovers:  # 5. anything still running is cancelled
             t.cancel()
         if leftovers:
             log.warning("tasks_cancelled_at_shutdown", names=[t.get_name() for t in leftovers])

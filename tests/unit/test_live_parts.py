@@ -207,3 +207,34 @@ def test_first_of_returns_the_first_done_and_cancels_the_rest():
         assert asyncio.get_running_loop().time() - t0 < 1.0
 
     asyncio.run(main())
+
+
+def test_spawned_tasks_are_held_until_they_end_and_found_by_the_sweep():
+    import asyncio
+    import gc
+
+    from daemon.aio import spawn, spawned
+
+    async def main():
+        ev = asyncio.Event()
+        done = []
+
+        async def work():
+            await ev.wait()
+            done.append(1)
+
+        spawn(work(), "w")  # no reference kept by the caller
+        gc.collect()
+        await asyncio.sleep(0)
+        alive = spawned()
+        assert [t.get_name() for t in alive] == ["w"]
+        ev.set()
+        await asyncio.sleep(0.01)
+        assert done == [1] and spawned() == []
+        spawn(asyncio.sleep(10), "stuck")
+        (left,) = spawned()
+        left.cancel()
+        await asyncio.sleep(0)
+        assert spawned() == []
+
+    asyncio.run(main())

@@ -28,7 +28,7 @@ import structlog
 from core.broker import AccountReport, FillBatch, FillReport, OrderReport, OrderState, PositionReport
 from core.errors import FatalError, TransientError
 from core.types import OrderIntent
-from daemon.aio import backoff_delay
+from daemon.aio import backoff_delay, spawn
 from daemon.brokers.ib.errors import IBErrorClass, classify
 from daemon.config import IBConfig
 
@@ -113,7 +113,7 @@ class IBBroker:
             return
         self.reconnects += 1
         log.error("ib_disconnected", reconnects=self.reconnects)
-        self._reconnect_task = asyncio.get_running_loop().create_task(self._connect_with_retry(), name="ib-reconnect")
+        self._reconnect_task = spawn(self._connect_with_retry(), "ib-reconnect")
 
     def _on_error(self, req_id: int, code: int, message: str, contract=None) -> None:
         cls = classify(code)
@@ -125,7 +125,7 @@ class IBBroker:
             log.error("ib_connectivity_lost", code=code, message=message)
         elif cls in (IBErrorClass.RESTORED, IBErrorClass.RESTORED_DATA_LOST):
             log.warning("ib_connectivity_restored", code=code, data_lost=cls is IBErrorClass.RESTORED_DATA_LOST)
-            asyncio.get_running_loop().create_task(self._after_restore(cls), name="ib-resync")
+            spawn(self._after_restore(cls), "ib-resync")
         elif cls is IBErrorClass.CLIENT_ID_IN_USE:
             log.error("ib_client_id_in_use", client_id=self.cfg.client_id, message=message)
         else:
