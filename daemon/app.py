@@ -42,7 +42,7 @@ from core.execution import ExecutionModel
 from core.features import FeatureSpec
 from core.policy import Policy
 from daemon import status
-from daemon.aio import primary_error, sleep_or_stop, spawned
+from daemon.aio import primary_error, sleep_or_stop, spawn, spawned
 from daemon.config import DaemonConfig
 from daemon.control import KNOWN, ControlFiles, check_private, hint
 from daemon.feeds.replay import ReplayFeed, replay_ticks
@@ -146,7 +146,7 @@ class Daemon:
     async def _setup(self) -> None:
         cfg, svc = self.cfg, self.cfg.service
         stack = self._setup_stack
-        self.control = ControlFiles(svc.control_dir)  # refuses a group/other-writable directory
+        self.control = await asyncio.to_thread(ControlFiles, svc.control_dir)  # refuses a group/other-writable dir
         gate_db = svc.gate_db if svc.require_gate_record else None
         if self.policy is None:
             self.policy = await asyncio.to_thread(
@@ -220,7 +220,8 @@ class Daemon:
             if svc.record_ticks
             else None
         )
-        self.watcher = ModelWatcher(
+        self.watcher = await asyncio.to_thread(  # it reads models/current
+            ModelWatcher,
             svc.models_dir,
             self.spec,
             gate_db,
@@ -305,7 +306,9 @@ class Daemon:
     def _on_flatten_tier(self, reason: str) -> None:
         """The flatten tier: positions are being closed; roll the model back to gold and stop
         trading until an operator starts it again. Only a daemon sending real orders touches
-        models/current: a paper replay or paper-live run never repoints the operator's model."""
+        models/current: a paper replay or paper-live run never repoints the operator's model.
+        Rare and critical, so done at once, on the loop (a few file operations), before the
+        next quote can be handled."""
         from core.checkpoint import roll_back
 
         models = self.cfg.service.models_dir
@@ -385,7 +388,7 @@ class Daemon:
             if time.monotonic() >= next_check:
                 await asyncio.to_thread(self._check_control_dir)
                 next_check = time.monotonic() + svc.control_check_secs
-            st = self.control.poll()
+            st = await asyncio.to_thread(self.control.poll)
             for name in st.unknown:
                 if name not in self.control_unknown_seen:  # once per name
                     self.control_unknown_seen.add(name)
@@ -395,7 +398,7 @@ class Daemon:
             if self.risk.state.halted:  # stays stopped until an operator starts trading again
                 if not self._halt_ns:
                     self._halt_ns = time.time_ns()
-                    self.control.stop_trading()
+                    await asyncio.to_thread(self.control.stop_trading)
                     log.error("trading_halted", reason=self.risk.state.halted_reason)
                 elif st.start_trading and st.start_mtime_ns > self._halt_ns:
                     self.risk.resume()
@@ -413,7 +416,7 @@ class Daemon:
                 self.slot.data_stale = stale
             if st.flatten:
                 self.slot.request_flatten("FLATTEN control file")
-                self.control.consume_flatten()
+                await asyncio.to_thread(self.control.consume_flatten)
                 log.warning("flatten_requested", source="control file")
             await self._sleep(svc.control_poll_secs)
 
@@ -472,10 +475,13 @@ class Daemon:
         status.write_status(self.cfg.service.status_file, snapshot if snapshot is not None else self.snapshot())
 
     def _reload(self) -> None:
-        if self.config_path is None:
-            return
+        """SIGHUP: re-read the config file (in a worker thread), then apply its [risk]."""
+        if self.config_path is not None:
+            spawn(self._reload_risk(), "reload")
+
+    async def _reload_risk(self) -> None:
         try:
-            new = load_config(DaemonConfig, self.config_path)
+            new = await asyncio.to_thread(load_config, DaemonConfig, self.config_path)
         except Exception as e:
             log.error("reload_failed", reason=str(e))
             return
@@ -636,7 +642,7 @@ class Daemon:
         if leftovers:
             log.warning("tasks_cancelled_at_shutdown", names=[t.get_name() for t in leftovers])
         self._stopped = True
-        self._write_status()
+        await asyncio.to_thread(self._write_status)
         self.notifier.close()
         c = self.slot.counters
         log.info(

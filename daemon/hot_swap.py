@@ -130,7 +130,7 @@ class ModelWatcher:
     ) -> None:
         while not stop.is_set():
             try:
-                target = link_target(self.link)
+                target = await asyncio.to_thread(link_target, self.link)
             except OSError as e:  # models/ unreadable: nothing new can be verified; keep trading
                 target = (f"{self.link} (unreadable: {e.strerror or e})", -1)
             if target is not None and target != self.seen:

@@ -84,6 +84,15 @@ _INSERT = {table: insert_sql(table) for table in TABLES}
 OPEN_ORDER_STATES = ("new", "unknown")  # written before sending / outcome not yet known
 
 
+def _check_db_path(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FatalError(f"{path.parent}: cannot create the state directory: {e.strerror or e}") from None
+    if path.is_dir():
+        raise FatalError(f"{path}: is a directory, not a database file")
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db, self.path = db, path
@@ -97,12 +106,7 @@ class Store:
         FatalError naming the file, with the connection closed (its worker thread would
         otherwise keep the process alive)."""
         path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise FatalError(f"{path.parent}: cannot create the state directory: {e.strerror or e}") from None
-        if path.is_dir():
-            raise FatalError(f"{path}: is a directory, not a database file")
+        await asyncio.to_thread(_check_db_path, path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except (sqlite3.Error, OSError) as e:

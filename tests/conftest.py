@@ -28,3 +28,29 @@ def _fresh_logging():
     no later test depends on which ran before it."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def no_blocking():
+    """Fails the test on a blocking call (file or socket I/O, time.sleep, ...) made by
+    Stairway's own code on the event loop's thread while the loop runs (blockbuster, as
+    aiohttp uses it): such work belongs in asyncio.to_thread. Allowed: log lines (stderr),
+    imports and numba's first-call cache loads (once per process), starting a worker thread,
+    the non-blocking sd_notify datagram, and the flatten tier's rollback (rare, and it must
+    be done before the next quote)."""
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx(scanned_modules=["core", "daemon"]) as bb:
+        for f in bb.functions.values():
+            f.can_block_in("structlog/_output.py", ["msg"])
+            f.can_block_in(
+                "<frozen importlib._bootstrap_external>",
+                ["get_data", "path_stats", "_path_stat", "_fill_cache", "find_spec", "get_code"],
+            )
+            f.can_block_in("<frozen importlib._bootstrap>", ["_find_and_load", "_load_unlocked"])
+            f.can_block_in("numba/core/dispatcher.py", ["_compile_for_args", "compile"])
+            f.can_block_in("threading.py", ["start"])
+            f.can_block_in("asyncio/selector_events.py", ["_write_to_self"])  # a worker thread's wake-up
+            f.can_block_in("daemon/notify.py", ["send"])
+            f.can_block_in("daemon/app.py", ["_on_flatten_tier"])
+        yield bb

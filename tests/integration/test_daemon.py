@@ -18,6 +18,8 @@ from daemon.app import run_daemon
 from stairway.cli import main as cli_main
 from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv
 
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
+
 
 @pytest.fixture()
 def small_csv(tmp_path):

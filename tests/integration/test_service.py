@@ -20,6 +20,8 @@ from daemon.control import ctl
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
 from trainer.gatedb import GateDB
 
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
+
 HOUR = 3600 * 10**9
 
 
@@ -75,22 +77,22 @@ def test_hot_swap_during_tick_burst_and_bad_checkpoints_refused(tmp_path, spec, 
         d = Daemon(cfg)
         task = asyncio.create_task(d.run())
         await until(lambda: hasattr(d, "slot") and d.slot.counters.decisions > 20)
-        b = gated(models, gate_db, spec, seed=2)  # publishes b as current
+        b = await asyncio.to_thread(gated, models, gate_db, spec, seed=2)  # publishes b as current
         await until(lambda: d.slot.counters.swaps == 1)
         bad = []
         # corrupt: bytes changed under a content address
-        c, _ = tiny_checkpoint(models, spec, seed=3)
+        c, _ = await asyncio.to_thread(tiny_checkpoint, models, spec, seed=3)
         raw = bytearray(c.path.read_bytes())
         raw[-1] ^= 1
         c.path.write_bytes(bytes(raw))
         bad.append("does not match its name")
         await until(lambda: d.watcher.stats.refused == 1)
         # incompatible: another feature spec
-        tiny_checkpoint(models, spec, seed=4, feature_hash="feedfacefeedface")
+        await asyncio.to_thread(tiny_checkpoint, models, spec, seed=4, feature_hash="feedfacefeedface")
         bad.append("feature spec feedfacefeedface")
         await until(lambda: d.watcher.stats.refused == 2)
         # ungated: a valid checkpoint nobody promoted
-        tiny_checkpoint(models, spec, seed=5)
+        await asyncio.to_thread(tiny_checkpoint, models, spec, seed=5)
         bad.append("no passing gate record")
         await until(lambda: d.watcher.stats.refused == 3)
         # dangling: current points at a file that is gone
@@ -156,13 +158,13 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
         assert d.slot.trading_enabled is False and d.slot.counters.orders == 0  # observe only
         metrics.append(await asyncio.to_thread(get, d.http_port, "/metrics"))
         health.append((await asyncio.to_thread(get, d.http_port, "/health"))[0])  # well before the gap
-        ctl(control, "start")
+        await asyncio.to_thread(ctl, control, "start")
         await until(lambda: d.slot.counters.orders > 0, 5)
         os.utime(control / "START_TRADING")
         path.write_text(path.read_text().replace("max_trades_per_day = 50", "max_trades_per_day = 7"))
         os.kill(os.getpid(), signal.SIGHUP)
         await until(lambda: d.risk.cfg.max_trades_per_day == 7, 5)
-        ctl(control, "flatten")
+        await asyncio.to_thread(ctl, control, "flatten")
         await until(lambda: not (control / "FLATTEN").exists(), 5)
         while not d.stop.is_set():  # while it runs; during shutdown the server goes away
             health.append((await asyncio.to_thread(get, d.http_port, "/health"))[0])

@@ -16,6 +16,8 @@ from daemon.risk import RiskConfig, RiskEngine
 from daemon.slot import Slot
 from daemon.store import Store
 
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
+
 HOUR = 3600 * 10**9
 START = 1_506_902_400  # Monday 2017-10-02 00:00 UTC
 

@@ -16,6 +16,8 @@ from daemon.control import ControlFiles, check_private, ctl
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
 from tests.integration.test_service import until
 
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
+
 
 def test_control_dir_owned_by_another_user_refused(tmp_path):
     d = tmp_path / "control"
@@ -65,7 +67,7 @@ def test_unknown_names_warned_once_shown_in_status_and_unsafe_dir_stops_entries(
             (control / name).write_text("")
         await until(lambda: len(d.control_unknown) == 3)
         await asyncio.sleep(0.3)  # several more polls: still one warning per name
-        status = json.loads(ctl(control, "status", cfg.service.status_file))
+        status = json.loads(await asyncio.to_thread(ctl, control, "status", cfg.service.status_file))
         assert d.slot.trading_enabled
         control.chmod(0o777)  # someone opened it up while the daemon runs
         await until(lambda: not d.slot.trading_enabled, 5)

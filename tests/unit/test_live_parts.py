@@ -238,3 +238,21 @@ def test_spawned_tasks_are_held_until_they_end_and_found_by_the_sweep():
         assert spawned() == []
 
     asyncio.run(main())
+
+
+def test_the_no_blocking_fixture_catches_file_io_on_the_loop_and_not_in_a_thread(no_blocking, tmp_path):
+    import asyncio
+
+    from blockbuster import BlockingError
+
+    from daemon.control import ControlFiles
+
+    async def on_loop():
+        ControlFiles(tmp_path / "a")  # mkdir + stat, on the loop's thread
+
+    async def in_thread():
+        return await asyncio.to_thread(ControlFiles, tmp_path / "b")
+
+    with pytest.raises(BlockingError, match="os.mkdir"):
+        asyncio.run(on_loop())
+    assert asyncio.run(in_thread()).dir == tmp_path / "b"
