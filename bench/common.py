@@ -17,8 +17,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.config import BarConfig, MarketConfig  # noqa: E402
-from core.types import TICK_DTYPE  # noqa: E402
+from stairway.core.config import BarConfig, MarketConfig  # noqa: E402
+from stairway.core.types import TICK_DTYPE  # noqa: E402
 
 START_NS = 1_506_902_400 * 10**9  # Monday 2017-10-02 00:00 UTC
 
@@ -61,12 +61,12 @@ from safetensors.torch import save_file
 kind, seed, obs_dim, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.manual_seed(seed)
 if kind == "ppo":
-    from core.ppo_net import ActorCritic
+    from stairway.core.ppo_net import ActorCritic
     net = ActorCritic(obs_dim)
     with torch.no_grad():
         net.actor[-1].weight.mul_(300.0)
 else:
-    from core.muzero_model import MuZeroNet
+    from stairway.core.muzero_model import MuZeroNet
     net = MuZeroNet(obs_dim, 4)
 save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out)
 """
@@ -82,7 +82,7 @@ def bench_weights(kind: str, seed: int = 0) -> dict[str, np.ndarray]:
 
     from safetensors.numpy import load_file
 
-    from core.features import FeatureSpec
+    from stairway.core.features import FeatureSpec
 
     obs_dim = FeatureSpec.from_config(minute_market()).obs_dim
     path = ROOT / "bench" / ".weights" / f"{kind}-{seed}-{obs_dim}.safetensors"
@@ -99,14 +99,14 @@ def bench_weights(kind: str, seed: int = 0) -> dict[str, np.ndarray]:
 def bench_policy(kind: str, seed: int = 0):
     """A fresh policy of ``kind`` for the 1-minute spec on bench_weights: PPO, or MuZero with
     the 15-simulation search."""
-    from core.features import FeatureSpec
+    from stairway.core.features import FeatureSpec
 
     w = bench_weights(kind, seed)
     if kind == "ppo":
-        from core.policy import PPOPolicy
+        from stairway.core.policy import PPOPolicy
 
         return PPOPolicy(w, "bench")
-    from core.muzero_policy import MuZeroPolicy
+    from stairway.core.muzero_policy import MuZeroPolicy
 
     arch = {"kind": "muzero", "latent": 32, "hidden": 64, "support": 300, "n_actions": 4, "inference": {}}
     return MuZeroPolicy(w, FeatureSpec.from_config(minute_market()).obs_dim, arch, "bench-muzero")

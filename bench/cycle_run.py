@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from common import ROOT, report
-from core.config import load_config  # noqa: E402
-from core.logs import configure_logging  # noqa: E402
-from trainer.config import TrainerConfig  # noqa: E402
-from trainer.cycles import run_cycles  # noqa: E402
+from stairway.core.config import load_config  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.trainer.config import TrainerConfig  # noqa: E402
+from stairway.trainer.cycles import run_cycles  # noqa: E402
 
 
 def main() -> None:

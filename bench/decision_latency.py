@@ -17,8 +17,8 @@ import numpy as np
 from replay_throughput import config
 
 from common import bench_policy, report, synthetic_quotes
-from core.logs import configure_logging  # noqa: E402
-from daemon.app import run_daemon  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.daemon.app import run_daemon  # noqa: E402
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ import json
 import time
 
 from common import ROOT
-from core.config import DateRange, load_config  # noqa: E402
-from core.logs import configure_logging  # noqa: E402
-from trainer.config import TrainerConfig  # noqa: E402
-from trainer.walk_forward import run_walk_forward  # noqa: E402
+from stairway.core.config import DateRange, load_config  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.trainer.config import TrainerConfig  # noqa: E402
+from stairway.trainer.walk_forward import run_walk_forward  # noqa: E402
 
 P = "STAIRWAY_"
 
@@ -105,7 +105,7 @@ def main() -> None:
         / ("edge_search.json" if a.config == "config/trainer.toml" else "edge_search-googl.json")
     )
     configure_logging(level="warning")
-    from core.features import FeatureSpec
+    from stairway.core.features import FeatureSpec
 
     lags = FeatureSpec.from_config(load_config(TrainerConfig, ROOT / a.config)).return_lags
     quick = {P + "CYCLES__COUNT": "2", P + "CYCLES__STEPS": "20000"} if a.quick else {}

@@ -12,8 +12,8 @@ import time
 import numpy as np
 
 from common import minute_market, report
-from core.features import FeatureBuffer, FeatureSpec, batch_market_features  # noqa: E402
-from core.types import BAR_DTYPE  # noqa: E402
+from stairway.core.features import FeatureBuffer, FeatureSpec, batch_market_features  # noqa: E402
+from stairway.core.types import BAR_DTYPE  # noqa: E402
 
 
 def random_bars(n: int) -> np.ndarray:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from common import report
-from core.bar_files import load_bars  # noqa: E402
-from core.bar_ticks import bar_paths  # noqa: E402
+from stairway.core.bar_files import load_bars  # noqa: E402
+from stairway.core.bar_ticks import bar_paths  # noqa: E402
 from tests.helpers import EURUSD  # noqa: E402
 
 PIP = 1e-4

@@ -21,13 +21,13 @@ import torch
 from replay_throughput import config
 
 from common import minute_market, report, synthetic_quotes
-from core.checkpoint import CheckpointMeta, point_link, save_checkpoint  # noqa: E402
-from core.features import FeatureSpec  # noqa: E402
-from core.logs import configure_logging  # noqa: E402
-from core.ppo_net import ActorCritic  # noqa: E402
-from core.types import ACTION_NAMES  # noqa: E402
-from daemon.app import Daemon  # noqa: E402
-from trainer.gatedb import GateDB  # noqa: E402
+from stairway.core.checkpoint import CheckpointMeta, point_link, save_checkpoint  # noqa: E402
+from stairway.core.features import FeatureSpec  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.core.ppo_net import ActorCritic  # noqa: E402
+from stairway.core.types import ACTION_NAMES  # noqa: E402
+from stairway.daemon.app import Daemon  # noqa: E402
+from stairway.trainer.gatedb import GateDB  # noqa: E402
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from common import ROOT, report
-from core.mcts import python_search  # noqa: E402
-from core.muzero_model import MuZeroNet  # noqa: E402
-from core.muzero_policy import MuZeroPolicy  # noqa: E402
+from stairway.core.mcts import python_search  # noqa: E402
+from stairway.core.muzero_model import MuZeroNet  # noqa: E402
+from stairway.core.muzero_policy import MuZeroPolicy  # noqa: E402
 
 OBS, A, SIMS = 31, 4, 15
 LIGHTZERO = "LightZero==0.2.0"
@@ -56,7 +56,7 @@ def lightzero_tree():
 def lightzero_decision(tree, net, obs: np.ndarray) -> list:
     """One decision as LightZero's MuZeroMCTSCtree.search makes it (eval: no root noise),
     pb_c_base 19652, pb_c_init 1.25, discount 0.997, value_delta_max 0.01 (its defaults)."""
-    from core.muzero_model import from_support
+    from stairway.core.muzero_model import from_support
 
     sup = net.support
     with torch.no_grad():

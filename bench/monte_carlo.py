@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from common import report
-from core.robustness import monte_carlo  # noqa: E402
+from stairway.core.robustness import monte_carlo  # noqa: E402
 
 
 def main() -> None:

@@ -14,13 +14,13 @@ import argparse
 import time
 
 from common import ROOT, report
-from core.config import load_config  # noqa: E402
-from core.logs import configure_logging  # noqa: E402
-from trainer.config import TrainerConfig  # noqa: E402
-from trainer.cycles import prepare_data, session_index  # noqa: E402
-from trainer.env import VecTradingEnv  # noqa: E402
-from trainer.muzero import MuZeroAlgorithm  # noqa: E402
-from trainer.shaping import RewardShaper  # noqa: E402
+from stairway.core.config import load_config  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.trainer.config import TrainerConfig  # noqa: E402
+from stairway.trainer.cycles import prepare_data, session_index  # noqa: E402
+from stairway.trainer.env import VecTradingEnv  # noqa: E402
+from stairway.trainer.muzero import MuZeroAlgorithm  # noqa: E402
+from stairway.trainer.shaping import RewardShaper  # noqa: E402
 
 
 def algorithm(cfg: TrainerConfig, data) -> MuZeroAlgorithm:

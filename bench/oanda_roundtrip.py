@@ -23,8 +23,8 @@ import time
 import numpy as np
 
 from common import ROOT, report  # noqa: F401  (puts the repository on sys.path)
-from core.types import OrderIntent, Side, client_order_id  # noqa: E402
-from daemon.brokers.oanda.broker import OandaBroker  # noqa: E402
+from stairway.core.types import OrderIntent, Side, client_order_id  # noqa: E402
+from stairway.daemon.brokers.oanda.broker import OandaBroker  # noqa: E402
 from tests.emulators.oanda_v20 import OandaEmulator  # noqa: E402
 
 
@@ -35,9 +35,9 @@ def _intent(k: int) -> OrderIntent:
 
 async def run(n: int, unlimited: bool, db: str | None = None) -> list[float]:
     """Adapter round trips; with ``db``, through the daemon's LiveRouter and a Store."""
-    from daemon.brokers.rate_limit import RateLimiter
-    from daemon.order_router import LiveRouter
-    from daemon.store import Store
+    from stairway.daemon.brokers.rate_limit import RateLimiter
+    from stairway.daemon.order_router import LiveRouter
+    from stairway.daemon.store import Store
 
     emu = OandaEmulator()
     url = await emu.start()

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 
 from common import ROOT, report  # noqa: F401  (puts the repository on sys.path)
-from core.config import load_config  # noqa: E402
-from core.features import FeatureSpec  # noqa: E402
-from core.logs import configure_logging  # noqa: E402
-from daemon.config import DaemonConfig  # noqa: E402
-from daemon.drift import drift_report  # noqa: E402
+from stairway.core.config import load_config  # noqa: E402
+from stairway.core.features import FeatureSpec  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.daemon.config import DaemonConfig  # noqa: E402
+from stairway.daemon.drift import drift_report  # noqa: E402
 from tests.faults.harness import Rig, prices  # noqa: E402
 
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from common import bench_policy, minute_market, peak_rss_mb, report, synthetic_quotes
-from core.config import DateRange  # noqa: E402
-from core.logs import configure_logging  # noqa: E402
-from daemon.app import run_daemon  # noqa: E402
-from daemon.config import DaemonConfig, ReplayConfig, ServiceConfig  # noqa: E402
+from stairway.core.config import DateRange  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.daemon.app import run_daemon  # noqa: E402
+from stairway.daemon.config import DaemonConfig, ReplayConfig, ServiceConfig  # noqa: E402
 
 
 def config(state: Path) -> DaemonConfig:

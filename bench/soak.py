@@ -23,8 +23,8 @@ import numpy as np
 from replay_throughput import config
 
 from common import bench_policy, report, synthetic_quotes
-from core.logs import configure_logging  # noqa: E402
-from daemon.app import Daemon  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.daemon.app import Daemon  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -11,7 +11,7 @@ import json
 import time
 
 from common import report
-from daemon.brokers.oanda.parsing import parse_stream_line  # noqa: E402
+from stairway.daemon.brokers.oanda.parsing import parse_stream_line  # noqa: E402
 from tests.emulators.oanda_v20 import rfc3339  # noqa: E402
 
 

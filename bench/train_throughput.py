@@ -11,13 +11,13 @@ import argparse
 import time
 
 from common import ROOT, report
-from core.config import load_config  # noqa: E402
-from core.execution import ExecutionModel  # noqa: E402
-from core.features import FeatureSpec  # noqa: E402
-from trainer.config import PPOArgs, TrainerConfig  # noqa: E402
-from trainer.env import VecTradingEnv  # noqa: E402
-from trainer.history import load_history  # noqa: E402
-from trainer.ppo import train_ppo  # noqa: E402
+from stairway.core.config import load_config  # noqa: E402
+from stairway.core.execution import ExecutionModel  # noqa: E402
+from stairway.core.features import FeatureSpec  # noqa: E402
+from stairway.trainer.config import PPOArgs, TrainerConfig  # noqa: E402
+from stairway.trainer.env import VecTradingEnv  # noqa: E402
+from stairway.trainer.history import load_history  # noqa: E402
+from stairway.trainer.ppo import train_ppo  # noqa: E402
 
 
 def main() -> None:

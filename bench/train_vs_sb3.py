@@ -24,12 +24,12 @@ TARGET = ROOT / "bench" / ".sb3"
 
 
 def make_env(num_envs: int):
-    from core.config import load_config
-    from core.execution import ExecutionModel
-    from core.features import FeatureSpec
-    from trainer.config import TrainerConfig
-    from trainer.env import VecTradingEnv
-    from trainer.history import load_history
+    from stairway.core.config import load_config
+    from stairway.core.execution import ExecutionModel
+    from stairway.core.features import FeatureSpec
+    from stairway.trainer.config import TrainerConfig
+    from stairway.trainer.env import VecTradingEnv
+    from stairway.trainer.history import load_history
 
     cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ={})
     cfg = cfg.model_copy(
@@ -57,8 +57,8 @@ def ensure_sb3() -> None:
 
 
 def ours(steps: int, num_envs: int) -> float:
-    from trainer.config import PPOArgs
-    from trainer.ppo import PPOLearner
+    from stairway.trainer.config import PPOArgs
+    from stairway.trainer.ppo import PPOLearner
 
     learner = PPOLearner(make_env(num_envs), PPOArgs(num_envs=num_envs, total_steps=steps), seed=1)
     learner.learn(num_envs * 128 * 2)  # warm-up

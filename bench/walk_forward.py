@@ -12,10 +12,10 @@ import datetime as dt
 import time
 
 from common import ROOT, report
-from core.config import DateRange, load_config  # noqa: E402
-from core.logs import configure_logging  # noqa: E402
-from trainer.config import TrainerConfig  # noqa: E402
-from trainer.walk_forward import run_walk_forward  # noqa: E402
+from stairway.core.config import DateRange, load_config  # noqa: E402
+from stairway.core.logs import configure_logging  # noqa: E402
+from stairway.trainer.config import TrainerConfig  # noqa: E402
+from stairway.trainer.walk_forward import run_walk_forward  # noqa: E402
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from core.types import BAR_DTYPE
+from stairway.core.types import BAR_DTYPE
 
 PRICE_ASK, PRICE_BID, PRICE_MID = 0, 1, 2
 PRICE_MODES = {"ask": PRICE_ASK, "bid": PRICE_BID, "mid": PRICE_MID}

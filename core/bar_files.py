@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bar_builder import DEFAULT_MAX_JUMP
-from core.errors import DataError
-from core.types import BAR_DTYPE, NS_PER_MINUTE
+from stairway.core.bar_builder import DEFAULT_MAX_JUMP
+from stairway.core.errors import DataError
+from stairway.core.types import BAR_DTYPE, NS_PER_MINUTE
 
 REQUIRED = ("time", "open", "high", "low", "close")
 _DAY_FIRST = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$")

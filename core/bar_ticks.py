@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.types import TICK_DTYPE
+from stairway.core.types import TICK_DTYPE
 
 TICKS_PER_BAR = 5
 

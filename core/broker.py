@@ -34,7 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.types import OrderIntent
+from stairway.core.types import OrderIntent
 
 
 class OrderState(enum.Enum):

@@ -24,9 +24,9 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from core.errors import CheckpointError, CheckpointMismatch
-from core.pids import pid_alive
-from core.weights import numpy_tensors
+from stairway.core.errors import CheckpointError, CheckpointMismatch
+from stairway.core.pids import pid_alive
+from stairway.core.weights import numpy_tensors
 
 FORMAT = "stairway-checkpoint/1"
 _SHA = re.compile(r"^[0-9a-f]{64}$")

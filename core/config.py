@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.errors import ConfigError
+from stairway.core.errors import ConfigError
 
 ENV_PREFIX = "STAIRWAY_"
 ENV_DELIMITER = "__"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numba
 
-from core.config import ExecutionConfig, InstrumentConfig
+from stairway.core.config import ExecutionConfig, InstrumentConfig
 
 
 @numba.njit(cache=True)

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from core.config import MarketConfig
-from core.errors import ConfigError
-from core.position import POSITION_FEATURES
+from stairway.core.config import MarketConfig
+from stairway.core.errors import ConfigError
+from stairway.core.position import POSITION_FEATURES
 
 FEATURE_VERSION = 1
 BASE_MARKET_FEATURES = (

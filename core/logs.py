@@ -7,7 +7,7 @@ import sys
 
 import structlog
 
-from core.redaction import redact_processor
+from stairway.core.redaction import redact_processor
 
 
 def configure_logging(json: bool | None = None, level: str = "info", stream=None) -> None:

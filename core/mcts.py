@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from core.muzero_net import dynamics, expected, predict, represent
+from stairway.core.muzero_net import dynamics, expected, predict, represent
 
 
 @dataclass
@@ -175,7 +175,7 @@ def python_search(
     reference the kernel is tested against, and the baseline of bench/mcts.py."""
     import torch
 
-    from core.muzero_model import from_support
+    from stairway.core.muzero_model import from_support
 
     sup, n_actions = net.support, net.n_actions
     dtype = next(net.parameters()).dtype

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.types import NS_PER_DAY, Action
+from stairway.core.types import NS_PER_DAY, Action
 
 MIN_TRADES_FOR_QUALITY = 30
 QUALITY_KEYS = ("sqn", "win_rate", "profit_factor", "expectancy_pips")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.muzero_net import EPS
-from core.ppo_net import torch_tensors
+from stairway.core.muzero_net import EPS
+from stairway.core.ppo_net import torch_tensors
 
 
 def scale(x: torch.Tensor) -> torch.Tensor:

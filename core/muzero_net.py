@@ -22,7 +22,7 @@ import math
 import numba
 import numpy as np
 
-from core.weights import as_numpy
+from stairway.core.weights import as_numpy
 
 EPS = 0.001
 TENSOR_NAMES = (

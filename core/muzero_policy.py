@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.mcts import Tree, root_visits, search
-from core.muzero_net import numpy_weights
+from stairway.core.mcts import Tree, root_visits, search
+from stairway.core.muzero_net import numpy_weights
 
 INFERENCE_DEFAULTS = {"simulations": 15, "c_puct": 1.25, "discount": 0.997, "temperature": 1.0, "seed": 0}
 

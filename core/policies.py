@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.checkpoint import Checkpoint
-from core.errors import CheckpointError
-from core.features import FeatureSpec
-from core.policy import ConfidenceFloor, Policy, PPOPolicy, ppo_shapes
-from core.weights import check_shapes
+from stairway.core.checkpoint import Checkpoint
+from stairway.core.errors import CheckpointError
+from stairway.core.features import FeatureSpec
+from stairway.core.policy import ConfidenceFloor, Policy, PPOPolicy, ppo_shapes
+from stairway.core.weights import check_shapes
 
 
 def _fit(ck: Checkpoint, shapes: dict, source: str) -> None:
@@ -36,8 +36,8 @@ def _load_ppo(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Pol
 
 
 def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Policy:
-    from core.muzero_net import muzero_shapes
-    from core.muzero_policy import MuZeroPolicy
+    from stairway.core.muzero_net import muzero_shapes
+    from stairway.core.muzero_policy import MuZeroPolicy
 
     try:
         shapes = muzero_shapes(spec.obs_dim, arch)

@@ -11,8 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
-from core.types import ACTION_NAMES
-from core.weights import numpy_tensors
+from stairway.core.types import ACTION_NAMES
+from stairway.core.weights import numpy_tensors
 
 
 class Policy(Protocol):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.types import ACTION_NAMES
+from stairway.core.types import ACTION_NAMES
 
 
 class ActorCritic(nn.Module):

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from core.config import BarConfig, RegimeConfig
+from stairway.core.config import BarConfig, RegimeConfig
 
 CLAMP = 3.0
 
@@ -69,7 +69,7 @@ class RegimeDetector:
     def __init__(self, cfg: RegimeConfig, bars: BarConfig) -> None:
         per_day = 1440 // bars.period_minutes if 1440 % bars.period_minutes == 0 else None
         if per_day is None:
-            from core.errors import ConfigError
+            from stairway.core.errors import ConfigError
 
             raise ConfigError(f"bars.period_minutes = {bars.period_minutes} does not divide a day")
         self.window = cfg.window_days * per_day

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.metrics import MIN_TRADES_FOR_QUALITY
+from stairway.core.metrics import MIN_TRADES_FOR_QUALITY
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from core.errors import DataError
-from core.types import NS_PER_DAY, TICK_DTYPE
+from stairway.core.errors import DataError
+from stairway.core.types import NS_PER_DAY, TICK_DTYPE
 
 
 def day_of(ts_ns: int) -> dt.date:

@@ -34,30 +34,30 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from core.calendar import market_open
-from core.checkpoint import clean_leftovers
-from core.config import load_config
-from core.errors import CheckpointError, FatalError, StairwayError
-from core.execution import ExecutionModel
-from core.features import FeatureSpec
-from core.policy import Policy
-from daemon import status
-from daemon.aio import primary_error, sleep_or_stop, spawn, spawned
-from daemon.config import DaemonConfig
-from daemon.control import KNOWN, ControlFiles, check_private, hint
-from daemon.feeds.replay import ReplayFeed, replay_ticks
-from daemon.hot_swap import ModelWatcher, load_verified
-from daemon.jobs import backup_database, make_scheduler
-from daemon.notify import Notifier
-from daemon.order_router import LiveRouter
-from daemon.paper_broker import PaperBroker
-from daemon.reconcile_runner import Reconciler
-from daemon.reconciliation import UnknownPositionPolicy
-from daemon.recorder import TickRecorder
-from daemon.risk import RiskEngine
-from daemon.rows import ModelSwapRow
-from daemon.slot import Slot
-from daemon.store import Store
+from stairway.core.calendar import market_open
+from stairway.core.checkpoint import clean_leftovers
+from stairway.core.config import load_config
+from stairway.core.errors import CheckpointError, FatalError, StairwayError
+from stairway.core.execution import ExecutionModel
+from stairway.core.features import FeatureSpec
+from stairway.core.policy import Policy
+from stairway.daemon import status
+from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned
+from stairway.daemon.config import DaemonConfig
+from stairway.daemon.control import KNOWN, ControlFiles, check_private, hint
+from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
+from stairway.daemon.hot_swap import ModelWatcher, load_verified
+from stairway.daemon.jobs import backup_database, make_scheduler
+from stairway.daemon.notify import Notifier
+from stairway.daemon.order_router import LiveRouter
+from stairway.daemon.paper_broker import PaperBroker
+from stairway.daemon.reconcile_runner import Reconciler
+from stairway.daemon.reconciliation import UnknownPositionPolicy
+from stairway.daemon.recorder import TickRecorder
+from stairway.daemon.risk import RiskEngine
+from stairway.daemon.rows import ModelSwapRow
+from stairway.daemon.slot import Slot
+from stairway.daemon.store import Store
 
 log = structlog.get_logger("daemon")
 
@@ -154,7 +154,7 @@ class Daemon:
             )
         self.instrument = cfg.instrument.symbol
         if cfg.live:
-            from daemon.brokers.factory import make_broker_and_feed
+            from stairway.daemon.brokers.factory import make_broker_and_feed
 
             self.adapter, self.feed = (self.adapters or make_broker_and_feed)(cfg, self.environ)
             stack.push_async_callback(self._close_with_limit, "broker", self.adapter.close)
@@ -309,7 +309,7 @@ class Daemon:
         models/current: a paper replay or paper-live run never repoints the operator's model.
         Rare and critical, so done at once, on the loop (a few file operations), before the
         next quote can be handled."""
-        from core.checkpoint import roll_back
+        from stairway.core.checkpoint import roll_back
 
         models = self.cfg.service.models_dir
         gold = models / "gold"
@@ -512,7 +512,7 @@ class Daemon:
             if self.recorder is not None:
                 self.recorder.start()
             if self.cfg.service.http_port is not None:
-                from daemon.http import bound_port, make_app, start_http
+                from stairway.daemon.http import bound_port, make_app, start_http
 
                 runner = await start_http(make_app(self.snapshot, self.health), self.cfg.service.http_port)
                 self.http_port = bound_port(runner)
@@ -536,7 +536,7 @@ class Daemon:
                     tg.create_task(self._guard(self.router.run(self.stop)), name="orders")
                     tg.create_task(self._guard(self.reconciler.run(self.stop)), name="reconcile")
                     if hasattr(self.adapter, "stream_transactions"):  # OANDA: fills wake reconciliation
-                        from daemon.brokers.oanda.transactions import TransactionWatcher
+                        from stairway.daemon.brokers.oanda.transactions import TransactionWatcher
 
                         o = self.cfg.broker.oanda
                         self.tx_watcher = TransactionWatcher(

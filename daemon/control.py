@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import FatalError
-from core.pids import pid_alive
+from stairway.core.errors import FatalError
+from stairway.core.pids import pid_alive
 
 START = "START_TRADING"
 FLATTEN = "FLATTEN"

@@ -15,7 +15,7 @@ import sqlite3
 import statistics
 from pathlib import Path
 
-from core.errors import DataError
+from stairway.core.errors import DataError
 
 
 def _fills(db: Path) -> dict[str, tuple[float, float]]:

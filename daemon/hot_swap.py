@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from core.checkpoint import check_compatible, read_checkpoint
-from core.errors import CheckpointError, StairwayError
-from core.features import FeatureSpec
-from core.policies import load_policy
-from core.policy import Policy
-from core.types import ACTION_NAMES
-from daemon.aio import sleep_or_stop
+from stairway.core.checkpoint import check_compatible, read_checkpoint
+from stairway.core.errors import CheckpointError, StairwayError
+from stairway.core.features import FeatureSpec
+from stairway.core.policies import load_policy
+from stairway.core.policy import Policy
+from stairway.core.types import ACTION_NAMES
+from stairway.daemon.aio import sleep_or_stop
 
 log = structlog.get_logger("hot_swap")
 

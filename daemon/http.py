@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
-from core.errors import FatalError
+from stairway.core.errors import FatalError
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 

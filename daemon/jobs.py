@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from core.errors import FatalError
+from stairway.core.errors import FatalError
 
 log = structlog.get_logger("jobs")
 

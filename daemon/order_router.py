@@ -24,13 +24,13 @@ from collections.abc import Callable
 
 import structlog
 
-from core.broker import Broker, FillReport, OrderReport, OrderState
-from core.errors import BadPayload, OrderRejected, TransientError
-from core.types import Fill, OrderIntent, Side, parse_client_order_id
-from daemon.aio import get_within
-from daemon.paper_broker import WorkingOrder, add_working
-from daemon.rows import BrokerFillRow, CursorRow, JournalRow
-from daemon.store import Store
+from stairway.core.broker import Broker, FillReport, OrderReport, OrderState
+from stairway.core.errors import BadPayload, OrderRejected, TransientError
+from stairway.core.types import Fill, OrderIntent, Side, parse_client_order_id
+from stairway.daemon.aio import get_within
+from stairway.daemon.paper_broker import WorkingOrder, add_working
+from stairway.daemon.rows import BrokerFillRow, CursorRow, JournalRow
+from stairway.daemon.store import Store
 
 log = structlog.get_logger("orders")
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import OrderRejected
-from core.execution import ExecutionModel, work_order
-from core.types import Fill, OrderIntent, Side
+from stairway.core.errors import OrderRejected
+from stairway.core.execution import ExecutionModel, work_order
+from stairway.core.types import Fill, OrderIntent, Side
 
 MAX_FILLS_PER_CALL = 256
 

@@ -17,15 +17,15 @@ from collections.abc import Callable
 
 import structlog
 
-from core.broker import Broker
-from core.errors import BadPayload, FatalError, TransientError
-from core.position import PS_UNITS
-from daemon.aio import backoff_delay, first_of, sleep_or_stop
-from daemon.order_router import LiveRouter
-from daemon.reconciliation import Correction, UnknownPositionPolicy, excess_over_limit, reconcile
-from daemon.rows import ReconciliationRow
-from daemon.slot import Slot
-from daemon.store import Store
+from stairway.core.broker import Broker
+from stairway.core.errors import BadPayload, FatalError, TransientError
+from stairway.core.position import PS_UNITS
+from stairway.daemon.aio import backoff_delay, first_of, sleep_or_stop
+from stairway.daemon.order_router import LiveRouter
+from stairway.daemon.reconciliation import Correction, UnknownPositionPolicy, excess_over_limit, reconcile
+from stairway.daemon.rows import ReconciliationRow
+from stairway.daemon.slot import Slot
+from stairway.daemon.store import Store
 
 log = structlog.get_logger("reconcile")
 RETRYABLE = (TransientError, BadPayload, OSError, TimeoutError)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from core.broker import PositionReport
+from stairway.core.broker import PositionReport
 
 
 class UnknownPositionPolicy(enum.Enum):

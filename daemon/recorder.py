@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from core.tick_files import TickFileWriter, day_path, recorded_days
+from stairway.core.tick_files import TickFileWriter, day_path, recorded_days
 
 log = structlog.get_logger("recorder")
 _STOP = object()

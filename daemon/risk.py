@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.config import RiskConfig  # noqa: F401  (the section lives in core: the trainer's env applies it too)
-from core.risk_rules import (
+from stairway.core.config import RiskConfig  # noqa: F401  (the section lives in core: the trainer's env applies it too)
+from stairway.core.risk_rules import (
     FLATTEN,
     HALVE_SIZE,
     STOP_OPENING,

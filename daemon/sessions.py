@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from core.types import NS_PER_DAY
-from daemon.rows import SessionMetricsRow
+from stairway.core.types import NS_PER_DAY
+from stairway.daemon.rows import SessionMetricsRow
 
 
 @dataclass

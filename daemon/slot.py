@@ -22,19 +22,37 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
-from core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
-from core.calendar import market_open
-from core.execution import ExecutionModel, target_units
-from core.features import FeatureBuffer, FeatureSpec
-from core.metrics import PerformanceTracker
-from core.policy import Policy
-from core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
-from core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
-from daemon.paper_broker import PaperBroker
-from daemon.risk import TIER_NAMES, RiskEngine
-from daemon.rows import BarRow, BookRow, DecisionRow, FillRow, ModelSwapRow, OrderRow, PositionRow, RiskEventRow
-from daemon.sessions import SessionTracker
-from daemon.store import Store
+from stairway.core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
+from stairway.core.calendar import market_open
+from stairway.core.execution import ExecutionModel, target_units
+from stairway.core.features import FeatureBuffer, FeatureSpec
+from stairway.core.metrics import PerformanceTracker
+from stairway.core.policy import Policy
+from stairway.core.position import (
+    PS_AVG,
+    PS_REALIZED,
+    PS_UNITS,
+    apply_fill,
+    equity,
+    mark_bar,
+    new_state,
+    position_features,
+)
+from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
+from stairway.daemon.paper_broker import PaperBroker
+from stairway.daemon.risk import TIER_NAMES, RiskEngine
+from stairway.daemon.rows import (
+    BarRow,
+    BookRow,
+    DecisionRow,
+    FillRow,
+    ModelSwapRow,
+    OrderRow,
+    PositionRow,
+    RiskEventRow,
+)
+from stairway.daemon.sessions import SessionTracker
+from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
 _NO_PRICE = np.zeros(1)
@@ -165,7 +183,7 @@ class Slot:
     def warm_up(self) -> None:
         """Run every kernel once on throwaway state, so the first live bar pays no JIT or
         dispatch cost. Touches nothing the slot trades with."""
-        from core.types import TICK_DTYPE
+        from stairway.core.types import TICK_DTYPE
 
         b = BarBuilder(self.builder.period_ns, "mid")
         t = np.zeros(3, dtype=TICK_DTYPE)

@@ -11,9 +11,9 @@ import resource
 import time
 from pathlib import Path
 
-from core.broker import FeedStatus
-from core.redaction import redact
-from daemon.control import hint
+from stairway.core.broker import FeedStatus
+from stairway.core.redaction import redact
+from stairway.daemon.control import hint
 
 
 def fmt_ts(ts_ns: int | None) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from core.errors import FatalError
-from daemon.rows import TABLE_OF, TABLES, insert_sql
+from stairway.core.errors import FatalError
+from stairway.daemon.rows import TABLE_OF, TABLES, insert_sql
 
 MIGRATIONS: tuple[str, ...] = (
     """

@@ -7,16 +7,16 @@ import asyncio
 import sys
 from pathlib import Path
 
-from core.config import load_config
-from core.errors import StairwayError
-from core.logs import configure_logging
-from core.metrics import format_summary
-from core.redaction import redact
+from stairway.core.config import load_config
+from stairway.core.errors import StairwayError
+from stairway.core.logs import configure_logging
+from stairway.core.metrics import format_summary
+from stairway.core.redaction import redact
 
 
 def _ctl(args: argparse.Namespace) -> int:
-    from daemon.config import DaemonConfig
-    from daemon.control import ctl
+    from stairway.daemon.config import DaemonConfig
+    from stairway.daemon.control import ctl
 
     cfg = load_config(DaemonConfig, args.config)
     print(ctl(cfg.service.control_dir, args.action, cfg.service.status_file))
@@ -26,8 +26,8 @@ def _ctl(args: argparse.Namespace) -> int:
 def _daemon_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from daemon.app import run_daemon
-    from daemon.config import DaemonConfig
+    from stairway.daemon.app import run_daemon
+    from stairway.daemon.config import DaemonConfig
 
     cfg = load_config(DaemonConfig, args.config)
     configure_logging(json=cfg.service.log_json)
@@ -54,10 +54,10 @@ def _daemon_run(args: argparse.Namespace) -> int:
 
 def replay_baselines(cfg, tracker):
     """Baselines over a paper replay's range, next to the daemon's own tracker."""
-    from core.execution import ExecutionModel
-    from core.features import FeatureSpec
-    from trainer.baselines import compare
-    from trainer.history import load_history
+    from stairway.core.execution import ExecutionModel
+    from stairway.core.features import FeatureSpec
+    from stairway.trainer.baselines import compare
+    from stairway.trainer.history import load_history
 
     spec = FeatureSpec.from_config(cfg)
     hist = load_history(cfg, spec, *cfg.replay.range.ns())
@@ -76,7 +76,7 @@ def risk_line(counters: dict) -> str:
 def _drift(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from daemon.drift import drift_report, format_drift, write_drift
+    from stairway.daemon.drift import drift_report, format_drift, write_drift
 
     rep = drift_report(Path(args.paper_db), Path(args.live_db), args.pip)
     write_drift(rep, Path(args.out))
@@ -86,9 +86,9 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    from core.errors import ConfigError
-    from trainer.config import TrainerConfig
-    from trainer.cycles import run_cycles
+    from stairway.core.errors import ConfigError
+    from stairway.trainer.config import TrainerConfig
+    from stairway.trainer.cycles import run_cycles
 
     cfg = load_config(TrainerConfig, args.config)
     if args.ray_address:
@@ -117,8 +117,8 @@ def _train_run(args: argparse.Namespace) -> int:
 
 
 def _train_sweep(args: argparse.Namespace) -> int:
-    from trainer.config import TrainerConfig
-    from trainer.sweep import run_sweep
+    from stairway.trainer.config import TrainerConfig
+    from stairway.trainer.sweep import run_sweep
 
     cfg = load_config(TrainerConfig, args.config)
     configure_logging(level="warning")
@@ -144,9 +144,9 @@ def _train_sweep(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from core.config import DateRange
-    from core.errors import ConfigError
-    from trainer.config import TrainerConfig
+    from stairway.core.config import DateRange
+    from stairway.core.errors import ConfigError
+    from stairway.trainer.config import TrainerConfig
 
     cfg = load_config(TrainerConfig, args.config)
     configure_logging(level="warning")
@@ -163,8 +163,8 @@ def _validate(args: argparse.Namespace) -> int:
         return _validate_checkpoint(cfg, args, rng)
     if args.folds is None:
         raise ConfigError("validate: give --checkpoint SHA or --folds N")
-    from trainer.walk_forward import run_walk_forward
-    from trainer.wf_report import fold_table, stitched_table, verdict_lines, write_wf_report
+    from stairway.trainer.walk_forward import run_walk_forward
+    from stairway.trainer.wf_report import fold_table, stitched_table, verdict_lines, write_wf_report
 
     wf = run_walk_forward(
         cfg, rng, args.folds, args.scheme, args.train_windows, args.draws, args.ray_address, args.workers
@@ -182,7 +182,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _validate_checkpoint(cfg, args: argparse.Namespace, rng) -> int:
-    from trainer.validation import validate_checkpoint
+    from stairway.trainer.validation import validate_checkpoint
 
     v = validate_checkpoint(cfg, args.checkpoint, rng, args.draws)
     print(
@@ -197,9 +197,9 @@ def _validate_checkpoint(cfg, args: argparse.Namespace, rng) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from trainer import registry_ops as ops
-    from trainer.config import TrainerConfig
-    from trainer.gatedb import GateDB
+    from stairway.trainer import registry_ops as ops
+    from stairway.trainer.config import TrainerConfig
+    from stairway.trainer.gatedb import GateDB
 
     cfg = load_config(TrainerConfig, args.config)
     models = cfg.train.models_dir

@@ -16,23 +16,23 @@ from __future__ import annotations
 import asyncio
 import time
 
-from core.checkpoint import read_checkpoint
-from core.config import load_config
-from core.execution import ExecutionModel
-from core.features import FeatureSpec
-from core.logs import configure_logging
-from core.metrics import format_summary
-from core.policies import load_policy
-from daemon.app import run_daemon
-from daemon.config import DaemonConfig
 from stairway.cli import risk_line
-from trainer import registry_ops
-from trainer.baselines import compare
-from trainer.config import TrainerConfig
-from trainer.cycles import run_cycles
-from trainer.evaluation import evaluate
-from trainer.gatedb import GateDB
-from trainer.history import load_history
+from stairway.core.checkpoint import read_checkpoint
+from stairway.core.config import load_config
+from stairway.core.execution import ExecutionModel
+from stairway.core.features import FeatureSpec
+from stairway.core.logs import configure_logging
+from stairway.core.metrics import format_summary
+from stairway.core.policies import load_policy
+from stairway.daemon.app import run_daemon
+from stairway.daemon.config import DaemonConfig
+from stairway.trainer import registry_ops
+from stairway.trainer.baselines import compare
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.cycles import run_cycles
+from stairway.trainer.evaluation import evaluate
+from stairway.trainer.gatedb import GateDB
+from stairway.trainer.history import load_history
 
 MUZERO_DEMO_STEPS = 20_000  # per cycle: MuZero self-play runs a search per env step (~750 steps/s here)
 

@@ -3,8 +3,8 @@ import os
 import pytest
 import structlog
 
-from core.config import MarketConfig, load_config
-from core.features import FeatureSpec
+from stairway.core.config import MarketConfig, load_config
+from stairway.core.features import FeatureSpec
 from tests.helpers import ROOT
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
@@ -12,7 +12,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
 @pytest.fixture(scope="session")
 def market_cfg() -> MarketConfig:
-    from trainer.config import TrainerConfig
+    from stairway.trainer.config import TrainerConfig
 
     return load_config(TrainerConfig, ROOT / "config" / "trainer.toml", environ={})
 
@@ -40,7 +40,7 @@ def no_blocking():
     be done before the next quote)."""
     from blockbuster import blockbuster_ctx
 
-    with blockbuster_ctx(scanned_modules=["core", "daemon"]) as bb:
+    with blockbuster_ctx(scanned_modules=["stairway.core", "stairway.daemon"]) as bb:
         for f in bb.functions.values():
             f.can_block_in("structlog/_output.py", ["msg"])
             f.can_block_in(

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.checkpoint import CheckpointMeta, publish, save_checkpoint
-from core.config import load_config
-from core.features import FeatureSpec
-from core.ppo_net import ActorCritic
-from core.types import ACTION_NAMES, TICK_DTYPE
+from stairway.core.checkpoint import CheckpointMeta, publish, save_checkpoint
+from stairway.core.config import load_config
+from stairway.core.features import FeatureSpec
+from stairway.core.ppo_net import ActorCritic
+from stairway.core.types import ACTION_NAMES, TICK_DTYPE
 
 ROOT = Path(__file__).resolve().parents[1]
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -109,7 +109,7 @@ def tiny_checkpoint(
 
 
 def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):
-    from daemon.config import DaemonConfig
+    from stairway.daemon.config import DaemonConfig
 
     text = (ROOT / "config" / "paper.toml").read_text()
     text = text.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv_path}"')

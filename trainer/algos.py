@@ -18,16 +18,16 @@ from typing import Protocol
 
 import torch
 
-from core.checkpoint import Checkpoint, CheckpointMeta
-from core.errors import ConfigError
-from core.features import FeatureSpec
-from core.policies import load_policy
-from core.policy import Policy
-from core.ppo_net import ppo_from_tensors
-from core.types import ACTION_NAMES
-from trainer.config import TrainerConfig
-from trainer.env import VecTradingEnv
-from trainer.ppo import PPOLearner, PPOProgress
+from stairway.core.checkpoint import Checkpoint, CheckpointMeta
+from stairway.core.errors import ConfigError
+from stairway.core.features import FeatureSpec
+from stairway.core.policies import load_policy
+from stairway.core.policy import Policy
+from stairway.core.ppo_net import ppo_from_tensors
+from stairway.core.types import ACTION_NAMES
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.env import VecTradingEnv
+from stairway.trainer.ppo import PPOLearner, PPOProgress
 
 
 class Algorithm(Protocol):
@@ -108,7 +108,7 @@ def make_algorithm(
     if cfg.train.algo == "ppo":
         return PPOAlgorithm(cfg, env, parent, start_step, planned)
     if cfg.train.algo == "muzero":
-        from trainer.muzero import MuZeroAlgorithm
+        from stairway.trainer.muzero import MuZeroAlgorithm
 
         return MuZeroAlgorithm(cfg, env, parent, start_step, planned)
     raise ConfigError(f"train.algo = {cfg.train.algo!r}: expected 'ppo' or 'muzero'")

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.execution import ExecutionModel
-from core.features import FeatureSpec
-from core.types import Action
-from trainer.evaluation import run_evaluation
-from trainer.history import MarketHistory
+from stairway.core.execution import ExecutionModel
+from stairway.core.features import FeatureSpec
+from stairway.core.types import Action
+from stairway.trainer.evaluation import run_evaluation
+from stairway.trainer.history import MarketHistory
 
 FIXED = ("flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_long_flat")
 

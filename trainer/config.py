@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, StrictBool, model_validator
 
-from core.config import DateRange, MarketConfig, Strict
+from stairway.core.config import DateRange, MarketConfig, Strict
 
 
 class PPOArgs(Strict):

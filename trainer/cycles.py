@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from core.checkpoint import (
+from stairway.core.checkpoint import (
     Checkpoint,
     CheckpointMeta,
     check_compatible,
@@ -36,20 +36,20 @@ from core.checkpoint import (
     roll_back,
     save_checkpoint,
 )
-from core.errors import CheckpointError, ConfigError
-from core.execution import ExecutionModel
-from core.features import FeatureSpec
-from core.metrics import annualised_pct
-from core.policies import load_policy
-from core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
-from core.types import ACTION_NAMES, NS_PER_DAY, NS_PER_MINUTE
-from trainer.algos import make_algorithm
-from trainer.baselines import compare
-from trainer.config import TrainerConfig
-from trainer.env import VecTradingEnv
-from trainer.evaluation import run_evaluation
-from trainer.gatedb import GateDB
-from trainer.gates import (
+from stairway.core.errors import CheckpointError, ConfigError
+from stairway.core.execution import ExecutionModel
+from stairway.core.features import FeatureSpec
+from stairway.core.metrics import annualised_pct
+from stairway.core.policies import load_policy
+from stairway.core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
+from stairway.core.types import ACTION_NAMES, NS_PER_DAY, NS_PER_MINUTE
+from stairway.trainer.algos import make_algorithm
+from stairway.trainer.baselines import compare
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.env import VecTradingEnv
+from stairway.trainer.evaluation import run_evaluation
+from stairway.trainer.gatedb import GateDB
+from stairway.trainer.gates import (
     ShadowResult,
     evidence,
     preflight,
@@ -59,10 +59,10 @@ from trainer.gates import (
     shadow_ticks,
     verdict_dict,
 )
-from trainer.history import load_history
-from trainer.ppo import PPOProgress
-from trainer.sessions import SessionIndex, index_sessions
-from trainer.shaping import RewardShaper
+from stairway.trainer.history import load_history
+from stairway.trainer.ppo import PPOProgress
+from stairway.trainer.sessions import SessionIndex, index_sessions
+from stairway.trainer.shaping import RewardShaper
 
 log = structlog.get_logger("trainer")
 
@@ -163,7 +163,7 @@ class PreparedData:
 def prepare_data(cfg: TrainerConfig) -> PreparedData:
     """Load the range and split it: train | validation | shadow-gate tail (last K trading
     days, only when the daemon has recorded no ticks). Shared by cycles and sweeps."""
-    from core.tick_files import recorded_days
+    from stairway.core.tick_files import recorded_days
 
     spec = FeatureSpec.from_config(cfg)
     start_ns, end_ns = cfg.train.range.ns()
@@ -510,7 +510,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         split_desc=f"{split_desc}; {trained.sessions}",
         baselines=vs_baselines,
     )
-    from trainer.report import write_report
+    from stairway.trainer.report import write_report
 
     result.report = write_report(result, cfg)
     gdb.end_run(run_id, action, cand.sha, str(result.report))

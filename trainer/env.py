@@ -14,13 +14,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from core.config import RiskConfig
-from core.execution import ExecutionModel, target_units, work_order
-from core.features import FeatureSpec
-from core.position import PS_MAXDD, PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
-from core.risk_rules import FLATTEN, STOP_OPENING, clamp_target, drawdown_tier, reduce_only, size_factor
-from core.types import NS_PER_DAY
-from trainer.history import MarketHistory
+from stairway.core.config import RiskConfig
+from stairway.core.execution import ExecutionModel, target_units, work_order
+from stairway.core.features import FeatureSpec
+from stairway.core.position import PS_MAXDD, PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
+from stairway.core.risk_rules import FLATTEN, STOP_OPENING, clamp_target, drawdown_tier, reduce_only, size_factor
+from stairway.core.types import NS_PER_DAY
+from stairway.trainer.history import MarketHistory
 
 MAX_FILLS = 64
 

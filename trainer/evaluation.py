@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.config import RiskConfig
-from core.execution import ExecutionModel
-from core.features import FeatureSpec
-from core.metrics import PerformanceTracker
-from core.policy import Policy
-from core.position import PS_REALIZED, PS_UNITS, equity
-from trainer.env import RS_BLOCKED, RS_FLATTENS, RS_FORCED, RS_HALTED_BARS, VecTradingEnv
-from trainer.history import MarketHistory
+from stairway.core.config import RiskConfig
+from stairway.core.execution import ExecutionModel
+from stairway.core.features import FeatureSpec
+from stairway.core.metrics import PerformanceTracker
+from stairway.core.policy import Policy
+from stairway.core.position import PS_REALIZED, PS_UNITS, equity
+from stairway.trainer.env import RS_BLOCKED, RS_FLATTENS, RS_FORCED, RS_HALTED_BARS, VecTradingEnv
+from stairway.trainer.history import MarketHistory
 
 
 def evaluate(

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from core.errors import FatalError
+from stairway.core.errors import FatalError
 
 MIGRATIONS: tuple[str, ...] = (
     """

@@ -14,23 +14,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.bar_files import load_period_bars
-from core.bar_ticks import bars_to_ticks
-from core.checkpoint import CheckpointMeta, check_compatible
-from core.config import MarketConfig, load_config
-from core.errors import CheckpointMismatch, ConfigError, DataError
-from core.execution import ExecutionModel
-from core.features import FeatureSpec
-from core.policy import Policy
-from core.risk_rules import trade_band
-from core.tick_files import day_path, read_tick_file, recorded_days
-from core.types import ACTION_NAMES, NS_PER_DAY
-from core.weights import numpy_tensors
-from daemon.paper_broker import PaperBroker
-from daemon.risk import RiskEngine
-from daemon.slot import Slot
-from daemon.store import Store
-from trainer.config import GateConfig
+from stairway.core.bar_files import load_period_bars
+from stairway.core.bar_ticks import bars_to_ticks
+from stairway.core.checkpoint import CheckpointMeta, check_compatible
+from stairway.core.config import MarketConfig, load_config
+from stairway.core.errors import CheckpointMismatch, ConfigError, DataError
+from stairway.core.execution import ExecutionModel
+from stairway.core.features import FeatureSpec
+from stairway.core.policy import Policy
+from stairway.core.risk_rules import trade_band
+from stairway.core.tick_files import day_path, read_tick_file, recorded_days
+from stairway.core.types import ACTION_NAMES, NS_PER_DAY
+from stairway.core.weights import numpy_tensors
+from stairway.daemon.paper_broker import PaperBroker
+from stairway.daemon.risk import RiskEngine
+from stairway.daemon.slot import Slot
+from stairway.daemon.store import Store
+from stairway.trainer.config import GateConfig
 
 
 @dataclass
@@ -58,7 +58,7 @@ class ShadowResult:
 def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool, str]:
     """The candidate must fit the daemon that will run it (its own config), and it must have
     been evaluated under that daemon's risk limits (``risk``: the trainer's [risk] section)."""
-    from daemon.config import DaemonConfig
+    from stairway.daemon.config import DaemonConfig
 
     dcfg = load_config(DaemonConfig, gates.daemon_config)
     spec = FeatureSpec.from_config(dcfg)
@@ -137,7 +137,7 @@ def shadow_replay(
     if db.exists():
         db.unlink()
 
-    from daemon.config import DaemonConfig
+    from stairway.daemon.config import DaemonConfig
 
     risk_cfg = load_config(DaemonConfig, gates.daemon_config).risk  # the daemon's own limits
 

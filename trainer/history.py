@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import structlog
 
-from core.bar_builder import S_LAST_ASK, S_LAST_BID, BarBuilder
-from core.bar_files import load_period_bars, select_warm_range
-from core.bar_ticks import bars_to_ticks
-from core.calendar import open_mask
-from core.config import MarketConfig
-from core.features import FeatureSpec, batch_market_features
-from core.regime import RegimeDetector
+from stairway.core.bar_builder import S_LAST_ASK, S_LAST_BID, BarBuilder
+from stairway.core.bar_files import load_period_bars, select_warm_range
+from stairway.core.bar_ticks import bars_to_ticks
+from stairway.core.calendar import open_mask
+from stairway.core.config import MarketConfig
+from stairway.core.features import FeatureSpec, batch_market_features
+from stairway.core.regime import RegimeDetector
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.muzero_model import MuZeroNet, muzero_from_tensors, to_support
-from core.types import ACTION_NAMES
-from trainer.config import TrainerConfig
-from trainer.env import VecTradingEnv
-from trainer.ppo import PPOProgress
-from trainer.selfplay import ActorPool, weights_to_bytes
+from stairway.core.muzero_model import MuZeroNet, muzero_from_tensors, to_support
+from stairway.core.types import ACTION_NAMES
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.env import VecTradingEnv
+from stairway.trainer.ppo import PPOProgress
+from stairway.trainer.selfplay import ActorPool, weights_to_bytes
 
 
 class Segment:
@@ -113,7 +113,7 @@ class MuZeroAlgorithm:
         return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
 
     def policy(self, sha: str = ""):
-        from trainer.algos import policy_from_weights
+        from stairway.trainer.algos import policy_from_weights
 
         return policy_from_weights(self.env.spec, self.tensors(), self.arch(), sha)
 

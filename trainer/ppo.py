@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.ppo_net import ActorCritic
-from trainer.config import PPOArgs
-from trainer.env import VecTradingEnv
+from stairway.core.ppo_net import ActorCritic
+from stairway.trainer.config import PPOArgs
+from stairway.trainer.env import VecTradingEnv
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from core.errors import ConfigError
+from stairway.core.errors import ConfigError
 
 
 @contextlib.contextmanager

@@ -7,9 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from core.checkpoint import link_sha, point_link, publish, read_checkpoint, roll_back
-from core.errors import CheckpointError, StairwayError
-from trainer.gatedb import GateDB
+from stairway.core.checkpoint import link_sha, point_link, publish, read_checkpoint, roll_back
+from stairway.core.errors import CheckpointError, StairwayError
+from stairway.trainer.gatedb import GateDB
 
 
 class RegistryError(StairwayError):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.metrics import QUALITY_KEYS, too_few_trades
-from trainer.config import TrainerConfig
+from stairway.core.metrics import QUALITY_KEYS, too_few_trades
+from stairway.trainer.config import TrainerConfig
 
 
 def save_figure(fig, files: dict[str, Path], out: Path, name: str) -> None:

@@ -23,10 +23,10 @@ from dataclasses import fields
 
 import numpy as np
 
-from core.muzero_policy import MuZeroPolicy
-from core.position import PS_UNITS
-from core.types import ACTION_NAMES
-from trainer.history import MarketHistory
+from stairway.core.muzero_policy import MuZeroPolicy
+from stairway.core.position import PS_UNITS
+from stairway.core.types import ACTION_NAMES
+from stairway.trainer.history import MarketHistory
 
 
 def history_to_plain(h: MarketHistory) -> dict[str, np.ndarray]:
@@ -56,11 +56,11 @@ class SelfPlayActor:
         num_envs: int,
         seed: int,
     ) -> None:
-        from core.execution import ExecutionModel
-        from core.features import FeatureSpec
-        from trainer.config import TrainerConfig
-        from trainer.env import VecTradingEnv
-        from trainer.shaping import RewardShaper
+        from stairway.core.execution import ExecutionModel
+        from stairway.core.features import FeatureSpec
+        from stairway.trainer.config import TrainerConfig
+        from stairway.trainer.env import VecTradingEnv
+        from stairway.trainer.shaping import RewardShaper
 
         cfg = TrainerConfig.model_validate(cfg_json)
         self.args = cfg.muzero
@@ -156,7 +156,7 @@ class ActorPool:
         if not self.remote:
             self.actors = [SelfPlayActor(*x) for x in args]
             return
-        from trainer.ray_setup import ray_session
+        from stairway.trainer.ray_setup import ray_session
 
         self.ray = self._stack.enter_context(ray_session(a.ray_address, a.actors, "muzero.ray_address"))
         cls = self.ray.remote(num_cpus=1)(SelfPlayActor)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.types import NS_PER_DAY
+from stairway.core.types import NS_PER_DAY
 
 WEEK_NS = 7 * NS_PER_DAY
 WEEK_TURN_NS = 5 * NS_PER_DAY // 2  # 1970-01-03 12:00 UTC, a Saturday

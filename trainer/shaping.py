@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.controller import DualLaneController
-from trainer.config import ShapingConfig
+from stairway.core.controller import DualLaneController
+from stairway.trainer.config import ShapingConfig
 
 
 class RewardShaper:

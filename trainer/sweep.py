@@ -19,8 +19,8 @@ import math
 import time
 from pathlib import Path
 
-from core.errors import ConfigError
-from trainer.config import TrainerConfig
+from stairway.core.errors import ConfigError
+from stairway.trainer.config import TrainerConfig
 
 
 def apply_trial(cfg: TrainerConfig, params: dict) -> TrainerConfig:
@@ -39,11 +39,11 @@ def apply_trial(cfg: TrainerConfig, params: dict) -> TrainerConfig:
 
 def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     """Train and validate one parameter set (plain function: Ray calls it in a worker)."""
-    from trainer.algos import make_algorithm
-    from trainer.cycles import prepare_data
-    from trainer.env import VecTradingEnv
-    from trainer.evaluation import evaluate
-    from trainer.shaping import RewardShaper
+    from stairway.trainer.algos import make_algorithm
+    from stairway.trainer.cycles import prepare_data
+    from stairway.trainer.env import VecTradingEnv
+    from stairway.trainer.evaluation import evaluate
+    from stairway.trainer.shaping import RewardShaper
 
     cfg = apply_trial(cfg, params)
     d = prepare_data(cfg)
@@ -86,7 +86,7 @@ def run_sweep(
         from ray import tune
     except ImportError:
         raise ConfigError("the sweep needs Ray Tune: pip install -c constraints.txt '.[sweep]'") from None
-    from trainer.ray_setup import ray_session
+    from stairway.trainer.ray_setup import ray_session
 
     space = {
         "fast_gain": tune.uniform(0.05, 0.5),
@@ -109,7 +109,7 @@ def run_sweep(
     seed = cfg.train.seed
 
     def trainable(params: dict) -> None:
-        from trainer.config import TrainerConfig as TC
+        from stairway.trainer.config import TrainerConfig as TC
 
         tune.report(run_trial(TC.model_validate(base), params, steps, seed))
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from core.checkpoint import check_compatible, read_checkpoint
-from core.config import DateRange
-from core.errors import CheckpointError
-from core.execution import ExecutionModel
-from core.features import FeatureSpec
-from core.policies import load_policy
-from core.types import ACTION_NAMES
-from trainer.baselines import Comparison, compare
-from trainer.config import TrainerConfig
-from trainer.evaluation import run_evaluation
-from trainer.history import load_history
+from stairway.core.checkpoint import check_compatible, read_checkpoint
+from stairway.core.config import DateRange
+from stairway.core.errors import CheckpointError
+from stairway.core.execution import ExecutionModel
+from stairway.core.features import FeatureSpec
+from stairway.core.policies import load_policy
+from stairway.core.types import ACTION_NAMES
+from stairway.trainer.baselines import Comparison, compare
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.evaluation import run_evaluation
+from stairway.trainer.history import load_history
 
 
 @dataclass

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 import structlog
 
-from core.config import DateRange
-from core.errors import ConfigError
-from core.metrics import annualised_pct
-from core.robustness import monte_carlo, walk_forward_efficiency
-from trainer.config import TrainerConfig
+from stairway.core.config import DateRange
+from stairway.core.errors import ConfigError
+from stairway.core.metrics import annualised_pct
+from stairway.core.robustness import monte_carlo, walk_forward_efficiency
+from stairway.trainer.config import TrainerConfig
 
 log = structlog.get_logger("trainer")
 
@@ -98,13 +98,13 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     task runs it as it is."""
     from safetensors.torch import save as st_save
 
-    from core.bar_files import load_period_bars, select_range, span_text
-    from core.features import FeatureSpec
-    from trainer.algos import policy_from_weights
-    from trainer.baselines import compare
-    from trainer.cycles import split_history, train_cycles
-    from trainer.evaluation import run_evaluation
-    from trainer.history import history_from_bars, load_window
+    from stairway.core.bar_files import load_period_bars, select_range, span_text
+    from stairway.core.features import FeatureSpec
+    from stairway.trainer.algos import policy_from_weights
+    from stairway.trainer.baselines import compare
+    from stairway.trainer.cycles import split_history, train_cycles
+    from stairway.trainer.evaluation import run_evaluation
+    from stairway.trainer.history import history_from_bars, load_window
 
     t0 = time.perf_counter()
     fold = Fold(
@@ -190,7 +190,7 @@ class WalkForward:
 
 
 def _stitch(folds: list[dict], initial_equity: float, mc_resamples: int, seed: int) -> dict:
-    from trainer.baselines import block_bootstrap
+    from stairway.trainer.baselines import block_bootstrap
 
     names = list(folds[0]["daily"])
     stitched, curves = {}, {}
@@ -297,7 +297,7 @@ def run_walk_forward(
 
 
 def _run_on_ray(cfg_json: dict, plan: list[Fold], draws: int, address: str, workers: int) -> list[dict]:
-    from trainer.ray_setup import ray_session
+    from stairway.trainer.ray_setup import ray_session
 
     with ray_session(address, workers, "--ray-address") as ray:
         task = ray.remote(num_cpus=1)(run_fold)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.metrics import MIN_TRADES_FOR_QUALITY, annualised_pct
-from trainer.report import save_figure, write_html
+from stairway.core.metrics import MIN_TRADES_FOR_QUALITY, annualised_pct
+from stairway.trainer.report import save_figure, write_html
 
 ORDER = ("policy", "flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_long_flat")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.errors import ConfigError
-from core.redaction import register_secret
+from stairway.core.errors import ConfigError
+from stairway.core.redaction import register_secret
 
 
 def read_secret(credential: str, env_var: str, environ: dict[str, str] | None = None) -> str:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import ConfigError
-from core.redaction import register_secret
-from daemon.brokers.credentials import read_secret
-from daemon.config import DaemonConfig
+from stairway.core.errors import ConfigError
+from stairway.core.redaction import register_secret
+from stairway.daemon.brokers.credentials import read_secret
+from stairway.daemon.config import DaemonConfig
 
 
 def make_broker_and_feed(cfg: DaemonConfig, environ: dict[str, str] | None = None) -> tuple[Any, Any]:
     kind = cfg.broker.kind
     if kind == "oanda":
-        from daemon.brokers.oanda.broker import OandaBroker
-        from daemon.brokers.oanda.feed import OandaFeed
+        from stairway.daemon.brokers.oanda.broker import OandaBroker
+        from stairway.daemon.brokers.oanda.feed import OandaFeed
 
         o = cfg.broker.oanda
         token = read_secret(o.token_credential, o.token_env, environ)
@@ -30,8 +30,8 @@ def make_broker_and_feed(cfg: DaemonConfig, environ: dict[str, str] | None = Non
         )
         return broker, feed
     if kind == "ib":
-        from daemon.brokers.ib.broker import IBBroker
-        from daemon.brokers.ib.feed import IBFeed
+        from stairway.daemon.brokers.ib.broker import IBBroker
+        from stairway.daemon.brokers.ib.feed import IBFeed
 
         register_secret(cfg.broker.ib.account)  # an account number is not for logs either
         broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol)

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import numpy as np
 import structlog
 
-from core.bar_files import load_period_bars, select_warm_range
-from core.bar_ticks import bars_to_ticks
-from core.config import MarketConfig
+from stairway.core.bar_files import load_period_bars, select_warm_range
+from stairway.core.bar_ticks import bars_to_ticks
+from stairway.core.config import MarketConfig
 
 log = structlog.get_logger("replay")
 

@@ -314,7 +314,7 @@ class OandaEmulator:
 
     async def _candles(self, request: web.Request) -> web.Response:
         """S5 bid/ask candles from the price list (what the stream sends), complete ones only."""
-        from daemon.brokers.oanda.parsing import parse_time_ns
+        from stairway.daemon.brokers.oanda.parsing import parse_time_ns
 
         q = request.query
         if q.get("granularity") != "S5" or q.get("price") != "BA":

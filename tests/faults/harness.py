@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.features import FeatureSpec
-from daemon.app import Daemon
-from daemon.config import DaemonConfig
-from daemon.feeds.replay import replay_ticks
+from stairway.core.features import FeatureSpec
+from stairway.daemon.app import Daemon
+from stairway.daemon.config import DaemonConfig
+from stairway.daemon.feeds.replay import replay_ticks
 from tests.emulators.oanda_v20 import OandaEmulator
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint
 

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from daemon.app import Daemon
-from daemon.brokers.ib.broker import IBBroker
-from daemon.brokers.ib.errors import IBErrorClass, classify
-from daemon.brokers.ib.feed import IBFeed
+from stairway.daemon.app import Daemon
+from stairway.daemon.brokers.ib.broker import IBBroker
+from stairway.daemon.brokers.ib.errors import IBErrorClass, classify
+from stairway.daemon.brokers.ib.feed import IBFeed
 from tests.emulators.ib_fake import FakeIB
 from tests.faults.harness import ConditionNotReached, live_config, prices
 from tests.helpers import tiny_checkpoint

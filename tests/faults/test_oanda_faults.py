@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.errors import FatalError
+from stairway.core.errors import FatalError
 from tests.faults.harness import Rig, prices, reconcile_events
 
 

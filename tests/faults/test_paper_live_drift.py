@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-from daemon.drift import drift_report
 from stairway.cli import main
+from stairway.daemon.drift import drift_report
 from tests.faults.harness import Rig, prices
 
 

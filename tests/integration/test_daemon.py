@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from core.bar_files import load_bars
-from core.errors import CheckpointMismatch
-from daemon.app import run_daemon
 from stairway.cli import main as cli_main
+from stairway.core.bar_files import load_bars
+from stairway.core.errors import CheckpointMismatch
+from stairway.daemon.app import run_daemon
 from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop

@@ -6,14 +6,14 @@ costs on, and the baselines through the same code."""
 import numpy as np
 import pytest
 
-from core.execution import ExecutionModel
-from core.types import Action
+from stairway.core.execution import ExecutionModel
+from stairway.core.types import Action
+from stairway.trainer.baselines import compare
+from stairway.trainer.config import GateConfig
+from stairway.trainer.evaluation import run_evaluation
+from stairway.trainer.gates import DayVerdict, ShadowResult, evidence, robustness_verdict
+from stairway.trainer.history import history_from_bars
 from tests.integration.test_slot_risk import bars_from_closes
-from trainer.baselines import compare
-from trainer.config import GateConfig
-from trainer.evaluation import run_evaluation
-from trainer.gates import DayVerdict, ShadowResult, evidence, robustness_verdict
-from trainer.history import history_from_bars
 
 PERIOD = 48  # bars: a two-day cycle of 60 pips, swamped by nothing but itself
 
@@ -69,7 +69,7 @@ def test_only_the_policy_with_an_edge_has_the_evidence(market, spec, name, passe
     cmp = compare(hist, spec, ex, 100_000.0, first, last, tracker, draws=10, bootstrap_resamples=200)
     gates = GateConfig()
     proof = evidence(val, cmp.baselines, shadow_for(actions), gates)
-    from core.robustness import monte_carlo
+    from stairway.core.robustness import monte_carlo
 
     mc = monte_carlo(tracker.trade_returns(), val["calendar_days"] / 365.25, 1000)
     robust, why = robustness_verdict(val, mc.car25_pct, mc.dd95_pct, 1.0, gates)

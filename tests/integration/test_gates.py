@@ -5,18 +5,18 @@ import sqlite3
 import numpy as np
 import pytest
 
-from core.checkpoint import read_checkpoint
-from core.config import load_config
-from core.errors import FatalError
-from core.features import FeatureSpec
-from core.policy import ScriptedPolicy
-from core.tick_files import TickFileWriter
-from core.types import BAR_DTYPE
+from stairway.core.checkpoint import read_checkpoint
+from stairway.core.config import load_config
+from stairway.core.errors import FatalError
+from stairway.core.features import FeatureSpec
+from stairway.core.policy import ScriptedPolicy
+from stairway.core.tick_files import TickFileWriter
+from stairway.core.types import BAR_DTYPE
+from stairway.trainer.config import GateConfig, TrainerConfig
+from stairway.trainer.cycles import improved, run_cycles, should_stop
+from stairway.trainer.gatedb import SCHEMA_VERSION, GateDB
+from stairway.trainer.gates import shadow_replay, shadow_ticks, trades_range
 from tests.helpers import ROOT, tiny_checkpoint, write_bars_csv
-from trainer.config import GateConfig, TrainerConfig
-from trainer.cycles import improved, run_cycles, should_stop
-from trainer.gatedb import SCHEMA_VERSION, GateDB
-from trainer.gates import shadow_replay, shadow_ticks, trades_range
 
 HOUR = 3600 * 10**9
 
@@ -82,7 +82,7 @@ def test_trades_range_scales_with_bar_period():
 
 
 def test_shadow_uses_recorded_ticks_when_present(tmp_path, rising, market_cfg):
-    from core.bar_ticks import bars_to_ticks
+    from stairway.core.bar_ticks import bars_to_ticks
 
     cfg = trainer_cfg(tmp_path, rising)
     bars = trending_bars()
@@ -153,7 +153,7 @@ def test_passing_run_publishes_and_sets_gold_then_keeps_it(tmp_path):
 def test_failing_gate_with_large_drift_rolls_back_to_gold(tmp_path, spec):
     models = tmp_path / "models"
     gold, _ = tiny_checkpoint(models, spec, seed=9, hidden=16)
-    from core.checkpoint import point_link
+    from stairway.core.checkpoint import point_link
 
     point_link(models, "gold", gold.sha)
     cfg = trainer_cfg(tmp_path, EURUSD_CSV, **SMALL, **STRICT, STAIRWAY_CYCLES__WARM_START="false")
@@ -207,7 +207,7 @@ def test_shadow_gate_refuses_a_bar_file_of_another_period(tmp_path):
     bars = trending_bars()
     bars["ts_ns"] = bars["ts_ns"][0] + (bars["ts_ns"] - bars["ts_ns"][0]) // 2  # 30-minute bars
     cfg = trainer_cfg(tmp_path, write_bars_csv(tmp_path / "half.csv", bars))
-    from core.errors import DataError
+    from stairway.core.errors import DataError
 
     with pytest.raises(DataError, match="bars are 30-minute but the config says bars.period_minutes = 60"):
         shadow_ticks(cfg, FeatureSpec.from_config(cfg), cfg.gates, end_ns=1 << 62)
@@ -216,10 +216,10 @@ def test_shadow_gate_refuses_a_bar_file_of_another_period(tmp_path):
 def test_preflight_refuses_a_candidate_evaluated_under_other_risk_limits(tmp_path):
     """Issue 10 §5: the trainer's env applies its [risk] section; a candidate evaluated under
     limits other than the daemon's would be judged on a game it will not play."""
-    from core.checkpoint import CheckpointMeta
-    from core.config import RiskConfig
-    from core.types import ACTION_NAMES
-    from trainer.gates import preflight
+    from stairway.core.checkpoint import CheckpointMeta
+    from stairway.core.config import RiskConfig
+    from stairway.core.types import ACTION_NAMES
+    from stairway.trainer.gates import preflight
 
     cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml")
     spec = FeatureSpec.from_config(cfg)

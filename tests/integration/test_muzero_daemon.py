@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from core.bar_files import load_bars
-from core.checkpoint import CheckpointMeta, publish, read_checkpoint, save_checkpoint
-from core.execution import ExecutionModel
-from core.muzero_model import MuZeroNet
-from core.policies import load_policy
-from core.types import ACTION_NAMES
-from daemon.hot_swap import load_verified
+from stairway.core.bar_files import load_bars
+from stairway.core.checkpoint import CheckpointMeta, publish, read_checkpoint, save_checkpoint
+from stairway.core.execution import ExecutionModel
+from stairway.core.muzero_model import MuZeroNet
+from stairway.core.policies import load_policy
+from stairway.core.types import ACTION_NAMES
+from stairway.daemon.hot_swap import load_verified
+from stairway.trainer.evaluation import evaluate
+from stairway.trainer.history import history_from_bars
 from tests.helpers import EURUSD
 from tests.integration.test_parity import NO_TIERS, run_slot
-from trainer.evaluation import evaluate
-from trainer.history import history_from_bars
 
 
 def muzero_checkpoint(models, spec, seed=0, **inference):
@@ -65,11 +65,11 @@ def test_hot_swap_ppo_to_muzero_to_ppo_during_a_tick_burst(tmp_path, spec):
     import asyncio
     import sqlite3
 
-    from core.bar_ticks import bars_to_ticks
-    from daemon.app import Daemon
+    from stairway.core.bar_ticks import bars_to_ticks
+    from stairway.daemon.app import Daemon
+    from stairway.trainer.gatedb import GateDB
     from tests.helpers import daemon_config, write_bars_csv
     from tests.integration.test_service import HOUR, gated, until
-    from trainer.gatedb import GateDB
 
     b = load_bars(EURUSD)[0]
     bars = b[b["ts_ns"] >= 1506816000 * 10**9][:400]

@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from core.broker import OrderState
-from core.errors import FatalError, OrderRejected, TransientError
-from core.types import OrderIntent, Side, client_order_id
-from daemon.brokers.oanda.broker import OandaBroker
-from daemon.brokers.oanda.parsing import Heartbeat, PriceLine
-from daemon.reconciliation import UnknownPositionPolicy, reconcile
+from stairway.core.broker import OrderState
+from stairway.core.errors import FatalError, OrderRejected, TransientError
+from stairway.core.types import OrderIntent, Side, client_order_id
+from stairway.daemon.brokers.oanda.broker import OandaBroker
+from stairway.daemon.brokers.oanda.parsing import Heartbeat, PriceLine
+from stairway.daemon.reconciliation import UnknownPositionPolicy, reconcile
 from tests.emulators.oanda_v20 import OandaEmulator
 
 
@@ -148,8 +148,8 @@ def test_price_stream_parsed_and_a_drop_is_transient():
 
 @pytest.mark.parametrize("knob", [{"drop_stream_after_lines": 4}, {"silent_after_lines": 4}])
 def test_feed_reconnects_after_a_drop_or_silence_without_losing_the_stream(knob):
-    from core.broker import FeedStatus
-    from daemon.brokers.oanda.feed import OandaFeed
+    from stairway.core.broker import FeedStatus
+    from stairway.daemon.brokers.oanda.feed import OandaFeed
 
     async def s(emu, b):
         emu.prices = [(1_506_934_800 * 10**9 + k * 10**9, 1.1733, 1.1734 + k * 1e-5) for k in range(10)]

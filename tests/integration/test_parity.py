@@ -6,19 +6,19 @@ import asyncio
 import numpy as np
 import pytest
 
-from core.bar_files import load_bars
-from core.bar_ticks import bars_to_ticks
-from core.execution import ExecutionModel
-from core.policy import PPOPolicy, ScriptedPolicy
-from core.position import PS_AVG, PS_REALIZED, PS_UNITS, equity
-from daemon.paper_broker import PaperBroker
-from daemon.risk import RiskConfig, RiskEngine
-from daemon.slot import Slot
-from daemon.store import Store
+from stairway.core.bar_files import load_bars
+from stairway.core.bar_ticks import bars_to_ticks
+from stairway.core.execution import ExecutionModel
+from stairway.core.policy import PPOPolicy, ScriptedPolicy
+from stairway.core.position import PS_AVG, PS_REALIZED, PS_UNITS, equity
+from stairway.daemon.paper_broker import PaperBroker
+from stairway.daemon.risk import RiskConfig, RiskEngine
+from stairway.daemon.slot import Slot
+from stairway.daemon.store import Store
+from stairway.trainer.env import RS_FORCED, VecTradingEnv
+from stairway.trainer.evaluation import evaluate
+from stairway.trainer.history import history_from_bars
 from tests.helpers import EURUSD, tiny_checkpoint
-from trainer.env import RS_FORCED, VecTradingEnv
-from trainer.evaluation import evaluate
-from trainer.history import history_from_bars
 
 N_BARS = 420
 # Tiers out of reach: parity of observations, fills and PnL on their own

@@ -8,16 +8,16 @@ import sys
 
 import pytest
 
-from core.checkpoint import read_checkpoint
 from stairway.cli import main as cli_main
+from stairway.core.checkpoint import read_checkpoint
+from stairway.trainer.gatedb import GateDB
 from tests.helpers import ROOT, tiny_checkpoint
-from trainer.gatedb import GateDB
 
 CHILD = r"""
 import os, sys, torch
 from pathlib import Path
-from core.checkpoint import CheckpointMeta, save_checkpoint, publish
-from trainer.gatedb import GateDB
+from stairway.core.checkpoint import CheckpointMeta, save_checkpoint, publish
+from stairway.trainer.gatedb import GateDB
 models, n, target = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 real, count = getattr(os, target), [0]
 def killer(*a, **k):

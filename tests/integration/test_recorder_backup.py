@@ -10,12 +10,12 @@ import time
 
 import numpy as np
 
-from core.tick_files import day_path, read_tick_file, recorded_days
-from core.types import NS_PER_DAY
-from daemon.jobs import backup_database
-from daemon.recorder import TickRecorder
-from daemon.rows import RiskEventRow
-from daemon.store import Store
+from stairway.core.tick_files import day_path, read_tick_file, recorded_days
+from stairway.core.types import NS_PER_DAY
+from stairway.daemon.jobs import backup_database
+from stairway.daemon.recorder import TickRecorder
+from stairway.daemon.rows import RiskEventRow
+from stairway.daemon.store import Store
 from tests.helpers import ROOT, usdthb_ticks
 
 
@@ -49,8 +49,8 @@ def test_recorder_full_queue_drops_and_counts(tmp_path):
 CHILD = r"""
 import sys, time
 import numpy as np
-from daemon.recorder import TickRecorder
-from core.types import TICK_DTYPE
+from stairway.daemon.recorder import TickRecorder
+from stairway.core.types import TICK_DTYPE
 rec = TickRecorder(sys.argv[1], "EUR_USD", flush_secs=0.1, fsync=True)
 rec.start()
 t0 = 1_506_902_400 * 10**9

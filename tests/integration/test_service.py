@@ -12,13 +12,13 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.bar_files import load_bars
-from core.bar_ticks import bars_to_ticks
-from core.errors import FatalError
-from daemon.app import Daemon
-from daemon.control import ctl
+from stairway.core.bar_files import load_bars
+from stairway.core.bar_ticks import bars_to_ticks
+from stairway.core.errors import FatalError
+from stairway.daemon.app import Daemon
+from stairway.daemon.control import ctl
+from stairway.trainer.gatedb import GateDB
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
-from trainer.gatedb import GateDB
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
 
@@ -212,7 +212,7 @@ def test_ungated_model_refused_at_start(tmp_path, spec, bars):
     cfg, _ = daemon_config(
         tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01", require_gate_record="true"
     )
-    from core.errors import CheckpointError
+    from stairway.core.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="no passing gate record"):
         asyncio.run(Daemon(cfg).run())

@@ -7,14 +7,14 @@ import sqlite3
 import numpy as np
 import pytest
 
-from core.bar_ticks import TICKS_PER_BAR, bars_to_ticks
-from core.execution import ExecutionModel
-from core.policy import ScriptedPolicy
-from core.types import BAR_DTYPE
-from daemon.paper_broker import PaperBroker
-from daemon.risk import RiskConfig, RiskEngine
-from daemon.slot import Slot
-from daemon.store import Store
+from stairway.core.bar_ticks import TICKS_PER_BAR, bars_to_ticks
+from stairway.core.execution import ExecutionModel
+from stairway.core.policy import ScriptedPolicy
+from stairway.core.types import BAR_DTYPE
+from stairway.daemon.paper_broker import PaperBroker
+from stairway.daemon.risk import RiskConfig, RiskEngine
+from stairway.daemon.slot import Slot
+from stairway.daemon.store import Store
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
 
@@ -228,7 +228,7 @@ def test_flatten_file_closes_a_restored_position_while_cold(market_cfg, spec, tm
 def test_restored_position_is_protected_from_the_first_quote(market_cfg, spec, tmp_path):
     """Issue 9.4: within the first hour after a restart, before any bar has closed, a slide is
     tiered at every quote and the flatten tier closes the position at the next quotes."""
-    from core.types import TICK_DTYPE
+    from stairway.core.types import TICK_DTYPE
 
     ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
     n = 40

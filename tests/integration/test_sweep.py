@@ -5,16 +5,16 @@ import math
 
 import pytest
 
-from core.config import load_config
+from stairway.core.config import load_config
+from stairway.trainer.config import TrainerConfig
 from tests.helpers import ROOT
-from trainer.config import TrainerConfig
 
 ray = pytest.importorskip("ray", reason="the sweep extra (ray[tune]) is not installed")
 
 
 @pytest.mark.slow
 def test_sweep_two_trials_on_local_ray(tmp_path):
-    from trainer.sweep import run_sweep
+    from stairway.trainer.sweep import run_sweep
 
     cfg = load_config(
         TrainerConfig,

@@ -4,8 +4,8 @@ overlaps the checkpoint's own training range."""
 
 import dataclasses
 
-from core.checkpoint import save_checkpoint
 from stairway.cli import main
+from stairway.core.checkpoint import save_checkpoint
 from tests.helpers import tiny_checkpoint
 
 

@@ -13,14 +13,14 @@ import json
 import numpy as np
 import pytest
 
-from core.bar_files import load_period_bars
-from core.config import DateRange, load_config
-from core.errors import ConfigError
 from stairway.cli import main
+from stairway.core.bar_files import load_period_bars
+from stairway.core.config import DateRange, load_config
+from stairway.core.errors import ConfigError
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.walk_forward import plan_folds, run_fold, run_walk_forward
+from stairway.trainer.wf_report import write_wf_report
 from tests.helpers import write_bars_csv
-from trainer.config import TrainerConfig
-from trainer.walk_forward import plan_folds, run_fold, run_walk_forward
-from trainer.wf_report import write_wf_report
 
 # Tiny training leaves the policy near uniform (confidence ~0.25): with the default
 # min_confidence (0.35) it would hold every action, and these tests need one that trades.

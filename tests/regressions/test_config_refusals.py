@@ -3,13 +3,13 @@ named, never accepted silently."""
 
 import pytest
 
-from core.checkpoint import CheckpointMeta, publish, save_checkpoint
-from core.config import ALL_SECTIONS, load_config
-from core.errors import CheckpointError, ConfigError
-from daemon.config import DaemonConfig
-from daemon.hot_swap import load_verified
+from stairway.core.checkpoint import CheckpointMeta, publish, save_checkpoint
+from stairway.core.config import ALL_SECTIONS, load_config
+from stairway.core.errors import CheckpointError, ConfigError
+from stairway.daemon.config import DaemonConfig
+from stairway.daemon.hot_swap import load_verified
+from stairway.trainer.config import TrainerConfig
 from tests.helpers import ROOT, tiny_checkpoint
-from trainer.config import TrainerConfig
 
 PAPER = (ROOT / "config" / "paper.toml").read_text()
 
@@ -120,7 +120,7 @@ def test_checkpoint_of_another_market_refused_naming_both_sides(tmp_path, spec, 
 
 
 def test_trainer_does_not_warm_start_from_another_instruments_model(tmp_path, spec, capsys):
-    from trainer.cycles import _warm_start
+    from stairway.trainer.cycles import _warm_start
 
     tcfg = load_config(
         TrainerConfig,

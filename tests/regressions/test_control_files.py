@@ -9,10 +9,10 @@ import subprocess
 
 import pytest
 
-from core.bar_files import load_bars
-from core.errors import FatalError
-from daemon.app import Daemon
-from daemon.control import ControlFiles, check_private, ctl
+from stairway.core.bar_files import load_bars
+from stairway.core.errors import FatalError
+from stairway.daemon.app import Daemon
+from stairway.daemon.control import ControlFiles, check_private, ctl
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
 from tests.integration.test_service import until
 
@@ -114,7 +114,7 @@ def test_a_killed_but_unreaped_daemon_counts_as_gone(tmp_path):
     import signal
     import time
 
-    from core.pids import pid_alive
+    from stairway.core.pids import pid_alive
 
     p = subprocess.Popen(["sleep", "30"])
     try:

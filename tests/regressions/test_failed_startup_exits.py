@@ -11,9 +11,9 @@ import threading
 import numpy as np
 import pytest
 
-from core.bar_files import load_bars
-from core.errors import CheckpointError, FatalError
-from daemon.app import Daemon
+from stairway.core.bar_files import load_bars
+from stairway.core.errors import CheckpointError, FatalError
+from stairway.daemon.app import Daemon
 from tests.faults.harness import Rig, prices
 from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv
 
@@ -25,7 +25,7 @@ def bars():
 
 
 def _good_db(path):
-    from daemon.store import Store
+    from stairway.daemon.store import Store
 
     async def make():
         s = await Store.open(path)

@@ -8,14 +8,14 @@ import sqlite3
 import subprocess
 import time
 
-from core.bar_files import load_bars
-from core.checkpoint import clean_leftovers, publish
-from daemon.app import Daemon
-from daemon.store import Store
+from stairway.core.bar_files import load_bars
+from stairway.core.checkpoint import clean_leftovers, publish
+from stairway.daemon.app import Daemon
+from stairway.daemon.store import Store
+from stairway.trainer import registry_ops as ops
+from stairway.trainer.gatedb import GateDB
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
 from tests.integration.test_service import until
-from trainer import registry_ops as ops
-from trainer.gatedb import GateDB
 
 
 def _dead_pid() -> int:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from core.bar_files import load_bars
+from stairway.core.bar_files import load_bars
 from tests.faults.harness import Rig, prices
 from tests.faults.test_restarts import _daemon_process_env
 from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv

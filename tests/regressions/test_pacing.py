@@ -6,9 +6,9 @@ import json
 import sqlite3
 import time
 
-from core.bar_files import load_bars
-from daemon.app import Daemon
-from daemon.feeds.replay import ReplayFeed
+from stairway.core.bar_files import load_bars
+from stairway.daemon.app import Daemon
+from stairway.daemon.feeds.replay import ReplayFeed
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
 
 HOUR = 3600 * 10**9
@@ -20,7 +20,7 @@ def _bars(n):
 
 
 def test_paced_feed_never_hands_over_future_quotes_with_a_huge_batch():
-    from core.bar_ticks import bars_to_ticks
+    from stairway.core.bar_ticks import bars_to_ticks
 
     ticks = bars_to_ticks(_bars(60), HOUR, "ask", 1e-4)
     speed = 3600 * 40.0  # an hour of quotes in 25 ms
@@ -45,7 +45,7 @@ def test_paced_feed_never_hands_over_future_quotes_with_a_huge_batch():
 
 
 def test_paced_replay_with_shipped_batch_size_trades_without_stale_blocks_and_logs_port(tmp_path, spec, capsys):
-    from core.logs import configure_logging
+    from stairway.core.logs import configure_logging
 
     configure_logging(json=True, level="info")  # as the service logs (the fixture resets it afterwards)
     bars = _bars(200)

@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 
-from core.checkpoint import point_link
-from core.policy import ScriptedPolicy
-from daemon.app import run_daemon
 from stairway.cli import risk_line
+from stairway.core.checkpoint import point_link
+from stairway.core.policy import ScriptedPolicy
+from stairway.daemon.app import run_daemon
 from tests.helpers import daemon_config, tiny_checkpoint, write_bars_csv
 from tests.integration.test_slot_risk import bars_from_closes
 
@@ -30,7 +30,7 @@ def test_flatten_tier_in_a_paper_replay_keeps_current_and_is_reported(tmp_path, 
 
 
 def test_flatten_tier_with_real_orders_rolls_current_back_to_gold(tmp_path, spec):
-    from core.bar_ticks import bars_to_ticks
+    from stairway.core.bar_ticks import bars_to_ticks
     from tests.faults.harness import Rig
 
     async def go():

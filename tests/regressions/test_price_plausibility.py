@@ -6,9 +6,9 @@ import sqlite3
 
 import numpy as np
 
-from core.bar_files import load_bars
-from core.bar_ticks import bars_to_ticks
-from daemon.app import run_daemon
+from stairway.core.bar_files import load_bars
+from stairway.core.bar_ticks import bars_to_ticks
+from stairway.daemon.app import run_daemon
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
 
 HOUR = 3600 * 10**9

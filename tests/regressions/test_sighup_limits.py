@@ -8,10 +8,10 @@ import sqlite3
 
 import pytest
 
-from core.bar_files import load_bars
-from core.policy import ScriptedPolicy
-from daemon.app import Daemon
-from daemon.risk import RiskConfig, RiskEngine
+from stairway.core.bar_files import load_bars
+from stairway.core.policy import ScriptedPolicy
+from stairway.daemon.app import Daemon
+from stairway.daemon.risk import RiskConfig, RiskEngine
 from tests.faults.harness import Rig, prices
 from tests.helpers import EURUSD, daemon_config, write_bars_csv
 from tests.integration.test_service import until

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from core.bar_files import load_bars
-from core.checkpoint import read_checkpoint
-from core.errors import CheckpointError
-from daemon.app import Daemon
+from stairway.core.bar_files import load_bars
+from stairway.core.checkpoint import read_checkpoint
+from stairway.core.errors import CheckpointError
+from stairway.daemon.app import Daemon
 from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv
 from tests.integration.test_service import until
 
@@ -85,8 +85,8 @@ def test_checkpoint_the_service_user_cannot_read_is_a_checkpoint_error(tmp_path,
     (tmp_path / "models").chmod(0o755)
     (tmp_path / "models" / "registry").chmod(0o755)
     code = (
-        "import sys; from core.checkpoint import read_checkpoint\n"
-        "from core.errors import CheckpointError\n"
+        "import sys; from stairway.core.checkpoint import read_checkpoint\n"
+        "from stairway.core.errors import CheckpointError\n"
         f"try:\n    read_checkpoint({str(ck.path)!r})\nexcept CheckpointError as e:\n    print(e); sys.exit(3)\n"
     )
     p = subprocess.run(

@@ -3,10 +3,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.bar_builder import BarBuilder
-from core.bar_files import load_bars
-from core.bar_ticks import TICKS_PER_BAR, bars_to_ticks
-from core.types import TICK_DTYPE
+from stairway.core.bar_builder import BarBuilder
+from stairway.core.bar_files import load_bars
+from stairway.core.bar_ticks import TICKS_PER_BAR, bars_to_ticks
+from stairway.core.types import TICK_DTYPE
 from tests.helpers import EURUSD, reference_bars, usdthb_ticks
 
 MIN = 60 * 10**9
@@ -137,7 +137,7 @@ def test_jump_threshold_is_configurable():
 
 
 def test_extreme_order_ignores_the_bars_close():
-    from core.bar_ticks import bar_paths
+    from stairway.core.bar_ticks import bar_paths
 
     rng = np.random.default_rng(1)
     o = 1.1 + rng.normal(0, 1e-3, 500)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from core.bar_files import load_bars, parse_timestamp_ns
-from core.errors import DataError
+from stairway.core.bar_files import load_bars, parse_timestamp_ns
+from stairway.core.errors import DataError
 from tests.helpers import EURUSD, write_bars_csv
 
 HEADER = "Time,Open,High,Low,Close,Volume\n"
@@ -190,7 +190,7 @@ def test_binary_and_corrupt_compressed_files_name_the_file(tmp_path, content, fr
 
 
 def test_range_shorter_than_the_warm_up_names_range_span_and_warm_up(tmp_path):
-    from core.bar_files import select_warm_range
+    from stairway.core.bar_files import select_warm_range
 
     bars = load_bars(EURUSD)[0]
     with pytest.raises(DataError) as e:
@@ -221,7 +221,7 @@ def test_readme_bar_file_example_loads(tmp_path):
 def test_daemon_replay_range_shorter_than_warm_up_is_one_clear_error(tmp_path, spec):
     import asyncio
 
-    from daemon.app import run_daemon
+    from stairway.daemon.app import run_daemon
     from tests.helpers import daemon_config, tiny_checkpoint
 
     tiny_checkpoint(tmp_path / "models", spec)

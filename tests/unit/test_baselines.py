@@ -4,13 +4,13 @@ activity, and block-bootstrap intervals."""
 import numpy as np
 import pytest
 
-from core.bar_files import load_bars
-from core.execution import ExecutionModel
-from core.types import Action
+from stairway.core.bar_files import load_bars
+from stairway.core.execution import ExecutionModel
+from stairway.core.types import Action
+from stairway.trainer.baselines import block_bootstrap, compare, random_entry_actions, sma_actions
+from stairway.trainer.evaluation import run_evaluation
+from stairway.trainer.history import history_from_bars
 from tests.helpers import EURUSD
-from trainer.baselines import block_bootstrap, compare, random_entry_actions, sma_actions
-from trainer.evaluation import run_evaluation
-from trainer.history import history_from_bars
 
 
 def test_sma_decision_never_sees_a_later_close():

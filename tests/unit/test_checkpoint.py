@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import check_compatible, point_link, publish, read_checkpoint
-from core.errors import CheckpointError, CheckpointMismatch
-from core.policy import PPOPolicy
-from core.ppo_net import ppo_from_tensors
-from core.types import ACTION_NAMES
+from stairway.core.checkpoint import check_compatible, point_link, publish, read_checkpoint
+from stairway.core.errors import CheckpointError, CheckpointMismatch
+from stairway.core.policy import PPOPolicy
+from stairway.core.ppo_net import ppo_from_tensors
+from stairway.core.types import ACTION_NAMES
 from tests.helpers import tiny_checkpoint
 
 
@@ -108,7 +108,7 @@ def test_publish_keeps_previous_and_is_a_rename(tmp_path, spec):
 
 
 def test_roll_back_points_current_at_gold_or_previous_and_keeps_the_replaced_one(tmp_path, spec):
-    from core.checkpoint import link_sha, roll_back
+    from stairway.core.checkpoint import link_sha, roll_back
 
     a, _ = tiny_checkpoint(tmp_path, spec, seed=1)
     with pytest.raises(CheckpointError, match="no gold model to roll back to"):
@@ -124,11 +124,11 @@ def test_roll_back_points_current_at_gold_or_previous_and_keeps_the_replaced_one
 
 
 def test_the_daemons_alert_band_and_the_shadow_gates_range_are_one_rule():
-    from core.config import RiskConfig
-    from core.risk_rules import trade_band
-    from daemon.risk import RiskEngine
-    from trainer.config import GateConfig
-    from trainer.gates import trades_range
+    from stairway.core.config import RiskConfig
+    from stairway.core.risk_rules import trade_band
+    from stairway.daemon.risk import RiskEngine
+    from stairway.trainer.config import GateConfig
+    from stairway.trainer.gates import trades_range
 
     for period in (1, 5, 15, 60):
         eng = RiskEngine(RiskConfig(trades_per_session_minute_bars=(5, 25)), 100_000.0, period)

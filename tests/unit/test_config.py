@@ -1,14 +1,14 @@
 import pytest
 
-from core.config import load_config
-from core.errors import ConfigError
-from daemon.config import DaemonConfig
+from stairway.core.config import load_config
+from stairway.core.errors import ConfigError
+from stairway.daemon.config import DaemonConfig
+from stairway.trainer.config import TrainerConfig
 from tests.helpers import ROOT
-from trainer.config import TrainerConfig
 
 
 def test_shipped_configs_load_and_share_the_feature_spec():
-    from core.features import FeatureSpec
+    from stairway.core.features import FeatureSpec
 
     t = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ={})
     d = load_config(DaemonConfig, ROOT / "config/paper.toml", environ={})

@@ -5,16 +5,16 @@ the daemon's RiskEngine calls too."""
 import numpy as np
 import pytest
 
-from core.bar_files import load_bars
-from core.config import RiskConfig
-from core.execution import ExecutionModel
-from core.position import PS_UNITS
-from core.risk_rules import clamp_target, drawdown_tier, reduce_only
-from core.types import NS_PER_DAY
-from daemon.risk import RiskEngine
+from stairway.core.bar_files import load_bars
+from stairway.core.config import RiskConfig
+from stairway.core.execution import ExecutionModel
+from stairway.core.position import PS_UNITS
+from stairway.core.risk_rules import clamp_target, drawdown_tier, reduce_only
+from stairway.core.types import NS_PER_DAY
+from stairway.daemon.risk import RiskEngine
+from stairway.trainer.env import RS_BLOCKED, VecTradingEnv
+from stairway.trainer.history import history_from_bars
 from tests.helpers import EURUSD
-from trainer.env import RS_BLOCKED, VecTradingEnv
-from trainer.history import history_from_bars
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.config import ExecutionConfig, InstrumentConfig
-from core.execution import ExecutionModel, work_order
-from core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, new_state, unrealized
-from core.types import Action
+from stairway.core.config import ExecutionConfig, InstrumentConfig
+from stairway.core.execution import ExecutionModel, work_order
+from stairway.core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, new_state, unrealized
+from stairway.core.types import Action
 
 EX = ExecutionModel.from_config(ExecutionConfig(liquidity_lots_per_quote=0.4, latency_ms=250), InstrumentConfig())
 
@@ -42,7 +42,7 @@ def test_work_order_sell_gets_bid_minus_slippage_and_remainder_left_when_quotes_
 
 
 def test_target_semantics():
-    from core.execution import target_units
+    from stairway.core.execution import target_units
 
     u = EX.trade_units
 

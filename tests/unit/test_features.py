@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from core.bar_files import load_bars
-from core.config import BarConfig, FeatureConfig, MarketConfig
-from core.errors import ConfigError
-from core.features import FeatureBuffer, FeatureSpec, batch_market_features
+from stairway.core.bar_files import load_bars
+from stairway.core.config import BarConfig, FeatureConfig, MarketConfig
+from stairway.core.errors import ConfigError
+from stairway.core.features import FeatureBuffer, FeatureSpec, batch_market_features
 from tests.helpers import EURUSD
 
 

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from core.errors import BadPayload, ConfigError
-from core.types import client_order_id, parse_client_order_id
-from daemon.brokers.credentials import read_secret
-from daemon.brokers.oanda.parsing import parse_candles, parse_time_ns, rfc3339
-from daemon.brokers.rate_limit import RateLimiter
-from daemon.rows import RiskEventRow
+from stairway.core.errors import BadPayload, ConfigError
+from stairway.core.types import client_order_id, parse_client_order_id
+from stairway.daemon.brokers.credentials import read_secret
+from stairway.daemon.brokers.oanda.parsing import parse_candles, parse_time_ns, rfc3339
+from stairway.daemon.brokers.rate_limit import RateLimiter
+from stairway.daemon.rows import RiskEventRow
 
 
 def test_secret_from_credentials_directory_beats_environment(tmp_path):
@@ -95,8 +95,8 @@ def test_client_ids_parse_back_and_foreign_ids_do_not():
 
 
 def test_paper_daemon_needs_a_replay_range(tmp_path):
-    from core.config import load_config
-    from daemon.config import DaemonConfig
+    from stairway.core.config import load_config
+    from stairway.daemon.config import DaemonConfig
     from tests.helpers import ROOT
 
     text = (ROOT / "config" / "paper.toml").read_text()
@@ -112,7 +112,7 @@ def test_paper_daemon_needs_a_replay_range(tmp_path):
 
 
 def test_store_flushes_from_two_tasks_lose_no_row(tmp_path):
-    from daemon.store import Store
+    from stairway.daemon.store import Store
 
     async def go():
         store = await Store.open(tmp_path / "s.db")
@@ -136,7 +136,7 @@ def test_store_flushes_from_two_tasks_lose_no_row(tmp_path):
 def test_new_connections_are_limited_to_two_per_second():
     """Six concurrent REST calls on a fresh adapter open four connections (the pool's
     limit); OANDA allows 2 new ones per second, so they cannot all open at once."""
-    from daemon.brokers.oanda.broker import OandaBroker
+    from stairway.daemon.brokers.oanda.broker import OandaBroker
     from tests.emulators.oanda_v20 import OandaEmulator
 
     async def go():
@@ -162,10 +162,10 @@ def test_every_adapter_provides_the_broker_protocol():
     attribute of the same name, as the OANDA account id once did)."""
     import inspect
 
-    from core.broker import Broker
-    from daemon.brokers.ib.broker import IBBroker
-    from daemon.brokers.oanda.broker import OandaBroker
-    from daemon.config import IBConfig
+    from stairway.core.broker import Broker
+    from stairway.daemon.brokers.ib.broker import IBBroker
+    from stairway.daemon.brokers.oanda.broker import OandaBroker
+    from stairway.daemon.config import IBConfig
     from tests.emulators.ib_fake import FakeIB
 
     names = [n for n, v in vars(Broker).items() if inspect.iscoroutinefunction(v)]
@@ -179,7 +179,7 @@ def test_every_adapter_provides_the_broker_protocol():
 def test_one_backoff_formula_capped_and_jittered():
     import random
 
-    from daemon.aio import backoff_delay
+    from stairway.daemon.aio import backoff_delay
 
     rng = random.Random(0)
     for attempt, base, cap in ((1, 0.5, 30.0), (3, 0.5, 30.0), (12, 0.5, 30.0), (0, 1.0, 60.0)):
@@ -192,7 +192,7 @@ def test_one_backoff_formula_capped_and_jittered():
 def test_first_of_returns_the_first_done_and_cancels_the_rest():
     import asyncio
 
-    from daemon.aio import first_of
+    from stairway.daemon.aio import first_of
 
     async def main():
         slow = asyncio.ensure_future(asyncio.sleep(10))
@@ -213,7 +213,7 @@ def test_spawned_tasks_are_held_until_they_end_and_found_by_the_sweep():
     import asyncio
     import gc
 
-    from daemon.aio import spawn, spawned
+    from stairway.daemon.aio import spawn, spawned
 
     async def main():
         ev = asyncio.Event()
@@ -245,7 +245,7 @@ def test_the_no_blocking_fixture_catches_file_io_on_the_loop_and_not_in_a_thread
 
     from blockbuster import BlockingError
 
-    from daemon.control import ControlFiles
+    from stairway.daemon.control import ControlFiles
 
     async def on_loop():
         ControlFiles(tmp_path / "a")  # mkdir + stat, on the loop's thread

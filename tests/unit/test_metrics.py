@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from core.metrics import PerformanceTracker, format_summary
-from core.types import NS_PER_DAY, Action
+from stairway.core.metrics import PerformanceTracker, format_summary
+from stairway.core.types import NS_PER_DAY, Action
 
 PIP, UNITS = 0.0001, 100_000.0  # 1 pip on one unit = 10 currency
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.mcts import Tree, python_search, root_visits, search
-from core.muzero_model import MuZeroNet, from_support, to_support
-from core.muzero_model import scale as torch_scale
-from core.muzero_net import dynamics, expected, numpy_weights, predict, represent, scale, unscale
-from core.muzero_policy import MuZeroPolicy
+from stairway.core.mcts import Tree, python_search, root_visits, search
+from stairway.core.muzero_model import MuZeroNet, from_support, to_support
+from stairway.core.muzero_model import scale as torch_scale
+from stairway.core.muzero_net import dynamics, expected, numpy_weights, predict, represent, scale, unscale
+from stairway.core.muzero_policy import MuZeroPolicy
 
 OBS, A, LAT, HID, SUP = 31, 4, 16, 32, 300
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import read_checkpoint
-from core.config import load_config
-from core.policies import load_policy
+from stairway.core.checkpoint import read_checkpoint
+from stairway.core.config import load_config
+from stairway.core.policies import load_policy
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.cycles import prepare_data, run_cycles, train_cycles
+from stairway.trainer.muzero import ReplayBuffer, Segment
 from tests.helpers import ROOT
-from trainer.config import TrainerConfig
-from trainer.cycles import prepare_data, run_cycles, train_cycles
-from trainer.muzero import ReplayBuffer, Segment
 
 TINY = {
     "STAIRWAY_TRAIN__ALGO": "muzero",
@@ -81,8 +81,8 @@ def test_replay_buffer_keeps_the_trade_quota():
 
 
 def test_n_step_value_targets(tmp_path):
-    from trainer.env import VecTradingEnv
-    from trainer.muzero import MuZeroAlgorithm
+    from stairway.trainer.env import VecTradingEnv
+    from stairway.trainer.muzero import MuZeroAlgorithm
 
     c = cfg(STAIRWAY_MUZERO__UNROLL="2", STAIRWAY_MUZERO__TD_STEPS="2", STAIRWAY_MUZERO__DISCOUNT="0.5")
     d = prepare_data(c)
@@ -115,7 +115,7 @@ def test_train_run_with_muzero_goes_through_the_same_gates_and_registry(tmp_path
     res = run_cycles(c, progress=False)
     ck = read_checkpoint(c.train.models_dir / "registry" / f"{res.candidate}.safetensors")
     assert ck.meta.policy_kind == "muzero" and ck.meta.architecture()["latent"] == 8
-    policy = load_policy(ck, __import__("core.features", fromlist=["FeatureSpec"]).FeatureSpec.from_config(c))
+    policy = load_policy(ck, __import__("stairway.core.features", fromlist=["FeatureSpec"]).FeatureSpec.from_config(c))
     assert policy.kind == "muzero"
     assert res.gate["shadow"]["days"] and "evidence" in res.gate  # judged by the same gates
     assert res.action in ("published", "published+gold", "not_published")
@@ -179,9 +179,9 @@ def test_train_run_ray_address_is_refused_for_ppo():
 
 
 def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
-    from core.muzero_policy import MuZeroPolicy
-    from trainer.env import VecTradingEnv
-    from trainer.muzero import MuZeroAlgorithm
+    from stairway.core.muzero_policy import MuZeroPolicy
+    from stairway.trainer.env import VecTradingEnv
+    from stairway.trainer.muzero import MuZeroAlgorithm
 
     c = cfg(STAIRWAY_MUZERO__UNROLL="2", STAIRWAY_MUZERO__TD_STEPS="3", STAIRWAY_MUZERO__ACTORS="2")
     d = prepare_data(c)

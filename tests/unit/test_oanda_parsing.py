@@ -2,8 +2,14 @@ import json
 
 import pytest
 
-from core.errors import BadPayload
-from daemon.brokers.oanda.parsing import Heartbeat, PriceLine, parse_order_fill, parse_stream_line, parse_time_ns
+from stairway.core.errors import BadPayload
+from stairway.daemon.brokers.oanda.parsing import (
+    Heartbeat,
+    PriceLine,
+    parse_order_fill,
+    parse_stream_line,
+    parse_time_ns,
+)
 from tests.helpers import RESOURCES
 
 OANDA = RESOURCES / "oanda"

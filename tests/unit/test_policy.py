@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from core.policy import PPOPolicy
-from core.ppo_net import ActorCritic
+from stairway.core.policy import PPOPolicy
+from stairway.core.ppo_net import ActorCritic
 
 
 def test_fused_inference_equals_module_forward():

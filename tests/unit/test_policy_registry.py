@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
-from core.config import load_config
-from core.errors import CheckpointError, ConfigError
-from core.policies import load_policy
-from core.policy import ConfidenceFloor, PPOPolicy, ScriptedPolicy
-from core.ppo_net import ActorCritic
-from core.types import ACTION_NAMES
+from stairway.core.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
+from stairway.core.config import load_config
+from stairway.core.errors import CheckpointError, ConfigError
+from stairway.core.policies import load_policy
+from stairway.core.policy import ConfidenceFloor, PPOPolicy, ScriptedPolicy
+from stairway.core.ppo_net import ActorCritic
+from stairway.core.types import ACTION_NAMES
 from tests.helpers import ROOT, tiny_checkpoint
 
 
@@ -101,11 +101,11 @@ def test_reset_leaves_nothing_of_a_warm_up_call(spec):
 
 
 def test_evaluation_goes_through_the_policy_and_its_floor(market_cfg, spec):
-    from core.bar_files import load_bars
-    from core.execution import ExecutionModel
+    from stairway.core.bar_files import load_bars
+    from stairway.core.execution import ExecutionModel
+    from stairway.trainer.evaluation import evaluate
+    from stairway.trainer.history import history_from_bars
     from tests.helpers import EURUSD
-    from trainer.evaluation import evaluate
-    from trainer.history import history_from_bars
 
     hist = history_from_bars(load_bars(EURUSD)[0][:400], market_cfg, spec)
     ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
@@ -120,7 +120,7 @@ def test_evaluation_goes_through_the_policy_and_its_floor(market_cfg, spec):
 
 
 def test_the_daemon_records_a_held_decision(tmp_path, market_cfg, spec):
-    from core.execution import ExecutionModel
+    from stairway.core.execution import ExecutionModel
     from tests.integration.test_parity import EURUSD, NO_TIERS, load_bars, run_slot
 
     ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
@@ -134,7 +134,7 @@ def test_the_daemon_records_a_held_decision(tmp_path, market_cfg, spec):
 
 
 def test_train_algo_chooses_the_learner(tmp_path):
-    from trainer.config import TrainerConfig
+    from stairway.trainer.config import TrainerConfig
 
     with pytest.raises(ConfigError, match="train.algo"):
         load_config(TrainerConfig, ROOT / "config/trainer.toml", environ={"STAIRWAY_TRAIN__ALGO": "a2c"})

@@ -2,9 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.broker import PositionReport
-from daemon.reconciliation import UnknownPositionPolicy as P
-from daemon.reconciliation import excess_over_limit, reconcile
+from stairway.core.broker import PositionReport
+from stairway.daemon.reconciliation import UnknownPositionPolicy as P
+from stairway.daemon.reconciliation import excess_over_limit, reconcile
 
 
 def rep(inst, units):

@@ -5,10 +5,10 @@ import json
 
 import structlog
 
-from core.logs import configure_logging
-from core.redaction import MASK, redact, register_secret
-from daemon.brokers.credentials import read_secret
-from daemon.brokers.oanda.broker import OandaBroker
+from stairway.core.logs import configure_logging
+from stairway.core.redaction import MASK, redact, register_secret
+from stairway.daemon.brokers.credentials import read_secret
+from stairway.daemon.brokers.oanda.broker import OandaBroker
 
 ACCOUNT = "101-004-7654321-009"
 

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.config import BarConfig, RegimeConfig
-from core.controller import DualLaneController
-from core.regime import RegimeDetector
+from stairway.core.config import BarConfig, RegimeConfig
+from stairway.core.controller import DualLaneController
+from stairway.core.regime import RegimeDetector
 
 HOURLY = BarConfig(period_minutes=60)
 CFG = RegimeConfig(window_days=3, warmup_days=1, momentum_minutes=180, divergence_minutes=300)

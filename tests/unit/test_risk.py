@@ -2,8 +2,8 @@ import datetime as dt
 
 import pytest
 
-from core.calendar import market_open
-from daemon.risk import RiskConfig, RiskEngine
+from stairway.core.calendar import market_open
+from stairway.daemon.risk import RiskConfig, RiskEngine
 
 LOT = 100_000.0
 

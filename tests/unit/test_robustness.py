@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
+from stairway.core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
 
 
 def test_monte_carlo_constant_trades_has_no_spread():

@@ -6,11 +6,11 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
+from stairway.core.errors import ConfigError
+from stairway.trainer.cycles import prepare_data, session_index, train_cycles
+from stairway.trainer.env import VecTradingEnv
+from stairway.trainer.sessions import index_sessions, week_of
 from tests.unit.test_muzero_trainer import cfg
-from trainer.cycles import prepare_data, session_index, train_cycles
-from trainer.env import VecTradingEnv
-from trainer.sessions import index_sessions, week_of
 
 H = 3_600 * 10**9
 
@@ -95,9 +95,9 @@ def test_checks_that_leave_no_session_are_refused_with_the_counts():
 
 
 def test_the_shipped_muzero_config_trains_on_day_sessions_without_gaps():
-    from core.config import load_config
+    from stairway.core.config import load_config
+    from stairway.trainer.config import TrainerConfig
     from tests.helpers import ROOT
-    from trainer.config import TrainerConfig
 
     c = load_config(TrainerConfig, ROOT / "config/trainer-muzero.toml", environ={})
     assert c.train.algo == "muzero" and c.muzero.simulations == 15 and c.muzero.temperature == (2.0, 0.5)

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from core.bar_files import load_bars
-from core.execution import ExecutionModel
+from stairway.core.bar_files import load_bars
+from stairway.core.execution import ExecutionModel
+from stairway.trainer.config import PPOArgs, ShapingConfig
+from stairway.trainer.env import VecTradingEnv
+from stairway.trainer.history import history_from_bars
+from stairway.trainer.ppo import PPOLearner
+from stairway.trainer.shaping import RewardShaper
 from tests.helpers import EURUSD
-from trainer.config import PPOArgs, ShapingConfig
-from trainer.env import VecTradingEnv
-from trainer.history import history_from_bars
-from trainer.ppo import PPOLearner
-from trainer.shaping import RewardShaper
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@ import sqlite3
 
 import pytest
 
-from core.errors import FatalError
-from daemon.rows import FillRow, RiskEventRow, SessionMetricsRow
-from daemon.store import MIGRATIONS, SCHEMA_VERSION, Store
+from stairway.core.errors import FatalError
+from stairway.daemon.rows import FillRow, RiskEventRow, SessionMetricsRow
+from stairway.daemon.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def run(coro):
@@ -121,7 +121,7 @@ def test_flush_waits_for_rows_another_flush_is_still_writing(tmp_path):
 def test_every_row_type_names_its_tables_columns_in_order(tmp_path):
     """The typed rows (daemon.rows) and the migrated schema agree: each row's fields are its
     table's columns, in order (an autoincrement id aside), so a row inserts by name."""
-    from daemon.rows import TABLES
+    from stairway.daemon.rows import TABLES
 
     async def go():
         s = await Store.open(tmp_path / "t.db")

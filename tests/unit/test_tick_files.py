@@ -3,9 +3,9 @@ import gzip
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.tick_files import TickFileWriter, day_path, read_tick_file, recorded_days
-from core.types import NS_PER_DAY
+from stairway.core.errors import DataError
+from stairway.core.tick_files import TickFileWriter, day_path, read_tick_file, recorded_days
+from stairway.core.types import NS_PER_DAY
 from tests.helpers import usdthb_ticks
 
 

@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from core.bar_files import load_bars
-from core.execution import ExecutionModel
-from core.policy import PPOPolicy
-from core.position import PS_UNITS, equity
+from stairway.core.bar_files import load_bars
+from stairway.core.execution import ExecutionModel
+from stairway.core.policy import PPOPolicy
+from stairway.core.position import PS_UNITS, equity
+from stairway.trainer.config import PPOArgs
+from stairway.trainer.env import VecTradingEnv
+from stairway.trainer.evaluation import evaluate
+from stairway.trainer.history import history_from_bars
+from stairway.trainer.ppo import train_ppo
 from tests.helpers import EURUSD
-from trainer.config import PPOArgs
-from trainer.env import VecTradingEnv
-from trainer.evaluation import evaluate
-from trainer.history import history_from_bars
-from trainer.ppo import train_ppo
 
 ARGS = PPOArgs(total_steps=2048, num_envs=8, num_steps=64, hidden=16)
 

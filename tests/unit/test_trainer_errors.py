@@ -1,10 +1,10 @@
 import pytest
 
-from core.config import load_config
-from core.errors import ConfigError, DataError
+from stairway.core.config import load_config
+from stairway.core.errors import ConfigError, DataError
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.cycles import run_cycles
 from tests.helpers import ROOT
-from trainer.config import TrainerConfig
-from trainer.cycles import run_cycles
 
 
 def cfg(tmp_path, **env):

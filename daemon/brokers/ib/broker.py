@@ -25,12 +25,12 @@ from collections.abc import Callable
 
 import structlog
 
-from core.broker import AccountReport, FillBatch, FillReport, OrderReport, OrderState, PositionReport
-from core.errors import FatalError, TransientError
-from core.types import OrderIntent
-from daemon.aio import backoff_delay, spawn
-from daemon.brokers.ib.errors import IBErrorClass, classify
-from daemon.config import IBConfig
+from stairway.core.broker import AccountReport, FillBatch, FillReport, OrderReport, OrderState, PositionReport
+from stairway.core.errors import FatalError, TransientError
+from stairway.core.types import OrderIntent
+from stairway.daemon.aio import backoff_delay, spawn
+from stairway.daemon.brokers.ib.errors import IBErrorClass, classify
+from stairway.daemon.config import IBConfig
 
 log = structlog.get_logger("ib")
 
@@ -187,7 +187,7 @@ class IBBroker:
         if rep is None or rep.state is OrderState.PENDING:
             raise TransientError(f"{coid}: IB order {order.orderId} not done after {self.cfg.fill_timeout_secs:g} s")
         if rep.state is OrderState.REJECTED:
-            from core.errors import OrderRejected
+            from stairway.core.errors import OrderRejected
 
             raise OrderRejected(f"{coid}: IB rejected the order: {rep.reason}")
         return rep

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from core.broker import FeedStatus
-from core.types import TICK_DTYPE
-from daemon.brokers.ib.broker import IBBroker, _ts_ns
+from stairway.core.broker import FeedStatus
+from stairway.core.types import TICK_DTYPE
+from stairway.daemon.brokers.ib.broker import IBBroker, _ts_ns
 
 
 class IBFeed:

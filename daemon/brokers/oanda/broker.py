@@ -23,12 +23,12 @@ import structlog
 from oandapyV20.endpoints import accounts, instruments, orders, positions, pricing, transactions
 from oandapyV20.endpoints.apirequest import APIRequest
 
-from core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
-from core.errors import BadPayload, FatalError, OrderRejected, TransientError
-from core.redaction import register_secret
-from core.types import OrderIntent
-from daemon.aio import backoff_delay
-from daemon.brokers.oanda.parsing import (
+from stairway.core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
+from stairway.core.errors import BadPayload, FatalError, OrderRejected, TransientError
+from stairway.core.redaction import register_secret
+from stairway.core.types import OrderIntent
+from stairway.daemon.aio import backoff_delay
+from stairway.daemon.brokers.oanda.parsing import (
     PriceLine,
     decimal,
     parse_candles,
@@ -36,7 +36,7 @@ from daemon.brokers.oanda.parsing import (
     parse_stream_line,
     parse_transaction_line,
 )
-from daemon.brokers.rate_limit import RateLimiter
+from stairway.daemon.brokers.rate_limit import RateLimiter
 
 log = structlog.get_logger("oanda")
 AMBIGUOUS = (
@@ -303,7 +303,7 @@ class OandaBroker:
 
     async def candles(self, instrument: str, from_ns: int, to_ns: int, granularity: str = "S5") -> np.ndarray:
         """Bid/ask candles in [from, to) as bar-derived quotes (gap backfill after a reconnect)."""
-        from daemon.brokers.oanda.parsing import rfc3339
+        from stairway.daemon.brokers.oanda.parsing import rfc3339
 
         r = instruments.InstrumentsCandles(
             instrument,

@@ -23,12 +23,12 @@ from collections.abc import AsyncIterator
 import numpy as np
 import structlog
 
-from core.broker import FeedStatus
-from core.errors import BadPayload, TransientError
-from core.types import TICK_DTYPE
-from daemon.aio import backoff_delay, next_within
-from daemon.brokers.oanda.broker import OandaBroker
-from daemon.brokers.oanda.parsing import PriceLine
+from stairway.core.broker import FeedStatus
+from stairway.core.errors import BadPayload, TransientError
+from stairway.core.types import TICK_DTYPE
+from stairway.daemon.aio import backoff_delay, next_within
+from stairway.daemon.brokers.oanda.broker import OandaBroker
+from stairway.daemon.brokers.oanda.parsing import PriceLine
 
 log = structlog.get_logger("oanda_feed")
 BACKFILL_MIN_GAP_NS = 5_000_000_000  # below one S5 candle there is nothing to fetch

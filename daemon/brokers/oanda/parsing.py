@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.bar_ticks import TICKS_PER_BAR, bar_paths
-from core.broker import FillReport
-from core.errors import BadPayload
-from core.types import TICK_DTYPE
+from stairway.core.bar_ticks import TICKS_PER_BAR, bar_paths
+from stairway.core.broker import FillReport
+from stairway.core.errors import BadPayload
+from stairway.core.types import TICK_DTYPE
 
 _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import structlog
 
-from core.errors import TransientError
-from daemon.aio import backoff_delay, next_within, sleep_or_stop
-from daemon.brokers.oanda.broker import OandaBroker
+from stairway.core.errors import TransientError
+from stairway.daemon.aio import backoff_delay, next_within, sleep_or_stop
+from stairway.daemon.brokers.oanda.broker import OandaBroker
 
 log = structlog.get_logger("oanda_transactions")
 
