@@ -110,6 +110,13 @@ class Broker(Protocol):
 
 
 class Feed(Protocol):
+    """A live price feed: batches of quotes, its connection status, the instruments whose
+    prices have gone stale, and whether the last batch was backfilled from candles (the tick
+    recorder keeps real quotes only)."""
+
     status: FeedStatus
+    last_batch_backfilled: bool
 
     def ticks(self) -> AsyncIterator[np.ndarray]: ...
+
+    def stale_instruments(self, now: float | None = None) -> list[str]: ...

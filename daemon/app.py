@@ -103,8 +103,9 @@ class Daemon:
         adapters: Callable | None = None,
     ) -> None:
         self.cfg, self.config_path = cfg, config_path
-        self.adapters = adapters  # (cfg, environ) -> (broker, feed); default: daemon.brokers.factory
+        self.adapters = adapters  # (cfg, environ) -> AdapterBundle; default: daemon.brokers.factory
         self.clock, self.environ = clock, environ  # wall clock (live decisions), secrets' source
+        self.bundle = None  # live: the adapter bundle (broker, feed, extra tasks; daemon.brokers.factory)
         self.adapter = None  # the live broker adapter
         self.router: LiveRouter | None = None
         self.reconciler: Reconciler | None = None
@@ -154,9 +155,10 @@ class Daemon:
             )
         self.instrument = cfg.instrument.symbol
         if cfg.live:
-            from stairway.daemon.brokers.factory import make_broker_and_feed
+            from stairway.daemon.brokers.factory import make_adapters
 
-            self.adapter, self.feed = (self.adapters or make_broker_and_feed)(cfg, self.environ)
+            self.bundle = (self.adapters or make_adapters)(cfg, self.environ)
+            self.adapter, self.feed = self.bundle.broker, self.bundle.feed
             stack.push_async_callback(self._close_with_limit, "broker", self.adapter.close)
             await self.adapter.connect()
             mode = f"{cfg.broker.kind}-live" if cfg.real_orders else f"{cfg.broker.kind}-paper-live"
@@ -338,7 +340,7 @@ class Daemon:
         try:
             async for batch in self.feed.ticks():
                 self.last_tick_monotonic = time.monotonic()
-                if self.recorder is not None and not getattr(self.feed, "last_batch_backfilled", False):
+                if self.recorder is not None and not self.feed.last_batch_backfilled:
                     self.recorder.enqueue(batch)  # real quotes only: never candle-derived backfill
                 slot.on_ticks(batch)
                 try:
@@ -407,7 +409,7 @@ class Daemon:
             if enabled != self.slot.trading_enabled:
                 log.info("trading_enabled" if enabled else "trading_disabled", start_file=st.start_trading)
             self.slot.trading_enabled = enabled
-            if self.cfg.live and hasattr(self.feed, "stale_instruments"):
+            if self.cfg.live:
                 stale = self.instrument in self.feed.stale_instruments() and market_open(
                     self.clock(), self.cfg.instrument.market, self.cfg.instrument.holidays
                 )
@@ -535,18 +537,8 @@ class Daemon:
                 if self.router is not None:
                     tg.create_task(self._guard(self.router.run(self.stop)), name="orders")
                     tg.create_task(self._guard(self.reconciler.run(self.stop)), name="reconcile")
-                    if hasattr(self.adapter, "stream_transactions"):  # OANDA: fills wake reconciliation
-                        from stairway.daemon.brokers.oanda.transactions import TransactionWatcher
-
-                        o = self.cfg.broker.oanda
-                        self.tx_watcher = TransactionWatcher(
-                            self.adapter,
-                            self.reconciler.wake,
-                            o.heartbeat_timeout_secs,
-                            o.backoff_base_secs,
-                            o.backoff_cap_secs,
-                        )
-                        tg.create_task(self._guard(self.tx_watcher.run(self.stop)), name="transactions")
+                    for name, task in self.bundle.tasks.items():  # the adapter's own (OANDA: transactions)
+                        tg.create_task(self._guard(task(self.reconciler.wake, self.stop)), name=name)
                 watcher = self.watcher.run(self.stop, self._on_policy, self._on_refused)
                 tg.create_task(self._guard(watcher), name="model-watcher")
                 tg.create_task(self._guard(self._control_task()), name="control")

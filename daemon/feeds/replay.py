@@ -34,6 +34,11 @@ class ReplayFeed:
     passed, so timers, watchdogs, scheduled jobs and control files run as they would live."""
 
     source = "bar-derived"
+    last_batch_backfilled = False
+
+    def stale_instruments(self, now: float | None = None) -> list[str]:
+        """A replay's prices are never stale (it hands over recorded time)."""
+        return []
 
     def __init__(self, ticks: np.ndarray, batch_ticks: int, speed: float = 0.0) -> None:
         self.quotes, self.batch_ticks, self.speed = ticks, batch_ticks, speed

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from stairway.daemon.app import Daemon
+from stairway.daemon.brokers.factory import AdapterBundle
 from stairway.daemon.brokers.ib.broker import IBBroker
 from stairway.daemon.brokers.ib.errors import IBErrorClass, classify
 from stairway.daemon.brokers.ib.feed import IBFeed
@@ -51,7 +52,7 @@ class IBRig:
 
     def adapters(self, cfg, environ):
         broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol, ib=self.fake)
-        return broker, IBFeed(broker, cfg.broker.ib.price_stale_secs)
+        return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs))
 
     async def run(self, during=None, timeout: float = 45.0):
         stop = asyncio.Event()

@@ -306,7 +306,7 @@ def test_transaction_stream_wakes_reconciliation_for_a_manual_trade(tmp_path, sp
 
             out = await rig.run(fixed, timeout=20, during=during)
             assert out.error is None and fixed(out.daemon)
-            assert out.daemon.tx_watcher.fills_seen >= 3  # our own fills and the manual one
+            assert out.daemon.bundle.parts["transactions"].fills_seen >= 3  # our own fills and the manual one
             assert asyncio.get_running_loop().time() - state["manual"] < 5.0
         finally:
             await rig.close()

@@ -31,6 +31,7 @@ class IBFeed:
         broker.on_connected.append(self._subscribe)
         broker.ib.pendingTickersEvent += self._on_tickers
         self.reconnects = 0
+        self.last_batch_backfilled = False  # IB sends quotes only
 
     @property
     def status(self) -> FeedStatus:
