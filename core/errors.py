@@ -39,3 +39,8 @@ class FatalError(StairwayError):
 
 class InvariantViolation(StairwayError):
     """Internal state is impossible. Crash; start-up reconciliation repairs (crash-only)."""
+
+
+# The transient-error family: what every retry site retries (a broker's 5xx or timeout, a
+# malformed reply, a dropped connection); anything else is not retried.
+TRANSIENT: tuple[type[BaseException], ...] = (TransientError, BadPayload, OSError, TimeoutError)

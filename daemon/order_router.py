@@ -25,7 +25,7 @@ from collections.abc import Callable
 import structlog
 
 from stairway.core.broker import Broker, FillReport, OrderReport, OrderState
-from stairway.core.errors import BadPayload, OrderRejected, TransientError
+from stairway.core.errors import TRANSIENT, OrderRejected
 from stairway.core.types import Fill, OrderIntent, Side, parse_client_order_id
 from stairway.daemon.aio import get_within
 from stairway.daemon.paper_broker import WorkingOrder, add_working
@@ -119,7 +119,7 @@ class LiveRouter:
             rep = OrderReport(
                 coid, "", intent.instrument, intent.units * int(intent.side), 0.0, OrderState.REJECTED, str(e)
             )
-        except (TransientError, BadPayload, OSError, TimeoutError) as e:
+        except TRANSIENT as e:
             self._unknown(intent, f"{type(e).__name__}: {e}")
             return
         await self._settle(intent, rep)
@@ -129,7 +129,7 @@ class LiveRouter:
         if rep.filled_units:
             try:
                 await self.sync_fills(apply=False)
-            except (TransientError, BadPayload, OSError, TimeoutError) as e:
+            except TRANSIENT as e:
                 self._unknown(intent, f"fills not fetched: {e}")
                 return
         coid = intent.client_order_id

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import structlog
 
 from stairway.core.broker import Broker
-from stairway.core.errors import BadPayload, FatalError, TransientError
+from stairway.core.errors import TRANSIENT, FatalError
 from stairway.core.position import PS_UNITS
 from stairway.daemon.aio import backoff_delay, first_of, sleep_or_stop
 from stairway.daemon.order_router import LiveRouter
@@ -28,7 +28,6 @@ from stairway.daemon.slot import Slot
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("reconcile")
-RETRYABLE = (TransientError, BadPayload, OSError, TimeoutError)
 
 
 class Reconciler:
@@ -172,7 +171,7 @@ class Reconciler:
                     return True
             except FatalError:
                 raise
-            except RETRYABLE as e:
+            except TRANSIENT as e:
                 self.last_error = str(e)
                 log.error("reconcile_failed", trigger="startup", error=str(e))
             attempt += 1
@@ -205,6 +204,6 @@ class Reconciler:
                 self.last_error = ""
             except FatalError:
                 raise
-            except RETRYABLE as e:
+            except TRANSIENT as e:
                 self.last_error = str(e)
                 log.error("reconcile_failed", error=str(e))

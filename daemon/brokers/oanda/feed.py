@@ -24,7 +24,7 @@ import numpy as np
 import structlog
 
 from stairway.core.broker import FeedStatus
-from stairway.core.errors import BadPayload, TransientError
+from stairway.core.errors import TRANSIENT, BadPayload, TransientError
 from stairway.core.types import TICK_DTYPE
 from stairway.daemon.aio import backoff_delay, next_within
 from stairway.daemon.brokers.oanda.broker import OandaBroker
@@ -75,7 +75,7 @@ class OandaFeed:
             return None
         try:
             quotes = await self.broker.candles(inst, last + 1, first_ts)
-        except (TransientError, BadPayload, OSError, TimeoutError) as e:
+        except TRANSIENT as e:
             log.error("backfill_failed", instrument=inst, error=str(e))
             return None
         self.backfilled += len(quotes)
