@@ -7,7 +7,7 @@ from stairway.core.config import MarketConfig, load_config
 from stairway.core.features import FeatureSpec
 from tests.helpers import ROOT
 
-os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba-stairway"))
 
 
 @pytest.fixture(scope="session")
