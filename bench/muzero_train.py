@@ -17,29 +17,12 @@ from common import ROOT, report
 from stairway.core.config import load_config  # noqa: E402
 from stairway.core.logs import configure_logging  # noqa: E402
 from stairway.trainer.config import TrainerConfig  # noqa: E402
-from stairway.trainer.cycles import prepare_data, session_index  # noqa: E402
-from stairway.trainer.env import VecTradingEnv  # noqa: E402
+from stairway.trainer.cycles import prepare_data, training_env  # noqa: E402
 from stairway.trainer.muzero import MuZeroAlgorithm  # noqa: E402
-from stairway.trainer.shaping import RewardShaper  # noqa: E402
 
 
 def algorithm(cfg: TrainerConfig, data) -> MuZeroAlgorithm:
-    shaper = RewardShaper(cfg.shaping, cfg.muzero.num_envs, cfg.ppo.reward_scale)
-    env = VecTradingEnv(
-        data.history,
-        data.spec,
-        data.ex,
-        cfg.account.initial_equity,
-        cfg.muzero.num_envs,
-        data.session_len,
-        seed=cfg.train.seed,
-        first_bar=0,
-        last_bar=data.split - 2,
-        reward_scale=cfg.ppo.reward_scale,
-        shaper=shaper,
-        risk=cfg.risk,
-        session_starts=session_index(cfg, data).starts,
-    )
+    env, _ = training_env(cfg, data)
     return MuZeroAlgorithm(cfg, env, planned_steps=10**6)
 
 

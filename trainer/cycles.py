@@ -238,24 +238,8 @@ def train_cycles(
     may save the cycle's checkpoint and return its sha. Shared by `train run` and each
     walk-forward fold, so both learn the same way."""
     spec, ex, history, split, gate_first = data.spec, data.ex, data.history, data.split, data.gate_first
-    num_envs = cfg.muzero.num_envs if cfg.train.algo == "muzero" else cfg.ppo.num_envs
-    shaper = RewardShaper(cfg.shaping, num_envs, cfg.ppo.reward_scale)
-    sessions = session_index(cfg, data)
-    env = VecTradingEnv(
-        history,
-        spec,
-        ex,
-        cfg.account.initial_equity,
-        num_envs,
-        data.session_len,
-        seed=cfg.train.seed,
-        first_bar=0,
-        last_bar=split - 2,
-        reward_scale=cfg.ppo.reward_scale,
-        shaper=shaper,
-        risk=cfg.risk,
-        session_starts=sessions.starts,
-    )
+    env, sessions = training_env(cfg, data)
+    shaper = env.shaper
     algo = make_algorithm(cfg, env, parent, start_step)
     bar = _progress(progress, cfg.cycles.count * cfg.cycles.steps, "training")
     rates: list[float] = []
@@ -306,6 +290,30 @@ def train_cycles(
     if bar is not None:
         bar.close()
     return TrainedCycles(records, states, rates, algo.arch(), sessions.describe())
+
+
+def training_env(cfg: TrainerConfig, data: PreparedData, seed: int | None = None) -> tuple[VecTradingEnv, SessionIndex]:
+    """The env every learner trains in (cycles, sweep trials, benchmarks): the configured
+    algorithm's number of sessions on bars [0, split - 2], the reward shaper, the daemon's risk
+    rules and the indexed session starts."""
+    num_envs = cfg.muzero.num_envs if cfg.train.algo == "muzero" else cfg.ppo.num_envs
+    sessions = session_index(cfg, data)
+    env = VecTradingEnv(
+        data.history,
+        data.spec,
+        data.ex,
+        cfg.account.initial_equity,
+        num_envs,
+        data.session_len,
+        seed=cfg.train.seed if seed is None else seed,
+        first_bar=0,
+        last_bar=data.split - 2,
+        reward_scale=cfg.ppo.reward_scale,
+        shaper=RewardShaper(cfg.shaping, num_envs, cfg.ppo.reward_scale),
+        risk=cfg.risk,
+        session_starts=sessions.starts,
+    )
+    return env, sessions
 
 
 def session_index(cfg: TrainerConfig, data: PreparedData) -> SessionIndex:

@@ -40,28 +40,12 @@ def apply_trial(cfg: TrainerConfig, params: dict) -> TrainerConfig:
 def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     """Train and validate one parameter set (plain function: Ray calls it in a worker)."""
     from stairway.trainer.algos import make_algorithm
-    from stairway.trainer.cycles import prepare_data
-    from stairway.trainer.env import VecTradingEnv
+    from stairway.trainer.cycles import prepare_data, training_env
     from stairway.trainer.evaluation import evaluate
-    from stairway.trainer.shaping import RewardShaper
 
     cfg = apply_trial(cfg, params)
     d = prepare_data(cfg)
-    shaper = RewardShaper(cfg.shaping, cfg.ppo.num_envs, cfg.ppo.reward_scale)
-    env = VecTradingEnv(
-        d.history,
-        d.spec,
-        d.ex,
-        cfg.account.initial_equity,
-        cfg.ppo.num_envs,
-        d.session_len,
-        seed=seed,
-        first_bar=0,
-        last_bar=d.split - 2,
-        reward_scale=cfg.ppo.reward_scale,
-        shaper=shaper,
-        risk=cfg.risk,
-    )
+    env, _ = training_env(cfg, d, seed)
     algo = make_algorithm(
         cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}), env, planned_steps=steps
     )
