@@ -51,7 +51,7 @@ from stairway.daemon.rows import (
     PositionRow,
     RiskEventRow,
 )
-from stairway.daemon.sessions import SessionTracker
+from stairway.daemon.sessions import SessionStats, SessionTracker
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
@@ -424,22 +424,44 @@ class Slot:
     def _on_bar(
         self, bar: tuple, last_bid: float, last_ask: float, closing_ts_ns: int | None, last_quote_ts: int
     ) -> None:
-        """``bar`` is a BAR_DTYPE row as a tuple: (ts_ns, open, high, low, close, volume)."""
+        """A closed bar: record it, mark and protect the book (from the first bar, warm or
+        not: a position restored at a restart is protected before the policy can decide
+        again), then, when a later quote can execute it, decide and act. ``bar`` is a
+        BAR_DTYPE row as a tuple: (ts_ns, open, high, low, close, volume)."""
         t0 = time.perf_counter_ns()
-        c = self.counters
-        c.bars += 1
+        bar_ts = self._record_bar(bar)
+        units, eq, session = self._mark_bar(bar_ts, last_bid, last_ask)
+        if closing_ts_ns is None:
+            return  # no later quote exists: nothing could execute a decision
+        if self._flatten_reason is not None:
+            self._flatten_now(closing_ts_ns)
+            return
+        if not self.features.warm:
+            return  # no decision before the features have warmed up
+        if self.pending_policy is not None:
+            self._apply_swap(bar_ts)
+        if self.instrument not in self.broker.working:  # else a flatten/corrective order is still working
+            action, confidence = self._decide(bar_ts, last_bid, last_ask, session)
+            self._act(action, confidence, bar_ts, closing_ts_ns, units, eq)
+        self.latency.add(time.perf_counter_ns() - t0)
+
+    def _record_bar(self, bar: tuple) -> int:
+        self.counters.bars += 1
         bar_ts, o, h, lo, cl, vol = bar
         self.last_bar_ts = bar_ts
         self.store.add(BarRow(self.run_id, self.instrument, bar_ts, o, h, lo, cl, int(vol)))
         self.features.push(bar_ts, o, h, lo, cl)
-        warm = self.features.warm
-        # Marking, sessions and the drawdown tiers run from the first bar, warm or not: a
-        # position restored at a restart is protected before the policy can decide again.
+        return bar_ts
+
+    def _mark_bar(self, bar_ts: int, last_bid: float, last_ask: float) -> tuple[float, float, SessionStats]:
+        """Mark the book at the bar's last quote; roll the session (its metrics, the trade-count
+        alert); apply the drawdown tiers; record the position. Returns (units, equity, session)."""
         st = self.position
         mark_bar(st, last_bid, last_ask, self.ex.pip)
         eq = float(equity(st, last_bid, last_ask, self.initial_equity))
         units = float(st[PS_UNITS])
         self.equity = eq
+        warm = self.features.warm
         if warm:  # performance is measured over the decisions, as in the trainer's evaluation
             self.tracker.on_bar(bar_ts, units, float(st[PS_REALIZED]), eq)
         done = self.sessions.on_bar(bar_ts, eq)
@@ -460,28 +482,25 @@ class Slot:
         self.store.add(
             PositionRow(self.run_id, self.instrument, bar_ts, units, float(st[PS_AVG]), float(st[PS_REALIZED]), eq)
         )
-        if closing_ts_ns is None:
-            return  # no later quote exists: nothing could execute a decision
-        if self._flatten_reason is not None:
-            self._flatten_now(closing_ts_ns)
-            return
-        if not warm:
-            return  # no decision before the features have warmed up
-        if self.pending_policy is not None:
-            self._apply_swap(bar_ts)
-        if self.instrument in self.broker.working:  # a flatten/corrective order is still working
-            self.latency.add(time.perf_counter_ns() - t0)
-            return
+        return units, eq, session
+
+    def _decide(self, bar_ts: int, last_bid: float, last_ask: float, session: SessionStats) -> tuple[int, float]:
+        """The policy's action and confidence on this bar's observation, counted."""
         self.features.compute(self.obs[: self.spec.n_market])
-        position_features(st, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
+        position_features(self.position, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
         action, confidence = self.policy.act(self.obs)
         if self.first_decision_bar_ts is None:
             self.first_decision_bar_ts = bar_ts
+        c = self.counters
         c.decisions += 1
         c.actions[ACTION_NAMES[action]] += 1
         self.tracker.on_decision(action)
         session.decisions += 1
         session.holds += action == 0
+        return action, confidence
+
+    def _act(self, action: int, confidence: float, bar_ts: int, closing_ts_ns: int, units: float, eq: float) -> None:
+        """Size the action's order, ask risk what may go out, record the decision, submit."""
         size = self.ex.trade_units * self._size_factor(bar_ts)
         wanted = float(target_units(action, units, size)) - units
         gap = (self.clock_ns(closing_ts_ns) - closing_ts_ns) / 1e9
@@ -513,4 +532,3 @@ class Slot:
             self._risk_event(closing_ts_ns, risk.kind or "pass", risk.note or "order allowed", wanted, risk.units)
         if risk.units != 0.0:
             self._submit(risk.units, bar_ts, closing_ts_ns)
-        self.latency.add(time.perf_counter_ns() - t0)
