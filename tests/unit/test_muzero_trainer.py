@@ -214,3 +214,23 @@ def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
         for i in range(3, 9)
     )
     algo.close()
+
+
+def test_learning_rate_anneals_to_a_tenth_over_the_plan():
+    from stairway.trainer.cycles import training_env
+    from stairway.trainer.muzero import MuZeroAlgorithm
+
+    c = cfg()
+    env, _ = training_env(c, prepare_data(c))
+    algo = MuZeroAlgorithm(c, env, planned_steps=1000)
+    segs, _ = algo._self_play()
+    for s in segs:
+        algo.buffer.add(s)
+    lrs = []
+    for step in (0, 500, 1000, 5000):  # the plan's start, middle, end, and past it
+        algo.global_step = step
+        algo._train_round()
+        lrs.append(algo.opt.param_groups[0]["lr"])
+    base = c.muzero.learning_rate
+    assert lrs == pytest.approx([base, 0.55 * base, 0.1 * base, 0.1 * base])
+    algo.close()
