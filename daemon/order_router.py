@@ -81,8 +81,13 @@ class LiveRouter:
         self._journal(intent, "new")
         self.queue.put_nowait(intent)
 
-    def work(self, instrument: str, *_quotes) -> list[Fill]:
-        """Fills received for the instrument since the last call (quotes are not used)."""
+    def work(self, instrument: str, ts, bid, ask, acc, start: int, stop: int) -> list[Fill]:
+        """Fills received for the instrument since the last call (the quotes are not used: the
+        broker fills live orders)."""
+        return self.pending_fills(instrument)
+
+    def pending_fills(self, instrument: str) -> list[Fill]:
+        """Fills the broker reported for the instrument that the slot has not taken yet."""
         if not self.inbox:
             return []
         mine = [f for f in self.inbox if f.instrument == instrument]

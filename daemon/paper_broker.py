@@ -9,6 +9,7 @@ exactly as with a real broker's fill reports.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -42,6 +43,30 @@ def add_working(
         raise OrderRejected(f"{intent.client_order_id}: units must be positive, got {intent.units}")
     order = working[intent.instrument] = WorkingOrder(intent, intent.units * int(intent.side), not_before_ns, expires)
     return order
+
+
+class OrderGateway(Protocol):
+    """Where the slot's orders go: the paper broker (fills worked against the quotes) or the
+    live router (fills reported by the broker). The slot knows no other broker interface.
+
+        working               the order working per instrument (one at a time)
+        submit(intent, ...)   hand over an order, not to fill before ``not_before_ns``
+        work(instrument, quotes..., start, stop)
+                              fills against quotes[start:stop] (live: none, fills are pushed)
+        pending_fills(instrument)
+                              fills that arrived between quotes (paper: none)
+        finish(instrument)    take the working order off when its outcome is known
+    """
+
+    working: dict[str, WorkingOrder]
+
+    def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None: ...
+
+    def work(self, instrument: str, ts, bid, ask, acc, start: int, stop: int) -> list[Fill]: ...
+
+    def pending_fills(self, instrument: str) -> list[Fill]: ...
+
+    def finish(self, instrument: str) -> WorkingOrder | None: ...
 
 
 class PaperBroker:
@@ -109,6 +134,10 @@ class PaperBroker:
                 order.fills += 1
             start = chunk_stop
         return fills
+
+    def pending_fills(self, instrument: str) -> list[Fill]:
+        """Paper fills happen only against quotes (work)."""
+        return []
 
     def finish(self, instrument: str) -> WorkingOrder | None:
         """Cancel what is left of the instrument's order and hand back its final state."""

@@ -39,7 +39,7 @@ from stairway.core.position import (
     position_features,
 )
 from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
-from stairway.daemon.paper_broker import PaperBroker
+from stairway.daemon.paper_broker import OrderGateway
 from stairway.daemon.risk import TIER_NAMES, RiskEngine
 from stairway.daemon.rows import (
     BarRow,
@@ -55,8 +55,6 @@ from stairway.daemon.sessions import SessionStats, SessionTracker
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
-_NO_PRICE = np.zeros(1)
-_NOT_ACCEPTED = np.zeros(1, dtype=np.bool_)
 
 
 @dataclass
@@ -98,7 +96,7 @@ class Slot:
         ex: ExecutionModel,
         initial_equity: float,
         policy: Policy,
-        broker: PaperBroker,
+        broker: OrderGateway,
         risk: RiskEngine,
         store: Store,
         latency_capacity: int = 4096,
@@ -222,8 +220,9 @@ class Slot:
 
     # -- live brokers ---------------------------------------------------------------------
     def apply_pending_fills(self, now_ns: int) -> None:
-        """Apply fills a live broker reported between quotes (called on the event loop)."""
-        self._work(np.array([now_ns], dtype=np.int64), _NO_PRICE, _NO_PRICE, _NOT_ACCEPTED, 0, 0)
+        """Apply the fills a live broker reported between quotes (called on the event loop,
+        at once, by the router): the one way live fills reach the book."""
+        self._take_fills(self.broker.pending_fills(self.instrument), lambda: now_ns)
 
     def set_position(self, units: float, avg_price: float, realized: float | None = None) -> None:
         """Adopt the broker's view (reconciliation, restart); realised PnL is kept."""
@@ -289,6 +288,11 @@ class Slot:
 
     def _work(self, ts, bid, ask, acc, start: int, stop: int) -> None:
         fills = self.broker.work(self.instrument, ts, bid, ask, acc, start, stop)
+        self._take_fills(fills, lambda: int(ts[max(start, stop - 1)]))
+
+    def _take_fills(self, fills: list, at_ns: Callable[[], int]) -> None:
+        """Book the fills, then settle the working order: an overfill is flattened at once (from
+        the time ``at_ns()`` gives), a filled order stops blocking decisions."""
         for f in fills:
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
@@ -308,13 +312,13 @@ class Slot:
             if excess:
                 self._finish_order()
                 self._risk_event(
-                    int(ts[max(start, stop - 1)]),
+                    at_ns(),
                     "overfill",
                     f"filled {order.filled:g} for {order.intent.units:g} requested; flattening the excess",
                     requested,
                     -excess,
                 )
-                self._submit(-excess, order.intent.bar_ts_ns, int(ts[max(start, stop - 1)]), expires=False)
+                self._submit(-excess, order.intent.bar_ts_ns, at_ns(), expires=False)
                 order = None
         if order is not None and order.remaining == 0.0:
             self._finish_order()  # done: a flatten/corrective order stops blocking decisions
