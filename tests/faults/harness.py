@@ -80,8 +80,7 @@ class Rig:
     """One emulator and one state directory; ``run`` starts a daemon until a condition."""
 
     def __init__(self, tmp: Path, spec: FeatureSpec, seed: int = 3, **broker) -> None:
-        self.tmp, self.spec = tmp, spec
-        tiny_checkpoint(tmp / "models", spec, seed=seed)
+        self.tmp, self.spec, self.seed = tmp, spec, seed
         self.emu = OandaEmulator()
         self.emu.knobs.end_when_exhausted = False
         self.emu.knobs.price_interval_secs = 0.003  # a bar every 12 ms: order round trips fit in one
@@ -91,8 +90,10 @@ class Rig:
         self.cfg: DaemonConfig | None = None
 
     async def start(self) -> None:
+        if not (self.tmp / "models" / "current").exists():  # the operator's model, written off the loop
+            await asyncio.to_thread(tiny_checkpoint, self.tmp / "models", self.spec, seed=self.seed)
         url = await self.emu.start()
-        self.cfg = live_config(self.tmp, url, **self.broker)
+        self.cfg = await asyncio.to_thread(live_config, self.tmp, url, **self.broker)
 
     def clock(self) -> int:
         return self.emu.now_ns + self.clock_offset_ns

@@ -19,6 +19,8 @@ from tests.emulators.ib_fake import FakeIB
 from tests.faults.harness import ConditionNotReached, live_config, prices
 from tests.helpers import tiny_checkpoint
 
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
+
 
 def test_error_codes_are_classified():
     assert classify(1100) is IBErrorClass.CONNECTIVITY_LOST
@@ -115,7 +117,7 @@ def run(coro):
 
 def test_ib_trades_and_reconciles(tmp_path, spec):
     async def go():
-        rig = IBRig(tmp_path, spec)
+        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
         d, error = await rig.run()
         assert error is None
         journal = rig.check()
@@ -130,7 +132,7 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
     one reconnect, full resync, the outage's execution recovered, nothing placed twice."""
 
     async def go():
-        rig = IBRig(tmp_path, spec)
+        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
         state = {}
 
         async def during(d):
@@ -168,7 +170,7 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
 
 def test_ib_fill_timeout_is_resolved_by_order_ref_not_resent(tmp_path, spec):
     async def go():
-        rig = IBRig(tmp_path, spec)
+        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
         state = {}
 
         async def during(d):
@@ -192,7 +194,7 @@ def test_ib_fill_timeout_is_resolved_by_order_ref_not_resent(tmp_path, spec):
 @pytest.mark.parametrize("what", ["reject", "manual_trade"])
 def test_ib_reject_and_manual_trade(what, tmp_path, spec):
     async def go():
-        rig = IBRig(tmp_path, spec)
+        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
         done = []
 
         async def during(d):

@@ -14,6 +14,8 @@ import pytest
 from stairway.core.errors import FatalError
 from tests.faults.harness import Rig, prices, reconcile_events
 
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
+
 
 def last_price_done(d, emu) -> bool:
     return (
@@ -201,7 +203,7 @@ def test_single_run_fault(case, tmp_path, spec):
         await rig.start()
         try:
             emu = rig.emu
-            emu.prices = prices(rig.cfg, case.days)
+            emu.prices = await asyncio.to_thread(prices, rig.cfg, case.days)
             for k, v in case.knobs.items():
                 setattr(emu.knobs, k, v)
             for n, kn in case.armed.items():
@@ -227,7 +229,7 @@ def test_clock_jump_blocks_entries_as_stale(tmp_path, spec):
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
-            rig.emu.prices = prices(rig.cfg, 9)
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 9)
             at_jump = []
 
             async def during(d):
@@ -252,7 +254,7 @@ def test_pricing_stream_down_shows_broker_disconnected_then_recovers(tmp_path, s
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
-            rig.emu.prices = prices(rig.cfg, 12)
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             state = {"seen": set()}
 
             async def during(d):
@@ -289,7 +291,7 @@ def test_transaction_stream_wakes_reconciliation_for_a_manual_trade(tmp_path, sp
         try:
             svc = rig.cfg.service.model_copy(update={"reconcile_secs": 300.0})
             rig.cfg = rig.cfg.model_copy(update={"service": svc})
-            rig.emu.prices = prices(rig.cfg, 12)
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             state = {}
 
             async def during(d):
@@ -325,7 +327,7 @@ def test_manual_trade_above_the_maximum_is_cut_back(reconcile_secs, emergency_se
         try:
             svc = rig.cfg.service.model_copy(update={"reconcile_secs": reconcile_secs})
             rig.cfg = rig.cfg.model_copy(update={"service": svc})
-            rig.emu.prices = prices(rig.cfg, 12)
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             state = {}
 
             async def during(d):
@@ -355,7 +357,7 @@ def test_revoked_token_stops_the_daemon_then_a_restart_resolves_the_order(tmp_pa
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
-            rig.emu.prices = prices(rig.cfg, 9)
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 9)
             good = rig.emu.token
             revoked = []
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import pytest
+
 from stairway.cli import main
 from stairway.daemon.drift import drift_report
 from tests.faults.harness import Rig, prices
+
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
 
 
 def test_paper_live_sends_nothing_and_drift_report_matches_orders(tmp_path, spec, capsys):
@@ -16,7 +20,7 @@ def test_paper_live_sends_nothing_and_drift_report_matches_orders(tmp_path, spec
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
-            quotes = prices(rig.cfg, 12)
+            quotes = await asyncio.to_thread(prices, rig.cfg, 12)
             rig.emu.prices = quotes
             live_cfg = rig.cfg
             svc = live_cfg.service.model_copy(update={"db_name": "paper-live.db"})

@@ -17,6 +17,8 @@ from tests.faults.harness import Rig, prices, reconcile_events
 from tests.faults.test_oanda_faults import last_price_done
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
+
 
 def holding(d) -> bool:
     return (
@@ -30,7 +32,7 @@ def holding(d) -> bool:
 
 async def hold_then_stop(rig) -> float:
     """First run: trade until a position is held and settled, then stop; the units held."""
-    rig.emu.prices = prices(rig.cfg, 12)
+    rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
     out = await rig.run(holding, timeout=30)
     assert out.error is None
     held = rig.emu.positions["EUR_USD"]
@@ -49,7 +51,7 @@ def test_position_opened_at_the_broker_while_down(policy, tmp_path, spec):
         rig = Rig(tmp_path, spec, unknown_positions=policy)
         await rig.start()
         try:
-            rig.emu.prices = prices(rig.cfg, 12)
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             rig.emu.manual_trade("EUR_USD", 40_000.0)  # by hand, before the daemon ever ran
             rig.history_from = rig.emu.last_id  # older than the daemon's history: positions tell
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
@@ -91,7 +93,8 @@ def test_restart_30_days_after_the_position_opened(tmp_path, spec):
             held = await hold_then_stop(rig)
             opened = dt.datetime.fromtimestamp(rig.emu.now_ns / 1e9, dt.UTC)
             later = (opened + dt.timedelta(days=30)).strftime("%Y-%m-%d")
-            rig.emu.prices = rig.emu.prices[: rig.emu.cursor] + prices(rig.cfg, 12, start=later)
+            later_prices = await asyncio.to_thread(prices, rig.cfg, 12, start=later)
+            rig.emu.prices = rig.emu.prices[: rig.emu.cursor] + later_prices
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
             assert out.error is None
             info = rig.check()
@@ -136,7 +139,7 @@ def test_kill_9_between_send_and_acknowledgement_then_restart(tmp_path, spec):
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
-            rig.emu.prices = prices(rig.cfg, 12)
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             held = asyncio.Event()
             rig.emu.arm_on_order(1, hold_order_response=held)
             log = open(tmp_path / "daemon-process.log", "wb")
@@ -165,7 +168,8 @@ def test_kill_9_between_send_and_acknowledgement_then_restart(tmp_path, spec):
             coid = next(iter(rig.emu.orders))
             # the killed process's stream consumed the rest: the restart gets the next week
             restart = dt.datetime.fromtimestamp(rig.emu.now_ns / 1e9, dt.UTC) + dt.timedelta(days=7)
-            rig.emu.prices = rig.emu.prices[: rig.emu.cursor] + prices(rig.cfg, 12, start=restart.strftime("%Y-%m-%d"))
+            later_prices = await asyncio.to_thread(prices, rig.cfg, 12, start=restart.strftime("%Y-%m-%d"))
+            rig.emu.prices = rig.emu.prices[: rig.emu.cursor] + later_prices
             with rig.db() as c:
                 assert c.execute("SELECT state FROM order_journal WHERE client_order_id = ?", (coid,)).fetchone() == (
                     "new",
