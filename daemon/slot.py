@@ -222,7 +222,7 @@ class Slot:
     def apply_pending_fills(self, now_ns: int) -> None:
         """Apply the fills a live broker reported between quotes (called on the event loop,
         at once, by the router): the one way live fills reach the book."""
-        self._take_fills(self.broker.pending_fills(self.instrument), lambda: now_ns)
+        self._take_fills(self.broker.pending_fills(self.instrument), now_ns)
 
     def set_position(self, units: float, avg_price: float, realized: float | None = None) -> None:
         """Adopt the broker's view (reconciliation, restart); realised PnL is kept."""
@@ -288,11 +288,13 @@ class Slot:
 
     def _work(self, ts, bid, ask, acc, start: int, stop: int) -> None:
         fills = self.broker.work(self.instrument, ts, bid, ask, acc, start, stop)
-        self._take_fills(fills, lambda: int(ts[max(start, stop - 1)]))
+        # the window's last quote; past the batch's end (an empty window), the batch's last one
+        at_ns = int(ts[min(max(start, stop - 1), len(ts) - 1)]) if len(ts) else self._last_quote_ts
+        self._take_fills(fills, at_ns)
 
-    def _take_fills(self, fills: list, at_ns: Callable[[], int]) -> None:
+    def _take_fills(self, fills: list, at_ns: int) -> None:
         """Book the fills, then settle the working order: an overfill is flattened at once (from
-        the time ``at_ns()`` gives), a filled order stops blocking decisions."""
+        ``at_ns``), a filled order stops blocking decisions."""
         for f in fills:
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
@@ -312,13 +314,13 @@ class Slot:
             if excess:
                 self._finish_order()
                 self._risk_event(
-                    at_ns(),
+                    at_ns,
                     "overfill",
                     f"filled {order.filled:g} for {order.intent.units:g} requested; flattening the excess",
                     requested,
                     -excess,
                 )
-                self._submit(-excess, order.intent.bar_ts_ns, at_ns(), expires=False)
+                self._submit(-excess, order.intent.bar_ts_ns, at_ns, expires=False)
                 order = None
         if order is not None and order.remaining == 0.0:
             self._finish_order()  # done: a flatten/corrective order stops blocking decisions

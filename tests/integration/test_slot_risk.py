@@ -268,3 +268,25 @@ def test_restored_position_is_protected_from_the_first_quote(market_cfg, spec, t
     assert len(flattened) == 1 and float(slot.position[0]) == 0.0
     (flat_ts,) = db.execute("SELECT max(ts_ns) FROM fills").fetchone()
     assert flat_ts < START * 10**9 + HOUR
+
+
+def test_an_overfill_reported_in_an_empty_quote_window_is_flattened_not_a_crash(market_cfg, spec, tmp_path):
+    """A live broker reports fills whatever the quotes, so an over-fill can surface in the
+    empty window after a batch's last quote (start == stop == len(batch)). It is flattened
+    from that last quote's time; it used to index past the batch (IndexError: the daemon died)."""
+    from stairway.core.types import Fill, Side
+
+    closes = [1.10 + 1e-5 * np.sin(k) for k in range(spec.window + 3)]
+    slot, _, _ = run(market_cfg, spec, tmp_path, closes, [0] * 10)
+    t = slot.last_bar_ts + HOUR
+    slot._submit(100_000.0, slot.last_bar_ts, t - 1)
+    order = slot.broker.working["EUR_USD"]
+    order.filled = 200_000.0  # the broker filled twice what was asked
+    fill = Fill(order.intent.client_order_id, "EUR_USD", t, Side.BUY, 200_000.0, 1.1, 0.0)
+    slot.broker.work = lambda *args: [fill]
+    ts, px, acc = np.array([t], np.int64), np.array([1.1]), np.array([True])
+    slot._work(ts, px, px, acc, 1, 1)  # the window after the batch's only quote: empty
+    event = slot.store.pending["risk_events"][-1]
+    assert event.kind == "overfill" and event.ts_ns == t and event.allowed_units == -100_000.0
+    corrective = slot.broker.working["EUR_USD"]
+    assert corrective.intent.units == 100_000.0 and corrective.intent.side is Side.SELL
