@@ -93,6 +93,7 @@ class MuZeroAlgorithm:
         self.global_step, self._first_step, self.planned = start_step, start_step, max(1, planned_steps)
         self.buffer = ReplayBuffer(a.buffer_segments, a.trade_quota, self.rng)
         self.updates = 0
+        self._sent: tuple[int, bytes] | None = None  # (updates, the weights as sent to the actors)
         self.actors = ActorPool(cfg, env.h, env.hi, env.session_len, env.session_starts)
 
     # -- the seam ---------------------------------------------------------------------------
@@ -143,7 +144,7 @@ class MuZeroAlgorithm:
         """One segment of every session from every actor, in actor order."""
         shaper = self.env.shaper
         target = shaper.target if shaper is not None else self.cfg.shaping.target_hold_rate
-        results = self.actors.play(weights_to_bytes(self.tensors()), self.arch(), self.temperature(), target)
+        results = self.actors.play(self._weights(), self.arch(), self.temperature(), target)
         segs, total, count = [], 0.0, 0
         for r in results:
             for e in range(len(r["actions"])):
@@ -162,6 +163,13 @@ class MuZeroAlgorithm:
             total += float(r["rewards"].sum())
             count += r["rewards"].size
         return segs, total / max(count, 1)
+
+    def _weights(self) -> bytes:
+        """The current weights as safetensors bytes, serialised once per update: a round's
+        self-play and its reanalyse (which runs before the round's updates) send the same."""
+        if self._sent is None or self._sent[0] != self.updates:
+            self._sent = (self.updates, weights_to_bytes(self.tensors()))
+        return self._sent[1]
 
     def close(self) -> None:
         self.actors.close()
@@ -222,7 +230,7 @@ class MuZeroAlgorithm:
             return 0
         positions = sorted(wanted)
         obs = np.stack([items[j].obs[i] for j, i in positions])
-        fresh = self.actors.reanalyse(weights_to_bytes(self.tensors()), self.arch(), obs)
+        fresh = self.actors.reanalyse(self._weights(), self.arch(), obs)
         for p, (j, i) in enumerate(positions):
             items[j].policies[i] = fresh["policies"][p]
             items[j].values[i] = fresh["values"][p]

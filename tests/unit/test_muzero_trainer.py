@@ -193,6 +193,7 @@ def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
     with torch.no_grad():  # the learner's weights move on, so stored targets are stale
         for p in algo.net.parameters():
             p.add_(0.05)
+    algo.updates += 1  # as the learner step that moves them counts itself
     before = [(s.policies.copy(), s.values.copy()) for s in algo.buffer.items]
     plan = [(np.array([1, 2]), [3, 14], np.array([True, False]))]  # segment length 16: row 1 is cut at T
     assert algo._reanalyse(plan) == len({3, 4, 5, 6, 7, 8})
