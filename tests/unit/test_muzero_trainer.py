@@ -235,3 +235,46 @@ def test_learning_rate_anneals_to_a_tenth_over_the_plan():
     base = c.muzero.learning_rate
     assert lrs == pytest.approx([base, 0.55 * base, 0.1 * base, 0.1 * base])
     algo.close()
+
+
+def test_a_ray_address_where_nothing_answers_is_one_line_not_a_hang():
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from stairway.core.errors import ConfigError
+    from stairway.trainer.ray_setup import probe_address
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))  # a port nobody listens on
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(ConfigError, match=rf"--ray-address = '127.0.0.1:{port}': no Ray cluster answers there"):
+        probe_address(f"127.0.0.1:{port}", "--ray-address")
+    with pytest.raises(ConfigError, match="expected HOST:PORT of a Ray cluster, 'local' or 'auto'"):
+        probe_address("my-cluster", "--ray-address")
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stairway.cli",
+            "train",
+            "run",
+            "--config",
+            "config/trainer-muzero.toml",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2 and time.monotonic() - t0 < 60
+    assert (
+        p.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"'127.0.0.1:{port}': no Ray cluster answers there (Connection refused)")
+    )
