@@ -153,6 +153,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     try:
         tensors = load(data)
         header = _header(data)
+    except KeyError as e:  # safetensors.numpy has no numpy type for it (BF16, ...)
+        raise CheckpointError(f"{path}: tensor dtype {e.args[0]} cannot be read (float32 expected)") from None
     except (SafetensorError, ValueError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from None
     return Checkpoint(sha, path, CheckpointMeta.from_header(header, str(path)), tensors)

@@ -138,3 +138,21 @@ def test_the_daemons_alert_band_and_the_shadow_gates_range_are_one_rule():
             == trade_band((5, 25), period)
         )
     assert trade_band((5, 25), 60) == (0, 1)
+
+
+def test_a_bf16_checkpoint_is_refused_with_its_dtype_not_a_crash(tmp_path, spec):
+    """The daemon reads weights as numpy arrays, which have no bfloat16: such a file is a
+    CheckpointError naming the dtype (the watcher refuses it and keeps trading), not a KeyError."""
+    from safetensors.torch import save
+
+    from stairway.core.checkpoint import CheckpointMeta
+
+    meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 16)
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(
+        save({"actor.0.weight": torch.zeros(16, spec.obs_dim, dtype=torch.bfloat16)}, metadata=meta.to_header())
+    )
+    with pytest.raises(
+        CheckpointError, match=r"bf16.safetensors: tensor dtype BF16 cannot be read \(float32 expected\)"
+    ):
+        read_checkpoint(path)
