@@ -94,7 +94,10 @@ def tiny_checkpoint(
     hidden: int = 16,
     action_space=ACTION_NAMES,
     feature_hash: str | None = None,
+    gate_db: Path | None = None,
 ):
+    """A small PPO checkpoint, published as ``current``. With ``gate_db`` its passing gate record
+    is written first, as the trainer does: a daemon polling ``current`` never sees it ungated."""
     torch.manual_seed(seed)
     net = ActorCritic(spec.obs_dim, len(action_space), hidden=hidden)
     # larger output weights than PPO's init so an untrained net actually trades
@@ -104,8 +107,19 @@ def tiny_checkpoint(
         "ppo", feature_hash or spec.hash, spec.to_json(), (spec.obs_dim,), tuple(action_space), hidden
     )
     ck = save_checkpoint(models_dir, net.state_dict(), meta)
+    if gate_db is not None:
+        pass_gate(gate_db, ck)
     publish(models_dir, ck.sha)
     return ck, net
+
+
+def pass_gate(gate_db: Path, ck) -> None:
+    from stairway.trainer.gatedb import GateDB
+
+    db = GateDB(gate_db)
+    db.add_model(ck.sha, ck.meta, 1, "t", 0)
+    db.set_verdict(ck.sha, True, {"passed": True})
+    db.close()
 
 
 def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):

@@ -67,8 +67,7 @@ def test_hot_swap_ppo_to_muzero_to_ppo_during_a_tick_burst(tmp_path, spec):
 
     from stairway.core.bar_ticks import bars_to_ticks
     from stairway.daemon.app import Daemon
-    from stairway.trainer.gatedb import GateDB
-    from tests.helpers import daemon_config, write_bars_csv
+    from tests.helpers import daemon_config, pass_gate, write_bars_csv
     from tests.integration.test_service import HOUR, gated, until
 
     b = load_bars(EURUSD)[0]
@@ -86,18 +85,12 @@ def test_hot_swap_ppo_to_muzero_to_ppo_during_a_tick_burst(tmp_path, spec):
         model_poll_secs=0.05,
     )
 
-    def gate(ck):
-        db = GateDB(gate_db)
-        db.add_model(ck.sha, ck.meta, 1, "t", 0)
-        db.set_verdict(ck.sha, True, {"passed": True})
-        db.close()
-
     async def scenario():
         d = Daemon(cfg)
         task = asyncio.create_task(d.run())
         await until(lambda: d.setup_done and d.slot.counters.decisions > 20)
         mz = muzero_checkpoint(tmp_path / "staging", spec, seed=5)  # gated first, then published
-        gate(mz)
+        pass_gate(gate_db, mz)
         publish_into(models, mz)
         await until(lambda: d.slot.counters.swaps == 1)
         seen = d.slot.counters.decisions
