@@ -21,7 +21,7 @@ Every Broker must provide:
 - ``positions()`` -> list[PositionReport]: the source of truth for what is held.
 - ``account()`` -> AccountReport.
 
-Every Feed must provide ``ticks()``: an async iterator of TICK_DTYPE batches, and
+Every Feed must provide ``ticks()``: an async iterator of (instrument, TICK_DTYPE batch), and
 ``status``: one of FeedStatus (connected, stale, disconnected), with a timestamp.
 """
 
@@ -110,13 +110,15 @@ class Broker(Protocol):
 
 
 class Feed(Protocol):
-    """A live price feed: batches of quotes, its connection status, the instruments whose
+    """A live price feed: batches of one instrument's quotes, tagged with the instrument; its
+    connection status, the instruments whose
     prices have gone stale, and whether the last batch was backfilled from candles (the tick
     recorder keeps real quotes only)."""
 
     status: FeedStatus
     last_batch_backfilled: bool
+    chunk_end: bool  # the daemon commits after a batch with this set (live feeds: always)
 
-    def ticks(self) -> AsyncIterator[np.ndarray]: ...
+    def ticks(self) -> AsyncIterator[tuple[str, np.ndarray]]: ...
 
     def stale_instruments(self, now: float | None = None) -> list[str]: ...

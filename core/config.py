@@ -39,6 +39,7 @@ ALL_SECTIONS = frozenset(
         "gates",
         "instrument",
         "muzero",
+        "portfolio",
         "ppo",
         "regime",
         "replay",

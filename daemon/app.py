@@ -41,12 +41,15 @@ from stairway.daemon import status
 from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned
 from stairway.daemon.build import DaemonBuild
 from stairway.daemon.config import DaemonConfig
-from stairway.daemon.control import KNOWN, check_private, hint
+from stairway.daemon.control import check_private, hint
+from stairway.daemon.hot_swap import ModelWatcher
 from stairway.daemon.jobs import backup_database, make_scheduler
 from stairway.daemon.notify import Notifier
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.reconcile_runner import Reconciler
+from stairway.daemon.recorder import TickRecorder
 from stairway.daemon.rows import ModelSwapRow
+from stairway.daemon.slot import Slot
 
 log = structlog.get_logger("daemon")
 
@@ -66,6 +69,7 @@ class DaemonResult:
     loop_lag_s: object = None
     http_port: int | None = None
     tracker: object = None  # core.metrics.PerformanceTracker of the run (baselines, intervals)
+    instruments: dict = None  # per instrument: counters, summary, model sha (a portfolio's detail)
 
 
 class Daemon(DaemonBuild):
@@ -90,8 +94,12 @@ class Daemon(DaemonBuild):
         self.reconciler: Reconciler | None = None
         self.policy, self.ticks, self.latency_capacity = policy, ticks, latency_capacity
         self.stop = stop or asyncio.Event()
-        self.spec = FeatureSpec.from_config(cfg)
+        self.legs = cfg.legs(look_on_disk=False)  # the instruments: one, or a portfolio's (set-up looks on disk)
+        self.spec = FeatureSpec.from_config(cfg)  # one feature spec: the legs share [bars] and [features]
         self.ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+        self.slots: dict[str, Slot] = {}
+        self.watchers: dict[str, ModelWatcher] = {}
+        self.recorders: dict[str, TickRecorder] = {}
         self.notifier = Notifier()
         self.interrupted = False
         self.db_error = ""
@@ -106,10 +114,32 @@ class Daemon(DaemonBuild):
         self.control_unknown: tuple[str, ...] = ()
         self.control_unknown_seen: set[str] = set()
         self._stopped = False
+        self.summaries: dict[str, dict] = {}
         self.setup_done = False  # every component exists (slot, router, reconciler, watcher)
 
-    def _live_obs(self) -> np.ndarray | None:
-        return self.slot.obs.copy() if self.slot.features.warm else None
+    @property
+    def slot(self) -> Slot:
+        """The first instrument's slot (the only one without a portfolio)."""
+        if not self.slots:
+            raise AttributeError("slot: the daemon is not set up yet")
+        return next(iter(self.slots.values()))
+
+    @property
+    def watcher(self) -> ModelWatcher:
+        if not self.watchers:
+            raise AttributeError("watcher: the daemon is not set up yet")
+        return next(iter(self.watchers.values()))
+
+    @property
+    def recorder(self) -> TickRecorder | None:
+        return next(iter(self.recorders.values()), None)
+
+    def _live_obs_of(self, instrument: str) -> Callable[[], np.ndarray | None]:
+        def live_obs() -> np.ndarray | None:
+            slot = self.slots[instrument]
+            return slot.obs.copy() if slot.features.warm else None
+
+        return live_obs
 
     # -- callbacks ------------------------------------------------------------------------
     def _on_flatten_tier(self, reason: str) -> None:
@@ -120,60 +150,84 @@ class Daemon(DaemonBuild):
         next quote can be handled."""
         from stairway.core.checkpoint import roll_back
 
-        models = self.cfg.service.models_dir
-        gold = models / "gold"
-        if not self.cfg.real_orders:
-            log.error("rollback_not_applied", reason=reason, why="paper run: models/current is the operator's")
-        elif gold.is_symlink():
-            roll_back(models, "gold")
-            log.error("rolled_back_to_gold", reason=reason)
-        else:
-            log.error("no_gold_model", reason=reason)
+        for leg in self.legs:  # the account's tier: every instrument's model goes back to gold
+            gold = leg.models_dir / "gold"
+            if not self.cfg.real_orders:
+                log.error(
+                    "rollback_not_applied",
+                    instrument=leg.symbol,
+                    reason=reason,
+                    why="paper run: models/current is the operator's",
+                )
+            elif gold.is_symlink():
+                roll_back(leg.models_dir, "gold")
+                log.error("rolled_back_to_gold", instrument=leg.symbol, reason=reason)
+            else:
+                log.error("no_gold_model", instrument=leg.symbol, reason=reason)
         self.control.stop_trading()
 
-    def _on_policy(self, policy: Policy, t0: float) -> None:
-        self.slot.pending_policy = policy
-        self.model_loaded_at = time.time()
+    def _on_policy_of(self, instrument: str) -> Callable[[Policy, float], None]:
+        def on_policy(policy: Policy, t0: float) -> None:
+            self.slots[instrument].pending_policy = policy
+            self.model_loaded_at = time.time()
 
-    def _on_refused(self, target: str, reason: str) -> None:
-        # model_swaps.ts_ns is wall-clock time for swaps and refusals alike
-        self.store.add(
-            ModelSwapRow(self.run_id, time.time_ns(), self.slot.policy.sha, Path(target).stem, "refused", reason)
-        )
+        return on_policy
+
+    def _on_refused_of(self, instrument: str) -> Callable[[str, str], None]:
+        def on_refused(target: str, reason: str) -> None:
+            # model_swaps.ts_ns is wall-clock time for swaps and refusals alike
+            old = self.slots[instrument].policy.sha
+            self.store.add(ModelSwapRow(self.run_id, time.time_ns(), old, Path(target).stem, "refused", reason))
+
+        return on_refused
 
     # -- tasks ----------------------------------------------------------------------------
     async def _feed_task(self) -> None:
-        slot, store = self.slot, self.store
+        slots, store, recorders = self.slots, self.store, self.recorders
         try:
-            async for batch in self.feed.ticks():
+            async for inst, batch in self.feed.ticks():
+                slot = slots.get(inst)
+                if slot is None:  # a feed serves the instruments it was asked for; anything else is dropped
+                    continue
                 self.last_tick_monotonic = time.monotonic()
-                if self.recorder is not None and not self.feed.last_batch_backfilled:
-                    self.recorder.enqueue(batch)  # real quotes only: never candle-derived backfill
+                if recorders and not self.feed.last_batch_backfilled:
+                    recorders[inst].enqueue(batch)  # real quotes only: never candle-derived backfill
                 slot.on_ticks(batch)
+                if not self.feed.chunk_end:  # a replay's run inside a batch: commit at the batch's end
+                    continue
                 try:
                     await store.flush()
                 except Exception as e:  # the database is the record of what happened: stop
                     self.db_error = str(e)
                     raise FatalError(f"{self.cfg.service.db_path}: write failed: {e}") from e
-                for f in slot.new_fills:  # reported only once committed
-                    log.info(
-                        "order_filled", client_order_id=f.client_order_id, units=f.units * int(f.side), price=f.price
-                    )
-                slot.new_fills.clear()
+                for s in slots.values():  # reported only once committed (a live fill may land on any)
+                    for f in s.new_fills:
+                        log.info(
+                            "order_filled",
+                            client_order_id=f.client_order_id,
+                            units=f.units * int(f.side),
+                            price=f.price,
+                        )
+                    s.new_fills.clear()
                 if self.stop.is_set():
                     self.interrupted = True
-                    log.info("shutdown_requested", ticks=slot.counters.ticks)
+                    log.info("shutdown_requested", ticks=self.ticks_seen)
                     return
-            slot.finish()
+            for s in slots.values():
+                s.finish()
         finally:
             self.stop.set()
+
+    @property
+    def ticks_seen(self) -> int:
+        return sum(s.counters.ticks for s in self.slots.values())
 
     async def _feed_stopper(self, feed_task: asyncio.Task) -> None:
         """A live feed never ends and may be quiet: cancel it when the daemon stops."""
         await self.stop.wait()
         if not feed_task.done():
             self.interrupted = True
-            log.info("shutdown_requested", ticks=self.slot.counters.ticks)
+            log.info("shutdown_requested", ticks=self.ticks_seen)
             feed_task.cancel()
 
     def _check_control_dir(self) -> None:
@@ -201,7 +255,8 @@ class Daemon(DaemonBuild):
             for name in st.unknown:
                 if name not in self.control_unknown_seen:  # once per name
                     self.control_unknown_seen.add(name)
-                    log.warning("control_file_ignored", name=name, shown=hint(name), known=list(KNOWN))
+                    known = self.control.known
+                    log.warning("control_file_ignored", name=name, shown=hint(name, known), known=list(known))
             self.control_unknown = st.unknown
             enabled = (st.start_trading or not svc.require_start_file) and not self.control_unsafe
             if self.risk.state.halted:  # stays stopped until an operator starts trading again
@@ -215,18 +270,20 @@ class Daemon(DaemonBuild):
                     log.warning("trading_resumed_by_operator")
             if enabled != self.slot.trading_enabled:
                 log.info("trading_enabled" if enabled else "trading_disabled", start_file=st.start_trading)
-            self.slot.trading_enabled = enabled
+            for slot in self.slots.values():
+                slot.trading_enabled = enabled
             if self.cfg.live:
-                stale = self.instrument in self.feed.stale_instruments() and market_open(
-                    self.clock(), self.cfg.instrument.market, self.cfg.instrument.holidays
-                )
-                if stale != self.slot.data_stale:
-                    log.warning("instrument_stale" if stale else "instrument_fresh", instrument=self.instrument)
-                self.slot.data_stale = stale
-            if st.flatten:
-                self.slot.request_flatten("FLATTEN control file")
-                await asyncio.to_thread(self.control.consume_flatten)
-                log.warning("flatten_requested", source="control file")
+                stale_now = set(self.feed.stale_instruments())
+                for inst, slot in self.slots.items():
+                    stale = inst in stale_now and market_open(self.clock(), slot.market, slot.holidays)
+                    if stale != slot.data_stale:
+                        log.warning("instrument_stale" if stale else "instrument_fresh", instrument=inst)
+                    slot.data_stale = stale
+            for name, targets in st.flatten_requests(list(self.slots)):
+                for inst in targets:
+                    self.slots[inst].request_flatten(f"{name} control file")
+                await asyncio.to_thread(self.control.consume, name)
+                log.warning("flatten_requested", source="control file", file=name, instruments=targets)
             await self._sleep(svc.control_poll_secs)
 
     async def _watchdog_task(self) -> None:
@@ -260,8 +317,11 @@ class Daemon(DaemonBuild):
 
     # -- jobs -----------------------------------------------------------------------------
     async def _reconcile_job(self) -> None:
-        # The paper broker keeps no book of its own: its fills are the slot's position.
-        log.info("reconciled", broker="paper", position_units=float(self.slot.position[0]), discrepancies=0)
+        # The paper broker keeps no book of its own: its fills are the slots' positions.
+        for inst, slot in self.slots.items():
+            log.info(
+                "reconciled", broker="paper", instrument=inst, position_units=float(slot.position[0]), discrepancies=0
+            )
 
     async def _backup_job(self) -> None:
         svc = self.cfg.service
@@ -269,9 +329,9 @@ class Daemon(DaemonBuild):
         await asyncio.to_thread(backup_database, svc.db_path, svc.state_dir / "backups", svc.backup_keep)
 
     async def _retention_job(self) -> None:
-        if self.recorder is not None:
-            removed = await asyncio.to_thread(self.recorder.prune)
-            log.info("tick_files_pruned", removed=removed)
+        for inst, recorder in self.recorders.items():
+            removed = await asyncio.to_thread(recorder.prune)
+            log.info("tick_files_pruned", instrument=inst, removed=removed)
 
     # -- status (daemon.status) -------------------------------------------------------------
     def snapshot(self) -> dict:
@@ -295,7 +355,8 @@ class Daemon(DaemonBuild):
             log.error("reload_failed", reason=str(e))
             return
         self.risk.cfg = new.risk  # every derived limit (risk engine, reconciler) reads this from now on
-        self.slot.ramp = new.risk.size_ramp
+        for slot in self.slots.values():
+            slot.ramp = new.risk.size_ramp
         log.info("config_reloaded", what="risk limits", risk=new.risk.model_dump(mode="json"))
         ignored = [k for k in type(new).model_fields if k != "risk" and getattr(new, k) != getattr(self.cfg, k)]
         if ignored:  # only risk limits reload; anything else needs a restart
@@ -318,8 +379,8 @@ class Daemon(DaemonBuild):
         runner = None
         sched = None
         try:
-            if self.recorder is not None:
-                self.recorder.start()
+            for recorder in self.recorders.values():
+                recorder.start()
             if self.cfg.service.http_port is not None:
                 from stairway.daemon.http import bound_port, make_app, start_http
 
@@ -336,7 +397,7 @@ class Daemon(DaemonBuild):
                 jobs["reconcile"] = self._reconcile_job
             sched = make_scheduler(jobs, self.cfg.service.reconcile_secs, self.cfg.service.backup_hour_utc)
             sched.start()
-            self.notifier.ready(f"trading {self.instrument} with {self.policy.sha[:12]}")
+            self.notifier.ready("trading " + ", ".join(f"{k} with {s.policy.sha[:12]}" for k, s in self.slots.items()))
             async with asyncio.TaskGroup() as tg:
                 feed_task = tg.create_task(self._guard(self._feed_task()), name="feed")
                 if self.cfg.live:
@@ -346,8 +407,10 @@ class Daemon(DaemonBuild):
                     tg.create_task(self._guard(self.reconciler.run(self.stop)), name="reconcile")
                     for name, task in self.bundle.tasks.items():  # the adapter's own (OANDA: transactions)
                         tg.create_task(self._guard(task(self.reconciler.wake, self.stop)), name=name)
-                watcher = self.watcher.run(self.stop, self._on_policy, self._on_refused)
-                tg.create_task(self._guard(watcher), name="model-watcher")
+                for inst, w in self.watchers.items():
+                    watcher = w.run(self.stop, self._on_policy_of(inst), self._on_refused_of(inst))
+                    name = "model-watcher" if len(self.watchers) == 1 else f"model-watcher-{inst}"
+                    tg.create_task(self._guard(watcher), name=name)
                 tg.create_task(self._guard(self._control_task()), name="control")
                 tg.create_task(self._guard(self._watchdog_task()), name="watchdog")
                 tg.create_task(self._guard(self._loop_lag_task()), name="loop-lag")
@@ -364,23 +427,13 @@ class Daemon(DaemonBuild):
             raise FatalError(
                 f"{self.cfg.service.db_path}: the end of run {self.run_id} was not recorded: {self._end_error!r}"
             ) from self._end_error
-        c = self.slot.counters
-        counters = {
-            "ticks": c.ticks,
-            "bars": c.bars,
-            "decisions": c.decisions,
-            "orders": c.orders,
-            "fills": c.fills,
-            "swaps": c.swaps,
-            "actions": c.actions,
-            "rejected_bad": self.slot.builder.rejected_bad,
-            "rejected_out_of_order": self.slot.builder.rejected_out_of_order,
-            "rejected_duplicate": self.slot.builder.rejected_duplicate,
-            "rejected_jump": self.slot.builder.rejected_jump,
-            "risk_events": dict(c.risk_events),
-            "blocked_intents": c.blocked_intents,
-            "halted": self.risk.state.halted_reason or "",
-            "recorder_dropped_ticks": self.recorder.dropped_ticks if self.recorder else 0,
+        per = {inst: self._slot_counters(slot) for inst, slot in self.slots.items()}
+        counters = dict(per[self.instrument]) if len(per) == 1 else _summed(list(per.values()))
+        counters["halted"] = self.risk.state.halted_reason or ""
+        counters["recorder_dropped_ticks"] = sum(r.dropped_ticks for r in self.recorders.values())
+        instruments = {
+            inst: {"counters": per[inst], "summary": self.summaries[inst], "model_sha": slot.policy.sha}
+            for inst, slot in self.slots.items()
         }
         return DaemonResult(
             self.run_id,
@@ -396,7 +449,26 @@ class Daemon(DaemonBuild):
             np.array(self.loop_lags),
             self.http_port,
             self.slot.tracker,
+            instruments,
         )
+
+    def _slot_counters(self, slot: Slot) -> dict:
+        c, b = slot.counters, slot.builder
+        return {
+            "ticks": c.ticks,
+            "bars": c.bars,
+            "decisions": c.decisions,
+            "orders": c.orders,
+            "fills": c.fills,
+            "swaps": c.swaps,
+            "actions": dict(c.actions),
+            "rejected_bad": b.rejected_bad,
+            "rejected_out_of_order": b.rejected_out_of_order,
+            "rejected_duplicate": b.rejected_duplicate,
+            "rejected_jump": b.rejected_jump,
+            "risk_events": dict(c.risk_events),
+            "blocked_intents": c.blocked_intents,
+        }
 
     async def _shutdown(self, runner, sched) -> None:
         """stop new intents -> cancel open orders -> flush recorder and database -> close broker
@@ -404,16 +476,29 @@ class Daemon(DaemonBuild):
         limit = self.cfg.service.shutdown_timeout_secs
         self.notifier.stopping()
         self.stop.set()
-        self.slot.trading_enabled = False  # 1. no new intents
+        for slot in self.slots.values():
+            slot.trading_enabled = False  # 1. no new intents
         if sched is not None:
             sched.shutdown(wait=False)
         if self.interrupted:
-            self.slot.cancel_working()  # 2. cancel the working order (recorded)
+            for slot in self.slots.values():
+                slot.cancel_working()  # 2. cancel the working orders (recorded)
         if self.router is not None and (n := self.router.abandon_queued()):
             log.warning("orders_not_sent_at_shutdown", count=n)  # journaled not_sent, never sent
-        if self.recorder is not None and not await asyncio.to_thread(self.recorder.stop, limit):
-            log.error("recorder_stop_timed_out", seconds=limit)  # 3a. recorder flushed
-        self.summary = self.slot.tracker.summary()
+        for inst, recorder in self.recorders.items():
+            if not await asyncio.to_thread(recorder.stop, limit):
+                log.error("recorder_stop_timed_out", instrument=inst, seconds=limit)  # 3a. recorders flushed
+        self.summaries = {inst: slot.tracker.summary() for inst, slot in self.slots.items()}
+        if len(self.slots) == 1:
+            self.summary = self.summaries[self.instrument]
+        else:  # the account's result, and each instrument's
+            pnl = sum(x["pnl"] for x in self.summaries.values())
+            self.summary = {
+                "pnl": pnl,
+                "pnl_pct": 100.0 * pnl / self.cfg.account.initial_equity,
+                "trades": sum(x["trades"] for x in self.summaries.values()),
+                "instruments": self.summaries,
+            }
         try:
             await asyncio.wait_for(self.store.end_run(self.run_id, time.time_ns(), self.summary), limit)
         except Exception as e:  # still close below: an open connection would keep the process alive
@@ -443,18 +528,27 @@ class Daemon(DaemonBuild):
         self._stopped = True
         await asyncio.to_thread(self._write_status)
         self.notifier.close()
-        c = self.slot.counters
+        c = _summed([self._slot_counters(slot) for slot in self.slots.values()])
         log.info(
             "daemon_stopped",
             run_id=self.run_id,
             interrupted=self.interrupted,
-            ticks=c.ticks,
-            bars=c.bars,
-            decisions=c.decisions,
-            orders=c.orders,
-            fills=c.fills,
-            swaps=c.swaps,
+            **{k: c[k] for k in ("ticks", "bars", "decisions", "orders", "fills", "swaps")},
         )
+
+
+def _summed(counters: list[dict]) -> dict:
+    """Counters of several instruments added up (numbers, and dicts of numbers by key)."""
+    out: dict = {}
+    for c in counters:
+        for k, v in c.items():
+            if isinstance(v, dict):
+                d = out.setdefault(k, {})
+                for kk, vv in v.items():
+                    d[kk] = d.get(kk, 0) + vv
+            else:
+                out[k] = out.get(k, 0) + v
+    return out
 
 
 async def run_daemon(

@@ -22,8 +22,10 @@ import structlog
 
 from stairway.core.checkpoint import clean_leftovers
 from stairway.core.errors import CheckpointError
+from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.policy import Policy
+from stairway.daemon.account import Account
 from stairway.daemon.control import ControlFiles
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import ModelWatcher, load_verified
@@ -70,13 +72,21 @@ class DaemonBuild:
     async def _setup(self) -> None:
         cfg, svc = self.cfg, self.cfg.service
         stack = self._setup_stack
-        self.control = await asyncio.to_thread(ControlFiles, svc.control_dir)  # refuses a group/other-writable dir
+        self.legs = await asyncio.to_thread(cfg.legs)  # models_dir/<symbol> when it holds a current link
+        self.control = await asyncio.to_thread(  # refuses a group/other-writable dir
+            ControlFiles, svc.control_dir, True, [leg.symbol for leg in self.legs] if cfg.portfolio else ()
+        )
         gate_db = svc.gate_db if svc.require_gate_record else None
-        if self.policy is None:
-            self.policy = await asyncio.to_thread(
-                load_current_policy, svc.models_dir, self.spec, gate_db, cfg.market_identity()
+        policies = {}
+        for k, leg in enumerate(self.legs):
+            if k == 0 and self.policy is not None:
+                policies[leg.symbol] = self.policy
+                continue
+            policies[leg.symbol] = await asyncio.to_thread(
+                load_current_policy, leg.models_dir, self.spec, gate_db, leg.cfg.market_identity()
             )
-        self.instrument = cfg.instrument.symbol
+        self.policy = policies[self.legs[0].symbol]
+        self.instrument = self.legs[0].symbol
         if cfg.live:
             from stairway.daemon.brokers.factory import make_adapters
 
@@ -90,7 +100,14 @@ class DaemonBuild:
         else:
             source = "supplied" if self.ticks is not None else ReplayFeed.source
             if self.ticks is None:
-                self.ticks = await asyncio.to_thread(replay_ticks, cfg, *cfg.replay.range.ns(), self.spec.window)
+                start, end = cfg.replay.range.ns()
+                self.ticks = {}
+                for leg in self.legs:
+                    self.ticks[leg.symbol] = await asyncio.to_thread(
+                        replay_ticks, leg.cfg, start, end, self.spec.window
+                    )
+            elif not isinstance(self.ticks, dict):
+                self.ticks = {self.instrument: self.ticks}
             self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed)
             mode, clock_ns = "paper-replay", self.feed.now_ns
         self.store = await Store.open(svc.db_path)
@@ -101,66 +118,80 @@ class DaemonBuild:
         stack.push_async_exit(self._record_failed_setup)
         if crashed:
             log.warning("runs_marked_crashed", run_ids=crashed, db=str(svc.db_path))
-        try:
-            removed = await asyncio.to_thread(clean_leftovers, svc.models_dir)
-        except OSError as e:  # a read-only models dir is the trainer's business
-            log.warning("publish_leftovers_not_checked", error=str(e))
-        else:
-            if removed:
-                log.warning("publish_leftovers_removed", files=[str(p) for p in removed])
+        for leg in self.legs:
+            try:
+                removed = await asyncio.to_thread(clean_leftovers, leg.models_dir)
+            except OSError as e:  # a read-only models dir is the trainer's business
+                log.warning("publish_leftovers_not_checked", models_dir=str(leg.models_dir), error=str(e))
+            else:
+                if removed:
+                    log.warning("publish_leftovers_removed", files=[str(p) for p in removed])
         self.risk = RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes)
+        pf = cfg.portfolio
+        self.account = Account(self.risk, cfg.account.initial_equity, pf.max_margin_pct if pf else None)
+        self.account.on_flatten_tier = self._on_flatten_tier
+        for leg in self.legs:
+            lots = leg.cfg.risk.max_position_lots if pf else None
+            self.risk.add_instrument(leg.symbol, leg.cfg.instrument.lot_units, lots)
+        self.exs = {leg.symbol: ExecutionModel.from_config(leg.cfg.execution, leg.cfg.instrument) for leg in self.legs}
+        self.ex = self.exs[self.instrument]
         if cfg.real_orders:
             self.router = LiveRouter(self.adapter, self.store, self.run_id, self.clock)
-            await self.router.restore(self.instrument)
+            for leg in self.legs:
+                await self.router.restore(leg.symbol)
             self.broker = self.router
         else:
-            self.broker = PaperBroker(self.ex)
-        self.slot = Slot(
-            self.run_id,
-            self.instrument,
-            self.spec,
-            cfg.bars.price,
-            cfg.bars.period_ns,
-            self.ex,
-            cfg.account.initial_equity,
-            self.policy,
-            self.broker,
-            self.risk,
-            self.store,
-            self.latency_capacity,
-            on_flatten_tier=self._on_flatten_tier,
-            market=cfg.instrument.market,
-            holidays=cfg.instrument.holidays,
-            clock_ns=clock_ns,
-            max_jump=cfg.bars.max_jump,
-            jump_confirm=cfg.bars.jump_confirm_quotes,
-        )
+            self.broker = PaperBroker(self.ex, self.exs)
+        for leg in self.legs:
+            lc = leg.cfg
+            self.slots[leg.symbol] = Slot(
+                self.run_id,
+                leg.symbol,
+                self.spec,
+                cfg.bars.price,
+                cfg.bars.period_ns,
+                self.exs[leg.symbol],
+                cfg.account.initial_equity,
+                policies[leg.symbol],
+                self.broker,
+                self.risk,
+                self.store,
+                self.latency_capacity,
+                market=lc.instrument.market,
+                holidays=lc.instrument.holidays,
+                clock_ns=clock_ns,
+                max_jump=cfg.bars.max_jump,
+                jump_confirm=cfg.bars.jump_confirm_quotes,
+                account=self.account,
+                margin_rate=leg.margin_rate,
+            )
         if cfg.real_orders:
             await self._restore_book()
-        self.slot.ramp = cfg.risk.size_ramp
-        self.recorder = (
-            TickRecorder(
-                svc.ticks_dir, self.instrument, svc.recorder_flush_secs, retention_days=svc.tick_retention_days
+        for slot in self.slots.values():
+            slot.ramp = cfg.risk.size_ramp
+        if svc.record_ticks:
+            for leg in self.legs:
+                self.recorders[leg.symbol] = TickRecorder(
+                    svc.ticks_dir, leg.symbol, svc.recorder_flush_secs, retention_days=svc.tick_retention_days
+                )
+        for leg in self.legs:
+            self.watchers[leg.symbol] = await asyncio.to_thread(  # it reads models/current
+                ModelWatcher,
+                leg.models_dir,
+                self.spec,
+                gate_db,
+                svc.model_poll_secs,
+                self._live_obs_of(leg.symbol),
+                policies[leg.symbol].sha,
+                leg.cfg.market_identity(),
             )
-            if svc.record_ticks
-            else None
-        )
-        self.watcher = await asyncio.to_thread(  # it reads models/current
-            ModelWatcher,
-            svc.models_dir,
-            self.spec,
-            gate_db,
-            svc.model_poll_secs,
-            self._live_obs,
-            self.policy.sha,
-            cfg.market_identity(),
-        )
-        try:
-            await asyncio.to_thread(self.slot.warm_up)
-        except Exception as e:
-            raise CheckpointError(
-                f"model {self.policy.sha[:12]}: the policy failed its warm-up inference: {e!r}"
-            ) from e
+        for slot in self.slots.values():
+            try:
+                await asyncio.to_thread(slot.warm_up)
+            except Exception as e:
+                raise CheckpointError(
+                    f"{slot.instrument} model {slot.policy.sha[:12]}: the policy failed its warm-up inference: {e!r}"
+                ) from e
         # Everything allocated so far (torch, numba, config) lives for the whole run: move it out
         # of the collector's reach, so a full collection never walks it (100+ ms pauses otherwise).
         gc.collect()
@@ -172,8 +203,10 @@ class DaemonBuild:
             mode=mode,
             source=source,
             instrument=self.instrument,
+            instruments=list(self.slots),
             model_sha=self.policy.sha[:12],
-            ticks=len(self.ticks) if self.ticks is not None else None,
+            model_shas={k: s.policy.sha[:12] for k, s in self.slots.items()},
+            ticks=len(self.feed) if not cfg.live else None,
             db=str(svc.db_path),
             feature_spec=self.spec.hash,
             config=json.loads(cfg.model_dump_json()),
@@ -192,34 +225,38 @@ class DaemonBuild:
         return False
 
     async def _restore_book(self) -> None:
-        """The book as last committed (it moves with every fill) and the client-id sequence;
-        orders stay blocked until the reconciler has compared it with the broker."""
-        cfg, slot = self.cfg, self.slot
-        slot.persist_book = True
-        slot.broker_ready = False
-        book = await self.store.book(self.instrument)
-        if book is not None:
-            slot.set_position(*book)
-        last = await self.store.last_order_seq(self.instrument)
-        if last is not None:
-            slot.seed_order_seq(*last)
-        self.router.on_fills = lambda: slot.apply_pending_fills(self.clock())
+        """The book as last committed (it moves with every fill) and the client-id sequence,
+        per instrument; orders stay blocked until the reconciler has compared every book with
+        the broker."""
+        cfg = self.cfg
+        for inst, slot in self.slots.items():
+            slot.persist_book = True
+            slot.broker_ready = False
+            book = await self.store.book(inst)
+            if book is not None:
+                slot.set_position(*book)
+            last = await self.store.last_order_seq(inst)
+            if last is not None:
+                slot.seed_order_seq(*last)
+            log.info(
+                "book_restored",
+                instrument=inst,
+                units=float(slot.position[0]),
+                avg_price=float(slot.position[1]),
+                unresolved_orders=[k for k, i in self.router.unresolved.items() if i.instrument == inst],
+                cursor=self.router.cursor,
+            )
+        self.router.on_fills = lambda: [s.apply_pending_fills(self.clock()) for s in self.slots.values()]
         self.reconciler = Reconciler(
             self.adapter,
             self.router,
-            slot,
+            self.slots,
             self.store,
             self.run_id,
             UnknownPositionPolicy(cfg.broker.unknown_positions),
-            lambda: self.risk.max_position_units,
+            self.risk.max_units,
             cfg.service.reconcile_secs,
             cfg.broker.emergency_check_secs,
             self.clock,
-        )
-        log.info(
-            "book_restored",
-            units=float(slot.position[0]),
-            avg_price=float(slot.position[1]),
-            unresolved_orders=list(self.router.unresolved),
-            cursor=self.router.cursor,
+            account=self.account,
         )

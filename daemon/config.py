@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
-from stairway.core.config import DateRange, MarketConfig, Strict
+from stairway.core.config import DataConfig, DateRange, InstrumentConfig, MarketConfig, Strict, instrument_in_file_name
 
 
 class ServiceConfig(Strict):
@@ -114,16 +114,98 @@ class BrokerConfig(Strict):
     ib: IBConfig = IBConfig()
 
 
+class LegConfig(InstrumentConfig):
+    """One instrument of a portfolio: its identity, its replay data and its own limits."""
+
+    bars_csv: Path | None = Field(None, description="Replay data for this instrument (paper replays need it).")
+    max_position_lots: float | None = Field(None, gt=0, description="Per-instrument limit; default [risk]'s.")
+    margin_rate: float = Field(0.02, gt=0, le=1, description="Margin per unit of notional (0.02 = 50:1).")
+    ib_symbol: str | None = Field(None, description="IB contract symbol; default: the pair's base currency.")
+    ib_currency: str | None = Field(None, description="IB contract currency; default: the pair's quote currency.")
+
+
+class PortfolioConfig(Strict):
+    """Several instruments in one daemon: one broker connection, one store, one account.
+    Models live under models_dir/<symbol>/ (current, gold, previous)."""
+
+    instruments: tuple[LegConfig, ...] = Field(min_length=1, description="The instruments traded.")
+    max_margin_pct: float | None = Field(
+        None, gt=0, le=100, description="No new positions while margin used exceeds this % of account equity."
+    )
+
+    @field_validator("instruments")
+    @classmethod
+    def _unique(cls, v: tuple[LegConfig, ...]) -> tuple[LegConfig, ...]:
+        seen = [leg.symbol for leg in v]
+        dup = sorted({s for s in seen if seen.count(s) > 1})
+        if dup:
+            raise ValueError(f"{dup} listed more than once")
+        for leg in v:
+            named = instrument_in_file_name(leg.bars_csv) if leg.bars_csv is not None else None
+            if leg.market == "fx" and named is not None and named != leg.symbol:
+                raise ValueError(f"{leg.symbol}: bars_csv {str(leg.bars_csv)!r} holds {named} bars")
+        return v
+
+
+class Leg:
+    """One instrument as the daemon runs it: its full config (the shared sections with this
+    instrument's identity, data and limits) and where its models are."""
+
+    def __init__(self, cfg: DaemonConfig, models_dir: Path, margin_rate: float = 0.02) -> None:
+        self.cfg, self.models_dir, self.margin_rate = cfg, models_dir, margin_rate
+        self.symbol = cfg.instrument.symbol
+
+
 class DaemonConfig(MarketConfig):
     service: ServiceConfig = ServiceConfig()
     broker: BrokerConfig = BrokerConfig()
     replay: ReplayConfig | None = None
+    portfolio: PortfolioConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DaemonConfig:
         if self.broker.kind == "paper" and self.replay is None:
             raise ValueError("broker.kind = 'paper' replays bundled bars: a [replay] section with range is required")
+        if self.portfolio is not None and self.broker.kind == "paper":
+            missing = [leg.symbol for leg in self.portfolio.instruments if leg.bars_csv is None]
+            if missing:
+                raise ValueError(f"portfolio.instruments {missing}: a paper replay needs bars_csv for each")
         return self
+
+    def legs(self, look_on_disk: bool = True) -> list[Leg]:
+        """The instruments this daemon trades. Without [portfolio], the one [instrument], whose
+        models are in models_dir (or models_dir/<symbol> when that holds a current link; with
+        ``look_on_disk`` False, models_dir without looking)."""
+        svc = self.service
+        if self.portfolio is None:
+            own = svc.models_dir / self.instrument.symbol
+            models = own if look_on_disk and (own / "current").is_symlink() else svc.models_dir
+            return [Leg(self, models)]
+        out = []
+        for leg in self.portfolio.instruments:
+            ident = InstrumentConfig(**leg.model_dump(include=set(InstrumentConfig.model_fields)))
+            data = self.data if leg.bars_csv is None else self.data.model_copy(update={"bars_csv": leg.bars_csv})
+            risk = self.risk
+            if leg.max_position_lots is not None:
+                risk = risk.model_copy(update={"max_position_lots": leg.max_position_lots})
+            base, _, quote = leg.symbol.partition("_")
+            ib = self.broker.ib.model_copy(
+                update={
+                    "symbol": leg.ib_symbol or base,
+                    "currency": leg.ib_currency or quote or self.broker.ib.currency,
+                }
+            )
+            cfg = self.model_copy(
+                update={
+                    "instrument": ident,
+                    "data": DataConfig(**{**data.model_dump(), "bars_csv": data.bars_csv}),
+                    "risk": risk,
+                    "broker": self.broker.model_copy(update={"ib": ib}),
+                    "portfolio": None,
+                }
+            )
+            out.append(Leg(cfg, svc.models_dir / leg.symbol, leg.margin_rate))
+        return out
 
     @property
     def live(self) -> bool:

@@ -1,5 +1,7 @@
 """Signal-file control: ``state/control/START_TRADING`` present = may open positions,
 absent = observe only; ``FLATTEN`` = close everything, then the daemon removes the file.
+A portfolio daemon also reads ``FLATTEN_<INSTRUMENT>`` (``FLATTEN_EUR_USD``): close that
+instrument only (``stairway ctl flatten --instrument EUR_USD`` writes it).
 
 Anyone who can write the directory can trade the account, so it must be owned by the
 daemon's user and not writable by group or others, and so must every directory above it
@@ -19,12 +21,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stairway.core.errors import FatalError
+from stairway.core.errors import ConfigError, FatalError
 from stairway.core.pids import pid_alive
 
 START = "START_TRADING"
 FLATTEN = "FLATTEN"
 KNOWN = (START, FLATTEN)
+
+
+def flatten_file(instrument: str | None = None) -> str:
+    return FLATTEN if instrument is None else f"{FLATTEN}_{instrument}"
 
 
 @dataclass(frozen=True)
@@ -33,25 +39,33 @@ class ControlState:
     start_mtime_ns: int
     flatten: bool
     unknown: tuple[str, ...] = field(default_factory=tuple)  # names that are not commands
+    flatten_instruments: tuple[str, ...] = ()  # FLATTEN_<instrument> files present
+
+    def flatten_requests(self, instruments: list[str]) -> list[tuple[str, list[str]]]:
+        """(file name, the instruments it closes) for every flatten file present."""
+        out = [(FLATTEN, list(instruments))] if self.flatten else []
+        return out + [(flatten_file(i), [i]) for i in self.flatten_instruments]
 
 
-def unknown_names(directory: Path) -> tuple[str, ...]:
+def unknown_names(directory: Path, known: tuple[str, ...] = KNOWN) -> tuple[str, ...]:
     """Entries that are not control files (dot-files are ctl's own temporaries)."""
     try:
         names = os.listdir(directory)
     except OSError:
         return ()
-    return tuple(sorted(n for n in names if n not in KNOWN and not n.startswith(".")))
+    return tuple(sorted(n for n in names if n not in known and not n.startswith(".")))
 
 
-def hint(name: str) -> str:
-    close = difflib.get_close_matches(name.upper(), KNOWN, n=1, cutoff=0.6)
+def hint(name: str, known: tuple[str, ...] = KNOWN) -> str:
+    close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
     return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 class ControlFiles:
-    def __init__(self, directory: str | Path, create: bool = True) -> None:
+    def __init__(self, directory: str | Path, create: bool = True, instruments=()) -> None:
         self.dir = Path(directory)
+        self.instruments = tuple(instruments)  # a portfolio's: FLATTEN_<instrument> files are commands too
+        self.known = KNOWN + tuple(flatten_file(i) for i in self.instruments)
         if create:
             make_control_dir(self.dir)
         check_private(self.dir)
@@ -62,10 +76,15 @@ class ControlFiles:
             start, mtime = True, st.st_mtime_ns
         except FileNotFoundError:
             start, mtime = False, 0
-        return ControlState(start, mtime, (self.dir / FLATTEN).exists(), unknown_names(self.dir))
+        per = tuple(i for i in self.instruments if (self.dir / flatten_file(i)).exists())
+        return ControlState(start, mtime, (self.dir / FLATTEN).exists(), unknown_names(self.dir, self.known), per)
+
+    def consume(self, name: str) -> None:
+        """Remove a flatten file once its positions are being closed."""
+        (self.dir / name).unlink(missing_ok=True)
 
     def consume_flatten(self) -> None:
-        (self.dir / FLATTEN).unlink(missing_ok=True)
+        self.consume(FLATTEN)
 
     def stop_trading(self) -> None:
         (self.dir / START).unlink(missing_ok=True)
@@ -113,13 +132,15 @@ def check_private(directory: Path) -> None:
             )
 
 
-def ctl(directory: str | Path, action: str, status_file: Path | None = None) -> str:
-    """`stairway ctl start|stop|flatten|status`."""
+def ctl(directory: str | Path, action: str, status_file: Path | None = None, instrument: str | None = None) -> str:
+    """`stairway ctl start|stop|flatten [--instrument X]|status`."""
     d = Path(directory)
+    if instrument is not None and action != "flatten":
+        raise ConfigError(f"--instrument goes with flatten only, not {action!r}")
     if action in ("start", "flatten"):
         make_control_dir(d)
         check_private(d)
-        name = START if action == "start" else FLATTEN
+        name = START if action == "start" else flatten_file(instrument)
         tmp = d / f".{name}.tmp"
         tmp.write_text("")
         tmp.chmod(0o600)
@@ -127,7 +148,7 @@ def ctl(directory: str | Path, action: str, status_file: Path | None = None) -> 
         return f"{d / name} written: " + (
             "the daemon may open positions"
             if action == "start"
-            else "the daemon will close everything and remove the file"
+            else f"the daemon will close {instrument or 'everything'} and remove the file"
         )
     if action == "stop":
         (d / START).unlink(missing_ok=True)

@@ -36,18 +36,35 @@ class DaemonCollector:
             "recorder_dropped_ticks": "Ticks the recorder had to drop",
             "reconcile_discrepancies": "Reconciliation discrepancies found",
         }
+        per = s["instruments"]  # one entry per instrument traded
         for name, doc in counters.items():
             c = CounterMetricFamily(f"stairway_{name}", doc, labels=["instrument"])
-            c.add_metric([s["instrument"]], float(s[name]))
+            if name in per[next(iter(per))]:
+                for inst, p in per.items():
+                    c.add_metric([inst], float(p[name]))
+            else:  # an account-level count
+                c.add_metric([s["instrument"]], float(s[name]))
             yield c
         d = CounterMetricFamily("stairway_decisions_by_action", "Decisions by action", labels=["instrument", "action"])
-        for action, n in s["actions"].items():
-            d.add_metric([s["instrument"], action], float(n))
+        for inst, p in per.items():
+            for action, n in p["actions"].items():
+                d.add_metric([inst, action], float(n))
         yield d
+        if len(per) > 1:  # a portfolio: each instrument's position, equity and model age
+            for name, doc in (
+                ("instrument_position_units", "Open position (signed units)"),
+                ("instrument_equity", "Equity from this instrument's trading"),
+                ("instrument_model_age_seconds", "Age of this instrument's model"),
+            ):
+                g = GaugeMetricFamily(f"stairway_{name}", doc, labels=["instrument"])
+                for inst, p in per.items():
+                    g.add_metric([inst], float(p[name.removeprefix("instrument_")]))
+                yield g
         gauges = {
             "position_units": "Open position (signed units)",
             "equity": "Equity marked at the last bar",
-            "drawdown_pct": "Intraday drawdown, %",
+            "drawdown_pct": "Intraday drawdown, % (the account's)",
+            "margin_pct": "Margin used, % of equity (estimated, or the broker's when higher)",
             "risk_tier": "Risk tier (0 normal .. 4 flatten)",
             "model_age_seconds": "Age of the running model",
             "rss_bytes": "Resident set size",
@@ -60,7 +77,8 @@ class DaemonCollector:
             g.add_metric([s["instrument"]], float(s[name]))
             yield g
         i = InfoMetricFamily("stairway_model", "The running model")
-        i.add_metric([], {"sha": s["model_sha"], "instrument": s["instrument"]})
+        for inst, p in per.items():
+            i.add_metric([], {"sha": p["model_sha"], "instrument": inst})
         yield i
 
 

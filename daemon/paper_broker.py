@@ -72,8 +72,9 @@ class OrderGateway(Protocol):
 class PaperBroker:
     name = "paper"
 
-    def __init__(self, ex: ExecutionModel) -> None:
-        self.ex = ex
+    def __init__(self, ex: ExecutionModel, by_instrument: dict[str, ExecutionModel] | None = None) -> None:
+        self.ex = ex  # the execution model of an instrument not in by_instrument (a portfolio's)
+        self.by_instrument = by_instrument or {}
         self.working: dict[str, WorkingOrder] = {}
         self._idx = np.empty(MAX_FILLS_PER_CALL, dtype=np.int64)
         self._units = np.empty(MAX_FILLS_PER_CALL)
@@ -97,6 +98,7 @@ class PaperBroker:
         if order is None or order.remaining == 0.0 or start >= stop:
             return []
         fills: list[Fill] = []
+        ex = self.by_instrument.get(instrument, self.ex)
         while start < stop and order.remaining != 0.0:
             # bound the fill buffer: at most MAX_FILLS_PER_CALL quotes per kernel call
             chunk_stop = min(stop, start + MAX_FILLS_PER_CALL)
@@ -109,8 +111,8 @@ class PaperBroker:
                 start,
                 chunk_stop,
                 order.not_before_ns,
-                self.ex.cap_units,
-                self.ex.slippage,
+                ex.cap_units,
+                ex.slippage,
                 self._idx,
                 self._units,
                 self._price,
@@ -126,7 +128,7 @@ class PaperBroker:
                         Side.BUY if u > 0 else Side.SELL,
                         abs(u),
                         float(self._price[k]),
-                        self.ex.commission(u),
+                        ex.commission(u),
                         order.fills,
                     )
                 )

@@ -7,6 +7,12 @@ the air: fetch new fills, resolve orders whose outcome is unknown, then compare 
 with the broker's open positions (the truth) and apply the corrections. Every
 discrepancy and every action is a row in reconciliation_events; a pass that finds nothing
 writes no row, except the start-up pass, which always records its outcome.
+
+Per instrument: every instrument the daemon trades is compared with the broker's position in
+it (a manual trade on any of them is found); a position in an instrument it does not trade
+is recorded once and left alone. For the account: the broker's margin used, as a % of its
+equity, goes to the account (daemon.account), whose margin limit then counts it; a figure
+above the limit is recorded as an ``account_margin`` row.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import structlog
 from stairway.core.broker import Broker
 from stairway.core.errors import TRANSIENT, FatalError
 from stairway.core.position import PS_UNITS
+from stairway.daemon.account import Account
 from stairway.daemon.aio import backoff_delay, first_of, sleep_or_stop
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.reconciliation import Correction, UnknownPositionPolicy, excess_over_limit, reconcile
@@ -35,17 +42,20 @@ class Reconciler:
         self,
         broker: Broker,
         router: LiveRouter,
-        slot: Slot,
+        slots: dict[str, Slot],
         store: Store,
         run_id: str,
         policy: UnknownPositionPolicy,
-        max_units: Callable[[], float],
+        max_units: Callable[[str], float],
         reconcile_secs: float,
         emergency_secs: float,
         clock_ns: Callable[[], int] = time.time_ns,
         backoff_cap_secs: float = 30.0,
+        account: Account | None = None,
     ) -> None:
-        self.broker, self.router, self.slot, self.store, self.run_id = broker, router, slot, store, run_id
+        self.broker, self.router, self.slots, self.store, self.run_id = broker, router, slots, store, run_id
+        self.account = account
+        self.account_checks = 0
         self.policy, self._max_units = policy, max_units  # read at every check: SIGHUP may lower it
         self.reconcile_secs, self.emergency_secs, self.clock_ns = reconcile_secs, emergency_secs, clock_ns
         self.backoff_cap = backoff_cap_secs
@@ -68,14 +78,14 @@ class Reconciler:
             now = self.clock_ns()
             await self.router.sync_fills()
             await self.router.resolve_unknown()
-            self.slot.apply_pending_fills(now)  # settled orders are finished by the slot
+            for slot in self.slots.values():
+                slot.apply_pending_fills(now)  # settled orders are finished by the slot
             if self.router.busy():
                 log.warning("reconcile_deferred", trigger=trigger, unresolved=list(self.router.unresolved))
                 return None
             reports = await self.broker.positions()
-            inst = self.slot.instrument
             for r in reports:
-                if r.instrument != inst and r.instrument not in self.ignored:
+                if r.instrument not in self.slots and r.instrument not in self.ignored:
                     self.ignored.add(r.instrument)
                     self._event(
                         now,
@@ -87,28 +97,63 @@ class Reconciler:
                         0.0,
                         f"{r.units:+g} {r.instrument} held at the broker; not traded here: left alone",
                     )
-            mine = [r for r in reports if r.instrument == inst]
-            book = {inst: float(self.slot.position[PS_UNITS])}
-            fixes = reconcile(book, mine, self.policy)
-            avg = next((r.avg_price for r in mine), 0.0)
-            for c in fixes:
-                self._apply(c, avg, now, trigger)
-            if not any(c.order_units for c in fixes):  # an adopted size may be above the maximum
-                excess = self._cut_excess(now, trigger, mine)
-                fixes += [excess] if excess is not None else []
-            if trigger == "startup" and not fixes:
-                self._event(now, trigger, inst, "in_sync", book[inst], book[inst], 0.0, "book agrees with the broker")
+            all_fixes: list[Correction] = []
+            for inst, slot in self.slots.items():
+                all_fixes += self._instrument(inst, slot, [r for r in reports if r.instrument == inst], now, trigger)
+            if self.account is not None and trigger in ("startup", "periodic"):
+                await self._account(now, trigger)
             self.passes += 1
-            self.discrepancies += len(fixes)
+            self.discrepancies += len(all_fixes)
             await self.store.flush()
-            log.info("reconciled", trigger=trigger, discrepancies=len(fixes), position_units=book[inst])
-            return fixes
+            log.info(
+                "reconciled",
+                trigger=trigger,
+                discrepancies=len(all_fixes),
+                position_units={k: float(s.position[PS_UNITS]) for k, s in self.slots.items()},
+            )
+            return all_fixes
 
-    def _apply(self, c: Correction, avg: float, now: int, trigger: str) -> None:
-        self.slot.set_position(c.book_units, avg)  # the broker's size is the truth
+    def _instrument(self, inst: str, slot: Slot, mine: list, now: int, trigger: str) -> list[Correction]:
+        book = {inst: float(slot.position[PS_UNITS])}
+        fixes = reconcile(book, mine, self.policy)
+        avg = next((r.avg_price for r in mine), 0.0)
+        for c in fixes:
+            self._apply(slot, c, avg, now, trigger)
+        if not any(c.order_units for c in fixes):  # an adopted size may be above the maximum
+            excess = self._cut_excess(slot, now, trigger, mine)
+            fixes += [excess] if excess is not None else []
+        if trigger == "startup" and not fixes:
+            self._event(now, trigger, inst, "in_sync", book[inst], book[inst], 0.0, "book agrees with the broker")
+        return fixes
+
+    async def _account(self, now: int, trigger: str) -> None:
+        """The broker's margin figure goes to the account's margin limit."""
+        acct = self.account
+        report = await self.broker.account()
+        self.account_checks += 1
+        pct = 100.0 * report.margin_used / report.equity if report.equity > 0 else 0.0
+        was = acct.broker_margin_pct
+        acct.broker_margin_pct = pct
+        limit = acct.max_margin_pct
+        if limit is not None and pct > limit and (was <= limit or trigger == "startup"):
+            self._event(
+                now,
+                trigger,
+                None,
+                "account_margin",
+                None,
+                None,
+                0.0,
+                f"broker margin used {pct:.1f} % of equity {report.equity:g} {report.currency} > {limit:g} %: "
+                "no new positions",
+            )
+            log.error("account_margin_above_limit", margin_pct=round(pct, 2), limit_pct=limit)
+
+    def _apply(self, slot: Slot, c: Correction, avg: float, now: int, trigger: str) -> None:
+        slot.set_position(c.book_units, avg)  # the broker's size is the truth
         action = c.detail
         if c.order_units:
-            if self.slot.submit_correction(c.order_units, now, c.detail, f"reconcile_{c.kind}"):
+            if slot.submit_correction(c.order_units, now, c.detail, f"reconcile_{c.kind}"):
                 action += f"; order {c.order_units:+g} sent"
             else:
                 action += "; order deferred: another order is working"
@@ -116,6 +161,7 @@ class Reconciler:
         log.warning(
             "reconcile_correction",
             trigger=trigger,
+            instrument=c.instrument,
             kind=c.kind,
             ours=c.ours,
             broker=c.broker,
@@ -128,22 +174,26 @@ class Reconciler:
             if self.router.busy():
                 return None
             now = self.clock_ns()
-            self.slot.apply_pending_fills(now)
-            mine = [r for r in await self.broker.positions() if r.instrument == self.slot.instrument]
-            c = self._cut_excess(now, "emergency", mine)
-            if c is not None:
+            for slot in self.slots.values():
+                slot.apply_pending_fills(now)
+            reports = await self.broker.positions()
+            found = None
+            for inst, slot in self.slots.items():
+                c = self._cut_excess(slot, now, "emergency", [r for r in reports if r.instrument == inst])
+                found = found or c
+            if found is not None:
                 await self.store.flush()
-            return c
+            return found
 
-    def _cut_excess(self, now: int, trigger: str, mine: list) -> Correction | None:
+    def _cut_excess(self, slot: Slot, now: int, trigger: str, mine: list) -> Correction | None:
         units = sum(r.units for r in mine)
-        maximum = self._max_units()
-        c = excess_over_limit(units, maximum, self.slot.instrument)
+        maximum = self._max_units(slot.instrument)
+        c = excess_over_limit(units, maximum, slot.instrument)
         if c is None:
             return None
-        ours = float(self.slot.position[PS_UNITS])
-        self.slot.set_position(units, mine[0].avg_price)  # the broker's size first, then cut it
-        sent = self.slot.submit_correction(c.order_units, now, c.detail, "emergency_flatten_excess")
+        ours = float(slot.position[PS_UNITS])
+        slot.set_position(units, mine[0].avg_price)  # the broker's size first, then cut it
+        sent = slot.submit_correction(c.order_units, now, c.detail, "emergency_flatten_excess")
         self._event(
             now,
             trigger,
@@ -154,7 +204,13 @@ class Reconciler:
             c.order_units,
             c.detail + ("" if sent else "; deferred: another order is working"),
         )
-        log.error("position_above_maximum", units=units, maximum=maximum, order_units=c.order_units)
+        log.error(
+            "position_above_maximum",
+            instrument=slot.instrument,
+            units=units,
+            maximum=maximum,
+            order_units=c.order_units,
+        )
         return c
 
     def _event(self, ts: int, trigger: str, inst: str | None, kind: str, ours, broker, order_units, detail) -> None:
@@ -166,7 +222,9 @@ class Reconciler:
         while not stop.is_set():
             try:
                 if await self.run_once("startup") is not None:
-                    self.ready = self.slot.broker_ready = True
+                    self.ready = True
+                    for slot in self.slots.values():
+                        slot.broker_ready = True
                     self.last_error = ""
                     return True
             except FatalError:
@@ -180,7 +238,8 @@ class Reconciler:
         return False
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.slot.broker_ready = False
+        for slot in self.slots.values():
+            slot.broker_ready = False
         if not await self.startup(stop):
             return
         loop = asyncio.get_running_loop()

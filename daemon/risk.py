@@ -4,8 +4,10 @@ Checks, in order, for an order that would *open* or enlarge a position (orders t
 reduce a position are always allowed, so the book can be closed in every state):
   halted (after the flatten tier, until an operator starts trading again) ·
   trading disabled by control files · market closed · stale data · drawdown tier
-  ("stop opening") · daily trade cap · per-instrument and overall position limits ·
-  order-size cap.
+  ("stop opening") · daily trade cap · margin (a portfolio's ``max_margin_pct``) ·
+  per-instrument and overall position limits · order-size cap.
+Limits are in lots, so instruments of different lot sizes add up: the overall limit
+(``max_total_lots``) counts every instrument's absolute position in its own lots.
 Drawdown tiers on intraday equity (against the session's opening equity): 1.5 % warn,
 1.8 % halve size, 2.0 % stop opening, 2.5 % flatten and roll the model back to gold.
 Fills more than 10 % over the request are refused: the excess is flattened and a
@@ -15,6 +17,7 @@ Every decision that is not a plain pass is returned with a reason for risk_event
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stairway.core.config import RiskConfig  # noqa: F401  (the section lives in core: the trainer's env applies it too)
@@ -45,7 +48,8 @@ class RiskState:
     overfill_violations: int = 0
     trades_today: dict[str, int] = field(default_factory=dict)
     day: int = -1
-    sessions_out_of_band: int = 0
+    sessions_out_of_band: int = 0  # the last instrument's run (see out_of_band)
+    out_of_band: dict[str, int] = field(default_factory=dict)  # consecutive sessions outside the band, per instrument
 
 
 class RiskEngine:
@@ -55,6 +59,22 @@ class RiskEngine:
         self.period_minutes = period_minutes
         self.state = RiskState()
         self.positions: dict[str, float] = {}
+        self.working: dict[str, float] = {}  # signed units of each instrument's working order not yet filled
+        self.lots: dict[str, float] = {}  # lot size per instrument (a portfolio's); default: lot_units
+        self.position_lots: dict[str, float] = {}  # per-instrument position limits; default: cfg's
+        self.margin_gate: Callable[[str, float], str] | None = None  # daemon.account: why an order is refused
+
+    def add_instrument(self, instrument: str, lot_units: float, max_position_lots: float | None = None) -> None:
+        self.lots[instrument] = lot_units
+        if max_position_lots is not None:
+            self.position_lots[instrument] = max_position_lots
+
+    def lot_of(self, instrument: str) -> float:
+        return self.lots.get(instrument, self.lot)
+
+    def max_units(self, instrument: str) -> float:
+        """The instrument's position limit in its units (SIGHUP's [risk] applies to the default)."""
+        return self.position_lots.get(instrument, self.cfg.max_position_lots) * self.lot_of(instrument)
 
     # Derived limits are computed from the current config at every use, never cached, so a
     # reloaded config takes effect at the next check.
@@ -141,11 +161,15 @@ class RiskEngine:
             block = ("trade_cap", f"daily trade cap {self.cfg.max_trades_per_day} reached")
         if block:
             return RiskDecision(reduce, block[1], block[0])
-        lim = self.max_position_units
-        others = sum(abs(u) for k, u in self.positions.items() if k != instrument)
-        lim = min(lim, max(0.0, self.max_total_units - others))
+        lot = self.lot_of(instrument)
+        lim = self.max_units(instrument)
+        others = sum(self.exposure(k) / self.lot_of(k) for k in self.instruments() if k != instrument)  # lots
+        lim = min(lim, max(0.0, self.cfg.max_total_lots - others) * lot)
         clamped = max(-lim, min(lim, target))
-        units = clamp_target(current_units, target, lim, self.max_order_units) - current_units
+        max_order = self.cfg.max_order_lots * lot
+        units = clamp_target(current_units, target, lim, max_order) - current_units
+        if self.margin_gate is not None and (why := self.margin_gate(instrument, current_units + units)):
+            return RiskDecision(reduce, why, "margin_limit")
         kind, note = "", ""
         if clamped - current_units != order_units:
             kind, note = (
@@ -153,7 +177,7 @@ class RiskEngine:
                 f"position limit {lim:g}: order {order_units:+g} reduced to {clamped - current_units:+g}",
             )
         if units != clamped - current_units:
-            kind, note = "order_cap", (note + "; " if note else "") + f"order cap {self.max_order_units:g}"
+            kind, note = "order_cap", (note + "; " if note else "") + f"order cap {max_order:g}"
         return RiskDecision(units, note, kind)
 
     def on_order(self, instrument: str) -> None:
@@ -161,6 +185,20 @@ class RiskEngine:
 
     def on_position(self, instrument: str, units: float) -> None:
         self.positions[instrument] = units
+
+    def on_working(self, instrument: str, remaining_units: float) -> None:
+        """The instrument's working order (signed units still to fill; 0 when none)."""
+        self.working[instrument] = remaining_units
+
+    def instruments(self) -> set[str]:
+        return set(self.positions) | set(self.working)
+
+    def exposure(self, instrument: str) -> float:
+        """Units an instrument may hold once its working order is done: the position, or the
+        position with the order filled, whichever is larger (an order that reduces counts only
+        once it has filled)."""
+        units = self.positions.get(instrument, 0.0)
+        return max(abs(units), abs(units + self.working.get(instrument, 0.0)))
 
     # -- fills ----------------------------------------------------------------------------
     def check_fill(self, requested_units: float, filled_units: float) -> float:
@@ -174,9 +212,11 @@ class RiskEngine:
         return filled_units - requested_units
 
     # -- session alert --------------------------------------------------------------------
-    def on_session_closed(self, trades: int) -> bool:
+    def on_session_closed(self, trades: int, instrument: str = "") -> bool:
         """True when trades per session have been outside the band for N sessions in a row."""
         lo, hi = self.band
         out = not (lo <= trades <= hi)
-        self.state.sessions_out_of_band = self.state.sessions_out_of_band + 1 if out else 0
-        return self.state.sessions_out_of_band >= self.cfg.alert_after_sessions
+        runs = self.state.out_of_band
+        runs[instrument] = runs.get(instrument, 0) + 1 if out else 0
+        self.state.sessions_out_of_band = runs[instrument]
+        return runs[instrument] >= self.cfg.alert_after_sessions

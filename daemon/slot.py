@@ -39,6 +39,7 @@ from stairway.core.position import (
     position_features,
 )
 from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
+from stairway.daemon.account import Account
 from stairway.daemon.paper_broker import OrderGateway
 from stairway.daemon.risk import TIER_NAMES, RiskEngine
 from stairway.daemon.rows import (
@@ -106,6 +107,8 @@ class Slot:
         clock_ns: Callable[[int], int] | None = None,
         max_jump: float = DEFAULT_MAX_JUMP,
         jump_confirm: int = DEFAULT_JUMP_CONFIRM,
+        account: Account | None = None,
+        margin_rate: float = 0.02,
     ) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
@@ -121,7 +124,11 @@ class Slot:
         self.new_fills: list[Fill] = []
         self.latency = LatencyRing(latency_capacity)
         self.sessions = SessionTracker()
-        self.on_flatten_tier = on_flatten_tier
+        if account is None:  # a daemon of one instrument: the account is this slot
+            account = Account(risk, initial_equity)
+            account.on_flatten_tier = on_flatten_tier
+        self.account = account
+        account.add(self, margin_rate)
         self.market, self.holidays = market, tuple(holidays)
         # decision-time clock: replay uses the closing quote's own time (so a replay is never
         # stale); live passes the wall clock
@@ -175,6 +182,7 @@ class Slot:
             last = int(np.flatnonzero(acc)[-1])
             self._last_quote = (float(bid[last]), float(ask[last]))
             self._last_quote_ts = int(ts[last])
+            self.account.on_quote(self.instrument, *self._last_quote)
             if self.position[PS_UNITS] != 0.0:
                 self._protect_at_quote()
 
@@ -271,6 +279,7 @@ class Slot:
             self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL, abs(units), bar_ts, after_ts
         )
         self.broker.submit(intent, after_ts + self.ex.latency_ns, expires)
+        self.risk.on_working(self.instrument, units)
         self.counters.orders += 1
         self.risk.on_order(self.instrument)
         if self.sessions.current is not None:
@@ -325,9 +334,12 @@ class Slot:
         if order is not None and order.remaining == 0.0:
             self._finish_order()  # done: a flatten/corrective order stops blocking decisions
         self.risk.on_position(self.instrument, float(self.position[PS_UNITS]))
+        order = self.broker.working.get(self.instrument)
+        self.risk.on_working(self.instrument, order.remaining if order is not None else 0.0)
 
     def _finish_order(self) -> None:
         order = self.broker.finish(self.instrument)
+        self.risk.on_working(self.instrument, 0.0)
         if order is None:
             return
         total = order.intent.units
@@ -389,9 +401,10 @@ class Slot:
         return ramp * self.risk.size_factor
 
     def _apply_tiers(self, ts: int, eq: float, equity_open: float) -> None:
-        """Drawdown tiers on intraday equity; the flatten tier asks for the position to close."""
-        self.drawdown_pct = 100.0 * max(0.0, (equity_open - eq) / equity_open)
-        old_tier, tier = self.risk.on_equity(eq, equity_open)
+        """Drawdown tiers on the account's intraday equity (this instrument's with the others');
+        the flatten tier asks every instrument's position to close (daemon.account)."""
+        old_tier, tier = self.account.mark(self.instrument, eq, equity_open)
+        self.drawdown_pct = self.account.drawdown_pct
         if tier != old_tier:
             self._risk_event(
                 ts,
@@ -406,9 +419,6 @@ class Slot:
             )
             if tier == 4 and old_tier < 4:
                 self.tracker.risk["flattens"] += 1
-                self._flatten_reason = f"drawdown {self.drawdown_pct:.2f} % reached the flatten tier"
-                if self.on_flatten_tier is not None:
-                    self.on_flatten_tier(self._flatten_reason)
 
     def _protect_at_quote(self) -> None:
         """An open position is marked and tiered at the last quote of every batch (one quote,
@@ -474,11 +484,12 @@ class Slot:
         if done is not None:
             self.store.add(done.row(self.run_id, self.instrument))
             # a session without decisions (warming up) says nothing about the model's trade count
-            if done.decisions and self.risk.on_session_closed(done.orders):
+            if done.decisions and self.risk.on_session_closed(done.orders, self.instrument):
                 self._risk_event(
                     bar_ts,
                     "trade_count_alert",
-                    f"orders per session outside {self.risk.band} for {self.risk.state.sessions_out_of_band} sessions",
+                    f"orders per session outside {self.risk.band} for "
+                    f"{self.risk.state.out_of_band[self.instrument]} sessions",
                 )
         session = self.sessions.current
         self.risk.new_day(bar_ts // NS_PER_DAY)

@@ -29,40 +29,77 @@ def model_age_secs(policy) -> float | None:
         return None
 
 
-def snapshot(d) -> dict:
-    s, c = d.slot, d.slot.counters
+def instrument_snapshot(d, inst: str) -> dict:
+    s, c = d.slots[inst], d.slots[inst].counters
     b = s.builder
+    rec = d.recorders.get(inst)
     return {
-        "instrument": d.instrument,
-        "run_id": d.run_id,
         "ticks": c.ticks,
         "bars": c.bars,
         "decisions": c.decisions,
         "orders": c.orders,
         "fills": c.fills,
         "swaps": c.swaps,
-        "swaps_refused": d.watcher.stats.refused,
+        "swaps_refused": d.watchers[inst].stats.refused,
         "actions": dict(c.actions),
         "rejected_quotes": b.rejected,
         "rejected_jump_quotes": b.rejected_jump,
-        "recorder_dropped_ticks": d.recorder.dropped_ticks if d.recorder else 0,
-        "reconcile_discrepancies": d.reconciler.discrepancies if d.reconciler else 0,
+        "recorder_dropped_ticks": rec.dropped_ticks if rec else 0,
         "position_units": float(s.position[0]),
         "equity": s.equity,
-        "drawdown_pct": s.drawdown_pct,
-        "risk_tier": d.risk.state.tier,
-        "halted": int(d.risk.state.halted),
         "model_sha": s.policy.sha,
         "model_age_seconds": model_age_secs(s.policy) or 0.0,
+        "last_bar": fmt_ts(s.last_bar_ts),
+        "data_stale": int(s.data_stale),
+    }
+
+
+SUMMED = (
+    "ticks",
+    "bars",
+    "decisions",
+    "orders",
+    "fills",
+    "swaps",
+    "swaps_refused",
+    "rejected_quotes",
+    "rejected_jump_quotes",
+    "recorder_dropped_ticks",
+)
+
+
+def snapshot(d) -> dict:
+    per = {inst: instrument_snapshot(d, inst) for inst in d.slots}
+    first = per[d.instrument]
+    actions: dict[str, int] = {}
+    for p in per.values():
+        for a, n in p["actions"].items():
+            actions[a] = actions.get(a, 0) + n
+    s = d.slot
+    return {
+        "instrument": d.instrument if len(per) == 1 else "ACCOUNT",
+        "run_id": d.run_id,
+        **{k: sum(p[k] for p in per.values()) for k in SUMMED},
+        "actions": actions,
+        "reconcile_discrepancies": d.reconciler.discrepancies if d.reconciler else 0,
+        "position_units": first["position_units"],
+        "equity": d.account.equity,
+        "drawdown_pct": d.account.drawdown_pct,
+        "margin_pct": d.account.margin_pct,
+        "risk_tier": d.risk.state.tier,
+        "halted": int(d.risk.state.halted),
+        "model_sha": first["model_sha"],
+        "model_age_seconds": max(p["model_age_seconds"] for p in per.values()),
         "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "event_loop_lag_seconds": d.loop_lag,
         "trading_enabled": int(s.trading_enabled),
-        "last_bar": fmt_ts(s.last_bar_ts),
+        "last_bar": first["last_bar"],
         "health": health(d),
-        "control_ignored_files": [hint(n) for n in d.control_unknown],
+        "control_ignored_files": [hint(n, d.control.known) for n in d.control_unknown],
         "pid": os.getpid(),
         "written_at": time.time(),
         "stopped": d._stopped,
+        "instruments": per,
     }
 
 
@@ -74,9 +111,11 @@ def health(d) -> list[str]:
         reasons.append(f"feed stale: no quote for {idle:.0f} s")
     if d.db_error:
         reasons.append(f"database error: {d.db_error}")
-    age = model_age_secs(d.slot.policy)
-    if age is not None and age / 86400 > svc.max_model_age_days:
-        reasons.append(f"model {d.slot.policy.sha[:12]} is {age / 86400:.1f} days old")
+    for inst, slot in d.slots.items():
+        age = model_age_secs(slot.policy)
+        if age is not None and age / 86400 > svc.max_model_age_days:
+            name = f"{inst} model" if len(d.slots) > 1 else "model"
+            reasons.append(f"{name} {slot.policy.sha[:12]} is {age / 86400:.1f} days old")
     if d.risk.state.halted:
         reasons.append(f"halted: {d.risk.state.halted_reason}")
     if d.control_unsafe:
@@ -85,8 +124,9 @@ def health(d) -> list[str]:
         status = getattr(d.feed, "status", FeedStatus.CONNECTED)
         if status is not FeedStatus.CONNECTED:
             reasons.append(f"broker disconnected: {d.cfg.broker.kind} feed {status.value}")
-        if d.slot.data_stale:
-            reasons.append(f"{d.instrument} stale: no price while its market is open")
+        for inst, slot in d.slots.items():
+            if slot.data_stale:
+                reasons.append(f"{inst} stale: no price while its market is open")
     if d.reconciler is not None:
         if not d.reconciler.ready:
             reasons.append(

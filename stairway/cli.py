@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from stairway.core.config import load_config
-from stairway.core.errors import StairwayError
+from stairway.core.errors import ConfigError, StairwayError
 from stairway.core.logs import configure_logging
 from stairway.core.metrics import format_summary
 from stairway.core.redaction import redact
@@ -19,7 +19,13 @@ def _ctl(args: argparse.Namespace) -> int:
     from stairway.daemon.control import ctl
 
     cfg = load_config(DaemonConfig, args.config)
-    print(ctl(cfg.service.control_dir, args.action, cfg.service.status_file))
+    if args.instrument is not None and args.instrument not in [leg.symbol for leg in cfg.legs()]:
+        raise ConfigError(
+            f"--instrument {args.instrument}: not traded by {args.config} ({', '.join(leg.symbol for leg in cfg.legs())})"
+        )
+    if args.instrument is not None and cfg.portfolio is None:  # one instrument: its FLATTEN is the global one
+        args.instrument = None
+    print(ctl(cfg.service.control_dir, args.action, cfg.service.status_file, args.instrument))
     return 0
 
 
@@ -239,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("ctl", help="control a running daemon through its signal files")
     c.add_argument("action", choices=["start", "stop", "flatten", "status"])
     c.add_argument("--config", default="config/paper.toml", help="daemon config (state_dir)")
+    c.add_argument("--instrument", default=None, help="flatten: close this instrument only (a portfolio's)")
     c.set_defaults(func=_ctl)
     t = sub.add_parser("train", help="the offline trainer").add_subparsers(dest="sub", required=True)
     tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")

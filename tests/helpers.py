@@ -142,3 +142,29 @@ def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):
     p = tmp / "paper.toml"
     p.write_text(text)
     return load_config(DaemonConfig, p, environ={}), p
+
+
+# A portfolio of three instruments from the one real FX series bundled: EUR/USD as it is, and
+# the real EUR/USD hours of 13 and 26 weeks earlier re-dated by whole weeks (same weekday and
+# hour) under two other names. Real market moves, not simulated ones; the names are labels.
+PORTFOLIO_WEEKS = {"EUR_USD": 0, "GBP_USD": 13, "AUD_USD": 26}
+
+
+def portfolio_bars(tmp: Path) -> dict[str, Path]:
+    from stairway.core.bar_files import load_bars
+
+    bars = load_bars(EURUSD)[0]
+    out = {}
+    for sym, weeks in PORTFOLIO_WEEKS.items():
+        b = bars.copy()
+        b["ts_ns"] += weeks * 7 * 86_400 * 10**9
+        out[sym] = write_bars_csv(tmp / f"FOREX_{sym.replace('_', '')}_1H_ASK.csv", b)
+    return out
+
+
+def portfolio_config(cfg, files: dict[str, Path], **portfolio):
+    """``cfg`` (a daemon config) trading every instrument of ``files``; models in models/<symbol>."""
+    from stairway.daemon.config import LegConfig, PortfolioConfig
+
+    legs = tuple(LegConfig(symbol=s, pip_size=0.0001, lot_units=100_000, bars_csv=p) for s, p in files.items())
+    return cfg.model_copy(update={"portfolio": PortfolioConfig(instruments=legs, **portfolio)})

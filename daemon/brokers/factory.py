@@ -38,7 +38,7 @@ def _oanda(cfg: DaemonConfig, environ: dict[str, str] | None) -> AdapterBundle:
     broker = OandaBroker(o.rest_url, account, token, o.stream_url, o.request_timeout_secs)
     feed = OandaFeed(
         broker,
-        [cfg.instrument.symbol],
+        [leg.symbol for leg in cfg.legs(look_on_disk=False)],
         o.heartbeat_timeout_secs,
         o.backoff_base_secs,
         o.backoff_cap_secs,
@@ -62,7 +62,9 @@ def _ib(cfg: DaemonConfig, environ: dict[str, str] | None) -> AdapterBundle:
     from stairway.daemon.brokers.ib.feed import IBFeed
 
     register_secret(cfg.broker.ib.account)  # an account number is not for logs either
-    broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol)
+    legs = cfg.legs(look_on_disk=False)
+    contracts = {leg.symbol: leg.cfg.broker.ib for leg in legs}
+    broker = IBBroker(cfg.broker.ib, legs[0].symbol, instruments=contracts)
     return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs))
 
 

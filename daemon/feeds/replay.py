@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import structlog
@@ -29,21 +29,43 @@ def replay_ticks(cfg: MarketConfig, start_ns: int, end_ns: int, warmup_bars: int
 
 
 class ReplayFeed:
-    """Async iterator of tick batches. Unpaced by default; with ``speed`` = k > 0, a batch is
-    handed over when (its first quote's time - the first quote's time) / k of wall time has
-    passed, so timers, watchdogs, scheduled jobs and control files run as they would live."""
+    """Async iterator of (instrument, tick batch). Unpaced by default; with ``speed`` = k > 0,
+    a batch is handed over when (its first quote's time - the first quote's time) / k of wall
+    time has passed, so timers, watchdogs, scheduled jobs and control files run as they would
+    live.
+
+    Several instruments (a portfolio): their quotes are merged in time order (a tie in the
+    order the instruments were given) and handed over as runs of one instrument's quotes, so
+    every decision, fill and risk check happens in the order it would live, across
+    instruments too. ``chunk_end`` is True for the last run of each batch of ``batch_ticks``
+    merged quotes: the daemon commits its rows there (every batch, live)."""
 
     source = "bar-derived"
     last_batch_backfilled = False
+    chunk_end = True
 
     def stale_instruments(self, now: float | None = None) -> list[str]:
         """A replay's prices are never stale (it hands over recorded time)."""
         return []
 
-    def __init__(self, ticks: np.ndarray, batch_ticks: int, speed: float = 0.0) -> None:
-        self.quotes, self.batch_ticks, self.speed = ticks, batch_ticks, speed
+    def __init__(self, quotes: dict[str, np.ndarray], batch_ticks: int, speed: float = 0.0) -> None:
+        if not quotes:
+            raise ValueError("a replay needs the quotes of at least one instrument")
+        self.instruments = list(quotes)
+        self.batch_ticks, self.speed = batch_ticks, speed
+        arrays = list(quotes.values())
+        if len(arrays) == 1:
+            self.quotes, self.which = arrays[0], None
+        else:
+            merged = np.concatenate(arrays)
+            which = np.concatenate([np.full(len(q), k, dtype=np.int16) for k, q in enumerate(arrays)])
+            order = np.argsort(merged["ts_ns"], kind="stable")
+            self.quotes, self.which = merged[order], which[order]
         self._t0_wall = 0.0
-        self._t0_tick = int(ticks["ts_ns"][0]) if len(ticks) else 0
+        self._t0_tick = int(self.quotes["ts_ns"][0]) if len(self.quotes) else 0
+
+    def __len__(self) -> int:
+        return len(self.quotes)
 
     def now_ns(self, closing_ts_ns: int) -> int:
         """The decision clock of a replay: replay time, the closing quote's own time, paced or
@@ -55,12 +77,25 @@ class ReplayFeed:
         """Replay time now, from the wall clock (paced replays)."""
         return self._t0_tick + int((time.monotonic() - self._t0_wall) * self.speed * 1e9)
 
-    async def batches(self) -> AsyncIterator[np.ndarray]:
+    def _split(self, i: int, j: int) -> Iterator[tuple[str, np.ndarray]]:
+        """Quotes [i, j) as runs of one instrument each, in time order."""
+        if self.which is None:
+            self.chunk_end = True
+            yield self.instruments[0], self.quotes[i:j]
+            return
+        which = self.which[i:j]
+        cuts = [0, *(np.flatnonzero(which[1:] != which[:-1]) + 1).tolist(), len(which)]
+        for a, b in zip(cuts, cuts[1:]):
+            self.chunk_end = b == len(which)
+            yield self.instruments[int(which[a])], self.quotes[i + a : i + b]
+
+    async def batches(self) -> AsyncIterator[tuple[str, np.ndarray]]:
         self._t0_wall = time.monotonic()
         if not self.speed:
             for start in range(0, len(self.quotes), self.batch_ticks):
                 await asyncio.sleep(0)  # hand control back to the loop (signals, other tasks)
-                yield self.quotes[start : start + self.batch_ticks]
+                for part in self._split(start, start + self.batch_ticks):
+                    yield part
             return
         # Paced: hand over the quotes whose time has come (at most batch_ticks at once), then
         # sleep until the next one is due; a large batch_ticks never delivers the future early.
@@ -74,7 +109,8 @@ class ReplayFeed:
                 j = max(i + 1, self._due(ts, i))
             else:
                 await asyncio.sleep(0)
-            yield self.quotes[i:j]
+            for part in self._split(i, j):
+                yield part
             i = j
 
     def _due(self, ts: np.ndarray, i: int) -> int:

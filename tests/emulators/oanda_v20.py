@@ -63,7 +63,10 @@ class OandaEmulator:
         self.trades: dict[str, list[dict]] = {}  # open trades per instrument, oldest first (FIFO closing)
         self.balance = 100_000.0
         self.order_requests = 0  # every POST that reached the order book (duplicates visible here)
-        self.prices: list[tuple[int, float, float]] = []
+        # (ts, bid, ask) for the first instrument the stream is asked for, or (ts, bid, ask,
+        # instrument) for several (a portfolio): the stream sends each line to its instrument
+        self.prices: list[tuple] = []
+        self.quotes: dict[str, tuple[float, float]] = {}  # last (bid, ask) per instrument sent
         self.cursor = 0  # the stream resumes where the last connection stopped
         self.connections = 0
         self.order_posts = 0
@@ -153,9 +156,13 @@ class OandaEmulator:
             q.put_nowait(tx)
         return tx
 
+    def quote(self, instrument: str) -> tuple[float, float]:
+        return self.quotes.get(instrument, (self.bid, self.ask))
+
     def manual_trade(self, instrument: str, units: float) -> dict:
         """A trade placed by hand at the broker (web platform): no client order id."""
-        price = self.ask if units > 0 else self.bid
+        bid, ask = self.quote(instrument)
+        price = ask if units > 0 else bid
         return self._fill(instrument, units, price, str(self.last_id + 1), None)
 
     def average_price(self, instrument: str) -> float:
@@ -243,15 +250,17 @@ class OandaEmulator:
     async def _stream_lines(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await resp.prepare(request)
-        inst = request.query.get("instruments", "EUR_USD").split(",")[0]
+        asked = request.query.get("instruments", "EUR_USD").split(",")
         self.connections += 1
         sent = 0
         prices = self.prices or [(self.now_ns, self.bid, self.ask)]
         while self.cursor < len(prices):
-            ts, bid, ask = prices[self.cursor]
+            ts, bid, ask, *named = prices[self.cursor]
+            inst = named[0] if named else asked[0]
             self.cursor += 1
             self.now_ns, self.bid, self.ask = ts, bid, ask
-            if self.knobs.mute_instrument != inst:
+            self.quotes[inst] = (bid, ask)
+            if self.knobs.mute_instrument != inst and inst in asked:
                 k = self.knobs
                 line = {
                     "type": "PRICE",
@@ -322,8 +331,9 @@ class OandaEmulator:
         lo, hi = parse_time_ns(q["from"]), parse_time_ns(q["to"])
         step = 5 * 10**9
         buckets: dict[int, list] = {}
-        for ts, bid, ask in self.prices:
-            if lo <= ts < hi:
+        want = request.match_info["instrument"]
+        for ts, bid, ask, *named in self.prices:
+            if lo <= ts < hi and (not named or named[0] == want):
                 buckets.setdefault(ts - ts % step, []).append((bid, ask))
         out = []
         for t0 in sorted(buckets):
@@ -390,7 +400,8 @@ class OandaEmulator:
                 status=400,
             )
         filled = round(units * self.knobs.fill_ratio)
-        price = self.ask if units > 0 else self.bid
+        bid, ask = self.quote(inst)
+        price = ask if units > 0 else bid
         fill = self._fill(inst, filled, price, create["id"], coid)
         record = {
             "id": create["id"],

@@ -157,7 +157,8 @@ def test_feed_reconnects_after_a_drop_or_silence_without_losing_the_stream(knob)
             setattr(emu.knobs, k, v)
         feed = OandaFeed(b, ["EUR_USD"], heartbeat_timeout_secs=0.3, backoff_base_secs=0.05)
         got = []
-        async for batch in feed.ticks():
+        async for inst, batch in feed.ticks():
+            assert inst == "EUR_USD"
             got.append(int(batch["ts_ns"][0]) // 10**9 - 1_506_934_800)
             if got[-1] == 9:
                 break

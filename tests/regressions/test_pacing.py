@@ -24,11 +24,12 @@ def test_paced_feed_never_hands_over_future_quotes_with_a_huge_batch():
 
     ticks = bars_to_ticks(_bars(60), HOUR, "ask", 1e-4)
     speed = 3600 * 40.0  # an hour of quotes in 25 ms
-    feed = ReplayFeed(ticks, 65_536, speed)
+    feed = ReplayFeed({"EUR_USD": ticks}, 65_536, speed)
 
     async def consume():
         lateness, early, batches = [], 0, 0
-        async for batch in feed.batches():
+        async for inst, batch in feed.batches():
+            assert inst == "EUR_USD"
             now_tick = feed.replay_now_ns()
             batches += 1
             early += int((batch["ts_ns"] > now_tick + int(0.002 * speed * 1e9)).sum())  # 2 ms tolerance

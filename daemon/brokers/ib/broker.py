@@ -52,10 +52,20 @@ def make_contract(cfg: IBConfig):
 class IBBroker:
     name = "ib"
 
-    def __init__(self, cfg: IBConfig, instrument: str, ib=None, max_connect_attempts: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: IBConfig,
+        instrument: str,
+        ib=None,
+        max_connect_attempts: int = 0,
+        instruments: dict[str, IBConfig] | None = None,
+    ) -> None:
+        """``instruments``: every instrument traded and its contract's settings (a portfolio);
+        default: ``instrument`` alone, with ``cfg``'s contract."""
         self.cfg, self.instrument = cfg, instrument
         self.ib = ib if ib is not None else ibapi.IB()
-        self.contract = make_contract(cfg)
+        self.contracts = {k: make_contract(c) for k, c in (instruments or {instrument: cfg}).items()}
+        self.contract = self.contracts.get(instrument) or next(iter(self.contracts.values()))
         self.link_up = False  # API socket connected and gateway <-> IB servers connected
         self.errors: deque[tuple[int, str]] = deque(maxlen=256)
         self.reconnects = 0
@@ -69,9 +79,16 @@ class IBBroker:
         return f"IBBroker({self.cfg.host}:{self.cfg.port}, client_id={self.cfg.client_id})"
 
     # -- connection -------------------------------------------------------------------------
+    def instrument_of(self, contract) -> str | None:
+        """Our name for one of our contracts; None for any other."""
+        key = (contract.symbol, contract.currency, contract.secType)
+        for name, c in self.contracts.items():
+            if key == (c.symbol, c.currency, c.secType):
+                return name
+        return None
+
     def _mine(self, contract) -> bool:
-        c = self.contract
-        return (contract.symbol, contract.currency, contract.secType) == (c.symbol, c.currency, c.secType)
+        return self.instrument_of(contract) is not None
 
     async def connect(self) -> None:
         if not self._wired:
@@ -153,7 +170,7 @@ class IBBroker:
     def _trade_by_ref(self, coid: str):
         return next((t for t in self.ib.trades() if t.order.orderRef == coid), None)
 
-    def _report(self, coid: str, units: float, trade=None) -> OrderReport | None:
+    def _report(self, coid: str, units: float, trade=None, instrument: str | None = None) -> OrderReport | None:
         fills = [f for f in self.ib.fills() if f.execution.orderRef == coid]
         filled = sum(_signed(f) for f in fills)
         if trade is None and not fills:
@@ -169,21 +186,28 @@ class IBBroker:
         else:
             state = OrderState.PENDING
         reason = trade.log[-1].message if trade is not None and trade.log else ""
-        return OrderReport(coid, broker_id, self.instrument, units, filled, state, reason)
+        contract = trade.contract if trade is not None else fills[0].contract
+        name = instrument or self.instrument_of(contract) or self.instrument
+        return OrderReport(coid, broker_id, name, units, filled, state, reason)
 
     async def submit(self, intent: OrderIntent) -> OrderReport:
         coid, units = intent.client_order_id, intent.units * int(intent.side)
-        known = self._report(coid, units, self._trade_by_ref(coid))
+        contract = self.contracts.get(intent.instrument)
+        if contract is None:
+            from stairway.core.errors import OrderRejected
+
+            raise OrderRejected(f"{coid}: {intent.instrument} is not an instrument of this IB connection")
+        known = self._report(coid, units, self._trade_by_ref(coid), intent.instrument)
         if known is not None:  # placed before (a retry or a reconnect): never a second order
             return known
         if not self.ib.isConnected():
             raise TransientError(f"{coid}: IB not connected; nothing was sent")
         order = ibapi.MarketOrder("BUY" if units > 0 else "SELL", abs(units), orderRef=coid, tif="IOC")
-        trade = self.ib.placeOrder(self.contract, order)
+        trade = self.ib.placeOrder(contract, order)
         deadline = time.monotonic() + self.cfg.fill_timeout_secs
         while not trade.isDone() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
-        rep = self._report(coid, units, trade)
+        rep = self._report(coid, units, trade, intent.instrument)
         if rep is None or rep.state is OrderState.PENDING:
             raise TransientError(f"{coid}: IB order {order.orderId} not done after {self.cfg.fill_timeout_secs:g} s")
         if rep.state is OrderState.REJECTED:
@@ -218,7 +242,7 @@ class IBBroker:
             FillReport(
                 f.execution.execId,
                 f.execution.orderRef or None,
-                self.instrument,
+                self.instrument_of(f.contract) or self.instrument,
                 _ts_ns(f.execution.time),
                 _signed(f),
                 float(f.execution.price),
@@ -234,7 +258,7 @@ class IBBroker:
             raise TransientError("IB not connected: positions unknown")
         out = []
         for p in self.ib.positions():
-            name = self.instrument if self._mine(p.contract) else f"{p.contract.symbol}_{p.contract.currency}"
+            name = self.instrument_of(p.contract) or f"{p.contract.symbol}_{p.contract.currency}"
             out.append(PositionReport(name, float(p.position), float(p.avgCost)))
         return out
 

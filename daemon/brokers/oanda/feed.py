@@ -8,7 +8,7 @@ gap backfill.
   its market is open.
 - Reconnects back off exponentially with jitter, capped; new connections are limited to
   2/s by the adapter.
-- Backfill: after a reconnect, the quotes missed between the last price before the cut
+- Backfill: after a reconnect, per instrument, the quotes missed between the last price before the cut
   and the first one after it are fetched as S5 bid/ask candles and passed on first (as
   bar-derived quotes, four per candle), so bars spanning the gap are built from data.
 - Non-tradeable prices (weekend, halts) are counted and not passed on as quotes.
@@ -53,6 +53,7 @@ class OandaFeed:
         self.reconnects = 0
         self.non_tradeable = 0
         self.backfilled = 0
+        self.chunk_end = True  # every batch is committed when handled
         self.last_batch_backfilled = False  # candle-derived quotes: the recorder skips them
         self.last_drop_monotonic: float | None = None
         self.last_price_monotonic: dict[str, float] = {}
@@ -82,9 +83,9 @@ class OandaFeed:
         log.info("backfilled", instrument=inst, quotes=len(quotes), gap_secs=round((first_ts - last) / 1e9, 1))
         return quotes if len(quotes) else None
 
-    async def ticks(self) -> AsyncIterator[np.ndarray]:
+    async def ticks(self) -> AsyncIterator[tuple[str, np.ndarray]]:
         attempt = 0
-        resumed = False
+        resumed: set[str] = set()  # after a reconnect: instruments whose gap is not backfilled yet
         while True:
             stream = self.broker.stream_prices(self.instruments).__aiter__()
             # the first line may also wait for a connection slot (<= 2 new connections/s)
@@ -103,17 +104,17 @@ class OandaFeed:
                         self.non_tradeable += 1
                         continue
                     if resumed:
-                        resumed = False
+                        resumed: set[str] = set()  # after a reconnect: instruments whose gap is not backfilled yet
                         gap = await self._backfill(item.instrument, item.ts_ns)
                         if gap is not None:
                             self.last_batch_backfilled = True
-                            yield gap
+                            yield item.instrument, gap
                             self.last_batch_backfilled = False
                     self.last_price_monotonic[item.instrument] = time.monotonic()
                     self.last_price_ts[item.instrument] = item.ts_ns
                     batch = np.empty(1, dtype=TICK_DTYPE)
                     batch[0] = (item.ts_ns, item.bid, item.ask)
-                    yield batch
+                    yield item.instrument, batch
             except StopAsyncIteration:
                 reason = "stream ended"
             except TimeoutError:
@@ -124,7 +125,7 @@ class OandaFeed:
                 await stream.aclose()
             self._set_status(FeedStatus.DISCONNECTED)
             self.last_drop_monotonic = time.monotonic()
-            resumed = True
+            resumed = set(self.instruments)
             attempt += 1
             self.reconnects += 1
             delay = backoff_delay(attempt, self.base, self.cap)
