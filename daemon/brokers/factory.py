@@ -57,15 +57,19 @@ def _oanda(cfg: DaemonConfig, environ: dict[str, str] | None) -> AdapterBundle:
     return AdapterBundle(broker, feed, {"transactions": transactions}, {"transactions": watcher})
 
 
-def _ib(cfg: DaemonConfig, environ: dict[str, str] | None) -> AdapterBundle:
+def _ib(cfg: DaemonConfig, environ: dict[str, str] | None, ib: Any = None) -> AdapterBundle:
+    """``ib``: the ib_async client to use (default: a new ``IB()``)."""
     from stairway.daemon.brokers.ib.broker import IBBroker
     from stairway.daemon.brokers.ib.feed import IBFeed
 
     register_secret(cfg.broker.ib.account)  # an account number is not for logs either
     legs = cfg.legs(look_on_disk=False)
-    contracts = {leg.symbol: leg.cfg.broker.ib for leg in legs}
-    broker = IBBroker(cfg.broker.ib, legs[0].symbol, instruments=contracts)
+    contracts = {leg.symbol: leg.cfg.broker.ib for leg in legs}  # one contract per instrument
+    broker = IBBroker(cfg.broker.ib, legs[0].symbol, ib=ib, instruments=contracts)
     return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs))
+
+
+ib_bundle = _ib
 
 
 BUILDERS: dict[str, Callable[[DaemonConfig, dict[str, str] | None], AdapterBundle]] = {"oanda": _oanda, "ib": _ib}

@@ -6,6 +6,10 @@ reqAllOpenOrdersAsync, reqExecutionsAsync, reqPositionsAsync, accountSummaryAsyn
 events errorEvent, disconnectedEvent, pendingTickersEvent) and builds ib_async's own
 objects (Trade, Order, OrderStatus, Execution, Fill, CommissionReport, Position, Ticker).
 
+Several contracts can be traded at once (``FakeIB("EURUSD", "GBPUSD", ...)``): each has its
+own quotes, ticker and position; a price entry (ts, bid, ask, pair) goes to that pair's
+ticker, a plain (ts, bid, ask) to the first.
+
 Like the real client library, the client's view (trades, fills, positions) is cleared on
 disconnect and refilled by the req* calls; executions that happen while the client is away
 exist only on the "server" until reqExecutions. Order ids continue across reconnects, as
@@ -37,11 +41,19 @@ def _dt(ts_ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC)
 
 
+def _pair(contract) -> str:
+    return contract.symbol + contract.currency
+
+
 class FakeIB:
-    def __init__(self, symbol: str = "EURUSD") -> None:
+    def __init__(self, symbol: str = "EURUSD", *others: str) -> None:
         self.errorEvent, self.disconnectedEvent = Event("errorEvent"), Event("disconnectedEvent")
         self.pendingTickersEvent = Event("pendingTickersEvent")
-        self.contract = Forex(symbol)
+        self.contracts = {p: Forex(p) for p in (symbol, *others)}
+        self.contract = self.contracts[symbol]
+        self.quotes: dict[str, tuple[float, float]] = {}
+        self.server_positions: dict[str, float] = {}
+        self.tickers: dict[str, Ticker] = {}
         self.connected = False
         self.gateway_up = True
         self.client_id_in_use = 0  # the next N connects fail with error 326
@@ -56,13 +68,23 @@ class FakeIB:
         self._exec_ids = itertools.count(1)
         self.server_trades: list[Trade] = []
         self.server_fills: list[Fill] = []
-        self.server_position = 0.0
         self.orders_placed = 0
         self._trades: list[Trade] = []
         self._fills: list[Fill] = []
         self._positions: list[Position] = []
-        self.ticker: Ticker | None = None
         self.connects = 0
+
+    @property
+    def server_position(self) -> float:
+        """The first contract's position at the broker."""
+        return self.server_positions.get(_pair(self.contract), 0.0)
+
+    @property
+    def ticker(self) -> Ticker | None:
+        return self.tickers.get(_pair(self.contract))
+
+    def quote(self, pair: str) -> tuple[float, float]:
+        return self.quotes.get(pair, (self.bid, self.ask))
 
     # -- connection -------------------------------------------------------------------------
     async def connectAsync(self, host="127.0.0.1", port=7497, clientId=1, timeout=4, **_):
@@ -87,7 +109,7 @@ class FakeIB:
 
     def _drop(self) -> None:
         self.connected = False
-        self.ticker = None
+        self.tickers = {}
         self._trades, self._fills, self._positions = [], [], []
         self.disconnectedEvent.emit()
 
@@ -107,9 +129,11 @@ class FakeIB:
         return list(self._positions)
 
     def _sync_positions(self) -> None:
-        self._positions = (
-            [Position("DU123", self.contract, self.server_position, self.ask)] if self.server_position else []
-        )
+        self._positions = [
+            Position("DU123", self.contracts[p], units, self.quote(p)[1])
+            for p, units in self.server_positions.items()
+            if units
+        ]
 
     async def accountSummaryAsync(self, account: str = ""):
         return [
@@ -128,8 +152,8 @@ class FakeIB:
 
     def reqMktData(self, contract, *args, **kwargs) -> Ticker:
         self.calls.append("reqMktData")
-        self.ticker = Ticker(contract=contract)
-        return self.ticker
+        self.tickers[_pair(contract)] = t = Ticker(contract=contract)
+        return t
 
     # -- orders -----------------------------------------------------------------------------
     def placeOrder(self, contract, order) -> Trade:
@@ -170,7 +194,9 @@ class FakeIB:
     def _fill(self, trade: Trade, order_ref: str | None = None) -> None:
         o = trade.order
         sign = 1.0 if o.action == "BUY" else -1.0
-        price = self.ask if sign > 0 else self.bid
+        pair = _pair(trade.contract)
+        bid, ask = self.quote(pair)
+        price = ask if sign > 0 else bid
         ex = Execution(
             execId=f"0001f4e8.{next(self._exec_ids):08d}.01.01",
             time=_dt(self.now_ns),
@@ -188,32 +214,36 @@ class FakeIB:
         )
         fill = Fill(trade.contract, ex, CommissionReport(ex.execId, 2.0, "USD"), ex.time)
         self.server_fills.append(fill)
-        self.server_position += sign * o.totalQuantity
+        self.server_positions[pair] = self.server_positions.get(pair, 0.0) + sign * o.totalQuantity
         trade.fills.append(fill)
         trade.orderStatus.status, trade.orderStatus.filled, trade.orderStatus.remaining = "Filled", o.totalQuantity, 0
         if self.connected:  # the client hears of it only while connected
             self._fills.append(fill)
             self._sync_positions()
 
-    def manual_trade(self, units: float) -> None:
+    def manual_trade(self, units: float, pair: str | None = None) -> None:
         """An order placed by hand in TWS: no orderRef."""
         from ib_async import MarketOrder
 
         order = MarketOrder("BUY" if units > 0 else "SELL", abs(units))
         order.orderId, order.permId = next(self._ids), 800_000 + next(self._ids)
-        trade = Trade(self.contract, order, OrderStatus(status="Submitted"), [], [])
+        contract = self.contracts[pair] if pair else self.contract
+        trade = Trade(contract, order, OrderStatus(status="Submitted"), [], [])
         self.server_trades.append(trade)
         self._fill(trade, order_ref="")
 
     # -- quotes and the night --------------------------------------------------------------
     async def stream(self, interval: float = 0.003, stop: asyncio.Event | None = None) -> None:
         while self.cursor < len(self.prices) and not (stop and stop.is_set()):
-            if self.connected and self.ticker is not None:
-                ts, self.bid, self.ask = self.prices[self.cursor]
+            ts, bid, ask, *named = self.prices[self.cursor]
+            pair = named[0] if named else _pair(self.contract)
+            t = self.tickers.get(pair)
+            if self.connected and t is not None:
+                self.bid, self.ask = bid, ask
+                self.quotes[pair] = (bid, ask)
                 self.now_ns = ts
                 self.cursor += 1
-                t = self.ticker
-                t.time, t.bid, t.ask = _dt(ts), self.bid, self.ask
+                t.time, t.bid, t.ask = _dt(ts), bid, ask
                 self.pendingTickersEvent.emit({t})
             await asyncio.sleep(interval)
 

@@ -103,8 +103,8 @@ class OandaFeed:
                     if not item.tradeable:
                         self.non_tradeable += 1
                         continue
-                    if resumed:
-                        resumed: set[str] = set()  # after a reconnect: instruments whose gap is not backfilled yet
+                    if item.instrument in resumed:
+                        resumed.discard(item.instrument)
                         gap = await self._backfill(item.instrument, item.ts_ns)
                         if gap is not None:
                             self.last_batch_backfilled = True
