@@ -562,5 +562,7 @@ async def run_daemon(
     environ: dict[str, str] | None = None,
 ) -> DaemonResult:
     """Run the daemon. ``ticks`` replaces the bar-derived quotes of a paper replay
-    (benchmarks, recordings); ``clock`` and ``environ`` are the live clock and secrets."""
+    (benchmarks, recordings): an array (the first instrument's) or a dict by instrument;
+    ``policy`` likewise (otherwise each instrument's models/current); ``clock`` and
+    ``environ`` are the live clock and secrets."""
     return await Daemon(cfg, policy, ticks, latency_capacity, config_path, stop, clock, environ).run()

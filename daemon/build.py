@@ -77,10 +77,13 @@ class DaemonBuild:
             ControlFiles, svc.control_dir, True, [leg.symbol for leg in self.legs] if cfg.portfolio else ()
         )
         gate_db = svc.gate_db if svc.require_gate_record else None
+        given = self.policy if isinstance(self.policy, dict) else {}
+        if self.policy is not None and not given:  # one policy: the first instrument's
+            given = {self.legs[0].symbol: self.policy}
         policies = {}
-        for k, leg in enumerate(self.legs):
-            if k == 0 and self.policy is not None:
-                policies[leg.symbol] = self.policy
+        for leg in self.legs:
+            if leg.symbol in given:
+                policies[leg.symbol] = given[leg.symbol]
                 continue
             policies[leg.symbol] = await asyncio.to_thread(
                 load_current_policy, leg.models_dir, self.spec, gate_db, leg.cfg.market_identity()
@@ -108,7 +111,7 @@ class DaemonBuild:
                     )
             elif not isinstance(self.ticks, dict):
                 self.ticks = {self.instrument: self.ticks}
-            self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed)
+            self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed, cfg.bars.period_ns)
             mode, clock_ns = "paper-replay", self.feed.now_ns
         self.store = await Store.open(svc.db_path)
         stack.push_async_callback(self._close_with_limit, "database", self.store.close)

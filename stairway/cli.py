@@ -103,7 +103,22 @@ def _train_run(args: argparse.Namespace) -> int:
                 f"--ray-address runs MuZero's self-play actors; {args.config} has train.algo = {cfg.train.algo!r}"
             )
         cfg = cfg.model_copy(update={"muzero": cfg.muzero.model_copy(update={"ray_address": args.ray_address})})
+    if args.instrument:  # a portfolio: each instrument trained, gated and published on its own
+        from stairway.trainer.instruments import per_instrument
+
+        configs = per_instrument(cfg, args.instrument)
+        configure_logging()
+        results = {}
+        for symbol, one in configs:
+            print(f"\n== {symbol} ({one.data.bars_csv}) -> {one.train.models_dir}")
+            results[symbol] = _train_one(one, run_cycles)
+        print("\n" + "; ".join(f"{s}: {'published' if rc == 0 else 'NOT published'}" for s, rc in results.items()))
+        return 0 if all(rc == 0 for rc in results.values()) else 1
     configure_logging()
+    return _train_one(cfg, run_cycles)
+
+
+def _train_one(cfg, run_cycles) -> int:
     res = run_cycles(cfg)
     print(f"\n{len(res.cycles)} cycle(s), candidate {res.candidate[:12]}, {res.seconds:.1f} s; report {res.report}")
     print(format_summary({"in-sample": res.in_sample, "validation (held back)": res.validation}))
@@ -161,6 +176,8 @@ def _validate(args: argparse.Namespace) -> int:
         rng = DateRange(start=dt.date.fromisoformat(a), end=dt.date.fromisoformat(b))
     except ValueError as e:
         raise ConfigError(f"--range {args.range!r}: expected YYYY-MM-DD..YYYY-MM-DD with start < end ({e})") from None
+    if args.checkpoint and args.instrument:
+        raise ConfigError("validate: --instrument goes with --folds (a walk-forward per instrument), not --checkpoint")
     if args.checkpoint:
         if args.folds is not None:
             raise ConfigError(
@@ -169,6 +186,18 @@ def _validate(args: argparse.Namespace) -> int:
         return _validate_checkpoint(cfg, args, rng)
     if args.folds is None:
         raise ConfigError("validate: give --checkpoint SHA or --folds N")
+    if args.instrument:  # walk-forward per instrument, each with its own folds and report
+        from stairway.trainer.instruments import per_instrument
+
+        for symbol, one in per_instrument(cfg, args.instrument):
+            print(f"\n== {symbol} ({one.data.bars_csv})")
+            out = Path(args.out) / symbol if args.out else None
+            _walk_forward(one, args, rng, out)
+        return 0
+    return _walk_forward(cfg, args, rng, Path(args.out) if args.out else None)
+
+
+def _walk_forward(cfg, args: argparse.Namespace, rng, out) -> int:
     from stairway.trainer.walk_forward import run_walk_forward
     from stairway.trainer.wf_report import fold_table, stitched_table, verdict_lines, write_wf_report
 
@@ -183,7 +212,7 @@ def _validate(args: argparse.Namespace) -> int:
     print("\nstitched out-of-sample result:")
     print("\n".join(stitched_table(wf)))
     print("\n".join(verdict_lines(wf)))
-    print(f"report: {write_wf_report(wf, cfg, Path(args.out) if args.out else None)}")
+    print(f"report: {write_wf_report(wf, cfg, out)}")
     return 0
 
 
@@ -253,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--ray-address", help="MuZero: run the self-play actors (muzero.actors) on Ray: a cluster address, or 'local'"
     )
+    tr.add_argument(
+        "--instrument",
+        action="append",
+        metavar="SYMBOL=BARS_CSV",
+        help="train this instrument into models_dir/SYMBOL (repeat for a portfolio; each is gated on its own)",
+    )
     tr.set_defaults(func=_train_run)
     sw = t.add_parser("sweep", help="Ray Tune search over shaping/regime parameters (never publishes)")
     sw.add_argument("--config", default="config/trainer.toml")
@@ -299,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--range", required=True, help="YYYY-MM-DD..YYYY-MM-DD (end exclusive)")
     va.add_argument("--draws", type=int, default=100, help="random-entry draws (per fold)")
     va.add_argument("--config", default="config/trainer.toml")
+    va.add_argument(
+        "--instrument",
+        action="append",
+        metavar="SYMBOL=BARS_CSV",
+        help="walk-forward this instrument (repeat for a portfolio; --folds only)",
+    )
     va.set_defaults(func=_validate)
     df = sub.add_parser("drift", help="paper-live fills vs broker fills of the same stream and model")
     df.add_argument("--paper-db", required=True, help="database of the paper-live daemon")

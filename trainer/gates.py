@@ -61,6 +61,14 @@ def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool,
     from stairway.daemon.config import DaemonConfig
 
     dcfg = load_config(DaemonConfig, gates.daemon_config)
+    if dcfg.portfolio is not None:  # the instrument's own leg of a portfolio daemon
+        legs = {leg.symbol: leg.cfg for leg in dcfg.legs(look_on_disk=False)}
+        if meta.instrument not in legs:
+            return (
+                False,
+                f"daemon config {gates.daemon_config} does not trade {meta.instrument} (it trades {list(legs)})",
+            )
+        dcfg = legs[meta.instrument]
     spec = FeatureSpec.from_config(dcfg)
     try:
         check_compatible(

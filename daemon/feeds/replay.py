@@ -35,10 +35,13 @@ class ReplayFeed:
     live.
 
     Several instruments (a portfolio): their quotes are merged in time order (a tie in the
-    order the instruments were given) and handed over as runs of one instrument's quotes, so
-    every decision, fill and risk check happens in the order it would live, across
-    instruments too. ``chunk_end`` is True for the last run of each batch of ``batch_ticks``
-    merged quotes: the daemon commits its rows there (every batch, live)."""
+    order the instruments were given) and cut before every quote that closes a bar of any
+    instrument (the first quote in a later ``period_ns`` bucket): a decision then sees every
+    instrument's quotes, fills and positions up to its closing quote and nothing after it,
+    as it would live. Between two cuts each instrument's quotes go over as one batch, the
+    closing instrument's first; the account's tiers see the others' equity as of their last
+    batch (as they do live, batch by batch). ``chunk_end`` is True for the last batch of each
+    ``batch_ticks`` merged quotes: the daemon commits its rows there (every batch, live)."""
 
     source = "bar-derived"
     last_batch_backfilled = False
@@ -48,7 +51,9 @@ class ReplayFeed:
         """A replay's prices are never stale (it hands over recorded time)."""
         return []
 
-    def __init__(self, quotes: dict[str, np.ndarray], batch_ticks: int, speed: float = 0.0) -> None:
+    def __init__(
+        self, quotes: dict[str, np.ndarray], batch_ticks: int, speed: float = 0.0, period_ns: int = 60 * 10**9
+    ) -> None:
         if not quotes:
             raise ValueError("a replay needs the quotes of at least one instrument")
         self.instruments = list(quotes)
@@ -61,6 +66,7 @@ class ReplayFeed:
             which = np.concatenate([np.full(len(q), k, dtype=np.int16) for k, q in enumerate(arrays)])
             order = np.argsort(merged["ts_ns"], kind="stable")
             self.quotes, self.which = merged[order], which[order]
+            self.cuts = self._closing_quotes(period_ns)
         self._t0_wall = 0.0
         self._t0_tick = int(self.quotes["ts_ns"][0]) if len(self.quotes) else 0
 
@@ -77,17 +83,40 @@ class ReplayFeed:
         """Replay time now, from the wall clock (paced replays)."""
         return self._t0_tick + int((time.monotonic() - self._t0_wall) * self.speed * 1e9)
 
+    def _closing_quotes(self, period_ns: int) -> np.ndarray:
+        """Merged positions of every quote that closes a bar of its instrument, sorted."""
+        ts = self.quotes["ts_ns"]
+        out = []
+        for k in range(len(self.instruments)):
+            idx = np.flatnonzero(self.which == k)
+            bucket = ts[idx] // period_ns
+            out.append(idx[1:][bucket[1:] != bucket[:-1]])
+        return np.unique(np.concatenate(out))
+
     def _split(self, i: int, j: int) -> Iterator[tuple[str, np.ndarray]]:
-        """Quotes [i, j) as runs of one instrument each, in time order."""
+        """Quotes [i, j): one batch (one instrument), or a portfolio's batches between bar closes."""
         if self.which is None:
             self.chunk_end = True
             yield self.instruments[0], self.quotes[i:j]
             return
-        which = self.which[i:j]
-        cuts = [0, *(np.flatnonzero(which[1:] != which[:-1]) + 1).tolist(), len(which)]
-        for a, b in zip(cuts, cuts[1:]):
-            self.chunk_end = b == len(which)
-            yield self.instruments[int(which[a])], self.quotes[i + a : i + b]
+        lo, hi = np.searchsorted(self.cuts, [i, j], "right")
+        bounds = [i, *self.cuts[lo:hi].tolist(), j]
+        parts = []
+        for a, b in zip(bounds, bounds[1:]):
+            if a >= b:
+                continue
+            which, quotes = self.which[a:b], self.quotes[a:b]
+            first = int(which[0])
+            if (which == first).all():
+                parts.append((self.instruments[first], quotes))
+                continue
+            for k in (first, *(k for k in range(len(self.instruments)) if k != first)):
+                mine = which == k
+                if mine.any():
+                    parts.append((self.instruments[k], quotes[mine]))
+        for n, part in enumerate(parts):
+            self.chunk_end = n == len(parts) - 1
+            yield part
 
     async def batches(self) -> AsyncIterator[tuple[str, np.ndarray]]:
         self._t0_wall = time.monotonic()

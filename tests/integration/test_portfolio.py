@@ -120,3 +120,75 @@ def test_a_portfolio_without_a_model_for_one_instrument_does_not_start(tmp_path,
 
     with pytest.raises(CheckpointError, match="AUD_USD/current: no current model"):
         asyncio.run(run_daemon(cfg))
+
+
+def test_train_a_list_of_instruments_then_trade_them_together(tmp_path, spec, files, monkeypatch, capsys):
+    """`train run --instrument A=... --instrument B=...` trains, gates and publishes each into
+    models/<symbol>; the portfolio daemon then starts from exactly those models (gate records
+    required) and trades both."""
+    from stairway.cli import main as cli_main
+    from tests.helpers import ROOT
+    from tests.integration.test_gates import LENIENT, SMALL
+
+    _, daemon_toml = daemon_config(tmp_path, files["EUR_USD"], START, END)
+    legs = ", ".join(f'{{ symbol = "{s}", bars_csv = "{files[s]}" }}' for s in ("EUR_USD", "GBP_USD"))
+    daemon_toml.write_text(daemon_toml.read_text() + f"\n[portfolio]\ninstruments = [{legs}]\n")
+    env = {
+        **SMALL,
+        **LENIENT,
+        "STAIRWAY_GATES__DAEMON_CONFIG": str(daemon_toml),  # pre-flight: each candidate against its own leg
+        "STAIRWAY_TRAIN__RANGE": '{"start": "2017-04-03", "end": "2017-07-01"}',  # both series cover it
+        "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
+        "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "state" / "gate.db"),
+        "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+        "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    two = {s: files[s] for s in ("EUR_USD", "GBP_USD")}
+    args = ["train", "run", "--config", str(ROOT / "config/trainer.toml")]
+    for s, p in two.items():
+        args += ["--instrument", f"{s}={p}"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "EUR_USD: published; GBP_USD: published" in out
+    for s in two:
+        assert (tmp_path / "models" / s / "current").is_symlink() and (tmp_path / "runs" / s).is_dir()
+    assert not (tmp_path / "models" / "current").exists()  # nothing in the single-instrument place
+    cfg = load_config(DaemonConfig, daemon_toml, environ={"STAIRWAY_SERVICE__REQUIRE_GATE_RECORD": "true"})
+    res = asyncio.run(run_daemon(cfg))
+    for s in two:
+        link = (tmp_path / "models" / s / "current").resolve().stem
+        assert res.instruments[s]["model_sha"] == link
+        assert res.instruments[s]["counters"]["decisions"] > 100
+    # refused in one line: a malformed spec, a missing file, a file of another pair
+    monkeypatch.delenv("STAIRWAY_TRAIN__RANGE")
+    for bad, words in (
+        ("GBP_USD", ["SYMBOL=BARS_CSV"]),
+        (f"GBP_USD={tmp_path / 'nope.csv'}", ["nope.csv", "no such bar file"]),
+        (f"GBP_USD={files['EUR_USD']}", ["GBP_USD", "EUR_USD bars"]),
+    ):
+        assert cli_main(["train", "run", "--config", str(ROOT / "config/trainer.toml"), "--instrument", bad]) == 2
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), err
+
+
+def test_preflight_checks_a_candidate_against_its_own_instrument_of_a_portfolio(tmp_path, spec, files):
+    from stairway.core.checkpoint import CheckpointMeta
+    from stairway.core.types import ACTION_NAMES
+    from stairway.trainer.config import GateConfig
+    from stairway.trainer.gates import preflight
+
+    _, daemon_toml = daemon_config(tmp_path, files["EUR_USD"], START, END)
+    legs = ", ".join(f'{{ symbol = "{s}", bars_csv = "{files[s]}" }}' for s in ("EUR_USD", "GBP_USD"))
+    daemon_toml.write_text(daemon_toml.read_text() + f"\n[portfolio]\ninstruments = [{legs}]\n")
+    gates = GateConfig(daemon_config=daemon_toml)
+
+    def meta(inst):
+        return CheckpointMeta(
+            "ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 16, instrument=inst, pip_size=1e-4
+        )
+
+    assert preflight(meta("GBP_USD"), gates)[0]
+    ok, why = preflight(meta("AUD_USD"), gates)
+    assert not ok and "does not trade AUD_USD" in why and "GBP_USD" in why

@@ -1,0 +1,61 @@
+"""Training a portfolio: one trainer config per instrument.
+
+``--instrument SYMBOL=BARS_CSV`` (repeatable) turns one trainer config into one per
+instrument: the instrument (its pip size from the symbol), its own bar file, and its own
+models directory (``models_dir/<SYMBOL>``: current, gold, previous, where a portfolio daemon
+looks) and reports directory. Everything else (features, costs, gates, walk-forward) is
+shared, and every instrument passes its own gates: a model is published for an instrument
+only when that instrument's candidate passes. The gate database is shared (it is keyed by
+checkpoint hash).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from stairway.core.config import format_validation_error, fx_pip_size
+from stairway.core.errors import ConfigError
+from stairway.trainer.config import TrainerConfig
+
+_SPEC = re.compile(r"^([A-Z0-9][A-Z0-9._-]{0,29})=(.+)$")
+
+
+def parse_instrument(spec: str) -> tuple[str, Path]:
+    m = _SPEC.match(spec)
+    if m is None:
+        raise ConfigError(f"--instrument {spec!r}: expected SYMBOL=BARS_CSV, e.g. GBP_USD=data/FOREX_GBPUSD_1H_ASK.csv")
+    return m.group(1), Path(m.group(2))
+
+
+def for_instrument(cfg: TrainerConfig, symbol: str, bars_csv: Path) -> TrainerConfig:
+    """``cfg`` for one instrument of a portfolio (validated as a whole: the bar file must name
+    the pair, the symbol must be one of its market's)."""
+    raw = cfg.model_dump()
+    inst = raw["instrument"]
+    inst["symbol"] = symbol
+    if inst["market"] == "fx" and "_" in symbol:
+        inst["pip_size"] = fx_pip_size(symbol)
+    raw["data"]["bars_csv"] = bars_csv
+    raw["train"]["models_dir"] = cfg.train.models_dir / symbol
+    raw["train"]["reports_dir"] = cfg.train.reports_dir / symbol
+    try:
+        return TrainerConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(f"--instrument {symbol}={bars_csv}", e)) from None
+
+
+def per_instrument(cfg: TrainerConfig, specs: list[str]) -> list[tuple[str, TrainerConfig]]:
+    """(symbol, config) for each ``SYMBOL=BARS_CSV``; a symbol given twice or a missing bar
+    file is refused before anything trains."""
+    out: list[tuple[str, TrainerConfig]] = []
+    for spec in specs:
+        symbol, path = parse_instrument(spec)
+        if symbol in [s for s, _ in out]:
+            raise ConfigError(f"--instrument {symbol}: given more than once")
+        if not path.is_file():
+            raise ConfigError(f"--instrument {symbol}={path}: no such bar file")
+        out.append((symbol, for_instrument(cfg, symbol, path)))
+    return out
