@@ -268,17 +268,18 @@ class Daemon(DaemonBuild):
                     self.risk.resume()
                     self._halt_ns = 0
                     log.warning("trading_resumed_by_operator")
-            if enabled != self.slot.trading_enabled:
+            permission = self.risk.permission
+            if enabled != permission.control_allows:
                 log.info("trading_enabled" if enabled else "trading_disabled", start_file=st.start_trading)
-            for slot in self.slots.values():
-                slot.trading_enabled = enabled
+            why = "control directory unsafe: no new positions" if self.control_unsafe else None
+            permission.control(enabled, why or "START_TRADING absent: observe only")
             if self.cfg.live:
                 stale_now = set(self.feed.stale_instruments())
                 for inst, slot in self.slots.items():
                     stale = inst in stale_now and market_open(self.clock(), slot.market, slot.holidays)
                     if stale != slot.data_stale:
                         log.warning("instrument_stale" if stale else "instrument_fresh", instrument=inst)
-                    slot.data_stale = stale
+                    permission.set_stale(inst, stale)
             for name, targets in st.flatten_requests(list(self.slots)):
                 for inst in targets:
                     self.slots[inst].request_flatten(f"{name} control file")
@@ -476,8 +477,7 @@ class Daemon(DaemonBuild):
         limit = self.cfg.service.shutdown_timeout_secs
         self.notifier.stopping()
         self.stop.set()
-        for slot in self.slots.values():
-            slot.trading_enabled = False  # 1. no new intents
+        self.risk.permission.control(False, "shutting down")  # 1. no new intents
         if sched is not None:
             sched.shutdown(wait=False)
         if self.interrupted:

@@ -234,7 +234,7 @@ class DaemonBuild:
         cfg = self.cfg
         for inst, slot in self.slots.items():
             slot.persist_book = True
-            slot.broker_ready = False
+            self.risk.permission.reconciled(inst, False)  # no order until the reconciler has compared
             book = await self.store.book(inst)
             if book is not None:
                 slot.set_position(*book)

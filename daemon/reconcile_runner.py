@@ -223,8 +223,8 @@ class Reconciler:
             try:
                 if await self.run_once("startup") is not None:
                     self.ready = True
-                    for slot in self.slots.values():
-                        slot.broker_ready = True
+                    for inst, slot in self.slots.items():
+                        slot.risk.permission.reconciled(inst, True)
                     self.last_error = ""
                     return True
             except FatalError:
@@ -238,8 +238,8 @@ class Reconciler:
         return False
 
     async def run(self, stop: asyncio.Event) -> None:
-        for slot in self.slots.values():
-            slot.broker_ready = False
+        for inst, slot in self.slots.items():
+            slot.risk.permission.reconciled(inst, False)
         if not await self.startup(stop):
             return
         loop = asyncio.get_running_loop()

@@ -41,6 +41,29 @@ class RiskDecision:
 
 
 @dataclass
+class Permission:
+    """May an order open a position? The one place that knows, besides the engine's own halt
+    and tiers. Each input has one owner, who sets it by a named call: the control files
+    (START_TRADING, the directory's safety: ``control``), the reconciler (``reconciled``: per
+    instrument, no order at all until its book agrees with the broker), the feed watcher
+    (``stale``: per instrument). The slot only asks, through RiskEngine.check."""
+
+    control_allows: bool = True
+    control_reason: str = ""
+    not_reconciled: set[str] = field(default_factory=set)
+    stale: set[str] = field(default_factory=set)
+
+    def control(self, allows: bool, reason: str = "START_TRADING absent: observe only") -> None:
+        self.control_allows, self.control_reason = allows, "" if allows else reason
+
+    def reconciled(self, instrument: str, ok: bool) -> None:
+        (self.not_reconciled.discard if ok else self.not_reconciled.add)(instrument)
+
+    def set_stale(self, instrument: str, stale: bool) -> None:
+        (self.stale.add if stale else self.stale.discard)(instrument)
+
+
+@dataclass
 class RiskState:
     tier: int = 0
     halted: bool = False
@@ -58,6 +81,7 @@ class RiskEngine:
         self.lot = lot_units
         self.period_minutes = period_minutes
         self.state = RiskState()
+        self.permission = Permission()
         self.positions: dict[str, float] = {}
         self.working: dict[str, float] = {}  # signed units of each instrument's working order not yet filled
         self.lots: dict[str, float] = {}  # lot size per instrument (a portfolio's); default: lot_units
@@ -132,12 +156,18 @@ class RiskEngine:
         current_units: float,
         order_units: float,
         *,
-        trading_enabled: bool = True,
         market_is_open: bool = True,
         quote_gap_secs: float = 0.0,
     ) -> RiskDecision:
+        """What of ``order_units`` may go out now. ``quote_gap_secs``: how old the closing
+        quote is at decision time (a stale instrument counts as an endless gap)."""
         if order_units == 0.0:
             return RiskDecision(0.0)
+        p = self.permission
+        if instrument in p.not_reconciled:  # not even a reduction: the book is not known to be right
+            return RiskDecision(0.0, "not reconciled with the broker yet: no orders", "not_reconciled")
+        if instrument in p.stale:
+            quote_gap_secs = float("inf")
         target = current_units + order_units
         reducing = abs(target) <= abs(current_units) and (target == 0.0 or (target > 0) == (current_units > 0))
         if reducing:
@@ -149,12 +179,13 @@ class RiskEngine:
         s = self.state
         if s.halted:
             block = ("halted", f"halted: {s.halted_reason}")
-        elif not trading_enabled:
-            block = ("observe_only", "START_TRADING absent: observe only")
+        elif not p.control_allows:
+            block = ("observe_only", p.control_reason)
         elif not market_is_open:
             block = ("market_closed", "market closed")
         elif quote_gap_secs > self.cfg.stale_after_secs:
-            block = ("stale_data", f"quote gap {quote_gap_secs:.0f} s > {self.cfg.stale_after_secs:.0f} s")
+            gap = "no price lately" if instrument in p.stale else f"quote gap {quote_gap_secs:.0f} s"
+            block = ("stale_data", f"{gap} > {self.cfg.stale_after_secs:.0f} s")
         elif s.tier >= STOP_OPENING:
             block = ("stop_opening", f"drawdown tier {TIER_NAMES[s.tier]}: no new positions")
         elif s.trades_today.get(instrument, 0) >= self.cfg.max_trades_per_day:

@@ -133,8 +133,7 @@ class Slot:
         # decision-time clock: replay uses the closing quote's own time (so a replay is never
         # stale); live passes the wall clock
         self.clock_ns = clock_ns or (lambda closing_ts: closing_ts)
-        # control and hot-swap state, set by the daemon between batches
-        self.trading_enabled = True
+        # hot-swap state, set by the daemon between batches
         self.pending_policy: Policy | None = None
         self.ramp: tuple[float, ...] = (1.0,)
         self._ramp_day = 0
@@ -147,11 +146,22 @@ class Slot:
         self.equity = initial_equity
         self.drawdown_pct = 0.0
         self._quote_equity_open: float | None = None  # see _protect_at_quote
-        # live brokers: orders wait until the book is reconciled with the broker; the book is
-        # persisted with every fill (committed together with the broker's fill ids)
-        self.broker_ready = True
+        # live brokers: the book is persisted with every fill (committed together with the
+        # broker's fill ids); whether orders may go out is the risk engine's Permission
         self.persist_book = False
-        self.data_stale = False  # set by the live feed: no PRICE for this instrument lately
+
+    # -- what the risk engine's Permission says of this instrument (read-only views) -------
+    @property
+    def trading_enabled(self) -> bool:
+        return self.risk.permission.control_allows
+
+    @property
+    def broker_ready(self) -> bool:
+        return self.instrument not in self.risk.permission.not_reconciled
+
+    @property
+    def data_stale(self) -> bool:
+        return self.instrument in self.risk.permission.stale
 
     # -- quotes ---------------------------------------------------------------------------
     def on_ticks(self, ticks: np.ndarray) -> None:
@@ -525,12 +535,9 @@ class Slot:
             self.instrument,
             units,
             wanted,
-            trading_enabled=self.trading_enabled,
             market_is_open=market_open(closing_ts_ns, self.market, self.holidays),
-            quote_gap_secs=float("inf") if self.data_stale else gap,
+            quote_gap_secs=gap,
         )
-        if risk.units != 0.0 and not self.broker_ready:
-            risk = type(risk)(0.0, "not reconciled with the broker yet: no orders", "not_reconciled")
         self.store.add(
             DecisionRow(
                 self.run_id,

@@ -134,7 +134,7 @@ def test_overfill_excess_flattened_and_three_violations_halt(market_cfg, spec, t
     [
         ({"clock": lambda t: t + 10 * 60 * 10**9}, "stale_data"),
         ({"market": "us_equity"}, "market_closed"),
-        ({"setup": lambda s: setattr(s, "trading_enabled", False)}, "observe_only"),
+        ({"setup": lambda s: s.risk.permission.control(False)}, "observe_only"),
     ],
 )
 def test_entries_blocked(market_cfg, spec, tmp_path, kwargs, kind):

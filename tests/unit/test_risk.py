@@ -56,12 +56,22 @@ def test_daily_trade_cap_and_observe_only_and_market_and_stale():
     assert r.check("A", 0.0, LOT).kind == "trade_cap"
     r.new_day(2)
     assert r.check("A", 0.0, LOT).units == LOT
-    assert r.check("A", 0.0, LOT, trading_enabled=False).kind == "observe_only"
     assert r.check("A", 0.0, LOT, market_is_open=False).kind == "market_closed"
     assert r.check("A", 0.0, LOT, quote_gap_secs=500).kind == "stale_data"
     assert r.check("A", LOT, -LOT, quote_gap_secs=500).units == -LOT  # exits still allowed
-    assert r.check("A", -LOT, 2 * LOT, trading_enabled=False).units == LOT  # a blocked reversal only closes
-    assert r.check("A", 0.5 * LOT, 0.5 * LOT, trading_enabled=False).units == 0.0  # a blocked add does nothing
+    r.permission.control(False)  # START_TRADING removed: the control files' one switch
+    assert r.check("A", 0.0, LOT).kind == "observe_only"
+    assert r.check("A", -LOT, 2 * LOT).units == LOT  # a blocked reversal only closes
+    assert r.check("A", 0.5 * LOT, 0.5 * LOT).units == 0.0  # a blocked add does nothing
+    r.permission.control(True)
+    r.permission.set_stale("A", True)  # the feed: no price for A lately
+    d = r.check("A", 0.0, LOT)
+    assert d.kind == "stale_data" and "no price lately" in d.note
+    assert r.check("B", 0.0, LOT).units == LOT  # per instrument
+    r.permission.set_stale("A", False)
+    r.permission.reconciled("A", False)  # the reconciler: A's book not confirmed yet
+    assert r.check("A", LOT, -LOT).kind == "not_reconciled"  # not even a reduction
+    assert r.check("B", 0.0, LOT).units == LOT
 
 
 def test_overfill_refused_excess_and_three_violations_halt():
