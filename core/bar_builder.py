@@ -52,23 +52,23 @@ def quote_is_valid(bid: float, ask: float) -> bool:
 
 @numba.njit(cache=True)
 def build_bars_kernel(
-    ts,
-    bid,
-    ask,
-    period_ns,
-    mode,
-    state,
-    istate,
-    counts,
-    out_ts,
-    out_ohlcv,
-    out_close_idx,
-    out_last_quote,
-    out_last_ts,
-    accepted,
-    max_jump,
-    jump_confirm,
-):
+    ts: np.ndarray,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    period_ns: int,
+    mode: int,
+    state: np.ndarray,
+    istate: np.ndarray,
+    counts: np.ndarray,
+    out_ts: np.ndarray,
+    out_ohlcv: np.ndarray,
+    out_close_idx: np.ndarray,
+    out_last_quote: np.ndarray,
+    out_last_ts: np.ndarray,
+    accepted: np.ndarray,
+    max_jump: float,
+    jump_confirm: int,
+) -> int:
     n_out = 0
     for i in range(ts.shape[0]):
         t = ts[i]

@@ -23,6 +23,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -72,22 +73,22 @@ def _norm_symbol(s: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", s.upper())
 
 
-def _open_binary(path: Path):
+def _open_binary(path: Path) -> IO[bytes]:
     """A binary handle, decompressing gzip or bz2 by their magic bytes (not the name)."""
     with path.open("rb") as fh:
         head = fh.read(3)
     if head[:2] == b"\x1f\x8b":
         import gzip
 
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     if head == b"BZh":
         import bz2
 
-        return bz2.open(path, "rb")
+        return cast(IO[bytes], bz2.open(path, "rb"))
     return path.open("rb")
 
 
-def _open_text(path: Path):
+def _open_text(path: Path) -> IO[str]:
     import io
 
     return io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="")
@@ -121,7 +122,7 @@ class BarFileReport:
     def other_gaps(self) -> int:
         return sum(not g.weekend for g in self.gaps)
 
-    def log_fields(self) -> dict:
+    def log_fields(self) -> dict[str, Any]:
         """Key/value fields for a ``bar_file_loaded`` log event."""
         other = [g for g in self.gaps if not g.weekend]
         return {
@@ -229,7 +230,7 @@ def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[
         idx, vol_idx, sym_idx = _columns(path, header)
         want = _norm_symbol(symbol) if symbol else None
         seen_symbols: set[str] = set()
-        rows: list[tuple] = []
+        rows: list[tuple[Any, ...]] = []
         prev_ts: int | None = None
         prev_close: float | None = None
         for line, rec in enumerate(reader, start=2):
@@ -329,14 +330,17 @@ def select_range(bars: np.ndarray, start_ns: int, end_ns: int) -> np.ndarray:
     return bars[lo:hi]
 
 
-def span_text(bars: np.ndarray) -> str:
-    """The file's first and last bar, for error messages."""
+def _utc(ns: int, fmt: str = "%Y-%m-%d %H:%M") -> str:
     import time
 
+    return time.strftime(fmt, time.gmtime(int(ns) // 1_000_000_000))
+
+
+def span_text(bars: np.ndarray) -> str:
+    """The file's first and last bar, for error messages."""
     if len(bars) == 0:
         return "no bars"
-    f = lambda ns: time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(ns) // 1_000_000_000))  # noqa: E731
-    return f"{f(bars['ts_ns'][0])} .. {f(bars['ts_ns'][-1])} UTC"
+    return f"{_utc(bars['ts_ns'][0])} .. {_utc(bars['ts_ns'][-1])} UTC"
 
 
 def select_warm_range(
@@ -344,13 +348,10 @@ def select_warm_range(
 ) -> np.ndarray:
     """Bars in [start, end), refused (naming the range, the file's span and the warm-up) when
     there are not enough for the features to warm up and decide at least once."""
-    import time
-
     sel = select_range(bars, start_ns, end_ns)
     if len(sel) < warmup_bars + 3:
-        f = lambda ns: time.strftime("%Y-%m-%d", time.gmtime(ns // 1_000_000_000))  # noqa: E731
         raise DataError(
-            f"{path}: {what} {f(start_ns)} .. {f(end_ns)} holds {len(sel)} bars; the features need "
+            f"{path}: {what} {_utc(start_ns, '%Y-%m-%d')} .. {_utc(end_ns, '%Y-%m-%d')} holds {len(sel)} bars; the features need "
             f"{warmup_bars} to warm up plus 3 to decide; the file spans {span_text(bars)}"
         )
     return sel

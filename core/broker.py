@@ -115,9 +115,11 @@ class Feed(Protocol):
     prices have gone stale, and whether the last batch was backfilled from candles (the tick
     recorder keeps real quotes only)."""
 
-    status: FeedStatus
     last_batch_backfilled: bool
     chunk_end: bool  # the daemon commits after a batch with this set (live feeds: always)
+
+    @property
+    def status(self) -> FeedStatus: ...
 
     def ticks(self) -> AsyncIterator[tuple[str, np.ndarray]]: ...
 

@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError
@@ -52,7 +54,7 @@ class CheckpointMeta:
     # ("": a checkpoint older than this field; its kind and ``hidden`` describe it)
     arch: str = ""
 
-    def architecture(self) -> dict:
+    def architecture(self) -> dict[str, Any]:
         """The ``arch`` JSON, or what an older PPO checkpoint's fields say of it."""
         if not self.arch:
             return {"kind": self.policy_kind, "hidden": self.hidden, "inference": {}}
@@ -103,7 +105,7 @@ class Checkpoint:
     sha: str
     path: Path
     meta: CheckpointMeta
-    tensors: dict[str, np.ndarray]
+    tensors: dict[str, Any]  # numpy arrays as read; torch tensors for weights not saved (a fold's)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -114,7 +116,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(models_dir: str | Path, tensors: dict, meta: CheckpointMeta) -> Checkpoint:
+def save_checkpoint(models_dir: str | Path, tensors: Mapping[str, Any], meta: CheckpointMeta) -> Checkpoint:
     """Write registry/<sha>.safetensors durably (temp file, fsync, rename). Idempotent.
     ``tensors``: numpy arrays or torch tensors (a state_dict); the Checkpoint holds numpy
     arrays, as read_checkpoint returns them."""
@@ -162,7 +164,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 def _header(data: bytes) -> dict[str, str] | None:
     n = int.from_bytes(data[:8], "little")
-    return json.loads(data[8 : 8 + n]).get("__metadata__")
+    meta: dict[str, str] | None = json.loads(data[8 : 8 + n]).get("__metadata__")
+    return meta
 
 
 def check_compatible(

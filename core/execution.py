@@ -14,14 +14,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numba
+import numpy as np
 
 from stairway.core.config import ExecutionConfig, InstrumentConfig
 
 
 @numba.njit(cache=True)
 def work_order(
-    remaining, ts, bid, ask, accepted, start, stop, not_before_ns, cap_units, slip, out_idx, out_units, out_price, n_out
-):
+    remaining: float,
+    ts: np.ndarray,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    accepted: np.ndarray,
+    start: int,
+    stop: int,
+    not_before_ns: int,
+    cap_units: float,
+    slip: float,
+    out_idx: np.ndarray,
+    out_units: np.ndarray,
+    out_price: np.ndarray,
+    n_out: int,
+) -> tuple[int, float]:
     """Fill up to ``remaining`` signed units against quotes [start, stop).
 
     Appends fills to the out arrays from position ``n_out``; returns (n_out, remaining).
@@ -47,7 +61,7 @@ def work_order(
 
 
 @numba.njit(cache=True, inline="always")
-def target_units(action, current, trade_units):
+def target_units(action: int, current: float, trade_units: float) -> float:
     """Target-position semantics: BUY -> +size, SELL -> -size, CLOSE -> 0, HOLD -> unchanged."""
     if action == 1:
         return trade_units

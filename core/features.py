@@ -160,12 +160,12 @@ class FeatureSpec:
 
 
 @numba.njit(cache=True, inline="always")
-def _clip(x, lo, hi):
+def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else (hi if x > hi else x)
 
 
 @numba.njit(cache=True)
-def _ret_std(c, i, w):
+def _ret_std(c: np.ndarray, i: int, w: int) -> float:
     """Population std of the last w one-bar log returns ending at i (two-pass, exact order)."""
     m = 0.0
     for j in range(i - w + 1, i + 1):
@@ -180,7 +180,7 @@ def _ret_std(c, i, w):
 
 
 @numba.njit(cache=True)
-def _mean_std(c, i, w):
+def _mean_std(c: np.ndarray, i: int, w: int) -> tuple[float, float]:
     m = 0.0
     for j in range(i - w + 1, i + 1):
         m += c[j]
@@ -193,7 +193,16 @@ def _mean_std(c, i, w):
 
 
 @numba.njit(cache=True)
-def market_features_at(ts, o, h, l, c, i, params, out):
+def market_features_at(
+    ts: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    l: np.ndarray,
+    c: np.ndarray,
+    i: int,
+    params: np.ndarray,
+    out: np.ndarray,
+) -> None:
     """Write the market features of bar ``i`` into ``out``; reads bars i-window+1 .. i only."""
     V = params[P_V]
     S = params[P_S]
@@ -253,7 +262,16 @@ def market_features_at(ts, o, h, l, c, i, params, out):
 
 
 @numba.njit(cache=True)
-def _batch_kernel(ts, o, h, l, c, params, window, out):
+def _batch_kernel(
+    ts: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    l: np.ndarray,
+    c: np.ndarray,
+    params: np.ndarray,
+    window: int,
+    out: np.ndarray,
+) -> None:
     for i in range(window - 1, ts.shape[0]):
         market_features_at(ts, o, h, l, c, i, params, out[i])
 
@@ -262,8 +280,8 @@ def batch_market_features(bars: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """(n_bars, n_market) features for a whole history; rows before the warm-up are NaN."""
     n = len(bars)
     out = np.full((n, len(spec.all_market_names)), np.nan)
-    cols = [np.ascontiguousarray(bars[f]) for f in ("ts_ns", "open", "high", "low", "close")]
-    _batch_kernel(*cols, spec.params, spec.window, out)
+    ts, o, h, lo, c = (np.ascontiguousarray(bars[f]) for f in ("ts_ns", "open", "high", "low", "close"))
+    _batch_kernel(ts, o, h, lo, c, spec.params, spec.window, out)
     sel = spec.selection
     return out if sel is None else np.ascontiguousarray(out[:, sel])
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 from stairway.core.redaction import redact_processor
 
 
-def configure_logging(json: bool | None = None, level: str = "info", stream=None) -> None:
+def configure_logging(json: bool | None = None, level: str = "info", stream: TextIO | None = None) -> None:
     """``stream=None`` writes to whatever ``sys.stdout`` is when a line is logged."""
     if json is None:
         json = not (stream or sys.stdout).isatty()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -37,16 +38,25 @@ class Tree:
     prior: np.ndarray
     child: np.ndarray
     path: np.ndarray
-    scratch: tuple
+    scratch: tuple[np.ndarray, ...]
 
     @classmethod
     def allocate(
-        cls, sims: int, n_actions: int, obs_dim: int, latent: int, hidden: int, support: int, dtype=np.float32
+        cls,
+        sims: int,
+        n_actions: int,
+        obs_dim: int,
+        latent: int,
+        hidden: int,
+        support: int,
+        dtype: type = np.float32,
     ) -> Tree:
         """Network activations in ``dtype`` (the weights' type); visit and value statistics in float64."""
         n = sims + 1
         k = 2 * support + 1
-        scratch = tuple(np.zeros(m, dtype) for m in (hidden, latent + n_actions, k, k, n_actions, k))
+        scratch: tuple[np.ndarray, ...] = tuple(
+            np.zeros(m, dtype) for m in (hidden, latent + n_actions, k, k, n_actions, k)
+        )
         return cls(
             np.zeros(n, np.int64),
             np.zeros(n),
@@ -60,7 +70,16 @@ class Tree:
 
 
 @numba.njit(cache=True)
-def _expand(w, node, support, hid, pol, val_logits, prior, tmp):
+def _expand(
+    w: tuple[np.ndarray, ...],
+    node: np.ndarray,
+    support: int,
+    hid: np.ndarray,
+    pol: np.ndarray,
+    val_logits: np.ndarray,
+    prior: np.ndarray,
+    tmp: np.ndarray,
+) -> float:
     predict(w, node, hid, pol, val_logits)
     m = pol.max()
     z = 0.0
@@ -74,28 +93,28 @@ def _expand(w, node, support, hid, pol, val_logits, prior, tmp):
 
 @numba.njit(cache=True)
 def search(
-    w,
-    obs,
-    sims,
-    c_puct,
-    gamma,
-    support,
-    noise,
-    noise_frac,
-    visits,
-    value_sum,
-    reward,
-    latent,
-    prior,
-    child,
-    path,
-    hid,
-    xin,
-    rew_logits,
-    val_logits,
-    pol,
-    tmp,
-):
+    w: tuple[np.ndarray, ...],
+    obs: np.ndarray,
+    sims: int,
+    c_puct: float,
+    gamma: float,
+    support: int,
+    noise: np.ndarray,
+    noise_frac: float,
+    visits: np.ndarray,
+    value_sum: np.ndarray,
+    reward: np.ndarray,
+    latent: np.ndarray,
+    prior: np.ndarray,
+    child: np.ndarray,
+    path: np.ndarray,
+    hid: np.ndarray,
+    xin: np.ndarray,
+    rew_logits: np.ndarray,
+    val_logits: np.ndarray,
+    pol: np.ndarray,
+    tmp: np.ndarray,
+) -> int:
     """Run ``sims`` simulations; returns the number of nodes used. Root visit counts per
     action are visits[child[0, a]] (0 where child[0, a] < 0)."""
     n_actions = prior.shape[1]
@@ -163,7 +182,7 @@ def root_visits(tree: Tree, n_actions: int) -> np.ndarray:
 
 
 def python_search(
-    net,
+    net: Any,
     obs: np.ndarray,
     sims: int,
     c_puct: float = 1.25,
@@ -181,13 +200,13 @@ def python_search(
     dtype = next(net.parameters()).dtype
     with torch.inference_mode():
 
-        def expand(s):
+        def expand(s: Any) -> tuple[list[float], float]:
             pl, vl = net.predict(s)
             return torch.softmax(pl[0], 0).tolist(), float(from_support(vl, sup)[0])
 
         root = {"s": net.represent(torch.as_tensor(obs, dtype=dtype)[None]), "N": 0, "W": 0.0, "r": 0.0, "kids": {}}
         root["P"], _ = expand(root["s"])
-        if noise_frac > 0:
+        if noise_frac > 0 and noise is not None:
             root["P"] = [(1 - noise_frac) * p + noise_frac * float(x) for p, x in zip(root["P"], noise)]
         qmin, qmax = math.inf, -math.inf
         for _ in range(sims):

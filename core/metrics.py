@@ -61,7 +61,7 @@ class PerformanceTracker:
     _open_bar: int = 0
     record: bool = False  # keep (ts, equity) per bar for plots (evaluation only)
     curve_ts: list[int] = field(default_factory=list)
-    risk: dict = field(default_factory=dict)  # the trainer's env: flattens, blocked intents, halted bars
+    risk: dict[str, int] = field(default_factory=dict)  # the trainer's env: flattens, blocked intents, halted bars
     long_bars: int = 0  # bars that closed with a long / short position (exposure, bias)
     short_bars: int = 0
     curve_equity: list[float] = field(default_factory=list)

@@ -4,6 +4,9 @@ support targets."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -72,7 +75,7 @@ class MuZeroNet(nn.Module):
         y = self.pred(s)
         return self.pred_policy(y), self.pred_value(y)
 
-    def arch(self) -> dict:
+    def arch(self) -> dict[str, Any]:
         return {
             "kind": "muzero",
             "latent": self.latent,
@@ -82,7 +85,7 @@ class MuZeroNet(nn.Module):
         }
 
 
-def muzero_from_tensors(tensors: dict, obs_dim: int, arch: dict) -> MuZeroNet:
+def muzero_from_tensors(tensors: Mapping[str, Any], obs_dim: int, arch: dict[str, Any]) -> MuZeroNet:
     net = MuZeroNet(obs_dim, int(arch["n_actions"]), int(arch["latent"]), int(arch["hidden"]), int(arch["support"]))
     net.load_state_dict(torch_tensors(tensors), strict=True)
     return net

@@ -18,6 +18,8 @@ of MuZero's invertible transform h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x (eps 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numba
 import numpy as np
@@ -45,7 +47,7 @@ TENSOR_NAMES = (
 )
 
 
-def scale(x):
+def scale(x: Any) -> Any:
     """MuZero's h: compresses large values (floats and numpy arrays; core.muzero_model has
     the torch one)."""
     return np.sign(x) * (np.sqrt(np.abs(x) + 1.0) - 1.0) + EPS * x
@@ -59,7 +61,7 @@ def unscale(y: float) -> float:
     return s * (a * a - 1.0)
 
 
-def muzero_shapes(obs_dim: int, arch: dict) -> dict[str, tuple[int, ...]]:
+def muzero_shapes(obs_dim: int, arch: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Every tensor of core.muzero_model.MuZeroNet of this architecture, with its shape."""
     lat, hid, n_act = int(arch["latent"]), int(arch["hidden"]), int(arch["n_actions"])
     k = 2 * int(arch["support"]) + 1
@@ -73,28 +75,29 @@ def muzero_shapes(obs_dim: int, arch: dict) -> dict[str, tuple[int, ...]]:
         "pred_policy": (hid, n_act),
         "pred_value": (hid, k),
     }
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for name, (i, o) in layers.items():
         shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (o, i), (o,)
     return shapes
 
 
-def numpy_weights(tensors: dict, dtype=np.float32) -> tuple[np.ndarray, ...]:
+def numpy_weights(tensors: Mapping[str, Any], dtype: type = np.float32) -> tuple[np.ndarray, ...]:
     """The weights (torch tensors or numpy arrays) for the kernels, in TENSOR_NAMES order:
     contiguous arrays of ``dtype`` (float32 for inference: the precision the network was
     trained in, twice the SIMD width of float64), each matrix transposed to (in, out) so a
     layer is a sum of the input's columns scaled, vectorised over the outputs."""
 
-    def arr(x):
-        x = as_numpy(x)
-        return x.T if x.ndim == 2 else x
+    def arr(x: Any) -> np.ndarray:
+        a = as_numpy(x)
+        out: np.ndarray = a.T if a.ndim == 2 else a
+        return out
 
     return tuple(np.ascontiguousarray(arr(tensors[n]), dtype=dtype) for n in TENSOR_NAMES)
 
 
 # -- numba inference ------------------------------------------------------------------------
 @numba.njit(cache=True, fastmath=True)
-def _dense(wt, b, x, out, relu):
+def _dense(wt: np.ndarray, b: np.ndarray, x: np.ndarray, out: np.ndarray, relu: bool) -> None:
     """out = b + x @ wt (wt is the layer's weight transposed: (in, out)), ReLU if asked."""
     n = out.shape[0]
     for i in range(n):
@@ -110,7 +113,7 @@ def _dense(wt, b, x, out, relu):
 
 
 @numba.njit(cache=True)
-def _minmax_inplace(s):
+def _minmax_inplace(s: np.ndarray) -> None:
     lo, hi = s[0], s[0]
     for v in s:
         lo = min(lo, v)
@@ -121,7 +124,7 @@ def _minmax_inplace(s):
 
 
 @numba.njit(cache=True, fastmath=True)
-def expected(logits, tmp, support):
+def expected(logits: np.ndarray, tmp: np.ndarray, support: int) -> float:
     """Softmax expectation over the support points, unscaled (``tmp``: scratch of the
     logits' size and type; the exponentials first, then the two sums, which vectorise)."""
     m = logits.max()
@@ -135,14 +138,22 @@ def expected(logits, tmp, support):
 
 
 @numba.njit(cache=True)
-def represent(w, obs, hid, out):
+def represent(w: tuple[np.ndarray, ...], obs: np.ndarray, hid: np.ndarray, out: np.ndarray) -> None:
     _dense(w[0], w[1], obs, hid, True)
     _dense(w[2], w[3], hid, out, False)
     _minmax_inplace(out)
 
 
 @numba.njit(cache=True)
-def dynamics(w, s, a, xin, hid, out_state, reward_logits):
+def dynamics(
+    w: tuple[np.ndarray, ...],
+    s: np.ndarray,
+    a: int,
+    xin: np.ndarray,
+    hid: np.ndarray,
+    out_state: np.ndarray,
+    reward_logits: np.ndarray,
+) -> None:
     n = s.shape[0]
     for i in range(n):
         xin[i] = s[i]
@@ -156,7 +167,9 @@ def dynamics(w, s, a, xin, hid, out_state, reward_logits):
 
 
 @numba.njit(cache=True)
-def predict(w, s, hid, policy_logits, value_logits):
+def predict(
+    w: tuple[np.ndarray, ...], s: np.ndarray, hid: np.ndarray, policy_logits: np.ndarray, value_logits: np.ndarray
+) -> None:
     _dense(w[10], w[11], s, hid, True)
     _dense(w[12], w[13], hid, policy_logits, False)
     _dense(w[14], w[15], hid, value_logits, False)

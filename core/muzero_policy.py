@@ -10,6 +10,9 @@ generator, so a run's decisions depend only on its observations.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from stairway.core.mcts import Tree, root_visits, search
@@ -22,7 +25,7 @@ class MuZeroPolicy:
     kind = "muzero"
     note = ""
 
-    def __init__(self, tensors: dict, obs_dim: int, arch: dict, sha: str = "") -> None:
+    def __init__(self, tensors: Mapping[str, Any], obs_dim: int, arch: dict[str, Any], sha: str = "") -> None:
         inf = {**INFERENCE_DEFAULTS, **arch.get("inference", {})}
         self.sims, self.c_puct, self.gamma = int(inf["simulations"]), float(inf["c_puct"]), float(inf["discount"])
         self.temperature, self.seed = float(inf["temperature"]), int(inf["seed"])

@@ -10,6 +10,7 @@ where a low-confidence action becomes HOLD, for every kind.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from stairway.core.checkpoint import Checkpoint
 from stairway.core.errors import CheckpointError
@@ -18,7 +19,7 @@ from stairway.core.policy import ConfidenceFloor, Policy, PPOPolicy, ppo_shapes
 from stairway.core.weights import check_shapes
 
 
-def _fit(ck: Checkpoint, shapes: dict, source: str) -> None:
+def _fit(ck: Checkpoint, shapes: dict[str, tuple[int, ...]], source: str) -> None:
     """Strict: every tensor of the network present, none else, every shape right."""
     try:
         check_shapes(ck.tensors, shapes)
@@ -26,7 +27,7 @@ def _fit(ck: Checkpoint, shapes: dict, source: str) -> None:
         raise CheckpointError(f"{source}: weights do not fit the network: {e}") from None
 
 
-def _load_ppo(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Policy:
+def _load_ppo(ck: Checkpoint, spec: FeatureSpec, arch: dict[str, Any], source: str) -> Policy:
     try:
         shapes = ppo_shapes(spec.obs_dim, int(arch["hidden"]))
     except (KeyError, TypeError, ValueError) as e:
@@ -35,7 +36,7 @@ def _load_ppo(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Pol
     return PPOPolicy(ck.tensors, ck.sha)
 
 
-def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> Policy:
+def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict[str, Any], source: str) -> Policy:
     from stairway.core.muzero_net import muzero_shapes
     from stairway.core.muzero_policy import MuZeroPolicy
 
@@ -50,7 +51,10 @@ def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict, source: str) -> 
         raise CheckpointError(f"{source}: MuZero arch {arch} is incomplete or invalid: {e!r}") from None
 
 
-LOADERS: dict[str, Callable[[Checkpoint, FeatureSpec, dict, str], Policy]] = {"ppo": _load_ppo, "muzero": _load_muzero}
+LOADERS: dict[str, Callable[[Checkpoint, FeatureSpec, dict[str, Any], str], Policy]] = {
+    "ppo": _load_ppo,
+    "muzero": _load_muzero,
+}
 
 
 def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -> ConfidenceFloor:

@@ -7,7 +7,7 @@ actor runs here from the same weights, read from the safetensors file as numpy a
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class PPOPolicy:
     kind = "ppo"
     note = ""
 
-    def __init__(self, weights, sha: str = "") -> None:
+    def __init__(self, weights: Any, sha: str = "") -> None:
         t = numpy_tensors(weights.state_dict() if hasattr(weights, "state_dict") else weights)
         try:
             self._w = [
@@ -90,7 +90,8 @@ class PPOPolicy:
         np.tanh(np.add(self._h2, b2, out=self._h2), out=self._h2)
         np.matmul(self._h2, w3, out=self._out)
         np.add(self._out, b3, out=self._out)
-        return self._out[0]
+        out: np.ndarray = self._out[0]
+        return out
 
     def act(self, obs: np.ndarray) -> tuple[int, float]:
         z = self.logits(obs)
@@ -127,7 +128,7 @@ class ScriptedPolicy:
 
 def ppo_shapes(obs_dim: int, hidden: int, n_actions: int = len(ACTION_NAMES)) -> dict[str, tuple[int, ...]]:
     """Every tensor of core.ppo_net.ActorCritic with its shape (the checkpoint must hold exactly these)."""
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for head, out in (("critic", 1), ("actor", n_actions)):
         for k, (i, o) in zip((0, 2, 4), ((obs_dim, hidden), (hidden, hidden), (hidden, out))):
             shapes[f"{head}.{k}.weight"], shapes[f"{head}.{k}.bias"] = (o, i), (o,)

@@ -41,7 +41,7 @@ def new_state(n: int | None = None) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def apply_fill(state, units, price, commission):
+def apply_fill(state: np.ndarray, units: float, price: float, commission: float) -> None:
     """Apply a signed fill of ``units`` at ``price``; commission is charged to realised PnL."""
     pos = state[PS_UNITS]
     if pos == 0.0 or (pos > 0.0) == (units > 0.0):
@@ -66,32 +66,32 @@ def apply_fill(state, units, price, commission):
 
 
 @numba.njit(cache=True, inline="always")
-def unrealized(state, bid, ask):
-    u = state[PS_UNITS]
+def unrealized(state: np.ndarray, bid: float, ask: float) -> float:
+    u, avg = float(state[PS_UNITS]), float(state[PS_AVG])
     if u > 0.0:
-        return (bid - state[PS_AVG]) * u
+        return (bid - avg) * u
     if u < 0.0:
-        return (ask - state[PS_AVG]) * u
+        return (ask - avg) * u
     return 0.0
 
 
 @numba.njit(cache=True, inline="always")
-def equity(state, bid, ask, initial):
-    return initial + state[PS_REALIZED] + unrealized(state, bid, ask)
+def equity(state: np.ndarray, bid: float, ask: float, initial: float) -> float:
+    return initial + float(state[PS_REALIZED]) + unrealized(state, bid, ask)
 
 
 @numba.njit(cache=True, inline="always")
-def _trade_pips(state, bid, ask, pip):
-    u = state[PS_UNITS]
+def _trade_pips(state: np.ndarray, bid: float, ask: float, pip: float) -> float:
+    u, avg = float(state[PS_UNITS]), float(state[PS_AVG])
     if u > 0.0:
-        return (bid - state[PS_AVG]) / pip
+        return (bid - avg) / pip
     if u < 0.0:
-        return (state[PS_AVG] - ask) / pip
+        return (avg - ask) / pip
     return 0.0
 
 
 @numba.njit(cache=True)
-def mark_bar(state, bid, ask, pip):
+def mark_bar(state: np.ndarray, bid: float, ask: float, pip: float) -> None:
     """Update the trade trackers at a bar close, marking at the bar's last quote."""
     u = state[PS_UNITS]
     side = 0.0 if u == 0.0 else (1.0 if u > 0.0 else -1.0)
@@ -112,12 +112,12 @@ def mark_bar(state, bid, ask, pip):
 
 
 @numba.njit(cache=True, inline="always")
-def _squash(x, scale):
+def _squash(x: float, scale: float) -> float:
     return (2.0 / math.pi) * math.atan(x / scale)
 
 
 @numba.njit(cache=True)
-def position_features(state, bid, ask, pip, out):
+def position_features(state: np.ndarray, bid: float, ask: float, pip: float, out: np.ndarray) -> None:
     """Write the 9 position features into ``out`` (call after ``mark_bar``)."""
     side = state[PS_SIDE]
     if side == 0.0:

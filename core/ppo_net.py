@@ -3,6 +3,9 @@ daemon runs its actor from the same safetensors weights without torch (core.poli
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -35,19 +38,21 @@ class ActorCritic(nn.Module):
         )
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x).squeeze(-1)
+        out: torch.Tensor = self.critic(x).squeeze(-1)
+        return out
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.actor(x)
+        out: torch.Tensor = self.actor(x)
+        return out
 
 
-def ppo_from_tensors(tensors: dict, obs_dim: int, hidden: int) -> ActorCritic:
+def ppo_from_tensors(tensors: Mapping[str, Any], obs_dim: int, hidden: int) -> ActorCritic:
     """Rebuild the network from checkpoint tensors; strict, so a missing or extra tensor fails."""
     net = ActorCritic(obs_dim, hidden=hidden)
     net.load_state_dict(torch_tensors(tensors), strict=True)
     return net
 
 
-def torch_tensors(tensors: dict) -> dict[str, torch.Tensor]:
+def torch_tensors(tensors: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Checkpoint tensors (numpy arrays, as core.checkpoint reads them) as torch tensors."""
     return {k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v)) for k, v in tensors.items()}

@@ -9,6 +9,7 @@ under it.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 MASK = "***"
@@ -40,6 +41,6 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact_processor(logger, method_name: str, event_dict: dict) -> dict:
+def redact_processor(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: scrub every value of the event (after exceptions were formatted)."""
     return {k: _scrub(v) for k, v in event_dict.items()} if _SECRETS else event_dict

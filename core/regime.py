@@ -91,7 +91,7 @@ class RegimeDetector:
         return self._signals >= self.warmup
 
     def _close_back(self, lag: int) -> float:
-        return self._closes[(self._ci - 1 - lag) % len(self._closes)]
+        return float(self._closes[(self._ci - 1 - lag) % len(self._closes)])
 
     def update(self, close: float) -> float:
         """Feed one bar close; returns the composite regime (0 until warm)."""
@@ -111,7 +111,8 @@ class RegimeDetector:
             abs(math.log(close / prev)),
             math.log(close / (self._div_sum / self.n_div)),
         )
-        zs = tuple(float(zz.push(s)) for zz, s in zip(self._z, signals))
+        z0, z1, z2 = (float(zz.push(s)) for zz, s in zip(self._z, signals))
+        zs = (z0, z1, z2)
         self._signals += 1
         if not self.warm:
             return self.value

@@ -35,7 +35,7 @@ def day_path(root: Path, instrument: str, day: dt.date) -> Path:
 
 
 @numba.njit(cache=True)
-def _put_uint(buf, pos, v):
+def _put_uint(buf: np.ndarray, pos: int, v: int) -> int:
     if v == 0:
         buf[pos] = 48
         return pos + 1
@@ -53,7 +53,7 @@ def _put_uint(buf, pos, v):
 
 
 @numba.njit(cache=True)
-def _put_price(buf, pos, x):
+def _put_price(buf: np.ndarray, pos: int, x: float) -> int:
     if x != x:
         buf[pos], buf[pos + 1], buf[pos + 2] = 110, 97, 110  # nan
         return pos + 3
@@ -65,7 +65,7 @@ def _put_price(buf, pos, x):
         buf[pos], buf[pos + 1], buf[pos + 2] = 105, 110, 102  # inf (or absurd)
         return pos + 3
     v = np.int64(round(x * 1e8))
-    pos = _put_uint(buf, pos, v // 100_000_000)
+    pos = _put_uint(buf, pos, int(v // 100_000_000))
     buf[pos] = 46
     frac = v % 100_000_000
     for k in range(8):
@@ -75,7 +75,7 @@ def _put_price(buf, pos, x):
 
 
 @numba.njit(cache=True)
-def format_ticks(ts, bid, ask, buf):
+def format_ticks(ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, buf: np.ndarray) -> int:
     """CSV lines ``ts_ns,bid,ask`` into ``buf`` (64 bytes per tick is enough); returns length."""
     pos = 0
     for i in range(ts.shape[0]):

@@ -5,22 +5,23 @@ network of the checkpoint's architecture has. Nothing here imports torch."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 
-def as_numpy(x) -> np.ndarray:
+def as_numpy(x: Any) -> np.ndarray:
     """A torch tensor (duck-typed: no torch import) or array-like as a numpy array."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-def numpy_tensors(tensors: Mapping) -> dict[str, np.ndarray]:
+def numpy_tensors(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: as_numpy(v) for k, v in tensors.items()}
 
 
-def check_shapes(tensors: Mapping, expected: Mapping[str, tuple[int, ...]]) -> None:
+def check_shapes(tensors: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]]) -> None:
     """ValueError naming every missing, unexpected and misshapen tensor."""
     problems = [f"missing {k}" for k in expected if k not in tensors]
     problems += [f"unexpected {k}" for k in tensors if k not in expected]

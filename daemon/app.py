@@ -69,7 +69,7 @@ class DaemonResult:
     loop_lag_s: object = None
     http_port: int | None = None
     tracker: object = None  # core.metrics.PerformanceTracker of the run (baselines, intervals)
-    instruments: dict = None  # per instrument: counters, summary, model sha (a portfolio's detail)
+    instruments: dict | None = None  # per instrument: counters, summary, model sha (a portfolio's detail)
 
 
 class Daemon(DaemonBuild):
@@ -350,8 +350,10 @@ class Daemon(DaemonBuild):
             spawn(self._reload_risk(), "reload")
 
     async def _reload_risk(self) -> None:
+        path = self.config_path
+        assert path is not None  # _reload spawns this only with a config file
         try:
-            new = await asyncio.to_thread(load_config, DaemonConfig, self.config_path)
+            new = await asyncio.to_thread(load_config, DaemonConfig, path)
         except Exception as e:
             log.error("reload_failed", reason=str(e))
             return
@@ -404,10 +406,12 @@ class Daemon(DaemonBuild):
                 if self.cfg.live:
                     tg.create_task(self._guard(self._feed_stopper(feed_task)), name="feed-stopper")
                 if self.router is not None:
+                    rec, bundle = self.reconciler, self.bundle
+                    assert rec is not None and bundle is not None  # real orders: built together with the router
                     tg.create_task(self._guard(self.router.run(self.stop)), name="orders")
-                    tg.create_task(self._guard(self.reconciler.run(self.stop)), name="reconcile")
-                    for name, task in self.bundle.tasks.items():  # the adapter's own (OANDA: transactions)
-                        tg.create_task(self._guard(task(self.reconciler.wake, self.stop)), name=name)
+                    tg.create_task(self._guard(rec.run(self.stop)), name="reconcile")
+                    for name, task in bundle.tasks.items():  # the adapter's own (OANDA: transactions)
+                        tg.create_task(self._guard(task(rec.wake, self.stop)), name=name)
                 for inst, w in self.watchers.items():
                     watcher = w.run(self.stop, self._on_policy_of(inst), self._on_refused_of(inst))
                     name = "model-watcher" if len(self.watchers) == 1 else f"model-watcher-{inst}"

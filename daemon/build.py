@@ -16,8 +16,11 @@ import gc
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import structlog
 
 from stairway.core.checkpoint import clean_leftovers
@@ -30,13 +33,17 @@ from stairway.daemon.control import ControlFiles
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import ModelWatcher, load_verified
 from stairway.daemon.order_router import LiveRouter
-from stairway.daemon.paper_broker import PaperBroker
+from stairway.daemon.paper_broker import OrderGateway, PaperBroker
 from stairway.daemon.reconcile_runner import Reconciler
 from stairway.daemon.reconciliation import UnknownPositionPolicy
 from stairway.daemon.recorder import TickRecorder
 from stairway.daemon.risk import RiskEngine
 from stairway.daemon.slot import Slot
 from stairway.daemon.store import Store
+
+if TYPE_CHECKING:
+    from stairway.daemon.brokers.factory import AdapterBundle
+    from stairway.daemon.config import DaemonConfig, Leg
 
 log = structlog.get_logger("daemon")
 
@@ -52,7 +59,44 @@ def load_current_policy(
 
 
 class DaemonBuild:
-    """The Daemon's set-up methods (a mixin: daemon.app.Daemon holds the state they fill)."""
+    """The Daemon's set-up methods (a mixin: daemon.app.Daemon holds the state they fill;
+    what they read and write is declared here)."""
+
+    # given to daemon.app.Daemon
+    cfg: DaemonConfig
+    policy: Policy | dict[str, Policy] | None
+    ticks: np.ndarray | dict[str, np.ndarray] | None
+    spec: FeatureSpec
+    adapters: Callable[..., AdapterBundle] | None
+    environ: dict[str, str] | None
+    clock: Callable[[], int]
+    latency_capacity: int
+    legs: list[Leg]
+    slots: dict[str, Slot]
+    watchers: dict[str, ModelWatcher]
+    recorders: dict[str, TickRecorder]
+    # filled here
+    control: ControlFiles
+    bundle: AdapterBundle | None
+    adapter: Any
+    feed: Any  # core.broker.Feed, or the ReplayFeed
+    store: Store
+    run_id: str
+    risk: RiskEngine
+    account: Account
+    exs: dict[str, ExecutionModel]
+    ex: ExecutionModel
+    router: LiveRouter | None
+    broker: OrderGateway
+    reconciler: Reconciler | None
+    instrument: str
+    setup_done: bool
+    _setup_stack: contextlib.AsyncExitStack
+
+    def _on_flatten_tier(self, reason: str) -> None: ...  # daemon.app.Daemon
+
+    def _live_obs_of(self, instrument: str) -> Callable[[], np.ndarray | None]:  # daemon.app.Daemon
+        raise NotImplementedError
 
     # -- set-up ---------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -77,10 +121,12 @@ class DaemonBuild:
             ControlFiles, svc.control_dir, True, [leg.symbol for leg in self.legs] if cfg.portfolio else ()
         )
         gate_db = svc.gate_db if svc.require_gate_record else None
-        given = self.policy if isinstance(self.policy, dict) else {}
-        if self.policy is not None and not given:  # one policy: the first instrument's
+        given: dict[str, Policy] = {}
+        if isinstance(self.policy, dict):
+            given = self.policy
+        elif self.policy is not None:  # one policy: the first instrument's
             given = {self.legs[0].symbol: self.policy}
-        policies = {}
+        policies: dict[str, Policy] = {}
         for leg in self.legs:
             if leg.symbol in given:
                 policies[leg.symbol] = given[leg.symbol]
@@ -102,16 +148,16 @@ class DaemonBuild:
             clock_ns = lambda closing_ts: self.clock()  # noqa: E731
         else:
             source = "supplied" if self.ticks is not None else ReplayFeed.source
+            assert cfg.replay is not None  # a paper daemon has one (DaemonConfig checks)
             if self.ticks is None:
                 start, end = cfg.replay.range.ns()
-                self.ticks = {}
+                quotes: dict[str, np.ndarray] = {}
                 for leg in self.legs:
-                    self.ticks[leg.symbol] = await asyncio.to_thread(
-                        replay_ticks, leg.cfg, start, end, self.spec.window
-                    )
-            elif not isinstance(self.ticks, dict):
-                self.ticks = {self.instrument: self.ticks}
-            self.feed = ReplayFeed(self.ticks, cfg.replay.batch_ticks, cfg.replay.speed, cfg.bars.period_ns)
+                    quotes[leg.symbol] = await asyncio.to_thread(replay_ticks, leg.cfg, start, end, self.spec.window)
+            else:
+                quotes = self.ticks if isinstance(self.ticks, dict) else {self.instrument: self.ticks}
+            self.ticks = quotes
+            self.feed = ReplayFeed(quotes, cfg.replay.batch_ticks, cfg.replay.speed, cfg.bars.period_ns)
             mode, clock_ns = "paper-replay", self.feed.now_ns
         self.store = await Store.open(svc.db_path)
         stack.push_async_callback(self._close_with_limit, "database", self.store.close)
@@ -139,10 +185,10 @@ class DaemonBuild:
         self.exs = {leg.symbol: ExecutionModel.from_config(leg.cfg.execution, leg.cfg.instrument) for leg in self.legs}
         self.ex = self.exs[self.instrument]
         if cfg.real_orders:
-            self.router = LiveRouter(self.adapter, self.store, self.run_id, self.clock)
+            router = self.router = LiveRouter(self.adapter, self.store, self.run_id, self.clock)
             for leg in self.legs:
-                await self.router.restore(leg.symbol)
-            self.broker = self.router
+                await router.restore(leg.symbol)
+            self.broker = router
         else:
             self.broker = PaperBroker(self.ex, self.exs)
         for leg in self.legs:
@@ -232,6 +278,14 @@ class DaemonBuild:
         per instrument; orders stay blocked until the reconciler has compared every book with
         the broker."""
         cfg = self.cfg
+        router = self.router
+        assert router is not None  # the book is restored only where orders are real
+
+        def on_fills() -> None:
+            for s in self.slots.values():
+                s.apply_pending_fills(self.clock())
+
+        router.on_fills = on_fills
         for inst, slot in self.slots.items():
             slot.persist_book = True
             self.risk.permission.reconciled(inst, False)  # no order until the reconciler has compared
@@ -246,13 +300,12 @@ class DaemonBuild:
                 instrument=inst,
                 units=float(slot.position[0]),
                 avg_price=float(slot.position[1]),
-                unresolved_orders=[k for k, i in self.router.unresolved.items() if i.instrument == inst],
-                cursor=self.router.cursor,
+                unresolved_orders=[k for k, i in router.unresolved.items() if i.instrument == inst],
+                cursor=router.cursor,
             )
-        self.router.on_fills = lambda: [s.apply_pending_fills(self.clock()) for s in self.slots.values()]
         self.reconciler = Reconciler(
             self.adapter,
-            self.router,
+            router,
             self.slots,
             self.store,
             self.run_id,

@@ -14,6 +14,7 @@ import json
 import sqlite3
 import statistics
 from pathlib import Path
+from typing import Any
 
 from stairway.core.errors import DataError
 
@@ -35,7 +36,7 @@ def _fills(db: Path) -> dict[str, tuple[float, float]]:
 def drift_report(paper_db: Path, live_db: Path, pip: float) -> dict:
     paper, live = _fills(paper_db), _fills(live_db)
     both = sorted(set(paper) & set(live))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k in both:
         (pu, pp), (lu, lp) = paper[k], live[k]
         side = 1.0 if lu > 0 else -1.0
@@ -49,8 +50,8 @@ def drift_report(paper_db: Path, live_db: Path, pip: float) -> dict:
                 "drift_pips": (lp - pp) / pip * side,
             }
         )
-    d = [r["drift_pips"] for r in rows]
-    ratio = [r["live_units"] / r["paper_units"] for r in rows if r["paper_units"]]
+    d: list[float] = [r["drift_pips"] for r in rows]
+    ratio: list[float] = [r["live_units"] / r["paper_units"] for r in rows if r["paper_units"]]
     q = sorted(d)
     return {
         "matched": len(rows),

@@ -224,7 +224,7 @@ class LiveRouter:
                     int(ours),
                 ),
             )
-            if not ours:
+            if not ours or r.client_order_id is None:
                 self.foreign_fills += 1
                 log.warning("foreign_fill", broker_fill_id=r.broker_fill_id, instrument=r.instrument, units=r.units)
                 continue

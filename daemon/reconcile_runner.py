@@ -129,6 +129,7 @@ class Reconciler:
     async def _account(self, now: int, trigger: str) -> None:
         """The broker's margin figure goes to the account's margin limit."""
         acct = self.account
+        assert acct is not None  # called only with an account
         report = await self.broker.account()
         self.account_checks += 1
         pct = 100.0 * report.margin_used / report.equity if report.equity > 0 else 0.0

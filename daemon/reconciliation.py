@@ -36,7 +36,7 @@ def reconcile(
     book: dict[str, float], reports: list[PositionReport], policy: UnknownPositionPolicy, tolerance: float = 1e-6
 ) -> list[Correction]:
     """Corrections that make our book agree with the broker's positions."""
-    broker = {}
+    broker: dict[str, float] = {}
     for r in reports:
         broker[r.instrument] = broker.get(r.instrument, 0.0) + r.units
     out = []

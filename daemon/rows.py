@@ -187,8 +187,9 @@ TABLE_OF: dict[type, str] = {row: table for table, (row, _) in TABLES.items()}
 
 def insert_sql(table: str) -> str:
     row, conflict = TABLES[table]
-    cols = ", ".join(row._fields)
-    marks = ",".join("?" * len(row._fields))
+    fields: tuple[str, ...] = row._fields  # type: ignore[attr-defined]  # every TABLES row is a NamedTuple
+    cols = ", ".join(fields)
+    marks = ",".join("?" * len(fields))
     if conflict.startswith("OR "):
         return f"INSERT {conflict} INTO {table} ({cols}) VALUES ({marks})"
     return f"INSERT INTO {table} ({cols}) VALUES ({marks}) {conflict}".rstrip()

@@ -386,6 +386,7 @@ class Slot:
     # -- bars -----------------------------------------------------------------------------
     def _apply_swap(self, bar_ts: int) -> None:
         new, self.pending_policy = self.pending_policy, None
+        assert new is not None  # called only with a swap pending
         old = self.policy
         self.policy = new
         self.counters.swaps += 1
@@ -502,6 +503,7 @@ class Slot:
                     f"{self.risk.state.out_of_band[self.instrument]} sessions",
                 )
         session = self.sessions.current
+        assert session is not None  # on_bar always leaves a session open
         self.risk.new_day(bar_ts // NS_PER_DAY)
         self._apply_tiers(bar_ts, eq, session.equity_open)
         if warm and self.risk.state.halted:

@@ -127,7 +127,9 @@ class Store:
         return store
 
     async def _migrate(self) -> None:
-        (version,) = await (await self.db.execute("PRAGMA user_version")).fetchone()
+        row = await (await self.db.execute("PRAGMA user_version")).fetchone()
+        assert row is not None  # PRAGMA user_version always answers one row
+        (version,) = row
         if version > SCHEMA_VERSION:
             raise FatalError(f"{self.path}: database schema v{version} is newer than this Stairway (v{SCHEMA_VERSION})")
         for v in range(version, SCHEMA_VERSION):
@@ -212,7 +214,7 @@ class Store:
 
     # -- live-broker state (read at start-up) ---------------------------------------------
     async def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
-        return list(await (await self.db.execute(sql, args)).fetchall())
+        return [tuple(r) for r in await (await self.db.execute(sql, args)).fetchall()]
 
     async def open_orders(self, instrument: str) -> list[tuple]:
         """(client_order_id, bar_ts_ns, units, state) of journal orders whose outcome is unknown."""

@@ -130,9 +130,9 @@ def _train_one(cfg, run_cycles) -> int:
         print(f"gates passed: {res.action}; {cfg.train.models_dir}/current -> {res.candidate[:12]}")
         return 0
     failed = [d for d in res.shadow.days if not d.passed]
-    why = [f"{d.date}: {', '.join(d.reasons)}" for d in failed]
-    why += (res.gate.get("evidence") or {}).get("reasons", []) + res.gate["robustness"].get("reasons", [])
-    why = "; ".join(why) or "see report"
+    reasons = [f"{d.date}: {', '.join(d.reasons)}" for d in failed]
+    reasons += (res.gate.get("evidence") or {}).get("reasons", []) + res.gate["robustness"].get("reasons", [])
+    why = "; ".join(reasons) or "see report"
     print(f"stairway: gates FAILED, nothing published ({res.action}): {why}", file=sys.stderr)
     return 1
 

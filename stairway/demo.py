@@ -19,6 +19,7 @@ import time
 from stairway.cli import risk_line
 from stairway.core.checkpoint import read_checkpoint
 from stairway.core.config import load_config
+from stairway.core.errors import ConfigError
 from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.logs import configure_logging
@@ -42,6 +43,9 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
     configure_logging(level="warning")
     tcfg = load_config(TrainerConfig, trainer_config)
     dcfg = load_config(DaemonConfig, daemon_config)
+    if dcfg.replay is None:
+        raise ConfigError(f"{daemon_config}: the demo replays bundled bars; give it a [replay] section with range")
+    replay = dcfg.replay
     if algo is not None:
         tcfg = tcfg.model_copy(update={"train": tcfg.train.model_copy(update={"algo": algo})})
     if tcfg.train.algo == "muzero" and tcfg.cycles.steps > MUZERO_DEMO_STEPS:
@@ -51,8 +55,8 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
         tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"steps": MUZERO_DEMO_STEPS})})
     if quick:
         tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"count": 2, "steps": 10_000})})
-    if dcfg.replay.range.start < tcfg.train.range.end:
-        print(f"WARNING: the replay starts {dcfg.replay.range.start}, before training ends {tcfg.train.range.end}")
+    if replay.range.start < tcfg.train.range.end:
+        print(f"WARNING: the replay starts {replay.range.start}, before training ends {tcfg.train.range.end}")
     print(
         f"==> gated {tcfg.train.algo} training on {tcfg.train.range.start} .. {tcfg.train.range.end} (end exclusive): "
         f"up to {tcfg.cycles.count} cycles x {tcfg.cycles.steps:,} steps",
@@ -91,7 +95,7 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
             f"recorded in gate.db ({msg})"
         )
     print(
-        f"==> daemon paper replay {dcfg.replay.range.start} .. {dcfg.replay.range.end} on bar-derived quotes",
+        f"==> daemon paper replay {replay.range.start} .. {replay.range.end} on bar-derived quotes",
         flush=True,
     )
     dr = asyncio.run(run_daemon(dcfg))
@@ -103,7 +107,7 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
 
     spec = FeatureSpec.from_config(dcfg)
     ex = ExecutionModel.from_config(dcfg.execution, dcfg.instrument)
-    hist = load_history(dcfg, spec, *dcfg.replay.range.ns())
+    hist = load_history(dcfg, spec, *replay.range.ns())
     ck = read_checkpoint(dcfg.service.models_dir / "current")
     env_check, _ = evaluate(
         load_policy(ck, spec, "models/current"),

@@ -32,7 +32,9 @@ from stairway.trainer.ppo import PPOLearner, PPOProgress
 
 class Algorithm(Protocol):
     kind: str
-    global_step: int
+
+    @property
+    def global_step(self) -> int: ...
 
     def learn(self, steps: int, on_progress: Callable[[PPOProgress], None] | None = None) -> None: ...
 

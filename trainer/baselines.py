@@ -99,10 +99,9 @@ def block_bootstrap(
     sharpe = np.where(sd > 1e-15, x.mean(axis=1) / np.where(sd > 1e-15, sd, 1.0), 0.0) * math.sqrt(252)
     total = x.sum(axis=1) * 100.0
     q = ((1 - level) / 2 * 100, (1 + level) / 2 * 100)
-    return {
-        "sharpe": tuple(float(v) for v in np.percentile(sharpe, q)),
-        "total_return_pct": tuple(float(v) for v in np.percentile(total, q)),
-    }
+    s_lo, s_hi = (float(v) for v in np.percentile(sharpe, q))
+    t_lo, t_hi = (float(v) for v in np.percentile(total, q))
+    return {"sharpe": (s_lo, s_hi), "total_return_pct": (t_lo, t_hi)}
 
 
 @dataclass

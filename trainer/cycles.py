@@ -21,6 +21,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
@@ -59,7 +60,7 @@ from stairway.trainer.gates import (
     shadow_ticks,
     verdict_dict,
 )
-from stairway.trainer.history import load_history
+from stairway.trainer.history import MarketHistory, load_history
 from stairway.trainer.ppo import PPOProgress
 from stairway.trainer.sessions import SessionIndex, index_sessions
 from stairway.trainer.shaping import RewardShaper
@@ -152,7 +153,7 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
 class PreparedData:
     spec: FeatureSpec
     ex: ExecutionModel
-    history: object
+    history: MarketHistory
     split: int
     gate_first: int
     session_len: int
@@ -452,7 +453,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         "mc_trades": mc.trades,
         "walk_forward_efficiency": wf["efficiency"],
         "sqn": validation["sqn"],
-        "sqn_class": sqn_class(validation["sqn"], validation["trades"]),
+        "sqn_class": sqn_class(validation["sqn"], int(validation["trades"])),
     }
     robust_ok, robust_why = robustness_verdict(validation, mc.car25_pct, mc.dd95_pct, wf["efficiency"], cfg.gates)
     robustness["gating"] = cfg.gates.gate_on_robustness
@@ -531,7 +532,7 @@ def _walk_forward(policy, history, spec, ex, cfg: TrainerConfig, split: int, gat
     lo = spec.window - 1
     is_edges = np.linspace(lo, split - 2, windows + 1).astype(int)
     oos_edges = np.linspace(split, gate_first - 2, windows + 1).astype(int)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind, edges in (("in-sample", is_edges), ("out-of-sample", oos_edges)):
         for a, b in zip(edges[:-1], edges[1:]):
             if b - a < 2:
@@ -548,8 +549,8 @@ def _walk_forward(policy, history, spec, ex, cfg: TrainerConfig, split: int, gat
                     "sharpe": s["sharpe"],
                 }
             )
-    ins = [r["annualised_pct"] for r in rows if r["kind"] == "in-sample"]
-    oos = [r["annualised_pct"] for r in rows if r["kind"] == "out-of-sample"]
+    ins = [float(r["annualised_pct"]) for r in rows if r["kind"] == "in-sample"]
+    oos = [float(r["annualised_pct"]) for r in rows if r["kind"] == "out-of-sample"]
     return {"rows": rows, "efficiency": walk_forward_efficiency(ins, oos) if ins and oos else 0.0}
 
 

@@ -77,6 +77,7 @@ def run_evaluation(
         if actions is not None:
             a = int(actions[k]) if k < len(actions) else 0
         else:
+            assert policy is not None  # one of policy and actions is given
             a = int(policy.act(obs[0])[0])
         k += 1
         tracker.on_decision(a)

@@ -169,6 +169,7 @@ class GateDB:
             )
             if action == "promote_forced" and sha:
                 self.db.execute("UPDATE model_registry SET forced_reason = ? WHERE sha = ?", (reason, sha))
+            assert cur.lastrowid is not None  # an INSERT sets it
             return int(cur.lastrowid)
 
     def complete_action(self, action_id: int) -> None:

@@ -141,7 +141,9 @@ def shadow_replay(
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     lo, hi = trades_range(gates, cfg.bars.period_minutes)
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
-    db = Path(tmp.name if tmp else workdir) / f"shadow-cycle{cycle}.db"
+    base = tmp.name if tmp is not None else workdir
+    assert base is not None
+    db = Path(base) / f"shadow-cycle{cycle}.db"
     if db.exists():
         db.unlink()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 from stairway.core.errors import ConfigError
 
@@ -29,7 +30,7 @@ def probe_address(address: str, what: str, timeout: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, workers: int = 2, what: str = "this command") -> Iterator[object]:
+def ray_session(address: str | None, workers: int = 2, what: str = "this command") -> Iterator[Any]:
     try:
         import ray
     except ImportError:

@@ -47,7 +47,7 @@ def list_models(models: Path, gdb: GateDB) -> str:
 def show_model(models: Path, gdb: GateDB, prefix: str) -> str:
     sha = gdb.resolve(prefix)
     ck = _verified(models, sha)
-    row = gdb.model(sha)
+    row = _registered(gdb, sha)
     meta = {k: v for k, v in ck.meta.__dict__.items() if k != "feature_spec"}
     return json.dumps(
         {"sha": sha, "registry": row | {"gate_json": json.loads(row["gate_json"] or "null")}, "header": meta},
@@ -56,10 +56,17 @@ def show_model(models: Path, gdb: GateDB, prefix: str) -> str:
     )
 
 
+def _registered(gdb: GateDB, sha: str) -> dict:
+    row = gdb.model(sha)
+    if row is None:  # resolve() found it; gone since (another process): say so
+        raise RegistryError(f"{sha[:12]}: not in the gate database any more")
+    return row
+
+
 def promote(models: Path, gdb: GateDB, prefix: str, force: bool = False, reason: str | None = None) -> str:
     sha = gdb.resolve(prefix)
     _verified(models, sha)
-    row = gdb.model(sha)
+    row = _registered(gdb, sha)
     if row["status"] != "passed":
         if not force:
             raise RegistryError(

@@ -46,7 +46,7 @@ def _plots(run, out: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = {}
+    files: dict[str, Path] = {}
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5), sharex=False, gridspec_kw={"height_ratios": [3, 1]})
     for name, (ts, eq) in run.curves.items():
         if not ts:

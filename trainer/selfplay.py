@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import fields
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class SelfPlayActor:
         history: dict[str, np.ndarray],
         last_bar: int,
         session_len: int,
-        starts: np.ndarray,
+        starts: np.ndarray | None,
         num_envs: int,
         seed: int,
     ) -> None:
@@ -144,7 +145,7 @@ class ActorPool:
     """The actors of one learner, in this process or on Ray; ``play`` returns their results in
     actor order."""
 
-    def __init__(self, cfg, history: MarketHistory, last_bar: int, session_len: int, starts: np.ndarray) -> None:
+    def __init__(self, cfg, history: MarketHistory, last_bar: int, session_len: int, starts: np.ndarray | None) -> None:
         a = cfg.muzero
         cfg_json = cfg.model_dump(mode="json")
         plain = history_to_plain(history)
@@ -153,6 +154,7 @@ class ActorPool:
         self._stack = contextlib.ExitStack()
         self.remote = a.ray_address is not None
         args = [(cfg_json, plain, last_bar, session_len, starts, shares[i], seeds[i]) for i in range(a.actors)]
+        self.actors: list[Any]  # SelfPlayActor, or Ray handles to them
         if not self.remote:
             self.actors = [SelfPlayActor(*x) for x in args]
             return

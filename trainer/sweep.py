@@ -18,6 +18,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from stairway.core.errors import ConfigError
 from stairway.trainer.config import TrainerConfig
@@ -113,8 +114,8 @@ def run_sweep(
             run_config=tune.RunConfig(name=sweep_id, storage_path=str((out / "ray").resolve()), verbose=0),
         )
         grid = tuner.fit()
-    rows = []
-    for r in grid:
+    rows: list[dict[str, Any]] = []
+    for r in list(grid):  # type: ignore[call-overload]  # ResultGrid: __len__ and __getitem__
         if r.error:
             rows.append({"config": r.config, "error": str(r.error)})
         else:

@@ -117,17 +117,18 @@ def _plots(wf, out: Path) -> dict[str, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    files = {}
+    files: dict[str, Path] = {}
     fig, ax = plt.subplots(figsize=(9, 4))
     for n, (ts, eq) in wf.curves.items():
         if n not in ("policy", "buy_and_hold", "sma_cross", "sma_long_flat"):
             continue
-        x = [dt.datetime.fromtimestamp(t / 1e9, dt.UTC) for t in ts]
+        x = np.array([dt.datetime.fromtimestamp(t / 1e9, dt.UTC) for t in ts], dtype="datetime64[s]")
         ax.plot(x, eq, label=n, lw=2.0 if n == "policy" else 1.0)
     for f in wf.folds[1:]:
-        ax.axvline(dt.datetime.fromisoformat(f["test_start"]), color="gray", lw=0.5, ls=":")
+        ax.axvline(mdates.date2num(dt.datetime.fromisoformat(f["test_start"])), color="gray", lw=0.5, ls=":")
     ax.set_ylabel("equity (stitched, costs on)")
     ax.legend()
     ax.set_title("walk-forward: out-of-sample equity of all folds")

@@ -212,7 +212,8 @@ class OandaBroker:
         if not isinstance(o, dict):
             raise BadPayload(f"orders/@{client_order_id}: no order object in the answer")
         units = decimal(o, "units", f"order {client_order_id}")
-        state = {"FILLED": OrderState.FILLED, "CANCELLED": OrderState.CANCELLED}.get(o.get("state"), OrderState.PENDING)
+        states = {"FILLED": OrderState.FILLED, "CANCELLED": OrderState.CANCELLED}
+        state = states.get(str(o.get("state")), OrderState.PENDING)
         filled = units if state is OrderState.FILLED else 0.0
         if state is OrderState.FILLED and o.get("fillingTransactionID"):
             batch = await self.fills(str(int(o["fillingTransactionID"]) - 1))

@@ -189,7 +189,7 @@ def parse_candles(body: dict, instrument: str, from_ns: int, to_ns: int) -> np.n
             if not isinstance(ohlc, dict):
                 raise BadPayload(f"{where}[{k}].{side}: missing (ask for price=BA)")
             o, h, lo, cl = (decimal(ohlc, f, f"{where}[{k}].{side}") for f in "ohlc")
-            sides.append(bar_paths(*(np.array([x]) for x in (o, h, lo, cl)))[0].tolist())
+            sides.append(bar_paths(np.array([o]), np.array([h]), np.array([lo]), np.array([cl]))[0].tolist())
         for j in range(TICKS_PER_BAR):
             t = ts + j * step
             if from_ns <= t < to_ns:
