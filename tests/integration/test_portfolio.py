@@ -192,3 +192,15 @@ def test_preflight_checks_a_candidate_against_its_own_instrument_of_a_portfolio(
     assert preflight(meta("GBP_USD"), gates)[0]
     ok, why = preflight(meta("AUD_USD"), gates)
     assert not ok and "does not trade AUD_USD" in why and "GBP_USD" in why
+
+
+def test_the_shipped_portfolio_config(monkeypatch):
+    from tests.helpers import ROOT
+
+    cfg = load_config(DaemonConfig, ROOT / "config" / "portfolio-oanda.toml", environ={})
+    legs = {leg.symbol: leg for leg in cfg.legs(look_on_disk=False)}
+    assert list(legs) == ["EUR_USD", "GBP_USD", "USD_JPY"]
+    assert legs["USD_JPY"].cfg.instrument.pip_size == 0.01 and legs["USD_JPY"].cfg.risk.max_position_lots == 0.5
+    assert legs["GBP_USD"].models_dir == cfg.service.models_dir / "GBP_USD"
+    assert (legs["USD_JPY"].cfg.broker.ib.symbol, legs["USD_JPY"].cfg.broker.ib.currency) == ("USD", "JPY")
+    assert cfg.portfolio.max_margin_pct == 30.0 and cfg.risk.max_total_lots == 2.0
