@@ -40,6 +40,21 @@ def synthetic_quotes(n: int, seed: int = 42, chunk: int = 65_536) -> np.ndarray:
     return ticks
 
 
+def bench_service(state: Path):
+    """A paper replay that trades (no START_TRADING file needed), with SQLite persistence; the
+    tick recorder and HTTP are off (bench/soak.py runs with both)."""
+    from stairway.daemon.config import ServiceConfig
+
+    return ServiceConfig(
+        state_dir=state,
+        models_dir=state / "models",
+        require_start_file=False,
+        require_gate_record=False,
+        record_ticks=False,
+        http_port=None,
+    )
+
+
 def minute_market() -> MarketConfig:
     return MarketConfig(bars=BarConfig(period_minutes=1, price="mid"))
 

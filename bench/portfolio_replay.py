@@ -20,30 +20,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_policy, minute_market, peak_rss_mb, report, synthetic_quotes
+from common import bench_policy, bench_service, minute_market, peak_rss_mb, report, synthetic_quotes
 from stairway.core.config import DateRange, InstrumentConfig
 from stairway.core.logs import configure_logging
 from stairway.daemon.app import run_daemon
-from stairway.daemon.config import DaemonConfig, LegConfig, PortfolioConfig, ReplayConfig, ServiceConfig
+from stairway.daemon.config import DaemonConfig, LegConfig, PortfolioConfig, ReplayConfig
 
 SYMBOLS = ("EUR_USD", "GBP_USD", "AUD_USD")
 
 
 def config(state: Path, n_instruments: int) -> DaemonConfig:
     m = minute_market()
-    svc = ServiceConfig(
-        state_dir=state,
-        models_dir=state / "models",
-        require_start_file=False,
-        require_gate_record=False,
-        record_ticks=False,
-        http_port=None,
-    )
     legs = tuple(LegConfig(symbol=s, bars_csv=Path("unused.csv")) for s in SYMBOLS[:n_instruments])
     risk = m.risk.model_copy(update={"max_total_lots": float(n_instruments)})
     return DaemonConfig(
         **{**m.model_dump(), "risk": risk.model_dump(), "instrument": InstrumentConfig().model_dump()},
-        service=svc,
+        service=bench_service(state),
         replay=ReplayConfig(range=DateRange(start=dt.date(2017, 10, 2), end=dt.date(2017, 10, 9))),
         portfolio=PortfolioConfig(instruments=legs) if n_instruments > 1 else None,
     )

@@ -14,28 +14,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_policy, minute_market, peak_rss_mb, report, synthetic_quotes
+from common import bench_policy, bench_service, minute_market, peak_rss_mb, report, synthetic_quotes
 from stairway.core.config import DateRange  # noqa: E402
 from stairway.core.logs import configure_logging  # noqa: E402
 from stairway.daemon.app import run_daemon  # noqa: E402
-from stairway.daemon.config import DaemonConfig, ReplayConfig, ServiceConfig  # noqa: E402
+from stairway.daemon.config import DaemonConfig, ReplayConfig  # noqa: E402
 
 
 def config(state: Path) -> DaemonConfig:
-    """Paper replay that trades (no START_TRADING file needed), with SQLite persistence; the
-    tick recorder and HTTP are off here (bench/soak.py runs with both)."""
-    m = minute_market()
-    svc = ServiceConfig(
-        state_dir=state,
-        models_dir=state / "models",
-        require_start_file=False,
-        require_gate_record=False,
-        record_ticks=False,
-        http_port=None,
-    )
+    """Paper replay of the minute market (common.bench_service)."""
     return DaemonConfig(
-        **m.model_dump(),
-        service=svc,
+        **minute_market().model_dump(),
+        service=bench_service(state),
         replay=ReplayConfig(range=DateRange(start=dt.date(2017, 10, 2), end=dt.date(2017, 10, 9))),
     )
 

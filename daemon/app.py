@@ -432,7 +432,7 @@ class Daemon(DaemonBuild):
             raise FatalError(
                 f"{self.cfg.service.db_path}: the end of run {self.run_id} was not recorded: {self._end_error!r}"
             ) from self._end_error
-        per = {inst: self._slot_counters(slot) for inst, slot in self.slots.items()}
+        per = {inst: status.slot_counters(slot) for inst, slot in self.slots.items()}
         counters = dict(per[self.instrument]) if len(per) == 1 else _summed(list(per.values()))
         counters["halted"] = self.risk.state.halted_reason or ""
         counters["recorder_dropped_ticks"] = sum(r.dropped_ticks for r in self.recorders.values())
@@ -456,24 +456,6 @@ class Daemon(DaemonBuild):
             self.slot.tracker,
             instruments,
         )
-
-    def _slot_counters(self, slot: Slot) -> dict:
-        c, b = slot.counters, slot.builder
-        return {
-            "ticks": c.ticks,
-            "bars": c.bars,
-            "decisions": c.decisions,
-            "orders": c.orders,
-            "fills": c.fills,
-            "swaps": c.swaps,
-            "actions": dict(c.actions),
-            "rejected_bad": b.rejected_bad,
-            "rejected_out_of_order": b.rejected_out_of_order,
-            "rejected_duplicate": b.rejected_duplicate,
-            "rejected_jump": b.rejected_jump,
-            "risk_events": dict(c.risk_events),
-            "blocked_intents": c.blocked_intents,
-        }
 
     async def _shutdown(self, runner, sched) -> None:
         """stop new intents -> cancel open orders -> flush recorder and database -> close broker
@@ -532,7 +514,7 @@ class Daemon(DaemonBuild):
         self._stopped = True
         await asyncio.to_thread(self._write_status)
         self.notifier.close()
-        c = _summed([self._slot_counters(slot) for slot in self.slots.values()])
+        c = _summed([status.slot_counters(slot) for slot in self.slots.values()])
         log.info(
             "daemon_stopped",
             run_id=self.run_id,

@@ -29,10 +29,9 @@ def model_age_secs(policy) -> float | None:
         return None
 
 
-def instrument_snapshot(d, inst: str) -> dict:
-    s, c = d.slots[inst], d.slots[inst].counters
-    b = s.builder
-    rec = d.recorders.get(inst)
+def slot_counters(slot) -> dict:
+    """One instrument's counters (the run's result, per instrument)."""
+    c, b = slot.counters, slot.builder
     return {
         "ticks": c.ticks,
         "bars": c.bars,
@@ -40,8 +39,24 @@ def instrument_snapshot(d, inst: str) -> dict:
         "orders": c.orders,
         "fills": c.fills,
         "swaps": c.swaps,
-        "swaps_refused": d.watchers[inst].stats.refused,
         "actions": dict(c.actions),
+        "rejected_bad": b.rejected_bad,
+        "rejected_out_of_order": b.rejected_out_of_order,
+        "rejected_duplicate": b.rejected_duplicate,
+        "rejected_jump": b.rejected_jump,
+        "risk_events": dict(c.risk_events),
+        "blocked_intents": c.blocked_intents,
+    }
+
+
+def instrument_snapshot(d, inst: str) -> dict:
+    s = d.slots[inst]
+    b = s.builder
+    rec = d.recorders.get(inst)
+    c = slot_counters(s)
+    return {
+        **{k: c[k] for k in ("ticks", "bars", "decisions", "orders", "fills", "swaps", "actions")},
+        "swaps_refused": d.watchers[inst].stats.refused,
         "rejected_quotes": b.rejected,
         "rejected_jump_quotes": b.rejected_jump,
         "recorder_dropped_ticks": rec.dropped_ticks if rec else 0,

@@ -156,11 +156,22 @@ class Rig:
 
     def check(self) -> dict:
         """No duplicate order, no lost fill, the book equals the broker's position."""
+        with self.db() as c:
+            book = c.execute("SELECT units FROM book WHERE instrument = ?", (INSTRUMENT,)).fetchone()
+        journal, broker_fills = self.check_orders_and_fills()
+        # the book is the broker's position
+        held = self.emu.positions.get(INSTRUMENT, 0.0)
+        assert book is not None or held == 0.0
+        assert abs((book[0] if book else 0.0) - held) < 1e-6, (book, held)
+        return {"orders": len(self.emu.orders), "fills": len(broker_fills), "position": held, "journal": journal}
+
+    def check_orders_and_fills(self) -> tuple[dict, set]:
+        """No duplicate order, none left unknown, every broker fill recorded once; returns
+        (the journal, the broker's fill ids)."""
         emu = self.emu
         with self.db() as c:
             journal = dict(c.execute("SELECT client_order_id, state FROM order_journal").fetchall())
             fills = {r[0] for r in c.execute("SELECT broker_fill_id FROM broker_fills")}
-            book = c.execute("SELECT units FROM book WHERE instrument = ?", (INSTRUMENT,)).fetchone()
         # every order the broker holds is ours, journaled, and settled as such; one POST per order
         assert set(emu.orders) <= set(journal), set(emu.orders) - set(journal)
         for coid in emu.orders:
@@ -178,11 +189,7 @@ class Rig:
                 parts = len(tx.get("tradesClosed") or []) + bool(tx.get("tradeReduced")) + bool(tx.get("tradeOpened"))
                 broker_fills |= {f"{tx['id']}:{k}" for k in range(parts)}
         assert broker_fills <= fills, broker_fills - fills
-        # the book is the broker's position
-        held = emu.positions.get(INSTRUMENT, 0.0)
-        assert book is not None or held == 0.0
-        assert abs((book[0] if book else 0.0) - held) < 1e-6, (book, held)
-        return {"orders": len(emu.orders), "fills": len(broker_fills), "position": held, "journal": journal}
+        return journal, broker_fills
 
 
 def ticks_done(d: Daemon, n: int) -> bool:
