@@ -55,6 +55,21 @@ async def first_of(*aws, timeout: float | None = None) -> set[asyncio.Future]:
     return done
 
 
+async def within(aw, secs: float):
+    """``await aw`` with a time limit: its result, or TimeoutError after ``secs`` (it is then
+    cancelled). ``asyncio.wait_for`` without 3.11's lost-cancellation race."""
+    fut = asyncio.ensure_future(aw)
+    try:
+        await asyncio.wait({fut}, timeout=secs)
+    finally:
+        if not fut.done():
+            fut.cancel()
+            await asyncio.wait({fut})
+    if fut.cancelled():
+        raise TimeoutError(f"not done within {secs:g} s")
+    return fut.result()
+
+
 async def sleep_or_stop(stop: asyncio.Event, secs: float) -> bool:
     """Sleep up to ``secs``; True as soon as ``stop`` is set."""
     await first_of(stop.wait(), timeout=secs)

@@ -38,7 +38,7 @@ from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.policy import Policy
 from stairway.daemon import status
-from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned
+from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned, within
 from stairway.daemon.build import DaemonBuild
 from stairway.daemon.config import DaemonConfig
 from stairway.daemon.control import check_private, hint
@@ -486,19 +486,19 @@ class Daemon(DaemonBuild):
                 "instruments": self.summaries,
             }
         try:
-            await asyncio.wait_for(self.store.end_run(self.run_id, time.time_ns(), self.summary), limit)
+            await within(self.store.end_run(self.run_id, time.time_ns(), self.summary), limit)
         except Exception as e:  # still close below: an open connection would keep the process alive
             log.error("database_end_run_failed", error=repr(e))
             self.db_error = self.db_error or repr(e)
             self._end_error = e
         finally:
             try:
-                await asyncio.wait_for(self.store.close(), limit)  # 3b. database committed and closed
+                await within(self.store.close(), limit)  # 3b. database committed and closed
             except Exception as e:
                 log.error("database_close_failed", error=repr(e), seconds=limit)
         if self.adapter is not None:  # 4. the broker connection
             try:
-                await asyncio.wait_for(self.adapter.close(), limit)
+                await within(self.adapter.close(), limit)
             except Exception as e:
                 log.error("broker_close_failed", error=str(e))
         else:

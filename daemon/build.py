@@ -29,6 +29,7 @@ from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.policy import Policy
 from stairway.daemon.account import Account
+from stairway.daemon.aio import within
 from stairway.daemon.control import ControlFiles
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import ModelWatcher, load_verified
@@ -109,7 +110,7 @@ class DaemonBuild:
 
     async def _close_with_limit(self, what: str, close) -> None:
         try:
-            await asyncio.wait_for(close(), self.cfg.service.shutdown_timeout_secs)
+            await within(close(), self.cfg.service.shutdown_timeout_secs)
         except Exception as e:  # the set-up error is the one to report
             log.error(f"{what}_close_failed", error=repr(e))
 
@@ -265,7 +266,7 @@ class DaemonBuild:
         """The run row of a start that failed after it was written records why."""
         if exc is not None:
             try:
-                await asyncio.wait_for(
+                await within(
                     self.store.end_run(self.run_id, time.time_ns(), {"setup_failed": str(exc)}),
                     self.cfg.service.shutdown_timeout_secs,
                 )

@@ -204,3 +204,56 @@ def test_the_shipped_portfolio_config(monkeypatch):
     assert legs["GBP_USD"].models_dir == cfg.service.models_dir / "GBP_USD"
     assert (legs["USD_JPY"].cfg.broker.ib.symbol, legs["USD_JPY"].cfg.broker.ib.currency) == ("USD", "JPY")
     assert cfg.portfolio.max_margin_pct == 30.0 and cfg.risk.max_total_lots == 2.0
+
+
+def test_walk_forward_per_instrument(tmp_path, files, monkeypatch, capsys):
+    """`validate --folds N --instrument A=.. --instrument B=..`: each instrument its own folds,
+    retrained on its own data, with its own report."""
+    from stairway.cli import main as cli_main
+    from tests.integration.test_walk_forward import TINY
+
+    for k, v in TINY.items():
+        monkeypatch.setenv(k, v)
+    args = ["validate", "--range", "2017-05-01..2017-10-01", "--folds", "2", "--train-windows", "2", "--draws", "5"]
+    args += ["--out", str(tmp_path / "wf")]
+    for s in ("EUR_USD", "GBP_USD"):
+        args += ["--instrument", f"{s}={files[s]}"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert out.index("== EUR_USD") < out.index("== GBP_USD") and out.count("2 rolling folds") == 2
+    for s in ("EUR_USD", "GBP_USD"):
+        assert any((tmp_path / "wf" / s).rglob("*.md")), s
+    bad = ["validate", "--range", "2017-05-01..2017-10-01", "--checkpoint", "abcdef"]
+    assert cli_main([*bad, "--instrument", f"EUR_USD={files['EUR_USD']}"]) == 2
+    assert "--instrument goes with --folds" in capsys.readouterr().err
+
+
+def test_hot_swap_per_instrument(tmp_path, spec, files):
+    """A model published for one instrument swaps that instrument's model only, between two
+    of its bars; the other keeps its own."""
+    from tests.helpers import tiny_checkpoint as tiny
+    from tests.integration.test_service import until
+
+    two = {s: files[s] for s in ("EUR_USD", "GBP_USD")}
+    first = {s: tiny(tmp_path / "models" / s, spec, seed=20 + k)[0].sha for k, s in enumerate(two)}
+    cfg, _ = daemon_config(tmp_path, files["EUR_USD"], START, END, batch_ticks=16, speed=150_000, model_poll_secs=0.05)
+    cfg = portfolio_config(cfg.model_copy(update={"risk": cfg.risk.model_copy(update={"max_total_lots": 2.0})}), two)
+
+    async def scenario():
+        from stairway.daemon.app import Daemon
+
+        d = Daemon(cfg)
+        task = asyncio.create_task(d.run())
+        await until(lambda: d.setup_done and d.slots["GBP_USD"].counters.decisions > 20)
+        new = (await asyncio.to_thread(tiny, tmp_path / "models" / "GBP_USD", spec, seed=99))[0]
+        await until(lambda: d.slots["GBP_USD"].counters.swaps == 1)
+        return await task, new
+
+    res, new = asyncio.run(scenario())
+    q = "SELECT model_sha FROM decisions WHERE instrument = ? ORDER BY bar_ts_ns"
+    gbp = [r[0] for r in _rows(res.db_path, q, "GBP_USD")]
+    eur = [r[0] for r in _rows(res.db_path, q, "EUR_USD")]
+    k = gbp.index(new.sha)
+    assert set(gbp[:k]) == {first["GBP_USD"]} and set(gbp[k:]) == {new.sha}  # one swap, between bars
+    assert set(eur) == {first["EUR_USD"]}  # the other instrument kept its model
+    assert res.instruments["EUR_USD"]["counters"]["swaps"] == 0

@@ -209,6 +209,33 @@ def test_first_of_returns_the_first_done_and_cancels_the_rest():
     asyncio.run(main())
 
 
+def test_within_returns_times_out_and_passes_a_cancellation_on():
+    import asyncio
+
+    import pytest
+
+    from stairway.daemon.aio import within
+
+    async def main():
+        assert await within(asyncio.sleep(0.01, result=7), 5) == 7
+        inner = asyncio.ensure_future(asyncio.sleep(10))
+        with pytest.raises(TimeoutError, match="within 0.05 s"):
+            await within(inner, 0.05)
+        assert inner.cancelled()  # nothing left running behind the time limit
+        with pytest.raises(ValueError):
+            await within(_boom(), 5)
+        outer = asyncio.ensure_future(within(asyncio.sleep(10), 30))
+        await asyncio.sleep(0.01)
+        outer.cancel()  # the caller's cancellation is not swallowed
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+
+    async def _boom():
+        raise ValueError("the awaited thing's own error")
+
+    asyncio.run(main())
+
+
 def test_spawned_tasks_are_held_until_they_end_and_found_by_the_sweep():
     import asyncio
     import gc
