@@ -125,7 +125,7 @@ def _plots(wf, out: Path) -> dict[str, Path]:
     for n, (ts, eq) in wf.curves.items():
         if n not in ("policy", "buy_and_hold", "sma_cross", "sma_long_flat"):
             continue
-        x = np.array([dt.datetime.fromtimestamp(t / 1e9, dt.UTC) for t in ts], dtype="datetime64[s]")
+        x = np.asarray(ts, dtype=np.int64).astype("datetime64[ns]")  # UTC
         ax.plot(x, eq, label=n, lw=2.0 if n == "policy" else 1.0)
     for f in wf.folds[1:]:
         ax.axvline(mdates.date2num(dt.datetime.fromisoformat(f["test_start"])), color="gray", lw=0.5, ls=":")
