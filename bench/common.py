@@ -63,6 +63,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def rss_anon_mb() -> float:
+    """Anonymous resident memory now (the process's own heap and arrays), MB. Peak RSS also
+    counts shared-library pages, which vary with the page cache (a freshly installed venv
+    maps ~30 MB more of numba's and numpy's libraries for the same code)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def report(name: str, figures: dict) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

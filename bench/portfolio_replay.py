@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_policy, bench_service, minute_market, peak_rss_mb, report, synthetic_quotes
+from common import bench_policy, bench_service, minute_market, peak_rss_mb, report, rss_anon_mb, synthetic_quotes
 from stairway.core.config import DateRange, InstrumentConfig
 from stairway.core.logs import configure_logging
 from stairway.daemon.app import run_daemon
@@ -63,6 +63,7 @@ def one(n_instruments: int, n: int, runs: int) -> dict:
         "decisions": c["decisions"],
         "fills": c["fills"],
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_anon_mb_at_end": round(rss_anon_mb(), 1),
     }
 
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_policy, bench_service, minute_market, peak_rss_mb, report, synthetic_quotes
+from common import bench_policy, bench_service, minute_market, peak_rss_mb, report, rss_anon_mb, synthetic_quotes
 from stairway.core.config import DateRange  # noqa: E402
 from stairway.core.logs import configure_logging  # noqa: E402
 from stairway.daemon.app import run_daemon  # noqa: E402
@@ -63,6 +63,7 @@ def main() -> None:
             "orders": c["orders"],
             "fills": c["fills"],
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "rss_anon_mb_at_end": round(rss_anon_mb(), 1),
             "torch_imported": "torch" in sys.modules,
             "nautilus_ref_ticks_per_s": 143_000,
             "ratio_vs_nautilus": round(statistics.median(rates) / 143_000, 2),

@@ -49,6 +49,7 @@ class Knobs:
     refuse_streams: bool = False  # the pricing stream answers 503 (streaming servers down)
     per_trade_price: bool = True  # False: trade parts carry no price (as in OANDA's documented examples)
     legacy_price_status: bool = False  # PRICE lines carry only the deprecated ``status`` field
+    margin_rate: float = 0.0  # > 0: the summary's marginUsed is |units| x mid x this, summed (USD-quoted pairs)
 
 
 class OandaEmulator:
@@ -155,6 +156,10 @@ class OandaEmulator:
         for q in self._tx_subscribers:
             q.put_nowait(tx)
         return tx
+
+    def margin_used(self) -> float:
+        rate = self.knobs.margin_rate
+        return sum(abs(u) * sum(self.quote(i)) / 2 * rate for i, u in self.positions.items())
 
     def quote(self, instrument: str) -> tuple[float, float]:
         return self.quotes.get(instrument, (self.bid, self.ask))
@@ -484,7 +489,7 @@ class OandaEmulator:
                     "currency": "USD",
                     "balance": f"{self.balance:.4f}",
                     "NAV": f"{self.balance:.4f}",
-                    "marginUsed": "0.0000",
+                    "marginUsed": f"{self.margin_used():.4f}",
                     "openPositionCount": sum(1 for u in self.positions.values() if u),
                     "lastTransactionID": str(self.last_id),
                 },

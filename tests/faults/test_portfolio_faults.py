@@ -232,3 +232,59 @@ def test_ib_portfolio_trades_through_a_gateway_restart_and_finds_a_manual_trade(
         assert fixes and {i for i, _ in fixes} == {"GBP_USD"}, fixes
 
     asyncio.run(go())
+
+
+def test_the_brokers_margin_figure_counts_against_the_account_limit(tmp_path, spec):
+    """The broker asks more margin (5 %) than the config's estimate (2 %): its figure, read by
+    reconciliation, is what the account's 3 % limit is held to. With a lot open the account
+    stops opening more; the account row says why."""
+
+    async def body(rig):
+        await rig.load_prices(6)
+        rig.emu.knobs.margin_rate = 0.05
+        pf = rig.cfg.portfolio.model_copy(update={"max_margin_pct": 3.0})
+        rig.cfg = rig.cfg.model_copy(update={"portfolio": pf})
+        seen = {}
+
+        def margin_seen(d) -> bool:
+            if d.account.broker_margin_pct > 3.0:
+                seen["pct"] = d.account.broker_margin_pct
+                seen["held"] = {i: float(s.position[0]) for i, s in d.slots.items()}
+            return "pct" in seen and all_done(d, rig.emu)
+
+        out = await rig.run(margin_seen, timeout=60)
+        assert out.error is None, repr(out.error)
+        rig.check_all()
+        assert seen["pct"] > 3.0
+        with sqlite3.connect(rig.cfg.service.db_path) as c:
+            rows = c.execute("SELECT detail FROM reconciliation_events WHERE kind = 'account_margin'").fetchall()
+            refused = c.execute("SELECT detail FROM risk_events WHERE kind = 'margin_limit'").fetchall()
+        assert rows and "broker margin used" in rows[0][0] and "3 %" in rows[0][0]
+        assert refused and all("margin" in r[0] for r in refused)
+
+    run_case(tmp_path, spec, body)
+
+
+def test_paper_live_portfolio_trades_broker_prices_with_paper_fills(tmp_path, spec):
+    """fills = "paper": three instruments' OANDA prices, paper fills, and not one order sent."""
+
+    async def body(rig):
+        await rig.load_prices(8)  # the features warm up over the first 4 days
+        rig.cfg = rig.cfg.model_copy(update={"broker": rig.cfg.broker.model_copy(update={"fills": "paper"})})
+        last = {}
+        for ts, _, _, inst in rig.emu.prices:
+            last[inst] = ts
+
+        def done(d) -> bool:
+            return rig.emu.cursor >= len(rig.emu.prices) and all(
+                d.slots[i]._last_quote_ts == ts for i, ts in last.items()
+            )
+
+        out = await rig.run(done, timeout=60)
+        assert out.error is None and out.reached, repr(out.error)
+        assert rig.emu.order_requests == 0 and out.daemon.router is None
+        with sqlite3.connect(rig.cfg.service.db_path) as c:
+            filled = {r[0] for r in c.execute("SELECT DISTINCT instrument FROM fills")}
+        assert filled == set(SYMBOLS)
+
+    run_case(tmp_path, spec, body)
