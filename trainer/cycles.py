@@ -347,7 +347,28 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     except OSError as e:
         raise ConfigError(f"train.models_dir = {models}: not writable ({e.strerror})") from None
     gdb = GateDB(cfg.train.gate_db)
-    data = prepare_data(cfg)
+    try:
+        data = prepare_data(cfg)
+    except BaseException:
+        gdb.close()
+        raise
+    crashed = gdb.start_run(run_id)
+    if crashed:
+        log.warning("training_runs_marked_crashed", run_ids=crashed)
+    try:
+        return _train_and_gate(cfg, gdb, run_id, data, t0, progress)
+    except BaseException as e:  # recorded now, with the reason: not left for the next start's crash marker
+        try:
+            gdb.end_run(run_id, f"failed: {type(e).__name__}: {e}"[:1000], None, None)
+        finally:
+            gdb.close()
+        raise
+
+
+def _train_and_gate(
+    cfg: TrainerConfig, gdb: GateDB, run_id: str, data: PreparedData, t0: float, progress: bool
+) -> CycleRun:
+    """run_cycles after its run is recorded: the cycles, the candidate, the gates, publishing."""
     spec, ex, history, split, gate_first, split_desc = (
         data.spec,
         data.ex,
@@ -357,9 +378,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         data.split_desc,
     )
     start_ns, end_ns = cfg.train.range.ns()
-    crashed = gdb.start_run(run_id)
-    if crashed:
-        log.warning("training_runs_marked_crashed", run_ids=crashed)
+    models = cfg.train.models_dir
     removed = clean_leftovers(cfg.train.models_dir)
     if removed:
         log.warning("publish_leftovers_removed", files=[str(p) for p in removed])

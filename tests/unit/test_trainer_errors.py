@@ -48,3 +48,23 @@ def test_unwritable_models_dir_is_a_clear_error(tmp_path):
     c = cfg(tmp_path, STAIRWAY_TRAIN__MODELS_DIR=str(blocker / "models"))
     with pytest.raises(ConfigError, match="train.models_dir = .*a-file/models: not writable"):
         run_cycles(c, progress=False)
+
+
+def test_a_run_that_fails_records_why_at_once(tmp_path, monkeypatch):
+    """A training run that raises after it was recorded ends as 'failed: <error>' then and
+    there (it used to be left open and marked 'crashed' by the next run)."""
+    import sqlite3
+
+    import stairway.trainer.cycles as cycles
+
+    def broken(*a, **k):
+        raise RuntimeError("out of memory (injected)")
+
+    monkeypatch.setattr(cycles, "make_algorithm", broken)
+    c = cfg(tmp_path, STAIRWAY_TRAIN__RANGE='{"start": "2017-01-01", "end": "2017-04-01"}')
+    with pytest.raises(RuntimeError, match="injected"):
+        run_cycles(c, progress=False)
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        rows = db.execute("SELECT ended_ns, outcome FROM training_runs").fetchall()
+    assert len(rows) == 1 and rows[0][0] is not None
+    assert rows[0][1] == "failed: RuntimeError: out of memory (injected)"
