@@ -247,6 +247,23 @@ def publish(models_dir: str | Path, sha: str) -> None:
     point_link(models, "current", sha)
 
 
+def prune_registry(models_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete registry checkpoints beyond the newest ``keep_last`` (by modification time),
+    never one that current, gold or previous points at. Returns what was deleted."""
+    models = Path(models_dir)
+    linked = {link_sha(models, n) for n in ("current", "gold", "previous")}
+    files = sorted((models / "registry").glob("*.safetensors"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    removed = []
+    for p in files[: max(0, len(files) - keep_last)]:
+        if p.stem in linked:
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    if removed:
+        _fsync_dir(models / "registry")
+    return removed
+
+
 def link_sha(models_dir: str | Path, name: str) -> str | None:
     """The sha models/<name> points at, or None when it is not a link."""
     p = Path(models_dir) / name

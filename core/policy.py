@@ -102,6 +102,25 @@ class PPOPolicy:
         """Stateless: nothing to drop."""
 
 
+class ObserveOnlyPolicy:
+    """Stands in for a model when none verifies at start-up (a live daemon): HOLD on every
+    bar, with the reason as the note; the daemon streams, records and reconciles, and a
+    model published later is swapped in as usual."""
+
+    kind = "none"
+    sha = "none"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.note = f"no verified model: observe only ({reason})"
+
+    def act(self, obs: np.ndarray) -> tuple[int, float]:
+        return 0, 0.0
+
+    def reset(self) -> None:
+        """Stateless: nothing to drop."""
+
+
 class ScriptedPolicy:
     """Plays a fixed sequence of actions (then HOLD): replays and parity tests."""
 

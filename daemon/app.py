@@ -115,6 +115,7 @@ class Daemon(DaemonBuild):
         self.control_unknown_seen: set[str] = set()
         self._stopped = False
         self.summaries: dict[str, dict] = {}
+        self.startup_events: list[tuple[str, str]] = []  # (instrument, why) of a model fallback at start-up
         self.setup_done = False  # every component exists (slot, router, reconciler, watcher)
 
     @property

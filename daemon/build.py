@@ -27,7 +27,7 @@ from stairway.core.checkpoint import clean_leftovers
 from stairway.core.errors import CheckpointError
 from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
-from stairway.core.policy import Policy
+from stairway.core.policy import ObserveOnlyPolicy, Policy
 from stairway.daemon.account import Account
 from stairway.daemon.aio import within
 from stairway.daemon.control import ControlFiles
@@ -39,6 +39,7 @@ from stairway.daemon.reconcile_runner import Reconciler
 from stairway.daemon.reconciliation import UnknownPositionPolicy
 from stairway.daemon.recorder import TickRecorder
 from stairway.daemon.risk import RiskEngine
+from stairway.daemon.rows import RiskEventRow
 from stairway.daemon.slot import Slot
 from stairway.daemon.store import Store
 
@@ -57,6 +58,33 @@ def load_current_policy(
     if not link.is_symlink() and not link.exists():
         raise CheckpointError(f"{link}: no current model; run `stairway train run` first")
     return load_verified(link, spec, gate_db, None, market)
+
+
+def load_startup_policy(
+    models_dir: Path, spec: FeatureSpec, gate_db: Path | None, market: dict, observe_if_none: bool
+) -> tuple[Policy, str]:
+    """``current``; if it does not verify, ``previous``, then ``gold`` (the same checks a hot
+    swap does). Returns (the policy, why it is not current's: "" when it is). When none
+    verifies: with ``observe_if_none`` (a live daemon) an ObserveOnlyPolicy, else the
+    current link's own error (a paper replay has nothing to do without a model)."""
+    try:
+        return load_current_policy(models_dir, spec, gate_db, market), ""
+    except CheckpointError as e:
+        first = e
+    reasons = [str(first)]
+    for name in ("previous", "gold"):
+        link = models_dir / name
+        if not link.is_symlink():
+            continue
+        try:
+            policy = load_verified(link, spec, gate_db, None, market)
+        except CheckpointError as e:
+            reasons.append(str(e))
+            continue
+        return policy, f"{models_dir / 'current'} refused ({first}); started with {name} {policy.sha[:12]}"
+    if not observe_if_none:
+        raise first
+    return ObserveOnlyPolicy("; ".join(reasons)), "no model verifies: " + "; ".join(reasons)
 
 
 class DaemonBuild:
@@ -92,6 +120,7 @@ class DaemonBuild:
     reconciler: Reconciler | None
     instrument: str
     setup_done: bool
+    startup_events: list[tuple[str, str]]
     _setup_stack: contextlib.AsyncExitStack
 
     def _on_flatten_tier(self, reason: str) -> None: ...  # daemon.app.Daemon
@@ -132,9 +161,12 @@ class DaemonBuild:
             if leg.symbol in given:
                 policies[leg.symbol] = given[leg.symbol]
                 continue
-            policies[leg.symbol] = await asyncio.to_thread(
-                load_current_policy, leg.models_dir, self.spec, gate_db, leg.cfg.market_identity()
+            policies[leg.symbol], why = await asyncio.to_thread(
+                load_startup_policy, leg.models_dir, self.spec, gate_db, leg.cfg.market_identity(), cfg.live
             )
+            if why:
+                log.error("model_fallback_at_startup", instrument=leg.symbol, reason=why)
+                self.startup_events.append((leg.symbol, why))
         self.policy = policies[self.legs[0].symbol]
         self.instrument = self.legs[0].symbol
         if cfg.live:
@@ -166,6 +198,9 @@ class DaemonBuild:
         self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
         crashed = await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha, cfg.model_dump_json())
         stack.push_async_exit(self._record_failed_setup)
+        for inst, why in self.startup_events:  # a model fallback is a risk event, as a refused swap is
+            kind = "model_observe_only" if why.startswith("no model verifies") else "model_fallback"
+            self.store.add(RiskEventRow(self.run_id, time.time_ns(), inst, kind, why, None, None))
         if crashed:
             log.warning("runs_marked_crashed", run_ids=crashed, db=str(svc.db_path))
         for leg in self.legs:

@@ -127,6 +127,9 @@ def health(d) -> list[str]:
     if d.db_error:
         reasons.append(f"database error: {d.db_error}")
     for inst, slot in d.slots.items():
+        if slot.policy.kind == "none":  # core.policy.ObserveOnlyPolicy: nothing verified at start-up
+            reasons.append(f"{inst}: {slot.policy.note}")
+            continue
         age = model_age_secs(slot.policy)
         if age is not None and age / 86400 > svc.max_model_age_days:
             name = f"{inst} model" if len(d.slots) > 1 else "model"

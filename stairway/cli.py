@@ -250,6 +250,8 @@ def _models(args: argparse.Namespace) -> int:
             print(ops.rollback(models, gdb, args.to))
         elif args.action == "set-gold":
             print(ops.set_gold(models, gdb, args.sha, args.reason))
+        elif args.action == "prune":
+            print(ops.prune(models, gdb, args.keep))
     finally:
         gdb.close()
     return 0
@@ -314,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("sha")
     sg.add_argument("--reason")
     sg.set_defaults(func=_models)
+    pu = ms.add_parser("prune", help="delete old registry checkpoints (never current, gold or previous)")
+    pu.add_argument("--keep", type=int, default=10, help="newest checkpoints kept besides the linked ones")
+    pu.set_defaults(func=_models)
     va = sub.add_parser(
         "validate",
         help="walk-forward with retraining (--folds N), or one checkpoint out of sample "

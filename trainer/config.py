@@ -190,6 +190,10 @@ class TrainConfig(Strict):
     models_dir: Path = Path("models")
     gate_db: Path = Field(Path("state/gate.db"), description="The trainer's registry database.")
     reports_dir: Path = Field(Path("runs"), description="HTML/Markdown reports, one folder per run.")
+    registry_keep: int = Field(
+        10, ge=1, description="Checkpoints kept in models_dir/registry besides those current, gold and previous name."
+    )
+    gate_backup_keep: int = Field(7, ge=1, description="Verified backups of gate_db kept (one per training run).")
 
 
 class TrainerConfig(MarketConfig):

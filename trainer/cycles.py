@@ -32,6 +32,7 @@ from stairway.core.checkpoint import (
     check_compatible,
     clean_leftovers,
     point_link,
+    prune_registry,
     publish,
     read_checkpoint,
     roll_back,
@@ -346,6 +347,7 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"train.models_dir = {models}: not writable ({e.strerror})") from None
+    _backup_gate_db(cfg)
     gdb = GateDB(cfg.train.gate_db)
     try:
         data = prepare_data(cfg)
@@ -543,7 +545,20 @@ def _train_and_gate(
     result.report = write_report(result, cfg)
     gdb.end_run(run_id, action, cand.sha, str(result.report))
     gdb.close()
+    pruned = prune_registry(cfg.train.models_dir, cfg.train.registry_keep)
+    if pruned:
+        log.info("registry_pruned", removed=[p.name for p in pruned], kept=cfg.train.registry_keep)
     return result
+
+
+def _backup_gate_db(cfg: TrainerConfig) -> None:
+    """Before a run touches it: a verified online backup of gate.db (the registry's record of
+    every verdict), ``gate_backup_keep`` kept. A copy that fails integrity_check stops the run."""
+    from stairway.core.sqlite_backup import backup_database
+
+    db = cfg.train.gate_db
+    if db.is_file():
+        backup_database(db, db.parent / "backups", cfg.train.gate_backup_keep)
 
 
 def _walk_forward(policy, history, spec, ex, cfg: TrainerConfig, split: int, gate_first: int, windows: int) -> dict:

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from stairway.core.checkpoint import link_sha, point_link, publish, read_checkpoint, roll_back
+from stairway.core.checkpoint import link_sha, point_link, prune_registry, publish, read_checkpoint, roll_back
 from stairway.core.errors import CheckpointError, StairwayError
 from stairway.trainer.gatedb import GateDB
 
@@ -98,6 +98,16 @@ def rollback(models: Path, gdb: GateDB, to: str = "gold") -> str:
     sha, old = roll_back(models, to)
     gdb.operator_action(f"rollback_to_{to}", sha, f"current was {old}")
     return f"current -> {sha[:12]} ({to})"
+
+
+def prune(models: Path, gdb: GateDB, keep: int) -> str:
+    """Delete registry checkpoints beyond the newest ``keep``; never one a link names."""
+    if keep < 1:
+        raise RegistryError(f"--keep {keep}: keep at least 1")
+    removed = prune_registry(models, keep)
+    if removed:
+        gdb.operator_action("prune", None, f"removed {len(removed)}: " + ", ".join(p.stem[:12] for p in removed))
+    return f"removed {len(removed)} checkpoint(s); kept the newest {keep} and every linked one"
 
 
 def set_gold(models: Path, gdb: GateDB, prefix: str, reason: str | None = None) -> str:

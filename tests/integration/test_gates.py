@@ -148,6 +148,11 @@ def test_passing_run_publishes_and_sets_gold_then_keeps_it(tmp_path):
     assert rows[0] == len(first.cycles) + len(second.cycles)
     assert first.report.is_file() and (first.report.parent / "report.md").is_file()
     assert b"data:image/png;base64" in first.report.read_bytes()
+    # issue 13 §6: the second run backed gate.db up first (the first found none), verified
+    (backup,) = (tmp_path / "backups").glob("gate-*.db")
+    with sqlite3.connect(backup) as b:
+        assert b.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert b.execute("SELECT count(*) FROM model_registry WHERE sha = ?", (first.candidate,)).fetchone()[0] == 1
 
 
 def test_failing_gate_with_large_drift_rolls_back_to_gold(tmp_path, spec):

@@ -121,3 +121,29 @@ def test_models_refuse_corrupt_registry_file_and_unknown_sha(registry, capsys):
     assert "matches 0 models" in capsys.readouterr().err
     assert models_cmd("rollback", "--to", "gold") == 2
     assert "no gold model" in capsys.readouterr().err
+
+
+def test_prune_keeps_the_newest_and_every_linked_checkpoint(tmp_path, spec, monkeypatch, capsys):
+    """Issue 13 §6: old registry files go by policy; never one a link names."""
+    import os
+
+    from stairway.core.checkpoint import point_link, prune_registry
+
+    monkeypatch.setenv("STAIRWAY_TRAIN__MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("STAIRWAY_TRAIN__GATE_DB", str(tmp_path / "gate.db"))
+    models = tmp_path / "models"
+    cks = []
+    for k in range(6):  # a .. f, oldest first; publishing each makes the one before previous
+        ck, _ = tiny_checkpoint(models, spec, seed=30 + k)
+        os.utime(ck.path, ns=(10**18 + k * 10**9, 10**18 + k * 10**9))
+        cks.append(ck.sha)
+    point_link(models, "gold", cks[0])  # gold: the oldest
+    assert prune_registry(models, 6) == []
+    assert models_cmd("prune", "--keep", "2") == 0  # newest 2: e (previous) and f (current)
+    assert "removed 3 checkpoint(s)" in capsys.readouterr().out
+    left = {p.stem for p in (models / "registry").glob("*.safetensors")}
+    assert left == {cks[0], cks[4], cks[5]}  # gold survives though it is the oldest
+    for name in ("current", "gold", "previous"):
+        read_checkpoint(models / name)  # every link still resolves to a verified checkpoint
+    assert models_cmd("prune", "--keep", "0") == 2
+    assert "keep at least 1" in capsys.readouterr().err

@@ -1,0 +1,85 @@
+"""Issue 13 §6: at start-up a live daemon whose models/current does not verify starts with
+previous, then gold, recording why; when none verifies it runs observe-only (stream,
+record, reconcile, no order) and says so on /health, until a model is published."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from tests.faults.harness import Rig, prices
+from tests.faults.test_oanda_faults import last_price_done
+from tests.helpers import tiny_checkpoint
+
+pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
+
+
+def corrupt(ck) -> None:
+    raw = bytearray(ck.path.read_bytes())
+    raw[-1] ^= 1  # the bytes no longer match the content address
+    ck.path.write_bytes(bytes(raw))
+
+
+def test_a_corrupt_current_falls_back_to_previous_at_startup(tmp_path, spec):
+    async def go():
+        models = tmp_path / "models"
+        older = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=3))[0]
+        newer = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=4))[0]  # older is now previous
+        await asyncio.to_thread(corrupt, newer)
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 6)
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None, repr(out.error)
+            rig.check()
+            with rig.db() as c:
+                shas = {r[0] for r in c.execute("SELECT model_sha FROM decisions")}
+                events = c.execute("SELECT kind, detail FROM risk_events WHERE kind LIKE 'model_%'").fetchall()
+            assert shas == {older.sha}  # traded on previous
+            assert len(events) == 1 and events[0][0] == "model_fallback"
+            assert "does not match its name" in events[0][1] and f"previous {older.sha[:12]}" in events[0][1]
+            assert rig.emu.order_requests > 0
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+def test_no_verifiable_model_runs_observe_only_until_one_is_published(tmp_path, spec):
+    async def go():
+        models = tmp_path / "models"
+        only = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=3))[0]
+        await asyncio.to_thread(corrupt, only)
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        state = {}
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 20)
+
+            async def during(d):
+                if "health" not in state and d.slot.counters.decisions > 5:
+                    state["health"] = d.health()
+                    state["orders_before"] = rig.emu.order_requests
+                    state["new"] = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=5))[0]
+
+            def swapped_and_done(d) -> bool:
+                return d.slot.counters.swaps == 1 and last_price_done(d, rig.emu)
+
+            out = await rig.run(swapped_and_done, timeout=60, during=during)
+            assert out.error is None, repr(out.error)
+            rig.check()
+            assert any("no verified model: observe only" in h for h in state["health"]), state["health"]
+            assert state["orders_before"] == 0  # observe only: nothing sent
+            assert rig.emu.order_requests > 0  # the published model trades
+            with sqlite3.connect(rig.cfg.service.db_path) as c:
+                kinds = [r[0] for r in c.execute("SELECT kind FROM risk_events WHERE kind LIKE 'model_%'")]
+                shas = [r[0] for r in c.execute("SELECT model_sha FROM decisions ORDER BY bar_ts_ns")]
+            assert kinds == ["model_observe_only"]
+            assert shas[0] == "none" and shas[-1] == state["new"].sha
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
