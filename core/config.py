@@ -30,6 +30,7 @@ ENV_DELIMITER = "__"
 ALL_SECTIONS = frozenset(
     {
         "account",
+        "alerts",
         "bars",
         "broker",
         "cycles",

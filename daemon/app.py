@@ -39,6 +39,7 @@ from stairway.core.features import FeatureSpec
 from stairway.core.policy import Policy
 from stairway.daemon import status
 from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned, within
+from stairway.daemon.alerts import Alerter
 from stairway.daemon.build import DaemonBuild
 from stairway.daemon.config import DaemonConfig
 from stairway.daemon.control import check_private, hint
@@ -115,7 +116,10 @@ class Daemon(DaemonBuild):
         self.control_unknown_seen: set[str] = set()
         self._stopped = False
         self.summaries: dict[str, dict] = {}
-        self.startup_events: list[tuple[str, str]] = []  # (instrument, why) of a model fallback at start-up
+        self.startup_events: list[tuple[str, str]] = []
+        self.alerter = Alerter(
+            []
+        )  # the configured one is made at set-up (daemon.alerts)  # (instrument, why) of a model fallback at start-up
         self.setup_done = False  # every component exists (slot, router, reconciler, watcher)
 
     @property
@@ -179,6 +183,7 @@ class Daemon(DaemonBuild):
             # model_swaps.ts_ns is wall-clock time for swaps and refusals alike
             old = self.slots[instrument].policy.sha
             self.store.add(ModelSwapRow(self.run_id, time.time_ns(), old, Path(target).stem, "refused", reason))
+            self.alerter.notify("model_refused", f"{instrument}: {reason}", key=f"model_refused:{instrument}")
 
         return on_refused
 
@@ -265,6 +270,7 @@ class Daemon(DaemonBuild):
                     self._halt_ns = time.time_ns()
                     await asyncio.to_thread(self.control.stop_trading)
                     log.error("trading_halted", reason=self.risk.state.halted_reason)
+                    self.alerter.notify("halted", self.risk.state.halted_reason, level="failure")
                 elif st.start_trading and st.start_mtime_ns > self._halt_ns:
                     self.risk.resume()
                     self._halt_ns = 0
@@ -293,6 +299,8 @@ class Daemon(DaemonBuild):
         while not self.stop.is_set():
             self.notifier.watchdog()
             snapshot = self.snapshot()  # taken on the loop, written by a worker thread
+            for reason in snapshot["health"]:  # each /health reason is an alert as it appears
+                self.alerter.notify("health", reason, key="health:" + reason.split(":")[0][:80])
             await asyncio.to_thread(self._write_status, snapshot)
             await self._sleep(interval)
 
@@ -327,8 +335,12 @@ class Daemon(DaemonBuild):
 
     async def _backup_job(self) -> None:
         svc = self.cfg.service
-        await self.store.flush()
-        await asyncio.to_thread(backup_database, svc.db_path, svc.state_dir / "backups", svc.backup_keep)
+        try:
+            await self.store.flush()
+            await asyncio.to_thread(backup_database, svc.db_path, svc.state_dir / "backups", svc.backup_keep)
+        except Exception as e:  # trading goes on; the operator must know
+            log.error("backup_failed", error=str(e))
+            self.alerter.notify("backup_failed", f"{svc.db_path}: {e}", level="failure")
 
     async def _retention_job(self) -> None:
         for inst, recorder in self.recorders.items():
@@ -370,6 +382,14 @@ class Daemon(DaemonBuild):
     async def run(self) -> DaemonResult:
         t0 = time.perf_counter()
         await self._start()
+        self.alerter.start()
+        self.alerter.notify(
+            "daemon_started",
+            f"{self.run_id}: " + ", ".join(f"{k} with {s.policy.sha[:12]}" for k, s in self.slots.items()),
+            level="info",
+        )
+        for inst, why in self.startup_events:
+            self.alerter.notify("model_fallback", f"{inst}: {why}", key=f"model_fallback:{inst}", level="failure")
         loop = asyncio.get_running_loop()
         for sig, handler in (
             (signal.SIGINT, self.stop.set),
@@ -513,6 +533,10 @@ class Daemon(DaemonBuild):
         if leftovers:
             log.warning("tasks_cancelled_at_shutdown", names=[t.get_name() for t in leftovers])
         self._stopped = True
+        why = "interrupted" if self.interrupted else "end of data"
+        self.alerter.notify("daemon_stopped", f"{self.run_id}: {why}", level="info")
+        if not await asyncio.to_thread(self.alerter.stop, limit):  # delivers what is queued
+            log.error("alerts_stop_timed_out", seconds=limit)
         await asyncio.to_thread(self._write_status)
         self.notifier.close()
         c = _summed([status.slot_counters(slot) for slot in self.slots.values()])

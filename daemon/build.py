@@ -30,6 +30,7 @@ from stairway.core.features import FeatureSpec
 from stairway.core.policy import ObserveOnlyPolicy, Policy
 from stairway.daemon.account import Account
 from stairway.daemon.aio import within
+from stairway.daemon.alerts import Alerter, alert_urls
 from stairway.daemon.control import ControlFiles
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import ModelWatcher, load_verified
@@ -121,6 +122,7 @@ class DaemonBuild:
     instrument: str
     setup_done: bool
     startup_events: list[tuple[str, str]]
+    alerter: Alerter
     _setup_stack: contextlib.AsyncExitStack
 
     def _on_flatten_tier(self, reason: str) -> None: ...  # daemon.app.Daemon
@@ -147,6 +149,9 @@ class DaemonBuild:
         cfg, svc = self.cfg, self.cfg.service
         stack = self._setup_stack
         self.legs = await asyncio.to_thread(cfg.legs)  # models_dir/<symbol> when it holds a current link
+        a = cfg.alerts
+        urls = await asyncio.to_thread(alert_urls, a, self.environ)
+        self.alerter = Alerter(urls, a.min_interval_secs, a.max_per_minute, timeout_secs=a.timeout_secs)
         self.control = await asyncio.to_thread(  # refuses a group/other-writable dir
             ControlFiles, svc.control_dir, True, [leg.symbol for leg in self.legs] if cfg.portfolio else ()
         )
@@ -249,6 +254,7 @@ class DaemonBuild:
                 jump_confirm=cfg.bars.jump_confirm_quotes,
                 account=self.account,
                 margin_rate=leg.margin_rate,
+                alert=self.alerter.notify,
             )
         if cfg.real_orders:
             await self._restore_book()
@@ -351,4 +357,5 @@ class DaemonBuild:
             cfg.broker.emergency_check_secs,
             self.clock,
             account=self.account,
+            alert=self.alerter.notify,
         )

@@ -114,6 +114,26 @@ class BrokerConfig(Strict):
     ib: IBConfig = IBConfig()
 
 
+class AlertsConfig(Strict):
+    """Alert delivery (daemon.alerts). URLs are apprise URLs; one holding a token belongs in
+    the credential file (one URL per line), not here."""
+
+    urls: tuple[str, ...] = Field((), description="apprise URLs, e.g. json://host/path, ntfys://topic, mailto://...")
+    urls_credential: str = Field("alert-urls", description="Credential file with more URLs, one per line.")
+    urls_env: str = Field("STAIRWAY_ALERT_URLS", description="Environment fallback: URLs separated by spaces.")
+    min_interval_secs: float = Field(300.0, gt=0, description="One alert per kind and instrument within this.")
+    max_per_minute: int = Field(10, gt=0, description="At most this many alerts accepted in any 60 s.")
+    timeout_secs: float = Field(10.0, gt=0, description="Per delivery.")
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [u for u in v if "://" not in u]
+        if bad:
+            raise ValueError(f"{bad}: not URLs (apprise form scheme://..., e.g. json://127.0.0.1:8080/alerts)")
+        return v
+
+
 class LegConfig(InstrumentConfig):
     """One instrument of a portfolio: its identity, its replay data and its own limits."""
 
@@ -161,6 +181,7 @@ class DaemonConfig(MarketConfig):
     broker: BrokerConfig = BrokerConfig()
     replay: ReplayConfig | None = None
     portfolio: PortfolioConfig | None = None
+    alerts: AlertsConfig = AlertsConfig()
 
     @model_validator(mode="after")
     def _check(self) -> DaemonConfig:

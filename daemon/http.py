@@ -35,6 +35,9 @@ class DaemonCollector:
             "rejected_jump_quotes": "Quotes rejected as implausible jumps from the last accepted price",
             "recorder_dropped_ticks": "Ticks the recorder had to drop",
             "reconcile_discrepancies": "Reconciliation discrepancies found",
+            "alerts_sent": "Alerts delivered",
+            "alerts_failed": "Alerts that could not be delivered",
+            "alerts_suppressed": "Alerts not sent: repeated within the interval, over the rate limit, or queue full",
         }
         per = s["instruments"]  # one entry per instrument traded
         for name, doc in counters.items():

@@ -52,9 +52,11 @@ class Reconciler:
         clock_ns: Callable[[], int] = time.time_ns,
         backoff_cap_secs: float = 30.0,
         account: Account | None = None,
+        alert: Callable[..., bool] | None = None,
     ) -> None:
         self.broker, self.router, self.slots, self.store, self.run_id = broker, router, slots, store, run_id
         self.account = account
+        self.alert = alert  # daemon.alerts.Alerter.notify
         self.account_checks = 0
         self.policy, self._max_units = policy, max_units  # read at every check: SIGHUP may lower it
         self.reconcile_secs, self.emergency_secs, self.clock_ns = reconcile_secs, emergency_secs, clock_ns
@@ -216,6 +218,8 @@ class Reconciler:
 
     def _event(self, ts: int, trigger: str, inst: str | None, kind: str, ours, broker, order_units, detail) -> None:
         self.store.add(ReconciliationRow(self.run_id, ts, trigger, inst, kind, ours, broker, order_units, detail))
+        if self.alert is not None and kind != "in_sync":  # a discrepancy, or the account's margin
+            self.alert(f"reconcile_{kind}", f"{inst or 'account'}: {detail}", key=f"reconcile_{kind}:{inst}")
 
     # -- the task ---------------------------------------------------------------------------
     async def startup(self, stop: asyncio.Event) -> bool:

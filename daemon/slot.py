@@ -57,6 +57,9 @@ from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
 
+# risk events an operator is alerted to (daemon.alerts), by kind prefix
+ALERTED = ("tier_", "overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_")
+
 
 @dataclass
 class SlotCounters:
@@ -109,6 +112,7 @@ class Slot:
         jump_confirm: int = DEFAULT_JUMP_CONFIRM,
         account: Account | None = None,
         margin_rate: float = 0.02,
+        alert: Callable[..., bool] | None = None,
     ) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
@@ -129,6 +133,7 @@ class Slot:
             account.on_flatten_tier = on_flatten_tier
         self.account = account
         account.add(self, margin_rate)
+        self.alert = alert  # daemon.alerts.Alerter.notify: (kind, message, key=, level=)
         self.market, self.holidays = market, tuple(holidays)
         # decision-time clock: replay uses the closing quote's own time (so a replay is never
         # stale); live passes the wall clock
@@ -372,6 +377,9 @@ class Slot:
         self, ts_ns: int, kind: str, detail: str, requested: float | None = None, allowed: float | None = None
     ) -> None:
         self.store.add(RiskEventRow(self.run_id, ts_ns, self.instrument, kind, detail, requested, allowed))
+        if self.alert is not None and kind.startswith(ALERTED):
+            level = "info" if kind == "tier_normal" else "warning"
+            self.alert(kind, f"{self.instrument}: {detail}", key=f"{kind}:{self.instrument}", level=level)
         if kind != "pass":
             self.counters.risk_events[kind] = self.counters.risk_events.get(kind, 0) + 1
             if requested is not None and allowed is not None and abs(allowed) < abs(requested) - 1e-9:
