@@ -225,6 +225,24 @@ class RiskConfig(Strict):
     alert_after_sessions: int = Field(3, gt=0, description="Consecutive sessions outside the band before alerting.")
     stale_after_secs: float = Field(120.0, gt=0, description="No entries after a quote gap longer than this.")
     size_ramp: tuple[float, ...] = Field((0.5, 0.75, 1.0), description="Size after a hot swap, per session.")
+    regime_bands: tuple[float, ...] = Field(
+        (), description="Daemon only: composite-regime band edges, increasing (empty: no regime sizing)."
+    )
+    regime_size_scales: tuple[float, ...] = Field(
+        (), description="Daemon only: the size scale in each band (one more than the edges)."
+    )
+
+    @model_validator(mode="after")
+    def _regime_sizing(self) -> RiskConfig:
+        b, s = self.regime_bands, self.regime_size_scales
+        if len(s) != (len(b) + 1 if b else 0) or any(x >= y for x, y in zip(b, b[1:])):
+            raise ValueError(
+                f"regime_bands {list(b)} / regime_size_scales {list(s)}: give increasing edges and one scale more "
+                "than edges (or neither)"
+            )
+        if not all(0 <= x <= 1 for x in s):
+            raise ValueError(f"regime_size_scales {list(s)}: scales in [0, 1] (regime sizing only shrinks)")
+        return self
 
     @field_validator("drawdown_tiers_pct")
     @classmethod

@@ -73,6 +73,17 @@ def clamp_target(current: float, target: float, position_limit: float, order_cap
     return current + order
 
 
+def regime_scale(regime: float, bands: tuple[float, ...], scales: tuple[float, ...]) -> float:
+    """The size scale of the band ``regime`` falls in (edges belong to the band above);
+    1.0 when no bands are configured."""
+    if not bands:
+        return 1.0
+    k = 0
+    while k < len(bands) and regime >= bands[k]:
+        k += 1
+    return scales[k]
+
+
 def trade_band(minute_band: tuple[int, int], period_minutes: int) -> tuple[int, int]:
     """A trades-per-session band given for one-minute bars, scaled to this bar period (the
     floor of the low end, the ceiling of the high one): the daemon's alert band and the

@@ -28,6 +28,7 @@ from stairway.core.errors import CheckpointError
 from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.policy import ObserveOnlyPolicy, Policy
+from stairway.core.regime import RegimeDetector
 from stairway.daemon.account import Account
 from stairway.daemon.aio import within
 from stairway.daemon.alerts import Alerter, alert_urls
@@ -255,6 +256,7 @@ class DaemonBuild:
                 account=self.account,
                 margin_rate=leg.margin_rate,
                 alert=self.alerter.notify,
+                regime=RegimeDetector(cfg.regime, cfg.bars),
             )
         if cfg.real_orders:
             await self._restore_book()

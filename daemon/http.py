@@ -53,6 +53,12 @@ class DaemonCollector:
             for action, n in p["actions"].items():
                 d.add_metric([inst, action], float(n))
         yield d
+        g = GaugeMetricFamily(
+            "stairway_regime", "Composite market regime (core.regime; 0 until warm)", labels=["instrument"]
+        )
+        for inst, p in per.items():
+            g.add_metric([inst], float(p["regime"]))
+        yield g
         if len(per) > 1:  # a portfolio: each instrument's position, equity and model age
             for name, doc in (
                 ("instrument_position_units", "Open position (signed units)"),

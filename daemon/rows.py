@@ -29,6 +29,7 @@ class DecisionRow(NamedTuple):
     equity: float
     order_units: float
     risk_note: str | None
+    regime: float | None = None  # the composite regime at the decision (core.regime)
 
 
 class OrderRow(NamedTuple):

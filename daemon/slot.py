@@ -38,6 +38,8 @@ from stairway.core.position import (
     new_state,
     position_features,
 )
+from stairway.core.regime import RegimeDetector
+from stairway.core.risk_rules import regime_scale
 from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
 from stairway.daemon.account import Account
 from stairway.daemon.paper_broker import OrderGateway
@@ -113,6 +115,7 @@ class Slot:
         account: Account | None = None,
         margin_rate: float = 0.02,
         alert: Callable[..., bool] | None = None,
+        regime: RegimeDetector | None = None,
     ) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
@@ -134,6 +137,10 @@ class Slot:
         self.account = account
         account.add(self, margin_rate)
         self.alert = alert  # daemon.alerts.Alerter.notify: (kind, message, key=, level=)
+        # the instrument's rolling regime (core.regime): monitoring and, if configured, sizing;
+        # never in the policy's observation
+        self.regime = regime
+        self.regime_value = 0.0
         self.market, self.holidays = market, tuple(holidays)
         # decision-time clock: replay uses the closing quote's own time (so a replay is never
         # stale); live passes the wall clock
@@ -417,7 +424,8 @@ class Slot:
     def _size_factor(self, bar_ts: int) -> float:
         days = bar_ts // NS_PER_DAY - self._ramp_day
         ramp = self.ramp[min(max(days, 0), len(self.ramp) - 1)] if self.counters.swaps else 1.0
-        return ramp * self.risk.size_factor
+        r = self.risk.cfg
+        return ramp * self.risk.size_factor * regime_scale(self.regime_value, r.regime_bands, r.regime_size_scales)
 
     def _apply_tiers(self, ts: int, eq: float, equity_open: float) -> None:
         """Drawdown tiers on the account's intraday equity (this instrument's with the others');
@@ -486,6 +494,8 @@ class Slot:
         self.last_bar_ts = bar_ts
         self.store.add(BarRow(self.run_id, self.instrument, bar_ts, o, h, lo, cl, int(vol)))
         self.features.push(bar_ts, o, h, lo, cl)
+        if self.regime is not None:
+            self.regime_value = self.regime.update(cl)
         return bar_ts
 
     def _mark_bar(self, bar_ts: int, last_bid: float, last_ask: float) -> tuple[float, float, SessionStats]:
@@ -560,6 +570,7 @@ class Slot:
                 eq,
                 risk.units,
                 "; ".join(n for n in (self.policy.note, risk.note) if n),
+                self.regime_value if self.regime is not None else None,
             ),
         )
         if wanted != 0.0:

@@ -66,6 +66,7 @@ def instrument_snapshot(d, inst: str) -> dict:
         "model_age_seconds": model_age_secs(s.policy) or 0.0,
         "last_bar": fmt_ts(s.last_bar_ts),
         "data_stale": int(s.data_stale),
+        "regime": s.regime_value,
     }
 
 

@@ -77,6 +77,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP TABLE events;
     """,  # never written by the daemon: its decisions, orders and risk actions have their own tables
+    """
+    ALTER TABLE decisions ADD COLUMN regime REAL;
+    """,  # the instrument's regime at the decision (monitoring and sizing; never observed by the policy)
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -81,8 +81,9 @@ def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool,
         )
     except CheckpointMismatch as e:
         return False, f"{e} (daemon config {gates.daemon_config})"
-    if risk is not None and risk != dcfg.risk:
-        mine, theirs = risk.model_dump(), dcfg.risk.model_dump()
+    daemon_only = {"regime_bands", "regime_size_scales"}  # the env does not model regime sizing
+    if risk is not None and risk.model_dump(exclude=daemon_only) != dcfg.risk.model_dump(exclude=daemon_only):
+        mine, theirs = risk.model_dump(exclude=daemon_only), dcfg.risk.model_dump(exclude=daemon_only)
         diff = "; ".join(f"risk.{k}: trainer {mine[k]} vs daemon {theirs[k]}" for k in mine if mine[k] != theirs[k])
         return False, f"evaluated under other risk limits than {gates.daemon_config}'s: {diff}"
     return True, f"matches {gates.daemon_config}: spec {spec.hash}, obs ({spec.obs_dim},), {len(ACTION_NAMES)} actions"

@@ -290,3 +290,50 @@ def test_an_overfill_reported_in_an_empty_quote_window_is_flattened_not_a_crash(
     assert event.kind == "overfill" and event.ts_ns == t and event.allowed_units == -100_000.0
     corrective = slot.broker.working["EUR_USD"]
     assert corrective.intent.units == 100_000.0 and corrective.intent.side is Side.SELL
+
+
+def test_regime_is_recorded_and_sizes_orders_when_configured(tmp_path, spec):
+    """Issue 13 §3: the daemon keeps each instrument's regime (core.regime) and records it in
+    every decision row; with regime bands configured an order opened from flat is sized by its
+    band's scale (default: no bands, no scaling)."""
+    import asyncio
+    import sqlite3
+
+    from stairway.core.bar_files import load_bars
+    from stairway.core.risk_rules import regime_scale
+    from stairway.daemon.app import run_daemon
+    from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
+
+    assert regime_scale(0.3, (), ()) == 1.0
+    bands, scales = (-0.5, 0.5), (0.5, 1.0, 0.25)
+    got = [regime_scale(x, bands, scales) for x in (-0.6, -0.5, 0.0, 0.49, 0.5, 2.0)]
+    assert got == [0.5, 1.0, 1.0, 1.0, 0.25, 0.25]
+    bars = load_bars(EURUSD)[0]
+    bars = bars[bars["ts_ns"] >= 1506816000 * 10**9][:700]
+    tiny_checkpoint(tmp_path / "models", spec, seed=3)
+    cfg, _ = daemon_config(tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01")
+    risk = cfg.risk.model_copy(
+        update={"regime_bands": bands, "regime_size_scales": scales, "drawdown_tiers_pct": (50.0, 60.0, 70.0, 80.0)}
+    )
+    res = asyncio.run(run_daemon(cfg.model_copy(update={"risk": risk})))
+    with sqlite3.connect(res.db_path) as db:
+        rows = db.execute("SELECT regime, position_units, order_units FROM decisions ORDER BY bar_ts_ns").fetchall()
+    regimes = [r[0] for r in rows]
+    assert all(r is not None for r in regimes) and any(abs(r) >= 0.5 for r in regimes)  # warmed and moving
+    opened = [(r, o) for r, p, o in rows if p == 0.0 and o != 0.0]
+    assert {regime_scale(r, bands, scales) for r, _ in opened} >= {1.0, 0.25} or len(opened) > 3
+    for r, o in opened:
+        assert abs(o) == pytest.approx(100_000 * regime_scale(r, bands, scales))
+
+
+def test_regime_bands_are_checked():
+    from pydantic import ValidationError
+
+    from stairway.core.config import RiskConfig
+
+    with pytest.raises(ValidationError, match="one scale more than edges"):
+        RiskConfig(regime_bands=(0.5,), regime_size_scales=(1.0,))
+    with pytest.raises(ValidationError, match="increasing edges"):
+        RiskConfig(regime_bands=(1.0, 0.5), regime_size_scales=(1.0, 1.0, 1.0))
+    with pytest.raises(ValidationError, match=r"scales in \[0, 1\]"):
+        RiskConfig(regime_bands=(0.5,), regime_size_scales=(1.0, 2.0))
