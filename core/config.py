@@ -38,6 +38,7 @@ ALL_SECTIONS = frozenset(
         "execution",
         "features",
         "gates",
+        "guards",
         "instrument",
         "muzero",
         "portfolio",

@@ -9,6 +9,7 @@ where a low-confidence action becomes HOLD, for every kind.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -74,4 +75,10 @@ def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -
         raise CheckpointError(f"{source}: inference.min_confidence = {floor!r} must be a number in [0, 1]")
     policy = ConfidenceFloor(loader(ck, spec, arch, source), float(floor))
     policy.sha, policy.created_at = ck.sha, ck.meta.created_at
+    try:  # what the trainer measured on validation (the live guard shows it next to live)
+        extra = json.loads(ck.meta.extra or "{}")
+    except ValueError:
+        extra = {}
+    validation = extra.get("validation") if isinstance(extra, dict) else None
+    policy.validation = validation if isinstance(validation, dict) else {}
     return policy

@@ -39,6 +39,7 @@ class ConfidenceFloor:
         self.inner, self.min_confidence = inner, float(min_confidence)
         self.kind, self.sha = inner.kind, inner.sha
         self.created_at = getattr(inner, "created_at", "")
+        self.validation: dict[str, Any] = {}  # the trainer's validation metrics (core.policies)
         self.note = ""
 
     def act(self, obs: np.ndarray) -> tuple[int, float]:

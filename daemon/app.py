@@ -171,6 +171,36 @@ class Daemon(DaemonBuild):
                 log.error("no_gold_model", instrument=leg.symbol, reason=reason)
         self.control.stop_trading()
 
+    def _on_guard_breach(self, instrument: str, detail: str) -> None:
+        """The live guard: the instrument's model has stopped working. Roll its model back to
+        gold (real orders only, as for the flatten tier) in a worker thread; the watcher then
+        swaps gold in between two bars."""
+        spawn(self._guard_rollback(instrument, detail), f"guard-rollback-{instrument}")
+
+    async def _guard_rollback(self, instrument: str, detail: str) -> None:
+        from stairway.core.checkpoint import roll_back
+
+        leg = next(leg for leg in self.legs if leg.symbol == instrument)
+
+        def act() -> str:
+            if not self.cfg.guards.rollback_on_breach:
+                return "alert only (guards.rollback_on_breach = false)"
+            if not self.cfg.real_orders:
+                return "not rolled back: paper run (models/current is the operator's)"
+            if not (leg.models_dir / "gold").is_symlink():
+                return "no gold model to roll back to"
+            roll_back(leg.models_dir, "gold")
+            return "rolled back to gold"
+
+        try:
+            action = await asyncio.to_thread(act)
+        except Exception as e:  # the model store is the trainer's too: report, keep trading
+            action = f"roll back failed: {e}"
+        log.error("live_guard_breach", instrument=instrument, detail=detail, action=action)
+        self.alerter.notify(
+            "live_guard", f"{instrument}: {detail}; {action}", key=f"live_guard:{instrument}", level="failure"
+        )
+
     def _on_policy_of(self, instrument: str) -> Callable[[Policy, float], None]:
         def on_policy(policy: Policy, t0: float) -> None:
             self.slots[instrument].pending_policy = policy

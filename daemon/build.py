@@ -35,6 +35,7 @@ from stairway.daemon.alerts import Alerter, alert_urls
 from stairway.daemon.control import ControlFiles
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import ModelWatcher, load_verified
+from stairway.daemon.live_guard import LiveGuard
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.paper_broker import OrderGateway, PaperBroker
 from stairway.daemon.reconcile_runner import Reconciler
@@ -127,6 +128,8 @@ class DaemonBuild:
     _setup_stack: contextlib.AsyncExitStack
 
     def _on_flatten_tier(self, reason: str) -> None: ...  # daemon.app.Daemon
+
+    def _on_guard_breach(self, instrument: str, detail: str) -> None: ...  # daemon.app.Daemon
 
     def _live_obs_of(self, instrument: str) -> Callable[[], np.ndarray | None]:  # daemon.app.Daemon
         raise NotImplementedError
@@ -233,6 +236,7 @@ class DaemonBuild:
             self.broker = router
         else:
             self.broker = PaperBroker(self.ex, self.exs)
+        g = cfg.guards
         for leg in self.legs:
             lc = leg.cfg
             self.slots[leg.symbol] = Slot(
@@ -257,6 +261,15 @@ class DaemonBuild:
                 margin_rate=leg.margin_rate,
                 alert=self.alerter.notify,
                 regime=RegimeDetector(cfg.regime, cfg.bars),
+                guard=LiveGuard(
+                    cfg.account.initial_equity,
+                    g.live_sharpe_window_days,
+                    g.min_live_sharpe,
+                    g.breach_days,
+                    g.min_days,
+                ),
+                on_guard_breach=self._on_guard_breach,
+                halt_on_trade_band=g.trade_band_action == "stop_opening",
             )
         if cfg.real_orders:
             await self._restore_book()

@@ -134,6 +134,19 @@ class AlertsConfig(Strict):
         return v
 
 
+class GuardsConfig(Strict):
+    """Live-performance guards (daemon.live_guard), per instrument."""
+
+    live_sharpe_window_days: int = Field(30, ge=2, description="Sessions the live Sharpe is measured over.")
+    min_live_sharpe: float = Field(0.5, description="Below this for breach_days sessions in a row: breach.")
+    breach_days: int = Field(7, gt=0)
+    min_days: int = Field(10, ge=2, description="Sessions needed before the live Sharpe is judged.")
+    rollback_on_breach: StrictBool = Field(True, description="A breach rolls the instrument's model back to gold.")
+    trade_band_action: Literal["alert", "stop_opening"] = Field(
+        "alert", description="Trades per session out of band for N sessions: alert, or also stop opening (a halt)."
+    )
+
+
 class LegConfig(InstrumentConfig):
     """One instrument of a portfolio: its identity, its replay data and its own limits."""
 
@@ -182,6 +195,7 @@ class DaemonConfig(MarketConfig):
     replay: ReplayConfig | None = None
     portfolio: PortfolioConfig | None = None
     alerts: AlertsConfig = AlertsConfig()
+    guards: GuardsConfig = GuardsConfig()
 
     @model_validator(mode="after")
     def _check(self) -> DaemonConfig:

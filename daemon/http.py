@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 
 from stairway.core.errors import FatalError
+from stairway.daemon.status import LATENCY_BUCKETS
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
@@ -53,12 +54,25 @@ class DaemonCollector:
             for action, n in p["actions"].items():
                 d.add_metric([inst, action], float(n))
         yield d
-        g = GaugeMetricFamily(
-            "stairway_regime", "Composite market regime (core.regime; 0 until warm)", labels=["instrument"]
+        for name, doc in (
+            ("regime", "Composite market regime (core.regime; 0 until warm)"),
+            ("live_sharpe", "Live Sharpe over the guard's window of sessions (daily, annualised)"),
+            ("hold_rate", "Share of HOLD decisions over the guard's window"),
+            ("orders_per_session", "Orders per session over the guard's window"),
+            ("validation_sharpe", "The running model's Sharpe on the trainer's validation window"),
+        ):
+            g = GaugeMetricFamily(f"stairway_{name}", doc, labels=["instrument"])
+            for inst, p in per.items():
+                g.add_metric([inst], float(p[name]))
+            yield g
+        h = HistogramMetricFamily(
+            "stairway_decision_latency_seconds", "Bar close to order intent (the last 4,096)", labels=["instrument"]
         )
         for inst, p in per.items():
-            g.add_metric([inst], float(p["regime"]))
-        yield g
+            buckets = [(f"{b:g}", c) for b, c in zip(LATENCY_BUCKETS, p["decision_latency_buckets"])]
+            buckets.append(("+Inf", p["decision_latency_count"]))
+            h.add_metric([inst], buckets, p["decision_latency_sum"])
+        yield h
         if len(per) > 1:  # a portfolio: each instrument's position, equity and model age
             for name, doc in (
                 ("instrument_position_units", "Open position (signed units)"),

@@ -42,6 +42,7 @@ from stairway.core.regime import RegimeDetector
 from stairway.core.risk_rules import regime_scale
 from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
 from stairway.daemon.account import Account
+from stairway.daemon.live_guard import LiveGuard
 from stairway.daemon.paper_broker import OrderGateway
 from stairway.daemon.risk import TIER_NAMES, RiskEngine
 from stairway.daemon.rows import (
@@ -60,7 +61,7 @@ from stairway.daemon.store import Store
 log = structlog.get_logger("slot")
 
 # risk events an operator is alerted to (daemon.alerts), by kind prefix
-ALERTED = ("tier_", "overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_")
+ALERTED = ("tier_", "overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_", "live_")
 
 
 @dataclass
@@ -116,6 +117,9 @@ class Slot:
         margin_rate: float = 0.02,
         alert: Callable[..., bool] | None = None,
         regime: RegimeDetector | None = None,
+        guard: LiveGuard | None = None,
+        on_guard_breach: Callable[[str, str], None] | None = None,
+        halt_on_trade_band: bool = False,
     ) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
@@ -141,6 +145,9 @@ class Slot:
         # never in the policy's observation
         self.regime = regime
         self.regime_value = 0.0
+        self.guard = guard  # daemon.live_guard: rolling live Sharpe, hold rate, orders per session
+        self.on_guard_breach = on_guard_breach
+        self.halt_on_trade_band = halt_on_trade_band
         self.market, self.holidays = market, tuple(holidays)
         # decision-time clock: replay uses the closing quote's own time (so a replay is never
         # stale); live passes the wall clock
@@ -514,12 +521,19 @@ class Slot:
             self.store.add(done.row(self.run_id, self.instrument))
             # a session without decisions (warming up) says nothing about the model's trade count
             if done.decisions and self.risk.on_session_closed(done.orders, self.instrument):
-                self._risk_event(
-                    bar_ts,
-                    "trade_count_alert",
+                why = (
                     f"orders per session outside {self.risk.band} for "
-                    f"{self.risk.state.out_of_band[self.instrument]} sessions",
+                    f"{self.risk.state.out_of_band[self.instrument]} sessions"
                 )
+                self._risk_event(bar_ts, "trade_count_alert", why)
+                if self.halt_on_trade_band:
+                    self.risk.halt(f"{self.instrument}: {why}")
+            if self.guard is not None:
+                verdict = self.guard.on_session(done)
+                if verdict.breached:
+                    self._risk_event(bar_ts, "live_sharpe_breach", verdict.detail)
+                    if self.on_guard_breach is not None:
+                        self.on_guard_breach(self.instrument, verdict.detail)
         session = self.sessions.current
         assert session is not None  # on_bar always leaves a session open
         self.risk.new_day(bar_ts // NS_PER_DAY)

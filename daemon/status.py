@@ -49,6 +49,22 @@ def slot_counters(slot) -> dict:
     }
 
 
+# decision latency histogram buckets (seconds) for /metrics
+LATENCY_BUCKETS = (50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3)
+
+
+def latency_histogram(ns) -> dict:
+    """Cumulative bucket counts, sum and count of the slot's recent decision latencies."""
+    import numpy as np
+
+    lat = np.asarray(ns, dtype=float) / 1e9
+    return {
+        "decision_latency_buckets": [int((lat <= b).sum()) for b in LATENCY_BUCKETS],
+        "decision_latency_sum": float(lat.sum()),
+        "decision_latency_count": int(len(lat)),
+    }
+
+
 def instrument_snapshot(d, inst: str) -> dict:
     s = d.slots[inst]
     b = s.builder
@@ -67,6 +83,11 @@ def instrument_snapshot(d, inst: str) -> dict:
         "last_bar": fmt_ts(s.last_bar_ts),
         "data_stale": int(s.data_stale),
         "regime": s.regime_value,
+        "live_sharpe": s.guard.sharpe if s.guard else 0.0,
+        "hold_rate": s.guard.hold_rate if s.guard else 1.0,
+        "orders_per_session": s.guard.orders_per_session if s.guard else 0.0,
+        "validation_sharpe": float(getattr(s.policy, "validation", {}).get("sharpe", float("nan"))),
+        **latency_histogram(s.latency.snapshot()),
     }
 
 

@@ -83,3 +83,36 @@ def test_no_verifiable_model_runs_observe_only_until_one_is_published(tmp_path, 
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_live_sharpe_breach_rolls_the_model_back_to_gold(tmp_path, spec):
+    """Issue 13 §5: a live Sharpe below the floor for breach_days sessions rolls the
+    instrument's model back to gold (real orders), which the watcher swaps in, and alerts."""
+    from stairway.core.checkpoint import link_sha, point_link
+
+    async def go():
+        models = tmp_path / "models"
+        gold = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=7))[0]
+        await asyncio.to_thread(point_link, models, "gold", gold.sha)
+        newer = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=8))[0]
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        guards = rig.cfg.guards.model_copy(update={"min_days": 2, "breach_days": 1, "min_live_sharpe": 1e9})
+        svc = rig.cfg.service.model_copy(update={"model_poll_secs": 0.05})
+        rig.cfg = rig.cfg.model_copy(update={"guards": guards, "service": svc})
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            out = await rig.run(lambda d: d.slot.counters.swaps >= 1 and last_price_done(d, rig.emu), timeout=60)
+            assert out.error is None, repr(out.error)
+            rig.check()
+            links = await asyncio.to_thread(lambda: (link_sha(models, "current"), link_sha(models, "previous")))
+            assert links == (gold.sha, newer.sha)
+            with rig.db() as c:
+                breaches = c.execute("SELECT detail FROM risk_events WHERE kind = 'live_sharpe_breach'").fetchall()
+                shas = [r[0] for r in c.execute("SELECT model_sha FROM decisions ORDER BY bar_ts_ns")]
+            assert len(breaches) == 1 and "for 1 sessions in a row" in breaches[0][0]
+            assert shas[0] == newer.sha and shas[-1] == gold.sha  # gold trades from the swap on
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
