@@ -4,7 +4,6 @@ risk tier changes and its stop."""
 
 import asyncio
 import json
-import time
 
 import pytest
 from aiohttp import web
@@ -16,6 +15,7 @@ from stairway.daemon.alerts import Alerter
 from stairway.daemon.app import Daemon
 from stairway.daemon.config import DaemonConfig
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
+from tests.integration.test_service import until
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
 
@@ -46,14 +46,6 @@ class Receiver:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
-
-
-async def until(pred, timeout=20.0):
-    t = time.monotonic()
-    while not pred():
-        if time.monotonic() - t > timeout:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 def test_delivered_deduplicated_rate_limited_and_failures_counted():
