@@ -36,20 +36,18 @@ from stairway.core.config import load_config
 from stairway.core.errors import FatalError, StairwayError
 from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
-from stairway.core.policy import Policy
 from stairway.daemon import status
 from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned, within
 from stairway.daemon.alerts import Alerter
-from stairway.daemon.build import DaemonBuild
 from stairway.daemon.config import DaemonConfig
 from stairway.daemon.control import check_private, hint
 from stairway.daemon.hot_swap import ModelWatcher
 from stairway.daemon.jobs import backup_database, make_scheduler
+from stairway.daemon.model_events import ModelEvents
 from stairway.daemon.notify import Notifier
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.reconcile_runner import Reconciler
 from stairway.daemon.recorder import TickRecorder
-from stairway.daemon.rows import ModelSwapRow
 from stairway.daemon.slot import Slot
 
 log = structlog.get_logger("daemon")
@@ -73,7 +71,7 @@ class DaemonResult:
     instruments: dict | None = None  # per instrument: counters, summary, model sha (a portfolio's detail)
 
 
-class Daemon(DaemonBuild):
+class Daemon(ModelEvents):
     def __init__(
         self,
         cfg: DaemonConfig,
@@ -147,76 +145,6 @@ class Daemon(DaemonBuild):
         return live_obs
 
     # -- callbacks ------------------------------------------------------------------------
-    def _on_flatten_tier(self, reason: str) -> None:
-        """The flatten tier: positions are being closed; roll the model back to gold and stop
-        trading until an operator starts it again. Only a daemon sending real orders touches
-        models/current: a paper replay or paper-live run never repoints the operator's model.
-        Rare and critical, so done at once, on the loop (a few file operations), before the
-        next quote can be handled."""
-        from stairway.core.checkpoint import roll_back
-
-        for leg in self.legs:  # the account's tier: every instrument's model goes back to gold
-            gold = leg.models_dir / "gold"
-            if not self.cfg.real_orders:
-                log.error(
-                    "rollback_not_applied",
-                    instrument=leg.symbol,
-                    reason=reason,
-                    why="paper run: models/current is the operator's",
-                )
-            elif gold.is_symlink():
-                roll_back(leg.models_dir, "gold")
-                log.error("rolled_back_to_gold", instrument=leg.symbol, reason=reason)
-            else:
-                log.error("no_gold_model", instrument=leg.symbol, reason=reason)
-        self.control.stop_trading()
-
-    def _on_guard_breach(self, instrument: str, detail: str) -> None:
-        """The live guard: the instrument's model has stopped working. Roll its model back to
-        gold (real orders only, as for the flatten tier) in a worker thread; the watcher then
-        swaps gold in between two bars."""
-        spawn(self._guard_rollback(instrument, detail), f"guard-rollback-{instrument}")
-
-    async def _guard_rollback(self, instrument: str, detail: str) -> None:
-        from stairway.core.checkpoint import roll_back
-
-        leg = next(leg for leg in self.legs if leg.symbol == instrument)
-
-        def act() -> str:
-            if not self.cfg.guards.rollback_on_breach:
-                return "alert only (guards.rollback_on_breach = false)"
-            if not self.cfg.real_orders:
-                return "not rolled back: paper run (models/current is the operator's)"
-            if not (leg.models_dir / "gold").is_symlink():
-                return "no gold model to roll back to"
-            roll_back(leg.models_dir, "gold")
-            return "rolled back to gold"
-
-        try:
-            action = await asyncio.to_thread(act)
-        except Exception as e:  # the model store is the trainer's too: report, keep trading
-            action = f"roll back failed: {e}"
-        log.error("live_guard_breach", instrument=instrument, detail=detail, action=action)
-        self.alerter.notify(
-            "live_guard", f"{instrument}: {detail}; {action}", key=f"live_guard:{instrument}", level="failure"
-        )
-
-    def _on_policy_of(self, instrument: str) -> Callable[[Policy, float], None]:
-        def on_policy(policy: Policy, t0: float) -> None:
-            self.slots[instrument].pending_policy = policy
-            self.model_loaded_at = time.time()
-
-        return on_policy
-
-    def _on_refused_of(self, instrument: str) -> Callable[[str, str], None]:
-        def on_refused(target: str, reason: str) -> None:
-            # model_swaps.ts_ns is wall-clock time for swaps and refusals alike
-            old = self.slots[instrument].policy.sha
-            self.store.add(ModelSwapRow(self.run_id, time.time_ns(), old, Path(target).stem, "refused", reason))
-            self.alerter.notify("model_refused", f"{instrument}: {reason}", key=f"model_refused:{instrument}")
-
-        return on_refused
-
     # -- tasks ----------------------------------------------------------------------------
     async def _feed_task(self) -> None:
         slots, store, recorders = self.slots, self.store, self.recorders
