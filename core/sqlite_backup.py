@@ -26,6 +26,8 @@ def backup_database(db_path: Path, backup_dir: Path, keep: int = 7, now: dt.date
     try:
         src.backup(dst)
         result = dst.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.Error as e:  # not a database, or unreadable: say which file, in one line
+        result = f"cannot back up {db_path}: {e}"
     finally:
         dst.close()
         src.close()

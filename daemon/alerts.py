@@ -145,8 +145,9 @@ class Alerter:
 
 
 def alert_urls(cfg, environ: dict[str, str] | None = None) -> list[str]:
-    """The config's URLs, then the credential file's (one per line), then the environment's;
-    every one registered as a secret (a token in a URL never reaches a log line)."""
+    """The config's URLs (``STAIRWAY_ALERTS__URLS='["..."]'`` overrides them like any key),
+    then the credential file's (one per line); every one registered as a secret (a token in
+    a URL never reaches a log line)."""
     import os
     from pathlib import Path
 
@@ -158,7 +159,6 @@ def alert_urls(cfg, environ: dict[str, str] | None = None) -> list[str]:
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir and (Path(cred_dir) / cfg.urls_credential).is_file():
         urls += [u.strip() for u in (Path(cred_dir) / cfg.urls_credential).read_text().splitlines() if u.strip()]
-    urls += env.get(cfg.urls_env, "").split()
     bad = [_safe(u) if "://" in u else "(a value without scheme://)" for u in urls if "://" not in u]
     if bad:
         raise ConfigError(f"alerts: {len(bad)} alert URL(s) are not URLs (apprise form scheme://...)")

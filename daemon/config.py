@@ -120,7 +120,6 @@ class AlertsConfig(Strict):
 
     urls: tuple[str, ...] = Field((), description="apprise URLs, e.g. json://host/path, ntfys://topic, mailto://...")
     urls_credential: str = Field("alert-urls", description="Credential file with more URLs, one per line.")
-    urls_env: str = Field("STAIRWAY_ALERT_URLS", description="Environment fallback: URLs separated by spaces.")
     min_interval_secs: float = Field(300.0, gt=0, description="One alert per kind and instrument within this.")
     max_per_minute: int = Field(10, gt=0, description="At most this many alerts accepted in any 60 s.")
     timeout_secs: float = Field(10.0, gt=0, description="Per delivery.")

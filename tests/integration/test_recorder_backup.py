@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from stairway.core.tick_files import day_path, read_tick_file, recorded_days
 from stairway.core.types import NS_PER_DAY
@@ -49,6 +50,7 @@ def test_recorder_full_queue_drops_and_counts(tmp_path):
 CHILD = r"""
 import sys, time
 import numpy as np
+import pytest
 from stairway.daemon.recorder import TickRecorder
 from stairway.core.types import TICK_DTYPE
 rec = TickRecorder(sys.argv[1], "EUR_USD", flush_secs=0.1, fsync=True)
@@ -119,3 +121,16 @@ def test_backup_restores_and_keeps_seven(tmp_path):
         return n[0]
 
     assert asyncio.run(reopen()) == 999
+
+
+def test_a_corrupt_database_backup_is_one_error_naming_it(tmp_path):
+    from stairway.core.errors import FatalError
+    from stairway.core.sqlite_backup import backup_database
+
+    bad = tmp_path / "gate.db"
+    bad.write_bytes(b"not a database, " * 400)
+    with pytest.raises(
+        FatalError, match=r"backup failed integrity_check: cannot back up .*gate.db: file is not a database"
+    ):
+        backup_database(bad, tmp_path / "backups", 7)
+    assert not list((tmp_path / "backups").glob("*"))  # nothing half-written left behind
