@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -70,9 +70,20 @@ class FillReport:
 
 
 @dataclass(frozen=True)
+class FinancingReport:
+    """Holding costs the broker charged one instrument (OANDA DAILY_FINANCING)."""
+
+    transaction_id: str
+    instrument: str
+    ts_ns: int
+    amount: float  # as the broker books it: < 0 paid, > 0 received
+
+
+@dataclass(frozen=True)
 class FillBatch:
     fills: list[FillReport]
     cursor: str | None
+    financing: list[FinancingReport] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,24 @@ class ExecutionConfig(Strict):
     liquidity_lots_per_quote: float = Field(5.0, gt=0, description="Most lots one quote can fill.")
     max_position_lots: float = Field(1.0, gt=0, description="Largest absolute position.")
     trade_lots: float = Field(1.0, gt=0, description="Size of a BUY/SELL target position.")
+    financing_long_pct_per_year: float = Field(
+        0.0,
+        ge=-100,
+        le=100,
+        description="Holding cost of a long position, % of its notional a year (negative: paid to you).",
+    )
+    financing_short_pct_per_year: float = Field(
+        0.0,
+        ge=-100,
+        le=100,
+        description="Holding cost of a short position, % of its notional a year (negative: paid to you).",
+    )
+    financing_roll_hour_utc: float = Field(
+        21.0, ge=0, lt=24, description="When the daily financing is charged (OANDA: 17:00 New York, 21:00/22:00 UTC)."
+    )
+    financing_triple_weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday"] = Field(
+        "wednesday", description="The weekday whose roll also charges the weekend (3 days); weekend rolls charge none."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExecutionConfig:

@@ -5,7 +5,9 @@ An order decided at a bar close is worked against the quotes *after* the bar's c
 quote, no earlier than the closing quote's time plus the latency. Each quote fills at most
 ``liquidity_lots_per_quote`` lots (partial fills); buys pay the ask plus slippage, sells
 receive the bid minus slippage; commission is charged per unit filled. Whatever is still
-unfilled when the next bar closes is cancelled. Quotes the bar builder rejects are never
+unfilled when the next bar closes is cancelled. Holding a position costs financing at each
+daily roll its bars span (``financing_days``/``financing_charge``, charged at the bar close
+after the roll, on the position then held, at that bar's last mid). Quotes the bar builder rejects are never
 traded on (the same ``accepted`` mask is passed in).
 """
 
@@ -72,6 +74,37 @@ def target_units(action: int, current: float, trade_units: float) -> float:
     return current
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+NS_PER_DAY = 86_400_000_000_000
+
+
+@numba.njit(cache=True)
+def financing_days(after_ns: int, until_ns: int, roll_offset_ns: int, triple_weekday: int) -> float:
+    """Days of financing charged by the daily rolls in (after, until]: a Monday-Friday roll
+    charges one day, ``triple_weekday``'s three (it carries the weekend), Saturday's and
+    Sunday's none: seven days a week, as OANDA and FX spot value dates do."""
+    if until_ns <= after_ns:
+        return 0.0
+    d = (after_ns - roll_offset_ns) // NS_PER_DAY + 1  # the first roll after ``after``
+    days = 0.0
+    while d * NS_PER_DAY + roll_offset_ns <= until_ns:
+        wd = (d + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+        if wd < 5:
+            days += 3.0 if wd == triple_weekday else 1.0
+        d += 1
+    return days
+
+
+@numba.njit(cache=True)
+def financing_charge(units: float, bid: float, ask: float, long_rate: float, short_rate: float, days: float) -> float:
+    """What holding ``units`` costs over ``days`` (quote currency; < 0 is a credit): the
+    notional at the mid times the side's yearly rate, per 365-day year."""
+    if units == 0.0 or days == 0.0:
+        return 0.0
+    rate = long_rate if units > 0.0 else short_rate
+    return abs(units) * 0.5 * (bid + ask) * rate * days / 365.0
+
+
 @dataclass(frozen=True)
 class ExecutionModel:
     """Execution parameters in price units and units, derived from the config."""
@@ -84,6 +117,10 @@ class ExecutionModel:
     cap_units: float
     max_position_units: float
     trade_units: float
+    financing_long: float = 0.0  # yearly rate as a fraction of notional; > 0 is a cost
+    financing_short: float = 0.0
+    roll_offset_ns: int = 21 * 3_600_000_000_000  # the daily roll's time of day (UTC)
+    triple_weekday: int = 2  # Monday = 0: this roll charges three days
 
     @classmethod
     def from_config(cls, ex: ExecutionConfig, inst: InstrumentConfig) -> ExecutionModel:
@@ -96,7 +133,15 @@ class ExecutionModel:
             cap_units=ex.liquidity_lots_per_quote * inst.lot_units,
             max_position_units=ex.max_position_lots * inst.lot_units,
             trade_units=ex.trade_lots * inst.lot_units,
+            financing_long=ex.financing_long_pct_per_year / 100.0,
+            financing_short=ex.financing_short_pct_per_year / 100.0,
+            roll_offset_ns=int(round(ex.financing_roll_hour_utc * 3_600_000_000_000)),
+            triple_weekday=WEEKDAYS.index(ex.financing_triple_weekday),
         )
+
+    @property
+    def finances(self) -> bool:
+        return self.financing_long != 0.0 or self.financing_short != 0.0
 
     def commission(self, units: float) -> float:
         return abs(units) * self.commission_per_unit

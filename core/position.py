@@ -32,8 +32,8 @@ POSITION_FEATURES = (
 )
 AMDDP_WEIGHT = 0.01
 # state vector layout
-PS_UNITS, PS_AVG, PS_REALIZED, PS_BARS, PS_PEAK, PS_MAXDD, PS_SIDE, PS_COMMISSION = range(8)
-STATE_SIZE = 8
+PS_UNITS, PS_AVG, PS_REALIZED, PS_BARS, PS_PEAK, PS_MAXDD, PS_SIDE, PS_COMMISSION, PS_FINANCING = range(9)
+STATE_SIZE = 9
 
 
 def new_state(n: int | None = None) -> np.ndarray:
@@ -63,6 +63,13 @@ def apply_fill(state: np.ndarray, units: float, price: float, commission: float)
             state[PS_UNITS] = new
     state[PS_REALIZED] -= commission
     state[PS_COMMISSION] += commission
+
+
+@numba.njit(cache=True, inline="always")
+def apply_financing(state: np.ndarray, amount: float) -> None:
+    """Charge holding costs (core.execution.financing_charge) to realised PnL."""
+    state[PS_REALIZED] -= amount
+    state[PS_FINANCING] += amount
 
 
 @numba.njit(cache=True, inline="always")

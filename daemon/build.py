@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from stairway.daemon.risk import RiskEngine
 from stairway.daemon.rows import RiskEventRow
 from stairway.daemon.slot import Slot
 from stairway.daemon.store import Store
+from stairway.daemon.warm_start import Source, warm_slot
 
 if TYPE_CHECKING:
     from stairway.daemon.brokers.factory import AdapterBundle
@@ -204,7 +206,8 @@ class DaemonBuild:
         self.store = await Store.open(svc.db_path)
         stack.push_async_callback(self._close_with_limit, "database", self.store.close)
         prefix = cfg.broker.kind if cfg.live else "replay"
-        self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
+        # unique even for two runs of one process within a second (a restart test, a supervisor)
+        self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(3).hex()}"
         crashed = await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha, cfg.model_dump_json())
         stack.push_async_exit(self._record_failed_setup)
         for inst, why in self.startup_events:  # a model fallback is a risk event, as a refused swap is
@@ -267,9 +270,11 @@ class DaemonBuild:
                     g.min_live_sharpe,
                     g.breach_days,
                     g.min_days,
+                    g.pnl_z_limit,
                 ),
                 on_guard_breach=self._on_guard_breach,
                 halt_on_trade_band=g.trade_band_action == "stop_opening",
+                rollback_below_expectation=g.pnl_expectation_action == "rollback",
             )
         if cfg.real_orders:
             await self._restore_book()
@@ -291,6 +296,8 @@ class DaemonBuild:
                 policies[leg.symbol].sha,
                 leg.cfg.market_identity(),
             )
+        if svc.warm_start:
+            await self._warm_start(mode)
         for slot in self.slots.values():
             try:
                 await asyncio.to_thread(slot.warm_up)
@@ -317,6 +324,29 @@ class DaemonBuild:
             feature_spec=self.spec.hash,
             config=json.loads(cfg.model_dump_json()),
         )
+
+    async def _warm_start(self, mode: str) -> None:
+        """Each slot's buffers from history before its first quote (daemon.warm_start): the
+        broker's bars (live), then bars stored by earlier runs of the same kind."""
+        cfg = self.cfg
+        prefix = cfg.broker.kind if cfg.live else "paper-replay"
+        for inst, slot in self.slots.items():
+            sources: list[Source] = []
+            history = getattr(self.adapter, "history_bars", None) if cfg.live else None
+            if history is not None:
+                sources.append(("broker", partial(history, inst, cfg.bars.period_minutes, cfg.bars.price)))
+            sources.append(("store", partial(self.store.recent_bars, inst, mode_prefix=prefix)))
+            if cfg.live:
+                until = self.clock()
+            else:
+                q = self.ticks[inst] if isinstance(self.ticks, dict) else None
+                if q is None or not len(q):
+                    continue
+                until = int(q["ts_ns"][0])
+            svc = cfg.service
+            await warm_slot(
+                slot, sources, until, cfg.bars.period_minutes, svc.warm_start_max_days, svc.warm_start_timeout_secs
+            )
 
     async def _record_failed_setup(self, exc_type, exc, tb) -> bool:
         """The run row of a start that failed after it was written records why."""

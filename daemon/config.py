@@ -36,6 +36,11 @@ class ServiceConfig(Strict):
     feed_stale_secs: float = Field(60.0, gt=0, description="/health fails when no quote arrived for this long.")
     max_model_age_days: float = Field(30.0, gt=0, description="/health fails for an older model.")
     shutdown_timeout_secs: float = Field(10.0, gt=0)
+    warm_start: StrictBool = Field(
+        True, description="Fill feature and regime buffers from history at start-up (broker, then stored bars)."
+    )
+    warm_start_max_days: int = Field(60, gt=0, le=400, description="Most calendar days of history asked for.")
+    warm_start_timeout_secs: float = Field(60.0, gt=0, description="Per history source; a slower one is skipped.")
 
     @field_validator("db_name")
     @classmethod
@@ -141,6 +146,14 @@ class GuardsConfig(Strict):
     breach_days: int = Field(7, gt=0)
     min_days: int = Field(10, ge=2, description="Sessions needed before the live Sharpe is judged.")
     rollback_on_breach: StrictBool = Field(True, description="A breach rolls the instrument's model back to gold.")
+    pnl_z_limit: float = Field(
+        2.0,
+        gt=0,
+        description="Live mean daily PnL this many standard errors below the validation's: below expectation.",
+    )
+    pnl_expectation_action: Literal["alert", "rollback"] = Field(
+        "alert", description="Live PnL below the model's validation expectation: alert, or also roll back to gold."
+    )
     trade_band_action: Literal["alert", "stop_opening"] = Field(
         "alert", description="Trades per session out of band for N sessions: alert, or also stop opening (a halt)."
     )

@@ -6,6 +6,9 @@ send orders with the same deterministic client ids; one fills them with the Pape
 by client id gives, per order: the volume-weighted fill price on each side, the price
 difference in pips signed so that positive means the broker filled worse than paper, and
 the filled units on each side. Orders only one side has are counted, not hidden.
+
+Holding costs: the financing the execution model charged the live run's book at each daily
+roll against what the broker booked (``financing_report``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,32 @@ def drift_report(paper_db: Path, live_db: Path, pip: float) -> dict:
     }
 
 
+def financing_report(live_db: Path) -> dict:
+    """The execution model's holding costs (financing_charges, charged on the live book) next
+    to what the broker booked (its DAILY_FINANCING and fill financing, in broker_fills; the
+    broker's sign flipped: > 0 paid), per instrument, over every run in the database."""
+    if not Path(live_db).exists():
+        raise DataError(f"{live_db}: no such database")
+    try:
+        with sqlite3.connect(f"file:{live_db}?mode=ro", uri=True) as c:
+            model = dict(c.execute("SELECT instrument, SUM(charge) FROM financing_charges GROUP BY instrument"))
+            broker = dict(c.execute("SELECT instrument, -SUM(financing) FROM broker_fills GROUP BY instrument"))
+            charges = c.execute("SELECT COUNT(*) FROM financing_charges").fetchone()[0]
+            booked = c.execute("SELECT COUNT(*) FROM broker_fills WHERE financing != 0").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        raise DataError(f"{live_db}: not a Stairway database with financing records ({e})") from None
+    rows = [
+        {
+            "instrument": k,
+            "model": model.get(k, 0.0) or 0.0,
+            "broker": broker.get(k, 0.0) or 0.0,
+            "difference": (broker.get(k, 0.0) or 0.0) - (model.get(k, 0.0) or 0.0),
+        }
+        for k in sorted(set(model) | {k for k, v in broker.items() if v})
+    ]
+    return {"model_charges": charges, "broker_records": booked, "instruments": rows}
+
+
 def format_drift(rep: dict) -> str:
     def f(x):
         return "-" if x is None else f"{x:+.2f}"
@@ -79,8 +108,26 @@ def format_drift(rep: dict) -> str:
             f"{'-' if rep['units_ratio_mean'] is None else format(rep['units_ratio_mean'], '.3f')} |",
             "",
             "drift pips > 0: the broker filled worse than the paper model.",
+            *_format_financing(rep.get("financing")),
         ]
     )
+
+
+def _format_financing(fin: dict | None) -> list[str]:
+    if not fin:
+        return []
+    out = [
+        "",
+        f"Holding costs (> 0 paid): {fin['model_charges']} modelled charges, {fin['broker_records']} broker records.",
+        "",
+        "| instrument | model | broker | broker - model |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {r['instrument']} | {r['model']:.2f} | {r['broker']:.2f} | {r['difference']:+.2f} |"
+        for r in fin["instruments"]
+    ]
+    return out
 
 
 def write_drift(rep: dict, out: Path) -> None:

@@ -60,6 +60,8 @@ class DaemonCollector:
             ("hold_rate", "Share of HOLD decisions over the guard's window"),
             ("orders_per_session", "Orders per session over the guard's window"),
             ("validation_sharpe", "The running model's Sharpe on the trainer's validation window"),
+            ("live_pnl_z", "Live mean daily PnL vs the model's validation expectation, in standard errors"),
+            ("financing", "Holding costs the execution model charged this run (quote currency; < 0 received)"),
         ):
             g = GaugeMetricFamily(f"stairway_{name}", doc, labels=["instrument"])
             for inst, p in per.items():

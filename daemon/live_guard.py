@@ -8,6 +8,13 @@ session. The action: once ``min_days`` sessions exist, a live Sharpe below ``min
 never repoints the operator's model) and an alert, once per breach. The running model's
 validation Sharpe (recorded in its checkpoint) is shown next to the live one. Memory is
 bounded: ``window_days`` sessions.
+
+PnL against the model's own promise: the checkpoint's validation result (``pnl_pct`` over
+``calendar_days``, ``sharpe``) gives an expected daily return m and its spread s (from the
+Sharpe: s = m·√252 / Sharpe). Over the live window of n sessions, z = (live mean - m) /
+(s / √n); z below ``-pnl_z_limit`` once ``min_days`` sessions exist is reported once per
+run of such sessions (the daemon alerts, and with ``pnl_expectation_action = "rollback"``
+also rolls back). A model without a positive validation Sharpe makes no promise: no check.
 """
 
 from __future__ import annotations
@@ -23,6 +30,22 @@ from stairway.daemon.sessions import SessionStats
 class GuardVerdict:
     breached: bool  # the rollback condition was met at this session
     detail: str
+    below_expectation: str = ""  # set when live PnL just fell below the validation's promise
+
+
+def expectation(validation: dict | None) -> tuple[float, float] | None:
+    """(expected daily return, its standard deviation) from a checkpoint's validation
+    metrics, or None when they promise nothing (missing, or Sharpe not positive)."""
+    if not isinstance(validation, dict):
+        return None
+    try:
+        pnl, days, sharpe = (float(validation[k]) for k in ("pnl_pct", "calendar_days", "sharpe"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (days > 0 and sharpe > 0 and math.isfinite(pnl) and math.isfinite(sharpe)) or pnl <= 0:
+        return None
+    mean = pnl / 100.0 / (days * 252 / 365.25)
+    return mean, mean * math.sqrt(252) / sharpe
 
 
 class LiveGuard:
@@ -33,6 +56,7 @@ class LiveGuard:
         min_sharpe: float = 0.5,
         breach_days: int = 7,
         min_days: int = 10,
+        pnl_z_limit: float = 2.0,
     ) -> None:
         self.initial = initial_equity
         self.window_days, self.min_sharpe, self.breach_days, self.min_days = (
@@ -47,6 +71,24 @@ class LiveGuard:
         self.orders: deque[int] = deque(maxlen=window_days)
         self.days_below = 0
         self.breaches = 0
+        self.pnl_z_limit = pnl_z_limit
+        self.expected: tuple[float, float] | None = None
+        self.below_expected_days = 0
+
+    def set_expectation(self, validation: dict | None) -> None:
+        """The running model's promise (at start-up and at every swap)."""
+        self.expected = expectation(validation)
+        self.below_expected_days = 0
+
+    @property
+    def pnl_z(self) -> float:
+        """How many standard errors the live mean daily return lies from the promise (0:
+        no promise or fewer than two sessions)."""
+        if self.expected is None or len(self.returns) < 2:
+            return 0.0
+        m, sd = self.expected
+        live = sum(self.returns) / len(self.returns)
+        return (live - m) / (sd / math.sqrt(len(self.returns)))
 
     @property
     def sharpe(self) -> float:
@@ -77,6 +119,17 @@ class LiveGuard:
         self.orders.append(s.orders)
         if len(self.returns) < self.min_days:
             return GuardVerdict(False, "")
+        below = ""
+        z = self.pnl_z
+        if self.expected is not None and z < -self.pnl_z_limit:
+            self.below_expected_days += 1
+            if self.below_expected_days == 1:  # once per run of sessions below
+                below = (
+                    f"live PnL {sum(self.returns) / len(self.returns) * 100:+.3f} %/day over {len(self.returns)} "
+                    f"sessions is {-z:.1f} standard errors below the validation's {self.expected[0] * 100:+.3f} %/day"
+                )
+        else:
+            self.below_expected_days = 0
         sharpe = self.sharpe
         self.days_below = self.days_below + 1 if sharpe < self.min_sharpe else 0
         if self.days_below == self.breach_days:  # once per breach: the count runs on past it
@@ -85,5 +138,6 @@ class LiveGuard:
                 True,
                 f"live Sharpe {sharpe:+.2f} over {len(self.returns)} sessions below {self.min_sharpe:g} "
                 f"for {self.breach_days} sessions in a row",
+                below,
             )
-        return GuardVerdict(False, "")
+        return GuardVerdict(False, "", below)

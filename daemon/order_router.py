@@ -245,6 +245,14 @@ class LiveRouter:
             if order is not None and order.intent.client_order_id == r.client_order_id:
                 order.filled += abs(r.units)
                 order.fills += 1
+        for f in batch.financing:  # the broker's holding costs, kept beside its fills (units 0)
+            key = f"{f.transaction_id}:financing:{f.instrument}"
+            if key in self.seen:
+                continue
+            self._remember(key)
+            self.store.add(
+                BrokerFillRow(key, self.run_id, None, f.instrument, f.ts_ns, 0.0, 0.0, 0.0, f.amount, 0.0, 0)
+            )
         if batch.cursor is not None and batch.cursor != self.cursor:
             self.cursor = batch.cursor
             self.store.add(CursorRow(self.broker.name, batch.cursor, time.time_ns()))

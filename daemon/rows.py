@@ -144,6 +144,17 @@ class CursorRow(NamedTuple):
     updated_ns: int
 
 
+class FinancingRow(NamedTuple):
+    """A holding cost the execution model charged at a daily roll (core.execution)."""
+
+    run_id: str
+    instrument: str
+    ts_ns: int  # the bar close it was charged at
+    units: float
+    days: float
+    charge: float  # quote currency; > 0 paid, < 0 received
+
+
 class ReconciliationRow(NamedTuple):
     run_id: str
     ts_ns: int
@@ -182,6 +193,7 @@ TABLES: dict[str, tuple[type, str]] = {
     "book": (BookRow, "OR REPLACE"),
     "broker_cursor": (CursorRow, "OR REPLACE"),
     "reconciliation_events": (ReconciliationRow, ""),
+    "financing_charges": (FinancingRow, ""),
 }
 TABLE_OF: dict[type, str] = {row: table for table, (row, _) in TABLES.items()}
 

@@ -24,7 +24,7 @@ import structlog
 
 from stairway.core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
 from stairway.core.calendar import market_open
-from stairway.core.execution import ExecutionModel, target_units
+from stairway.core.execution import ExecutionModel, financing_charge, financing_days, target_units
 from stairway.core.features import FeatureBuffer, FeatureSpec
 from stairway.core.metrics import PerformanceTracker
 from stairway.core.policy import Policy
@@ -33,6 +33,7 @@ from stairway.core.position import (
     PS_REALIZED,
     PS_UNITS,
     apply_fill,
+    apply_financing,
     equity,
     mark_bar,
     new_state,
@@ -50,6 +51,7 @@ from stairway.daemon.rows import (
     BookRow,
     DecisionRow,
     FillRow,
+    FinancingRow,
     ModelSwapRow,
     OrderRow,
     PositionRow,
@@ -72,6 +74,8 @@ class SlotCounters:
     orders: int = 0
     fills: int = 0
     swaps: int = 0
+    financing: float = 0.0  # modelled holding costs charged (quote currency; < 0 credited)
+    history_bars: int = 0  # bars taken from history at start-up (daemon.warm_start)
     actions: dict[str, int] = field(default_factory=lambda: {a: 0 for a in ACTION_NAMES})
     risk_events: dict[str, int] = field(default_factory=dict)  # by kind, plain passes not counted
     blocked_intents: int = 0  # orders the risk engine refused or cut down
@@ -120,6 +124,7 @@ class Slot:
         guard: LiveGuard | None = None,
         on_guard_breach: Callable[[str, str], None] | None = None,
         halt_on_trade_band: bool = False,
+        rollback_below_expectation: bool = False,
     ) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
@@ -146,6 +151,9 @@ class Slot:
         self.regime = regime
         self.regime_value = 0.0
         self.guard = guard  # daemon.live_guard: rolling live Sharpe, hold rate, orders per session
+        if guard is not None:
+            guard.set_expectation(getattr(policy, "validation", None))
+        self.rollback_below_expectation = rollback_below_expectation
         self.on_guard_breach = on_guard_breach
         self.halt_on_trade_band = halt_on_trade_band
         self.market, self.holidays = market, tuple(holidays)
@@ -162,6 +170,7 @@ class Slot:
         self._seq: dict[int, int] = {}
         self.first_decision_bar_ts: int | None = None
         self.last_bar_ts: int | None = None
+        self._marked_ts: int | None = None  # the last bar marked: financing charges the rolls since
         self.equity = initial_equity
         self.drawdown_pct = 0.0
         self._quote_equity_open: float | None = None  # see _protect_at_quote
@@ -214,6 +223,18 @@ class Slot:
             self.account.on_quote(self.instrument, *self._last_quote)
             if self.position[PS_UNITS] != 0.0:
                 self._protect_at_quote()
+
+    def prefill(self, bars: np.ndarray) -> None:
+        """Warm the feature and regime buffers from history (BAR_DTYPE rows older than any
+        quote this slot will see; daemon.warm_start): no rows, no orders, no performance, as if
+        those bars had been built here. The next bar this slot builds must be newer."""
+        features, regime = self.features, self.regime
+        for ts, o, h, lo, cl, _ in bars.tolist():
+            features.push(ts, o, h, lo, cl)
+            if regime is not None:
+                self.regime_value = regime.update(cl)
+        if len(bars):
+            self.counters.history_bars += len(bars)
 
     def warm_up(self) -> None:
         """Run every kernel once on throwaway state, so the first live bar pays no JIT or
@@ -412,6 +433,8 @@ class Slot:
         old = self.policy
         self.policy = new
         self.counters.swaps += 1
+        if self.guard is not None:
+            self.guard.set_expectation(getattr(new, "validation", None))
         self._ramp_day = bar_ts // NS_PER_DAY
         # wall-clock time, as for refusals (daemon._on_refused); the bar it took effect on is in the reason
         self.store.add(
@@ -509,6 +532,16 @@ class Slot:
         """Mark the book at the bar's last quote; roll the session (its metrics, the trade-count
         alert); apply the drawdown tiers; record the position. Returns (units, equity, session)."""
         st = self.position
+        ex = self.ex
+        if self._marked_ts is not None and st[PS_UNITS] != 0.0 and ex.finances:  # rolls since the last bar
+            p = self.builder.period_ns
+            days = financing_days(self._marked_ts + p, bar_ts + p, ex.roll_offset_ns, ex.triple_weekday)
+            charge = financing_charge(st[PS_UNITS], last_bid, last_ask, ex.financing_long, ex.financing_short, days)
+            if charge:
+                apply_financing(st, charge)
+                self.counters.financing += charge
+                self.store.add(FinancingRow(self.run_id, self.instrument, bar_ts, float(st[PS_UNITS]), days, charge))
+        self._marked_ts = bar_ts
         mark_bar(st, last_bid, last_ask, self.ex.pip)
         eq = float(equity(st, last_bid, last_ask, self.initial_equity))
         units = float(st[PS_UNITS])
@@ -530,6 +563,10 @@ class Slot:
                     self.risk.halt(f"{self.instrument}: {why}")
             if self.guard is not None:
                 verdict = self.guard.on_session(done)
+                if verdict.below_expectation:
+                    self._risk_event(bar_ts, "live_pnl_below_expectation", verdict.below_expectation)
+                    if self.rollback_below_expectation and self.on_guard_breach is not None:
+                        self.on_guard_breach(self.instrument, verdict.below_expectation)
                 if verdict.breached:
                     self._risk_event(bar_ts, "live_sharpe_breach", verdict.detail)
                     if self.on_guard_breach is not None:

@@ -39,6 +39,8 @@ def slot_counters(slot) -> dict:
         "orders": c.orders,
         "fills": c.fills,
         "swaps": c.swaps,
+        "history_bars": c.history_bars,
+        "financing": c.financing,
         "actions": dict(c.actions),
         "rejected_bad": b.rejected_bad,
         "rejected_out_of_order": b.rejected_out_of_order,
@@ -87,6 +89,8 @@ def instrument_snapshot(d, inst: str) -> dict:
         "hold_rate": s.guard.hold_rate if s.guard else 1.0,
         "orders_per_session": s.guard.orders_per_session if s.guard else 0.0,
         "validation_sharpe": float(getattr(s.policy, "validation", {}).get("sharpe", float("nan"))),
+        "live_pnl_z": s.guard.pnl_z if s.guard else 0.0,
+        "financing": c["financing"],
         **latency_histogram(s.latency.snapshot()),
     }
 

@@ -14,8 +14,10 @@ import sqlite3
 from pathlib import Path
 
 import aiosqlite
+import numpy as np
 
 from stairway.core.errors import FatalError
+from stairway.core.types import BAR_DTYPE
 from stairway.daemon.rows import TABLE_OF, TABLES, insert_sql
 
 MIGRATIONS: tuple[str, ...] = (
@@ -80,6 +82,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE decisions ADD COLUMN regime REAL;
     """,  # the instrument's regime at the decision (monitoring and sizing; never observed by the policy)
+    """
+    CREATE INDEX bars_instrument_ts ON bars (instrument, ts_ns);
+    """,  # warm start and the trainer's data store read an instrument's bars across runs
+    """
+    CREATE TABLE financing_charges (run_id TEXT NOT NULL, instrument TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+                                    units REAL NOT NULL, days REAL NOT NULL, charge REAL NOT NULL,
+                                    PRIMARY KEY (run_id, instrument, ts_ns)) WITHOUT ROWID;
+    """,  # the execution model's holding costs (the drift report compares the broker's)
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -250,6 +260,22 @@ class Store:
             r[0]
             for r in await self._rows("SELECT broker_fill_id FROM broker_fills ORDER BY ts_ns DESC LIMIT ?", (limit,))
         ]
+
+    async def recent_bars(self, instrument: str, since_ns: int, before_ns: int, mode_prefix: str) -> np.ndarray:
+        """The bars this store holds for ``instrument`` in [since, before), from runs whose mode
+        starts with ``mode_prefix`` (a replay never warms a live run, nor the reverse), one per
+        bar time (the newest run's where runs overlap), in time order, as BAR_DTYPE."""
+        rows = await self._rows(
+            "SELECT b.ts_ns, b.open, b.high, b.low, b.close, b.ticks FROM bars b JOIN runs r USING (run_id) "
+            "WHERE b.instrument = ? AND b.ts_ns >= ? AND b.ts_ns < ? AND r.mode LIKE ? "
+            "ORDER BY b.ts_ns, r.started_ns",
+            (instrument, since_ns, before_ns, mode_prefix.replace("%", "") + "%"),
+        )
+        out = np.array(rows, dtype=BAR_DTYPE) if rows else np.empty(0, dtype=BAR_DTYPE)
+        if len(out) > 1:  # the newest run's row of each bar time: the last of each equal run
+            keep = np.append(out["ts_ns"][1:] != out["ts_ns"][:-1], True)
+            out = out[keep]
+        return out
 
     async def close(self) -> None:
         """Flush, then always close the connection (its worker thread would otherwise keep

@@ -82,9 +82,10 @@ def risk_line(counters: dict) -> str:
 def _drift(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stairway.daemon.drift import drift_report, format_drift, write_drift
+    from stairway.daemon.drift import drift_report, financing_report, format_drift, write_drift
 
     rep = drift_report(Path(args.paper_db), Path(args.live_db), args.pip)
+    rep["financing"] = financing_report(Path(args.live_db))
     write_drift(rep, Path(args.out))
     print(format_drift(rep))
     print(f"\nwritten: {args.out}.json, {args.out}.md")

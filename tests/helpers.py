@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -95,8 +96,10 @@ def tiny_checkpoint(
     action_space=ACTION_NAMES,
     feature_hash: str | None = None,
     gate_db: Path | None = None,
+    validation: dict | None = None,
 ):
-    """A small PPO checkpoint, published as ``current``. With ``gate_db`` its passing gate record
+    """A small PPO checkpoint, published as ``current`` (with ``validation``: the trainer's
+    validation metrics, recorded as the trainer records them). With ``gate_db`` its passing gate record
     is written first, as the trainer does: a daemon polling ``current`` never sees it ungated."""
     torch.manual_seed(seed)
     net = ActorCritic(spec.obs_dim, len(action_space), hidden=hidden)
@@ -104,7 +107,13 @@ def tiny_checkpoint(
     with torch.no_grad():
         net.actor[-1].weight.mul_(300.0)
     meta = CheckpointMeta(
-        "ppo", feature_hash or spec.hash, spec.to_json(), (spec.obs_dim,), tuple(action_space), hidden
+        "ppo",
+        feature_hash or spec.hash,
+        spec.to_json(),
+        (spec.obs_dim,),
+        tuple(action_space),
+        hidden,
+        extra=json.dumps({"validation": validation}) if validation is not None else "{}",
     )
     ck = save_checkpoint(models_dir, net.state_dict(), meta)
     if gate_db is not None:

@@ -15,9 +15,18 @@ import numba
 import numpy as np
 
 from stairway.core.config import RiskConfig
-from stairway.core.execution import ExecutionModel, target_units, work_order
+from stairway.core.execution import ExecutionModel, financing_charge, financing_days, target_units, work_order
 from stairway.core.features import FeatureSpec
-from stairway.core.position import PS_MAXDD, PS_UNITS, apply_fill, equity, mark_bar, new_state, position_features
+from stairway.core.position import (
+    PS_MAXDD,
+    PS_UNITS,
+    apply_fill,
+    apply_financing,
+    equity,
+    mark_bar,
+    new_state,
+    position_features,
+)
 from stairway.core.risk_rules import FLATTEN, STOP_OPENING, clamp_target, drawdown_tier, reduce_only, size_factor
 from stairway.core.types import NS_PER_DAY
 from stairway.trainer.history import MarketHistory
@@ -91,6 +100,11 @@ def _step(
     slip,
     latency_ns,
     cap_units,
+    fin_long,
+    fin_short,
+    roll_offset_ns,
+    triple_weekday,
+    period_ns,
     initial,
     reward_scale,
     n_market,
@@ -137,6 +151,9 @@ def _step(
             for f in range(n):
                 apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
         i1 = i + 1
+        if st[PS_UNITS] != 0.0 and (fin_long != 0.0 or fin_short != 0.0):  # rolls this bar spans
+            days = financing_days(bar_ts[i] + period_ns, bar_ts[i1] + period_ns, roll_offset_ns, triple_weekday)
+            apply_financing(st, financing_charge(st[PS_UNITS], last_bid[i1], last_ask[i1], fin_long, fin_short, days))
         mark_bar(st, last_bid[i1], last_ask[i1], pip)
         eq1 = equity(st, last_bid[i1], last_ask[i1], initial)
         # sessions (UTC days) open at the previous day's closing equity; tiers at every bar mark
@@ -298,6 +315,11 @@ class VecTradingEnv:
             ex.slippage,
             ex.latency_ns,
             ex.cap_units,
+            ex.financing_long,
+            ex.financing_short,
+            ex.roll_offset_ns,
+            ex.triple_weekday,
+            self.spec.period_minutes * 60_000_000_000,
             self.initial_equity,
             self.reward_scale,
             self.spec.n_market,

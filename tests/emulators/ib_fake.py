@@ -25,6 +25,7 @@ import itertools
 from eventkit import Event
 from ib_async import (
     AccountValue,
+    BarData,
     CommissionReport,
     Execution,
     Fill,
@@ -231,6 +232,34 @@ class FakeIB:
         trade = Trade(contract, order, OrderStatus(status="Submitted"), [], [])
         self.server_trades.append(trade)
         self._fill(trade, order_ref="")
+
+    # -- history ------------------------------------------------------------------------------
+    BAR_SECS = {"1 min": 60, "5 mins": 300, "15 mins": 900, "30 mins": 1800, "1 hour": 3600, "1 day": 86400}
+
+    async def reqHistoricalDataAsync(
+        self, contract, endDateTime, durationStr, barSizeSetting, whatToShow, useRTH, formatDate=1, **_
+    ):
+        """Bars built from the price list up to the fake's clock, as ib_async's BarData (date a
+        UTC datetime with formatDate=2), for [end - duration, end); the bar still open is
+        included, as the gateway does."""
+        await asyncio.sleep(0)
+        self.calls.append("reqHistoricalData")
+        if not self.connected:
+            raise ConnectionError("Not connected")
+        n, unit = durationStr.split()
+        step = self.BAR_SECS[barSizeSetting] * 10**9
+        end = self.now_ns if endDateTime in ("", None) else int(endDateTime.timestamp()) * 10**9
+        lo = end - int(n) * {"D": 86400, "W": 7 * 86400, "S": 1}[unit] * 10**9
+        want = _pair(contract)
+        buckets: dict[int, list[float]] = {}
+        for ts, bid, ask, *named in self.prices:
+            if lo <= ts < end and ts <= self.now_ns and (named[0] if named else _pair(self.contract)) == want:
+                p = {"MIDPOINT": (bid + ask) / 2, "BID": bid, "ASK": ask}[whatToShow]
+                buckets.setdefault(ts - ts % step, []).append(p)
+        return [
+            BarData(date=_dt(t0), open=v[0], high=max(v), low=min(v), close=v[-1], volume=-1, average=-1, barCount=-1)
+            for t0, v in sorted(buckets.items())
+        ]
 
     # -- quotes and the night --------------------------------------------------------------
     async def stream(self, interval: float = 0.003, stop: asyncio.Event | None = None) -> None:

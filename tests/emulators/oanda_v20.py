@@ -63,6 +63,7 @@ class OandaEmulator:
         self.positions: dict[str, float] = {}
         self.trades: dict[str, list[dict]] = {}  # open trades per instrument, oldest first (FIFO closing)
         self.balance = 100_000.0
+        self.candle_requests = 0
         self.order_requests = 0  # every POST that reached the order book (duplicates visible here)
         # (ts, bid, ask) for the first instrument the stream is asked for, or (ts, bid, ask,
         # instrument) for several (a portfolio): the stream sends each line to its instrument
@@ -169,6 +170,28 @@ class OandaEmulator:
         bid, ask = self.quote(instrument)
         price = ask if units > 0 else bid
         return self._fill(instrument, units, price, str(self.last_id + 1), None)
+
+    def daily_financing(self, long_pct: float, short_pct: float, days: float = 1.0) -> dict | None:
+        """A DAILY_FINANCING transaction for the open positions, as v20 books it at 17:00 New
+        York: per position ``financing`` < 0 when paid, at the mid, per 365-day year; the
+        balance moves by the total. None when nothing is open."""
+        parts = []
+        for inst, units in self.positions.items():
+            if units:
+                rate = long_pct if units > 0 else short_pct
+                amount = -abs(units) * sum(self.quote(inst)) / 2 * rate / 100 * days / 365
+                parts.append({"instrument": inst, "financing": f"{amount:.4f}", "openTradeFinancings": []})
+        if not parts:
+            return None
+        total = sum(float(p["financing"]) for p in parts)
+        self.balance += total
+        return self._tx(
+            "DAILY_FINANCING",
+            financing=f"{total:.4f}",
+            accountBalance=f"{self.balance:.4f}",
+            accountFinancingMode="DAILY",
+            positionFinancings=parts,
+        )
 
     def average_price(self, instrument: str) -> float:
         trades = self.trades.get(instrument, [])
@@ -326,37 +349,52 @@ class OandaEmulator:
             self._tx_subscribers.remove(q)
         return resp
 
+    GRANULARITY_SECS = {
+        "S5": 5, "M1": 60, "M2": 120, "M4": 240, "M5": 300, "M10": 600, "M15": 900, "M30": 1800,
+        "H1": 3600, "H2": 7200, "H3": 10800, "H4": 14400, "H6": 21600, "H8": 28800, "H12": 43200, "D": 86400,
+    }  # fmt: skip
+
     async def _candles(self, request: web.Request) -> web.Response:
-        """S5 bid/ask candles from the price list (what the stream sends), complete ones only."""
+        """Candles built from the price list (what the stream sends), as v20 answers them:
+        price BA (bid and ask), M, B or A; a range by from+to or from+count (count at most
+        5000; from, to and count together are refused, as v20 does); the candle still open
+        at the emulator's clock has complete=false. Prices are written with repr(), so a
+        candle's numbers are exactly those of the quotes (v20 rounds to the instrument's
+        precision: the same numbers for quotes that have it)."""
         from stairway.daemon.brokers.oanda.parsing import parse_time_ns
 
         q = request.query
-        if q.get("granularity") != "S5" or q.get("price") != "BA":
-            return web.json_response({"errorMessage": "emulator: only granularity=S5&price=BA"}, status=400)
-        lo, hi = parse_time_ns(q["from"]), parse_time_ns(q["to"])
-        step = 5 * 10**9
+        gran, price = q.get("granularity", "S5"), q.get("price", "M")
+        if gran not in self.GRANULARITY_SECS or price not in ("BA", "M", "B", "A"):
+            return web.json_response(
+                {"errorMessage": "Invalid value specified for 'granularity' or 'price'"}, status=400
+            )
+        count = int(q.get("count", 500))
+        if count > 5000 or count < 1:
+            return web.json_response({"errorMessage": "Maximum value for 'count' exceeded"}, status=400)
+        if "to" in q and "count" in q and "from" in q:
+            return web.json_response({"errorMessage": "Cannot specify from, to and count together"}, status=400)
+        lo = parse_time_ns(q["from"])
+        hi = parse_time_ns(q["to"]) if "to" in q else None
+        step = self.GRANULARITY_SECS[gran] * 10**9
         buckets: dict[int, list] = {}
         want = request.match_info["instrument"]
         for ts, bid, ask, *named in self.prices:
-            if lo <= ts < hi and (not named or named[0] == want):
-                buckets.setdefault(ts - ts % step, []).append((bid, ask))
+            t0 = ts - ts % step
+            if t0 >= lo and (hi is None or t0 < hi) and ts <= self.now_ns and (not named or named[0] == want):
+                buckets.setdefault(t0, []).append((bid, ask))
+        self.candle_requests += 1
         out = []
-        for t0 in sorted(buckets):
+        for t0 in sorted(buckets)[:count]:
             qs = buckets[t0]
-            ohlc = [
-                {"o": f"{s[0]:.5f}", "h": f"{max(s):.5f}", "l": f"{min(s):.5f}", "c": f"{s[-1]:.5f}"}
-                for s in ([b for b, _ in qs], [a for _, a in qs])
-            ]
-            out.append(
-                {
-                    "complete": t0 + step <= self.now_ns,
-                    "volume": len(qs),
-                    "time": rfc3339(t0),
-                    "bid": ohlc[0],
-                    "ask": ohlc[1],
-                }
-            )
-        return web.json_response({"instrument": request.match_info["instrument"], "granularity": "S5", "candles": out})
+            sides = {"bid": [b for b, _ in qs], "ask": [a for _, a in qs], "mid": [(b + a) / 2 for b, a in qs]}
+            keys = {"BA": ("bid", "ask"), "M": ("mid",), "B": ("bid",), "A": ("ask",)}[price]
+            candle = {"complete": t0 + step <= self.now_ns, "volume": len(qs), "time": rfc3339(t0)}
+            for k in keys:
+                v = sides[k]
+                candle[k] = {"o": repr(v[0]), "h": repr(max(v)), "l": repr(min(v)), "c": repr(v[-1])}
+            out.append(candle)
+        return web.json_response({"instrument": want, "granularity": gran, "candles": out})
 
     async def _post_order(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -116,3 +116,39 @@ def test_live_sharpe_breach_rolls_the_model_back_to_gold(tmp_path, spec):
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_live_pnl_below_the_validation_promise_alerts_and_can_roll_back(tmp_path, spec):
+    """Issue 13 §5: a model whose validation promised far more than it earns live is reported
+    (risk event) and, with pnl_expectation_action = "rollback", rolled back to gold."""
+    from stairway.core.checkpoint import link_sha, point_link
+
+    async def go():
+        models = tmp_path / "models"
+        gold = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=7))[0]
+        await asyncio.to_thread(point_link, models, "gold", gold.sha)
+        promise = {"pnl_pct": 200.0, "calendar_days": 365.25, "sharpe": 20.0}  # +0.79 %/day, steadily
+        newer = (await asyncio.to_thread(lambda: tiny_checkpoint(models, spec, seed=8, validation=promise)))[0]
+        assert newer.sha != gold.sha
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        guards = rig.cfg.guards.model_copy(
+            update={"min_days": 2, "min_live_sharpe": -1e9, "pnl_expectation_action": "rollback"}
+        )
+        svc = rig.cfg.service.model_copy(update={"model_poll_secs": 0.05})
+        rig.cfg = rig.cfg.model_copy(update={"guards": guards, "service": svc})
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            out = await rig.run(lambda d: d.slot.counters.swaps >= 1 and last_price_done(d, rig.emu), timeout=60)
+            assert out.error is None, repr(out.error)
+            rig.check()
+            assert await asyncio.to_thread(link_sha, models, "current") == gold.sha
+            with rig.db() as c:
+                notes = c.execute("SELECT detail FROM risk_events WHERE kind = 'live_pnl_below_expectation'").fetchall()
+                sharpe = c.execute("SELECT count(*) FROM risk_events WHERE kind = 'live_sharpe_breach'").fetchone()
+            assert len(notes) == 1 and "standard errors below the validation's +0.794 %/day" in notes[0][0]
+            assert sharpe == (0,)  # the Sharpe floor was out of reach: the promise alone rolled it back
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

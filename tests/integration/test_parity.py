@@ -10,7 +10,7 @@ from stairway.core.bar_files import load_bars
 from stairway.core.bar_ticks import bars_to_ticks
 from stairway.core.execution import ExecutionModel
 from stairway.core.policy import PPOPolicy, ScriptedPolicy
-from stairway.core.position import PS_AVG, PS_REALIZED, PS_UNITS, equity
+from stairway.core.position import PS_AVG, PS_FINANCING, PS_REALIZED, PS_UNITS, equity
 from stairway.daemon.paper_broker import PaperBroker
 from stairway.daemon.risk import RiskConfig, RiskEngine
 from stairway.daemon.slot import Slot
@@ -125,6 +125,33 @@ def test_parity_observations_fills_and_pnl(tmp_path, market_cfg, spec, liquidity
     assert env_summary["flattens"] == env_summary["halted_bars"] == 0
     if liquidity < 1.0:  # partial fills really happened: more fills than orders
         assert len(fills) > slot.counters.orders
+
+
+def test_parity_with_financing_charged_at_the_daily_roll(tmp_path, market_cfg, spec):
+    """Holding costs (core.execution.financing_*) in both: the same charges, to the cent, and
+    they are real: realised PnL differs from the run without them by exactly what was charged."""
+    base = market_cfg.execution
+    runs = {}
+    for rates in ((0.0, 0.0), (3.0, -1.0)):
+        execution = base.model_copy(
+            update={"financing_long_pct_per_year": rates[0], "financing_short_pct_per_year": rates[1]}
+        )
+        cfg = market_cfg.model_copy(update={"execution": execution})
+        ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+        bars = load_bars(EURUSD)[0][:N_BARS]
+        actions = np.random.default_rng(11).choice([0, 0, 0, 0, 1, 2, 3], size=N_BARS).tolist()
+        policy = ScriptedPolicy(actions)
+        slot, rows, _ = run_slot(cfg, spec, ex, bars, policy, tmp_path / f"f{rates[0]}.db", batch_sizes=[5, 64, 999])
+        _, env_obs, env_states = run_env(cfg, spec, ex, bars, actions)
+        assert np.max(np.abs(np.array(policy.observations) - np.array(env_obs))) <= 1e-12
+        daemon_states = [tuple(r[1:]) for r in rows[1:]]
+        assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
+        runs[rates] = (slot, env_states)
+    (flat_slot, flat_env), (fin_slot, fin_env) = runs[(0.0, 0.0)], runs[(3.0, -1.0)]
+    charged = fin_slot.position[PS_FINANCING]
+    assert flat_slot.position[PS_FINANCING] == 0.0 and abs(charged) > 1.0  # dollars, over ~14 days of holding
+    assert fin_slot.counters.financing == pytest.approx(charged)
+    assert flat_env[-1][2] - fin_env[-1][2] == pytest.approx(charged, abs=1e-6)  # realised, env side
 
 
 def test_no_look_ahead_through_the_daemon(tmp_path, market_cfg, spec):

@@ -26,12 +26,13 @@ from oandapyV20.endpoints.apirequest import APIRequest
 from stairway.core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
 from stairway.core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from stairway.core.redaction import register_secret
-from stairway.core.types import OrderIntent
+from stairway.core.types import BAR_DTYPE, OrderIntent
 from stairway.daemon.aio import backoff_delay
 from stairway.daemon.brokers.oanda.parsing import (
     PriceLine,
     decimal,
     parse_candles,
+    parse_daily_financing,
     parse_order_fill,
     parse_stream_line,
     parse_transaction_line,
@@ -71,6 +72,8 @@ def _transaction_id(body: dict, where: str, key: str = "lastTransactionID") -> s
 
 class OandaBroker:
     name = "oanda"
+    CANDLES_PAGE = 5000  # OANDA's largest count per candles request
+    CANDLES_MAX_PAGES = 40  # 200,000 bars: 60 days of 1-minute bars fit four times over
 
     def __init__(
         self,
@@ -230,17 +233,19 @@ class OandaBroker:
         txs = body.get("transactions")
         if status != 200 or not isinstance(txs, list):
             raise BadPayload(f"transactions/sinceid?id={cursor}: HTTP {status}, no transactions list")
-        out = []
+        out, financing = [], []
         for tx in txs:
             if not isinstance(tx, dict):
                 raise BadPayload(f"transactions/sinceid?id={cursor}: transaction {tx!r} is not an object")
             if tx.get("type") == "ORDER_FILL":
                 out.extend(parse_order_fill(tx))
+            elif tx.get("type") == "DAILY_FINANCING":
+                financing.extend(parse_daily_financing(tx))
         # the cursor moves to the newest id seen: a late or repeated transaction never moves it back
         newest = max([int(_transaction_id(t, "transaction", "id")) for t in txs] + [int(cursor)])
         last = _transaction_id(body, "transactions/sinceid")
         self.last_transaction_id = last
-        return FillBatch(out, str(max(newest, int(last))))
+        return FillBatch(out, str(max(newest, int(last))), financing)
 
     async def positions(self) -> list[PositionReport]:
         status, body = await self._request(positions.OpenPositions(self.account_id))
@@ -314,6 +319,40 @@ class OandaBroker:
         if status != 200:
             raise TransientError(f"OANDA candles {instrument}: HTTP {status}")
         return parse_candles(body, instrument, from_ns, to_ns)
+
+    async def history_bars(
+        self, instrument: str, period_minutes: int, price: str, from_ns: int, to_ns: int
+    ) -> np.ndarray:
+        """Complete candles of the bar period in [from, to) as BAR_DTYPE (daemon.warm_start):
+        aligned to UTC (dailyAlignment 0, so H2-D candles fall on the daemon's bar grid), paged
+        ``CANDLES_PAGE`` at a time from ``from`` (OANDA refuses counts over 5000), each page
+        through the rate limiter and retries of every REST call."""
+        from stairway.daemon.brokers.oanda.parsing import BAR_GRANULARITY, CANDLE_PRICE, parse_bar_candles, rfc3339
+
+        gran = BAR_GRANULARITY.get(period_minutes)
+        if gran is None:
+            raise BadPayload(f"OANDA has no candle granularity for {period_minutes}-minute bars")
+        code, side = CANDLE_PRICE[price]
+        pages, start = [], from_ns
+        for _ in range(self.CANDLES_MAX_PAGES):
+            params = {
+                "price": code,
+                "granularity": gran,
+                "from": rfc3339(start),
+                "count": self.CANDLES_PAGE,
+                "dailyAlignment": 0,
+                "alignmentTimezone": "UTC",
+            }
+            status, body = await self._request(instruments.InstrumentsCandles(instrument, params=params))
+            if status != 200:
+                raise TransientError(f"OANDA candles {instrument} {gran}: HTTP {status}")
+            bars, last = parse_bar_candles(body, instrument, gran, side)
+            pages.append(bars[bars["ts_ns"] < to_ns])
+            if last is None or last < start or last + period_minutes * 60 * 10**9 >= to_ns:
+                break
+            start = last + 1  # 'from' is inclusive: the next page starts after this one's last candle
+        out = np.concatenate(pages) if pages else np.empty(0, dtype=BAR_DTYPE)
+        return out[out["ts_ns"] >= from_ns]
 
 
 __all__ = ["OandaBroker", "PriceLine"]

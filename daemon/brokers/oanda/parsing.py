@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from stairway.core.bar_ticks import TICKS_PER_BAR, bar_paths
-from stairway.core.broker import FillReport
+from stairway.core.broker import FillReport, FinancingReport
 from stairway.core.errors import BadPayload
-from stairway.core.types import TICK_DTYPE
+from stairway.core.types import BAR_DTYPE, TICK_DTYPE
 
 _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
 
@@ -159,12 +159,65 @@ def parse_order_fill(tx: dict) -> list[FillReport]:
     return fills
 
 
+def parse_daily_financing(tx: dict) -> list[FinancingReport]:
+    """One FinancingReport per position of a DAILY_FINANCING transaction."""
+    where = f"DAILY_FINANCING {tx.get('id')}"
+    tx_id = tx.get("id")
+    if not isinstance(tx_id, str):
+        raise BadPayload(f"{where}: id is a required string")
+    ts = parse_time_ns(tx.get("time"), f"{where}.time")
+    parts = tx.get("positionFinancings")
+    if not isinstance(parts, list):
+        raise BadPayload(f"{where}.positionFinancings: missing or not a list")
+    out = []
+    for k, p in enumerate(parts):
+        inst = p.get("instrument") if isinstance(p, dict) else None
+        if not isinstance(inst, str):
+            raise BadPayload(f"{where}.positionFinancings[{k}].instrument: missing")
+        out.append(FinancingReport(tx_id, inst, ts, decimal(p, "financing", f"{where}.positionFinancings[{k}]")))
+    return out
+
+
 def rfc3339(ts_ns: int) -> str:
     secs, ns = divmod(ts_ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
 
 
 _GRANULARITY_SECS = {"S5": 5, "S10": 10, "S15": 15, "S30": 30, "M1": 60}
+
+# bar periods (minutes) OANDA has a candle granularity for, and the candle side per bar price
+BAR_GRANULARITY = {
+    1: "M1", 2: "M2", 4: "M4", 5: "M5", 10: "M10", 15: "M15", 30: "M30", 60: "H1", 120: "H2",
+    180: "H3", 240: "H4", 360: "H6", 480: "H8", 720: "H12", 1440: "D",
+}  # fmt: skip
+CANDLE_PRICE = {"mid": ("M", "mid"), "bid": ("B", "bid"), "ask": ("A", "ask")}
+
+
+def parse_bar_candles(body: dict, instrument: str, granularity: str, side: str) -> tuple[np.ndarray, int | None]:
+    """InstrumentsCandles (one side: mid, bid or ask) -> (complete candles as BAR_DTYPE, the
+    time of the last candle in the page, complete or not: where the next page starts)."""
+    where = f"candles {instrument}"
+    if body.get("granularity") != granularity:
+        raise BadPayload(f"{where}.granularity = {body.get('granularity')!r}: asked for {granularity!r}")
+    candles = body.get("candles")
+    if not isinstance(candles, list):
+        raise BadPayload(f"{where}.candles: missing or not a list")
+    rows, last = [], None
+    for k, c in enumerate(candles):
+        if not isinstance(c, dict):
+            raise BadPayload(f"{where}[{k}]: not an object")
+        ts = parse_time_ns(c.get("time"), f"{where}[{k}].time")
+        last = ts
+        if c.get("complete") is not True:
+            continue  # the candle in progress is never a bar
+        ohlc = c.get(side)
+        if not isinstance(ohlc, dict):
+            raise BadPayload(f"{where}[{k}].{side}: missing")
+        o, h, lo, cl = (decimal(ohlc, f, f"{where}[{k}].{side}") for f in "ohlc")
+        vol = c.get("volume", 0)
+        rows.append((ts, o, h, lo, cl, float(vol) if isinstance(vol, int | float) else 0.0))
+    out = np.array(rows, dtype=BAR_DTYPE) if rows else np.empty(0, dtype=BAR_DTYPE)
+    return out, last
 
 
 def parse_candles(body: dict, instrument: str, from_ns: int, to_ns: int) -> np.ndarray:
