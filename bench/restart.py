@@ -69,10 +69,8 @@ def config(tmp: Path, warm: bool) -> Path:
     )
     for k in ("state_dir", "models_dir", "gate_db"):
         text = text.replace(f'{k} = "', f'{k} = "{tmp}/')
-    text = text.replace(
-        "[service]\n",
-        f"[service]\nwarm_start = {str(warm).lower()}\nhttp_port = 0\nrecord_ticks = false\nrequire_gate_record = false\n",
-    )
+    text = text.replace("require_gate_record = true", "require_gate_record = false")
+    text = text.replace("[service]\n", f"[service]\nwarm_start = {str(warm).lower()}\n")
     p = tmp / "paper.toml"
     p.write_text(text)
     return p

@@ -355,3 +355,25 @@ def select_warm_range(
             f"{warmup_bars} to warm up plus 3 to decide; the file spans {span_text(bars)}"
         )
     return sel
+
+
+def write_bars_csv(path: str | Path, bars: np.ndarray) -> Path:
+    """Write bars as a CSV ``load_bars`` reads back exactly (ISO UTC times, repr() prices),
+    atomically: a temporary file, fsync'd, renamed over ``path``. A crash leaves the old file
+    or the new one, never half of one."""
+    import os
+    import time
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write("time,open,high,low,close,volume\n")
+        for ts, o, h, lo, c, v in bars.tolist():
+            fh.write(
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts // 1_000_000_000))},{o!r},{h!r},{lo!r},{c!r},{v!r}\n"
+            )
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path

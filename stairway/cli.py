@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 from pathlib import Path
 
+from stairway import data_cli
 from stairway.core.config import load_config
 from stairway.core.errors import ConfigError, StairwayError
 from stairway.core.logs import configure_logging
@@ -98,6 +100,8 @@ def _train_run(args: argparse.Namespace) -> int:
     from stairway.trainer.cycles import run_cycles
 
     cfg = load_config(TrainerConfig, args.config)
+    if args.as_of:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"as_of": args.as_of})})
     if args.ray_address:
         if cfg.train.algo != "muzero":
             raise ConfigError(
@@ -140,9 +144,10 @@ def _train_one(cfg, run_cycles) -> int:
 
 def _train_sweep(args: argparse.Namespace) -> int:
     from stairway.trainer.config import TrainerConfig
+    from stairway.trainer.data_store import resolve_training_data
     from stairway.trainer.sweep import run_sweep
 
-    cfg = load_config(TrainerConfig, args.config)
+    cfg, _ = resolve_training_data(load_config(TrainerConfig, args.config))
     configure_logging(level="warning")
     res = run_sweep(cfg, args.trials, args.steps, args.ray_address)
     for t in res["trials"]:
@@ -282,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="the offline trainer").add_subparsers(dest="sub", required=True)
     tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")
     tr.add_argument("--config", default="config/trainer.toml")
+    tr.add_argument("--as-of", type=dt.date.fromisoformat, help="today, for train.rolling_days (default: UTC date)")
     tr.add_argument(
         "--ray-address", help="MuZero: run the self-play actors (muzero.actors) on Ray: a cluster address, or 'local'"
     )
@@ -353,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--pip", type=float, default=0.0001)
     df.add_argument("--out", default="reports/drift", help="writes OUT.json and OUT.md")
     df.set_defaults(func=_drift)
+    data_cli.add_parser(sub)
     dm = sub.add_parser("demo", help="train on 2017-01..09, paper-replay 2017-10..12, compare")
     dm.add_argument(
         "--trainer-config", help="default: config/trainer.toml, or config/trainer-muzero.toml with --algo muzero"

@@ -55,6 +55,7 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
         tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"steps": MUZERO_DEMO_STEPS})})
     if quick:
         tcfg = tcfg.model_copy(update={"cycles": tcfg.cycles.model_copy(update={"count": 2, "steps": 10_000})})
+    assert tcfg.train.range is not None  # the demo's configs train on a fixed range
     if replay.range.start < tcfg.train.range.end:
         print(f"WARNING: the replay starts {replay.range.start}, before training ends {tcfg.train.range.end}")
     print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Literal
 
@@ -156,6 +157,9 @@ class GateConfig(Strict):
         "a flat or one-trade model (100 %, 99.9 %) and one repeating BUY every bar (0 %) still fail.",
     )
     min_shadow_orders: int = Field(1, ge=0, description="Orders over all shadow days together: inactivity fails.")
+    last_day: dt.date | None = Field(
+        None, description="Recorded days after this are not replayed (set by the rolling window: complete days only)."
+    )
     beat_margin_pct: float = Field(
         0.1,
         ge=0,
@@ -165,7 +169,21 @@ class GateConfig(Strict):
 
 
 class TrainConfig(Strict):
-    range: DateRange = Field(description="Bars used: training head plus held-back tail.")
+    range: DateRange | None = Field(
+        None, description="Bars used: training head plus held-back tail. Or rolling_days with data_store."
+    )
+    data_store: Path | None = Field(
+        None,
+        description="Train on the data store (imported, fetched and recorded bars; trainer.data_store) "
+        "instead of data.bars_csv alone.",
+    )
+    rolling_days: int | None = Field(
+        None,
+        gt=0,
+        description="With data_store: train and validate on this many calendar days ending where the "
+        "shadow days (the last complete recorded days) begin.",
+    )
+    as_of: dt.date | None = Field(None, description="Today, for the rolling window (default: the UTC date).")
     algo: Literal["ppo", "muzero"] = Field("ppo", description="The learning algorithm (trainer.algos).")
     min_confidence: float = Field(
         0.35,
@@ -194,6 +212,14 @@ class TrainConfig(Strict):
         10, ge=1, description="Checkpoints kept in models_dir/registry besides those current, gold and previous name."
     )
     gate_backup_keep: int = Field(7, ge=1, description="Verified backups of gate_db kept (one per training run).")
+
+    @model_validator(mode="after")
+    def _one_window(self) -> TrainConfig:
+        if (self.range is None) == (self.rolling_days is None):
+            raise ValueError("set exactly one of train.range (fixed) and train.rolling_days (with train.data_store)")
+        if self.rolling_days is not None and self.data_store is None:
+            raise ValueError("train.rolling_days needs train.data_store: the window ends at the last recorded day")
+        return self
 
 
 class TrainerConfig(MarketConfig):

@@ -48,6 +48,7 @@ from stairway.core.types import ACTION_NAMES, NS_PER_DAY, NS_PER_MINUTE
 from stairway.trainer.algos import make_algorithm
 from stairway.trainer.baselines import compare
 from stairway.trainer.config import TrainerConfig
+from stairway.trainer.data_store import resolve_training_data
 from stairway.trainer.env import VecTradingEnv
 from stairway.trainer.evaluation import run_evaluation
 from stairway.trainer.gatedb import GateDB
@@ -168,9 +169,12 @@ def prepare_data(cfg: TrainerConfig) -> PreparedData:
     from stairway.core.tick_files import recorded_days
 
     spec = FeatureSpec.from_config(cfg)
+    if cfg.train.range is None:
+        raise ConfigError("train.rolling_days: resolve the data store first (trainer.data_store.resolve_training_data)")
     start_ns, end_ns = cfg.train.range.ns()
     history = load_history(cfg, spec, start_ns, end_ns)
-    recorded = recorded_days(cfg.gates.ticks_dir, cfg.instrument.symbol)
+    last = cfg.gates.last_day  # the rolling window: complete days only
+    recorded = [d for d in recorded_days(cfg.gates.ticks_dir, cfg.instrument.symbol) if last is None or d <= last]
     return split_history(cfg, spec, history, recorded, shadow_tail=not recorded)
 
 
@@ -208,7 +212,8 @@ def split_history(cfg: TrainerConfig, spec: FeatureSpec, history, recorded: list
     if shadow_tail:
         split_desc += f", shadow gate {_day(int(ts[gate_first]))} .. {_day(int(ts[-1]))}"
     elif recorded:
-        split_desc += f", shadow gate on {len(recorded)} recorded day(s)"
+        k = min(len(recorded), cfg.gates.shadow_days)
+        split_desc += f", shadow gate on the last {k} of {len(recorded)} recorded day(s)"
     return PreparedData(spec, ex, history, split, gate_first, session_len, split_desc, recorded)
 
 
@@ -338,6 +343,7 @@ def session_index(cfg: TrainerConfig, data: PreparedData) -> SessionIndex:
 
 def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     t0 = time.perf_counter()
+    cfg, data_desc = resolve_training_data(cfg)  # the data store's merged bars and rolling window
     run_id = time.strftime("train-%Y%m%dT%H%M%S", time.gmtime())
     models = cfg.train.models_dir
     try:
@@ -354,6 +360,8 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     except BaseException:
         gdb.close()
         raise
+    if data_desc:  # recorded with the split in the checkpoint, the gate database and the report
+        data.split_desc = f"{data.split_desc}; {data_desc}"
     crashed = gdb.start_run(run_id)
     if crashed:
         log.warning("training_runs_marked_crashed", run_ids=crashed)
@@ -379,6 +387,7 @@ def _train_and_gate(
         data.gate_first,
         data.split_desc,
     )
+    assert cfg.train.range is not None  # run_cycles resolved the rolling window
     start_ns, end_ns = cfg.train.range.ns()
     models = cfg.train.models_dir
     removed = clean_leftovers(cfg.train.models_dir)

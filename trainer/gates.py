@@ -100,7 +100,7 @@ def shadow_ticks(
     """Ticks to replay and the days to judge: the last K recorded days, else the last K
     trading days of historical bars before ``end_ns`` (with warm-up bars before them)."""
     inst = cfg.instrument.symbol
-    days = recorded_days(gates.ticks_dir, inst)
+    days = [d for d in recorded_days(gates.ticks_dir, inst) if gates.last_day is None or d <= gates.last_day]
     if days:
         judged = days[-gates.shadow_days :]
         warm_days = max(1, math.ceil(spec.window * cfg.bars.period_minutes / 1440)) + 1

@@ -1,0 +1,124 @@
+"""`stairway data import|fetch|coverage`: the trainer's data store (trainer.data_store)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+
+from stairway.core.config import load_config
+from stairway.core.errors import ConfigError
+
+
+def add_parser(sub) -> None:
+    d = sub.add_parser("data", help="the trainer's data store: imported, fetched and recorded bars")
+    d.add_argument("--config", default="config/trainer.toml", help="trainer config (bars, instrument, store)")
+    d.add_argument("--store", help="the store's folder (default: train.data_store of the config)")
+    ds = d.add_subparsers(dest="action", required=True)
+    im = ds.add_parser("import", help="copy a bar file (any format the loader reads) into the store")
+    im.add_argument("file")
+    im.add_argument("--instrument", help="default: instrument.symbol of the config")
+    fe = ds.add_parser("fetch", help="broker history into the store (OANDA candles, IB historical bars)")
+    fe.add_argument("--instrument", help="default: instrument.symbol of the config")
+    fe.add_argument("--from", dest="start", type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    fe.add_argument("--to", dest="end", type=dt.date.fromisoformat, help="YYYY-MM-DD, exclusive")
+    fe.add_argument("--days", type=int, help="instead of --from/--to: the last N days up to today (UTC, exclusive)")
+    fe.add_argument("--daemon-config", help="the broker's settings (default: gates.daemon_config)")
+    co = ds.add_parser("coverage", help="spans, gaps and sources per instrument")
+    co.add_argument("--as-of", type=dt.date.fromisoformat, help="today (default: the UTC date)")
+    co.add_argument("--json", action="store_true")
+    d.set_defaults(func=run)
+
+
+def _store(cfg, args):
+    from stairway.trainer.data_store import DataStore
+
+    root = Path(args.store) if args.store else cfg.train.data_store
+    if root is None:
+        raise ConfigError(f"{args.config}: no train.data_store and no --store: where is the data store?")
+    b = cfg.bars
+    return DataStore(root, cfg.gates.ticks_dir, b.period_minutes, b.price, b.max_jump, b.jump_confirm_quotes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stairway.core.logs import configure_logging
+    from stairway.trainer.config import TrainerConfig
+
+    configure_logging(level="warning")
+    cfg = load_config(TrainerConfig, args.config)
+    store = _store(cfg, args)
+    if args.action == "import":
+        inst = args.instrument or cfg.instrument.symbol
+        path, n = store.import_file(Path(args.file), inst)
+        print(f"imported {n} bars of {inst} from {args.file} -> {path}")
+        return 0
+    if args.action == "fetch":
+        inst = args.instrument or cfg.instrument.symbol
+        if args.days is not None:
+            if args.start or args.end or args.days <= 0:
+                raise ConfigError("fetch: give --days N (N > 0) or --from and --to, not both")
+            args.end = dt.datetime.now(dt.UTC).date()
+            args.start = args.end - dt.timedelta(days=args.days)
+        if args.start is None or args.end is None:
+            raise ConfigError("fetch: give --from and --to (YYYY-MM-DD), or --days N")
+        if args.end <= args.start:
+            raise ConfigError(f"--to {args.end} must be after --from {args.start}")
+        bars = asyncio.run(_fetch(cfg, args, inst))
+        path = store.add_fetched(inst, bars, args.start, args.end)
+        print(f"fetched {len(bars)} bars of {inst} {args.start} .. {args.end} -> {path}")
+        return 0
+    as_of = args.as_of or dt.datetime.now(dt.UTC).date()
+    report = {inst: _coverage(store, inst, as_of) for inst in store.instruments()}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    if not report:
+        print(f"data store {store.root}: empty (and no recordings under {store.ticks_dir})")
+    for inst, r in report.items():
+        print(f"{inst}: merged {r['merged']['bars']} bars {r['merged']['first']} .. {r['merged']['last']}")
+        for s, x in r["sources"].items():
+            gaps = f", {len(x['gaps'])} weekday gap(s): {'; '.join(x['gaps'][:3])}" if x["gaps"] else ""
+            span = f"{x['first']} .. {x['last']}" if x["bars"] else "-"
+            print(f"  {s:9} {x['bars']:7} bars in {x['files']} file(s)/day(s), {span}, used {x['used']}{gaps}")
+    return 0
+
+
+def _coverage(store, inst: str, as_of: dt.date) -> dict:
+    from stairway.trainer.data_store import _iso, _weekday_gaps
+
+    m = store.merged(inst, as_of)
+    ts = m.bars["ts_ns"]
+    return {
+        "merged": {
+            "bars": len(m.bars),
+            "first": _iso(int(ts[0])) if len(ts) else None,
+            "last": _iso(int(ts[-1])) if len(ts) else None,
+            "gaps": _weekday_gaps(ts, store.gap_ns),
+            "last_complete_recorded_day": str(m.last_recorded_day) if m.last_recorded_day else None,
+        },
+        "sources": {s: {**vars(span), "used": m.used[s]} for s, span in m.spans.items()},
+    }
+
+
+async def _fetch(cfg, args, inst: str):
+    from stairway.daemon.brokers.factory import make_adapters
+    from stairway.daemon.config import DaemonConfig
+
+    path = Path(args.daemon_config) if args.daemon_config else cfg.gates.daemon_config
+    dcfg = load_config(DaemonConfig, path)
+    if not dcfg.live:
+        raise ConfigError(
+            f"{path}: [broker] kind = {dcfg.broker.kind!r}: fetching history needs a broker (oanda or ib)"
+        )
+    broker = make_adapters(dcfg).broker
+    history = getattr(broker, "history_bars", None)
+    if history is None:
+        raise ConfigError(f"{path}: the {dcfg.broker.kind} adapter serves no history")
+    to_ns = lambda d: int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()) * 10**9  # noqa: E731
+    await broker.connect()
+    try:
+        return await history(inst, cfg.bars.period_minutes, cfg.bars.price, to_ns(args.start), to_ns(args.end))
+    finally:
+        await broker.close()

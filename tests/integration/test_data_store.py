@@ -1,0 +1,200 @@
+"""Issue 13 §2: the trainer's data store (imported, fetched and recorded bars; one loader, one
+bar builder) and the nightly job's rolling window: a second night a "day" later trains on
+the ticks recorded in between."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from stairway.cli import main as cli_main
+from stairway.core.bar_builder import BarBuilder
+from stairway.core.bar_files import load_bars, load_period_bars
+from stairway.core.bar_ticks import bars_to_ticks
+from stairway.core.config import load_config
+from stairway.core.tick_files import TickFileWriter
+from stairway.trainer.config import TrainerConfig
+from stairway.trainer.cycles import run_cycles
+from stairway.trainer.data_store import DataStore, resolve_training_data
+from tests.emulators.oanda_v20 import OandaEmulator
+from tests.helpers import EURUSD, ROOT, daemon_config, write_bars_csv
+from tests.integration.test_gates import LENIENT, SMALL
+
+H = 3600 * 10**9
+DAY = 24 * H
+
+
+def ns(d: dt.date) -> int:
+    return int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()) * 10**9
+
+
+@pytest.fixture(scope="module")
+def real():
+    return load_bars(EURUSD)[0]
+
+
+def record(ticks_dir, bars, days):
+    """The daemon's recorder writing the bar-derived quotes of these real days."""
+    w = TickFileWriter(ticks_dir, "EUR_USD", fsync=False)
+    for d in days:
+        day = bars[(bars["ts_ns"] >= ns(d)) & (bars["ts_ns"] < ns(d) + DAY)]
+        assert len(day), d
+        w.write(bars_to_ticks(day, H, "ask", 0.0001))
+    w.flush()
+
+
+def store(tmp_path):
+    return DataStore(tmp_path / "store", tmp_path / "ticks", 60, "ask")
+
+
+def test_sources_merge_with_recordings_first_and_only_complete_days(tmp_path, real):
+    s = store(tmp_path)
+    nov = write_bars_csv(tmp_path / "FOREX_EURUSD_1H_ASK.csv", real[(real["ts_ns"] < ns(dt.date(2017, 12, 2)))])
+    path, n = s.import_file(nov, "EUR_USD")
+    assert n > 5000 and path.parent.name == "imported"
+    record(tmp_path / "ticks", real, [dt.date(2017, 12, 1), dt.date(2017, 12, 4), dt.date(2017, 12, 5)])
+    m = s.merged("EUR_USD", as_of=dt.date(2017, 12, 5))  # the 5th is today: incomplete, left out
+    assert m.last_recorded_day == dt.date(2017, 12, 4)
+    # recorded days equal the bars the one builder makes of the same quotes...
+    day = real["ts_ns"] // DAY
+    dec = real[np.isin(day, [ns(dt.date(2017, 12, k)) // DAY for k in (1, 4)])]  # the recorded days' bars
+    built = BarBuilder(H, "ask").push(bars_to_ticks(dec, H, "ask", 0.0001))
+    tail = m.bars[m.bars["ts_ns"] >= ns(dt.date(2017, 12, 1))]
+    assert len(tail) == len(dec) == len(built.bars) + 1  # the last bar closes with its (complete) day
+    assert np.array_equal(tail["ts_ns"][:-1], built.bars["ts_ns"])
+    assert np.array_equal(tail["close"], dec["close"])  # ask bars back from the ask quotes
+    # ...and win over the imported file where both have Dec 1; Dec 4 came from recordings only
+    on_dec1 = int((day == ns(dt.date(2017, 12, 1)) // DAY).sum())
+    assert m.used == {"recorded": len(tail), "fetched": 0, "imported": n - on_dec1}  # Dec 1: the recording's
+    assert m.spans["recorded"].files == 2 and m.spans["imported"].last.startswith("2017-12-01")
+    # the tick count of a recorded bar is its volume; the imported volume is the file's
+    assert set(tail["volume"].tolist()) == {5.0}
+    # the merged file is what the trainer reads, with the one loader
+    out, _ = s.materialize("EUR_USD", dt.date(2017, 12, 5))
+    back, _ = load_period_bars(out, 60)
+    assert np.array_equal(back["ts_ns"], m.bars["ts_ns"]) and np.array_equal(back["close"], m.bars["close"])
+
+
+def test_data_commands_import_fetch_and_coverage(tmp_path, real, capsys, monkeypatch):
+    cfg_path = tmp_path / "trainer.toml"
+    cfg_path.write_text(
+        (ROOT / "config" / "trainer.toml")
+        .read_text()
+        .replace('gate_db = "state/gate.db"', f'gate_db = "{tmp_path}/gate.db"')
+    )
+    monkeypatch.setenv("STAIRWAY_GATES__TICKS_DIR", str(tmp_path / "ticks"))
+    base = ["data", "--config", str(cfg_path), "--store", str(tmp_path / "store")]
+    assert cli_main([*base, "import", str(EURUSD)]) == 0
+    assert "imported 6225 bars of EUR_USD" in capsys.readouterr().out
+    # bad input: one line naming the file, nothing stored
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,open,high,low,close\n2017-01-02 00:00,1.1,1.2,1.0,x\n")
+    assert cli_main([*base, "import", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stairway: error:") and "bad.csv" in err and err.count("\n") == 0
+    assert not (tmp_path / "store" / "EUR_USD" / "imported" / "bad.csv").exists()
+    four_h = write_bars_csv(tmp_path / "h4.csv", real[::4])
+    assert cli_main([*base, "import", str(four_h)]) == 2
+    assert "240-minute but the config says bars.period_minutes = 60" in capsys.readouterr().err
+
+    # fetch: OANDA candles from the local v20 emulator, through the daemon config's adapter
+    async def with_emulator():
+        emu = OandaEmulator()
+        url = await emu.start()
+        q = bars_to_ticks(real[(real["ts_ns"] >= ns(dt.date(2018, 1, 1)) - 20 * DAY)], H, "ask", 0.0001)
+        emu.prices = list(zip(q["ts_ns"].tolist(), q["bid"].tolist(), q["ask"].tolist()))
+        emu.now_ns = emu.prices[-1][0]
+        dcfg, dpath = daemon_config(tmp_path, EURUSD, "2017-10-01", "2018-01-01")
+        text = (
+            dpath.read_text()
+            + f'\n[broker]\nkind = "oanda"\n[broker.oanda]\nrest_url = "{url}"\nstream_url = "{url}"\n'
+        )
+        dpath.write_text(text.replace('[broker]\nkind = "paper"\n', "") if text.count("[broker]") > 1 else text)
+        monkeypatch.setenv("OANDA_TOKEN", emu.token)
+        monkeypatch.setenv("OANDA_ACCOUNT", emu.account)
+        args = [*base, "fetch", "--from", "2017-12-20", "--to", "2017-12-27", "--daemon-config", str(dpath)]
+        try:
+            return await asyncio.to_thread(cli_main, args), q
+        finally:
+            await emu.stop()
+
+    rc, q = asyncio.run(with_emulator())
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    fetched = load_period_bars(tmp_path / "store" / "EUR_USD" / "fetched" / "2017-12-20_2017-12-27.csv", 60)[0]
+    want = (
+        BarBuilder(H, "ask")
+        .push(q[(q["ts_ns"] >= ns(dt.date(2017, 12, 20))) & (q["ts_ns"] < ns(dt.date(2017, 12, 27)))])
+        .bars
+    )
+    # every complete candle up to --to; the builder's last bar has no closing quote inside the span
+    assert len(fetched) == len(want) + 1 >= 100 and np.array_equal(fetched["ts_ns"][:-1], want["ts_ns"])
+    assert np.array_equal(fetched["high"][:-1], want["high"]) and np.array_equal(fetched["low"][:-1], want["low"])
+    # coverage: each source's span, files and what it added; the Christmas hole named as a gap
+    record(tmp_path / "ticks", real, [dt.date(2017, 12, 28)])
+    assert cli_main([*base, "coverage", "--as-of", "2018-01-02", "--json"]) == 0
+    cov = json.loads(capsys.readouterr().out)["EUR_USD"]
+    assert cov["sources"]["imported"]["bars"] == 6225 and cov["sources"]["fetched"]["files"] == 1
+    assert cov["sources"]["recorded"]["files"] == 1 and cov["sources"]["recorded"]["used"] == 24
+    assert cov["merged"]["last_complete_recorded_day"] == "2017-12-28"
+    assert any(g.startswith("2017-12-25") or g.startswith("2017-12-24") for g in cov["sources"]["imported"]["gaps"])
+    assert cli_main([*base, "coverage", "--as-of", "2018-01-02"]) == 0
+    assert "recorded" in capsys.readouterr().out
+
+
+def test_two_nights_a_day_apart_the_second_trains_on_the_new_recordings(tmp_path, real, monkeypatch):
+    text = (ROOT / "config" / "trainer.toml").read_text()
+    text = text.replace(
+        "range = { start = 2017-01-01, end = 2017-10-01 }", f'rolling_days = 60\ndata_store = "{tmp_path / "store"}"'
+    )
+    cfg_path = tmp_path / "trainer.toml"
+    cfg_path.write_text(text)
+    env = {k: v for k, v in (SMALL | LENIENT).items() if k != "STAIRWAY_TRAIN__RANGE"} | {
+        "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
+        "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"),
+        "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+        "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+    }
+    cfg = load_config(TrainerConfig, cfg_path, environ=env)
+    s = DataStore(tmp_path / "store", tmp_path / "ticks", 60, "ask")
+    s.import_file(
+        write_bars_csv(tmp_path / "EURUSD_to_nov.csv", real[real["ts_ns"] < ns(dt.date(2017, 12, 1))]), "EUR_USD"
+    )
+    d = dt.date
+    record(tmp_path / "ticks", real, [d(2017, 12, 1), d(2017, 12, 4), d(2017, 12, 5), d(2017, 12, 6), d(2017, 12, 7)])
+
+    def night(as_of):
+        one = cfg.model_copy(update={"train": cfg.train.model_copy(update={"as_of": as_of})})
+        resolved, _ = resolve_training_data(one)
+        return resolved, run_cycles(one, progress=False)
+
+    c1, r1 = night(d(2017, 12, 8))
+    # night 1: the shadow gate replays the last 3 complete recorded days; training ends before them
+    assert [x.date for x in r1.shadow.days] == ["2017-12-05", "2017-12-06", "2017-12-07"]
+    assert r1.shadow.source == "recorded ticks"
+    assert (c1.train.range.start, c1.train.range.end) == (d(2017, 10, 6), d(2017, 12, 5))
+    assert (
+        "validation" in r1.split_desc
+        and ".. 2017-12-04 " in r1.split_desc
+        and "source: recorded 46, fetched 0, imported " in r1.split_desc
+    )
+
+    # a day later (and a weekend): the daemon recorded the 8th and the 11th, and is recording the 12th
+    record(tmp_path / "ticks", real, [d(2017, 12, 8), d(2017, 12, 11), d(2017, 12, 12)])
+    c2, r2 = night(d(2017, 12, 12))
+    assert [x.date for x in r2.shadow.days] == ["2017-12-07", "2017-12-08", "2017-12-11"]  # the 12th is today
+    assert (c2.train.range.start, c2.train.range.end) == (d(2017, 10, 8), d(2017, 12, 7))
+    # the validation window now ends on the 6th: days recorded after night 1 were trained/validated on
+    assert ".. 2017-12-06 " in r2.split_desc and "source: recorded 94, fetched 0, imported " in r2.split_desc
+    merged, _ = load_period_bars(c2.data.bars_csv, 60)
+    new = merged[(merged["ts_ns"] >= ns(d(2017, 12, 5))) & (merged["ts_ns"] < ns(d(2017, 12, 7)))]
+    assert (
+        len(new) == 48
+        and "shadow gate on the last 3 of 7 recorded day(s)" in r2.split_desc
+        and set(new["volume"].tolist()) == {5.0}
+    )  # built from recorded quotes (5 per bar)
+    assert r2.candidate != r1.candidate

@@ -1,0 +1,241 @@
+"""The trainer's data store: every bar it may learn from, per instrument, from three sources,
+read with the one loader (core.bar_files) and built with the one bar builder (core.bar_builder).
+
+    <store>/<INSTRUMENT>/imported/<name>.csv   `stairway data import FILE`: any file load_bars reads
+    <store>/<INSTRUMENT>/fetched/<from>_<to>.csv `stairway data fetch`: OANDA candles / IB historical bars
+    <ticks_dir>/<INSTRUMENT>/<day>.csv.gz      the daemon's recorded quotes, built into bars here
+
+Where sources overlap, recorded bars win over fetched ones and fetched over imported (what the
+daemon saw is what it trades on). Only complete days of recordings are used: a day is complete
+once it is over (UTC) as of the ``as_of`` date. ``materialize`` writes the merged bars as one CSV
+(atomically) that the trainer reads in place of ``data.bars_csv``, so everything downstream
+(training, validation, walk-forward, baselines, the shadow gate's fallback) sees the same bars.
+Memory: recordings are read one day file at a time; only bars are kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from stairway.core.bar_builder import BarBuilder
+from stairway.core.bar_files import load_period_bars, write_bars_csv
+from stairway.core.errors import DataError
+from stairway.core.tick_files import day_path, read_tick_file, recorded_days
+from stairway.core.types import BAR_DTYPE, NS_PER_DAY
+
+log = structlog.get_logger("data_store")
+SOURCES = ("recorded", "fetched", "imported")  # precedence where they overlap
+GAP_BARS = 4  # a weekday hole longer than this many bars is reported as a gap
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class SourceSpan:
+    source: str
+    bars: int
+    first: str | None
+    last: str | None
+    files: int
+    gaps: list[str] = field(default_factory=list)  # weekday holes of more than GAP_BARS bars
+
+
+@dataclass
+class Merged:
+    bars: np.ndarray
+    used: dict[str, int]  # source -> bars taken from it
+    spans: dict[str, SourceSpan]
+    last_recorded_day: dt.date | None
+    origin: np.ndarray  # per bar: its source's index in SOURCES
+
+
+def _iso(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _weekday_gaps(ts: np.ndarray, limit_ns: int) -> list[str]:
+    """Holes longer than ``limit_ns`` that are not a weekend (Friday evening to Sunday evening)."""
+    out = []
+    if len(ts) < 2:
+        return out
+    for i in np.flatnonzero(np.diff(ts) > limit_ns):
+        a, b = int(ts[i]), int(ts[i + 1])
+        wd_a, wd_b = (a // NS_PER_DAY + 3) % 7, (b // NS_PER_DAY + 3) % 7
+        if wd_a in (4, 5) and wd_b in (5, 6, 0) and b - a <= 3 * NS_PER_DAY:
+            continue
+        out.append(f"{_iso(a)} .. {_iso(b)}")
+    return out
+
+
+class DataStore:
+    def __init__(
+        self,
+        root: Path,
+        ticks_dir: Path,
+        period_minutes: int,
+        price: str,
+        max_jump: float = 0.1,
+        jump_confirm: int = 3,
+    ) -> None:
+        self.root, self.ticks_dir = Path(root), Path(ticks_dir)
+        self.period_minutes, self.price = period_minutes, price
+        self.max_jump, self.jump_confirm = max_jump, jump_confirm
+        self.gap_ns = GAP_BARS * period_minutes * 60 * 10**9
+
+    def folder(self, instrument: str, source: str) -> Path:
+        return self.root / instrument / source
+
+    def instruments(self) -> list[str]:
+        names = {p.name for p in self.root.iterdir() if p.is_dir()} if self.root.is_dir() else set()
+        if self.ticks_dir.is_dir():
+            names |= {p.name for p in self.ticks_dir.iterdir() if p.is_dir() and any(p.glob("*.csv.gz"))}
+        return sorted(names)
+
+    # -- writing ---------------------------------------------------------------------------
+    def import_file(self, path: Path, instrument: str) -> tuple[Path, int]:
+        """Copy a bar file into the store in the canonical layout, after the loader has read
+        and checked it (period, prices, the instrument's rows of a multi-symbol file)."""
+        bars, report = load_period_bars(path, self.period_minutes, self.max_jump, instrument)
+        if not len(bars):
+            raise DataError(f"{path}: no bars for {instrument}")
+        out = self.folder(instrument, "imported") / f"{_SAFE.sub('_', Path(path).name.split('.')[0])}.csv"
+        write_bars_csv(out, bars)
+        log.info("data_imported", file=str(path), instrument=instrument, bars=len(bars), stored=str(out))
+        return out, len(bars)
+
+    def add_fetched(self, instrument: str, bars: np.ndarray, start: dt.date, end: dt.date) -> Path:
+        out = self.folder(instrument, "fetched") / f"{start.isoformat()}_{end.isoformat()}.csv"
+        write_bars_csv(out, bars)
+        return out
+
+    # -- reading ---------------------------------------------------------------------------
+    def _files(self, instrument: str, source: str) -> list[Path]:
+        folder = self.folder(instrument, source)
+        return sorted(folder.glob("*.csv")) if folder.is_dir() else []
+
+    def file_bars(self, instrument: str, source: str) -> tuple[np.ndarray, int]:
+        """A file source's bars (later files win on overlap), and how many files."""
+        files = self._files(instrument, source)
+        parts = [load_period_bars(p, self.period_minutes, self.max_jump)[0] for p in files]
+        return _merge(parts[::-1])[0], len(files)
+
+    def complete_days(self, instrument: str, as_of: dt.date) -> list[dt.date]:
+        return [d for d in recorded_days(self.ticks_dir, instrument) if d < as_of]
+
+    def recorded_bars(self, instrument: str, as_of: dt.date) -> tuple[np.ndarray, int]:
+        """Bars built from the complete recorded days, one day file at a time, through one
+        builder (a bar spanning midnight is whole); the last bar closes with its day."""
+        days = self.complete_days(instrument, as_of)
+        b = BarBuilder(self.period_minutes * 60 * 10**9, self.price, self.max_jump, self.jump_confirm)
+        parts = []
+        for d in days:
+            ticks, rep = read_tick_file(day_path(self.ticks_dir, instrument, d))
+            if rep.truncated_bytes:
+                log.warning(
+                    "recorded_day_truncated",
+                    instrument=instrument,
+                    day=d.isoformat(),
+                    ticks=len(ticks),
+                    lost_bytes=rep.truncated_bytes,
+                )
+            parts.append(b.push(ticks).bars)
+        parts.append(b.flush())
+        bars = np.concatenate(parts) if parts else np.empty(0, dtype=BAR_DTYPE)
+        return bars, len(days)
+
+    def merged(self, instrument: str, as_of: dt.date) -> Merged:
+        rec, n_rec = self.recorded_bars(instrument, as_of)
+        fet, n_fet = self.file_bars(instrument, "fetched")
+        imp, n_imp = self.file_bars(instrument, "imported")
+        by_source = {"recorded": (rec, n_rec), "fetched": (fet, n_fet), "imported": (imp, n_imp)}
+        bars, origin = _merge([rec, fet, imp])  # SOURCES' order
+        used = {s: int((origin == k).sum()) for k, s in enumerate(SOURCES)}  # the bars each source gave
+        spans = {
+            s: SourceSpan(
+                s,
+                len(b),
+                _iso(int(b["ts_ns"][0])) if len(b) else None,
+                _iso(int(b["ts_ns"][-1])) if len(b) else None,
+                n,
+                _weekday_gaps(b["ts_ns"], self.gap_ns),
+            )
+            for s, (b, n) in by_source.items()
+        }
+        days = self.complete_days(instrument, as_of)
+        return Merged(bars, used, spans, days[-1] if days else None, origin)
+
+    def materialize(self, instrument: str, as_of: dt.date) -> tuple[Path, Merged]:
+        m = self.merged(instrument, as_of)
+        if not len(m.bars):
+            raise DataError(
+                f"data store {self.root}: no bars for {instrument} (import a file with `stairway data import`, "
+                f"fetch with `stairway data fetch`, or let the daemon record into {self.ticks_dir})"
+            )
+        out = write_bars_csv(self.root / instrument / f"merged_{self.period_minutes}m.csv", m.bars)
+        return out, m
+
+
+def _merge(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Union by bar time, the earlier part winning where times coincide, sorted; and for each
+    bar the index of the part it came from."""
+    if not any(len(p) for p in parts):
+        return np.empty(0, dtype=BAR_DTYPE), np.empty(0, dtype=np.int8)
+    allb = np.concatenate(parts)
+    origin = np.concatenate([np.full(len(p), k, dtype=np.int8) for k, p in enumerate(parts)])
+    order = np.argsort(allb["ts_ns"], kind="stable")  # stable: the earlier part first on ties
+    allb, origin = allb[order], origin[order]
+    keep = np.ones(len(allb), dtype=bool)
+    keep[1:] = allb["ts_ns"][1:] != allb["ts_ns"][:-1]
+    return allb[keep], origin[keep]
+
+
+def resolve_training_data(cfg):
+    """A trainer config (trainer.config.TrainerConfig) that reads the data store: the merged
+    bars as ``data.bars_csv``, the rolling window as ``train.range`` (ending where the shadow
+    days, the last ``gates.shadow_days`` complete recorded days, begin; without recordings, at
+    the store's last day: the shadow gate then takes the range's last days), and the shadow
+    gate limited to complete days. Returns (config, a description of the data for the run's
+    record). A config without a data store comes back unchanged."""
+    from stairway.core.config import DateRange
+
+    t = cfg.train
+    if t.data_store is None:
+        return cfg, ""
+    inst = cfg.instrument.symbol
+    as_of = t.as_of or dt.datetime.now(dt.UTC).date()
+    store = DataStore(
+        t.data_store, cfg.gates.ticks_dir, cfg.bars.period_minutes, cfg.bars.price, cfg.bars.max_jump,
+        cfg.bars.jump_confirm_quotes,
+    )  # fmt: skip
+    path, m = store.materialize(inst, as_of)
+    update: dict = {"data": cfg.data.model_copy(update={"bars_csv": path})}
+    train = {"data_store": None}
+    days = store.complete_days(inst, as_of)
+    if t.rolling_days is not None:
+        if days:
+            end = days[-cfg.gates.shadow_days :][0]
+            update["gates"] = cfg.gates.model_copy(update={"last_day": days[-1]})
+        else:
+            last = dt.datetime.fromtimestamp(int(m.bars["ts_ns"][-1]) / 1e9, dt.UTC).date()
+            end = last + dt.timedelta(days=1)
+        train |= {"range": DateRange(start=end - dt.timedelta(days=t.rolling_days), end=end), "rolling_days": None}
+    elif days:
+        update["gates"] = cfg.gates.model_copy(update={"last_day": days[-1]})
+    update["train"] = t.model_copy(update=train)
+    out = cfg.model_copy(update=update)
+    assert out.train.range is not None  # fixed, or the rolling window just set
+    lo, hi = out.train.range.ns()
+    inside = m.origin[(m.bars["ts_ns"] >= lo) & (m.bars["ts_ns"] < hi)]
+    used = ", ".join(f"{s} {int((inside == k).sum())}" for k, s in enumerate(SOURCES))
+    desc = (
+        f"data store {t.data_store} as of {as_of}: bars in the range by source: {used}; "
+        f"last complete recorded day {m.last_recorded_day}"
+    )
+    log.info("training_data", instrument=inst, as_of=as_of.isoformat(), merged=str(path), bars=m.used,
+             range=f"{out.train.range.start}..{out.train.range.end}", last_recorded_day=str(m.last_recorded_day))  # fmt: skip
+    return out, desc
