@@ -387,8 +387,9 @@ def _train_and_gate(
         data.gate_first,
         data.split_desc,
     )
-    assert cfg.train.range is not None  # run_cycles resolved the rolling window
-    start_ns, end_ns = cfg.train.range.ns()
+    rng = cfg.train.range
+    assert rng is not None  # run_cycles resolved the rolling window
+    start_ns, end_ns = rng.ns()
     models = cfg.train.models_dir
     removed = clean_leftovers(cfg.train.models_dir)
     if removed:
@@ -420,7 +421,7 @@ def _train_and_gate(
             arch=json.dumps(arch),
             parent=parent.sha if parent else "",
             **cfg.market_identity(),
-            data_range=f"{cfg.train.range.start}..{cfg.train.range.end}; {split_desc}",
+            data_range=f"{rng.start}..{rng.end}; {split_desc}",
             extra=json.dumps(
                 {
                     "steps": step,

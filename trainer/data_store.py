@@ -60,7 +60,7 @@ def _iso(ts: int) -> str:
 
 def _weekday_gaps(ts: np.ndarray, limit_ns: int) -> list[str]:
     """Holes longer than ``limit_ns`` that are not a weekend (Friday evening to Sunday evening)."""
-    out = []
+    out: list[str] = []
     if len(ts) < 2:
         return out
     for i in np.flatnonzero(np.diff(ts) > limit_ns):

@@ -369,14 +369,15 @@ class OandaEmulator:
             return web.json_response(
                 {"errorMessage": "Invalid value specified for 'granularity' or 'price'"}, status=400
             )
-        count = int(q.get("count", 500))
-        if count > 5000 or count < 1:
-            return web.json_response({"errorMessage": "Maximum value for 'count' exceeded"}, status=400)
         if "to" in q and "count" in q and "from" in q:
             return web.json_response({"errorMessage": "Cannot specify from, to and count together"}, status=400)
         lo = parse_time_ns(q["from"])
         hi = parse_time_ns(q["to"]) if "to" in q else None
         step = self.GRANULARITY_SECS[gran] * 10**9
+        # from+to: the count is the span's candles, and v20 refuses more than 5000 of them
+        count = -(-(hi - lo) // step) if hi is not None else int(q.get("count", 500))
+        if count > 5000 or count < 1:
+            return web.json_response({"errorMessage": "Maximum value for 'count' exceeded"}, status=400)
         buckets: dict[int, list] = {}
         want = request.match_info["instrument"]
         for ts, bid, ask, *named in self.prices:

@@ -221,6 +221,30 @@ def test_single_run_fault(case, tmp_path, spec):
     asyncio.run(go())
 
 
+def test_long_disconnect_backfilled_from_paged_minute_candles(tmp_path, spec, monkeypatch):
+    """Issue 13 §1: a gap longer than one S5 request may hold (v20 refuses more than 5000
+    candles) comes back from M1 candles, page by page: every hour becomes a bar."""
+    from stairway.daemon.brokers.oanda.broker import OandaBroker
+
+    monkeypatch.setattr(OandaBroker, "CANDLES_PAGE", 20)  # S5 up to 100 s; M1 pages of 20 candles
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 10)
+            rig.emu.knobs.drop_stream_after_lines, rig.emu.knobs.lost_on_drop = 300, 60  # 12 hours lost
+            out = await rig.run(lambda d: backfilled_and_done(d, rig.emu), timeout=45)
+            assert out.error is None, repr(out.error)
+            rig.check()
+            expect_backfill(rig, out)
+            assert rig.emu.candle_requests >= 1 + 3  # warm start, then 60 minute candles (12 h) in pages of 20
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
 def test_clock_jump_blocks_entries_as_stale(tmp_path, spec):
     """The wall clock jumps 3 days ahead of the quotes: every later decision is refused as
     stale data; nothing is sent twice and the book still equals the broker."""

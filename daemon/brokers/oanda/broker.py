@@ -26,7 +26,7 @@ from oandapyV20.endpoints.apirequest import APIRequest
 from stairway.core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
 from stairway.core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from stairway.core.redaction import register_secret
-from stairway.core.types import BAR_DTYPE, OrderIntent
+from stairway.core.types import BAR_DTYPE, TICK_DTYPE, OrderIntent
 from stairway.daemon.aio import backoff_delay
 from stairway.daemon.brokers.oanda.parsing import (
     PriceLine,
@@ -307,18 +307,38 @@ class OandaBroker:
         except AMBIGUOUS as e:
             raise TransientError(f"OANDA {what} dropped: {e!r}") from e
 
-    async def candles(self, instrument: str, from_ns: int, to_ns: int, granularity: str = "S5") -> np.ndarray:
-        """Bid/ask candles in [from, to) as bar-derived quotes (gap backfill after a reconnect)."""
-        from stairway.daemon.brokers.oanda.parsing import rfc3339
+    async def candles(self, instrument: str, from_ns: int, to_ns: int) -> np.ndarray:
+        """Bid/ask candles in [from, to) as bar-derived quotes (gap backfill after a reconnect):
+        S5 candles for a gap OANDA serves in one request (at most 5000 candles), else M1 candles
+        paged from ``from`` (a long disconnect: every minute of it comes back as a candle)."""
+        from stairway.daemon.brokers.oanda.parsing import parse_time_ns, rfc3339
 
-        r = instruments.InstrumentsCandles(
-            instrument,
-            params={"price": "BA", "granularity": granularity, "from": rfc3339(from_ns), "to": rfc3339(to_ns)},
-        )
-        status, body = await self._request(r)
-        if status != 200:
-            raise TransientError(f"OANDA candles {instrument}: HTTP {status}")
-        return parse_candles(body, instrument, from_ns, to_ns)
+        if to_ns - from_ns <= self.CANDLES_PAGE * 5 * 10**9:
+            one = {"price": "BA", "granularity": "S5", "from": rfc3339(from_ns), "to": rfc3339(to_ns)}
+            status, body = await self._request(instruments.InstrumentsCandles(instrument, params=one))
+            if status != 200:
+                raise TransientError(f"OANDA candles {instrument}: HTTP {status}")
+            return parse_candles(body, instrument, from_ns, to_ns)
+        pages, start = [], from_ns
+        for _ in range(self.CANDLES_MAX_PAGES):
+            params: dict[str, str | int] = {
+                "price": "BA",
+                "granularity": "M1",
+                "from": rfc3339(start),
+                "count": self.CANDLES_PAGE,
+            }
+            status, body = await self._request(instruments.InstrumentsCandles(instrument, params=params))
+            if status != 200:
+                raise TransientError(f"OANDA candles {instrument} M1: HTTP {status}")
+            pages.append(parse_candles(body, instrument, from_ns, to_ns))
+            got = body.get("candles") or []
+            if not got:
+                break
+            last = parse_time_ns(got[-1].get("time") if isinstance(got[-1], dict) else None, f"candles {instrument}")
+            if last < start or last + 60 * 10**9 >= to_ns:
+                break
+            start = last + 1
+        return np.concatenate(pages) if pages else np.empty(0, dtype=TICK_DTYPE)
 
     async def history_bars(
         self, instrument: str, period_minutes: int, price: str, from_ns: int, to_ns: int
