@@ -184,6 +184,11 @@ class TrainConfig(Strict):
         "shadow days (the last complete recorded days) begin.",
     )
     as_of: dt.date | None = Field(None, description="Today, for the rolling window (default: the UTC date).")
+    metrics_file: Path | None = Field(
+        None,
+        description="Write each run's figures here as Prometheus text (node_exporter's textfile collector), "
+        "e.g. /var/lib/node_exporter/textfile/stairway_trainer.prom.",
+    )
     algo: Literal["ppo", "muzero"] = Field("ppo", description="The learning algorithm (trainer.algos).")
     min_confidence: float = Field(
         0.35,

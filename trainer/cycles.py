@@ -63,6 +63,7 @@ from stairway.trainer.gates import (
     verdict_dict,
 )
 from stairway.trainer.history import MarketHistory, load_history
+from stairway.trainer.metrics_file import training_metrics, write_metrics_file
 from stairway.trainer.ppo import PPOProgress
 from stairway.trainer.sessions import SessionIndex, index_sessions
 from stairway.trainer.shaping import RewardShaper
@@ -78,6 +79,8 @@ class CycleRecord:
     target: float
     metrics: dict
     improved: bool
+    controller_bonus: float = 0.0  # the hold-bonus controller's last bonus (core.controller), 0 without shaping
+    train_hold_rate: float = 0.0  # the training envs' smoothed hold rate the controller steers
 
 
 @dataclass
@@ -276,7 +279,9 @@ def train_cycles(
             best = m["sharpe"] if imp else best
             sha = on_cycle(k, state, m, target, algo.global_step, imp, algo.arch()) if on_cycle is not None else ""
             states.append(state)
-            records.append(CycleRecord(k, sha, algo.global_step, target, m, imp))
+            bonus = float(getattr(shaper, "last_bonus", 0.0))
+            hold = float(getattr(shaper, "hold_rate", 0.0))
+            records.append(CycleRecord(k, sha, algo.global_step, target, m, imp, bonus, hold))
             log.info(
                 "cycle_finished",
                 cycle=k,
@@ -287,6 +292,8 @@ def train_cycles(
                 val_pnl_pct=round(m["pnl_pct"], 3),
                 val_trades=m["trades"],
                 hold_rate=round(m["hold_rate"], 3),
+                controller_bonus=round(bonus, 5),
+                train_hold_rate=round(hold, 3),
                 improved=imp,
             )
             if should_stop([r.improved for r in records], cfg.cycles.min_cycles, cfg.cycles.patience):
@@ -366,7 +373,13 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
     if crashed:
         log.warning("training_runs_marked_crashed", run_ids=crashed)
     try:
-        return _train_and_gate(cfg, gdb, run_id, data, t0, progress)
+        run = _train_and_gate(cfg, gdb, run_id, data, t0, progress)
+        if cfg.train.metrics_file is not None:  # never fatal: the model is already published (or not)
+            try:
+                write_metrics_file(cfg.train.metrics_file, training_metrics(run, cfg.instrument.symbol))
+            except OSError as e:
+                log.error("metrics_file_not_written", path=str(cfg.train.metrics_file), error=str(e))
+        return run
     except BaseException as e:  # recorded now, with the reason: not left for the next start's crash marker
         try:
             gdb.end_run(run_id, f"failed: {type(e).__name__}: {e}"[:1000], None, None)

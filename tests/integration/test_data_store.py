@@ -158,6 +158,7 @@ def test_two_nights_a_day_apart_the_second_trains_on_the_new_recordings(tmp_path
         "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"),
         "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
         "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+        "STAIRWAY_TRAIN__METRICS_FILE": str(tmp_path / "textfile" / "stairway_trainer.prom"),
     }
     cfg = load_config(TrainerConfig, cfg_path, environ=env)
     s = DataStore(tmp_path / "store", tmp_path / "ticks", 60, "ask")
@@ -198,3 +199,12 @@ def test_two_nights_a_day_apart_the_second_trains_on_the_new_recordings(tmp_path
         and set(new["volume"].tolist()) == {5.0}
     )  # built from recorded quotes (5 per bar)
     assert r2.candidate != r1.candidate
+    # the run's figures for Prometheus (textfile collector), the hold-bonus controller's included
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (tmp_path / "textfile" / "stairway_trainer.prom").read_text()
+    got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert got["stairway_trainer_published"] == float(r2.published)
+    assert got["stairway_trainer_controller_bonus"] == pytest.approx(r2.cycles[-1].controller_bonus)
+    assert got["stairway_trainer_controller_bonus"] > 0  # the shipped shaping pays a hold bonus
+    assert got["stairway_trainer_validation_sharpe"] == pytest.approx(r2.validation["sharpe"])

@@ -139,7 +139,7 @@ def test_emulator_responses_match_oanda_examples_for_every_endpoint_the_adapter_
     problems += missing(next(x for x in lines if x["type"] == "PRICE"), set(ex_price) - {"type"}, "PRICE")
     status, candles = call(
         "GET",
-        "v3/instruments/EUR_USD/candles?granularity=S5&price=BA&from=2017-10-02T09:00:00Z&to=2030-01-01T00:00:00Z",
+        "v3/instruments/EUR_USD/candles?granularity=S5&price=BA&from=2017-10-02T09:00:00Z&to=2017-10-02T09:05:00Z",
     )
     ex = response("instruments", "_v3_instruments_instrument_candles")
     problems += shape_problems(candles, ex, "candles")

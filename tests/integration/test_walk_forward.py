@@ -71,6 +71,10 @@ def mirrored_after(raw: np.ndarray, start_ns: int) -> np.ndarray:
 
 def test_a_folds_test_data_never_reaches_its_training(tmp_path):
     cfg = tiny_cfg()
+    # no holding costs here: buy-and-hold pays them on the series and on its mirror alike, which
+    # would break the mirror symmetry this test reads the test window's influence from
+    no_fin = {"financing_long_pct_per_year": 0.0, "financing_short_pct_per_year": 0.0}
+    cfg = cfg.model_copy(update={"execution": cfg.execution.model_copy(update=no_fin)})
     fold = plan_folds(YEAR, 6, "rolling", 3.0)[2]
     start_ns = int(dt.datetime.combine(fold.test_start, dt.time(), dt.UTC).timestamp()) * 10**9
     raw, _ = load_period_bars(cfg.data.bars_csv, 60, 0.10, "EUR_USD")
