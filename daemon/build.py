@@ -345,7 +345,13 @@ class DaemonBuild:
                 until = int(q["ts_ns"][0])
             svc = cfg.service
             await warm_slot(
-                slot, sources, until, cfg.bars.period_minutes, svc.warm_start_max_days, svc.warm_start_timeout_secs
+                slot,
+                sources,
+                until,
+                cfg.bars.period_minutes,
+                svc.warm_start_max_days,
+                svc.warm_start_timeout_secs,
+                cfg.live,
             )
 
     async def _record_failed_setup(self, exc_type, exc, tb) -> bool:

@@ -114,7 +114,13 @@ async def gather(
 
 
 async def warm_slot(
-    slot, sources: list[Source], until_ns: int, period_minutes: int, max_days: int, timeout_secs: float
+    slot,
+    sources: list[Source],
+    until_ns: int,
+    period_minutes: int,
+    max_days: int,
+    timeout_secs: float,
+    live: bool = True,
 ) -> WarmStart:
     """Fill one slot (daemon.slot.Slot) from history ending before ``until_ns``'s bar; logs
     what it found (sources, bars, whether features and regime are warm)."""
@@ -136,6 +142,8 @@ async def warm_slot(
     }
     if slot.features.warm:
         log.info("warm_start", **fields)
-    else:
-        log.warning("warm_start_short", **fields, reason="not enough history: decisions wait for live bars")
+    else:  # a replay warms up on its own file's bars: not worth a warning there
+        (log.warning if live else log.info)(
+            "warm_start_short", **fields, reason="not enough history: decisions wait for the features to warm up"
+        )
     return got

@@ -208,3 +208,43 @@ def test_two_nights_a_day_apart_the_second_trains_on_the_new_recordings(tmp_path
     assert got["stairway_trainer_controller_bonus"] == pytest.approx(r2.cycles[-1].controller_bonus)
     assert got["stairway_trainer_controller_bonus"] > 0  # the shipped shaping pays a hold bonus
     assert got["stairway_trainer_validation_sharpe"] == pytest.approx(r2.validation["sharpe"])
+
+
+def test_refusals_name_the_setting_or_file(tmp_path, real, capsys):
+    from stairway.core.errors import ConfigError
+
+    text = (ROOT / "config" / "trainer.toml").read_text()
+    both = tmp_path / "both.toml"
+    both.write_text(text.replace("[train]\n", "[train]\nrolling_days = 30\n"))
+    with pytest.raises(ConfigError, match="exactly one of train.range"):
+        load_config(TrainerConfig, both, environ={})
+    no_store = tmp_path / "no_store.toml"
+    no_store.write_text(text.replace("range = { start = 2017-01-01, end = 2017-10-01 }", "rolling_days = 30"))
+    with pytest.raises(ConfigError, match="rolling_days needs train.data_store"):
+        load_config(TrainerConfig, no_store, environ={})
+    # an empty store: one line saying where data would come from
+    cfg = load_config(TrainerConfig, ROOT / "config" / "trainer.toml", environ={})
+    empty = cfg.model_copy(update={"train": cfg.train.model_copy(update={"data_store": tmp_path / "empty"})})
+    with pytest.raises(Exception, match="no bars for EUR_USD .*stairway data import"):
+        resolve_training_data(empty)
+    base = ["data", "--config", str(ROOT / "config" / "trainer.toml")]
+    assert cli_main([*base, "coverage"]) == 2  # the shipped config names no store
+    assert "no train.data_store and no --store" in capsys.readouterr().err
+    store_args = [*base, "--store", str(tmp_path / "s"), "fetch"]
+    assert cli_main([*store_args, "--days", "3", "--from", "2017-01-01"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert cli_main([*store_args, "--from", "2017-01-05", "--to", "2017-01-01"]) == 2
+    assert "must be after" in capsys.readouterr().err
+    assert cli_main([*store_args, "--days", "3"]) == 2  # the shipped gates.daemon_config is a paper replay
+    assert "fetching history needs a broker" in capsys.readouterr().err
+
+
+def test_a_recording_cut_by_kill_9_is_read_up_to_the_cut(tmp_path, real):
+    s = store(tmp_path)
+    record(tmp_path / "ticks", real, [dt.date(2017, 12, 4)])
+    f = tmp_path / "ticks" / "EUR_USD" / "2017-12-04.csv.gz"
+    whole = s.recorded_bars("EUR_USD", dt.date(2017, 12, 5))[0]
+    with open(f, "ab") as fh:  # a gzip member whose writer died mid-write
+        fh.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\x4b\x4c")
+    cut = s.recorded_bars("EUR_USD", dt.date(2017, 12, 5))[0]
+    assert np.array_equal(cut, whole) and len(cut) == 24

@@ -283,3 +283,36 @@ def test_the_no_blocking_fixture_catches_file_io_on_the_loop_and_not_in_a_thread
     with pytest.raises(BlockingError, match="os.mkdir"):
         asyncio.run(on_loop())
     assert asyncio.run(in_thread()).dir == tmp_path / "b"
+
+
+def test_bar_candles_keep_complete_ones_and_name_bad_fields():
+    from stairway.core.errors import BadPayload
+    from stairway.daemon.brokers.oanda.parsing import parse_bar_candles
+
+    def candle(t, complete=True, **side):
+        return {
+            "time": t,
+            "complete": complete,
+            "volume": 7,
+            "mid": side or {"o": "1.1", "h": "1.2", "l": "1.0", "c": "1.15"},
+        }
+
+    body = {
+        "granularity": "H1",
+        "candles": [candle("2017-10-02T09:00:00.000000000Z"), candle("2017-10-02T10:00:00Z", False)],
+    }
+    bars, last = parse_bar_candles(body, "EUR_USD", "H1", "mid")
+    assert len(bars) == 1 and bars["close"][0] == 1.15 and bars["volume"][0] == 7.0  # the open candle is no bar
+    assert last == 1506938400 * 10**9  # ...but the next page starts after it
+    for bad, msg in (
+        ({"granularity": "M1", "candles": []}, "asked for 'H1'"),
+        ({"granularity": "H1"}, "candles: missing or not a list"),
+        ({"granularity": "H1", "candles": [{"time": "yesterday", "complete": True}]}, r"\[0\].time"),
+        ({"granularity": "H1", "candles": [{"time": "2017-10-02T09:00:00Z", "complete": True}]}, r"\[0\].mid: missing"),
+        (
+            {"granularity": "H1", "candles": [candle("2017-10-02T09:00:00Z", o="x", h="1", l="1", c="1")]},
+            r"mid.o = 'x'",
+        ),
+    ):
+        with pytest.raises(BadPayload, match=msg):
+            parse_bar_candles(bad, "EUR_USD", "H1", "mid")
