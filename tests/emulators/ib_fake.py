@@ -63,6 +63,7 @@ class FakeIB:
         self.calls: list[str] = []  # req* and connects, in order
         self.prices: list[tuple[int, float, float]] = []
         self.cursor = 0
+        self.lost_on_restart = 0  # quotes skipped by night_restart (an outage's worth of market)
         self.now_ns = 1_506_934_800 * 10**9
         self.bid, self.ask = 1.1733, 1.1734
         self._ids = itertools.count(1)
@@ -283,6 +284,9 @@ class FakeIB:
         self.errorEvent.emit(-1, 1100, "Connectivity between IB and Trader Workstation has been lost.", None)
         self.gateway_up = False
         self._drop()
+        if self.lost_on_restart:  # the market moved on while the gateway was away: those quotes never arrive
+            self.cursor = min(len(self.prices), self.cursor + self.lost_on_restart)
+            self.now_ns = self.prices[self.cursor - 1][0]
         await asyncio.sleep(down_secs)
         self.client_id_in_use = client_id_in_use
         self.gateway_up = True

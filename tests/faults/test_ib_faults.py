@@ -6,6 +6,7 @@ gateway's position, nothing left new/unknown in the journal."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 
 import pytest
@@ -96,8 +97,6 @@ class IBRig:
         return d, error
 
     def check(self) -> dict:
-        import sqlite3
-
         with sqlite3.connect(self.cfg.service.db_path) as c:
             journal = dict(c.execute("SELECT client_order_id, state FROM order_journal").fetchall())
             fills = {r[0] for r in c.execute("SELECT broker_fill_id FROM broker_fills")}
@@ -217,5 +216,33 @@ def test_ib_reject_and_manual_trade(what, tmp_path, spec):
             with sqlite3.connect(rig.cfg.service.db_path) as c:
                 kinds = {r[0] for r in c.execute("SELECT kind FROM reconciliation_events")}
             assert kinds & {"adopt_size", "flatten_excess", "flatten_unknown", "adopt_unknown"}, kinds
+
+    run(go())
+
+
+def test_ib_outage_is_backfilled_from_minute_bars(tmp_path, spec):
+    """Issue 13 §1: 12 hours of quotes lost while the gateway was away come back, on
+    reconnect, as bar-derived quotes from 1-minute BID and ASK historical bars: every hour
+    the prices cover became a bar; nothing was placed twice."""
+
+    async def go():
+        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
+        state = {}
+
+        async def during(d):
+            f = rig.fake
+            if "night" not in state and f.cursor > 200 and not d.router.busy():
+                state["night"] = True
+                f.lost_on_restart = 60  # 5 quotes an hour
+                await f.night_restart(down_secs=0.2, client_id_in_use=0)
+
+        d, error = await rig.run(during=during)
+        assert error is None and "night" in state
+        rig.check()
+        assert d.feed.backfilled > 0 and rig.fake.calls.count("reqHistoricalData") >= 2  # bid and ask
+        with sqlite3.connect(rig.cfg.service.db_path) as c:
+            bars = {r[0] for r in c.execute("SELECT ts_ns FROM bars")}
+        want = {ts - ts % 3_600_000_000_000 for ts, _, _ in rig.fake.prices[:-1]}
+        assert want - bars <= {max(want)}, sorted(want - bars)[:5]  # the last hour is still open
 
     run(go())
