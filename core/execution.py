@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from stairway.core.config import ExecutionConfig, InstrumentConfig
+from stairway.core.position import PS_UNITS, apply_financing
 
 
 @numba.njit(cache=True)
@@ -103,6 +104,30 @@ def financing_charge(units: float, bid: float, ask: float, long_rate: float, sho
         return 0.0
     rate = long_rate if units > 0.0 else short_rate
     return abs(units) * 0.5 * (bid + ask) * rate * days / 365.0
+
+
+@numba.njit(cache=True)
+def charge_holding_costs(
+    state: np.ndarray,
+    bid: float,
+    ask: float,
+    after_ns: int,
+    until_ns: int,
+    long_rate: float,
+    short_rate: float,
+    roll_offset_ns: int,
+    triple_weekday: int,
+) -> tuple[float, float]:
+    """Charge a position state (core.position) the daily rolls in (after, until] at this mid,
+    to realised PnL; returns (days, charge). The one call the env and the daemon's slot make."""
+    units = state[PS_UNITS]
+    if units == 0.0 or (long_rate == 0.0 and short_rate == 0.0):
+        return 0.0, 0.0
+    days = financing_days(after_ns, until_ns, roll_offset_ns, triple_weekday)
+    charge = financing_charge(units, bid, ask, long_rate, short_rate, days)
+    if charge != 0.0:
+        apply_financing(state, charge)
+    return days, charge
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import structlog
 
 from stairway.core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
 from stairway.core.calendar import market_open
-from stairway.core.execution import ExecutionModel, financing_charge, financing_days, target_units
+from stairway.core.execution import ExecutionModel, charge_holding_costs, target_units
 from stairway.core.features import FeatureBuffer, FeatureSpec
 from stairway.core.metrics import PerformanceTracker
 from stairway.core.policy import Policy
@@ -33,7 +33,6 @@ from stairway.core.position import (
     PS_REALIZED,
     PS_UNITS,
     apply_fill,
-    apply_financing,
     equity,
     mark_bar,
     new_state,
@@ -253,6 +252,7 @@ class Slot:
         fb.compute(obs[: self.spec.n_market])
         st = new_state()
         apply_fill(st, 1.0, 1.0, 0.0)
+        charge_holding_costs(st, 1.0, 1.0001, 0, NS_PER_DAY, 0.01, 0.01, 0, 2)
         mark_bar(st, 1.0, 1.0001, self.ex.pip)
         position_features(st, 1.0, 1.0001, self.ex.pip, obs[self.spec.n_market :])
         equity(st, 1.0, 1.0001, 1.0)
@@ -535,10 +535,11 @@ class Slot:
         ex = self.ex
         if self._marked_ts is not None and st[PS_UNITS] != 0.0 and ex.finances:  # rolls since the last bar
             p = self.builder.period_ns
-            days = financing_days(self._marked_ts + p, bar_ts + p, ex.roll_offset_ns, ex.triple_weekday)
-            charge = financing_charge(st[PS_UNITS], last_bid, last_ask, ex.financing_long, ex.financing_short, days)
+            days, charge = charge_holding_costs(
+                st, last_bid, last_ask, self._marked_ts + p, bar_ts + p,
+                ex.financing_long, ex.financing_short, ex.roll_offset_ns, ex.triple_weekday,
+            )  # fmt: skip
             if charge:
-                apply_financing(st, charge)
                 self.counters.financing += charge
                 self.store.add(FinancingRow(self.run_id, self.instrument, bar_ts, float(st[PS_UNITS]), days, charge))
         self._marked_ts = bar_ts

@@ -15,13 +15,12 @@ import numba
 import numpy as np
 
 from stairway.core.config import RiskConfig
-from stairway.core.execution import ExecutionModel, financing_charge, financing_days, target_units, work_order
+from stairway.core.execution import ExecutionModel, charge_holding_costs, target_units, work_order
 from stairway.core.features import FeatureSpec
 from stairway.core.position import (
     PS_MAXDD,
     PS_UNITS,
     apply_fill,
-    apply_financing,
     equity,
     mark_bar,
     new_state,
@@ -151,9 +150,10 @@ def _step(
             for f in range(n):
                 apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
         i1 = i + 1
-        if st[PS_UNITS] != 0.0 and (fin_long != 0.0 or fin_short != 0.0):  # rolls this bar spans
-            days = financing_days(bar_ts[i] + period_ns, bar_ts[i1] + period_ns, roll_offset_ns, triple_weekday)
-            apply_financing(st, financing_charge(st[PS_UNITS], last_bid[i1], last_ask[i1], fin_long, fin_short, days))
+        charge_holding_costs(  # the daily rolls this bar spans
+            st, last_bid[i1], last_ask[i1], bar_ts[i] + period_ns, bar_ts[i1] + period_ns,
+            fin_long, fin_short, roll_offset_ns, triple_weekday,
+        )  # fmt: skip
         mark_bar(st, last_bid[i1], last_ask[i1], pip)
         eq1 = equity(st, last_bid[i1], last_ask[i1], initial)
         # sessions (UTC days) open at the previous day's closing equity; tiers at every bar mark

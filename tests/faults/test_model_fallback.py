@@ -85,26 +85,37 @@ def test_no_verifiable_model_runs_observe_only_until_one_is_published(tmp_path, 
     asyncio.run(go())
 
 
+async def gold_then_newer(tmp_path, spec, guards: dict, validation: dict | None = None):
+    """gold (seed 7) and a newer current (seed 8, with ``validation`` recorded), a rig whose
+    guards are ``guards``, its prices, and a run until the model was swapped and all prices
+    were handled. Returns (rig, gold, newer); the caller closes the rig."""
+    from stairway.core.checkpoint import point_link
+
+    models = tmp_path / "models"
+    gold = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=7))[0]
+    await asyncio.to_thread(point_link, models, "gold", gold.sha)
+    newer = (await asyncio.to_thread(lambda: tiny_checkpoint(models, spec, seed=8, validation=validation)))[0]
+    rig = Rig(tmp_path, spec)
+    await rig.start()
+    svc = rig.cfg.service.model_copy(update={"model_poll_secs": 0.05})
+    rig.cfg = rig.cfg.model_copy(update={"guards": rig.cfg.guards.model_copy(update=guards), "service": svc})
+    rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+    out = await rig.run(lambda d: d.slot.counters.swaps >= 1 and last_price_done(d, rig.emu), timeout=60)
+    assert out.error is None, repr(out.error)
+    rig.check()
+    return rig, gold, newer
+
+
 def test_live_sharpe_breach_rolls_the_model_back_to_gold(tmp_path, spec):
     """Issue 13 §5: a live Sharpe below the floor for breach_days sessions rolls the
     instrument's model back to gold (real orders), which the watcher swaps in, and alerts."""
-    from stairway.core.checkpoint import link_sha, point_link
+    from stairway.core.checkpoint import link_sha
 
     async def go():
-        models = tmp_path / "models"
-        gold = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=7))[0]
-        await asyncio.to_thread(point_link, models, "gold", gold.sha)
-        newer = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=8))[0]
-        rig = Rig(tmp_path, spec)
-        await rig.start()
-        guards = rig.cfg.guards.model_copy(update={"min_days": 2, "breach_days": 1, "min_live_sharpe": 1e9})
-        svc = rig.cfg.service.model_copy(update={"model_poll_secs": 0.05})
-        rig.cfg = rig.cfg.model_copy(update={"guards": guards, "service": svc})
+        guards = {"min_days": 2, "breach_days": 1, "min_live_sharpe": 1e9}
+        rig, gold, newer = await gold_then_newer(tmp_path, spec, guards)
         try:
-            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
-            out = await rig.run(lambda d: d.slot.counters.swaps >= 1 and last_price_done(d, rig.emu), timeout=60)
-            assert out.error is None, repr(out.error)
-            rig.check()
+            models = tmp_path / "models"
             links = await asyncio.to_thread(lambda: (link_sha(models, "current"), link_sha(models, "previous")))
             assert links == (gold.sha, newer.sha)
             with rig.db() as c:
@@ -121,28 +132,15 @@ def test_live_sharpe_breach_rolls_the_model_back_to_gold(tmp_path, spec):
 def test_live_pnl_below_the_validation_promise_alerts_and_can_roll_back(tmp_path, spec):
     """Issue 13 §5: a model whose validation promised far more than it earns live is reported
     (risk event) and, with pnl_expectation_action = "rollback", rolled back to gold."""
-    from stairway.core.checkpoint import link_sha, point_link
+    from stairway.core.checkpoint import link_sha
 
     async def go():
-        models = tmp_path / "models"
-        gold = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=7))[0]
-        await asyncio.to_thread(point_link, models, "gold", gold.sha)
         promise = {"pnl_pct": 200.0, "calendar_days": 365.25, "sharpe": 20.0}  # +0.79 %/day, steadily
-        newer = (await asyncio.to_thread(lambda: tiny_checkpoint(models, spec, seed=8, validation=promise)))[0]
-        assert newer.sha != gold.sha
-        rig = Rig(tmp_path, spec)
-        await rig.start()
-        guards = rig.cfg.guards.model_copy(
-            update={"min_days": 2, "min_live_sharpe": -1e9, "pnl_expectation_action": "rollback"}
-        )
-        svc = rig.cfg.service.model_copy(update={"model_poll_secs": 0.05})
-        rig.cfg = rig.cfg.model_copy(update={"guards": guards, "service": svc})
+        guards = {"min_days": 2, "min_live_sharpe": -1e9, "pnl_expectation_action": "rollback"}
+        rig, gold, newer = await gold_then_newer(tmp_path, spec, guards, validation=promise)
         try:
-            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
-            out = await rig.run(lambda d: d.slot.counters.swaps >= 1 and last_price_done(d, rig.emu), timeout=60)
-            assert out.error is None, repr(out.error)
-            rig.check()
-            assert await asyncio.to_thread(link_sha, models, "current") == gold.sha
+            assert newer.sha != gold.sha
+            assert await asyncio.to_thread(link_sha, tmp_path / "models", "current") == gold.sha
             with rig.db() as c:
                 notes = c.execute("SELECT detail FROM risk_events WHERE kind = 'live_pnl_below_expectation'").fetchall()
                 sharpe = c.execute("SELECT count(*) FROM risk_events WHERE kind = 'live_sharpe_breach'").fetchone()
