@@ -104,8 +104,11 @@ class DataStore:
         if not len(bars):
             raise DataError(f"{path}: no bars for {instrument}")
         out = self.folder(instrument, "imported") / f"{_SAFE.sub('_', Path(path).name.split('.')[0])}.csv"
+        replaced = out.exists()  # the same name imported again: the newer file replaces the older
         write_bars_csv(out, bars)
-        log.info("data_imported", file=str(path), instrument=instrument, bars=len(bars), stored=str(out))
+        log.info(
+            "data_imported", file=str(path), instrument=instrument, bars=len(bars), stored=str(out), replaced=replaced
+        )
         return out, len(bars)
 
     def add_fetched(self, instrument: str, bars: np.ndarray, start: dt.date, end: dt.date) -> Path:

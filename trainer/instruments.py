@@ -51,6 +51,12 @@ def per_instrument(cfg: TrainerConfig, specs: list[str]) -> list[tuple[str, Trai
     """(symbol, config) for each ``SYMBOL=BARS_CSV``; a symbol given twice or a missing bar
     file is refused before anything trains."""
     out: list[tuple[str, TrainerConfig]] = []
+    if cfg.train.data_store is not None:
+        raise ConfigError(
+            f"--instrument gives each instrument's bar file, but train.data_store = {cfg.train.data_store} "
+            "gives the bars: import the files into the store (stairway data import FILE --instrument SYMBOL) "
+            "or train without a data store"
+        )
     for spec in specs:
         symbol, path = parse_instrument(spec)
         if symbol in [s for s, _ in out]:

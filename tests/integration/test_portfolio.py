@@ -171,6 +171,22 @@ def test_train_a_list_of_instruments_then_trade_them_together(tmp_path, spec, fi
         assert cli_main(["train", "run", "--config", str(ROOT / "config/trainer.toml"), "--instrument", bad]) == 2
         err = capsys.readouterr().err
         assert all(w in err for w in words), err
+    # with a data store the store gives the bars: a bar file per instrument would be ignored, so it is refused
+    monkeypatch.setenv("STAIRWAY_TRAIN__DATA_STORE", str(tmp_path / "store"))
+    assert (
+        cli_main(
+            [
+                "train",
+                "run",
+                "--config",
+                str(ROOT / "config/trainer.toml"),
+                "--instrument",
+                f"EUR_USD={files['EUR_USD']}",
+            ]
+        )
+        == 2
+    )
+    assert "import the files into the store" in capsys.readouterr().err
 
 
 def test_preflight_checks_a_candidate_against_its_own_instrument_of_a_portfolio(tmp_path, spec, files):
