@@ -6,9 +6,9 @@ quote, no earlier than the closing quote's time plus the latency. Each quote fil
 ``liquidity_lots_per_quote`` lots (partial fills); buys pay the ask plus slippage, sells
 receive the bid minus slippage; commission is charged per unit filled. Whatever is still
 unfilled when the next bar closes is cancelled. Holding a position costs financing at each
-daily roll its bars span (``financing_days``/``financing_charge``, charged at the bar close
-after the roll, on the position then held, at that bar's last mid). Quotes the bar builder rejects are never
-traded on (the same ``accepted`` mask is passed in).
+daily roll its bars span (``charge_holding_costs``: at the bar close after the roll, on the
+position then held, at that bar's last mid). Quotes the bar builder rejects are never traded
+on (the same ``accepted`` mask is passed in).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from stairway.core.config import ExecutionConfig, InstrumentConfig
 from stairway.core.position import PS_UNITS, apply_financing
+from stairway.core.types import NS_PER_DAY
 
 
 @numba.njit(cache=True)
@@ -76,7 +77,6 @@ def target_units(action: int, current: float, trade_units: float) -> float:
 
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-NS_PER_DAY = 86_400_000_000_000
 
 
 @numba.njit(cache=True)
