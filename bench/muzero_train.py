@@ -17,8 +17,8 @@ from common import ROOT, report
 from stairway.core.config import load_config  # noqa: E402
 from stairway.core.logs import configure_logging  # noqa: E402
 from stairway.trainer.config import TrainerConfig  # noqa: E402
-from stairway.trainer.cycles import prepare_data, training_env  # noqa: E402
 from stairway.trainer.muzero import MuZeroAlgorithm  # noqa: E402
+from stairway.trainer.prepared import prepare_data, training_env  # noqa: E402
 
 
 def algorithm(cfg: TrainerConfig, data) -> MuZeroAlgorithm:

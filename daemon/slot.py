@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import structlog
@@ -56,43 +55,15 @@ from stairway.daemon.rows import (
     PositionRow,
     RiskEventRow,
 )
+from stairway.daemon.session_close import judge_closed_session
 from stairway.daemon.sessions import SessionStats, SessionTracker
+from stairway.daemon.slot_counters import LatencyRing, SlotCounters
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
 
 # risk events an operator is alerted to (daemon.alerts), by kind prefix
 ALERTED = ("tier_", "overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_", "live_")
-
-
-@dataclass
-class SlotCounters:
-    ticks: int = 0
-    bars: int = 0
-    decisions: int = 0
-    orders: int = 0
-    fills: int = 0
-    swaps: int = 0
-    financing: float = 0.0  # modelled holding costs charged (quote currency; < 0 credited)
-    history_bars: int = 0  # bars taken from history at start-up (daemon.warm_start)
-    actions: dict[str, int] = field(default_factory=lambda: {a: 0 for a in ACTION_NAMES})
-    risk_events: dict[str, int] = field(default_factory=dict)  # by kind, plain passes not counted
-    blocked_intents: int = 0  # orders the risk engine refused or cut down
-
-
-class LatencyRing:
-    """The last ``capacity`` decision latencies (bar closed -> order intent handed over), ns."""
-
-    def __init__(self, capacity: int = 4096) -> None:
-        self.values = np.zeros(capacity, dtype=np.int64)
-        self.count = 0
-
-    def add(self, ns: int) -> None:
-        self.values[self.count % len(self.values)] = ns
-        self.count += 1
-
-    def snapshot(self) -> np.ndarray:
-        return self.values[: min(self.count, len(self.values))].copy()
 
 
 class Slot:
@@ -553,25 +524,7 @@ class Slot:
         done = self.sessions.on_bar(bar_ts, eq)
         if done is not None:
             self.store.add(done.row(self.run_id, self.instrument))
-            # a session without decisions (warming up) says nothing about the model's trade count
-            if done.decisions and self.risk.on_session_closed(done.orders, self.instrument):
-                why = (
-                    f"orders per session outside {self.risk.band} for "
-                    f"{self.risk.state.out_of_band[self.instrument]} sessions"
-                )
-                self._risk_event(bar_ts, "trade_count_alert", why)
-                if self.halt_on_trade_band:
-                    self.risk.halt(f"{self.instrument}: {why}")
-            if self.guard is not None:
-                verdict = self.guard.on_session(done)
-                if verdict.below_expectation:
-                    self._risk_event(bar_ts, "live_pnl_below_expectation", verdict.below_expectation)
-                    if self.rollback_below_expectation and self.on_guard_breach is not None:
-                        self.on_guard_breach(self.instrument, verdict.below_expectation)
-                if verdict.breached:
-                    self._risk_event(bar_ts, "live_sharpe_breach", verdict.detail)
-                    if self.on_guard_breach is not None:
-                        self.on_guard_breach(self.instrument, verdict.detail)
+            judge_closed_session(self, done, bar_ts)
         session = self.sessions.current
         assert session is not None  # on_bar always leaves a session open
         self.risk.new_day(bar_ts // NS_PER_DAY)

@@ -39,17 +39,15 @@ from stairway.core.checkpoint import (
     save_checkpoint,
 )
 from stairway.core.errors import CheckpointError, ConfigError
-from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.metrics import annualised_pct
 from stairway.core.policies import load_policy
 from stairway.core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
-from stairway.core.types import ACTION_NAMES, NS_PER_DAY, NS_PER_MINUTE
+from stairway.core.types import ACTION_NAMES
 from stairway.trainer.algos import make_algorithm
 from stairway.trainer.baselines import compare
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.data_store import resolve_training_data
-from stairway.trainer.env import VecTradingEnv
 from stairway.trainer.evaluation import run_evaluation
 from stairway.trainer.gatedb import GateDB
 from stairway.trainer.gates import (
@@ -62,11 +60,9 @@ from stairway.trainer.gates import (
     shadow_ticks,
     verdict_dict,
 )
-from stairway.trainer.history import MarketHistory, load_history
 from stairway.trainer.metrics_file import training_metrics, write_metrics_file
 from stairway.trainer.ppo import PPOProgress
-from stairway.trainer.sessions import SessionIndex, index_sessions
-from stairway.trainer.shaping import RewardShaper
+from stairway.trainer.prepared import PreparedData, fmt_day, prepare_data, training_env
 
 log = structlog.get_logger("trainer")
 
@@ -105,10 +101,6 @@ class CycleRun:
     split_desc: str = ""
     report: Path | None = None
     baselines: object = None  # trainer.baselines.Comparison on the validation window
-
-
-def _day(ts_ns: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ns // 10**9))
 
 
 def improved(sharpe: float, best: float | None, min_rel: float) -> bool:
@@ -152,72 +144,6 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
         except CheckpointError as e:
             log.warning("warm_start_skipped", link=str(link), reason=str(e))
     return None
-
-
-@dataclass
-class PreparedData:
-    spec: FeatureSpec
-    ex: ExecutionModel
-    history: MarketHistory
-    split: int
-    gate_first: int
-    session_len: int
-    split_desc: str
-    recorded: list
-
-
-def prepare_data(cfg: TrainerConfig) -> PreparedData:
-    """Load the range and split it: train | validation | shadow-gate tail (last K trading
-    days, only when the daemon has recorded no ticks). Shared by cycles and sweeps."""
-    from stairway.core.tick_files import recorded_days
-
-    spec = FeatureSpec.from_config(cfg)
-    if cfg.train.range is None:
-        raise ConfigError("train.rolling_days: resolve the data store first (trainer.data_store.resolve_training_data)")
-    start_ns, end_ns = cfg.train.range.ns()
-    history = load_history(cfg, spec, start_ns, end_ns)
-    last = cfg.gates.last_day  # the rolling window: complete days only
-    recorded = [d for d in recorded_days(cfg.gates.ticks_dir, cfg.instrument.symbol) if last is None or d <= last]
-    return split_history(cfg, spec, history, recorded, shadow_tail=not recorded)
-
-
-def split_history(cfg: TrainerConfig, spec: FeatureSpec, history, recorded: list, shadow_tail: bool) -> PreparedData:
-    """train | validation (the last ``holdout_fraction``) | the shadow gate's last K trading
-    days when ``shadow_tail`` (a walk-forward fold has no shadow tail: its test window follows)."""
-    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
-    ts = history.bars["ts_ns"]
-    n = len(history)
-    if not shadow_tail:
-        gate_first = n
-    else:
-        days = np.unique(ts // NS_PER_DAY)
-        if len(days) <= cfg.gates.shadow_days:
-            raise ConfigError(
-                f"train.range holds {len(days)} trading days; the shadow gate needs more than "
-                f"gates.shadow_days = {cfg.gates.shadow_days}"
-            )
-        gate_first = int(np.searchsorted(ts, days[-cfg.gates.shadow_days] * NS_PER_DAY))
-    split = int(gate_first * (1.0 - cfg.train.holdout_fraction))
-    session_len = cfg.bars.bars(cfg.train.session_minutes, "train.session_minutes")
-    usable = split - 2 - (spec.window - 1) + 1
-    if session_len > usable:
-        raise ConfigError(
-            f"train.session_minutes = {cfg.train.session_minutes} ({session_len} bars) is longer than "
-            f"the {usable} usable training bars in {_day(int(ts[0]))} .. {_day(int(ts[-1]))} (after "
-            f"the {spec.window}-bar warm-up and the held-back tail)"
-        )
-    if gate_first - 2 - split < 1:
-        raise ConfigError(f"train.holdout_fraction = {cfg.train.holdout_fraction} leaves no bars to validate on")
-    split_desc = (
-        f"train {_day(int(ts[0]))} .. {_day(int(ts[split - 1]))}, validation {_day(int(ts[split]))} .. "
-        f"{_day(int(ts[gate_first - 1]))}"
-    )
-    if shadow_tail:
-        split_desc += f", shadow gate {_day(int(ts[gate_first]))} .. {_day(int(ts[-1]))}"
-    elif recorded:
-        k = min(len(recorded), cfg.gates.shadow_days)
-        split_desc += f", shadow gate on the last {k} of {len(recorded)} recorded day(s)"
-    return PreparedData(spec, ex, history, split, gate_first, session_len, split_desc, recorded)
 
 
 @dataclass
@@ -304,48 +230,6 @@ def train_cycles(
     if bar is not None:
         bar.close()
     return TrainedCycles(records, states, rates, algo.arch(), sessions.describe())
-
-
-def training_env(cfg: TrainerConfig, data: PreparedData, seed: int | None = None) -> tuple[VecTradingEnv, SessionIndex]:
-    """The env every learner trains in (cycles, sweep trials, benchmarks): the configured
-    algorithm's number of sessions on bars [0, split - 2], the reward shaper, the daemon's risk
-    rules and the indexed session starts."""
-    num_envs = cfg.muzero.num_envs if cfg.train.algo == "muzero" else cfg.ppo.num_envs
-    sessions = session_index(cfg, data)
-    env = VecTradingEnv(
-        data.history,
-        data.spec,
-        data.ex,
-        cfg.account.initial_equity,
-        num_envs,
-        data.session_len,
-        seed=cfg.train.seed if seed is None else seed,
-        first_bar=0,
-        last_bar=data.split - 2,
-        reward_scale=cfg.ppo.reward_scale,
-        shaper=RewardShaper(cfg.shaping, num_envs, cfg.ppo.reward_scale),
-        risk=cfg.risk,
-        session_starts=sessions.starts,
-    )
-    return env, sessions
-
-
-def session_index(cfg: TrainerConfig, data: PreparedData) -> SessionIndex:
-    """The training range's session starts (trainer.sessions), refused with the counts when
-    the checks leave none."""
-    t = cfg.train
-    gap = None if t.max_gap_minutes is None else int(t.max_gap_minutes * NS_PER_MINUTE)
-    lo = data.spec.window - 1
-    idx = index_sessions(
-        data.history.bars["ts_ns"], lo, data.split - 2, data.session_len, cfg.bars.period_ns, gap, t.reject_weekend
-    )
-    log.info("sessions_indexed", **idx.log_fields())
-    if len(idx.starts) == 0:
-        raise ConfigError(
-            f"train.max_gap_minutes = {t.max_gap_minutes}, train.reject_weekend = {t.reject_weekend} "
-            f"and train.session_minutes = {t.session_minutes}: {idx.describe()}; nothing to train on"
-        )
-    return idx
 
 
 def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
@@ -599,8 +483,8 @@ def _walk_forward(policy, history, spec, ex, cfg: TrainerConfig, split: int, gat
             rows.append(
                 {
                     "kind": kind,
-                    "from": _day(int(history.bars["ts_ns"][a])),
-                    "to": _day(int(history.bars["ts_ns"][b])),
+                    "from": fmt_day(int(history.bars["ts_ns"][a])),
+                    "to": fmt_day(int(history.bars["ts_ns"][b])),
                     "annualised_pct": annualised_pct(s),
                     "trades": s["trades"],
                     "sharpe": s["sharpe"],

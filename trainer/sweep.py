@@ -41,8 +41,8 @@ def apply_trial(cfg: TrainerConfig, params: dict) -> TrainerConfig:
 def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     """Train and validate one parameter set (plain function: Ray calls it in a worker)."""
     from stairway.trainer.algos import make_algorithm
-    from stairway.trainer.cycles import prepare_data, training_env
     from stairway.trainer.evaluation import evaluate
+    from stairway.trainer.prepared import prepare_data, training_env
 
     cfg = apply_trial(cfg, params)
     d = prepare_data(cfg)

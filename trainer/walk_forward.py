@@ -102,9 +102,10 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     from stairway.core.features import FeatureSpec
     from stairway.trainer.algos import policy_from_weights
     from stairway.trainer.baselines import compare
-    from stairway.trainer.cycles import split_history, train_cycles
+    from stairway.trainer.cycles import train_cycles
     from stairway.trainer.evaluation import run_evaluation
     from stairway.trainer.history import history_from_bars, load_window
+    from stairway.trainer.prepared import split_history
 
     t0 = time.perf_counter()
     fold = Fold(

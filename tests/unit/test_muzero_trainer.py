@@ -10,8 +10,9 @@ from stairway.core.checkpoint import read_checkpoint
 from stairway.core.config import load_config
 from stairway.core.policies import load_policy
 from stairway.trainer.config import TrainerConfig
-from stairway.trainer.cycles import prepare_data, run_cycles, train_cycles
+from stairway.trainer.cycles import run_cycles, train_cycles
 from stairway.trainer.muzero import ReplayBuffer, Segment
+from stairway.trainer.prepared import prepare_data
 from tests.helpers import ROOT
 
 TINY = {
@@ -218,8 +219,8 @@ def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
 
 
 def test_learning_rate_anneals_to_a_tenth_over_the_plan():
-    from stairway.trainer.cycles import training_env
     from stairway.trainer.muzero import MuZeroAlgorithm
+    from stairway.trainer.prepared import training_env
 
     c = cfg()
     env, _ = training_env(c, prepare_data(c))

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from stairway.core.errors import ConfigError
-from stairway.trainer.cycles import prepare_data, session_index, train_cycles
+from stairway.trainer.cycles import train_cycles
 from stairway.trainer.env import VecTradingEnv
+from stairway.trainer.prepared import prepare_data, session_index
 from stairway.trainer.sessions import index_sessions, week_of
 from tests.unit.test_muzero_trainer import cfg
 
