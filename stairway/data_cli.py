@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"fetched {len(bars)} bars of {inst} {args.start} .. {args.end} -> {path}")
         return 0
     as_of = args.as_of or dt.datetime.now(dt.UTC).date()
-    report = {inst: _coverage(store, inst, as_of) for inst in store.instruments()}
+    report = {inst: store.coverage(inst, as_of) for inst in store.instruments()}
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -83,23 +83,6 @@ def run(args: argparse.Namespace) -> int:
             span = f"{x['first']} .. {x['last']}" if x["bars"] else "-"
             print(f"  {s:9} {x['bars']:7} bars in {x['files']} file(s)/day(s), {span}, used {x['used']}{gaps}")
     return 0
-
-
-def _coverage(store, inst: str, as_of: dt.date) -> dict:
-    from stairway.trainer.data_store import _iso, _weekday_gaps
-
-    m = store.merged(inst, as_of)
-    ts = m.bars["ts_ns"]
-    return {
-        "merged": {
-            "bars": len(m.bars),
-            "first": _iso(int(ts[0])) if len(ts) else None,
-            "last": _iso(int(ts[-1])) if len(ts) else None,
-            "gaps": _weekday_gaps(ts, store.gap_ns),
-            "last_complete_recorded_day": str(m.last_recorded_day) if m.last_recorded_day else None,
-        },
-        "sources": {s: {**vars(span), "used": m.used[s]} for s, span in m.spans.items()},
-    }
 
 
 async def _fetch(cfg, args, inst: str):

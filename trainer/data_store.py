@@ -50,8 +50,12 @@ class Merged:
     bars: np.ndarray
     used: dict[str, int]  # source -> bars taken from it
     spans: dict[str, SourceSpan]
-    last_recorded_day: dt.date | None
+    recorded_days: list[dt.date]  # the complete days the recordings gave
     origin: np.ndarray  # per bar: its source's index in SOURCES
+
+    @property
+    def last_recorded_day(self) -> dt.date | None:
+        return self.recorded_days[-1] if self.recorded_days else None
 
 
 def _iso(ts: int) -> str:
@@ -130,7 +134,7 @@ class DataStore:
     def complete_days(self, instrument: str, as_of: dt.date) -> list[dt.date]:
         return [d for d in recorded_days(self.ticks_dir, instrument) if d < as_of]
 
-    def recorded_bars(self, instrument: str, as_of: dt.date) -> tuple[np.ndarray, int]:
+    def recorded_bars(self, instrument: str, as_of: dt.date) -> tuple[np.ndarray, list[dt.date]]:
         """Bars built from the complete recorded days, one day file at a time, through one
         builder (a bar spanning midnight is whole); the last bar closes with its day."""
         days = self.complete_days(instrument, as_of)
@@ -148,14 +152,13 @@ class DataStore:
                 )
             parts.append(b.push(ticks).bars)
         parts.append(b.flush())
-        bars = np.concatenate(parts) if parts else np.empty(0, dtype=BAR_DTYPE)
-        return bars, len(days)
+        return np.concatenate(parts), days
 
     def merged(self, instrument: str, as_of: dt.date) -> Merged:
-        rec, n_rec = self.recorded_bars(instrument, as_of)
+        rec, days = self.recorded_bars(instrument, as_of)
         fet, n_fet = self.file_bars(instrument, "fetched")
         imp, n_imp = self.file_bars(instrument, "imported")
-        by_source = {"recorded": (rec, n_rec), "fetched": (fet, n_fet), "imported": (imp, n_imp)}
+        by_source = {"recorded": (rec, len(days)), "fetched": (fet, n_fet), "imported": (imp, n_imp)}
         bars, origin = _merge([rec, fet, imp])  # SOURCES' order
         used = {s: int((origin == k).sum()) for k, s in enumerate(SOURCES)}  # the bars each source gave
         spans = {
@@ -169,8 +172,23 @@ class DataStore:
             )
             for s, (b, n) in by_source.items()
         }
-        days = self.complete_days(instrument, as_of)
-        return Merged(bars, used, spans, days[-1] if days else None, origin)
+        return Merged(bars, used, spans, days, origin)
+
+    def coverage(self, instrument: str, as_of: dt.date) -> dict:
+        """Per source and merged: bars, span, files (or recorded days), weekday gaps, and the
+        bars each source gave to the merge (`stairway data coverage`)."""
+        m = self.merged(instrument, as_of)
+        ts = m.bars["ts_ns"]
+        return {
+            "merged": {
+                "bars": len(m.bars),
+                "first": _iso(int(ts[0])) if len(ts) else None,
+                "last": _iso(int(ts[-1])) if len(ts) else None,
+                "gaps": _weekday_gaps(ts, self.gap_ns),
+                "last_complete_recorded_day": str(m.last_recorded_day) if m.last_recorded_day else None,
+            },
+            "sources": {s: {**vars(span), "used": m.used[s]} for s, span in m.spans.items()},
+        }
 
     def materialize(self, instrument: str, as_of: dt.date) -> tuple[Path, Merged]:
         m = self.merged(instrument, as_of)
@@ -218,7 +236,7 @@ def resolve_training_data(cfg):
     path, m = store.materialize(inst, as_of)
     update: dict = {"data": cfg.data.model_copy(update={"bars_csv": path})}
     train = {"data_store": None}
-    days = store.complete_days(inst, as_of)
+    days = m.recorded_days
     if t.rolling_days is not None:
         if days:
             end = days[-cfg.gates.shadow_days :][0]
