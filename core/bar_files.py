@@ -357,6 +357,21 @@ def select_warm_range(
     return sel
 
 
+def merge_bars(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Bars from several sources as one series: a union by bar time, sorted, the earlier
+    part winning where times coincide; and for each bar the index of the part it came from.
+    (The daemon's warm start and the trainer's data store merge their sources with it.)"""
+    if not any(len(p) for p in parts):
+        return np.empty(0, dtype=BAR_DTYPE), np.empty(0, dtype=np.int8)
+    allb = np.concatenate(parts)
+    origin = np.concatenate([np.full(len(p), k, dtype=np.int8) for k, p in enumerate(parts)])
+    order = np.argsort(allb["ts_ns"], kind="stable")  # stable: the earlier part first on ties
+    allb, origin = allb[order], origin[order]
+    keep = np.ones(len(allb), dtype=bool)
+    keep[1:] = allb["ts_ns"][1:] != allb["ts_ns"][:-1]
+    return allb[keep], origin[keep]
+
+
 def write_bars_csv(path: str | Path, bars: np.ndarray) -> Path:
     """Write bars as a CSV ``load_bars`` reads back exactly (ISO UTC times, repr() prices),
     atomically: a temporary file, fsync'd, renamed over ``path``. A crash leaves the old file

@@ -297,7 +297,7 @@ class DaemonBuild:
                 leg.cfg.market_identity(),
             )
         if svc.warm_start:
-            await self._warm_start(mode)
+            await self._warm_start()
         for slot in self.slots.values():
             try:
                 await asyncio.to_thread(slot.warm_up)
@@ -325,7 +325,7 @@ class DaemonBuild:
             config=json.loads(cfg.model_dump_json()),
         )
 
-    async def _warm_start(self, mode: str) -> None:
+    async def _warm_start(self) -> None:
         """Each slot's buffers from history before its first quote (daemon.warm_start): the
         broker's bars (live), then bars stored by earlier runs of the same kind."""
         cfg = self.cfg

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import structlog
 
+from stairway.core.bar_files import merge_bars
 from stairway.core.regime import RegimeDetector
 from stairway.core.types import BAR_DTYPE, NS_PER_DAY
 from stairway.daemon.aio import within
@@ -85,9 +86,10 @@ async def gather(
     """The last ``need`` complete bars in [since, until) from the sources, earlier sources
     winning where they overlap; stops asking once the bars reach ``need`` and ``until``. A
     source that takes longer than ``timeout_secs`` counts as failed."""
-    taken: list[tuple[str, np.ndarray]] = []
+    names: list[str] = []
+    parts: list[np.ndarray] = []
     refused: dict[str, str] = {}
-    have = np.empty(0, dtype=np.int64)
+    bars, origin = merge_bars(parts)
     for name, fetch in sources:
         try:
             got = await within(fetch(since_ns, until_ns), timeout_secs)
@@ -96,20 +98,13 @@ async def gather(
             refused[name] = str(e) or repr(e)
             log.warning("warm_start_source_failed", source=name, error=refused[name])
             continue
-        got = got[(got["ts_ns"] >= since_ns) & (got["ts_ns"] < until_ns)]
-        new = got[~np.isin(got["ts_ns"], have)]
-        if len(new):
-            taken.append((name, new))
-            have = np.union1d(have, new["ts_ns"])
-        if len(have) >= need and len(have) and int(have[-1]) + period_ns >= until_ns:
+        names.append(name)
+        parts.append(got[(got["ts_ns"] >= since_ns) & (got["ts_ns"] < until_ns)])
+        bars, origin = merge_bars(parts)  # earlier sources win
+        if len(bars) >= need and int(bars["ts_ns"][-1]) + period_ns >= until_ns:
             break
-    if not taken:
-        return WarmStart(np.empty(0, dtype=BAR_DTYPE), {}, refused)
-    merged = np.concatenate([b for _, b in taken])
-    origin = np.concatenate([np.full(len(b), k) for k, (_, b) in enumerate(taken)])
-    order = np.argsort(merged["ts_ns"], kind="stable")[-need:]
-    bars, origin = merged[order], origin[order]
-    used = {taken[k][0]: int((origin == k).sum()) for k in range(len(taken)) if (origin == k).any()}
+    bars, origin = bars[-need:], origin[-need:]
+    used = {names[k]: int((origin == k).sum()) for k in range(len(names)) if (origin == k).any()}
     return WarmStart(bars, used, refused)
 
 

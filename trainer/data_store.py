@@ -24,10 +24,10 @@ import numpy as np
 import structlog
 
 from stairway.core.bar_builder import BarBuilder
-from stairway.core.bar_files import load_period_bars, write_bars_csv
+from stairway.core.bar_files import load_period_bars, merge_bars, write_bars_csv
 from stairway.core.errors import DataError
 from stairway.core.tick_files import day_path, read_tick_file, recorded_days
-from stairway.core.types import BAR_DTYPE, NS_PER_DAY
+from stairway.core.types import NS_PER_DAY
 
 log = structlog.get_logger("data_store")
 SOURCES = ("recorded", "fetched", "imported")  # precedence where they overlap
@@ -129,7 +129,7 @@ class DataStore:
         """A file source's bars (later files win on overlap), and how many files."""
         files = self._files(instrument, source)
         parts = [load_period_bars(p, self.period_minutes, self.max_jump)[0] for p in files]
-        return _merge(parts[::-1])[0], len(files)
+        return merge_bars(parts[::-1])[0], len(files)
 
     def complete_days(self, instrument: str, as_of: dt.date) -> list[dt.date]:
         return [d for d in recorded_days(self.ticks_dir, instrument) if d < as_of]
@@ -159,7 +159,7 @@ class DataStore:
         fet, n_fet = self.file_bars(instrument, "fetched")
         imp, n_imp = self.file_bars(instrument, "imported")
         by_source = {"recorded": (rec, len(days)), "fetched": (fet, n_fet), "imported": (imp, n_imp)}
-        bars, origin = _merge([rec, fet, imp])  # SOURCES' order
+        bars, origin = merge_bars([rec, fet, imp])  # SOURCES' order
         used = {s: int((origin == k).sum()) for k, s in enumerate(SOURCES)}  # the bars each source gave
         spans = {
             s: SourceSpan(
@@ -199,20 +199,6 @@ class DataStore:
             )
         out = write_bars_csv(self.root / instrument / f"merged_{self.period_minutes}m.csv", m.bars)
         return out, m
-
-
-def _merge(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Union by bar time, the earlier part winning where times coincide, sorted; and for each
-    bar the index of the part it came from."""
-    if not any(len(p) for p in parts):
-        return np.empty(0, dtype=BAR_DTYPE), np.empty(0, dtype=np.int8)
-    allb = np.concatenate(parts)
-    origin = np.concatenate([np.full(len(p), k, dtype=np.int8) for k, p in enumerate(parts)])
-    order = np.argsort(allb["ts_ns"], kind="stable")  # stable: the earlier part first on ties
-    allb, origin = allb[order], origin[order]
-    keep = np.ones(len(allb), dtype=bool)
-    keep[1:] = allb["ts_ns"][1:] != allb["ts_ns"][:-1]
-    return allb[keep], origin[keep]
 
 
 def resolve_training_data(cfg):
