@@ -16,6 +16,7 @@ translated here, at the boundary. The token is sent as a header and never logged
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import aiohttp
 import numpy as np
@@ -307,11 +308,35 @@ class OandaBroker:
         except AMBIGUOUS as e:
             raise TransientError(f"OANDA {what} dropped: {e!r}") from e
 
+    async def _candle_pages(
+        self, instrument: str, params: dict[str, str | int], from_ns: int, to_ns: int, step_ns: int
+    ) -> AsyncIterator[dict]:
+        """InstrumentsCandles bodies from ``from`` on, ``CANDLES_PAGE`` candles each (v20
+        refuses counts over 5000), until a page reaches ``to``, comes back empty or does not
+        move on; at most ``CANDLES_MAX_PAGES``. Each page goes through the rate limiter and
+        retries of every REST call."""
+        from stairway.daemon.brokers.oanda.parsing import parse_time_ns, rfc3339
+
+        start = from_ns
+        for _ in range(self.CANDLES_MAX_PAGES):
+            page = {**params, "from": rfc3339(start), "count": self.CANDLES_PAGE}
+            status, body = await self._request(instruments.InstrumentsCandles(instrument, params=page))
+            if status != 200:
+                raise TransientError(f"OANDA candles {instrument} {params.get('granularity')}: HTTP {status}")
+            yield body
+            got = body.get("candles") or []
+            if not got:
+                return
+            last = parse_time_ns(got[-1].get("time") if isinstance(got[-1], dict) else None, f"candles {instrument}")
+            if last < start or last + step_ns >= to_ns:
+                return
+            start = last + 1  # 'from' is inclusive: the next page starts after this one's last candle
+
     async def candles(self, instrument: str, from_ns: int, to_ns: int) -> np.ndarray:
         """Bid/ask candles in [from, to) as bar-derived quotes (gap backfill after a reconnect):
         S5 candles for a gap OANDA serves in one request (at most 5000 candles), else M1 candles
         paged from ``from`` (a long disconnect: every minute of it comes back as a candle)."""
-        from stairway.daemon.brokers.oanda.parsing import parse_time_ns, rfc3339
+        from stairway.daemon.brokers.oanda.parsing import rfc3339
 
         if to_ns - from_ns <= self.CANDLES_PAGE * 5 * 10**9:
             one = {"price": "BA", "granularity": "S5", "from": rfc3339(from_ns), "to": rfc3339(to_ns)}
@@ -319,60 +344,36 @@ class OandaBroker:
             if status != 200:
                 raise TransientError(f"OANDA candles {instrument}: HTTP {status}")
             return parse_candles(body, instrument, from_ns, to_ns)
-        pages, start = [], from_ns
-        for _ in range(self.CANDLES_MAX_PAGES):
-            params: dict[str, str | int] = {
-                "price": "BA",
-                "granularity": "M1",
-                "from": rfc3339(start),
-                "count": self.CANDLES_PAGE,
-            }
-            status, body = await self._request(instruments.InstrumentsCandles(instrument, params=params))
-            if status != 200:
-                raise TransientError(f"OANDA candles {instrument} M1: HTTP {status}")
-            pages.append(parse_candles(body, instrument, from_ns, to_ns))
-            got = body.get("candles") or []
-            if not got:
-                break
-            last = parse_time_ns(got[-1].get("time") if isinstance(got[-1], dict) else None, f"candles {instrument}")
-            if last < start or last + 60 * 10**9 >= to_ns:
-                break
-            start = last + 1
+        params: dict[str, str | int] = {"price": "BA", "granularity": "M1"}
+        pages = [
+            parse_candles(body, instrument, from_ns, to_ns)
+            async for body in self._candle_pages(instrument, params, from_ns, to_ns, 60 * 10**9)
+        ]
         return np.concatenate(pages) if pages else np.empty(0, dtype=TICK_DTYPE)
 
     async def history_bars(
         self, instrument: str, period_minutes: int, price: str, from_ns: int, to_ns: int
     ) -> np.ndarray:
-        """Complete candles of the bar period in [from, to) as BAR_DTYPE (daemon.warm_start):
-        aligned to UTC (dailyAlignment 0, so H2-D candles fall on the daemon's bar grid), paged
-        ``CANDLES_PAGE`` at a time from ``from`` (OANDA refuses counts over 5000), each page
-        through the rate limiter and retries of every REST call."""
-        from stairway.daemon.brokers.oanda.parsing import BAR_GRANULARITY, CANDLE_PRICE, parse_bar_candles, rfc3339
+        """Complete candles of the bar period in [from, to) as BAR_DTYPE (daemon.warm_start),
+        aligned to UTC (dailyAlignment 0, so H2-D candles fall on the daemon's bar grid), paged."""
+        from stairway.daemon.brokers.oanda.parsing import BAR_GRANULARITY, CANDLE_PRICE, parse_bar_candles
 
         gran = BAR_GRANULARITY.get(period_minutes)
         if gran is None:
             raise BadPayload(f"OANDA has no candle granularity for {period_minutes}-minute bars")
         code, side = CANDLE_PRICE[price]
-        pages, start = [], from_ns
-        for _ in range(self.CANDLES_MAX_PAGES):
-            params = {
-                "price": code,
-                "granularity": gran,
-                "from": rfc3339(start),
-                "count": self.CANDLES_PAGE,
-                "dailyAlignment": 0,
-                "alignmentTimezone": "UTC",
-            }
-            status, body = await self._request(instruments.InstrumentsCandles(instrument, params=params))
-            if status != 200:
-                raise TransientError(f"OANDA candles {instrument} {gran}: HTTP {status}")
-            bars, last = parse_bar_candles(body, instrument, gran, side)
-            pages.append(bars[bars["ts_ns"] < to_ns])
-            if last is None or last < start or last + period_minutes * 60 * 10**9 >= to_ns:
-                break
-            start = last + 1  # 'from' is inclusive: the next page starts after this one's last candle
+        params: dict[str, str | int] = {
+            "price": code,
+            "granularity": gran,
+            "dailyAlignment": 0,
+            "alignmentTimezone": "UTC",
+        }
+        pages = [
+            parse_bar_candles(body, instrument, gran, side)[0]
+            async for body in self._candle_pages(instrument, params, from_ns, to_ns, period_minutes * 60 * 10**9)
+        ]
         out = np.concatenate(pages) if pages else np.empty(0, dtype=BAR_DTYPE)
-        return out[out["ts_ns"] >= from_ns]
+        return out[(out["ts_ns"] >= from_ns) & (out["ts_ns"] < to_ns)]
 
 
 __all__ = ["OandaBroker", "PriceLine"]
