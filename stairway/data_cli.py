@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from stairway.core.config import load_config
-from stairway.core.errors import ConfigError
+from stairway.core.errors import ConfigError, DataError
 
 
 def add_parser(sub) -> None:
@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _fetch(cfg, args, inst: str):
+    import aiohttp
+
+    from stairway.daemon.aio import within
     from stairway.daemon.brokers.factory import make_adapters
     from stairway.daemon.config import DaemonConfig
 
@@ -100,8 +103,13 @@ async def _fetch(cfg, args, inst: str):
     if history is None:
         raise ConfigError(f"{path}: the {dcfg.broker.kind} adapter serves no history")
     to_ns = lambda d: int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()) * 10**9  # noqa: E731
-    await broker.connect()
     try:
-        return await history(inst, cfg.bars.period_minutes, cfg.bars.price, to_ns(args.start), to_ns(args.end))
-    finally:
-        await broker.close()
+        await broker.connect()
+        try:
+            return await within(
+                history(inst, cfg.bars.period_minutes, cfg.bars.price, to_ns(args.start), to_ns(args.end)), 600.0
+            )
+        finally:
+            await broker.close()
+    except (OSError, TimeoutError, aiohttp.ClientError) as e:  # one line, not a traceback
+        raise DataError(f"{path}: {dcfg.broker.kind} history of {inst} not fetched: {e}") from None

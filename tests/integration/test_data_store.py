@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 
 import numpy as np
 import pytest
@@ -210,7 +211,7 @@ def test_two_nights_a_day_apart_the_second_trains_on_the_new_recordings(tmp_path
     assert got["stairway_trainer_validation_sharpe"] == pytest.approx(r2.validation["sharpe"])
 
 
-def test_refusals_name_the_setting_or_file(tmp_path, real, capsys):
+def test_refusals_name_the_setting_or_file(tmp_path, real, capsys, monkeypatch):
     from stairway.core.errors import ConfigError
 
     text = (ROOT / "config" / "trainer.toml").read_text()
@@ -237,6 +238,20 @@ def test_refusals_name_the_setting_or_file(tmp_path, real, capsys):
     assert "must be after" in capsys.readouterr().err
     assert cli_main([*store_args, "--days", "3"]) == 2  # the shipped gates.daemon_config is a paper replay
     assert "fetching history needs a broker" in capsys.readouterr().err
+    # the broker unreachable: one line naming the config and the cause, no traceback, nothing stored
+    live = (ROOT / "config" / "paper-live-oanda.toml").read_text()
+    live = re.sub(
+        r"oanda = \{ rest_url = .*",
+        'oanda = { rest_url = "http://127.0.0.1:1", stream_url = "http://127.0.0.1:1" }',
+        live,
+    )
+    (tmp_path / "live.toml").write_text(live)
+    monkeypatch.setenv("OANDA_TOKEN", "t")
+    monkeypatch.setenv("OANDA_ACCOUNT", "101-004-1-001")
+    assert cli_main([*store_args, "--days", "3", "--daemon-config", str(tmp_path / "live.toml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "live.toml: oanda history of EUR_USD not fetched: Cannot connect to host 127.0.0.1:1" in err
+    assert err.count("\n") == 0 and not (tmp_path / "s" / "EUR_USD" / "fetched").exists()
 
 
 def test_a_recording_cut_by_kill_9_is_read_up_to_the_cut(tmp_path, real):
