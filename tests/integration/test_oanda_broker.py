@@ -177,3 +177,20 @@ def test_account_summary_is_parsed():
 
     acct = run(s)
     assert (acct.balance, acct.equity, acct.margin_used, acct.currency) == (100_000.0, 100_000.0, 0.0, "USD")
+
+
+def test_daily_financing_is_reported_and_a_malformed_one_never_blocks_fills():
+    async def s(emu, b):
+        await b.submit(intent())
+        start = b.last_transaction_id
+        good = emu.daily_financing(2.6, -0.6)
+        emu._tx("DAILY_FINANCING", financing="-1.0", positionFinancings=[{"financing": "-1.0"}])  # no instrument
+        emu.manual_trade("EUR_USD", -40_000.0)
+        return good, await b.fills(start), b.bad_financing
+
+    good, batch, bad = run(s)
+    assert [(f.instrument, f.units) for f in batch.fills] == [("EUR_USD", -40_000.0)]  # the fill behind it arrived
+    assert [(f.transaction_id, f.instrument, f.amount) for f in batch.financing] == [
+        (good["id"], "EUR_USD", float(good["positionFinancings"][0]["financing"]))
+    ]
+    assert batch.financing[0].amount < 0 and bad == 1  # a long paying 2.6 %/yr; the bad one counted

@@ -99,6 +99,7 @@ class OandaBroker:
         self.connections = RateLimiter(2.0, burst=1)
         self.request_count = 0
         self.bad_lines = 0
+        self.bad_financing = 0  # DAILY_FINANCING transactions skipped as malformed
 
     def __repr__(self) -> str:  # never show the token or the account id
         return f"OandaBroker({self.base!r}, account=***)"
@@ -240,8 +241,12 @@ class OandaBroker:
                 raise BadPayload(f"transactions/sinceid?id={cursor}: transaction {tx!r} is not an object")
             if tx.get("type") == "ORDER_FILL":
                 out.extend(parse_order_fill(tx))
-            elif tx.get("type") == "DAILY_FINANCING":
-                financing.extend(parse_daily_financing(tx))
+            elif tx.get("type") == "DAILY_FINANCING":  # information: a bad one is skipped, never blocks fills
+                try:
+                    financing.extend(parse_daily_financing(tx))
+                except BadPayload as e:
+                    self.bad_financing += 1
+                    log.warning("financing_transaction_skipped", error=str(e))
         # the cursor moves to the newest id seen: a late or repeated transaction never moves it back
         newest = max([int(_transaction_id(t, "transaction", "id")) for t in txs] + [int(cursor)])
         last = _transaction_id(body, "transactions/sinceid")
