@@ -36,6 +36,7 @@ from stairway.core.config import load_config
 from stairway.core.errors import FatalError, StairwayError
 from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
+from stairway.core.locks import state_lock
 from stairway.daemon import status
 from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned, within
 from stairway.daemon.alerts import Alerter
@@ -338,6 +339,16 @@ class Daemon(ModelEvents):
 
     # -- main -----------------------------------------------------------------------------
     async def run(self) -> DaemonResult:
+        """Run under the state directory's lock, held until the process has shut down: a second
+        daemon on the same state (database, control files, account) refuses to start, naming
+        the pid that holds it, and never marks this one's run crashed."""
+        lock = await asyncio.to_thread(state_lock(self.cfg.service.state_dir).acquire)
+        try:
+            return await self._run()
+        finally:
+            lock.release()
+
+    async def _run(self) -> DaemonResult:
         t0 = time.perf_counter()
         await self._start()
         self.alerter.start()

@@ -49,6 +49,15 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(level="warning")
     cfg = load_config(TrainerConfig, args.config)
     store = _store(cfg, args)
+    if args.action in ("import", "fetch"):  # one writer per store; coverage only reads
+        from stairway.core.locks import ExclusiveLock
+
+        with ExclusiveLock(store.root / ".store.lock", f"data store {store.root}"):
+            return _write(cfg, args, store)
+    return _coverage(args, store)
+
+
+def _write(cfg, args, store) -> int:
     if args.action == "import":
         inst = args.instrument or cfg.instrument.symbol
         path, n = store.import_file(Path(args.file), inst)
@@ -68,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
         bars = asyncio.run(_fetch(cfg, args, inst))
         path = store.add_fetched(inst, bars, args.start, args.end)
         print(f"fetched {len(bars)} bars of {inst} {args.start} .. {args.end} -> {path}")
-        return 0
+    return 0
+
+
+def _coverage(args, store) -> int:
     as_of = args.as_of or dt.datetime.now(dt.UTC).date()
     report = {inst: store.coverage(inst, as_of) for inst in store.instruments()}
     if args.json:

@@ -40,6 +40,7 @@ from stairway.core.checkpoint import (
 )
 from stairway.core.errors import CheckpointError, ConfigError
 from stairway.core.features import FeatureSpec
+from stairway.core.locks import ExclusiveLock, file_lock
 from stairway.core.metrics import annualised_pct
 from stairway.core.policies import load_policy
 from stairway.core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
@@ -233,9 +234,9 @@ def train_cycles(
 
 
 def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
-    t0 = time.perf_counter()
-    cfg, data_desc = resolve_training_data(cfg)  # the data store's merged bars and rolling window
-    run_id = time.strftime("train-%Y%m%dT%H%M%S", time.gmtime())
+    """One training run, holding the models directory's and the gate database's locks for its
+    whole life: a second run on either (a manual run while the nightly one trains) refuses at
+    once, naming the pid that holds it, and never marks the running one crashed."""
     models = cfg.train.models_dir
     try:
         (models / "registry").mkdir(parents=True, exist_ok=True)
@@ -244,6 +245,15 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"train.models_dir = {models}: not writable ({e.strerror})") from None
+    models_lock = ExclusiveLock(cfg.train.models_dir / ".train.lock", f"models directory {cfg.train.models_dir}")
+    with models_lock, file_lock(cfg.train.gate_db, "gate database"):
+        return _run_cycles_locked(cfg, progress)
+
+
+def _run_cycles_locked(cfg: TrainerConfig, progress: bool) -> CycleRun:
+    t0 = time.perf_counter()
+    cfg, data_desc = resolve_training_data(cfg)  # the data store's merged bars and rolling window
+    run_id = time.strftime("train-%Y%m%dT%H%M%S", time.gmtime())
     _backup_gate_db(cfg)
     gdb = GateDB(cfg.train.gate_db)
     try:
