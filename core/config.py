@@ -237,6 +237,12 @@ class RiskConfig(Strict):
     drawdown_tiers_pct: tuple[float, float, float, float] = Field(
         (1.5, 1.8, 2.0, 2.5), description="warn, halve size, stop opening, flatten (intraday, % of session open)."
     )
+    tier_exit_fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="Hysteresis: a tier is left only below (1 - this) x its threshold (1.5 % warn: below 1.425 %).",
+    )
     overfill_tolerance: float = Field(0.10, ge=0, description="A fill this much over the request is refused.")
     max_overfill_violations: int = Field(3, gt=0, description="Violations before trading stops.")
     max_trades_per_day: int = Field(50, gt=0, description="Orders per instrument per UTC day.")

@@ -2,7 +2,8 @@
 (trainer.env), so a policy is trained and evaluated under the limits it trades with.
 
 - Drawdown tiers on intraday equity against the session's opening equity (the previous
-  UTC day's closing equity): warn, halve size, stop opening, flatten. The flatten tier closes
+  UTC day's closing equity): warn, halve size, stop opening, flatten; a tier is left only
+  ``tier_exit_fraction`` below its threshold (hysteresis). The flatten tier closes
   the position at once (no decision on that bar) and latches a halt: no new positions until an
   operator resumes (the env: until the session ends).
 - Blocked orders may still reduce: a reversal becomes a close, an enlargement keeps the
@@ -40,6 +41,28 @@ def drawdown_tier(
         if dd + 1e-9 >= t:
             tier += 1
     return tier
+
+
+@numba.njit(cache=True)
+def held_tier(
+    equity: float,
+    session_open: float,
+    prev: int,
+    t_warn: float,
+    t_halve: float,
+    t_stop: float,
+    t_flatten: float,
+    exit_fraction: float,
+) -> int:
+    """The tier with hysteresis: entered at its threshold, left only once the drawdown is
+    below (1 - ``exit_fraction``) x that threshold (a drawdown hovering at 1.5 % does not flap
+    warn <-> normal at every quote). Used by the daemon and the env alike."""
+    raw = drawdown_tier(equity, session_open, t_warn, t_halve, t_stop, t_flatten)
+    if raw >= prev:
+        return raw
+    k = 1.0 - exit_fraction
+    lowered = drawdown_tier(equity, session_open, t_warn * k, t_halve * k, t_stop * k, t_flatten * k)
+    return max(raw, min(prev, lowered))
 
 
 @numba.njit(cache=True)

@@ -37,9 +37,10 @@ from stairway.core.errors import FatalError, StairwayError
 from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.locks import state_lock
+from stairway.core.risk_rules import TIER_NAMES
 from stairway.daemon import status
 from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned, within
-from stairway.daemon.alerts import Alerter
+from stairway.daemon.alerts import Alerter, health_conditions
 from stairway.daemon.config import DaemonConfig
 from stairway.daemon.control import check_private, hint
 from stairway.daemon.hot_swap import ModelWatcher
@@ -229,7 +230,7 @@ class Daemon(ModelEvents):
                     self._halt_ns = time.time_ns()
                     await asyncio.to_thread(self.control.stop_trading)
                     log.error("trading_halted", reason=self.risk.state.halted_reason)
-                    self.alerter.notify("halted", self.risk.state.halted_reason, level="failure")
+                    self.alerter.notify("halted", self.risk.state.halted_reason, level="failure")  # at once
                 elif st.start_trading and st.start_mtime_ns > self._halt_ns:
                     self.risk.resume()
                     self._halt_ns = 0
@@ -251,15 +252,32 @@ class Daemon(ModelEvents):
                     self.slots[inst].request_flatten(f"{name} control file")
                 await asyncio.to_thread(self.control.consume, name)
                 log.warning("flatten_requested", source="control file", file=name, instruments=targets)
+            self._update_conditions()
             await self._sleep(svc.control_poll_secs)
+
+    def _update_conditions(self) -> None:
+        """Alert what has held (/health reasons, the account's drawdown tier) and what cleared
+        (daemon.alerts.Conditions): a tier that flaps or a broker that connects at start-up
+        sends nothing; a halt, the flatten tier and a long disconnect are critical."""
+        active = health_conditions(self.health())
+        active.pop("health:halted", None)  # alerted at once above; its clearing is the operator's resume
+        tier = self.risk.state.tier
+        if tier:
+            name = TIER_NAMES[tier]
+            active["drawdown_tier"] = (
+                f"tier_{name}",
+                f"drawdown tier {name}: intraday drawdown {self._drawdown():.2f} %",
+            )
+        self.conditions.update(active)
+
+    def _drawdown(self) -> float:
+        return max((s.drawdown_pct for s in self.slots.values()), default=0.0)
 
     async def _watchdog_task(self) -> None:
         interval = (self.notifier.watchdog_secs or 10.0) / 2
         while not self.stop.is_set():
             self.notifier.watchdog()
             snapshot = self.snapshot()  # taken on the loop, written by a worker thread
-            for reason in snapshot["health"]:  # each /health reason is an alert as it appears
-                self.alerter.notify("health", reason, key="health:" + reason.split(":")[0][:80])
             await asyncio.to_thread(self._write_status, snapshot)
             await self._sleep(interval)
 
@@ -328,6 +346,7 @@ class Daemon(ModelEvents):
             new = await asyncio.to_thread(load_config, DaemonConfig, path)
         except Exception as e:
             log.error("reload_failed", reason=str(e))
+            self.alerter.notify("reload_failed", f"SIGHUP: {path} not applied: {e}", level="failure")
             return
         self.risk.cfg = new.risk  # every derived limit (risk engine, reconciler) reads this from now on
         for slot in self.slots.values():

@@ -32,7 +32,7 @@ from stairway.core.policy import ObserveOnlyPolicy, Policy
 from stairway.core.regime import RegimeDetector
 from stairway.daemon.account import Account
 from stairway.daemon.aio import within
-from stairway.daemon.alerts import Alerter, alert_urls
+from stairway.daemon.alerts import Alerter, Conditions, alert_urls, hold_secs
 from stairway.daemon.control import ControlFiles
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import ModelWatcher, load_verified
@@ -127,6 +127,7 @@ class DaemonBuild:
     setup_done: bool
     startup_events: list[tuple[str, str]]
     alerter: Alerter
+    conditions: Conditions
     _setup_stack: contextlib.AsyncExitStack
 
     def _on_flatten_tier(self, reason: str) -> None: ...  # daemon.app.Daemon
@@ -158,6 +159,7 @@ class DaemonBuild:
         a = cfg.alerts
         urls = await asyncio.to_thread(alert_urls, a, self.environ)
         self.alerter = Alerter(urls, a.min_interval_secs, a.max_per_minute, timeout_secs=a.timeout_secs)
+        self.conditions = Conditions(self.alerter, partial(hold_secs, a))
         self.control = await asyncio.to_thread(  # refuses a group/other-writable dir
             ControlFiles, svc.control_dir, True, [leg.symbol for leg in self.legs] if cfg.portfolio else ()
         )

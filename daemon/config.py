@@ -128,6 +128,12 @@ class AlertsConfig(Strict):
     min_interval_secs: float = Field(300.0, gt=0, description="One alert per kind and instrument within this.")
     max_per_minute: int = Field(10, gt=0, description="At most this many alerts accepted in any 60 s.")
     timeout_secs: float = Field(10.0, gt=0, description="Per delivery.")
+    hold_secs: float = Field(
+        60.0, ge=0, description="A /health reason or a drawdown tier is alerted once it has held this long."
+    )
+    disconnect_alert_secs: float = Field(
+        60.0, ge=0, description="The broker disconnected this long is a critical alert (none at a normal start-up)."
+    )
 
     @field_validator("urls")
     @classmethod

@@ -27,7 +27,7 @@ from stairway.core.risk_rules import (
     STOP_OPENING,
     TIER_NAMES,
     clamp_target,
-    drawdown_tier,
+    held_tier,
     reduce_only,
     trade_band,
 )
@@ -121,10 +121,11 @@ class RiskEngine:
     # -- tiers ----------------------------------------------------------------------------
     def on_equity(self, equity: float, session_open: float) -> tuple[int, int]:
         """Update the drawdown tier from intraday equity; returns (old, new). The flatten tier
-        latches the halt; tiers below it follow the drawdown both ways."""
+        latches the halt; tiers below it follow the drawdown both ways, with hysteresis
+        (core.risk_rules.held_tier)."""
         dd = max(0.0, (session_open - equity) / session_open * 100.0)
-        tier = drawdown_tier(equity, session_open, *self.cfg.drawdown_tiers_pct)
         old = self.state.tier
+        tier = held_tier(equity, session_open, old, *self.cfg.drawdown_tiers_pct, self.cfg.tier_exit_fraction)
         self.state.tier = tier
         if tier >= FLATTEN and not self.state.halted:
             self.halt(f"intraday drawdown {dd:.2f} % >= {self.cfg.drawdown_tiers_pct[3]} %")

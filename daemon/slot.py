@@ -62,8 +62,9 @@ from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
 
-# risk events an operator is alerted to (daemon.alerts), by kind prefix
-ALERTED = ("tier_", "overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_", "live_")
+# risk events an operator is alerted to at once (daemon.alerts), by kind prefix; the drawdown
+# tiers are alerted by the daemon once they have held (daemon.alerts.Conditions)
+ALERTED = ("overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_", "live_")
 
 
 class Slot:
@@ -384,8 +385,7 @@ class Slot:
     ) -> None:
         self.store.add(RiskEventRow(self.run_id, ts_ns, self.instrument, kind, detail, requested, allowed))
         if self.alert is not None and kind.startswith(ALERTED):
-            level = "info" if kind == "tier_normal" else "warning"
-            self.alert(kind, f"{self.instrument}: {detail}", key=f"{kind}:{self.instrument}", level=level)
+            self.alert(kind, f"{self.instrument}: {detail}", key=f"{kind}:{self.instrument}", level="warning")
         if kind != "pass":
             self.counters.risk_events[kind] = self.counters.risk_events.get(kind, 0) + 1
             if requested is not None and allowed is not None and abs(allowed) < abs(requested) - 1e-9:

@@ -26,7 +26,7 @@ from stairway.core.position import (
     new_state,
     position_features,
 )
-from stairway.core.risk_rules import FLATTEN, STOP_OPENING, clamp_target, drawdown_tier, reduce_only, size_factor
+from stairway.core.risk_rules import FLATTEN, STOP_OPENING, clamp_target, held_tier, reduce_only, size_factor
 from stairway.core.types import NS_PER_DAY
 from stairway.trainer.history import MarketHistory
 
@@ -162,7 +162,7 @@ def _step(
             rs[RS_DAY] = day1
             rs[RS_OPEN] = eq0
         old = int(rs[RS_TIER])
-        tier = drawdown_tier(eq1, rs[RS_OPEN], tiers[0], tiers[1], tiers[2], tiers[3])
+        tier = held_tier(eq1, rs[RS_OPEN], old, tiers[0], tiers[1], tiers[2], tiers[3], tiers[4])
         rs[RS_TIER] = tier
         if tier >= FLATTEN and old < FLATTEN:
             rs[RS_FORCED] = 1.0
@@ -233,7 +233,7 @@ class VecTradingEnv:
         self.position_limit = min(risk.max_position_lots, risk.max_total_lots) * lot
         self.order_cap = risk.max_order_lots * lot
         self.max_trades = float(risk.max_trades_per_day)
-        self.tiers = np.asarray(risk.drawdown_tiers_pct, dtype=np.float64)
+        self.tiers = np.asarray((*risk.drawdown_tiers_pct, risk.tier_exit_fraction), dtype=np.float64)
         self._bar_ts = np.ascontiguousarray(history.bars["ts_ns"])
         self.bar = np.zeros(num_envs, dtype=np.int64)
         self.steps = np.zeros(num_envs, dtype=np.int64)
