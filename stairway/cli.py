@@ -253,14 +253,22 @@ def _models(args: argparse.Namespace) -> int:
         elif args.action == "promote":
             print(ops.promote(models, gdb, args.sha, args.force, args.reason))
         elif args.action == "rollback":
-            print(ops.rollback(models, gdb, args.to))
+            print(ops.rollback(models, gdb, args.to, _daemon_check(cfg)))
         elif args.action == "set-gold":
-            print(ops.set_gold(models, gdb, args.sha, args.reason))
+            print(ops.set_gold(models, gdb, args.sha, args.reason, args.force, _daemon_check(cfg)))
         elif args.action == "prune":
             print(ops.prune(models, gdb, args.keep))
     finally:
         gdb.close()
     return 0
+
+
+def _daemon_check(cfg):
+    """The daemon's verification for a model command's target, with this config's features and market."""
+    from stairway.core.features import FeatureSpec
+    from stairway.trainer.registry_ops import daemon_check
+
+    return daemon_check(FeatureSpec.from_config(cfg), cfg.train.gate_db, cfg.market_identity())
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -319,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     rb = ms.add_parser("rollback", help="point current back at gold or previous")
     rb.add_argument("--to", default="gold", choices=["gold", "previous"])
     rb.set_defaults(func=_models)
-    sg = ms.add_parser("set-gold", help="make SHA the trusted fallback")
+    sg = ms.add_parser("set-gold", help="make SHA the trusted fallback (needs a passing gate, or --force --reason)")
     sg.add_argument("sha")
+    sg.add_argument("--force", action="store_true")
     sg.add_argument("--reason")
     sg.set_defaults(func=_models)
     pu = ms.add_parser("prune", help="delete old registry checkpoints (never current, gold or previous)")

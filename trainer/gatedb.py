@@ -167,7 +167,7 @@ class GateDB:
                 "INSERT INTO operator_actions (ts_ns, action, sha, reason, completed) VALUES (?,?,?,?,?)",
                 (time.time_ns(), action, sha, reason, int(completed)),
             )
-            if action == "promote_forced" and sha:
+            if action in ("promote_forced", "set_gold_forced") and sha:
                 self.db.execute("UPDATE model_registry SET forced_reason = ? WHERE sha = ?", (reason, sha))
             assert cur.lastrowid is not None  # an INSERT sets it
             return int(cur.lastrowid)

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from stairway.core.checkpoint import link_sha, point_link, prune_registry, publish, read_checkpoint, roll_back
 from stairway.core.errors import CheckpointError, StairwayError
 from stairway.trainer.gatedb import GateDB
+
+# (checkpoint, a forced reason about to be recorded or None) -> None, or CheckpointError for a
+# checkpoint the daemon would refuse
+Check = Callable[[Path, str | None], None]
 
 
 class RegistryError(StairwayError):
@@ -85,7 +90,10 @@ def promote(models: Path, gdb: GateDB, prefix: str, force: bool = False, reason:
     return f"current -> {sha[:12]}" + (" (forced)" if row["status"] != "passed" else "")
 
 
-def rollback(models: Path, gdb: GateDB, to: str = "gold") -> str:
+def rollback(models: Path, gdb: GateDB, to: str = "gold", check: Check | None = None) -> str:
+    """Point current back at gold or previous, after the target passed ``check`` (the daemon's
+    own verification): a target the daemon would refuse is refused here, in one line, and
+    current is left alone."""
     if to not in ("gold", "previous"):
         raise RegistryError(f"--to must be gold or previous, not {to!r}")
     sha = _link_sha(models, to)
@@ -93,8 +101,10 @@ def rollback(models: Path, gdb: GateDB, to: str = "gold") -> str:
         raise RegistryError(f"{models / to}: no {to} model to roll back to")
     try:
         _verified(models, sha)
+        if check is not None:
+            check(models / "registry" / f"{sha}.safetensors", None)
     except CheckpointError as e:
-        raise RegistryError(f"cannot roll back to {to}: {e}") from None
+        raise RegistryError(f"cannot roll back to {to} {sha[:12]}: the daemon would refuse it: {e}") from None
     sha, old = roll_back(models, to)
     gdb.operator_action(f"rollback_to_{to}", sha, f"current was {old}")
     return f"current -> {sha[:12]} ({to})"
@@ -110,9 +120,47 @@ def prune(models: Path, gdb: GateDB, keep: int) -> str:
     return f"removed {len(removed)} checkpoint(s); kept the newest {keep} and every linked one"
 
 
-def set_gold(models: Path, gdb: GateDB, prefix: str, reason: str | None = None) -> str:
+def set_gold(
+    models: Path,
+    gdb: GateDB,
+    prefix: str,
+    reason: str | None = None,
+    force: bool = False,
+    check: Check | None = None,
+) -> str:
+    """Make SHA the trusted fallback the risk engine rolls back to in an emergency: it needs a
+    passing gate record, or ``force`` with a reason (recorded, as for a forced promotion), and
+    it must pass ``check`` (the daemon's verification)."""
     sha = gdb.resolve(prefix)
     _verified(models, sha)
+    row = _registered(gdb, sha)
+    forced = row["status"] != "passed"
+    if forced:
+        if not force:
+            raise RegistryError(
+                f"{sha[:12]} has no passing gate record (status {row['status']}); gold is what an emergency "
+                "rolls back to: use --force --reason TEXT to make it gold anyway"
+            )
+        if not reason or not reason.strip():
+            raise RegistryError("--force needs --reason TEXT (it is recorded in gate.db)")
+    if check is not None:  # with the forced reason as it will be recorded
+        try:
+            check(models / "registry" / f"{sha}.safetensors", reason if forced else None)
+        except CheckpointError as e:
+            raise RegistryError(f"cannot make {sha[:12]} gold: the daemon would refuse it: {e}") from None
+    action = gdb.operator_action("set_gold_forced" if forced else "set_gold", sha, reason, completed=False)
     point_link(models, "gold", sha)
-    gdb.operator_action("set_gold", sha, reason)
-    return f"gold -> {sha[:12]}"
+    gdb.complete_action(action)
+    return f"gold -> {sha[:12]}" + (" (forced)" if forced else "")
+
+
+def daemon_check(spec, gate_db: Path, market: dict) -> Check:
+    """The daemon's own verification of a checkpoint (daemon.hot_swap.load_verified: hash,
+    compatibility, gate record or recorded forced promotion, policy load, smoke inference)."""
+    from stairway.daemon.hot_swap import load_verified
+
+    def check(path: Path, forced_reason: str | None) -> None:
+        # a forced reason not yet recorded stands in for the gate record (its check is set_gold's)
+        load_verified(path, spec, None if forced_reason else gate_db, None, market)
+
+    return check

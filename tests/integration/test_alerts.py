@@ -104,7 +104,14 @@ def test_critical_alerts_pass_deduplication_and_the_rate_limit_and_go_first():
         return [g["title"].removeprefix("stairway: ") for g in rx.got], a.stats
 
     titles, stats = asyncio.run(go())
-    assert titles[:6] == ["halted", "halted", "tier_flatten", "reconcile_close_missing", "reload_failed", "backup_failed"]
+    assert titles[:6] == [
+        "halted",
+        "halted",
+        "tier_flatten",
+        "reconcile_close_missing",
+        "reload_failed",
+        "backup_failed",
+    ]
     assert titles[6:] == ["health", "health"]
     assert stats.critical == 6 and stats.rate_limited == 3 and stats.sent == 8
 

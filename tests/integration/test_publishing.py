@@ -2,6 +2,7 @@
 `stairway models` commands do what they say and record it."""
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -147,3 +148,40 @@ def test_prune_keeps_the_newest_and_every_linked_checkpoint(tmp_path, spec, monk
         read_checkpoint(models / name)  # every link still resolves to a verified checkpoint
     assert models_cmd("prune", "--keep", "0") == 2
     assert "keep at least 1" in capsys.readouterr().err
+
+
+def test_set_gold_needs_a_gate_or_a_forced_reason_and_rollback_refuses_what_the_daemon_would(registry, spec, capsys):
+    """Issue 19.3: `models set-gold` took an ungated model with no reason and `rollback` then
+    pointed current at it (rc 0) though the daemon refused it."""
+    from stairway.daemon.hot_swap import load_verified
+
+    tmp, a, b = registry  # a passed its gates, b did not
+    assert models_cmd("set-gold", b[:10]) == 2
+    assert "no passing gate record" in capsys.readouterr().err
+    assert not (tmp / "models" / "gold").exists()
+    assert models_cmd("set-gold", b[:10], "--force") == 2
+    assert "--force needs --reason" in capsys.readouterr().err
+    assert models_cmd("set-gold", b[:10], "--force", "--reason", "the only model that ran through 2020") == 0
+    assert "(forced)" in capsys.readouterr().out
+    load_verified(tmp / "models" / "gold", spec, tmp / "gate.db", None)  # the daemon takes it now: reason on record
+    # a gold the daemon would refuse (another feature spec, though gated): rollback refuses up front
+    c, _ = tiny_checkpoint(tmp / "models", spec, seed=9, feature_hash="feedfacefeedface", gate_db=tmp / "gate.db")
+    assert models_cmd("promote", a[:10]) == 0
+    before = os.readlink(tmp / "models" / "current")
+    assert models_cmd("set-gold", c.sha[:10]) == 2
+    assert "the daemon would refuse it" in capsys.readouterr().err
+    os.replace(_link(tmp / "models", c.sha), tmp / "models" / "gold")  # as if set by hand
+    assert models_cmd("rollback", "--to", "gold") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot roll back to gold" in err[0] and "feature spec feedfacefeedface" in err[0]
+    assert os.readlink(tmp / "models" / "current") == before  # untouched
+    with sqlite3.connect(tmp / "gate.db") as db:
+        rows = db.execute("SELECT action, reason, completed FROM operator_actions ORDER BY id").fetchall()
+    assert ("set_gold_forced", "the only model that ran through 2020", 1) in rows
+    assert not any(r[0].startswith("rollback") for r in rows)
+
+
+def _link(models, sha):
+    tmp = models / ".hand-link"
+    os.symlink(f"registry/{sha}.safetensors", tmp)
+    return tmp
