@@ -159,6 +159,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: tensor dtype {e.args[0]} cannot be read (float32 expected)") from None
     except (SafetensorError, ValueError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from None
+    for name, t in tensors.items():  # a NaN weight holds every bar at confidence 1.0 or crashes a search
+        if t.dtype.kind in "fc" and not np.isfinite(t).all():
+            bad = int(t.size - np.isfinite(t).sum())
+            raise CheckpointError(f"{path}: tensor {name} holds {bad} non-finite value(s) (NaN or inf): refused")
     return Checkpoint(sha, path, CheckpointMeta.from_header(header, str(path)), tensors)
 
 

@@ -69,7 +69,7 @@ class Tree:
         )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _expand(
     w: tuple[np.ndarray, ...],
     node: np.ndarray,
@@ -91,7 +91,7 @@ def _expand(
     return expected(val_logits, tmp, support)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def search(
     w: tuple[np.ndarray, ...],
     obs: np.ndarray,

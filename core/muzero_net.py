@@ -53,7 +53,7 @@ def scale(x: Any) -> Any:
     return np.sign(x) * (np.sqrt(np.abs(x) + 1.0) - 1.0) + EPS * x
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def unscale(y: float) -> float:
     """h^-1 (closed form, MuZero appendix)."""
     s = 1.0 if y > 0 else (-1.0 if y < 0 else 0.0)
@@ -96,7 +96,7 @@ def numpy_weights(tensors: Mapping[str, Any], dtype: type = np.float32) -> tuple
 
 
 # -- numba inference ------------------------------------------------------------------------
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _dense(wt: np.ndarray, b: np.ndarray, x: np.ndarray, out: np.ndarray, relu: bool) -> None:
     """out = b + x @ wt (wt is the layer's weight transposed: (in, out)), ReLU if asked."""
     n = out.shape[0]
@@ -112,7 +112,7 @@ def _dense(wt: np.ndarray, b: np.ndarray, x: np.ndarray, out: np.ndarray, relu: 
                 out[i] = 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _minmax_inplace(s: np.ndarray) -> None:
     lo, hi = s[0], s[0]
     for v in s:
@@ -123,7 +123,7 @@ def _minmax_inplace(s: np.ndarray) -> None:
         s[i] = (s[i] - lo) / d
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def expected(logits: np.ndarray, tmp: np.ndarray, support: int) -> float:
     """Softmax expectation over the support points, unscaled (``tmp``: scratch of the
     logits' size and type; the exponentials first, then the two sums, which vectorise)."""
@@ -137,14 +137,14 @@ def expected(logits: np.ndarray, tmp: np.ndarray, support: int) -> float:
     return unscale(y / z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def represent(w: tuple[np.ndarray, ...], obs: np.ndarray, hid: np.ndarray, out: np.ndarray) -> None:
     _dense(w[0], w[1], obs, hid, True)
     _dense(w[2], w[3], hid, out, False)
     _minmax_inplace(out)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def dynamics(
     w: tuple[np.ndarray, ...],
     s: np.ndarray,
@@ -166,7 +166,7 @@ def dynamics(
     _dense(w[8], w[9], hid, reward_logits, False)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def predict(
     w: tuple[np.ndarray, ...], s: np.ndarray, hid: np.ndarray, policy_logits: np.ndarray, value_logits: np.ndarray
 ) -> None:

@@ -10,6 +10,7 @@ where a low-confidence action becomes HOLD, for every kind.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from stairway.core.checkpoint import Checkpoint
 from stairway.core.errors import CheckpointError
 from stairway.core.features import FeatureSpec
 from stairway.core.policy import ConfidenceFloor, Policy, PPOPolicy, ppo_shapes
+from stairway.core.types import ACTION_NAMES
 from stairway.core.weights import check_shapes
 
 
@@ -37,10 +39,54 @@ def _load_ppo(ck: Checkpoint, spec: FeatureSpec, arch: dict[str, Any], source: s
     return PPOPolicy(ck.tensors, ck.sha)
 
 
+# MuZero's settings a checkpoint may carry, with the range a daemon accepts: outside it a search
+# allocates gigabytes, takes minutes per decision or divides by zero (closed intervals)
+MUZERO_BOUNDS: dict[str, tuple[float, float]] = {
+    "inference.simulations": (1, 512),
+    "inference.c_puct": (1e-3, 100.0),
+    "inference.temperature": (0.0, 10.0),
+    "inference.discount": (1e-3, 1.0),
+    "inference.seed": (0, 2**63 - 1),
+    "latent": (1, 4096),
+    "hidden": (1, 4096),
+    "support": (1, 10_000),
+    "n_actions": (len(ACTION_NAMES), len(ACTION_NAMES)),
+}
+INTEGERS = {"inference.simulations", "inference.seed", "latent", "hidden", "support", "n_actions"}
+
+
+def _bounded(arch: dict[str, Any], bounds: dict[str, tuple[float, float]], source: str) -> None:
+    """Each bounded setting the checkpoint gives is a number in its range (integers where
+    counted), or CheckpointError naming the field and the value."""
+    for field, (lo, hi) in bounds.items():
+        node: Any = arch
+        for part in field.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue  # not given: the kind's default
+        whole = isinstance(node, int) and not isinstance(node, bool)
+        if not (whole or (isinstance(node, float) and field not in INTEGERS)) or not lo <= node <= hi:
+            kind = "an integer" if field in INTEGERS else "a number"
+            raise CheckpointError(f"{source}: arch {field} = {node!r} must be {kind} in [{lo:g}, {hi:g}]")
+
+
+def _finite_numbers(value: Any, where: str, source: str) -> None:
+    """No NaN or infinity anywhere in a checkpoint's metadata numbers (JSON accepts NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CheckpointError(f"{source}: {where} = {value!r} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite_numbers(v, f"{where}.{k}", source)
+    elif isinstance(value, (list, tuple)):
+        for k, v in enumerate(value):
+            _finite_numbers(v, f"{where}[{k}]", source)
+
+
 def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict[str, Any], source: str) -> Policy:
     from stairway.core.muzero_net import muzero_shapes
     from stairway.core.muzero_policy import MuZeroPolicy
 
+    _bounded(arch, MUZERO_BOUNDS, source)
     try:
         shapes = muzero_shapes(spec.obs_dim, arch)
     except (KeyError, TypeError, ValueError) as e:
@@ -70,6 +116,9 @@ def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -
         arch = ck.meta.architecture()
     except CheckpointError as e:
         raise CheckpointError(f"{source}: {e}") from None
+    _finite_numbers(arch, "arch", source)
+    for name, value in vars(ck.meta).items():
+        _finite_numbers(value, f"metadata {name}", source)
     floor = arch["inference"].get("min_confidence", 0.0)
     if not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
         raise CheckpointError(f"{source}: inference.min_confidence = {floor!r} must be a number in [0, 1]")

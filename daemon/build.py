@@ -35,7 +35,7 @@ from stairway.daemon.aio import within
 from stairway.daemon.alerts import Alerter, Conditions, alert_urls, hold_secs
 from stairway.daemon.control import ControlFiles
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
-from stairway.daemon.hot_swap import ModelWatcher, load_verified
+from stairway.daemon.hot_swap import DEFAULT_BUDGET_SECS, ModelWatcher, load_verified
 from stairway.daemon.live_guard import LiveGuard
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.paper_broker import OrderGateway, PaperBroker
@@ -56,24 +56,33 @@ log = structlog.get_logger("daemon")
 
 
 def load_current_policy(
-    models_dir: Path, spec: FeatureSpec, gate_db: Path | None = None, market: dict | None = None
+    models_dir: Path,
+    spec: FeatureSpec,
+    gate_db: Path | None = None,
+    market: dict | None = None,
+    budget_secs: float = DEFAULT_BUDGET_SECS,
 ) -> Policy:
     """The model the daemon starts with passes exactly the checks a hot swap does."""
     link = models_dir / "current"
     if not link.is_symlink() and not link.exists():
         raise CheckpointError(f"{link}: no current model; run `stairway train run` first")
-    return load_verified(link, spec, gate_db, None, market)
+    return load_verified(link, spec, gate_db, None, market, budget_secs)
 
 
 def load_startup_policy(
-    models_dir: Path, spec: FeatureSpec, gate_db: Path | None, market: dict, observe_if_none: bool
+    models_dir: Path,
+    spec: FeatureSpec,
+    gate_db: Path | None,
+    market: dict,
+    observe_if_none: bool,
+    budget_secs: float = DEFAULT_BUDGET_SECS,
 ) -> tuple[Policy, str]:
     """``current``; if it does not verify, ``previous``, then ``gold`` (the same checks a hot
     swap does). Returns (the policy, why it is not current's: "" when it is). When none
     verifies: with ``observe_if_none`` (a live daemon) an ObserveOnlyPolicy, else the
     current link's own error (a paper replay has nothing to do without a model)."""
     try:
-        return load_current_policy(models_dir, spec, gate_db, market), ""
+        return load_current_policy(models_dir, spec, gate_db, market, budget_secs), ""
     except CheckpointError as e:
         first = e
     reasons = [str(first)]
@@ -82,7 +91,7 @@ def load_startup_policy(
         if not link.is_symlink():
             continue
         try:
-            policy = load_verified(link, spec, gate_db, None, market)
+            policy = load_verified(link, spec, gate_db, None, market, budget_secs)
         except CheckpointError as e:
             reasons.append(str(e))
             continue
@@ -175,7 +184,13 @@ class DaemonBuild:
                 policies[leg.symbol] = given[leg.symbol]
                 continue
             policies[leg.symbol], why = await asyncio.to_thread(
-                load_startup_policy, leg.models_dir, self.spec, gate_db, leg.cfg.market_identity(), cfg.live
+                load_startup_policy,
+                leg.models_dir,
+                self.spec,
+                gate_db,
+                leg.cfg.market_identity(),
+                cfg.live,
+                svc.inference_budget_ms / 1000,
             )
             if why:
                 log.error("model_fallback_at_startup", instrument=leg.symbol, reason=why)
@@ -297,6 +312,7 @@ class DaemonBuild:
                 self._live_obs_of(leg.symbol),
                 policies[leg.symbol].sha,
                 leg.cfg.market_identity(),
+                svc.inference_budget_ms / 1000,
             )
         if svc.warm_start:
             await self._warm_start()

@@ -25,6 +25,9 @@ class ServiceConfig(Strict):
     backup_keep: int = Field(7, gt=0)
     backup_hour_utc: int = Field(0, ge=0, le=23)
     reconcile_secs: float = Field(300.0, gt=0)
+    inference_budget_ms: float = Field(
+        500.0, gt=0, le=60_000, description="A checkpoint whose smoke inference takes longer is refused."
+    )
     model_poll_secs: float = Field(1.0, gt=0, description="How often models/current is checked.")
     control_poll_secs: float = Field(0.25, gt=0, description="How often control files are checked (<= 1 s).")
     control_check_secs: float = Field(

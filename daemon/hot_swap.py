@@ -59,18 +59,34 @@ def gate_status(gate_db: Path, sha: str) -> tuple[str | None, str | None]:
     return (row[0], row[1]) if row else (None, None)
 
 
+DEFAULT_BUDGET_SECS = 0.5  # service.inference_budget_ms
+
+
 def load_verified(
-    link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None, market: dict | None = None
+    link: Path,
+    spec: FeatureSpec,
+    gate_db: Path | None,
+    obs: np.ndarray | None,
+    market: dict | None = None,
+    budget_secs: float = DEFAULT_BUDGET_SECS,
 ) -> Policy:
-    """Everything a checkpoint must pass before it may trade; raises CheckpointError (any
-    OSError on the way, an unreadable file or directory in its place, becomes one)."""
+    """Everything a checkpoint must pass before it may trade; raises CheckpointError. Any
+    other exception on the way (an unreadable file, a policy that cannot be built, a search
+    that divides by zero or runs out of memory) becomes one: a bad checkpoint is refused, the
+    old model keeps trading, a start-up falls back to previous/gold."""
     try:
-        return _load_verified(link, spec, gate_db, obs, market or {})
+        return _load_verified(link, spec, gate_db, obs, market or {}, budget_secs)
+    except StairwayError:
+        raise
     except OSError as e:
         raise CheckpointError(f"{link}: cannot read the checkpoint: {e}") from None
+    except Exception as e:  # noqa: BLE001 - every failure of an untrusted file is a refusal
+        raise CheckpointError(f"{link}: loading or smoke inference failed: {type(e).__name__}: {e}") from None
 
 
-def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None, market: dict) -> Policy:
+def _load_verified(
+    link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None, market: dict, budget_secs: float
+) -> Policy:
     ck = read_checkpoint(link)
     check_compatible(
         ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,), action_space=ACTION_NAMES, **market
@@ -85,13 +101,23 @@ def _load_verified(link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.
     policy = load_policy(ck, spec, str(link))  # the kind comes from the checkpoint's metadata
     probe = obs if obs is not None else np.zeros(spec.obs_dim)
     try:
+        policy.act(probe)  # the first call may compile (numba's cache): not timed
+        t0 = time.perf_counter()
         action, confidence = policy.act(probe)
-    except (RuntimeError, ValueError, FloatingPointError) as e:
-        raise CheckpointError(f"{link}: smoke inference on the live observation failed: {e}") from None
-    policy.reset()  # the smoke call leaves nothing behind
+        took = time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - ZeroDivisionError, MemoryError, ...: a refusal
+        raise CheckpointError(
+            f"{link}: smoke inference on the live observation failed: {type(e).__name__}: {e}"
+        ) from None
+    policy.reset()  # the smoke calls leave nothing behind
     if not (0 <= action < len(ACTION_NAMES) and np.isfinite(confidence)):
         raise CheckpointError(
             f"{link}: smoke inference on the live observation is not finite (action {action}, confidence {confidence})"
+        )
+    if took > budget_secs:
+        raise CheckpointError(
+            f"{link}: one inference took {took * 1000:.0f} ms, over the budget of {budget_secs * 1000:.0f} ms "
+            "(service.inference_budget_ms): it would stall every decision"
         )
     return policy
 
@@ -116,8 +142,10 @@ class ModelWatcher:
         live_obs: Callable[[], np.ndarray | None],
         current_sha: str,
         market: dict | None = None,
+        budget_secs: float = DEFAULT_BUDGET_SECS,
     ) -> None:
         self.link = Path(models_dir) / "current"
+        self.budget_secs = budget_secs
         self.spec, self.gate_db, self.poll_secs = spec, gate_db, poll_secs
         self.market = market
         self.live_obs = live_obs
@@ -139,7 +167,7 @@ class ModelWatcher:
                 obs = self.live_obs()
                 try:
                     policy = await asyncio.to_thread(
-                        load_verified, self.link, self.spec, self.gate_db, obs, self.market
+                        load_verified, self.link, self.spec, self.gate_db, obs, self.market, self.budget_secs
                     )
                 except StairwayError as e:
                     self.stats.refused += 1

@@ -540,7 +540,12 @@ class Slot:
         """The policy's action and confidence on this bar's observation, counted."""
         self.features.compute(self.obs[: self.spec.n_market])
         position_features(self.position, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
-        action, confidence = self.policy.act(self.obs)
+        try:
+            action, confidence = self.policy.act(self.obs)
+        except Exception as e:  # noqa: BLE001 - a model that fails on one bar holds; the daemon lives
+            self.counters.policy_errors += 1
+            log.error("policy_failed", instrument=self.instrument, sha=self.policy.sha[:12], error=repr(e)[:300])
+            action, confidence = 0, 0.0
         if self.first_decision_bar_ts is None:
             self.first_decision_bar_ts = bar_ts
         c = self.counters

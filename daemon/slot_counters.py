@@ -23,6 +23,7 @@ class SlotCounters:
     actions: dict[str, int] = field(default_factory=lambda: {a: 0 for a in ACTION_NAMES})
     risk_events: dict[str, int] = field(default_factory=dict)  # by kind, plain passes not counted
     blocked_intents: int = 0  # orders the risk engine refused or cut down
+    policy_errors: int = 0  # decisions where the policy raised (taken as HOLD)
 
 
 class LatencyRing:

@@ -48,6 +48,7 @@ def slot_counters(slot) -> dict:
         "rejected_jump": b.rejected_jump,
         "risk_events": dict(c.risk_events),
         "blocked_intents": c.blocked_intents,
+        "policy_errors": c.policy_errors,
     }
 
 
@@ -73,7 +74,7 @@ def instrument_snapshot(d, inst: str) -> dict:
     rec = d.recorders.get(inst)
     c = slot_counters(s)
     return {
-        **{k: c[k] for k in ("ticks", "bars", "decisions", "orders", "fills", "swaps", "actions")},
+        **{k: c[k] for k in ("ticks", "bars", "decisions", "orders", "fills", "swaps", "actions", "policy_errors")},
         "swaps_refused": d.watchers[inst].stats.refused,
         "rejected_quotes": b.rejected,
         "rejected_jump_quotes": b.rejected_jump,

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,7 +254,8 @@ def run_cycles(cfg: TrainerConfig, progress: bool = True) -> CycleRun:
 def _run_cycles_locked(cfg: TrainerConfig, progress: bool) -> CycleRun:
     t0 = time.perf_counter()
     cfg, data_desc = resolve_training_data(cfg)  # the data store's merged bars and rolling window
-    run_id = time.strftime("train-%Y%m%dT%H%M%S", time.gmtime())
+    # unique even for two runs within a second (the report folder and training_runs key on it)
+    run_id = f"{time.strftime('train-%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(2).hex()}"
     _backup_gate_db(cfg)
     gdb = GateDB(cfg.train.gate_db)
     try:
