@@ -224,6 +224,10 @@ class Daemon(ModelEvents):
                     known = self.control.known
                     log.warning("control_file_ignored", name=name, shown=hint(name, known), known=list(known))
             self.control_unknown = st.unknown
+            for what in st.odd:
+                if what not in self.control_unknown_seen:  # once per entry and reason
+                    self.control_unknown_seen.add(what)
+                    log.warning("control_entry_not_a_file", entry=what)
             enabled = (st.start_trading or not svc.require_start_file) and not self.control_unsafe
             if self.risk.state.halted:  # stays stopped until an operator starts trading again
                 if not self._halt_ns:
@@ -250,8 +254,10 @@ class Daemon(ModelEvents):
             for name, targets in st.flatten_requests(list(self.slots)):
                 for inst in targets:
                     self.slots[inst].request_flatten(f"{name} control file")
-                await asyncio.to_thread(self.control.consume, name)
+                left = await asyncio.to_thread(self.control.consume, name)
                 log.warning("flatten_requested", source="control file", file=name, instruments=targets)
+                if left:  # flattened all the same: it is a safety command
+                    log.error("flatten_file_not_removed", file=name, reason=left)
             self._update_conditions()
             await self._sleep(svc.control_poll_secs)
 

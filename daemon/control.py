@@ -40,6 +40,7 @@ class ControlState:
     flatten: bool
     unknown: tuple[str, ...] = field(default_factory=tuple)  # names that are not commands
     flatten_instruments: tuple[str, ...] = ()  # FLATTEN_<instrument> files present
+    odd: tuple[str, ...] = ()  # "NAME: why" for a command name that is not a regular file
 
     def flatten_requests(self, instruments: list[str]) -> list[tuple[str, list[str]]]:
         """(file name, the instruments it closes) for every flatten file present."""
@@ -61,33 +62,110 @@ def hint(name: str, known: tuple[str, ...] = KNOWN) -> str:
     return f"{name} (did you mean {close[0]}?)" if close else name
 
 
+@dataclass(frozen=True)
+class Entry:
+    """What is at a command's name: nothing, a regular file, or something else (``odd``)."""
+
+    present: bool
+    regular: bool = False
+    mtime_ns: int = 0
+    ident: tuple[int, int] = (0, 0)  # (inode, mtime): the same entry seen again
+    odd: str = ""
+
+
+def entry(path: Path) -> Entry:
+    """``path`` as it is, never following a link: a symbolic link could point anywhere, and a
+    file outside the private directory could be created or removed by someone else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return Entry(False)
+    except OSError as e:
+        return Entry(True, odd=f"cannot be read ({e.strerror or e})")
+    ident = (st.st_ino, st.st_mtime_ns)
+    if stat.S_ISREG(st.st_mode):
+        return Entry(True, True, st.st_mtime_ns, ident)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        dangling = "" if os.path.exists(path) else ", dangling"
+        return Entry(True, mtime_ns=st.st_mtime_ns, ident=ident, odd=f"a symbolic link to {target}{dangling}")
+    what = "a directory" if stat.S_ISDIR(st.st_mode) else f"not a regular file ({stat.filemode(st.st_mode)})"
+    return Entry(True, mtime_ns=st.st_mtime_ns, ident=ident, odd=what)
+
+
 class ControlFiles:
+    """The control directory. A command name must be a regular file: ``START_TRADING`` as
+    anything else (a directory, a symbolic link) is not honoured (observe only); ``FLATTEN``
+    as anything else still flattens, once per entry (it is a safety command), and is removed
+    if it can be (an empty directory, a link), else left and reported. Nothing in the directory
+    is ever fatal: what is odd is in ``ControlState.odd``, logged once by the daemon and listed
+    by ``ctl status``."""
+
     def __init__(self, directory: str | Path, create: bool = True, instruments=()) -> None:
         self.dir = Path(directory)
         self.instruments = tuple(instruments)  # a portfolio's: FLATTEN_<instrument> files are commands too
         self.known = KNOWN + tuple(flatten_file(i) for i in self.instruments)
+        self.stuck: dict[str, tuple[int, int]] = {}  # flatten entries acted on that could not be removed
         if create:
             make_control_dir(self.dir)
         check_private(self.dir)
 
     def poll(self) -> ControlState:
+        odd: list[str] = []
+
+        def look(name: str) -> Entry:
+            e = entry(self.dir / name)
+            if e.odd:
+                what = "ignored: observe only" if name == START else "flattened once; cannot be a command"
+                odd.append(f"{name}: {e.odd}, not a regular file ({what})")
+            return e
+
+        start = look(START)
+
+        def flatten_pending(name: str) -> bool:
+            e = look(name)
+            return e.present and self.stuck.get(name) != e.ident
+
+        per = tuple(i for i in self.instruments if flatten_pending(flatten_file(i)))
+        flat = flatten_pending(FLATTEN)
+        return ControlState(
+            start.regular, start.mtime_ns if start.regular else 0, flat, unknown_names(self.dir, self.known), per,
+            tuple(odd),
+        )  # fmt: skip
+
+    def consume(self, name: str) -> str:
+        """Remove a flatten file once its positions are being closed; "" when removed, else why
+        not (the entry is then not acted on again until it changes). Never raises."""
+        path = self.dir / name
+        e = entry(path)
         try:
-            st = os.stat(self.dir / START)
-            start, mtime = True, st.st_mtime_ns
-        except FileNotFoundError:
-            start, mtime = False, 0
-        per = tuple(i for i in self.instruments if (self.dir / flatten_file(i)).exists())
-        return ControlState(start, mtime, (self.dir / FLATTEN).exists(), unknown_names(self.dir, self.known), per)
+            if e.odd.startswith("a directory"):
+                path.rmdir()  # an empty directory made by `mkdir` instead of `touch`
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as err:
+            self.stuck[name] = e.ident
+            return f"{path} could not be removed ({err.strerror or err}); remove it by hand"
+        self.stuck.pop(name, None)
+        return ""
 
-    def consume(self, name: str) -> None:
-        """Remove a flatten file once its positions are being closed."""
-        (self.dir / name).unlink(missing_ok=True)
-
-    def consume_flatten(self) -> None:
-        self.consume(FLATTEN)
+    def consume_flatten(self) -> str:
+        return self.consume(FLATTEN)
 
     def stop_trading(self) -> None:
-        (self.dir / START).unlink(missing_ok=True)
+        """Remove START_TRADING (the flatten tier, a halt); an odd entry there is not honoured
+        anyway, so one that cannot be removed is left."""
+        path = self.dir / START
+        try:
+            if entry(path).odd.startswith("a directory"):
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def make_control_dir(directory: Path) -> None:
@@ -118,7 +196,10 @@ def check_private(directory: Path) -> None:
             f"{directory}: control directory is writable by group or others "
             f"(mode {stat.filemode(st.st_mode)}); chmod go-w it before starting the daemon"
         )
-    for parent in directory.resolve().parents:
+    # the directories above the path as given (where a symbolic link to the control directory
+    # lives, and could be replaced) and above where it leads
+    parents = dict.fromkeys([*Path(os.path.abspath(directory)).parents, *directory.resolve().parents])
+    for parent in parents:
         pst = parent.stat()
         if pst.st_uid not in (0, me):
             raise FatalError(
@@ -160,6 +241,8 @@ def ctl(directory: str | Path, action: str, status_file: Path | None = None, ins
         out: dict = {"start_trading": s.start_trading, "flatten_pending": s.flatten}
         if s.unknown:
             out["ignored_files"] = [hint(n) for n in s.unknown]
+        if s.odd:
+            out["not_regular_files"] = list(s.odd)
         out.update(daemon_status(status_file))
         return json.dumps(out, indent=2)
     raise ValueError(f"unknown ctl action {action!r}")

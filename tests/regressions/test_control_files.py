@@ -124,3 +124,74 @@ def test_a_killed_but_unreaped_daemon_counts_as_gone(tmp_path):
         assert not pid_alive(p.pid)
     finally:
         p.wait()
+
+
+def test_odd_control_entries_are_never_fatal_and_flatten_still_flattens(tmp_path, spec, capsys):
+    """Issue 19.6: `mkdir FLATTEN` killed a running daemon (IsADirectoryError), and every restart
+    after it; a dangling FLATTEN symlink was ignored without a word. Now each flattens, once,
+    is removed when it can be, is logged once and is listed by `ctl status`; a START_TRADING
+    that is not a regular file is not honoured."""
+    b = load_bars(EURUSD)[0]
+    bars = b[b["ts_ns"] >= 1506816000 * 10**9][:600]
+    tiny_checkpoint(tmp_path / "models", spec, seed=1)
+    cfg, _ = daemon_config(
+        tmp_path,
+        write_bars_csv(tmp_path / "b.csv", bars),
+        "2017-10-01",
+        "2018-01-01",
+        batch_ticks=4,
+        speed=40_000,
+        control_poll_secs="0.05",
+        require_start_file="true",
+    )
+    control = cfg.service.control_dir
+    flattens = lambda d: d.slot.counters.risk_events.get("flatten", 0)  # noqa: E731
+    holding = lambda d: d.slot.position[0] != 0.0  # noqa: E731
+
+    async def scenario():
+        d = Daemon(cfg)
+        task = asyncio.create_task(d.run())
+        await until(lambda: d.setup_done)
+        await asyncio.to_thread(ctl, control, "start")
+        await until(lambda: holding(d))
+        (control / "FLATTEN").mkdir()  # the defect: a directory instead of a file
+        await until(lambda: flattens(d) == 1 and not (control / "FLATTEN").exists())
+        await until(lambda: holding(d))
+        os.symlink(tmp_path / "nowhere", control / "FLATTEN")  # dangling
+        await until(lambda: flattens(d) == 2 and not os.path.lexists(control / "FLATTEN"))
+        await until(lambda: holding(d))
+        (control / "FLATTEN").mkdir()
+        (control / "FLATTEN" / "x").write_text("")  # cannot be removed: flattened once, left, reported
+        await until(lambda: flattens(d) == 3)
+        await asyncio.sleep(0.3)  # several more polls: not flattened again for the same entry
+        n = flattens(d)
+        status = json.loads(await asyncio.to_thread(ctl, control, "status", cfg.service.status_file))
+        (control / "START_TRADING").unlink()
+        (control / "START_TRADING").mkdir()  # not a regular file: observe only
+        await until(lambda: not d.risk.permission.control_allows)
+        d.stop.set()
+        await task
+        return n, status, task
+
+    n, status, task = asyncio.run(scenario())
+    out = capsys.readouterr().out
+    assert n == 3 and task.exception() is None
+    assert status["not_regular_files"] == [
+        "FLATTEN: a directory, not a regular file (flattened once; cannot be a command)"
+    ]
+    assert out.count("flatten_file_not_removed") == 1 and out.count("control_entry_not_a_file") >= 2
+    assert "START_TRADING: a directory, not a regular file (ignored: observe only)" in out
+
+
+def test_a_symlinked_control_dir_in_a_world_writable_state_dir_is_refused(tmp_path):
+    """The ownership check looked at the link target's parents only: a `control` symlink inside
+    a 0777 state/ (anyone can replace the link) passed."""
+    real = tmp_path / "private" / "control"
+    real.mkdir(parents=True, mode=0o700)
+    state = tmp_path / "state"
+    state.mkdir()
+    os.symlink(real, state / "control")
+    check_private(state / "control")
+    state.chmod(0o777)
+    with pytest.raises(FatalError, match=f"parent directory {state} is writable by group or others"):
+        check_private(state / "control")
