@@ -21,6 +21,7 @@ import csv
 import math
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -88,10 +89,26 @@ def _open_binary(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _open_text(path: Path) -> IO[str]:
-    import io
+MAX_LINE_BYTES = 1 << 20  # a bar row is ~100 bytes; a longer "line" is not a bar file
 
-    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="")
+
+def _raw_lines(path: Path, raw: IO[bytes]) -> Iterator[bytes]:
+    """The file's lines as bytes, each read with a bounded length before anything decodes it
+    (a small gzip can expand to one line of gigabytes)."""
+    line = 0
+    while True:
+        chunk = raw.readline(MAX_LINE_BYTES + 1)
+        if not chunk:
+            return
+        line += 1
+        if len(chunk) > MAX_LINE_BYTES:
+            raise DataError(f"{path}: line {line} is longer than {MAX_LINE_BYTES} bytes: not a bar file")
+        yield chunk
+
+
+def _text_lines(path: Path, raw: IO[bytes]) -> Iterator[str]:
+    for chunk in _raw_lines(path, raw):
+        yield chunk.decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -153,7 +170,7 @@ def _price(path: Path, line: int, name: str, text: str) -> float:
 
 def _first_bad_utf8_line(path: Path) -> tuple[int, bytes]:
     with _open_binary(path) as fh:
-        for line, raw in enumerate(fh, start=1):
+        for line, raw in enumerate(_raw_lines(path, fh), start=1):
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -221,8 +238,8 @@ def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[
     with _open_binary(path) as raw:
         if b"\x00" in raw.read(65536):
             raise DataError(f"{path}: binary content (NUL bytes), not a text CSV file")
-    with _open_text(path) as fh:
-        reader = csv.reader(fh)
+    with _open_binary(path) as fh:
+        reader = csv.reader(_text_lines(path, fh))
         header = next(reader, None)
         if not header:
             raise DataError(f"{path}: file is empty (expected a header {','.join(REQUIRED)},volume)")

@@ -20,6 +20,11 @@ def add_parser(sub) -> None:
     im = ds.add_parser("import", help="copy a bar file (any format the loader reads) into the store")
     im.add_argument("file")
     im.add_argument("--instrument", help="default: instrument.symbol of the config")
+    im.add_argument(
+        "--side",
+        choices=["bid", "ask", "mid"],
+        help="the file's quote side (default: the one its name declares, else the store's: bars.price)",
+    )
     fe = ds.add_parser("fetch", help="broker history into the store (OANDA candles, IB historical bars)")
     fe.add_argument("--instrument", help="default: instrument.symbol of the config")
     fe.add_argument("--from", dest="start", type=dt.date.fromisoformat, help="YYYY-MM-DD")
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def _write(cfg, args, store) -> int:
     if args.action == "import":
         inst = args.instrument or cfg.instrument.symbol
-        path, n = store.import_file(Path(args.file), inst)
+        path, n = store.import_file(Path(args.file), inst, args.side)
         print(f"imported {n} bars of {inst} from {args.file} -> {path}")
         return 0
     if args.action == "fetch":
@@ -82,14 +87,24 @@ def _write(cfg, args, store) -> int:
 
 def _coverage(args, store) -> int:
     as_of = args.as_of or dt.datetime.now(dt.UTC).date()
-    report = {inst: store.coverage(inst, as_of) for inst in store.instruments()}
+    report = {}
+    for inst in store.instruments():  # one instrument that does not read is reported; the others still are
+        try:
+            report[inst] = store.coverage(inst, as_of)
+        except (DataError, OSError) as e:
+            report[inst] = {"error": str(e)}
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     if not report:
         print(f"data store {store.root}: empty (and no recordings under {store.ticks_dir})")
     for inst, r in report.items():
+        if "error" in r:
+            print(f"{inst}: ERROR {r['error']}")
+            continue
         print(f"{inst}: merged {r['merged']['bars']} bars {r['merged']['first']} .. {r['merged']['last']}")
+        for bad in r["bad_files"]:
+            print(f"  BAD FILE (left out; a training run refuses it): {bad}")
         for s, x in r["sources"].items():
             gaps = f", {len(x['gaps'])} weekday gap(s): {'; '.join(x['gaps'][:3])}" if x["gaps"] else ""
             span = f"{x['first']} .. {x['last']}" if x["bars"] else "-"

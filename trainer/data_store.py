@@ -25,9 +25,10 @@ import structlog
 
 from stairway.core.bar_builder import BarBuilder
 from stairway.core.bar_files import load_period_bars, merge_bars, write_bars_csv
+from stairway.core.config import instrument_in_file_name
 from stairway.core.errors import DataError
 from stairway.core.tick_files import day_path, read_tick_file, recorded_days
-from stairway.core.types import NS_PER_DAY
+from stairway.core.types import BAR_DTYPE, NS_PER_DAY
 
 log = structlog.get_logger("data_store")
 SOURCES = ("recorded", "fetched", "imported")  # precedence where they overlap
@@ -101,15 +102,32 @@ class DataStore:
         return sorted(names)
 
     # -- writing ---------------------------------------------------------------------------
-    def import_file(self, path: Path, instrument: str) -> tuple[Path, int]:
+    def import_file(self, path: Path, instrument: str, side: str | None = None) -> tuple[Path, int]:
         """Copy a bar file into the store in the canonical layout, after the loader has read
-        and checked it (period, prices, the instrument's rows of a multi-symbol file)."""
+        and checked it (period, prices, the instrument's rows of a multi-symbol file) and it
+        has been checked to be this instrument's, at this store's quote side: the pair its
+        name declares, its price level against the bars already stored, its side (``side``,
+        else the one its name declares, else the store's). The side is recorded with it."""
+        path = Path(path)
+        named = instrument_in_file_name(path)
+        if named is not None and named != instrument:
+            raise DataError(f"{path}: the file is named for {named}, not {instrument}: refused (wrong instrument?)")
+        file_side = side or side_in_name(path)
+        if file_side is not None and file_side != self.price:
+            how = "given" if side else "named in the file name"
+            raise DataError(
+                f"{path}: {file_side} prices ({how}), but this store holds {self.price} bars (bars.price): refused"
+            )
         bars, report = load_period_bars(path, self.period_minutes, self.max_jump, instrument)
         if not len(bars):
             raise DataError(f"{path}: no bars for {instrument}")
-        out = self.folder(instrument, "imported") / f"{_SAFE.sub('_', Path(path).name.split('.')[0])}.csv"
+        out = self.folder(instrument, "imported") / f"{_SAFE.sub('_', path.name.split('.')[0])}.csv"
+        why = level_mismatch(bars, self._reference_bars(instrument, exclude=out), self.max_jump)
+        if why:
+            raise DataError(f"{path}: {why}: not {instrument} at the store's level (wrong instrument or scale?)")
         replaced = out.exists()  # the same name imported again: the newer file replaces the older
         write_bars_csv(out, bars)
+        _write_side(out, self.price, str(path))
         log.info(
             "data_imported", file=str(path), instrument=instrument, bars=len(bars), stored=str(out), replaced=replaced
         )
@@ -118,17 +136,49 @@ class DataStore:
     def add_fetched(self, instrument: str, bars: np.ndarray, start: dt.date, end: dt.date) -> Path:
         out = self.folder(instrument, "fetched") / f"{start.isoformat()}_{end.isoformat()}.csv"
         write_bars_csv(out, bars)
+        _write_side(out, self.price, "broker history")
         return out
+
+    def _reference_bars(self, instrument: str, exclude: Path) -> np.ndarray:
+        """What the store already holds for ``instrument`` (files that do not read are left
+        out: `data coverage` reports them)."""
+        parts = []
+        for source in ("fetched", "imported"):
+            for p in self._files(instrument, source):
+                if p != exclude:
+                    try:
+                        parts.append(self._read(p))
+                    except DataError:
+                        continue
+        try:
+            parts.append(self.recorded_bars(instrument, dt.date.max)[0])
+        except (DataError, OSError):
+            pass
+        return merge_bars(parts)[0] if parts else np.zeros(0, dtype=BAR_DTYPE)
 
     # -- reading ---------------------------------------------------------------------------
     def _files(self, instrument: str, source: str) -> list[Path]:
         folder = self.folder(instrument, source)
         return sorted(folder.glob("*.csv")) if folder.is_dir() else []
 
-    def file_bars(self, instrument: str, source: str) -> tuple[np.ndarray, int]:
-        """A file source's bars (later files win on overlap), and how many files."""
+    def _read(self, p: Path) -> np.ndarray:
+        side = _read_side(p)
+        if side is not None and side != self.price:
+            raise DataError(f"{p}: stored as {side} bars, but bars.price is {self.price}: refused")
+        return load_period_bars(p, self.period_minutes, self.max_jump)[0]
+
+    def file_bars(self, instrument: str, source: str, errors: list[str] | None = None) -> tuple[np.ndarray, int]:
+        """A file source's bars (later files win on overlap), and how many files. A file that
+        does not read raises DataError, or, given ``errors``, is left out and named there."""
         files = self._files(instrument, source)
-        parts = [load_period_bars(p, self.period_minutes, self.max_jump)[0] for p in files]
+        parts = []
+        for p in files:
+            try:
+                parts.append(self._read(p))
+            except DataError as e:
+                if errors is None:
+                    raise
+                errors.append(str(e))
         return merge_bars(parts[::-1])[0], len(files)
 
     def complete_days(self, instrument: str, as_of: dt.date) -> list[dt.date]:
@@ -154,10 +204,10 @@ class DataStore:
         parts.append(b.flush())
         return np.concatenate(parts), days
 
-    def merged(self, instrument: str, as_of: dt.date) -> Merged:
+    def merged(self, instrument: str, as_of: dt.date, errors: list[str] | None = None) -> Merged:
         rec, days = self.recorded_bars(instrument, as_of)
-        fet, n_fet = self.file_bars(instrument, "fetched")
-        imp, n_imp = self.file_bars(instrument, "imported")
+        fet, n_fet = self.file_bars(instrument, "fetched", errors)
+        imp, n_imp = self.file_bars(instrument, "imported", errors)
         by_source = {"recorded": (rec, len(days)), "fetched": (fet, n_fet), "imported": (imp, n_imp)}
         bars, origin = merge_bars([rec, fet, imp])  # SOURCES' order
         used = {s: int((origin == k).sum()) for k, s in enumerate(SOURCES)}  # the bars each source gave
@@ -177,9 +227,11 @@ class DataStore:
     def coverage(self, instrument: str, as_of: dt.date) -> dict:
         """Per source and merged: bars, span, files (or recorded days), weekday gaps, and the
         bars each source gave to the merge (`stairway data coverage`)."""
-        m = self.merged(instrument, as_of)
+        errors: list[str] = []
+        m = self.merged(instrument, as_of, errors)
         ts = m.bars["ts_ns"]
         return {
+            "bad_files": errors,  # left out here; a training run refuses them
             "merged": {
                 "bars": len(m.bars),
                 "first": _iso(int(ts[0])) if len(ts) else None,
@@ -199,6 +251,66 @@ class DataStore:
             )
         out = write_bars_csv(self.root / instrument / f"merged_{self.period_minutes}m.csv", m.bars)
         return out, m
+
+
+def side_in_name(path: Path) -> str | None:
+    """The quote side a file's name declares (FOREX_EURUSD_1H_ASK.csv -> ask), if exactly one."""
+    tokens = set(re.split(r"[^A-Z]+", Path(path).name.upper()))
+    sides = [s for s in ("BID", "ASK", "MID") if s in tokens]
+    return sides[0].lower() if len(sides) == 1 else None
+
+
+def _side_file(stored: Path) -> Path:
+    return stored.with_name(stored.name + ".side")
+
+
+def _write_side(stored: Path, side: str, origin: str) -> None:
+    """The quote side of a stored file, beside it (``<name>.csv.side``: side, then where from)."""
+    tmp = _side_file(stored).with_suffix(".tmp")
+    tmp.write_text(f"{side}\n{origin}\n")
+    tmp.replace(_side_file(stored))
+
+
+def _read_side(stored: Path) -> str | None:
+    """A stored file's recorded side (None for a file stored before sides were recorded)."""
+    try:
+        return _side_file(stored).read_text().split("\n", 1)[0].strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise DataError(f"{_side_file(stored)}: cannot read the stored file's side: {e.strerror or e}") from None
+
+
+LEVEL_TOLERANCE = 0.02  # median relative difference of closes at common times; bid vs ask is ~0.01 %
+NEAR_NS = 7 * NS_PER_DAY  # bars this close in time are compared when no time is common
+
+
+def level_mismatch(new: np.ndarray, ref: np.ndarray, max_jump: float) -> str:
+    """Why ``new`` cannot be the same instrument as ``ref`` at the same scale ("" when it can):
+    at their common bar times, closes differing by a median of more than 2 %; with none in
+    common, the nearest bars (within 7 days) further apart than ``max_jump``."""
+    if not len(new) or not len(ref):
+        return ""
+    _, i, j = np.intersect1d(new["ts_ns"], ref["ts_ns"], return_indices=True)
+    if len(i) >= 10:
+        rel = float(np.median(np.abs(new["close"][i] / ref["close"][j] - 1.0)))
+        if rel > LEVEL_TOLERANCE:
+            return (
+                f"at {len(i)} bar times the store already holds, its closes differ from the store's by a median "
+                f"{100 * rel:.1f} % (e.g. {new['close'][i[0]]:g} vs {ref['close'][j[0]]:g} at {_iso(int(new['ts_ns'][i[0]]))})"
+            )
+        return ""
+    for k in (0, len(new) - 1):
+        t = int(new["ts_ns"][k])
+        m = int(np.argmin(np.abs(ref["ts_ns"] - t)))
+        if abs(int(ref["ts_ns"][m]) - t) <= NEAR_NS:
+            a, b = float(new["close"][k]), float(ref["close"][m])
+            if abs(a / b - 1.0) > max_jump:
+                return (
+                    f"its close {a:g} at {_iso(t)} is {100 * (a / b - 1):+.1f} % from the store's {b:g} at "
+                    f"{_iso(int(ref['ts_ns'][m]))}"
+                )
+    return ""
 
 
 def resolve_training_data(cfg):

@@ -17,6 +17,7 @@ from stairway.core.bar_builder import BarBuilder
 from stairway.core.bar_files import load_bars, load_period_bars
 from stairway.core.bar_ticks import bars_to_ticks
 from stairway.core.config import load_config
+from stairway.core.errors import DataError
 from stairway.core.tick_files import TickFileWriter
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.cycles import run_cycles
@@ -263,3 +264,73 @@ def test_a_recording_cut_by_kill_9_is_read_up_to_the_cut(tmp_path, real):
         fh.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\x4b\x4c")
     cut = s.recorded_bars("EUR_USD", dt.date(2017, 12, 5))[0]
     assert np.array_equal(cut, whole) and len(cut) == 24
+
+
+def scaled(bars, k):
+    out = bars.copy()
+    for f in ("open", "high", "low", "close"):
+        out[f] *= k
+    return out
+
+
+def test_import_refuses_another_instrument_another_side_and_a_price_level_that_is_not_the_stores(tmp_path, real):
+    """Issue 19.7: an hourly USD/CHF file went into the EUR_USD store, a bid file into an
+    ask-side store, without a word. Each is now refused naming both sides of the mismatch."""
+    s = store(tmp_path)
+    year = real[real["ts_ns"] < ns(dt.date(2017, 7, 1))]
+    # the defect's form: named USD/CHF, prices 1.3x (a different instrument)
+    chf = write_bars_csv(tmp_path / "USDCHF_H1.csv", scaled(year, 1.3))
+    with pytest.raises(DataError, match=r"USDCHF_H1.csv: the file is named for USD_CHF, not EUR_USD"):
+        s.import_file(chf, "EUR_USD")
+    s.import_file(write_bars_csv(tmp_path / "FOREX_EURUSD_1H_ASK.csv", year), "EUR_USD")
+    # the same prices under a name that says nothing: refused by their level at common times
+    anon = write_bars_csv(tmp_path / "hourly-export.csv", scaled(year, 1.3))
+    with pytest.raises(DataError, match=r"hourly-export.csv: at \d+ bar times .* median 30.0 %"):
+        s.import_file(anon, "EUR_USD")
+    # adjacent, not overlapping: the nearest bars are compared
+    later = real[(real["ts_ns"] >= ns(dt.date(2017, 7, 1))) & (real["ts_ns"] < ns(dt.date(2017, 8, 1)))]
+    with pytest.raises(DataError, match=r"july.csv: its close .* from the store's"):
+        s.import_file(write_bars_csv(tmp_path / "july.csv", scaled(later, 1.3)), "EUR_USD")
+    assert s.import_file(write_bars_csv(tmp_path / "july.csv", later), "EUR_USD")[1] == len(later)
+    # the side: from the name, or given
+    bid = write_bars_csv(tmp_path / "FOREX_EURUSD_1H_BID.csv", later)
+    with pytest.raises(DataError, match=r"BID.csv: bid prices \(named in the file name\), but this store holds ask"):
+        s.import_file(bid, "EUR_USD")
+    with pytest.raises(DataError, match=r"mid prices \(given\), but this store holds ask"):
+        s.import_file(write_bars_csv(tmp_path / "x.csv", later), "EUR_USD", side="mid")
+    stored = sorted((tmp_path / "store" / "EUR_USD" / "imported").glob("*.csv.side"))
+    assert [p.read_text().split("\n")[0] for p in stored] == ["ask", "ask"]
+    # a file stored under another side (by hand, or an older store's setting) is refused when read
+    (tmp_path / "store" / "EUR_USD" / "imported" / "july.csv.side").write_text("bid\n")
+    with pytest.raises(DataError, match=r"july.csv: stored as bid bars, but bars.price is ask"):
+        s.merged("EUR_USD", dt.date(2018, 1, 1))
+
+
+def test_coverage_reports_a_bad_file_and_carries_on_and_a_line_bomb_is_one_line(tmp_path, real, capsys):
+    import gzip
+
+    cfg = str(ROOT / "config" / "trainer.toml")
+    st = tmp_path / "store"
+    good = write_bars_csv(tmp_path / "FOREX_EURUSD_1H_ASK.csv", real[:500])
+    assert cli_main(["data", "--config", cfg, "--store", str(st), "import", str(good)]) == 0
+    (st / "EUR_USD" / "imported" / "broken.csv").write_text("Time,Open,High,Low,Close\n2017-01-02T00:00:00Z,1,2\n")
+    (st / "GBP_USD" / "imported").mkdir(parents=True)
+    write_bars_csv(st / "GBP_USD" / "imported" / "g.csv", real[:300])
+    capsys.readouterr()
+    assert cli_main(["data", "--config", cfg, "--store", str(st), "coverage", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["EUR_USD"]["merged"]["bars"] == 500
+    assert (
+        len(rep["EUR_USD"]["bad_files"]) == 1
+        and "broken.csv: line 2: expected 5 fields" in rep["EUR_USD"]["bad_files"][0]
+    )
+    assert rep["GBP_USD"]["merged"]["bars"] == 300
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as fh:
+        fh.write(b"Time,Open,High,Low,Close\n")
+        for _ in range(40):
+            fh.write(b"1" * 5_000_000)  # one 200 MB line from a small file
+    assert bomb.stat().st_size < 1_000_000
+    assert cli_main(["data", "--config", cfg, "--store", str(st), "import", str(bomb)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"stairway: error: {bomb}: line 2 is longer than 1048576 bytes: not a bar file"]
