@@ -243,6 +243,15 @@ class RiskConfig(Strict):
         lt=1,
         description="Hysteresis: a tier is left only below (1 - this) x its threshold (1.5 % warn: below 1.425 %).",
     )
+    halt_resume: Literal["next_session", "operator"] = Field(
+        "next_session",
+        description=(
+            "After the flatten tier's halt: 'next_session' resumes at the next UTC session (day), "
+            "'operator' only when an operator runs `stairway ctl start` (the trainer's env, having no "
+            "operator, then stays halted to the end of the window it evaluates). The daemon and the env "
+            "follow the same setting."
+        ),
+    )
     overfill_tolerance: float = Field(0.10, ge=0, description="A fill this much over the request is refused.")
     max_overfill_violations: int = Field(3, gt=0, description="Violations before trading stops.")
     max_trades_per_day: int = Field(50, gt=0, description="Orders per instrument per UTC day.")

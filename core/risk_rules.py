@@ -4,8 +4,9 @@
 - Drawdown tiers on intraday equity against the session's opening equity (the previous
   UTC day's closing equity): warn, halve size, stop opening, flatten; a tier is left only
   ``tier_exit_fraction`` below its threshold (hysteresis). The flatten tier closes
-  the position at once (no decision on that bar) and latches a halt: no new positions until an
-  operator resumes (the env: until the session ends).
+  the position at once (no decision on that bar) and latches a halt: no new positions until the
+  next UTC session (``halt_resume = "next_session"``) or, with ``"operator"``, until an operator
+  resumes (the env, having no operator: to the end of its episode or window).
 - Blocked orders may still reduce: a reversal becomes a close, an enlargement keeps the
   position as it is.
 - Limits: the position is clamped to the position limit, the order to the order cap; at most

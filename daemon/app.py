@@ -229,16 +229,22 @@ class Daemon(ModelEvents):
                     self.control_unknown_seen.add(what)
                     log.warning("control_entry_not_a_file", entry=what)
             enabled = (st.start_trading or not svc.require_start_file) and not self.control_unsafe
-            if self.risk.state.halted:  # stays stopped until an operator starts trading again
+            rs = self.risk.state
+            if rs.halted:  # until the next session (risk.halt_resume) or an operator starts trading again
                 if not self._halt_ns:
                     self._halt_ns = time.time_ns()
-                    await asyncio.to_thread(self.control.stop_trading)
-                    log.error("trading_halted", reason=self.risk.state.halted_reason)
-                    self.alerter.notify("halted", self.risk.state.halted_reason, level="failure")  # at once
+                    if not rs.halt_resumable:  # the operator's to lift: START_TRADING goes
+                        await asyncio.to_thread(self.control.stop_trading)
+                    until = "the next session" if rs.halt_resumable else "an operator runs `stairway ctl start`"
+                    log.error("trading_halted", reason=rs.halted_reason, until=until)
+                    self.alerter.notify("halted", f"{rs.halted_reason}; halted until {until}", level="failure")
                 elif st.start_trading and st.start_mtime_ns > self._halt_ns:
                     self.risk.resume()
                     self._halt_ns = 0
                     log.warning("trading_resumed_by_operator")
+            elif self._halt_ns:  # ended by a new session (the slot logged it)
+                self._halt_ns = 0
+                self.alerter.notify("halted_resolved", "trading resumed: a new session began", level="info")
             permission = self.risk.permission
             if enabled != permission.control_allows:
                 log.info("trading_enabled" if enabled else "trading_disabled", start_file=st.start_trading)

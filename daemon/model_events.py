@@ -46,7 +46,8 @@ class ModelEvents(DaemonBuild):
         for leg in self.legs:  # the account's tier: every instrument's model goes back to gold
             action = to_gold(leg.models_dir, self.cfg.real_orders)
             log.error("flatten_tier_rollback", instrument=leg.symbol, reason=reason, action=action)
-        self.control.stop_trading()
+        if self.cfg.risk.halt_resume == "operator":  # else the next session trades again (with gold)
+            self.control.stop_trading()
 
     def _on_guard_breach(self, instrument: str, detail: str) -> None:
         """The live guard: the instrument's model has stopped working. Roll its model back to

@@ -68,6 +68,7 @@ class RiskState:
     tier: int = 0
     halted: bool = False
     halted_reason: str = ""
+    halt_resumable: bool = False  # the flatten tier's halt under halt_resume = "next_session"
     overfill_violations: int = 0
     trades_today: dict[str, int] = field(default_factory=dict)
     day: int = -1
@@ -128,17 +129,22 @@ class RiskEngine:
         tier = held_tier(equity, session_open, old, *self.cfg.drawdown_tiers_pct, self.cfg.tier_exit_fraction)
         self.state.tier = tier
         if tier >= FLATTEN and not self.state.halted:
-            self.halt(f"intraday drawdown {dd:.2f} % >= {self.cfg.drawdown_tiers_pct[3]} %")
+            self.halt(
+                f"intraday drawdown {dd:.2f} % >= {self.cfg.drawdown_tiers_pct[3]} %",
+                resumable=self.cfg.halt_resume == "next_session",
+            )
         return old, tier
 
-    def halt(self, reason: str) -> None:
-        """Stop opening positions until ``resume``; the first cause is kept."""
+    def halt(self, reason: str, resumable: bool = False) -> None:
+        """Stop opening positions until ``resume`` (or, ``resumable``, the next session); the
+        first cause is kept."""
         if not self.state.halted:
             self.state.halted, self.state.halted_reason = True, reason
+            self.state.halt_resumable = resumable
 
     def resume(self) -> None:
         """An operator started trading again."""
-        self.state.halted, self.state.halted_reason = False, ""
+        self.state.halted, self.state.halted_reason, self.state.halt_resumable = False, "", False
         self.state.overfill_violations = 0
 
     @property
@@ -146,10 +152,20 @@ class RiskEngine:
         return 0.5 if self.state.tier >= HALVE_SIZE else 1.0
 
     # -- orders ---------------------------------------------------------------------------
-    def new_day(self, day: int) -> None:
-        if day != self.state.day:
-            self.state.day = day
-            self.state.trades_today = {}
+    def new_day(self, day: int) -> str:
+        """A new UTC session: the daily trade counts restart, and the flatten tier's halt ends
+        under halt_resume = "next_session" (core.config.RiskConfig; the env does the same).
+        Returns the reason of a halt that ended here, else ""."""
+        if day == self.state.day:
+            return ""
+        self.state.day = day
+        self.state.trades_today = {}
+        s = self.state
+        if s.halted and s.halt_resumable:
+            ended = s.halted_reason
+            s.halted, s.halted_reason, s.halt_resumable = False, "", False
+            return ended
+        return ""
 
     def check(
         self,

@@ -527,7 +527,10 @@ class Slot:
             judge_closed_session(self, done, bar_ts)
         session = self.sessions.current
         assert session is not None  # on_bar always leaves a session open
-        self.risk.new_day(bar_ts // NS_PER_DAY)
+        ended = self.risk.new_day(bar_ts // NS_PER_DAY)
+        if ended:  # risk.halt_resume = "next_session": a new session trades again
+            self._risk_event(bar_ts, "halt_ended", f"new session; the halt was: {ended}")
+            log.warning("trading_resumed", instrument=self.instrument, reason="next session", halt=ended)
         self._apply_tiers(bar_ts, eq, session.equity_open)
         if warm and self.risk.state.halted:
             self.tracker.risk["halted_bars"] += 1

@@ -1,7 +1,9 @@
 """Baselines every result is shown next to, run through the same environment, fills and costs
 as the policy (``trainer.evaluation``), and the intervals that say how much a result means.
 
-- ``flat`` (never trades), ``buy_and_hold``, ``sell_and_hold``;
+- ``flat`` (never trades), ``buy_and_hold``, ``sell_and_hold``; each run untruncated (no
+  drawdown tiers, no daily cap: ``untruncated``) and, where the policy's risk rules change it,
+  again under them as ``<name> (risk rules)``;
 - ``sma_cross`` (long when the fast SMA of closes is above the slow one, short below) and
   ``sma_long_flat`` (long or flat), windows configurable; the decision on a bar uses closes up
   to and including that bar only (it has closed), and executes at a later quote like every
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stairway.core.config import RiskConfig
 from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.types import Action
@@ -137,6 +140,15 @@ class Comparison:
         return out
 
 
+def untruncated(risk: RiskConfig | None) -> RiskConfig:
+    """``risk``'s limits without the drawdown tiers and the daily order cap: a baseline as it is
+    (buy-and-hold over the window, not "buy until the first flatten tier"). Shown as the
+    baseline; the same strategy under the policy's own rules is shown beside it, labelled
+    "(risk rules)", when those rules changed it."""
+    r = risk or RiskConfig()
+    return r.model_copy(update={"drawdown_tiers_pct": (96.0, 97.0, 98.0, 99.0), "max_trades_per_day": 10**9})
+
+
 def compare(
     history: MarketHistory,
     spec: FeatureSpec,
@@ -160,22 +172,17 @@ def compare(
         {},
         {"policy": block_bootstrap(policy_tracker.daily_returns(), bootstrap_resamples, seed=seed)},
     )
+    free = untruncated(risk)
     for name in FIXED:
-        t, _ = run_evaluation(
-            None,
-            history,
-            spec,
-            ex,
-            initial_equity,
-            lo,
-            last,
-            actions=fixed_actions(name, history, lo, last, sma),
-            record=True,
-            risk=risk,
-        )
+        acts = fixed_actions(name, history, lo, last, sma)
+        t, _ = run_evaluation(None, history, spec, ex, initial_equity, lo, last, actions=acts, record=True, risk=free)
         trackers[name] = t
         baselines[name] = t.summary()
         intervals[name] = block_bootstrap(t.daily_returns(), bootstrap_resamples, seed=seed)
+        ruled, _ = run_evaluation(None, history, spec, ex, initial_equity, lo, last, actions=acts, risk=risk)
+        r = ruled.summary()
+        if r.get("flattens") or r.get("halted_bars") or r.get("blocked_intents"):  # the rules bound: shown too
+            baselines[f"{name} (risk rules)"] = r
     rng = np.random.default_rng(seed)
     holds = policy_tracker.holding_bars()
     pnl = []

@@ -161,6 +161,8 @@ def _step(
         if rs[RS_DAY] != day1:
             rs[RS_DAY] = day1
             rs[RS_OPEN] = eq0
+            if tiers[5] > 0.0:  # risk.halt_resume = "next_session": the flatten tier's halt ends
+                rs[RS_HALTED] = 0.0
         old = int(rs[RS_TIER])
         tier = held_tier(eq1, rs[RS_OPEN], old, tiers[0], tiers[1], tiers[2], tiers[3], tiers[4])
         rs[RS_TIER] = tier
@@ -233,7 +235,9 @@ class VecTradingEnv:
         self.position_limit = min(risk.max_position_lots, risk.max_total_lots) * lot
         self.order_cap = risk.max_order_lots * lot
         self.max_trades = float(risk.max_trades_per_day)
-        self.tiers = np.asarray((*risk.drawdown_tiers_pct, risk.tier_exit_fraction), dtype=np.float64)
+        # the four tiers, the hysteresis fraction, and 1.0 when the halt ends with the session
+        resume = 1.0 if risk.halt_resume == "next_session" else 0.0
+        self.tiers = np.asarray((*risk.drawdown_tiers_pct, risk.tier_exit_fraction, resume), dtype=np.float64)
         self._bar_ts = np.ascontiguousarray(history.bars["ts_ns"])
         self.bar = np.zeros(num_envs, dtype=np.int64)
         self.steps = np.zeros(num_envs, dtype=np.int64)

@@ -225,6 +225,7 @@ def _stitch(folds: list[dict], initial_equity: float, mc_resamples: int, seed: i
             "max_drawdown_pct": mdd,
             "days": len(daily),
             "trades": int(sum(f["summaries"][n]["trades"] for f in folds)),
+            "halted_bars": int(sum(f["summaries"][n].get("halted_bars", 0) for f in folds)),
             "intervals": block_bootstrap(daily, seed=seed),
         }
     trades = np.concatenate([f["trade_returns"] for f in folds])

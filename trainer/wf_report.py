@@ -20,8 +20,9 @@ ORDER = ("policy", "flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_lo
 def stitched_table(wf) -> list[str]:
     """Markdown table: every strategy over all test windows, with 90 % block-bootstrap intervals."""
     L = [
-        "| strategy | return % | 90 % interval | Sharpe | 90 % interval | max DD % | trades | bars long / short % |",
-        "|---|---|---|---|---|---|---|---|",
+        "| strategy | return % | 90 % interval | Sharpe | 90 % interval | max DD % | trades | bars long / short % "
+        "| bars halted |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for n in ORDER:
         s = wf.stitched.get(n)
@@ -31,7 +32,7 @@ def stitched_table(wf) -> list[str]:
         L.append(
             f"| {n} | {s['total_return_pct']:+.2f} | [{r[0]:+.2f}, {r[1]:+.2f}] | {s['sharpe']:+.2f} | "
             f"[{sh[0]:+.2f}, {sh[1]:+.2f}] | {s['max_drawdown_pct']:.2f} | {s['trades']} | "
-            f"{s['long_pct']:.0f} / {s['short_pct']:.0f} |"
+            f"{s['long_pct']:.0f} / {s['short_pct']:.0f} | {s.get('halted_bars', 0)} |"
         )
     return L
 

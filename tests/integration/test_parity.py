@@ -185,27 +185,35 @@ def test_no_look_ahead_through_the_daemon(tmp_path, market_cfg, spec):
     assert len({a for _, (a, _) in p1.log}) > 1
 
 
-def test_parity_includes_the_risk_engine_when_the_flatten_tier_fires(tmp_path, market_cfg, spec):
+@pytest.mark.parametrize("halt_resume", ["next_session", "operator"])
+def test_parity_includes_the_risk_engine_when_the_flatten_tier_fires(tmp_path, market_cfg, spec, halt_resume):
     """Issue 10 §5: the env applies the daemon's drawdown tiers (halve size, stop opening,
     flatten + halt), caps and blocked intents (core.risk_rules). A replay in which the flatten
     tier fires is identical in both: decisions, fills, positions, equity, the summary, and the
     risk counts. (One whole-replay batch: the daemon's extra check at each batch's last quote
-    then falls after the last bar.)"""
+    then falls after the last bar.) Issue 19.8: the halt means the same in both, over a window
+    that spans flattens and later sessions: it ends with the session (next_session), or stays
+    to the end (operator: the env has no operator)."""
     ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
     bars = load_bars(EURUSD)[0][:N_BARS]
     actions = np.random.default_rng(11).integers(0, 4, size=N_BARS).tolist()
     policy = ScriptedPolicy(actions)
-    slot, rows, _ = run_slot(market_cfg, spec, ex, bars, policy, tmp_path / "r.db", [10**9], LOW_TIERS)
-    hist, env_obs, env_states = run_env(market_cfg, spec, ex, bars, actions, LOW_TIERS)
+    risk = LOW_TIERS.model_copy(update={"halt_resume": halt_resume})
+    slot, rows, _ = run_slot(market_cfg, spec, ex, bars, policy, tmp_path / "r.db", [10**9], risk)
+    hist, env_obs, env_states = run_env(market_cfg, spec, ex, bars, actions, risk)
 
     events = slot.counters.risk_events
-    assert events.get("flatten", 0) >= 1 and slot.risk.state.halted  # the flatten tier fired and halted
+    assert events.get("flatten", 0) >= 1  # the flatten tier fired and halted
+    if halt_resume == "operator":
+        assert slot.risk.state.halted and "halt_ended" not in events and events["flatten"] == 1
+    else:  # halts ended with their sessions and trading went on: flattened again on later days
+        assert events["halt_ended"] >= 1 and events["flatten"] >= 2
     assert events.get("tier_halve_size", 0) >= 1 and events.get("stop_opening", 0) + events.get("halted", 0) >= 1
     assert len(policy.observations) == len(env_obs) < N_BARS - spec.window  # no decision on the flatten bar
     assert np.max(np.abs(np.array(policy.observations) - np.array(env_obs))) <= 1e-12
     daemon_states = [tuple(r[1:]) for r in rows[1:]]
     assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
-    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=LOW_TIERS)
+    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=risk)
     assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)  # risk counts included
     assert env_summary["flattens"] == events["flatten"]
     assert env_summary["blocked_intents"] == slot.counters.blocked_intents > 0

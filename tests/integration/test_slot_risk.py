@@ -89,18 +89,26 @@ def kinds(db):
     return [r[0] for r in db.execute("SELECT kind FROM risk_events WHERE kind != 'pass' ORDER BY id")]
 
 
-def test_every_drawdown_tier_then_flatten_and_rollback_request(market_cfg, spec, tmp_path):
+@pytest.mark.parametrize("halt_resume", ["operator", "next_session"])
+def test_every_drawdown_tier_then_flatten_and_rollback_request(market_cfg, spec, tmp_path, halt_resume):
     w = spec.window
     closes = [1.10] * w + list(1.10 - 0.0020 * np.arange(1, 30))  # long into a 20-pip-an-hour slide
-    slot, db, flattened = run(market_cfg, spec, tmp_path, closes, [1] + [1] * 60)
+    risk = RiskConfig(halt_resume=halt_resume)
+    slot, db, flattened = run(market_cfg, spec, tmp_path, closes, [1] + [1] * 60, risk_cfg=risk)
     k = kinds(db)
     tiers = [x for x in k if x.startswith("tier_")]
     assert tiers[:4] == ["tier_warn", "tier_halve_size", "tier_stop_opening", "tier_flatten"]
     assert "flatten" in k and len(flattened) == 1 and "flatten tier" in flattened[0]
-    assert slot.risk.state.halted
-    # the flatten order closed the long; later BUYs are refused while halted
-    assert db.execute("SELECT sum(units) FROM fills").fetchone()[0] == pytest.approx(0.0)
-    assert "halted" in k[k.index("flatten") :]
+    after = k[k.index("flatten") :]
+    assert "halted" in after  # later BUYs are refused while halted
+    if halt_resume == "operator":
+        assert slot.risk.state.halted and "halt_ended" not in k
+        # the flatten order closed the long and nothing opened again
+        assert db.execute("SELECT sum(units) FROM fills").fetchone()[0] == pytest.approx(0.0)
+    else:  # the slide crosses midnight: the next session trades again
+        assert not slot.risk.state.halted and "halt_ended" in after
+        assert after.index("halt_ended") > after.index("halted")
+        assert db.execute("SELECT sum(units) FROM fills").fetchone()[0] > 0.0  # bought again
 
 
 def test_overfill_excess_flattened_and_three_violations_halt(market_cfg, spec, tmp_path):

@@ -72,3 +72,28 @@ def test_compare_runs_every_baseline_through_the_env(quarter, market_cfg, spec):
     assert len(c.random_pnl_pct) == 20 and 0.0 <= c.beat_random_share <= 1.0
     assert all(iv["sharpe"][0] <= iv["sharpe"][1] for iv in c.intervals.values())
     assert any("random entries (20 draws" in line for line in c.lines())
+
+
+@pytest.mark.parametrize("halt_resume", ["operator", "next_session"])
+def test_baselines_are_shown_untruncated_and_labelled_under_the_policys_risk_rules(
+    quarter, market_cfg, spec, halt_resume
+):
+    """Issue 19.8: with tight tiers the "buy_and_hold" the evidence gate compared against was
+    "buy until the first flatten, then nothing". It is now run untruncated; under the risk
+    rules it is shown beside, labelled, with the bars it spent halted."""
+    from stairway.core.config import RiskConfig
+
+    ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
+    last, first = len(quarter) - 2, spec.window - 1
+    risk = RiskConfig(drawdown_tiers_pct=(0.3, 0.4, 0.5, 0.6), halt_resume=halt_resume)
+    flat = np.zeros(last - first + 1, dtype=np.int64)
+    policy, _ = run_evaluation(None, quarter, spec, ex, 100_000.0, first, last, actions=flat, risk=risk)
+    c = compare(quarter, spec, ex, 100_000.0, first, last, policy, draws=5, bootstrap_resamples=100, risk=risk)
+    bh, ruled = c.baselines["buy_and_hold"], c.baselines["buy_and_hold (risk rules)"]
+    assert bh["halted_bars"] == 0 and bh["flattens"] == 0 and bh["open_units_at_end"] > 0  # held to the end
+    assert ruled["flattens"] >= 1 and ruled["halted_bars"] > 0
+    if halt_resume == "operator":  # no operator in an evaluation: halted to the end of the window
+        assert ruled["open_units_at_end"] == 0 and ruled["entries"] == 1
+        assert ruled["halted_bars"] > 0.5 * (last - first)
+    else:  # resumed with the next session: bought again
+        assert ruled["entries"] > 1 and ruled["halted_bars"] < 0.5 * (last - first)
