@@ -6,6 +6,8 @@ need from a learning algorithm, whatever it is. ``train.algo`` chooses one.
     arch()                      the checkpoint's generic architecture JSON (kind, sizes, inference)
     policy(sha)                 the greedy inference Policy of the current weights, exactly as
                                 core.policies.load_policy will build it from the saved checkpoint
+    controller()                (bonus, hold rate) of the hold-bonus controller that shaped the last
+                                learning: the shaper the algorithm's own env steps used
     close()                     release what it started (MuZero's Ray actors)
 """
 
@@ -44,6 +46,8 @@ class Algorithm(Protocol):
 
     def policy(self, sha: str = "") -> Policy: ...
 
+    def controller(self) -> tuple[float, float]: ...
+
     def close(self) -> None: ...
 
 
@@ -79,6 +83,10 @@ class PPOAlgorithm:
 
     def policy(self, sha: str = "") -> Policy:
         return policy_from_weights(self.learner.env.spec, self.tensors(), self.arch(), sha)
+
+    def controller(self) -> tuple[float, float]:
+        shaper = self.learner.env.shaper
+        return (shaper.last_bonus, shaper.hold_rate) if shaper is not None else (0.0, 0.0)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -54,9 +54,9 @@ from stairway.trainer.evaluation import run_evaluation
 from stairway.trainer.gatedb import GateDB
 from stairway.trainer.gates import (
     ShadowResult,
+    drift_from_gold,
     evidence,
     preflight,
-    relative_l2,
     robustness_verdict,
     shadow_replay,
     shadow_ticks,
@@ -135,16 +135,23 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
                 **cfg.market_identity(),
             )
             arch = ck.meta.architecture()
-            if ck.meta.policy_kind != cfg.train.algo or (
-                cfg.train.algo == "ppo" and arch.get("hidden") != cfg.ppo.hidden
-            ):
+            want = (
+                {"hidden": cfg.ppo.hidden}
+                if cfg.train.algo == "ppo"
+                else {k: getattr(cfg.muzero, k) for k in ("latent", "hidden", "support")}
+            )
+            differ = {k: (arch.get(k), v) for k, v in want.items() if arch.get(k) != v}
+            if ck.meta.policy_kind != cfg.train.algo or differ:
                 raise CheckpointError(
-                    f"{link}: kind {ck.meta.policy_kind} / arch {arch} differ from the config "
-                    f"(train.algo {cfg.train.algo}, ppo.hidden {cfg.ppo.hidden})"
+                    f"{link}: a {ck.meta.policy_kind} checkpoint cannot warm-start train.algo = {cfg.train.algo!r}"
+                    if ck.meta.policy_kind != cfg.train.algo
+                    else f"{link}: its sizes differ from the config's ("
+                    + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in differ.items())
+                    + ")"
                 )
             return ck
-        except CheckpointError as e:
-            log.warning("warm_start_skipped", link=str(link), reason=str(e))
+        except CheckpointError as e:  # refused before any training: the run starts from scratch
+            log.warning("warm_start_refused", link=str(link), reason=str(e), action="training from scratch")
     return None
 
 
@@ -207,8 +214,7 @@ def train_cycles(
             best = m["sharpe"] if imp else best
             sha = on_cycle(k, state, m, target, algo.global_step, imp, algo.arch()) if on_cycle is not None else ""
             states.append(state)
-            bonus = float(getattr(shaper, "last_bonus", 0.0))
-            hold = float(getattr(shaper, "hold_rate", 0.0))
+            bonus, hold = (float(x) for x in algo.controller())
             records.append(CycleRecord(k, sha, algo.global_step, target, m, imp, bonus, hold))
             log.info(
                 "cycle_finished",
@@ -409,8 +415,9 @@ def _train_and_gate(
             gold = read_checkpoint(gold_link)
         except CheckpointError as e:
             log.error("gold_unreadable", reason=str(e))
-    drift = relative_l2(cand.tensors, gold.tensors) if gold is not None else None
+    drift, drift_note = drift_from_gold(cand, gold)
     gate = verdict_dict(pre, shadow, drift, robustness, passed, proof)
+    gate["drift_note"] = drift_note
     gdb.set_verdict(cand.sha, passed, gate)  # recorded before anything is published
 
     if passed:
@@ -433,6 +440,7 @@ def _train_and_gate(
         shadow=shadow.passed,
         robustness=robust_ok,
         drift=None if drift is None else round(drift, 4),
+        drift_note=drift_note or None,
         action=action,
     )
     result = CycleRun(

@@ -219,6 +219,23 @@ def relative_l2(candidate: dict, gold: dict) -> float:
     return math.sqrt(num / den) if den > 0 else math.inf
 
 
+def drift_from_gold(cand, gold) -> tuple[float | None, str]:
+    """(relative L2 drift of the candidate's weights from gold's, a note): None and "n/a
+    (architecture changed: ...)" when they are of another kind or shape (a MuZero candidate
+    against a PPO gold): drift is then undefined, and the candidate is gated on the rest."""
+    if gold is None:
+        return None, ""
+    a, b = numpy_tensors(cand.tensors), numpy_tensors(gold.tensors)
+    if (
+        cand.meta.policy_kind != gold.meta.policy_kind
+        or a.keys() != b.keys()
+        or any(a[k].shape != b[k].shape for k in b)
+    ):
+        why = f"{cand.meta.policy_kind} candidate, {gold.meta.policy_kind} gold {gold.sha[:12]}"
+        return None, f"n/a (architecture changed: {why})"
+    return relative_l2(a, b), ""
+
+
 def verdict_dict(
     pre: tuple[bool, str],
     shadow: ShadowResult,

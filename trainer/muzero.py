@@ -95,6 +95,7 @@ class MuZeroAlgorithm:
         self.updates = 0
         self._sent: tuple[int, bytes] | None = None  # (updates, the weights as sent to the actors)
         self.actors = ActorPool(cfg, env.h, env.hi, env.session_len, env.session_starts)
+        self._controller = np.array([0.0, cfg.shaping.target_hold_rate])  # until the first self-play
 
     # -- the seam ---------------------------------------------------------------------------
     def arch(self) -> dict:
@@ -145,6 +146,7 @@ class MuZeroAlgorithm:
         shaper = self.env.shaper
         target = shaper.target if shaper is not None else self.cfg.shaping.target_hold_rate
         results = self.actors.play(self._weights(), self.arch(), self.temperature(), target)
+        self._controller = np.mean([r["controller"] for r in results], axis=0)  # the actors' shapers
         segs, total, count = [], 0.0, 0
         for r in results:
             for e in range(len(r["actions"])):
@@ -163,6 +165,11 @@ class MuZeroAlgorithm:
             total += float(r["rewards"].sum())
             count += r["rewards"].size
         return segs, total / max(count, 1)
+
+    def controller(self) -> tuple[float, float]:
+        """(bonus, hold rate) of the actors' hold-bonus controllers after the last self-play,
+        averaged over actors: the shapers that made the rewards MuZero learned from."""
+        return float(self._controller[0]), float(self._controller[1])
 
     def _weights(self) -> bytes:
         """The current weights as safetensors bytes, serialised once per update: a round's

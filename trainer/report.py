@@ -137,7 +137,8 @@ def _markdown(run, cfg: TrainerConfig) -> str:
             f"- Evidence (activity, baselines): {'pass' if ev['passed'] else 'FAIL: ' + '; '.join(ev['reasons'])}",
         ]
     rb = g["robustness"]
-    drift = "no gold yet" if run.drift is None else f"{run.drift:.4f} (threshold {cfg.gates.drift_threshold})"
+    note = run.gate.get("drift_note") or "no gold yet"
+    drift = note if run.drift is None else f"{run.drift:.4f} (threshold {cfg.gates.drift_threshold})"
     L += [
         "",
         f"- Parameter drift vs gold (relative L2): {drift}",

@@ -127,6 +127,8 @@ class SelfPlayActor:
             "values": vals,
             "dones": dones,
             "traded": traded,
+            # the hold-bonus controller that shaped these rewards: (bonus, smoothed hold rate)
+            "controller": np.array([self.shaper.last_bonus, self.shaper.hold_rate]),
         }
 
     def reanalyse(self, weights: bytes, arch: dict, obs: np.ndarray) -> dict[str, np.ndarray]:

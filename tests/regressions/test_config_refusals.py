@@ -146,7 +146,7 @@ def test_trainer_does_not_warm_start_from_another_instruments_model(tmp_path, sp
     publish_for(instrument="USD_CHF")
     assert _warm_start(tcfg, spec) is None
     out = capsys.readouterr().out
-    assert "warm_start_skipped" in out and "instrument USD_CHF (checkpoint) != EUR_USD (ours)" in out
+    assert "warm_start_refused" in out and "instrument USD_CHF (checkpoint) != EUR_USD (ours)" in out
     same = publish_for()
     assert _warm_start(tcfg, spec).sha == same.sha
     publish_for(period_minutes=1)

@@ -279,3 +279,34 @@ def test_a_ray_address_where_nothing_answers_is_one_line_not_a_hang():
         .splitlines()[-1]
         .endswith(f"'127.0.0.1:{port}': no Ray cluster answers there (Connection refused)")
     )
+
+
+def test_a_muzero_run_with_a_ppo_gold_is_gated_and_drift_is_na(tmp_path):
+    """Issue 19.9: with gold a PPO model, a MuZero run ended in exit 2 after training (drift
+    raised 'architecture changed' unguarded) and its candidate stayed ungated. Now drift is
+    "n/a (architecture changed)" and the candidate is gated on everything else; the PPO
+    current/gold is refused as a warm start before training, in one line; the cycles record
+    the controller figures of the actors' shapers, not constants."""
+    import sqlite3
+
+    from stairway.core.checkpoint import point_link
+    from stairway.core.features import FeatureSpec
+    from tests.helpers import tiny_checkpoint
+
+    c = cfg(tmp_path, STAIRWAY_CYCLES__WARM_START="true")
+    ppo, _ = tiny_checkpoint(c.train.models_dir, FeatureSpec.from_config(c), seed=4)
+    point_link(c.train.models_dir, "gold", ppo.sha)
+    res = run_cycles(c, progress=False)  # used to raise ConfigError after training
+    assert res.drift is None and res.gate["drift_note"].startswith("n/a (architecture changed: muzero candidate")
+    assert res.gate["shadow"]["days"] and "evidence" in res.gate and "robustness" in res.gate
+    with sqlite3.connect(c.train.gate_db) as db:
+        status = db.execute("SELECT status FROM model_registry WHERE sha = ?", (res.candidate,)).fetchone()[0]
+        drift_rows = db.execute("SELECT rel_l2, action FROM parameter_drift_log").fetchall()
+    assert status in ("passed", "failed")  # gated, not left 'candidate'
+    assert drift_rows == [(None, res.action)]
+    assert res.parent == ""  # the PPO model did not warm-start MuZero
+    bonuses = {round(r.controller_bonus, 9) for r in res.cycles}
+    holds = {round(r.train_hold_rate, 9) for r in res.cycles}
+    assert bonuses != {0.0} and holds != {0.55}  # the actors' controllers, not the learner's idle one
+    report = (res.report.parent / "report.md").read_text() if res.report.suffix == ".html" else res.report.read_text()
+    assert "n/a (architecture changed" in report
