@@ -124,6 +124,12 @@ class GateConfig(Strict):
     daemon_config: Path = Field(Path("config/paper.toml"), description="Pre-flight compares against this.")
     ticks_dir: Path = Field(Path("state/ticks"), description="The daemon's recorded ticks.")
     shadow_days: int = Field(3, gt=0, description="Trading days replayed.")
+    shadow_max_gap_days: int = Field(
+        7,
+        ge=0,
+        description="Recorded days judge a candidate only if the first begins within this many days of the "
+        "training range's end; else the range's own last days do (and the run says why).",
+    )
     min_day_pnl: float = Field(0.0, description="Each day's PnL must be at least this (quote currency).")
     max_day_drawdown_pct: float = Field(2.0, gt=0, description="Each day's max drawdown at most this.")
     trades_per_day_minute_bars: tuple[int, int] = Field((5, 25), description="Scaled for the bar period.")

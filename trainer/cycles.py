@@ -384,7 +384,7 @@ def _train_and_gate(
 
     # gates
     pre = preflight(cand.meta, cfg.gates, cfg.risk)
-    ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns)
+    ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns, data.recorded)
     vbar = _progress(progress, 1, "shadow replay")
     shadow = shadow_replay(cand_policy, cfg, spec, cfg.gates, ticks, judged, source, best_rec.cycle)
     if vbar is not None:

@@ -94,13 +94,39 @@ def trades_range(gates: GateConfig, period_minutes: int) -> tuple[int, int]:
     return trade_band(gates.trades_per_day_minute_bars, period_minutes)
 
 
+def shadow_days_for(instrument: str, gates: GateConfig, range_end_ns: int) -> tuple[list[dt.date], str]:
+    """The complete recorded days the shadow gate may judge on (with the days before them for
+    the warm-up), and why none when there are recordings but they cannot serve: fewer than
+    ``shadow_days`` complete days, or not adjacent to the training range (a recording that
+    starts nine years after it says nothing about a model trained on it)."""
+    days = [d for d in recorded_days(gates.ticks_dir, instrument) if gates.last_day is None or d <= gates.last_day]
+    if not days:
+        return [], ""
+    judged = days[-gates.shadow_days :]
+    end = (dt.date(1970, 1, 1) + dt.timedelta(days=range_end_ns // NS_PER_DAY)) if range_end_ns < 1 << 62 else None
+    if len(judged) < gates.shadow_days:
+        why = f"only {len(days)} complete recorded day(s) ({days[-1]}), gates.shadow_days = {gates.shadow_days}"
+    elif end is not None and not (
+        end - dt.timedelta(days=1) <= judged[0] <= end + dt.timedelta(gates.shadow_max_gap_days)
+    ):
+        why = (
+            f"the recorded days {judged[0]} .. {judged[-1]} are not adjacent to the training range ending {end} "
+            f"(gates.shadow_max_gap_days = {gates.shadow_max_gap_days})"
+        )
+    else:
+        return days, ""
+    return [], f"shadow gate on the range's last {gates.shadow_days} days, not recordings: {why}"
+
+
 def shadow_ticks(
-    cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns: int
+    cfg: MarketConfig, spec: FeatureSpec, gates: GateConfig, end_ns: int, days: list[dt.date] | None = None
 ) -> tuple[np.ndarray, list[str], str]:
-    """Ticks to replay and the days to judge: the last K recorded days, else the last K
-    trading days of historical bars before ``end_ns`` (with warm-up bars before them)."""
+    """Ticks to replay and the days to judge: the last K recorded days (``days``, default
+    ``shadow_days_for``), else the last K trading days of historical bars before ``end_ns``
+    (with warm-up bars before them)."""
     inst = cfg.instrument.symbol
-    days = [d for d in recorded_days(gates.ticks_dir, inst) if gates.last_day is None or d <= gates.last_day]
+    if days is None:
+        days = shadow_days_for(inst, gates, end_ns)[0]
     if days:
         judged = days[-gates.shadow_days :]
         warm_days = max(1, math.ceil(spec.window * cfg.bars.period_minutes / 1440)) + 1

@@ -42,16 +42,20 @@ class PreparedData:
 def prepare_data(cfg: TrainerConfig) -> PreparedData:
     """Load the range and split it: train | validation | shadow-gate tail (last K trading
     days, only when the daemon has recorded no ticks). Shared by cycles and sweeps."""
-    from stairway.core.tick_files import recorded_days
+    from stairway.trainer.gates import shadow_days_for
 
     spec = FeatureSpec.from_config(cfg)
     if cfg.train.range is None:
         raise ConfigError("train.rolling_days: resolve the data store first (trainer.data_store.resolve_training_data)")
     start_ns, end_ns = cfg.train.range.ns()
     history = load_history(cfg, spec, start_ns, end_ns)
-    last = cfg.gates.last_day  # the rolling window: complete days only
-    recorded = [d for d in recorded_days(cfg.gates.ticks_dir, cfg.instrument.symbol) if last is None or d <= last]
-    return split_history(cfg, spec, history, recorded, shadow_tail=not recorded)
+    recorded, why = shadow_days_for(cfg.instrument.symbol, cfg.gates, end_ns)  # complete, adjacent days only
+    if why:
+        log.warning("shadow_gate_not_on_recordings", reason=why)
+    data = split_history(cfg, spec, history, recorded, shadow_tail=not recorded)
+    if why:
+        data.split_desc += f" ({why})"
+    return data
 
 
 def split_history(cfg: TrainerConfig, spec: FeatureSpec, history, recorded: list, shadow_tail: bool) -> PreparedData:

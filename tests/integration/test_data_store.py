@@ -16,7 +16,7 @@ from stairway.cli import main as cli_main
 from stairway.core.bar_builder import BarBuilder
 from stairway.core.bar_files import load_bars, load_period_bars
 from stairway.core.bar_ticks import bars_to_ticks
-from stairway.core.config import load_config
+from stairway.core.config import DateRange, load_config
 from stairway.core.errors import DataError
 from stairway.core.tick_files import TickFileWriter
 from stairway.trainer.config import TrainerConfig
@@ -334,3 +334,36 @@ def test_coverage_reports_a_bad_file_and_carries_on_and_a_line_bomb_is_one_line(
     assert cli_main(["data", "--config", cfg, "--store", str(st), "import", str(bomb)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"stairway: error: {bomb}: line 2 is longer than 1048576 bytes: not a bar file"]
+
+
+def test_the_shadow_gate_uses_only_complete_recorded_days_adjacent_to_the_training_range(tmp_path, real):
+    """Issue 19.10: the first nightly run after recording began gated on one partial recorded
+    day nine years after the training range. Recordings judge a candidate only when there are
+    gates.shadow_days complete ones beginning at the range's end; else the range's own last
+    days do, and the run says why."""
+    from stairway.trainer.gates import shadow_days_for
+    from stairway.trainer.prepared import prepare_data
+
+    env = {
+        "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+        "STAIRWAY_TRAIN__RANGE": '{"start": "2017-09-01", "end": "2017-12-01"}',
+    }
+    cfg = load_config(TrainerConfig, ROOT / "config" / "trainer.toml", environ=env)
+    end = ns(dt.date(2017, 12, 1))
+    d = dt.date
+    record(tmp_path / "ticks", real, [d(2017, 12, 1)])  # one day only
+    days, why = shadow_days_for("EUR_USD", cfg.gates, end)
+    assert days == [] and "only 1 complete recorded day(s) (2017-12-01), gates.shadow_days = 3" in why
+    data = prepare_data(cfg)
+    assert "shadow gate 2017-11-28" in data.split_desc and "only 1 complete recorded day" in data.split_desc
+    record(tmp_path / "ticks", real, [d(2017, 12, 4), d(2017, 12, 5)])
+    days, why = shadow_days_for("EUR_USD", cfg.gates, end)
+    assert days == [d(2017, 12, 1), d(2017, 12, 4), d(2017, 12, 5)] and why == ""
+    # the same recordings against a range that ended months before: not adjacent
+    early = ns(dt.date(2017, 6, 1))
+    days, why = shadow_days_for("EUR_USD", cfg.gates, early)
+    assert days == [] and "not adjacent to the training range ending 2017-06-01" in why
+    far = cfg.model_copy(
+        update={"train": cfg.train.model_copy(update={"range": DateRange(start=d(2017, 3, 1), end=d(2017, 6, 1))})}
+    )
+    assert "not adjacent" in prepare_data(far).split_desc
