@@ -227,10 +227,10 @@ class Conditions:
             if h.any_alerted:
                 self.alerter.notify(f"{h.kind}_resolved", f"resolved: {h.message}", key=f"{key}:resolved", level="info")
         for key, (kind, message) in active.items():
-            h = self.held.get(key)
-            if h is None:
-                h = self.held[key] = _Held(kind, message, now)
-            elif h.kind != kind:
+            if key not in self.held:
+                self.held[key] = _Held(kind, message, now)
+            h = self.held[key]
+            if h.kind != kind:
                 h.kind, h.since, h.alerted = kind, now, False
             h.message = message
             if not h.alerted and now - h.since >= self.hold_secs(kind):
