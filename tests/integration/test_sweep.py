@@ -36,3 +36,29 @@ def test_sweep_two_trials_on_local_ray(tmp_path):
     saved = json.loads((tmp_path / res["sweep_id"] / "sweep.json").read_text())
     assert saved["best"]["config"] == res["best"]["config"]
     assert not (tmp_path / "models").exists()  # sweeps never publish
+
+
+def test_a_local_ray_refuses_a_client_without_its_token():
+    """Issue 19.11: the local Ray of sweeps, walk-forward and self-play listened on every
+    interface without authentication. Its ports still open on every interface (Ray 2.60 binds
+    them so whatever node address it is given), but a client without the token this process
+    made is refused, and the token leaves the environment with the session."""
+    import os
+    import subprocess
+    import sys
+
+    from stairway.trainer.ray_setup import ray_session
+
+    with ray_session("local", 1) as ray:
+
+        @ray.remote
+        def plus_one(x):
+            return x + 1
+
+        assert ray.get(plus_one.remote(1)) == 2  # the workers hold the token
+        gcs = ray.get_runtime_context().gcs_address
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        probe = f"import ray\nray.init(address={gcs!r}, log_to_driver=False)\nprint('CONNECTED')\n"
+        r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert "CONNECTED" not in r.stdout and "InvalidAuthToken" in r.stdout + r.stderr
+    assert "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_MODE" not in os.environ
