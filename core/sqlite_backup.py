@@ -35,8 +35,10 @@ def backup_database(db_path: Path, backup_dir: Path, keep: int = 7, now: dt.date
         tmp.unlink(missing_ok=True)
         raise FatalError(f"{final}: backup failed integrity_check: {result}")
     tmp.replace(final)
-    backups = sorted(backup_dir.glob(f"{db_path.stem}-*.db"))
-    for old in backups[:-keep]:
+    # the one just written is always kept (a clock set back names it before older ones); of
+    # the others, the last ``keep - 1`` in name order
+    others = sorted(b for b in backup_dir.glob(f"{db_path.stem}-*.db") if b != final)
+    for old in others[: max(0, len(others) - (keep - 1))]:
         old.unlink()
-    log.info("database_backed_up", path=str(final), kept=min(len(backups), keep))
+    log.info("database_backed_up", path=str(final), kept=min(len(others) + 1, keep))
     return final

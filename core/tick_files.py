@@ -122,6 +122,11 @@ class TickFileWriter:
             if self._n_pending >= self.max_pending:
                 self.flush()
 
+    @property
+    def pending(self) -> int:
+        """Ticks buffered, not yet written."""
+        return self._n_pending
+
     def flush(self) -> int:
         if not self._pending:
             return 0

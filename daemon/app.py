@@ -44,6 +44,7 @@ from stairway.daemon.alerts import Alerter, health_conditions
 from stairway.daemon.config import DaemonConfig
 from stairway.daemon.control import check_private, hint
 from stairway.daemon.hot_swap import ModelWatcher
+from stairway.daemon.http import ConnectionLimits
 from stairway.daemon.jobs import backup_database, make_scheduler
 from stairway.daemon.model_events import ModelEvents
 from stairway.daemon.notify import Notifier
@@ -109,6 +110,7 @@ class Daemon(ModelEvents):
         self.loop_lag = 0.0
         self.model_loaded_at = time.time()
         self.http_port: int | None = None
+        self.http_limits = ConnectionLimits()  # open, refused and idle-closed HTTP connections
         self._halt_ns = 0
         self._end_error: Exception | None = None
         self.control_unsafe = ""  # why the control directory is unsafe now, if it is
@@ -408,7 +410,9 @@ class Daemon(ModelEvents):
             if self.cfg.service.http_port is not None:
                 from stairway.daemon.http import bound_port, make_app, start_http
 
-                runner = await start_http(make_app(self.snapshot, self.health), self.cfg.service.http_port)
+                runner = await start_http(
+                    make_app(self.snapshot, self.health), self.cfg.service.http_port, self.http_limits
+                )
                 self.http_port = bound_port(runner)
                 log.info(
                     "http_listening",

@@ -3,6 +3,7 @@ prometheus_client, collected from daemon state at scrape time), /status (JSON)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
@@ -129,11 +130,105 @@ def make_app(snapshot: Callable[[], dict], health: Callable[[], list[str]]) -> w
     return app
 
 
-async def start_http(app: web.Application, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+MAX_CONNECTIONS = 32  # a scraper, an operator's curl and a dashboard need a handful
+IDLE_SECS = 10.0  # a connection that sends nothing for this long is closed (keep-alive: 5 s)
+
+
+class ConnectionLimits:
+    """At most ``limit`` open connections, each closed after ``idle_secs`` without a byte from
+    its client: a flood of connections (or a slow one) cannot take the daemon's file
+    descriptors, which its broker connection, database and tick files need."""
+
+    def __init__(self, limit: int = MAX_CONNECTIONS, idle_secs: float = IDLE_SECS) -> None:
+        self.limit, self.idle_secs = limit, idle_secs
+        self.open = 0
+        self.peak = 0  # the most open at once
+        self.accepted = 0
+        self.refused = 0
+        self.idle_closed = 0
+
+    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        return lambda: _Guarded(factory(), self, asyncio.get_running_loop())
+
+
+class _Guarded(asyncio.Protocol):
+    """The protocol the transport talks to: counts and times the connection, hands every
+    event to aiohttp's own handler (which writes to the transport directly)."""
+
+    def __init__(self, inner: asyncio.Protocol, limits: ConnectionLimits, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner, self.limits, self.loop = inner, limits, loop
+        self.counted = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.BaseTransport | None = None
+
+    def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(self.limits.idle_secs, self._idle)
+
+    def _idle(self) -> None:
+        self.limits.idle_closed += 1
+        assert self.transport is not None
+        self.transport.abort()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.inner.connection_made(transport)
+        self.limits.accepted += 1
+        if self.limits.open >= self.limits.limit:
+            self.limits.refused += 1
+            transport.abort()  # closed at once: its descriptor is freed
+            return
+        self.limits.open += 1
+        self.limits.peak = max(self.limits.peak, self.limits.open)
+        self.counted = True
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.counted:
+            self._arm()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.counted:
+            self.counted = False
+            self.limits.open -= 1
+        self.inner.connection_lost(exc)
+
+
+class BoundedSite(web.TCPSite):
+    """aiohttp's TCPSite with ConnectionLimits on every connection it accepts."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, limits: ConnectionLimits) -> None:
+        super().__init__(runner, host, port, backlog=limits.limit)
+        self.limits = limits
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self.limits.wrap(server), self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
+        self._bound_port = self._server.sockets[0].getsockname()[1]
+
+
+async def start_http(app: web.Application, port: int, limits: ConnectionLimits | None = None) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=5.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await BoundedSite(runner, "127.0.0.1", port, limits or ConnectionLimits()).start()
     except OSError as e:
         await runner.cleanup()
         raise FatalError(

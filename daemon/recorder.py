@@ -43,6 +43,9 @@ class TickRecorder:
         self.dropped_ticks = 0
         self.recorded_ticks = 0
         self.errors = 0
+        self.failing = ""  # the cause while writes fail (a /health reason), "" once one succeeds
+        self._causes: set[str] = set()  # causes logged: each once
+        self._dropping = False
         self._thread = threading.Thread(target=self._run, name=f"tick-recorder-{instrument}", daemon=True)
 
     def start(self) -> None:
@@ -58,8 +61,14 @@ class TickRecorder:
             return True
         except queue.Full:
             self.dropped_ticks += len(ticks)
-            log.warning("ticks_dropped", instrument=self.instrument, dropped_total=self.dropped_ticks)
+            if not self._dropping:  # once per episode, not once per quote
+                self._dropping = True
+                log.warning("ticks_dropped", instrument=self.instrument, dropped_total=self.dropped_ticks)
             return False
+        finally:
+            if self._dropping and self.queued_ticks < self.max_queued_ticks // 2 and not self.q.full():
+                self._dropping = False
+                log.warning("ticks_recording_resumed", instrument=self.instrument, dropped_total=self.dropped_ticks)
 
     def _run(self) -> None:
         last_flush = time.monotonic()
@@ -72,8 +81,13 @@ class TickRecorder:
                 break
             if item is not None:
                 before = self.writer.written
-                self.writer.write(item)  # flushes by itself past max_pending ticks
-                self.recorded_ticks += self.writer.written - before
+                pending = self.writer.pending
+                try:
+                    self.writer.write(item)  # flushes by itself past max_pending ticks
+                except Exception as e:  # noqa: BLE001 - the recorder never dies: counted, logged once per cause
+                    self._failed(e, pending + len(item))
+                else:
+                    self._succeeded(self.writer.written - before)
                 with self._lock:
                     self.queued_ticks -= len(item)
             if time.monotonic() - last_flush >= self.flush_secs:
@@ -82,11 +96,30 @@ class TickRecorder:
         self._flush()
 
     def _flush(self) -> None:
+        pending = self.writer.pending
         try:
-            self.recorded_ticks += self.writer.flush()
-        except OSError as e:
-            self.errors += 1
-            log.error("recorder_write_failed", error=str(e))
+            n = self.writer.flush()
+        except Exception as e:  # noqa: BLE001 - as in _run
+            self._failed(e, pending)
+        else:
+            self._succeeded(n)
+
+    def _failed(self, e: Exception, lost: int) -> None:
+        """A write failed: its ticks are lost (counted as dropped); the cause is logged the first
+        time it is seen and stays a /health reason until a write succeeds."""
+        self.errors += 1
+        self.dropped_ticks += lost
+        cause = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
+        self.failing = cause
+        if cause not in self._causes and len(self._causes) < 100:
+            self._causes.add(cause)
+            log.error("recorder_write_failed", instrument=self.instrument, error=cause, errors=self.errors)
+
+    def _succeeded(self, ticks: int) -> None:
+        self.recorded_ticks += ticks
+        if self.failing and ticks:
+            log.warning("recorder_write_recovered", instrument=self.instrument, errors=self.errors)
+            self.failing = ""
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Flush everything queued and stop the thread; False if it did not finish in time."""

@@ -166,6 +166,11 @@ def health(d) -> list[str]:
             reasons.append(f"{name} {slot.policy.sha[:12]} is {age / 86400:.1f} days old")
     if d.risk.state.halted:
         reasons.append(f"halted: {d.risk.state.halted_reason}")
+    for inst, rec in d.recorders.items():
+        if rec.failing:
+            reasons.append(
+                f"tick recording failing for {inst}: {rec.failing} ({rec.errors} errors, {rec.dropped_ticks} ticks lost)"
+            )
     if d.control_unsafe:
         reasons.append(f"control directory unsafe, no new positions: {d.control_unsafe}")
     if d.cfg.live:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -106,6 +107,16 @@ def _check_db_path(path: Path) -> None:
         raise FatalError(f"{path}: is a directory, not a database file")
 
 
+def _read_only(path: Path, e: sqlite3.Error) -> bool:
+    """Whether SQLite failed because it may not write, not because the file is bad."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == sqlite3.SQLITE_READONLY:
+        return True
+    if "readonly" in str(e) or "read-only" in str(e):
+        return True
+    return not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db, self.path = db, path
@@ -133,6 +144,11 @@ class Store:
         except BaseException as e:
             await db.close()
             if isinstance(e, sqlite3.Error):
+                if await asyncio.to_thread(_read_only, path, e):
+                    raise FatalError(
+                        f"{path}: the database or its directory is read-only ({e}); make both writable by "
+                        "the daemon's user (nothing is wrong with the file)"
+                    ) from None
                 raise FatalError(
                     f"{path}: not a usable Stairway database ({e}); move it aside or restore a backup"
                 ) from None

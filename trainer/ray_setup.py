@@ -78,9 +78,7 @@ def ray_session(address: str | None, workers: int = 2, what: str = "this command
         if started_here:
             if address in (None, "local"):
                 stack.enter_context(local_auth())
-                ray.init(
-                    num_cpus=workers, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1"
-                )
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
             else:
                 probe_address(address, what)
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
