@@ -153,6 +153,17 @@ def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):
     return load_config(DaemonConfig, p, environ={}), p
 
 
+def paced_config(tmp: Path, n_bars: int = 400, **settings):
+    """A paper replay of the real EUR/USD bars from 2017-10-01 (``n_bars`` of them) with the
+    shipped paper config and ``settings`` ([replay] or [service] keys, e.g. speed, batch_ticks,
+    http_port): the set-up of the tests that run a daemon while they act on it."""
+    from stairway.core.bar_files import load_bars
+
+    b = load_bars(EURUSD)[0]
+    bars = b[b["ts_ns"] >= 1506816000 * 10**9][:n_bars]
+    return daemon_config(tmp, write_bars_csv(tmp / "b.csv", bars), "2017-10-01", "2018-01-01", **settings)
+
+
 # A portfolio of three instruments from the one real FX series bundled: EUR/USD as it is, and
 # the real EUR/USD hours of 13 and 26 weeks earlier re-dated by whole weeks (same weekday and
 # hour) under two other names. Real market moves, not simulated ones; the names are labels.

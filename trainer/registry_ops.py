@@ -68,18 +68,26 @@ def _registered(gdb: GateDB, sha: str) -> dict:
     return row
 
 
+def _forced(row: dict, sha: str, force: bool, reason: str | None, what: str) -> bool:
+    """Whether SHA goes ahead without a passing gate record: only with ``force`` and a reason
+    (recorded in gate.db); otherwise RegistryError saying what to do."""
+    if row["status"] == "passed":
+        return False
+    if not force:
+        raise RegistryError(
+            f"{sha[:12]} has no passing gate record (status {row['status']}); use --force --reason TEXT to {what}"
+        )
+    if not reason or not reason.strip():
+        raise RegistryError("--force needs --reason TEXT (it is recorded in gate.db)")
+    return True
+
+
 def promote(models: Path, gdb: GateDB, prefix: str, force: bool = False, reason: str | None = None) -> str:
     sha = gdb.resolve(prefix)
     _verified(models, sha)
     row = _registered(gdb, sha)
-    if row["status"] != "passed":
-        if not force:
-            raise RegistryError(
-                f"{sha[:12]} has no passing gate record (status {row['status']}); "
-                "use --force --reason TEXT to promote it anyway"
-            )
-        if not reason or not reason.strip():
-            raise RegistryError("--force needs --reason TEXT (it is recorded in gate.db)")
+    if _forced(row, sha, force, reason, "promote it anyway"):
+        assert reason is not None  # _forced demands one
         # the forced reason must be on record before current points at it (the daemon refuses
         # an ungated model without one); the action stays incomplete until the switch is done
         action = gdb.operator_action("promote_forced", sha, reason.strip(), completed=False)
@@ -134,15 +142,7 @@ def set_gold(
     sha = gdb.resolve(prefix)
     _verified(models, sha)
     row = _registered(gdb, sha)
-    forced = row["status"] != "passed"
-    if forced:
-        if not force:
-            raise RegistryError(
-                f"{sha[:12]} has no passing gate record (status {row['status']}); gold is what an emergency "
-                "rolls back to: use --force --reason TEXT to make it gold anyway"
-            )
-        if not reason or not reason.strip():
-            raise RegistryError("--force needs --reason TEXT (it is recorded in gate.db)")
+    forced = _forced(row, sha, force, reason, "make it gold anyway (gold is what an emergency rolls back to)")
     if check is not None:  # with the forced reason as it will be recorded
         try:
             check(models / "registry" / f"{sha}.safetensors", reason if forced else None)

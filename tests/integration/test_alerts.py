@@ -8,13 +8,12 @@ import json
 import pytest
 from aiohttp import web
 
-from stairway.core.bar_files import load_bars
 from stairway.core.config import load_config
 from stairway.core.errors import ConfigError
 from stairway.daemon.alerts import Alerter
 from stairway.daemon.app import Daemon
 from stairway.daemon.config import DaemonConfig
-from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
+from tests.helpers import EURUSD, daemon_config, paced_config, tiny_checkpoint
 from tests.integration.test_service import until
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
@@ -164,12 +163,8 @@ def test_a_paced_daemon_with_tight_tiers_delivers_its_halt_and_flatten_despite_t
     """Issue 19.2 as it was seen: a paced replay with tight tiers flattens and halts; with a
     limit of 2 alerts a minute the halt and the flatten still reach the receiver, the tiers
     are alerted only once they held, and nothing says "broker disconnected"."""
-    bars = load_bars(EURUSD)[0]
-    bars = bars[bars["ts_ns"] >= 1506816000 * 10**9][:400]
     tiny_checkpoint(tmp_path / "models", spec, seed=3)
-    base, _ = daemon_config(
-        tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01", batch_ticks=4, speed=400_000
-    )
+    base, _ = paced_config(tmp_path, batch_ticks=4, speed=400_000)
 
     async def go():
         rx = Receiver()

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 
-from stairway.core.bar_files import load_bars
 from stairway.core.checkpoint import CheckpointMeta, publish, save_checkpoint
 from stairway.core.errors import CheckpointError
 from stairway.core.muzero_model import MuZeroNet
@@ -31,7 +30,7 @@ from stairway.daemon.app import Daemon
 from stairway.daemon.hot_swap import load_verified
 from tests.faults.harness import Rig, prices
 from tests.faults.test_oanda_faults import last_price_done
-from tests.helpers import EURUSD, daemon_config, pass_gate, tiny_checkpoint, write_bars_csv
+from tests.helpers import paced_config, pass_gate, tiny_checkpoint
 from tests.integration.test_service import until
 
 pytestmark = pytest.mark.usefixtures("no_blocking")
@@ -115,15 +114,10 @@ def test_an_inference_over_its_budget_is_refused(tmp_path, spec):
 
 @pytest.fixture()
 def paced(tmp_path, spec):
-    bars = load_bars(EURUSD)[0]
-    bars = bars[bars["ts_ns"] >= 1506816000 * 10**9][:400]
     models, gate_db = tmp_path / "models", tmp_path / "state" / "gate.db"
     good = tiny_checkpoint(models, spec, seed=1, gate_db=gate_db)[0]
-    cfg, _ = daemon_config(
+    cfg, _ = paced_config(
         tmp_path,
-        write_bars_csv(tmp_path / "b.csv", bars),
-        "2017-10-01",
-        "2018-01-01",
         batch_ticks=16,
         speed=80_000,
         require_gate_record="true",

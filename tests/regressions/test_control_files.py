@@ -13,7 +13,7 @@ from stairway.core.bar_files import load_bars
 from stairway.core.errors import FatalError
 from stairway.daemon.app import Daemon
 from stairway.daemon.control import ControlFiles, check_private, ctl
-from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
+from tests.helpers import EURUSD, daemon_config, paced_config, tiny_checkpoint, write_bars_csv
 from tests.integration.test_service import until
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
@@ -131,18 +131,9 @@ def test_odd_control_entries_are_never_fatal_and_flatten_still_flattens(tmp_path
     after it; a dangling FLATTEN symlink was ignored without a word. Now each flattens, once,
     is removed when it can be, is logged once and is listed by `ctl status`; a START_TRADING
     that is not a regular file is not honoured."""
-    b = load_bars(EURUSD)[0]
-    bars = b[b["ts_ns"] >= 1506816000 * 10**9][:600]
     tiny_checkpoint(tmp_path / "models", spec, seed=1)
-    cfg, _ = daemon_config(
-        tmp_path,
-        write_bars_csv(tmp_path / "b.csv", bars),
-        "2017-10-01",
-        "2018-01-01",
-        batch_ticks=4,
-        speed=40_000,
-        control_poll_secs="0.05",
-        require_start_file="true",
+    cfg, _ = paced_config(
+        tmp_path, 600, batch_ticks=4, speed=40_000, control_poll_secs="0.05", require_start_file="true"
     )
     control = cfg.service.control_dir
     flattens = lambda d: d.slot.counters.risk_events.get("flatten", 0)  # noqa: E731

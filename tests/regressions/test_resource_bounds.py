@@ -11,11 +11,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from stairway.core.bar_files import load_bars
 from stairway.core.types import TICK_DTYPE
 from stairway.daemon.app import Daemon
 from stairway.daemon.recorder import TickRecorder
-from tests.helpers import EURUSD, daemon_config, tiny_checkpoint, write_bars_csv
+from tests.helpers import EURUSD, daemon_config, paced_config, tiny_checkpoint
 from tests.integration.test_service import until
 
 pytestmark = pytest.mark.usefixtures("no_blocking")
@@ -29,12 +28,8 @@ def test_a_connection_flood_cannot_take_the_daemons_file_descriptors(tmp_path, s
     """~1,100 local connections used to exhaust the daemon's descriptors (and then its tick
     recording). Now at most 32 stay open; the rest are closed on accept; the daemon trades on
     and answers again once the flood's idle connections have been closed."""
-    b = load_bars(EURUSD)[0]
-    bars = b[b["ts_ns"] >= 1506816000 * 10**9][:400]
     tiny_checkpoint(tmp_path / "models", spec, seed=1)
-    cfg, _ = daemon_config(
-        tmp_path, write_bars_csv(tmp_path / "b.csv", bars), "2017-10-01", "2018-01-01", batch_ticks=4, speed=40_000
-    )
+    cfg, _ = paced_config(tmp_path, batch_ticks=4, speed=40_000)
     cfg = cfg.model_copy(update={"service": cfg.service.model_copy(update={"http_port": 0, "record_ticks": True})})
 
     def flood(port: int, n: int) -> list[socket.socket]:
