@@ -159,7 +159,7 @@ class _Guarded(asyncio.Protocol):
         self.inner, self.limits, self.loop = inner, limits, loop
         self.counted = False
         self.timer: asyncio.TimerHandle | None = None
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
 
     def _arm(self) -> None:
         if self.timer is not None:
@@ -172,6 +172,7 @@ class _Guarded(asyncio.Protocol):
         self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a TCP server's
         self.transport = transport
         self.inner.connection_made(transport)
         self.limits.accepted += 1

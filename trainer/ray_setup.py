@@ -58,7 +58,7 @@ def local_auth() -> Iterator[None]:
 def _reload_auth() -> None:
     """Ray reads its auth settings once; make it read them again (as Ray's own tests do)."""
     try:
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
     except ImportError:  # an older Ray without token authentication
         return
     Config.initialize("")

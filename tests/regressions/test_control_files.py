@@ -154,7 +154,8 @@ def test_odd_control_entries_are_never_fatal_and_flatten_still_flattens(tmp_path
         (control / "FLATTEN").mkdir()
         (control / "FLATTEN" / "x").write_text("")  # cannot be removed: flattened once, left, reported
         await until(lambda: flattens(d) == 3)
-        await asyncio.sleep(0.3)  # several more polls: not flattened again for the same entry
+        bars = d.slot.counters.bars
+        await until(lambda: d.slot.counters.bars >= bars + 4)  # ~0.35 s, several polls: not flattened again
         n = flattens(d)
         status = json.loads(await asyncio.to_thread(ctl, control, "status", cfg.service.status_file))
         (control / "START_TRADING").unlink()
