@@ -212,7 +212,7 @@ class BoundedSite(web.TCPSite):
     """aiohttp's TCPSite with ConnectionLimits on every connection it accepts."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, limits: ConnectionLimits) -> None:
-        super().__init__(runner, host, port, backlog=limits.limit)
+        super().__init__(runner, host, port, backlog=128)
         self.limits = limits
 
     async def start(self) -> None:
