@@ -54,6 +54,7 @@ class PerformanceTracker:
     _realized_at_open: float = 0.0
     _days_seen: int = 0
     entries: int = 0
+    long_entries: int = 0  # of the entries, long ones (random entries draw their sides with this mix)
     _units: float = 0.0
     _first_ts: int | None = None
     _last_ts: int = 0
@@ -100,6 +101,7 @@ class PerformanceTracker:
             self._open_bar = self.bars
             self._side = side
             self.entries += side != 0.0
+            self.long_entries += side > 0.0
         self._units = units
         self.long_bars += units > 0.0
         self.short_bars += units < 0.0

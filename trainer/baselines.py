@@ -62,9 +62,11 @@ def fixed_actions(name: str, history: MarketHistory, first: int, last: int, sma:
     raise ValueError(f"unknown baseline {name!r}; known: {', '.join(FIXED)}")
 
 
-def random_entry_actions(n: int, holds: list[int], rng: np.random.Generator) -> np.ndarray:
+def random_entry_actions(n: int, holds: list[int], rng: np.random.Generator, p_long: float = 0.5) -> np.ndarray:
     """len(holds) trades at random non-overlapping places in n decisions, each held holds[k]
-    bars (shortened if they cannot all fit), random sides; CLOSE ends each one."""
+    bars (shortened if they cannot all fit), each long with probability ``p_long`` (the
+    policy's own mix: a net-long policy is not credited with the market's drift against 50/50
+    draws), else short; CLOSE ends each one."""
     holds = [max(1, int(h)) for h in holds]
     while holds and sum(holds) + len(holds) > n:  # cannot fit (the policy's last trade may run to the end)
         holds[int(np.argmax(holds))] -= 1
@@ -78,7 +80,7 @@ def random_entry_actions(n: int, holds: list[int], rng: np.random.Generator) -> 
     pos = 0
     for k, j in enumerate(order):
         pos += int(gaps[k])
-        out[pos] = Action.BUY if rng.random() < 0.5 else Action.SELL
+        out[pos] = Action.BUY if rng.random() < p_long else Action.SELL
         out[pos + holds[j]] = Action.CLOSE
         pos += holds[j] + 1
     return out
@@ -117,6 +119,10 @@ class Comparison:
     beat_random_share: float  # share of random-entry draws whose return the policy beat
     intervals: dict[str, dict[str, tuple[float, float]]]  # name -> bootstrap intervals
     trackers: dict = field(default_factory=dict)  # name -> PerformanceTracker (policy and fixed baselines)
+    # baseline -> 90 % paired block-bootstrap interval of the policy's return minus the baseline's
+    # (% of equity; the same resampled days for both)
+    paired: dict[str, tuple[float, float]] = field(default_factory=dict)
+    long_share: float = 0.5  # the policy's share of long entries (the random draws' mix)
 
     def columns(self) -> dict[str, dict[str, float]]:
         """Policy and baselines, and the random draws' median, for format_summary."""
@@ -130,13 +136,20 @@ class Comparison:
                 f"{name:>16}: Sharpe 90 % interval [{s[0]:+.2f}, {s[1]:+.2f}], "
                 f"return [{r[0]:+.2f} %, {r[1]:+.2f} %] (block bootstrap over days)"
             )
+        for name, (lo, hi) in self.paired.items():
+            out.append(
+                f"{'policy - ' + name:>30}: return difference 90 % interval [{lo:+.2f} %, {hi:+.2f} %] "
+                "(paired block bootstrap: the same days for both)"
+            )
         if len(self.random_pnl_pct):
             q = np.percentile(self.random_pnl_pct, [5, 50, 95])
             out.append(
-                f"random entries ({len(self.random_pnl_pct)} draws, the policy's trade count and holding "
-                f"times): return 5/50/95 % = {q[0]:+.2f} / {q[1]:+.2f} / {q[2]:+.2f} %; the policy beat "
-                f"{self.beat_random_share:.0%} of them"
+                f"random entries ({len(self.random_pnl_pct)} draws, the policy's trade count, holding times and "
+                f"long/short mix ({self.long_share:.0%} long)): return 5/50/95 % = {q[0]:+.2f} / {q[1]:+.2f} / "
+                f"{q[2]:+.2f} %; the policy beat {self.beat_random_share:.0%} of them"
             )
+        elif not self.policy.get("entries"):
+            out.append("the policy never traded: no random-entry comparison")
         return out
 
 
@@ -185,13 +198,20 @@ def compare(
             baselines[f"{name} (risk rules)"] = r
     rng = np.random.default_rng(seed)
     holds = policy_tracker.holding_bars()
+    p_long = policy_tracker.long_entries / policy_tracker.entries if policy_tracker.entries else 0.5
     pnl = []
     for _ in range(draws if holds else 0):
-        t, _ = run_evaluation(
-            None, history, spec, ex, initial_equity, lo, last, actions=random_entry_actions(n, holds, rng), risk=risk
-        )
+        acts = random_entry_actions(n, holds, rng, p_long)
+        t, _ = run_evaluation(None, history, spec, ex, initial_equity, lo, last, actions=acts, risk=risk)
         pnl.append(t.summary()["pnl_pct"])
     pnl_arr = np.asarray(pnl)
     mine = policy_tracker.summary()["pnl_pct"]
     beat = float((pnl_arr < mine).mean()) if len(pnl_arr) else float("nan")
-    return Comparison(policy_tracker.summary(), baselines, pnl_arr, beat, intervals, trackers)
+    ours = policy_tracker.daily_returns()
+    paired = {}
+    for name in FIXED:
+        theirs = trackers[name].daily_returns()
+        k = min(len(ours), len(theirs))  # the same days (the same bars, the same env)
+        iv = block_bootstrap(ours[:k] - theirs[:k], bootstrap_resamples, seed=seed)["total_return_pct"]
+        paired[name] = iv
+    return Comparison(policy_tracker.summary(), baselines, pnl_arr, beat, intervals, trackers, paired, p_long)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stairway.core.metrics import QUALITY_KEYS, too_few_trades
+from stairway.core.metrics import MIN_TRADES_FOR_QUALITY, QUALITY_KEYS, too_few_trades
 from stairway.trainer.config import TrainerConfig
 
 
@@ -142,9 +142,14 @@ def _markdown(run, cfg: TrainerConfig) -> str:
     L += [
         "",
         f"- Parameter drift vs gold (relative L2): {drift}",
-        f"- Robustness ({'gating' if rb['gating'] else 'reported only'}): CAR25 {rb['car25_pct']:.2f} %, "
-        f"DD95 {rb['dd95_pct']:.2f} % over {rb['mc_trades']} trades; walk-forward efficiency "
-        f"{rb['walk_forward_efficiency']:.2f}; SQN "
+        f"- Robustness ({'gating' if rb['gating'] else 'reported only'}): "
+        + (
+            f"too few trades ({rb['mc_trades']}) for CAR25/DD95 or a walk-forward efficiency; "
+            if rb["mc_trades"] < MIN_TRADES_FOR_QUALITY
+            else f"CAR25 {rb['car25_pct']:.2f} %, DD95 {rb['dd95_pct']:.2f} % over {rb['mc_trades']} trades; "
+            f"walk-forward efficiency {rb['walk_forward_efficiency']:.2f}; "
+        )
+        + "SQN "
         f"{rb['sqn_class'] if rb['sqn_class'].startswith('too few') else format(rb['sqn'], '+.2f') + ' (' + rb['sqn_class'] + ')'}"
         + (f" — FAIL: {'; '.join(rb['reasons'])}" if rb.get("reasons") else ""),
         "",

@@ -44,18 +44,21 @@ def verdict_lines(wf) -> list[str]:
     out = [
         f"folds: {len(wf.folds)} ({wf.scheme}); the policy beat buy-and-hold in {wf.beat_buy_and_hold:.0%} of them "
         f"and the SMA cross in {wf.beat_sma:.0%}",
-        f"walk-forward efficiency {wf.efficiency:.2f} (mean annualised OOS / in-sample return)",
         (
-            f"too few trades ({pol['trades']}) for CAR25/DD95"
+            f"too few trades ({pol['trades']}, fewer than {MIN_TRADES_FOR_QUALITY}) for a walk-forward efficiency "
+            "or a Monte Carlo CAR25/DD95"
             if few
-            else f"Monte Carlo on {wf.trades} stitched OOS trades: CAR25 {wf.car25_pct:+.2f} %, DD95 {wf.dd95_pct:.2f} %"
+            else f"walk-forward efficiency {wf.efficiency:.2f} (mean annualised OOS / in-sample return); Monte Carlo "
+            f"on {wf.trades} stitched OOS trades: CAR25 {wf.car25_pct:+.2f} %, DD95 {wf.dd95_pct:.2f} %"
         ),
     ]
-    drift = (pol["long_pct"] - pol["short_pct"]) / 100.0 * wf.stitched["buy_and_hold"]["total_return_pct"]
+    idle = [str(f["fold"]) for f in wf.folds if not f["summaries"]["policy"].get("entries")]
+    if idle:
+        out.append(f"the policy never traded in fold(s) {', '.join(idle)}")
+    drift = drift_pct(wf.folds)
     out.append(
-        f"net exposure {pol['long_pct'] - pol['short_pct']:+.0f} % of bars x buy-and-hold's "
-        f"{wf.stitched['buy_and_hold']['total_return_pct']:+.2f} % = {drift:+.2f} % explained by the drift alone; "
-        f"the policy's return beyond that: {pol['total_return_pct'] - drift:+.2f} %"
+        f"drift: net exposure x buy-and-hold's return, fold by fold, sums to {drift:+.2f} % explained by the "
+        f"market's drift alone; the policy's return beyond that: {pol['total_return_pct'] - drift:+.2f} %"
     )
     if q is not None:
         out.append(
@@ -63,6 +66,21 @@ def verdict_lines(wf) -> list[str]:
             f"{q[0]:+.2f} / {q[1]:+.2f} / {q[2]:+.2f} %; the policy beat {wf.beat_random_share:.0%} of them"
         )
     return out
+
+
+def drift_pct(folds: list[dict]) -> float:
+    """What the market's drift alone explains of the policy's return: in each fold, its net
+    exposure (share of bars long minus short) times buy-and-hold's return there, summed over
+    folds (one exposure over the whole span would credit a model that sat flat through a
+    crash with the crash)."""
+    return float(
+        sum(
+            (f["summaries"]["policy"]["long_pct"] - f["summaries"]["policy"]["short_pct"])
+            / 100.0
+            * f["summaries"]["buy_and_hold"]["pnl_pct"]
+            for f in folds
+        )
+    )
 
 
 def fold_table(wf) -> list[str]:

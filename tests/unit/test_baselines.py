@@ -97,3 +97,71 @@ def test_baselines_are_shown_untruncated_and_labelled_under_the_policys_risk_rul
         assert ruled["halted_bars"] > 0.5 * (last - first)
     else:  # resumed with the next session: bought again
         assert ruled["entries"] > 1 and ruled["halted_bars"] < 0.5 * (last - first)
+
+
+def test_random_entries_draw_the_policys_long_short_mix_and_baselines_get_paired_intervals(quarter, market_cfg, spec):
+    """Issue 20 §4: random entries were 50/50 long/short, so a net-long policy "beat" most of
+    them in a rising market. They now draw their sides with the policy's own mix; every
+    baseline gets a paired block-bootstrap interval of the policy's return minus its own."""
+    ex = ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument)
+    last, first = len(quarter) - 2, spec.window - 1
+    n = last - first + 1
+    longs = np.zeros(n, dtype=np.int64)
+    longs[::40], longs[20::40] = Action.BUY, Action.CLOSE  # long only, in and out
+    policy, _ = run_evaluation(None, quarter, spec, ex, 100_000.0, first, last, actions=longs)
+    assert policy.entries > 5 and policy.long_entries == policy.entries
+    c = compare(quarter, spec, ex, 100_000.0, first, last, policy, draws=30, bootstrap_resamples=200)
+    assert c.long_share == 1.0
+    rng = np.random.default_rng(0)
+    drawn = random_entry_actions(n, policy.holding_bars(), rng, p_long=c.long_share)
+    assert (drawn == Action.SELL).sum() == 0 and (drawn == Action.BUY).sum() == len(policy.holding_bars())
+    mixed = random_entry_actions(n, [5] * 40, np.random.default_rng(1), p_long=0.25)
+    buys, sells = (mixed == Action.BUY).sum(), (mixed == Action.SELL).sum()
+    assert buys + sells == 40 and 3 <= buys <= 17  # ~10 of 40
+    assert set(c.paired) == {"flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_long_flat"}
+    # flat earns nothing on every day: the policy minus flat is the policy, day by day
+    assert c.paired["flat"] == pytest.approx(c.intervals["policy"]["total_return_pct"])
+    lo, hi = c.paired["buy_and_hold"]
+    assert lo < hi and c.paired["buy_and_hold"] != c.paired["flat"]
+    assert any("policy - buy_and_hold: return difference 90 % interval" in line for line in c.lines())
+    assert any("(100% long)" in line for line in c.lines())
+    idle, _ = run_evaluation(None, quarter, spec, ex, 100_000.0, first, last, actions=np.zeros(n, dtype=np.int64))
+    c0 = compare(quarter, spec, ex, 100_000.0, first, last, idle, draws=5, bootstrap_resamples=50)
+    assert "the policy never traded: no random-entry comparison" in c0.lines()
+
+
+def test_the_drift_line_is_summed_per_fold_and_thin_results_get_no_efficiency():
+    """Issue 20 §4: the drift line multiplied the average exposure by the total buy-and-hold
+    return, so a model flat through a crash fold and long in a rising one showed a return
+    "beyond drift". Per fold: long 100 % of a +10 % fold, flat in a -30 % fold -> +10 %."""
+    from types import SimpleNamespace
+
+    from stairway.trainer.wf_report import drift_pct, verdict_lines
+
+    def fold(k, long_pct, bh, entries):
+        pol = {"long_pct": long_pct, "short_pct": 0.0, "pnl_pct": 9.0, "entries": entries}
+        return {"fold": k, "summaries": {"policy": pol, "buy_and_hold": {"pnl_pct": bh}}}
+
+    folds = [fold(0, 100.0, 10.0, 3), fold(1, 0.0, -30.0, 0)]
+    assert drift_pct(folds) == pytest.approx(10.0)  # the old line: 50 % x -20 % = -10 %, "+19 % beyond drift"
+    wf = SimpleNamespace(
+        folds=folds,
+        scheme="rolling",
+        beat_buy_and_hold=1.0,
+        beat_sma=0.5,
+        efficiency=3.7,
+        trades=3,
+        car25_pct=12.0,
+        dd95_pct=1.0,
+        random_pnl_pct=np.zeros(0),
+        beat_random_share=float("nan"),
+        stitched={
+            "policy": {"trades": 3, "long_pct": 50.0, "short_pct": 0.0, "total_return_pct": 9.0},
+            "buy_and_hold": {"total_return_pct": -20.0},
+        },
+    )
+    lines = "\n".join(verdict_lines(wf))
+    assert "too few trades (3, fewer than 30) for a walk-forward efficiency" in lines
+    assert "3.70" not in lines and "CAR25 +12" not in lines
+    assert "the policy never traded in fold(s) 1" in lines
+    assert "sums to +10.00 %" in lines and "beyond that: -1.00 %" in lines
