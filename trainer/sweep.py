@@ -64,6 +64,13 @@ def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     }
 
 
+def best_trial(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The trial with the best validation Sharpe among those that traded: a trial that never
+    traded has a Sharpe of 0, not a result, and is never "best" (None when no trial traded)."""
+    ok = [r for r in rows if "error" not in r and math.isfinite(r["sharpe"]) and r["trades"] > 0]
+    return max(ok, key=lambda r: r["sharpe"]) if ok else None
+
+
 def run_sweep(
     cfg: TrainerConfig, trials: int, steps: int, ray_address: str | None = None, out_dir: Path | None = None
 ) -> dict:
@@ -128,8 +135,7 @@ def run_sweep(
                     },
                 }
             )
-    ok = [r for r in rows if "error" not in r and math.isfinite(r["sharpe"])]
-    best = max(ok, key=lambda r: r["sharpe"]) if ok else None
+    best = best_trial(rows)
     result = {
         "sweep_id": sweep_id,
         "trials": rows,

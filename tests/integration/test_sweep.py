@@ -32,9 +32,10 @@ def test_sweep_two_trials_on_local_ray(tmp_path):
     assert len(trials) == 2 and all("error" not in t for t in trials), trials
     assert trials[0]["config"] != trials[1]["config"]  # two different samples of the space
     assert all(math.isfinite(t["sharpe"]) and t["steps"] == 1024 for t in trials)
-    assert res["best"]["sharpe"] == max(t["sharpe"] for t in trials)
+    traded = [t for t in trials if t["trades"] > 0]
+    assert res["best"] == (max(traded, key=lambda t: t["sharpe"]) if traded else None)
     saved = json.loads((tmp_path / res["sweep_id"] / "sweep.json").read_text())
-    assert saved["best"]["config"] == res["best"]["config"]
+    assert saved["best"] == res["best"]
     assert not (tmp_path / "models").exists()  # sweeps never publish
 
 
@@ -62,3 +63,18 @@ def test_a_local_ray_refuses_a_client_without_its_token():
         r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert "CONNECTED" not in r.stdout and "InvalidAuthToken" in r.stdout + r.stderr
     assert "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_MODE" not in os.environ
+
+
+def test_a_trial_that_never_traded_is_never_best():
+    """Issue 20 §4: a 0-trade trial (Sharpe 0) beat every trial that traded at a loss."""
+    from stairway.trainer.sweep import best_trial
+
+    rows = [
+        {"config": {"k": 1}, "sharpe": 0.0, "trades": 0},
+        {"config": {"k": 2}, "sharpe": -0.4, "trades": 31},
+        {"config": {"k": 3}, "sharpe": -1.2, "trades": 12},
+        {"config": {"k": 4}, "error": "boom"},
+        {"config": {"k": 5}, "sharpe": float("nan"), "trades": 3},
+    ]
+    assert best_trial(rows)["config"] == {"k": 2}
+    assert best_trial([rows[0], rows[3]]) is None
