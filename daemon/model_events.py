@@ -46,6 +46,7 @@ class ModelEvents(DaemonBuild):
         for leg in self.legs:  # the account's tier: every instrument's model goes back to gold
             action = to_gold(leg.models_dir, self.cfg.real_orders)
             log.error("flatten_tier_rollback", instrument=leg.symbol, reason=reason, action=action)
+            self.alerter.notify("flatten_tier_rollback", f"{leg.symbol}: {reason}; {action}", level="failure")
         if self.cfg.risk.halt_resume == "operator":  # else the next session trades again (with gold)
             self.control.stop_trading()
 

@@ -182,7 +182,7 @@ def test_a_paced_daemon_with_tight_tiers_delivers_its_halt_and_flatten_despite_t
     res, got, stats = asyncio.run(go())
     titles = [g["title"].removeprefix("stairway: ") for g in got]
     assert res.counters["risk_events"].get("flatten"), res.counters  # the scenario: the flatten tier fired
-    assert "halted" in titles and "flatten" in titles, titles
+    assert "halted" in titles and "flatten" in titles and "flatten_tier_rollback" in titles, titles
     assert stats.rate_limited > 0 and stats.critical >= 2  # the limit was in play; the critical ones passed it
     assert not any(t.startswith("broker_disconnected") for t in titles)
     changes = res.counters["risk_events"]
