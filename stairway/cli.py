@@ -126,9 +126,17 @@ def _train_run(args: argparse.Namespace) -> int:
 def _train_one(cfg, run_cycles) -> int:
     res = run_cycles(cfg)
     print(f"\n{len(res.cycles)} cycle(s), candidate {res.candidate[:12]}, {res.seconds:.1f} s; report {res.report}")
-    print(format_summary({"in-sample": res.in_sample, "validation (held back)": res.validation}))
+    print(
+        format_summary(
+            {
+                "in-sample": res.in_sample,
+                "selection (picked it)": res.selection,
+                "gate window (held back)": res.validation,
+            }
+        )
+    )
     if res.baselines is not None:
-        print("\nvalidation window, the candidate next to its baselines (same env, fills and costs):")
+        print("\ngate window (never used to pick), the candidate next to its baselines (same env, fills and costs):")
         print(format_summary(res.baselines.columns()))
         print("\n".join(res.baselines.lines()))
     if res.passed:

@@ -1,7 +1,7 @@
 """The main job: gated training on 2017-01..09, paper replay of 2017-10..12, compared.
 
-Printed side by side, whatever they show: the candidate's in-sample and held-back
-(validation) metrics, the daemon's paper replay on the quarter the trainer never saw, the
+Printed side by side, whatever they show: the candidate's in-sample metrics, those of the
+selection window that picked it, and those of the gate window held back from both, the daemon's paper replay on the quarter the trainer never saw, the
 same quarter re-run through the trainer's environment with the same checkpoint (it must
 agree with the daemon to the last digit: one feature pipeline, one execution model), and
 a buy-and-hold baseline over the same bars with the same costs.
@@ -131,7 +131,8 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
         format_summary(
             {
                 "train in-sample": tr.in_sample,
-                "validation": tr.validation,
+                "selection": tr.selection,
+                "gate window": tr.validation,
                 "daemon Oct-Dec": dr.summary,
                 "env Oct-Dec": env_check,
             }

@@ -204,6 +204,13 @@ class TrainConfig(Strict):
         "confidence is below this is taken as HOLD, in evaluation and in the daemon.",
     )
     holdout_fraction: float = Field(0.15, gt=0, lt=1, description="Tail of the range never trained on.")
+    gate_window_fraction: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Of the held-back tail, the later part: the gate window (the evidence and robustness gates, "
+        "the baselines), never used to pick the cycle; the earlier part is the selection window, which does.",
+    )
     session_minutes: int = Field(21_600, gt=0, description="Session length (360 one-hour bars).")
     max_gap_minutes: float | None = Field(
         None,

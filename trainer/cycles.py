@@ -91,7 +91,7 @@ class CycleRun:
     published: bool
     action: str
     gate: dict
-    validation: dict
+    validation: dict  # the gate window's (never used to pick the cycle): what the gates judged
     in_sample: dict
     shadow: ShadowResult
     drift: float | None
@@ -102,7 +102,8 @@ class CycleRun:
     seconds: float = 0.0
     split_desc: str = ""
     report: Path | None = None
-    baselines: object = None  # trainer.baselines.Comparison on the validation window
+    baselines: object = None  # trainer.baselines.Comparison on the gate window
+    selection: dict = field(default_factory=dict)  # the chosen cycle on the selection window (it picked it)
 
 
 def improved(sharpe: float, best: float | None, min_rel: float) -> bool:
@@ -178,11 +179,12 @@ def train_cycles(
     progress: bool = False,
 ) -> TrainedCycles:
     """The cycle plan on ``data`` with the configured algorithm (trainer.algos): learn on bars
-    [0, split), validate every cycle on [split, gate_first - 2] through the policy the daemon
+    [0, split), evaluate every cycle on the selection window [split, select_end - 2] through the policy the daemon
     would run, stop early by patience. ``on_cycle(k, state, metrics, target, step, improved, arch)``
     may save the cycle's checkpoint and return its sha. Shared by `train run` and each
     walk-forward fold, so both learn the same way."""
-    spec, ex, history, split, gate_first = data.spec, data.ex, data.history, data.split, data.gate_first
+    spec, ex, history, split = data.spec, data.ex, data.history, data.split
+    select_end = data.select_end or data.gate_first
     env, sessions = training_env(cfg, data)
     shaper = env.shaper
     algo = make_algorithm(cfg, env, parent, start_step)
@@ -205,8 +207,8 @@ def train_cycles(
             target = cfg.cycles.curriculum[min(k, len(cfg.cycles.curriculum) - 1)]
             shaper.set_target(target)
             algo.learn(cfg.cycles.steps, on_progress)
-            tracker, _ = run_evaluation(
-                algo.policy(), history, spec, ex, cfg.account.initial_equity, split, gate_first - 2, risk=cfg.risk
+            tracker, _ = run_evaluation(  # the selection window: it picks the cycle, nothing else
+                algo.policy(), history, spec, ex, cfg.account.initial_equity, split, select_end - 2, risk=cfg.risk
             )
             m = tracker.summary()
             state = algo.tensors()
@@ -363,8 +365,18 @@ def _train_and_gate(
     best_rec = trained.best
     cand = checkpoints[best_rec.sha]
     cand_policy = load_policy(cand, spec, f"candidate {cand.sha[:12]}")  # as the daemon will run it
+    # the gate window: after the selection window, never used to pick; what the gates judge
+    gate_start = data.select_end or gate_first
     val_tracker, _ = run_evaluation(
-        cand_policy, history, spec, ex, cfg.account.initial_equity, split, gate_first - 2, record=True, risk=cfg.risk
+        cand_policy,
+        history,
+        spec,
+        ex,
+        cfg.account.initial_equity,
+        gate_start,
+        gate_first - 2,
+        record=True,
+        risk=cfg.risk,
     )
     is_tracker, _ = run_evaluation(
         cand_policy, history, spec, ex, cfg.account.initial_equity, 0, split - 2, record=True, risk=cfg.risk
@@ -375,7 +387,7 @@ def _train_and_gate(
         spec,
         ex,
         cfg.account.initial_equity,
-        split,
+        gate_start,
         gate_first - 2,
         val_tracker,
         seed=cfg.train.seed,
@@ -392,7 +404,9 @@ def _train_and_gate(
         vbar.close()
     years = validation["calendar_days"] / 365.25  # calendar time, not days that have bars
     mc = monte_carlo(val_tracker.trade_returns(), years, cfg.gates.mc_resamples, seed=cfg.train.seed)
-    wf = _walk_forward(cand_policy, history, spec, ex, cfg, split, gate_first, cfg.gates.walk_forward_windows)
+    wf = _walk_forward(
+        cand_policy, history, spec, ex, cfg, split, gate_start, gate_first, cfg.gates.walk_forward_windows
+    )
     robustness = {
         "car25_pct": mc.car25_pct,
         "dd95_pct": mc.dd95_pct,
@@ -466,6 +480,7 @@ def _train_and_gate(
         seconds=time.perf_counter() - t0,
         split_desc=f"{split_desc}; {trained.sessions}",
         baselines=vs_baselines,
+        selection=best_rec.metrics,
     )
     from stairway.trainer.report import write_report
 
@@ -488,11 +503,14 @@ def _backup_gate_db(cfg: TrainerConfig) -> None:
         backup_database(db, db.parent / "backups", cfg.train.gate_backup_keep)
 
 
-def _walk_forward(policy, history, spec, ex, cfg: TrainerConfig, split: int, gate_first: int, windows: int) -> dict:
-    """Annualised return on consecutive in-sample windows and on the held-back windows."""
+def _walk_forward(
+    policy, history, spec, ex, cfg: TrainerConfig, split: int, gate_start: int, gate_first: int, windows: int
+) -> dict:
+    """Annualised return on consecutive in-sample windows and on the gate window's windows
+    (out of sample: neither trained on nor used to pick the cycle)."""
     lo = spec.window - 1
     is_edges = np.linspace(lo, split - 2, windows + 1).astype(int)
-    oos_edges = np.linspace(split, gate_first - 2, windows + 1).astype(int)
+    oos_edges = np.linspace(gate_start, gate_first - 2, windows + 1).astype(int)
     rows: list[dict[str, Any]] = []
     for kind, edges in (("in-sample", is_edges), ("out-of-sample", oos_edges)):
         for a, b in zip(edges[:-1], edges[1:]):

@@ -1,5 +1,5 @@
-"""The data a training run works on: the range loaded and split (train | validation |
-shadow-gate tail), its indexed session starts, and the env every learner trains in. Shared by
+"""The data a training run works on: the range loaded and split (train | selection | gate
+window | shadow-gate tail), its indexed session starts, and the env every learner trains in. Shared by
 `train run` (trainer.cycles), walk-forward folds and sweeps."""
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ class PreparedData:
     spec: FeatureSpec
     ex: ExecutionModel
     history: MarketHistory
-    split: int
-    gate_first: int
+    split: int  # the first bar not trained on: the selection window starts here
+    gate_first: int  # the first bar of the shadow-gate tail (len(history) without one)
     session_len: int
     split_desc: str
     recorded: list
+    select_end: int = 0  # the first bar of the gate window (== gate_first without one)
 
 
 def prepare_data(cfg: TrainerConfig) -> PreparedData:
@@ -58,9 +59,13 @@ def prepare_data(cfg: TrainerConfig) -> PreparedData:
     return data
 
 
-def split_history(cfg: TrainerConfig, spec: FeatureSpec, history, recorded: list, shadow_tail: bool) -> PreparedData:
-    """train | validation (the last ``holdout_fraction``) | the shadow gate's last K trading
-    days when ``shadow_tail`` (a walk-forward fold has no shadow tail: its test window follows)."""
+def split_history(
+    cfg: TrainerConfig, spec: FeatureSpec, history, recorded: list, shadow_tail: bool, gate_window: bool = True
+) -> PreparedData:
+    """train | selection | gate window (together the last ``holdout_fraction``; the gate window
+    is the later ``gate_window_fraction`` of it) | the shadow gate's last K trading days when
+    ``shadow_tail``. A walk-forward fold has neither a gate window nor a shadow tail: its test
+    window follows, and the whole holdout selects."""
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     ts = history.bars["ts_ns"]
     n = len(history)
@@ -83,18 +88,26 @@ def split_history(cfg: TrainerConfig, spec: FeatureSpec, history, recorded: list
             f"the {usable} usable training bars in {fmt_day(int(ts[0]))} .. {fmt_day(int(ts[-1]))} (after "
             f"the {spec.window}-bar warm-up and the held-back tail)"
         )
-    if gate_first - 2 - split < 1:
-        raise ConfigError(f"train.holdout_fraction = {cfg.train.holdout_fraction} leaves no bars to validate on")
+    select_end = gate_first
+    if gate_window:
+        select_end = split + int((gate_first - split) * (1.0 - cfg.train.gate_window_fraction))
+    if select_end - 2 - split < 1 or (gate_window and gate_first - 2 - select_end < 1):
+        raise ConfigError(
+            f"train.holdout_fraction = {cfg.train.holdout_fraction} (gate_window_fraction "
+            f"{cfg.train.gate_window_fraction}) leaves no bars to select or gate on"
+        )
     split_desc = (
-        f"train {fmt_day(int(ts[0]))} .. {fmt_day(int(ts[split - 1]))}, validation {fmt_day(int(ts[split]))} .. "
-        f"{fmt_day(int(ts[gate_first - 1]))}"
+        f"train {fmt_day(int(ts[0]))} .. {fmt_day(int(ts[split - 1]))}, selection {fmt_day(int(ts[split]))} .. "
+        f"{fmt_day(int(ts[select_end - 1]))}"
     )
+    if gate_window:
+        split_desc += f", gate window {fmt_day(int(ts[select_end]))} .. {fmt_day(int(ts[gate_first - 1]))}"
     if shadow_tail:
         split_desc += f", shadow gate {fmt_day(int(ts[gate_first]))} .. {fmt_day(int(ts[-1]))}"
     elif recorded:
         k = min(len(recorded), cfg.gates.shadow_days)
         split_desc += f", shadow gate on the last {k} of {len(recorded)} recorded day(s)"
-    return PreparedData(spec, ex, history, split, gate_first, session_len, split_desc, recorded)
+    return PreparedData(spec, ex, history, split, gate_first, session_len, split_desc, recorded, select_end)
 
 
 def training_env(cfg: TrainerConfig, data: PreparedData, seed: int | None = None) -> tuple[VecTradingEnv, SessionIndex]:

@@ -71,7 +71,7 @@ def _plots(run, out: Path) -> dict[str, Path]:
         color=["tab:green" if r.improved else "tab:gray" for r in run.cycles],
     )
     ax.set_xlabel("cycle")
-    ax.set_ylabel("validation Sharpe")
+    ax.set_ylabel("selection-window Sharpe")
     ax2 = ax.twinx()
     ax2.plot(c, [r.target for r in run.cycles], "k--", marker="o", label="target hold rate")
     ax2.plot(c, [r.metrics["hold_rate"] for r in run.cycles], "b-", marker="x", label="hold rate")
@@ -84,7 +84,7 @@ def _plots(run, out: Path) -> dict[str, Path]:
     ax.axvline(run.monte_carlo.car25_pct, color="red", label=f"CAR25 {run.monte_carlo.car25_pct:.2f} %")
     ax.set_xlabel(
         f"compound annual return % ({run.monte_carlo.resamples} bootstrap resamples of "
-        f"{run.monte_carlo.trades} validation trades)"
+        f"{run.monte_carlo.trades} gate-window trades)"
     )
     ax.legend()
     save_figure(fig, files, out, "montecarlo")
@@ -102,7 +102,7 @@ def _markdown(run, cfg: TrainerConfig) -> str:
         f"Data: {cfg.data.bars_csv} ({cfg.instrument.symbol}, {cfg.bars.period_minutes}-minute bars). {run.split_desc}.",
         f"{len(run.cycles)} cycle(s), median {run.steps_per_s:,.0f} env-steps/s, {run.seconds:.1f} s.",
         "",
-        "## Cycles (validation on the held-back bars)",
+        "## Cycles (each judged on the selection window, which picks the candidate; not out of sample)",
         "",
         "| cycle | sha | steps | target hold | hold rate | Sharpe | PnL % | max DD % | trades | improved |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -163,7 +163,13 @@ def _markdown(run, cfg: TrainerConfig) -> str:
             f"| {w['kind']} | {w['from']} | {w['to']} | {w['annualised_pct']:+.2f} | {w['trades']} | "
             f"{w['sharpe']:+.2f} |"
         )
-    L += ["", "## Candidate metrics", "", "| metric | in-sample | validation |", "|---|---|---|"]
+    L += [
+        "",
+        "## Candidate metrics",
+        "",
+        "| metric | in-sample | selection (picked it) | gate window (held back) |",
+        "|---|---|---|---|",
+    ]
     for k in (
         "pnl_pct",
         "pnl_pips",
@@ -183,15 +189,15 @@ def _markdown(run, cfg: TrainerConfig) -> str:
     ):
         cells = [
             (too_few_trades(s) if k in QUALITY_KEYS else None) or f"{s.get(k, 0):.4g}"
-            for s in (run.in_sample, run.validation)
+            for s in (run.in_sample, run.selection, run.validation)
         ]
-        L.append(f"| {k} | {cells[0]} | {cells[1]} |")
+        L.append(f"| {k} | {cells[0]} | {cells[1]} | {cells[2]} |")
     if run.baselines is not None:
         cols = run.baselines.columns()
         keys = ("pnl_pct", "max_drawdown_pct", "sharpe", "trades", "hold_rate")
         L += [
             "",
-            "## Validation window: the candidate next to its baselines (same env, fills and costs)",
+            "## Gate window (never used to pick the cycle): the candidate next to its baselines (same env, fills and costs)",
             "",
             "| | " + " | ".join(cols) + " |",
             "|---|" + "---|" * len(cols),

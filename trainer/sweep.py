@@ -52,7 +52,7 @@ def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
     )
     algo.learn(steps)
     m, _ = evaluate(
-        algo.policy(), d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.gate_first - 2, risk=cfg.risk
+        algo.policy(), d.history, d.spec, d.ex, cfg.account.initial_equity, d.split, d.select_end - 2, risk=cfg.risk
     )
     return {
         "sharpe": m["sharpe"],

@@ -128,7 +128,7 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
         )
     history = history_from_bars(train_raw, cfg, spec)
     try:
-        data = split_history(cfg, spec, history, [], shadow_tail=False)
+        data = split_history(cfg, spec, history, [], shadow_tail=False, gate_window=False)
     except ConfigError as e:  # say which fold: a window too short for the session or the holdout
         raise ConfigError(f"fold {fold.index} ({fold.train_start} .. {fold.test_start}): {e}") from None
     trained = train_cycles(cfg, data)

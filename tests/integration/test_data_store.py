@@ -181,7 +181,8 @@ def test_two_nights_a_day_apart_the_second_trains_on_the_new_recordings(tmp_path
     assert r1.shadow.source == "recorded ticks"
     assert (c1.train.range.start, c1.train.range.end) == (d(2017, 10, 6), d(2017, 12, 5))
     assert (
-        "validation" in r1.split_desc
+        "selection" in r1.split_desc
+        and "gate window" in r1.split_desc
         and ".. 2017-12-04 " in r1.split_desc
         and "source: recorded 46, fetched 0, imported " in r1.split_desc
     )
