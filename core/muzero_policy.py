@@ -1,9 +1,9 @@
 """MCTS inference for a MuZero checkpoint (issue 11 §3/§5): the Policy the daemon, the gates
 and the evaluation run, built by core.policies.load_policy from the checkpoint's ``arch``.
 
-Settings (``arch["inference"]``, seed defaults): simulations 15, c_puct 1.25, discount
-0.997, temperature 1.0 (the action is drawn from the root visit counts raised to 1/T with
-a generator seeded by ``seed``; 0 takes the most visited), no root noise (self-play only).
+Settings (``arch["inference"]``): simulations 15, c_puct 1.25, discount 0.997, temperature
+0 (the most visited action, as MuZero acts at evaluation; T > 0 draws from the root visit
+counts raised to 1/T with a generator seeded by ``seed``), no root noise (self-play only).
 Confidence is the chosen action's share of the root visits. ``reset`` re-seeds the
 generator, so a run's decisions depend only on its observations.
 """
@@ -18,7 +18,8 @@ import numpy as np
 from stairway.core.mcts import Tree, root_visits, search
 from stairway.core.muzero_net import numpy_weights
 
-INFERENCE_DEFAULTS = {"simulations": 15, "c_puct": 1.25, "discount": 0.997, "temperature": 1.0, "seed": 0}
+# a checkpoint that names no temperature acts greedily on the visits (MuZero's evaluation)
+INFERENCE_DEFAULTS = {"simulations": 15, "c_puct": 1.25, "discount": 0.997, "temperature": 0.0, "seed": 0}
 
 
 class MuZeroPolicy:

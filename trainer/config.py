@@ -59,7 +59,13 @@ class MuZeroArgs(Strict):
     temperature: tuple[float, float] = Field((2.0, 0.5), description="Self-play temperature, start -> end.")
     dirichlet_alpha: float = Field(1.0, gt=0)
     noise_fraction: float = Field(0.5, ge=0, le=1, description="Root noise in self-play only.")
-    act_temperature: float = Field(1.0, ge=0, description="Recorded in the checkpoint: temperature at act time.")
+    act_temperature: float = Field(
+        0.0,
+        ge=0,
+        description="Recorded in the checkpoint: temperature at act time; 0 takes the most visited action, as "
+        "MuZero does at evaluation (sampling at 1.0 made the chosen action's visit share, the confidence, "
+        "fall below min_confidence almost always).",
+    )
     actors: int = Field(1, gt=0, description="Self-play actors; the num_envs sessions are split among them.")
     ray_address: str | None = Field(
         None,
