@@ -22,12 +22,26 @@ def corrupt(ck) -> None:
     ck.path.write_bytes(bytes(raw))
 
 
-def test_a_corrupt_current_falls_back_to_previous_at_startup(tmp_path, spec):
+def nan_muzero(models, spec) -> None:
+    """Issue 19.4: an all-NaN MuZero checkpoint as current ended a live start with rc 1 (a
+    restart loop under systemd, positions open), with no fallback."""
+    from tests.regressions.test_bad_model_checkpoints import muzero
+
+    muzero(models, spec, 1, 16, 32, "*")
+
+
+@pytest.mark.parametrize(
+    "spoil,why", [("corrupt", "does not match its name"), ("nan_muzero", "non-finite value(s) (NaN or inf)")]
+)
+def test_a_bad_current_falls_back_to_previous_at_startup(tmp_path, spec, spoil, why):
     async def go():
         models = tmp_path / "models"
         older = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=3))[0]
-        newer = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=4))[0]  # older is now previous
-        await asyncio.to_thread(corrupt, newer)
+        if spoil == "corrupt":
+            newer = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=4))[0]  # older is now previous
+            await asyncio.to_thread(corrupt, newer)
+        else:
+            await asyncio.to_thread(nan_muzero, models, spec)
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
@@ -40,7 +54,7 @@ def test_a_corrupt_current_falls_back_to_previous_at_startup(tmp_path, spec):
                 events = c.execute("SELECT kind, detail FROM risk_events WHERE kind LIKE 'model_%'").fetchall()
             assert shas == {older.sha}  # traded on previous
             assert len(events) == 1 and events[0][0] == "model_fallback"
-            assert "does not match its name" in events[0][1] and f"previous {older.sha[:12]}" in events[0][1]
+            assert why in events[0][1] and f"previous {older.sha[:12]}" in events[0][1]
             assert rig.emu.order_requests > 0
         finally:
             await rig.close()

@@ -5,7 +5,8 @@ MemoryError: hot-swapped in, the daemon exited; as ``current`` of a live daemon 
 start-up with no fallback. NaN weights or ``c_puct = NaN`` passed and then held every bar at
 confidence 1.0. A 2e6-simulation search held the GIL in its verification thread and froze the
 event loop (/status timed out). Now every such checkpoint is refused, naming the tensor or the
-field; the search releases the GIL; an inference over its time budget is refused.
+field; the search releases the GIL; an inference over its time budget is refused. (The live
+start-up fallback from a NaN MuZero current: tests/faults/test_model_fallback.py.)
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from stairway.core.ppo_net import ActorCritic
 from stairway.core.types import ACTION_NAMES
 from stairway.daemon.app import Daemon
 from stairway.daemon.hot_swap import load_verified
-from tests.faults.harness import Rig, prices
-from tests.faults.test_oanda_faults import last_price_done
 from tests.helpers import paced_config, pass_gate, tiny_checkpoint
 from tests.integration.test_service import until
 
@@ -199,29 +198,3 @@ def test_a_heavy_verification_leaves_status_answering_within_100_ms(paced, spec)
     assert "over the budget of 100 ms" in d.watcher.stats.last_refusal
     assert verify_s > 0.3 and len(polls) >= 5, (verify_s, len(polls))  # the loop was exercised during it
     assert max(polls) < 0.1, sorted(polls)[-5:]
-
-
-def test_a_nan_muzero_current_falls_back_to_previous_at_a_live_start(tmp_path, spec):
-    """As current of a live daemon the NaN checkpoint used to end start-up with rc 1 (a restart
-    loop under systemd, positions open); now the daemon starts with previous and says why."""
-
-    async def go():
-        models = tmp_path / "models"
-        older = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=3))[0]
-        await asyncio.to_thread(muzero, models, spec, 1, 16, 32, "*")  # current: all NaN; older is previous
-        rig = Rig(tmp_path, spec)
-        await rig.start()
-        try:
-            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 6)
-            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
-            assert out.error is None, repr(out.error)
-            rig.check()
-            with rig.db() as c:
-                shas = {r[0] for r in c.execute("SELECT model_sha FROM decisions")}
-                events = c.execute("SELECT kind, detail FROM risk_events WHERE kind LIKE 'model_%'").fetchall()
-            assert shas == {older.sha}
-            assert len(events) == 1 and events[0][0] == "model_fallback" and "non-finite" in events[0][1]
-        finally:
-            await rig.close()
-
-    asyncio.run(go())
