@@ -244,6 +244,9 @@ class Daemon(ModelEvents):
                     self.risk.resume()
                     self._halt_ns = 0
                     log.warning("trading_resumed_by_operator")
+                    self.alerter.notify(
+                        "halted_resolved", "trading resumed by an operator (START_TRADING)", level="info"
+                    )
             elif self._halt_ns:  # ended by a new session (the slot logged it)
                 self._halt_ns = 0
                 self.alerter.notify("halted_resolved", "trading resumed: a new session began", level="info")

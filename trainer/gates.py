@@ -287,12 +287,12 @@ def verdict_dict(
 
 def evidence(validation: dict, baselines: dict[str, dict], shadow: ShadowResult, gates: GateConfig) -> dict:
     """Gates a do-nothing, buy-and-hold, one-trade or churning model cannot pass: activity on
-    the validation window (trades, a hold-rate band) and in the shadow window (orders), and a
-    validation return above always-flat's and buy-and-hold's by a margin, costs included."""
+    the gate window (trades, a hold-rate band) and in the shadow window (orders), and a
+    gate-window return above always-flat's and buy-and-hold's by a margin, costs included."""
     reasons = []
     trades, hold = int(validation["trades"]), float(validation["hold_rate"])
     if trades < gates.min_validation_trades:
-        reasons.append(f"{trades} validation trades < {gates.min_validation_trades}")
+        reasons.append(f"{trades} gate-window trades < {gates.min_validation_trades}")
     lo, hi = gates.hold_rate_band
     if not lo <= hold <= hi:
         reasons.append(f"hold rate {hold:.0%} outside {lo:.0%}-{hi:.0%}")
@@ -304,7 +304,7 @@ def evidence(validation: dict, baselines: dict[str, dict], shadow: ShadowResult,
         theirs = float(baselines[name]["pnl_pct"])
         if mine < theirs + gates.beat_margin_pct:
             reasons.append(
-                f"validation return {mine:+.3f} % does not beat {name} ({theirs:+.3f} %) by {gates.beat_margin_pct:g} %"
+                f"gate-window return {mine:+.3f} % does not beat {name} ({theirs:+.3f} %) by {gates.beat_margin_pct:g} %"
             )
     return {
         "passed": not reasons or not gates.gate_on_evidence,
