@@ -45,7 +45,7 @@ from stairway.core.locks import ExclusiveLock, file_lock
 from stairway.core.metrics import annualised_pct
 from stairway.core.policies import load_policy
 from stairway.core.robustness import monte_carlo, sqn_class, walk_forward_efficiency
-from stairway.core.types import ACTION_NAMES
+from stairway.core.types import ACTION_NAMES, NS_PER_DAY
 from stairway.trainer.algos import make_algorithm
 from stairway.trainer.baselines import compare
 from stairway.trainer.config import TrainerConfig
@@ -398,7 +398,10 @@ def _train_and_gate(
     pre = preflight(cand.meta, cfg.gates, cfg.risk)
     ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns, data.recorded)
     vbar = _progress(progress, 1, "shadow replay")
-    shadow = shadow_replay(cand_policy, cfg, spec, cfg.gates, ticks, judged, source, best_rec.cycle)
+    gate_days = len(np.unique(history.bars["ts_ns"][gate_start:gate_first] // NS_PER_DAY))
+    shadow = shadow_replay(
+        cand_policy, cfg, spec, cfg.gates, ticks, judged, source, best_rec.cycle, evidence_days=gate_days
+    )
     if vbar is not None:
         vbar.update(1)
         vbar.close()

@@ -89,9 +89,30 @@ def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool,
     return True, f"matches {gates.daemon_config}: spec {spec.hash}, obs ({spec.obs_dim},), {len(ACTION_NAMES)} actions"
 
 
-def trades_range(gates: GateConfig, period_minutes: int) -> tuple[int, int]:
-    """Per-day trade range, given for minute bars, scaled to this bar period."""
-    return trade_band(gates.trades_per_day_minute_bars, period_minutes)
+def trades_range(gates: GateConfig, period_minutes: int, evidence_days: int | None = None) -> tuple[int, int]:
+    """Per-day order range of the shadow gate: the band given for minute bars, scaled to this
+    bar period, with its upper end raised, where it would contradict the evidence gate, to
+    what that gate's required activity produces on a busy day: ``min_validation_trades`` over
+    the gate window's ``evidence_days`` trading days is a rate of trades, at most two orders
+    each; the upper end is at least the 99th percentile of a day's orders at that rate
+    (Poisson). (Scaled linearly, the seed's 5-25 a day on minute bars allowed 0-1 a day on
+    hourly bars, while the evidence gate wanted 10 trades in about 20 days: a candidate active
+    enough for one failed the other on a day with 2.)"""
+    lo, hi = trade_band(gates.trades_per_day_minute_bars, period_minutes)
+    if evidence_days and gates.gate_on_evidence:
+        hi = max(hi, poisson_quantile(2.0 * gates.min_validation_trades / evidence_days, 0.99))
+    return lo, hi
+
+
+def poisson_quantile(rate: float, q: float) -> int:
+    """The smallest k with P(N <= k) >= q for N ~ Poisson(rate)."""
+    k, p = 0, math.exp(-rate)
+    total = p
+    while total < q:
+        k += 1
+        p *= rate / k
+        total += p
+    return k
 
 
 def shadow_days_for(instrument: str, gates: GateConfig, range_end_ns: int) -> tuple[list[dt.date], str]:
@@ -162,11 +183,13 @@ def shadow_replay(
     source: str,
     cycle: int,
     workdir: Path | None = None,
+    evidence_days: int | None = None,
 ) -> ShadowResult:
     """Replay through the daemon's Slot, PaperBroker, RiskEngine and Store, day by day with
-    fixed seeds (torch 123 + cycle + day, numpy 456 + cycle + day)."""
+    fixed seeds (torch 123 + cycle + day, numpy 456 + cycle + day). ``evidence_days``: the
+    gate window's trading days (the activity band then agrees with the evidence gate)."""
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
-    lo, hi = trades_range(gates, cfg.bars.period_minutes)
+    lo, hi = trades_range(gates, cfg.bars.period_minutes, evidence_days)
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
     base = tmp.name if tmp is not None else workdir
     assert base is not None

@@ -268,3 +268,29 @@ def test_three_way_split_selection_picks_the_gate_window_judges(tmp_path, monkey
     md = (res.report.parent / "report.md").read_text()
     assert "selection window, which picks the candidate; not out of sample" in md
     assert "| metric | in-sample | selection (picked it) | gate window (held back) |" in md
+
+
+def test_the_shadow_band_admits_the_activity_the_evidence_gate_requires(tmp_path, rising):
+    """Issue 20 §4: on hourly bars the shadow band was 0-1 orders a day while the evidence gate
+    wanted 10 trades on the validation window: the most active candidate failed on "2 trades
+    outside 0-1". The band's upper end now covers a busy day at the evidence gate's rate."""
+    from stairway.trainer.gates import poisson_quantile, trades_range
+
+    cfg = trainer_cfg(tmp_path, rising)
+    assert trades_range(cfg.gates, 60) == (0, 1)  # the scaled seed band alone
+    assert trades_range(cfg.gates, 60, evidence_days=19) == (0, 4)  # 10 trades in 19 days: ~1.05 orders a day
+    assert trades_range(cfg.gates, 1, evidence_days=19) == (5, 25)  # minute bars: the seed band already admits it
+    off = cfg.gates.model_copy(update={"gate_on_evidence": False})
+    assert trades_range(off, 60, evidence_days=19) == (0, 1)  # no evidence gate, nothing to agree with
+    assert poisson_quantile(1.05, 0.99) == 4 and poisson_quantile(0.0, 0.99) == 0
+    assert [poisson_quantile(3.0, q) for q in (0.5, 0.9, 0.99)] == [3, 5, 8]
+    # the shadow replay judges each day with that band: 2 orders on a day pass
+    spec = FeatureSpec.from_config(cfg)
+    ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns=1 << 62)
+    two_a_day = [1, 0, 0, 0, 0, 3] + [0] * 500  # a buy, then a close five bars later, each day's first hours
+    strict = shadow_replay(ScriptedPolicy(two_a_day), cfg, spec, cfg.gates, ticks, judged, source, 0)
+    agreed = shadow_replay(ScriptedPolicy(two_a_day), cfg, spec, cfg.gates, ticks, judged, source, 0, evidence_days=19)
+    busiest = max(d.trades for d in strict.days)
+    assert busiest == 2 and strict.trades_range == (0, 1) and agreed.trades_range == (0, 4)
+    assert any("2 trades outside 0-1" in r for d in strict.days for r in d.reasons)
+    assert not any("trades outside" in r for d in agreed.days for r in d.reasons)
