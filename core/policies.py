@@ -17,7 +17,7 @@ from typing import Any
 from stairway.core.checkpoint import Checkpoint
 from stairway.core.errors import CheckpointError
 from stairway.core.features import FeatureSpec
-from stairway.core.policy import ConfidenceFloor, Policy, PPOPolicy, ppo_shapes
+from stairway.core.policy import ConfidenceFloor, EnsemblePolicy, Policy, PPOPolicy, ppo_shapes
 from stairway.core.types import ACTION_NAMES
 from stairway.core.weights import check_shapes
 
@@ -52,7 +52,7 @@ MUZERO_BOUNDS: dict[str, tuple[float, float]] = {
     "support": (1, 10_000),
     "n_actions": (len(ACTION_NAMES), len(ACTION_NAMES)),
 }
-INTEGERS = {"inference.simulations", "inference.seed", "latent", "hidden", "support", "n_actions"}
+INTEGERS = {"inference.simulations", "inference.seed", "latent", "hidden", "support", "n_actions", "members"}
 
 
 def _bounded(arch: dict[str, Any], bounds: dict[str, tuple[float, float]], source: str) -> None:
@@ -98,9 +98,28 @@ def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict[str, Any], source
         raise CheckpointError(f"{source}: MuZero arch {arch} is incomplete or invalid: {e!r}") from None
 
 
+def _load_ensemble(ck: Checkpoint, spec: FeatureSpec, arch: dict[str, Any], source: str) -> Policy:
+    """A seed ensemble of PPO nets: ``arch`` {"members": n, "hidden": h}; tensors ``m<i>.<name>``."""
+    _bounded(arch, {"members": (1, 64), "hidden": (1, 4096)}, source)
+    try:
+        n, hidden = int(arch["members"]), int(arch["hidden"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: ensemble arch {arch} lacks 'members' or 'hidden': {e!r}") from None
+    one = ppo_shapes(spec.obs_dim, hidden)
+    _fit(ck, {f"m{i}.{k}": v for i in range(n) for k, v in one.items()}, source)
+    members = [PPOPolicy({k: ck.tensors[f"m{i}.{k}"] for k in one}) for i in range(n)]
+    return EnsemblePolicy(members, ck.sha)
+
+
+def ensemble_tensors(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The checkpoint tensors of an ensemble of PPO state dicts (``m<i>.<name>``)."""
+    return {f"m{i}.{k}": v for i, state in enumerate(members) for k, v in state.items()}
+
+
 LOADERS: dict[str, Callable[[Checkpoint, FeatureSpec, dict[str, Any], str], Policy]] = {
     "ppo": _load_ppo,
     "muzero": _load_muzero,
+    "ensemble": _load_ensemble,
 }
 
 

@@ -103,6 +103,36 @@ class PPOPolicy:
         """Stateless: nothing to drop."""
 
 
+class EnsemblePolicy:
+    """Several PPO nets of one architecture, trained with different seeds (a seed ensemble):
+    their action probabilities averaged, the most probable action taken; the confidence is
+    its averaged probability. Less of one seed's luck in what trades."""
+
+    kind = "ensemble"
+    note = ""
+
+    def __init__(self, members: list[PPOPolicy], sha: str = "") -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members, self.sha = members, sha
+        self._p = np.zeros(members[0]._out.shape[1])
+        self._e = np.zeros_like(self._p)
+
+    def act(self, obs: np.ndarray) -> tuple[int, float]:
+        p, e = self._p, self._e
+        p[:] = 0.0
+        for m in self.members:
+            z = m.logits(obs)
+            np.exp(z - z.max(), out=e)
+            p += e / e.sum()
+        p /= len(self.members)
+        a = int(p.argmax())
+        return a, float(p[a])
+
+    def reset(self) -> None:
+        """Stateless: nothing to drop."""
+
+
 class ObserveOnlyPolicy:
     """Stands in for a model when none verifies at start-up (a live daemon): HOLD on every
     bar, with the reason as the note; the daemon streams, records and reconciles, and a

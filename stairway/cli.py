@@ -135,6 +135,10 @@ def _train_one(cfg, run_cycles) -> int:
             }
         )
     )
+    from stairway.trainer.cycles import member_lines
+
+    for line in member_lines(res):
+        print(line)
     if res.baselines is not None:
         print("\ngate window (never used to pick), the candidate next to its baselines (same env, fills and costs):")
         print(format_summary(res.baselines.columns()))

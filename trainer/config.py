@@ -236,6 +236,21 @@ class TrainConfig(Strict):
         10, ge=1, description="Checkpoints kept in models_dir/registry besides those current, gold and previous name."
     )
     gate_backup_keep: int = Field(7, ge=1, description="Verified backups of gate_db kept (one per training run).")
+    ensemble_seeds: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="PPO: train this many seeds (train.seed, +1, ...) with the cycle plan and publish their best "
+        "cycles as one seed-ensemble checkpoint (action probabilities averaged); 1 = a single net.",
+    )
+
+    @model_validator(mode="after")
+    def _ensemble(self) -> TrainConfig:
+        if self.ensemble_seeds > 1 and self.algo != "ppo":
+            raise ValueError(
+                f"ensemble_seeds = {self.ensemble_seeds}: seed ensembles are of PPO nets (train.algo = 'ppo')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_window(self) -> TrainConfig:

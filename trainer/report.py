@@ -192,6 +192,11 @@ def _markdown(run, cfg: TrainerConfig) -> str:
             for s in (run.in_sample, run.selection, run.validation)
         ]
         L.append(f"| {k} | {cells[0]} | {cells[1]} | {cells[2]} |")
+    from stairway.trainer.cycles import member_lines
+
+    spread = member_lines(run)
+    if spread:
+        L += ["", "## Seed ensemble", ""] + [f"- {line.strip()}" for line in spread]
     if run.baselines is not None:
         cols = run.baselines.columns()
         keys = ("pnl_pct", "max_drawdown_pct", "sharpe", "trades", "hold_rate")

@@ -294,3 +294,68 @@ def test_the_shadow_band_admits_the_activity_the_evidence_gate_requires(tmp_path
     assert busiest == 2 and strict.trades_range == (0, 1) and agreed.trades_range == (0, 4)
     assert any("2 trades outside 0-1" in r for d in strict.days for r in d.reasons)
     assert not any("trades outside" in r for d in agreed.days for r in d.reasons)
+
+
+def test_a_seed_ensemble_is_trained_gated_published_and_run_by_the_daemon(tmp_path):
+    """Issue 20 §4: several seeds' nets in one checkpoint (action probabilities averaged), a
+    policy kind the daemon runs; the run reports each member alone next to the ensemble."""
+    from stairway.core.checkpoint import read_checkpoint
+    from stairway.core.policies import load_policy
+    from stairway.core.policy import PPOPolicy
+    from stairway.daemon.hot_swap import load_verified
+
+    cfg = trainer_cfg(tmp_path, EURUSD_CSV, **SMALL, **LENIENT, STAIRWAY_TRAIN__ENSEMBLE_SEEDS="3")
+    res = run_cycles(cfg, progress=False)
+    spec = FeatureSpec.from_config(cfg)
+    ck = read_checkpoint(tmp_path / "models" / "registry" / f"{res.candidate}.safetensors")
+    arch = ck.meta.architecture()
+    assert ck.meta.policy_kind == "ensemble" and arch["members"] == 3 and len(ck.tensors) == 3 * 12
+    assert [m["seed"] for m in res.members] == [1, 2, 3] and res.cycles[-1].sha == res.candidate
+    w = [np.asarray(ck.tensors[f"m{i}.actor.4.weight"]) for i in range(3)]
+    assert not np.array_equal(w[0], w[1]) and not np.array_equal(w[1], w[2])  # three seeds, three nets
+    pol = load_policy(ck, spec)
+    assert pol.kind == "ensemble"
+    # the average of the members' probabilities, by hand
+    members = [PPOPolicy({k[3:]: v for k, v in ck.tensors.items() if k.startswith(f"m{i}.")}) for i in range(3)]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        obs = rng.normal(size=spec.obs_dim)
+        probs = []
+        for m in members:
+            z = m.logits(obs).astype(np.float64)
+            probs.append(np.exp(z - z.max()) / np.exp(z - z.max()).sum())
+        p = np.mean(probs, axis=0)
+        a, c = pol.inner.act(obs)
+        assert a == int(p.argmax()) and c == pytest.approx(float(p.max()), rel=1e-5)
+    # the daemon's verification takes it (published: gates passed under lenient settings)
+    assert (
+        res.passed and load_verified(tmp_path / "models" / "current", spec, cfg.train.gate_db, None).kind == "ensemble"
+    )
+    md = (res.report.parent / "report.md").read_text()
+    assert "## Seed ensemble" in md and "members' return spread" in md
+
+
+def test_an_ensemble_checkpoint_that_does_not_add_up_is_refused_and_muzero_ensembles_are_refused(tmp_path, spec):
+    import json
+
+    from stairway.core.checkpoint import CheckpointMeta, save_checkpoint
+    from stairway.core.errors import CheckpointError, ConfigError
+    from stairway.core.policies import ensemble_tensors
+    from stairway.core.ppo_net import ActorCritic
+    from stairway.core.types import ACTION_NAMES
+    from stairway.daemon.hot_swap import load_verified
+
+    nets = [ActorCritic(spec.obs_dim, len(ACTION_NAMES), hidden=16).state_dict() for _ in range(2)]
+    for members, why in (
+        (3, "weights do not fit the network"),
+        (0, r"arch members = 0 must be an integer in \[1, 64\]"),
+    ):
+        arch = {"kind": "ensemble", "members": members, "hidden": 16, "inference": {}}
+        meta = CheckpointMeta(
+            "ensemble", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 16, arch=json.dumps(arch)
+        )
+        ck = save_checkpoint(tmp_path / "m", ensemble_tensors(nets), meta)
+        with pytest.raises(CheckpointError, match=why):
+            load_verified(ck.path, spec, None, None)
+    with pytest.raises(ConfigError, match="seed ensembles are of PPO nets"):
+        trainer_cfg(tmp_path, EURUSD_CSV, STAIRWAY_TRAIN__ENSEMBLE_SEEDS="2", STAIRWAY_TRAIN__ALGO="muzero")
