@@ -135,7 +135,7 @@ def _train_one(cfg, run_cycles) -> int:
             }
         )
     )
-    from stairway.trainer.cycles import member_lines
+    from stairway.trainer.ensemble import member_lines
 
     for line in member_lines(res):
         print(line)

@@ -50,6 +50,7 @@ from stairway.trainer.algos import make_algorithm
 from stairway.trainer.baselines import compare
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.data_store import resolve_training_data
+from stairway.trainer.ensemble import build_ensemble, member_spread
 from stairway.trainer.evaluation import run_evaluation
 from stairway.trainer.gatedb import GateDB
 from stairway.trainer.gates import (
@@ -366,7 +367,7 @@ def _train_and_gate(
     best_rec = trained.best
     members: list[dict] = []
     if cfg.train.ensemble_seeds > 1:
-        best_rec, members = _ensemble(cfg, data, trained, parent, start_step, save, progress)
+        best_rec, members = build_ensemble(cfg, data, trained, parent, start_step, save, progress)
         records = records + [best_rec]
     cand = checkpoints[best_rec.sha]
     cand_policy = load_policy(cand, spec, f"candidate {cand.sha[:12]}")  # as the daemon will run it
@@ -489,7 +490,7 @@ def _train_and_gate(
         split_desc=f"{split_desc}; {trained.sessions}",
         baselines=vs_baselines,
         selection=best_rec.metrics,
-        members=_member_spread(members, cfg, data),
+        members=member_spread(members, cfg, data),
     )
     from stairway.trainer.report import write_report
 
@@ -510,77 +511,6 @@ def _backup_gate_db(cfg: TrainerConfig) -> None:
     db = cfg.train.gate_db
     if db.is_file():
         backup_database(db, db.parent / "backups", cfg.train.gate_backup_keep)
-
-
-def _ensemble(cfg: TrainerConfig, data: PreparedData, first: TrainedCycles, parent, start_step: int, save, progress):
-    """train.ensemble_seeds > 1: the cycle plan again for seeds train.seed + 1, ...; the best
-    cycle of each seed becomes a member of one ensemble checkpoint (core.policy.EnsemblePolicy),
-    judged on the selection window like a cycle. Returns (its record, the members' weights)."""
-    from stairway.core.policies import ensemble_tensors
-    from stairway.trainer.algos import policy_from_weights
-
-    runs = [first]
-    for k in range(1, cfg.train.ensemble_seeds):
-        seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": cfg.train.seed + k})})
-        runs.append(train_cycles(seeded, data, parent, start_step, progress=progress))
-    states = [r.states[r.best.cycle] for r in runs]
-    arch = {
-        "kind": "ensemble",
-        "members": len(states),
-        "hidden": cfg.ppo.hidden,
-        "inference": {"min_confidence": cfg.train.min_confidence},
-    }
-    tensors = ensemble_tensors(states)
-    spec, select_end = data.spec, data.select_end or data.gate_first
-    tracker, _ = run_evaluation(
-        policy_from_weights(spec, tensors, arch), data.history, spec, data.ex, cfg.account.initial_equity,
-        data.split, select_end - 2, risk=cfg.risk,
-    )  # fmt: skip
-    m = tracker.summary()
-    b = first.best
-    k = len(first.records)
-    sha = save(k, tensors, m, b.target, b.global_step, True, arch)
-    log.info(
-        "ensemble_built", members=len(states), seeds=[cfg.train.seed + i for i in range(len(states))], sha=sha[:12]
-    )
-    rec = CycleRecord(k, sha, b.global_step, b.target, m, True, b.controller_bonus, b.train_hold_rate)
-    return rec, states
-
-
-def member_lines(run: CycleRun) -> list[str]:
-    """A seed ensemble next to its members alone, on the gate window (empty without one)."""
-    if not run.members:
-        return []
-    v = run.validation
-    out = [f"seed ensemble of {len(run.members)} on the gate window, next to each member alone:"]
-    for m in run.members:
-        out.append(
-            f"  seed {m['seed']}: return {m['pnl_pct']:+.3f} %, Sharpe {m['sharpe']:+.2f}, {m['trades']} trades, "
-            f"hold {m['hold_rate']:.0%}"
-        )
-    r = [m["pnl_pct"] for m in run.members]
-    out.append(
-        f"  members' return spread {min(r):+.3f} .. {max(r):+.3f} % (sd {float(np.std(r)):.3f}); the ensemble "
-        f"{v['pnl_pct']:+.3f} %, Sharpe {v['sharpe']:+.2f}, {v['trades']} trades"
-    )
-    return out
-
-
-def _member_spread(states: list[dict], cfg: TrainerConfig, data: PreparedData) -> list[dict]:
-    """Each member of a seed ensemble alone on the gate window: the spread the ensemble averages."""
-    from stairway.trainer.algos import policy_from_weights
-
-    out = []
-    gate_start = data.select_end or data.gate_first
-    arch = {"kind": "ppo", "hidden": cfg.ppo.hidden, "inference": {"min_confidence": cfg.train.min_confidence}}
-    for i, state in enumerate(states):
-        t, _ = run_evaluation(
-            policy_from_weights(data.spec, state, arch), data.history, data.spec, data.ex,
-            cfg.account.initial_equity, gate_start, data.gate_first - 2, risk=cfg.risk,
-        )  # fmt: skip
-        s = t.summary()
-        out.append({"seed": cfg.train.seed + i, **{k: s[k] for k in ("pnl_pct", "sharpe", "trades", "hold_rate")}})
-    return out
 
 
 def _walk_forward(

@@ -192,7 +192,7 @@ def _markdown(run, cfg: TrainerConfig) -> str:
             for s in (run.in_sample, run.selection, run.validation)
         ]
         L.append(f"| {k} | {cells[0]} | {cells[1]} | {cells[2]} |")
-    from stairway.trainer.cycles import member_lines
+    from stairway.trainer.ensemble import member_lines
 
     spread = member_lines(run)
     if spread:
