@@ -51,7 +51,7 @@ def test_an_old_ppo_checkpoint_without_arch_loads_unchanged(tmp_path, spec):
 def test_the_registry_refuses_what_it_cannot_run(tmp_path, spec):
     ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "dreamer", "latent": 32}, kind="dreamer")
     with pytest.raises(
-        CheckpointError, match="policy kind 'dreamer' is not one this build can run \\(known: muzero, ppo\\)"
+        CheckpointError, match="policy kind 'dreamer' is not one this build can run \\(known: ensemble, muzero, ppo\\)"
     ):
         load_policy(ck, spec, "models/current")
     ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "muzero", "latent": 32}, kind="muzero")  # PPO weights, no sizes
