@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from common import report
 from stairway.core.checkpoint import publish  # noqa: E402
 from stairway.core.logs import configure_logging  # noqa: E402
 from stairway.daemon.app import Daemon  # noqa: E402
-from tests.helpers import paced_config, pass_gate, tiny_checkpoint  # noqa: E402
+from tests.helpers import StatusPoller, paced_config, pass_gate, tiny_checkpoint  # noqa: E402
 from tests.regressions.test_bad_model_checkpoints import muzero  # noqa: E402
 
 
@@ -60,15 +58,6 @@ def main() -> None:
         heavy = [muzero(models, spec, 10 + k, 512, 1024, None, False, simulations=512) for k in range(rounds)]
         for ck in heavy:
             pass_gate(gate_db, ck)
-        stop = threading.Event()
-
-        def poll(port: int) -> None:
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as r:
-                    r.read()
-                polls.append(time.perf_counter() - t0)
-                stop.wait(0.02)
 
         async def go() -> str:
             d = Daemon(cfg)
@@ -76,16 +65,13 @@ def main() -> None:
             while not (d.setup_done and d.http_port and d.slot.counters.decisions > 2):
                 await asyncio.sleep(0.05)
             for k, ck in enumerate(heavy):
-                stop.clear()
-                poller = threading.Thread(target=poll, args=(d.http_port,))
-                poller.start()
                 t0 = time.perf_counter()
-                await asyncio.to_thread(publish, models, ck.sha)
-                while d.watcher.stats.refused < k + 1:
-                    await asyncio.sleep(0.01)
+                with StatusPoller(d.http_port) as poller:
+                    await asyncio.to_thread(publish, models, ck.sha)
+                    while d.watcher.stats.refused < k + 1:
+                        await asyncio.sleep(0.01)
                 verify_s.append(time.perf_counter() - t0)
-                stop.set()
-                await asyncio.to_thread(poller.join, 10)
+                polls.extend(poller.latencies)
             reason = d.watcher.stats.last_refusal
             d.stop.set()
             await task

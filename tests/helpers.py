@@ -164,6 +164,38 @@ def paced_config(tmp: Path, n_bars: int = 400, **settings):
     return daemon_config(tmp, write_bars_csv(tmp / "b.csv", bars), "2017-10-01", "2018-01-01", **settings)
 
 
+class StatusPoller:
+    """A thread polling a daemon's /status every ``every_secs`` while in its ``with`` block; the
+    latency of each answer (seconds) in ``latencies``: whether the event loop kept answering."""
+
+    def __init__(self, port: int, every_secs: float = 0.02) -> None:
+        import threading
+
+        self.url, self.every = f"http://127.0.0.1:{port}/status", every_secs
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-poller")
+
+    def _run(self) -> None:
+        import time
+        import urllib.request
+
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(self.url, timeout=10) as r:
+                r.read()
+            self.latencies.append(time.perf_counter() - t0)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> StatusPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 # A portfolio of three instruments from the one real FX series bundled: EUR/USD as it is, and
 # the real EUR/USD hours of 13 and 26 weeks earlier re-dated by whole weeks (same weekday and
 # hour) under two other names. Real market moves, not simulated ones; the names are labels.

@@ -186,7 +186,7 @@ def train_cycles(
     may save the cycle's checkpoint and return its sha. Shared by `train run` and each
     walk-forward fold, so both learn the same way."""
     spec, ex, history, split = data.spec, data.ex, data.history, data.split
-    select_end = data.select_end or data.gate_first
+    select_end = data.select_end
     env, sessions = training_env(cfg, data)
     shaper = env.shaper
     algo = make_algorithm(cfg, env, parent, start_step)
@@ -372,21 +372,14 @@ def _train_and_gate(
     cand = checkpoints[best_rec.sha]
     cand_policy = load_policy(cand, spec, f"candidate {cand.sha[:12]}")  # as the daemon will run it
     # the gate window: after the selection window, never used to pick; what the gates judge
-    gate_start = data.select_end or gate_first
-    val_tracker, _ = run_evaluation(
-        cand_policy,
-        history,
-        spec,
-        ex,
-        cfg.account.initial_equity,
-        gate_start,
-        gate_first - 2,
-        record=True,
-        risk=cfg.risk,
-    )
-    is_tracker, _ = run_evaluation(
-        cand_policy, history, spec, ex, cfg.account.initial_equity, 0, split - 2, record=True, risk=cfg.risk
-    )
+    gate_start = data.select_end
+
+    def judged(first: int, last: int):
+        return run_evaluation(
+            cand_policy, history, spec, ex, cfg.account.initial_equity, first, last, record=True, risk=cfg.risk
+        )[0]
+
+    val_tracker, is_tracker = judged(gate_start, gate_first - 2), judged(0, split - 2)
     validation, in_sample = val_tracker.summary(), is_tracker.summary()
     vs_baselines = compare(
         history,

@@ -34,7 +34,7 @@ def build_ensemble(cfg: TrainerConfig, data: PreparedData, first, parent, start_
         "inference": {"min_confidence": cfg.train.min_confidence},
     }
     tensors = ensemble_tensors(states)
-    spec, select_end = data.spec, data.select_end or data.gate_first
+    spec, select_end = data.spec, data.select_end
     tracker, _ = run_evaluation(
         policy_from_weights(spec, tensors, arch), data.history, spec, data.ex, cfg.account.initial_equity,
         data.split, select_end - 2, risk=cfg.risk,
@@ -72,7 +72,7 @@ def member_lines(run) -> list[str]:
 def member_spread(states: list[dict], cfg: TrainerConfig, data: PreparedData) -> list[dict]:
     """Each member of a seed ensemble alone on the gate window: the spread the ensemble averages."""
     out = []
-    gate_start = data.select_end or data.gate_first
+    gate_start = data.select_end
     arch = {"kind": "ppo", "hidden": cfg.ppo.hidden, "inference": {"min_confidence": cfg.train.min_confidence}}
     for i, state in enumerate(states):
         t, _ = run_evaluation(

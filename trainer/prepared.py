@@ -37,7 +37,7 @@ class PreparedData:
     session_len: int
     split_desc: str
     recorded: list
-    select_end: int = 0  # the first bar of the gate window (== gate_first without one)
+    select_end: int  # the first bar of the gate window (== gate_first without one)
 
 
 def prepare_data(cfg: TrainerConfig) -> PreparedData:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -29,7 +27,7 @@ from stairway.core.ppo_net import ActorCritic
 from stairway.core.types import ACTION_NAMES
 from stairway.daemon.app import Daemon
 from stairway.daemon.hot_swap import load_verified
-from tests.helpers import paced_config, pass_gate, tiny_checkpoint
+from tests.helpers import StatusPoller, paced_config, pass_gate, tiny_checkpoint
 from tests.integration.test_service import until
 
 pytestmark = pytest.mark.usefixtures("no_blocking")
@@ -163,16 +161,6 @@ def test_a_heavy_verification_leaves_status_answering_within_100_ms(paced, spec)
     its worker thread, /status answers every poll within 100 ms; then the checkpoint is
     refused, being over its inference budget."""
     cfg, models, gate_db, good = paced
-    polls: list[float] = []
-    stop = threading.Event()
-
-    def poll(port: int) -> None:
-        while not stop.is_set():
-            t = time.perf_counter()
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as r:
-                r.read()
-            polls.append(time.perf_counter() - t)
-            stop.wait(0.02)
 
     async def go():
         d = Daemon(cfg)
@@ -180,21 +168,17 @@ def test_a_heavy_verification_leaves_status_answering_within_100_ms(paced, spec)
         await until(lambda: d.setup_done and d.http_port and d.slot.counters.decisions > 2)
         heavy = await asyncio.to_thread(muzero, models, spec, 7, 512, 1024, None, False, simulations=512)
         await asyncio.to_thread(pass_gate, gate_db, heavy)
-        poller = threading.Thread(target=poll, args=(d.http_port,))
-        poller.start()
+        poller = StatusPoller(d.http_port)
         t0 = time.perf_counter()
-        await asyncio.to_thread(publish, models, heavy.sha)
-        try:
+        with poller:
+            await asyncio.to_thread(publish, models, heavy.sha)
             await until(lambda: d.watcher.stats.refused == 1, timeout=60)
-        finally:
-            stop.set()
-            await asyncio.to_thread(poller.join, 10)
         verify_s = time.perf_counter() - t0
         d.stop.set()
         await task
-        return d, verify_s
+        return d, verify_s, poller.latencies
 
-    d, verify_s = asyncio.run(go())
+    d, verify_s, polls = asyncio.run(go())
     assert "over the budget of 100 ms" in d.watcher.stats.last_refusal
     assert verify_s > 0.3 and len(polls) >= 5, (verify_s, len(polls))  # the loop was exercised during it
     assert max(polls) < 0.1, sorted(polls)[-5:]
