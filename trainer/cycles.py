@@ -374,12 +374,12 @@ def _train_and_gate(
     # the gate window: after the selection window, never used to pick; what the gates judge
     gate_start = data.select_end
 
-    def judged(first: int, last: int):
+    def evaluated(first: int, last: int):
         return run_evaluation(
             cand_policy, history, spec, ex, cfg.account.initial_equity, first, last, record=True, risk=cfg.risk
         )[0]
 
-    val_tracker, is_tracker = judged(gate_start, gate_first - 2), judged(0, split - 2)
+    val_tracker, is_tracker = evaluated(gate_start, gate_first - 2), evaluated(0, split - 2)
     validation, in_sample = val_tracker.summary(), is_tracker.summary()
     vs_baselines = compare(
         history,
