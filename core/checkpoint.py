@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 from stairway.core.errors import CheckpointError, CheckpointMismatch
+from stairway.core.feature_plugins import spec_difference
 from stairway.core.pids import pid_alive
 from stairway.core.weights import numpy_tensors
 
@@ -182,6 +183,7 @@ def check_compatible(
     instrument: str | None = None,
     pip_size: float | None = None,
     period_minutes: int | None = None,
+    feature_spec: str = "",
 ) -> None:
     """Raise CheckpointMismatch naming both sides of every difference. The market (instrument,
     pip size, bar period) is checked when the caller gives it and the checkpoint records it."""
@@ -193,7 +195,11 @@ def check_compatible(
     if pip_size is not None and meta.pip_size and abs(meta.pip_size / pip_size - 1.0) > 1e-9:
         problems.append(f"pip size {meta.pip_size:g} (checkpoint) != {pip_size:g} (ours)")
     if meta.feature_spec_hash != feature_spec_hash:
-        problems.append(f"feature spec {meta.feature_spec_hash} (checkpoint) != {feature_spec_hash} (ours)")
+        detail = spec_difference(meta.feature_spec, feature_spec) if feature_spec else ""
+        problems.append(
+            f"feature spec {meta.feature_spec_hash} (checkpoint) != {feature_spec_hash} (ours)"
+            + (f" ({detail})" if detail else "")
+        )
     if tuple(meta.obs_shape) != tuple(obs_shape):
         problems.append(f"observation shape {tuple(meta.obs_shape)} (checkpoint) != {tuple(obs_shape)} (ours)")
     if tuple(meta.action_space) != tuple(action_space):

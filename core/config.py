@@ -134,6 +134,15 @@ class FeatureConfig(Strict):
     include: tuple[str, ...] | None = Field(
         None, description="Market features to use, by name (core.features); default: all of them."
     )
+    plugins: tuple[str, ...] = Field(
+        (), description="Feature plug-in files (.py) or modules to import; they register features by name."
+    )
+    extra: tuple[str, ...] = Field(
+        (), description="Registered features to add (built-in families: mtf, tod_harmonics; or a plug-in's)."
+    )
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per extra feature, its parameters: [features.params.<name>]."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FeatureConfig:
@@ -141,6 +150,8 @@ class FeatureConfig(Strict):
             raise ValueError("return_lags_minutes must be a non-empty list of positive minutes")
         if self.short_window_minutes >= self.long_window_minutes:
             raise ValueError("short_window_minutes must be shorter than long_window_minutes")
+        if len(set(self.extra)) != len(self.extra):
+            raise ValueError(f"extra = {list(self.extra)} lists a feature twice")
         return self
 
 

@@ -37,8 +37,10 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from stairway.core import feature_plugins
 from stairway.core.config import MarketConfig
 from stairway.core.errors import ConfigError
+from stairway.core.feature_plugins import Bars, PluginUse
 from stairway.core.position import POSITION_FEATURES
 
 FEATURE_VERSION = 1
@@ -75,6 +77,7 @@ class FeatureSpec:
     long_window: int
     rsi_window: int
     include: tuple[str, ...] | None = None  # None: every market feature, in kernel order
+    plugins: tuple[PluginUse, ...] = ()  # registered features appended after the kernel's (features.extra)
 
     @classmethod
     def from_config(cls, cfg: MarketConfig) -> FeatureSpec:
@@ -88,6 +91,17 @@ class FeatureSpec:
             long_window=b.bars(f.long_window_minutes, "features.long_window_minutes"),
             rsi_window=b.bars(f.rsi_window_minutes, "features.rsi_window_minutes"),
         )
+        if f.extra:
+            feature_plugins.load_sources(f.plugins)
+            uses = feature_plugins.resolve(f.extra, f.params, b.period_minutes)
+            clash = sorted(set(spec.all_market_names) & {c for u in uses for c in u.columns})
+            if clash:
+                raise ConfigError(f"features.extra: column name(s) {clash} clash with other features")
+            spec = dataclasses.replace(spec, plugins=uses)
+            for u in uses:
+                feature_plugins.check_plugin(u, b.period_minutes, spec.window)
+        elif f.plugins or f.params:
+            raise ConfigError("features.plugins / features.params are set but features.extra lists no feature to add")
         if f.include is not None:
             known = spec.all_market_names
             unknown = [n for n in f.include if n not in known]
@@ -101,7 +115,11 @@ class FeatureSpec:
 
     @functools.cached_property
     def all_market_names(self) -> tuple[str, ...]:
-        """Everything the kernel computes, in its output order."""
+        """Everything the pipeline computes, in its output order: the kernel's, then each plug-in's."""
+        return self.kernel_names + tuple(c for u in self.plugins for c in u.columns)
+
+    @functools.cached_property
+    def kernel_names(self) -> tuple[str, ...]:
         return tuple(f"ret_{k}" for k in self.return_lags) + BASE_MARKET_FEATURES
 
     @functools.cached_property
@@ -131,7 +149,8 @@ class FeatureSpec:
     @functools.cached_property
     def window(self) -> int:
         """Bars of history needed for the first complete observation (the warm-up)."""
-        return max(max(self.return_lags), self.vol_window, self.long_window, self.rsi_window) + 1
+        base = max(max(self.return_lags), self.vol_window, self.long_window, self.rsi_window) + 1
+        return max([base] + [u.warmup for u in self.plugins])
 
     @functools.cached_property
     def params(self) -> np.ndarray:
@@ -152,6 +171,8 @@ class FeatureSpec:
         }
         if self.include is not None:  # keeps the hash of the default spec unchanged
             d["include"] = list(self.include)
+        if self.plugins:
+            d["plugins"] = [u.to_dict() for u in self.plugins]
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @functools.cached_property
@@ -282,6 +303,12 @@ def batch_market_features(bars: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     out = np.full((n, len(spec.all_market_names)), np.nan)
     ts, o, h, lo, c = (np.ascontiguousarray(bars[f]) for f in ("ts_ns", "open", "high", "low", "close"))
     _batch_kernel(ts, o, h, lo, c, spec.params, spec.window, out)
+    k = len(spec.kernel_names)
+    for u in spec.plugins:
+        vals = u.compute(Bars(ts, o, h, lo, c, spec.period_minutes))
+        vals[: spec.window - 1] = np.nan
+        out[:, k : k + len(u.columns)] = vals
+        k += len(u.columns)
     sel = spec.selection
     return out if sel is None else np.ascontiguousarray(out[:, sel])
 
@@ -304,6 +331,7 @@ class FeatureBuffer:
         self._params = spec.params
         self._sel = spec.selection
         self._all = np.zeros(len(spec.all_market_names))
+        self._n_kernel = len(spec.kernel_names)
 
     @property
     def warm(self) -> bool:
@@ -326,9 +354,17 @@ class FeatureBuffer:
         if not self.warm:
             return False
         o = self._ohlc
-        if self._sel is None:
+        if self._sel is None and not self.spec.plugins:
             market_features_at(self._ts, o[0], o[1], o[2], o[3], self._n - 1, self._params, out)
-        else:
-            market_features_at(self._ts, o[0], o[1], o[2], o[3], self._n - 1, self._params, self._all)
-            out[:] = self._all[self._sel]
+            return True
+        full = self._all
+        market_features_at(self._ts, o[0], o[1], o[2], o[3], self._n - 1, self._params, full)
+        if self.spec.plugins:
+            lo, hi = self._n - self.window, self._n
+            bars = Bars(self._ts[lo:hi], o[0, lo:hi], o[1, lo:hi], o[2, lo:hi], o[3, lo:hi], self.spec.period_minutes)
+            k = self._n_kernel
+            for u in self.spec.plugins:
+                full[k : k + len(u.columns)] = u.compute(bars)[-1]
+                k += len(u.columns)
+        out[:] = full if self._sel is None else full[self._sel]
         return True

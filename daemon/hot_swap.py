@@ -89,7 +89,13 @@ def _load_verified(
 ) -> Policy:
     ck = read_checkpoint(link)
     check_compatible(
-        ck.meta, str(link), feature_spec_hash=spec.hash, obs_shape=(spec.obs_dim,), action_space=ACTION_NAMES, **market
+        ck.meta,
+        str(link),
+        feature_spec_hash=spec.hash,
+        feature_spec=spec.to_json(),
+        obs_shape=(spec.obs_dim,),
+        action_space=ACTION_NAMES,
+        **market,
     )
     if gate_db is not None:
         status, forced = gate_status(gate_db, ck.sha)

@@ -133,6 +133,7 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
                 ck.meta,
                 str(link),
                 feature_spec_hash=spec.hash,
+                feature_spec=spec.to_json(),
                 obs_shape=(spec.obs_dim,),
                 action_space=ACTION_NAMES,
                 **cfg.market_identity(),

@@ -56,6 +56,7 @@ def validate_checkpoint(cfg: TrainerConfig, sha_or_path: str, rng: DateRange, dr
         ck.meta,
         str(path),
         feature_spec_hash=spec.hash,
+        feature_spec=spec.to_json(),
         obs_shape=(spec.obs_dim,),
         action_space=ACTION_NAMES,
         **cfg.market_identity(),

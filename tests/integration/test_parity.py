@@ -127,6 +127,33 @@ def test_parity_observations_fills_and_pnl(tmp_path, market_cfg, spec, liquidity
         assert len(fills) > slot.counters.orders
 
 
+def test_parity_with_builtin_and_plugin_features(tmp_path, market_cfg):
+    """Issue 20 §3: the built-in families and a user's plug-in file, through the daemon's slot
+    and the trainer's env, observation for observation."""
+    from stairway.core.config import load_config
+    from stairway.core.features import FeatureSpec
+    from stairway.trainer.config import TrainerConfig
+    from tests.helpers import ROOT
+
+    env = {
+        "STAIRWAY_FEATURES__PLUGINS": f'["{ROOT / "examples" / "features" / "gap_and_range.py"}"]',
+        "STAIRWAY_FEATURES__EXTRA": '["mtf", "tod_harmonics", "gap", "range_z"]',
+    }
+    cfg = load_config(TrainerConfig, ROOT / "config" / "trainer.toml", environ=env)
+    spec = FeatureSpec.from_config(cfg)
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    bars = load_bars(EURUSD)[0][:N_BARS]
+    actions = np.random.default_rng(11).integers(0, 4, size=N_BARS).tolist()
+    policy = ScriptedPolicy(actions)
+    run_slot(cfg, spec, ex, bars, policy, tmp_path / "p.db", batch_sizes=[1, 9, 500])
+    _, env_obs, _ = run_env(cfg, spec, ex, bars, actions)
+    assert len(policy.observations) == len(env_obs) == N_BARS - spec.window
+    daemon = np.array(policy.observations)
+    assert daemon.shape[1] == spec.obs_dim == FeatureSpec.from_config(market_cfg).obs_dim + 14
+    assert np.array_equal(daemon, np.array(env_obs))
+    assert daemon[:, spec.names.index("d1_pos")].std() > 0.3  # the added columns carry information
+
+
 def test_parity_with_financing_charged_at_the_daily_roll(tmp_path, market_cfg, spec):
     """Holding costs (core.execution.financing_*) in both: the same charges, to the cent, and
     they are real: realised PnL differs from the run without them by exactly what was charged."""

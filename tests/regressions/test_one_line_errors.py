@@ -97,3 +97,20 @@ def test_wrong_oanda_token_is_one_line_not_an_exception_group(tmp_path, spec):
     p = asyncio.run(go())
     line = one_error_line(p)
     assert "401 unauthorized" in line and "wrong-token-123" not in p.stdout + p.stderr
+
+
+def test_a_lookahead_feature_plugin_stops_the_daemon_and_the_trainer_by_name(paper, tmp_path):
+    """Issue 20 §3: a plug-in that fails its look-ahead check is refused at start-up, in one line."""
+    import os
+
+    _, path = paper
+    peek = tmp_path / "peek.py"
+    peek.write_text(
+        "import numpy as np\nfrom stairway.core.feature_plugins import feature\n\n"
+        '@feature("peek", warmup_bars=2)\ndef peek(bars):\n    return np.log(np.roll(bars.close, -1) / bars.close)\n'
+    )
+    env = {**os.environ, "STAIRWAY_FEATURES__PLUGINS": f'["{peek}"]', "STAIRWAY_FEATURES__EXTRA": '["peek"]'}
+    line = one_error_line(run(["daemon", "run", "--config", str(path)], env=env))
+    assert "feature plug-in 'peek' looks ahead" in line
+    line = one_error_line(run(["train", "run", "--config", "config/trainer.toml"], env=env))
+    assert "feature plug-in 'peek' looks ahead" in line
