@@ -149,4 +149,6 @@ def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -
         extra = {}
     validation = extra.get("validation") if isinstance(extra, dict) else None
     policy.validation = validation if isinstance(validation, dict) else {}
+    profile = extra.get("feature_profile") if isinstance(extra, dict) else None
+    policy.feature_profile = profile if isinstance(profile, dict) else {}  # core.feature_drift
     return policy

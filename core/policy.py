@@ -40,6 +40,7 @@ class ConfidenceFloor:
         self.kind, self.sha = inner.kind, inner.sha
         self.created_at = getattr(inner, "created_at", "")
         self.validation: dict[str, Any] = {}  # the trainer's validation metrics (core.policies)
+        self.feature_profile: dict[str, Any] = {}  # the training window's features (core.feature_drift)
         self.note = ""
 
     def act(self, obs: np.ndarray) -> tuple[int, float]:

@@ -34,6 +34,7 @@ from stairway.daemon.account import Account
 from stairway.daemon.aio import within
 from stairway.daemon.alerts import Alerter, Conditions, alert_urls, hold_secs
 from stairway.daemon.control import ControlFiles
+from stairway.daemon.feature_watch import FeatureWatch
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import DEFAULT_BUDGET_SECS, ModelWatcher, load_verified
 from stairway.daemon.live_guard import LiveGuard
@@ -292,6 +293,14 @@ class DaemonBuild:
                 on_guard_breach=self._on_guard_breach,
                 halt_on_trade_band=g.trade_band_action == "stop_opening",
                 rollback_below_expectation=g.pnl_expectation_action == "rollback",
+                feature_watch=FeatureWatch(
+                    leg.symbol,
+                    self.spec.market_names,
+                    g.feature_drift_window_bars,
+                    g.feature_outside_max,
+                    g.feature_drift_action == "observe_only",
+                    self.risk.permission,
+                ),
             )
         if cfg.real_orders:
             await self._restore_book()

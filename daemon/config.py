@@ -166,6 +166,18 @@ class GuardsConfig(Strict):
     trade_band_action: Literal["alert", "stop_opening"] = Field(
         "alert", description="Trades per session out of band for N sessions: alert, or also stop opening (a halt)."
     )
+    feature_drift_window_bars: int = Field(
+        240,
+        ge=20,
+        le=100_000,
+        description="Live bars each feature's distribution is measured over (daemon.feature_watch).",
+    )
+    feature_outside_max: float = Field(
+        0.25, gt=0, le=1, description="Share of that window outside the trained range, for any feature: drift."
+    )
+    feature_drift_action: Literal["alert", "observe_only"] = Field(
+        "alert", description="Inputs outside the trained range: alert, or also stop opening on that instrument."
+    )
 
 
 class LegConfig(InstrumentConfig):

@@ -69,6 +69,17 @@ class DaemonCollector:
             for inst, p in per.items():
                 g.add_metric([inst], float(p[name]))
             yield g
+        for name, doc in (
+            ("psi", "Population stability index of the feature's last window vs the training window"),
+            ("outside", "Share of the feature's last window outside the range it was trained on"),
+        ):
+            g = GaugeMetricFamily(f"stairway_feature_{name}", doc, labels=["instrument", "feature"])
+            for inst, p in per.items():
+                fd = p.get("feature_drift")
+                if fd and fd["active"]:
+                    for feat, v in fd[name].items():
+                        g.add_metric([inst, feat], float(v))
+            yield g
         h = HistogramMetricFamily(
             "stairway_decision_latency_seconds", "Bar close to order intent (the last 4,096)", labels=["instrument"]
         )

@@ -46,12 +46,13 @@ class Permission:
     and tiers. Each input has one owner, who sets it by a named call: the control files
     (START_TRADING, the directory's safety: ``control``), the reconciler (``reconciled``: per
     instrument, no order at all until its book agrees with the broker), the feed watcher
-    (``stale``: per instrument). The slot only asks, through RiskEngine.check."""
+    (``stale``: per instrument), the feature watch (``drifted``: per instrument). The slot only asks, through RiskEngine.check."""
 
     control_allows: bool = True
     control_reason: str = ""
     not_reconciled: set[str] = field(default_factory=set)
     stale: set[str] = field(default_factory=set)
+    drifted: set[str] = field(default_factory=set)  # daemon.feature_watch, with observe_only
 
     def control(self, allows: bool, reason: str = "START_TRADING absent: observe only") -> None:
         self.control_allows, self.control_reason = allows, "" if allows else reason
@@ -61,6 +62,9 @@ class Permission:
 
     def set_stale(self, instrument: str, stale: bool) -> None:
         (self.stale.add if stale else self.stale.discard)(instrument)
+
+    def set_drifted(self, instrument: str, drifted: bool) -> None:
+        (self.drifted.add if drifted else self.drifted.discard)(instrument)
 
 
 @dataclass
@@ -198,6 +202,8 @@ class RiskEngine:
             block = ("halted", f"halted: {s.halted_reason}")
         elif not p.control_allows:
             block = ("observe_only", p.control_reason)
+        elif instrument in p.drifted:
+            block = ("inputs_drifted", "inputs outside the model's trained range: observe only")
         elif not market_is_open:
             block = ("market_closed", "market closed")
         elif quote_gap_secs > self.cfg.stale_after_secs:

@@ -41,6 +41,7 @@ from stairway.core.regime import RegimeDetector
 from stairway.core.risk_rules import regime_scale
 from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
 from stairway.daemon.account import Account
+from stairway.daemon.feature_watch import FeatureWatch
 from stairway.daemon.live_guard import LiveGuard
 from stairway.daemon.paper_broker import OrderGateway
 from stairway.daemon.risk import TIER_NAMES, RiskEngine
@@ -64,7 +65,7 @@ log = structlog.get_logger("slot")
 
 # risk events an operator is alerted to at once (daemon.alerts), by kind prefix; the drawdown
 # tiers are alerted by the daemon once they have held (daemon.alerts.Conditions)
-ALERTED = ("overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_", "live_")
+ALERTED = ("overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_", "live_", "feature_drift")
 
 
 class Slot:
@@ -96,6 +97,7 @@ class Slot:
         on_guard_breach: Callable[[str, str], None] | None = None,
         halt_on_trade_band: bool = False,
         rollback_below_expectation: bool = False,
+        feature_watch: FeatureWatch | None = None,
     ) -> None:
         self.run_id, self.instrument = run_id, instrument
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
@@ -127,6 +129,9 @@ class Slot:
         self.rollback_below_expectation = rollback_below_expectation
         self.on_guard_breach = on_guard_breach
         self.halt_on_trade_band = halt_on_trade_band
+        self.feature_watch = feature_watch  # daemon.feature_watch: live inputs vs the training window
+        if feature_watch is not None:
+            feature_watch.set_model(policy)
         self.market, self.holidays = market, tuple(holidays)
         # decision-time clock: replay uses the closing quote's own time (so a replay is never
         # stale); live passes the wall clock
@@ -406,6 +411,8 @@ class Slot:
         self.counters.swaps += 1
         if self.guard is not None:
             self.guard.set_expectation(getattr(new, "validation", None))
+        if self.feature_watch is not None:
+            self.feature_watch.set_model(new)
         self._ramp_day = bar_ts // NS_PER_DAY
         # wall-clock time, as for refusals (daemon._on_refused); the bar it took effect on is in the reason
         self.store.add(
@@ -542,6 +549,8 @@ class Slot:
     def _decide(self, bar_ts: int, last_bid: float, last_ask: float, session: SessionStats) -> tuple[int, float]:
         """The policy's action and confidence on this bar's observation, counted."""
         self.features.compute(self.obs[: self.spec.n_market])
+        if self.feature_watch is not None and (ev := self.feature_watch.update(self.obs[: self.spec.n_market])):
+            self._risk_event(bar_ts, *ev)
         position_features(self.position, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
         try:
             action, confidence = self.policy.act(self.obs)

@@ -92,6 +92,7 @@ def instrument_snapshot(d, inst: str) -> dict:
         "validation_sharpe": float(getattr(s.policy, "validation", {}).get("sharpe", float("nan"))),
         "live_pnl_z": s.guard.pnl_z if s.guard else 0.0,
         "financing": c["financing"],
+        **(s.feature_watch.snapshot() if s.feature_watch else {}),
         **latency_histogram(s.latency.snapshot()),
     }
 

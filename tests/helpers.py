@@ -97,6 +97,7 @@ def tiny_checkpoint(
     feature_hash: str | None = None,
     gate_db: Path | None = None,
     validation: dict | None = None,
+    feature_profile: dict | None = None,
 ):
     """A small PPO checkpoint, published as ``current`` (with ``validation``: the trainer's
     validation metrics, recorded as the trainer records them). With ``gate_db`` its passing gate record
@@ -113,7 +114,10 @@ def tiny_checkpoint(
         (spec.obs_dim,),
         tuple(action_space),
         hidden,
-        extra=json.dumps({"validation": validation}) if validation is not None else "{}",
+        extra=json.dumps(
+            ({"validation": validation} if validation is not None else {})
+            | ({"feature_profile": feature_profile} if feature_profile is not None else {})
+        ),
     )
     ck = save_checkpoint(models_dir, net.state_dict(), meta)
     if gate_db is not None:

@@ -40,6 +40,7 @@ from stairway.core.checkpoint import (
     save_checkpoint,
 )
 from stairway.core.errors import CheckpointError, ConfigError
+from stairway.core.feature_drift import feature_profile
 from stairway.core.features import FeatureSpec
 from stairway.core.locks import ExclusiveLock, file_lock
 from stairway.core.metrics import annualised_pct
@@ -329,6 +330,8 @@ def _train_and_gate(
     )
 
     checkpoints: dict[str, Checkpoint] = {}
+    # the training bars' feature distribution: the daemon's feature watch compares live inputs with it
+    profile = feature_profile(history.features[spec.window - 1 : split], spec.market_names)
 
     def save(k: int, state: dict, m: dict, target: float, step: int, imp: bool, arch: dict) -> str:
         meta = CheckpointMeta(
@@ -350,6 +353,7 @@ def _train_and_gate(
                     "seed": cfg.train.seed,
                     "target_hold_rate": target,
                     "validation": m,
+                    "feature_profile": profile,
                 },
                 default=float,
             ),

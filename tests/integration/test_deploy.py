@@ -24,15 +24,21 @@ METRIC = re.compile(r"\bstairway_[a-z_]+")
 @pytest.fixture(scope="module")
 def exposed(tmp_path_factory, market_cfg):
     """Every sample name a two-instrument daemon's /metrics holds after a short replay."""
-    from stairway.core.features import FeatureSpec
+    from stairway.core.bar_files import load_bars
+    from stairway.core.feature_drift import feature_profile
+    from stairway.core.features import FeatureSpec, batch_market_features
+    from tests.helpers import EURUSD
 
     tmp = tmp_path_factory.mktemp("deploy")
     files = portfolio_bars(tmp)
     two = {s: files[s] for s in ("EUR_USD", "GBP_USD")}
     spec = FeatureSpec.from_config(market_cfg)
+    bars = load_bars(EURUSD)[0][:3000]
+    profile = feature_profile(batch_market_features(bars, spec)[spec.window - 1 :], spec.market_names)
     for k, s in enumerate(two):
-        tiny_checkpoint(tmp / "models" / s, spec, seed=k)
+        tiny_checkpoint(tmp / "models" / s, spec, seed=k, feature_profile=profile)
     cfg, _ = daemon_config(tmp, files["EUR_USD"], "2017-10-01", "2017-10-15")
+    cfg = cfg.model_copy(update={"guards": cfg.guards.model_copy(update={"feature_drift_window_bars": 24})})
     d = Daemon(portfolio_config(cfg, two))
     asyncio.run(d.run())
     reg = CollectorRegistry()

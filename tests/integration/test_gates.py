@@ -135,6 +135,14 @@ def test_passing_run_publishes_and_sets_gold_then_keeps_it(tmp_path):
     models = tmp_path / "models"
     assert first.passed and first.action == "published+gold"
     assert read_checkpoint(models / "current").sha == read_checkpoint(models / "gold").sha == first.candidate
+    # issue 20 §3: the checkpoint carries the training bars' feature distribution for the daemon's watch
+    from stairway.core.features import FeatureSpec
+    from stairway.core.policies import load_policy
+
+    spec = FeatureSpec.from_config(cfg)
+    prof = load_policy(read_checkpoint(models / "current"), spec).feature_profile
+    assert prof["names"] == list(spec.market_names) and prof["bars"] > 500
+    assert all(lo < hi for lo, hi in zip(prof["lo"], prof["hi"])) and len(prof["shares"][0]) == 10
     second = run_cycles(cfg, progress=False)  # warm start from current; step counter continues
     assert second.passed and second.action == "published" and second.parent == first.candidate
     assert read_checkpoint(models / "gold").sha == first.candidate
