@@ -144,6 +144,12 @@ class FeatureConfig(Strict):
         default_factory=dict, description="Per extra feature, its parameters: [features.params.<name>]."
     )
 
+    @field_validator("plugins")
+    @classmethod
+    def _absolute(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        """Plug-in files resolved now, so a Ray actor (another working directory) loads the same ones."""
+        return tuple(str(Path(x).resolve()) if x.endswith(".py") else x for x in v)
+
     @model_validator(mode="after")
     def _check(self) -> FeatureConfig:
         if not self.return_lags_minutes or min(self.return_lags_minutes) <= 0:

@@ -176,6 +176,67 @@ def search(
     return n_nodes
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def search_batch(
+    w: tuple[np.ndarray, ...],
+    obs: np.ndarray,
+    sims: int,
+    c_puct: float,
+    gamma: float,
+    support: int,
+    noise: np.ndarray,
+    noise_frac: float,
+    latent_dim: int,
+    hidden: int,
+    out_visits: np.ndarray,
+    out_values: np.ndarray,
+) -> None:
+    """``search`` from each row of ``obs`` (B, obs_dim), the roots spread over numba's
+    threads, each with its own tree: root visit counts into ``out_visits`` (B, A) and root
+    values into ``out_values`` (B,). Row b gives exactly what ``search`` gives for it alone
+    (nothing is shared between roots)."""
+    n_roots = obs.shape[0]
+    n_actions = out_visits.shape[1]
+    n = sims + 1
+    k = 2 * support + 1
+    dt = w[0].dtype
+    for b in numba.prange(n_roots):
+        visits = np.zeros(n, np.int64)
+        value_sum = np.zeros(n)
+        reward = np.zeros(n)
+        latent = np.zeros((n, latent_dim), dt)
+        prior = np.zeros((n, n_actions))
+        child = np.full((n, n_actions), -1, np.int64)
+        path = np.zeros(n, np.int64)
+        search(
+            w,
+            obs[b],
+            sims,
+            c_puct,
+            gamma,
+            support,
+            noise[b],
+            noise_frac,
+            visits,
+            value_sum,
+            reward,
+            latent,
+            prior,
+            child,
+            path,
+            np.zeros(hidden, dt),
+            np.zeros(latent_dim + n_actions, dt),
+            np.zeros(k, dt),
+            np.zeros(k, dt),
+            np.zeros(n_actions, dt),
+            np.zeros(k, dt),
+        )
+        for a in range(n_actions):
+            c = child[0, a]
+            out_visits[b, a] = visits[c] if c >= 0 else 0
+        out_values[b] = value_sum[0] / max(visits[0], 1)
+
+
 def root_visits(tree: Tree, n_actions: int) -> np.ndarray:
     c = tree.child[0]
     return np.array([tree.visits[c[a]] if c[a] >= 0 else 0 for a in range(n_actions)], dtype=np.int64)

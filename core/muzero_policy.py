@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from stairway.core.mcts import Tree, root_visits, search
+from stairway.core.mcts import Tree, root_visits, search, search_batch
 from stairway.core.muzero_net import numpy_weights
 
 # a checkpoint that names no temperature acts greedily on the visits (MuZero's evaluation)
@@ -31,6 +31,7 @@ class MuZeroPolicy:
         self.sims, self.c_puct, self.gamma = int(inf["simulations"]), float(inf["c_puct"]), float(inf["discount"])
         self.temperature, self.seed = float(inf["temperature"]), int(inf["seed"])
         self.n_actions, self.support = int(arch["n_actions"]), int(arch["support"])
+        self.latent, self.hidden = int(arch["latent"]), int(arch["hidden"])
         self.sha, self.obs_dim = sha, obs_dim
         self.w = numpy_weights(tensors)
         self.tree = Tree.allocate(
@@ -65,6 +66,31 @@ class MuZeroPolicy:
         )
         self.last_visits = root_visits(t, self.n_actions)
         return self.last_visits
+
+    def batch_visits(
+        self, obs: np.ndarray, noise: np.ndarray | None = None, noise_frac: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Root visit counts (B, A) and root values (B,) of one search per row of ``obs``, in one
+        call spread over numba's threads; row b equals ``visits(obs[b], noise[b])``."""
+        x = np.ascontiguousarray(obs, dtype=self.w[0].dtype)
+        nz = np.zeros((len(x), self.n_actions)) if noise is None else np.ascontiguousarray(noise, dtype=np.float64)
+        vis = np.zeros((len(x), self.n_actions), np.int64)
+        val = np.zeros(len(x))
+        search_batch(
+            self.w,
+            x,
+            self.sims,
+            self.c_puct,
+            self.gamma,
+            self.support,
+            nz,
+            noise_frac,
+            self.latent,
+            self.hidden,
+            vis,
+            val,
+        )
+        return vis, val
 
     def act(self, obs: np.ndarray) -> tuple[int, float]:
         n = self.visits(obs)

@@ -56,6 +56,7 @@ class SelfPlayActor:
         starts: np.ndarray | None,
         num_envs: int,
         seed: int,
+        threads: int = 0,
     ) -> None:
         from stairway.core.execution import ExecutionModel
         from stairway.core.features import FeatureSpec
@@ -86,12 +87,22 @@ class SelfPlayActor:
         self.rng = np.random.default_rng(seed)
         self.obs = self.env.reset().copy()
         self.search: MuZeroPolicy | None = None
+        # numba threads for the batched searches: all of them in this process; on Ray, where each
+        # actor has one CPU, one (numba's setting is per calling thread: set before each search)
+        self.threads = threads
+
+    def _threads(self) -> None:
+        if self.threads:
+            import numba
+
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
 
     def play(self, weights: bytes, arch: dict, temperature: float, target_hold_rate: float) -> dict[str, np.ndarray]:
         """One segment of every session of this actor, searched on ``weights``."""
         a, env = self.args, self.env
         arch = arch | {"inference": arch["inference"] | {"temperature": 0.0}}
         self.search = search = MuZeroPolicy(weights_from_bytes(weights), env.obs_dim, arch)
+        self._threads()
         self.shaper.set_target(target_hold_rate)
         n, T, A = env.num_envs, a.segment, len(ACTION_NAMES)
         obs = np.zeros((n, T + 1, env.obs_dim))
@@ -101,16 +112,14 @@ class SelfPlayActor:
         vals = np.zeros((n, T + 1))
         dones = np.zeros((n, T), bool)
         traded = np.zeros(n, bool)
-        tree = search.tree
         for k in range(T + 1):
             obs[:, k] = self.obs
             actions = np.zeros(n, np.int64)
+            noise = self.rng.dirichlet([a.dirichlet_alpha] * A, size=n)
+            visits, vals[:, k] = search.batch_visits(self.obs, noise, a.noise_fraction)
+            pols[:, k] = visits / visits.sum(axis=1, keepdims=True)
             for e in range(n):
-                noise = self.rng.dirichlet([a.dirichlet_alpha] * A)
-                visits = search.visits(self.obs[e], noise, a.noise_fraction).astype(np.float64)
-                pols[e, k] = visits / visits.sum()
-                vals[e, k] = tree.value_sum[0] / max(tree.visits[0], 1)
-                p = visits ** (1.0 / temperature)
+                p = visits[e].astype(np.float64) ** (1.0 / temperature)
                 actions[e] = int(self.rng.choice(A, p=p / p.sum()))
             if k == T:
                 break  # the last observation only bootstraps the values
@@ -135,11 +144,9 @@ class SelfPlayActor:
         """Fresh visit distributions and root values of stored observations (no root noise)."""
         arch = arch | {"inference": arch["inference"] | {"temperature": 0.0}}
         search = MuZeroPolicy(weights_from_bytes(weights), obs.shape[1], arch)
-        pols, vals = np.zeros((len(obs), len(ACTION_NAMES))), np.zeros(len(obs))
-        for i in range(len(obs)):
-            visits = search.visits(obs[i]).astype(np.float64)
-            pols[i] = visits / visits.sum()
-            vals[i] = search.tree.value_sum[0] / max(search.tree.visits[0], 1)
+        self._threads()
+        visits, vals = search.batch_visits(obs)  # every root in one call (issue 20 §1)
+        pols = visits / visits.sum(axis=1, keepdims=True)
         return {"policies": pols, "values": vals}
 
 
@@ -155,7 +162,8 @@ class ActorPool:
         seeds = [cfg.train.seed + 7919 * i for i in range(a.actors)]
         self._stack = contextlib.ExitStack()
         self.remote = a.ray_address is not None
-        args = [(cfg_json, plain, last_bar, session_len, starts, shares[i], seeds[i]) for i in range(a.actors)]
+        threads = 1 if self.remote else 0
+        args = [(cfg_json, plain, last_bar, session_len, starts, shares[i], seeds[i], threads) for i in range(a.actors)]
         self.actors: list[Any]  # SelfPlayActor, or Ray handles to them
         if not self.remote:
             self.actors = [SelfPlayActor(*x) for x in args]
@@ -165,7 +173,7 @@ class ActorPool:
         self.ray = self._stack.enter_context(ray_session(a.ray_address, a.actors, "muzero.ray_address"))
         cls = self.ray.remote(num_cpus=1)(SelfPlayActor)
         shared = self.ray.put(plain)
-        self.actors = [cls.remote(c, shared, lb, sl, st, n, sd) for c, _, lb, sl, st, n, sd in args]
+        self.actors = [cls.remote(c, shared, lb, sl, st, n, sd, th) for c, _, lb, sl, st, n, sd, th in args]
 
     def play(self, weights: bytes, arch: dict, temperature: float, target: float) -> list[dict[str, np.ndarray]]:
         if not self.remote:

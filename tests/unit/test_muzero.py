@@ -135,3 +135,22 @@ def test_policy_samples_from_visits_with_a_seeded_generator_and_reset_replays():
     for o in obs[:10]:
         a, c = greedy.act(o)
         assert a == int(greedy.last_visits.argmax()) and c == greedy.last_visits.max() / 15
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batched_search_equals_one_search_per_root(dtype):
+    """Issue 20 §1: reanalyse and self-play search many roots in one numba call; each root's
+    visits and value are exactly those of its own search, noise included."""
+    net = make_net(6).to(dtype)
+    p = MuZeroPolicy(net.state_dict(), OBS, net.arch() | {"inference": {"simulations": 25}})
+    rng = np.random.default_rng(6)
+    obs = rng.normal(size=(37, OBS))
+    noise = rng.dirichlet([0.3] * A, size=len(obs))
+    for nz, frac in ((None, 0.0), (noise, 0.25)):
+        visits, values = p.batch_visits(obs, nz, frac)
+        assert visits.shape == (37, A) and (visits.sum(axis=1) == 25).all()
+        for b in range(len(obs)):
+            one = p.visits(obs[b], None if nz is None else nz[b], frac)
+            assert one.tolist() == visits[b].tolist()
+            assert values[b] == p.tree.value_sum[0] / p.tree.visits[0]
+    assert len({tuple(v) for v in visits}) > 3  # the roots differ
