@@ -95,7 +95,7 @@ class SelfPlayActor:
         if self.threads:
             import numba
 
-            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
     def play(self, weights: bytes, arch: dict, temperature: float, target_hold_rate: float) -> dict[str, np.ndarray]:
         """One segment of every session of this actor, searched on ``weights``."""
