@@ -101,6 +101,7 @@ def search(
     support: int,
     noise: np.ndarray,
     noise_frac: float,
+    root_min: int,
     visits: np.ndarray,
     value_sum: np.ndarray,
     reward: np.ndarray,
@@ -116,7 +117,9 @@ def search(
     tmp: np.ndarray,
 ) -> int:
     """Run ``sims`` simulations; returns the number of nodes used. Root visit counts per
-    action are visits[child[0, a]] (0 where child[0, a] < 0)."""
+    action are visits[child[0, a]] (0 where child[0, a] < 0). With ``root_min`` > 0, the
+    root's least visited action (lowest index on ties) is taken while it has fewer than
+    ``root_min`` visits, so every action's Q is measured (forced root playouts)."""
     n_actions = prior.shape[1]
     visits[:] = 0
     value_sum[:] = 0.0
@@ -134,8 +137,15 @@ def search(
         path[0] = 0
         while True:
             best_a, best = 0, -np.inf
+            if node == 0 and root_min > 0:  # forced root visits: every action searched root_min times
+                least = root_min
+                for a in range(n_actions):
+                    c = child[0, a]
+                    nv = visits[c] if c >= 0 else 0
+                    if nv < least:
+                        least, best_a, best = nv, a, np.inf
             sq = math.sqrt(max(visits[node], 1))
-            for a in range(n_actions):
+            for a in range(n_actions if best < np.inf else 0):
                 c = child[node, a]
                 q = 0.0
                 nv = 0
@@ -176,6 +186,50 @@ def search(
     return n_nodes
 
 
+@numba.njit(cache=True, nogil=True)
+def improved_policy(
+    prior: np.ndarray,
+    visits: np.ndarray,
+    value_sum: np.ndarray,
+    reward: np.ndarray,
+    child: np.ndarray,
+    n_nodes: int,
+    gamma: float,
+    c_visit: float,
+    c_scale: float,
+    out: np.ndarray,
+) -> None:
+    """Gumbel MuZero's improved policy at the root: softmax(log prior + sigma(q)), q the root
+    children's Q (unvisited: the root's value, "completed"), min-max normalised over every
+    Q in the tree, sigma(q) = (c_visit + max visits) * c_scale * q."""
+    n_actions = prior.shape[0]
+    lo, hi = np.inf, -np.inf
+    for c in range(1, n_nodes):
+        if visits[c] > 0:
+            q = reward[c] + gamma * value_sum[c] / visits[c]
+            lo = min(lo, q)
+            hi = max(hi, q)
+    v_root = value_sum[0] / max(visits[0], 1)
+    most = 0
+    for a in range(n_actions):
+        c = child[0, a]
+        if c >= 0 and visits[c] > most:
+            most = visits[c]
+    m = -np.inf
+    for a in range(n_actions):
+        c = child[0, a]
+        q = reward[c] + gamma * value_sum[c] / visits[c] if c >= 0 and visits[c] > 0 else v_root
+        qn = (q - lo) / (hi - lo) if hi > lo else 0.0
+        out[a] = math.log(max(prior[a], 1e-12)) + (c_visit + most) * c_scale * qn
+        m = max(m, out[a])
+    z = 0.0
+    for a in range(n_actions):
+        out[a] = math.exp(out[a] - m)
+        z += out[a]
+    for a in range(n_actions):
+        out[a] /= z
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def search_batch(
     w: tuple[np.ndarray, ...],
@@ -186,15 +240,20 @@ def search_batch(
     support: int,
     noise: np.ndarray,
     noise_frac: float,
+    root_min: int,
+    c_visit: float,
+    c_scale: float,
     latent_dim: int,
     hidden: int,
     out_visits: np.ndarray,
     out_values: np.ndarray,
+    out_policy: np.ndarray,
 ) -> None:
     """``search`` from each row of ``obs`` (B, obs_dim), the roots spread over numba's
     threads, each with its own tree: root visit counts into ``out_visits`` (B, A) and root
-    values into ``out_values`` (B,). Row b gives exactly what ``search`` gives for it alone
-    (nothing is shared between roots)."""
+    values into ``out_values`` (B,), the improved policy (``improved_policy``, from the
+    network's prior without the noise) into ``out_policy`` (B, A). Row b gives exactly what
+    ``search`` gives for it alone (nothing is shared between roots)."""
     n_roots = obs.shape[0]
     n_actions = out_visits.shape[1]
     n = sims + 1
@@ -208,7 +267,7 @@ def search_batch(
         prior = np.zeros((n, n_actions))
         child = np.full((n, n_actions), -1, np.int64)
         path = np.zeros(n, np.int64)
-        search(
+        n_nodes = search(
             w,
             obs[b],
             sims,
@@ -217,6 +276,7 @@ def search_batch(
             support,
             noise[b],
             noise_frac,
+            root_min,
             visits,
             value_sum,
             reward,
@@ -235,6 +295,11 @@ def search_batch(
             c = child[0, a]
             out_visits[b, a] = visits[c] if c >= 0 else 0
         out_values[b] = value_sum[0] / max(visits[0], 1)
+        raw = prior[0].copy()
+        if 0.0 < noise_frac < 1.0:  # undo the root noise: the target is the network's prior, improved
+            for a in range(n_actions):
+                raw[a] = max((prior[0, a] - noise_frac * noise[b, a]) / (1.0 - noise_frac), 0.0)
+        improved_policy(raw, visits, value_sum, reward, child, n_nodes, gamma, c_visit, c_scale, out_policy[b])
 
 
 def root_visits(tree: Tree, n_actions: int) -> np.ndarray:
@@ -250,6 +315,7 @@ def python_search(
     gamma: float = 0.997,
     noise: np.ndarray | None = None,
     noise_frac: float = 0.0,
+    root_min: int = 0,
 ) -> np.ndarray:
     """The same search in plain Python on the torch module (dict nodes): the readable
     reference the kernel is tested against, and the baseline of bench/mcts.py."""
@@ -275,7 +341,11 @@ def python_search(
             while True:
                 sq = math.sqrt(max(node["N"], 1))
                 best, best_a = -math.inf, 0
-                for a in range(n_actions):
+                if node is root and root_min > 0:
+                    counts = [root["kids"][a]["N"] if a in root["kids"] else 0 for a in range(n_actions)]
+                    if min(counts) < root_min:
+                        best, best_a = math.inf, counts.index(min(counts))
+                for a in range(n_actions if best < math.inf else 0):
                     kid = node["kids"].get(a)
                     q, nv = 0.0, 0
                     if kid is not None and kid["N"] > 0:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stairway.core.execution import target_units
 from stairway.core.types import NS_PER_DAY, Action
 
 MIN_TRADES_FOR_QUALITY = 30
@@ -71,9 +72,14 @@ class PerformanceTracker:
         self.equity = self.peak = self.initial_equity
         self.day_close_equity.append(self.initial_equity)
 
-    def on_decision(self, action: int) -> None:
+    def on_decision(self, action: int, units: float = 0.0) -> bool:
+        """Count a decision taken with ``units`` held; a hold is one that leaves the target
+        position as it is (HOLD, or BUY while already long a full size: target-position
+        semantics make a repeated BUY a hold). Returns whether it was one."""
         self.decisions += 1
-        self.holds += action == Action.HOLD
+        hold = action == Action.HOLD or abs(target_units(action, units, self.trade_units) - units) < 1e-9
+        self.holds += hold
+        return hold
 
     def on_bar(self, ts_ns: int, units: float, realized: float, equity: float) -> None:
         """Call once per closed bar, after that bar's fills, with equity marked at its close."""

@@ -6,6 +6,13 @@ Settings (``arch["inference"]``): simulations 15, c_puct 1.25, discount 0.997, t
 counts raised to 1/T with a generator seeded by ``seed``), no root noise (self-play only).
 Confidence is the chosen action's share of the root visits. ``reset`` re-seeds the
 generator, so a run's decisions depend only on its observations.
+
+With ``act = "improved"`` (what the trainer writes since issue 20) the search first visits
+every root action ``root_min_visits`` times (2), then the action is the arg-max of Gumbel
+MuZero's improved policy, softmax(log prior + (c_visit + max visits) c_scale q_norm), which
+weighs the measured Q of each action against the prior: with 15 simulations the visit counts
+are near uniform (4, 4, 3, 4) and their arg-max mostly a tie; the improved policy is not.
+Confidence is the improved policy's probability of the chosen action.
 """
 
 from __future__ import annotations
@@ -19,7 +26,18 @@ from stairway.core.mcts import Tree, root_visits, search, search_batch
 from stairway.core.muzero_net import numpy_weights
 
 # a checkpoint that names no temperature acts greedily on the visits (MuZero's evaluation)
-INFERENCE_DEFAULTS = {"simulations": 15, "c_puct": 1.25, "discount": 0.997, "temperature": 0.0, "seed": 0}
+# (checkpoints from before issue 20 name neither "act" nor "root_min_visits": they act on visits)
+INFERENCE_DEFAULTS = {
+    "simulations": 15,
+    "c_puct": 1.25,
+    "discount": 0.997,
+    "temperature": 0.0,
+    "seed": 0,
+    "act": "visits",
+    "root_min_visits": 0,
+    "c_visit": 50.0,
+    "c_scale": 0.1,
+}
 
 
 class MuZeroPolicy:
@@ -30,6 +48,10 @@ class MuZeroPolicy:
         inf = {**INFERENCE_DEFAULTS, **arch.get("inference", {})}
         self.sims, self.c_puct, self.gamma = int(inf["simulations"]), float(inf["c_puct"]), float(inf["discount"])
         self.temperature, self.seed = float(inf["temperature"]), int(inf["seed"])
+        self.act_on, self.root_min = str(inf["act"]), int(inf["root_min_visits"])
+        self.c_visit, self.c_scale = float(inf["c_visit"]), float(inf["c_scale"])
+        if self.act_on not in ("visits", "improved"):
+            raise ValueError(f"inference.act = {self.act_on!r}: 'visits' or 'improved'")
         self.n_actions, self.support = int(arch["n_actions"]), int(arch["support"])
         self.latent, self.hidden = int(arch["latent"]), int(arch["hidden"])
         self.sha, self.obs_dim = sha, obs_dim
@@ -55,6 +77,7 @@ class MuZeroPolicy:
             self.support,
             self._noise if noise is None else noise,
             noise_frac,
+            self.root_min,
             t.visits,
             t.value_sum,
             t.reward,
@@ -69,13 +92,15 @@ class MuZeroPolicy:
 
     def batch_visits(
         self, obs: np.ndarray, noise: np.ndarray | None = None, noise_frac: float = 0.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Root visit counts (B, A) and root values (B,) of one search per row of ``obs``, in one
-        call spread over numba's threads; row b equals ``visits(obs[b], noise[b])``."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Root visit counts (B, A), root values (B,) and improved policies (B, A; core.mcts.
+        improved_policy) of one search per row of ``obs``, in one call spread over numba's
+        threads; row b's visits equal ``visits(obs[b], noise[b])``."""
         x = np.ascontiguousarray(obs, dtype=self.w[0].dtype)
         nz = np.zeros((len(x), self.n_actions)) if noise is None else np.ascontiguousarray(noise, dtype=np.float64)
         vis = np.zeros((len(x), self.n_actions), np.int64)
         val = np.zeros(len(x))
+        pol = np.zeros((len(x), self.n_actions))
         search_batch(
             self.w,
             x,
@@ -85,14 +110,27 @@ class MuZeroPolicy:
             self.support,
             nz,
             noise_frac,
+            self.root_min,
+            self.c_visit,
+            self.c_scale,
             self.latent,
             self.hidden,
             vis,
             val,
+            pol,
         )
-        return vis, val
+        return vis, val, pol
 
     def act(self, obs: np.ndarray) -> tuple[int, float]:
+        if self.act_on == "improved":
+            vis, _, pol = self.batch_visits(obs[None])
+            self.last_visits, p = vis[0], pol[0]
+            if self.temperature <= 0.0:
+                a = int(p.argmax())
+            else:
+                q = p ** (1.0 / self.temperature)
+                a = int(self.rng.choice(self.n_actions, p=q / q.sum()))
+            return a, float(p[a])
         n = self.visits(obs)
         total = n.sum()
         if self.temperature <= 0.0:

@@ -563,9 +563,8 @@ class Slot:
         c = self.counters
         c.decisions += 1
         c.actions[ACTION_NAMES[action]] += 1
-        self.tracker.on_decision(action)
         session.decisions += 1
-        session.holds += action == 0
+        session.holds += self.tracker.on_decision(action, float(self.position[PS_UNITS]))
         return action, confidence
 
     def _act(self, action: int, confidence: float, bar_ts: int, closing_ts_ns: int, units: float, eq: float) -> None:

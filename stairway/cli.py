@@ -147,7 +147,7 @@ def _train_one(cfg, run_cycles) -> int:
         print(f"gates passed: {res.action}; {cfg.train.models_dir}/current -> {res.candidate[:12]}")
         return 0
     failed = [d for d in res.shadow.days if not d.passed]
-    reasons = [f"{d.date}: {', '.join(d.reasons)}" for d in failed]
+    reasons = [f"{d.date}: {', '.join(d.reasons)}" for d in failed] + res.shadow.reasons
     reasons += (res.gate.get("evidence") or {}).get("reasons", []) + res.gate["robustness"].get("reasons", [])
     why = "; ".join(reasons) or "see report"
     print(f"stairway: gates FAILED, nothing published ({res.action}): {why}", file=sys.stderr)

@@ -75,6 +75,8 @@ def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo:
             f"      shadow {d.date}: PnL {d.pnl:+8.2f}, max DD {d.max_drawdown_pct:.2f} %, {d.trades} trades "
             f"-> {'pass' if d.passed else 'FAIL (' + '; '.join(d.reasons) + ')'}"
         )
+    for why in tr.shadow.reasons:
+        print(f"      shadow days together: FAIL ({why})")
     ev, rb = tr.gate.get("evidence") or {}, tr.gate["robustness"]
     print(f"      evidence: {'pass' if ev.get('passed') else 'FAIL (' + '; '.join(ev.get('reasons', [])) + ')'}")
     print(f"      robustness: {'pass' if rb.get('passed') else 'FAIL (' + '; '.join(rb.get('reasons', [])) + ')'}")

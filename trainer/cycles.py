@@ -404,7 +404,16 @@ def _train_and_gate(
     vbar = _progress(progress, 1, "shadow replay")
     gate_days = len(np.unique(history.bars["ts_ns"][gate_start:gate_first] // NS_PER_DAY))
     shadow = shadow_replay(
-        cand_policy, cfg, spec, cfg.gates, ticks, judged, source, best_rec.cycle, evidence_days=gate_days
+        cand_policy,
+        cfg,
+        spec,
+        cfg.gates,
+        ticks,
+        judged,
+        source,
+        best_rec.cycle,
+        evidence_days=gate_days,
+        orders_per_day=2.0 * float(validation["trades"]) / max(gate_days, 1),
     )
     if vbar is not None:
         vbar.update(1)

@@ -80,7 +80,7 @@ def run_evaluation(
             assert policy is not None  # one of policy and actions is given
             a = int(policy.act(obs[0])[0])
         k += 1
-        tracker.on_decision(a)
+        tracker.on_decision(a, float(env.state[0][PS_UNITS]))
         taken.append(a)
         obs, _, _ = env.step(np.array([a]))
     mark(int(env.bar[0]))

@@ -49,10 +49,11 @@ class ShadowResult:
     source: str  # "recorded ticks" or "bar-derived (historical tail)"
     days: list[DayVerdict]
     trades_range: tuple[int, int]
+    reasons: list[str] = field(default_factory=list)  # about the days together (their total PnL)
 
     @property
     def passed(self) -> bool:
-        return bool(self.days) and all(d.passed for d in self.days)
+        return bool(self.days) and all(d.passed for d in self.days) and not self.reasons
 
 
 def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool, str]:
@@ -90,7 +91,9 @@ def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool,
     return True, f"matches {gates.daemon_config}: spec {spec.hash}, obs ({spec.obs_dim},), {len(ACTION_NAMES)} actions"
 
 
-def trades_range(gates: GateConfig, period_minutes: int, evidence_days: int | None = None) -> tuple[int, int]:
+def trades_range(
+    gates: GateConfig, period_minutes: int, evidence_days: int | None = None, orders_per_day: float | None = None
+) -> tuple[int, int]:
     """Per-day order range of the shadow gate: the band given for minute bars, scaled to this
     bar period, with its upper end raised, where it would contradict the evidence gate, to
     what that gate's required activity produces on a busy day: ``min_validation_trades`` over
@@ -98,10 +101,15 @@ def trades_range(gates: GateConfig, period_minutes: int, evidence_days: int | No
     each; the upper end is at least the 99th percentile of a day's orders at that rate
     (Poisson). (Scaled linearly, the seed's 5-25 a day on minute bars allowed 0-1 a day on
     hourly bars, while the evidence gate wanted 10 trades in about 20 days: a candidate active
-    enough for one failed the other on a day with 2.)"""
+    enough for one failed the other on a day with 2.) ``orders_per_day``: the candidate's own
+    rate on the gate window; the upper end is at least its 99.9th percentile, so the band
+    catches a candidate that trades in the daemon far more than it did in evaluation, not one
+    that trades as it always does (a mean-reversion policy at 4 orders a day failed on a day of 6)."""
     lo, hi = trade_band(gates.trades_per_day_minute_bars, period_minutes)
     if evidence_days and gates.gate_on_evidence:
         hi = max(hi, poisson_quantile(2.0 * gates.min_validation_trades / evidence_days, 0.99))
+    if orders_per_day:
+        hi = max(hi, poisson_quantile(orders_per_day, 0.999))
     return lo, hi
 
 
@@ -185,12 +193,14 @@ def shadow_replay(
     cycle: int,
     workdir: Path | None = None,
     evidence_days: int | None = None,
+    orders_per_day: float | None = None,
+    initial_equity: float | None = None,
 ) -> ShadowResult:
     """Replay through the daemon's Slot, PaperBroker, RiskEngine and Store, day by day with
     fixed seeds (torch 123 + cycle + day, numpy 456 + cycle + day). ``evidence_days``: the
     gate window's trading days (the activity band then agrees with the evidence gate)."""
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
-    lo, hi = trades_range(gates, cfg.bars.period_minutes, evidence_days)
+    lo, hi = trades_range(gates, cfg.bars.period_minutes, evidence_days, orders_per_day)
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
     base = tmp.name if tmp is not None else workdir
     assert base is not None
@@ -248,14 +258,21 @@ def shadow_replay(
         reasons = []
         if decisions == 0:
             reasons.append("no decisions (no data or not warmed up)")
-        if pnl < gates.min_day_pnl:
+        if gates.min_day_pnl is not None and pnl < gates.min_day_pnl:
             reasons.append(f"PnL {pnl:+.2f} < {gates.min_day_pnl:+.2f}")
         if dd > gates.max_day_drawdown_pct:
             reasons.append(f"max drawdown {dd:.2f} % > {gates.max_day_drawdown_pct:.2f} %")
         if not lo <= trades <= hi:
             reasons.append(f"{trades} trades outside {lo}-{hi}")
         verdicts.append(DayVerdict(day, pnl, dd, trades, decisions, not reasons, reasons))
-    return ShadowResult(source, verdicts, (lo, hi))
+    together = []
+    total = sum(v.pnl for v in verdicts)
+    floor = -gates.shadow_max_loss_pct / 100.0 * (initial_equity or cfg.account.initial_equity)
+    if verdicts and total < floor:
+        together.append(
+            f"the {len(verdicts)} shadow days lost {total:+.2f} < {floor:+.2f} ({gates.shadow_max_loss_pct:g} %)"
+        )
+    return ShadowResult(source, verdicts, (lo, hi), together)
 
 
 def relative_l2(candidate: dict, gold: dict) -> float:
@@ -303,6 +320,7 @@ def verdict_dict(
             "source": shadow.source,
             "trades_range": list(shadow.trades_range),
             "days": [asdict(d) for d in shadow.days],
+            "reasons": shadow.reasons,
         },
         "drift_rel_l2": drift,
         "robustness": robustness,

@@ -106,6 +106,10 @@ class MuZeroAlgorithm:
                 "c_puct": a.c_puct,
                 "discount": a.discount,
                 "temperature": a.act_temperature,
+                "act": a.policy_target,
+                "root_min_visits": a.root_min_visits if a.policy_target == "improved" else 0,
+                "c_visit": a.c_visit,
+                "c_scale": a.c_scale,
                 "seed": 0,
                 "min_confidence": self.cfg.train.min_confidence,
             }

@@ -130,6 +130,7 @@ def _markdown(run, cfg: TrainerConfig) -> str:
             f"| {d['date']} | {d['pnl']:+.2f} | {d['max_drawdown_pct']:.3f} | {d['trades']} | {d['decisions']} | "
             f"{'pass' if d['passed'] else 'FAIL: ' + '; '.join(d['reasons'])} |"
         )
+    L += [f"- the shadow days together: FAIL: {why}" for why in g["shadow"].get("reasons", [])]
     ev = g.get("evidence") or {}
     if ev:
         L += [

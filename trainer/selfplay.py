@@ -116,10 +116,11 @@ class SelfPlayActor:
             obs[:, k] = self.obs
             actions = np.zeros(n, np.int64)
             noise = self.rng.dirichlet([a.dirichlet_alpha] * A, size=n)
-            visits, vals[:, k] = search.batch_visits(self.obs, noise, a.noise_fraction)
-            pols[:, k] = visits / visits.sum(axis=1, keepdims=True)
+            visits, vals[:, k], improved = search.batch_visits(self.obs, noise, a.noise_fraction)
+            target = improved if a.policy_target == "improved" else visits / visits.sum(axis=1, keepdims=True)
+            pols[:, k] = target
             for e in range(n):
-                p = visits[e].astype(np.float64) ** (1.0 / temperature)
+                p = target[e] ** (1.0 / temperature)
                 actions[e] = int(self.rng.choice(A, p=p / p.sum()))
             if k == T:
                 break  # the last observation only bootstraps the values
@@ -145,8 +146,8 @@ class SelfPlayActor:
         arch = arch | {"inference": arch["inference"] | {"temperature": 0.0}}
         search = MuZeroPolicy(weights_from_bytes(weights), obs.shape[1], arch)
         self._threads()
-        visits, vals = search.batch_visits(obs)  # every root in one call (issue 20 §1)
-        pols = visits / visits.sum(axis=1, keepdims=True)
+        visits, vals, improved = search.batch_visits(obs)  # every root in one call (issue 20 §1)
+        pols = improved if self.args.policy_target == "improved" else visits / visits.sum(axis=1, keepdims=True)
         return {"policies": pols, "values": vals}
 
 

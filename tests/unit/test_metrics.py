@@ -85,3 +85,16 @@ def test_quality_words_need_thirty_trades():
     assert "100.0%" not in win and "inf" not in text
     many = dict(t.summary(), trades=30)
     assert "too few trades" not in format_summary({"policy": many})
+
+
+def test_a_hold_is_a_decision_that_leaves_the_target_position_alone():
+    """Issue 20: under target-position semantics a BUY while long is a hold; counting HOLD
+    actions alone refused a mean-reversion policy that re-asserts its side every bar (4 %)."""
+    from stairway.core.metrics import PerformanceTracker
+
+    t = PerformanceTracker(100_000.0, 1e-4, 100_000.0, 0.0)
+    lot = 100_000.0
+    cases = [(0, 0.0, True), (1, 0.0, False), (1, lot, True), (2, lot, False), (2, -lot, True), (3, 0.0, True)]
+    cases += [(3, lot, False), (1, 0.5 * lot, False)]  # a halved position topped up is an order
+    assert [t.on_decision(a, u) for a, u, _ in cases] == [h for _, _, h in cases]
+    assert t.summary()["hold_rate"] == 4 / 8

@@ -67,7 +67,7 @@ def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
     return python_search(net, obs, sims, c_puct, gamma, noise, frac)
 
 
-def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0, dtype=np.float64):
+def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0, dtype=np.float64, root_min=0):
     t = Tree.allocate(sims, A, OBS, LAT, HID, SUP, dtype)
     search(
         numpy_weights(net.state_dict(), dtype),
@@ -78,6 +78,7 @@ def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0, dtype=np.
         SUP,
         np.zeros(A) if noise is None else noise,
         frac,
+        root_min,
         t.visits,
         t.value_sum,
         t.reward,
@@ -147,10 +148,46 @@ def test_batched_search_equals_one_search_per_root(dtype):
     obs = rng.normal(size=(37, OBS))
     noise = rng.dirichlet([0.3] * A, size=len(obs))
     for nz, frac in ((None, 0.0), (noise, 0.25)):
-        visits, values = p.batch_visits(obs, nz, frac)
+        visits, values, _ = p.batch_visits(obs, nz, frac)
         assert visits.shape == (37, A) and (visits.sum(axis=1) == 25).all()
         for b in range(len(obs)):
             one = p.visits(obs[b], None if nz is None else nz[b], frac)
             assert one.tolist() == visits[b].tolist()
             assert values[b] == p.tree.value_sum[0] / p.tree.visits[0]
     assert len({tuple(v) for v in visits}) > 3  # the roots differ
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_forced_root_visits_match_the_reference_and_visit_every_action(seed):
+    net = make_net(seed)
+    obs = np.random.default_rng(seed).normal(size=OBS)
+    for sims, m in ((15, 2), (8, 2), (30, 3)):
+        got = kernel_search(net, obs, sims, 1.25, 0.997, root_min=m)
+        assert got.tolist() == python_search(net, obs, sims, 1.25, 0.997, root_min=m).tolist()
+        assert got.min() >= min(m, sims // A) and got.sum() == sims
+    # without forcing, the peaked priors of this net leave some action unvisited in 8 simulations
+    assert any(kernel_search(make_net(s), obs, 8, 1.25, 0.997).min() == 0 for s in range(6))
+
+
+def test_improved_policy_is_gumbel_muzeros_completed_q_softmax():
+    """Issue 20 §1: the act and target policy, recomputed here from the tree in plain numpy."""
+    net = make_net(2).float()
+    arch = net.arch() | {"inference": {"simulations": 15, "act": "improved", "root_min_visits": 2}}
+    p = MuZeroPolicy(net.state_dict(), OBS, arch)
+    rng = np.random.default_rng(2)
+    for obs in rng.normal(size=(5, OBS)):
+        vis, val, pol = p.batch_visits(obs[None])
+        p.visits(obs)  # the same search into p.tree, to read Q and the prior
+        t = p.tree
+        used = [c for c in range(1, 16) if t.visits[c] > 0]
+        qs = [t.reward[c] + 0.997 * t.value_sum[c] / t.visits[c] for c in used]
+        lo, hi = min(qs), max(qs)
+        kids = t.child[0]
+        q = np.array([t.reward[c] + 0.997 * t.value_sum[c] / t.visits[c] if c >= 0 else val[0] for c in kids])
+        qn = (q - lo) / (hi - lo) if hi > lo else np.zeros(A)
+        logits = np.log(np.maximum(t.prior[0], 1e-12)) + (50.0 + vis[0].max()) * 0.1 * qn
+        want = np.exp(logits - logits.max())
+        np.testing.assert_allclose(pol[0], want / want.sum(), rtol=1e-9)
+        assert (vis[0] >= 2).all() and vis[0].tolist() == p.last_visits.tolist()
+        a, conf = p.act(obs)
+        assert a == int(pol[0].argmax()) and conf == pytest.approx(pol[0].max())
