@@ -161,7 +161,8 @@ def _train_sweep(args: argparse.Namespace) -> int:
 
     cfg, _ = resolve_training_data(load_config(TrainerConfig, args.config))
     configure_logging(level="warning")
-    res = run_sweep(cfg, args.trials, args.steps, args.ray_address)
+    res = run_sweep(cfg, args.trials, args.steps, args.ray_address, folds=args.folds)
+    print(f"objective: {res['objective']}")
     for t in res["trials"]:
         c = t["config"]
         head = (
@@ -322,7 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--config", default="config/trainer.toml")
     sw.add_argument("--ray-address", default=None, help="existing Ray cluster; default: a local instance")
     sw.add_argument("--trials", type=int, default=8)
-    sw.add_argument("--steps", type=int, default=100_000, help="env steps per trial")
+    sw.add_argument("--steps", type=int, default=100_000, help="env steps per trial (per fold)")
+    sw.add_argument(
+        "--folds",
+        type=int,
+        default=3,
+        help="judge each trial by a rolling walk-forward of N folds inside the training and selection bars "
+        "(default 3); 0: on the selection window alone",
+    )
     sw.set_defaults(func=_train_sweep)
     m = sub.add_parser("models", help="the checkpoint registry")
     m.add_argument("--config", default="config/trainer.toml", help="trainer config (models_dir, gate_db)")

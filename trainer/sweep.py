@@ -1,8 +1,15 @@
 """`stairway train sweep`: hyperparameter search with Ray Tune over the seed's space.
 
-Each trial trains a fresh PPO policy for ``steps`` env steps with one set of shaping and
-regime parameters, on the same data split as `train run`, and reports the validation
-metrics. Sweeps never publish: they print and save the table (runs/<sweep_id>/sweep.json).
+Each trial scores one set of shaping and regime parameters. The objective (issue 20 §4):
+
+- ``walk_forward`` (the default): a rolling walk-forward of ``folds`` folds inside the
+  training and selection bars of `train run`'s split (never the gate window), each fold
+  trained from scratch for ``steps`` env steps on its own window and judged on the next;
+  the trial's Sharpe is the stitched out-of-sample one, its trades the folds' together.
+- ``selection``: one policy trained for ``steps`` on the training bars and judged on the
+  selection window (what picks a cycle in `train run`: one window, so a trial's luck counts).
+
+Sweeps never publish: they print and save the table (runs/<sweep_id>/sweep.json).
 
 Search space (seed plan): fast gain, base hold bonus, regime weights (momentum,
 volatility, divergence; normalised to sum 1), target hold rate.
@@ -14,13 +21,16 @@ Stairway installed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+from stairway.core.config import DateRange
 from stairway.core.errors import ConfigError
+from stairway.core.types import NS_PER_DAY
 from stairway.trainer.config import TrainerConfig
 
 
@@ -38,13 +48,50 @@ def apply_trial(cfg: TrainerConfig, params: dict) -> TrainerConfig:
     return cfg.model_copy(update={"shaping": shaping, "regime": cfg.regime.model_copy(update={"weights": weights})})
 
 
-def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
-    """Train and validate one parameter set (plain function: Ray calls it in a worker)."""
+def walk_forward_range(cfg: TrainerConfig) -> DateRange:
+    """The part of the range a trial's walk-forward may use: up to the first day of the gate
+    window (training and selection bars), as `train run` splits it."""
+    from stairway.trainer.prepared import prepare_data
+
+    d = prepare_data(cfg)
+    assert cfg.train.range is not None
+    first_gate_ns = int(d.history.bars["ts_ns"][d.select_end])
+    end = dt.date(1970, 1, 1) + dt.timedelta(days=first_gate_ns // NS_PER_DAY)
+    return DateRange(start=cfg.train.range.start, end=end)
+
+
+def walk_forward_trial(cfg: TrainerConfig, steps: int, folds: int) -> dict:
+    """One parameter set judged by a rolling walk-forward (see the module docstring)."""
+    from stairway.trainer.walk_forward import _stitch, plan_folds, run_fold
+
+    rng = walk_forward_range(cfg)
+    one = cfg.model_copy(update={"cycles": cfg.cycles.model_copy(update={"count": 1, "steps": steps, "min_cycles": 1})})
+    cfg_json = one.model_dump(mode="json")
+    results = [run_fold(cfg_json, f.to_json(), draws=10) for f in plan_folds(rng, folds)]
+    st = _stitch(results, cfg.account.initial_equity, cfg.gates.mc_resamples, cfg.train.seed)["stitched"]["policy"]
+    decisions = [r["summaries"]["policy"] for r in results]
+    return {
+        "sharpe": st["sharpe"],
+        "pnl_pct": st["total_return_pct"],
+        "max_drawdown_pct": st["max_drawdown_pct"],
+        "trades": st["trades"],
+        "hold_rate": sum(x["hold_rate"] * x["bars"] for x in decisions) / max(sum(x["bars"] for x in decisions), 1),
+        "steps": sum(int(r["steps"]) for r in results),
+        "objective": f"walk_forward {folds} folds {rng.start}..{rng.end}",
+    }
+
+
+def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int, folds: int = 3) -> dict:
+    """Train and judge one parameter set (plain function: Ray calls it in a worker): by a
+    walk-forward of ``folds`` folds, or, with ``folds`` = 0, on the selection window."""
     from stairway.trainer.algos import make_algorithm
     from stairway.trainer.evaluation import evaluate
     from stairway.trainer.prepared import prepare_data, training_env
 
     cfg = apply_trial(cfg, params)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+    if folds:
+        return walk_forward_trial(cfg, steps, folds)
     d = prepare_data(cfg)
     env, _ = training_env(cfg, d, seed)
     algo = make_algorithm(
@@ -61,6 +108,7 @@ def run_trial(cfg: TrainerConfig, params: dict, steps: int, seed: int) -> dict:
         "trades": m["trades"],
         "hold_rate": m["hold_rate"],
         "steps": algo.global_step,
+        "objective": "selection window",
     }
 
 
@@ -72,7 +120,12 @@ def best_trial(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def run_sweep(
-    cfg: TrainerConfig, trials: int, steps: int, ray_address: str | None = None, out_dir: Path | None = None
+    cfg: TrainerConfig,
+    trials: int,
+    steps: int,
+    ray_address: str | None = None,
+    out_dir: Path | None = None,
+    folds: int = 3,
 ) -> dict:
     try:
         from ray import tune
@@ -103,7 +156,7 @@ def run_sweep(
     def trainable(params: dict) -> None:
         from stairway.trainer.config import TrainerConfig as TC
 
-        tune.report(run_trial(TC.model_validate(base), params, steps, seed))
+        tune.report(run_trial(TC.model_validate(base), params, steps, seed, folds))
 
     sweep_id = time.strftime("sweep-%Y%m%dT%H%M%S", time.gmtime())
     out = (out_dir or cfg.train.reports_dir) / sweep_id
@@ -131,7 +184,7 @@ def run_sweep(
                     "config": r.config,
                     **{
                         k: r.metrics[k]
-                        for k in ("sharpe", "pnl_pct", "max_drawdown_pct", "trades", "hold_rate", "steps")
+                        for k in ("sharpe", "pnl_pct", "max_drawdown_pct", "trades", "hold_rate", "steps", "objective")
                     },
                 }
             )
@@ -141,6 +194,7 @@ def run_sweep(
         "trials": rows,
         "best": best,
         "steps_per_trial": steps,
+        "objective": f"walk_forward ({folds} folds)" if folds else "selection window",
         "ray_address": ray_address or "local",
     }
     (out / "sweep.json").write_text(json.dumps(result, indent=2, default=float))

@@ -31,7 +31,8 @@ def test_sweep_two_trials_on_local_ray(tmp_path):
     trials = res["trials"]
     assert len(trials) == 2 and all("error" not in t for t in trials), trials
     assert trials[0]["config"] != trials[1]["config"]  # two different samples of the space
-    assert all(math.isfinite(t["sharpe"]) and t["steps"] == 1024 for t in trials)
+    assert all(math.isfinite(t["sharpe"]) and t["steps"] >= 1024 for t in trials)
+    assert all(t["objective"].startswith("walk_forward 3 folds") for t in trials)
     traded = [t for t in trials if t["trades"] > 0]
     assert res["best"] == (max(traded, key=lambda t: t["sharpe"]) if traded else None)
     saved = json.loads((tmp_path / res["sweep_id"] / "sweep.json").read_text())
