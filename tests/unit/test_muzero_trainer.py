@@ -205,9 +205,9 @@ def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
         seg = algo.buffer.items[j]
         for i in range(len(seg.obs)):
             if j == 1 and i in (3, 4, 5, 6, 7, 8):  # policies at 3..5, value bootstraps at 6..8
-                v = fresh.visits(seg.obs[i])
-                assert seg.policies[i] == pytest.approx(v / v.sum())
-                assert seg.values[i] == pytest.approx(fresh.tree.value_sum[0] / fresh.tree.visits[0])
+                _, value, improved = fresh.batch_visits(seg.obs[i][None])  # the target: the improved policy
+                assert seg.policies[i] == pytest.approx(improved[0])
+                assert seg.values[i] == pytest.approx(value[0])
             else:
                 assert np.array_equal(seg.policies[i], pol[i]) and seg.values[i] == val[i]
     assert any(
