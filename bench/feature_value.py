@@ -26,7 +26,7 @@ from common import ROOT, report
 from stairway.core.config import DateRange, load_config  # noqa: E402
 from stairway.core.logs import configure_logging  # noqa: E402
 from stairway.trainer.config import TrainerConfig  # noqa: E402
-from stairway.trainer.planted import generate, write_csv  # noqa: E402
+from stairway.trainer.planted import generate, overrides, write_csv  # noqa: E402
 from stairway.trainer.walk_forward import run_walk_forward  # noqa: E402
 
 P = "STAIRWAY_FEATURES__"
@@ -54,12 +54,7 @@ def setup(name: str, tmp: Path) -> tuple[Path, dict[str, str], DateRange]:
     write_csv(csv, bars)
     start = dt.datetime.fromtimestamp(bars["ts_ns"][0] / 1e9, dt.UTC).date()
     end = dt.datetime.fromtimestamp(bars["ts_ns"][-1] / 1e9, dt.UTC).date()
-    env = {
-        "STAIRWAY_DATA__BARS_CSV": str(csv),
-        "STAIRWAY_DATA__BARS_SIDE": "mid",
-        "STAIRWAY_BARS__PRICE": "mid",
-        "STAIRWAY_RISK__DRAWDOWN_TIERS_PCT": "[20, 25, 30, 40]",
-    }
+    env = overrides(csv) | {"STAIRWAY_RISK__DRAWDOWN_TIERS_PCT": "[20, 25, 30, 40]"}
     return ROOT / "config/trainer.toml", env, DateRange(start=start, end=end)
 
 

@@ -36,7 +36,7 @@ from stairway.trainer.config import TrainerConfig  # noqa: E402
 from stairway.trainer.cycles import run_cycles  # noqa: E402
 from stairway.trainer.evaluation import run_evaluation  # noqa: E402
 from stairway.trainer.history import load_window  # noqa: E402
-from stairway.trainer.planted import MARKETS, generate, oracle_actions, write_csv  # noqa: E402
+from stairway.trainer.planted import MARKETS, generate, oracle_actions, overrides, write_csv  # noqa: E402
 from stairway.trainer.walk_forward import run_walk_forward  # noqa: E402
 
 P = "STAIRWAY_"
@@ -44,10 +44,7 @@ CONFIGS = {"ppo": "config/trainer.toml", "muzero": "config/trainer-muzero.toml"}
 
 
 def settings(tmp: Path, csv: Path, algo: str, quick: bool, start: dt.date, end: dt.date) -> dict[str, str]:
-    env = {
-        P + "DATA__BARS_CSV": str(csv),
-        P + "DATA__BARS_SIDE": "mid",
-        P + "BARS__PRICE": "mid",
+    env = overrides(csv) | {
         P + "TRAIN__MODELS_DIR": str(tmp / "models"),
         P + "TRAIN__GATE_DB": str(tmp / "gate.db"),
         P + "TRAIN__REPORTS_DIR": str(tmp / "runs"),

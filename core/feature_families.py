@@ -29,6 +29,7 @@ import numpy as np
 
 from stairway.core.errors import ConfigError
 from stairway.core.feature_plugins import NS_PER_MINUTE, Bars, feature
+from stairway.core.features import _ret_std
 
 DAY_MINUTES = 1440
 
@@ -58,46 +59,33 @@ def _mtf_columns(period: int, p: dict[str, Any]) -> tuple[str, ...]:
 
 
 @numba.njit(cache=True)
+def _candle(ts, h, lo, end, bucket_ns):  # type: ignore[no-untyped-def]
+    """(first bar, high, low) of the candle of bar ``end``, to ``end``: its bars are the ones
+    before it in the same UTC-aligned bucket."""
+    b = ts[end] // bucket_ns
+    s, hi, low = end, h[end], lo[end]
+    while s > 0 and ts[s - 1] // bucket_ns == b:
+        s -= 1
+        hi = max(hi, h[s])
+        low = min(low, lo[s])
+    return s, hi, low
+
+
+@numba.njit(cache=True)
 def _mtf_kernel(ts, o, h, lo, c, bucket_ns, m, out):  # type: ignore[no-untyped-def]
-    n = ts.shape[0]
-    for t in range(n):
+    for t in range(ts.shape[0]):
         if t < m:
             for j in range(4):
                 out[t, j] = np.nan
             continue
-        mean = 0.0
-        for j in range(t - m + 1, t + 1):
-            mean += math.log(c[j] / c[j - 1])
-        mean /= m
-        var = 0.0
-        for j in range(t - m + 1, t + 1):
-            d = math.log(c[j] / c[j - 1]) - mean
-            var += d * d
-        sig = max(math.sqrt(var / m), 1e-7)
-        b = ts[t] // bucket_ns
-        s = t
-        hi = h[t]
-        low = lo[t]
-        while s > 0 and ts[s - 1] // bucket_ns == b:
-            s -= 1
-            hi = max(hi, h[s])
-            low = min(low, lo[s])
-        k = t - s + 1
-        out[t, 2] = min(5.0, max(-5.0, math.log(c[t] / o[s]) / (sig * math.sqrt(k))))
+        sig = _ret_std(c, t, m)
+        s, hi, low = _candle(ts, h, lo, t, bucket_ns)
+        out[t, 2] = min(5.0, max(-5.0, math.log(c[t] / o[s]) / (sig * math.sqrt(t - s + 1))))
         out[t, 3] = 0.0 if hi == low else 2.0 * (c[t] - low) / (hi - low) - 1.0
-        pe = s - 1
-        pb = ts[pe] // bucket_ns
-        ps = pe
-        phi = h[pe]
-        plo = lo[pe]
-        while ps > 0 and ts[ps - 1] // bucket_ns == pb:
-            ps -= 1
-            phi = max(phi, h[ps])
-            plo = min(plo, lo[ps])
-        pk = pe - ps + 1
-        scale = sig * math.sqrt(pk)
-        out[t, 0] = min(5.0, max(-5.0, math.log(c[pe] / o[ps]) / scale))
-        out[t, 1] = (2.0 / math.pi) * math.atan((phi - plo) / c[pe] / scale / 3.0)
+        ps, phi, plo = _candle(ts, h, lo, s - 1, bucket_ns)  # the previous candle, whole
+        scale = sig * math.sqrt(s - ps)
+        out[t, 0] = min(5.0, max(-5.0, math.log(c[s - 1] / o[ps]) / scale))
+        out[t, 1] = (2.0 / math.pi) * math.atan((phi - plo) / c[s - 1] / scale / 3.0)
 
 
 @feature("mtf", warmup_bars=_mtf_warmup, columns=_mtf_columns, horizons_minutes=(240, DAY_MINUTES))

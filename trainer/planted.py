@@ -119,6 +119,11 @@ def oracle_actions(expected: np.ndarray, first: int, last: int, cost: float) -> 
     return out
 
 
+def overrides(csv) -> dict[str, str]:
+    """Environment overrides that point a shipped config at a generated file (mid prices)."""
+    return {"STAIRWAY_DATA__BARS_CSV": str(csv), "STAIRWAY_DATA__BARS_SIDE": "mid", "STAIRWAY_BARS__PRICE": "mid"}
+
+
 def write_csv(path, bars: np.ndarray) -> None:
     """A bar file the loader reads (time, open, high, low, close, volume; UTC ISO times)."""
     with open(path, "w") as f:

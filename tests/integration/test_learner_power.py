@@ -10,7 +10,7 @@ import pytest
 from stairway.core.config import DateRange, load_config
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.cycles import run_cycles
-from stairway.trainer.planted import MARKETS, generate, hours, oracle_actions, write_csv
+from stairway.trainer.planted import MARKETS, generate, hours, oracle_actions, overrides, write_csv
 from stairway.trainer.walk_forward import run_walk_forward
 from tests.helpers import ROOT
 
@@ -27,10 +27,7 @@ def planted_config(tmp, market, strength, seed):
     (tmp / "daemon.toml").write_text(daemon)
     start = dt.datetime.fromtimestamp(bars["ts_ns"][0] / 1e9, dt.UTC).date()
     end = dt.datetime.fromtimestamp(bars["ts_ns"][-1] / 1e9, dt.UTC).date()
-    env = {
-        "STAIRWAY_DATA__BARS_CSV": str(csv),
-        "STAIRWAY_DATA__BARS_SIDE": "mid",
-        "STAIRWAY_BARS__PRICE": "mid",
+    env = overrides(csv) | {
         "STAIRWAY_TRAIN__MODELS_DIR": str(tmp / "models"),
         "STAIRWAY_TRAIN__GATE_DB": str(tmp / "gate.db"),
         "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp / "runs"),
