@@ -353,6 +353,9 @@ class Daemon(ModelEvents):
 
     def _reload(self) -> None:
         """SIGHUP: re-read the config file (in a worker thread), then apply its [risk]."""
+        if not self.slots:  # still starting: the risk engine it would change is not built yet
+            log.warning("reload_ignored", reason="SIGHUP during start-up; send it again once started")
+            return
         if self.config_path is not None:
             spawn(self._reload_risk(), "reload")
 
@@ -386,15 +389,8 @@ class Daemon(ModelEvents):
 
     async def _run(self) -> DaemonResult:
         t0 = time.perf_counter()
-        await self._start()
-        self.alerter.start()
-        self.alerter.notify(
-            "daemon_started",
-            f"{self.run_id}: " + ", ".join(f"{k} with {s.policy.sha[:12]}" for k, s in self.slots.items()),
-            level="info",
-        )
-        for inst, why in self.startup_events:
-            self.alerter.notify("model_fallback", f"{inst}: {why}", key=f"model_fallback:{inst}", level="failure")
+        # before anything starts: a SIGTERM during start-up (systemd stopping a starting unit, an
+        # operator's kill right after "daemon_started") stops it cleanly, not by the default action
         loop = asyncio.get_running_loop()
         for sig, handler in (
             (signal.SIGINT, self.stop.set),
@@ -405,6 +401,15 @@ class Daemon(ModelEvents):
                 loop.add_signal_handler(sig, handler)
             except (NotImplementedError, RuntimeError):
                 pass
+        await self._start()
+        self.alerter.start()
+        self.alerter.notify(
+            "daemon_started",
+            f"{self.run_id}: " + ", ".join(f"{k} with {s.policy.sha[:12]}" for k, s in self.slots.items()),
+            level="info",
+        )
+        for inst, why in self.startup_events:
+            self.alerter.notify("model_fallback", f"{inst}: {why}", key=f"model_fallback:{inst}", level="failure")
         runner = None
         sched = None
         try:
