@@ -101,7 +101,8 @@ def test_the_shipped_muzero_config_trains_on_day_sessions_without_gaps():
     from tests.helpers import ROOT
 
     c = load_config(TrainerConfig, ROOT / "config/trainer-muzero.toml", environ={})
-    assert c.train.algo == "muzero" and c.muzero.simulations == 15 and c.muzero.temperature == (2.0, 0.5)
+    assert c.train.algo == "muzero" and c.muzero.simulations == 15 and c.muzero.temperature == (1.0, 0.25)
+    assert c.muzero.td_steps == 24 == c.train.session_minutes // 60  # value targets span the whole session
     d = prepare_data(c)
     idx = session_index(c, d)
     assert d.session_len == 24 and idx.gap_rejected >= 30 * 20 and len(idx.starts) > 3000
