@@ -230,6 +230,73 @@ def improved_policy(
         out[a] /= z
 
 
+@numba.njit(cache=True, nogil=True)
+def _one_root(
+    w: tuple[np.ndarray, ...],
+    obs: np.ndarray,
+    sims: int,
+    c_puct: float,
+    gamma: float,
+    support: int,
+    noise: np.ndarray,
+    noise_frac: float,
+    root_min: int,
+    c_visit: float,
+    c_scale: float,
+    latent_dim: int,
+    hidden: int,
+    out_visits: np.ndarray,
+    out_values: np.ndarray,
+    out_policy: np.ndarray,
+    b: int,
+) -> None:
+    """Root b of a batch: its own tree, its visits, value and improved policy."""
+    n_actions = out_visits.shape[1]
+    n = sims + 1
+    k = 2 * support + 1
+    dt = w[0].dtype
+    visits = np.zeros(n, np.int64)
+    value_sum = np.zeros(n)
+    reward = np.zeros(n)
+    latent = np.zeros((n, latent_dim), dt)
+    prior = np.zeros((n, n_actions))
+    child = np.full((n, n_actions), -1, np.int64)
+    path = np.zeros(n, np.int64)
+    n_nodes = search(
+        w,
+        obs[b],
+        sims,
+        c_puct,
+        gamma,
+        support,
+        noise[b],
+        noise_frac,
+        root_min,
+        visits,
+        value_sum,
+        reward,
+        latent,
+        prior,
+        child,
+        path,
+        np.zeros(hidden, dt),
+        np.zeros(latent_dim + n_actions, dt),
+        np.zeros(k, dt),
+        np.zeros(k, dt),
+        np.zeros(n_actions, dt),
+        np.zeros(k, dt),
+    )
+    for a in range(n_actions):
+        c = child[0, a]
+        out_visits[b, a] = visits[c] if c >= 0 else 0
+    out_values[b] = value_sum[0] / max(visits[0], 1)
+    raw = prior[0].copy()
+    if 0.0 < noise_frac < 1.0:  # undo the root noise: the target is the network's prior, improved
+        for a in range(n_actions):
+            raw[a] = max((prior[0, a] - noise_frac * noise[b, a]) / (1.0 - noise_frac), 0.0)
+    improved_policy(raw, visits, value_sum, reward, child, n_nodes, gamma, c_visit, c_scale, out_policy[b])
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def search_batch(
     w: tuple[np.ndarray, ...],
@@ -254,52 +321,70 @@ def search_batch(
     values into ``out_values`` (B,), the improved policy (``improved_policy``, from the
     network's prior without the noise) into ``out_policy`` (B, A). Row b gives exactly what
     ``search`` gives for it alone (nothing is shared between roots)."""
-    n_roots = obs.shape[0]
-    n_actions = out_visits.shape[1]
-    n = sims + 1
-    k = 2 * support + 1
-    dt = w[0].dtype
-    for b in numba.prange(n_roots):
-        visits = np.zeros(n, np.int64)
-        value_sum = np.zeros(n)
-        reward = np.zeros(n)
-        latent = np.zeros((n, latent_dim), dt)
-        prior = np.zeros((n, n_actions))
-        child = np.full((n, n_actions), -1, np.int64)
-        path = np.zeros(n, np.int64)
-        n_nodes = search(
+    for b in numba.prange(obs.shape[0]):
+        _one_root(
             w,
-            obs[b],
+            obs,
             sims,
             c_puct,
             gamma,
             support,
-            noise[b],
+            noise,
             noise_frac,
             root_min,
-            visits,
-            value_sum,
-            reward,
-            latent,
-            prior,
-            child,
-            path,
-            np.zeros(hidden, dt),
-            np.zeros(latent_dim + n_actions, dt),
-            np.zeros(k, dt),
-            np.zeros(k, dt),
-            np.zeros(n_actions, dt),
-            np.zeros(k, dt),
+            c_visit,
+            c_scale,
+            latent_dim,
+            hidden,
+            out_visits,
+            out_values,
+            out_policy,
+            b,
         )
-        for a in range(n_actions):
-            c = child[0, a]
-            out_visits[b, a] = visits[c] if c >= 0 else 0
-        out_values[b] = value_sum[0] / max(visits[0], 1)
-        raw = prior[0].copy()
-        if 0.0 < noise_frac < 1.0:  # undo the root noise: the target is the network's prior, improved
-            for a in range(n_actions):
-                raw[a] = max((prior[0, a] - noise_frac * noise[b, a]) / (1.0 - noise_frac), 0.0)
-        improved_policy(raw, visits, value_sum, reward, child, n_nodes, gamma, c_visit, c_scale, out_policy[b])
+
+
+@numba.njit(cache=True, nogil=True)
+def search_batch_serial(
+    w: tuple[np.ndarray, ...],
+    obs: np.ndarray,
+    sims: int,
+    c_puct: float,
+    gamma: float,
+    support: int,
+    noise: np.ndarray,
+    noise_frac: float,
+    root_min: int,
+    c_visit: float,
+    c_scale: float,
+    latent_dim: int,
+    hidden: int,
+    out_visits: np.ndarray,
+    out_values: np.ndarray,
+    out_policy: np.ndarray,
+) -> None:
+    """``search_batch`` on one thread: for small batches (self-play's few sessions), where
+    handing 16 roots to the thread pool costs more than it saves, and badly so when other
+    processes hold the cores (a 40-s training took 570 s beside another)."""
+    for b in range(obs.shape[0]):
+        _one_root(
+            w,
+            obs,
+            sims,
+            c_puct,
+            gamma,
+            support,
+            noise,
+            noise_frac,
+            root_min,
+            c_visit,
+            c_scale,
+            latent_dim,
+            hidden,
+            out_visits,
+            out_values,
+            out_policy,
+            b,
+        )
 
 
 def root_visits(tree: Tree, n_actions: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from stairway.core.mcts import Tree, root_visits, search, search_batch
+from stairway.core.mcts import Tree, root_visits, search, search_batch, search_batch_serial
 from stairway.core.muzero_net import numpy_weights
 
 # a checkpoint that names no temperature acts greedily on the visits (MuZero's evaluation)
@@ -38,6 +38,9 @@ INFERENCE_DEFAULTS = {
     "c_visit": 50.0,
     "c_scale": 0.1,
 }
+
+
+PARALLEL_ROOTS = 8  # a batch this large is spread over numba's threads (self-play, reanalyse); smaller ones run on one
 
 
 class MuZeroPolicy:
@@ -101,7 +104,8 @@ class MuZeroPolicy:
         vis = np.zeros((len(x), self.n_actions), np.int64)
         val = np.zeros(len(x))
         pol = np.zeros((len(x), self.n_actions))
-        search_batch(
+        kernel = search_batch if len(x) >= PARALLEL_ROOTS else search_batch_serial
+        kernel(
             self.w,
             x,
             self.sims,

@@ -298,9 +298,18 @@ def run_walk_forward(
     )
 
 
+def run_fold_on_one_cpu(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
+    """``run_fold`` in a Ray task given one CPU: numba's batched searches (MuZero) on one thread,
+    not on as many threads as the host has cores, beside the other workers."""
+    import numba
+
+    numba.set_num_threads(1)
+    return run_fold(cfg_json, fold_json, draws)
+
+
 def _run_on_ray(cfg_json: dict, plan: list[Fold], draws: int, address: str, workers: int) -> list[dict]:
     from stairway.trainer.ray_setup import ray_session
 
     with ray_session(address, workers, "--ray-address") as ray:
-        task = ray.remote(num_cpus=1)(run_fold)
+        task = ray.remote(num_cpus=1)(run_fold_on_one_cpu)
         return ray.get([task.remote(cfg_json, f.to_json(), draws) for f in plan])

@@ -155,6 +155,9 @@ def test_batched_search_equals_one_search_per_root(dtype):
             assert one.tolist() == visits[b].tolist()
             assert values[b] == p.tree.value_sum[0] / p.tree.visits[0]
     assert len({tuple(v) for v in visits}) > 3  # the roots differ
+    small, _, small_pol = p.batch_visits(obs[:5], noise[:5], 0.25)  # below PARALLEL_ROOTS: one thread
+    big, _, big_pol = p.batch_visits(obs, noise, 0.25)
+    assert small.tolist() == big[:5].tolist() and np.array_equal(small_pol, big_pol[:5])
 
 
 @pytest.mark.parametrize("seed", range(3))
