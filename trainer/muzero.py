@@ -13,13 +13,14 @@ would leave fewer than ``trade_quota`` of them with a position change: then a ra
 segment without one goes instead.
 
 Learner: batches of (segment, start) positions; targets per unroll step k = 0..K: the
-visit distribution, the n-step value (rewards, then the stored root value ``td_steps`` on,
+search's policy (the improved policy, or the visit distribution), the n-step value (rewards, then the stored root value ``td_steps`` on,
 cut at the segment's end or a session's end) and the reward, as two-hot supports. Loss: the
 cross-entropies summed over the unroll (reward from k = 1), the dynamics gradient halved at
 each step as in MuZero; Adam with the learning rate annealed linearly to 10 %, gradients
 clipped. A ``reanalyse_fraction`` of the sampled segments is searched again with the latest
-weights first (fresh visit and value targets: the positions those rows read, searched by the
-actors, in parallel on Ray). Deterministic on CPU for a fixed seed.
+weights first (fresh policy and value targets at the positions those rows read, searched by the
+actors, in parallel on Ray; the value bootstraps no search covers from the value head).
+Deterministic on CPU for a fixed seed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stairway.core.muzero_model import MuZeroNet, muzero_from_tensors, to_support
+from stairway.core.muzero_model import MuZeroNet, from_support, muzero_from_tensors, to_support
 from stairway.core.types import ACTION_NAMES
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.env import VecTradingEnv
@@ -224,27 +225,39 @@ class MuZeroAlgorithm:
         return idx, starts, self.rng.random(a.batch_size) < a.reanalyse_fraction
 
     def _reanalyse(self, plan: list) -> int:
-        """Refresh, with the latest weights, the stored visit distributions and root values
-        that the round's reanalysed rows will read (policy targets at start .. start+K, the
-        value bootstraps td_steps on); the searches are shared among the actors. Returns the
-        number of positions searched."""
+        """Refresh, with the latest weights, the stored targets the round's reanalysed rows will
+        read: the policy targets at start .. start+K by a new search (their root values with
+        them), and the value bootstraps td_steps on that no search covers from the prediction
+        network's value (as EfficientZero takes them: a search there would only refresh a value,
+        at the cost of half the round's searches). The searches are shared among the actors.
+        Returns the number of positions searched."""
         a, items = self.args, self.buffer.items
-        wanted: set[tuple[int, int]] = set()
+        searched: set[tuple[int, int]] = set()
+        boot: set[tuple[int, int]] = set()
         for idx, starts, re in plan:
             for j, start, r in zip(idx, starts, re):
                 if not r:
                     continue
                 T = len(items[j].actions)
                 for i in range(start, min(start + a.unroll, T) + 1):
-                    wanted |= {(int(j), i), (int(j), min(i + a.td_steps, T))}
-        if not wanted:
+                    searched.add((int(j), i))
+                    boot.add((int(j), min(i + a.td_steps, T)))
+        if not searched:
             return 0
-        positions = sorted(wanted)
+        positions = sorted(searched)
         obs = np.stack([items[j].obs[i] for j, i in positions])
         fresh = self.actors.reanalyse(self._weights(), self.arch(), obs)
         for p, (j, i) in enumerate(positions):
             items[j].policies[i] = fresh["policies"][p]
             items[j].values[i] = fresh["values"][p]
+        only = sorted(boot - searched)
+        if only:
+            with torch.no_grad():
+                x = torch.tensor(np.stack([items[j].obs[i] for j, i in only]), dtype=torch.float32)
+                _, vl = self.net.predict(self.net.represent(x))
+                values = from_support(vl, a.support).numpy()
+            for v, (j, i) in zip(values, only):
+                items[j].values[i] = float(v)
         return len(positions)
 
     def _train_round(self) -> float:

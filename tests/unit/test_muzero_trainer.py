@@ -8,6 +8,7 @@ import torch
 
 from stairway.core.checkpoint import read_checkpoint
 from stairway.core.config import load_config
+from stairway.core.muzero_model import from_support
 from stairway.core.policies import load_policy
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.cycles import run_cycles, train_cycles
@@ -197,17 +198,23 @@ def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
     algo.updates += 1  # as the learner step that moves them counts itself
     before = [(s.policies.copy(), s.values.copy()) for s in algo.buffer.items]
     plan = [(np.array([1, 2]), [3, 14], np.array([True, False]))]  # segment length 16: row 1 is cut at T
-    assert algo._reanalyse(plan) == len({3, 4, 5, 6, 7, 8})
+    assert algo._reanalyse(plan) == len({3, 4, 5})  # searched: the policy targets; 6..8 from the value head
     arch = algo.arch()
     arch["inference"] = arch["inference"] | {"temperature": 0.0}
     fresh = MuZeroPolicy(algo.tensors(), env.obs_dim, arch)
     for j, (pol, val) in enumerate(before):
         seg = algo.buffer.items[j]
         for i in range(len(seg.obs)):
-            if j == 1 and i in (3, 4, 5, 6, 7, 8):  # policies at 3..5, value bootstraps at 6..8
+            if j == 1 and i in (3, 4, 5):  # policies (and their root values) searched again
                 _, value, improved = fresh.batch_visits(seg.obs[i][None])  # the target: the improved policy
                 assert seg.policies[i] == pytest.approx(improved[0])
                 assert seg.values[i] == pytest.approx(value[0])
+            elif j == 1 and i in (6, 7, 8):  # value bootstraps (td_steps 3 on): the value head's
+                with torch.no_grad():
+                    x = torch.tensor(seg.obs[i][None], dtype=torch.float32)
+                    want = float(from_support(algo.net.predict(algo.net.represent(x))[1], algo.net.support)[0])
+                assert np.array_equal(seg.policies[i], pol[i]) and seg.values[i] == pytest.approx(want)
+                assert seg.values[i] != val[i]
             else:
                 assert np.array_equal(seg.policies[i], pol[i]) and seg.values[i] == val[i]
     assert any(
