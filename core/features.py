@@ -305,8 +305,19 @@ def batch_market_features(bars: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     _batch_kernel(ts, o, h, lo, c, spec.params, spec.window, out)
     k = len(spec.kernel_names)
     for u in spec.plugins:
-        vals = u.compute(Bars(ts, o, h, lo, c, spec.period_minutes))
+        try:
+            vals = u.compute(Bars(ts, o, h, lo, c, spec.period_minutes))
+        except ConfigError:
+            raise
+        except Exception as e:  # the operator's code, on data the start-up check did not have
+            raise ConfigError(f"feature plug-in '{u.name}' failed on the history: {type(e).__name__}: {e}") from None
         vals[: spec.window - 1] = np.nan
+        bad = np.flatnonzero(~np.isfinite(vals[spec.window - 1 :]).all(axis=1))
+        if len(bad):
+            raise ConfigError(
+                f"feature plug-in '{u.name}' is not finite on {len(bad)} bar(s) of the history after its "
+                f"warm-up, the first opening at {ts[bad[0] + spec.window - 1]} ns"
+            )
         out[:, k : k + len(u.columns)] = vals
         k += len(u.columns)
     sel = spec.selection
@@ -364,7 +375,10 @@ class FeatureBuffer:
             bars = Bars(self._ts[lo:hi], o[0, lo:hi], o[1, lo:hi], o[2, lo:hi], o[3, lo:hi], self.spec.period_minutes)
             k = self._n_kernel
             for u in self.spec.plugins:
-                full[k : k + len(u.columns)] = u.compute(bars)[-1]
+                row = u.compute(bars)[-1]
+                if not np.isfinite(row).all():  # checked at start-up on a test history; live data may differ
+                    raise ValueError(f"feature plug-in '{u.name}' gave {row.tolist()} at bar {self._ts[hi - 1]}")
+                full[k : k + len(u.columns)] = row
                 k += len(u.columns)
         out[:] = full if self._sel is None else full[self._sel]
         return True

@@ -548,21 +548,21 @@ class Slot:
 
     def _decide(self, bar_ts: int, last_bid: float, last_ask: float, session: SessionStats) -> tuple[int, float]:
         """The policy's action and confidence on this bar's observation, counted."""
-        self.features.compute(self.obs[: self.spec.n_market])
-        if self.feature_watch is not None and (ev := self.feature_watch.update(self.obs[: self.spec.n_market])):
-            self._risk_event(bar_ts, *ev)
-        position_features(self.position, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
-        try:
+        market = self.obs[: self.spec.n_market]
+        try:  # a feature plug-in (the operator's code) or the model failing on one bar: hold
+            self.features.compute(market)
+            if self.feature_watch is not None and (ev := self.feature_watch.update(market)):
+                self._risk_event(bar_ts, *ev)
+            position_features(self.position, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
             action, confidence = self.policy.act(self.obs)
-        except Exception as e:  # noqa: BLE001 - a model that fails on one bar holds; the daemon lives
+        except Exception as e:  # noqa: BLE001 - the daemon lives
             self.counters.policy_errors += 1
             log.error("policy_failed", instrument=self.instrument, sha=self.policy.sha[:12], error=repr(e)[:300])
             action, confidence = 0, 0.0
         if self.first_decision_bar_ts is None:
             self.first_decision_bar_ts = bar_ts
-        c = self.counters
-        c.decisions += 1
-        c.actions[ACTION_NAMES[action]] += 1
+        self.counters.decisions += 1
+        self.counters.actions[ACTION_NAMES[action]] += 1
         session.decisions += 1
         session.holds += self.tracker.on_decision(action, float(self.position[PS_UNITS]))
         return action, confidence

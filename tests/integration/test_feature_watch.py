@@ -111,3 +111,34 @@ def test_a_replay_far_outside_the_training_range_is_caught(tmp_path, spec, actio
         assert res.counters["orders"] > 0  # it traded before, and may close
     else:
         assert grew > 5 and refused == 0  # alert only: trading goes on
+
+
+def test_a_plugin_that_fails_on_live_data_holds_that_bar_and_the_daemon_lives(tmp_path):
+    """It passed the start-up checks on a test history; live prices break it. Each bar it
+    raises or gives a non-finite value is a HOLD counted as a policy error, not a dead daemon."""
+    from stairway.core import feature_plugins
+    from stairway.core.features import FeatureSpec
+
+    plugin = tmp_path / "fragile.py"
+    plugin.write_text(
+        "import numpy as np\nfrom stairway.core.feature_plugins import feature\n\n"
+        '@feature("fragile", warmup_bars=1)\ndef fragile(bars):\n'
+        "    if (bars.close > 1.18).any():\n        raise ValueError('never saw 1.18')\n"
+        "    return np.where(bars.close > 1.175, np.nan, 0.0)\n"
+    )
+    saved = dict(feature_plugins.REGISTRY)
+    try:
+        bars = load_bars(EURUSD)[0]
+        csv = write_bars_csv(tmp_path / "bars.csv", bars[(bars["ts_ns"] >= 1506816000 * 10**9)][:400])
+        cfg, _ = daemon_config(tmp_path, csv, "2017-10-01", "2018-01-01")
+        feats = cfg.features.model_copy(update={"plugins": (str(plugin),), "extra": ("fragile",)})
+        cfg = cfg.model_copy(update={"features": feats})
+        spec = FeatureSpec.from_config(cfg)  # the start-up checks pass: the test history stays near 1.10
+        tiny_checkpoint(tmp_path / "models", spec, seed=3)
+        res = asyncio.run(Daemon(cfg).run())
+    finally:
+        feature_plugins.REGISTRY.clear()
+        feature_plugins.REGISTRY.update(saved)
+    c = res.counters
+    assert c["bars"] == 400 and c["decisions"] == 400 - spec.window
+    assert 0 < c["policy_errors"] < c["decisions"] and c["actions"]["HOLD"] >= c["policy_errors"]

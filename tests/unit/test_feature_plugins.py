@@ -196,3 +196,24 @@ def test_a_checkpoint_trained_with_a_plugin_is_refused_where_it_is_absent_or_cha
         _check(_meta(trained), changed)
     with pytest.raises(CheckpointMismatch, match=r"feature 'mtf' is not in the checkpoint"):
         _check(_meta(spec_with()), spec_with(extra='["mtf"]'))
+
+
+def test_a_plugin_that_fails_on_the_training_history_is_named(tmp_path, registry):
+    """It passed the check on the test history (near 1.10); EUR/USD's 2017 bars reach 1.2."""
+    path = registry(
+        tmp_path / "fragile.py",
+        """
+        @feature("fragile", warmup_bars=1)
+        def fragile(bars):
+            if (bars.close > 1.19).any():
+                raise ValueError("never saw 1.19")
+            return np.where(bars.close > 1.17, np.nan, 0.0)
+        """,
+    )
+    spec = spec_with(plugins=f'["{path}"]', extra='["fragile"]')
+    bars = load_bars(EURUSD)[0]
+    with pytest.raises(ConfigError, match="feature plug-in 'fragile' failed on the history: ValueError: never saw"):
+        batch_market_features(bars, spec)
+    calm = bars[bars["close"] < 1.185]  # no 1.19: no exception; above 1.17 the NaNs
+    with pytest.raises(ConfigError, match=r"'fragile' is not finite on \d+ bar\(s\) of the history"):
+        batch_market_features(calm, spec)
