@@ -190,17 +190,41 @@ def resolve(names: Iterable[str], params: dict[str, dict[str, Any]], period_minu
         bad = sorted(set(given) - set(p.defaults))
         if bad:
             raise ConfigError(f"features.params.{name}: unknown parameter(s) {bad}; known: {sorted(p.defaults)}")
+        for k, v in given.items():
+            if not _same_kind(p.defaults[k], v):
+                raise ConfigError(
+                    f"features.params.{name}.{k} = {v!r}: expected a value like its default {p.defaults[k]!r}"
+                )
         merged = {**p.defaults, **given}
         frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in merged.items()))
         kw = dict(frozen)
-        warm = p.warmup_bars(period_minutes, kw) if callable(p.warmup_bars) else p.warmup_bars
-        cols = p.columns(period_minutes, kw) if callable(p.columns) else (p.columns or (name,))
+        try:
+            cols = p.columns(period_minutes, kw) if callable(p.columns) else (p.columns or (name,))
+            warm = p.warmup_bars(period_minutes, kw) if callable(p.warmup_bars) else p.warmup_bars
+        except ConfigError:
+            raise
+        except Exception as e:  # the plug-in's own warm-up or columns function, on these parameters
+            raise ConfigError(f"features.params.{name} = {given}: {type(e).__name__}: {e}") from None
         if not isinstance(warm, int) or warm < 1:
             raise ConfigError(
                 f"feature plug-in '{name}': warm-up must be a positive whole number of bars, got {warm!r}"
             )
         uses.append(PluginUse(name, frozen, tuple(cols), warm, p.source_sha))
     return tuple(uses)
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """A parameter given in the config has its default's kind: a list for a list, a whole
+    number for a whole number, a number for a float, a string for a string."""
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple)) and all(_same_kind(default[0], x) for x in value[:1] or [])
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def synthetic_bars(n: int, period_minutes: int, seed: int) -> Bars:

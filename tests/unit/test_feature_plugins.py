@@ -82,6 +82,12 @@ def test_parameters_are_in_the_hash_and_bad_ones_are_named():
     assert a.n_market == b.n_market + 4
     with pytest.raises(ConfigError, match=r"features.params.mtf: unknown parameter\(s\) \['horizon'\]"):
         spec_with(extra='["mtf"]', params='{"mtf": {"horizon": [1440]}}')
+    with pytest.raises(ConfigError, match=r"features.params.mtf.horizons_minutes = '240': expected a value like"):
+        spec_with(extra='["mtf"]', params='{"mtf": {"horizons_minutes": "240"}}')
+    with pytest.raises(ConfigError, match=r"horizons_minutes = \[240.5\]: expected a value like its default"):
+        spec_with(extra='["mtf"]', params='{"mtf": {"horizons_minutes": [240.5]}}')
+    with pytest.raises(ConfigError, match=r"horizons_minutes = \[\] must be distinct and non-empty"):
+        spec_with(extra='["mtf"]', params='{"mtf": {"horizons_minutes": []}}')
     with pytest.raises(ConfigError, match="horizon 90 minutes must be"):
         spec_with(extra='["mtf"]', params='{"mtf": {"horizons_minutes": [90]}}')
     with pytest.raises(ConfigError, match=r"unknown feature 'mft'; registered: .*mtf"):
