@@ -126,6 +126,7 @@ def test_a_plugin_that_fails_on_live_data_holds_that_bar_and_the_daemon_lives(tm
         "    if (bars.close > 1.18).any():\n        raise ValueError('never saw 1.18')\n"
         "    return np.where(bars.close > 1.175, np.nan, 0.0)\n"
     )
+    feature_plugins._builtin()  # the built-in families registered first: restored with the rest
     saved = dict(feature_plugins.REGISTRY)
     try:
         bars = load_bars(EURUSD)[0]

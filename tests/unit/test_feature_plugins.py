@@ -30,6 +30,7 @@ def spec_with(**features) -> FeatureSpec:
 @pytest.fixture()
 def registry():
     """Plug-in files written by a test register into a registry restored afterwards."""
+    feature_plugins._builtin()  # the built-in families registered first: restored with the rest
     saved = dict(feature_plugins.REGISTRY)
     checked = set(feature_plugins._CHECKED)
     yield tmp_plugin
