@@ -1,13 +1,15 @@
 """Issue 20 §2: does the learner find a planted edge, and only a planted edge?
 
-For each synthetic market (trainer.planted: trend, mean reversion, time of day at three
-strengths; random walks with and without drift) and each algorithm (PPO: config/trainer.toml;
+For each synthetic market (trainer.planted: trend, mean reversion, time of day, a lead-lag
+pair at three strengths; random walks with and without drift) and each algorithm (PPO: config/trainer.toml;
 MuZero: config/trainer-muzero.toml), the same walk-forward as `stairway validate --folds N`
 (rolling, each fold retrained on its window only, costs on, drawdown tiers widened to
 20/25/30/40 % so a fold is judged on its trading, not stopped), and then one gated
 `train run` on the whole range: was a candidate published? Next to it, the oracle (it knows
 the planted expected return; long above the one-way cost, short below its negative) over the
-same test windows, SMA 20/50 cross and buy-and-hold.
+same test windows, SMA 20/50 cross and buy-and-hold. The lead-lag follower is traded with
+the leader's returns as features (features.cross_instruments = the leader; the daemon config
+of the gates is then a two-instrument portfolio), every other market with the shipped features.
 
     python bench/learner_power.py [--quick] [--markets trend,random_walk] [--strengths strong]
         [--algos ppo,muzero] [--seeds 0] [--folds 4] [--no-publish]
@@ -36,7 +38,7 @@ from stairway.trainer.config import TrainerConfig  # noqa: E402
 from stairway.trainer.cycles import run_cycles  # noqa: E402
 from stairway.trainer.evaluation import run_evaluation  # noqa: E402
 from stairway.trainer.history import load_window  # noqa: E402
-from stairway.trainer.planted import MARKETS, generate, oracle_actions, overrides, write_csv  # noqa: E402
+from stairway.trainer.planted import MARKETS, generate, generate_pair, oracle_actions, overrides, write_csv  # noqa: E402
 from stairway.trainer.walk_forward import run_walk_forward  # noqa: E402
 
 P = "STAIRWAY_"
@@ -58,9 +60,17 @@ def settings(tmp: Path, csv: Path, algo: str, quick: bool, start: dt.date, end: 
     return env
 
 
-def daemon_toml(tmp: Path, csv: Path) -> None:
-    """The gates' daemon config: the shipped paper config on the generated file, mid prices."""
+def daemon_toml(tmp: Path, csv: Path, leader: Path | None = None) -> None:
+    """The gates' daemon config: the shipped paper config on the generated file, mid prices
+    (with a lead-lag leader: a portfolio of the follower and the leader)."""
     text = (ROOT / "config/paper.toml").read_text()
+    if leader is not None:
+        text = text.replace("[features]\n", '[features]\ncross_instruments = ["GBP_USD"]\n', 1)
+        text += (
+            "\n[portfolio]\ninstruments = [\n"
+            f'    {{ symbol = "EUR_USD", pip_size = 0.0001, lot_units = 100000, bars_csv = "{csv}" }},\n'
+            f'    {{ symbol = "GBP_USD", pip_size = 0.0001, lot_units = 100000, bars_csv = "{leader}" }},\n]\n'
+        )
     text = text.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv}"')
     text = text.replace('bars_side = "ask"', 'bars_side = "mid"').replace('price = "ask"', 'price = "mid"')
     text = text.replace("drawdown_tiers_pct = [1.5, 1.8, 2.0, 2.5]", "drawdown_tiers_pct = [20, 25, 30, 40]")
@@ -96,15 +106,27 @@ def oracle(cfg: TrainerConfig, wf, bars: np.ndarray, expected: np.ndarray) -> di
 
 def one(market: str, strength: str, algo: str, seed: int, a) -> dict:
     n = 5000 if a.quick else 6000
-    bars, expected = generate(market, strength, n=n, seed=seed)
+    leader = None
+    if market == "lead_lag":
+        bars, leader, expected = generate_pair(strength, n=n, seed=seed)
+    else:
+        bars, expected = generate(market, strength, n=n, seed=seed)
     start = dt.datetime.fromtimestamp(bars["ts_ns"][0] / 1e9, dt.UTC).date()
     end = dt.datetime.fromtimestamp(bars["ts_ns"][-1] / 1e9, dt.UTC).date()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         csv = tmp / f"EURUSD_{market}_{strength}_{seed}.csv"
         write_csv(csv, bars)
-        daemon_toml(tmp, csv)
         env = settings(tmp, csv, algo, a.quick, start, end)
+        lead_csv = None
+        if leader is not None:
+            lead_csv = tmp / f"GBPUSD_leader_{strength}_{seed}.csv"
+            write_csv(lead_csv, leader)
+            env |= {
+                P + "FEATURES__CROSS_INSTRUMENTS": '["GBP_USD"]',
+                P + "DATA__CROSS_BARS_CSV": json.dumps({"GBP_USD": str(lead_csv)}),
+            }
+        daemon_toml(tmp, csv, lead_csv)
         cfg = load_config(TrainerConfig, ROOT / CONFIGS[algo], environ=env)
         t0 = time.perf_counter()
         wf = run_walk_forward(cfg, DateRange(start=start, end=end), a.folds)
@@ -134,7 +156,7 @@ def one(market: str, strength: str, algo: str, seed: int, a) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--markets", default=",".join(MARKETS))
+    ap.add_argument("--markets", default=",".join((*MARKETS, "lead_lag")))
     ap.add_argument("--strengths", default="weak,medium,strong")
     ap.add_argument("--algos", default="ppo,muzero")
     ap.add_argument("--seeds", default="0")
@@ -144,7 +166,8 @@ def main() -> None:
     configure_logging(level="warning")
     rows = []
     for market in a.markets.split(","):
-        strengths = a.strengths.split(",") if market in ("trend", "mean_reversion", "time_of_day") else ["-"]
+        graded = ("trend", "mean_reversion", "time_of_day", "lead_lag")
+        strengths = a.strengths.split(",") if market in graded else ["-"]
         for strength in strengths:
             for algo in a.algos.split(","):
                 for seed in (int(s) for s in a.seeds.split(",")):

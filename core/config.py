@@ -143,6 +143,14 @@ class FeatureConfig(Strict):
     params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per extra feature, its parameters: [features.params.<name>]."
     )
+    cross_instruments: tuple[str, ...] = Field(
+        (),
+        description="Instruments whose recent returns every policy sees, aligned at bar closes (core.cross_features); "
+        "the daemon needs each as an instrument of its portfolio, the trainer its bars (data.cross_bars_csv).",
+    )
+    cross_lags_minutes: tuple[int, ...] | None = Field(
+        None, description="Return lags of the cross-instrument features; default: the first three return lags."
+    )
 
     @field_validator("plugins")
     @classmethod
@@ -158,7 +166,17 @@ class FeatureConfig(Strict):
             raise ValueError("short_window_minutes must be shorter than long_window_minutes")
         if len(set(self.extra)) != len(self.extra):
             raise ValueError(f"extra = {list(self.extra)} lists a feature twice")
+        bad = [s for s in self.cross_instruments if not _ANY_SYMBOL.match(s)]
+        if bad or len(set(self.cross_instruments)) != len(self.cross_instruments):
+            raise ValueError(f"cross_instruments = {list(self.cross_instruments)}: not broker symbols, or a duplicate")
+        lags = self.cross_lags_minutes
+        if lags is not None and (not lags or min(lags) <= 0 or len(set(lags)) != len(lags)):
+            raise ValueError(f"cross_lags_minutes = {list(lags)}: must be distinct positive minutes")
         return self
+
+    @property
+    def cross_lags(self) -> tuple[int, ...]:
+        return self.cross_lags_minutes or self.return_lags_minutes[:3]
 
 
 class ExecutionConfig(Strict):
@@ -206,6 +224,11 @@ class DataConfig(Strict):
     bars_csv: Path = Field(Path("data/FOREX_EURUSD_1H_ASK.csv"))
     bars_side: Literal["ask", "bid", "mid"] = Field("ask", description="Which side of the quote the file's prices are.")
     modelled_spread_pips: float = Field(1.0, ge=0, description="Spread used for bar-derived ticks.")
+    cross_bars_csv: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Bar files of features.cross_instruments, by symbol (the trainer's; an instrument's own file is "
+        "data.bars_csv, and train run --instrument fills in the other instruments').",
+    )
 
 
 class RegimeConfig(Strict):

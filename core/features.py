@@ -32,6 +32,7 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -78,6 +79,8 @@ class FeatureSpec:
     rsi_window: int
     include: tuple[str, ...] | None = None  # None: every market feature, in kernel order
     plugins: tuple[PluginUse, ...] = ()  # registered features appended after the kernel's (features.extra)
+    cross: tuple[str, ...] = ()  # other instruments' returns, after the plug-ins' (core.cross_features)
+    cross_lags: tuple[int, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: MarketConfig) -> FeatureSpec:
@@ -91,6 +94,9 @@ class FeatureSpec:
             long_window=b.bars(f.long_window_minutes, "features.long_window_minutes"),
             rsi_window=b.bars(f.rsi_window_minutes, "features.rsi_window_minutes"),
         )
+        if f.cross_instruments:
+            lags = tuple(b.bars(m, "features.cross_lags_minutes") for m in f.cross_lags)
+            spec = dataclasses.replace(spec, cross=f.cross_instruments, cross_lags=lags)
         if f.extra:
             feature_plugins.load_sources(f.plugins)
             uses = feature_plugins.resolve(f.extra, f.params, b.period_minutes)
@@ -116,7 +122,10 @@ class FeatureSpec:
     @functools.cached_property
     def all_market_names(self) -> tuple[str, ...]:
         """Everything the pipeline computes, in its output order: the kernel's, then each plug-in's."""
-        return self.kernel_names + tuple(c for u in self.plugins for c in u.columns)
+        from stairway.core.cross_features import cross_names
+
+        plugged = tuple(c for u in self.plugins for c in u.columns)
+        return self.kernel_names + plugged + cross_names(self.cross, self.cross_lags)
 
     @functools.cached_property
     def kernel_names(self) -> tuple[str, ...]:
@@ -150,7 +159,8 @@ class FeatureSpec:
     def window(self) -> int:
         """Bars of history needed for the first complete observation (the warm-up)."""
         base = max(max(self.return_lags), self.vol_window, self.long_window, self.rsi_window) + 1
-        return max([base] + [u.warmup for u in self.plugins])
+        cross = [max(self.vol_window, *self.cross_lags) + 1] if self.cross else []
+        return max([base] + [u.warmup for u in self.plugins] + cross)
 
     @functools.cached_property
     def params(self) -> np.ndarray:
@@ -173,6 +183,8 @@ class FeatureSpec:
             d["include"] = list(self.include)
         if self.plugins:
             d["plugins"] = [u.to_dict() for u in self.plugins]
+        if self.cross:
+            d["cross_instruments"], d["cross_lags"] = list(self.cross), list(self.cross_lags)
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @functools.cached_property
@@ -297,8 +309,12 @@ def _batch_kernel(
         market_features_at(ts, o, h, l, c, i, params, out[i])
 
 
-def batch_market_features(bars: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """(n_bars, n_market) features for a whole history; rows before the warm-up are NaN."""
+def batch_market_features(
+    bars: np.ndarray, spec: FeatureSpec, cross: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """(n_bars, n_market) features for a whole history; rows before the warm-up are NaN.
+    ``cross``: each of ``spec.cross``'s bars (BAR_DTYPE, the instrument's own included when
+    listed), as the daemon builds them; only bars ending by each bar's end are read."""
     n = len(bars)
     out = np.full((n, len(spec.all_market_names)), np.nan)
     ts, o, h, lo, c = (np.ascontiguousarray(bars[f]) for f in ("ts_ns", "open", "high", "low", "close"))
@@ -320,6 +336,18 @@ def batch_market_features(bars: np.ndarray, spec: FeatureSpec) -> np.ndarray:
             )
         out[:, k : k + len(u.columns)] = vals
         k += len(u.columns)
+    if spec.cross:
+        from stairway.core.cross_features import batch_cross
+
+        missing = [s for s in spec.cross if cross is None or s not in cross]
+        if missing:
+            raise ConfigError(f"features.cross_instruments: no bars for {missing} (data.cross_bars_csv)")
+        assert cross is not None
+        period_ns = spec.period_minutes * 60_000_000_000
+        w = len(spec.cross_lags) + 1
+        for s in spec.cross:
+            out[:, k : k + w] = batch_cross(ts, cross[s], period_ns, spec.vol_window, spec.cross_lags, spec.window - 1)
+            k += w
     sel = spec.selection
     return out if sel is None else np.ascontiguousarray(out[:, sel])
 
@@ -334,7 +362,13 @@ class FeatureBuffer:
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
         self.window = spec.window
-        cap = 2 * self.window
+        # a leg read by another's cross features (core.cross_features) keeps a window more:
+        # that many of its bars may close after the other's bar end and be passed over
+        self._keep = self.window - 1 + (self.window if spec.cross else 0)
+        cap = self._keep + self.window + 1
+        # other instruments' bars ending by a time: (symbol, end_ns) -> (bar ends, closes);
+        # set by the daemon (daemon.cross_view) when the spec has cross features
+        self.cross_view: Callable[[str, int], tuple[np.ndarray, np.ndarray]] | None = None
         self._ts = np.zeros(cap, dtype=np.int64)
         self._ohlc = np.zeros((4, cap))
         self._n = 0
@@ -350,7 +384,7 @@ class FeatureBuffer:
 
     def push(self, ts_ns: int, o: float, h: float, l: float, c: float) -> None:
         if self._n == len(self._ts):
-            keep = self.window - 1
+            keep = self._keep
             self._ts[:keep] = self._ts[self._n - keep : self._n]
             self._ohlc[:, :keep] = self._ohlc[:, self._n - keep : self._n]
             self._n = keep
@@ -365,7 +399,7 @@ class FeatureBuffer:
         if not self.warm:
             return False
         o = self._ohlc
-        if self._sel is None and not self.spec.plugins:
+        if self._sel is None and not self.spec.plugins and not self.spec.cross:
             market_features_at(self._ts, o[0], o[1], o[2], o[3], self._n - 1, self._params, out)
             return True
         full = self._all
@@ -380,5 +414,29 @@ class FeatureBuffer:
                     raise ValueError(f"feature plug-in '{u.name}' gave {row.tolist()} at bar {self._ts[hi - 1]}")
                 full[k : k + len(u.columns)] = row
                 k += len(u.columns)
+        if self.spec.cross:
+            self._cross_columns(full)
         out[:] = full if self._sel is None else full[self._sel]
         return True
+
+    def closes(self, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """(bar ends, closes) of the buffered bars ending at or before ``end_ns``, oldest first."""
+        period_ns = self.spec.period_minutes * 60_000_000_000
+        ends = self._ts[: self._n] + period_ns
+        k = int(np.searchsorted(ends, end_ns, side="right"))
+        return ends[:k], self._ohlc[3, :k]
+
+    def _cross_columns(self, full: np.ndarray) -> None:
+        from stairway.core.cross_features import cross_row
+
+        if self.cross_view is None:
+            raise ValueError(f"features.cross_instruments {list(self.spec.cross)}: no other instruments' bars here")
+        spec = self.spec
+        period_ns = spec.period_minutes * 60_000_000_000
+        t_end = int(self._ts[self._n - 1]) + period_ns
+        lags = np.array(spec.cross_lags, np.int64)
+        k = len(spec.all_market_names) - len(spec.cross) * (len(lags) + 1)
+        for s in spec.cross:
+            ends, closes = self.cross_view(s, t_end)
+            cross_row(ends, closes, t_end, period_ns, spec.vol_window, lags, full[k : k + len(lags) + 1])
+            k += len(lags) + 1

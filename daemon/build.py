@@ -34,6 +34,7 @@ from stairway.daemon.account import Account
 from stairway.daemon.aio import within
 from stairway.daemon.alerts import Alerter, Conditions, alert_urls, hold_secs
 from stairway.daemon.control import ControlFiles
+from stairway.daemon.cross_view import wire as wire_cross_view
 from stairway.daemon.feature_watch import FeatureWatch
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import DEFAULT_BUDGET_SECS, ModelWatcher, load_verified
@@ -302,6 +303,7 @@ class DaemonBuild:
                     self.risk.permission,
                 ),
             )
+        wire_cross_view(self.slots)  # cross-instrument features read the other slots' bars
         if cfg.real_orders:
             await self._restore_book()
         for slot in self.slots.values():

@@ -238,6 +238,14 @@ class DaemonConfig(MarketConfig):
             missing = [leg.symbol for leg in self.portfolio.instruments if leg.bars_csv is None]
             if missing:
                 raise ValueError(f"portfolio.instruments {missing}: a paper replay needs bars_csv for each")
+        traded = [leg.symbol for leg in self.portfolio.instruments] if self.portfolio else [self.instrument.symbol]
+        absent = [s for s in self.features.cross_instruments if s not in traded]
+        if absent:
+            raise ValueError(
+                f"features.cross_instruments {absent}: the daemon reads another instrument's bars from its own "
+                f"feed, so each must be an instrument it trades ({', '.join(traded)}; add it to "
+                "[portfolio] instruments)"
+            )
         return self
 
     def legs(self, look_on_disk: bool = True) -> list[Leg]:
@@ -263,10 +271,21 @@ class DaemonConfig(MarketConfig):
                     "currency": leg.ib_currency or quote or self.broker.ib.currency,
                 }
             )
+            cross = {  # the cross-instrument features' bars (a replay's baselines read them)
+                o.symbol: o.bars_csv
+                for o in self.portfolio.instruments
+                if o.symbol != leg.symbol and o.symbol in self.features.cross_instruments and o.bars_csv is not None
+            }
             cfg = self.model_copy(
                 update={
                     "instrument": ident,
-                    "data": DataConfig(**{**data.model_dump(), "bars_csv": data.bars_csv}),
+                    "data": DataConfig(
+                        **{
+                            **data.model_dump(),
+                            "bars_csv": data.bars_csv,
+                            "cross_bars_csv": {**cross, **data.cross_bars_csv},
+                        }
+                    ),
                     "risk": risk,
                     "broker": self.broker.model_copy(update={"ib": ib}),
                     "portfolio": None,

@@ -68,6 +68,8 @@ def replay_baselines(cfg, tracker):
     from stairway.trainer.history import load_history
 
     spec = FeatureSpec.from_config(cfg)
+    if spec.cross and cfg.portfolio is not None:  # the first instrument, with the others' bars
+        cfg = cfg.legs(look_on_disk=False)[0].cfg
     hist = load_history(cfg, spec, *cfg.replay.range.ns())
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     return compare(hist, spec, ex, cfg.account.initial_equity, 0, len(hist) - 2, tracker, risk=cfg.risk)

@@ -31,6 +31,7 @@ from stairway.daemon.risk import RiskEngine
 from stairway.daemon.slot import Slot
 from stairway.daemon.store import Store
 from stairway.trainer.config import GateConfig
+from stairway.trainer.shadow_cross import cross_quotes
 
 
 @dataclass
@@ -212,17 +213,18 @@ def shadow_replay(
 
     risk_cfg = load_config(DaemonConfig, gates.daemon_config).risk  # the daemon's own limits
 
-    async def go() -> list[tuple]:
-        store = await Store.open(db)
-        slot = Slot(
+    others = cross_quotes(cfg, spec, gates, ticks, source)
+
+    def slot_for(store: Store, symbol: str, pol: Policy) -> Slot:
+        return Slot(
             "shadow",
-            cfg.instrument.symbol,
+            symbol,
             spec,
             cfg.bars.price,
             cfg.bars.period_ns,
             ex,
             cfg.account.initial_equity,
-            policy,
+            pol,
             PaperBroker(ex),
             RiskEngine(risk_cfg, cfg.instrument.lot_units, cfg.bars.period_minutes),
             store,
@@ -231,20 +233,47 @@ def shadow_replay(
             max_jump=cfg.bars.max_jump,
             jump_confirm=cfg.bars.jump_confirm_quotes,
         )
-        days = ticks["ts_ns"] // NS_PER_DAY
-        bounds = np.flatnonzero(np.diff(days)) + 1
-        for day_index, chunk in enumerate(np.split(ticks, bounds)):
-            torch.manual_seed(123 + cycle + day_index)
-            np.random.seed(456 + cycle + day_index)
-            slot.on_ticks(chunk)
-            await store.flush()
+
+    async def go() -> list[tuple]:
+        store = await Store.open(db)
+        slot = slot_for(store, cfg.instrument.symbol, policy)
+        if others:  # the other instruments build their bars (and hold) on one merged feed, as live
+            from stairway.core.policy import ObserveOnlyPolicy
+            from stairway.daemon.cross_view import wire
+            from stairway.daemon.feeds.replay import ReplayFeed
+
+            slots = {cfg.instrument.symbol: slot}
+            slots |= {s: slot_for(store, s, ObserveOnlyPolicy("cross instrument")) for s in others}
+            wire(slots)
+            day = None
+            feed = ReplayFeed({cfg.instrument.symbol: ticks, **others}, 1 << 16, period_ns=cfg.bars.period_ns)
+            async for sym, part in feed.batches():
+                d = int(part["ts_ns"][0]) // NS_PER_DAY
+                if sym == cfg.instrument.symbol and d != day:  # the seeds of the one-instrument path
+                    day = d
+                    k = len(np.unique(ticks["ts_ns"][ticks["ts_ns"] < d * NS_PER_DAY] // NS_PER_DAY))
+                    torch.manual_seed(123 + cycle + k)
+                    np.random.seed(456 + cycle + k)
+                slots[sym].on_ticks(part)
+                await store.flush()
+            for s in others:
+                slots[s].finish()
+        else:
+            days = ticks["ts_ns"] // NS_PER_DAY
+            bounds = np.flatnonzero(np.diff(days)) + 1
+            for day_index, chunk in enumerate(np.split(ticks, bounds)):
+                torch.manual_seed(123 + cycle + day_index)
+                np.random.seed(456 + cycle + day_index)
+                slot.on_ticks(chunk)
+                await store.flush()
         slot.finish()
         await store.flush()
         await store.close()
         with sqlite3.connect(db) as c:
             return c.execute(
                 "SELECT session_date, pnl, max_drawdown_pct, orders, decisions FROM session_metrics "
-                "ORDER BY session_date"
+                "WHERE instrument = ? ORDER BY session_date",
+                (cfg.instrument.symbol,),
             ).fetchall()
 
     try:

@@ -7,7 +7,9 @@ ones the daemon's slot produces when it replays the same file.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import structlog
@@ -16,7 +18,8 @@ from stairway.core.bar_builder import S_LAST_ASK, S_LAST_BID, BarBuilder
 from stairway.core.bar_files import load_period_bars, select_warm_range
 from stairway.core.bar_ticks import bars_to_ticks
 from stairway.core.calendar import open_mask
-from stairway.core.config import MarketConfig
+from stairway.core.config import MarketConfig, fx_pip_size
+from stairway.core.errors import ConfigError
 from stairway.core.features import FeatureSpec, batch_market_features
 from stairway.core.regime import RegimeDetector
 
@@ -37,13 +40,54 @@ class MarketHistory:
         return len(self.bars)
 
 
-def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec) -> MarketHistory:
-    period_ns = cfg.bars.period_ns
-    spread = cfg.data.modelled_spread_pips * cfg.instrument.pip_size
-    ticks = bars_to_ticks(raw_bars, period_ns, cfg.data.bars_side, spread)
-    builder = BarBuilder(period_ns, cfg.bars.price, cfg.bars.max_jump, cfg.bars.jump_confirm_quotes)
+def _rebuild(raw_bars: np.ndarray, cfg: MarketConfig, pip_size: float):
+    """Bar-derived ticks of ``raw_bars`` through the daemon's BarBuilder: (ticks, closed, tail, builder)."""
+    ticks = bars_to_ticks(raw_bars, cfg.bars.period_ns, cfg.data.bars_side, cfg.data.modelled_spread_pips * pip_size)
+    builder = BarBuilder(cfg.bars.period_ns, cfg.bars.price, cfg.bars.max_jump, cfg.bars.jump_confirm_quotes)
     closed = builder.push(ticks)
-    tail = builder.flush()
+    return ticks, closed, builder.flush(), builder
+
+
+@functools.lru_cache(maxsize=16)
+def _cross_file_bars(path: str, stamp: tuple[int, int], symbol: str, cfg_json: str) -> np.ndarray:
+    cfg = MarketConfig.model_validate_json(cfg_json)
+    raw, report = load_period_bars(path, cfg.bars.period_minutes, cfg.bars.max_jump, symbol)
+    log.info("cross_bar_file_loaded", **report.log_fields())
+    pip = fx_pip_size(symbol) if cfg.instrument.market == "fx" and "_" in symbol else cfg.instrument.pip_size
+    _, closed, tail, _ = _rebuild(raw, cfg, pip)
+    bars = np.concatenate([closed.bars, tail])
+    bars.flags.writeable = False
+    return bars
+
+
+def cross_bars(cfg: MarketConfig, spec: FeatureSpec, own: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Each cross instrument's bars as the daemon builds them (core.cross_features): its file
+    in data.cross_bars_csv, rebuilt through the BarBuilder; ``own`` (this history's bars) for
+    the instrument itself. The whole file: the join reads only bars ending by each bar's end."""
+    if not spec.cross:
+        return None
+    out = {}
+    for sym in spec.cross:
+        if sym == cfg.instrument.symbol:
+            out[sym] = own
+            continue
+        path = cfg.data.cross_bars_csv.get(sym)
+        if path is None:
+            raise ConfigError(
+                f"features.cross_instruments lists {sym}: data.cross_bars_csv has no bar file for it "
+                f"(or train a portfolio with --instrument {sym}=BARS_CSV)"
+            )
+        try:
+            st = Path(path).stat()
+        except OSError as e:
+            raise ConfigError(f"data.cross_bars_csv.{sym} = {path}: {e.strerror or e}") from None
+        how = MarketConfig(instrument=cfg.instrument, bars=cfg.bars, data=cfg.data).model_dump_json()
+        out[sym] = _cross_file_bars(str(path), (st.st_mtime_ns, st.st_size), sym, how)
+    return out
+
+
+def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec) -> MarketHistory:
+    ticks, closed, tail, builder = _rebuild(raw_bars, cfg, cfg.instrument.pip_size)
     bars = np.concatenate([closed.bars, tail])
     close_idx = np.concatenate([closed.close_idx, np.full(len(tail), len(ticks), dtype=np.int64)])
     s = builder.state
@@ -53,7 +97,15 @@ def history_from_bars(raw_bars: np.ndarray, cfg: MarketConfig, spec: FeatureSpec
     closing_ts = np.where(close_idx < len(ticks), ticks["ts_ns"][np.minimum(close_idx, len(ticks) - 1)], 0)
     can_open = open_mask(closing_ts, cfg.instrument.market, cfg.instrument.holidays) & (close_idx < len(ticks))
     return MarketHistory(
-        ticks, closed.accepted, bars, close_idx, last_bid, last_ask, batch_market_features(bars, spec), regime, can_open
+        ticks,
+        closed.accepted,
+        bars,
+        close_idx,
+        last_bid,
+        last_ask,
+        batch_market_features(bars, spec, cross_bars(cfg, spec, bars)),
+        regime,
+        can_open,
     )
 
 

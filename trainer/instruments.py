@@ -30,10 +30,15 @@ def parse_instrument(spec: str) -> tuple[str, Path]:
     return m.group(1), Path(m.group(2))
 
 
-def for_instrument(cfg: TrainerConfig, symbol: str, bars_csv: Path) -> TrainerConfig:
+def for_instrument(
+    cfg: TrainerConfig, symbol: str, bars_csv: Path, others: dict[str, Path] | None = None
+) -> TrainerConfig:
     """``cfg`` for one instrument of a portfolio (validated as a whole: the bar file must name
-    the pair, the symbol must be one of its market's)."""
+    the pair, the symbol must be one of its market's). ``others``: the portfolio's other bar
+    files, the cross-instrument features' bars where data.cross_bars_csv does not name one."""
     raw = cfg.model_dump()
+    cross = {s: p for s, p in (others or {}).items() if s != symbol and s in cfg.features.cross_instruments}
+    raw["data"]["cross_bars_csv"] = {**cross, **cfg.data.cross_bars_csv}
     inst = raw["instrument"]
     inst["symbol"] = symbol
     if inst["market"] == "fx" and "_" in symbol:
@@ -50,7 +55,7 @@ def for_instrument(cfg: TrainerConfig, symbol: str, bars_csv: Path) -> TrainerCo
 def per_instrument(cfg: TrainerConfig, specs: list[str]) -> list[tuple[str, TrainerConfig]]:
     """(symbol, config) for each ``SYMBOL=BARS_CSV``; a symbol given twice or a missing bar
     file is refused before anything trains."""
-    out: list[tuple[str, TrainerConfig]] = []
+    out: list[tuple[str, Path]] = []
     if cfg.train.data_store is not None:
         raise ConfigError(
             f"--instrument gives each instrument's bar file, but train.data_store = {cfg.train.data_store} "
@@ -63,5 +68,6 @@ def per_instrument(cfg: TrainerConfig, specs: list[str]) -> list[tuple[str, Trai
             raise ConfigError(f"--instrument {symbol}: given more than once")
         if not path.is_file():
             raise ConfigError(f"--instrument {symbol}={path}: no such bar file")
-        out.append((symbol, for_instrument(cfg, symbol, path)))
-    return out
+        out.append((symbol, path))
+    files = dict(out)
+    return [(symbol, for_instrument(cfg, symbol, path, files)) for symbol, path in out]

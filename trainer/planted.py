@@ -17,8 +17,10 @@ at 1.10 and e_t standard normal; ``strength`` is "weak", "medium" or "strong":
 - ``random_walk``: nothing (m = 0); ``drift``: a constant m = 0.02 sigma (buy-and-hold
   earns it; nothing else is there).
 
-A cross-instrument lead-lag is not generated: the learner has no cross-instrument features
-yet (README, "Features, and your own").
+- ``lead_lag`` (``generate_pair``): two instruments, a leader B (a random walk) and a follower
+  A whose return over each bar expects a times B's return over the bar before: m_t = a r^B_{t-1},
+  a = 0.1 / 0.2 / 0.4. A's own prices carry nothing; only B's last bar does, seen through
+  ``features.cross_instruments``.
 """
 
 from __future__ import annotations
@@ -103,6 +105,23 @@ def generate(
         logp = np.cumsum(mu + eps)
         nxt = np.full(n, mu)
     return _bars(ts, logp, rng), nxt
+
+
+def generate_pair(
+    strength: str, n: int = 6000, seed: int = 0, start: dt.date = dt.date(2019, 1, 7)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lead-lag market: (follower A's bars, leader B's bars, A's expected next-bar log
+    return at each bar's close: a times B's return over that same bar)."""
+    if strength not in STRENGTHS:
+        raise ValueError(f"strength {strength!r}: known {tuple(STRENGTHS)}")
+    rng = np.random.default_rng(seed)
+    a = (0.1, 0.2, 0.4)[STRENGTHS[strength]]
+    ts = hours(start, n)
+    r_b = rng.normal(0.0, SIGMA, n)
+    m = a * np.concatenate([[0.0], r_b[:-1]])
+    # A's noise is scaled so that A's total variance is sigma^2, as every other market's
+    r_a = m + rng.normal(0.0, SIGMA * np.sqrt(1.0 - a * a), n)
+    return _bars(ts, np.cumsum(r_a), rng), _bars(ts, np.cumsum(r_b), rng), a * r_b
 
 
 def oracle_actions(expected: np.ndarray, first: int, last: int, cost: float) -> np.ndarray:
