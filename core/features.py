@@ -359,7 +359,9 @@ class FeatureBuffer:
     the front, so each push is O(1) amortised and memory never grows.
     """
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(
+        self, spec: FeatureSpec, cross_view: Callable[[str, int], tuple[np.ndarray, np.ndarray]] | None = None
+    ) -> None:
         self.spec = spec
         self.window = spec.window
         # a leg read by another's cross features (core.cross_features) keeps a window more:
@@ -368,7 +370,7 @@ class FeatureBuffer:
         cap = self._keep + self.window + 1
         # other instruments' bars ending by a time: (symbol, end_ns) -> (bar ends, closes);
         # set by the daemon (daemon.cross_view) when the spec has cross features
-        self.cross_view: Callable[[str, int], tuple[np.ndarray, np.ndarray]] | None = None
+        self.cross_view = cross_view
         self._ts = np.zeros(cap, dtype=np.int64)
         self._ohlc = np.zeros((4, cap))
         self._n = 0

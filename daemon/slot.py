@@ -222,7 +222,7 @@ class Slot:
         t["ts_ns"] = np.arange(3) * self.builder.period_ns
         t["bid"], t["ask"] = 1.0, 1.0001
         b.push(t)
-        fb = FeatureBuffer(self.spec)
+        fb = FeatureBuffer(self.spec, self.features.cross_view)  # (reads nothing as old as these bars)
         for k in range(self.spec.window):
             fb.push(k * self.builder.period_ns, 1.0, 1.0002, 0.9998, 1.0 + 1e-4 * (k % 3))
         obs = np.zeros(self.spec.obs_dim)

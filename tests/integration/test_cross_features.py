@@ -203,3 +203,25 @@ def test_training_a_portfolio_fills_in_the_other_instruments_files(tmp_path):
     got = dict(per_instrument(cfg, [f"EUR_USD={fa}", f"GBP_USD={fb}"]))
     assert got["EUR_USD"].data.cross_bars_csv == {"GBP_USD": fb}
     assert got["GBP_USD"].data.cross_bars_csv == {}  # its own bars are its data.bars_csv
+
+
+def test_a_portfolio_daemon_trades_models_that_read_each_others_returns(tmp_path):
+    """End to end from the shipped paper config: two instruments, each model trained on a spec
+    with both instruments' returns; every bar decided, no policy error, orders on both."""
+    from stairway.daemon.app import run_daemon
+    from tests.helpers import daemon_config, portfolio_bars, portfolio_config, tiny_checkpoint
+
+    files = portfolio_bars(tmp_path)
+    files = {s: files[s] for s in ("EUR_USD", "GBP_USD")}
+    cfg, _ = daemon_config(tmp_path, files["EUR_USD"], "2017-10-01", "2017-10-28")
+    cfg = portfolio_config(cfg, files)
+    feats = cfg.features.model_copy(update={"cross_instruments": ("EUR_USD", "GBP_USD")})
+    cfg = cfg.model_copy(update={"features": feats})
+    spec = FeatureSpec.from_config(cfg)
+    assert "x_GBP_USD_ret_1" in spec.names
+    for k, sym in enumerate(files):
+        tiny_checkpoint(tmp_path / "models" / sym, spec, seed=3 + k)
+    res = asyncio.run(run_daemon(cfg))
+    for sym in files:
+        c = res.instruments[sym]["counters"]
+        assert c["decisions"] > 300 and c["policy_errors"] == 0 and c["orders"] > 3, (sym, c)
