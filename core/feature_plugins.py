@@ -42,6 +42,40 @@ import numpy as np
 from stairway.core.errors import ConfigError
 
 NS_PER_MINUTE = 60_000_000_000
+# Time limits (seconds) on a plug-in's code: the start-up check on a test history, and one
+# closed bar in the daemon. A plug-in past its limit is refused (start-up) or stops being
+# called (live: that instrument holds, one policy error a bar, until a restart). Python code
+# is interrupted at the limit; compiled code that holds the GIL cannot be (systemd's watchdog
+# restarts a daemon that stops answering).
+CHECK_SECS = 120.0
+LIVE_SECS = 5.0
+
+
+class PluginTimeout(ConfigError):
+    """A plug-in did not return within its time limit."""
+
+
+def call_with_limit(fn: Callable[[], Any], secs: float, what: str) -> Any:
+    """``fn()`` on a daemon thread; PluginTimeout when it has not returned after ``secs`` (the
+    thread is left behind: a daemon thread never keeps the process from exiting)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller as it is
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True, name="feature-plugin")
+    t.start()
+    t.join(secs)
+    if t.is_alive():
+        raise PluginTimeout(f"{what} did not return within {secs:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class Bars(NamedTuple):
@@ -252,6 +286,12 @@ def check_plugin(use: PluginUse, period_minutes: int, window: int) -> None:
     (the daemon's buffer), gives a wrong shape or is not finite after its warm-up."""
     if (use, window) in _CHECKED:
         return
+    where = f"feature plug-in '{use.name}'"
+    call_with_limit(lambda: _check(use, period_minutes, window), CHECK_SECS, f"{where}, checked on a test history,")
+    _CHECKED.add((use, window))
+
+
+def _check(use: PluginUse, period_minutes: int, window: int) -> None:
     w = use.warmup
     n = 3 * max(w, window) + 64
     bars = synthetic_bars(n, period_minutes, seed=7)
@@ -290,7 +330,6 @@ def check_plugin(use: PluginUse, period_minutes: int, window: int) -> None:
         raise
     except Exception as e:
         raise ConfigError(f"{where} failed on a test history: {type(e).__name__}: {e}") from None
-    _CHECKED.add((use, window))
 
 
 def describe(use: PluginUse) -> str:

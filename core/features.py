@@ -322,7 +322,11 @@ def batch_market_features(
     k = len(spec.kernel_names)
     for u in spec.plugins:
         try:
-            vals = u.compute(Bars(ts, o, h, lo, c, spec.period_minutes))
+            vals = feature_plugins.call_with_limit(
+                functools.partial(u.compute, Bars(ts, o, h, lo, c, spec.period_minutes)),
+                feature_plugins.CHECK_SECS,
+                f"feature plug-in '{u.name}', on the history,",
+            )
         except ConfigError:
             raise
         except Exception as e:  # the operator's code, on data the start-up check did not have
@@ -371,6 +375,7 @@ class FeatureBuffer:
         # other instruments' bars ending by a time: (symbol, end_ns) -> (bar ends, closes);
         # set by the daemon (daemon.cross_view) when the spec has cross features
         self.cross_view = cross_view
+        self._timed_out: set[str] = set()  # plug-ins past their time limit (core.feature_plugins.LIVE_SECS)
         self._ts = np.zeros(cap, dtype=np.int64)
         self._ohlc = np.zeros((4, cap))
         self._n = 0
@@ -411,7 +416,15 @@ class FeatureBuffer:
             bars = Bars(self._ts[lo:hi], o[0, lo:hi], o[1, lo:hi], o[2, lo:hi], o[3, lo:hi], self.spec.period_minutes)
             k = self._n_kernel
             for u in self.spec.plugins:
-                row = u.compute(bars)[-1]
+                if u.name in self._timed_out:
+                    raise ValueError(f"feature plug-in '{u.name}' timed out on an earlier bar: not called again")
+                try:
+                    row = feature_plugins.call_with_limit(
+                        functools.partial(u.compute, bars), feature_plugins.LIVE_SECS, f"feature plug-in '{u.name}'"
+                    )[-1]
+                except feature_plugins.PluginTimeout:
+                    self._timed_out.add(u.name)
+                    raise
                 if not np.isfinite(row).all():  # checked at start-up on a test history; live data may differ
                     raise ValueError(f"feature plug-in '{u.name}' gave {row.tolist()} at bar {self._ts[hi - 1]}")
                 full[k : k + len(u.columns)] = row

@@ -224,3 +224,59 @@ def test_a_plugin_that_fails_on_the_training_history_is_named(tmp_path, registry
     calm = bars[bars["close"] < 1.185]  # no 1.19: no exception; above 1.17 the NaNs
     with pytest.raises(ConfigError, match=r"'fragile' is not finite on \d+ bar\(s\) of the history"):
         batch_market_features(calm, spec)
+
+
+def test_a_plugin_that_does_not_return_is_refused_at_start_and_not_called_again_live(tmp_path, registry, monkeypatch):
+    """A plug-in stuck in a wait (here on an event the test releases at the end) is refused by
+    the start-up check at its time limit; one that gets stuck live costs that bar (the daemon
+    holds: a policy error) and is not called again, so the event loop is never held longer."""
+    import threading
+
+    release = threading.Event()
+    monkeypatch.setattr(feature_plugins, "RELEASE", release, raising=False)  # the plug-ins below wait on it
+    monkeypatch.setattr(feature_plugins, "HANG", False, raising=False)
+    stuck = registry(
+        tmp_path / "stuck.py",
+        """
+        from stairway.core import feature_plugins
+
+        @feature("stuck", warmup_bars=1)
+        def stuck(bars):
+            feature_plugins.RELEASE.wait()
+            return np.zeros(len(bars))
+        """,
+    )
+    monkeypatch.setattr(feature_plugins, "CHECK_SECS", 0.3)
+    monkeypatch.setattr(feature_plugins, "LIVE_SECS", 0.2)
+    try:
+        with pytest.raises(
+            ConfigError, match=r"feature plug-in 'stuck', checked on a test history, did not return within 0.3 s"
+        ):
+            spec_with(plugins=f'["{stuck}"]', extra='["stuck"]')
+        later = registry(
+            tmp_path / "later.py",
+            """
+            from stairway.core import feature_plugins
+
+            @feature("later", warmup_bars=1)
+            def later(bars):
+                if getattr(feature_plugins, "HANG", False):
+                    feature_plugins.RELEASE.wait()
+                return np.zeros(len(bars))
+            """,
+        )
+        spec = spec_with(plugins=f'["{later}"]', extra='["later"]')
+        fb = FeatureBuffer(spec)
+        for ts, o, h, lo, c, _ in load_bars(EURUSD)[0][: spec.window].tolist():
+            fb.push(ts, o, h, lo, c)
+        row = np.zeros(spec.n_market)
+        assert fb.compute(row)
+        feature_plugins.HANG = True
+        with pytest.raises(ConfigError, match=r"feature plug-in 'later' did not return within 0.2 s"):
+            fb.compute(row)
+        calls = threading.active_count()
+        with pytest.raises(ValueError, match=r"'later' timed out on an earlier bar: not called again"):
+            fb.compute(row)
+        assert threading.active_count() == calls  # no new thread left waiting
+    finally:
+        release.set()
