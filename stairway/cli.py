@@ -25,6 +25,16 @@ def _ctl(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--instrument {args.instrument}: not traded by {args.config} ({', '.join(leg.symbol for leg in cfg.legs())})"
         )
+    if args.direct:
+        if args.action != "flatten":
+            raise ConfigError(f"--direct is for flatten only, not {args.action}")
+        from stairway.daemon.direct_flatten import direct_flatten
+
+        configure_logging(json=cfg.service.log_json)
+        res = asyncio.run(direct_flatten(cfg, args.instrument))
+        print("\n".join(res.lines))
+        print("flat at the broker" if res.ok else "NOT FLAT: see above")
+        return 0 if res.ok else 1
     if args.instrument is not None and cfg.portfolio is None:  # one instrument: its FLATTEN is the global one
         args.instrument = None
     print(ctl(cfg.service.control_dir, args.action, cfg.service.status_file, args.instrument))
@@ -306,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["start", "stop", "flatten", "status"])
     c.add_argument("--config", default="config/paper.toml", help="daemon config (state_dir)")
     c.add_argument("--instrument", default=None, help="flatten: close this instrument only (a portfolio's)")
+    c.add_argument(
+        "--direct",
+        action="store_true",
+        help="flatten: the daemon is NOT running: close every position (and cancel our working orders) at the "
+        "broker with its credentials, journaled in its database (refused while it runs); exit 0 when flat",
+    )
     c.set_defaults(func=_ctl)
     t = sub.add_parser("train", help="the offline trainer").add_subparsers(dest="sub", required=True)
     tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")
