@@ -114,3 +114,11 @@ def test_a_lookahead_feature_plugin_stops_the_daemon_and_the_trainer_by_name(pap
     assert "feature plug-in 'peek' looks ahead" in line
     line = one_error_line(run(["train", "run", "--config", "config/trainer.toml"], env=env))
     assert "feature plug-in 'peek' looks ahead" in line
+
+
+def test_flatten_direct_on_a_paper_config_or_with_another_action(paper):
+    _, path = paper
+    line = one_error_line(run(["ctl", "flatten", "--direct", "--config", str(path)]))
+    assert "simulated (paper); there is nothing to close at a broker" in line
+    line = one_error_line(run(["ctl", "start", "--direct", "--config", str(path)]))
+    assert "--direct is for flatten only, not start" in line
