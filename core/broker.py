@@ -36,6 +36,10 @@ import numpy as np
 
 from stairway.core.types import OrderIntent
 
+# The reason an adapter reports for an order the broker cancelled because it would have filled
+# beyond its price bound (OANDA's own ORDER_CANCEL reason; IB: an IOC limit left unfilled).
+BOUNDS_VIOLATION = "BOUNDS_VIOLATION"
+
 
 class OrderState(enum.Enum):
     PENDING = "pending"

@@ -206,6 +206,12 @@ class ExecutionConfig(Strict):
     financing_triple_weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday"] = Field(
         "wednesday", description="The weekday whose roll also charges the weekend (3 days); weekend rolls charge none."
     )
+    price_bound_pips: float | None = Field(
+        None,
+        gt=0,
+        description="A decision's market order fills no worse than the decision's quote (the bar's last ask to buy, "
+        "bid to sell) by this many pips (OANDA priceBound, IB a marketable limit); none: unbounded.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExecutionConfig:

@@ -39,20 +39,28 @@ def work_order(
     out_units: np.ndarray,
     out_price: np.ndarray,
     n_out: int,
-) -> tuple[int, float]:
-    """Fill up to ``remaining`` signed units against quotes [start, stop).
+    bound: float = np.nan,
+) -> tuple[int, float, bool]:
+    """Fill up to ``remaining`` signed units against quotes [start, stop), no buy above and
+    no sell below ``bound`` (``price_bound``; NaN: none).
 
-    Appends fills to the out arrays from position ``n_out``; returns (n_out, remaining).
+    Appends fills to the out arrays from position ``n_out``; returns (n_out, remaining,
+    bounded): at the first quote whose fill price is beyond the bound the rest is cancelled
+    (remaining 0, bounded True), as a broker cancels a market order that would fill there.
     """
     i = start
     while i < stop and remaining != 0.0:
         if accepted[i] and ts[i] >= not_before_ns:
             q = min(abs(remaining), cap_units)
             if remaining > 0.0:
+                if ask[i] + slip > bound:
+                    return n_out, 0.0, True
                 out_units[n_out] = q
                 out_price[n_out] = ask[i] + slip
                 remaining -= q
             else:
+                if bid[i] - slip < bound:
+                    return n_out, 0.0, True
                 out_units[n_out] = -q
                 out_price[n_out] = bid[i] - slip
                 remaining += q
@@ -61,7 +69,17 @@ def work_order(
             out_idx[n_out] = i
             n_out += 1
         i += 1
-    return n_out, remaining
+    return n_out, remaining, False
+
+
+@numba.njit(cache=True, inline="always")
+def price_bound(units: float, bid: float, ask: float, tolerance: float) -> float:
+    """The worst fill price a decision's order accepts: the decision's quote (the bar's last
+    ask to buy, bid to sell) moved ``tolerance`` (price units) against it; NaN (no bound)
+    when the tolerance is 0."""
+    if tolerance <= 0.0:
+        return np.nan
+    return ask + tolerance if units > 0.0 else bid - tolerance
 
 
 @numba.njit(cache=True, inline="always")
@@ -146,6 +164,7 @@ class ExecutionModel:
     financing_short: float = 0.0
     roll_offset_ns: int = 21 * 3_600_000_000_000  # the daily roll's time of day (UTC)
     triple_weekday: int = 2  # Monday = 0: this roll charges three days
+    bound_tolerance: float = 0.0  # price units a decision's fill may be worse than its quote; 0: none
 
     @classmethod
     def from_config(cls, ex: ExecutionConfig, inst: InstrumentConfig) -> ExecutionModel:
@@ -162,6 +181,7 @@ class ExecutionModel:
             financing_short=ex.financing_short_pct_per_year / 100.0,
             roll_offset_ns=int(round(ex.financing_roll_hour_utc * 3_600_000_000_000)),
             triple_weekday=WEEKDAYS.index(ex.financing_triple_weekday),
+            bound_tolerance=(ex.price_bound_pips or 0.0) * inst.pip_size,
         )
 
     @property

@@ -55,6 +55,7 @@ class OrderIntent:
     units: float
     bar_ts_ns: int
     decided_after_tick_ts_ns: int
+    price_bound: float | None = None  # the worst fill price accepted (core.execution.price_bound); None: any
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import structlog
 
-from stairway.core.broker import Broker, FillReport, OrderReport, OrderState
+from stairway.core.broker import BOUNDS_VIOLATION, Broker, FillReport, OrderReport, OrderState
 from stairway.core.errors import TRANSIENT, OrderRejected
 from stairway.core.types import Fill, OrderIntent, Side, parse_client_order_id
 from stairway.daemon.aio import get_within
@@ -143,6 +143,7 @@ class LiveRouter:
         order = self.working.get(intent.instrument)
         if order is not None and order.intent.client_order_id == coid:
             order.remaining = 0.0  # FOK/market: done; the slot finishes it on its next call
+            order.bounded = rep.reason == BOUNDS_VIOLATION  # cancelled rather than filled beyond its bound
         self._journal(intent, state or rep.state.value, rep.broker_order_id, rep.filled_units, rep.reason)
         if self.inbox and self.on_fills is not None:
             self.on_fills()  # after settling: the slot sees a finished order with all its fills

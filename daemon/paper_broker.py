@@ -28,6 +28,7 @@ class WorkingOrder:
     expires: bool = True  # decision orders expire at the next bar close; flatten/corrective ones do not
     filled: float = 0.0
     fills: int = 0
+    bounded: bool = False  # cancelled at a price beyond its bound (intent.price_bound)
 
 
 def add_working(
@@ -102,7 +103,7 @@ class PaperBroker:
         while start < stop and order.remaining != 0.0:
             # bound the fill buffer: at most MAX_FILLS_PER_CALL quotes per kernel call
             chunk_stop = min(stop, start + MAX_FILLS_PER_CALL)
-            n, order.remaining = work_order(
+            n, order.remaining, bounded = work_order(
                 order.remaining,
                 ts,
                 bid,
@@ -117,7 +118,9 @@ class PaperBroker:
                 self._units,
                 self._price,
                 0,
+                np.nan if order.intent.price_bound is None else order.intent.price_bound,
             )
+            order.bounded |= bounded
             for k in range(n):
                 u = float(self._units[k])
                 fills.append(

@@ -15,6 +15,7 @@ the flatten tier closes the position and asks the daemon to roll the model back 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -23,7 +24,7 @@ import structlog
 
 from stairway.core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
 from stairway.core.calendar import market_open
-from stairway.core.execution import ExecutionModel, charge_holding_costs, target_units
+from stairway.core.execution import ExecutionModel, charge_holding_costs, price_bound, target_units
 from stairway.core.features import FeatureBuffer, FeatureSpec
 from stairway.core.metrics import PerformanceTracker
 from stairway.core.policy import Policy
@@ -59,13 +60,23 @@ from stairway.daemon.rows import (
 from stairway.daemon.session_close import judge_closed_session
 from stairway.daemon.sessions import SessionStats, SessionTracker
 from stairway.daemon.slot_counters import LatencyRing, SlotCounters
+from stairway.daemon.slot_warmup import warm_up_kernels
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
 
 # risk events an operator is alerted to at once (daemon.alerts), by kind prefix; the drawdown
 # tiers are alerted by the daemon once they have held (daemon.alerts.Conditions)
-ALERTED = ("overfill", "trade_count_alert", "flatten", "reconcile_", "emergency_", "live_", "feature_drift")
+ALERTED = (
+    "overfill",
+    "trade_count_alert",
+    "flatten",
+    "reconcile_",
+    "emergency_",
+    "live_",
+    "feature_drift",
+    "price_bound",
+)
 
 
 class Slot:
@@ -213,29 +224,8 @@ class Slot:
             self.counters.history_bars += len(bars)
 
     def warm_up(self) -> None:
-        """Run every kernel once on throwaway state, so the first live bar pays no JIT or
-        dispatch cost. Touches nothing the slot trades with."""
-        from stairway.core.types import TICK_DTYPE
-
-        b = BarBuilder(self.builder.period_ns, "mid")
-        t = np.zeros(3, dtype=TICK_DTYPE)
-        t["ts_ns"] = np.arange(3) * self.builder.period_ns
-        t["bid"], t["ask"] = 1.0, 1.0001
-        b.push(t)
-        fb = FeatureBuffer(self.spec, self.features.cross_view)  # (reads nothing as old as these bars)
-        for k in range(self.spec.window):
-            fb.push(k * self.builder.period_ns, 1.0, 1.0002, 0.9998, 1.0 + 1e-4 * (k % 3))
-        obs = np.zeros(self.spec.obs_dim)
-        fb.compute(obs[: self.spec.n_market])
-        st = new_state()
-        apply_fill(st, 1.0, 1.0, 0.0)
-        charge_holding_costs(st, 1.0, 1.0001, 0, NS_PER_DAY, 0.01, 0.01, 0, 2)
-        mark_bar(st, 1.0, 1.0001, self.ex.pip)
-        position_features(st, 1.0, 1.0001, self.ex.pip, obs[self.spec.n_market :])
-        equity(st, 1.0, 1.0001, 1.0)
-        self.policy.act(obs)
-        self.policy.reset()  # a warm-up call leaves nothing behind (a reused search tree)
-        target_units(1, 0.0, 1.0)
+        """Run every kernel once on throwaway state (daemon.slot_warmup): touches nothing traded."""
+        warm_up_kernels(self)
 
     def request_flatten(self, reason: str) -> None:
         """Close the position at the next quotes (control file FLATTEN, operator, risk)."""
@@ -302,8 +292,18 @@ class Slot:
         return client_order_id(self.instrument, bar_ts, seq)
 
     def _submit(self, units: float, bar_ts: int, after_ts: int, expires: bool = True) -> None:
+        """A decision's order (``expires``) is bounded by its quote (core.execution.price_bound);
+        a flatten or correction is not: it must close whatever the price."""
+        bound = price_bound(units, *self._bar_quote, self.ex.bound_tolerance) if expires else math.nan
+        side = Side.BUY if units > 0 else Side.SELL
         intent = OrderIntent(
-            self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL, abs(units), bar_ts, after_ts
+            self._next_id(bar_ts),
+            self.instrument,
+            side,
+            abs(units),
+            bar_ts,
+            after_ts,
+            None if bound != bound else bound,
         )
         self.broker.submit(intent, after_ts + self.ex.latency_ns, expires)
         self.risk.on_working(self.instrument, units)
@@ -369,21 +369,18 @@ class Slot:
         self.risk.on_working(self.instrument, 0.0)
         if order is None:
             return
-        total = order.intent.units
+        total, i = order.intent.units, order.intent
         status = "filled" if order.filled >= total - 1e-9 else ("partial" if order.filled > 0 else "cancelled")
-        i = order.intent
-        self.store.add(
-            OrderRow(
-                self.run_id,
-                i.client_order_id,
-                i.instrument,
-                i.bar_ts_ns,
-                total * int(i.side),
-                order.filled * int(i.side),
-                status,
-                order.not_before_ns,
-            ),
-        )
+        if order.bounded:  # the market moved past the decision's bound: counted, alerted, decided afresh
+            status += " (price bound)"
+            self.counters.bound_cancels += 1
+            what = (
+                f"order {i.client_order_id} cancelled after {order.filled:g} of {total:g}: price beyond {i.price_bound}"
+            )
+            self._risk_event(order.not_before_ns, "price_bound", what)
+        sign = int(i.side)
+        self.store.add(OrderRow(self.run_id, i.client_order_id, i.instrument, i.bar_ts_ns, total * sign,
+                                order.filled * sign, status, order.not_before_ns))  # fmt: skip
 
     def _risk_event(
         self, ts_ns: int, kind: str, detail: str, requested: float | None = None, allowed: float | None = None
@@ -520,7 +517,7 @@ class Slot:
             if charge:
                 self.counters.financing += charge
                 self.store.add(FinancingRow(self.run_id, self.instrument, bar_ts, float(st[PS_UNITS]), days, charge))
-        self._marked_ts = bar_ts
+        self._marked_ts, self._bar_quote = bar_ts, (last_bid, last_ask)  # the decision's quote (price bounds)
         mark_bar(st, last_bid, last_ask, self.ex.pip)
         eq = float(equity(st, last_bid, last_ask, self.initial_equity))
         units = float(st[PS_UNITS])

@@ -24,6 +24,7 @@ class SlotCounters:
     risk_events: dict[str, int] = field(default_factory=dict)  # by kind, plain passes not counted
     blocked_intents: int = 0  # orders the risk engine refused or cut down
     policy_errors: int = 0  # decisions where the policy raised (taken as HOLD)
+    bound_cancels: int = 0  # decision orders cancelled at a price beyond their bound (execution.price_bound_pips)
 
 
 class LatencyRing:

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from stairway.core.config import RiskConfig
-from stairway.core.execution import ExecutionModel, charge_holding_costs, target_units, work_order
+from stairway.core.execution import ExecutionModel, charge_holding_costs, price_bound, target_units, work_order
 from stairway.core.features import FeatureSpec
 from stairway.core.position import (
     PS_MAXDD,
@@ -99,6 +99,7 @@ def _step(
     slip,
     latency_ns,
     cap_units,
+    bound_tol,
     fin_long,
     fin_short,
     roll_offset_ns,
@@ -131,7 +132,7 @@ def _step(
         if order != 0.0:
             rs[RS_ORDERS] += 1.0
             j = close_idx[i]
-            n, _rem = work_order(
+            n, _rem, _bounded = work_order(
                 order,
                 ts,
                 bid,
@@ -146,6 +147,7 @@ def _step(
                 fill_units,
                 fill_price,
                 0,
+                price_bound(order, last_bid[i], last_ask[i], bound_tol),
             )
             for f in range(n):
                 apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
@@ -319,6 +321,7 @@ class VecTradingEnv:
             ex.slippage,
             ex.latency_ns,
             ex.cap_units,
+            ex.bound_tolerance,
             ex.financing_long,
             ex.financing_short,
             ex.roll_offset_ns,

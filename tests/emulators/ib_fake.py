@@ -199,6 +199,11 @@ class FakeIB:
         pair = _pair(trade.contract)
         bid, ask = self.quote(pair)
         price = ask if sign > 0 else bid
+        if o.orderType == "LMT" and (price > o.lmtPrice if sign > 0 else price < o.lmtPrice):
+            # an IOC limit that is not marketable: cancelled at once, nothing filled (TWS's way)
+            trade.orderStatus.status = "Cancelled"
+            trade.log.append(TradeLogEntry(_dt(self.now_ns), "Cancelled", ""))
+            return
         ex = Execution(
             execId=f"0001f4e8.{next(self._exec_ids):08d}.01.01",
             time=_dt(self.now_ns),

@@ -415,6 +415,14 @@ class OandaEmulator:
                 },
                 status=400,
             )
+        bound = order.get("priceBound")
+        if bound is not None:  # a PriceValue string with at most the instrument's display precision
+            digits = 3 if str(inst).endswith("_JPY") else 5
+            whole, _, frac = str(bound).partition(".")
+            if not whole.isdigit() or not (frac.isdigit() or frac == "") or len(frac) > digits:
+                return web.json_response(
+                    {"errorCode": "PRICE_BOUND_PRECISION_EXCEEDED", "errorMessage": f"priceBound {bound!r}"}, status=400
+                )
         self.order_requests += 1
         ext = {"clientExtensions": {"id": coid}} if coid is not None else {}
         create = self._tx(
@@ -424,6 +432,7 @@ class OandaEmulator:
             timeInForce="FOK",
             positionFill="DEFAULT",
             reason="CLIENT_ORDER",
+            **({"priceBound": bound} if bound is not None else {}),
             **ext,
         )
         if self.knobs.reject_reason:
@@ -446,6 +455,30 @@ class OandaEmulator:
         filled = round(units * self.knobs.fill_ratio)
         bid, ask = self.quote(inst)
         price = ask if units > 0 else bid
+        if bound is not None and (price > float(bound) if units > 0 else price < float(bound)):
+            cancel = self._tx("ORDER_CANCEL", orderID=create["id"], reason="BOUNDS_VIOLATION", **ext)
+            self.orders[coid if coid is not None else create["id"]] = {
+                "id": create["id"],
+                "createTime": create["time"],
+                "type": "MARKET",
+                "instrument": inst,
+                "units": order["units"],
+                "timeInForce": "FOK",
+                "priceBound": bound,
+                "state": "CANCELLED",
+                "cancellingTransactionID": cancel["id"],
+                "cancelledTime": cancel["time"],
+                **ext,
+            }
+            return web.json_response(
+                {
+                    "orderCreateTransaction": create,
+                    "orderCancelTransaction": cancel,
+                    "relatedTransactionIDs": [create["id"], cancel["id"]],
+                    "lastTransactionID": cancel["id"],
+                },
+                status=201,
+            )
         fill = self._fill(inst, filled, price, create["id"], coid)
         record = {
             "id": create["id"],

@@ -174,8 +174,9 @@ class Rig:
             fills = {r[0] for r in c.execute("SELECT broker_fill_id FROM broker_fills")}
         # every order the broker holds is ours, journaled, and settled as such; one POST per order
         assert set(emu.orders) <= set(journal), set(emu.orders) - set(journal)
-        for coid in emu.orders:
-            assert journal[coid] in ("filled", "partially_filled"), (coid, journal[coid])
+        for coid, o in emu.orders.items():  # (a bounded order the broker cancelled: journaled so)
+            want = ("cancelled",) if o["state"] == "CANCELLED" else ("filled", "partially_filled")
+            assert journal[coid] in want, (coid, journal[coid])
         rejected = sum(1 for s in journal.values() if s == "rejected")
         assert emu.order_requests == len(emu.orders) + rejected, (emu.order_requests, len(emu.orders), rejected)
         assert not [k for k, s in journal.items() if s in ("new", "unknown")], journal

@@ -246,3 +246,25 @@ def test_ib_outage_is_backfilled_from_minute_bars(tmp_path, spec):
         assert want - bars <= {max(want)}, sorted(want - bars)[:5]  # the last hour is still open
 
     run(go())
+
+
+def test_ib_a_bounded_order_is_a_marketable_limit_and_an_unfilled_one_is_counted(tmp_path, spec):
+    """Issue 21 §2 on IB: a decision's order goes out as an IOC limit at its bound (on
+    IDEALPRO's half-pip grid, rounded inward); one the market has left is cancelled unfilled,
+    counted as a price-bound cancel, and never placed again."""
+
+    async def go():
+        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
+        ex = rig.cfg.execution.model_copy(update={"price_bound_pips": 0.1})
+        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        d, error = await rig.run()
+        assert error is None
+        journal = rig.check()  # one placeOrder per client id, book == gateway
+        orders = [t.order for t in rig.fake.server_trades if t.order.orderRef]
+        assert orders and all(o.orderType == "LMT" and o.tif == "IOC" for o in orders)
+        assert all(abs(o.lmtPrice / 0.00005 - round(o.lmtPrice / 0.00005)) < 1e-6 for o in orders)
+        cancelled = [o for o in orders if journal[o.orderRef] == "cancelled"]
+        assert 0 < len(cancelled) < len(orders)
+        assert d.slot.counters.bound_cancels == len(cancelled)
+
+    run(go())

@@ -407,3 +407,33 @@ def test_revoked_token_stops_the_daemon_then_a_restart_resolves_the_order(tmp_pa
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_price_bounds_reach_oanda_and_a_bounds_violation_is_counted_not_resent(tmp_path, spec):
+    """Issue 21 §2: every decision's market order carries priceBound (the emulator refuses
+    one with more decimals than the instrument's precision, as OANDA does); with a bound of
+    0.1 pip the market has moved past it for some orders: OANDA cancels them
+    (BOUNDS_VIOLATION), the journal says cancelled, each is counted and raised as a
+    price_bound risk event, and none is sent again; the next decision decides afresh."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        ex = rig.cfg.execution.model_copy(update={"price_bound_pips": 0.1})
+        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None
+            rig.check()  # one POST per order, cancelled ones journaled cancelled, book == broker
+            creates = [t for t in rig.emu.transactions if t["type"] == "MARKET_ORDER"]
+            assert creates and all("priceBound" in t for t in creates)
+            cancels = [t for t in rig.emu.transactions if t["type"] == "ORDER_CANCEL"]
+            assert cancels and all(t["reason"] == "BOUNDS_VIOLATION" for t in cancels)
+            c = out.daemon.slot.counters
+            assert c.bound_cancels == len(cancels) and c.risk_events["price_bound"] == len(cancels)
+            assert len(cancels) < len(creates)  # others filled within their bound
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

@@ -248,3 +248,31 @@ def test_parity_includes_the_risk_engine_when_the_flatten_tier_fires(tmp_path, m
     # and without the tiers the same actions trade on: the risk engine changed the outcome
     free, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=NO_TIERS)
     assert free["trades"] > env_summary["trades"]
+
+
+def test_parity_with_price_bounds_that_cancel_orders(tmp_path, market_cfg, spec):
+    """Issue 21 §2: with a bound tight enough to cancel some decisions' orders (0.4 pips past
+    the bar's last quote), the env and the daemon cancel the same ones: same fills and PnL."""
+    cfg = market_cfg.model_copy(update={"execution": market_cfg.execution.model_copy(update={"price_bound_pips": 0.4})})
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    bars = load_bars(EURUSD)[0][:N_BARS]
+    actions = np.random.default_rng(9).integers(0, 4, size=N_BARS).tolist()
+    policy = ScriptedPolicy(actions)
+    slot, rows, fills = run_slot(cfg, spec, ex, bars, policy, tmp_path / "p.db", batch_sizes=[1, 7, 500])
+    _, env_obs, env_states = run_env(cfg, spec, ex, bars, actions)
+    assert np.array_equal(np.array(policy.observations), np.array(env_obs))
+    daemon_states = [tuple(r[1:]) for r in rows[1:]]
+    assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
+    n = slot.counters.bound_cancels
+    assert 5 < n < slot.counters.orders and slot.counters.risk_events["price_bound"] == n
+    # the same decisions without a bound: nothing cancelled, more fills
+    unbounded_slot, _, free_fills = run_slot(
+        market_cfg,
+        spec,
+        ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument),
+        bars,
+        ScriptedPolicy(actions),
+        tmp_path / "q.db",
+        batch_sizes=[500],
+    )
+    assert unbounded_slot.counters.bound_cancels == 0 and len(free_fills) > len(fills)

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stairway.core.config import ExecutionConfig, InstrumentConfig
-from stairway.core.execution import ExecutionModel, work_order
+from stairway.core.execution import ExecutionModel, price_bound, work_order
 from stairway.core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, equity, new_state, unrealized
 from stairway.core.types import Action
 
@@ -17,10 +17,33 @@ def quotes(n, start=1.1000, step=0.0001, dt_ms=100):
     return ts, ask - 0.0001, ask, np.ones(n, dtype=np.bool_)
 
 
-def run(units, ts, bid, ask, acc, start, stop, not_before):
+def run(units, ts, bid, ask, acc, start, stop, not_before, bound=np.nan):
     out = (np.empty(64, np.int64), np.empty(64), np.empty(64))
-    n, rem = work_order(units, ts, bid, ask, acc, start, stop, not_before, EX.cap_units, EX.slippage, *out, 0)
+    n, rem, bounded = work_order(
+        units, ts, bid, ask, acc, start, stop, not_before, EX.cap_units, EX.slippage, *out, 0, bound
+    )
+    assert not bounded  # no bound given
     return out[0][:n], out[1][:n], out[2][:n], rem
+
+
+def test_a_bounded_order_fills_up_to_its_bound_and_the_rest_is_cancelled():
+    """Issue 21 §2: a buy never pays more than its bound, a sell never gets less; the quote
+    that would breach it cancels the remainder (OANDA's BOUNDS_VIOLATION), nothing later fills."""
+    ts, bid, ask, acc = quotes(20)  # the ask rises a pip a quote
+    ref_bid, ref_ask = bid[0], ask[0]
+    bound = price_bound(1.0, ref_bid, ref_ask, 2.5e-4)  # 2.5 pips above the decision's ask
+    out = (np.empty(64, np.int64), np.empty(64), np.empty(64))
+    n, rem, bounded = work_order(100_000.0, ts, bid, ask, acc, 1, 20, 0, 40_000.0, 0.5e-4, *out, 0, bound)
+    assert out[0][:n].tolist() == [1, 2] and out[1][:n].tolist() == [40_000.0, 40_000.0]  # quote 3: 3.5 pips over
+    assert (out[2][:n] <= bound).all() and rem == 0.0 and bounded
+    falling = (ts, bid[::-1].copy(), ask[::-1].copy(), acc)
+    bound = price_bound(-1.0, falling[1][0], falling[2][0], 2.5e-4)
+    n, rem, bounded = work_order(-100_000.0, *falling, 1, 20, 0, 40_000.0, 0.5e-4, *out, 0, bound)
+    assert n == 2 and (out[2][:n] >= bound).all() and bounded
+    # within the bound all the way: filled, not bounded; no tolerance: no bound at all
+    n, rem, bounded = work_order(80_000.0, ts, bid, ask, acc, 1, 20, 0, 40_000.0, 0.0, *out, 0, ask[0] + 1e-3)
+    assert n == 2 and rem == 0.0 and not bounded
+    assert np.isnan(price_bound(1.0, 1.1, 1.1001, 0.0)) and np.isnan(price_bound(-1.0, 1.1, 1.1001, 0.0))
 
 
 def test_work_order_respects_latency_cap_slippage_and_rejected_quotes():

@@ -151,7 +151,7 @@ def test_actor_settings_are_checked():
         cfg(STAIRWAY_MUZERO__ACTORS="5")
 
 
-def test_train_run_ray_address_is_refused_for_ppo():
+def test_train_run_ray_address_is_refused_for_ppo(tmp_path):
     import subprocess
     import sys
 
@@ -171,6 +171,7 @@ def test_train_run_ray_address_is_refused_for_ppo():
         capture_output=True,
         text=True,
         timeout=120,
+        env=own_models_dir(tmp_path),
     )
     assert p.returncode == 2 and p.stdout == ""
     assert (
@@ -178,6 +179,14 @@ def test_train_run_ray_address_is_refused_for_ppo():
         .splitlines()[-1]
         .endswith("--ray-address runs MuZero's self-play actors; config/trainer.toml has train.algo = 'ppo'")
     )
+
+
+def own_models_dir(tmp) -> dict[str, str]:
+    """The CLI's environment with a models directory of its own: the shipped config's
+    ``models`` is locked by whichever trainer runs (another test worker's, too)."""
+    import os
+
+    return {**os.environ, "STAIRWAY_TRAIN__MODELS_DIR": str(tmp / "models")}
 
 
 def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
@@ -245,7 +254,7 @@ def test_learning_rate_anneals_to_a_tenth_over_the_plan():
     algo.close()
 
 
-def test_a_ray_address_where_nothing_answers_is_one_line_not_a_hang():
+def test_a_ray_address_where_nothing_answers_is_one_line_not_a_hang(tmp_path):
     import socket
     import subprocess
     import sys
@@ -279,6 +288,7 @@ def test_a_ray_address_where_nothing_answers_is_one_line_not_a_hang():
         capture_output=True,
         text=True,
         timeout=120,
+        env=own_models_dir(tmp_path),
     )
     assert p.returncode == 2 and time.monotonic() - t0 < 60
     assert (

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import dataclasses
 import datetime as dt
 import math
 import time
@@ -27,7 +28,15 @@ from collections.abc import Callable
 import numpy as np
 import structlog
 
-from stairway.core.broker import AccountReport, FillBatch, FillReport, OrderReport, OrderState, PositionReport
+from stairway.core.broker import (
+    BOUNDS_VIOLATION,
+    AccountReport,
+    FillBatch,
+    FillReport,
+    OrderReport,
+    OrderState,
+    PositionReport,
+)
 from stairway.core.errors import BadPayload, FatalError, TransientError
 from stairway.core.types import BAR_DTYPE, NS_PER_DAY, OrderIntent
 from stairway.daemon.aio import backoff_delay, spawn
@@ -42,6 +51,18 @@ except ImportError:  # pragma: no cover - only when ib_insync alone is installed
     import ib_insync as ibapi  # type: ignore[no-redef]
 
 DONE = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
+
+
+def bound_tick(price: float, instrument: str, buy: bool) -> float:
+    """A limit price on IDEALPRO's grid (half a pip: 0.00005 for EUR.USD, 0.005 for USD.JPY),
+    rounded inward (a buy down, a sell up) so the rounding never loosens the bound."""
+    from stairway.core.config import fx_pip_size
+
+    tick = (fx_pip_size(instrument) if "_" in instrument else 0.01) / 2
+    k = math.floor(price / tick + 1e-9) if buy else math.ceil(price / tick - 1e-9)
+    return round(k * tick, 10)
+
+
 CONNECT_ERRORS = (ConnectionError, OSError, TimeoutError, asyncio.TimeoutError)
 
 
@@ -206,12 +227,19 @@ class IBBroker:
             return known
         if not self.ib.isConnected():
             raise TransientError(f"{coid}: IB not connected; nothing was sent")
-        order = ibapi.MarketOrder("BUY" if units > 0 else "SELL", abs(units), orderRef=coid, tif="IOC")
+        action = "BUY" if units > 0 else "SELL"
+        if intent.price_bound is None:
+            order = ibapi.MarketOrder(action, abs(units), orderRef=coid, tif="IOC")
+        else:  # a marketable limit: fills up to the bound, the rest cancelled (IOC)
+            limit = bound_tick(intent.price_bound, intent.instrument, units > 0)
+            order = ibapi.LimitOrder(action, abs(units), limit, orderRef=coid, tif="IOC")
         trade = self.ib.placeOrder(contract, order)
         deadline = time.monotonic() + self.cfg.fill_timeout_secs
         while not trade.isDone() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         rep = self._report(coid, units, trade, intent.instrument)
+        if rep is not None and intent.price_bound is not None and rep.state is OrderState.CANCELLED:
+            rep = dataclasses.replace(rep, reason=BOUNDS_VIOLATION)  # an IOC limit the market had left
         if rep is None or rep.state is OrderState.PENDING:
             raise TransientError(f"{coid}: IB order {order.orderId} not done after {self.cfg.fill_timeout_secs:g} s")
         if rep.state is OrderState.REJECTED:

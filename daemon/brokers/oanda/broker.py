@@ -27,7 +27,7 @@ from oandapyV20.endpoints.apirequest import APIRequest
 from stairway.core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
 from stairway.core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from stairway.core.redaction import register_secret
-from stairway.core.types import BAR_DTYPE, TICK_DTYPE, OrderIntent
+from stairway.core.types import BAR_DTYPE, TICK_DTYPE, OrderIntent, Side
 from stairway.daemon.aio import backoff_delay
 from stairway.daemon.brokers.oanda.parsing import (
     PriceLine,
@@ -69,6 +69,20 @@ def _transaction_id(body: dict, where: str, key: str = "lastTransactionID") -> s
     if not isinstance(v, str) or not v.isdigit():
         raise BadPayload(f"{where}.{key} = {v!r}: not a transaction id")
     return v
+
+
+def price_text(price: float, instrument: str, buy: bool) -> str:
+    """A price as OANDA takes it: the instrument's precision (a tenth of its pip: 5 decimals
+    for EUR_USD, 3 for USD_JPY), rounded inward (a buy's bound down, a sell's up) so the
+    rounding never loosens a bound."""
+    import math
+    from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+    from stairway.core.config import fx_pip_size
+
+    pip = fx_pip_size(instrument) if "_" in instrument else 0.01
+    grid = Decimal(1).scaleb(-(round(-math.log10(pip)) + 1))
+    return str(Decimal(repr(price)).quantize(grid, rounding=ROUND_FLOOR if buy else ROUND_CEILING))
 
 
 class OandaBroker:
@@ -168,6 +182,8 @@ class OandaBroker:
                 "clientExtensions": {"id": intent.client_order_id},
             }
         }
+        if intent.price_bound is not None:  # cancelled (BOUNDS_VIOLATION) rather than filled beyond it
+            body["order"]["priceBound"] = price_text(intent.price_bound, intent.instrument, intent.side is Side.BUY)
         for _ in range(2):  # the second pass only after the broker said it has no such order
             try:
                 status, resp = await self._request(orders.OrderCreate(self.account_id, data=body), retry_5xx=False)
