@@ -266,13 +266,8 @@ def test_parity_with_price_bounds_that_cancel_orders(tmp_path, market_cfg, spec)
     n = slot.counters.bound_cancels
     assert 5 < n < slot.counters.orders and slot.counters.risk_events["price_bound"] == n
     # the same decisions without a bound: nothing cancelled, more fills
+    free = ExecutionModel.from_config(cfg.execution.model_copy(update={"price_bound_pips": None}), cfg.instrument)
     unbounded_slot, _, free_fills = run_slot(
-        market_cfg,
-        spec,
-        ExecutionModel.from_config(market_cfg.execution, market_cfg.instrument),
-        bars,
-        ScriptedPolicy(actions),
-        tmp_path / "q.db",
-        batch_sizes=[500],
+        cfg, spec, free, bars, ScriptedPolicy(actions), tmp_path / "q.db", batch_sizes=[500]
     )
     assert unbounded_slot.counters.bound_cancels == 0 and len(free_fills) > len(fills)

@@ -61,8 +61,12 @@ def test_env_rewards_sum_to_equity_change_after_costs(setup, spec):
 
 def test_env_costs_long_plus_short_over_same_windows_cost_exactly(setup, spec):
     """Long and short over the same windows cancel the market move; what is left is the
-    cost: 2 spreads (1.0 pip each) + 4 slippages (0.1) + 4 commissions (0.2) = 3.2 pips a pair."""
+    cost: 2 spreads (1.0 pip each) + 4 slippages (0.1) + 4 commissions (0.2) = 3.2 pips a pair.
+    (Without price bounds: a bound cancels a long and a short entry at different gaps.)"""
+    import dataclasses
+
     hist, ex = setup
+    ex = dataclasses.replace(ex, bound_tolerance=0.0)
     longs, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array([1, 3] * 400))
     shorts, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array([2, 3] * 400))
     assert longs["trades"] == shorts["trades"] > 300

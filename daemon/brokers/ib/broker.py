@@ -228,6 +228,7 @@ class IBBroker:
         if not self.ib.isConnected():
             raise TransientError(f"{coid}: IB not connected; nothing was sent")
         action = "BUY" if units > 0 else "SELL"
+        order: ibapi.Order
         if intent.price_bound is None:
             order = ibapi.MarketOrder(action, abs(units), orderRef=coid, tif="IOC")
         else:  # a marketable limit: fills up to the bound, the rest cancelled (IOC)
