@@ -438,4 +438,5 @@ class DaemonBuild:
             self.clock,
             account=self.account,
             alert=self.alerter.notify,
+            balance_tolerance=cfg.guards.balance_tolerance,
         )

@@ -178,6 +178,13 @@ class GuardsConfig(Strict):
     feature_drift_action: Literal["alert", "observe_only"] = Field(
         "alert", description="Inputs outside the trained range: alert, or also stop opening on that instrument."
     )
+    balance_tolerance: float = Field(
+        50.0,
+        gt=0,
+        description="Account currency: the broker's cash balance and the book's realised PnL may move apart by this "
+        "much since the daemon started, compared whenever both are flat (daemon.reconcile_runner); more is "
+        "an account_pnl_mismatch event and an alert.",
+    )
 
 
 class LegConfig(InstrumentConfig):

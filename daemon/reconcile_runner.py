@@ -13,11 +13,21 @@ it (a manual trade on any of them is found); a position in an instrument it does
 is recorded once and left alone. For the account: the broker's margin used, as a % of its
 equity, goes to the account (daemon.account), whose margin limit then counts it; a figure
 above the limit is recorded as an ``account_margin`` row.
+
+The broker's figures checked (issue 21 §5): whenever the book and the broker are both flat
+everywhere, the broker's cash balance must have moved since the first flat check by what the
+book realised (fills at the broker's prices, its commissions, the modelled financing), within
+``guards.balance_tolerance``; more is an ``account_pnl_mismatch`` row and an alert (once, until
+it agrees again): a fill, fee or charge the book does not know. Compared flat only: with a
+position open, the broker's FIFO trades and the book's average cost realise different parts
+of the same PnL, and an unrealised figure depends on whose quote marks it. Instruments quoted
+in another currency than the account's make the check unavailable (logged once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
@@ -25,7 +35,7 @@ import structlog
 
 from stairway.core.broker import Broker
 from stairway.core.errors import TRANSIENT, FatalError
-from stairway.core.position import PS_UNITS
+from stairway.core.position import PS_REALIZED, PS_UNITS
 from stairway.daemon.account import Account
 from stairway.daemon.aio import backoff_delay, first_of, sleep_or_stop
 from stairway.daemon.order_router import LiveRouter
@@ -53,11 +63,18 @@ class Reconciler:
         backoff_cap_secs: float = 30.0,
         account: Account | None = None,
         alert: Callable[..., bool] | None = None,
+        balance_tolerance: float = 50.0,
     ) -> None:
         self.broker, self.router, self.slots, self.store, self.run_id = broker, router, slots, store, run_id
         self.account = account
         self.alert = alert  # daemon.alerts.Alerter.notify
         self.account_checks = 0
+        self.balance_tolerance = balance_tolerance
+        self.balance_base: tuple[float, float] | None = None  # (broker balance, book realised) when first flat
+        self.balance_gap = 0.0  # the last flat comparison: broker's change minus the book's
+        self.balance_checks = 0  # flat comparisons made (after the first, which sets the base)
+        self.book_realised_since = 0.0  # what the book realised between the base and the last comparison
+        self._balance_off = False
         self.policy, self._max_units = policy, max_units  # read at every check: SIGHUP may lower it
         self.reconcile_secs, self.emergency_secs, self.clock_ns = reconcile_secs, emergency_secs, clock_ns
         self.backoff_cap = backoff_cap_secs
@@ -103,7 +120,8 @@ class Reconciler:
             for inst, slot in self.slots.items():
                 all_fixes += self._instrument(inst, slot, [r for r in reports if r.instrument == inst], now, trigger)
             if self.account is not None and trigger in ("startup", "periodic"):
-                await self._account(now, trigger)
+                flat = not any(r.units for r in reports) and not any(s.position[PS_UNITS] for s in self.slots.values())
+                await self._account(now, trigger, flat)
             self.passes += 1
             self.discrepancies += len(all_fixes)
             await self.store.flush()
@@ -128,12 +146,15 @@ class Reconciler:
             self._event(now, trigger, inst, "in_sync", book[inst], book[inst], 0.0, "book agrees with the broker")
         return fixes
 
-    async def _account(self, now: int, trigger: str) -> None:
-        """The broker's margin figure goes to the account's margin limit."""
+    async def _account(self, now: int, trigger: str, flat: bool) -> None:
+        """The broker's margin figure goes to the account's margin limit; flat, its balance is
+        compared with the book's realised PnL."""
         acct = self.account
         assert acct is not None  # called only with an account
         report = await self.broker.account()
         self.account_checks += 1
+        if flat:
+            self._check_balance(now, trigger, report.balance, report.currency)
         pct = 100.0 * report.margin_used / report.equity if report.equity > 0 else 0.0
         was = acct.broker_margin_pct
         acct.broker_margin_pct = pct
@@ -151,6 +172,37 @@ class Reconciler:
                 "no new positions",
             )
             log.error("account_margin_above_limit", margin_pct=round(pct, 2), limit_pct=limit)
+
+    def _check_balance(self, now: int, trigger: str, balance: float, currency: str) -> None:
+        foreign = [i for i in self.slots if "_" in i and not i.endswith("_" + currency)]
+        if foreign:
+            if self.balance_base is None:
+                log.info("balance_check_unavailable", account_currency=currency, quoted_otherwise=foreign)
+                self.balance_base = (math.nan, math.nan)
+            return
+        realized = sum(float(s.position[PS_REALIZED]) for s in self.slots.values())
+        if self.balance_base is None:
+            self.balance_base = (balance, realized)
+            return
+        self.balance_checks += 1
+        self.book_realised_since = realized - self.balance_base[1]
+        self.balance_gap = gap = (balance - self.balance_base[0]) - self.book_realised_since
+        off = abs(gap) > self.balance_tolerance
+        if off and not self._balance_off:
+            self._event(
+                now,
+                trigger,
+                None,
+                "account_pnl_mismatch",
+                realized - self.balance_base[1],
+                balance - self.balance_base[0],
+                0.0,
+                f"the broker's balance moved {balance - self.balance_base[0]:+.2f} {currency} since the daemon's "
+                f"first flat check, the book realised {realized - self.balance_base[1]:+.2f}: {gap:+.2f} apart "
+                f"(> {self.balance_tolerance:g}): a fill, fee or charge the book does not know",
+            )
+            log.error("account_pnl_mismatch", gap=round(gap, 2), tolerance=self.balance_tolerance)
+        self._balance_off = off
 
     def _apply(self, slot: Slot, c: Correction, avg: float, now: int, trigger: str) -> None:
         slot.set_position(c.book_units, avg)  # the broker's size is the truth

@@ -437,3 +437,65 @@ def test_price_bounds_reach_oanda_and_a_bounds_violation_is_counted_not_resent(t
             await rig.close()
 
     asyncio.run(go())
+
+
+def _account_events(rig) -> list[tuple]:
+    with rig.db() as c:
+        return c.execute(
+            "SELECT kind, ours, broker, detail FROM reconciliation_events WHERE kind = 'account_pnl_mismatch'"
+        ).fetchall()
+
+
+def test_the_brokers_balance_follows_the_books_realised_pnl_over_round_trips(tmp_path, spec):
+    """Issue 21 §5: long, flat, short, flat, ...: at every flat check the broker's balance has
+    moved by what the book realised (OANDA's FIFO trades vs the book's average cost agree once
+    flat); nothing is reported."""
+    from stairway.core.policy import ScriptedPolicy
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            policy = ScriptedPolicy([1, 0, 0, 3, 0, 0, 2, 0, 1, 0, 3, 0] * 30)
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45, policy=policy)
+            assert out.error is None
+            rig.check()
+            rec = out.daemon.reconciler
+            assert rec.balance_base is not None and len(rig.emu.orders) > 10
+            assert rec.balance_checks >= 3 and rec.book_realised_since != 0.0  # round trips since the base
+            assert abs(rec.balance_gap) < 1.0 and _account_events(rig) == []
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+def test_a_charge_the_book_does_not_know_is_found_when_flat(tmp_path, spec):
+    """A fee taken at the broker (the balance falls 120 USD, no fill) shows at the next flat
+    check: one account_pnl_mismatch row naming both figures (alerted as every discrepancy)."""
+    from stairway.core.policy import ScriptedPolicy
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        state = {}
+
+        async def fee(d):
+            if d.reconciler.balance_base is not None and "fee" not in state:
+                state["fee"] = True
+                rig.emu.balance -= 120.0
+
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            out = await rig.run(
+                lambda d: bool(_account_events(rig)), timeout=30, during=fee, policy=ScriptedPolicy([])
+            )
+            assert out.error is None and out.reached
+            [(kind, ours, broker, detail)] = _account_events(rig)
+            assert ours == 0.0 and broker == pytest.approx(-120.0)
+            assert "-120.00 apart (> 50)" in detail and "a fill, fee or charge the book does not know" in detail
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
