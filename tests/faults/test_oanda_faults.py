@@ -488,9 +488,7 @@ def test_a_charge_the_book_does_not_know_is_found_when_flat(tmp_path, spec):
 
         try:
             rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
-            out = await rig.run(
-                lambda d: bool(_account_events(rig)), timeout=30, during=fee, policy=ScriptedPolicy([])
-            )
+            out = await rig.run(lambda d: bool(_account_events(rig)), timeout=30, during=fee, policy=ScriptedPolicy([]))
             assert out.error is None and out.reached
             [(kind, ours, broker, detail)] = _account_events(rig)
             assert ours == 0.0 and broker == pytest.approx(-120.0)
