@@ -457,42 +457,13 @@ class OandaEmulator:
         price = ask if units > 0 else bid
         if bound is not None and (price > float(bound) if units > 0 else price < float(bound)):
             cancel = self._tx("ORDER_CANCEL", orderID=create["id"], reason="BOUNDS_VIOLATION", **ext)
-            self.orders[coid if coid is not None else create["id"]] = {
-                "id": create["id"],
-                "createTime": create["time"],
-                "type": "MARKET",
-                "instrument": inst,
-                "units": order["units"],
-                "timeInForce": "FOK",
-                "priceBound": bound,
-                "state": "CANCELLED",
-                "cancellingTransactionID": cancel["id"],
-                "cancelledTime": cancel["time"],
-                **ext,
-            }
-            return web.json_response(
-                {
-                    "orderCreateTransaction": create,
-                    "orderCancelTransaction": cancel,
-                    "relatedTransactionIDs": [create["id"], cancel["id"]],
-                    "lastTransactionID": cancel["id"],
-                },
-                status=201,
-            )
+            record = self._order_record(create, order, ext, state="CANCELLED", priceBound=bound)
+            record |= {"cancellingTransactionID": cancel["id"], "cancelledTime": cancel["time"]}
+            self.orders[coid if coid is not None else create["id"]] = record
+            return self._created(create, "orderCancelTransaction", cancel)
         fill = self._fill(inst, filled, price, create["id"], coid)
-        record = {
-            "id": create["id"],
-            "createTime": create["time"],
-            "type": "MARKET",
-            "instrument": inst,
-            "units": order["units"],
-            "timeInForce": "FOK",
-            "positionFill": "DEFAULT",
-            "state": "FILLED",
-            "fillingTransactionID": fill["id"],
-            "filledTime": fill["time"],
-            **ext,
-        }
+        record = self._order_record(create, order, ext, state="FILLED", positionFill="DEFAULT")
+        record |= {"fillingTransactionID": fill["id"], "filledTime": fill["time"]}
         if "tradeOpened" in fill:
             record["tradeOpenedID"] = fill["tradeOpened"]["tradeID"]
         self.orders[coid if coid is not None else create["id"]] = record
@@ -502,15 +473,19 @@ class OandaEmulator:
             self.knobs.drop_order_response -= 1
             request.transport.close()
             raise ConnectionResetError("emulated: connection dropped after the order was accepted")
-        return web.json_response(
-            {
-                "orderCreateTransaction": create,
-                "orderFillTransaction": fill,
-                "relatedTransactionIDs": [create["id"], fill["id"]],
-                "lastTransactionID": fill["id"],
-            },
-            status=201,
-        )
+        return self._created(create, "orderFillTransaction", fill)
+
+    @staticmethod
+    def _order_record(create: dict, order: dict, ext: dict, **fields) -> dict:
+        """The order as GET .../orders/@{clientID} shows it."""
+        head = {"id": create["id"], "createTime": create["time"], "type": "MARKET", "instrument": order["instrument"]}
+        return head | {"units": order["units"], "timeInForce": "FOK", **fields, **ext}
+
+    @staticmethod
+    def _created(create: dict, key: str, tx: dict) -> web.Response:
+        """201: the order created and what became of it (filled, or cancelled)."""
+        body = {"orderCreateTransaction": create, key: tx, "relatedTransactionIDs": [create["id"], tx["id"]]}
+        return web.json_response(body | {"lastTransactionID": tx["id"]}, status=201)
 
     async def _get_order(self, request: web.Request) -> web.Response:
         coid = request.match_info["client_id"]
