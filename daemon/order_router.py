@@ -62,6 +62,7 @@ class LiveRouter:
         self.on_fills: Callable[[], None] | None = None  # the slot applies the inbox
         self.on_settled: Callable[[], None] | None = None  # reconciliation after a fill
         self.sent = self.rejected = self.foreign_fills = self.duplicate_fills = 0
+        self.financing = 0.0  # the broker's financing booked since start (< 0 paid), from its transactions
         self._fill_seq = 0
 
     async def restore(self, instrument: str) -> None:
@@ -251,6 +252,7 @@ class LiveRouter:
             if key in self.seen:
                 continue
             self._remember(key)
+            self.financing += f.amount
             self.store.add(
                 BrokerFillRow(key, self.run_id, None, f.instrument, f.ts_ns, 0.0, 0.0, 0.0, f.amount, 0.0, 0)
             )

@@ -16,9 +16,11 @@ above the limit is recorded as an ``account_margin`` row.
 
 The broker's figures checked (issue 21 §5): whenever the book and the broker are both flat
 everywhere, the broker's cash balance must have moved since the first flat check by what the
-book realised (fills at the broker's prices, its commissions, the modelled financing), within
+book realised from fills (at the broker's prices, with its commissions), within
 ``guards.balance_tolerance``; more is an ``account_pnl_mismatch`` row and an alert (once, until
-it agrees again): a fill, fee or charge the book does not know. Compared flat only: with a
+it agrees again): a fill, fee or charge the book does not know. Financing is taken out of both
+sides (the broker's as its transactions book it, the book's as modelled): the drift report
+compares those two, and a model that is a little off must not add up to an alarm over weeks. Compared flat only: with a
 position open, the broker's FIFO trades and the book's average cost realise different parts
 of the same PnL, and an unrealised figure depends on whose quote marks it. Instruments quoted
 in another currency than the account's make the check unavailable (logged once).
@@ -180,7 +182,10 @@ class Reconciler:
                 log.info("balance_check_unavailable", account_currency=currency, quoted_otherwise=foreign)
                 self.balance_base = (math.nan, math.nan)
             return
-        realized = sum(float(s.position[PS_REALIZED]) for s in self.slots.values())
+        # both sides without financing: the book's realised PnL before its modelled charges, the
+        # broker's balance before the financing its transactions booked
+        realized = sum(float(s.position[PS_REALIZED]) + s.counters.financing for s in self.slots.values())
+        balance -= self.router.financing
         if self.balance_base is None:
             self.balance_base = (balance, realized)
             return
@@ -197,8 +202,8 @@ class Reconciler:
                 realized - self.balance_base[1],
                 balance - self.balance_base[0],
                 0.0,
-                f"the broker's balance moved {balance - self.balance_base[0]:+.2f} {currency} since the daemon's "
-                f"first flat check, the book realised {realized - self.balance_base[1]:+.2f}: {gap:+.2f} apart "
+                f"the broker's balance (financing aside) moved {balance - self.balance_base[0]:+.2f} {currency} since the "
+                f"daemon's first flat check, the book realised {realized - self.balance_base[1]:+.2f}: {gap:+.2f} apart "
                 f"(> {self.balance_tolerance:g}): a fill, fee or charge the book does not know",
             )
             log.error("account_pnl_mismatch", gap=round(gap, 2), tolerance=self.balance_tolerance)

@@ -456,8 +456,8 @@ def test_the_brokers_balance_follows_the_books_realised_pnl_over_round_trips(tmp
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
-            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
-            policy = ScriptedPolicy([1, 0, 0, 3, 0, 0, 2, 0, 1, 0, 3, 0] * 30)
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 20)  # long enough for several flat checks
+            policy = ScriptedPolicy([1, 0, 0, 3, 0, 0, 2, 0, 1, 0, 3, 0] * 40)
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45, policy=policy)
             assert out.error is None
             rig.check()

@@ -72,3 +72,45 @@ def test_nothing_is_published_on_a_random_walk(tmp_path, seed):
     cfg, _ = planted_config(tmp_path, "random_walk", "strong", seed=seed)
     res = run_cycles(cfg, progress=False)
     assert not res.published and not (tmp_path / "models" / "current").exists()
+
+
+def test_a_lead_lag_edge_is_found_with_the_leaders_returns_and_published(tmp_path):
+    """The follower's next return expects 0.4 x the leader's last: its own prices carry
+    nothing, the leader's returns (features.cross_instruments) everything. Walk-forward with
+    them: above SMA and buy-and-hold, the interval's low end above 0; the candidate passes
+    every gate, the shadow gate replaying the leader's quotes beside the follower's and the
+    pre-flight against a two-instrument portfolio daemon config."""
+    from stairway.trainer.planted import generate_pair
+
+    follower, leader, _ = generate_pair("strong", n=N_BARS, seed=0)
+    csv, lead_csv = tmp_path / "EURUSD_follower.csv", tmp_path / "GBPUSD_leader.csv"
+    write_csv(csv, follower)
+    write_csv(lead_csv, leader)
+    daemon = (ROOT / "config/paper.toml").read_text()
+    daemon = daemon.replace('bars_side = "ask"', 'bars_side = "mid"').replace('price = "ask"', 'price = "mid"')
+    daemon = daemon.replace("[features]\n", '[features]\ncross_instruments = ["GBP_USD"]\n', 1)
+    daemon += (
+        f'\n[portfolio]\ninstruments = [\n    {{ symbol = "EUR_USD", bars_csv = "{csv}" }},\n'
+        f'    {{ symbol = "GBP_USD", bars_csv = "{lead_csv}" }},\n]\n'
+    )
+    (tmp_path / "daemon.toml").write_text(daemon)
+    start = dt.datetime.fromtimestamp(follower["ts_ns"][0] / 1e9, dt.UTC).date()
+    end = dt.datetime.fromtimestamp(follower["ts_ns"][-1] / 1e9, dt.UTC).date()
+    env = overrides(csv) | {
+        "STAIRWAY_FEATURES__CROSS_INSTRUMENTS": '["GBP_USD"]',
+        "STAIRWAY_DATA__CROSS_BARS_CSV": f'{{"GBP_USD": "{lead_csv}"}}',
+        "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
+        "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"),
+        "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
+        "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
+        "STAIRWAY_GATES__DAEMON_CONFIG": str(tmp_path / "daemon.toml"),
+        "STAIRWAY_TRAIN__RANGE": f'{{"start": "{start}", "end": "{end}"}}',
+    }
+    cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=env)
+    wf = run_walk_forward(cfg, DateRange(start=start, end=end), 4)
+    st = wf.stitched
+    policy, sma, bh = st["policy"]["sharpe"], st["sma_cross"]["sharpe"], st["buy_and_hold"]["sharpe"]
+    assert policy > max(sma, bh) + 1.0, (policy, sma, bh)
+    assert st["policy"]["intervals"]["sharpe"][0] > 0.0
+    res = run_cycles(cfg, progress=False)
+    assert res.published and res.passed, res.gate
