@@ -34,6 +34,7 @@ class DaemonCollector:
             "swaps": "Model swaps applied",
             "swaps_refused": "Checkpoints refused",
             "policy_errors": "Decisions where the policy raised (taken as HOLD)",
+            "bound_cancels": "Decision orders cancelled at a price beyond their bound (execution.price_bound_pips)",
             "rejected_quotes": "Quotes rejected (bad, out of order, duplicate, implausible jump)",
             "rejected_jump_quotes": "Quotes rejected as implausible jumps from the last accepted price",
             "recorder_dropped_ticks": "Ticks the recorder had to drop",

@@ -49,6 +49,7 @@ def slot_counters(slot) -> dict:
         "risk_events": dict(c.risk_events),
         "blocked_intents": c.blocked_intents,
         "policy_errors": c.policy_errors,
+        "bound_cancels": c.bound_cancels,
     }
 
 
@@ -74,7 +75,20 @@ def instrument_snapshot(d, inst: str) -> dict:
     rec = d.recorders.get(inst)
     c = slot_counters(s)
     return {
-        **{k: c[k] for k in ("ticks", "bars", "decisions", "orders", "fills", "swaps", "actions", "policy_errors")},
+        **{
+            k: c[k]
+            for k in (
+                "ticks",
+                "bars",
+                "decisions",
+                "orders",
+                "fills",
+                "swaps",
+                "actions",
+                "policy_errors",
+                "bound_cancels",
+            )
+        },
         "swaps_refused": d.watchers[inst].stats.refused,
         "rejected_quotes": b.rejected,
         "rejected_jump_quotes": b.rejected_jump,

@@ -432,6 +432,9 @@ def test_price_bounds_reach_oanda_and_a_bounds_violation_is_counted_not_resent(t
             assert cancels and all(t["reason"] == "BOUNDS_VIOLATION" for t in cancels)
             c = out.daemon.slot.counters
             assert c.bound_cancels == len(cancels) and c.risk_events["price_bound"] == len(cancels)
+            from stairway.daemon.status import instrument_snapshot
+
+            assert instrument_snapshot(out.daemon, "EUR_USD")["bound_cancels"] == len(cancels)  # /status, /metrics
             assert len(cancels) < len(creates)  # others filled within their bound
         finally:
             await rig.close()
