@@ -206,6 +206,12 @@ class ExecutionConfig(Strict):
     financing_triple_weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday"] = Field(
         "wednesday", description="The weekday whose roll also charges the weekend (3 days); weekend rolls charge none."
     )
+    stop_pips: float | None = Field(
+        None,
+        gt=0,
+        description="A protective stop this many pips from the decision's quote (below its bid for a long, above "
+        "its ask for a short), armed by each opening fill; simulated by the env and the paper broker alike.",
+    )
     price_bound_pips: float | None = Field(
         None,
         gt=0,

@@ -72,6 +72,93 @@ def work_order(
     return n_out, remaining, False
 
 
+@numba.njit(cache=True)
+def work_quotes(
+    units: float,
+    remaining: float,
+    order_stop: float,
+    stop: float,
+    ts: np.ndarray,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    accepted: np.ndarray,
+    start: int,
+    end: int,
+    not_before_ns: int,
+    cap_units: float,
+    slip: float,
+    bound: float,
+    out_idx: np.ndarray,
+    out_units: np.ndarray,
+    out_price: np.ndarray,
+    out_stop: np.ndarray,
+    n_out: int,
+) -> tuple[int, float, float, float, bool]:
+    """Quotes [start, end) for a position of ``units`` with a protective ``stop`` (0: none) and
+    a working order (``remaining`` signed units, 0: none) that arms ``order_stop`` (0: none).
+
+    At each accepted quote, in this order: the order fills as ``work_order`` fills it (its
+    bound included); a fill that leaves a position open in the order's direction (opened, added
+    to, reversed) sets the stop to ``order_stop``, one that leaves it flat removes it. On a quote without an order fill the
+    stop is checked: a long's at the bid (bid <= stop), a short's at the ask (ask >= stop); it
+    closes the whole position there, the quote's price less slippage (a stop becomes a market
+    order: a gap through it fills at the quote, worse than the stop). Fills are appended from
+    ``n_out`` (``out_stop`` 1 for a stop's); returns (n_out, units, remaining, stop, bounded)."""
+    bounded = False
+    i = start
+    while i < end:
+        if accepted[i]:
+            if remaining != 0.0 and ts[i] >= not_before_ns:
+                q = min(abs(remaining), cap_units)
+                if remaining > 0.0:
+                    p = ask[i] + slip
+                    if p > bound:
+                        remaining, bounded = 0.0, True
+                        i += 1
+                        continue
+                    remaining -= q
+                else:
+                    p = bid[i] - slip
+                    if p < bound:
+                        remaining, bounded = 0.0, True
+                        i += 1
+                        continue
+                    q = -q
+                    remaining -= q
+                if abs(remaining) < 1e-9:
+                    remaining = 0.0
+                out_idx[n_out], out_units[n_out], out_price[n_out], out_stop[n_out] = i, q, p, 0.0
+                n_out += 1
+                units += q
+                if abs(units) < 1e-9:
+                    units, stop = 0.0, 0.0
+                elif (units > 0.0) == (q > 0.0):  # opened, added to or reversed: the order's stop (0: none)
+                    stop = order_stop
+            elif stop > 0.0 and units != 0.0:
+                if units > 0.0 and bid[i] <= stop:
+                    p = bid[i] - slip
+                elif units < 0.0 and ask[i] >= stop:
+                    p = ask[i] + slip
+                else:
+                    i += 1
+                    continue
+                out_idx[n_out], out_units[n_out], out_price[n_out], out_stop[n_out] = i, -units, p, 1.0
+                n_out += 1
+                units, stop = 0.0, 0.0
+        i += 1
+    return n_out, units, remaining, stop, bounded
+
+
+@numba.njit(cache=True, inline="always")
+def stop_price(target: float, bid: float, ask: float, distance: float) -> float:
+    """The protective stop an order toward ``target`` units arms: ``distance`` (price units)
+    below the decision's bid for a long, above its ask for a short; 0 (none) for a flat target
+    or without a distance."""
+    if distance <= 0.0 or target == 0.0:
+        return 0.0
+    return bid - distance if target > 0.0 else ask + distance
+
+
 @numba.njit(cache=True, inline="always")
 def price_bound(units: float, bid: float, ask: float, tolerance: float) -> float:
     """The worst fill price a decision's order accepts: the decision's quote (the bar's last
@@ -165,6 +252,7 @@ class ExecutionModel:
     roll_offset_ns: int = 21 * 3_600_000_000_000  # the daily roll's time of day (UTC)
     triple_weekday: int = 2  # Monday = 0: this roll charges three days
     bound_tolerance: float = 0.0  # price units a decision's fill may be worse than its quote; 0: none
+    stop_distance: float = 0.0  # price units from the decision's quote to the protective stop; 0: none
 
     @classmethod
     def from_config(cls, ex: ExecutionConfig, inst: InstrumentConfig) -> ExecutionModel:
@@ -182,6 +270,7 @@ class ExecutionModel:
             roll_offset_ns=int(round(ex.financing_roll_hour_utc * 3_600_000_000_000)),
             triple_weekday=WEEKDAYS.index(ex.financing_triple_weekday),
             bound_tolerance=(ex.price_bound_pips or 0.0) * inst.pip_size,
+            stop_distance=(ex.stop_pips or 0.0) * inst.pip_size,
         )
 
     @property

@@ -56,6 +56,7 @@ class OrderIntent:
     bar_ts_ns: int
     decided_after_tick_ts_ns: int
     price_bound: float | None = None  # the worst fill price accepted (core.execution.price_bound); None: any
+    stop_price: float = 0.0  # the protective stop its fills arm (core.execution.stop_price); 0: none
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,6 +245,12 @@ class DaemonConfig(MarketConfig):
             missing = [leg.symbol for leg in self.portfolio.instruments if leg.bars_csv is None]
             if missing:
                 raise ValueError(f"portfolio.instruments {missing}: a paper replay needs bars_csv for each")
+        if self.execution.stop_pips is not None and self.real_orders:
+            raise ValueError(
+                "execution.stop_pips: protective stops are simulated by the env and the paper broker only; "
+                "placing them at the broker (OANDA stopLossOnFill, IB brackets) is not built yet: a live daemon "
+                "with broker fills would run without the stop its model was trained with"
+            )
         traded = [leg.symbol for leg in self.portfolio.instruments] if self.portfolio else [self.instrument.symbol]
         absent = [s for s in self.features.cross_instruments if s not in traded]
         if absent:

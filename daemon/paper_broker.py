@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from stairway.core.errors import OrderRejected
-from stairway.core.execution import ExecutionModel, work_order
+from stairway.core.execution import ExecutionModel, work_quotes
 from stairway.core.types import Fill, OrderIntent, Side
 
 MAX_FILLS_PER_CALL = 256
@@ -80,6 +80,10 @@ class PaperBroker:
         self._idx = np.empty(MAX_FILLS_PER_CALL, dtype=np.int64)
         self._units = np.empty(MAX_FILLS_PER_CALL)
         self._price = np.empty(MAX_FILLS_PER_CALL)
+        self._stop = np.empty(MAX_FILLS_PER_CALL)
+        self.units: dict[str, float] = {}  # the position its fills made, per instrument (paper starts flat)
+        self.stops: dict[str, float] = {}  # the protective stop's price per instrument (0: none)
+        self.stop_ids: dict[str, str] = {}  # the client id its fills carry: the arming order's + "-stop"
 
     def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None:
         add_working(self.working, intent, not_before_ns, expires)
@@ -94,50 +98,62 @@ class PaperBroker:
         start: int,
         stop: int,
     ) -> list[Fill]:
-        """Work the instrument's order against quotes [start, stop); returns the fills."""
+        """Work the instrument's order and its protective stop against quotes [start, stop)
+        (core.execution.work_quotes, as the trainer's env does); returns the fills."""
         order = self.working.get(instrument)
-        if order is None or order.remaining == 0.0 or start >= stop:
+        if order is not None and order.remaining == 0.0:
+            order = None
+        armed = self.stops.get(instrument, 0.0)
+        if (order is None and armed <= 0.0) or start >= stop:
             return []
         fills: list[Fill] = []
         ex = self.by_instrument.get(instrument, self.ex)
-        while start < stop and order.remaining != 0.0:
+        units = self.units.get(instrument, 0.0)
+        while start < stop and (order is not None or armed > 0.0):
             # bound the fill buffer: at most MAX_FILLS_PER_CALL quotes per kernel call
             chunk_stop = min(stop, start + MAX_FILLS_PER_CALL)
-            n, order.remaining, bounded = work_order(
-                order.remaining,
+            intent = order.intent if order is not None else None
+            n, units, remaining, armed, bounded = work_quotes(
+                units,
+                order.remaining if order is not None else 0.0,
+                intent.stop_price if intent is not None else 0.0,
+                armed,
                 ts,
                 bid,
                 ask,
                 accepted,
                 start,
                 chunk_stop,
-                order.not_before_ns,
+                order.not_before_ns if order is not None else 0,
                 ex.cap_units,
                 ex.slippage,
+                np.nan if intent is None or intent.price_bound is None else intent.price_bound,
                 self._idx,
                 self._units,
                 self._price,
+                self._stop,
                 0,
-                np.nan if order.intent.price_bound is None else order.intent.price_bound,
             )
-            order.bounded |= bounded
             for k in range(n):
                 u = float(self._units[k])
-                fills.append(
-                    Fill(
-                        order.intent.client_order_id,
-                        instrument,
-                        int(ts[self._idx[k]]),
-                        Side.BUY if u > 0 else Side.SELL,
-                        abs(u),
-                        float(self._price[k]),
-                        ex.commission(u),
-                        order.fills,
-                    )
-                )
-                order.filled += abs(u)
-                order.fills += 1
+                if self._stop[k]:  # the protective stop closed the position
+                    coid, seq = self.stop_ids.get(instrument, f"stop-{instrument}"), 0
+                else:
+                    assert order is not None
+                    coid, seq = order.intent.client_order_id, order.fills
+                    order.filled += abs(u)
+                    order.fills += 1
+                    self.stop_ids[instrument] = f"{coid}-stop"
+                side = Side.BUY if u > 0 else Side.SELL
+                at = int(ts[self._idx[k]])
+                fills.append(Fill(coid, instrument, at, side, abs(u), float(self._price[k]), ex.commission(u), seq))
+            if order is not None:
+                order.remaining = remaining
+                order.bounded |= bounded
+                if remaining == 0.0:
+                    order = None
             start = chunk_stop
+        self.units[instrument], self.stops[instrument] = units, armed
         return fills
 
     def pending_fills(self, instrument: str) -> list[Fill]:

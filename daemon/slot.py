@@ -24,7 +24,7 @@ import structlog
 
 from stairway.core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
 from stairway.core.calendar import market_open
-from stairway.core.execution import ExecutionModel, charge_holding_costs, price_bound, target_units
+from stairway.core.execution import ExecutionModel, charge_holding_costs, price_bound, stop_price, target_units
 from stairway.core.features import FeatureBuffer, FeatureSpec
 from stairway.core.metrics import PerformanceTracker
 from stairway.core.policy import Policy
@@ -121,6 +121,7 @@ class Slot:
         # what the risk engine did, in the summary as the trainer's env reports it
         self.tracker.risk = {"flattens": 0, "blocked_intents": 0, "halted_bars": 0}
         self.counters = SlotCounters()
+        self._bar_quote = (math.nan, math.nan)  # the last marked bar's last quote: a decision's reference
         self.new_fills: list[Fill] = []
         self.latency = LatencyRing(latency_capacity)
         self.sessions = SessionTracker()
@@ -295,16 +296,10 @@ class Slot:
         """A decision's order (``expires``) is bounded by its quote (core.execution.price_bound);
         a flatten or correction is not: it must close whatever the price."""
         bound = price_bound(units, *self._bar_quote, self.ex.bound_tolerance) if expires else math.nan
-        side = Side.BUY if units > 0 else Side.SELL
-        intent = OrderIntent(
-            self._next_id(bar_ts),
-            self.instrument,
-            side,
-            abs(units),
-            bar_ts,
-            after_ts,
-            None if bound != bound else bound,
-        )
+        target = float(self.position[PS_UNITS]) + units
+        stop = stop_price(target, *self._bar_quote, self.ex.stop_distance) if expires else 0.0  # its fills arm it
+        head = (self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL, abs(units), bar_ts)
+        intent = OrderIntent(*head, after_ts, None if bound != bound else bound, stop)
         self.broker.submit(intent, after_ts + self.ex.latency_ns, expires)
         self.risk.on_working(self.instrument, units)
         self.counters.orders += 1
@@ -334,6 +329,8 @@ class Slot:
         for f in fills:
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
+            if f.client_order_id.endswith("-stop"):  # the protective stop (core.execution.work_quotes)
+                self._risk_event(f.ts_ns, "stop_filled", f"protective stop: {signed:+g} at {f.price}")
             self.store.add(
                 FillRow(self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns, signed, f.price, f.commission)
             )

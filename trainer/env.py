@@ -1,7 +1,7 @@
 """Vectorised trading environment over a MarketHistory: N sessions stepped at once.
 
 One step = one closed bar. The action is turned into an order with core.execution's target
-semantics, worked by core.execution.work_order against the quotes after the bar's closing
+semantics, worked by core.execution.work_quotes against the quotes after the bar's closing
 quote (latency, liquidity cap, slippage, commission), applied with core.position.apply_fill,
 and the position is marked at the next bar's last quote. Reward = change in equity after
 costs, in pips per traded unit, times ``reward_scale``; the last step of a session also pays
@@ -15,7 +15,14 @@ import numba
 import numpy as np
 
 from stairway.core.config import RiskConfig
-from stairway.core.execution import ExecutionModel, charge_holding_costs, price_bound, target_units, work_order
+from stairway.core.execution import (
+    ExecutionModel,
+    charge_holding_costs,
+    price_bound,
+    stop_price,
+    target_units,
+    work_quotes,
+)
 from stairway.core.features import FeatureSpec
 from stairway.core.position import (
     PS_MAXDD,
@@ -35,7 +42,8 @@ MAX_FILLS = 64
 # per-env risk state (core.risk_rules), as the daemon's RiskEngine and session tracker keep it
 RS_TIER, RS_HALTED, RS_FORCED, RS_DAY, RS_OPEN, RS_CAP_DAY, RS_ORDERS = 0, 1, 2, 3, 4, 5, 6
 RS_BLOCKED, RS_FLATTENS, RS_HALTED_BARS = 7, 8, 9
-RS_N = 10
+RS_STOP, RS_STOPS_FIRED = 10, 11  # the protective stop's price (0: none, core.execution.work_quotes), stops fired
+RS_N = 12
 
 
 @numba.njit(cache=True)
@@ -100,6 +108,7 @@ def _step(
     latency_ns,
     cap_units,
     bound_tol,
+    stop_dist,
     fin_long,
     fin_short,
     roll_offset_ns,
@@ -115,6 +124,7 @@ def _step(
     fill_idx,
     fill_units,
     fill_price,
+    fill_stop,
 ):
     unit_pips = pip * trade_units
     for e in range(actions.shape[0]):
@@ -131,9 +141,13 @@ def _step(
         eq0 = equity(st, last_bid[i], last_ask[i], initial)
         if order != 0.0:
             rs[RS_ORDERS] += 1.0
+        if order != 0.0 or rs[RS_STOP] > 0.0:  # the order, and the protective stop, over the bar's quotes
             j = close_idx[i]
-            n, _rem, _bounded = work_order(
+            n, _u, _rem, rs[RS_STOP], _bounded = work_quotes(
+                u,
                 order,
+                stop_price(tgt, last_bid[i], last_ask[i], stop_dist) if order != 0.0 else 0.0,
+                rs[RS_STOP],
                 ts,
                 bid,
                 ask,
@@ -143,14 +157,16 @@ def _step(
                 ts[j] + latency_ns,
                 cap_units,
                 slip,
+                price_bound(order, last_bid[i], last_ask[i], bound_tol),
                 fill_idx,
                 fill_units,
                 fill_price,
+                fill_stop,
                 0,
-                price_bound(order, last_bid[i], last_ask[i], bound_tol),
             )
             for f in range(n):
                 apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
+                rs[RS_STOPS_FIRED] += fill_stop[f]
         i1 = i + 1
         charge_holding_costs(  # the daily rolls this bar spans
             st, last_bid[i1], last_ask[i1], bar_ts[i] + period_ns, bar_ts[i1] + period_ns,
@@ -246,7 +262,12 @@ class VecTradingEnv:
         self.obs = np.zeros((num_envs, self.obs_dim))
         self.reward = np.zeros(num_envs)
         self.done = np.zeros(num_envs, dtype=np.bool_)
-        self._fills = (np.empty(MAX_FILLS, dtype=np.int64), np.empty(MAX_FILLS), np.empty(MAX_FILLS))
+        self._fills = (
+            np.empty(MAX_FILLS, dtype=np.int64),
+            np.empty(MAX_FILLS),
+            np.empty(MAX_FILLS),
+            np.empty(MAX_FILLS),
+        )
         self._cols = (
             np.ascontiguousarray(history.ticks["ts_ns"]),
             np.ascontiguousarray(history.ticks["bid"]),
@@ -322,6 +343,7 @@ class VecTradingEnv:
             ex.latency_ns,
             ex.cap_units,
             ex.bound_tolerance,
+            ex.stop_distance,
             ex.financing_long,
             ex.financing_short,
             ex.roll_offset_ns,

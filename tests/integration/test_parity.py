@@ -271,3 +271,43 @@ def test_parity_with_price_bounds_that_cancel_orders(tmp_path, market_cfg, spec)
         cfg, spec, free, bars, ScriptedPolicy(actions), tmp_path / "q.db", batch_sizes=[500]
     )
     assert unbounded_slot.counters.bound_cancels == 0 and len(free_fills) > len(fills)
+
+
+def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec):
+    """Issue 21 §1 (the one execution model): a protective stop 8 pips from each decision's
+    quote, armed by the opening fill, fires at the same quote in the env and the daemon's paper
+    broker, at the quote's price less slippage, with the same costs: identical observations
+    (the position features see the stopped-out position), positions, equity and summary."""
+    cfg = market_cfg.model_copy(update={"execution": market_cfg.execution.model_copy(update={"stop_pips": 8.0})})
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    bars = load_bars(EURUSD)[0][:N_BARS]
+    actions = np.random.default_rng(21).choice([0, 0, 0, 1, 2, 3], size=N_BARS).tolist()
+    policy = ScriptedPolicy(actions)
+    slot, rows, fills = run_slot(cfg, spec, ex, bars, policy, tmp_path / "p.db", batch_sizes=[1, 7, 64, 500])
+    hist, env_obs, env_states = run_env(cfg, spec, ex, bars, actions)
+    assert np.array_equal(np.array(policy.observations), np.array(env_obs))
+    daemon_states = [tuple(r[1:]) for r in rows[1:]]
+    assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
+    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=NO_TIERS)
+    assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)
+    fired = slot.counters.risk_events.get("stop_filled", 0)
+    assert fired > 5, slot.counters.risk_events
+    _, _, free_states = run_env(
+        market_cfg, spec, ExecutionModel.from_config(market_cfg.execution, cfg.instrument), bars, actions
+    )
+    assert np.array(free_states).shape == np.array(env_states).shape
+    assert np.max(np.abs(np.array(free_states) - np.array(env_states))) > 1.0  # the stops changed the outcome
+
+
+def test_a_live_daemon_with_broker_fills_refuses_simulated_stops():
+    from stairway.core.config import load_config
+    from stairway.core.errors import ConfigError
+    from stairway.daemon.config import DaemonConfig
+    from tests.helpers import ROOT
+
+    env = {"STAIRWAY_EXECUTION__STOP_PIPS": "20"}
+    with pytest.raises(
+        ConfigError, match="execution.stop_pips: protective stops are simulated by the env and the paper"
+    ):
+        load_config(DaemonConfig, ROOT / "config" / "live-oanda.toml", environ=env)
+    assert load_config(DaemonConfig, ROOT / "config" / "paper.toml", environ=env).execution.stop_pips == 20.0
