@@ -69,26 +69,17 @@ def latency_histogram(ns) -> dict:
     }
 
 
+# the slot's counters an instrument's snapshot carries as they are
+COUNTED = ("ticks", "bars", "decisions", "orders", "fills", "swaps", "actions", "policy_errors", "bound_cancels")
+
+
 def instrument_snapshot(d, inst: str) -> dict:
     s = d.slots[inst]
     b = s.builder
     rec = d.recorders.get(inst)
     c = slot_counters(s)
     return {
-        **{
-            k: c[k]
-            for k in (
-                "ticks",
-                "bars",
-                "decisions",
-                "orders",
-                "fills",
-                "swaps",
-                "actions",
-                "policy_errors",
-                "bound_cancels",
-            )
-        },
+        **{k: c[k] for k in COUNTED},
         "swaps_refused": d.watchers[inst].stats.refused,
         "rejected_quotes": b.rejected,
         "rejected_jump_quotes": b.rejected_jump,

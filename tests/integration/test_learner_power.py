@@ -25,6 +25,12 @@ def planted_config(tmp, market, strength, seed):
     daemon = daemon.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv}"')
     daemon = daemon.replace('bars_side = "ask"', 'bars_side = "mid"').replace('price = "ask"', 'price = "mid"')
     (tmp / "daemon.toml").write_text(daemon)
+    return trainer_config(tmp, csv, bars)
+
+
+def trainer_config(tmp, csv, bars, **extra):
+    """The shipped trainer config on a generated file (mid prices), everything written under
+    ``tmp``, the gates' daemon config ``tmp/daemon.toml``; ``extra``: more overrides."""
     start = dt.datetime.fromtimestamp(bars["ts_ns"][0] / 1e9, dt.UTC).date()
     end = dt.datetime.fromtimestamp(bars["ts_ns"][-1] / 1e9, dt.UTC).date()
     env = overrides(csv) | {
@@ -35,7 +41,8 @@ def planted_config(tmp, market, strength, seed):
         "STAIRWAY_GATES__DAEMON_CONFIG": str(tmp / "daemon.toml"),
         "STAIRWAY_TRAIN__RANGE": f'{{"start": "{start}", "end": "{end}"}}',
     }
-    return load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=env), DateRange(start=start, end=end)
+    cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=env | extra)
+    return cfg, DateRange(start=start, end=end)
 
 
 def test_the_generators_plant_what_they_say():
@@ -94,20 +101,14 @@ def test_a_lead_lag_edge_is_found_with_the_leaders_returns_and_published(tmp_pat
         f'    {{ symbol = "GBP_USD", bars_csv = "{lead_csv}" }},\n]\n'
     )
     (tmp_path / "daemon.toml").write_text(daemon)
-    start = dt.datetime.fromtimestamp(follower["ts_ns"][0] / 1e9, dt.UTC).date()
-    end = dt.datetime.fromtimestamp(follower["ts_ns"][-1] / 1e9, dt.UTC).date()
-    env = overrides(csv) | {
-        "STAIRWAY_FEATURES__CROSS_INSTRUMENTS": '["GBP_USD"]',
-        "STAIRWAY_DATA__CROSS_BARS_CSV": f'{{"GBP_USD": "{lead_csv}"}}',
-        "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models"),
-        "STAIRWAY_TRAIN__GATE_DB": str(tmp_path / "gate.db"),
-        "STAIRWAY_TRAIN__REPORTS_DIR": str(tmp_path / "runs"),
-        "STAIRWAY_GATES__TICKS_DIR": str(tmp_path / "ticks"),
-        "STAIRWAY_GATES__DAEMON_CONFIG": str(tmp_path / "daemon.toml"),
-        "STAIRWAY_TRAIN__RANGE": f'{{"start": "{start}", "end": "{end}"}}',
-    }
-    cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=env)
-    wf = run_walk_forward(cfg, DateRange(start=start, end=end), 4)
+    cfg, rng = trainer_config(
+        tmp_path,
+        csv,
+        follower,
+        STAIRWAY_FEATURES__CROSS_INSTRUMENTS='["GBP_USD"]',
+        STAIRWAY_DATA__CROSS_BARS_CSV=f'{{"GBP_USD": "{lead_csv}"}}',
+    )
+    wf = run_walk_forward(cfg, rng, 4)
     st = wf.stitched
     policy, sma, bh = st["policy"]["sharpe"], st["sma_cross"]["sharpe"], st["buy_and_hold"]["sharpe"]
     assert policy > max(sma, bh) + 1.0, (policy, sma, bh)
