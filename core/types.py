@@ -78,12 +78,24 @@ def client_order_id(instrument: str, bar_ts_ns: int, seq: int) -> str:
 
 
 CLIENT_ID_PREFIX = "sw-"
+STOP_SUFFIX = "-stop"  # the protective stop an order arms carries the order's id and this
+
+
+def stop_order_id(coid: str) -> str:
+    """The client id of the protective stop that order ``coid``'s fills arm."""
+    return coid + STOP_SUFFIX
+
+
+def is_stop_id(coid: str) -> bool:
+    return coid.endswith(STOP_SUFFIX)
 
 
 def parse_client_order_id(coid: str) -> tuple[str, int, int] | None:
-    """(instrument, bar_ts_ns, seq) of one of our ids; None for anyone else's."""
+    """(instrument, bar_ts_ns, seq) of one of our ids (a protective stop's: its order's);
+    None for anyone else's."""
     if not coid.startswith(CLIENT_ID_PREFIX):
         return None
+    coid = coid.removesuffix(STOP_SUFFIX)
     try:
         inst, bar_ts, seq = coid[len(CLIENT_ID_PREFIX) :].rsplit("-", 2)
         return inst, int(bar_ts), int(seq)

@@ -245,11 +245,11 @@ class DaemonConfig(MarketConfig):
             missing = [leg.symbol for leg in self.portfolio.instruments if leg.bars_csv is None]
             if missing:
                 raise ValueError(f"portfolio.instruments {missing}: a paper replay needs bars_csv for each")
-        if self.execution.stop_pips is not None and self.real_orders:
+        if self.execution.stop_pips is not None and self.real_orders and self.broker.kind != "oanda":
             raise ValueError(
-                "execution.stop_pips: protective stops are simulated by the env and the paper broker only; "
-                "placing them at the broker (OANDA stopLossOnFill, IB brackets) is not built yet: a live daemon "
-                "with broker fills would run without the stop its model was trained with"
+                f"execution.stop_pips: protective stops are placed at OANDA (stopLossOnFill) and simulated by the "
+                f"paper broker; at {self.broker.kind} (a bracket order) not yet: a live daemon with broker fills "
+                "there would run without the stop its model was trained with"
             )
         traded = [leg.symbol for leg in self.portfolio.instruments] if self.portfolio else [self.instrument.symbol]
         absent = [s for s in self.features.cross_instruments if s not in traded]

@@ -15,7 +15,7 @@ import numpy as np
 
 from stairway.core.errors import OrderRejected
 from stairway.core.execution import ExecutionModel, work_quotes
-from stairway.core.types import Fill, OrderIntent, Side
+from stairway.core.types import Fill, OrderIntent, Side, stop_order_id
 
 MAX_FILLS_PER_CALL = 256
 
@@ -143,7 +143,7 @@ class PaperBroker:
                     coid, seq = order.intent.client_order_id, order.fills
                     order.filled += abs(u)
                     order.fills += 1
-                    self.stop_ids[instrument] = f"{coid}-stop"
+                    self.stop_ids[instrument] = stop_order_id(coid)
                 side = Side.BUY if u > 0 else Side.SELL
                 at = int(ts[self._idx[k]])
                 fills.append(Fill(coid, instrument, at, side, abs(u), float(self._price[k]), ex.commission(u), seq))

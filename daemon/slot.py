@@ -40,7 +40,7 @@ from stairway.core.position import (
 )
 from stairway.core.regime import RegimeDetector
 from stairway.core.risk_rules import regime_scale
-from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id
+from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id, is_stop_id
 from stairway.daemon.account import Account
 from stairway.daemon.feature_watch import FeatureWatch
 from stairway.daemon.live_guard import LiveGuard
@@ -329,7 +329,7 @@ class Slot:
         for f in fills:
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
-            if f.client_order_id.endswith("-stop"):  # the protective stop (core.execution.work_quotes)
+            if is_stop_id(f.client_order_id):  # the protective stop (paper: core.execution.work_quotes)
                 self._risk_event(f.ts_ns, "stop_filled", f"protective stop: {signed:+g} at {f.price}")
             self.store.add(
                 FillRow(self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns, signed, f.price, f.commission)

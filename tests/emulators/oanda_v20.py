@@ -65,6 +65,7 @@ class OandaEmulator:
         self.balance = 100_000.0
         self.candle_requests = 0
         self.order_requests = 0  # every POST that reached the order book (duplicates visible here)
+        self.stop_orders_created = self.stops_filled = 0  # stopLossOnFill orders and their fills
         # (ts, bid, ask) for the first instrument the stream is asked for, or (ts, bid, ask,
         # instrument) for several (a portfolio): the stream sends each line to its instrument
         self.prices: list[tuple] = []
@@ -193,12 +194,53 @@ class OandaEmulator:
             positionFinancings=parts,
         )
 
+    def _stop_loss(self, inst: str, trade_id: str, details: dict) -> None:
+        """A STOP_LOSS order on the trade an order opened (``stopLossOnFill``), as v20 creates it."""
+        ext = {"clientExtensions": details["clientExtensions"]} if details.get("clientExtensions") else {}
+        tx = self._tx(
+            "STOP_LOSS_ORDER",
+            tradeID=trade_id,
+            price=details["price"],
+            timeInForce=details.get("timeInForce", "GTC"),
+            triggerCondition="DEFAULT",
+            reason="ON_FILL",
+            **ext,
+        )
+        for t in self.trades.get(inst, []):
+            if t["id"] == trade_id:
+                coid = (details.get("clientExtensions") or {}).get("id")
+                t["sl"] = {"id": tx["id"], "price": float(details["price"]), "coid": coid}
+        self.stop_orders_created += 1
+
+    def check_stops(self, inst: str) -> None:
+        """Each open trade's stop-loss fills when the quote reaches it (a long's at the bid, a
+        short's at the ask), closing that trade at the quote (a gap fills through the stop)."""
+        bid, ask = self.quote(inst)
+        trades = self.trades.get(inst, [])
+        for t in list(trades):
+            sl = t.get("sl")
+            if sl is None or not ((t["units"] > 0 and bid <= sl["price"]) or (t["units"] < 0 and ask >= sl["price"])):
+                continue
+            trades.remove(t)
+            trades.insert(0, t)  # the fill below closes exactly this trade
+            self._fill(inst, -t["units"], bid if t["units"] > 0 else ask, sl["id"], sl["coid"], "STOP_LOSS_ORDER")
+            self.stops_filled += 1
+
+    def move_price(self, inst: str, bid: float, ask: float) -> None:
+        """The market moves while no stream is connected (the stops still work at the broker)."""
+        self.quotes[inst] = (bid, ask)
+        if inst == "EUR_USD":
+            self.bid, self.ask = bid, ask
+        self.check_stops(inst)
+
     def average_price(self, instrument: str) -> float:
         trades = self.trades.get(instrument, [])
         units = sum(t["units"] for t in trades)
         return sum(t["units"] * t["price"] for t in trades) / units if units else 0.0
 
-    def _fill(self, inst: str, filled: float, price: float, order_id: str, coid: str | None) -> dict:
+    def _fill(
+        self, inst: str, filled: float, price: float, order_id: str, coid: str | None, reason: str = "MARKET_ORDER"
+    ) -> dict:
         """ORDER_FILL for ``filled`` units at ``price``: opposite trades are closed oldest
         first (tradesClosed / tradeReduced), the rest opens a trade whose id is the fill's."""
         fill_id = str(self.last_id + 1)
@@ -252,7 +294,7 @@ class OandaEmulator:
             units=f"{filled:.0f}",
             price=px,
             fullVWAP=px,
-            reason="MARKET_ORDER",
+            reason=reason,
             pl=f"{realized:.4f}",
             financing="0.0000",
             commission="0.0000",
@@ -288,6 +330,7 @@ class OandaEmulator:
             self.cursor += 1
             self.now_ns, self.bid, self.ask = ts, bid, ask
             self.quotes[inst] = (bid, ask)
+            self.check_stops(inst)
             if self.knobs.mute_instrument != inst and inst in asked:
                 k = self.knobs
                 line = {
@@ -462,6 +505,8 @@ class OandaEmulator:
             self.orders[coid if coid is not None else create["id"]] = record
             return self._created(create, "orderCancelTransaction", cancel)
         fill = self._fill(inst, filled, price, create["id"], coid)
+        if order.get("stopLossOnFill") and "tradeOpened" in fill:
+            self._stop_loss(inst, fill["tradeOpened"]["tradeID"], order["stopLossOnFill"])
         record = self._order_record(create, order, ext, state="FILLED", positionFill="DEFAULT")
         record |= {"fillingTransactionID": fill["id"], "filledTime": fill["time"]}
         if "tradeOpened" in fill:

@@ -500,3 +500,42 @@ def test_a_charge_the_book_does_not_know_is_found_when_flat(tmp_path, spec):
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_every_entry_carries_its_stop_to_oanda_and_a_stop_filled_there_is_booked(tmp_path, spec):
+    """Issue 21 §1 at OANDA: with execution.stop_pips each entry order carries stopLossOnFill
+    (the instrument's precision, our client id + "-stop"); OANDA holds the stop with the trade
+    and fills it when the price reaches it (the emulator at the quote through it); the fill is
+    ours: it moves the book (a stop_filled risk event), reconciliation finds nothing to fix, and
+    nothing is ever sent twice."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        ex = rig.cfg.execution.model_copy(update={"stop_pips": 6.0})
+        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None
+            rig.check()  # book == broker after every stop, one POST per order, all fills recorded
+            txs = rig.emu.transactions
+            creates = [t for t in txs if t["type"] == "MARKET_ORDER"]
+            opened = [
+                t for t in txs if t["type"] == "ORDER_FILL" and t["reason"] == "MARKET_ORDER" and "tradeOpened" in t
+            ]
+            stops = [t for t in txs if t["type"] == "STOP_LOSS_ORDER"]
+            assert len(stops) == len(opened) > 3  # every trade our orders opened has its stop at the broker
+            assert stops and all(t["clientExtensions"]["id"].endswith("-stop") for t in stops)
+            assert all(len(t["price"].split(".")[1]) <= 5 for t in stops)
+            fired = [t for t in rig.emu.transactions if t["type"] == "ORDER_FILL" and t["reason"] == "STOP_LOSS_ORDER"]
+            assert fired and rig.emu.stops_filled == len(fired)
+            c = out.daemon.slot.counters
+            assert c.risk_events.get("stop_filled") == len(fired)
+            assert rig.emu.order_requests == len(creates)  # the stops were never sent as orders of their own
+            discrepancies = [e for e in reconcile_events(rig) if e[1] not in ("in_sync", "other_instrument")]
+            assert discrepancies == []
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

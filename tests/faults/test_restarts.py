@@ -186,3 +186,33 @@ def test_kill_9_between_send_and_acknowledgement_then_restart(tmp_path, spec):
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_a_stop_filled_at_oanda_while_the_daemon_was_down_is_booked_at_the_next_start(tmp_path, spec):
+    """Issue 21 §1: the position's stop lives at the broker (stopLossOnFill, placed with the
+    entry: there is no moment between fill and stop for a kill -9 to fall into). The market runs
+    through it while no daemon runs; the next start reads the stop's fill as its own (client id
+    + "-stop") from the transactions since its cursor: the book follows, the start-up pass is in
+    sync (nothing adopted, nothing closed by hand), and trading goes on."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        ex = rig.cfg.execution.model_copy(update={"stop_pips": 30.0})
+        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        try:
+            held = await hold_then_stop(rig)
+            assert rig.emu.stop_orders_created >= 1 and rig.emu.stops_filled == 0
+            bid, ask = rig.emu.quote("EUR_USD")
+            move = -0.0100 if held > 0 else 0.0100  # 100 pips against the position
+            rig.emu.move_price("EUR_USD", bid + move, ask + move)
+            assert rig.emu.stops_filled == 1 and rig.emu.positions["EUR_USD"] == 0.0
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None
+            rig.check()
+            assert startup_events(rig)[-1][1:4] == ("in_sync", 0.0, 0.0)
+            assert out.daemon.slot.counters.risk_events.get("stop_filled", 0) >= 1
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

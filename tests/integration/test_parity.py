@@ -299,7 +299,9 @@ def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec):
     assert np.max(np.abs(np.array(free_states) - np.array(env_states))) > 1.0  # the stops changed the outcome
 
 
-def test_a_live_daemon_with_broker_fills_refuses_simulated_stops():
+def test_stops_run_where_they_are_placed_and_are_refused_where_they_are_not():
+    """OANDA places them (stopLossOnFill), the paper broker simulates them; an IB daemon with
+    broker fills would trade without the stop its model was trained with: refused, one line."""
     from stairway.core.config import load_config
     from stairway.core.errors import ConfigError
     from stairway.daemon.config import DaemonConfig
@@ -307,7 +309,8 @@ def test_a_live_daemon_with_broker_fills_refuses_simulated_stops():
 
     env = {"STAIRWAY_EXECUTION__STOP_PIPS": "20"}
     with pytest.raises(
-        ConfigError, match="execution.stop_pips: protective stops are simulated by the env and the paper"
+        ConfigError, match="execution.stop_pips: protective stops are placed at OANDA .* at ib .* not yet"
     ):
-        load_config(DaemonConfig, ROOT / "config" / "live-oanda.toml", environ=env)
-    assert load_config(DaemonConfig, ROOT / "config" / "paper.toml", environ=env).execution.stop_pips == 20.0
+        load_config(DaemonConfig, ROOT / "config" / "live-ib.toml", environ=env)
+    for name in ("live-oanda.toml", "paper.toml", "paper-live-ib.toml"):
+        assert load_config(DaemonConfig, ROOT / "config" / name, environ=env).execution.stop_pips == 20.0

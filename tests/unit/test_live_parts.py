@@ -9,7 +9,7 @@ import time
 import pytest
 
 from stairway.core.errors import BadPayload, ConfigError
-from stairway.core.types import client_order_id, parse_client_order_id
+from stairway.core.types import client_order_id, is_stop_id, parse_client_order_id, stop_order_id
 from stairway.daemon.brokers.credentials import read_secret
 from stairway.daemon.brokers.oanda.parsing import parse_candles, parse_time_ns, rfc3339
 from stairway.daemon.brokers.rate_limit import RateLimiter
@@ -92,6 +92,10 @@ def test_client_ids_parse_back_and_foreign_ids_do_not():
     coid = client_order_id("EUR_USD", 1_506_934_800 * 10**9, 3)
     assert parse_client_order_id(coid) == ("EUR_USD", 1_506_934_800 * 10**9, 3)
     assert parse_client_order_id("manual-123") is None and parse_client_order_id("sw-EUR_USD-x-1") is None
+    # a protective stop's id is its order's and a suffix: ours, the same decision
+    assert is_stop_id(stop_order_id(coid)) and not is_stop_id(coid)
+    assert parse_client_order_id(stop_order_id(coid)) == parse_client_order_id(coid)
+    assert parse_client_order_id("manual-123-stop") is None
 
 
 def test_paper_daemon_needs_a_replay_range(tmp_path):

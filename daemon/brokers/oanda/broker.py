@@ -27,7 +27,7 @@ from oandapyV20.endpoints.apirequest import APIRequest
 from stairway.core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
 from stairway.core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from stairway.core.redaction import register_secret
-from stairway.core.types import BAR_DTYPE, TICK_DTYPE, OrderIntent, Side
+from stairway.core.types import BAR_DTYPE, TICK_DTYPE, OrderIntent, Side, stop_order_id
 from stairway.daemon.aio import backoff_delay
 from stairway.daemon.brokers.oanda.parsing import (
     PriceLine,
@@ -184,6 +184,12 @@ class OandaBroker:
         }
         if intent.price_bound is not None:  # cancelled (BOUNDS_VIOLATION) rather than filled beyond it
             body["order"]["priceBound"] = price_text(intent.price_bound, intent.instrument, intent.side is Side.BUY)
+        if intent.stop_price > 0.0:  # the protective stop, at OANDA with the trade it opens, our id on it
+            body["order"]["stopLossOnFill"] = {
+                "price": price_text(intent.stop_price, intent.instrument, intent.side is Side.SELL),
+                "timeInForce": "GTC",
+                "clientExtensions": {"id": stop_order_id(intent.client_order_id)},
+            }
         for _ in range(2):  # the second pass only after the broker said it has no such order
             try:
                 status, resp = await self._request(orders.OrderCreate(self.account_id, data=body), retry_5xx=False)
