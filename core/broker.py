@@ -74,6 +74,17 @@ class FillReport:
 
 
 @dataclass(frozen=True)
+class TradeStop:
+    """One open trade at the broker and its protective stop (None: it has none)."""
+
+    trade_id: str
+    instrument: str
+    units: float  # signed
+    price: float  # the trade's entry price
+    stop: float | None
+
+
+@dataclass(frozen=True)
 class FinancingReport:
     """Holding costs the broker charged one instrument (OANDA DAILY_FINANCING)."""
 

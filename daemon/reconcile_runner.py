@@ -36,8 +36,9 @@ from collections.abc import Callable
 import structlog
 
 from stairway.core.broker import Broker
-from stairway.core.errors import TRANSIENT, FatalError
+from stairway.core.errors import TRANSIENT, FatalError, OrderRejected
 from stairway.core.position import PS_REALIZED, PS_UNITS
+from stairway.core.types import client_order_id, stop_order_id
 from stairway.daemon.account import Account
 from stairway.daemon.aio import backoff_delay, first_of, sleep_or_stop
 from stairway.daemon.order_router import LiveRouter
@@ -105,6 +106,12 @@ class Reconciler:
                 log.warning("reconcile_deferred", trigger=trigger, unresolved=list(self.router.unresolved))
                 return None
             reports = await self.broker.positions()
+            for _ in range(3):  # a fill at the broker between the two reads (a stop) would read as a discrepancy
+                if not await self.router.sync_fills():
+                    break
+                for slot in self.slots.values():
+                    slot.apply_pending_fills(now)
+                reports = await self.broker.positions()
             for r in reports:
                 if r.instrument not in self.slots and r.instrument not in self.ignored:
                     self.ignored.add(r.instrument)
@@ -121,6 +128,8 @@ class Reconciler:
             all_fixes: list[Correction] = []
             for inst, slot in self.slots.items():
                 all_fixes += self._instrument(inst, slot, [r for r in reports if r.instrument == inst], now, trigger)
+            if trigger in ("startup", "periodic"):
+                await self._stops(now, trigger)
             if self.account is not None and trigger in ("startup", "periodic"):
                 flat = not any(r.units for r in reports) and not any(s.position[PS_UNITS] for s in self.slots.values())
                 await self._account(now, trigger, flat)
@@ -174,6 +183,38 @@ class Reconciler:
                 "no new positions",
             )
             log.error("account_margin_above_limit", margin_pct=round(pct, 2), limit_pct=limit)
+
+    async def _stops(self, now: int, trigger: str) -> None:
+        """Every open trade of an instrument traded with protective stops (execution.stop_pips)
+        has one at the broker: a missing one (removed by hand, or lost) is placed again at the
+        trade's entry price -/+ the distance, a ``stop_replaced`` row and an alert; at start-up
+        this runs before any order may go out. Brokers that cannot list trades' stops skip it."""
+        open_trades = getattr(self.broker, "open_trades", None)
+        if open_trades is None:
+            return
+        distance = {i: s.ex.stop_distance for i, s in self.slots.items() if s.ex.stop_distance > 0}
+        if not distance:
+            return
+        for k, t in enumerate(await open_trades()):
+            d = distance.get(t.instrument)
+            if d is None or t.stop is not None:
+                continue
+            price = t.price - d if t.units > 0 else t.price + d
+            coid = stop_order_id(client_order_id(t.instrument, now, k))
+            try:
+                await self.broker.set_stop(t.trade_id, t.instrument, t.units, price, coid)  # type: ignore[attr-defined]
+            except OrderRejected as e:
+                kind, detail = (
+                    "stop_refused",
+                    f"trade {t.trade_id} ({t.units:+g}) has no stop and the broker refused one: {e}",
+                )
+            else:
+                kind, detail = (
+                    "stop_replaced",
+                    f"trade {t.trade_id} ({t.units:+g}) had no stop at the broker: placed at {price:.5f}",
+                )
+            self._event(now, trigger, t.instrument, kind, None, t.units, 0.0, detail)
+            log.error(kind, instrument=t.instrument, trade_id=t.trade_id, price=price)
 
     def _check_balance(self, now: int, trigger: str, balance: float, currency: str) -> None:
         foreign = [i for i in self.slots if "_" in i and not i.endswith("_" + currency)]

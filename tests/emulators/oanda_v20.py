@@ -66,6 +66,7 @@ class OandaEmulator:
         self.candle_requests = 0
         self.order_requests = 0  # every POST that reached the order book (duplicates visible here)
         self.stop_orders_created = self.stops_filled = 0  # stopLossOnFill orders and their fills
+        self.stop_requests = 0  # TradeCRCDO stop-loss requests
         # (ts, bid, ask) for the first instrument the stream is asked for, or (ts, bid, ask,
         # instrument) for several (a portfolio): the stream sends each line to its instrument
         self.prices: list[tuple] = []
@@ -91,6 +92,8 @@ class OandaEmulator:
         app.router.add_get(f"{base}/transactions/sinceid", self._since)
         app.router.add_get(f"{base}/transactions/stream", self._tx_stream)
         app.router.add_get(f"{base}/openPositions", self._positions)
+        app.router.add_get(f"{base}/openTrades", self._open_trades)
+        app.router.add_put(base + "/trades/{trade_id}/orders", self._trade_orders)
         app.router.add_get(f"{base}/summary", self._summary)
         app.router.add_get("/v3/instruments/{instrument}/candles", self._candles)
         self.runner = web.AppRunner(app, shutdown_timeout=1.0)  # open streams are cut at stop
@@ -572,6 +575,63 @@ class OandaEmulator:
                     }
                 )
         return web.json_response({"positions": out, "lastTransactionID": str(self.last_id)})
+
+    async def _open_trades(self, request: web.Request) -> web.Response:
+        out = []
+        for inst, trades in self.trades.items():
+            for t in trades:
+                trade = {
+                    "id": t["id"],
+                    "instrument": inst,
+                    "price": f"{t['price']:.5f}",
+                    "openTime": rfc3339(self.now_ns),
+                    "initialUnits": f"{t['units']:.0f}",
+                    "currentUnits": f"{t['units']:.0f}",
+                    "state": "OPEN",
+                    "realizedPL": "0.0000",
+                    "unrealizedPL": "0.0000",
+                }
+                sl = t.get("sl")
+                if sl is not None:
+                    trade["stopLossOrder"] = {
+                        "id": sl["id"],
+                        "type": "STOP_LOSS",
+                        "tradeID": t["id"],
+                        "price": f"{sl['price']:.5f}",
+                        "timeInForce": "GTC",
+                        "state": "PENDING",
+                        **({"clientExtensions": {"id": sl["coid"]}} if sl["coid"] else {}),
+                    }
+                out.append(trade)
+        return web.json_response({"trades": out, "lastTransactionID": str(self.last_id)})
+
+    async def _trade_orders(self, request: web.Request) -> web.Response:
+        """TradeCRCDO: create or replace the trade's stop-loss (the only dependent order used)."""
+        body = await request.json()
+        trade_id = request.match_info["trade_id"]
+        for inst, trades in self.trades.items():
+            for t in trades:
+                if t["id"] == trade_id and "stopLoss" in body:
+                    self.stop_requests += 1
+                    self._stop_loss(inst, trade_id, body["stopLoss"])
+                    tx = self.transactions[-1]
+                    return web.json_response(
+                        {
+                            "stopLossOrderTransaction": tx,
+                            "relatedTransactionIDs": [tx["id"]],
+                            "lastTransactionID": tx["id"],
+                        }
+                    )
+        return web.json_response(
+            {"errorCode": "NO_SUCH_TRADE", "errorMessage": "The Trade specified does not exist"}, status=404
+        )
+
+    def cancel_stop(self, inst: str) -> None:
+        """Someone removes the stop-loss at the broker by hand (an ORDER_CANCEL, CLIENT_REQUEST)."""
+        for t in self.trades.get(inst, []):
+            sl = t.pop("sl", None)
+            if sl is not None:
+                self._tx("ORDER_CANCEL", orderID=sl["id"], reason="CLIENT_REQUEST")
 
     async def _summary(self, request: web.Request) -> web.Response:
         return web.json_response(

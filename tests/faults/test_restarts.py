@@ -216,3 +216,37 @@ def test_a_stop_filled_at_oanda_while_the_daemon_was_down_is_booked_at_the_next_
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_a_stop_removed_at_oanda_while_down_is_placed_again_before_anything_else(tmp_path, spec):
+    """Issue 21 §1: someone cancels the position's stop at OANDA by hand while the daemon is
+    down; the next start's first reconciliation pass (orders still blocked) finds the trade
+    without a stop and gives it one again (TradeCRCDO) at its entry price - the distance: a
+    stop_replaced row naming the trade. Once: a later pass finds it there."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start()
+        ex = rig.cfg.execution.model_copy(update={"stop_pips": 30.0})
+        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        try:
+            held = await hold_then_stop(rig)
+            [trade] = rig.emu.trades["EUR_USD"]
+            rig.emu.cancel_stop("EUR_USD")
+            assert "sl" not in trade
+            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30)
+            assert out.error is None
+            assert rig.emu.stop_requests == 1
+            want = trade["price"] - 0.0030 if held > 0 else trade["price"] + 0.0030
+            assert trade["sl"]["price"] == pytest.approx(want, abs=1e-5) and trade["sl"]["coid"].endswith("-stop")
+            with rig.db() as c:
+                rows = c.execute(
+                    "SELECT trigger, kind, broker, detail FROM reconciliation_events WHERE kind LIKE 'stop_%'"
+                ).fetchall()
+            assert [(r[0], r[1], r[2]) for r in rows] == [("startup", "stop_replaced", held)]
+            assert f"trade {trade['id']}" in rows[0][3]
+            rig.check()
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import numpy as np
 import structlog
-from oandapyV20.endpoints import accounts, instruments, orders, positions, pricing, transactions
+from oandapyV20.endpoints import accounts, instruments, orders, positions, pricing, trades, transactions
 from oandapyV20.endpoints.apirequest import APIRequest
 
-from stairway.core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport
+from stairway.core.broker import AccountReport, FillBatch, OrderReport, OrderState, PositionReport, TradeStop
 from stairway.core.errors import BadPayload, FatalError, OrderRejected, TransientError
 from stairway.core.redaction import register_secret
 from stairway.core.types import BAR_DTYPE, TICK_DTYPE, OrderIntent, Side, stop_order_id
@@ -286,6 +286,34 @@ class OandaBroker:
             avg = decimal(side or {}, "averagePrice", f"position {inst}", 0.0)
             out.append(PositionReport(inst, long_u + short_u, avg))
         return out
+
+    async def open_trades(self) -> list[TradeStop]:
+        """Every open trade with its stop-loss (None: it has none), oldest first."""
+        status, body = await self._request(trades.OpenTrades(self.account_id))
+        out = []
+        for t in body.get("trades", []):
+            where = f"trade {t.get('id')!r}"
+            if not isinstance(t.get("id"), str) or not isinstance(t.get("instrument"), str):
+                raise BadPayload(f"openTrades: {where}: id and instrument are required strings")
+            sl = t.get("stopLossOrder")
+            stop = decimal(sl, "price", f"{where}.stopLossOrder") if isinstance(sl, dict) else None
+            units = decimal(t, "currentUnits", where)
+            out.append(TradeStop(t["id"], t["instrument"], units, decimal(t, "price", where), stop))
+        return out
+
+    async def set_stop(self, trade_id: str, instrument: str, units: float, price: float, client_id: str) -> None:
+        """Give an open trade a stop-loss at ``price`` (or move its own there): TradeCRCDO."""
+        data = {
+            "stopLoss": {
+                "price": price_text(price, instrument, units < 0),
+                "timeInForce": "GTC",
+                "clientExtensions": {"id": client_id},
+            }
+        }
+        status, body = await self._request(trades.TradeCRCDO(self.account_id, trade_id, data=data), retry_5xx=False)
+        if status != 200:
+            reason = body.get("errorCode") or body.get("errorMessage") or status
+            raise OrderRejected(f"stop-loss for trade {trade_id} ({instrument}) at {price}: OANDA refused: {reason}")
 
     async def account(self) -> AccountReport:
         status, body = await self._request(accounts.AccountSummary(self.account_id))
