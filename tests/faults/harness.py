@@ -95,6 +95,12 @@ class Rig:
         url = await self.emu.start()
         self.cfg = await asyncio.to_thread(live_config, self.tmp, url, **self.broker)
 
+    async def start_with(self, **execution) -> None:
+        """``start`` with these [execution] settings for every run (stop_pips, price_bound_pips)."""
+        await self.start()
+        assert self.cfg is not None
+        self.cfg = self.cfg.model_copy(update={"execution": self.cfg.execution.model_copy(update=execution)})
+
     def clock(self) -> int:
         return self.emu.now_ns + self.clock_offset_ns
 

@@ -418,9 +418,7 @@ def test_price_bounds_reach_oanda_and_a_bounds_violation_is_counted_not_resent(t
 
     async def go():
         rig = Rig(tmp_path, spec)
-        await rig.start()
-        ex = rig.cfg.execution.model_copy(update={"price_bound_pips": 0.1})
-        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        await rig.start_with(price_bound_pips=0.1)
         try:
             rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
@@ -511,9 +509,7 @@ def test_every_entry_carries_its_stop_to_oanda_and_a_stop_filled_there_is_booked
 
     async def go():
         rig = Rig(tmp_path, spec)
-        await rig.start()
-        ex = rig.cfg.execution.model_copy(update={"stop_pips": 6.0})
-        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        await rig.start_with(stop_pips=6.0)
         try:
             rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)

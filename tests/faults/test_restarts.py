@@ -197,9 +197,7 @@ def test_a_stop_filled_at_oanda_while_the_daemon_was_down_is_booked_at_the_next_
 
     async def go():
         rig = Rig(tmp_path, spec)
-        await rig.start()
-        ex = rig.cfg.execution.model_copy(update={"stop_pips": 30.0})
-        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        await rig.start_with(stop_pips=30.0)
         try:
             held = await hold_then_stop(rig)
             assert rig.emu.stop_orders_created >= 1 and rig.emu.stops_filled == 0
@@ -226,9 +224,7 @@ def test_a_stop_removed_at_oanda_while_down_is_placed_again_before_anything_else
 
     async def go():
         rig = Rig(tmp_path, spec)
-        await rig.start()
-        ex = rig.cfg.execution.model_copy(update={"stop_pips": 30.0})
-        rig.cfg = rig.cfg.model_copy(update={"execution": ex})
+        await rig.start_with(stop_pips=30.0)
         try:
             held = await hold_then_stop(rig)
             [trade] = rig.emu.trades["EUR_USD"]
