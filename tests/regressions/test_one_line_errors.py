@@ -112,7 +112,8 @@ def test_a_lookahead_feature_plugin_stops_the_daemon_and_the_trainer_by_name(pap
     env = {**os.environ, "STAIRWAY_FEATURES__PLUGINS": f'["{peek}"]', "STAIRWAY_FEATURES__EXTRA": '["peek"]'}
     line = one_error_line(run(["daemon", "run", "--config", str(path)], env=env))
     assert "feature plug-in 'peek' looks ahead" in line
-    env["STAIRWAY_TRAIN__MODELS_DIR"] = str(tmp_path / "models")  # (its lock is this test's own)
+    for key, name in (("MODELS_DIR", "models"), ("GATE_DB", "gate.db"), ("REPORTS_DIR", "runs")):
+        env[f"STAIRWAY_TRAIN__{key}"] = str(tmp_path / name)  # (their locks are this test's own)
     line = one_error_line(run(["train", "run", "--config", "config/trainer.toml"], env=env))
     assert "feature plug-in 'peek' looks ahead" in line
 

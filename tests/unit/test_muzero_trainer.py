@@ -182,11 +182,12 @@ def test_train_run_ray_address_is_refused_for_ppo(tmp_path):
 
 
 def own_models_dir(tmp) -> dict[str, str]:
-    """The CLI's environment with a models directory of its own: the shipped config's
-    ``models`` is locked by whichever trainer runs (another test worker's, too)."""
+    """The CLI's environment with a models directory, gate database and reports of its own: the
+    shipped config's are locked by whichever trainer runs (another test worker's, too)."""
     import os
 
-    return {**os.environ, "STAIRWAY_TRAIN__MODELS_DIR": str(tmp / "models")}
+    own = {"MODELS_DIR": "models", "GATE_DB": "gate.db", "REPORTS_DIR": "runs"}
+    return {**os.environ, **{f"STAIRWAY_TRAIN__{k}": str(tmp / v) for k, v in own.items()}}
 
 
 def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
