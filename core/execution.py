@@ -42,34 +42,19 @@ def work_order(
     bound: float = np.nan,
 ) -> tuple[int, float, bool]:
     """Fill up to ``remaining`` signed units against quotes [start, stop), no buy above and
-    no sell below ``bound`` (``price_bound``; NaN: none).
+    no sell below ``bound`` (``price_bound``; NaN: none): ``work_quotes`` for a flat position
+    without a protective stop.
 
     Appends fills to the out arrays from position ``n_out``; returns (n_out, remaining,
     bounded): at the first quote whose fill price is beyond the bound the rest is cancelled
     (remaining 0, bounded True), as a broker cancels a market order that would fill there.
     """
-    i = start
-    while i < stop and remaining != 0.0:
-        if accepted[i] and ts[i] >= not_before_ns:
-            q = min(abs(remaining), cap_units)
-            if remaining > 0.0:
-                if ask[i] + slip > bound:
-                    return n_out, 0.0, True
-                out_units[n_out] = q
-                out_price[n_out] = ask[i] + slip
-                remaining -= q
-            else:
-                if bid[i] - slip < bound:
-                    return n_out, 0.0, True
-                out_units[n_out] = -q
-                out_price[n_out] = bid[i] - slip
-                remaining += q
-            if abs(remaining) < 1e-9:
-                remaining = 0.0
-            out_idx[n_out] = i
-            n_out += 1
-        i += 1
-    return n_out, remaining, False
+    kinds = np.empty(out_idx.shape[0])
+    n_out, _units, remaining, _stop, bounded = work_quotes(
+        0.0, remaining, 0.0, 0.0, ts, bid, ask, accepted, start, stop, not_before_ns, cap_units, slip, bound,
+        out_idx, out_units, out_price, kinds, n_out,
+    )  # fmt: skip
+    return n_out, remaining, bounded
 
 
 @numba.njit(cache=True)
@@ -97,8 +82,9 @@ def work_quotes(
     """Quotes [start, end) for a position of ``units`` with a protective ``stop`` (0: none) and
     a working order (``remaining`` signed units, 0: none) that arms ``order_stop`` (0: none).
 
-    At each accepted quote, in this order: the order fills as ``work_order`` fills it (its
-    bound included); a fill that leaves a position open in the order's direction (opened, added
+    At each accepted quote, in this order: the order fills (at most ``cap_units``, a buy at the ask
+    plus slippage, a sell at the bid less it, not before ``not_before_ns``, nothing beyond ``bound``:
+    the rest is then cancelled); a fill that leaves a position open in the order's direction (opened, added
     to, reversed) sets the stop to ``order_stop``, one that leaves it flat removes it. On a quote without an order fill the
     stop is checked: a long's at the bid (bid <= stop), a short's at the ask (ask >= stop); it
     closes the whole position there, the quote's price less slippage (a stop becomes a market
@@ -106,7 +92,7 @@ def work_quotes(
     ``n_out`` (``out_stop`` 1 for a stop's); returns (n_out, units, remaining, stop, bounded)."""
     bounded = False
     i = start
-    while i < end:
+    while i < end and (remaining != 0.0 or (stop > 0.0 and units != 0.0)):  # else nothing can happen
         if accepted[i]:
             if remaining != 0.0 and ts[i] >= not_before_ns:
                 q = min(abs(remaining), cap_units)

@@ -1,7 +1,7 @@
 """The paper broker: works orders against live or replayed quotes with core's execution model.
 
 It holds at most one working order per instrument (one decision per bar); the order is
-worked by core.execution.work_order on each batch of quotes, and its remainder is cancelled
+worked by core.execution.work_quotes on each batch of quotes, and its remainder is cancelled
 when the slot says the next bar has closed. Positions are kept by the slot from the fills,
 exactly as with a real broker's fill reports.
 """
