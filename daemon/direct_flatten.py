@@ -29,10 +29,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import aiohttp
 import structlog
 
 from stairway.core.broker import OrderReport, OrderState
-from stairway.core.errors import TRANSIENT, ConfigError, OrderRejected
+from stairway.core.errors import TRANSIENT, ConfigError, OrderRejected, TransientError
 from stairway.core.locks import LockHeld, state_lock
 from stairway.core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, new_state
 from stairway.core.types import OrderIntent, Side, client_order_id
@@ -81,6 +82,11 @@ async def direct_flatten(
         raise LockHeld(f"{e}; the daemon is running: use `stairway ctl flatten` (its signal file) instead") from None
     try:
         return await _flatten(cfg, wanted, environ, clock, bundle)
+    except (*TRANSIENT, aiohttp.ClientError) as e:  # one line, the journal keeps what went out
+        raise TransientError(
+            f"flatten --direct: the broker could not be reached or answered badly ({type(e).__name__}: {e}); "
+            "every order sent is in the journal, and the next run (or daemon start) asks the broker about it"
+        ) from None
     finally:
         lock.release()
 

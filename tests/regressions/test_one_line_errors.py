@@ -124,3 +124,23 @@ def test_flatten_direct_on_a_paper_config_or_with_another_action(paper):
     assert "simulated (paper); there is nothing to close at a broker" in line
     line = one_error_line(run(["ctl", "start", "--direct", "--config", str(path)]))
     assert "--direct is for flatten only, not start" in line
+
+
+def test_flatten_direct_with_the_broker_unreachable_is_one_line(tmp_path):
+    import os
+
+    text = (ROOT / "config" / "live-oanda.toml").read_text().replace('state_dir = "state"', f'state_dir = "{tmp_path}"')
+    cfg = tmp_path / "live.toml"
+    cfg.write_text(text)
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "OANDA_TOKEN": "t",
+        "OANDA_ACCOUNT": "101-004-1234567-001",
+        "STAIRWAY_BROKER__OANDA": f'{{"rest_url": "{url}", "stream_url": "{url}"}}',
+    }
+    line = one_error_line(run(["ctl", "flatten", "--direct", "--config", str(cfg)], env=env))
+    assert "flatten --direct: the broker could not be reached" in line and "every order sent is in the journal" in line
