@@ -44,6 +44,7 @@ from stairway.daemon.rows import BookRow, FillRow
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("flatten_direct")
+UNREACHABLE: tuple[type[BaseException], ...] = (*TRANSIENT, aiohttp.ClientError)
 
 
 @dataclass
@@ -82,7 +83,7 @@ async def direct_flatten(
         raise LockHeld(f"{e}; the daemon is running: use `stairway ctl flatten` (its signal file) instead") from None
     try:
         return await _flatten(cfg, wanted, environ, clock, bundle)
-    except (*TRANSIENT, aiohttp.ClientError) as e:  # one line, the journal keeps what went out
+    except UNREACHABLE as e:  # one line, the journal keeps what went out
         raise TransientError(
             f"flatten --direct: the broker could not be reached or answered badly ({type(e).__name__}: {e}); "
             "every order sent is in the journal, and the next run (or daemon start) asks the broker about it"

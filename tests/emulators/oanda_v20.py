@@ -479,6 +479,7 @@ class OandaEmulator:
             positionFill="DEFAULT",
             reason="CLIENT_ORDER",
             **({"priceBound": bound} if bound is not None else {}),
+            **({"stopLossOnFill": order["stopLossOnFill"]} if order.get("stopLossOnFill") else {}),
             **ext,
         )
         if self.knobs.reject_reason:

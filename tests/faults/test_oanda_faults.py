@@ -517,11 +517,12 @@ def test_every_entry_carries_its_stop_to_oanda_and_a_stop_filled_there_is_booked
             rig.check()  # book == broker after every stop, one POST per order, all fills recorded
             txs = rig.emu.transactions
             creates = [t for t in txs if t["type"] == "MARKET_ORDER"]
-            opened = [
-                t for t in txs if t["type"] == "ORDER_FILL" and t["reason"] == "MARKET_ORDER" and "tradeOpened" in t
-            ]
+            with_stop = {t["id"] for t in creates if "stopLossOnFill" in t}
+            opened = [t for t in txs if t["type"] == "ORDER_FILL" and t["orderID"] in with_stop and "tradeOpened" in t]
             stops = [t for t in txs if t["type"] == "STOP_LOSS_ORDER"]
-            assert len(stops) == len(opened) > 3  # every trade our orders opened has its stop at the broker
+            # every trade a decision's order opened has its stop at the broker (a correction carries
+            # none: a trade it opens in a race gets one from the next pass, a stop_replaced row)
+            assert {t["tradeOpened"]["tradeID"] for t in opened} <= {t["tradeID"] for t in stops} and len(opened) > 3
             assert stops and all(t["clientExtensions"]["id"].endswith("-stop") for t in stops)
             assert all(len(t["price"].split(".")[1]) <= 5 for t in stops)
             fired = [t for t in rig.emu.transactions if t["type"] == "ORDER_FILL" and t["reason"] == "STOP_LOSS_ORDER"]
