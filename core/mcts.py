@@ -24,7 +24,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from stairway.core.muzero_net import dynamics, expected, predict, represent
+from stairway.core.muzero_net import POSITION_SLOTS, dynamics, expected, predict, represent
 
 
 @dataclass
@@ -51,9 +51,11 @@ class Tree:
         support: int,
         dtype: type = np.float32,
     ) -> Tree:
-        """Network activations in ``dtype`` (the weights' type); visit and value statistics in float64."""
+        """Network activations in ``dtype`` (the weights' type); visit and value statistics in
+        float64. ``latent``: the learned latent's size (the state adds the position)."""
         n = sims + 1
         k = 2 * support + 1
+        latent += POSITION_SLOTS
         scratch: tuple[np.ndarray, ...] = tuple(
             np.zeros(m, dtype) for m in (hidden, latent + n_actions, k, k, n_actions, k)
         )
@@ -250,8 +252,10 @@ def _one_root(
     out_policy: np.ndarray,
     b: int,
 ) -> None:
-    """Root b of a batch: its own tree, its visits, value and improved policy."""
+    """Root b of a batch: its own tree, its visits, value and improved policy
+    (``latent_dim``: the learned latent's size; the state adds the position)."""
     n_actions = out_visits.shape[1]
+    latent_dim += POSITION_SLOTS
     n = sims + 1
     k = 2 * support + 1
     dt = w[0].dtype

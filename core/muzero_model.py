@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stairway.core.muzero_net import EPS
+from stairway.core.muzero_net import EPS, POSITION_SLOTS
 from stairway.core.ppo_net import torch_tensors
 
 
@@ -56,20 +56,33 @@ class MuZeroNet(nn.Module):
             support,
         )
         k = 2 * support + 1
+        st = latent + POSITION_SLOTS
         self.repr = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, latent))
-        self.dyn = nn.Sequential(nn.Linear(latent + n_actions, hidden), nn.ReLU())
+        self.dyn = nn.Sequential(nn.Linear(st + n_actions, hidden), nn.ReLU())
         self.dyn_state = nn.Linear(hidden, latent)
         self.dyn_reward = nn.Linear(hidden, k)
-        self.pred = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU())
+        self.pred = nn.Sequential(nn.Linear(st, hidden), nn.ReLU())
         self.pred_policy = nn.Linear(hidden, n_actions)
         self.pred_value = nn.Linear(hidden, k)
+        # position slot (0 flat, 1 long, 2 short) after each action from each slot: HOLD keeps
+        # it, BUY long, SELL short, CLOSE flat (core.muzero_net.next_slot)
+        self._next: torch.Tensor
+        self.register_buffer("_next", torch.tensor([[0, 1, 2, 0], [1, 1, 2, 0], [2, 1, 2, 0]]), persistent=False)
 
     def represent(self, obs: torch.Tensor) -> torch.Tensor:
-        return _minmax(self.repr(obs))
+        """The state: the learned latent, then the position one-hot read from the
+        observation's is_long / is_short features (the last three are is_long, is_short,
+        has_position)."""
+        slot = torch.where(obs[:, -3] > 0.5, 1, torch.where(obs[:, -2] > 0.5, 2, 0))
+        return torch.cat([_minmax(self.repr(obs)), self._onehot(slot)], -1)
+
+    def _onehot(self, slot: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(slot, POSITION_SLOTS).to(torch.float32)
 
     def dynamics(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.dyn(torch.cat([s, nn.functional.one_hot(a, self.n_actions).float()], -1))
-        return _minmax(self.dyn_state(x)), self.dyn_reward(x)
+        slot = self._next[s[:, self.latent :].argmax(-1), a]
+        return torch.cat([_minmax(self.dyn_state(x)), self._onehot(slot)], -1), self.dyn_reward(x)
 
     def predict(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.pred(s)

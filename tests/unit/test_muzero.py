@@ -16,10 +16,20 @@ import torch
 from stairway.core.mcts import Tree, python_search, root_visits, search
 from stairway.core.muzero_model import MuZeroNet, from_support, to_support
 from stairway.core.muzero_model import scale as torch_scale
-from stairway.core.muzero_net import dynamics, expected, numpy_weights, predict, represent, scale, unscale
+from stairway.core.muzero_net import (
+    POSITION_SLOTS,
+    dynamics,
+    expected,
+    numpy_weights,
+    predict,
+    represent,
+    scale,
+    unscale,
+)
 from stairway.core.muzero_policy import MuZeroPolicy
 
 OBS, A, LAT, HID, SUP = 31, 4, 16, 32, 300
+ST = LAT + POSITION_SLOTS  # the search's state: the latent and the position
 
 
 def make_net(seed: int) -> MuZeroNet:
@@ -44,23 +54,28 @@ def test_scaling_transform_and_support():
 def test_numba_forward_equals_the_torch_module():
     net = make_net(0)
     w = numpy_weights(net.state_dict(), np.float64)
-    obs = np.random.default_rng(0).normal(size=OBS)
-    hid, s, s2 = np.zeros(HID), np.zeros(LAT), np.zeros(LAT)
-    xin, rl, pl, vl = np.zeros(LAT + A), np.zeros(2 * SUP + 1), np.zeros(A), np.zeros(2 * SUP + 1)
-    represent(w, obs, hid, s)
-    with torch.no_grad():
-        ts = net.represent(torch.as_tensor(obs)[None])
-        assert np.allclose(s, ts[0].numpy(), atol=1e-9)
-        for a in range(A):
-            dynamics(w, s, a, xin, hid, s2, rl)
-            t2, trl = net.dynamics(ts, torch.tensor([a]))
-            assert np.allclose(s2, t2[0].numpy(), atol=1e-9) and np.allclose(rl, trl[0].numpy(), atol=1e-9)
-            assert math.isclose(
-                expected(rl, np.zeros_like(rl), SUP), float(from_support(trl, SUP)[0]), rel_tol=1e-7, abs_tol=1e-7
-            )
-        predict(w, s, hid, pl, vl)
-        tpl, tvl = net.predict(ts)
-        assert np.allclose(pl, tpl[0].numpy(), atol=1e-9) and np.allclose(vl, tvl[0].numpy(), atol=1e-9)
+    for slot, (is_long, is_short) in enumerate(((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))):
+        obs = np.random.default_rng(slot).normal(size=OBS)
+        obs[-3:] = is_long, is_short, is_long + is_short
+        hid, s, s2 = np.zeros(HID), np.zeros(ST), np.zeros(ST)
+        xin, rl, pl, vl = np.zeros(ST + A), np.zeros(2 * SUP + 1), np.zeros(A), np.zeros(2 * SUP + 1)
+        represent(w, obs, hid, s)
+        assert list(s[LAT:]) == [float(i == slot) for i in range(3)]
+        with torch.no_grad():
+            ts = net.represent(torch.as_tensor(obs)[None])
+            assert np.allclose(s, ts[0].numpy(), atol=1e-9)
+            for a in range(A):
+                dynamics(w, s, a, xin, hid, s2, rl)
+                t2, trl = net.dynamics(ts, torch.tensor([a]))
+                assert np.allclose(s2, t2[0].numpy(), atol=1e-9) and np.allclose(rl, trl[0].numpy(), atol=1e-9)
+                # the position after the action is its known effect: HOLD keeps it, BUY long, SELL short, CLOSE flat
+                assert int(s2[LAT:].argmax()) == (slot, 1, 2, 0)[a] and s2[LAT:].sum() == 1.0
+                assert math.isclose(
+                    expected(rl, np.zeros_like(rl), SUP), float(from_support(trl, SUP)[0]), rel_tol=1e-7, abs_tol=1e-7
+                )
+            predict(w, s, hid, pl, vl)
+            tpl, tvl = net.predict(ts)
+            assert np.allclose(pl, tpl[0].numpy(), atol=1e-9) and np.allclose(vl, tvl[0].numpy(), atol=1e-9)
 
 
 def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
