@@ -212,6 +212,26 @@ class ExecutionConfig(Strict):
         description="A protective stop this many pips from the decision's quote (below its bid for a long, above "
         "its ask for a short), armed by each opening fill; simulated by the env and the paper broker alike.",
     )
+    stop_atr_multiple: float | None = Field(
+        None,
+        gt=0,
+        description="Instead of stop_pips: the stop this many average true ranges (of the last stop_atr_bars "
+        "closed bars) from the decision's quote.",
+    )
+    stop_atr_bars: int = Field(24, ge=1, le=1000, description="Bars the average true range of stop_atr_multiple spans.")
+    stop_max_loss: float | None = Field(
+        None,
+        gt=0,
+        description="Caps the stop's distance: at most this loss (account currency) per position if the stop fills "
+        "at its price.",
+    )
+    risk_per_trade_pct: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="Size each entry to lose this % of the balance at its stop (capped by max_position_lots) "
+        "instead of trading trade_lots; needs a stop.",
+    )
     price_bound_pips: float | None = Field(
         None,
         gt=0,
@@ -223,7 +243,17 @@ class ExecutionConfig(Strict):
     def _check(self) -> ExecutionConfig:
         if self.trade_lots > self.max_position_lots:
             raise ValueError("trade_lots must not exceed max_position_lots")
+        if self.stop_pips is not None and self.stop_atr_multiple is not None:
+            raise ValueError("stop_pips and stop_atr_multiple: set one (a fixed stop, or one from the range)")
+        if (self.stop_max_loss is not None or self.risk_per_trade_pct is not None) and not self.stops:
+            field = "stop_max_loss" if self.stop_max_loss is not None else "risk_per_trade_pct"
+            raise ValueError(f"{field} needs a stop: set stop_pips or stop_atr_multiple")
         return self
+
+    @property
+    def stops(self) -> bool:
+        """Whether entries carry a protective stop."""
+        return self.stop_pips is not None or self.stop_atr_multiple is not None
 
 
 class AccountConfig(Strict):

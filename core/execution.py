@@ -13,6 +13,7 @@ on (the same ``accepted`` mask is passed in).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -20,6 +21,7 @@ import numpy as np
 
 from stairway.core.config import ExecutionConfig, InstrumentConfig
 from stairway.core.position import PS_UNITS, apply_financing
+from stairway.core.protection import size_and_stop
 from stairway.core.types import NS_PER_DAY
 
 
@@ -239,6 +241,10 @@ class ExecutionModel:
     triple_weekday: int = 2  # Monday = 0: this roll charges three days
     bound_tolerance: float = 0.0  # price units a decision's fill may be worse than its quote; 0: none
     stop_distance: float = 0.0  # price units from the decision's quote to the protective stop; 0: none
+    stop_atr_multiple: float = 0.0  # instead: this many ATRs (core.protection); 0: not from the range
+    stop_atr_bars: int = 24
+    stop_max_loss: float = 0.0  # account currency a stop may lose at most; 0: no cap
+    risk_fraction: float = 0.0  # of the balance a stop may lose: sizes entries; 0: trade_units
 
     @classmethod
     def from_config(cls, ex: ExecutionConfig, inst: InstrumentConfig) -> ExecutionModel:
@@ -257,7 +263,26 @@ class ExecutionModel:
             triple_weekday=WEEKDAYS.index(ex.financing_triple_weekday),
             bound_tolerance=(ex.price_bound_pips or 0.0) * inst.pip_size,
             stop_distance=(ex.stop_pips or 0.0) * inst.pip_size,
+            stop_atr_multiple=ex.stop_atr_multiple or 0.0,
+            stop_atr_bars=ex.stop_atr_bars,
+            stop_max_loss=ex.stop_max_loss or 0.0,
+            risk_fraction=(ex.risk_per_trade_pct or 0.0) / 100.0,
         )
+
+    @property
+    def stops(self) -> bool:
+        return self.stop_distance > 0.0 or self.stop_atr_multiple > 0.0
+
+    def size_and_stop(
+        self, action: int, units: float, atr: Callable[[int], float], balance: float
+    ) -> tuple[float, float]:
+        """core.protection.size_and_stop with this model's settings (``atr(n)``: the average
+        true range of the last n bars at the decision; read only for a stop from the range)."""
+        a = atr(self.stop_atr_bars) if self.stop_atr_multiple > 0.0 else 0.0
+        return size_and_stop(
+            action, units, self.trade_units, self.max_position_units, self.stop_distance, self.stop_atr_multiple,
+            a, self.stop_max_loss, self.risk_fraction, balance,
+        )  # fmt: skip
 
     @property
     def finances(self) -> bool:

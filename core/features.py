@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from stairway.core import feature_plugins
+from stairway.core import feature_plugins, protection
 from stairway.core.config import MarketConfig
 from stairway.core.errors import ConfigError
 from stairway.core.feature_plugins import Bars, PluginUse
@@ -364,13 +364,17 @@ class FeatureBuffer:
     """
 
     def __init__(
-        self, spec: FeatureSpec, cross_view: Callable[[str, int], tuple[np.ndarray, np.ndarray]] | None = None
+        self,
+        spec: FeatureSpec,
+        cross_view: Callable[[str, int], tuple[np.ndarray, np.ndarray]] | None = None,
+        keep: int = 0,
     ) -> None:
         self.spec = spec
         self.window = spec.window
         # a leg read by another's cross features (core.cross_features) keeps a window more:
-        # that many of its bars may close after the other's bar end and be passed over
-        self._keep = self.window - 1 + (self.window if spec.cross else 0)
+        # that many of its bars may close after the other's bar end and be passed over;
+        # ``keep``: at least that many bars for other readers (the stop's ATR)
+        self._keep = max(self.window - 1 + (self.window if spec.cross else 0), keep)
         cap = self._keep + self.window + 1
         # other instruments' bars ending by a time: (symbol, end_ns) -> (bar ends, closes);
         # set by the daemon (daemon.cross_view) when the spec has cross features
@@ -433,6 +437,11 @@ class FeatureBuffer:
             self._cross_columns(full)
         out[:] = full if self._sel is None else full[self._sel]
         return True
+
+    def atr(self, n: int) -> float:
+        """core.protection.atr at the latest bar (NaN with fewer than n + 1 bars)."""
+        o = self._ohlc
+        return float(protection.atr(o[1], o[2], o[3], self._n - 1, n)) if self._n > n else math.nan
 
     def closes(self, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """(bar ends, closes) of the buffered bars ending at or before ``end_ns``, oldest first."""

@@ -245,9 +245,9 @@ class DaemonConfig(MarketConfig):
             missing = [leg.symbol for leg in self.portfolio.instruments if leg.bars_csv is None]
             if missing:
                 raise ValueError(f"portfolio.instruments {missing}: a paper replay needs bars_csv for each")
-        if self.execution.stop_pips is not None and self.real_orders and self.broker.kind != "oanda":
+        if self.execution.stops and self.real_orders and self.broker.kind != "oanda":
             raise ValueError(
-                f"execution.stop_pips: protective stops are placed at OANDA (stopLossOnFill) and simulated by the "
+                f"execution.stop_pips / stop_atr_multiple: protective stops are placed at OANDA (stopLossOnFill) and simulated by the "
                 f"paper broker; at {self.broker.kind} (a bracket order) not yet: a live daemon with broker fills "
                 "there would run without the stop its model was trained with"
             )

@@ -50,6 +50,21 @@ from stairway.daemon.store import Store
 log = structlog.get_logger("reconcile")
 
 
+def replacement_distance(slot: Slot, units: float) -> float:
+    """Where a missing stop goes back (price units from the trade's entry): the slot's last
+    decision's distance, else (no decision since the start) the range's one now; capped by
+    ``stop_max_loss`` for the trade's size, or that cap alone when neither is known. 0: none."""
+    ex = slot.ex
+    d = slot.stop_distance
+    if d <= 0.0 and ex.stop_atr_multiple > 0.0:
+        a = slot.features.atr(ex.stop_atr_bars)
+        d = ex.stop_atr_multiple * a if a == a else 0.0
+    if ex.stop_max_loss > 0.0 and units != 0.0:
+        cap = ex.stop_max_loss / abs(units)
+        d = min(d, cap) if d > 0.0 else cap
+    return d
+
+
 class Reconciler:
     def __init__(
         self,
@@ -185,23 +200,26 @@ class Reconciler:
             log.error("account_margin_above_limit", margin_pct=round(pct, 2), limit_pct=limit)
 
     async def _stops(self, now: int, trigger: str) -> None:
-        """Every open trade of an instrument traded with protective stops (execution.stop_pips)
-        has one at the broker: a missing one (removed by hand, or lost) is placed again at the
-        trade's entry price -/+ the distance, a ``stop_replaced`` row and an alert; at start-up
+        """Every open trade of an instrument traded with protective stops (execution.stop_pips or
+        stop_atr_multiple) has one at the broker: a missing one (removed by hand, or lost) is
+        placed again at the trade's entry price -/+ the distance (``replacement_distance``), a ``stop_replaced`` row and an alert; at start-up
         this runs before any order may go out. Brokers that cannot list trades' stops skip it."""
         open_trades = getattr(self.broker, "open_trades", None)
         if open_trades is None:
             return
-        distance = {i: s.ex.stop_distance for i, s in self.slots.items() if s.ex.stop_distance > 0}
-        if not distance:
+        stopped = {i: s for i, s in self.slots.items() if s.ex.stops}
+        if not stopped:
             return
         for k, t in enumerate(await open_trades()):
-            d = distance.get(t.instrument)
-            if d is None or t.stop is not None:
+            slot = stopped.get(t.instrument)
+            if slot is None or t.stop is not None:
                 continue
+            d = replacement_distance(slot, t.units)
             price = t.price - d if t.units > 0 else t.price + d
             coid = stop_order_id(client_order_id(t.instrument, now, k))
             try:
+                if d <= 0.0:
+                    raise OrderRejected("no stop distance is known yet (no range to measure, no stop_max_loss)")
                 await self.broker.set_stop(t.trade_id, t.instrument, t.units, price, coid)  # type: ignore[attr-defined]
             except OrderRejected as e:
                 kind, detail = (

@@ -114,7 +114,7 @@ class Slot:
         self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
         self.policy, self.broker, self.risk, self.store = policy, broker, risk, store
         self.builder = BarBuilder(period_ns, bar_price, max_jump, jump_confirm)
-        self.features = FeatureBuffer(spec)
+        self.features = FeatureBuffer(spec, keep=ex.stop_atr_bars + 1 if ex.stop_atr_multiple > 0.0 else 0)
         self.position = new_state()
         self.obs = np.zeros(spec.obs_dim)
         self.tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit)
@@ -122,6 +122,7 @@ class Slot:
         self.tracker.risk = {"flattens": 0, "blocked_intents": 0, "halted_bars": 0}
         self.counters = SlotCounters()
         self._bar_quote = (math.nan, math.nan)  # the last marked bar's last quote: a decision's reference
+        self.stop_distance = ex.stop_distance  # the last decision's (core.protection); a missing stop goes back there
         self.new_fills: list[Fill] = []
         self.latency = LatencyRing(latency_capacity)
         self.sessions = SessionTracker()
@@ -297,7 +298,7 @@ class Slot:
         a flatten or correction is not: it must close whatever the price."""
         bound = price_bound(units, *self._bar_quote, self.ex.bound_tolerance) if expires else math.nan
         target = float(self.position[PS_UNITS]) + units
-        stop = stop_price(target, *self._bar_quote, self.ex.stop_distance) if expires else 0.0  # its fills arm it
+        stop = stop_price(target, *self._bar_quote, self.stop_distance) if expires else 0.0  # its fills arm it
         head = (self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL, abs(units), bar_ts)
         intent = OrderIntent(*head, after_ts, None if bound != bound else bound, stop)
         self.broker.submit(intent, after_ts + self.ex.latency_ns, expires)
@@ -563,7 +564,9 @@ class Slot:
 
     def _act(self, action: int, confidence: float, bar_ts: int, closing_ts_ns: int, units: float, eq: float) -> None:
         """Size the action's order, ask risk what may go out, record the decision, submit."""
-        size = self.ex.trade_units * self._size_factor(bar_ts)
+        balance = self.initial_equity + float(self.position[PS_REALIZED])
+        size, self.stop_distance = self.ex.size_and_stop(action, units, self.features.atr, balance)
+        size *= self._size_factor(bar_ts)
         wanted = float(target_units(action, units, size)) - units
         gap = (self.clock_ns(closing_ts_ns) - closing_ts_ns) / 1e9
         risk = self.risk.check(

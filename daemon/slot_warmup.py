@@ -9,6 +9,7 @@ from stairway.core.bar_builder import BarBuilder
 from stairway.core.execution import charge_holding_costs, price_bound, target_units, work_quotes
 from stairway.core.features import FeatureBuffer
 from stairway.core.position import apply_fill, equity, mark_bar, new_state, position_features
+from stairway.core.protection import atr
 from stairway.core.types import NS_PER_DAY, TICK_DTYPE
 
 
@@ -33,6 +34,9 @@ def warm_up_kernels(slot) -> None:
     slot.policy.act(obs)
     slot.policy.reset()  # a warm-up call leaves nothing behind (a reused search tree)
     target_units(1, 0.0, 1.0)
+    out = np.ones(3)
+    atr(out, out, out, 2, 1)
+    slot.ex.size_and_stop(1, 0.0, lambda n: 1e-3, 100_000.0)
     out = np.zeros(3)
     work_quotes(0.0, 1.0, 0.9, 0.0, t["ts_ns"], t["bid"], t["ask"], np.ones(3, np.bool_), 0, 3, 0, 1.0, 0.0,
                 price_bound(1.0, 1.0, 1.0001, 1e-4), np.zeros(3, np.int64), out, np.zeros(3), np.zeros(3), 0)  # fmt: skip

@@ -75,6 +75,13 @@ def reference_bars(ticks: np.ndarray, period_ns: int, price: str = "mid", max_ju
     return bars, cur, counts
 
 
+def without_stops(cfg):
+    """``cfg`` with the shipped protective stop off (for tests that pin down fills, costs or a
+    mirror symmetry to the cent, which a stop would blur; stops have their own tests)."""
+    plain = cfg.execution.model_copy(update={"stop_atr_multiple": None, "stop_max_loss": None, "stop_pips": None})
+    return cfg.model_copy(update={"execution": plain})
+
+
 def write_bars_csv(path: Path, bars: np.ndarray) -> Path:
     """Write bars in the gym-anytrading day-first layout."""
     import time

@@ -399,7 +399,7 @@ def _train_and_gate(
     )
 
     # gates
-    pre = preflight(cand.meta, cfg.gates, cfg.risk)
+    pre = preflight(cand.meta, cfg.gates, cfg.risk, cfg.execution)
     ticks, judged, source = shadow_ticks(cfg, spec, cfg.gates, end_ns, data.recorded)
     vbar = _progress(progress, 1, "shadow replay")
     gate_days = len(np.unique(history.bars["ts_ns"][gate_start:gate_first] // NS_PER_DAY))

@@ -26,6 +26,7 @@ from stairway.core.execution import (
 from stairway.core.features import FeatureSpec
 from stairway.core.position import (
     PS_MAXDD,
+    PS_REALIZED,
     PS_UNITS,
     apply_fill,
     equity,
@@ -33,6 +34,7 @@ from stairway.core.position import (
     new_state,
     position_features,
 )
+from stairway.core.protection import atr_series, size_and_stop
 from stairway.core.risk_rules import FLATTEN, STOP_OPENING, clamp_target, held_tier, reduce_only, size_factor
 from stairway.core.types import NS_PER_DAY
 from stairway.trainer.history import MarketHistory
@@ -57,7 +59,8 @@ def _observe(feats, bar, state, last_bid, last_ask, pip, n_market, obs):
 
 @numba.njit(cache=True)
 def _risk_target(rs, action, u, trade_units, can_open, position_limit, order_cap, max_trades):
-    """The target the daemon's risk engine would allow for ``action`` (core.risk_rules)."""
+    """The target the daemon's risk engine would allow for ``action`` (core.risk_rules);
+    ``trade_units``: the size a BUY/SELL targets (core.protection.size_and_stop)."""
     if rs[RS_FORCED] > 0.0:  # the flatten tier fired at the last mark: close, no decision
         rs[RS_FORCED] = 0.0
         rs[RS_FLATTENS] += 1.0
@@ -109,6 +112,11 @@ def _step(
     cap_units,
     bound_tol,
     stop_dist,
+    atr_mult,
+    atr,
+    max_loss,
+    risk_frac,
+    max_units,
     fin_long,
     fin_short,
     roll_offset_ns,
@@ -136,7 +144,19 @@ def _step(
         if rs[RS_CAP_DAY] != day:
             rs[RS_CAP_DAY] = day
             rs[RS_ORDERS] = 0.0
-        tgt = _risk_target(rs, actions[e], u, trade_units, can_open[i], position_limit, order_cap, max_trades)
+        size, dist = size_and_stop(
+            actions[e],
+            u,
+            trade_units,
+            max_units,
+            stop_dist,
+            atr_mult,
+            atr[i],
+            max_loss,
+            risk_frac,
+            initial + st[PS_REALIZED],
+        )
+        tgt = _risk_target(rs, actions[e], u, size, can_open[i], position_limit, order_cap, max_trades)
         order = tgt - u
         eq0 = equity(st, last_bid[i], last_ask[i], initial)
         if order != 0.0:
@@ -146,7 +166,7 @@ def _step(
             n, _u, _rem, rs[RS_STOP], _bounded = work_quotes(
                 u,
                 order,
-                stop_price(tgt, last_bid[i], last_ask[i], stop_dist) if order != 0.0 else 0.0,
+                stop_price(tgt, last_bid[i], last_ask[i], dist) if order != 0.0 else 0.0,
                 rs[RS_STOP],
                 ts,
                 bid,
@@ -257,6 +277,17 @@ class VecTradingEnv:
         resume = 1.0 if risk.halt_resume == "next_session" else 0.0
         self.tiers = np.asarray((*risk.drawdown_tiers_pct, risk.tier_exit_fraction, resume), dtype=np.float64)
         self._bar_ts = np.ascontiguousarray(history.bars["ts_ns"])
+        b = history.bars
+        self._atr = (
+            atr_series(
+                np.ascontiguousarray(b["high"]),
+                np.ascontiguousarray(b["low"]),
+                np.ascontiguousarray(b["close"]),
+                ex.stop_atr_bars,
+            )  # fmt: skip
+            if ex.stop_atr_multiple > 0.0
+            else np.zeros(len(b))
+        )
         self.bar = np.zeros(num_envs, dtype=np.int64)
         self.steps = np.zeros(num_envs, dtype=np.int64)
         self.obs = np.zeros((num_envs, self.obs_dim))
@@ -344,6 +375,11 @@ class VecTradingEnv:
             ex.cap_units,
             ex.bound_tolerance,
             ex.stop_distance,
+            ex.stop_atr_multiple,
+            self._atr,
+            ex.stop_max_loss,
+            ex.risk_fraction,
+            ex.max_position_units,
             ex.financing_long,
             ex.financing_short,
             ex.roll_offset_ns,

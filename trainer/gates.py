@@ -57,9 +57,13 @@ class ShadowResult:
         return bool(self.days) and all(d.passed for d in self.days) and not self.reasons
 
 
-def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool, str]:
+PROTECTION = ("stop_pips", "stop_atr_multiple", "stop_atr_bars", "stop_max_loss", "risk_per_trade_pct")
+
+
+def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None, execution=None) -> tuple[bool, str]:
     """The candidate must fit the daemon that will run it (its own config), and it must have
-    been evaluated under that daemon's risk limits (``risk``: the trainer's [risk] section)."""
+    been evaluated under that daemon's risk limits (``risk``: the trainer's [risk] section) and
+    protective stops and sizing (``execution``: the trainer's [execution] section)."""
     from stairway.daemon.config import DaemonConfig
 
     dcfg = load_config(DaemonConfig, gates.daemon_config)
@@ -89,6 +93,15 @@ def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None) -> tuple[bool,
         mine, theirs = risk.model_dump(exclude=daemon_only), dcfg.risk.model_dump(exclude=daemon_only)
         diff = "; ".join(f"risk.{k}: trainer {mine[k]} vs daemon {theirs[k]}" for k in mine if mine[k] != theirs[k])
         return False, f"evaluated under other risk limits than {gates.daemon_config}'s: {diff}"
+    if execution is not None:
+        mine, theirs = execution.model_dump(include=set(PROTECTION)), dcfg.execution.model_dump(include=set(PROTECTION))
+        if not execution.stops and not dcfg.execution.stops:
+            mine = theirs  # stop_atr_bars alone means nothing without a stop
+        diff = "; ".join(
+            f"execution.{k}: trainer {mine[k]} vs daemon {theirs[k]}" for k in PROTECTION if mine[k] != theirs[k]
+        )
+        if diff:
+            return False, f"evaluated under other stops or sizing than {gates.daemon_config}'s: {diff}"
     return True, f"matches {gates.daemon_config}: spec {spec.hash}, obs ({spec.obs_dim},), {len(ACTION_NAMES)} actions"
 
 

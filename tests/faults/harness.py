@@ -96,9 +96,13 @@ class Rig:
         self.cfg = await asyncio.to_thread(live_config, self.tmp, url, **self.broker)
 
     async def start_with(self, **execution) -> None:
-        """``start`` with these [execution] settings for every run (stop_pips, price_bound_pips)."""
+        """``start`` with these [execution] settings for every run (stop_pips, price_bound_pips); a
+        stop setting given replaces the shipped stop (3 ATRs, capped) as a whole."""
         await self.start()
         assert self.cfg is not None
+        stops = ("stop_pips", "stop_atr_multiple", "stop_max_loss")
+        if any(k in execution for k in stops):
+            execution = dict.fromkeys(stops) | execution
         self.cfg = self.cfg.model_copy(update={"execution": self.cfg.execution.model_copy(update=execution)})
 
     def clock(self) -> int:

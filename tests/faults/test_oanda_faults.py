@@ -500,16 +500,20 @@ def test_a_charge_the_book_does_not_know_is_found_when_flat(tmp_path, spec):
     asyncio.run(go())
 
 
-def test_every_entry_carries_its_stop_to_oanda_and_a_stop_filled_there_is_booked(tmp_path, spec):
-    """Issue 21 §1 at OANDA: with execution.stop_pips each entry order carries stopLossOnFill
-    (the instrument's precision, our client id + "-stop"); OANDA holds the stop with the trade
-    and fills it when the price reaches it (the emulator at the quote through it); the fill is
-    ours: it moves the book (a stop_filled risk event), reconciliation finds nothing to fix, and
+@pytest.mark.parametrize(
+    "protection", [{"stop_pips": 6.0}, {"stop_atr_multiple": 0.6, "stop_atr_bars": 12}], ids=["fixed", "atr"]
+)
+def test_every_entry_carries_its_stop_to_oanda_and_a_stop_filled_there_is_booked(tmp_path, spec, protection):
+    """Issue 21 §1 at OANDA: with execution.stop_pips (or stop_atr_multiple: the distance from
+    the range, different at each entry) each entry order carries stopLossOnFill (the
+    instrument's precision, our client id + "-stop"); OANDA holds the stop with the trade and
+    fills it when the price reaches it (the emulator at the quote through it); the fill is ours:
+    it moves the book (a stop_filled risk event), reconciliation finds nothing to fix, and
     nothing is ever sent twice."""
 
     async def go():
         rig = Rig(tmp_path, spec)
-        await rig.start_with(stop_pips=6.0)
+        await rig.start_with(**protection)
         try:
             rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
@@ -524,6 +528,13 @@ def test_every_entry_carries_its_stop_to_oanda_and_a_stop_filled_there_is_booked
             # none: a trade it opens in a race gets one from the next pass, a stop_replaced row)
             assert {t["tradeOpened"]["tradeID"] for t in opened} <= {t["tradeID"] for t in stops} and len(opened) > 3
             assert stops and all(t["clientExtensions"]["id"].endswith("-stop") for t in stops)
+            # the stop's distance from the order's bound (the decision's quote + 10 pips)
+            gaps = {
+                round(abs(float(t["priceBound"]) - float(t["stopLossOnFill"]["price"])), 5)
+                for t in creates
+                if "stopLossOnFill" in t
+            }
+            assert len(gaps) > 3 if "stop_atr_multiple" in protection else len(gaps) >= 1
             assert all(len(t["price"].split(".")[1]) <= 5 for t in stops)
             fired = [t for t in rig.emu.transactions if t["type"] == "ORDER_FILL" and t["reason"] == "STOP_LOSS_ORDER"]
             assert fired and rig.emu.stops_filled == len(fired)

@@ -216,7 +216,16 @@ def test_a_stop_filled_at_oanda_while_the_daemon_was_down_is_booked_at_the_next_
     asyncio.run(go())
 
 
-def test_a_stop_removed_at_oanda_while_down_is_placed_again_before_anything_else(tmp_path, spec):
+@pytest.mark.parametrize(
+    "stops, distance",
+    [
+        ({"stop_pips": 30.0}, lambda units: 0.0030),
+        # the shipped kind: 3 ATRs (~30 pips), here pulled in by a 150 cap on the trade (15 pips a lot)
+        ({"stop_atr_multiple": 3.0, "stop_atr_bars": 24, "stop_max_loss": 150.0}, lambda units: 150.0 / abs(units)),
+    ],
+    ids=["fixed", "atr-capped"],
+)
+def test_a_stop_removed_at_oanda_while_down_is_placed_again_before_anything_else(tmp_path, spec, stops, distance):
     """Issue 21 §1: someone cancels the position's stop at OANDA by hand while the daemon is
     down; the next start's first reconciliation pass (orders still blocked) finds the trade
     without a stop and gives it one again (TradeCRCDO) at its entry price - the distance: a
@@ -224,7 +233,7 @@ def test_a_stop_removed_at_oanda_while_down_is_placed_again_before_anything_else
 
     async def go():
         rig = Rig(tmp_path, spec)
-        await rig.start_with(stop_pips=30.0)
+        await rig.start_with(**stops)
         try:
             held = await hold_then_stop(rig)
             [trade] = rig.emu.trades["EUR_USD"]
@@ -233,7 +242,7 @@ def test_a_stop_removed_at_oanda_while_down_is_placed_again_before_anything_else
             out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30)
             assert out.error is None
             assert rig.emu.stop_requests == 1
-            want = trade["price"] - 0.0030 if held > 0 else trade["price"] + 0.0030
+            want = trade["price"] - distance(held) if held > 0 else trade["price"] + distance(held)
             assert trade["sl"]["price"] == pytest.approx(want, abs=1e-5) and trade["sl"]["coid"].endswith("-stop")
             with rig.db() as c:
                 rows = c.execute(

@@ -16,7 +16,7 @@ from stairway.trainer.config import GateConfig, TrainerConfig
 from stairway.trainer.cycles import improved, run_cycles, should_stop
 from stairway.trainer.gatedb import SCHEMA_VERSION, GateDB
 from stairway.trainer.gates import shadow_replay, shadow_ticks, trades_range
-from tests.helpers import ROOT, tiny_checkpoint, write_bars_csv
+from tests.helpers import ROOT, tiny_checkpoint, without_stops, write_bars_csv
 
 HOUR = 3600 * 10**9
 
@@ -58,7 +58,7 @@ def replay(cfg, actions):
 
 
 def test_shadow_gate_good_policy_passes_losing_policy_fails(tmp_path, rising):
-    cfg = trainer_cfg(tmp_path, rising)
+    cfg = without_stops(trainer_cfg(tmp_path, rising))  # the loss in full (a stop would cut it short)
     good = replay(cfg, [1] + [0] * 500)  # buy once in a rising market, then hold
     bad = replay(cfg, [2] + [0] * 500)  # sell once into it
     assert good.source == bad.source == "bar-derived (historical tail)"
@@ -67,7 +67,7 @@ def test_shadow_gate_good_policy_passes_losing_policy_fails(tmp_path, rising):
     # each losing day alone is allowed (min_day_pnl is off); the days together lost over 1 % of equity
     assert not bad.passed and all(d.passed for d in bad.days)
     assert bad.reasons == [f"the 3 shadow days lost {sum(d.pnl for d in bad.days):+.2f} < -1000.00 (1 %)"]
-    strict = replay(trainer_cfg(tmp_path, rising, STAIRWAY_GATES__MIN_DAY_PNL="0"), [2] + [0] * 500)
+    strict = replay(without_stops(trainer_cfg(tmp_path, rising, STAIRWAY_GATES__MIN_DAY_PNL="0")), [2] + [0] * 500)
     assert all("PnL" in " ".join(d.reasons) for d in strict.days)  # the per-day floor, when an operator sets it
 
 
@@ -248,6 +248,28 @@ def test_preflight_refuses_a_candidate_evaluated_under_other_risk_limits(tmp_pat
     assert not ok
     assert "risk.drawdown_tiers_pct: trainer (5.0, 6.0, 7.0, 8.0) vs daemon (1.5, 1.8, 2.0, 2.5)" in why
     assert "risk.max_trades_per_day: trainer 500 vs daemon 50" in why
+
+
+def test_preflight_refuses_a_candidate_evaluated_with_other_stops_or_sizing():
+    """Issue 21 §1: a model trained with the daemon's protective stop learned a game where
+    losses end at the stop; one trained without it (or with risk sizing the daemon does not
+    use) would be judged on another game than the one it will play."""
+    from stairway.core.checkpoint import CheckpointMeta
+    from stairway.core.types import ACTION_NAMES
+    from stairway.trainer.gates import preflight
+
+    cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml")
+    spec = FeatureSpec.from_config(cfg)
+    meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 64, **cfg.market_identity())
+    ok, why = preflight(meta, cfg.gates, cfg.risk, cfg.execution)
+    assert ok, why
+    ok, why = preflight(meta, cfg.gates, cfg.risk, without_stops(cfg).execution)
+    assert not ok
+    assert "execution.stop_atr_multiple: trainer None vs daemon 3.0" in why
+    assert "execution.stop_max_loss: trainer None vs daemon 500.0" in why
+    sized = cfg.execution.model_copy(update={"risk_per_trade_pct": 0.5})
+    ok, why = preflight(meta, cfg.gates, cfg.risk, sized)
+    assert not ok and why.endswith("execution.risk_per_trade_pct: trainer 0.5 vs daemon None")
 
 
 def test_three_way_split_selection_picks_the_gate_window_judges(tmp_path, monkeypatch):

@@ -299,18 +299,77 @@ def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec):
     assert np.max(np.abs(np.array(free_states) - np.array(env_states))) > 1.0  # the stops changed the outcome
 
 
+@pytest.mark.parametrize(
+    "protection",
+    [
+        # a stop 1.5 ATRs (12 bars) away; each entry sized to lose 0.05 % of the balance there
+        {"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "risk_per_trade_pct": 0.05},
+        # a fixed size; the ATR stop pulled in to lose at most 120 (account currency) per position
+        {"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "stop_max_loss": 120.0},
+    ],
+    ids=["atr-risk-sized", "atr-max-loss"],
+)
+def test_parity_with_stops_from_the_range_and_sizes_from_risk(tmp_path, market_cfg, spec, protection):
+    """Issue 21 §1, §5: the stop's distance from the average true range (capped by a maximum
+    loss) and the size from the balance at risk are computed by one kernel (core.protection)
+    in the env and the daemon: identical observations, positions, equity and summary, with
+    stops firing; each setting changes the outcome."""
+    cfg = market_cfg.model_copy(update={"execution": market_cfg.execution.model_copy(update=protection)})
+    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
+    bars = load_bars(EURUSD)[0][:N_BARS]
+    actions = np.random.default_rng(21).choice([0, 0, 0, 1, 2, 3], size=N_BARS).tolist()
+    policy = ScriptedPolicy(actions)
+    slot, rows, fills = run_slot(cfg, spec, ex, bars, policy, tmp_path / "p.db", batch_sizes=[1, 7, 64, 500])
+    hist, env_obs, env_states = run_env(cfg, spec, ex, bars, actions)
+    assert np.array_equal(np.array(policy.observations), np.array(env_obs))
+    daemon_states = [tuple(r[1:]) for r in rows[1:]]
+    assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
+    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=NO_TIERS)
+    assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)
+    assert slot.counters.risk_events.get("stop_filled", 0) > 5, slot.counters.risk_events
+    positions = {abs(s[0]) for s in env_states} - {0.0}
+    if "risk_per_trade_pct" in protection:  # sizes follow the range: many, all under the 1-lot limit
+        assert len(positions) > 10 and max(positions) <= 100_000
+    else:
+        assert positions == {100_000.0}
+    loose = cfg.execution.model_copy(update={"risk_per_trade_pct": None, "stop_max_loss": None})
+    _, _, other = run_env(
+        cfg.model_copy(update={"execution": loose}),
+        spec,
+        ExecutionModel.from_config(loose, cfg.instrument),
+        bars,
+        actions,
+    )
+    assert np.max(np.abs(np.array(other) - np.array(env_states))) > 1.0
+
+
 def test_stops_run_where_they_are_placed_and_are_refused_where_they_are_not():
     """OANDA places them (stopLossOnFill), the paper broker simulates them; an IB daemon with
-    broker fills would trade without the stop its model was trained with: refused, one line."""
+    broker fills would trade without the stop its model was trained with: refused, one line.
+    The shipped FX configs carry one (3 ATRs of 24 bars), the trainer's as the daemon's; the
+    live IB config says why it has none."""
     from stairway.core.config import load_config
     from stairway.core.errors import ConfigError
     from stairway.daemon.config import DaemonConfig
+    from stairway.trainer.config import TrainerConfig
     from tests.helpers import ROOT
 
-    env = {"STAIRWAY_EXECUTION__STOP_PIPS": "20"}
+    env = {"STAIRWAY_EXECUTION__STOP_ATR_MULTIPLE": "2.5"}
     with pytest.raises(
-        ConfigError, match="execution.stop_pips: protective stops are placed at OANDA .* at ib .* not yet"
+        ConfigError, match="execution.stop_pips / stop_atr_multiple: protective stops are placed at OANDA .* at ib"
     ):
         load_config(DaemonConfig, ROOT / "config" / "live-ib.toml", environ=env)
-    for name in ("live-oanda.toml", "paper.toml", "paper-live-ib.toml"):
-        assert load_config(DaemonConfig, ROOT / "config" / name, environ=env).execution.stop_pips == 20.0
+    assert load_config(DaemonConfig, ROOT / "config" / "live-ib.toml", environ={}).execution.stops is False
+    assert "brackets at Interactive Brokers are not built yet" in (ROOT / "config" / "live-ib.toml").read_text()
+    secrets = {"OANDA_TOKEN": "t", "OANDA_ACCOUNT": "101-001-1-001"}
+    for name in (
+        "live-oanda.toml",
+        "paper.toml",
+        "paper-live-ib.toml",
+        "paper-live-oanda.toml",
+        "portfolio-oanda.toml",
+    ):
+        ex = load_config(DaemonConfig, ROOT / "config" / name, environ=secrets).execution
+        assert ex.stop_atr_multiple == 3.0 and ex.stop_atr_bars == 24, name
+    for name in ("trainer.toml", "trainer-muzero.toml", "trainer-service.toml"):
+        assert load_config(TrainerConfig, ROOT / "config" / name, environ={}).execution.stop_atr_multiple == 3.0

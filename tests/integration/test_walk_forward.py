@@ -20,7 +20,7 @@ from stairway.core.errors import ConfigError
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.walk_forward import plan_folds, run_fold, run_walk_forward
 from stairway.trainer.wf_report import write_wf_report
-from tests.helpers import write_bars_csv
+from tests.helpers import without_stops, write_bars_csv
 
 # Tiny training leaves the policy near uniform (confidence ~0.25): with the default
 # min_confidence (0.35) it would hold every action, and these tests need one that trades.
@@ -70,9 +70,9 @@ def mirrored_after(raw: np.ndarray, start_ns: int) -> np.ndarray:
 
 
 def test_a_folds_test_data_never_reaches_its_training(tmp_path):
-    cfg = tiny_cfg()
-    # no holding costs here: buy-and-hold pays them on the series and on its mirror alike, which
-    # would break the mirror symmetry this test reads the test window's influence from
+    cfg = without_stops(tiny_cfg())
+    # no holding costs (or stops) here: buy-and-hold pays them on the series and on its mirror alike,
+    # which would break the mirror symmetry this test reads the test window's influence from
     no_fin = {"financing_long_pct_per_year": 0.0, "financing_short_pct_per_year": 0.0}
     cfg = cfg.model_copy(update={"execution": cfg.execution.model_copy(update=no_fin)})
     fold = plan_folds(YEAR, 6, "rolling", 3.0)[2]
