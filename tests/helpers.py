@@ -142,10 +142,14 @@ def pass_gate(gate_db: Path, ck) -> None:
     db.close()
 
 
-def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, **replay):
+def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, stops: bool = True, **replay):
+    """config/paper.toml on this bar file and range, in ``tmp``; ``stops=False``: without its
+    protective stop (for cases about the drawdown tiers, which a stop would pre-empt)."""
     from stairway.daemon.config import DaemonConfig
 
     text = (ROOT / "config" / "paper.toml").read_text()
+    if not stops:
+        text = "".join(line for line in text.splitlines(True) if not line.startswith(("stop_atr_", "stop_max_loss")))
     text = text.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv_path}"')
     text = text.replace('state_dir = "state"', f'state_dir = "{tmp / "state"}"')
     text = text.replace('models_dir = "models"', f'models_dir = "{tmp / "models"}"')

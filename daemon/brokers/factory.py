@@ -57,8 +57,11 @@ def _oanda(cfg: DaemonConfig, environ: dict[str, str] | None) -> AdapterBundle:
     return AdapterBundle(broker, feed, {"transactions": transactions}, {"transactions": watcher})
 
 
-def _ib(cfg: DaemonConfig, environ: dict[str, str] | None, ib: Any = None) -> AdapterBundle:
-    """``ib``: the ib_async client to use (default: a new ``IB()``)."""
+def _ib(
+    cfg: DaemonConfig, environ: dict[str, str] | None, ib: Any = None, clock: Callable[[], int] | None = None
+) -> AdapterBundle:
+    """``ib``: the ib_async client to use (default: a new ``IB()``); ``clock``: the quotes'
+    time (default: ib_async's arrival time; a test's gateway emulator gives its own)."""
     from stairway.daemon.brokers.ib.broker import IBBroker
     from stairway.daemon.brokers.ib.feed import IBFeed
 
@@ -66,7 +69,7 @@ def _ib(cfg: DaemonConfig, environ: dict[str, str] | None, ib: Any = None) -> Ad
     legs = cfg.legs(look_on_disk=False)
     contracts = {leg.symbol: leg.cfg.broker.ib for leg in legs}  # one contract per instrument
     broker = IBBroker(cfg.broker.ib, legs[0].symbol, ib=ib, instruments=contracts)
-    return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs))
+    return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs, clock=clock))
 
 
 ib_bundle = _ib

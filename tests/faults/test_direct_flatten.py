@@ -120,21 +120,24 @@ def test_a_paper_config_or_an_unknown_instrument_is_refused(tmp_path, spec):
 
 
 def test_ib_a_position_left_by_a_stopped_daemon_is_closed(tmp_path, spec):
-    """The same through the IB adapter (against the IB-object stand-in: the TWS wire
-    emulator of issue 21 §4 is not built yet)."""
-    from tests.faults.test_ib_faults import IBRig
+    """The same through the IB adapter and the real ib_async client, against the TWS wire
+    emulator (the gateway stays up after the daemon stops)."""
+    from tests.faults.test_ib_faults import rig_for
 
     async def go():
-        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
-        d, error = await rig.run()
+        rig = await rig_for(tmp_path, spec)
+        d, error = await rig.run(keep_gateway=True)
         assert error is None
-        held = rig.fake.server_position
+        held = rig.gw.server_position
         assert held != 0.0  # the daemon's last decision left a position open
         rig.check()
         bundle = rig.adapters(rig.cfg, None)
-        res = await direct_flatten(rig.cfg, clock=lambda: rig.fake.now_ns, bundle=bundle)
+        try:
+            res = await direct_flatten(rig.cfg, clock=lambda: rig.gw.now_ns, bundle=bundle)
+        finally:
+            await rig.gw.close()
         assert res.ok and res.closed == {"EUR_USD": -held}, res.lines
-        assert rig.fake.server_position == 0.0
+        assert rig.gw.server_position == 0.0
         journal = rig.check()  # one placeOrder per client id, no lost execution, book == gateway == 0
         assert sum(s == "filled" for s in journal.values()) >= 4
 

@@ -1,7 +1,8 @@
-"""Fault matrix, Interactive Brokers side: the live daemon through the IB adapter against
-a fake gateway at the ib_async IB-object level. Each case ends with the same invariants:
-no duplicate order (one placeOrder per orderRef), no lost execution, the book equal to the
-gateway's position, nothing left new/unknown in the journal."""
+"""Fault matrix, Interactive Brokers side: the live daemon through the IB adapter and the real
+``ib_async.IB`` client, against a local gateway that speaks the TWS API socket protocol
+(tests/emulators/tws.py) on 127.0.0.1. Each case ends with the same invariants: no duplicate
+order (one placeOrder per orderRef), no lost execution, the book equal to the gateway's
+position, nothing left new/unknown in the journal."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import sqlite3
 import time
 
+import ib_async
 import pytest
 
 from stairway.daemon.app import Daemon
@@ -16,7 +18,7 @@ from stairway.daemon.brokers.factory import AdapterBundle
 from stairway.daemon.brokers.ib.broker import IBBroker
 from stairway.daemon.brokers.ib.errors import IBErrorClass, classify
 from stairway.daemon.brokers.ib.feed import IBFeed
-from tests.emulators.ib_fake import FakeIB
+from tests.emulators.tws import TwsEmulator
 from tests.faults.harness import ConditionNotReached, live_config, prices
 from tests.helpers import tiny_checkpoint
 
@@ -34,32 +36,37 @@ def test_error_codes_are_classified():
 class IBRig:
     def __init__(self, tmp, spec, **ib) -> None:
         tiny_checkpoint(tmp / "models", spec, seed=3)
-        self.fake = FakeIB()
+        self.gw = TwsEmulator()
         cfg = live_config(tmp, "http://unused")
-        b = cfg.broker.model_copy(
-            update={
-                "kind": "ib",
-                "ib": cfg.broker.ib.model_copy(
-                    update={
-                        "backoff_base_secs": 0.05,
-                        "backoff_cap_secs": 0.2,
-                        "fill_timeout_secs": 0.5,
-                        "price_stale_secs": 1.0,
-                        **ib,
-                    }
-                ),
-            }
-        )
-        self.cfg = cfg.model_copy(update={"broker": b})
-        self.fake.prices = prices(self.cfg, 12)
+        self.ib_settings = {
+            "backoff_base_secs": 0.05,
+            "backoff_cap_secs": 0.2,
+            "fill_timeout_secs": 0.5,
+            "price_stale_secs": 1.0,
+            **ib,
+        }
+        # IB brackets are not built: a live IB daemon runs without the shipped stop (refused otherwise)
+        ex = cfg.execution.model_copy(update={"stop_atr_multiple": None, "stop_max_loss": None})
+        self.cfg = cfg.model_copy(update={"execution": ex})
+        self.gw.prices = prices(self.cfg, 12)
+
+    async def start(self) -> IBRig:
+        # ib_async caches the first event loop it sees (util.getLoop is functools.cache'd): one
+        # loop per process, as a daemon has; each test runs its own
+        ib_async.util.getLoop.cache_clear()
+        port = await self.gw.start()
+        b = self.cfg.broker
+        ib = b.ib.model_copy(update={"host": "127.0.0.1", "port": port, **self.ib_settings})
+        self.cfg = self.cfg.model_copy(update={"broker": b.model_copy(update={"kind": "ib", "ib": ib})})
+        return self
 
     def adapters(self, cfg, environ):
-        broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol, ib=self.fake)
-        return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs))
+        broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol)  # the real ib_async.IB client
+        return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs, clock=lambda: self.gw.now_ns))
 
-    async def run(self, during=None, timeout: float = 45.0):
+    async def run(self, during=None, timeout: float = 45.0, keep_gateway: bool = False):
         stop = asyncio.Event()
-        d = Daemon(self.cfg, stop=stop, clock=lambda: self.fake.now_ns, adapters=self.adapters)
+        d = Daemon(self.cfg, stop=stop, clock=lambda: self.gw.now_ns, adapters=self.adapters)
         task = asyncio.create_task(d.run())
         streamer = None
         t_end = time.monotonic() + timeout
@@ -68,8 +75,8 @@ class IBRig:
             await asyncio.sleep(0.02)
             if not d.setup_done:
                 continue
-            if streamer is None and self.fake.ticker:
-                streamer = asyncio.create_task(self.fake.stream())
+            if streamer is None and any(s.market_data for s in self.gw.sessions):
+                streamer = asyncio.create_task(self.gw.stream())
             if during is not None:
                 await during(d)
             if (
@@ -90,6 +97,8 @@ class IBRig:
             error = e
         if streamer is not None:
             streamer.cancel()
+        if not keep_gateway:
+            await self.gw.close()
         if not reached and not stopped_by_itself:
             raise ConditionNotReached(
                 f"the IB run ended at its {timeout:.0f} s limit, not by its stopping condition; error: {error!r}"
@@ -101,13 +110,17 @@ class IBRig:
             journal = dict(c.execute("SELECT client_order_id, state FROM order_journal").fetchall())
             fills = {r[0] for r in c.execute("SELECT broker_fill_id FROM broker_fills")}
             book = c.execute("SELECT units FROM book").fetchone()
-        refs = [t.order.orderRef for t in self.fake.server_trades if t.order.orderRef]
+        refs = [o.order_ref for o in self.gw.orders if o.order_ref]
         assert len(refs) == len(set(refs)), refs  # one placeOrder per client id
         assert set(refs) <= set(journal)
         assert not [k for k, s in journal.items() if s in ("new", "unknown")], journal
-        assert {f.execution.execId for f in self.fake.server_fills} <= fills  # no lost execution
-        assert abs((book[0] if book else 0.0) - self.fake.server_position) < 1e-6, (book, self.fake.server_position)
+        assert {e.exec_id for e in self.gw.executions} <= fills  # no lost execution
+        assert abs((book[0] if book else 0.0) - self.gw.server_position) < 1e-6, (book, self.gw.server_position)
         return journal
+
+
+async def rig_for(tmp, spec, **ib) -> IBRig:
+    return await (await asyncio.to_thread(IBRig, tmp, spec, **ib)).start()
 
 
 def run(coro):
@@ -116,7 +129,7 @@ def run(coro):
 
 def test_ib_trades_and_reconciles(tmp_path, spec):
     async def go():
-        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
+        rig = await rig_for(tmp_path, spec)
         d, error = await rig.run()
         assert error is None
         journal = rig.check()
@@ -131,11 +144,11 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
     one reconnect, full resync, the outage's execution recovered, nothing placed twice."""
 
     async def go():
-        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
+        rig = await rig_for(tmp_path, spec)
         state = {}
 
         async def during(d):
-            f = rig.fake
+            f = rig.gw
             if "armed" not in state and f.orders_placed >= 2 and not d.router.busy():
                 state["armed"] = True
                 f.hold_fills = True  # the next order rests at the broker
@@ -152,14 +165,17 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
         d, error = await rig.run(during=during)
         assert error is None and "night" in state
         rig.check()
-        f = rig.fake
+        f = rig.gw
         after = f.calls[state["calls_before"] :]
         assert f.connects == 2  # one reconnect; the farm notices tore nothing down
-        ids = [t.order.orderId for t in f.server_trades]
+        ids = [o.order_id for o in f.orders]
         assert len(ids) == len(set(ids))  # order ids never reused across the reconnect
-        assert after.count("connect") >= 3  # refused while away, 326, then connected
-        i = max(k for k, c in enumerate(after) if c == "connect")
-        assert after[i + 1 : i + 5] == ["reqAllOpenOrders", "reqExecutions", "reqPositions", "reqMktData"]
+        assert after.count("start_api") >= 2  # 326 (the old session's client id), then connected
+        i = max(k for k, c in enumerate(after) if c == "start_api")
+        # ib_async's own start-up requests, then the adapter's resync, then the quotes again
+        # (a subsequence: 1102's resync follows with its own three)
+        want = iter(after[i + 1 :])
+        assert all(c in want for c in ("req_open_orders", "req_executions", "req_positions", "req_mkt_data")), after[i:]
         codes = [c for c, _ in d.adapter.errors]
         assert {1100, 326, 1102, 2103, 2104, 2105, 2106, 2158} <= set(codes)
         assert state["link_after"] and d.feed.subscriptions == 2
@@ -169,11 +185,11 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
 
 def test_ib_fill_timeout_is_resolved_by_order_ref_not_resent(tmp_path, spec):
     async def go():
-        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
+        rig = await rig_for(tmp_path, spec)
         state = {}
 
         async def during(d):
-            f = rig.fake
+            f = rig.gw
             if "held" not in state and f.orders_placed >= 1 and not d.router.busy():
                 state["held"] = True
                 f.hold_fills = True
@@ -193,11 +209,11 @@ def test_ib_fill_timeout_is_resolved_by_order_ref_not_resent(tmp_path, spec):
 @pytest.mark.parametrize("what", ["reject", "manual_trade"])
 def test_ib_reject_and_manual_trade(what, tmp_path, spec):
     async def go():
-        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
+        rig = await rig_for(tmp_path, spec)
         done = []
 
         async def during(d):
-            f = rig.fake
+            f = rig.gw
             if not done and f.orders_placed >= 2 and not d.router.busy():
                 done.append(1)
                 if what == "reject":
@@ -226,11 +242,11 @@ def test_ib_outage_is_backfilled_from_minute_bars(tmp_path, spec):
     the prices cover became a bar; nothing was placed twice."""
 
     async def go():
-        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
+        rig = await rig_for(tmp_path, spec)
         state = {}
 
         async def during(d):
-            f = rig.fake
+            f = rig.gw
             if "night" not in state and f.cursor > 200 and not d.router.busy():
                 state["night"] = True
                 f.lost_on_restart = 60  # 5 quotes an hour
@@ -239,10 +255,10 @@ def test_ib_outage_is_backfilled_from_minute_bars(tmp_path, spec):
         d, error = await rig.run(during=during)
         assert error is None and "night" in state
         rig.check()
-        assert d.feed.backfilled > 0 and rig.fake.calls.count("reqHistoricalData") >= 2  # bid and ask
+        assert d.feed.backfilled > 0 and rig.gw.calls.count("req_historical") >= 2  # bid and ask
         with sqlite3.connect(rig.cfg.service.db_path) as c:
             bars = {r[0] for r in c.execute("SELECT ts_ns FROM bars")}
-        want = {ts - ts % 3_600_000_000_000 for ts, _, _ in rig.fake.prices[:-1]}
+        want = {ts - ts % 3_600_000_000_000 for ts, _, _ in rig.gw.prices[:-1]}
         assert want - bars <= {max(want)}, sorted(want - bars)[:5]  # the last hour is still open
 
     run(go())
@@ -254,16 +270,16 @@ def test_ib_a_bounded_order_is_a_marketable_limit_and_an_unfilled_one_is_counted
     counted as a price-bound cancel, and never placed again."""
 
     async def go():
-        rig = await asyncio.to_thread(IBRig, tmp_path, spec)
+        rig = await rig_for(tmp_path, spec)
         ex = rig.cfg.execution.model_copy(update={"price_bound_pips": 0.1})
         rig.cfg = rig.cfg.model_copy(update={"execution": ex})
         d, error = await rig.run()
         assert error is None
         journal = rig.check()  # one placeOrder per client id, book == gateway
-        orders = [t.order for t in rig.fake.server_trades if t.order.orderRef]
-        assert orders and all(o.orderType == "LMT" and o.tif == "IOC" for o in orders)
-        assert all(abs(o.lmtPrice / 0.00005 - round(o.lmtPrice / 0.00005)) < 1e-6 for o in orders)
-        cancelled = [o for o in orders if journal[o.orderRef] == "cancelled"]
+        orders = [o for o in rig.gw.orders if o.order_ref]
+        assert orders and all(o.order_type == "LMT" and o.tif == "IOC" for o in orders)
+        assert all(abs(o.limit / 0.00005 - round(o.limit / 0.00005)) < 1e-6 for o in orders)
+        cancelled = [o for o in orders if journal[o.order_ref] == "cancelled"]
         assert 0 < len(cancelled) < len(orders)
         assert d.slot.counters.bound_cancels == len(cancelled)
 

@@ -14,7 +14,7 @@ import sqlite3
 import pytest
 
 from stairway.daemon.brokers.factory import ib_bundle
-from tests.emulators.ib_fake import FakeIB
+from tests.emulators.tws import TwsEmulator
 from tests.faults.harness import Rig, live_config, prices
 from tests.faults.test_ib_faults import IBRig
 from tests.helpers import PORTFOLIO_WEEKS, portfolio_bars, portfolio_config, tiny_checkpoint
@@ -161,7 +161,7 @@ def test_restart_with_positions_on_two_instruments(tmp_path, spec):
     run_case(tmp_path, spec, body)
 
 
-# -- Interactive Brokers: the same portfolio through the IB adapter and the fake gateway ----------
+# -- Interactive Brokers: the same portfolio through the IB adapter and the TWS wire emulator ----------
 
 
 class IBPortfolioRig(IBRig):
@@ -171,47 +171,56 @@ class IBPortfolioRig(IBRig):
         files = portfolio_bars(tmp)
         for k, sym in enumerate(SYMBOLS):
             tiny_checkpoint(tmp / "models" / sym, spec, seed=3 + k)
-        self.fake = FakeIB(*self.PAIRS.values())
+        self.gw = TwsEmulator(*self.PAIRS.values())
         single = live_config(tmp, "http://unused")
-        ib = single.broker.ib.model_copy(
-            update={"backoff_base_secs": 0.05, "backoff_cap_secs": 0.2, "fill_timeout_secs": 0.5, "price_stale_secs": 1}
-        )
+        self.ib_settings = {
+            "backoff_base_secs": 0.05,
+            "backoff_cap_secs": 0.2,
+            "fill_timeout_secs": 0.5,
+            "price_stale_secs": 1,
+        }
+        ib = single.broker.ib.model_copy(update=self.ib_settings)
         risk = single.risk.model_copy(update={"max_total_lots": 3.0})
+        plain = single.execution.model_copy(update={"stop_atr_multiple": None, "stop_max_loss": None})  # no IB brackets
         single = single.model_copy(
-            update={"broker": single.broker.model_copy(update={"kind": "ib", "ib": ib}), "risk": risk}
+            update={
+                "broker": single.broker.model_copy(update={"kind": "ib", "ib": ib}),
+                "risk": risk,
+                "execution": plain,
+            }
         )
         self.cfg = portfolio_config(single, files)
         merged = []
         for leg in self.cfg.legs(look_on_disk=False):
             merged += [(*p, self.PAIRS[leg.symbol]) for p in prices(leg.cfg, 8)]
-        self.fake.prices = sorted(merged, key=lambda p: p[0])
+        self.gw.prices = sorted(merged, key=lambda p: p[0])
 
     def adapters(self, cfg, environ):
-        return ib_bundle(cfg, environ, ib=self.fake)  # the factory's own wiring, on the fake client
+        return ib_bundle(cfg, environ, clock=lambda: self.gw.now_ns)  # the factory's own wiring, the real client
 
     def check(self) -> dict:
         with sqlite3.connect(self.cfg.service.db_path) as c:
             journal = dict(c.execute("SELECT client_order_id, state FROM order_journal").fetchall())
             fills = {r[0] for r in c.execute("SELECT broker_fill_id FROM broker_fills")}
             books = dict(c.execute("SELECT instrument, units FROM book").fetchall())
-        refs = [t.order.orderRef for t in self.fake.server_trades if t.order.orderRef]
+        refs = [o.order_ref for o in self.gw.orders if o.order_ref]
         assert len(refs) == len(set(refs)), refs  # one placeOrder per client id
         assert set(refs) <= set(journal)
         assert not [k for k, s in journal.items() if s in ("new", "unknown")], journal
-        assert {f.execution.execId for f in self.fake.server_fills} <= fills  # no lost execution
+        assert {e.exec_id for e in self.gw.executions} <= fills  # no lost execution
         for sym, pair in self.PAIRS.items():
-            held = self.fake.server_positions.get(pair, 0.0)
-            assert abs(books.get(sym, 0.0) - held) < 1e-6, (sym, books, self.fake.server_positions)
-        return {t.contract.symbol + t.contract.currency for t in self.fake.server_trades if t.order.orderRef}
+            held = self.gw.server_positions.get(pair, 0.0)
+            assert abs(books.get(sym, 0.0) - held) < 1e-6, (sym, books, self.gw.server_positions)
+        return {o.pair for o in self.gw.orders if o.order_ref}
 
 
 def test_ib_portfolio_trades_through_a_gateway_restart_and_finds_a_manual_trade(tmp_path, spec):
     async def go():
-        rig = await asyncio.to_thread(IBPortfolioRig, tmp_path, spec)
+        rig = await (await asyncio.to_thread(IBPortfolioRig, tmp_path, spec)).start()
         state = {}
 
         async def during(d):
-            f = rig.fake
+            f = rig.gw
             if "night" not in state and f.orders_placed >= 4 and not d.router.busy():
                 state["night"] = True
                 await f.night_restart(down_secs=0.3, client_id_in_use=1)
@@ -223,7 +232,7 @@ def test_ib_portfolio_trades_through_a_gateway_restart_and_finds_a_manual_trade(
         assert error is None and "manual" in state
         traded = rig.check()
         assert traded == set(IBPortfolioRig.PAIRS.values())  # orders on every contract
-        assert rig.fake.connects == 2 and d.feed.subscriptions == 2
+        assert rig.gw.connects == 2 and d.feed.subscriptions == 2
         assert set(d.feed.tickers) == set(SYMBOLS)  # every contract resubscribed after the restart
         with sqlite3.connect(rig.cfg.service.db_path) as c:
             fixes = c.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import ib_async
 import numpy as np
 import pytest
 
@@ -17,8 +18,8 @@ from stairway.core.types import BAR_DTYPE, TICK_DTYPE
 from stairway.daemon.app import run_daemon
 from stairway.daemon.feeds.replay import replay_ticks
 from stairway.daemon.warm_start import BadHistory, check_bars, gather
-from tests.emulators.ib_fake import FakeIB
 from tests.emulators.oanda_v20 import OandaEmulator
+from tests.emulators.tws import TwsEmulator
 from tests.faults.harness import Rig, prices
 from tests.helpers import EURUSD, daemon_config, write_bars_csv
 
@@ -135,18 +136,22 @@ def test_ib_historical_bars_page_and_equal_the_bars_built_from_the_same_quotes(t
     cfg, _ = daemon_config(tmp_path, EURUSD, "2017-10-01", "2017-11-01")
 
     async def go():
-        fake = FakeIB()
+        ib_async.util.getLoop.cache_clear()  # ib_async keeps the first loop it saw; this test runs its own
+        fake = TwsEmulator()  # the gateway at the wire, the real ib_async client
         fake.prices = await asyncio.to_thread(prices, cfg, 10)
         fake.now_ns = fake.prices[-40][0]
-        broker = IBBroker(cfg.broker.ib, "EUR_USD", ib=fake, max_connect_attempts=1)
+        port = await fake.start()
+        ib_cfg = cfg.broker.ib.model_copy(update={"host": "127.0.0.1", "port": port})
+        broker = IBBroker(ib_cfg, "EUR_USD", max_connect_attempts=1)
         broker.HISTORY_PAGE_GAP_SECS, broker.HISTORY_MAX_PAGE_DAYS = 0.0, 2
         await broker.connect()
         bars = await broker.history_bars("EUR_USD", 60, "mid", fake.prices[0][0] - 3 * H, fake.now_ns - fake.now_ns % H)
         await broker.close()
+        await fake.close()
         return fake, bars
 
     fake, bars = asyncio.run(go())
-    assert fake.calls.count("reqHistoricalData") >= 5  # 10+ days in pages of 2
+    assert fake.calls.count("req_historical") >= 5  # 10+ days in pages of 2
     built = bars_of([p for p in fake.prices if p[0] <= fake.now_ns], H)
     complete = built[built["ts_ns"] + H <= fake.now_ns]  # the bar still open is left out
     assert len(bars) == len(complete) > 150

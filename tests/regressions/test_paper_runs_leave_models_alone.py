@@ -21,7 +21,7 @@ def test_flatten_tier_in_a_paper_replay_keeps_current_and_is_reported(tmp_path, 
     cur, _ = tiny_checkpoint(models, spec, seed=2)  # current != gold
     closes = [1.10] * (spec.window + 2) + list(1.10 - 0.0030 * np.arange(1, 20))  # a 30-pip-an-hour slide
     csv = write_bars_csv(tmp_path / "slide.csv", bars_from_closes(np.array(closes)))
-    cfg, _ = daemon_config(tmp_path, csv, "2017-10-01", "2018-01-01")
+    cfg, _ = daemon_config(tmp_path, csv, "2017-10-01", "2018-01-01", stops=False)  # the tier, not a stop, ends it
     res = asyncio.run(run_daemon(cfg, policy=ScriptedPolicy([1] * 500)))
     assert res.counters["risk_events"].get("tier_flatten") == 1 and res.counters["halted"]
     assert os.readlink(models / "current").endswith(f"{cur.sha}.safetensors")  # untouched
@@ -35,7 +35,7 @@ def test_flatten_tier_with_real_orders_rolls_current_back_to_gold(tmp_path, spec
 
     async def go():
         rig = Rig(tmp_path, spec)
-        await rig.start()
+        await rig.start_with(stop_atr_multiple=None)  # the tier, not a stop, ends it
         try:
             gold, _ = tiny_checkpoint(tmp_path / "models", spec, seed=11)
             point_link(tmp_path / "models", "gold", gold.sha)

@@ -170,11 +170,10 @@ def test_every_adapter_provides_the_broker_protocol():
     from stairway.daemon.brokers.ib.broker import IBBroker
     from stairway.daemon.brokers.oanda.broker import OandaBroker
     from stairway.daemon.config import IBConfig
-    from tests.emulators.ib_fake import FakeIB
 
     names = [n for n, v in vars(Broker).items() if inspect.iscoroutinefunction(v)]
     assert {"connect", "close", "submit", "cancel", "order_status", "fills", "positions", "account"} <= set(names)
-    for b in (OandaBroker("http://127.0.0.1:1", "101-1", "secret-token"), IBBroker(IBConfig(), "EUR_USD", ib=FakeIB())):
+    for b in (OandaBroker("http://127.0.0.1:1", "101-1", "secret-token"), IBBroker(IBConfig(), "EUR_USD")):
         for n in names:
             assert inspect.iscoroutinefunction(getattr(b, n)), (type(b).__name__, n)
         assert isinstance(b.name, str) and "secret-token" not in repr(b)

@@ -126,7 +126,8 @@ class IBBroker:
         attempt = 0
         while not self._closing:
             try:
-                await self.ib.connectAsync(self.cfg.host, self.cfg.port, clientId=self.cfg.client_id, timeout=10)
+                await self._connect_once()
+                await self._qualify()
                 await self._resync()
                 self.link_up = True
                 log.info("ib_connected", reconnects=self.reconnects)
@@ -142,6 +143,44 @@ class IBBroker:
                 delay = backoff_delay(attempt, self.cfg.backoff_base_secs, self.cfg.backoff_cap_secs)
                 log.warning("ib_connect_failed", attempt=attempt, error=repr(e), delay_secs=round(delay, 3))
                 await asyncio.sleep(delay)
+
+    async def _connect_once(self) -> None:
+        """connectAsync, ended early by the client's ``apiError``: a gateway that refuses the
+        session (326, client id in use) sends the error and closes the socket, and ib_async
+        would wait for the API to start until its timeout (found against the TWS wire emulator)."""
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[str] = loop.create_future()
+
+        def on_api_error(msg: str) -> None:
+            if not failed.done():
+                failed.set_result(str(msg))
+
+        self.ib.client.apiError += on_api_error
+        connect = asyncio.ensure_future(
+            self.ib.connectAsync(self.cfg.host, self.cfg.port, clientId=self.cfg.client_id, timeout=10)
+        )
+        try:
+            await asyncio.wait({connect, failed}, return_when=asyncio.FIRST_COMPLETED)
+            if connect.done():
+                connect.result()
+                return
+            connect.cancel()
+            await asyncio.gather(connect, return_exceptions=True)
+            raise ConnectionError(f"IB API connection failed: {failed.result()}")
+        finally:
+            self.ib.client.apiError -= on_api_error
+
+    async def _qualify(self) -> None:
+        """Our contracts' conIds from the gateway's contract details: ib_async keys market data
+        by conId and refuses an unqualified contract (found against the TWS wire emulator: the
+        IB-object stand-in took any contract). Once; a contract IB does not know is fatal."""
+        todo = [c for c in self.contracts.values() if not c.conId]
+        if not todo:
+            return
+        got = await self.ib.qualifyContractsAsync(*todo)
+        unknown = [f"{c.symbol}{c.currency}" for c, q in zip(todo, got) if q is None]
+        if unknown:
+            raise FatalError(f"IB does not know the contract(s) {unknown} (broker.ib symbol/currency/exchange)")
 
     async def _resync(self) -> None:
         """After any (re)connect: the broker's open orders, executions and positions."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import structlog
@@ -29,8 +29,17 @@ MINUTE_NS = 60_000_000_000
 
 
 class IBFeed:
-    def __init__(self, broker: IBBroker, price_stale_secs: float = 30.0, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        broker: IBBroker,
+        price_stale_secs: float = 30.0,
+        max_batch: int = 1024,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        """``clock``: the quote's time (ns) when it arrives; default ib_async's arrival time of the
+        ticker's update (IB sends no time with a quote): the same, in wall time."""
         self.broker, self.price_stale_secs, self.max_batch = broker, price_stale_secs, max_batch
+        self.clock = clock
         self.instruments = list(broker.contracts)
         self.queue: asyncio.Queue[tuple[str, int, float, float]] = asyncio.Queue(maxsize=100_000)
         self.tickers: dict[str, object] = {}
@@ -76,7 +85,8 @@ class IBFeed:
             if t.time is None or not (bid > 0 and ask > 0) or math.isnan(bid) or math.isnan(ask):
                 continue
             try:
-                self.queue.put_nowait((name, _ts_ns(t.time), float(bid), float(ask)))
+                ts = self.clock() if self.clock is not None else _ts_ns(t.time)
+                self.queue.put_nowait((name, ts, float(bid), float(ask)))
             except asyncio.QueueFull:
                 self.dropped += 1
 

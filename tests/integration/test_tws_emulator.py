@@ -1,0 +1,150 @@
+"""The TWS wire emulator (tests/emulators/tws.py) checked message by message against what the
+real ib_async client decodes (issue 21 §4), as the OANDA emulator was against OANDA's own
+payloads: every message it sends goes through ib_async's Decoder without an error, and
+arrives as the values it was given (a fill's price, orderRef and commission, a position, an
+account value, a historical bar, a quote, an error code)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+import ib_async
+import pytest
+from ib_async import IB, Forex, LimitOrder, MarketOrder
+
+from tests.emulators.tws import SERVER_VERSION, TwsEmulator
+
+T0 = 1_506_934_800 * 10**9  # 2017-10-02 09:00 UTC
+
+
+class Errors(logging.Handler):
+    """ib_async's decoder logs (and swallows) a message it cannot decode."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record.getMessage())
+
+
+async def until(cond, secs: float = 5.0) -> None:
+    for _ in range(int(secs / 0.005)):
+        if cond():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")
+
+
+def test_every_emulated_message_decodes_in_ib_async_as_sent():
+    decode_errors = Errors()
+    logging.getLogger("ib_async.Decoder").addHandler(decode_errors)
+    ib_errors: list[tuple[int, int]] = []
+
+    async def go():
+        ib_async.util.getLoop.cache_clear()
+        gw = TwsEmulator("EURUSD", "USDJPY")
+        gw.prices = [(T0 + k * 60 * 10**9, 1.17 + k * 1e-5, 1.17 + k * 1e-5 + 1e-4) for k in range(180)]
+        gw.server_positions["USDJPY"] = -50_000.0  # held before this session
+        port = await gw.start()
+        ib = IB()
+        ib.errorEvent += lambda req_id, code, *_: ib_errors.append((req_id, code))
+        try:
+            await ib.connectAsync("127.0.0.1", port, clientId=17, timeout=5)
+            assert ib.client.serverVersion() == SERVER_VERSION and ib.managedAccounts() == ["DU123"]
+            # the position held before the session, from ib_async's own start-up requests
+            [pos] = ib.positions()
+            assert (pos.contract.symbol, pos.contract.currency, pos.position) == ("USD", "JPY", -50_000.0)
+            eur, unknown = Forex("EURUSD"), Forex("EURCHF")
+            assert await ib.qualifyContractsAsync(eur, unknown) == [eur, None]
+            assert eur.conId == 12087792 and eur.localSymbol == "EUR.USD"
+            ticker = ib.reqMktData(eur)
+            streamer = asyncio.create_task(gw.stream(0.002))
+            await until(lambda: gw.cursor >= 30 and ticker.bid == gw.quote("EURUSD")[0])
+            assert ticker.ask == gw.quote("EURUSD")[1] and ticker.bidSize == 1_000_000
+            streamer.cancel()
+            bid, ask = gw.quote("EURUSD")
+            trade = ib.placeOrder(eur, MarketOrder("BUY", 100_000, orderRef="c-1", tif="IOC"))
+            await until(trade.isDone)
+            assert trade.orderStatus.status == "Filled" and trade.orderStatus.avgFillPrice == ask
+            await until(lambda: any(f.commissionReport.commission for f in ib.fills()))
+            [fill] = ib.fills()
+            e = fill.execution
+            assert (e.orderRef, e.side, e.shares, e.price, e.permId) == (
+                "c-1",
+                "BOT",
+                100_000.0,
+                ask,
+                trade.orderStatus.permId,
+            )
+            assert e.time == dt.datetime.fromtimestamp(gw.now_ns / 1e9, dt.UTC)
+            assert fill.commissionReport.commission == 2.0 and fill.commissionReport.currency == "USD"
+            await until(lambda: any(p.contract.symbol == "EUR" for p in ib.positions()))
+            assert {p.contract.symbol: p.position for p in ib.positions()} == {"EUR": 100_000.0, "USD": -50_000.0}
+            # a limit the market has left: cancelled, nothing filled
+            far = ib.placeOrder(eur, LimitOrder("SELL", 100_000, bid + 0.01, orderRef="c-2", tif="IOC"))
+            await until(far.isDone)
+            assert far.orderStatus.status == "Cancelled" and far.orderStatus.filled == 0
+            # a rejection: error 201 on the order's id, the trade cancelled with the code in its log
+            gw.reject_next = 1
+            rejected = ib.placeOrder(eur, MarketOrder("BUY", 100_000, orderRef="c-3"))
+            await until(rejected.isDone)
+            assert (rejected.order.orderId, 201) in ib_errors and any(x.errorCode == 201 for x in rejected.log)
+            # a resting order, cancelled
+            gw.hold_fills = True
+            resting = ib.placeOrder(eur, MarketOrder("SELL", 100_000, orderRef="c-4"))
+            await until(lambda: resting.orderStatus.status == "Submitted")
+            ib.cancelOrder(resting.order)
+            await until(resting.isDone)
+            assert resting.orderStatus.status == "Cancelled"
+            values = {v.tag: v.value for v in await ib.accountSummaryAsync("DU123")}
+            assert values["NetLiquidation"] == "100000" and "TotalCashValue" in values
+            execs = await ib.reqExecutionsAsync()
+            assert [f.execution.orderRef for f in execs] == ["c-1"]
+            end = dt.datetime.fromtimestamp(gw.now_ns / 1e9, dt.UTC)
+            bars = await ib.reqHistoricalDataAsync(eur, end, "1 D", "1 hour", "BID", False, 2)
+            assert bars and bars[0].date == dt.datetime.fromtimestamp(T0 / 1e9, dt.UTC)
+            first_hour = [
+                p[1] for p in gw.prices if p[0] < min(T0 + 3600 * 10**9, gw.now_ns)
+            ]  # up to the end, exclusive
+            assert (bars[0].open, bars[0].high, bars[0].low, bars[0].close) == (
+                first_hour[0],
+                max(first_hour),
+                min(first_hour),
+                first_hour[-1],
+            )
+            await gw.night_restart(down_secs=0.05, client_id_in_use=0, notices=False)
+        finally:
+            ib.disconnect()
+            await gw.close()
+        return gw
+
+    try:
+        gw = asyncio.run(go())
+    finally:
+        logging.getLogger("ib_async.Decoder").removeHandler(decode_errors)
+    assert decode_errors.records == []
+    # every reply the emulator claims (the module's table), each sent at least once and decoded
+    assert set(gw.sent) >= {1, 3, 4, 9, 10, 11, 15, 17, 52, 53, 54, 55, 59, 61, 62, 63, 64, 74, 102}
+    assert set(gw.sent) <= set(ib_async.decoder.Decoder(None, SERVER_VERSION).handlers)
+    assert (-1, 1100) in ib_errors  # the restart's notice reached the client before its socket closed
+
+
+@pytest.mark.parametrize("versions", [b"v100..150", b"v180..190"])
+def test_a_client_outside_the_server_version_is_closed(versions):
+    """A client whose version range excludes the emulator's is disconnected at the handshake."""
+
+    async def go():
+        gw = TwsEmulator()
+        port = await gw.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"API\0" + len(versions).to_bytes(4, "big") + versions)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 2)
+        writer.close()
+        await gw.close()
+        return data
+
+    assert asyncio.run(go()) == b""
