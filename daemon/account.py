@@ -36,6 +36,7 @@ class Account:
         self.slots: dict[str, Slot] = {}
         self.margin_rates: dict[str, float] = {}
         self.mids: dict[str, float] = {}
+        self.quotes: dict[str, tuple[float, float]] = {}  # the last (bid, ask) each instrument's slot saw
         self._eq: dict[str, float] = {}
         self._open: dict[str, float] = {}
         self.broker_margin_pct = 0.0  # the broker's own figure (live: set by reconciliation)
@@ -79,6 +80,7 @@ class Account:
     # -- margin ---------------------------------------------------------------------------
     def on_quote(self, instrument: str, bid: float, ask: float) -> None:
         self.mids[instrument] = 0.5 * (bid + ask)
+        self.quotes[instrument] = (bid, ask)
 
     def notional(self, instrument: str, units: float) -> float:
         base = instrument.partition("_")[0]

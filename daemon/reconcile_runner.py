@@ -35,9 +35,9 @@ from collections.abc import Callable
 
 import structlog
 
-from stairway.core.broker import Broker
+from stairway.core.broker import Broker, TradeStop
 from stairway.core.errors import TRANSIENT, FatalError, OrderRejected
-from stairway.core.position import PS_REALIZED, PS_UNITS
+from stairway.core.position import PS_REALIZED, PS_UNITS, unrealized
 from stairway.core.types import client_order_id, stop_order_id
 from stairway.daemon.account import Account
 from stairway.daemon.aio import backoff_delay, first_of, sleep_or_stop
@@ -48,6 +48,22 @@ from stairway.daemon.slot import Slot
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("reconcile")
+
+
+def loosest_stop(slot: Slot, t: TradeStop) -> float:
+    """The furthest from the trade's entry a stop of ours can be: the maximum loss's distance
+    for its size (or the fixed stop_pips), plus what lies between a decision's quote and the
+    fill (the price bound, or 10 pips without one) and 2 pips of spread. NaN (no limit known:
+    an ATR stop without a cap) leaves any stop alone."""
+    ex = slot.ex
+    if ex.stop_max_loss > 0.0 and t.units:
+        d = ex.stop_max_loss / abs(t.units)
+    elif ex.stop_distance > 0.0:
+        d = ex.stop_distance
+    else:
+        return math.nan
+    d += (ex.bound_tolerance or 10 * ex.pip) + 2 * ex.pip
+    return t.price - d if t.units > 0 else t.price + d
 
 
 def replacement_distance(slot: Slot, units: float) -> float:
@@ -93,6 +109,10 @@ class Reconciler:
         self.balance_checks = 0  # flat comparisons made (after the first, which sets the base)
         self.book_realised_since = 0.0  # what the book realised between the base and the last comparison
         self._balance_off = False
+        self.open_pnl_checks = 0  # holding: the broker's open P&L compared with the book's
+        self.open_pnl_gap = 0.0
+        self._open_pnl_off = False
+        self._open_pnl_strikes = 0
         self.policy, self._max_units = policy, max_units  # read at every check: SIGHUP may lower it
         self.reconcile_secs, self.emergency_secs, self.clock_ns = reconcile_secs, emergency_secs, clock_ns
         self.backoff_cap = backoff_cap_secs
@@ -147,7 +167,8 @@ class Reconciler:
                 await self._stops(now, trigger)
             if self.account is not None and trigger in ("startup", "periodic"):
                 flat = not any(r.units for r in reports) and not any(s.position[PS_UNITS] for s in self.slots.values())
-                await self._account(now, trigger, flat)
+                settled = not all_fixes and not self.router.busy()  # book == broker, nothing in flight
+                await self._account(now, trigger, flat, settled)
             self.passes += 1
             self.discrepancies += len(all_fixes)
             await self.store.flush()
@@ -172,15 +193,18 @@ class Reconciler:
             self._event(now, trigger, inst, "in_sync", book[inst], book[inst], 0.0, "book agrees with the broker")
         return fixes
 
-    async def _account(self, now: int, trigger: str, flat: bool) -> None:
+    async def _account(self, now: int, trigger: str, flat: bool, settled: bool = True) -> None:
         """The broker's margin figure goes to the account's margin limit; flat, its balance is
-        compared with the book's realised PnL."""
+        compared with the book's realised PnL; holding (book == broker, nothing in flight), its
+        open P&L (equity less balance) with the book's marked at the last quotes."""
         acct = self.account
         assert acct is not None  # called only with an account
         report = await self.broker.account()
         self.account_checks += 1
         if flat:
             self._check_balance(now, trigger, report.balance, report.currency)
+        elif settled:
+            self._check_open_pnl(now, trigger, report.equity - report.balance, report.currency)
         pct = 100.0 * report.margin_used / report.equity if report.equity > 0 else 0.0
         was = acct.broker_margin_pct
         acct.broker_margin_pct = pct
@@ -202,8 +226,11 @@ class Reconciler:
     async def _stops(self, now: int, trigger: str) -> None:
         """Every open trade of an instrument traded with protective stops (execution.stop_pips or
         stop_atr_multiple) has one at the broker: a missing one (removed by hand, or lost) is
-        placed again at the trade's entry price -/+ the distance (``replacement_distance``), a ``stop_replaced`` row and an alert; at start-up
-        this runs before any order may go out. Brokers that cannot list trades' stops skip it."""
+        placed again at the trade's entry price -/+ the distance (``replacement_distance``): a
+        ``stop_replaced`` row and an alert; one moved by hand beyond the loosest of ours
+        (``loosest_stop``: the maximum loss no longer holds) is put back there: ``stop_restored``.
+        At start-up this runs before any order may go out. Brokers that cannot list trades'
+        stops skip it."""
         open_trades = getattr(self.broker, "open_trades", None)
         if open_trades is None:
             return
@@ -212,8 +239,16 @@ class Reconciler:
             return
         for k, t in enumerate(await open_trades()):
             slot = stopped.get(t.instrument)
-            if slot is None or t.stop is not None:
+            if slot is None:
                 continue
+            loosest = loosest_stop(slot, t)
+            if t.stop is not None and not (t.units > 0 and t.stop < loosest or t.units < 0 and t.stop > loosest):
+                continue  # ours, or one moved closer by hand (more protection: left alone)
+            was = (
+                "had no stop"
+                if t.stop is None
+                else f"had its stop at {t.stop:.5f}, beyond the loosest of ours {loosest:.5f}"
+            )
             d = replacement_distance(slot, t.units)
             price = t.price - d if t.units > 0 else t.price + d
             coid = stop_order_id(client_order_id(t.instrument, now, k))
@@ -224,15 +259,52 @@ class Reconciler:
             except OrderRejected as e:
                 kind, detail = (
                     "stop_refused",
-                    f"trade {t.trade_id} ({t.units:+g}) has no stop and the broker refused one: {e}",
+                    f"trade {t.trade_id} ({t.units:+g}) {was} and the broker refused ours: {e}",
                 )
             else:
-                kind, detail = (
-                    "stop_replaced",
-                    f"trade {t.trade_id} ({t.units:+g}) had no stop at the broker: placed at {price:.5f}",
-                )
+                kind = "stop_replaced" if t.stop is None else "stop_restored"
+                detail = f"trade {t.trade_id} ({t.units:+g}) {was} at the broker: placed at {price:.5f}"
             self._event(now, trigger, t.instrument, kind, None, t.units, 0.0, detail)
             log.error(kind, instrument=t.instrument, trade_id=t.trade_id, price=price)
+
+    def _check_open_pnl(self, now: int, trigger: str, broker_open: float, currency: str) -> None:
+        """The broker's unrealised P&L against the book's positions marked at the last quotes its
+        slots saw (long at the bid, short at the ask, as the broker closes them). Allowed apart:
+        ``balance_tolerance`` plus one spread on every open unit (the broker marks at its quote
+        now, the book at the last one it saw). Beyond on two settled passes in a row: an
+        ``account_equity_mismatch`` row and an alert, once until it is back within."""
+        acct = self.account
+        assert acct is not None
+        if any("_" in i and not i.endswith("_" + currency) for i in self.slots):
+            return  # P&L in another currency than the account's: not comparable here (as the balance)
+        book, slack = 0.0, self.balance_tolerance
+        for inst, slot in self.slots.items():
+            bid, ask = acct.quotes.get(inst, (math.nan, math.nan))
+            units = float(slot.position[PS_UNITS])
+            if units and not (bid > 0 and ask > 0):
+                return  # no quote to mark at yet
+            book += float(unrealized(slot.position, bid, ask)) if units else 0.0
+            slack += abs(units) * (ask - bid) if units else 0.0
+        self.open_pnl_checks += 1
+        self.open_pnl_gap = gap = broker_open - book
+        # off on two settled passes in a row: a price that moved between the book's last quote and
+        # the broker's mark passes with the next quote; a trade priced otherwise stays
+        self._open_pnl_strikes = self._open_pnl_strikes + 1 if abs(gap) > slack else 0
+        off = self._open_pnl_strikes >= 2
+        if off and not self._open_pnl_off:
+            self._event(
+                now,
+                trigger,
+                None,
+                "account_equity_mismatch",
+                book,
+                broker_open,
+                0.0,
+                f"the broker's open P&L is {broker_open:+.2f} {currency}, the book's marked at its last quotes "
+                f"{book:+.2f}: {gap:+.2f} apart (> {slack:.2f}): a position, price or fee the book does not know",
+            )
+            log.error("account_equity_mismatch", gap=round(gap, 2), allowed=round(slack, 2))
+        self._open_pnl_off = off
 
     def _check_balance(self, now: int, trigger: str, balance: float, currency: str) -> None:
         foreign = [i for i in self.slots if "_" in i and not i.endswith("_" + currency)]

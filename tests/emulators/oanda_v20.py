@@ -169,6 +169,14 @@ class OandaEmulator:
     def quote(self, instrument: str) -> tuple[float, float]:
         return self.quotes.get(instrument, (self.bid, self.ask))
 
+    def unrealized(self) -> float:
+        """Open trades marked where they would close now: a long at the bid, a short at the ask."""
+        total = 0.0
+        for inst, trades in self.trades.items():
+            bid, ask = self.quote(inst)
+            total += sum(t["units"] * ((bid if t["units"] > 0 else ask) - t["price"]) for t in trades)
+        return total
+
     def manual_trade(self, instrument: str, units: float) -> dict:
         """A trade placed by hand at the broker (web platform): no client order id."""
         bid, ask = self.quote(instrument)
@@ -634,6 +642,17 @@ class OandaEmulator:
             if sl is not None:
                 self._tx("ORDER_CANCEL", orderID=sl["id"], reason="CLIENT_REQUEST")
 
+    def move_stop(self, inst: str, price: float) -> None:
+        """Someone moves the stop-loss by hand (the web platform replaces it: ORDER_CANCEL
+        CLIENT_REQUEST_REPLACED, then a STOP_LOSS_ORDER with replacesOrderID, no client id)."""
+        for t in self.trades.get(inst, []):
+            sl = t.get("sl")
+            if sl is not None:
+                self._tx("ORDER_CANCEL", orderID=sl["id"], reason="CLIENT_REQUEST_REPLACED")
+                tx = self._tx("STOP_LOSS_ORDER", tradeID=t["id"], price=f"{price:.5f}", timeInForce="GTC",
+                              triggerCondition="DEFAULT", reason="REPLACEMENT", replacesOrderID=sl["id"])  # fmt: skip
+                t["sl"] = {"id": tx["id"], "price": price, "coid": None}
+
     async def _summary(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -641,7 +660,8 @@ class OandaEmulator:
                     "id": self.account,
                     "currency": "USD",
                     "balance": f"{self.balance:.4f}",
-                    "NAV": f"{self.balance:.4f}",
+                    "NAV": f"{self.balance + self.unrealized():.4f}",
+                    "unrealizedPL": f"{self.unrealized():.4f}",
                     "marginUsed": f"{self.margin_used():.4f}",
                     "openPositionCount": sum(1 for u in self.positions.values() if u),
                     "lastTransactionID": str(self.last_id),

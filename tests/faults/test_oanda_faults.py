@@ -440,10 +440,10 @@ def test_price_bounds_reach_oanda_and_a_bounds_violation_is_counted_not_resent(t
     asyncio.run(go())
 
 
-def _account_events(rig) -> list[tuple]:
+def _account_events(rig, kind: str = "account_pnl_mismatch") -> list[tuple]:
     with rig.db() as c:
         return c.execute(
-            "SELECT kind, ours, broker, detail FROM reconciliation_events WHERE kind = 'account_pnl_mismatch'"
+            "SELECT kind, ours, broker, detail FROM reconciliation_events WHERE kind = ?", (kind,)
         ).fetchall()
 
 
@@ -466,6 +466,47 @@ def test_the_brokers_balance_follows_the_books_realised_pnl_over_round_trips(tmp
             assert rec.balance_base is not None and len(rig.emu.orders) > 10
             assert rec.balance_checks >= 3 and rec.book_realised_since != 0.0  # round trips since the base
             assert abs(rec.balance_gap) < 1.0 and _account_events(rig) == []
+            # holding, the broker's open P&L (NAV - balance) followed the book's marked at its quotes
+            assert rec.open_pnl_checks >= 1 and abs(rec.open_pnl_gap) < 100.0
+            assert _account_events(rig, "account_equity_mismatch") == []
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
+
+
+def test_an_open_trade_the_broker_prices_differently_is_found_while_holding(tmp_path, spec):
+    """Issue 21 §5 (seed 002's P&L cross-check): while a position is held, the broker's open
+    P&L is compared with the book's; a trade the broker carries 25 pips away from the fill the
+    book was told (a correction at the broker) shows at the next settled pass: one
+    account_equity_mismatch row with both figures, once."""
+    from stairway.core.policy import ScriptedPolicy
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start_with(stop_atr_multiple=None)  # held throughout: no stop to end it
+        state = {}
+
+        async def shift(d):
+            trades = rig.emu.trades.get("EUR_USD") or []
+            if "shift" not in state and trades and d.reconciler.open_pnl_checks >= 1:
+                state["shift"] = trades[0]["units"]
+                trades[0]["price"] += 0.0025 if trades[0]["units"] > 0 else -0.0025  # the broker's loss: 25 pips
+
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            out = await rig.run(
+                lambda d: bool(_account_events(rig, "account_equity_mismatch")),
+                timeout=30,
+                during=shift,
+                policy=ScriptedPolicy([1] + [0] * 100_000),  # buy once, then hold
+            )
+            assert out.error is None and out.reached and "shift" in state
+            [(kind, ours, broker, detail)] = _account_events(rig, "account_equity_mismatch")
+            # the 25 pips (250 USD a lot), give or take the quotes the market moved between the book's
+            # last one and the broker's mark (bar-derived quotes here: pips apart)
+            assert broker - ours == pytest.approx(-0.0025 * abs(state["shift"]), abs=100.0)
+            assert "apart (> " in detail and "a position, price or fee the book does not know" in detail
         finally:
             await rig.close()
 

@@ -255,3 +255,47 @@ def test_a_stop_removed_at_oanda_while_down_is_placed_again_before_anything_else
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_a_stop_loosened_by_hand_while_down_is_put_back_and_one_tightened_is_left(tmp_path, spec):
+    """Issue 21 §1 (a manual change of the stop at the broker): with the maximum loss capped
+    at 150 (15 pips a lot), someone moves the position's stop 100 pips away while the daemon is
+    down; the start-up pass finds it beyond the loosest stop of ours and puts ours back (a
+    ``stop_restored`` row naming both prices), once. A stop moved closer by hand protects more:
+    left as it is. (The daemon only holds after the first run: no trade of its own interferes.)"""
+
+    from stairway.core.policy import ScriptedPolicy
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start_with(stop_atr_multiple=3.0, stop_atr_bars=24, stop_max_loss=150.0)
+        try:
+            held = await hold_then_stop(rig)
+            [trade] = rig.emu.trades["EUR_USD"]
+            sign = 1.0 if held > 0 else -1.0
+            rig.emu.prices = rig.emu.prices[: rig.emu.cursor]  # the market stands still: no stop fires
+            rig.emu.move_stop("EUR_USD", trade["price"] - sign * 0.0100)
+            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000))
+            assert out.error is None
+            assert rig.emu.stop_requests == 1  # once: the next passes find ours
+            want = trade["price"] - sign * 150.0 / abs(held)
+            assert trade["sl"]["price"] == pytest.approx(want, abs=1e-5) and trade["sl"]["coid"].endswith("-stop")
+            with rig.db() as c:
+                rows = c.execute("SELECT kind, detail FROM reconciliation_events WHERE kind LIKE 'stop_%'").fetchall()
+            assert [r[0] for r in rows] == ["stop_restored"]
+            assert f"had its stop at {trade['price'] - sign * 0.0100:.5f}, beyond the loosest of ours" in rows[0][1]
+            rig.check()
+            # closer by hand: more protection, left alone
+            close = trade["price"] - sign * 0.0008
+            rig.emu.move_stop("EUR_USD", close)
+            requests = rig.emu.stop_requests
+            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000))
+            assert out.error is None and rig.emu.stop_requests == requests
+            assert rig.emu.trades["EUR_USD"] == [trade] and trade["sl"]["price"] == close  # held: only HOLDs
+            with rig.db() as c:
+                kinds = [r[0] for r in c.execute("SELECT kind FROM reconciliation_events WHERE kind LIKE 'stop_%'")]
+            assert kinds == ["stop_restored"]
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

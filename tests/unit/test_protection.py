@@ -126,3 +126,26 @@ def test_a_missing_stop_goes_back_at_the_last_decisions_distance_else_the_ranges
     empty = FeatureBuffer(spec)
     assert replacement_distance(slot(capped, features=empty), 100_000.0) == pytest.approx(0.0015)  # the cap alone
     assert replacement_distance(slot(atr_only, features=empty), 100_000.0) == 0.0  # nothing known: refused, alerted
+
+
+def test_the_loosest_stop_of_ours_follows_the_loss_cap_or_the_fixed_distance(market_cfg):
+    """daemon.reconcile_runner.loosest_stop: beyond it a stop was moved by hand (reconciliation
+    puts ours back); an ATR stop without a cap has no such limit (NaN: any stop is left)."""
+    from types import SimpleNamespace
+
+    from stairway.core.broker import TradeStop
+    from stairway.core.execution import ExecutionModel
+    from stairway.daemon.reconcile_runner import loosest_stop
+
+    def slot(**fields):
+        cfg = market_cfg.execution.model_copy(update={"price_bound_pips": 10.0, **fields})
+        return SimpleNamespace(ex=ExecutionModel.from_config(cfg, market_cfg.instrument))
+
+    long, short = TradeStop("1", "EUR_USD", 100_000.0, 1.1000, None), TradeStop("2", "EUR_USD", -50_000.0, 1.1000, None)
+    capped = slot(stop_atr_multiple=3.0, stop_max_loss=150.0)
+    assert loosest_stop(capped, long) == pytest.approx(1.1000 - 0.0015 - 0.0010 - 0.0002)  # cap, bound, spread
+    assert loosest_stop(capped, short) == pytest.approx(
+        1.1000 + 0.0030 + 0.0010 + 0.0002
+    )  # half the size: twice the pips
+    assert loosest_stop(slot(stop_pips=20.0), long) == pytest.approx(1.1000 - 0.0020 - 0.0012)
+    assert math.isnan(loosest_stop(slot(stop_atr_multiple=3.0), long))
