@@ -114,6 +114,9 @@ class AccountReport:
     equity: float
     margin_used: float
     currency: str
+    # equity as of now (OANDA's account summary); False where the broker refreshes it on its own
+    # schedule (IB's account summary subscription: every 3 minutes), too stale to mark against
+    equity_current: bool = True
 
 
 class FeedStatus(enum.Enum):

@@ -203,7 +203,7 @@ class Reconciler:
         self.account_checks += 1
         if flat:
             self._check_balance(now, trigger, report.balance, report.currency)
-        elif settled:
+        elif settled and report.equity_current:
             self._check_open_pnl(now, trigger, report.equity - report.balance, report.currency)
         pct = 100.0 * report.margin_used / report.equity if report.equity > 0 else 0.0
         was = acct.broker_margin_pct

@@ -107,6 +107,8 @@ class TwsEmulator:
         self.now_ns = 1_506_934_800 * 10**9
         self.quotes: dict[str, tuple[float, float]] = {}
         self.server_positions: dict[str, float] = {}
+        self.avg_price: dict[str, float] = {}  # the positions' average cost
+        self.cash = 100_000.0  # the account's cash: realised P&L and commissions
         self.orders: list[ServerOrder] = []
         self.executions: list[ServerExecution] = []
         self.hold_fills = False
@@ -235,7 +237,9 @@ class TwsEmulator:
     def _position_msg(self, pair: str) -> tuple:
         # decoder.position: [61, 3, account, conId, symbol, secType, lastTradeDate, strike, right,
         # multiplier, exchange, currency, localSymbol, tradingClass, position, avgCost]
-        return (61, 3, ACCOUNT, *self._contract_fields(pair), self.server_positions.get(pair, 0.0), self.quote(pair)[1])
+        return (
+            61, 3, ACCOUNT, *self._contract_fields(pair), self.server_positions.get(pair, 0.0), self.avg_price.get(pair, 0.0)
+        )  # fmt: skip
 
     def _req_positions(self, s: Session, f: list[str]) -> None:
         for pair in self.server_positions:
@@ -251,7 +255,7 @@ class TwsEmulator:
     def _req_account_updates(self, s: Session, f: list[str]) -> None:
         # client.reqAccountUpdates: [6, 2, subscribe, acctCode]; updateAccountValue [6, 2, key, val, currency, account]
         if f[2] == "1":
-            for key, value in (("NetLiquidation", "100000"), ("TotalCashValue", "100000")):
+            for key, value in self._account_values():
                 self._send(s, 6, 2, key, value, "USD", ACCOUNT)
             self._send(s, 54, 1, ACCOUNT)
 
@@ -301,7 +305,7 @@ class TwsEmulator:
     def _req_account_summary(self, s: Session, f: list[str]) -> None:
         # client.reqAccountSummary: [62, 1, reqId, group, tags]; accountSummary [63, 1, reqId, account, tag, value, ccy]
         req_id = int(f[2])
-        for tag, value in (("NetLiquidation", "100000"), ("TotalCashValue", "100000"), ("InitMarginReq", "0")):
+        for tag, value in (*self._account_values(), ("InitMarginReq", "0")):
             self._send(s, 63, 1, req_id, ACCOUNT, tag, value, "USD")
         self._send(s, 64, 1, req_id)
 
@@ -399,7 +403,7 @@ class TwsEmulator:
         e = ServerExecution(f"0001f4e8.{next(self._exec_ids):08d}.01.01", self.now_ns, o, "BOT" if buy else "SLD",
                             o.quantity - o.filled, price)  # fmt: skip
         self.executions.append(e)
-        self.server_positions[o.pair] = self.server_positions.get(o.pair, 0.0) + (e.shares if buy else -e.shares)
+        self._book(o.pair, e.shares if buy else -e.shares, price, e.commission)
         o.filled, o.status = o.quantity, "Filled"
         exec_msg, commission = self._exec_msgs(-1, e)
         for s in self.sessions:
@@ -410,6 +414,35 @@ class TwsEmulator:
             if s.client_id == o.client_id or manual:
                 self._send(s, *commission)
         self._broadcast(*self._position_msg(o.pair))
+
+    def _book(self, pair: str, units: float, price: float, commission: float) -> None:
+        """The account's side of a fill: the position at its average cost, realised P&L and the
+        commission in cash (quote currency taken for the account's, as the book does)."""
+        pos, avg = self.server_positions.get(pair, 0.0), self.avg_price.get(pair, 0.0)
+        self.cash -= commission
+        if pos and (pos > 0) != (units > 0):  # reducing (and perhaps reversing)
+            closed = min(abs(units), abs(pos)) * (1 if pos > 0 else -1)
+            self.cash += closed * (price - avg)
+        new = pos + units
+        if not new:
+            self.avg_price.pop(pair, None)
+        elif not pos or (pos > 0) != (new > 0):
+            self.avg_price[pair] = price  # opened, or reversed: the rest at this price
+        elif (pos > 0) == (units > 0):
+            self.avg_price[pair] = (pos * avg + units * price) / new
+        self.server_positions[pair] = new
+
+    def net_liquidation(self) -> float:
+        """Cash plus the open positions marked where they would close (a long at the bid)."""
+        out = self.cash
+        for pair, units in self.server_positions.items():
+            if units:
+                bid, ask = self.quote(pair)
+                out += units * ((bid if units > 0 else ask) - self.avg_price.get(pair, 0.0))
+        return out
+
+    def _account_values(self) -> tuple[tuple[str, str], ...]:
+        return (("NetLiquidation", f"{self.net_liquidation():.2f}"), ("TotalCashValue", f"{self.cash:.2f}"))
 
     def release_fills(self) -> None:
         self.hold_fills = False

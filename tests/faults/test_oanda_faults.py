@@ -458,12 +458,15 @@ def test_the_brokers_balance_follows_the_books_realised_pnl_over_round_trips(tmp
         await rig.start()
         try:
             rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 20)  # long enough for several flat checks
-            policy = ScriptedPolicy([1, 0, 0, 3, 0, 0, 2, 0, 1, 0, 3, 0] * 40)
+            # long spells held and flat, and a pass every 0.1 s: periodic passes land in both even on a
+            # busy machine
+            policy = ScriptedPolicy(([1] + [0] * 20 + [3] + [0] * 20 + [2] + [0] * 20 + [3] + [0] * 20) * 10)
+            rig.cfg = rig.cfg.model_copy(update={"service": rig.cfg.service.model_copy(update={"reconcile_secs": 0.1})})
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45, policy=policy)
             assert out.error is None
             rig.check()
             rec = out.daemon.reconciler
-            assert rec.balance_base is not None and len(rig.emu.orders) > 10
+            assert rec.balance_base is not None and len(rig.emu.orders) >= 6
             assert rec.balance_checks >= 3 and rec.book_realised_since != 0.0  # round trips since the base
             assert abs(rec.balance_gap) < 1.0 and _account_events(rig) == []
             # holding, the broker's open P&L (NAV - balance) followed the book's marked at its quotes

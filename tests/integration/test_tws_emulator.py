@@ -47,7 +47,7 @@ def test_every_emulated_message_decodes_in_ib_async_as_sent():
         ib_async.util.getLoop.cache_clear()
         gw = TwsEmulator("EURUSD", "USDJPY")
         gw.prices = [(T0 + k * 60 * 10**9, 1.17 + k * 1e-5, 1.17 + k * 1e-5 + 1e-4) for k in range(180)]
-        gw.server_positions["USDJPY"] = -50_000.0  # held before this session
+        gw.server_positions["USDJPY"], gw.avg_price["USDJPY"] = -50_000.0, gw.quote("USDJPY")[1]  # held before
         port = await gw.start()
         ib = IB()
         ib.errorEvent += lambda req_id, code, *_: ib_errors.append((req_id, code))
@@ -99,8 +99,10 @@ def test_every_emulated_message_decodes_in_ib_async_as_sent():
             ib.cancelOrder(resting.order)
             await until(resting.isDone)
             assert resting.orderStatus.status == "Cancelled"
-            values = {v.tag: v.value for v in await ib.accountSummaryAsync("DU123")}
-            assert values["NetLiquidation"] == "100000" and "TotalCashValue" in values
+            values = {v.tag: float(v.value) for v in await ib.accountSummaryAsync("DU123")}
+            assert values["TotalCashValue"] == 100_000.0 - 2.0  # one commission; nothing realised yet
+            open_pnl = 100_000.0 * (gw.quote("EURUSD")[0] - ask)  # the long marked at the bid
+            assert values["NetLiquidation"] == pytest.approx(values["TotalCashValue"] + open_pnl, abs=0.01)
             execs = await ib.reqExecutionsAsync()
             assert [f.execution.orderRef for f in execs] == ["c-1"]
             end = dt.datetime.fromtimestamp(gw.now_ns / 1e9, dt.UTC)

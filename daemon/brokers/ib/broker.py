@@ -342,6 +342,7 @@ class IBBroker:
                 float(values["NetLiquidation"].value),
                 float(values.get("InitMarginReq", values["NetLiquidation"]).value),
                 values["NetLiquidation"].currency,
+                equity_current=False,  # TWS refreshes a summary subscription every 3 minutes
             )
         except (KeyError, ValueError) as e:
             raise FatalError(f"IB account summary: missing or bad {e}") from e
