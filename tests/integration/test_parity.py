@@ -273,47 +273,25 @@ def test_parity_with_price_bounds_that_cancel_orders(tmp_path, market_cfg, spec)
     assert unbounded_slot.counters.bound_cancels == 0 and len(free_fills) > len(fills)
 
 
-def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec):
-    """Issue 21 §1 (the one execution model): a protective stop 8 pips from each decision's
-    quote, armed by the opening fill, fires at the same quote in the env and the daemon's paper
-    broker, at the quote's price less slippage, with the same costs: identical observations
-    (the position features see the stopped-out position), positions, equity and summary."""
-    cfg = market_cfg.model_copy(update={"execution": market_cfg.execution.model_copy(update={"stop_pips": 8.0})})
-    ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
-    bars = load_bars(EURUSD)[0][:N_BARS]
-    actions = np.random.default_rng(21).choice([0, 0, 0, 1, 2, 3], size=N_BARS).tolist()
-    policy = ScriptedPolicy(actions)
-    slot, rows, fills = run_slot(cfg, spec, ex, bars, policy, tmp_path / "p.db", batch_sizes=[1, 7, 64, 500])
-    hist, env_obs, env_states = run_env(cfg, spec, ex, bars, actions)
-    assert np.array_equal(np.array(policy.observations), np.array(env_obs))
-    daemon_states = [tuple(r[1:]) for r in rows[1:]]
-    assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
-    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=NO_TIERS)
-    assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)
-    fired = slot.counters.risk_events.get("stop_filled", 0)
-    assert fired > 5, slot.counters.risk_events
-    _, _, free_states = run_env(
-        market_cfg, spec, ExecutionModel.from_config(market_cfg.execution, cfg.instrument), bars, actions
-    )
-    assert np.array(free_states).shape == np.array(env_states).shape
-    assert np.max(np.abs(np.array(free_states) - np.array(env_states))) > 1.0  # the stops changed the outcome
-
-
 @pytest.mark.parametrize(
-    "protection",
+    "protection, without",
     [
+        # a fixed stop 8 pips from each decision's quote; against no stop at all
+        ({"stop_pips": 8.0}, {"stop_pips": None}),
         # a stop 1.5 ATRs (12 bars) away; each entry sized to lose 0.05 % of the balance there
-        {"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "risk_per_trade_pct": 0.05},
+        ({"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "risk_per_trade_pct": 0.05}, {"risk_per_trade_pct": None}),
         # a fixed size; the ATR stop pulled in to lose at most 120 (account currency) per position
-        {"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "stop_max_loss": 120.0},
+        ({"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "stop_max_loss": 120.0}, {"stop_max_loss": None}),
     ],
-    ids=["atr-risk-sized", "atr-max-loss"],
+    ids=["fixed", "atr-risk-sized", "atr-max-loss"],
 )
-def test_parity_with_stops_from_the_range_and_sizes_from_risk(tmp_path, market_cfg, spec, protection):
-    """Issue 21 §1, §5: the stop's distance from the average true range (capped by a maximum
-    loss) and the size from the balance at risk are computed by one kernel (core.protection)
-    in the env and the daemon: identical observations, positions, equity and summary, with
-    stops firing; each setting changes the outcome."""
+def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec, protection, without):
+    """Issue 21 §1, §5 (the one execution model): a protective stop, armed by the opening fill,
+    fires at the same quote in the env and the daemon's paper broker, at the quote's price less
+    slippage, with the same costs; its distance (fixed, or from the average true range capped by
+    a maximum loss) and the size from the balance at risk come from one kernel (core.protection):
+    identical observations (the position features see the stopped-out position), positions,
+    equity and summary; each setting changes the outcome."""
     cfg = market_cfg.model_copy(update={"execution": market_cfg.execution.model_copy(update=protection)})
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     bars = load_bars(EURUSD)[0][:N_BARS]
@@ -332,15 +310,16 @@ def test_parity_with_stops_from_the_range_and_sizes_from_risk(tmp_path, market_c
         assert len(positions) > 10 and max(positions) <= 100_000
     else:
         assert positions == {100_000.0}
-    loose = cfg.execution.model_copy(update={"risk_per_trade_pct": None, "stop_max_loss": None})
-    _, _, other = run_env(
-        cfg.model_copy(update={"execution": loose}),
+    other = cfg.execution.model_copy(update=without)
+    _, _, other_states = run_env(
+        cfg.model_copy(update={"execution": other}),
         spec,
-        ExecutionModel.from_config(loose, cfg.instrument),
+        ExecutionModel.from_config(other, cfg.instrument),
         bars,
         actions,
     )
-    assert np.max(np.abs(np.array(other) - np.array(env_states))) > 1.0
+    assert np.array(other_states).shape == np.array(env_states).shape
+    assert np.max(np.abs(np.array(other_states) - np.array(env_states))) > 1.0
 
 
 def test_stops_run_where_they_are_placed_and_are_refused_where_they_are_not():
