@@ -484,6 +484,7 @@ class TwsEmulator:
             await s.writer.drain()
             s.writer.close()
         await self.stop_listening()
+        await asyncio.sleep(0.05)  # the client reads what was sent before the market moves on (its quotes' clock)
         if self.lost_on_restart:
             self.cursor = min(len(self.prices), self.cursor + self.lost_on_restart)
             self.now_ns = self.prices[self.cursor - 1][0]

@@ -99,6 +99,7 @@ class IBBroker:
         self._closing = False
         self._reconnect_task: asyncio.Task | None = None
         self._wired = False
+        self._sync_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"IBBroker({self.cfg.host}:{self.cfg.port}, client_id={self.cfg.client_id})"
@@ -126,9 +127,10 @@ class IBBroker:
         attempt = 0
         while not self._closing:
             try:
-                await self._connect_once()
-                await self._qualify()
-                await self._resync()
+                async with self._sync_lock:  # no 1101/1102 resync until this one is done
+                    await self._connect_once()
+                    await self._qualify()
+                    await self._resync()
                 self.link_up = True
                 log.info("ib_connected", reconnects=self.reconnects)
                 for cb in self.on_connected:
@@ -183,10 +185,13 @@ class IBBroker:
             raise FatalError(f"IB does not know the contract(s) {unknown} (broker.ib symbol/currency/exchange)")
 
     async def _resync(self) -> None:
-        """After any (re)connect: the broker's open orders, executions and positions."""
-        await self.ib.reqAllOpenOrdersAsync()
-        await self.ib.reqExecutionsAsync()
-        await self.ib.reqPositionsAsync()
+        """After any (re)connect or 1101/1102: the broker's open orders, executions and
+        positions, each bounded by the connect timeout. Callers hold ``_sync_lock``: ib_async
+        keys a pending open-orders request by name, and a second one while the first is out
+        (its own start-up fetch included) leaves the first unanswered for good (found on the
+        wire, when 1102 came during a reconnect)."""
+        for req in (self.ib.reqAllOpenOrdersAsync, self.ib.reqExecutionsAsync, self.ib.reqPositionsAsync):
+            await asyncio.wait_for(req(), 10)
 
     def _on_disconnected(self) -> None:
         self.link_up = False
@@ -214,7 +219,8 @@ class IBBroker:
 
     async def _after_restore(self, cls: IBErrorClass) -> None:
         try:
-            await self._resync()
+            async with self._sync_lock:
+                await self._resync()
         except CONNECT_ERRORS as e:
             log.error("ib_resync_failed", error=repr(e))
             return
