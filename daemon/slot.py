@@ -122,6 +122,7 @@ class Slot:
         self.tracker.risk = {"flattens": 0, "blocked_intents": 0, "halted_bars": 0}
         self.counters = SlotCounters()
         self._bar_quote = (math.nan, math.nan)  # the last marked bar's last quote: a decision's reference
+        self.stop_note = ""  # why the position last ended at its stop: on the next decision's row
         self.stop_distance = ex.stop_distance  # the last decision's (core.protection); a missing stop goes back there
         self.new_fills: list[Fill] = []
         self.latency = LatencyRing(latency_capacity)
@@ -332,6 +333,7 @@ class Slot:
             apply_fill(self.position, signed, f.price, f.commission)
             if is_stop_id(f.client_order_id):  # the protective stop (paper: core.execution.work_quotes)
                 self._risk_event(f.ts_ns, "stop_filled", f"protective stop: {signed:+g} at {f.price}")
+                self.stop_note = f"the position ended at its protective stop ({signed:+g} at {f.price})"
             self.store.add(
                 FillRow(self.run_id, f.client_order_id, f.seq, f.instrument, f.ts_ns, signed, f.price, f.commission)
             )
@@ -587,10 +589,11 @@ class Slot:
                 units,
                 eq,
                 risk.units,
-                "; ".join(n for n in (self.policy.note, risk.note) if n),
+                "; ".join(n for n in (self.stop_note, self.policy.note, risk.note) if n),
                 self.regime_value if self.regime is not None else None,
             ),
         )
+        self.stop_note = ""
         if wanted != 0.0:
             self._risk_event(closing_ts_ns, risk.kind or "pass", risk.note or "order allowed", wanted, risk.units)
         if risk.units != 0.0:

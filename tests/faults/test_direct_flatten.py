@@ -122,14 +122,15 @@ def test_a_paper_config_or_an_unknown_instrument_is_refused(tmp_path, spec):
 def test_ib_a_position_left_by_a_stopped_daemon_is_closed(tmp_path, spec):
     """The same through the IB adapter and the real ib_async client, against the TWS wire
     emulator (the gateway stays up after the daemon stops)."""
+    from stairway.core.policy import ScriptedPolicy
     from tests.faults.test_ib_faults import rig_for
 
     async def go():
         rig = await rig_for(tmp_path, spec)
-        d, error = await rig.run(keep_gateway=True)
+        d, error = await rig.run(keep_gateway=True, policy=ScriptedPolicy([1, 0, 0, 3, 2, 0, 0, 3, 1] + [0] * 100_000))
         assert error is None
         held = rig.gw.server_position
-        assert held != 0.0  # the daemon's last decision left a position open
+        assert held != 0.0  # the daemon stopped holding a position (its last decision was a BUY)
         rig.check()
         bundle = rig.adapters(rig.cfg, None)
         try:

@@ -64,9 +64,9 @@ class IBRig:
         broker = IBBroker(cfg.broker.ib, cfg.instrument.symbol)  # the real ib_async.IB client
         return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs, clock=lambda: self.gw.now_ns))
 
-    async def run(self, during=None, timeout: float = 45.0, keep_gateway: bool = False):
+    async def run(self, during=None, timeout: float = 45.0, keep_gateway: bool = False, policy=None):
         stop = asyncio.Event()
-        d = Daemon(self.cfg, stop=stop, clock=lambda: self.gw.now_ns, adapters=self.adapters)
+        d = Daemon(self.cfg, policy=policy, stop=stop, clock=lambda: self.gw.now_ns, adapters=self.adapters)
         task = asyncio.create_task(d.run())
         streamer = None
         t_end = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 the same actions the same fills, positions and PnL."""
 
 import asyncio
+import sqlite3
 
 import numpy as np
 import pytest
@@ -304,7 +305,12 @@ def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec, prot
     assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
     env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=NO_TIERS)
     assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)
-    assert slot.counters.risk_events.get("stop_filled", 0) > 5, slot.counters.risk_events
+    fired = slot.counters.risk_events.get("stop_filled", 0)
+    assert fired > 5, slot.counters.risk_events
+    # the decision rows say why the position ended: the next decision after each stop names it
+    with sqlite3.connect(tmp_path / "p.db") as c:
+        notes = [r[0] for r in c.execute("SELECT risk_note FROM decisions ORDER BY bar_ts_ns") if r[0]]
+    assert sum("ended at its protective stop" in n for n in notes) == fired
     positions = {abs(s[0]) for s in env_states} - {0.0}
     if "risk_per_trade_pct" in protection:  # sizes follow the range: many, all under the 1-lot limit
         assert len(positions) > 10 and max(positions) <= 100_000
