@@ -150,3 +150,28 @@ def test_a_client_outside_the_server_version_is_closed(versions):
         return data
 
     assert asyncio.run(go()) == b""
+
+
+def test_a_contract_the_gateway_does_not_know_stops_the_adapter_in_one_line():
+    """The adapter qualifies its contracts on connect (ib_async refuses market data on one
+    without a conId); one IB has no definition for is fatal, named, not retried for ever."""
+    from stairway.core.errors import FatalError
+    from stairway.daemon.brokers.ib.broker import IBBroker
+    from stairway.daemon.config import IBConfig
+
+    async def go():
+        ib_async.util.getLoop.cache_clear()
+        gw = TwsEmulator("EURUSD")  # serves EUR.USD only
+        port = await gw.start()
+        cfg = IBConfig(host="127.0.0.1", port=port, symbol="EUR", currency="CHF")
+        broker = IBBroker(cfg, "EUR_CHF", max_connect_attempts=2)
+        try:
+            with pytest.raises(FatalError, match=r"IB does not know the contract\(s\) \['EURCHF'\]"):
+                await broker.connect()
+        finally:
+            await broker.close()
+            await gw.close()
+        return gw
+
+    gw = asyncio.run(go())
+    assert gw.calls.count("req_contract_details") == 1 and gw.calls.count("req_mkt_data") == 0
