@@ -93,6 +93,7 @@ class Session:
     writer: asyncio.StreamWriter
     client_id: int = -1
     market_data: dict[int, str] = field(default_factory=dict)  # reqId -> pair
+    gone: asyncio.Event = field(default_factory=asyncio.Event)  # its socket is closed at both ends
 
 
 class TwsEmulator:
@@ -125,6 +126,7 @@ class TwsEmulator:
         self._ids = itertools.count(1)
         self._exec_ids = itertools.count(1)
         self._next_valid = 1
+        self._client_in = asyncio.Event()  # an API session started (night_restart waits on it)
 
     # -- the server ---------------------------------------------------------------------------
     async def start(self) -> int:
@@ -171,6 +173,7 @@ class TwsEmulator:
             if session in self.sessions:
                 self.sessions.remove(session)
             writer.close()
+            session.gone.set()
 
     def _send(self, session: Session, *fields) -> None:
         if not session.writer.is_closing():
@@ -215,6 +218,7 @@ class TwsEmulator:
             return
         s.client_id = int(f[2])
         self.connects += 1
+        self._client_in.set()
         self._send(s, 9, 1, self._next_valid)
         self._send(s, 15, 1, ACCOUNT)
 
@@ -480,21 +484,27 @@ class TwsEmulator:
         connections, the old session holding the client id for a while (326), then 1102 and the
         farm notices once a client is back (``notices``: wait for one)."""
         self._broadcast(4, 2, -1, 1100, "Connectivity between IB and Trader Workstation has been lost.", "")
-        for s in list(self.sessions):
+        old, self.sessions = list(self.sessions), []  # nothing more is written to them
+        for s in old:  # half-closed: the client reads what was sent (its quotes' clock), then closes its end
             await s.writer.drain()
-            s.writer.close()
+            s.writer.write_eof()
         await self.stop_listening()
-        await asyncio.sleep(0.05)  # the client reads what was sent before the market moves on (its quotes' clock)
+        if old:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(s.gone.wait() for s in old)), 5)
+            finally:
+                for s in old:
+                    s.writer.close()
         if self.lost_on_restart:
             self.cursor = min(len(self.prices), self.cursor + self.lost_on_restart)
             self.now_ns = self.prices[self.cursor - 1][0]
         await asyncio.sleep(down_secs)
         self.client_id_in_use = client_id_in_use
+        self._client_in.clear()
         await self.start()
         if not notices:  # (a client that does not reconnect by itself)
             return
-        while not self.connected:
-            await asyncio.sleep(0.01)
+        await self._client_in.wait()
         for code, msg in (
             (1102, "Connectivity between IB and Trader Workstation has been restored - data maintained."),
             (2104, "Market data farm connection is OK:usfarm"),
@@ -505,4 +515,3 @@ class TwsEmulator:
             (2104, "Market data farm connection is OK:usfarm"),
         ):
             self._broadcast(4, 2, -1, code, msg, "")
-            await asyncio.sleep(0.01)

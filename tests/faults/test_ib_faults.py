@@ -20,7 +20,7 @@ from stairway.daemon.brokers.ib.errors import IBErrorClass, classify
 from stairway.daemon.brokers.ib.feed import IBFeed
 from tests.emulators.tws import TwsEmulator
 from tests.faults.harness import ConditionNotReached, live_config, prices
-from tests.helpers import tiny_checkpoint
+from tests.helpers import tiny_checkpoint, without_stops
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
 
@@ -46,8 +46,7 @@ class IBRig:
             **ib,
         }
         # IB brackets are not built: a live IB daemon runs without the shipped stop (refused otherwise)
-        ex = cfg.execution.model_copy(update={"stop_atr_multiple": None, "stop_max_loss": None})
-        self.cfg = cfg.model_copy(update={"execution": ex})
+        self.cfg = without_stops(cfg)
         self.gw.prices = prices(self.cfg, 12)
 
     async def start(self) -> IBRig:

@@ -17,7 +17,7 @@ from stairway.daemon.brokers.factory import ib_bundle
 from tests.emulators.tws import TwsEmulator
 from tests.faults.harness import Rig, live_config, prices
 from tests.faults.test_ib_faults import IBRig
-from tests.helpers import PORTFOLIO_WEEKS, portfolio_bars, portfolio_config, tiny_checkpoint
+from tests.helpers import PORTFOLIO_WEEKS, portfolio_bars, portfolio_config, tiny_checkpoint, without_stops
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
 
@@ -181,7 +181,7 @@ class IBPortfolioRig(IBRig):
         }
         ib = single.broker.ib.model_copy(update=self.ib_settings)
         risk = single.risk.model_copy(update={"max_total_lots": 3.0})
-        plain = single.execution.model_copy(update={"stop_atr_multiple": None, "stop_max_loss": None})  # no IB brackets
+        plain = without_stops(single).execution  # no IB brackets
         single = single.model_copy(
             update={
                 "broker": single.broker.model_copy(update={"kind": "ib", "ib": ib}),

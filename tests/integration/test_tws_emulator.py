@@ -30,12 +30,15 @@ class Errors(logging.Handler):
         self.records.append(record.getMessage())
 
 
-async def until(cond, secs: float = 5.0) -> None:
-    for _ in range(int(secs / 0.005)):
-        if cond():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached")
+async def until(ib: IB, cond, secs: float = 5.0) -> None:
+    """Wait, on the client's ``updateEvent`` (each network packet it has handled), until
+    ``cond()`` holds; fails after ``secs``."""
+
+    async def wait() -> None:
+        while not cond():
+            await ib.updateEvent
+
+    await asyncio.wait_for(wait(), secs)
 
 
 def test_every_emulated_message_decodes_in_ib_async_as_sent():
@@ -62,14 +65,14 @@ def test_every_emulated_message_decodes_in_ib_async_as_sent():
             assert eur.conId == 12087792 and eur.localSymbol == "EUR.USD"
             ticker = ib.reqMktData(eur)
             streamer = asyncio.create_task(gw.stream(0.002))
-            await until(lambda: gw.cursor >= 30 and ticker.bid == gw.quote("EURUSD")[0])
+            await until(ib, lambda: gw.cursor >= 30 and ticker.bid == gw.quote("EURUSD")[0])
             assert ticker.ask == gw.quote("EURUSD")[1] and ticker.bidSize == 1_000_000
             streamer.cancel()
             bid, ask = gw.quote("EURUSD")
             trade = ib.placeOrder(eur, MarketOrder("BUY", 100_000, orderRef="c-1", tif="IOC"))
-            await until(trade.isDone)
+            await until(ib, trade.isDone)
             assert trade.orderStatus.status == "Filled" and trade.orderStatus.avgFillPrice == ask
-            await until(lambda: any(f.commissionReport.commission for f in ib.fills()))
+            await until(ib, lambda: any(f.commissionReport.commission for f in ib.fills()))
             [fill] = ib.fills()
             e = fill.execution
             assert (e.orderRef, e.side, e.shares, e.price, e.permId) == (
@@ -81,23 +84,23 @@ def test_every_emulated_message_decodes_in_ib_async_as_sent():
             )
             assert e.time == dt.datetime.fromtimestamp(gw.now_ns / 1e9, dt.UTC)
             assert fill.commissionReport.commission == 2.0 and fill.commissionReport.currency == "USD"
-            await until(lambda: any(p.contract.symbol == "EUR" for p in ib.positions()))
+            await until(ib, lambda: any(p.contract.symbol == "EUR" for p in ib.positions()))
             assert {p.contract.symbol: p.position for p in ib.positions()} == {"EUR": 100_000.0, "USD": -50_000.0}
             # a limit the market has left: cancelled, nothing filled
             far = ib.placeOrder(eur, LimitOrder("SELL", 100_000, bid + 0.01, orderRef="c-2", tif="IOC"))
-            await until(far.isDone)
+            await until(ib, far.isDone)
             assert far.orderStatus.status == "Cancelled" and far.orderStatus.filled == 0
             # a rejection: error 201 on the order's id, the trade cancelled with the code in its log
             gw.reject_next = 1
             rejected = ib.placeOrder(eur, MarketOrder("BUY", 100_000, orderRef="c-3"))
-            await until(rejected.isDone)
+            await until(ib, rejected.isDone)
             assert (rejected.order.orderId, 201) in ib_errors and any(x.errorCode == 201 for x in rejected.log)
             # a resting order, cancelled
             gw.hold_fills = True
             resting = ib.placeOrder(eur, MarketOrder("SELL", 100_000, orderRef="c-4"))
-            await until(lambda: resting.orderStatus.status == "Submitted")
+            await until(ib, lambda: resting.orderStatus.status == "Submitted")
             ib.cancelOrder(resting.order)
-            await until(resting.isDone)
+            await until(ib, resting.isDone)
             assert resting.orderStatus.status == "Cancelled"
             values = {v.tag: float(v.value) for v in await ib.accountSummaryAsync("DU123")}
             assert values["TotalCashValue"] == 100_000.0 - 2.0  # one commission; nothing realised yet
