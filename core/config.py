@@ -232,6 +232,12 @@ class ExecutionConfig(Strict):
         description="Size each entry to lose this % of the balance at its stop (capped by max_position_lots) "
         "instead of trading trade_lots; needs a stop.",
     )
+    safe_f_sizing: bool = Field(
+        False,
+        description="Scale risk_per_trade_pct by the model's safe-f (the trainer's Monte Carlo of its selection-"
+        "window trades: the largest fraction whose 95th-percentile drawdown over two years stays within "
+        "gates.max_dd95_pct; at most 1); needs risk_per_trade_pct. A model without a safe-f is refused.",
+    )
     price_bound_pips: float | None = Field(
         None,
         gt=0,
@@ -248,6 +254,8 @@ class ExecutionConfig(Strict):
         if (self.stop_max_loss is not None or self.risk_per_trade_pct is not None) and not self.stops:
             field = "stop_max_loss" if self.stop_max_loss is not None else "risk_per_trade_pct"
             raise ValueError(f"{field} needs a stop: set stop_pips or stop_atr_multiple")
+        if self.safe_f_sizing and self.risk_per_trade_pct is None:
+            raise ValueError("safe_f_sizing scales risk_per_trade_pct: set it too")
         return self
 
     @property
@@ -404,6 +412,11 @@ class MarketConfig(Strict):
             "pip_size": self.instrument.pip_size,
             "period_minutes": self.bars.period_minutes,
         }
+
+    def model_requirements(self) -> dict[str, Any]:
+        """What a model must bring to trade here: the market it was trained on, and a safe-f
+        where sizing asks for one (daemon.hot_swap.load_verified's ``market``)."""
+        return self.market_identity() | {"needs_safe_f": self.execution.safe_f_sizing}
 
     @model_validator(mode="after")
     def _check_data_instrument(self) -> MarketConfig:

@@ -245,6 +245,7 @@ class ExecutionModel:
     stop_atr_bars: int = 24
     stop_max_loss: float = 0.0  # account currency a stop may lose at most; 0: no cap
     risk_fraction: float = 0.0  # of the balance a stop may lose: sizes entries; 0: trade_units
+    safe_f_sizing: bool = False  # the risk scaled by the model's safe-f (core.robustness.safe_f)
 
     @classmethod
     def from_config(cls, ex: ExecutionConfig, inst: InstrumentConfig) -> ExecutionModel:
@@ -267,6 +268,7 @@ class ExecutionModel:
             stop_atr_bars=ex.stop_atr_bars,
             stop_max_loss=ex.stop_max_loss or 0.0,
             risk_fraction=(ex.risk_per_trade_pct or 0.0) / 100.0,
+            safe_f_sizing=ex.safe_f_sizing,
         )
 
     @property
@@ -274,15 +276,23 @@ class ExecutionModel:
         return self.stop_distance > 0.0 or self.stop_atr_multiple > 0.0
 
     def size_and_stop(
-        self, action: int, units: float, atr: Callable[[int], float], balance: float
+        self, action: int, units: float, atr: Callable[[int], float], balance: float, safe_f: float | None = None
     ) -> tuple[float, float]:
         """core.protection.size_and_stop with this model's settings (``atr(n)``: the average
-        true range of the last n bars at the decision; read only for a stop from the range)."""
+        true range of the last n bars at the decision; read only for a stop from the range;
+        ``safe_f``: the acting model's, used with safe_f_sizing)."""
         a = atr(self.stop_atr_bars) if self.stop_atr_multiple > 0.0 else 0.0
         return size_and_stop(
             action, units, self.trade_units, self.max_position_units, self.stop_distance, self.stop_atr_multiple,
-            a, self.stop_max_loss, self.risk_fraction, balance,
+            a, self.stop_max_loss, self.risk_fraction, self.size_scale(safe_f), balance,
         )  # fmt: skip
+
+    def size_scale(self, safe_f: float | None) -> float:
+        """What the risk is scaled by under a model of this safe-f: the safe-f, in [0, 1], with
+        safe_f_sizing; else, or when the model has none (as while it trains), 1."""
+        if not self.safe_f_sizing or safe_f is None:
+            return 1.0
+        return min(max(safe_f, 0.0), 1.0)
 
     @property
     def finances(self) -> bool:

@@ -149,6 +149,11 @@ def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -
         extra = {}
     validation = extra.get("validation") if isinstance(extra, dict) else None
     policy.validation = validation if isinstance(validation, dict) else {}
+    sf = policy.validation.get("safe_f")
+    if sf is not None:
+        if not isinstance(sf, (int, float)) or not 0.0 <= sf <= 1.0:
+            raise CheckpointError(f"{source}: validation.safe_f = {sf!r} must be a number in [0, 1]")
+        policy.safe_f = float(sf)
     profile = extra.get("feature_profile") if isinstance(extra, dict) else None
     policy.feature_profile = profile if isinstance(profile, dict) else {}  # core.feature_drift
     return policy

@@ -40,6 +40,7 @@ class ConfidenceFloor:
         self.kind, self.sha = inner.kind, inner.sha
         self.created_at = getattr(inner, "created_at", "")
         self.validation: dict[str, Any] = {}  # the trainer's validation metrics (core.policies)
+        self.safe_f: float | None = None  # its safe-f, where the trainer measured one (execution.safe_f_sizing)
         self.feature_profile: dict[str, Any] = {}  # the training window's features (core.feature_drift)
         self.note = ""
 

@@ -7,7 +7,8 @@ At each decision to open or reverse:
   ones before it, each bar's range widened to the previous close);
 - the size is ``trade_lots``, or with ``risk_per_trade_pct`` that share of the balance
   (initial equity plus realised P&L: costs and financing included, open P&L not) over the stop
-  distance, in whole units, capped by the position limit; a BUY while long (a SELL while
+  distance (scaled by the model's safe-f with ``safe_f_sizing``), in whole units, capped by
+  the position limit; a BUY while long (a SELL while
   short) keeps the position as it is instead of resizing it to each bar's figure;
 - then ``stop_max_loss`` (account currency) caps the distance: the stop moves closer until
   size x distance is at most that loss.
@@ -56,11 +57,12 @@ def size_and_stop(
     atr_value: float,
     max_loss: float,
     risk_fraction: float,
+    size_scale: float,
     balance: float,
 ) -> tuple[float, float]:
     """(size a BUY/SELL targets, stop distance in price units for an order toward it; 0:
     none). Size 0 where a stop is configured but has no distance, or risk sizing gives less
-    than one unit."""
+    than one unit. ``size_scale`` (in [0, 1]) scales the risk: the model's safe-f, or 1."""
     stops = fixed_distance > 0.0 or atr_multiple > 0.0
     distance = fixed_distance
     if atr_multiple > 0.0:
@@ -70,7 +72,7 @@ def size_and_stop(
         if (action == 1 and units > 0.0) or (action == 2 and units < 0.0):
             size = abs(units)
         elif distance > 0.0 and balance > 0.0:
-            size = math.floor(min(risk_fraction * balance / distance, max_units))
+            size = math.floor(min(risk_fraction * size_scale * balance / distance, max_units))
         else:
             size = 0.0
     if stops and distance <= 0.0:

@@ -190,7 +190,7 @@ class DaemonBuild:
                 leg.models_dir,
                 self.spec,
                 gate_db,
-                leg.cfg.market_identity(),
+                leg.cfg.model_requirements(),
                 cfg.live,
                 svc.inference_budget_ms / 1000,
             )
@@ -322,7 +322,7 @@ class DaemonBuild:
                 svc.model_poll_secs,
                 self._live_obs_of(leg.symbol),
                 policies[leg.symbol].sha,
-                leg.cfg.market_identity(),
+                leg.cfg.model_requirements(),
                 svc.inference_budget_ms / 1000,
             )
         if svc.warm_start:

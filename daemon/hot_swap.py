@@ -88,6 +88,8 @@ def _load_verified(
     link: Path, spec: FeatureSpec, gate_db: Path | None, obs: np.ndarray | None, market: dict, budget_secs: float
 ) -> Policy:
     ck = read_checkpoint(link)
+    market = dict(market)
+    needs_safe_f = bool(market.pop("needs_safe_f", False))
     check_compatible(
         ck.meta,
         str(link),
@@ -105,6 +107,11 @@ def _load_verified(
                 f"(status {status or 'unknown'}) and no recorded forced promotion"
             )
     policy = load_policy(ck, spec, str(link))  # the kind comes from the checkpoint's metadata
+    if needs_safe_f and getattr(policy, "safe_f", None) is None:
+        raise CheckpointError(
+            f"{link}: execution.safe_f_sizing is on but {ck.sha[:12]} records no safe-f "
+            "(trained without safe_f_sizing): retrain, or turn it off"
+        )
     probe = obs if obs is not None else np.zeros(spec.obs_dim)
     try:
         policy.act(probe)  # the first call may compile (numba's cache): not timed

@@ -422,9 +422,7 @@ class Slot:
                 f"between bars; first decision on the bar opening {bar_ts}",
             ),
         )
-        log.info(
-            "model_swapped", instrument=self.instrument, old_sha=old.sha[:12], new_sha=new.sha[:12], bar_ts_ns=bar_ts
-        )
+        log.info("model_swapped", instrument=self.instrument, old_sha=old.sha[:12], new_sha=new.sha[:12], bar_ts=bar_ts)
 
     def _size_factor(self, bar_ts: int) -> float:
         days = bar_ts // NS_PER_DAY - self._ramp_day
@@ -567,7 +565,8 @@ class Slot:
     def _act(self, action: int, confidence: float, bar_ts: int, closing_ts_ns: int, units: float, eq: float) -> None:
         """Size the action's order, ask risk what may go out, record the decision, submit."""
         balance = self.initial_equity + float(self.position[PS_REALIZED])
-        size, self.stop_distance = self.ex.size_and_stop(action, units, self.features.atr, balance)
+        sf = getattr(self.policy, "safe_f", None)  # with execution.safe_f_sizing the model's safe-f scales risk
+        size, self.stop_distance = self.ex.size_and_stop(action, units, self.features.atr, balance, sf)
         size *= self._size_factor(bar_ts)
         wanted = float(target_units(action, units, size)) - units
         gap = (self.clock_ns(closing_ts_ns) - closing_ts_ns) / 1e9

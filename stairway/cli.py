@@ -293,7 +293,7 @@ def _daemon_check(cfg):
     from stairway.core.features import FeatureSpec
     from stairway.trainer.registry_ops import daemon_check
 
-    return daemon_check(FeatureSpec.from_config(cfg), cfg.train.gate_db, cfg.market_identity())
+    return daemon_check(FeatureSpec.from_config(cfg), cfg.train.gate_db, cfg.model_requirements())
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -92,9 +92,11 @@ class PPOAlgorithm:
         """Nothing to release."""
 
 
-def policy_from_weights(spec: FeatureSpec, tensors: dict[str, torch.Tensor], arch: dict, sha: str = "") -> Policy:
+def policy_from_weights(
+    spec: FeatureSpec, tensors: dict[str, torch.Tensor], arch: dict, sha: str = "", safe_f: float | None = None
+) -> Policy:
     """The Policy of weights that were not saved (a walk-forward fold's model), built by the
-    same registry as a saved checkpoint's."""
+    same registry as a saved checkpoint's (``safe_f``: as a checkpoint's validation records it)."""
     meta = CheckpointMeta(
         arch["kind"],
         spec.hash,
@@ -103,6 +105,7 @@ def policy_from_weights(spec: FeatureSpec, tensors: dict[str, torch.Tensor], arc
         ACTION_NAMES,
         int(arch.get("hidden", 0)),
         arch=json.dumps(arch),
+        extra=json.dumps({"validation": {"safe_f": safe_f}} if safe_f is not None else {}),
     )
     return load_policy(Checkpoint(sha, Path(), meta, tensors), spec, sha or "unsaved weights")
 

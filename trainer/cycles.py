@@ -52,7 +52,7 @@ from stairway.trainer.baselines import compare
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.data_store import resolve_training_data
 from stairway.trainer.ensemble import build_ensemble, member_spread
-from stairway.trainer.evaluation import run_evaluation
+from stairway.trainer.evaluation import run_evaluation, selection_metrics
 from stairway.trainer.gatedb import GateDB
 from stairway.trainer.gates import (
     ShadowResult,
@@ -214,7 +214,7 @@ def train_cycles(
             tracker, _ = run_evaluation(  # the selection window: it picks the cycle, nothing else
                 algo.policy(), history, spec, ex, cfg.account.initial_equity, split, select_end - 2, risk=cfg.risk
             )
-            m = tracker.summary()
+            m = selection_metrics(tracker, ex, cfg.gates, cfg.train.seed)
             state = algo.tensors()
             imp = improved(m["sharpe"], best, cfg.cycles.min_sharpe_improvement)
             best = m["sharpe"] if imp else best

@@ -10,7 +10,7 @@ import structlog
 from stairway.core.policies import ensemble_tensors
 from stairway.trainer.algos import policy_from_weights
 from stairway.trainer.config import TrainerConfig
-from stairway.trainer.evaluation import run_evaluation
+from stairway.trainer.evaluation import run_evaluation, selection_metrics
 from stairway.trainer.prepared import PreparedData
 
 log = structlog.get_logger("trainer")
@@ -39,7 +39,7 @@ def build_ensemble(cfg: TrainerConfig, data: PreparedData, first, parent, start_
         policy_from_weights(spec, tensors, arch), data.history, spec, data.ex, cfg.account.initial_equity,
         data.split, select_end - 2, risk=cfg.risk,
     )  # fmt: skip
-    m = tracker.summary()
+    m = selection_metrics(tracker, data.ex, cfg.gates, cfg.train.seed)
     b = first.best
     k = len(first.records)
     sha = save(k, tensors, m, b.target, b.global_step, True, arch)

@@ -116,6 +116,7 @@ def _step(
     atr,
     max_loss,
     risk_frac,
+    size_scale,
     max_units,
     fin_long,
     fin_short,
@@ -154,6 +155,7 @@ def _step(
             atr[i],
             max_loss,
             risk_frac,
+            size_scale,
             initial + st[PS_REALIZED],
         )
         tgt = _risk_target(rs, actions[e], u, size, can_open[i], position_limit, order_cap, max_trades)
@@ -242,8 +244,10 @@ class VecTradingEnv:
         shaper=None,
         risk: RiskConfig | None = None,
         session_starts: np.ndarray | None = None,
+        safe_f: float | None = None,
     ) -> None:
         self.h, self.spec, self.ex = history, spec, ex
+        self.size_scale = ex.size_scale(safe_f)  # the acting model's safe-f, with execution.safe_f_sizing
         self.num_envs, self.session_len = num_envs, session_len
         self.initial_equity, self.reward_scale = initial_equity, reward_scale
         self.obs_dim = spec.obs_dim
@@ -379,6 +383,7 @@ class VecTradingEnv:
             self._atr,
             ex.stop_max_loss,
             ex.risk_fraction,
+            self.size_scale,
             ex.max_position_units,
             ex.financing_long,
             ex.financing_short,

@@ -11,6 +11,7 @@ from stairway.core.features import FeatureSpec
 from stairway.core.metrics import PerformanceTracker
 from stairway.core.policy import Policy
 from stairway.core.position import PS_REALIZED, PS_UNITS, equity
+from stairway.core.robustness import safe_f
 from stairway.trainer.env import RS_BLOCKED, RS_FLATTENS, RS_FORCED, RS_HALTED_BARS, VecTradingEnv
 from stairway.trainer.history import MarketHistory
 
@@ -51,8 +52,9 @@ def run_evaluation(
     first = max(first_bar, spec.window - 1)
     n = hi - first + 1
     env = VecTradingEnv(
-        history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi, auto_reset=False, risk=risk
-    )
+        history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi, auto_reset=False, risk=risk,
+        safe_f=getattr(policy, "safe_f", None),  # sized as the daemon sizes this model (execution.safe_f_sizing)
+    )  # fmt: skip
     obs = env.reset(np.array([first]))
     tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit, record=record)
     taken: list[int] = []
@@ -91,3 +93,19 @@ def run_evaluation(
         "halted_bars": int(rs[RS_HALTED_BARS]),
     }
     return tracker, taken
+
+
+def selection_metrics(tracker: PerformanceTracker, ex: ExecutionModel, gates, seed: int) -> dict[str, float]:
+    """A cycle's selection-window summary, with its safe-f where entries are sized by it
+    (execution.safe_f_sizing): from these trades, which no training saw, the largest fraction
+    of the risk whose Monte Carlo DD95 over two years stays within gates.max_dd95_pct
+    (core.robustness.safe_f). The checkpoint records it; the gates and the daemon size with it."""
+    m = tracker.summary()
+    if ex.safe_f_sizing:
+        r = tracker.trade_returns()
+        years = tracker.calendar_days / 365.25
+        m["safe_f"] = safe_f(
+            r, len(r) / years if years > 0 else 0.0, gates.max_dd95_pct,
+            min_trades=gates.min_validation_trades, resamples=gates.mc_resamples, seed=seed,
+        )  # fmt: skip
+    return m

@@ -57,7 +57,14 @@ class ShadowResult:
         return bool(self.days) and all(d.passed for d in self.days) and not self.reasons
 
 
-PROTECTION = ("stop_pips", "stop_atr_multiple", "stop_atr_bars", "stop_max_loss", "risk_per_trade_pct")
+PROTECTION = (
+    "stop_pips",
+    "stop_atr_multiple",
+    "stop_atr_bars",
+    "stop_max_loss",
+    "risk_per_trade_pct",
+    "safe_f_sizing",
+)
 
 
 def preflight(meta: CheckpointMeta, gates: GateConfig, risk=None, execution=None) -> tuple[bool, str]:

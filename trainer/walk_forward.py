@@ -134,7 +134,8 @@ def run_fold(cfg_json: dict, fold_json: dict, draws: int = 100) -> dict:
     trained = train_cycles(cfg, data)
     best = trained.best
     state = trained.states[best.cycle]
-    policy = policy_from_weights(spec, state, trained.arch, f"fold-{fold.index}")
+    # sized as the daemon would size it (execution.safe_f_sizing: its selection window's safe-f)
+    policy = policy_from_weights(spec, state, trained.arch, f"fold-{fold.index}", best.metrics.get("safe_f"))
     eq0 = cfg.account.initial_equity
     is_tr, _ = run_evaluation(policy, history, spec, data.ex, eq0, 0, data.split - 2, risk=cfg.risk)
 

@@ -1,5 +1,6 @@
 """Gates on crafted replays, recorded-tick sources, drift rollback and gate.db safety."""
 
+import json
 import sqlite3
 
 import numpy as np
@@ -393,3 +394,45 @@ def test_an_ensemble_checkpoint_that_does_not_add_up_is_refused_and_muzero_ensem
             load_verified(ck.path, spec, None, None)
     with pytest.raises(ConfigError, match="seed ensembles are of PPO nets"):
         trainer_cfg(tmp_path, EURUSD_CSV, STAIRWAY_TRAIN__ENSEMBLE_SEEDS="2", STAIRWAY_TRAIN__ALGO="muzero")
+
+
+def test_safe_f_sizing_measured_on_the_selection_window_and_sized_with_at_the_gate(tmp_path, monkeypatch):
+    """Issue 21 §5: with execution.safe_f_sizing every cycle's checkpoint records the safe-f of
+    its selection-window trades (risk unscaled there: the model has none yet); the candidate is
+    judged on the gate window sized by it, as the daemon would size it; a daemon config without
+    the setting is a pre-flight refusal naming it."""
+    from stairway.core.robustness import safe_f
+    from stairway.trainer import cycles as cy
+
+    env = {
+        "STAIRWAY_EXECUTION__RISK_PER_TRADE_PCT": "0.5",
+        "STAIRWAY_EXECUTION__SAFE_F_SIZING": "true",
+        "STAIRWAY_GATES__MAX_DD95_PCT": "3",
+        "STAIRWAY_GATES__MIN_VALIDATION_TRADES": "2",
+        "STAIRWAY_TRAIN__MIN_CONFIDENCE": "0",
+    }
+    cfg = trainer_cfg(tmp_path, EURUSD_CSV, **SMALL, **LENIENT, **env)
+    seen, real = [], cy.run_evaluation
+
+    def spy(policy, history, spec, ex, eq, first, last=None, *a, **k):
+        tracker, taken = real(policy, history, spec, ex, eq, first, last, *a, **k)
+        seen.append((first, getattr(policy, "safe_f", None), tracker))
+        return tracker, taken
+
+    monkeypatch.setattr(cy, "run_evaluation", spy)
+    res = cy.run_cycles(cfg, progress=False)
+    per_cycle = seen[: len(res.cycles)]
+    assert all(sf is None for _, sf, _ in per_cycle)  # selection: unscaled
+    for rec, (_, _, tracker) in zip(res.cycles, per_cycle):
+        r = tracker.trade_returns()
+        want = safe_f(
+            r, len(r) / (tracker.calendar_days / 365.25), 3.0, min_trades=2, resamples=cfg.gates.mc_resamples,
+            seed=cfg.train.seed,
+        )  # fmt: skip
+        assert rec.metrics["safe_f"] == pytest.approx(want)
+    cand = read_checkpoint(tmp_path / "models" / "registry" / f"{res.candidate}.safetensors")
+    recorded = json.loads(cand.meta.extra)["validation"]["safe_f"]
+    assert 0.0 < recorded < 1.0  # a 3 % DD95 over two years needs less than the full 0.5 % risk
+    gate_calls = [sf for first, sf, _ in seen[len(res.cycles) :]]
+    assert gate_calls and all(sf == recorded for sf in gate_calls)  # the gate window, sized as the daemon sizes
+    assert "execution.safe_f_sizing: trainer True vs daemon False" in res.gate["preflight"]["detail"]

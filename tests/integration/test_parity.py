@@ -71,12 +71,12 @@ def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes, risk_cfg=NO_TIERS):
     return asyncio.run(go())
 
 
-def run_env(cfg, spec, ex, bars, actions, risk_cfg=NO_TIERS):
+def run_env(cfg, spec, ex, bars, actions, risk_cfg=NO_TIERS, safe_f=None):
     """The env over the same bars; like the daemon, it takes no decision on a bar where the
     flatten tier closes the position, and the scripted actions move on only on decisions."""
     hist = history_from_bars(bars, cfg, spec)
     n = len(hist) - 2 - (spec.window - 1) + 1
-    env = VecTradingEnv(hist, spec, ex, 100_000.0, 1, n, seed=0, auto_reset=False, risk=risk_cfg)
+    env = VecTradingEnv(hist, spec, ex, 100_000.0, 1, n, seed=0, auto_reset=False, risk=risk_cfg, safe_f=safe_f)
     obs = env.reset(np.array([spec.window - 1])).copy()
     observations, states = [], []
     k = 0
@@ -283,8 +283,13 @@ def test_parity_with_price_bounds_that_cancel_orders(tmp_path, market_cfg, spec)
         ({"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "risk_per_trade_pct": 0.05}, {"risk_per_trade_pct": None}),
         # a fixed size; the ATR stop pulled in to lose at most 120 (account currency) per position
         ({"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "stop_max_loss": 120.0}, {"stop_max_loss": None}),
+        # risk-sized as above, scaled by the model's safe-f (0.4); against the same unscaled
+        (
+            {"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "risk_per_trade_pct": 0.05, "safe_f_sizing": True},
+            {"safe_f_sizing": False},
+        ),
     ],
-    ids=["fixed", "atr-risk-sized", "atr-max-loss"],
+    ids=["fixed", "atr-risk-sized", "atr-max-loss", "safe-f-scaled"],
 )
 def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec, protection, without):
     """Issue 21 §1, §5 (the one execution model): a protective stop, armed by the opening fill,
@@ -297,13 +302,15 @@ def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec, prot
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     bars = load_bars(EURUSD)[0][:N_BARS]
     actions = np.random.default_rng(21).choice([0, 0, 0, 1, 2, 3], size=N_BARS).tolist()
-    policy = ScriptedPolicy(actions)
+    sf = 0.4 if protection.get("safe_f_sizing") else None  # the model's safe-f, as a checkpoint records it
+    policy, evaluated = ScriptedPolicy(actions), ScriptedPolicy(actions)
+    policy.safe_f = evaluated.safe_f = sf  # type: ignore[attr-defined]
     slot, rows, fills = run_slot(cfg, spec, ex, bars, policy, tmp_path / "p.db", batch_sizes=[1, 7, 64, 500])
-    hist, env_obs, env_states = run_env(cfg, spec, ex, bars, actions)
+    hist, env_obs, env_states = run_env(cfg, spec, ex, bars, actions, safe_f=sf)
     assert np.array_equal(np.array(policy.observations), np.array(env_obs))
     daemon_states = [tuple(r[1:]) for r in rows[1:]]
     assert np.max(np.abs(np.array(daemon_states) - np.array(env_states))) <= 1e-9
-    env_summary, _ = evaluate(None, hist, spec, ex, 100_000.0, 0, actions=np.array(actions), risk=NO_TIERS)
+    env_summary, _ = evaluate(evaluated, hist, spec, ex, 100_000.0, 0, risk=NO_TIERS)
     assert env_summary == pytest.approx(slot.tracker.summary(), rel=1e-12, abs=1e-9)
     fired = slot.counters.risk_events.get("stop_filled", 0)
     assert fired > 5, slot.counters.risk_events
@@ -323,9 +330,14 @@ def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec, prot
         ExecutionModel.from_config(other, cfg.instrument),
         bars,
         actions,
+        safe_f=sf,
     )
     assert np.array(other_states).shape == np.array(env_states).shape
     assert np.max(np.abs(np.array(other_states) - np.array(env_states))) > 1.0
+    if sf is not None:  # the same entries at 0.4 of the size (whole units; balances differ a little)
+        held = [(abs(a[0]), abs(b[0])) for a, b in zip(env_states, other_states) if a[0] and b[0]]
+        assert len(held) > 50
+        assert np.median([a / b for a, b in held]) == pytest.approx(0.4, abs=0.01)
 
 
 def test_stops_run_where_they_are_placed_and_are_refused_where_they_are_not():

@@ -119,6 +119,23 @@ def test_checkpoint_of_another_market_refused_naming_both_sides(tmp_path, spec, 
     assert load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity()).sha == ok.sha
 
 
+def test_a_model_without_a_safe_f_is_refused_where_sizing_needs_one(tmp_path, spec):
+    """execution.safe_f_sizing (issue 21 §5): the daemon sizes with the model's safe-f, so a
+    checkpoint that records none (trained without it) is refused, naming the setting; one that
+    records it loads with it; a malformed one is refused naming the field."""
+    cfg = load(tmp_path)
+    need = cfg.market_identity() | {"needs_safe_f": True}
+    tiny_checkpoint(tmp_path / "models", spec)
+    with pytest.raises(CheckpointError, match="execution.safe_f_sizing is on but .* records no safe-f"):
+        load_verified(tmp_path / "models" / "current", spec, None, None, need)
+    assert load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity()).safe_f is None
+    tiny_checkpoint(tmp_path / "models", spec, seed=1, validation={"sharpe": 1.0, "safe_f": 0.35})
+    assert load_verified(tmp_path / "models" / "current", spec, None, None, need).safe_f == 0.35
+    tiny_checkpoint(tmp_path / "models", spec, seed=2, validation={"sharpe": 1.0, "safe_f": 1.5})
+    with pytest.raises(CheckpointError, match=r"validation.safe_f = 1.5 must be a number in \[0, 1\]"):
+        load_verified(tmp_path / "models" / "current", spec, None, None, need)
+
+
 def test_trainer_does_not_warm_start_from_another_instruments_model(tmp_path, spec, capsys):
     from stairway.trainer.cycles import _warm_start
 

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from stairway.core.config import ExecutionConfig
+from stairway.core.config import ExecutionConfig, InstrumentConfig
+from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureBuffer, FeatureSpec
 from stairway.core.protection import atr, atr_series, size_and_stop
 
@@ -29,7 +30,7 @@ def test_atr_is_the_mean_true_range_widened_to_the_previous_close():
 
 
 def call(action=1, units=0.0, trade=100_000.0, fixed=0.0, mult=0.0, a=0.001, max_loss=0.0, risk=0.0, balance=1e5):
-    return size_and_stop(action, units, trade, 100_000.0, fixed, mult, a, max_loss, risk, balance)
+    return size_and_stop(action, units, trade, 100_000.0, fixed, mult, a, max_loss, risk, 1.0, balance)
 
 
 def test_distance_fixed_or_from_the_range_capped_by_the_maximum_loss():
@@ -72,11 +73,26 @@ def test_size_from_the_balance_at_risk():
         ({"stop_atr_multiple": 2, "risk_per_trade_pct": 11}, "less than or equal to 10"),
         ({"stop_atr_multiple": -1}, "greater than 0"),
         ({"stop_atr_multiple": 2, "stop_atr_bars": 0}, "greater than or equal to 1"),
+        ({"stop_atr_multiple": 2, "safe_f_sizing": True}, "safe_f_sizing scales risk_per_trade_pct: set it too"),
     ],
 )
 def test_settings_that_cannot_work_are_refused(fields, message):
     with pytest.raises(ValueError, match=message):
         ExecutionConfig(**fields)
+
+
+def test_safe_f_scales_the_risk_only_when_asked_and_never_up():
+    inst = InstrumentConfig(symbol="EUR_USD", pip_size=0.0001, lot_units=100_000)
+    base = {"stop_pips": 20.0, "risk_per_trade_pct": 0.1}
+    on = ExecutionModel.from_config(ExecutionConfig(**base, safe_f_sizing=True), inst)
+    off = ExecutionModel.from_config(ExecutionConfig(**base), inst)
+    none = lambda n: math.nan  # noqa: E731 - a fixed stop reads no range
+    # 0.1 % of 100k = 100 at risk over 20 pips: 50k units; at safe-f 0.4, 20k
+    assert off.size_and_stop(1, 0.0, none, 100_000.0, 0.4) == (50_000.0, pytest.approx(0.002))
+    assert on.size_and_stop(1, 0.0, none, 100_000.0, 0.4)[0] == 20_000.0
+    assert on.size_and_stop(1, 0.0, none, 100_000.0, None)[0] == 50_000.0  # no safe-f measured (training)
+    assert on.size_and_stop(1, 0.0, none, 100_000.0, 3.0)[0] == 50_000.0  # never more than the configured risk
+    assert on.size_and_stop(1, 0.0, none, 100_000.0, 0.0)[0] == 0.0  # no evidence: no entries
 
 
 def test_the_daemon_buffer_keeps_the_bars_its_range_needs(market_cfg):
