@@ -12,7 +12,7 @@ the leader's returns as features (features.cross_instruments = the leader; the d
 of the gates is then a two-instrument portfolio), every other market with the shipped features.
 
     python bench/learner_power.py [--quick] [--markets trend,random_walk] [--strengths strong]
-        [--algos ppo,muzero] [--seeds 0] [--folds 4] [--no-publish]
+        [--algos ppo,muzero] [--seeds 0] [--folds 4] [--no-publish] [--set ALGO:SECTION__KEY=VALUE ...]
 
 --quick trains less (cycles 3 x 30,000 steps for PPO, 3 x 8,000 for MuZero) and uses
 5,000 bars. Each row's walk_forward_s is its wall time: compare the algorithms at it. Printed as a table and saved to bench/results/learner_power.json.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +46,9 @@ P = "STAIRWAY_"
 CONFIGS = {"ppo": "config/trainer.toml", "muzero": "config/trainer-muzero.toml"}
 
 
-def settings(tmp: Path, csv: Path, algo: str, quick: bool, start: dt.date, end: dt.date) -> dict[str, str]:
+def settings(
+    tmp: Path, csv: Path, algo: str, quick: bool, start: dt.date, end: dt.date, sets: tuple[str, ...] = ()
+) -> dict[str, str]:
     env = overrides(csv) | {
         P + "TRAIN__MODELS_DIR": str(tmp / "models"),
         P + "TRAIN__GATE_DB": str(tmp / "gate.db"),
@@ -57,6 +60,15 @@ def settings(tmp: Path, csv: Path, algo: str, quick: bool, start: dt.date, end: 
     }
     if quick:  # MuZero searches every step and learns 32 updates a round: ~20x fewer steps in the same time
         env |= {P + "CYCLES__COUNT": "3", P + "CYCLES__STEPS": "30000" if algo == "ppo" else "8000"}
+    # the caller's own STAIRWAY_ overrides (both algorithms), then --set ALGO:SECTION__KEY=VALUE (one)
+    env |= {k: v for k, v in os.environ.items() if k.startswith(P) and k != P + "CONFIG"}
+    for s in sets:
+        who, _, kv = s.partition(":")
+        key, eq, value = kv.partition("=")
+        if who not in CONFIGS or not eq:
+            raise SystemExit(f"--set {s!r}: ALGO:SECTION__KEY=VALUE with ALGO one of {', '.join(CONFIGS)}")
+        if who == algo:
+            env[P + key.upper()] = value
     return env
 
 
@@ -117,7 +129,7 @@ def one(market: str, strength: str, algo: str, seed: int, a) -> dict:
         tmp = Path(d)
         csv = tmp / f"EURUSD_{market}_{strength}_{seed}.csv"
         write_csv(csv, bars)
-        env = settings(tmp, csv, algo, a.quick, start, end)
+        env = settings(tmp, csv, algo, a.quick, start, end, tuple(a.set))
         lead_csv = None
         if leader is not None:
             lead_csv = tmp / f"GBPUSD_leader_{strength}_{seed}.csv"
@@ -162,6 +174,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--no-publish", action="store_true")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="ALGO:SECTION__KEY=VALUE, one algorithm's override (e.g. ppo:CYCLES__STEPS=100000 to give PPO "
+        "MuZero's wall time); repeatable",
+    )
     a = ap.parse_args()
     configure_logging(level="warning")
     rows = []

@@ -1,6 +1,7 @@
 """Issue 20 §2, the small version of bench/learner_power.py: on a synthetic market with a
 planted edge the shipped PPO pipeline finds it out of sample (walk-forward, costs on) and a
-candidate trained on it passes every gate; on random walks nothing is ever published."""
+candidate trained on it passes every gate; on random walks nothing is ever published; the
+shipped MuZero trades out of sample."""
 
 import datetime as dt
 
@@ -17,19 +18,19 @@ from tests.helpers import ROOT
 N_BARS = 6000
 
 
-def planted_config(tmp, market, strength, seed):
-    bars, expected = generate(market, strength, n=N_BARS, seed=seed)
+def planted_config(tmp, market, strength, seed, config="config/trainer.toml", n=N_BARS, **extra):
+    bars, expected = generate(market, strength, n=n, seed=seed)
     csv = tmp / f"EURUSD_{market}_{seed}.csv"
     write_csv(csv, bars)
     daemon = (ROOT / "config/paper.toml").read_text()
     daemon = daemon.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv}"')
     daemon = daemon.replace('bars_side = "ask"', 'bars_side = "mid"').replace('price = "ask"', 'price = "mid"')
     (tmp / "daemon.toml").write_text(daemon)
-    return trainer_config(tmp, csv, bars)
+    return trainer_config(tmp, csv, bars, config, **extra)
 
 
-def trainer_config(tmp, csv, bars, **extra):
-    """The shipped trainer config on a generated file (mid prices), everything written under
+def trainer_config(tmp, csv, bars, config="config/trainer.toml", **extra):
+    """A shipped trainer config on a generated file (mid prices), everything written under
     ``tmp``, the gates' daemon config ``tmp/daemon.toml``; ``extra``: more overrides."""
     start = dt.datetime.fromtimestamp(bars["ts_ns"][0] / 1e9, dt.UTC).date()
     end = dt.datetime.fromtimestamp(bars["ts_ns"][-1] / 1e9, dt.UTC).date()
@@ -41,7 +42,7 @@ def trainer_config(tmp, csv, bars, **extra):
         "STAIRWAY_GATES__DAEMON_CONFIG": str(tmp / "daemon.toml"),
         "STAIRWAY_TRAIN__RANGE": f'{{"start": "{start}", "end": "{end}"}}',
     }
-    cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=env | extra)
+    cfg = load_config(TrainerConfig, ROOT / config, environ=env | extra)
     return cfg, DateRange(start=start, end=end)
 
 
@@ -72,6 +73,22 @@ def test_a_strong_planted_edge_is_found_out_of_sample_and_published(tmp_path):
     assert st["policy"]["intervals"]["sharpe"][0] > 0.0  # the 90 % interval's low end
     res = run_cycles(cfg, progress=False)
     assert res.published and res.passed, res.gate
+
+
+def test_muzero_as_shipped_trades_out_of_sample(tmp_path):
+    """Issue 20 §1: MuZero (config/trainer-muzero.toml) acts. With the seed's 601-point value
+    support it never traded (0 trades in every fold: stray mass in the far bins moved every
+    value by more than the planted edge); on 41 points it trades on strong mean reversion,
+    walk-forward with costs. Only that is asserted: how well it trades is the bench's
+    (bench/learner_power.py), and in this two-fold cut it is short 99 % of the time and loses
+    (Sharpe -2.3): MuZero's results are not yet robust (issue 20 stays open)."""
+    cfg, rng = planted_config(
+        tmp_path, "mean_reversion", "strong", 0, "config/trainer-muzero.toml", n=5000,
+        STAIRWAY_CYCLES__COUNT="3", STAIRWAY_CYCLES__STEPS="8000",
+    )  # fmt: skip
+    assert cfg.train.algo == "muzero" and cfg.muzero.support == 20
+    st = run_walk_forward(cfg, rng, 2).stitched
+    assert st["policy"]["trades"] >= 10, st["policy"]
 
 
 @pytest.mark.parametrize("seed", range(5))
