@@ -36,7 +36,9 @@ class MuZeroArgs(Strict):
 
     latent: int = Field(32, gt=0, description="Latent state size.")
     hidden: int = Field(64, gt=0, description="Hidden units of each network.")
-    support: int = Field(300, gt=0, description="Value/reward support: 2 * support + 1 points (seed: 601).")
+    support: int = Field(
+        20, gt=0, description="Value/reward support: 2 * support + 1 points (the seed's 601 never traded: issue 20)."
+    )
     simulations: int = Field(15, gt=0, description="MCTS simulations per decision.")
     c_puct: float = Field(1.25, gt=0)
     discount: float = Field(0.997, gt=0, le=1)
