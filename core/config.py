@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stairway.core.errors import ConfigError
 
 ENV_PREFIX = "STAIRWAY_"
+CONFIG_ENV = "STAIRWAY_CONFIG"  # the config file a command reads when --config is not given (not an override)
 ENV_DELIMITER = "__"
 # Every top-level section of the daemon's and the trainer's configs (a test keeps this equal to
 # the union of DaemonConfig's and TrainerConfig's fields; core cannot import either).
@@ -453,7 +454,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Nested dict from ``STAIRWAY_A__B=value`` variables."""
     out: dict[str, Any] = {}
     for key, raw in (os.environ if environ is None else environ).items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
             continue
         parts = [p.lower() for p in key[len(ENV_PREFIX) :].split(ENV_DELIMITER)]
         try:
@@ -476,13 +477,30 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def format_validation_error(source: str, err: ValidationError) -> str:
+def env_variables(overrides: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], str]:
+    """Each overridden field's path and the environment variable that set it."""
+    out: dict[tuple[str, ...], str] = {}
+    for k, v in overrides.items():
+        path = (*prefix, k)
+        if isinstance(v, dict) and v:
+            out |= env_variables(v, path)
+        else:
+            out[path] = ENV_PREFIX + ENV_DELIMITER.join(p.upper() for p in path)
+    return out
+
+
+def format_validation_error(source: str, err: ValidationError, env: dict[tuple[str, ...], str] | None = None) -> str:
+    """Every problem on its own line, naming the field and its value; a value that came from an
+    environment variable (``env``: env_variables) names the variable, not the file."""
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" = {value!r}"
-        lines.append(f"  {loc}{shown}: {e['msg']}")
+        path = tuple(str(p) for p in e["loc"])
+        var = next((v for k, v in (env or {}).items() if path[: len(k)] == k), None)
+        where = f"environment variable {var} ({loc})" if var else loc
+        lines.append(f"  {where}{shown}: {e['msg']}")
     return "\n".join(lines)
 
 
@@ -510,6 +528,6 @@ def load_config(model: type[M], path: str | Path, environ: dict[str, str] | None
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(str(path), e)) from None
+        raise ConfigError(format_validation_error(str(path), e, env_variables(env))) from None
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None

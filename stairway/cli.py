@@ -8,8 +8,9 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from stairway import data_cli
-from stairway.core.config import load_config
+from stairway import config_cli, data_cli
+from stairway.config_cli import default_config
+from stairway.core.config import CONFIG_ENV, load_config
 from stairway.core.errors import ConfigError, StairwayError
 from stairway.core.logs import configure_logging
 from stairway.core.metrics import format_summary
@@ -47,6 +48,10 @@ def _daemon_run(args: argparse.Namespace) -> int:
     from stairway.daemon.app import run_daemon
     from stairway.daemon.config import DaemonConfig
 
+    if not args.config:
+        raise ConfigError(
+            f"daemon run: which config? --config FILE or {CONFIG_ENV} (config/paper.toml is the paper replay)"
+        )
     cfg = load_config(DaemonConfig, args.config)
     configure_logging(json=cfg.service.log_json)
     res = asyncio.run(run_daemon(cfg, config_path=Path(args.config)))
@@ -305,16 +310,32 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(trainer_config, args.daemon_config, quick=args.quick, algo=args.algo)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stairway")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stairway", description=__doc__)
+    p.add_argument("--version", action="version", version=f"stairway {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("daemon", help="the live/paper trading service").add_subparsers(dest="sub", required=True)
     dr = d.add_parser("run", help="run the daemon (paper replay, paper-live or live, per [broker])")
-    dr.add_argument("--config", default="config/paper.toml")
+    dr.add_argument(
+        "--config", default=default_config(""), help=f"daemon config (default: ${CONFIG_ENV}; one is required)"
+    )
     dr.set_defaults(func=_daemon_run)
     c = sub.add_parser("ctl", help="control a running daemon through its signal files")
     c.add_argument("action", choices=["start", "stop", "flatten", "status"])
-    c.add_argument("--config", default="config/paper.toml", help="daemon config (state_dir)")
+    c.add_argument(
+        "--config",
+        default=default_config("config/paper.toml"),
+        help=f"daemon config (state_dir) (default: ${CONFIG_ENV}, else config/paper.toml)",
+    )
     c.add_argument("--instrument", default=None, help="flatten: close this instrument only (a portfolio's)")
     c.add_argument(
         "--direct",
@@ -325,7 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_ctl)
     t = sub.add_parser("train", help="the offline trainer").add_subparsers(dest="sub", required=True)
     tr = t.add_parser("run", help="gated training cycles; publishes models/current only if the gates pass")
-    tr.add_argument("--config", default="config/trainer.toml")
+    tr.add_argument(
+        "--config",
+        default=default_config("config/trainer.toml"),
+        help=f"default: ${CONFIG_ENV}, else config/trainer.toml",
+    )
     tr.add_argument("--as-of", type=dt.date.fromisoformat, help="today, for train.rolling_days (default: UTC date)")
     tr.add_argument(
         "--ray-address", help="MuZero: run the self-play actors (muzero.actors) on Ray: a cluster address, or 'local'"
@@ -338,7 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.set_defaults(func=_train_run)
     sw = t.add_parser("sweep", help="Ray Tune search over shaping/regime parameters (never publishes)")
-    sw.add_argument("--config", default="config/trainer.toml")
+    sw.add_argument(
+        "--config",
+        default=default_config("config/trainer.toml"),
+        help=f"default: ${CONFIG_ENV}, else config/trainer.toml",
+    )
     sw.add_argument("--ray-address", default=None, help="existing Ray cluster; default: a local instance")
     sw.add_argument("--trials", type=int, default=8)
     sw.add_argument("--steps", type=int, default=100_000, help="env steps per trial (per fold)")
@@ -351,7 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sw.set_defaults(func=_train_sweep)
     m = sub.add_parser("models", help="the checkpoint registry")
-    m.add_argument("--config", default="config/trainer.toml", help="trainer config (models_dir, gate_db)")
+    m.add_argument(
+        "--config",
+        default=default_config("config/trainer.toml"),
+        help=f"trainer config (models_dir, gate_db) (default: ${CONFIG_ENV}, else config/trainer.toml)",
+    )
     ms = m.add_subparsers(dest="action", required=True)
     ms.add_parser("list", help="registry with gate status and links").set_defaults(func=_models)
     sh = ms.add_parser("show", help="one checkpoint: header and gate record")
@@ -392,7 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--out", help="report folder (default: train.reports_dir)")
     va.add_argument("--range", required=True, help="YYYY-MM-DD..YYYY-MM-DD (end exclusive)")
     va.add_argument("--draws", type=int, default=100, help="random-entry draws (per fold)")
-    va.add_argument("--config", default="config/trainer.toml")
+    va.add_argument(
+        "--config",
+        default=default_config("config/trainer.toml"),
+        help=f"default: ${CONFIG_ENV}, else config/trainer.toml",
+    )
     va.add_argument(
         "--instrument",
         action="append",
@@ -407,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--out", default="reports/drift", help="writes OUT.json and OUT.md")
     df.set_defaults(func=_drift)
     data_cli.add_parser(sub)
+    config_cli.add_parser(sub)
     dm = sub.add_parser("demo", help="train on 2017-01..09, paper-replay 2017-10..12, compare")
     dm.add_argument(
         "--trainer-config", help="default: config/trainer.toml, or config/trainer-muzero.toml with --algo muzero"

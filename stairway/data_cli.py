@@ -8,13 +8,18 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from stairway.core.config import load_config
+from stairway.config_cli import default_config
+from stairway.core.config import CONFIG_ENV, load_config
 from stairway.core.errors import ConfigError, DataError
 
 
 def add_parser(sub) -> None:
     d = sub.add_parser("data", help="the trainer's data store: imported, fetched and recorded bars")
-    d.add_argument("--config", default="config/trainer.toml", help="trainer config (bars, instrument, store)")
+    d.add_argument(
+        "--config",
+        default=default_config("config/trainer.toml"),
+        help=f"trainer config (bars, instrument, store; default: ${CONFIG_ENV}, else config/trainer.toml)",
+    )
     d.add_argument("--store", help="the store's folder (default: train.data_store of the config)")
     ds = d.add_subparsers(dest="action", required=True)
     im = ds.add_parser("import", help="copy a bar file (any format the loader reads) into the store")
