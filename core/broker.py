@@ -117,6 +117,9 @@ class AccountReport:
     # equity as of now (OANDA's account summary); False where the broker refreshes it on its own
     # schedule (IB's account summary subscription: every 3 minutes), too stale to mark against
     equity_current: bool = True
+    # seconds the broker's figures may lag a fill (IB: its 3-minute refresh, with a margin); 0: current.
+    # The balance check waits this long after the last fill before it judges (daemon.reconcile_runner)
+    refresh_secs: float = 0.0
 
 
 class FeedStatus(enum.Enum):

@@ -245,12 +245,6 @@ class DaemonConfig(MarketConfig):
             missing = [leg.symbol for leg in self.portfolio.instruments if leg.bars_csv is None]
             if missing:
                 raise ValueError(f"portfolio.instruments {missing}: a paper replay needs bars_csv for each")
-        if self.execution.stops and self.real_orders and self.broker.kind != "oanda":
-            raise ValueError(
-                f"execution.stop_pips / stop_atr_multiple: protective stops are placed at OANDA (stopLossOnFill) and simulated by the "
-                f"paper broker; at {self.broker.kind} (a bracket order) not yet: a live daemon with broker fills "
-                "there would run without the stop its model was trained with"
-            )
         traded = [leg.symbol for leg in self.portfolio.instruments] if self.portfolio else [self.instrument.symbol]
         absent = [s for s in self.features.cross_instruments if s not in traded]
         if absent:

@@ -18,6 +18,7 @@ The slot calls ``submit``/``work``/``finish`` exactly as it does with the PaperB
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class LiveRouter:
         self.sent = self.rejected = self.foreign_fills = self.duplicate_fills = 0
         self.financing = 0.0  # the broker's financing booked since start (< 0 paid), from its transactions
         self._fill_seq = 0
+        self.last_fill_mono = -math.inf  # time.monotonic() of the last fill booked
 
     async def restore(self, instrument: str) -> None:
         """Load the cursor, recent fill ids and orders whose outcome was never learned."""
@@ -264,6 +266,7 @@ class LiveRouter:
         return fresh
 
     def _remember(self, fill_id: str) -> None:
+        self.last_fill_mono = time.monotonic()  # (the balance check waits out a broker's refresh after it)
         self.seen[fill_id] = None
         if len(self.seen) > self.seen_capacity:
             self.seen.popitem(last=False)

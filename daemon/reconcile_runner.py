@@ -201,7 +201,7 @@ class Reconciler:
         assert acct is not None  # called only with an account
         report = await self.broker.account()
         self.account_checks += 1
-        if flat:
+        if flat and time.monotonic() - self.router.last_fill_mono >= report.refresh_secs:
             self._check_balance(now, trigger, report.balance, report.currency)
         elif settled and report.equity_current:
             self._check_open_pnl(now, trigger, report.equity - report.balance, report.currency)
@@ -251,7 +251,8 @@ class Reconciler:
             )
             d = replacement_distance(slot, t.units)
             price = t.price - d if t.units > 0 else t.price + d
-            coid = stop_order_id(client_order_id(t.instrument, now, k))
+            # unique per pass: a stop refused at one pass is asked for again at the next under a new id
+            coid = stop_order_id(client_order_id(t.instrument, now, self.passes * 1000 + k))
             try:
                 if d <= 0.0:
                     raise OrderRejected("no stop distance is known yet (no range to measure, no stop_max_loss)")

@@ -13,7 +13,8 @@ Emulated (requests -> replies):
   reqContractDetails 9  -> contractDetails 10, contractDetailsEnd 52 (the pairs served; others:
                            error 200 "No security definition")
   reqPositions 61       -> position 61 ..., positionEnd 62; a position 61 after every fill
-  reqOpenOrders 5, reqAllOpenOrders 16 -> openOrderEnd 53 (working orders: not listed, below)
+  reqOpenOrders 5, reqAllOpenOrders 16 -> openOrder 5 per working order (this client's; all
+                           clients' for 16), openOrderEnd 53 (tws_orders.open_order_fields)
   reqCompletedOrders 99 -> completedOrdersEnd 102
   reqAccountUpdates 6   -> updateAccountValue 6 ..., accountDownloadEnd 54
   reqAccountUpdatesMulti 76 -> accountUpdateMultiEnd 74
@@ -23,14 +24,17 @@ Emulated (requests -> replies):
   reqHistoricalData 20  -> historicalData 17 (formatDate 2: epoch seconds)
   placeOrder 3          -> orderStatus 3 (Submitted), execDetails 11, orderStatus 3 (Filled),
                            commissionReport 59, position 61; a non-marketable IOC limit: Cancelled;
-                           a rejection: error 201; held orders rest until ``release_fills``
+                           a rejection: error 201; held orders rest until ``release_fills``;
+                           a stop (STP): openOrder 5 and orderStatus 3 (Submitted), resting (GTC)
+                           until a quote reaches it (``move_market``: a sell stop at the bid or
+                           below, a buy stop at the ask or above), then filled at that quote
   cancelOrder 4         -> orderStatus 3 (Cancelled)
   connectivity          -> error 1100 and the socket closed (a gateway restart), the port
                            refusing connections while down, then 1102 and farm notices 2104..2158
-Not emulated: openOrder 5 and completedOrder 101 (the adapter finds its orders by orderRef in
-executions; a working order is not listed on reconnect), contract details 10, market depth,
-tick-by-tick, option computations, news, scanners, PnL, FA, bracket children (parentId/OCA are
-read but not linked), partial fills.
+Not emulated: completedOrder 101 (the adapter finds its orders by orderRef in executions),
+market depth, tick-by-tick, option computations, news, scanners, PnL, FA, bracket children
+(parentId/OCA are read and listed but not linked: the adapter places its stop after the
+entry's fill, not as a child), stop-limit and trailing orders, partial fills.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ import itertools
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+
+from tests.emulators.tws_orders import open_order_fields, triggered
 
 SERVER_VERSION = 176
 ACCOUNT = "DU123"
@@ -71,6 +77,8 @@ class ServerOrder:
     order_ref: str
     status: str = "Submitted"
     filled: float = 0.0
+    aux: float | None = None  # a stop order's trigger price (auxPrice)
+    parent_id: int = 0
 
     @property
     def done(self) -> bool:
@@ -114,6 +122,7 @@ class TwsEmulator:
         self.executions: list[ServerExecution] = []
         self.hold_fills = False
         self.reject_next = 0
+        self.reject_stops = 0  # the next N stop orders are rejected (error 201)
         self.client_id_in_use = 0  # the next N startApi calls are refused with error 326
         self.lost_on_restart = 0
         self.calls: list[str] = []  # request names, in order
@@ -251,6 +260,10 @@ class TwsEmulator:
         self._send(s, 62, 1)
 
     def _req_open_orders(self, s: Session, f: list[str]) -> None:
+        # reqOpenOrders 5: this client's working orders; reqAllOpenOrders 16: every client's
+        for o in self.orders:
+            if not o.done and (int(f[0]) == 16 or o.client_id == s.client_id):
+                self._send(s, *open_order_fields(o, self._contract_fields(o.pair), ACCOUNT))
         self._send(s, 53, 1)
 
     def _req_completed(self, s: Session, f: list[str]) -> None:
@@ -356,13 +369,23 @@ class TwsEmulator:
         self._next_valid = max(self._next_valid, order_id + 1)
         o = ServerOrder(
             order_id, 900_000 + next(self._ids), s.client_id, self._pair_of(f, 2), f[16], float(f[17]), f[18],
-            float(f[19]) if f[19] else None, f[21], f[26],
+            float(f[19]) if f[19] else None, f[21], f[26], aux=float(f[20]) if f[20] else None,
+            parent_id=int(f[28] or 0),
         )  # fmt: skip
         self.orders.append(o)
         if self.reject_next:
             self.reject_next -= 1
             o.status = "Cancelled"
             self._send(s, 4, 2, order_id, 201, "Order rejected - reason: margin", "")
+            return
+        if o.order_type == "STP":  # rests until a quote triggers it (tws_orders.triggered), listed as open
+            if self.reject_stops:
+                self.reject_stops -= 1
+                o.status = "Cancelled"
+                self._send(s, 4, 2, order_id, 201, "Order rejected - reason: stop price too close", "")
+                return
+            self._send(s, *open_order_fields(o, self._contract_fields(o.pair), ACCOUNT))
+            self._status(o)
             return
         self._status(o)
         if not self.hold_fills:
@@ -451,8 +474,15 @@ class TwsEmulator:
     def release_fills(self) -> None:
         self.hold_fills = False
         for o in self.orders:
-            if not o.done:
+            if not o.done and o.order_type != "STP":
                 self._fill(o)
+
+    def move_market(self, pair: str, bid: float, ask: float, ts_ns: int | None = None) -> None:
+        """The market's quote now (subscribed or not: a client that is down still has its stops
+        worked); a resting stop it reaches fills at it."""
+        self.now_ns, self.quotes[pair] = ts_ns if ts_ns is not None else self.now_ns, (bid, ask)
+        for o in [o for o in self.orders if o.pair == pair and triggered(o, bid, ask)]:
+            self._fill(o)
 
     def manual_trade(self, units: float, pair: str | None = None) -> None:
         """An order placed by hand in TWS (client 0, no orderRef)."""
@@ -469,8 +499,8 @@ class TwsEmulator:
             pair = named[0] if named else self.pair
             subs = [(s, r) for s in self.sessions for r, p in s.market_data.items() if p == pair]
             if subs:
-                self.now_ns, self.quotes[pair] = ts, (bid, ask)
                 self.cursor += 1
+                self.move_market(pair, bid, ask, ts)
                 for s, req_id in subs:  # bid and ask in one write: one update of the ticker
                     if not s.writer.is_closing():
                         s.writer.write(

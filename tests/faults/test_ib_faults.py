@@ -13,6 +13,7 @@ import time
 import ib_async
 import pytest
 
+from stairway.core.types import is_stop_id
 from stairway.daemon.app import Daemon
 from stairway.daemon.brokers.factory import AdapterBundle
 from stairway.daemon.brokers.ib.broker import IBBroker
@@ -34,7 +35,7 @@ def test_error_codes_are_classified():
 
 
 class IBRig:
-    def __init__(self, tmp, spec, **ib) -> None:
+    def __init__(self, tmp, spec, stops: bool = False, **ib) -> None:
         tiny_checkpoint(tmp / "models", spec, seed=3)
         self.gw = TwsEmulator()
         cfg = live_config(tmp, "http://unused")
@@ -45,8 +46,8 @@ class IBRig:
             "price_stale_secs": 1.0,
             **ib,
         }
-        # IB brackets are not built: a live IB daemon runs without the shipped stop (refused otherwise)
-        self.cfg = without_stops(cfg)
+        # the fault matrix's cases without the shipped stop (its own cases: tests/faults/test_ib_stops.py)
+        self.cfg = cfg if stops else without_stops(cfg)
         self.gw.prices = prices(self.cfg, 12)
 
     async def start(self) -> IBRig:
@@ -111,15 +112,15 @@ class IBRig:
             book = c.execute("SELECT units FROM book").fetchone()
         refs = [o.order_ref for o in self.gw.orders if o.order_ref]
         assert len(refs) == len(set(refs)), refs  # one placeOrder per client id
-        assert set(refs) <= set(journal)
+        assert {r for r in refs if not is_stop_id(r)} <= set(journal)  # (a stop carries its order's id + "-stop")
         assert not [k for k, s in journal.items() if s in ("new", "unknown")], journal
         assert {e.exec_id for e in self.gw.executions} <= fills  # no lost execution
         assert abs((book[0] if book else 0.0) - self.gw.server_position) < 1e-6, (book, self.gw.server_position)
         return journal
 
 
-async def rig_for(tmp, spec, **ib) -> IBRig:
-    return await (await asyncio.to_thread(IBRig, tmp, spec, **ib)).start()
+async def rig_for(tmp, spec, stops: bool = False, **ib) -> IBRig:
+    return await (await asyncio.to_thread(IBRig, tmp, spec, stops, **ib)).start()
 
 
 def run(coro):

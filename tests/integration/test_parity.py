@@ -340,26 +340,18 @@ def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec, prot
         assert np.median([a / b for a, b in held]) == pytest.approx(0.4, abs=0.01)
 
 
-def test_stops_run_where_they_are_placed_and_are_refused_where_they_are_not():
-    """OANDA places them (stopLossOnFill), the paper broker simulates them; an IB daemon with
-    broker fills would trade without the stop its model was trained with: refused, one line.
-    The shipped FX configs carry one (3 ATRs of 24 bars), the trainer's as the daemon's; the
-    live IB config says why it has none."""
+def test_the_shipped_fx_configs_carry_the_stop_the_trainer_trains_with():
+    """OANDA places them (stopLossOnFill), IB as a GTC stop order, the paper broker simulates
+    them: every shipped FX config carries one (3 ATRs of 24 bars), the trainer's as the
+    daemon's."""
     from stairway.core.config import load_config
-    from stairway.core.errors import ConfigError
     from stairway.daemon.config import DaemonConfig
     from stairway.trainer.config import TrainerConfig
     from tests.helpers import ROOT
 
-    env = {"STAIRWAY_EXECUTION__STOP_ATR_MULTIPLE": "2.5"}
-    with pytest.raises(
-        ConfigError, match="execution.stop_pips / stop_atr_multiple: protective stops are placed at OANDA .* at ib"
-    ):
-        load_config(DaemonConfig, ROOT / "config" / "live-ib.toml", environ=env)
-    assert load_config(DaemonConfig, ROOT / "config" / "live-ib.toml", environ={}).execution.stops is False
-    assert "brackets at Interactive Brokers are not built yet" in (ROOT / "config" / "live-ib.toml").read_text()
     secrets = {"OANDA_TOKEN": "t", "OANDA_ACCOUNT": "101-001-1-001"}
     for name in (
+        "live-ib.toml",
         "live-oanda.toml",
         "paper.toml",
         "paper-live-ib.toml",

@@ -12,7 +12,7 @@ import logging
 
 import ib_async
 import pytest
-from ib_async import IB, Forex, LimitOrder, MarketOrder
+from ib_async import IB, Forex, LimitOrder, MarketOrder, StopOrder
 
 from tests.emulators.tws import SERVER_VERSION, TwsEmulator
 
@@ -135,6 +135,56 @@ def test_every_emulated_message_decodes_in_ib_async_as_sent():
     assert set(gw.sent) >= {1, 3, 4, 9, 10, 11, 15, 17, 52, 53, 54, 55, 59, 61, 62, 63, 64, 74, 102}
     assert set(gw.sent) <= set(ib_async.decoder.Decoder(None, SERVER_VERSION).handlers)
     assert (-1, 1100) in ib_errors  # the restart's notice reached the client before its socket closed
+
+
+def test_a_resting_stop_is_listed_as_open_decoded_and_triggered_by_the_market():
+    """A stop order (STP, GTC) rests: openOrder 5 decodes in ib_async with its trigger price,
+    quantity, orderRef and status; a client connecting afresh finds it among its open orders
+    (reqOpenOrders at start-up); a quote at the stop fills it at that quote, down to the cent,
+    while no client is connected too."""
+    decode_errors = Errors()
+    logging.getLogger("ib_async.Decoder").addHandler(decode_errors)
+
+    async def go():
+        ib_async.util.getLoop.cache_clear()
+        gw = TwsEmulator("EURUSD")
+        gw.move_market("EURUSD", 1.1700, 1.1701)
+        port = await gw.start()
+        ib = IB()
+        try:
+            await ib.connectAsync("127.0.0.1", port, clientId=3, timeout=5)
+            eur = Forex("EURUSD")
+            await ib.qualifyContractsAsync(eur)
+            entry = ib.placeOrder(eur, MarketOrder("BUY", 100_000, orderRef="e-1", tif="IOC"))
+            await until(ib, entry.isDone)
+            stop = ib.placeOrder(eur, StopOrder("SELL", 100_000, 1.1650, orderRef="e-1-stop", tif="GTC"))
+            await until(ib, lambda: stop.orderStatus.status == "Submitted")
+            assert gw.sent[5] == 1 and not stop.isDone()
+            gw.move_market("EURUSD", 1.1660, 1.1661)  # not there yet
+            assert not stop.isDone()
+            ib.disconnect()
+            ib_async.util.getLoop.cache_clear()
+            again = IB()
+            await again.connectAsync("127.0.0.1", port, clientId=3, timeout=5)
+            [found] = again.openTrades()
+            o = found.order
+            assert (o.orderType, o.action, o.totalQuantity, o.auxPrice, o.orderRef, o.tif) == (
+                "STP", "SELL", 100_000.0, 1.1650, "e-1-stop", "GTC"
+            )  # fmt: skip
+            assert found.orderStatus.status == "Submitted" and found.contract.symbol == "EUR"
+            again.disconnect()
+            gw.move_market("EURUSD", 1.1645, 1.1646)  # through the stop while nobody is connected
+            assert gw.server_position == 0.0 and gw.executions[-1].price == 1.1645
+            assert gw.executions[-1].order.order_ref == "e-1-stop" and gw.executions[-1].side == "SLD"
+        finally:
+            ib.disconnect()
+            await gw.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        logging.getLogger("ib_async.Decoder").removeHandler(decode_errors)
+    assert decode_errors.records == []
 
 
 @pytest.mark.parametrize("versions", [b"v100..150", b"v180..190"])

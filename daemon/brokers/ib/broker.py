@@ -36,9 +36,10 @@ from stairway.core.broker import (
     OrderReport,
     OrderState,
     PositionReport,
+    TradeStop,
 )
-from stairway.core.errors import BadPayload, FatalError, TransientError
-from stairway.core.types import BAR_DTYPE, NS_PER_DAY, OrderIntent
+from stairway.core.errors import BadPayload, FatalError, OrderRejected, TransientError
+from stairway.core.types import BAR_DTYPE, NS_PER_DAY, OrderIntent, is_stop_id, stop_order_id
 from stairway.daemon.aio import backoff_delay, spawn
 from stairway.daemon.brokers.ib.errors import IBErrorClass, classify
 from stairway.daemon.config import IBConfig
@@ -264,14 +265,17 @@ class IBBroker:
         coid, units = intent.client_order_id, intent.units * int(intent.side)
         contract = self.contracts.get(intent.instrument)
         if contract is None:
-            from stairway.core.errors import OrderRejected
-
             raise OrderRejected(f"{coid}: {intent.instrument} is not an instrument of this IB connection")
         known = self._report(coid, units, self._trade_by_ref(coid), intent.instrument)
         if known is not None:  # placed before (a retry or a reconnect): never a second order
             return known
         if not self.ib.isConnected():
             raise TransientError(f"{coid}: IB not connected; nothing was sent")
+        # an IB stop is an order of its own, not tied to a trade: it goes before anything else is
+        # sent for the instrument (a reversal would otherwise leave it to fire on the new side)
+        before = self._held(contract)
+        if await self._cancel_stops(contract, coid):
+            raise OrderRejected(f"{coid}: the protective stop filled first; nothing sent, the next decision decides")
         action = "BUY" if units > 0 else "SELL"
         order: ibapi.Order
         if intent.price_bound is None:
@@ -289,10 +293,92 @@ class IBBroker:
         if rep is None or rep.state is OrderState.PENDING:
             raise TransientError(f"{coid}: IB order {order.orderId} not done after {self.cfg.fill_timeout_secs:g} s")
         if rep.state is OrderState.REJECTED:
-            from stairway.core.errors import OrderRejected
-
             raise OrderRejected(f"{coid}: IB rejected the order: {rep.reason}")
+        after = before + rep.filled_units
+        if intent.stop_price > 0.0 and after:  # the new position's stop, at the intent's price
+            try:
+                await self._place_stop(contract, intent.instrument, after, intent.stop_price, stop_order_id(coid))
+            except (OrderRejected, TransientError) as e:  # reconciliation places it again (stop_replaced)
+                log.error("stop_refused", instrument=intent.instrument, order=coid, reason=str(e)[:300])
         return rep
+
+    # -- protective stops (issue 21 §1): one GTC stop order per position ------------------------
+    def _held(self, contract) -> float:
+        key = (contract.symbol, contract.currency, contract.secType)
+        return sum(
+            float(p.position)
+            for p in self.ib.positions()
+            if (p.contract.symbol, p.contract.currency, p.contract.secType) == key
+        )
+
+    def _stops_of(self, contract) -> list:
+        """Our working stop orders on ``contract`` (any client's orderRef of ours: listed by
+        reqOpenOrders at every connect)."""
+        key = (contract.symbol, contract.currency, contract.secType)
+        return [
+            t
+            for t in self.ib.openTrades()
+            if t.order.orderType == "STP"
+            and is_stop_id(t.order.orderRef or "")
+            and (t.contract.symbol, t.contract.currency, t.contract.secType) == key
+        ]
+
+    async def _cancel_stops(self, contract, why: str) -> bool:
+        """Cancel our working stops on ``contract`` and wait until each is done (bounded);
+        True when one of them filled instead."""
+        stops = self._stops_of(contract)
+        for t in stops:
+            self.ib.cancelOrder(t.order)
+        deadline = time.monotonic() + self.cfg.fill_timeout_secs
+        while any(not t.isDone() for t in stops) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if any(not t.isDone() for t in stops):
+            raise TransientError(
+                f"{why}: IB did not confirm the stop's cancellation in {self.cfg.fill_timeout_secs:g} s"
+            )
+        return any(t.orderStatus.status == "Filled" or t.orderStatus.filled for t in stops)
+
+    async def _place_stop(self, contract, instrument: str, units: float, price: float, ref: str) -> None:
+        """A GTC stop closing ``units`` at ``price`` (on the tick grid, rounded away from the
+        market: a sell stop down, a buy stop up); waits until IB acknowledges it."""
+        sell = units > 0
+        order = ibapi.StopOrder("SELL" if sell else "BUY", abs(units), bound_tick(price, instrument, sell),
+                                orderRef=ref, tif="GTC")  # fmt: skip
+        trade = self.ib.placeOrder(contract, order)
+        deadline = time.monotonic() + self.cfg.fill_timeout_secs
+        while trade.orderStatus.status not in ("Submitted", "PreSubmitted", *DONE) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if trade.orderStatus.status in ("Cancelled", "ApiCancelled", "Inactive"):
+            reason = trade.log[-1].message if trade.log else trade.orderStatus.status
+            raise OrderRejected(f"{ref}: IB refused the stop at {order.auxPrice}: {reason}")
+        if trade.orderStatus.status not in ("Submitted", "PreSubmitted", "Filled"):
+            raise TransientError(f"{ref}: IB did not acknowledge the stop in {self.cfg.fill_timeout_secs:g} s")
+
+    async def open_trades(self) -> list[TradeStop]:
+        """Each of our instruments' position with its working stop (None: none for exactly
+        the position): what reconciliation checks and re-places (daemon.reconcile_runner)."""
+        if not self.ib.isConnected():
+            raise TransientError("IB not connected: positions and stops unknown")
+        out = []
+        for name, contract in self.contracts.items():
+            units = self._held(contract)
+            if not units:
+                continue
+            ours = [
+                t.order.auxPrice
+                for t in self._stops_of(contract)
+                if t.order.action == ("SELL" if units > 0 else "BUY") and abs(t.order.totalQuantity - abs(units)) < 1e-9
+            ]
+            avg = next((float(p.avgCost) for p in self.ib.positions() if self.instrument_of(p.contract) == name), 0.0)
+            out.append(TradeStop(name, name, units, avg, min(ours) if units > 0 and ours else max(ours, default=None)))
+        return out
+
+    async def set_stop(self, trade_id: str, instrument: str, units: float, price: float, client_id: str) -> None:
+        """The instrument's position gets one stop at ``price``: any other of ours cancelled first."""
+        contract = self.contracts[instrument]
+        if await self._cancel_stops(contract, client_id):
+            raise TransientError(f"{client_id}: the old stop filled while being replaced; the next pass sees the book")
+        await self._place_stop(contract, instrument, units, price, client_id)
 
     async def cancel(self, client_order_id: str) -> OrderReport | None:
         trade = self._trade_by_ref(client_order_id)
@@ -349,6 +435,7 @@ class IBBroker:
                 float(values.get("InitMarginReq", values["NetLiquidation"]).value),
                 values["NetLiquidation"].currency,
                 equity_current=False,  # TWS refreshes a summary subscription every 3 minutes
+                refresh_secs=200.0,
             )
         except (KeyError, ValueError) as e:
             raise FatalError(f"IB account summary: missing or bad {e}") from e
