@@ -61,9 +61,13 @@ def test_trading_config_refused_naming_field_and_value(tmp_path, old, new, fragm
 def test_environment_overrides_unknown_section_and_coerced_booleans_refused(tmp_path):
     with pytest.raises(ConfigError, match="STAIRWAY_RISKK__"):
         load(tmp_path, environ={"STAIRWAY_RISKK__MAX_POSITION_LOTS": "0.5"})
-    with pytest.raises(ConfigError, match="service.record_ticks = 0"):
+    with pytest.raises(
+        ConfigError, match=r"environment variable STAIRWAY_SERVICE__RECORD_TICKS \(service.record_ticks\) = 0"
+    ):
         load(tmp_path, environ={"STAIRWAY_SERVICE__RECORD_TICKS": "0"})
-    with pytest.raises(ConfigError, match="service.require_start_file = 'no'"):
+    with pytest.raises(
+        ConfigError, match=r"STAIRWAY_SERVICE__REQUIRE_START_FILE \(service.require_start_file\) = 'no'"
+    ):
         load(tmp_path, environ={"STAIRWAY_SERVICE__REQUIRE_START_FILE": "no"})
     # the other program's sections are still fine (one environment configures both)
     cfg = load(tmp_path, environ={"STAIRWAY_TRAIN__SEED": "3", "STAIRWAY_SERVICE__RECORD_TICKS": "true"})

@@ -52,7 +52,7 @@ def test_environment_overrides_file_and_is_validated(tmp_path):
         TrainerConfig, p, environ={"STAIRWAY_PPO__TOTAL_STEPS": "2048", "STAIRWAY_DATA__BARS_CSV": "x.csv"}
     )
     assert cfg.ppo.total_steps == 2048 and str(cfg.data.bars_csv) == "x.csv"
-    with pytest.raises(ConfigError, match="ppo.num_envs = 'many'"):
+    with pytest.raises(ConfigError, match=r"variable STAIRWAY_PPO__NUM_ENVS \(ppo.num_envs\) = 'many'"):
         load_config(TrainerConfig, p, environ={"STAIRWAY_PPO__NUM_ENVS": "many"})
 
 
@@ -74,5 +74,8 @@ def test_environment_for_the_other_program_is_ignored_but_typos_in_known_section
     env = {"STAIRWAY_TRAIN__SEED": "5", "STAIRWAY_REPLAY__BATCH_TICKS": "10"}
     d = load_config(DaemonConfig, ROOT / "config/paper.toml", environ=env)
     assert d.replay.batch_ticks == 10
-    with pytest.raises(ConfigError, match="replay.batch_tick = 10: Extra inputs are not permitted"):
+    with pytest.raises(
+        ConfigError,
+        match=r"variable STAIRWAY_REPLAY__BATCH_TICK \(replay.batch_tick\) = 10: Extra inputs are not permitted",
+    ):
         load_config(DaemonConfig, ROOT / "config/paper.toml", environ={"STAIRWAY_REPLAY__BATCH_TICK": "10"})
