@@ -36,6 +36,20 @@ def check_stop(gw) -> None:
     assert stops[0].order_ref.endswith("-stop") and stops[0].tif == "GTC"
 
 
+def once_protected(rig, act) -> tuple[list, object]:
+    """A ``during`` callback that calls ``act(stop)`` once, the first time the gateway holds a
+    long with its stop working; and the list of the stops it acted on."""
+    done: list = []
+
+    async def during(d) -> None:
+        stops = working_stops(rig.gw)
+        if not done and stops and rig.gw.server_position > 0:
+            act(stops[0])
+            done.append(stops[0])
+
+    return done, during
+
+
 def events(rig, like: str) -> list[tuple]:
     with sqlite3.connect(rig.cfg.service.db_path) as c:
         return c.execute(
@@ -90,16 +104,13 @@ def test_a_stop_filled_at_ib_is_booked_as_the_positions_end(tmp_path, spec):
 
     async def go():
         rig = await rig_for(tmp_path, spec, stops=True)
-        moved: list[float] = []
 
-        async def during(d):
-            stops = working_stops(rig.gw)
-            if not moved and stops and rig.gw.server_position > 0:
-                bid, ask = rig.gw.quote("EURUSD")
-                drop = bid - stops[0].aux + 0.0005  # 5 pips through the stop
-                rig.gw.move_market("EURUSD", bid - drop, ask - drop)
-                moved.append(stops[0].aux)
+        def through(stop) -> None:
+            bid, ask = rig.gw.quote("EURUSD")
+            drop = bid - stop.aux + 0.0005  # 5 pips through the stop
+            rig.gw.move_market("EURUSD", bid - drop, ask - drop)
 
+        moved, during = once_protected(rig, through)
         d, error = await rig.run(during, policy=ScriptedPolicy([1]))
         assert error is None
         assert moved, "the stop was never in place"
@@ -146,20 +157,17 @@ def test_a_stop_cancelled_by_hand_is_put_back(tmp_path, spec):
 
     async def go():
         rig = await rig_for(tmp_path, spec, stops=True)
-        cancelled: list[str] = []
 
-        async def during(d):
-            stops = working_stops(rig.gw)
-            if not cancelled and stops and rig.gw.server_position > 0:
-                stops[0].status = "Cancelled"  # by hand: the client hears of it like any cancellation
-                rig.gw._status(stops[0])
-                cancelled.append(stops[0].order_ref)
+        def by_hand(stop) -> None:
+            stop.status = "Cancelled"  # in TWS: the client hears of it like any cancellation
+            rig.gw._status(stop)
 
+        cancelled, during = once_protected(rig, by_hand)
         d, error = await rig.run(during, policy=ScriptedPolicy([1]))
         assert error is None and cancelled
         check_stop(rig.gw)
         # the one placed again: working, or filled since (3 ATRs under the entry's price, not the quote's)
-        [again] = [o for o in rig.gw.orders if o.order_type == "STP" and o.order_ref != cancelled[0]]
+        [again] = [o for o in rig.gw.orders if o.order_type == "STP" and o.order_ref != cancelled[0].order_ref]
         assert again.status in ("Submitted", "Filled") and again.quantity == LOT and again.action == "SELL"
         assert [r[1] for r in events(rig, "stop_%")] == ["stop_replaced"]
         assert not events(rig, "account_%")  # no false alarm from IB's figures refreshed every 3 minutes
