@@ -8,7 +8,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from stairway import config_cli, data_cli
+from stairway import config_cli, data_cli, trades_cli
 from stairway.config_cli import default_config
 from stairway.core.config import CONFIG_ENV, load_config
 from stairway.core.errors import ConfigError, StairwayError
@@ -445,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     df.set_defaults(func=_drift)
     data_cli.add_parser(sub)
     config_cli.add_parser(sub)
+    trades_cli.add_parser(sub, default_config)
     dm = sub.add_parser("demo", help="train on 2017-01..09, paper-replay 2017-10..12, compare")
     dm.add_argument(
         "--trainer-config", help="default: config/trainer.toml, or config/trainer-muzero.toml with --algo muzero"
