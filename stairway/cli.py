@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
@@ -277,7 +278,7 @@ def _models(args: argparse.Namespace) -> int:
     gdb = GateDB(cfg.train.gate_db)
     try:
         if args.action == "list":
-            print(ops.list_models(models, gdb))
+            print(json.dumps(ops.model_rows(models, gdb), indent=2) if args.json else ops.list_models(models, gdb))
         elif args.action == "show":
             print(ops.show_model(models, gdb, args.sha))
         elif args.action == "promote":
@@ -386,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"trainer config (models_dir, gate_db) (default: ${CONFIG_ENV}, else config/trainer.toml)",
     )
     ms = m.add_subparsers(dest="action", required=True)
-    ms.add_parser("list", help="registry with gate status and links").set_defaults(func=_models)
+    ml = ms.add_parser("list", help="registry with gate status and links")
+    ml.add_argument("--json", action="store_true", help="one JSON list (show is JSON already)")
+    ml.set_defaults(func=_models)
     sh = ms.add_parser("show", help="one checkpoint: header and gate record")
     sh.add_argument("sha")
     sh.set_defaults(func=_models)

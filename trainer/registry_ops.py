@@ -32,6 +32,23 @@ def _verified(models: Path, sha: str):
     return read_checkpoint(path)  # hash == name, readable, our header
 
 
+def model_rows(models: Path, gdb: GateDB) -> list[dict]:
+    """The registry as data (`models list --json`): each model's sha, gate status, steps,
+    creation time (UTC ISO 8601), the links pointing at it and any forced reason."""
+    marks = {name: _link_sha(models, name) for name in ("current", "gold", "previous")}
+    return [
+        {
+            "sha": m["sha"],
+            "status": m["status"],
+            "steps": m["steps"] or 0,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(m["created_ns"] // 10**9)),
+            "links": [k for k, v in marks.items() if v == m["sha"]],
+            "forced_reason": m["forced_reason"],
+        }
+        for m in gdb.models()
+    ]
+
+
 def list_models(models: Path, gdb: GateDB) -> str:
     marks = {name: _link_sha(models, name) for name in ("current", "gold", "previous")}
     lines = [f"{'sha':14}{'status':11}{'steps':>10}  {'created (UTC)':17}  {'links':18}forced reason"]

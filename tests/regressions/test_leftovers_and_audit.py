@@ -4,6 +4,7 @@ incomplete, killed runs get a crash marker, and model_swaps uses one clock."""
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -60,6 +61,9 @@ def test_forced_promotion_killed_after_its_record_is_shown_incomplete(tmp_path, 
     listing = ops.list_models(models, gdb)
     assert f"INCOMPLETE promote_forced {b.sha[:12]}" in listing and "never took effect" in listing
     assert os.readlink(models / "current").endswith(f"{a.sha}.safetensors")
+    rows = {r["sha"]: r for r in ops.model_rows(models, gdb)}  # `models list --json`
+    assert set(rows) == {a.sha, b.sha} and rows[a.sha]["links"] == ["current"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[a.sha]["created"])
     ops.promote(models, gdb, b.sha[:12], force=True, reason="again")  # a completed one is not listed
     assert [x["action"] for x in gdb.incomplete_actions()] == ["promote_forced"]
     assert "done after all" in ops.list_models(models, gdb)
