@@ -51,6 +51,7 @@ from stairway.daemon.notify import Notifier
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.reconcile_runner import Reconciler
 from stairway.daemon.recorder import TickRecorder
+from stairway.daemon.risk import expire_models
 from stairway.daemon.slot import Slot
 
 log = structlog.get_logger("daemon")
@@ -262,6 +263,9 @@ class Daemon(ModelEvents):
                     if stale != slot.data_stale:
                         log.warning("instrument_stale" if stale else "instrument_fresh", instrument=inst)
                     permission.set_stale(inst, stale)
+            expire_models(
+                self.slots, self.cfg.service.max_model_age_days, self.cfg.service.expired_model_action, permission
+            )
             for name, targets in st.flatten_requests(list(self.slots)):
                 for inst in targets:
                     self.slots[inst].request_flatten(f"{name} control file")

@@ -38,6 +38,11 @@ class ServiceConfig(Strict):
     )
     feed_stale_secs: float = Field(60.0, gt=0, description="/health fails when no quote arrived for this long.")
     max_model_age_days: float = Field(30.0, gt=0, description="/health fails for an older model.")
+    expired_model_action: Literal["alert", "stop_opening"] = Field(
+        "alert",
+        description="A model older than max_model_age_days: 'alert' (/health and the alert only) or "
+        "'stop_opening' (also no new positions with it; closing and reducing go on) until a newer one is swapped in.",
+    )
     shutdown_timeout_secs: float = Field(10.0, gt=0)
     warm_start: StrictBool = Field(
         True, description="Fill feature and regime buffers from history at start-up (broker, then stored bars)."

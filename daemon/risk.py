@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
+
 from stairway.core.config import RiskConfig  # noqa: F401  (the section lives in core: the trainer's env applies it too)
 from stairway.core.risk_rules import (
     FLATTEN,
@@ -31,6 +33,8 @@ from stairway.core.risk_rules import (
     reduce_only,
     trade_band,
 )
+
+log = structlog.get_logger("risk")
 
 
 @dataclass(frozen=True)
@@ -46,13 +50,15 @@ class Permission:
     and tiers. Each input has one owner, who sets it by a named call: the control files
     (START_TRADING, the directory's safety: ``control``), the reconciler (``reconciled``: per
     instrument, no order at all until its book agrees with the broker), the feed watcher
-    (``stale``: per instrument), the feature watch (``drifted``: per instrument). The slot only asks, through RiskEngine.check."""
+    (``stale``: per instrument), the feature watch (``drifted``: per instrument), the model's age
+    (``expired``: per instrument). The slot only asks, through RiskEngine.check."""
 
     control_allows: bool = True
     control_reason: str = ""
     not_reconciled: set[str] = field(default_factory=set)
     stale: set[str] = field(default_factory=set)
     drifted: set[str] = field(default_factory=set)  # daemon.feature_watch, with observe_only
+    expired: set[str] = field(default_factory=set)  # daemon.status.expire_models, with stop_opening
 
     def control(self, allows: bool, reason: str = "START_TRADING absent: observe only") -> None:
         self.control_allows, self.control_reason = allows, "" if allows else reason
@@ -62,6 +68,9 @@ class Permission:
 
     def set_stale(self, instrument: str, stale: bool) -> None:
         (self.stale.add if stale else self.stale.discard)(instrument)
+
+    def set_expired(self, instrument: str, expired: bool) -> None:
+        (self.expired.add if expired else self.expired.discard)(instrument)
 
     def set_drifted(self, instrument: str, drifted: bool) -> None:
         (self.drifted.add if drifted else self.drifted.discard)(instrument)
@@ -204,6 +213,8 @@ class RiskEngine:
             block = ("observe_only", p.control_reason)
         elif instrument in p.drifted:
             block = ("inputs_drifted", "inputs outside the model's trained range: observe only")
+        elif instrument in p.expired:
+            block = ("model_expired", "model older than service.max_model_age_days: no new positions")
         elif not market_is_open:
             block = ("market_closed", "market closed")
         elif quote_gap_secs > self.cfg.stale_after_secs:
@@ -274,3 +285,17 @@ class RiskEngine:
         runs[instrument] = runs.get(instrument, 0) + 1 if out else 0
         self.state.sessions_out_of_band = runs[instrument]
         return runs[instrument] >= self.cfg.alert_after_sessions
+
+
+def expire_models(slots: dict, max_days: float, action: str, permission) -> None:
+    """With service.expired_model_action = "stop_opening", an instrument whose model is older
+    than max_model_age_days opens nothing until a newer model is swapped in (the risk engine's
+    ``model_expired`` block); logged when it starts and ends."""
+    from stairway.daemon.status import model_age_secs
+
+    for inst, slot in slots.items():
+        age = model_age_secs(slot.policy)  # (daemon.status: from the checkpoint's header)
+        expired = action == "stop_opening" and age is not None and age / 86400 > max_days
+        if expired != (inst in permission.expired):
+            log.warning("model_expired" if expired else "model_current", instrument=inst, sha=slot.policy.sha[:12])
+        permission.set_expired(inst, expired)

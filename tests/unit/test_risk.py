@@ -99,3 +99,30 @@ def test_market_hours():
     assert not market_open(ns(2017, 10, 4, 13), "us_equity")  # 09:00 New York
     assert not market_open(ns(2017, 10, 4, 20, 30), "us_equity")  # 16:30 New York
     assert not market_open(ns(2017, 12, 25, 15), "us_equity", (dt.date(2017, 12, 25),))
+
+
+@pytest.mark.parametrize("action", ["alert", "stop_opening"])
+def test_an_expired_model_stops_opening_only_when_configured(action):
+    """Issue 22 §4 (FreqAI's expiry): with service.expired_model_action = "stop_opening" an
+    instrument whose model is older than max_model_age_days opens nothing (a reversal only
+    closes), closing goes on, other instruments trade; a newer model lifts it. "alert" leaves
+    trading alone (/health says so)."""
+    from types import SimpleNamespace
+
+    from stairway.daemon.risk import expire_models
+
+    def slot(days_old: float):
+        made = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_old)
+        return SimpleNamespace(policy=SimpleNamespace(created_at=made.isoformat(), sha="f" * 64))
+
+    r = engine()
+    slots = {"A": slot(31.0), "B": slot(2.0)}
+    expire_models(slots, 30.0, action, r.permission)
+    blocked = action == "stop_opening"
+    assert (r.check("A", 0.0, LOT).kind == "model_expired") is blocked
+    assert r.check("A", -LOT, 2 * LOT).units == (LOT if blocked else 2 * LOT)  # a blocked reversal only closes
+    assert r.check("A", LOT, -LOT).units == -LOT  # closing goes on
+    assert r.check("B", 0.0, LOT).units == LOT
+    slots["A"] = slot(0.5)  # a newer model swapped in
+    expire_models(slots, 30.0, action, r.permission)
+    assert r.check("A", 0.0, LOT).units == LOT
