@@ -5,12 +5,13 @@ local Ray with 2 actors, side by side in one run; the ratio is the figure.
 Config: config/trainer.toml with train.algo = "muzero" and its [muzero] defaults (16
 sessions, 32-step segments, 15 simulations, batch 128, unroll 5, 4 updates per round).
 
-    python bench/muzero_train.py [--quick]     (--quick: fewer rounds)
+    python bench/muzero_train.py [--quick]     (--quick: fewer rounds; STAIRWAY_* overrides apply)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from common import ROOT, report
@@ -32,7 +33,9 @@ def main() -> None:
     a = ap.parse_args()
     rounds = 2 if a.quick else 6
     configure_logging(level="warning")
-    base = {"STAIRWAY_TRAIN__ALGO": "muzero"}
+    # the caller's STAIRWAY_ overrides apply (e.g. STAIRWAY_MUZERO__SUPPORT=300: the seed's supports)
+    base = {k: v for k, v in os.environ.items() if k.startswith("STAIRWAY_") and k != "STAIRWAY_CONFIG"}
+    base |= {"STAIRWAY_TRAIN__ALGO": "muzero"}
     cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=base)
     data = prepare_data(cfg)
     per_round = cfg.muzero.segment * cfg.muzero.num_envs
