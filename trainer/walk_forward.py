@@ -264,12 +264,16 @@ def run_walk_forward(
         where = f"ray ({ray_address}, {workers} workers)" if ray_address == "local" else f"ray ({ray_address})"
     else:
         results = []
-        for f in plan:
+        for k, f in enumerate(plan, 1):
             results.append(run_fold(cfg_json, f.to_json(), draws))
-            log.info(
+            elapsed = time.perf_counter() - t0
+            log.info(  # one line per fold as it ends, with the time left at this pace (issue 22 §1)
                 "fold_finished",
                 fold=f.index,
+                done=f"{k}/{len(plan)}",
                 wall_s=round(results[-1]["wall_s"], 1),
+                elapsed_s=round(elapsed, 1),
+                eta_s=round(elapsed / k * (len(plan) - k), 1),
                 oos_pnl_pct=round(results[-1]["summaries"]["policy"]["pnl_pct"], 3),
             )
         where = "in process"

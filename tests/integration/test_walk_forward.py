@@ -95,9 +95,24 @@ def test_a_folds_test_data_never_reaches_its_training(tmp_path):
 
 @pytest.fixture(scope="module")
 def walk():
-    return run_walk_forward(
-        tiny_cfg(), DateRange(start=dt.date(2017, 3, 1), end=dt.date(2017, 9, 1)), 3, "anchored", 2.0, draws=10
-    )
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        wf = run_walk_forward(
+            tiny_cfg(), DateRange(start=dt.date(2017, 3, 1), end=dt.date(2017, 9, 1)), 3, "anchored", 2.0, draws=10
+        )
+    wf.logs = logs  # type: ignore[attr-defined]
+    return wf
+
+
+def test_each_fold_says_when_it_ends_with_the_time_left(walk):
+    """Issue 22 §1: one line per fold as it finishes (not all at the end), with elapsed time
+    and the time left at this pace."""
+    ends = [e for e in walk.logs if e["event"] == "fold_finished"]
+    assert [e["done"] for e in ends] == ["1/3", "2/3", "3/3"]
+    assert ends[0]["eta_s"] > 0 and ends[-1]["eta_s"] == 0
+    assert ends[0]["elapsed_s"] <= ends[1]["elapsed_s"] <= ends[2]["elapsed_s"]
+    assert ends[1]["eta_s"] == pytest.approx(ends[1]["elapsed_s"] / 2, abs=0.11)
 
 
 def test_stitched_result_adds_the_folds_up(walk):
