@@ -125,7 +125,7 @@ def save_checkpoint(models_dir: str | Path, tensors: Mapping[str, Any], meta: Ch
     registry.mkdir(parents=True, exist_ok=True)
     tensors = {k: np.ascontiguousarray(v) for k, v in numpy_tensors(tensors).items()}
     data = save(tensors, metadata=meta.to_header())
-    sha = hashlib.sha256(data).hexdigest()
+    sha = model_id(tensors, meta)
     final = registry / f"{sha}.safetensors"
     if not final.exists():
         tmp = registry / f".{sha}.{os.getpid()}.tmp"
@@ -149,22 +149,59 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
     except OSError as e:  # unreadable by this user, I/O error, too many links, ...
         raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror or e}") from None
-    sha = hashlib.sha256(data).hexdigest()
+    file_sha = hashlib.sha256(data).hexdigest()
     stem = path.resolve().stem
-    if _SHA.match(stem) and stem != sha:
-        raise CheckpointError(f"{path}: content hash {sha[:12]}… does not match its name {stem[:12]}… (corrupt)")
+    named = bool(_SHA.match(stem))
+
+    def corrupt(got: str) -> CheckpointError:
+        return CheckpointError(f"{path}: content hash {got[:12]}… does not match its name {stem[:12]}… (corrupt)")
+
     try:
         tensors = load(data)
         header = _header(data)
+        meta = CheckpointMeta.from_header(header, str(path))
     except KeyError as e:  # safetensors.numpy has no numpy type for it (BF16, ...)
         raise CheckpointError(f"{path}: tensor dtype {e.args[0]} cannot be read (float32 expected)") from None
-    except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+    except (SafetensorError, ValueError, json.JSONDecodeError, CheckpointError) as e:
+        if named and stem != file_sha:  # a registry file that no longer parses: its bytes changed
+            raise corrupt(file_sha) from None
+        if isinstance(e, CheckpointError):
+            raise
         raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from None
+    sha = model_id(tensors, meta)
+    if named and stem not in (sha, file_sha):  # (file_sha: a checkpoint named before model ids)
+        raise corrupt(sha)
     for name, t in tensors.items():  # a NaN weight holds every bar at confidence 1.0 or crashes a search
         if t.dtype.kind in "fc" and not np.isfinite(t).all():
             bad = int(t.size - np.isfinite(t).sum())
             raise CheckpointError(f"{path}: tensor {name} holds {bad} non-finite value(s) (NaN or inf): refused")
-    return Checkpoint(sha, path, CheckpointMeta.from_header(header, str(path)), tensors)
+    return Checkpoint(stem if named else sha, path, meta, tensors)
+
+
+VOLATILE_EXTRA = ("run_id",)  # what differs between two runs that train the same weights
+
+
+def model_id(tensors: Mapping[str, np.ndarray], meta: CheckpointMeta) -> str:
+    """The checkpoint's content address: sha256 over its metadata (in a canonical order, less
+    ``created_at`` and the run id) and its tensors (by name: dtype, shape, bytes). The same data
+    and settings training the same weights give the same id in any run (the file's own bytes
+    do not: safetensors writes the metadata in an arbitrary order, and the header has the time);
+    the file keeps the first run's header."""
+    header = meta.to_header()
+    header.pop("created_at", None)
+    try:
+        extra = json.loads(header.get("extra") or "{}")
+    except json.JSONDecodeError:
+        extra = header.get("extra")
+    if isinstance(extra, dict):
+        extra = {k: v for k, v in extra.items() if k not in VOLATILE_EXTRA}
+    header["extra"] = json.dumps(extra, sort_keys=True)
+    h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"\0{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _header(data: bytes) -> dict[str, str] | None:

@@ -156,3 +156,42 @@ def test_a_bf16_checkpoint_is_refused_with_its_dtype_not_a_crash(tmp_path, spec)
         CheckpointError, match=r"bf16.safetensors: tensor dtype BF16 cannot be read \(float32 expected\)"
     ):
         read_checkpoint(path)
+
+
+def test_the_same_weights_and_settings_get_the_same_id_in_any_run(tmp_path, spec):
+    """Issue 22 §4: the model id no longer hashes the creation time or the run id (nor the
+    arbitrary order safetensors writes metadata in): two runs that train the same weights on
+    the same data and settings name the same model, and the registry keeps the first file.
+    Other weights or settings are another model; a file named by its bytes (before model ids)
+    still reads; a tampered header is refused as corrupt."""
+    import hashlib
+    import json
+    from dataclasses import replace
+
+    from stairway.core.checkpoint import CheckpointMeta, save_checkpoint
+
+    net = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(2, np.float32)}
+    meta = CheckpointMeta("ppo", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 16,
+                          created_at="2026-12-01T00:00:00+00:00", extra=json.dumps({"run_id": "a", "steps": 5}))  # fmt: skip
+    first = save_checkpoint(tmp_path, net, meta)
+    again = save_checkpoint(
+        tmp_path, dict(reversed(net.items())),
+        replace(meta, created_at="2026-12-02T00:00:00+00:00", extra=json.dumps({"steps": 5, "run_id": "b"})),
+    )  # fmt: skip
+    assert again.sha == first.sha and len(list((tmp_path / "registry").glob("*.safetensors"))) == 1
+    assert read_checkpoint(first.path).meta.created_at == "2026-12-01T00:00:00+00:00"  # the first file kept
+    other = save_checkpoint(tmp_path, {**net, "b": np.zeros(2, np.float32)}, meta)
+    longer = save_checkpoint(tmp_path, net, replace(meta, extra=json.dumps({"run_id": "a", "steps": 6})))
+    assert len({first.sha, other.sha, longer.sha}) == 3
+    # a checkpoint named by its file's bytes (before model ids) still verifies
+    legacy = tmp_path / "registry" / f"{hashlib.sha256(first.path.read_bytes()).hexdigest()}.safetensors"
+    legacy.write_bytes(first.path.read_bytes())
+    assert read_checkpoint(legacy).sha == legacy.stem
+    # the header changed under the same name (its validation rewritten): corrupt
+    from safetensors.numpy import save
+
+    tampered = replace(meta, extra=json.dumps({"run_id": "a", "steps": 5, "validation": {"sharpe": 9.9}}))
+    first.path.chmod(0o644)
+    first.path.write_bytes(save(net, metadata=tampered.to_header()))
+    with pytest.raises(CheckpointError, match="does not match its name"):
+        read_checkpoint(first.path)
