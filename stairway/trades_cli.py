@@ -73,32 +73,24 @@ def listing(db: Path, run_id: str | None = None, since: dt.date | None = None) -
         per_inst[t["instrument"]]["wins"] += t["pnl"] > 0
     return {
         "run_id": run_id,
-        "orders": [
-            {
-                "client_order_id": o[0],
-                "instrument": o[1],
-                "bar": iso(o[2]),
-                "units": o[3],
-                "filled": o[4],
-                "status": o[5],
-            }
-            for o in orders
-        ],  # fmt: skip
-        "fills": [
-            {
-                "client_order_id": f[0],
-                "instrument": f[2],
-                "time": iso(f[3]),
-                "units": f[4],
-                "price": f[5],
-                "commission": f[6],
-            }
-            for f in fills
-        ],  # fmt: skip
+        "orders": _records(orders, ("client_order_id", "instrument", "bar", "units", "filled", "status"), "bar"),
+        "fills": _records(
+            [(f[0], f[2], f[3], f[4], f[5], f[6]) for f in fills],
+            ("client_order_id", "instrument", "time", "units", "price", "commission"),
+            "time",
+        ),
         "trades": trades,
         "per_day": {k: dict(v) for k, v in sorted(days.items())},
         "per_instrument": {k: dict(v) for k, v in sorted(per_inst.items())},
     }
+
+
+def _records(rows: list[tuple], names: tuple[str, ...], when: str) -> list[dict[str, Any]]:
+    """Rows as dicts of ``names``, the ``when`` column (ns) in UTC ISO 8601."""
+    out = [dict(zip(names, r)) for r in rows]
+    for d in out:
+        d[when] = iso(d[when])
+    return out
 
 
 def closed_trades(fills: list[tuple]) -> list[dict[str, Any]]:
