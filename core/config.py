@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from stairway.core.errors import ConfigError
 
@@ -233,7 +233,7 @@ class ExecutionConfig(Strict):
         description="Size each entry to lose this % of the balance at its stop (capped by max_position_lots) "
         "instead of trading trade_lots; needs a stop.",
     )
-    safe_f_sizing: bool = Field(
+    safe_f_sizing: StrictBool = Field(
         False,
         description="Scale risk_per_trade_pct by the model's safe-f (the trainer's Monte Carlo of its selection-"
         "window trades: the largest fraction whose 95th-percentile drawdown over two years stays within "

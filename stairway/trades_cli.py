@@ -42,25 +42,10 @@ def listing(db: Path, run_id: str | None = None, since: dt.date | None = None) -
     """The run's orders, fills, closed trades and per-day / per-instrument totals."""
     if not db.is_file():
         raise ConfigError(f"{db}: no daemon database here (has the daemon run with this config?)")
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
-        if run_id is None:
-            row = c.execute("SELECT run_id FROM runs ORDER BY started_ns DESC LIMIT 1").fetchone()
-            if row is None:
-                raise ConfigError(f"{db}: no run recorded yet")
-            run_id = row[0]
-        elif c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-            known = [r[0] for r in c.execute("SELECT run_id FROM runs ORDER BY started_ns DESC LIMIT 5")]
-            raise ConfigError(f"--run {run_id}: not in {db} (latest: {', '.join(known) or 'none'})")
-        orders = c.execute(
-            "SELECT client_order_id, instrument, bar_ts_ns, units, filled_units, status FROM orders "
-            "WHERE run_id = ? ORDER BY bar_ts_ns, client_order_id",
-            (run_id,),
-        ).fetchall()
-        fills = c.execute(
-            "SELECT client_order_id, seq, instrument, ts_ns, units, price, commission FROM fills "
-            "WHERE run_id = ? ORDER BY ts_ns, client_order_id, seq",
-            (run_id,),
-        ).fetchall()
+    try:
+        run_id, orders, fills = _read(db, run_id)
+    except sqlite3.Error as e:  # not a database, unreadable, or not the daemon's (no such table)
+        raise ConfigError(f"{db}: not a readable daemon database: {e}") from None
     trades = closed_trades(fills)
     if since is not None:
         trades = [t for t in trades if t["closed"][:10] >= since.isoformat()]
@@ -83,6 +68,30 @@ def listing(db: Path, run_id: str | None = None, since: dt.date | None = None) -
         "per_day": {k: dict(v) for k, v in sorted(days.items())},
         "per_instrument": {k: dict(v) for k, v in sorted(per_inst.items())},
     }
+
+
+def _read(db: Path, run_id: str | None) -> tuple[str, list, list]:
+    """(the run id, its orders, its fills), read only."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        if run_id is None:
+            row = c.execute("SELECT run_id FROM runs ORDER BY started_ns DESC LIMIT 1").fetchone()
+            if row is None:
+                raise ConfigError(f"{db}: no run recorded yet")
+            run_id = row[0]
+        elif c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+            known = [r[0] for r in c.execute("SELECT run_id FROM runs ORDER BY started_ns DESC LIMIT 5")]
+            raise ConfigError(f"--run {run_id}: not in {db} (latest: {', '.join(known) or 'none'})")
+        orders = c.execute(
+            "SELECT client_order_id, instrument, bar_ts_ns, units, filled_units, status FROM orders "
+            "WHERE run_id = ? ORDER BY bar_ts_ns, client_order_id",
+            (run_id,),
+        ).fetchall()
+        fills = c.execute(
+            "SELECT client_order_id, seq, instrument, ts_ns, units, price, commission FROM fills "
+            "WHERE run_id = ? ORDER BY ts_ns, client_order_id, seq",
+            (run_id,),
+        ).fetchall()
+    return run_id, orders, fills
 
 
 def _records(rows: list[tuple], names: tuple[str, ...], when: str) -> list[dict[str, Any]]:

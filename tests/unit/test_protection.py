@@ -74,6 +74,7 @@ def test_size_from_the_balance_at_risk():
         ({"stop_atr_multiple": -1}, "greater than 0"),
         ({"stop_atr_multiple": 2, "stop_atr_bars": 0}, "greater than or equal to 1"),
         ({"stop_atr_multiple": 2, "safe_f_sizing": True}, "safe_f_sizing scales risk_per_trade_pct: set it too"),
+        ({"stop_atr_multiple": 2, "risk_per_trade_pct": 0.5, "safe_f_sizing": "yes"}, "valid boolean"),
     ],
 )
 def test_settings_that_cannot_work_are_refused(fields, message):

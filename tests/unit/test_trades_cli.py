@@ -76,3 +76,7 @@ def test_the_command_prints_tables_or_json_and_names_a_bad_run(tmp_path, capsys)
     assert "--run nope: not in" in err and "(latest: new, old)" in err
     with pytest.raises(ConfigError, match="no daemon database here"):
         listing(tmp_path / "absent.db")
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite")
+    assert main(["trades", "--db", str(junk)]) == 2  # one line, no traceback
+    assert f"{junk}: not a readable daemon database: file is not a database" in capsys.readouterr().err
