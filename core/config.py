@@ -512,6 +512,10 @@ def load_config(model: type[M], path: str | Path, environ: dict[str, str] | None
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as e:  # unreadable by this user, an I/O error, ...
+        raise ConfigError(f"{path}: cannot read the config: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     # The daemon and the trainer share one environment: a variable for a section this model

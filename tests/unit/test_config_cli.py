@@ -39,6 +39,15 @@ def test_check_lists_every_problem_and_exits_2(tmp_path, capsys):
     assert any(line.startswith("  account.initial_equity = 'lots':") for line in out), out
 
 
+def test_a_directory_or_an_unreadable_file_is_one_line(tmp_path, capsys):
+    assert main(["config", "check", str(tmp_path)]) == 2
+    assert capsys.readouterr().out.strip() == f"{tmp_path}: is a directory, not a config file"
+    assert main(["daemon", "run", "--config", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a directory, not a config file" in capsys.readouterr().err
+    assert main(["config", "check"]) == 2  # no file and no STAIRWAY_CONFIG
+    assert capsys.readouterr().out.strip() == "config: name a file, or set STAIRWAY_CONFIG"
+
+
 def test_an_environment_variables_error_names_the_variable(monkeypatch, capsys):
     monkeypatch.setenv("STAIRWAY_RISK__MAX_TRADES_PER_DAY", "many")
     assert main(["config", "check", "config/paper.toml"]) == 2
