@@ -25,6 +25,8 @@ Emulated (requests -> replies):
   placeOrder 3          -> orderStatus 3 (Submitted), execDetails 11, orderStatus 3 (Filled),
                            commissionReport 59, position 61; a non-marketable IOC limit: Cancelled;
                            a rejection: error 201; held orders rest until ``release_fills``;
+                           ``partial_fills``: an IOC order fills that share of its quantity in
+                           one execution, the rest cancelled (orderStatus Cancelled, filled > 0);
                            a stop (STP): openOrder 5 and orderStatus 3 (Submitted), resting (GTC)
                            until a quote reaches it (``move_market``: a sell stop at the bid or
                            below, a buy stop at the ask or above), then filled at that quote
@@ -34,7 +36,8 @@ Emulated (requests -> replies):
 Not emulated: completedOrder 101 (the adapter finds its orders by orderRef in executions),
 market depth, tick-by-tick, option computations, news, scanners, PnL, FA, bracket children
 (parentId/OCA are read and listed but not linked: the adapter places its stop after the
-entry's fill, not as a child), stop-limit and trailing orders, partial fills.
+entry's fill, not as a child), stop-limit and trailing orders, partial fills of resting
+(non-IOC) orders.
 """
 
 from __future__ import annotations
@@ -123,6 +126,9 @@ class TwsEmulator:
         self.hold_fills = False
         self.reject_next = 0
         self.reject_stops = 0  # the next N stop orders are rejected (error 201)
+        # the next market/limit orders fill only these shares of what they ask (IOC: the rest is
+        # cancelled, as IB reports it: Cancelled with filled > 0), one fraction per order
+        self.partial_fills: list[float] = []
         self.client_id_in_use = 0  # the next N startApi calls are refused with error 326
         self.lost_on_restart = 0
         self.calls: list[str] = []  # request names, in order
@@ -427,11 +433,15 @@ class TwsEmulator:
             o.status = "Cancelled"  # an IOC limit the market has left: nothing filled
             self._status(o)
             return
+        shares = o.quantity - o.filled
+        if self.partial_fills and o.order_type != "STP" and not manual:
+            shares = float(round(shares * self.partial_fills.pop(0)))
         e = ServerExecution(f"0001f4e8.{next(self._exec_ids):08d}.01.01", self.now_ns, o, "BOT" if buy else "SLD",
-                            o.quantity - o.filled, price)  # fmt: skip
+                            shares, price)  # fmt: skip
         self.executions.append(e)
         self._book(o.pair, e.shares if buy else -e.shares, price, e.commission)
-        o.filled, o.status = o.quantity, "Filled"
+        o.filled += shares
+        o.status = "Filled" if o.filled >= o.quantity else "Cancelled"  # IOC: the unfilled rest cancelled
         exec_msg, commission = self._exec_msgs(-1, e)
         for s in self.sessions:
             if s.client_id == o.client_id or manual:

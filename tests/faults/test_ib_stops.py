@@ -198,3 +198,38 @@ def test_a_stop_ib_refuses_is_one_line_naming_it(tmp_path, spec):
         assert [(o.order_ref, o.aux) for o in working_stops(rig.gw)] == [("y-stop", 1.1650)]
 
     run(go())
+
+
+def test_partial_fills_leave_one_stop_for_exactly_what_filled(tmp_path, spec):
+    """IB fills 40 % of the entry (an IOC limit: the rest cancelled) and half of the reversal:
+    long 40,000 with a SELL stop for 40,000, then the 140,000 SELL fills 70,000, short 30,000
+    with a BUY stop for 30,000. Each order is journaled as partially filled, both executions
+    are booked, book = broker, one working stop all along and none for the units that did not
+    fill."""
+
+    async def go():
+        rig = await rig_for(tmp_path, spec, stops=True)
+        rig.gw.partial_fills = [0.4, 0.5]
+        seen: list[tuple[float, list]] = []
+
+        async def during(d):
+            stops = working_stops(rig.gw)
+            assert len(stops) <= 1
+            seen.append((rig.gw.server_position, [(s.action, s.quantity) for s in stops]))
+
+        d, error = await rig.run(during, policy=ScriptedPolicy([1, 0, 0, 2]))
+        assert error is None
+        journal = rig.check()
+        check_stop(rig.gw)
+        entries = [o for o in rig.gw.orders if o.order_type != "STP"]
+        assert [(o.action, o.quantity, o.filled, o.status) for o in entries[:2]] == [
+            ("BUY", LOT, 40_000.0, "Cancelled"),
+            ("SELL", LOT + 40_000.0, 70_000.0, "Cancelled"),
+        ]
+        assert [journal[o.order_ref] for o in entries[:2]] == ["partially_filled"] * 2
+        stops = [o for o in rig.gw.orders if o.order_type == "STP"]
+        assert [(o.action, o.quantity) for o in stops[:2]] == [("SELL", 40_000.0), ("BUY", 30_000.0)]
+        assert (40_000.0, [("SELL", 40_000.0)]) in seen  # the long's stop seen working
+        assert rig.gw.partial_fills == []
+
+    run(go())
