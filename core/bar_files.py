@@ -2,10 +2,15 @@
 
 Understands what users bring:
 - the gym-anytrading layout (``Time,Open,High,Low,Close,Volume`` with day-first
-  ``DD.MM.YYYY HH:MM:SS.fff`` UTC timestamps) and ISO 8601 times (``YYYY-MM-DD[ T]HH:MM[:SS]``,
-  optionally with ``Z`` or an offset like ``+02:00``, converted to UTC; a bare date for daily bars);
-- the time column named ``time``, ``date``, ``datetime``, ``timestamp`` or ``date_time``, any
-  case; an unnamed first column (a pandas index) is ignored unless it is the only time column;
+  ``DD.MM.YYYY HH:MM:SS.fff`` UTC timestamps), ISO 8601 times (``YYYY-MM-DD[ T]HH:MM[:SS]``,
+  optionally with ``Z`` or an offset like ``+02:00``, converted to UTC; a bare date for daily
+  bars), Dukascopy (``Gmt time``, or ``Local time`` with its ``GMT+0200``) and MetaTrader
+  (``2017.01.02`` dates, separate ``Date`` and ``Time`` columns, MT5's tab-separated
+  ``<DATE>`` header, MT4's headerless export); other date layouts with an explicit strptime
+  format, and a file clock other than UTC with its offset (core.bar_formats.TimeFormat);
+- the time column named ``time``, ``date``, ``datetime``, ``timestamp``, ``date_time``,
+  ``gmt time`` or ``local time``, any case, or ``date`` and ``time`` together; an unnamed first
+  column (a pandas index) is ignored unless it is the only time column;
 - gzip or bz2 compressed files, detected from their first bytes (not their names);
 - a ``symbol`` (or ``instrument``/``ticker``) column: rows of the configured instrument are
   kept (``EUR_USD``, ``EURUSD`` and ``EUR/USD`` are the same); a file with several symbols and
@@ -16,8 +21,8 @@ Every problem is reported as a DataError naming the file, the line and what is w
 
 from __future__ import annotations
 
-import calendar
 import csv
+import itertools
 import math
 import re
 import zlib
@@ -29,45 +34,19 @@ from typing import IO, Any, cast
 import numpy as np
 
 from stairway.core.bar_builder import DEFAULT_MAX_JUMP
+from stairway.core.bar_formats import (
+    MT4_COLUMNS,
+    TimeFormat,
+    delimiter_of,
+    header_name,
+    is_mt4_row,
+)
 from stairway.core.errors import DataError
 from stairway.core.types import BAR_DTYPE, NS_PER_MINUTE
 
 REQUIRED = ("time", "open", "high", "low", "close")
-_DAY_FIRST = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$")
-_ISO = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
-    r"(Z|[+-]\d{2}:?\d{2})?$"
-)
-TIME_NAMES = ("time", "date", "datetime", "timestamp", "date_time")
+TIME_NAMES = ("time", "date", "datetime", "timestamp", "date_time", "gmt time", "local time")
 SYMBOL_NAMES = ("symbol", "instrument", "ticker")
-
-
-def parse_timestamp_ns(text: str) -> int:
-    """UTC nanoseconds from a day-first or ISO 8601 timestamp; ValueError if neither."""
-    offset = 0
-    m = _DAY_FIRST.match(text)
-    if m:
-        d, mo, y, hh, mm, ss, frac = m.groups()
-    else:
-        m = _ISO.match(text)
-        if not m:
-            raise ValueError(
-                f"timestamp {text!r} is neither DD.MM.YYYY HH:MM:SS nor ISO 8601 "
-                "(YYYY-MM-DD HH:MM:SS, optionally with Z or an offset like +02:00)"
-            )
-        y, mo, d, hh, mm, ss, frac, tz = m.groups()
-        if tz and tz != "Z":
-            sign = 1 if tz[0] == "+" else -1
-            oh, om = int(tz[1:3]), int(tz[-2:])
-            if oh > 23 or om > 59:
-                raise ValueError(f"timestamp {text!r}: offset {tz} is not a valid UTC offset")
-            offset = sign * (oh * 3600 + om * 60)
-    y, mo, d, hh, mm = int(y), int(mo), int(d), int(hh or 0), int(mm or 0)
-    if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] and hh < 24 and mm < 60):
-        raise ValueError(f"timestamp {text!r} is not a valid date and time")
-    secs = calendar.timegm((y, mo, d, hh, mm, int(ss or 0), 0, 0, 0)) - offset
-    nanos = int((frac or "0").ljust(9, "0"))
-    return secs * 1_000_000_000 + nanos
 
 
 def _norm_symbol(s: str) -> str:
@@ -179,16 +158,20 @@ def _first_bad_utf8_line(path: Path) -> tuple[int, bytes]:
 
 
 def load_bars(
-    path: str | Path, max_jump: float | None = DEFAULT_MAX_JUMP, symbol: str | None = None
+    path: str | Path,
+    max_jump: float | None = DEFAULT_MAX_JUMP,
+    symbol: str | None = None,
+    times: TimeFormat | None = None,
 ) -> tuple[np.ndarray, BarFileReport]:
     """Read and validate a bar file. Returns a BAR_DTYPE array sorted by time and a report.
 
     A price more than ``max_jump`` (relative; None = no check) away from the previous row's
     close is implausible (a mis-scaled or corrupt row) and refuses the file with its line.
-    ``symbol`` selects the rows of one instrument in a file with a symbol column."""
+    ``symbol`` selects the rows of one instrument in a file with a symbol column; ``times``
+    says how its times are written where they are not recognised (core.bar_formats)."""
     path = Path(path)
     try:
-        return _load_bars(path, max_jump, symbol)
+        return _load_bars(path, max_jump, symbol, times or TimeFormat())
     except UnicodeDecodeError:
         line, raw = _first_bad_utf8_line(path)
         raise DataError(f"{path}: line {line}: bytes {raw!r} are not UTF-8 text") from None
@@ -210,15 +193,18 @@ def load_bars(
 
 def _columns(path: Path, header: list[str]) -> tuple[dict[str, int], int | None, int | None]:
     """(indexes of time/open/high/low/close, volume index, symbol index) from a header."""
-    cols = [h.strip().lower().lstrip("\ufeff") for h in header]
+    cols = [header_name(h) for h in header]
     times = [k for k, c in enumerate(cols) if c in TIME_NAMES]
     if not times and cols and cols[0] in ("", "unnamed: 0", "index"):
         times = [0]  # a pandas index holding the times
+    idx = {}
+    if len(times) == 2 and [cols[k] for k in times] == ["date", "time"]:
+        idx["clock"] = times.pop()  # MetaTrader: the day in one column, the time of day in the next
     if len(times) > 1:
         raise DataError(f"{path}: line 1: several time columns {[header[k] for k in times]}; keep one")
     if not times:
         raise DataError(f"{path}: line 1: no time column (one of {', '.join(TIME_NAMES)}); header is {header}")
-    idx = {"time": times[0]}
+    idx["time"] = times[0]
     ohlc = [c for c in ("open", "high", "low", "close") if c in cols]
     if ohlc == ["close"] or (not ohlc and ("price" in cols or "adj close" in cols)):
         raise DataError(
@@ -230,19 +216,28 @@ def _columns(path: Path, header: list[str]) -> tuple[dict[str, int], int | None,
     if missing:
         raise DataError(f"{path}: line 1: missing required column(s) {missing}; header is {header}")
     idx.update({c: cols.index(c) for c in ("open", "high", "low", "close")})
+    if "volume" not in cols and "tickvol" in cols:  # MT5: tick volume (VOL is real volume, mostly 0 in FX)
+        cols[cols.index("tickvol")] = "volume"
     syms = [k for k, c in enumerate(cols) if c in SYMBOL_NAMES]
     return idx, (cols.index("volume") if "volume" in cols else None), (syms[0] if syms else None)
 
 
-def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[np.ndarray, BarFileReport]:
+def _load_bars(
+    path: Path, max_jump: float | None, symbol: str | None, times: TimeFormat
+) -> tuple[np.ndarray, BarFileReport]:
     with _open_binary(path) as raw:
         if b"\x00" in raw.read(65536):
             raise DataError(f"{path}: binary content (NUL bytes), not a text CSV file")
     with _open_binary(path) as fh:
-        reader = csv.reader(_text_lines(path, fh))
+        lines = _text_lines(path, fh)
+        first = next(lines, "")
+        reader: Iterator[list[str]] = csv.reader(itertools.chain([first], lines), delimiter=delimiter_of(first))
         header = next(reader, None)
         if not header:
             raise DataError(f"{path}: file is empty (expected a header {','.join(REQUIRED)},volume)")
+        start = 2
+        if is_mt4_row(header):  # MT4's headerless export: the first line is a bar
+            reader, header, start = itertools.chain([header], reader), MT4_COLUMNS, 1
         cols = header
         idx, vol_idx, sym_idx = _columns(path, header)
         want = _norm_symbol(symbol) if symbol else None
@@ -250,7 +245,8 @@ def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[
         rows: list[tuple[Any, ...]] = []
         prev_ts: int | None = None
         prev_close: float | None = None
-        for line, rec in enumerate(reader, start=2):
+        clock = idx.get("clock")
+        for line, rec in enumerate(reader, start=start):
             if not rec or all(not x.strip() for x in rec):
                 continue
             if len(rec) != len(cols):
@@ -266,8 +262,9 @@ def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[
                         )
                 elif sym != want:
                     continue
+            when = rec[idx["time"]].strip() if clock is None else f"{rec[idx['time']].strip()} {rec[clock].strip()}"
             try:
-                ts = parse_timestamp_ns(rec[idx["time"]].strip())
+                ts = times.parse(when)
             except ValueError as e:
                 raise DataError(f"{path}: line {line}: {e}") from None
             o, h, lo, c = (_price(path, line, n, rec[idx[n]].strip()) for n in ("open", "high", "low", "close"))
@@ -286,10 +283,10 @@ def _load_bars(path: Path, max_jump: float | None, symbol: str | None) -> tuple[
                     raise DataError(f"{path}: line {line}: volume {rec[vol_idx]!r} must be finite and >= 0")
             if prev_ts is not None:
                 if ts == prev_ts:
-                    raise DataError(f"{path}: line {line}: duplicate timestamp {rec[idx['time']]!r}")
+                    raise DataError(f"{path}: line {line}: duplicate timestamp {when!r}")
                 if ts < prev_ts:
                     raise DataError(
-                        f"{path}: line {line}: timestamp {rec[idx['time']]!r} is earlier than the row "
+                        f"{path}: line {line}: timestamp {when!r} is earlier than the row "
                         "before it (file must be sorted by time)"
                     )
             if prev_close is not None and max_jump is not None:
@@ -328,10 +325,14 @@ def _period_and_gaps(ts: np.ndarray) -> tuple[int, list[Gap]]:
 
 
 def load_period_bars(
-    path: str | Path, period_minutes: int, max_jump: float | None = DEFAULT_MAX_JUMP, symbol: str | None = None
+    path: str | Path,
+    period_minutes: int,
+    max_jump: float | None = DEFAULT_MAX_JUMP,
+    symbol: str | None = None,
+    times: TimeFormat | None = None,
 ) -> tuple[np.ndarray, BarFileReport]:
     """``load_bars`` plus the check every user needs: the file's bar period is the config's."""
-    bars, report = load_bars(path, max_jump, symbol)
+    bars, report = load_bars(path, max_jump, symbol, times)
     if report.period_minutes != period_minutes:
         raise DataError(
             f"{path}: bars are {report.period_minutes}-minute but the config says "

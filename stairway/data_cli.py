@@ -30,6 +30,17 @@ def add_parser(sub) -> None:
         choices=["bid", "ask", "mid"],
         help="the file's quote side (default: the one its name declares, else the store's: bars.price)",
     )
+    im.add_argument(
+        "--date-format",
+        help="strptime directives for times the loader does not recognise, e.g. '%%m/%%d/%%Y %%H:%%M' for "
+        "US dates (default: DD.MM.YYYY, YYYY.MM.DD (MetaTrader) or ISO 8601, recognised)",
+    )
+    im.add_argument(
+        "--utc-offset",
+        default="0",
+        help="the file's clock ahead of UTC, e.g. +02:00 for a MetaTrader server at GMT+2 (default: 0, "
+        "UTC); times that carry their own offset keep it",
+    )
     fe = ds.add_parser("fetch", help="broker history into the store (OANDA candles, IB historical bars)")
     fe.add_argument("--instrument", help="default: instrument.symbol of the config")
     fe.add_argument("--from", dest="start", type=dt.date.fromisoformat, help="YYYY-MM-DD")
@@ -67,10 +78,19 @@ def run(args: argparse.Namespace) -> int:
     return _coverage(args, store)
 
 
+def _time_format(args):
+    from stairway.core.bar_formats import TimeFormat, parse_utc_offset
+
+    try:
+        return TimeFormat(args.date_format, parse_utc_offset(args.utc_offset))
+    except ValueError as e:
+        raise ConfigError(f"data import: {e}") from None
+
+
 def _write(cfg, args, store) -> int:
     if args.action == "import":
         inst = args.instrument or cfg.instrument.symbol
-        path, n = store.import_file(Path(args.file), inst, args.side)
+        path, n = store.import_file(Path(args.file), inst, args.side, _time_format(args))
         print(f"imported {n} bars of {inst} from {args.file} -> {path}")
         return 0
     if args.action == "fetch":

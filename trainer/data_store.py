@@ -25,6 +25,7 @@ import structlog
 
 from stairway.core.bar_builder import BarBuilder
 from stairway.core.bar_files import load_period_bars, merge_bars, write_bars_csv
+from stairway.core.bar_formats import TimeFormat
 from stairway.core.config import instrument_in_file_name
 from stairway.core.errors import DataError
 from stairway.core.tick_files import day_path, read_tick_file, recorded_days
@@ -102,12 +103,15 @@ class DataStore:
         return sorted(names)
 
     # -- writing ---------------------------------------------------------------------------
-    def import_file(self, path: Path, instrument: str, side: str | None = None) -> tuple[Path, int]:
+    def import_file(
+        self, path: Path, instrument: str, side: str | None = None, times: TimeFormat | None = None
+    ) -> tuple[Path, int]:
         """Copy a bar file into the store in the canonical layout, after the loader has read
         and checked it (period, prices, the instrument's rows of a multi-symbol file) and it
         has been checked to be this instrument's, at this store's quote side: the pair its
         name declares, its price level against the bars already stored, its side (``side``,
-        else the one its name declares, else the store's). The side is recorded with it."""
+        else the one its name declares, else the store's). The side is recorded with it, and
+        the bars are stored in UTC whatever ``times`` said the file's clock was."""
         path = Path(path)
         named = instrument_in_file_name(path)
         if named is not None and named != instrument:
@@ -118,7 +122,7 @@ class DataStore:
             raise DataError(
                 f"{path}: {file_side} prices ({how}), but this store holds {self.price} bars (bars.price): refused"
             )
-        bars, report = load_period_bars(path, self.period_minutes, self.max_jump, instrument)
+        bars, report = load_period_bars(path, self.period_minutes, self.max_jump, instrument, times)
         if not len(bars):
             raise DataError(f"{path}: no bars for {instrument}")
         out = self.folder(instrument, "imported") / f"{_SAFE.sub('_', path.name.split('.')[0])}.csv"

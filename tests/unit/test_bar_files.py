@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from stairway.core.bar_files import load_bars, parse_timestamp_ns
+from stairway.core.bar_files import load_bars
+from stairway.core.bar_formats import parse_timestamp_ns
 from stairway.core.errors import DataError
 from tests.helpers import EURUSD, write_bars_csv
 
