@@ -235,3 +235,33 @@ def portfolio_config(cfg, files: dict[str, Path], **portfolio):
 
     legs = tuple(LegConfig(symbol=s, pip_size=0.0001, lot_units=100_000, bars_csv=p) for s, p in files.items())
     return cfg.model_copy(update={"portfolio": PortfolioConfig(instruments=legs, **portfolio)})
+
+
+def html_outline(text: str) -> dict:
+    """What a report page holds, parsed with the standard library's HTML parser: tag counts,
+    table header cells, link targets and the text (issue 22 §2: tables as tables, no <pre>)."""
+    from html.parser import HTMLParser
+
+    out: dict = {"tags": {}, "th": [], "links": [], "text": []}
+
+    class P(HTMLParser):
+        cell: str | None = None
+
+        def handle_starttag(self, tag, attrs):
+            out["tags"][tag] = out["tags"].get(tag, 0) + 1
+            if tag == "a":
+                out["links"].append(dict(attrs).get("href"))
+            self.cell = "" if tag == "th" else self.cell
+
+        def handle_endtag(self, tag):
+            if tag == "th" and self.cell is not None:
+                out["th"].append(self.cell.strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            out["text"].append(data)
+            if self.cell is not None:
+                self.cell += data
+
+    P().feed(text)
+    return out

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 from pathlib import Path
 
 import numpy as np
 
 from stairway.core.metrics import MIN_TRADES_FOR_QUALITY, QUALITY_KEYS, too_few_trades
 from stairway.trainer.config import TrainerConfig
+from stairway.trainer.html_report import write_html
 
 
 def save_figure(fig, files: dict[str, Path], out: Path, name: str) -> None:
@@ -23,23 +22,6 @@ def save_figure(fig, files: dict[str, Path], out: Path, name: str) -> None:
     plt.close(fig)
 
 
-def write_html(md: str, files: dict[str, Path], title: str, path: Path) -> None:
-    """The Markdown as preformatted text, then every plot embedded as a data: URI."""
-    imgs = "".join(
-        f'<h2>{name}</h2><img alt="{name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"/>'
-        for name, p in files.items()
-    )
-    path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>Stairway "
-        + html.escape(title)
-        + "</title></head><body><pre>"
-        + html.escape(md)
-        + "</pre>"
-        + imgs
-        + "</body></html>\n"
-    )
-
-
 def _plots(run, out: Path) -> dict[str, Path]:
     import matplotlib
 
@@ -48,18 +30,23 @@ def _plots(run, out: Path) -> dict[str, Path]:
 
     files: dict[str, Path] = {}
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 5), sharex=False, gridspec_kw={"height_ratios": [3, 1]})
-    for name, (ts, eq) in run.curves.items():
-        if not ts:
+    curves = dict(run.curves)
+    held = run.baselines.trackers.get("buy_and_hold") if run.baselines is not None else None
+    if held is not None and held.curve_ts:  # the gate window's buy-and-hold, same env and costs
+        curves["buy-and-hold (gate window)"] = (held.curve_ts, held.curve_equity)
+    for name, (ts, eq) in curves.items():
+        if not len(ts):
             continue
         x = [dt.datetime.fromtimestamp(t / 1e9, dt.UTC) for t in ts]
         e = np.asarray(eq)
-        ax1.plot(x, e, label=name)
+        ax1.plot(x, e, label=name, lw=1.0 if name.startswith("buy") else 1.6)
         peak = np.maximum.accumulate(e)
         ax2.fill_between(x, -(peak - e) / peak * 100, 0, alpha=0.4, label=name)
-    ax1.set_ylabel("equity")
+    ax1.set_ylabel("equity (quote currency)")
     ax1.legend()
     ax1.set_title(f"candidate {run.candidate[:12]}: equity (costs on)")
     ax2.set_ylabel("drawdown %")
+    ax2.set_xlabel("time (UTC)")
     fig.autofmt_xdate()
     save_figure(fig, files, out, "equity")
 
@@ -71,11 +58,13 @@ def _plots(run, out: Path) -> dict[str, Path]:
         color=["tab:green" if r.improved else "tab:gray" for r in run.cycles],
     )
     ax.set_xlabel("cycle")
+    ax.set_xticks(c)  # whole cycles, not 0.5 steps
     ax.set_ylabel("selection-window Sharpe")
     ax2 = ax.twinx()
     ax2.plot(c, [r.target for r in run.cycles], "k--", marker="o", label="target hold rate")
     ax2.plot(c, [r.metrics["hold_rate"] for r in run.cycles], "b-", marker="x", label="hold rate")
     ax2.set_ylim(0, 1)
+    ax2.set_ylabel("hold rate")
     ax2.legend(loc="upper right")
     save_figure(fig, files, out, "cycles")
 
@@ -86,6 +75,7 @@ def _plots(run, out: Path) -> dict[str, Path]:
         f"compound annual return % ({run.monte_carlo.resamples} bootstrap resamples of "
         f"{run.monte_carlo.trades} gate-window trades)"
     )
+    ax.set_ylabel("resamples")
     ax.legend()
     save_figure(fig, files, out, "montecarlo")
     return files
@@ -221,5 +211,26 @@ def write_report(run, cfg: TrainerConfig) -> Path:
     md = _markdown(run, cfg)
     (out / "report.md").write_text(md)
     files = _plots(run, out)
-    write_html(md, files, run.run_id, out / "report.html")
+    write_html(md, files, run.run_id, out / "report.html", compared_runs(run, cfg))
     return out / "report.html"
+
+
+def compared_runs(run, cfg: TrainerConfig) -> list[tuple[str, str]]:
+    """Links to the reports of the runs this one is compared with: the parent (the gold model
+    it started from and whose drift it measures), where its run's report is in this folder."""
+    if not run.parent:
+        return []
+    from stairway.trainer.gatedb import GateDB
+
+    try:
+        db = GateDB(cfg.train.gate_db, readonly=True)
+    except Exception:  # noqa: BLE001 - a report without the link, never a failed run
+        return []
+    try:
+        row = db.model(run.parent)
+    finally:
+        db.close()
+    rid = (row or {}).get("run_id")
+    if not rid or rid == run.run_id or not (cfg.train.reports_dir / str(rid) / "report.md").is_file():
+        return []
+    return [(f"parent {run.parent[:12]} (run {rid})", f"../{rid}/report.html")]

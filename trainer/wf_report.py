@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from stairway.core.metrics import MIN_TRADES_FOR_QUALITY, annualised_pct
-from stairway.trainer.report import save_figure, write_html
+from stairway.trainer.html_report import write_html
+from stairway.trainer.report import save_figure
 
 ORDER = ("policy", "flat", "buy_and_hold", "sell_and_hold", "sma_cross", "sma_long_flat")
 
@@ -149,6 +150,7 @@ def _plots(wf, out: Path) -> dict[str, Path]:
     for f in wf.folds[1:]:
         ax.axvline(mdates.date2num(dt.datetime.fromisoformat(f["test_start"])), color="gray", lw=0.5, ls=":")
     ax.set_ylabel("equity (stitched, costs on)")
+    ax.set_xlabel("time (UTC); dotted: a fold's test window begins")
     ax.legend()
     ax.set_title("walk-forward: out-of-sample equity of all folds")
     fig.autofmt_xdate()
@@ -160,7 +162,8 @@ def _plots(wf, out: Path) -> dict[str, Path]:
         ax.bar(k + (j - 1) * 0.27, [f["summaries"][n]["pnl_pct"] for f in wf.folds], 0.27, label=n)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("fold")
-    ax.set_ylabel("OOS return %")
+    ax.set_xticks(k)  # whole folds
+    ax.set_ylabel("out-of-sample return %")
     ax.legend()
     save_figure(fig, files, out, "folds")
     return files
@@ -174,7 +177,10 @@ def write_wf_report(wf, cfg, out_dir: Path | None = None) -> Path:
         (out / f"fold-{f['fold']}.safetensors").write_bytes(f["weights"])
     md = _markdown(wf, cfg, wf_id)
     (out / "report.md").write_text(md)
-    write_html(md, _plots(wf, out), wf_id, out / "report.html")
+    links = [("walk_forward.json", "walk_forward.json")] + [
+        (f"fold {f['fold']} weights", f"fold-{f['fold']}.safetensors") for f in wf.folds
+    ]
+    write_html(md, _plots(wf, out), wf_id, out / "report.html", links)
     keep = (
         "fold",
         "train_start",

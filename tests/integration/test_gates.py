@@ -17,7 +17,7 @@ from stairway.trainer.config import GateConfig, TrainerConfig
 from stairway.trainer.cycles import improved, run_cycles, should_stop
 from stairway.trainer.gatedb import SCHEMA_VERSION, GateDB
 from stairway.trainer.gates import shadow_replay, shadow_ticks, trades_range
-from tests.helpers import ROOT, tiny_checkpoint, without_stops, write_bars_csv
+from tests.helpers import ROOT, html_outline, tiny_checkpoint, without_stops, write_bars_csv
 
 HOUR = 3600 * 10**9
 
@@ -161,6 +161,13 @@ def test_passing_run_publishes_and_sets_gold_then_keeps_it(tmp_path):
     assert rows[0] == len(first.cycles) + len(second.cycles)
     assert first.report.is_file() and (first.report.parent / "report.md").is_file()
     assert b"data:image/png;base64" in first.report.read_bytes()
+    # issue 22 §2: real HTML, tables as tables; the second run links to its parent's report; an index
+    page = html_outline(second.report.read_text())
+    assert page["tags"].get("pre", 0) == 0 and page["tags"]["table"] >= 4 and page["tags"]["figure"] == 3
+    assert "cycle" in page["th"] and "Sharpe" in page["th"]
+    assert f"../{first.run_id}/report.html" in page["links"] and "../index.html" in page["links"]
+    index = html_outline((second.report.parent.parent / "index.html").read_text())
+    assert {f"{first.run_id}/report.html", f"{second.run_id}/report.html"} <= set(index["links"])
     # issue 13 §6: the second run backed gate.db up first (the first found none), verified
     (backup,) = (tmp_path / "backups").glob("gate-*.db")
     with sqlite3.connect(backup) as b:

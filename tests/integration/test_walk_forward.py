@@ -20,7 +20,7 @@ from stairway.core.errors import ConfigError
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.walk_forward import plan_folds, run_fold, run_walk_forward
 from stairway.trainer.wf_report import write_wf_report
-from tests.helpers import without_stops, write_bars_csv
+from tests.helpers import html_outline, without_stops, write_bars_csv
 
 # Tiny training leaves the policy near uniform (confidence ~0.25): with the default
 # min_confidence (0.35) it would hold every action, and these tests need one that trades.
@@ -142,6 +142,10 @@ def test_report_holds_what_was_measured(walk, tmp_path):
     assert "walk-forward efficiency" in md and "| fold | train | test |" in md
     html = page.read_text()
     assert html.count("data:image/png;base64,") == 2
+    outline = html_outline(html)  # issue 22 §2: tables as tables, links to the folds' files
+    assert outline["tags"].get("pre", 0) == 0 and outline["tags"]["table"] >= 2
+    assert "fold" in outline["th"] and "walk_forward.json" in outline["links"]
+    assert {f"fold-{k}.safetensors" for k in range(3)} <= set(outline["links"])
     assert all((out / f"fold-{k}.safetensors").stat().st_size > 1000 for k in range(3))
 
 
