@@ -33,6 +33,7 @@ ALL_SECTIONS = frozenset(
         "account",
         "alerts",
         "bars",
+        "bot",
         "broker",
         "cycles",
         "data",

@@ -234,6 +234,19 @@ class Leg:
         self.symbol = cfg.instrument.symbol
 
 
+class BotConfig(Strict):
+    """`stairway bot`: Telegram remote control, a process of its own (stairway/bot.py). It acts
+    only through the control files, reads /status and the database, never the broker."""
+
+    allowed_chat_ids: tuple[int, ...] = Field((), description="The only chats obeyed; others are ignored and counted.")
+    token_env: str = Field("TELEGRAM_BOT_TOKEN", description="Environment variable holding the bot's token.")
+    base_url: str = Field("https://api.telegram.org/bot", description="Bot API base URL (a local server for tests).")
+    confirm_secs: float = Field(60.0, gt=0, le=3600, description="A /flatten waits this long for its /confirm.")
+    max_commands_per_minute: int = Field(
+        10, gt=0, description="Per chat; more in a minute are refused once, then ignored."
+    )
+
+
 class DaemonConfig(MarketConfig):
     service: ServiceConfig = ServiceConfig()
     broker: BrokerConfig = BrokerConfig()
@@ -241,6 +254,7 @@ class DaemonConfig(MarketConfig):
     portfolio: PortfolioConfig | None = None
     alerts: AlertsConfig = AlertsConfig()
     guards: GuardsConfig = GuardsConfig()
+    bot: BotConfig = BotConfig()
 
     @model_validator(mode="after")
     def _check(self) -> DaemonConfig:
