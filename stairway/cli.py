@@ -274,6 +274,10 @@ def _models(args: argparse.Namespace) -> int:
     from stairway.trainer.gatedb import GateDB
 
     cfg = load_config(TrainerConfig, args.config)
+    if args.instrument is not None:
+        from stairway.trainer.instruments import models_of
+
+        cfg = models_of(cfg, args.instrument)
     models = cfg.train.models_dir
     gdb = GateDB(cfg.train.gate_db)
     try:
@@ -385,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         default=default_config("config/trainer.toml"),
         help=f"trainer config (models_dir, gate_db) (default: ${CONFIG_ENV}, else config/trainer.toml)",
+    )
+    m.add_argument(
+        "--instrument",
+        help="a portfolio's instrument: its models in models_dir/SYMBOL (as `train run --instrument` writes them)",
     )
     ms = m.add_subparsers(dest="action", required=True)
     ml = ms.add_parser("list", help="registry with gate status and links")

@@ -52,6 +52,27 @@ def for_instrument(
         raise ConfigError(format_validation_error(f"--instrument {symbol}={bars_csv}", e)) from None
 
 
+def models_of(cfg: TrainerConfig, symbol: str) -> TrainerConfig:
+    """``cfg`` for the model commands on one instrument of a portfolio: its models directory
+    (``models_dir/<SYMBOL>``, which must exist) and its market (the pip size from the symbol)."""
+    if not re.fullmatch(r"[A-Z0-9][A-Z0-9._-]{0,29}", symbol) or ".." in symbol:
+        raise ConfigError(f"--instrument {symbol!r}: not an instrument symbol (e.g. GBP_USD)")
+    root = cfg.train.models_dir
+    if not (root / symbol).is_dir():
+        here = sorted(p.name for p in root.iterdir() if (p / "registry").is_dir()) if root.is_dir() else []
+        raise ConfigError(
+            f"--instrument {symbol}: no {root / symbol} (instruments with models here: {', '.join(here) or 'none'})"
+        )
+    inst = cfg.instrument
+    pip = fx_pip_size(symbol) if inst.market == "fx" and "_" in symbol else inst.pip_size
+    return cfg.model_copy(
+        update={
+            "instrument": inst.model_copy(update={"symbol": symbol, "pip_size": pip}),
+            "train": cfg.train.model_copy(update={"models_dir": root / symbol}),
+        }
+    )
+
+
 def per_instrument(cfg: TrainerConfig, specs: list[str]) -> list[tuple[str, TrainerConfig]]:
     """(symbol, config) for each ``SYMBOL=BARS_CSV``; a symbol given twice or a missing bar
     file is refused before anything trains."""

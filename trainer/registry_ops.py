@@ -32,6 +32,27 @@ def _verified(models: Path, sha: str):
     return read_checkpoint(path)  # hash == name, readable, our header
 
 
+def _entries(models: Path, gdb: GateDB) -> list[dict]:
+    """The checkpoints in ``models/registry`` with their gate records (gate.db is shared by a
+    portfolio's instruments: only this folder's are listed); one without a record is
+    "unrecorded" (copied in by hand, or its run died before recording it)."""
+    files = {p.stem: p for p in (models / "registry").glob("*.safetensors")}
+    rows = [m for m in gdb.models() if m["sha"] in files]
+    known = {m["sha"] for m in rows}
+    for sha, p in sorted(files.items(), key=lambda kv: kv[1].stat().st_mtime_ns):
+        if sha not in known:
+            rows.append(
+                {
+                    "sha": sha,
+                    "status": "unrecorded",
+                    "steps": 0,
+                    "created_ns": p.stat().st_mtime_ns,
+                    "forced_reason": None,
+                }
+            )
+    return rows
+
+
 def model_rows(models: Path, gdb: GateDB) -> list[dict]:
     """The registry as data (`models list --json`): each model's sha, gate status, steps,
     creation time (UTC ISO 8601), the links pointing at it and any forced reason."""
@@ -45,14 +66,14 @@ def model_rows(models: Path, gdb: GateDB) -> list[dict]:
             "links": [k for k, v in marks.items() if v == m["sha"]],
             "forced_reason": m["forced_reason"],
         }
-        for m in gdb.models()
+        for m in _entries(models, gdb)
     ]
 
 
 def list_models(models: Path, gdb: GateDB) -> str:
     marks = {name: _link_sha(models, name) for name in ("current", "gold", "previous")}
     lines = [f"{'sha':14}{'status':11}{'steps':>10}  {'created (UTC)':17}  {'links':18}forced reason"]
-    for m in gdb.models():
+    for m in _entries(models, gdb):
         links = ",".join(k for k, v in marks.items() if v == m["sha"])
         created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m["created_ns"] // 10**9))
         lines.append(

@@ -185,3 +185,28 @@ def _link(models, sha):
     tmp = models / ".hand-link"
     os.symlink(f"registry/{sha}.safetensors", tmp)
     return tmp
+
+
+def test_models_commands_on_a_portfolio_instrument(registry, spec, capsys):
+    """Issue 22 §4: `models --instrument SYMBOL` works on models_dir/SYMBOL (the portfolio layout
+    `train run --instrument` writes), leaving the other instruments' links alone; an instrument
+    without models, or a symbol that is a path, is one line naming it."""
+    tmp, a, b = registry
+    g1, _ = tiny_checkpoint(tmp / "models" / "GBP_USD", spec, seed=5)
+    g2, _ = tiny_checkpoint(tmp / "models" / "GBP_USD", spec, seed=6)
+    db = GateDB(tmp / "gate.db")
+    db.add_model(g1.sha, g1.meta, 10, "p", 0)
+    db.set_verdict(g1.sha, True, {"passed": True})
+    db.close()
+    assert models_cmd("--instrument", "GBP_USD", "list", "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["sha"] for r in rows} == {g1.sha, g2.sha}  # the EUR models are not listed
+    assert models_cmd("--instrument", "GBP_USD", "promote", g1.sha[:10]) == 0
+    assert read_checkpoint(tmp / "models" / "GBP_USD" / "current").sha == g1.sha
+    assert current(tmp) == b  # the top-level instrument's link untouched
+    capsys.readouterr()
+    assert models_cmd("--instrument", "USD_JPY", "list") == 2
+    err = capsys.readouterr().err.strip()
+    assert "USD_JPY" in err and "instruments with models here: GBP_USD" in err and err.count("\n") == 0
+    assert models_cmd("--instrument", "../models", "list") == 2
+    assert "not an instrument symbol" in capsys.readouterr().err
