@@ -70,6 +70,12 @@ class DaemonCollector:
             for inst, p in per.items():
                 g.add_metric([inst], float(p[name]))
             yield g
+        g = GaugeMetricFamily(
+            "stairway_pending_swap", "1: a verified model waits for the next bar", labels=["instrument"]
+        )
+        for inst, p in per.items():
+            g.add_metric([inst], float(bool(p["pending_model_sha"])))
+        yield g
         for name, doc in (
             ("psi", "Population stability index of the feature's last window vs the training window"),
             ("outside", "Share of the feature's last window outside the range it was trained on"),

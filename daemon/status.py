@@ -87,6 +87,8 @@ def instrument_snapshot(d, inst: str) -> dict:
         "position_units": float(s.position[0]),
         "equity": s.equity,
         "model_sha": s.policy.sha,
+        # verified, waiting for the next bar to be swapped in ("" when none)
+        "pending_model_sha": s.pending_policy.sha if s.pending_policy is not None else "",
         "model_age_seconds": model_age_secs(s.policy) or 0.0,
         "last_bar": fmt_ts(s.last_bar_ts),
         "data_stale": int(s.data_stale),
@@ -140,6 +142,7 @@ def snapshot(d) -> dict:
         "risk_tier": d.risk.state.tier,
         "halted": int(d.risk.state.halted),
         "model_sha": first["model_sha"],
+        "pending_swaps": {i: p["pending_model_sha"] for i, p in per.items() if p["pending_model_sha"]},
         "model_age_seconds": max(p["model_age_seconds"] for p in per.values()),
         "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "event_loop_lag_seconds": d.loop_lag,

@@ -157,6 +157,8 @@ class Commands:
                 f"{inst}: {p.get('position_units', 0.0):+,.0f} units, model {str(p.get('model_sha', ''))[:12]}, "
                 f"last bar {p.get('last_bar', '-')}"
             )
+        for inst, sha in (snap.get("pending_swaps") or {}).items():
+            lines.append(f"{inst}: model {sha[:12]} verified, swapped in at the next bar")
         health = snap.get("health") or []
         lines.append("health: " + ("ok" if not health else "; ".join(health)))
         return "\n".join(lines)

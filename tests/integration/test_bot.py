@@ -58,7 +58,7 @@ def actions(cfg) -> list[str]:
 
 def test_commands_against_a_running_daemon(tmp_path, spec):
     ck = tiny_checkpoint(tmp_path / "models", spec, seed=1)[0]
-    cfg, _ = paced_config(tmp_path, n_bars=2000, speed=200, batch_ticks=4, http_port=0)
+    cfg, _ = paced_config(tmp_path, n_bars=2000, speed=200, batch_ticks=4, http_port=0, model_poll_secs=0.05)
 
     async def go():
         api = TelegramApi()
@@ -90,6 +90,12 @@ def test_commands_against_a_running_daemon(tmp_path, spec):
                 )
             )
             models = await me.ask("/models")
+            # issue 22 §4: a verified model waiting for the next bar (here: for the features to warm up)
+            newer = (await asyncio.to_thread(tiny_checkpoint, tmp_path / "models", spec, seed=2))[0]
+            await until(lambda: d.slot.pending_policy is not None)
+            pending = await me.ask("/status")
+            assert f"EUR_USD: model {newer.sha[:12]} verified, swapped in at the next bar" in pending
+            assert f"model {ck.sha[:12]}" in pending  # still trading the one before
         finally:
             await stop(app)
             d.stop.set()
@@ -109,6 +115,7 @@ def test_commands_against_a_running_daemon(tmp_path, spec):
     assert [m for m in api.sent if m["chat_id"] == STRANGER] == [] and commands.stats.unknown_senders == 1
     assert actions(cfg) == [
         "bot_status", "bot_stop", "bot_start", "bot_flatten", "bot_confirm", "bot_flatten", "bot_confirm", "bot_models",
+        "bot_status",
     ]  # fmt: skip
 
 
