@@ -73,9 +73,15 @@ class DaemonCollector:
         g = GaugeMetricFamily(
             "stairway_pending_swap", "1: a verified model waits for the next bar", labels=["instrument"]
         )
+        o = GaugeMetricFamily("stairway_market_open", "1: the instrument's market is open now", labels=["instrument"])
+        m = GaugeMetricFamily(
+            "stairway_model_info", "The running model (sha prefix) per instrument", labels=["instrument", "sha"]
+        )
         for inst, p in per.items():
             g.add_metric([inst], float(bool(p["pending_model_sha"])))
-        yield g
+            o.add_metric([inst], float(p["market_open"]))
+            m.add_metric([inst, str(p["model_sha"])[:12]], 1.0)
+        yield from (g, o, m)
         for name, doc in (
             ("psi", "Population stability index of the feature's last window vs the training window"),
             ("outside", "Share of the feature's last window outside the range it was trained on"),

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from stairway.core.broker import FeedStatus
+from stairway.core.calendar import market_open
 from stairway.core.redaction import redact
 from stairway.daemon.control import hint
 
@@ -89,6 +90,8 @@ def instrument_snapshot(d, inst: str) -> dict:
         "model_sha": s.policy.sha,
         # verified, waiting for the next bar to be swapped in ("" when none)
         "pending_model_sha": s.pending_policy.sha if s.pending_policy is not None else "",
+        # the instrument's calendar says its market is open now (the no-quotes alert waits for it)
+        "market_open": int(market_open(d.clock(), s.market, s.holidays)),
         "model_age_seconds": model_age_secs(s.policy) or 0.0,
         "last_bar": fmt_ts(s.last_bar_ts),
         "data_stale": int(s.data_stale),

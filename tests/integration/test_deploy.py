@@ -63,9 +63,22 @@ def test_dashboard_names_exposed_metrics(exposed):
     names = {m for p in dash["panels"] for t in p["targets"] for m in METRIC.findall(t["expr"])}
     assert len(dash["panels"]) >= 10 and names <= exposed, sorted(names - exposed)
     assert {"stairway_regime", "stairway_instrument_equity", "stairway_alerts_failed_total"} <= names
+    # issue 22 §6: halted, trading enabled, running model, pending swap, refused swaps, reconciliation
+    assert {
+        "stairway_halted", "stairway_trading_enabled", "stairway_model_info", "stairway_pending_swap",
+        "stairway_swaps_refused_total", "stairway_reconcile_discrepancies_total",
+    } <= names  # fmt: skip
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (Debian: apt install prometheus)")
 def test_promtool_accepts_the_rules():
     p = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (Debian: apt install prometheus)")
+def test_promtool_unit_tests_of_the_rules_pass():
+    """Weekend (no alert), a feed down on a weekday (alert), halt and recovery."""
+    tests = ROOT / "deploy" / "prometheus-rules.test.yml"
+    p = subprocess.run(["promtool", "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
