@@ -25,7 +25,7 @@ import numpy as np
 from common import ROOT, report  # noqa: F401  (puts the repository on sys.path)
 from stairway.core.types import OrderIntent, Side, client_order_id  # noqa: E402
 from stairway.daemon.brokers.oanda.broker import OandaBroker  # noqa: E402
-from tests.emulators.oanda_v20 import OandaEmulator  # noqa: E402
+from stairway.emulators.oanda_v20 import OandaEmulator  # noqa: E402
 
 
 def _intent(k: int) -> OrderIntent:

@@ -18,7 +18,7 @@ from common import ROOT, report  # noqa: F401  (puts the repository on sys.path)
 from stairway.core.logs import configure_logging  # noqa: E402
 from stairway.daemon.brokers.oanda.broker import OandaBroker  # noqa: E402
 from stairway.daemon.brokers.oanda.feed import OandaFeed  # noqa: E402
-from tests.emulators.oanda_v20 import OandaEmulator  # noqa: E402
+from stairway.emulators.oanda_v20 import OandaEmulator  # noqa: E402
 
 
 async def one(drop_after: int) -> float:

@@ -92,7 +92,7 @@ def candles_fetch() -> dict:
     from stairway.daemon.brokers.oanda.broker import OandaBroker
     from stairway.daemon.config import DaemonConfig
     from stairway.daemon.feeds.replay import replay_ticks
-    from tests.emulators.oanda_v20 import OandaEmulator
+    from stairway.emulators.oanda_v20 import OandaEmulator
 
     cfg = load_config(DaemonConfig, ROOT / "config" / "paper.toml", environ={})
     cfg = cfg.model_copy(

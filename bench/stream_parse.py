@@ -12,7 +12,7 @@ import time
 
 from common import report
 from stairway.daemon.brokers.oanda.parsing import parse_stream_line  # noqa: E402
-from tests.emulators.oanda_v20 import rfc3339  # noqa: E402
+from stairway.emulators.oanda_v20 import rfc3339  # noqa: E402
 
 
 def lines(n: int) -> list[bytes]:

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from stairway import bot, config_cli, data_cli, trades_cli
+from stairway import bot, config_cli, data_cli, sim_cli, trades_cli
 from stairway.config_cli import default_config
 from stairway.core.config import CONFIG_ENV, load_config
 from stairway.core.errors import ConfigError, StairwayError
@@ -458,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_cli.add_parser(sub)
     trades_cli.add_parser(sub, default_config)
     bot.add_parser(sub, default_config)
+    sim_cli.add_parser(sub)
     dm = sub.add_parser("demo", help="train on 2017-01..09, paper-replay 2017-10..12, compare")
     dm.add_argument(
         "--trainer-config", help="default: config/trainer.toml, or config/trainer-muzero.toml with --algo muzero"

@@ -3,7 +3,7 @@ emulator's OANDA token and account id (issue 9.8): neither may ever be shown."""
 
 import pytest
 
-from tests.emulators.oanda_v20 import OandaEmulator
+from stairway.emulators.oanda_v20 import OandaEmulator
 
 SECRETS = (OandaEmulator().account, OandaEmulator().token)
 

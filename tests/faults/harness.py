@@ -20,7 +20,7 @@ from stairway.core.features import FeatureSpec
 from stairway.daemon.app import Daemon
 from stairway.daemon.config import DaemonConfig
 from stairway.daemon.feeds.replay import replay_ticks
-from tests.emulators.oanda_v20 import OandaEmulator
+from stairway.emulators.oanda_v20 import OandaEmulator
 from tests.helpers import EURUSD, daemon_config, tiny_checkpoint
 
 INSTRUMENT = "EUR_USD"

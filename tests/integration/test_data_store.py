@@ -22,7 +22,7 @@ from stairway.core.tick_files import TickFileWriter
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.cycles import run_cycles
 from stairway.trainer.data_store import DataStore, resolve_training_data
-from tests.emulators.oanda_v20 import OandaEmulator
+from stairway.emulators.oanda_v20 import OandaEmulator
 from tests.helpers import EURUSD, ROOT, daemon_config, write_bars_csv
 from tests.integration.test_gates import LENIENT, SMALL
 

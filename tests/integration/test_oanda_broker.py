@@ -12,7 +12,7 @@ from stairway.core.types import OrderIntent, Side, client_order_id
 from stairway.daemon.brokers.oanda.broker import OandaBroker
 from stairway.daemon.brokers.oanda.parsing import Heartbeat, PriceLine
 from stairway.daemon.reconciliation import UnknownPositionPolicy, reconcile
-from tests.emulators.oanda_v20 import OandaEmulator
+from stairway.emulators.oanda_v20 import OandaEmulator
 
 
 def intent(units=100_000.0, side=Side.BUY, seq=0):

@@ -12,7 +12,7 @@ import threading
 import aiohttp
 import pytest
 
-from tests.emulators.oanda_v20 import OandaEmulator
+from stairway.emulators.oanda_v20 import OandaEmulator
 from tests.oanda_examples import market_order_create_response, order_fill_examples, response
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from stairway.core.bar_files import load_bars
 from stairway.core.bar_ticks import bars_to_ticks
-from tests.emulators.oanda_v20 import OandaEmulator
+from stairway.emulators.oanda_v20 import OandaEmulator
 from tests.helpers import EURUSD, ROOT, write_bars_csv
 from tests.integration.test_gates import LENIENT
 

@@ -141,7 +141,7 @@ def test_new_connections_are_limited_to_two_per_second():
     """Six concurrent REST calls on a fresh adapter open four connections (the pool's
     limit); OANDA allows 2 new ones per second, so they cannot all open at once."""
     from stairway.daemon.brokers.oanda.broker import OandaBroker
-    from tests.emulators.oanda_v20 import OandaEmulator
+    from stairway.emulators.oanda_v20 import OandaEmulator
 
     async def go():
         emu = OandaEmulator()

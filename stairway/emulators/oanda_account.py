@@ -1,4 +1,4 @@
-"""The account side of the OANDA v20 emulator (tests/emulators/oanda_v20.py): transactions,
+"""The account side of the OANDA v20 emulator (stairway/emulators/oanda_v20.py): transactions,
 trades and their fills (FIFO, as v20 closes them), stop-losses and their triggers, financing,
 margin and open P&L, and what someone does by hand at the broker. The HTTP side lives in
 ``OandaEmulator``, which holds the state these methods read (set in its ``__init__``)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from tests.emulators.oanda_account import OandaAccount, rfc3339
+from stairway.emulators.oanda_account import OandaAccount, rfc3339
 
 
 @dataclass
@@ -79,7 +79,7 @@ class OandaEmulator(OandaAccount):
         self.port = 0
 
     # -- server ---------------------------------------------------------------------------
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
         app = web.Application(middlewares=[self._json_errors, self._auth, self._faults])
         base = f"/v3/accounts/{self.account}"
         app.router.add_get(f"{base}/pricing/stream", self._stream)
@@ -94,7 +94,7 @@ class OandaEmulator(OandaAccount):
         app.router.add_get("/v3/instruments/{instrument}/candles", self._candles)
         self.runner = web.AppRunner(app, shutdown_timeout=1.0)  # open streams are cut at stop
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
         await site.start()
         self.port = self.runner.addresses[0][1]
         return f"http://127.0.0.1:{self.port}"
