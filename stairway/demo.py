@@ -14,6 +14,7 @@ paper replay is how a failed candidate is studied; a real daemon would not get i
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 from stairway.cli import risk_line
@@ -40,7 +41,7 @@ MUZERO_DEMO_STEPS = 20_000  # per cycle: MuZero self-play runs a search per env 
 
 def run_demo(trainer_config: str, daemon_config: str, quick: bool = False, algo: str | None = None) -> int:
     t0 = time.perf_counter()
-    configure_logging(level="warning")
+    configure_logging(level="warning", stream=sys.stderr)  # the summary on stdout is not interleaved with log lines
     tcfg = load_config(TrainerConfig, trainer_config)
     dcfg = load_config(DaemonConfig, daemon_config)
     if dcfg.replay is None:

@@ -119,6 +119,14 @@ class ReplayFeed:
             yield part
 
     async def batches(self) -> AsyncIterator[tuple[str, np.ndarray]]:
+        """The quotes in batches; while one is handled, log events carry its last quote's time
+        (``replay_time`` next to the wall ``timestamp``: core.logs)."""
+        async for inst, part in self._batches():
+            structlog.contextvars.bind_contextvars(replay_ts_ns=int(part["ts_ns"][-1]))
+            yield inst, part
+        structlog.contextvars.unbind_contextvars("replay_ts_ns")
+
+    async def _batches(self) -> AsyncIterator[tuple[str, np.ndarray]]:
         self._t0_wall = time.monotonic()
         if not self.speed:
             for start in range(0, len(self.quotes), self.batch_ticks):

@@ -178,3 +178,28 @@ def test_paper_replay_summary_shows_baselines_intervals_and_risk(tmp_path, spec,
         "risk: ",
     ):
         assert frag in out, frag
+
+
+def test_replay_events_carry_the_replay_time_beside_the_wall_time(tmp_path, spec, small_csv):
+    """Issue 22 §1: in a replay, an event logged while a batch of quotes is handled names the
+    replayed time (UTC ISO 8601, inside the replayed range) next to the wall clock's timestamp;
+    events outside the replay (start-up) carry none."""
+    import io
+    import json
+
+    from stairway.core.logs import configure_logging
+
+    tiny_checkpoint(tmp_path / "models", spec, seed=3)
+    cfg, _ = daemon_config(tmp_path, small_csv, "2017-10-01", "2018-01-01")
+    out = io.StringIO()
+    configure_logging(json=True, level="info", stream=out)
+    try:
+        asyncio.run(run_daemon(cfg))
+    finally:
+        configure_logging(level="warning")
+    events = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    filled = [e for e in events if e["event"] == "order_filled"]
+    assert filled and all(e["replay_time"].startswith("2017-10") for e in filled)
+    assert all(not e["timestamp"].startswith("2017") for e in filled)  # the wall clock's, not the replay's
+    started = next(e for e in events if e["event"] == "daemon_started")
+    assert "replay_time" not in started
