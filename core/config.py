@@ -157,8 +157,9 @@ class FeatureConfig(Strict):
     @field_validator("plugins")
     @classmethod
     def _absolute(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        """Plug-in files resolved now, so a Ray actor (another working directory) loads the same ones."""
-        return tuple(str(Path(x).resolve()) if x.endswith(".py") else x for x in v)
+        """Plug-in files are made absolute by load_config (against the config's root), so a Ray
+        actor (another working directory) loads the same ones; here only their form is checked."""
+        return tuple(v)
 
     @model_validator(mode="after")
     def _check(self) -> FeatureConfig:
@@ -505,8 +506,47 @@ def format_validation_error(source: str, err: ValidationError, env: dict[tuple[s
     return "\n".join(lines)
 
 
+def _root(path: Path, root: object) -> Path:
+    """Where a config's relative paths start: the top-level ``root`` (itself relative to the
+    config file's folder unless absolute), else the config file's folder."""
+    here = path.resolve().parent
+    if root is None:
+        return here
+    if not isinstance(root, str) or not root.strip():
+        raise ConfigError(f"{path}: root = {root!r}: a folder path (relative to this file, or absolute)")
+    return (here / root).resolve()
+
+
+def resolve_paths(cfg: M, base: Path) -> M:
+    """Every relative path in ``cfg`` (Path fields, dicts of them, ``.py`` feature plug-ins)
+    made absolute against ``base``: a config means the same files from any working directory."""
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, Path):
+            return v if v.is_absolute() else base / v
+        if isinstance(v, BaseModel):
+            return resolve_paths(v, base)
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, tuple):
+            return tuple(fix(x) for x in v)
+        return v
+
+    update = {}
+    for name in type(cfg).model_fields:
+        v = getattr(cfg, name)
+        new = fix(v)
+        if name == "plugins" and isinstance(v, tuple):
+            new = tuple(x if not x.endswith(".py") or Path(x).is_absolute() else str(base / x) for x in v)
+        if new is not v and new != v:
+            update[name] = new
+    return cfg.model_copy(update=update) if update else cfg
+
+
 def load_config(model: type[M], path: str | Path, environ: dict[str, str] | None = None) -> M:
-    """Load ``model`` from a TOML file plus environment overrides, or raise ConfigError."""
+    """Load ``model`` from a TOML file plus environment overrides, or raise ConfigError.
+    Relative paths in it are resolved against its ``root`` (core.config._root), not the
+    working directory."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -530,8 +570,9 @@ def load_config(model: type[M], path: str | Path, environ: dict[str, str] | None
         )
     env = {k: v for k, v in overrides.items() if k in model.model_fields}
     data = _merge(data, env)
+    base = _root(path, data.pop("root", None))
     try:
-        return model.model_validate(data)
+        return resolve_paths(model.model_validate(data), base)
     except ValidationError as e:
         raise ConfigError(format_validation_error(str(path), e, env_variables(env))) from None
     except ConfigError as e:

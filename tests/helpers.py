@@ -142,12 +142,18 @@ def pass_gate(gate_db: Path, ck) -> None:
     db.close()
 
 
+def shipped_text(name: str) -> str:
+    """A shipped config's text, for a copy elsewhere: its ``root`` (``..``, the repository seen
+    from config/) made absolute, so its relative paths still name the repository's files."""
+    return (ROOT / "config" / name).read_text().replace('root = ".."', f'root = "{ROOT}"', 1)
+
+
 def daemon_config(tmp: Path, csv_path: Path, start: str, end: str, stops: bool = True, **replay):
     """config/paper.toml on this bar file and range, in ``tmp``; ``stops=False``: without its
     protective stop (for cases about the drawdown tiers, which a stop would pre-empt)."""
     from stairway.daemon.config import DaemonConfig
 
-    text = (ROOT / "config" / "paper.toml").read_text()
+    text = shipped_text("paper.toml")
     if not stops:
         text = "".join(line for line in text.splitlines(True) if not line.startswith(("stop_atr_", "stop_max_loss")))
     text = text.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv_path}"')

@@ -19,11 +19,11 @@ from stairway.core.bar_ticks import bars_to_ticks
 from stairway.core.config import DateRange, load_config
 from stairway.core.errors import DataError
 from stairway.core.tick_files import TickFileWriter
+from stairway.emulators.oanda_v20 import OandaEmulator
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.cycles import run_cycles
 from stairway.trainer.data_store import DataStore, resolve_training_data
-from stairway.emulators.oanda_v20 import OandaEmulator
-from tests.helpers import EURUSD, ROOT, daemon_config, write_bars_csv
+from tests.helpers import EURUSD, ROOT, daemon_config, shipped_text, write_bars_csv
 from tests.integration.test_gates import LENIENT, SMALL
 
 H = 3600 * 10**9
@@ -84,9 +84,7 @@ def test_sources_merge_with_recordings_first_and_only_complete_days(tmp_path, re
 def test_data_commands_import_fetch_and_coverage(tmp_path, real, capsys, monkeypatch):
     cfg_path = tmp_path / "trainer.toml"
     cfg_path.write_text(
-        (ROOT / "config" / "trainer.toml")
-        .read_text()
-        .replace('gate_db = "state/gate.db"', f'gate_db = "{tmp_path}/gate.db"')
+        shipped_text("trainer.toml").replace('gate_db = "state/gate.db"', f'gate_db = "{tmp_path}/gate.db"')
     )
     monkeypatch.setenv("STAIRWAY_GATES__TICKS_DIR", str(tmp_path / "ticks"))
     base = ["data", "--config", str(cfg_path), "--store", str(tmp_path / "store")]
@@ -149,7 +147,7 @@ def test_data_commands_import_fetch_and_coverage(tmp_path, real, capsys, monkeyp
 
 
 def test_two_nights_a_day_apart_the_second_trains_on_the_new_recordings(tmp_path, real, monkeypatch):
-    text = (ROOT / "config" / "trainer.toml").read_text()
+    text = shipped_text("trainer.toml")
     text = text.replace(
         "range = { start = 2017-01-01, end = 2017-10-01 }", f'rolling_days = 60\ndata_store = "{tmp_path / "store"}"'
     )
@@ -216,7 +214,7 @@ def test_two_nights_a_day_apart_the_second_trains_on_the_new_recordings(tmp_path
 def test_refusals_name_the_setting_or_file(tmp_path, real, capsys, monkeypatch):
     from stairway.core.errors import ConfigError
 
-    text = (ROOT / "config" / "trainer.toml").read_text()
+    text = shipped_text("trainer.toml")
     both = tmp_path / "both.toml"
     both.write_text(text.replace("[train]\n", "[train]\nrolling_days = 30\n"))
     with pytest.raises(ConfigError, match="exactly one of train.range"):
@@ -241,7 +239,7 @@ def test_refusals_name_the_setting_or_file(tmp_path, real, capsys, monkeypatch):
     assert cli_main([*store_args, "--days", "3"]) == 2  # the shipped gates.daemon_config is a paper replay
     assert "fetching history needs a broker" in capsys.readouterr().err
     # the broker unreachable: one line naming the config and the cause, no traceback, nothing stored
-    live = (ROOT / "config" / "paper-live-oanda.toml").read_text()
+    live = shipped_text("paper-live-oanda.toml")
     live = re.sub(
         r"oanda = \{ rest_url = .*",
         'oanda = { rest_url = "http://127.0.0.1:1", stream_url = "http://127.0.0.1:1" }',

@@ -13,7 +13,7 @@ from stairway.trainer.config import TrainerConfig
 from stairway.trainer.cycles import run_cycles
 from stairway.trainer.planted import MARKETS, generate, hours, oracle_actions, overrides, write_csv
 from stairway.trainer.walk_forward import run_walk_forward
-from tests.helpers import ROOT
+from tests.helpers import ROOT, shipped_text
 
 N_BARS = 6000
 
@@ -22,7 +22,7 @@ def planted_config(tmp, market, strength, seed, config="config/trainer.toml", n=
     bars, expected = generate(market, strength, n=n, seed=seed)
     csv = tmp / f"EURUSD_{market}_{seed}.csv"
     write_csv(csv, bars)
-    daemon = (ROOT / "config/paper.toml").read_text()
+    daemon = shipped_text("paper.toml")
     daemon = daemon.replace('bars_csv = "data/FOREX_EURUSD_1H_ASK.csv"', f'bars_csv = "{csv}"')
     daemon = daemon.replace('bars_side = "ask"', 'bars_side = "mid"').replace('price = "ask"', 'price = "mid"')
     (tmp / "daemon.toml").write_text(daemon)
@@ -110,7 +110,7 @@ def test_a_lead_lag_edge_is_found_with_the_leaders_returns_and_published(tmp_pat
     csv, lead_csv = tmp_path / "EURUSD_follower.csv", tmp_path / "GBPUSD_leader.csv"
     write_csv(csv, follower)
     write_csv(lead_csv, leader)
-    daemon = (ROOT / "config/paper.toml").read_text()
+    daemon = shipped_text("paper.toml")
     daemon = daemon.replace('bars_side = "ask"', 'bars_side = "mid"').replace('price = "ask"', 'price = "mid"')
     daemon = daemon.replace("[features]\n", '[features]\ncross_instruments = ["GBP_USD"]\n', 1)
     daemon += (

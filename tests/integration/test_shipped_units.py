@@ -69,13 +69,14 @@ def test_the_fetch_unit_then_the_trainer_unit_run_as_installed(tmp_path):
         emu.prices = list(zip(q["ts_ns"].tolist(), q["bid"].tolist(), q["ask"].tolist()))
         emu.now_ns = time.time_ns()
         # README: cp config/paper-live-oanda.toml /etc/stairway/daemon.toml (broker URLs: the emulator's)
-        daemon = (ROOT / "config" / "paper-live-oanda.toml").read_text()
+        # and its root set to /var/lib/stairway (here: var), as the README's install does with sed
+        daemon = (ROOT / "config" / "paper-live-oanda.toml").read_text().replace('root = ".."', f'root = "{var}"')
         daemon = daemon.replace("https://api-fxpractice.oanda.com", url).replace(
             "https://stream-fxpractice.oanda.com", url
         )
         (etc / "daemon.toml").write_text(daemon)
         # README: cp config/trainer-service.toml /etc/stairway/trainer.toml
-        trainer = (ROOT / "config" / "trainer-service.toml").read_text()
+        trainer = (ROOT / "config" / "trainer-service.toml").read_text().replace("/var/lib/stairway", str(var))
         (etc / "trainer.toml").write_text(trainer.replace("/etc/stairway", str(etc)))
         (etc / "credentials" / "oanda-token").write_text(emu.token)
         (etc / "credentials" / "oanda-account").write_text(emu.account)

@@ -9,9 +9,9 @@ from stairway.core.errors import CheckpointError, ConfigError
 from stairway.daemon.config import DaemonConfig
 from stairway.daemon.hot_swap import load_verified
 from stairway.trainer.config import TrainerConfig
-from tests.helpers import ROOT, tiny_checkpoint
+from tests.helpers import ROOT, shipped_text, tiny_checkpoint
 
-PAPER = (ROOT / "config" / "paper.toml").read_text()
+PAPER = shipped_text("paper.toml")
 
 
 def load(tmp_path, old=None, new=None, environ=None):

@@ -11,7 +11,7 @@ import pytest
 from stairway.core.bar_files import load_bars
 from tests.faults.harness import Rig, prices
 from tests.faults.test_restarts import _daemon_process_env
-from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv
+from tests.helpers import EURUSD, ROOT, daemon_config, shipped_text, tiny_checkpoint, write_bars_csv
 
 CLI = [sys.executable, "-c", "import sys; from stairway.cli import main; sys.exit(main())"]
 
@@ -49,7 +49,7 @@ def test_control_path_that_is_a_file(paper):
 def test_corrupt_gate_db_under_models_list(tmp_path):
     gate = tmp_path / "gate.db"
     gate.write_bytes(b"this is not sqlite" * 100)
-    text = (ROOT / "config" / "trainer.toml").read_text()
+    text = shipped_text("trainer.toml")
     cfg = tmp_path / "trainer.toml"
     cfg.write_text(text)
     env = {"STAIRWAY_TRAIN__GATE_DB": str(gate), "STAIRWAY_TRAIN__MODELS_DIR": str(tmp_path / "models")}
@@ -129,7 +129,7 @@ def test_flatten_direct_on_a_paper_config_or_with_another_action(paper):
 def test_flatten_direct_with_the_broker_unreachable_is_one_line(tmp_path):
     import os
 
-    text = (ROOT / "config" / "live-oanda.toml").read_text().replace('state_dir = "state"', f'state_dir = "{tmp_path}"')
+    text = shipped_text("live-oanda.toml").replace('state_dir = "state"', f'state_dir = "{tmp_path}"')
     cfg = tmp_path / "live.toml"
     cfg.write_text(text)
     with socket.socket() as s:  # a port where nothing listens

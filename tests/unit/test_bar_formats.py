@@ -11,7 +11,7 @@ from stairway.cli import main as cli_main
 from stairway.core.bar_files import load_bars
 from stairway.core.bar_formats import TimeFormat, parse_timestamp_ns, parse_utc_offset
 from stairway.core.errors import DataError
-from tests.helpers import ROOT
+from tests.helpers import shipped_text
 
 PRICES = [  # open, high, low, close, volume of three hourly EUR/USD bars, 2 Jan 2017 00:00-02:00 UTC
     ("1.05155", "1.05213", "1.05140", "1.05190", "355"),
@@ -107,7 +107,7 @@ def test_data_import_command_takes_the_format_and_stores_utc(tmp_path, capsys):
     cfg = write(
         tmp_path,
         "trainer.toml",
-        (ROOT / "config" / "trainer.toml").read_text().replace('gate_db = "state/gate.db"', 'gate_db = "g.db"'),
+        shipped_text("trainer.toml").replace('gate_db = "state/gate.db"', 'gate_db = "g.db"'),
     )
     base = ["data", "--config", str(cfg), "--store", str(tmp_path / "store"), "import"]
     rows = "".join(f"2017.01.02,{h + 2:02d}:00,{','.join(PRICES[h % 3])}\n" for h in range(20))  # GMT+2

@@ -5,11 +5,12 @@ config, `daemon run` refusing to guess one, an environment variable's error nami
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from stairway.cli import main
-from tests.helpers import ROOT
+from tests.helpers import ROOT, shipped_text
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,7 @@ def test_check_a_valid_config_of_either_program(capsys):
 
 def test_check_lists_every_problem_and_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    text = (ROOT / "config/paper.toml").read_text()
+    text = shipped_text("paper.toml")
     text = text.replace("max_trades_per_day = ", "max_trades_per_day = -3 #", 1)
     text = text.replace("initial_equity = 100000.0", 'initial_equity = "lots"', 1)
     assert text.count("-3 #") == 1 and '"lots"' in text
@@ -58,7 +59,7 @@ def test_an_environment_variables_error_names_the_variable(monkeypatch, capsys):
 def test_show_applies_the_environment_and_masks_secrets(tmp_path, monkeypatch, capsys):
     cfg = tmp_path / "paper.toml"
     cfg.write_text(
-        (ROOT / "config/paper.toml").read_text().replace('"data/', f'"{ROOT}/data/')
+        shipped_text("paper.toml").replace('"data/', f'"{ROOT}/data/')
         + '\n[alerts]\nurls = ["tgram://123456:SECRET-TOKEN/987", "json://127.0.0.1:8080/alerts"]\n'
     )
     monkeypatch.setenv("STAIRWAY_RISK__MAX_TRADES_PER_DAY", "7")
@@ -95,3 +96,34 @@ def test_version(capsys):
         main(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out.strip().startswith("stairway 0.")
+
+
+def test_relative_paths_start_at_the_configs_root_not_the_working_directory(tmp_path, monkeypatch):
+    """Issue 22 §3: the shipped config read from another directory names the repository's
+    files; a copy with no root resolves against its own folder; an absolute root wins; a root
+    that is not a folder path is one line naming it."""
+    from stairway.core.config import load_config
+    from stairway.core.errors import ConfigError
+    from stairway.daemon.config import DaemonConfig
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(DaemonConfig, ROOT / "config" / "paper.toml", environ={})
+    assert cfg.data.bars_csv == ROOT / "data" / "FOREX_EURUSD_1H_ASK.csv" and cfg.data.bars_csv.is_file()
+    assert cfg.service.state_dir == ROOT / "state" and cfg.service.gate_db == ROOT / "state" / "gate.db"
+    env = {"STAIRWAY_SERVICE__STATE_DIR": "elsewhere"}
+    assert (
+        load_config(DaemonConfig, ROOT / "config" / "paper.toml", environ=env).service.state_dir == ROOT / "elsewhere"
+    )
+    (tmp_path / "site").mkdir()
+    text = (ROOT / "config" / "paper.toml").read_text()
+    (tmp_path / "site" / "a.toml").write_text(re.sub(r"^root = .*\n", "", text, flags=re.M))
+    own = load_config(DaemonConfig, tmp_path / "site" / "a.toml", environ={})
+    assert own.service.state_dir == tmp_path / "site" / "state"
+    (tmp_path / "site" / "b.toml").write_text(text.replace('root = ".."', f'root = "{tmp_path}/var"'))
+    assert (
+        load_config(DaemonConfig, tmp_path / "site" / "b.toml", environ={}).service.models_dir
+        == tmp_path / "var" / "models"
+    )
+    (tmp_path / "site" / "c.toml").write_text(text.replace('root = ".."', "root = 3"))
+    with pytest.raises(ConfigError, match=r"c\.toml: root = 3: a folder path"):
+        load_config(DaemonConfig, tmp_path / "site" / "c.toml", environ={})

@@ -101,9 +101,9 @@ def test_client_ids_parse_back_and_foreign_ids_do_not():
 def test_paper_daemon_needs_a_replay_range(tmp_path):
     from stairway.core.config import load_config
     from stairway.daemon.config import DaemonConfig
-    from tests.helpers import ROOT
+    from tests.helpers import ROOT, shipped_text
 
-    text = (ROOT / "config" / "paper.toml").read_text()
+    text = shipped_text("paper.toml")
     p = tmp_path / "d.toml"
     p.write_text(text[: text.index("[replay]")])
     with pytest.raises(ConfigError, match="replay"):
