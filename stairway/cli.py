@@ -467,7 +467,17 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--quick", action="store_true", help="fewer training steps (smoke run)")
     dm.add_argument("--algo", choices=["ppo", "muzero"], help="the learner (default: train.algo of the config)")
     dm.set_defaults(func=_demo)
+    _defaults_in_help(p)
     return p
+
+
+def _defaults_in_help(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help shows each option's default (issue 22 §1)."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _defaults_in_help(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

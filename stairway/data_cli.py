@@ -158,10 +158,43 @@ async def _fetch(cfg, args, inst: str):
     try:
         await broker.connect()
         try:
-            return await within(
-                history(inst, cfg.bars.period_minutes, cfg.bars.price, to_ns(args.start), to_ns(args.end)), 600.0
-            )
+            return await _in_chunks(args.start, args.end, lambda a, b: within(
+                history(inst, cfg.bars.period_minutes, cfg.bars.price, to_ns(a), to_ns(b)), 600.0
+            ))  # fmt: skip
         finally:
             await broker.close()
     except (OSError, TimeoutError, aiohttp.ClientError) as e:  # one line, not a traceback
         raise DataError(f"{path}: {dcfg.broker.kind} history of {inst} not fetched: {e}") from None
+
+
+CHUNK_DAYS = 30
+
+
+async def _in_chunks(start: dt.date, end: dt.date, fetch):
+    """[start, end) fetched CHUNK_DAYS at a time, with progress (issue 22 §1): a bar on a
+    terminal, else one line per chunk on stderr with elapsed time and ETA; bars joined in time
+    order, a bar two chunks both hold kept once."""
+    import sys
+    import time
+
+    import numpy as np
+    from tqdm import tqdm
+
+    edges = [start]
+    while edges[-1] < end:
+        edges.append(min(end, edges[-1] + dt.timedelta(days=CHUNK_DAYS)))
+    n = len(edges) - 1
+    bar = tqdm(total=n, desc="fetch", unit="chunk", disable=None, leave=False)
+    parts, t0 = [], time.perf_counter()
+    for k, (a, b) in enumerate(zip(edges, edges[1:]), 1):
+        parts.append(await fetch(a, b))
+        bar.update()
+        if bar.disable:
+            el = time.perf_counter() - t0
+            print(f"fetch {k}/{n}: {a} .. {b} {len(parts[-1])} bars, {el:.1f} s, eta {el / k * (n - k):.1f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    bar.close()
+    bars = np.concatenate(parts) if parts else np.empty(0)
+    if len(bars):
+        bars = bars[np.unique(bars["ts_ns"], return_index=True)[1]]
+    return bars

@@ -263,9 +263,13 @@ def run_walk_forward(
         results = _run_on_ray(cfg_json, plan, draws, ray_address, workers)
         where = f"ray ({ray_address}, {workers} workers)" if ray_address == "local" else f"ray ({ray_address})"
     else:
+        from tqdm import tqdm
+
         results = []
+        bar = tqdm(total=len(plan), desc="walk-forward", unit="fold", disable=None, leave=False)  # a TTY only
         for k, f in enumerate(plan, 1):
             results.append(run_fold(cfg_json, f.to_json(), draws))
+            bar.update()
             elapsed = time.perf_counter() - t0
             log.info(  # one line per fold as it ends, with the time left at this pace (issue 22 §1)
                 "fold_finished",
@@ -276,6 +280,7 @@ def run_walk_forward(
                 eta_s=round(elapsed / k * (len(plan) - k), 1),
                 oos_pnl_pct=round(results[-1]["summaries"]["policy"]["pnl_pct"], 3),
             )
+        bar.close()
         where = "in process"
     results.sort(key=lambda r: r["fold"])
     st = _stitch(results, cfg.account.initial_equity, cfg.gates.mc_resamples, cfg.train.seed)

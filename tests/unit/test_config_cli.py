@@ -127,3 +127,14 @@ def test_relative_paths_start_at_the_configs_root_not_the_working_directory(tmp_
     (tmp_path / "site" / "c.toml").write_text(text.replace('root = ".."', "root = 3"))
     with pytest.raises(ConfigError, match=r"c\.toml: root = 3: a folder path"):
         load_config(DaemonConfig, tmp_path / "site" / "c.toml", environ={})
+
+
+def test_every_commands_help_shows_its_defaults(capsys):
+    """Issue 22 §1: --help names each option's default, in every subcommand."""
+    for argv, shown in (
+        (["sim", "oanda", "--help"], "(default: 8790)"),
+        (["models", "prune", "--help"], "(default: 10)"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0 and shown in capsys.readouterr().out
