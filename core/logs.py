@@ -5,14 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
 from stairway.core.redaction import redact_processor
 
 
-def replay_time(logger, method: str, event: dict) -> dict:
+def replay_time(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A replay's events carry the replayed quotes' time (UTC ISO 8601) beside the wall clock's."""
     ns = event.pop("replay_ts_ns", None)
     if ns is not None:

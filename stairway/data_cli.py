@@ -180,6 +180,8 @@ async def _in_chunks(start: dt.date, end: dt.date, fetch):
     import numpy as np
     from tqdm import tqdm
 
+    from stairway.core.types import BAR_DTYPE
+
     edges = [start]
     while edges[-1] < end:
         edges.append(min(end, edges[-1] + dt.timedelta(days=CHUNK_DAYS)))
@@ -194,7 +196,7 @@ async def _in_chunks(start: dt.date, end: dt.date, fetch):
             print(f"fetch {k}/{n}: {a} .. {b} {len(parts[-1])} bars, {el:.1f} s, eta {el / k * (n - k):.1f} s",
                   file=sys.stderr, flush=True)  # fmt: skip
     bar.close()
-    bars = np.concatenate(parts) if parts else np.empty(0)
+    bars = np.concatenate(parts) if parts else np.empty(0, BAR_DTYPE)
     if len(bars):
         bars = bars[np.unique(bars["ts_ns"], return_index=True)[1]]
     return bars

@@ -51,7 +51,7 @@ def test_environment_overrides_file_and_is_validated(tmp_path):
     cfg = load_config(
         TrainerConfig, p, environ={"STAIRWAY_PPO__TOTAL_STEPS": "2048", "STAIRWAY_DATA__BARS_CSV": "x.csv"}
     )
-    assert cfg.ppo.total_steps == 2048 and str(cfg.data.bars_csv) == "x.csv"
+    assert cfg.ppo.total_steps == 2048 and cfg.data.bars_csv == p.parent / "x.csv"  # relative: from the file's folder
     with pytest.raises(ConfigError, match=r"variable STAIRWAY_PPO__NUM_ENVS \(ppo.num_envs\) = 'many'"):
         load_config(TrainerConfig, p, environ={"STAIRWAY_PPO__NUM_ENVS": "many"})
 
