@@ -1,6 +1,6 @@
 """Fault matrix, Interactive Brokers side: the live daemon through the IB adapter and the real
 ``ib_async.IB`` client, against a local gateway that speaks the TWS API socket protocol
-(tests/emulators/tws.py) on 127.0.0.1. Each case ends with the same invariants: no duplicate
+(stairway/emulators/tws.py) on 127.0.0.1. Each case ends with the same invariants: no duplicate
 order (one placeOrder per orderRef), no lost execution, the book equal to the gateway's
 position, nothing left new/unknown in the journal."""
 
@@ -19,7 +19,7 @@ from stairway.daemon.brokers.factory import AdapterBundle
 from stairway.daemon.brokers.ib.broker import IBBroker
 from stairway.daemon.brokers.ib.errors import IBErrorClass, classify
 from stairway.daemon.brokers.ib.feed import IBFeed
-from tests.emulators.tws import TwsEmulator
+from stairway.emulators.tws import TwsEmulator
 from tests.faults.harness import ConditionNotReached, live_config, prices
 from tests.helpers import tiny_checkpoint, without_stops
 

@@ -14,7 +14,7 @@ import sqlite3
 import pytest
 
 from stairway.daemon.brokers.factory import ib_bundle
-from tests.emulators.tws import TwsEmulator
+from stairway.emulators.tws import TwsEmulator
 from tests.faults.harness import Rig, live_config, prices
 from tests.faults.test_ib_faults import IBRig
 from tests.helpers import PORTFOLIO_WEEKS, portfolio_bars, portfolio_config, tiny_checkpoint, without_stops

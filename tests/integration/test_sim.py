@@ -64,3 +64,49 @@ def test_sim_bad_input_is_one_line(capsys, tmp_path):
     assert "none.csv: bar file not found" in err and err.count("\n") == 0
     assert cli_main(["sim", "oanda", "--bars", str(EURUSD), "--from", "2030-01-01"]) == 2
     assert "has no bars from then" in capsys.readouterr().err
+
+
+def test_sim_ib_serves_quotes_to_the_real_ib_async_client():
+    """`stairway sim ib`: the real ib_async client connects as to IB Gateway, qualifies EURUSD
+    and receives the file's first quote; SIGTERM ends the emulator with exit 0."""
+    import asyncio
+
+    import ib_async
+    from ib_async import IB, Forex
+
+    cmd = [sys.executable, "-m", "stairway.cli", "sim", "ib", "--port", "0", "--speed", "100000",
+           "--from", "2017-10-02", "--bars", str(EURUSD)]  # fmt: skip
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    bars, rep = load_bars(EURUSD)
+    bars = bars[bars["ts_ns"] >= int(dt.datetime(2017, 10, 2, tzinfo=dt.UTC).timestamp()) * 10**9]
+    first = bars_to_ticks(bars[:1], rep.period_minutes * 60 * 10**9, "ask", 1e-4)[0]
+
+    async def client(port: int) -> tuple[float, float]:
+        ib_async.util.getLoop.cache_clear()
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", port, clientId=5, timeout=10)
+        try:
+            eur = Forex("EURUSD")
+            await ib.qualifyContractsAsync(eur)
+            ticker = ib.reqMktData(eur)
+
+            async def quoted():
+                while not (ticker.bid == ticker.bid and ticker.bid > 0):  # NaN until the first tick
+                    await ib.updateEvent
+
+            await asyncio.wait_for(quoted(), 20)
+            return ticker.bid, ticker.ask
+        finally:
+            ib.disconnect()
+
+    try:
+        line = p.stdout.readline()
+        port = int(re.search(r"at 127\.0\.0\.1:(\d+)", line).group(1))
+        assert f"STAIRWAY_BROKER__IB__PORT={port}" in line and "paper-live-ib.toml" in line
+        bid, ask = asyncio.run(client(port))
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+    assert (round(bid, 5), round(ask, 5)) == (round(float(first["bid"]), 5), round(float(first["ask"]), 5))

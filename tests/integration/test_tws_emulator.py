@@ -1,4 +1,4 @@
-"""The TWS wire emulator (tests/emulators/tws.py) checked message by message against what the
+"""The TWS wire emulator (stairway/emulators/tws.py) checked message by message against what the
 real ib_async client decodes (issue 21 §4), as the OANDA emulator was against OANDA's own
 payloads: every message it sends goes through ib_async's Decoder without an error, and
 arrives as the values it was given (a fill's price, orderRef and commission, a position, an
@@ -14,7 +14,7 @@ import ib_async
 import pytest
 from ib_async import IB, Forex, LimitOrder, MarketOrder, StopOrder
 
-from tests.emulators.tws import SERVER_VERSION, TwsEmulator
+from stairway.emulators.tws import SERVER_VERSION, TwsEmulator
 
 T0 = 1_506_934_800 * 10**9  # 2017-10-02 09:00 UTC
 

@@ -19,7 +19,7 @@ from stairway.daemon.app import run_daemon
 from stairway.daemon.feeds.replay import replay_ticks
 from stairway.daemon.warm_start import BadHistory, check_bars, gather
 from stairway.emulators.oanda_v20 import OandaEmulator
-from tests.emulators.tws import TwsEmulator
+from stairway.emulators.tws import TwsEmulator
 from tests.faults.harness import Rig, prices
 from tests.helpers import EURUSD, daemon_config, write_bars_csv
 

@@ -1,4 +1,4 @@
-"""The TWS emulator's working orders (tests/emulators/tws.py): the openOrder message a gateway
+"""The TWS emulator's working orders (stairway/emulators/tws.py): the openOrder message a gateway
 sends for each working order (on reqOpenOrders / reqAllOpenOrders, and when one is placed), and
 when a resting stop order triggers.
 

@@ -49,7 +49,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tests.emulators.tws_orders import open_order_fields, triggered
+from stairway.emulators.tws_orders import open_order_fields, triggered
 
 SERVER_VERSION = 176
 ACCOUNT = "DU123"
