@@ -132,7 +132,7 @@ def test_relative_paths_start_at_the_configs_root_not_the_working_directory(tmp_
 def test_every_commands_help_shows_its_defaults(capsys):
     """Issue 22 §1: --help names each option's default, in every subcommand."""
     for argv, shown in (
-        (["sim", "oanda", "--help"], "(default: 8790)"),
+        (["sim", "oanda", "--help"], "(default: 1.0)"),
         (["models", "prune", "--help"], "(default: 10)"),
     ):
         with pytest.raises(SystemExit) as e:
