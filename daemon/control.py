@@ -13,6 +13,7 @@ stops new positions until it is fixed. Other names in the directory (``FLATEN``,
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import json
 import os
@@ -267,4 +268,8 @@ def daemon_status(status_file: Path | None, stale_secs: float = 60.0) -> dict:
         state, running = f"NOT RESPONDING: pid {pid} alive but its status is {age:.0f} s old", False
     else:
         state, running = f"running as pid {pid}", True
-    return {"daemon_running": running, "daemon_state": state, "daemon": snap}
+    out: dict = {"daemon_running": running, "daemon_state": state}
+    if isinstance(written, (int, float)):  # people read this: UTC ISO 8601 beside the snapshot's epoch seconds
+        out["status_written"] = dt.datetime.fromtimestamp(written, dt.UTC).isoformat(timespec="seconds")
+        out["status_age_s"] = round(age or 0.0, 1)
+    return {**out, "daemon": snap}

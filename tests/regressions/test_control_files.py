@@ -101,6 +101,9 @@ def test_ctl_status_says_when_the_daemon_is_gone(tmp_path):
     status_file.write_text(json.dumps(snap))
     out = json.loads(ctl(control, "status", status_file))
     assert out["daemon_running"] is False and "NOT RUNNING" in out["daemon_state"] and out["daemon"] == snap
+    # the snapshot's time for people: UTC ISO 8601 (issue 22 §1), its age in seconds
+    assert out["status_written"].endswith("+00:00") and out["status_written"][:4].isdigit()
+    assert 0.0 <= out["status_age_s"] < 60.0
     status_file.write_text(json.dumps(dict(snap, pid=os.getpid())))
     assert json.loads(ctl(control, "status", status_file))["daemon_running"] is True
     status_file.write_text(json.dumps(dict(snap, pid=os.getpid(), written_at=0.0)))
