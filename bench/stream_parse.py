@@ -12,7 +12,7 @@ import time
 
 from common import report
 from stairway.daemon.brokers.oanda.parsing import parse_stream_line  # noqa: E402
-from stairway.emulators.oanda_v20 import rfc3339  # noqa: E402
+from stairway.emulators.oanda_v20 import price_line, rfc3339  # noqa: E402
 
 
 def lines(n: int) -> list[bytes]:
@@ -23,21 +23,7 @@ def lines(n: int) -> list[bytes]:
             out.append(json.dumps({"type": "HEARTBEAT", "time": rfc3339(ts)}).encode())
             continue
         bid = 1.17330 + (k % 50) * 1e-5
-        out.append(
-            json.dumps(
-                {
-                    "type": "PRICE",
-                    "time": rfc3339(ts),
-                    "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
-                    "asks": [{"price": f"{bid + 1.2e-4:.5f}", "liquidity": 10000000}],
-                    "closeoutBid": f"{bid:.5f}",
-                    "closeoutAsk": f"{bid + 1.2e-4:.5f}",
-                    "status": "tradeable",
-                    "tradeable": True,
-                    "instrument": "EUR_USD",
-                }
-            ).encode()
-        )
+        out.append(json.dumps(price_line("EUR_USD", ts, bid, bid + 1.2e-4)).encode())
     return out
 
 

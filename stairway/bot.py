@@ -23,11 +23,11 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
 from stairway.core.errors import ConfigError
+from stairway.core.redaction import redact
 
 log = structlog.get_logger()
 
@@ -51,8 +51,8 @@ class Commands:
     """The bot's behaviour, without Telegram: ``handle(chat_id, text)`` returns the reply (None:
     stay silent). ``clock`` (seconds) is injectable for the confirmation and flood windows."""
 
-    def __init__(self, cfg, config_path: str = "", clock: Callable[[], float] = time.monotonic) -> None:
-        self.cfg, self.config_path, self.clock = cfg, config_path, clock
+    def __init__(self, cfg, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg, self.clock = cfg, clock
         self.allowed = frozenset(cfg.bot.allowed_chat_ids)
         self.symbols = [leg.symbol for leg in cfg.legs(look_on_disk=False)]
         self.pending: dict[int, tuple[str, str | None, float]] = {}  # chat -> (code, instrument, expires)
@@ -87,7 +87,7 @@ class Commands:
             reply = method(chat_id, words[1:])
         except Exception as e:  # noqa: BLE001 - a command that fails answers with why; the bot goes on
             log.error("bot_command_failed", command=cmd, error=str(e)[:300])
-            reply = f"/{cmd} failed: {e}"
+            reply = f"/{cmd} failed: {redact(str(e))}"  # never a secret in a chat
         self.stats.obeyed += 1
         self._record(f"bot_{cmd}", f"chat {chat_id}: {text.strip()[:200]}")
         return reply
@@ -257,11 +257,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(DaemonConfig, args.config)
     token = bot_token(cfg, dict(os.environ))
     configure_logging(json=cfg.service.log_json)
-    app = build_application(cfg, token, Commands(cfg, args.config))
+    app = build_application(cfg, token, Commands(cfg))
     log.info("bot_started", allowed_chats=len(cfg.bot.allowed_chat_ids), control_dir=str(cfg.service.control_dir))
     app.run_polling(allowed_updates=["message"])
     return 0
-
-
-def describe(stats: BotStats) -> dict[str, Any]:
-    return {"obeyed": stats.obeyed, "unknown_senders": stats.unknown_senders, "flooded": stats.flooded}

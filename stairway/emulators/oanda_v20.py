@@ -22,6 +22,21 @@ from aiohttp import web
 from stairway.emulators.oanda_account import OandaAccount, rfc3339
 
 
+def price_line(inst: str, ts: int, bid: float, ask: float, tradeable: bool = True) -> dict:
+    """One v20 pricing-stream PRICE message (ClientPrice), prices as 5-decimal strings."""
+    return {
+        "type": "PRICE",
+        "time": rfc3339(ts),
+        "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
+        "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}],
+        "closeoutBid": f"{bid:.5f}",
+        "closeoutAsk": f"{ask:.5f}",
+        "status": "tradeable" if tradeable else "non-tradeable",
+        "tradeable": tradeable,
+        "instrument": inst,
+    }
+
+
 @dataclass
 class Knobs:
     drop_stream_after_lines: int | None = None  # close the (next) stream after N lines, once
@@ -169,17 +184,7 @@ class OandaEmulator(OandaAccount):
             self.check_stops(inst)
             if self.knobs.mute_instrument != inst and inst in asked:
                 k = self.knobs
-                line = {
-                    "type": "PRICE",
-                    "time": rfc3339(ts),
-                    "bids": [{"price": f"{bid:.5f}", "liquidity": 10000000}],
-                    "asks": [{"price": f"{ask:.5f}", "liquidity": 10000000}],
-                    "closeoutBid": f"{bid:.5f}",
-                    "closeoutAsk": f"{ask:.5f}",
-                    "status": "non-tradeable" if k.non_tradeable else "tradeable",
-                    "tradeable": not k.non_tradeable,
-                    "instrument": inst,
-                }
+                line = price_line(inst, ts, bid, ask, not k.non_tradeable)
                 if k.legacy_price_status:
                     del line["tradeable"]
                 await resp.write((json.dumps(line) + "\n").encode())
