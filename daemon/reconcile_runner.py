@@ -199,12 +199,17 @@ class Reconciler:
         open P&L (equity less balance) with the book's marked at the last quotes."""
         acct = self.account
         assert acct is not None  # called only with an account
+        # holding, the broker's prices on either side of its figures (where it can give them):
+        # the book is marked at what the broker marks at, give or take what moved in between
+        quotes = getattr(self.broker, "quotes", None) if settled and not flat else None
+        before = await quotes(list(self.slots)) if quotes is not None else {}
         report = await self.broker.account()
+        after = await quotes(list(self.slots)) if quotes is not None else {}
         self.account_checks += 1
         if flat and time.monotonic() - self.router.last_fill_mono >= report.refresh_secs:
             self._check_balance(now, trigger, report.balance, report.currency)
         elif settled and report.equity_current:
-            self._check_open_pnl(now, trigger, report.equity - report.balance, report.currency)
+            self._check_open_pnl(now, trigger, report.equity - report.balance, report.currency, before, after)
         pct = 100.0 * report.margin_used / report.equity if report.equity > 0 else 0.0
         was = acct.broker_margin_pct
         acct.broker_margin_pct = pct
@@ -268,24 +273,36 @@ class Reconciler:
             self._event(now, trigger, t.instrument, kind, None, t.units, 0.0, detail)
             log.error(kind, instrument=t.instrument, trade_id=t.trade_id, price=price)
 
-    def _check_open_pnl(self, now: int, trigger: str, broker_open: float, currency: str) -> None:
-        """The broker's unrealised P&L against the book's positions marked at the last quotes its
-        slots saw (long at the bid, short at the ask, as the broker closes them). Allowed apart:
-        ``balance_tolerance`` plus one spread on every open unit (the broker marks at its quote
-        now, the book at the last one it saw). Beyond on two settled passes in a row: an
-        ``account_equity_mismatch`` row and an alert, once until it is back within."""
+    def _check_open_pnl(
+        self,
+        now: int,
+        trigger: str,
+        broker_open: float,
+        currency: str,
+        before: dict[str, tuple[float, float]],
+        after: dict[str, tuple[float, float]],
+    ) -> None:
+        """The broker's unrealised P&L against the book's positions marked long at the bid,
+        short at the ask (as the broker closes them): at the broker's own prices read just
+        after its figures (``after``; the market's move since ``before``, read just before,
+        is allowed for), else at the last quotes the slots saw. Allowed apart:
+        ``balance_tolerance`` plus one spread and that move on every open unit. Beyond on two
+        settled passes in a row: an ``account_equity_mismatch`` row and an alert, once until
+        it is back within."""
         acct = self.account
         assert acct is not None
         if any("_" in i and not i.endswith("_" + currency) for i in self.slots):
             return  # P&L in another currency than the account's: not comparable here (as the balance)
         book, slack = 0.0, self.balance_tolerance
         for inst, slot in self.slots.items():
-            bid, ask = acct.quotes.get(inst, (math.nan, math.nan))
+            bid, ask = after.get(inst) or acct.quotes.get(inst, (math.nan, math.nan))
             units = float(slot.position[PS_UNITS])
             if units and not (bid > 0 and ask > 0):
                 return  # no quote to mark at yet
+            b0, a0 = before.get(inst, (bid, ask))
+            moved = max(abs(bid - b0), abs(ask - a0))
             book += float(unrealized(slot.position, bid, ask)) if units else 0.0
-            slack += abs(units) * (ask - bid) if units else 0.0
+            slack += abs(units) * (ask - bid + moved) if units else 0.0
         self.open_pnl_checks += 1
         self.open_pnl_gap = gap = broker_open - book
         # off on two settled passes in a row: a price that moved between the book's last quote and
@@ -301,7 +318,8 @@ class Reconciler:
                 book,
                 broker_open,
                 0.0,
-                f"the broker's open P&L is {broker_open:+.2f} {currency}, the book's marked at its last quotes "
+                f"the broker's open P&L is {broker_open:+.2f} {currency}, the book's marked at "
+                f"{'the broker prices' if after else 'its last quotes'} "
                 f"{book:+.2f}: {gap:+.2f} apart (> {slack:.2f}): a position, price or fee the book does not know",
             )
             log.error("account_equity_mismatch", gap=round(gap, 2), allowed=round(slack, 2))

@@ -50,6 +50,7 @@ class Knobs:
     fill_ratio: float = 1.0  # < 1 partial fill, > 1 over-fill
     slow_secs: float = 0.0
     mute_instrument: str | None = None  # no PRICE for it; heartbeats continue
+    pricing_body: dict | None = None  # GET .../pricing answers this instead (bad payload cases)
     non_tradeable: bool = False  # prices flagged non-tradeable (weekend, halt)
     duplicate_transactions: bool = False  # sinceid answers every transaction twice
     reverse_transactions: bool = False  # sinceid answers newest first
@@ -98,6 +99,7 @@ class OandaEmulator(OandaAccount):
         app = web.Application(middlewares=[self._json_errors, self._auth, self._faults])
         base = f"/v3/accounts/{self.account}"
         app.router.add_get(f"{base}/pricing/stream", self._stream)
+        app.router.add_get(f"{base}/pricing", self._pricing)
         app.router.add_post(f"{base}/orders", self._post_order)
         app.router.add_get(base + "/orders/@{client_id}", self._get_order)
         app.router.add_get(f"{base}/transactions/sinceid", self._since)
@@ -464,6 +466,20 @@ class OandaEmulator(OandaAccount):
         return web.json_response(
             {"errorCode": "NO_SUCH_TRADE", "errorMessage": "The Trade specified does not exist"}, status=404
         )
+
+    async def _pricing(self, request: web.Request) -> web.Response:
+        """GET .../pricing?instruments=A,B: the last price streamed of each (as OANDA's own
+        example: ClientPrice objects without ``type``); one never priced is left out."""
+        if self.knobs.pricing_body is not None:
+            return web.json_response(self.knobs.pricing_body)
+        asked = request.query.get("instruments", "").split(",")
+        out = []
+        for inst in asked:
+            if inst in self.quotes:
+                line = price_line(inst, self.now_ns, *self.quotes[inst])
+                del line["type"]
+                out.append(line)
+        return web.json_response({"prices": out, "time": rfc3339(self.now_ns)})
 
     async def _summary(self, request: web.Request) -> web.Response:
         return web.json_response(

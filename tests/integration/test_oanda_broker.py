@@ -194,3 +194,32 @@ def test_daily_financing_is_reported_and_a_malformed_one_never_blocks_fills():
         (good["id"], "EUR_USD", float(good["positionFinancings"][0]["financing"]))
     ]
     assert batch.financing[0].amount < 0 and bad == 1  # a long paying 2.6 %/yr; the bad one counted
+
+
+def test_the_brokers_current_prices_are_its_last_streamed_ones():
+    """quotes(): GET .../pricing, the (bid, ask) the broker marks open trades at now (for
+    reconciliation's open-P&L check); an instrument it has not priced is left out."""
+
+    async def s(emu, b):
+        emu.quotes["EUR_USD"] = (1.17012, 1.17025)
+        return await b.quotes(["EUR_USD", "GBP_USD"])
+
+    assert run(s) == {"EUR_USD": (1.17012, 1.17025)}
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"prices": "none"}, "pricing: prices = 'none': expected a list of prices"),
+        ({"prices": [{"instrument": "EUR_USD", "bids": [], "asks": []}]}, "PRICE EUR_USD.closeoutBid: missing"),
+    ],
+)
+def test_a_bad_pricing_answer_is_named(body, fragment):
+    from stairway.core.errors import BadPayload
+
+    async def s(emu, b):
+        with pytest.raises(BadPayload) as e:
+            await b.quotes(["EUR_USD"])
+        return str(e.value)
+
+    assert fragment in run(s, pricing_body=body)

@@ -137,6 +137,12 @@ def test_emulator_responses_match_oanda_examples_for_every_endpoint_the_adapter_
     for x in lines:
         problems += shape_problems(x, ex_price if x["type"] == "PRICE" else ex_hb, f"pricing stream {x['type']}")
     problems += missing(next(x for x in lines if x["type"] == "PRICE"), set(ex_price) - {"type"}, "PRICE")
+    status, pr = call("GET", f"{acct}/pricing?instruments=EUR_USD")
+    ex = response("pricing", "_v3_accounts_accountID_pricing")
+    problems += shape_problems(pr, ex, "pricing")
+    problems += missing(
+        pr["prices"][0], set(ex["prices"][0]) - {"quoteHomeConversionFactors", "unitsAvailable"}, "pricing"
+    )
     status, candles = call(
         "GET",
         "v3/instruments/EUR_USD/candles?granularity=S5&price=BA&from=2017-10-02T09:00:00Z&to=2017-10-02T09:05:00Z",

@@ -112,3 +112,17 @@ def test_documented_price_stream_lines_with_only_legacy_status_are_tradeable():
     assert not parse_stream_line(json.dumps(halted)).tradeable
     # the current field wins when both are present
     assert not parse_stream_line(json.dumps(dict(lines[0], tradeable=False))).tradeable
+
+
+def test_documented_pricing_answer_parses_without_a_type():
+    """GET .../pricing answers ClientPrice objects without ``type`` (OANDA's own example):
+    each parses to its best bid and ask; a stream line still needs PRICE or HEARTBEAT."""
+    from stairway.daemon.brokers.oanda.parsing import parse_price
+    from tests.oanda_examples import response
+
+    prices = response("pricing", "_v3_accounts_accountID_pricing")["prices"]
+    assert len(prices) == 2 and all("type" not in p for p in prices)
+    got = {q.instrument: (q.bid, q.ask) for q in map(parse_price, prices)}
+    assert got == {"EUR_USD": (1.12157, 1.12170), "EUR_JPY": (115.329, 115.346)}
+    with pytest.raises(BadPayload, match="expected PRICE or HEARTBEAT"):
+        parse_stream_line(json.dumps(prices[0]))

@@ -35,6 +35,7 @@ from stairway.daemon.brokers.oanda.parsing import (
     parse_candles,
     parse_daily_financing,
     parse_order_fill,
+    parse_price,
     parse_stream_line,
     parse_transaction_line,
 )
@@ -324,6 +325,18 @@ class OandaBroker:
             decimal(a, "marginUsed", "account", 0.0),
             a.get("currency", ""),
         )
+
+    async def quotes(self, instruments: list[str]) -> dict[str, tuple[float, float]]:
+        """The broker's current (bid, ask) of each instrument (GET .../pricing): what it marks
+        open trades at now, for reconciliation's open-P&L check."""
+        r = pricing.PricingInfo(self.account_id, params={"instruments": ",".join(instruments)})
+        status, body = await self._request(r)
+        if status != 200:
+            raise BadPayload(f"OANDA pricing for {instruments}: HTTP {status}: {body.get('errorMessage', '')}")
+        prices = body.get("prices")
+        if not isinstance(prices, list) or not all(isinstance(p, dict) for p in prices):
+            raise BadPayload(f"pricing: prices = {str(prices)[:80]!r}: expected a list of prices")
+        return {q.instrument: (q.bid, q.ask) for q in map(parse_price, prices)}
 
     def stream_prices(self, instruments: list[str]):
         """Async iterator of PriceLine/Heartbeat; a dropped stream raises TransientError.

@@ -77,6 +77,12 @@ def parse_stream_line(line: bytes | str) -> PriceLine | Heartbeat:
         return Heartbeat(parse_time_ns(obj.get("time"), "HEARTBEAT.time"))
     if kind != "PRICE":
         raise BadPayload(f"stream line type = {kind!r}: expected PRICE or HEARTBEAT")
+    return parse_price(obj)
+
+
+def parse_price(obj: dict) -> PriceLine:
+    """One ClientPrice: a stream's PRICE line, or an element of GET .../pricing's ``prices``
+    (which OANDA's own example gives without ``type``)."""
     inst = obj.get("instrument")
     if not isinstance(inst, str) or not inst:
         raise BadPayload(f"PRICE.instrument = {inst!r}: missing")
