@@ -65,7 +65,7 @@ from stairway.trainer.gates import (
     verdict_dict,
 )
 from stairway.trainer.metrics_file import training_metrics, write_metrics_file
-from stairway.trainer.ppo import PPOProgress
+from stairway.trainer.ppo import PPOProgress, update_health
 from stairway.trainer.prepared import PreparedData, fmt_day, prepare_data, training_env
 
 log = structlog.get_logger("trainer")
@@ -198,9 +198,12 @@ def train_cycles(
 
     def on_progress(p: PPOProgress) -> None:
         rates.append(p.steps_per_s)
-        if bar is not None:
+        health = {k: round(v, 4) for k, v in update_health(p).items()}
+        if bar is not None:  # a terminal: on the bar, not between its redraws
             bar.update(p.global_step - seen[0])
-            bar.set_postfix(reward=f"{p.mean_reward:+.4f}", steps_s=f"{p.steps_per_s:,.0f}")
+            bar.set_postfix(reward=f"{p.mean_reward:+.4f}", steps_s=f"{p.steps_per_s:,.0f}", **health)
+        elif health:
+            log.info("ppo_update", step=p.global_step, policy_loss=round(p.policy_loss, 5), **health)
         seen[0] = p.global_step
 
     records: list[CycleRecord] = []

@@ -29,6 +29,18 @@ class PPOProgress:
     policy_loss: float
     value_loss: float
     entropy: float
+    # the update's health, as CleanRL and SB3 log it (NaN where an algorithm has none): the mean
+    # of (ratio - 1) - log ratio over the update's minibatches, the share of samples whose ratio
+    # was clipped, and 1 - Var(returns - values) / Var(returns) of the rollout
+    approx_kl: float = float("nan")
+    clip_fraction: float = float("nan")
+    explained_variance: float = float("nan")
+
+
+def update_health(p: PPOProgress) -> dict[str, float]:
+    """approx_kl, clip_fraction and explained_variance where the algorithm has them."""
+    out = {"approx_kl": p.approx_kl, "clip_fraction": p.clip_fraction, "explained_variance": p.explained_variance}
+    return {k: v for k, v in out.items() if v == v}
 
 
 def seed_everything(seed: int, threads: int) -> torch.Generator:
@@ -127,6 +139,9 @@ class PPOLearner:
             b_advantages = advantages.reshape(-1)
             b_returns = returns.reshape(-1)
 
+            var_returns = float(b_returns.var())
+            explained = 1.0 - float((b_returns - values.reshape(-1)).var()) / var_returns if var_returns > 0 else 0.0
+            kls, clipped = [], []
             b_inds = np.arange(batch_size)
             perm_rng = np.random.default_rng(self.seed * 7919 + self.iteration)
             for _epoch in range(args.update_epochs):
@@ -139,7 +154,11 @@ class PPOLearner:
                     newlogprob = logp_all.gather(1, b_actions[mb_inds][:, None]).squeeze(1)
                     entropy = -(logp_all.exp() * logp_all).sum(1)
                     newvalue = agent.value(mb_obs)
-                    ratio = (newlogprob - b_logprobs[mb_inds]).exp()
+                    logratio = newlogprob - b_logprobs[mb_inds]
+                    ratio = logratio.exp()
+                    with torch.no_grad():
+                        kls.append(float(((ratio - 1) - logratio).mean()))
+                        clipped.append(float(((ratio - 1.0).abs() > args.clip_coef).float().mean()))
 
                     mb_adv = b_advantages[mb_inds]
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
@@ -165,6 +184,9 @@ class PPOLearner:
                         pg_loss.item(),
                         v_loss.item(),
                         entropy_loss.item(),
+                        float(np.mean(kls)),
+                        float(np.mean(clipped)),
+                        explained,
                     )
                 )
         self.next_obs, self.next_done = next_obs, next_done

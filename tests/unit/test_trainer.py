@@ -81,3 +81,26 @@ def test_env_observation_shape_and_auto_reset(setup, spec):
         obs, _, done = env.step(np.ones(4, dtype=np.int64))
     assert done.all() and (env.steps == 0).all()
     assert (obs[:, spec.n_market :] == 0).all()  # fresh sessions start flat
+
+
+def test_ppo_reports_each_updates_kl_clip_fraction_and_explained_variance(setup, spec):
+    """Issue 23 §4: every update reports approx_kl, clip_fraction and explained_variance.
+    With the learning rate at 0 the policy never moves: KL 0 and nothing clipped; at a rate
+    far too high the ratio leaves the clip range and the KL grows. Of the value head and the
+    rollout's returns: explained variance is ≤ 1, one figure per update."""
+    from stairway.trainer.ppo import PPOLearner
+
+    def run(lr: float, steps: int = 4096):
+        seen = []
+        args = ARGS.model_copy(update={"learning_rate": lr, "total_steps": steps})
+        PPOLearner(make_env(setup, spec), args, seed=5).learn(steps, seen.append)
+        return seen
+
+    frozen = run(0.0)
+    assert len(frozen) == 8 and all(p.approx_kl == pytest.approx(0.0, abs=1e-7) for p in frozen)
+    assert all(p.clip_fraction == 0.0 for p in frozen)
+    wild = run(0.05)
+    assert max(p.clip_fraction for p in wild) > 0.1 and max(p.approx_kl for p in wild) > 1e-3
+    assert all(0.0 <= p.clip_fraction <= 1.0 and p.approx_kl >= -1e-7 for p in wild)
+    ev = [p.explained_variance for p in wild]  # per update, of that update's rollout
+    assert all(np.isfinite(e) and e <= 1.0 for e in ev) and len(set(ev)) == len(ev)
