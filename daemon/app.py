@@ -46,6 +46,7 @@ from stairway.daemon.control import check_private, hint
 from stairway.daemon.hot_swap import ModelWatcher
 from stairway.daemon.http import ConnectionLimits
 from stairway.daemon.jobs import backup_database, make_scheduler
+from stairway.daemon.lifecycle import Lifecycle, State, derive
 from stairway.daemon.model_events import ModelEvents
 from stairway.daemon.notify import Notifier
 from stairway.daemon.order_router import LiveRouter
@@ -104,6 +105,7 @@ class Daemon(ModelEvents):
         self.watchers: dict[str, ModelWatcher] = {}
         self.recorders: dict[str, TickRecorder] = {}
         self.notifier = Notifier()
+        self.lifecycle = Lifecycle()  # starting -> warming -> trading / halted / observe_only -> stopping
         self.interrupted = False
         self.db_error = ""
         self.last_tick_monotonic = time.monotonic()
@@ -274,6 +276,7 @@ class Daemon(ModelEvents):
                 if left:  # flattened all the same: it is a safety command
                     log.error("flatten_file_not_removed", file=name, reason=left)
             self._update_conditions()
+            self.lifecycle.set(*derive(self))
             await self._sleep(svc.control_poll_secs)
 
     def _update_conditions(self) -> None:
@@ -361,6 +364,7 @@ class Daemon(ModelEvents):
             log.warning("reload_ignored", reason="SIGHUP during start-up; send it again once started")
             return
         if self.config_path is not None:
+            self.notifier.reloading()  # systemd shows "reloading" until READY=1
             spawn(self._reload_risk(), "reload")
 
     async def _reload_risk(self) -> None:
@@ -372,6 +376,8 @@ class Daemon(ModelEvents):
             log.error("reload_failed", reason=str(e))
             self.alerter.notify("reload_failed", f"SIGHUP: {path} not applied: {e}", level="failure")
             return
+        finally:
+            self.notifier.ready(f"{self.lifecycle.state.value} (reloaded)")
         self.risk.cfg = new.risk  # every derived limit (risk engine, reconciler) reads this from now on
         for slot in self.slots.values():
             slot.ramp = new.risk.size_ramp
@@ -437,6 +443,7 @@ class Daemon(ModelEvents):
                 jobs["reconcile"] = self._reconcile_job
             sched = make_scheduler(jobs, self.cfg.service.reconcile_secs, self.cfg.service.backup_hour_utc)
             sched.start()
+            self.lifecycle.set(*derive(self))
             self.notifier.ready("trading " + ", ".join(f"{k} with {s.policy.sha[:12]}" for k, s in self.slots.items()))
             async with asyncio.TaskGroup() as tg:
                 feed_task = tg.create_task(self._guard(self._feed_task()), name="feed")
@@ -470,7 +477,7 @@ class Daemon(ModelEvents):
                 f"{self.cfg.service.db_path}: the end of run {self.run_id} was not recorded: {self._end_error!r}"
             ) from self._end_error
         per = {inst: status.slot_counters(slot) for inst, slot in self.slots.items()}
-        counters = dict(per[self.instrument]) if len(per) == 1 else _summed(list(per.values()))
+        counters = dict(per[self.instrument]) if len(per) == 1 else status.summed(list(per.values()))
         counters["halted"] = self.risk.state.halted_reason or ""
         counters["recorder_dropped_ticks"] = sum(r.dropped_ticks for r in self.recorders.values())
         instruments = {
@@ -500,6 +507,7 @@ class Daemon(ModelEvents):
         limit = self.cfg.service.shutdown_timeout_secs
         self.notifier.stopping()
         self.stop.set()
+        self.lifecycle.set(State.STOPPING, "interrupted" if self.interrupted else "end of data")
         self.risk.permission.control(False, "shutting down")  # 1. no new intents
         if sched is not None:
             sched.shutdown(wait=False)
@@ -555,27 +563,13 @@ class Daemon(ModelEvents):
             log.error("alerts_stop_timed_out", seconds=limit)
         await asyncio.to_thread(self._write_status)
         self.notifier.close()
-        c = _summed([status.slot_counters(slot) for slot in self.slots.values()])
+        c = status.summed([status.slot_counters(slot) for slot in self.slots.values()])
         log.info(
             "daemon_stopped",
             run_id=self.run_id,
             interrupted=self.interrupted,
             **{k: c[k] for k in ("ticks", "bars", "decisions", "orders", "fills", "swaps")},
         )
-
-
-def _summed(counters: list[dict]) -> dict:
-    """Counters of several instruments added up (numbers, and dicts of numbers by key)."""
-    out: dict = {}
-    for c in counters:
-        for k, v in c.items():
-            if isinstance(v, dict):
-                d = out.setdefault(k, {})
-                for kk, vv in v.items():
-                    d[kk] = d.get(kk, 0) + vv
-            else:
-                out[k] = out.get(k, 0) + v
-    return out
 
 
 async def run_daemon(

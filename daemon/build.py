@@ -38,6 +38,7 @@ from stairway.daemon.cross_view import wire as wire_cross_view
 from stairway.daemon.feature_watch import FeatureWatch
 from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import DEFAULT_BUDGET_SECS, ModelWatcher, load_verified
+from stairway.daemon.lifecycle import Lifecycle, State
 from stairway.daemon.live_guard import LiveGuard
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.paper_broker import OrderGateway, PaperBroker
@@ -137,6 +138,7 @@ class DaemonBuild:
     instrument: str
     setup_done: bool
     startup_events: list[tuple[str, str]]
+    lifecycle: Lifecycle
     alerter: Alerter
     conditions: Conditions
     _setup_stack: contextlib.AsyncExitStack
@@ -326,6 +328,7 @@ class DaemonBuild:
                 svc.inference_budget_ms / 1000,
             )
         if svc.warm_start:
+            self.lifecycle.set(State.WARMING, "warm start from history")
             await self._warm_start()
         for slot in self.slots.values():
             try:

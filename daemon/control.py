@@ -267,7 +267,9 @@ def daemon_status(status_file: Path | None, stale_secs: float = 60.0) -> dict:
     elif age is not None and age > stale_secs:
         state, running = f"NOT RESPONDING: pid {pid} alive but its status is {age:.0f} s old", False
     else:
-        state, running = f"running as pid {pid}", True
+        life = snap.get("state")  # daemon.lifecycle: trading, halted, observe_only, ...
+        why = f" ({snap['state_reason']})" if life and snap.get("state_reason") else ""
+        state, running = f"running as pid {pid}" + (f": {life}{why}" if life else ""), True
     out: dict = {"daemon_running": running, "daemon_state": state}
     if isinstance(written, (int, float)):  # people read this: UTC ISO 8601 beside the snapshot's epoch seconds
         out["status_written"] = dt.datetime.fromtimestamp(written, dt.UTC).isoformat(timespec="seconds")

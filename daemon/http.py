@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 
 from stairway.core.errors import FatalError
+from stairway.daemon.lifecycle import State
 from stairway.daemon.status import LATENCY_BUCKETS
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -52,6 +53,12 @@ class DaemonCollector:
             else:  # an account-level count
                 c.add_metric([s["instrument"]], float(s[name]))
             yield c
+        st = GaugeMetricFamily(
+            "stairway_daemon_state", "1 for the daemon's state now (daemon.lifecycle)", labels=["state"]
+        )
+        for state in State:
+            st.add_metric([state.value], float(s["state"] == state.value))
+        yield st
         d = CounterMetricFamily("stairway_decisions_by_action", "Decisions by action", labels=["instrument", "action"])
         for inst, p in per.items():
             for action, n in p["actions"].items():

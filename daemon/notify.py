@@ -1,9 +1,10 @@
-"""sd_notify without libsystemd: datagrams to $NOTIFY_SOCKET (READY, WATCHDOG, STOPPING)."""
+"""sd_notify without libsystemd: datagrams to $NOTIFY_SOCKET (READY, RELOADING, WATCHDOG, STOPPING)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 
 
 class Notifier:
@@ -31,6 +32,10 @@ class Notifier:
 
     def ready(self, status: str = "") -> bool:
         return self.send("READY=1", *([f"STATUS={status}"] if status else []))
+
+    def reloading(self) -> bool:
+        """A reload began (SIGHUP); READY=1 ends it. systemd wants the monotonic clock with it."""
+        return self.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")

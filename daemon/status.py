@@ -21,6 +21,11 @@ def fmt_ts(ts_ns: int | None) -> str:
     return "-" if ts_ns is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts_ns // 10**9))
 
 
+def iso_utc(ts_ns: int) -> str:
+    """UTC ISO 8601 to the second, e.g. 2026-12-04T14:29:05Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_ns // 10**9))
+
+
 def model_age_secs(policy) -> float | None:
     """Age of the running model from its checkpoint header; None when unknown."""
     created = getattr(policy, "created_at", "") or ""
@@ -150,6 +155,9 @@ def snapshot(d) -> dict:
         "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "event_loop_lag_seconds": d.loop_lag,
         "trading_enabled": int(s.trading_enabled),
+        "state": d.lifecycle.state.value,  # daemon.lifecycle
+        "state_reason": d.lifecycle.reason,
+        "state_since": iso_utc(d.lifecycle.since_ns),
         "last_bar": first["last_bar"],
         "health": health(d),
         "control_ignored_files": [hint(n, d.control.known) for n in d.control_unknown],
@@ -213,3 +221,17 @@ def write_status(path: Path, snap: dict) -> None:
         tmp.replace(path)
     except OSError:
         pass
+
+
+def summed(counters: list[dict]) -> dict:
+    """Counters of several instruments added up (numbers, and dicts of numbers by key)."""
+    out: dict = {}
+    for c in counters:
+        for k, v in c.items():
+            if isinstance(v, dict):
+                d = out.setdefault(k, {})
+                for kk, vv in v.items():
+                    d[kk] = d.get(kk, 0) + vv
+            else:
+                out[k] = out.get(k, 0) + v
+    return out

@@ -177,10 +177,12 @@ def test_a_paced_daemon_with_tight_tiers_delivers_its_halt_and_flatten_despite_t
         d = Daemon(cfg.model_copy(update={"risk": risk, "alerts": alerts}))
         res = await d.run()
         await rx.stop()
-        return res, rx.got, d.alerter.stats
+        return res, rx.got, d.alerter.stats, list(d.lifecycle.history)
 
-    res, got, stats = asyncio.run(go())
+    res, got, stats, history = asyncio.run(go())
     titles = [g["title"].removeprefix("stairway: ") for g in got]
+    halts = [why for _, state, why in history if state == "halted"]  # daemon.lifecycle: the halt is a state
+    assert halts and all(why for why in halts), history
     assert res.counters["risk_events"].get("flatten"), res.counters  # the scenario: the flatten tier fired
     assert "halted" in titles and "flatten" in titles and "flatten_tier_rollback" in titles, titles
     assert stats.rate_limited > 0 and stats.critical >= 2  # the limit was in play; the critical ones passed it

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -157,8 +158,10 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
         await until(lambda: d.slot.counters.orders > 0, 5)
         os.utime(control / "START_TRADING")
         path.write_text(path.read_text().replace("max_trades_per_day = 50", "max_trades_per_day = 7"))
+        drain()  # room for RELOADING=1 and READY=1 (the socket holds ~10 datagrams)
         os.kill(os.getpid(), signal.SIGHUP)
-        await until(lambda: d.risk.cfg.max_trades_per_day == 7, 5)
+        await until(lambda: (drain() or True) and d.risk.cfg.max_trades_per_day == 7, 5)
+        drain()
         await asyncio.to_thread(ctl, control, "flatten")
         await until(lambda: not (control / "FLATTEN").exists(), 5)
         while not d.stop.is_set():  # while it runs; during shutdown the server goes away
@@ -180,6 +183,18 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
         "CLOSE",
     }
     assert fams["stairway_model_info"].samples[0].labels["sha"] == res.model_sha  # info metrics are exposed as *_info
+    # issue 23 §2: one lifecycle state, on /metrics as a one-hot gauge, logged at each transition
+    assert {s.labels["state"]: s.value for s in fams["stairway_daemon_state"].samples} == {
+        "starting": 0.0,
+        "warming": 0.0,
+        "trading": 0.0,
+        "halted": 0.0,
+        "observe_only": 1.0,  # deciding; START_TRADING absent
+        "stopping": 0.0,
+    }
+    states = [str(state) for _, state, _ in d.lifecycle.history]
+    assert states[0] == "starting" and states[-1] == "stopping" and "halted" not in states
+    assert states.index("warming") < states.index("observe_only") < states.index("trading")
     db = sqlite3.connect(res.db_path)
     kinds = {r[0] for r in db.execute("SELECT kind FROM risk_events")}
     assert {"observe_only", "flatten"} <= kinds
@@ -188,8 +203,13 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
     assert 200 in health[:first_bad] and 200 in health[first_bad:]
     drain()
     assert msgs[0].startswith("READY=1") and "WATCHDOG=1" in msgs and msgs[-1] == "STOPPING=1"
+    [reload] = [m for m in msgs if m.startswith("RELOADING=1")]  # SIGHUP: reloading, then ready again
+    assert "\nMONOTONIC_USEC=" in reload
+    assert any(m.startswith("READY=1") and m.endswith("(reloaded)") for m in msgs[msgs.index(reload) :])
     status_file = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status_file["ticks"] == res.counters["ticks"]
+    assert status_file["state"] == "stopping" and status_file["state_reason"] == "end of data"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", status_file["state_since"])
 
 
 def test_daemon_refuses_world_writable_control_dir(tmp_path, spec, bars):

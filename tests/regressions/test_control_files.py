@@ -106,6 +106,10 @@ def test_ctl_status_says_when_the_daemon_is_gone(tmp_path):
     assert 0.0 <= out["status_age_s"] < 60.0
     status_file.write_text(json.dumps(dict(snap, pid=os.getpid())))
     assert json.loads(ctl(control, "status", status_file))["daemon_running"] is True
+    halted = dict(snap, pid=os.getpid(), state="halted", state_reason="intraday drawdown 2.6 % >= 2.5 %")
+    status_file.write_text(json.dumps(halted))  # the daemon's lifecycle state (issue 23 §2) beside its pid
+    running = json.loads(ctl(control, "status", status_file))["daemon_state"]
+    assert running == f"running as pid {os.getpid()}: halted (intraday drawdown 2.6 % >= 2.5 %)"
     status_file.write_text(json.dumps(dict(snap, pid=os.getpid(), written_at=0.0)))
     assert "NOT RESPONDING" in json.loads(ctl(control, "status", status_file))["daemon_state"]
     status_file.write_text(json.dumps(dict(snap, stopped=True)))
