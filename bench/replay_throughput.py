@@ -1,5 +1,8 @@
 """Whole daemon pipeline on the reference workload: quotes -> 1-minute bars -> PPO decision on
-every bar -> paper fills -> SQLite (WAL, synchronous=FULL). Reports the median of the runs.
+every bar -> paper fills -> SQLite (WAL, synchronous=FULL). Reports the median of the runs,
+in bulk (batch_ticks 65,536) and handed over one quote at a time (batch_ticks 1, as a live
+feed does: the slot's scalar path), side by side in one run on the same quotes; both must
+make the same decisions, orders and fills.
 
     python bench/replay_throughput.py [--quick] [--ticks N] [--runs R]
 """
@@ -21,12 +24,13 @@ from stairway.daemon.app import run_daemon  # noqa: E402
 from stairway.daemon.config import DaemonConfig, ReplayConfig  # noqa: E402
 
 
-def config(state: Path) -> DaemonConfig:
+def config(state: Path, batch_ticks: int = 65_536) -> DaemonConfig:
     """Paper replay of the minute market (common.bench_service)."""
+    span = DateRange(start=dt.date(2017, 10, 2), end=dt.date(2017, 10, 9))
     return DaemonConfig(
         **minute_market().model_dump(),
         service=bench_service(state),
-        replay=ReplayConfig(range=DateRange(start=dt.date(2017, 10, 2), end=dt.date(2017, 10, 9))),
+        replay=ReplayConfig(range=span, batch_ticks=batch_ticks),
     )
 
 
@@ -42,12 +46,19 @@ def main() -> None:
     rates, results = [], []
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(run_daemon(config(Path(tmp) / "warm"), policy=bench_policy("ppo"), ticks=ticks[:20_000]))
+        one_rates, one_results = [], []
         for r in range(runs):
             t0 = time.perf_counter()
             res = asyncio.run(run_daemon(config(Path(tmp) / f"run{r}"), policy=bench_policy("ppo"), ticks=ticks))
             rates.append(n / (time.perf_counter() - t0))
             results.append(res)
+            m = min(n, 200_000)  # one at a time: the first 200k quotes
+            t0 = time.perf_counter()
+            res = asyncio.run(run_daemon(config(Path(tmp) / f"one{r}", 1), policy=bench_policy("ppo"), ticks=ticks[:m]))
+            one_rates.append(m / (time.perf_counter() - t0))
+            one_results.append(res)
     c = results[-1].counters
+    one = statistics.median(one_rates)
     import sys
 
     report(
@@ -67,6 +78,11 @@ def main() -> None:
             "torch_imported": "torch" in sys.modules,
             "nautilus_ref_ticks_per_s": 143_000,
             "ratio_vs_nautilus": round(statistics.median(rates) / 143_000, 2),
+            "one_quote_ticks": min(n, 200_000),
+            "one_quote_ticks_per_s": round(one),
+            "one_quote_decisions": one_results[-1].counters["decisions"],
+            "one_quote_orders": one_results[-1].counters["orders"],
+            "bulk_over_one_quote": round(statistics.median(rates) / one, 2),
         },
     )
 

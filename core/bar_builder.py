@@ -50,6 +50,91 @@ def quote_is_valid(bid: float, ask: float) -> bool:
     return bid > 0.0 and ask > 0.0 and bid <= ask and ask < np.inf
 
 
+@numba.njit(cache=True, inline="always")
+def _step(
+    t: int,
+    b: float,
+    a: float,
+    period_ns: int,
+    mode: int,
+    state: np.ndarray,
+    istate: np.ndarray,
+    counts: np.ndarray,
+    max_jump: float,
+    jump_confirm: int,
+    out_ts: np.ndarray,
+    out_ohlcv: np.ndarray,
+    out_last_quote: np.ndarray,
+    out_last_ts: np.ndarray,
+    n_out: int,
+) -> int:
+    """One quote: -1 rejected (counted), 0 accepted, 1 accepted after closing the open bar
+    (written at row ``n_out`` of the outputs). The one place the rules live."""
+    if not quote_is_valid(b, a):
+        counts[C_BAD] += 1
+        return -1
+    if istate[I_HAS_LAST] != 0:
+        last = istate[I_LAST_TS]
+        if t < last:
+            counts[C_OUT_OF_ORDER] += 1
+            return -1
+        if t == last and b == state[S_LAST_BID] and a == state[S_LAST_ASK]:
+            counts[C_DUPLICATE] += 1
+            return -1
+        m = 0.5 * (a + b)
+        if is_jump(m, 0.5 * (state[S_LAST_BID] + state[S_LAST_ASK]), max_jump):
+            if istate[I_PEND_N] > 0 and not is_jump(m, state[S_PEND], max_jump):
+                istate[I_PEND_N] += 1
+            else:  # a new candidate level
+                istate[I_PEND_N] = 1
+                state[S_PEND] = m
+            if istate[I_PEND_N] < jump_confirm:
+                counts[C_JUMP] += 1
+                return -1
+        istate[I_PEND_N] = 0
+    if mode == 0:
+        p = a
+    elif mode == 1:
+        p = b
+    else:
+        p = 0.5 * (a + b)
+    bucket = t - t % period_ns
+    closed = 0
+    if istate[I_HAS_BAR] != 0 and istate[I_BAR_TS] != bucket:
+        out_ts[n_out] = istate[I_BAR_TS]
+        out_ohlcv[n_out, 0] = state[S_O]
+        out_ohlcv[n_out, 1] = state[S_H]
+        out_ohlcv[n_out, 2] = state[S_L]
+        out_ohlcv[n_out, 3] = state[S_C]
+        out_ohlcv[n_out, 4] = state[S_N]
+        out_last_quote[n_out, 0] = state[S_LAST_BID]
+        out_last_quote[n_out, 1] = state[S_LAST_ASK]
+        out_last_ts[n_out] = istate[I_LAST_TS]
+        closed = 1
+        istate[I_HAS_BAR] = 0
+    if istate[I_HAS_BAR] == 0:
+        istate[I_HAS_BAR] = 1
+        istate[I_BAR_TS] = bucket
+        state[S_O] = p
+        state[S_H] = p
+        state[S_L] = p
+        state[S_C] = p
+        state[S_N] = 1.0
+    else:
+        if p > state[S_H]:
+            state[S_H] = p
+        if p < state[S_L]:
+            state[S_L] = p
+        state[S_C] = p
+        state[S_N] += 1.0
+    istate[I_HAS_LAST] = 1
+    istate[I_LAST_TS] = t
+    state[S_LAST_BID] = b
+    state[S_LAST_ASK] = a
+    counts[C_ACCEPTED] += 1
+    return closed
+
+
 @numba.njit(cache=True)
 def build_bars_kernel(
     ts: np.ndarray,
@@ -71,74 +156,39 @@ def build_bars_kernel(
 ) -> int:
     n_out = 0
     for i in range(ts.shape[0]):
-        t = ts[i]
-        b = bid[i]
-        a = ask[i]
-        accepted[i] = False
-        if not quote_is_valid(b, a):
-            counts[C_BAD] += 1
-            continue
-        if istate[I_HAS_LAST] != 0:
-            last = istate[I_LAST_TS]
-            if t < last:
-                counts[C_OUT_OF_ORDER] += 1
-                continue
-            if t == last and b == state[S_LAST_BID] and a == state[S_LAST_ASK]:
-                counts[C_DUPLICATE] += 1
-                continue
-            m = 0.5 * (a + b)
-            if is_jump(m, 0.5 * (state[S_LAST_BID] + state[S_LAST_ASK]), max_jump):
-                if istate[I_PEND_N] > 0 and not is_jump(m, state[S_PEND], max_jump):
-                    istate[I_PEND_N] += 1
-                else:  # a new candidate level
-                    istate[I_PEND_N] = 1
-                    state[S_PEND] = m
-                if istate[I_PEND_N] < jump_confirm:
-                    counts[C_JUMP] += 1
-                    continue
-            istate[I_PEND_N] = 0
-        if mode == 0:
-            p = a
-        elif mode == 1:
-            p = b
-        else:
-            p = 0.5 * (a + b)
-        bucket = t - t % period_ns
-        if istate[I_HAS_BAR] != 0 and istate[I_BAR_TS] != bucket:
-            out_ts[n_out] = istate[I_BAR_TS]
-            out_ohlcv[n_out, 0] = state[S_O]
-            out_ohlcv[n_out, 1] = state[S_H]
-            out_ohlcv[n_out, 2] = state[S_L]
-            out_ohlcv[n_out, 3] = state[S_C]
-            out_ohlcv[n_out, 4] = state[S_N]
+        r = _step(
+            ts[i], bid[i], ask[i], period_ns, mode, state, istate, counts, max_jump, jump_confirm,
+            out_ts, out_ohlcv, out_last_quote, out_last_ts, n_out,
+        )  # fmt: skip
+        accepted[i] = r >= 0
+        if r == 1:
             out_close_idx[n_out] = i
-            out_last_quote[n_out, 0] = state[S_LAST_BID]
-            out_last_quote[n_out, 1] = state[S_LAST_ASK]
-            out_last_ts[n_out] = istate[I_LAST_TS]
             n_out += 1
-            istate[I_HAS_BAR] = 0
-        if istate[I_HAS_BAR] == 0:
-            istate[I_HAS_BAR] = 1
-            istate[I_BAR_TS] = bucket
-            state[S_O] = p
-            state[S_H] = p
-            state[S_L] = p
-            state[S_C] = p
-            state[S_N] = 1.0
-        else:
-            if p > state[S_H]:
-                state[S_H] = p
-            if p < state[S_L]:
-                state[S_L] = p
-            state[S_C] = p
-            state[S_N] += 1.0
-        istate[I_HAS_LAST] = 1
-        istate[I_LAST_TS] = t
-        state[S_LAST_BID] = b
-        state[S_LAST_ASK] = a
-        counts[C_ACCEPTED] += 1
-        accepted[i] = True
     return n_out
+
+
+@numba.njit(cache=True)
+def push_one_kernel(
+    t: int,
+    b: float,
+    a: float,
+    period_ns: int,
+    mode: int,
+    state: np.ndarray,
+    istate: np.ndarray,
+    counts: np.ndarray,
+    max_jump: float,
+    jump_confirm: int,
+    out_ts: np.ndarray,
+    out_ohlcv: np.ndarray,
+    out_last_quote: np.ndarray,
+    out_last_ts: np.ndarray,
+) -> int:
+    """One quote, no allocation: the outputs are the builder's own one-row buffers."""
+    return _step(
+        t, b, a, period_ns, mode, state, istate, counts, max_jump, jump_confirm,
+        out_ts, out_ohlcv, out_last_quote, out_last_ts, 0,
+    )  # fmt: skip
 
 
 @dataclass
@@ -180,6 +230,11 @@ class BarBuilder:
         self.state = np.zeros(STATE_SIZE)
         self.istate = np.zeros(ISTATE_SIZE, dtype=np.int64)
         self.counts = np.zeros(N_COUNTS, dtype=np.int64)
+        # push_one's outputs: the bar its quote closed, reused (no allocation per quote)
+        self._one_ts = np.zeros(1, dtype=np.int64)
+        self._one_ohlcv = np.zeros((1, 5))
+        self._one_last = np.zeros((1, 2))
+        self._one_last_ts = np.zeros(1, dtype=np.int64)
 
     @property
     def accepted(self) -> int:
@@ -251,6 +306,20 @@ class BarBuilder:
             accepted,
             out_last_ts[:k].copy(),
         )
+
+    def push_one(self, ts_ns: int, bid: float, ask: float) -> int:
+        """One quote, as ``push`` would take it in a batch of one, without allocating: -1
+        rejected, 0 accepted, 1 accepted after closing the open bar (``last_closed``)."""
+        return push_one_kernel(
+            ts_ns, bid, ask, self.period_ns, self.mode, self.state, self.istate, self.counts,
+            self.max_jump, self.jump_confirm, self._one_ts, self._one_ohlcv, self._one_last, self._one_last_ts,
+        )  # fmt: skip
+
+    def last_closed(self) -> tuple[tuple[int, float, float, float, float, float], float, float, int]:
+        """The bar the last ``push_one`` closed: ((ts, o, h, l, c, volume), its last bid, ask, quote time)."""
+        o, h, lo, c, v = self._one_ohlcv[0].tolist()
+        b, a = self._one_last[0].tolist()
+        return (int(self._one_ts[0]), o, h, lo, c, v), b, a, int(self._one_last_ts[0])
 
     def flush(self) -> np.ndarray:
         """Close the open bar at the end of the data (no closing quote exists)."""

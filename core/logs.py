@@ -14,9 +14,11 @@ from stairway.core.redaction import redact_processor
 
 
 def replay_time(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """A replay's events carry the replayed quotes' time (UTC ISO 8601) beside the wall clock's."""
-    ns = event.pop("replay_ts_ns", None)
-    if ns is not None:
+    """A replay's events carry the replayed quotes' time (UTC ISO 8601) beside the wall clock's:
+    ``replay_clock`` (bound once per replay) is the feed, whose ``replay_ts_ns`` it reads."""
+    clock = event.pop("replay_clock", None)
+    ns = getattr(clock, "replay_ts_ns", None)
+    if ns:
         event["replay_time"] = dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="seconds")
     return event
 

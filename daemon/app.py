@@ -166,20 +166,21 @@ class Daemon(ModelEvents):
                 slot.on_ticks(batch)
                 if not self.feed.chunk_end:  # a replay's run inside a batch: commit at the batch's end
                     continue
-                try:
-                    await store.flush()
-                except Exception as e:  # the database is the record of what happened: stop
-                    self.db_error = str(e)
-                    raise FatalError(f"{self.cfg.service.db_path}: write failed: {e}") from e
-                for s in slots.values():  # reported only once committed (a live fill may land on any)
-                    for f in s.new_fills:
-                        log.info(
-                            "order_filled",
-                            client_order_id=f.client_order_id,
-                            units=f.units * int(f.side),
-                            price=f.price,
-                        )
-                    s.new_fills.clear()
+                if store.due(time.monotonic()):  # fills and orders at once; bars, decisions batched
+                    try:
+                        await store.flush()
+                    except Exception as e:  # the database is the record of what happened: stop
+                        self.db_error = str(e)
+                        raise FatalError(f"{self.cfg.service.db_path}: write failed: {e}") from e
+                    for s in slots.values():  # reported only once committed (a live fill may land on any)
+                        for f in s.new_fills:
+                            log.info(
+                                "order_filled",
+                                client_order_id=f.client_order_id,
+                                units=f.units * int(f.side),
+                                price=f.price,
+                            )
+                        s.new_fills.clear()
                 if self.stop.is_set():
                     self.interrupted = True
                     log.info("shutdown_requested", ticks=self.ticks_seen)

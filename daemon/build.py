@@ -225,6 +225,7 @@ class DaemonBuild:
             self.feed = ReplayFeed(quotes, cfg.replay.batch_ticks, cfg.replay.speed, cfg.bars.period_ns)
             mode, clock_ns = "paper-replay", self.feed.now_ns
         self.store = await Store.open(svc.db_path)
+        self.store.max_secs = svc.flush_secs
         stack.push_async_callback(self._close_with_limit, "database", self.store.close)
         prefix = cfg.broker.kind if cfg.live else "replay"
         # unique even for two runs of one process within a second (a restart test, a supervisor)

@@ -30,6 +30,13 @@ class ServiceConfig(Strict):
     )
     model_poll_secs: float = Field(1.0, gt=0, description="How often models/current is checked.")
     control_poll_secs: float = Field(0.25, gt=0, description="How often control files are checked (<= 1 s).")
+    flush_secs: float = Field(
+        0.25,
+        gt=0,
+        le=10,
+        description="Bar, decision and position rows wait at most this long to be committed (fills, orders, "
+        "risk events and the book never wait).",
+    )
     control_check_secs: float = Field(
         5.0,
         gt=0,

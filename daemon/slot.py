@@ -64,6 +64,7 @@ from stairway.daemon.slot_warmup import warm_up_kernels
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
+_ONE_ACCEPTED = np.ones(1, dtype=np.bool_)  # a one-quote batch that the bar builder accepted
 
 # risk events an operator is alerted to at once (daemon.alerts), by kind prefix; the drawdown
 # tiers are alerted by the daemon once they have held (daemon.alerts.Conditions)
@@ -183,6 +184,8 @@ class Slot:
 
     # -- quotes ---------------------------------------------------------------------------
     def on_ticks(self, ticks: np.ndarray) -> None:
+        if len(ticks) == 1 and self._flatten_reason is None:
+            return self._on_one(ticks)  # a live feed's usual batch: scalars, no arrays built
         self.counters.ticks += len(ticks)
         closed = self.builder.push(ticks)
         ts, bid, ask = ticks["ts_ns"], ticks["bid"], ticks["ask"]
@@ -214,17 +217,28 @@ class Slot:
             if self.position[PS_UNITS] != 0.0:
                 self._protect_at_quote()
 
-    def prefill(self, bars: np.ndarray) -> None:
-        """Warm the feature and regime buffers from history (BAR_DTYPE rows older than any
-        quote this slot will see; daemon.warm_start): no rows, no orders, no performance, as if
-        those bars had been built here. The next bar this slot builds must be newer."""
-        features, regime = self.features, self.regime
-        for ts, o, h, lo, cl, _ in bars.tolist():
-            features.push(ts, o, h, lo, cl)
-            if regime is not None:
-                self.regime_value = regime.update(cl)
-        if len(bars):
-            self.counters.history_bars += len(bars)
+    def _on_one(self, ticks: np.ndarray) -> None:
+        """on_ticks for one quote, step for step the same: a quote that closes a bar ends the
+        working order (when it expires) and decides; it is not worked itself (a decision is
+        executed only at a quote after its bar's close); any other accepted quote is."""
+        self.counters.ticks += 1
+        ts, bid, ask = ticks.tolist()[0]
+        r = self.builder.push_one(ts, bid, ask)
+        if r < 0:
+            return
+        if r == 1:
+            order = self.broker.working.get(self.instrument)
+            if order is not None and order.expires:
+                self._finish_order()
+            bar, last_bid, last_ask, last_ts = self.builder.last_closed()
+            self._on_bar(bar, last_bid, last_ask, ts, last_ts)
+        else:
+            self._work(ticks["ts_ns"], ticks["bid"], ticks["ask"], _ONE_ACCEPTED, 0, 1)
+        self._last_quote = (bid, ask)
+        self._last_quote_ts = ts
+        self.account.on_quote(self.instrument, bid, ask)
+        if self.position[PS_UNITS] != 0.0:
+            self._protect_at_quote()
 
     def warm_up(self) -> None:
         """Run every kernel once on throwaway state (daemon.slot_warmup): touches nothing traded."""
@@ -276,17 +290,8 @@ class Slot:
 
     def _persist_book(self) -> None:
         if self.persist_book:
-            st = self.position
-            self.store.add(
-                BookRow(
-                    self.instrument,
-                    float(st[PS_UNITS]),
-                    float(st[PS_AVG]),
-                    float(st[PS_REALIZED]),
-                    time.time_ns(),
-                    self.run_id,
-                ),
-            )
+            units, avg, realized = (float(self.position[k]) for k in (PS_UNITS, PS_AVG, PS_REALIZED))
+            self.store.add(BookRow(self.instrument, units, avg, realized, time.time_ns(), self.run_id))
 
     # -- orders and fills -----------------------------------------------------------------
     def _next_id(self, bar_ts: int) -> str:
@@ -412,16 +417,8 @@ class Slot:
             self.feature_watch.set_model(new)
         self._ramp_day = bar_ts // NS_PER_DAY
         # wall-clock time, as for refusals (daemon._on_refused); the bar it took effect on is in the reason
-        self.store.add(
-            ModelSwapRow(
-                self.run_id,
-                time.time_ns(),
-                old.sha,
-                new.sha,
-                "swapped",
-                f"between bars; first decision on the bar opening {bar_ts}",
-            ),
-        )
+        why = f"between bars; first decision on the bar opening {bar_ts}"
+        self.store.add(ModelSwapRow(self.run_id, time.time_ns(), old.sha, new.sha, "swapped", why))
         log.info("model_swapped", instrument=self.instrument, old_sha=old.sha[:12], new_sha=new.sha[:12], bar_ts=bar_ts)
 
     def _size_factor(self, bar_ts: int) -> float:

@@ -20,6 +20,7 @@ def warm_up_kernels(slot) -> None:
     t["ts_ns"] = np.arange(3) * slot.builder.period_ns
     t["bid"], t["ask"] = 1.0, 1.0001
     b.push(t)
+    b.push_one(3 * slot.builder.period_ns, 1.0, 1.0001)  # the one-quote path (live feeds)
     fb = FeatureBuffer(slot.spec, slot.features.cross_view)  # (reads nothing as old as these bars)
     for k in range(slot.spec.window):
         fb.push(k * slot.builder.period_ns, 1.0, 1.0002, 0.9998, 1.0 + 1e-4 * (k % 3))

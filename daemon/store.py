@@ -95,7 +95,10 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _INSERT = {table: insert_sql(table) for table in TABLES}
-OPEN_ORDER_STATES = ("new", "unknown")  # written before sending / outcome not yet known
+OPEN_ORDER_STATES = ("new", "unknown")
+DEFERRABLE = frozenset(
+    {"bars", "decisions", "positions"}
+)  # many, and only records: batched (Store.due)  # written before sending / outcome not yet known
 
 
 def _check_db_path(path: Path) -> None:
@@ -122,6 +125,9 @@ class Store:
         self.db, self.path = db, path
         self.pending: dict[str, list[tuple]] = {k: [] for k in TABLES}
         self.committed_rows = 0
+        self.queued, self.urgent = 0, False  # rows waiting; one of them not DEFERRABLE
+        self.max_rows, self.max_secs = 4096, 0.25  # service.flush_rows / flush_secs (Store.due)
+        self._since = 0.0
         self._lock = asyncio.Lock()  # the feed, order and reconciliation tasks all flush
 
     @classmethod
@@ -174,7 +180,22 @@ class Store:
 
     def add(self, row: tuple) -> None:
         """Queue a row (one of daemon.rows' types: its type names the table) for the next flush."""
-        self.pending[TABLE_OF[type(row)]].append(row)
+        table = TABLE_OF[type(row)]
+        self.pending[table].append(row)
+        self.queued += 1
+        if table not in DEFERRABLE:
+            self.urgent = True
+
+    def due(self, now: float) -> bool:
+        """Whether the feed should flush now (``now``: time.monotonic()): a row that is not a
+        bar, decision or position is waiting (fills, orders, risk events, the book: committed
+        at the end of the batch that made them), or more than ``max_rows`` rows are, or the
+        oldest has waited ``max_secs``. Bars, decisions and positions are batched: a kill -9
+        loses at most ``max_secs`` of them, never a fill or an order."""
+        if not self.queued:
+            self._since = now
+            return False
+        return self.urgent or self.queued >= self.max_rows or now - self._since >= self.max_secs
 
     async def start_run(self, run_id: str, started_ns: int, mode: str, model_sha: str, config_json: str) -> list[str]:
         """Record a run; earlier runs that never recorded their end (killed, crashed) get a
@@ -228,6 +249,7 @@ class Store:
                 return 0
             for k in batch:
                 self.pending[k] = []
+            self.queued, self.urgent = 0, False
             await self.db.execute("BEGIN")
             try:
                 for table, rows in batch.items():
@@ -237,6 +259,7 @@ class Store:
                 await self.db.execute("ROLLBACK")
                 for k, rows in batch.items():  # kept, in order, for the next attempt
                     self.pending[k] = rows + self.pending[k]
+                self.queued, self.urgent = sum(map(len, self.pending.values())), True
                 raise
             self.committed_rows += n
             return n

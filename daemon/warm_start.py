@@ -124,7 +124,7 @@ async def warm_slot(
     need = bars_needed(slot.spec.window, slot.regime)
     since = until - lookback_ns(need, period_minutes, max_days)
     got = await gather(sources, since, until, need, period_ns, timeout_secs)
-    slot.prefill(got.bars)
+    prefill(slot, got.bars)
     fields = {
         "instrument": slot.instrument,
         "bars": len(got.bars),
@@ -142,3 +142,16 @@ async def warm_slot(
             "warm_start_short", **fields, reason="not enough history: decisions wait for the features to warm up"
         )
     return got
+
+
+def prefill(slot, bars: np.ndarray) -> None:
+    """Warm a slot's (daemon.slot.Slot) feature and regime buffers from history (BAR_DTYPE
+    rows older than any quote it will see): no rows, no orders, no performance, as if those
+    bars had been built there. The next bar the slot builds must be newer."""
+    features, regime = slot.features, slot.regime
+    for ts, o, h, lo, cl, _ in bars.tolist():
+        features.push(ts, o, h, lo, cl)
+        if regime is not None:
+            slot.regime_value = regime.update(cl)
+    if len(bars):
+        slot.counters.history_bars += len(bars)

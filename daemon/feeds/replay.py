@@ -46,6 +46,7 @@ class ReplayFeed:
     source = "bar-derived"
     last_batch_backfilled = False
     chunk_end = True
+    replay_ts_ns = 0  # the last quote of the batch being handled (log lines' replay_time)
 
     def stale_instruments(self, now: float | None = None) -> list[str]:
         """A replay's prices are never stale (it hands over recorded time)."""
@@ -72,6 +73,9 @@ class ReplayFeed:
 
     def __len__(self) -> int:
         return len(self.quotes)
+
+    def __repr__(self) -> str:  # as log lines show it where core.logs' processor is not configured
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.replay_ts_ns // 10**9))
 
     def now_ns(self, closing_ts_ns: int) -> int:
         """The decision clock of a replay: replay time, the closing quote's own time, paced or
@@ -121,16 +125,22 @@ class ReplayFeed:
     async def batches(self) -> AsyncIterator[tuple[str, np.ndarray]]:
         """The quotes in batches; while one is handled, log events carry its last quote's time
         (``replay_time`` next to the wall ``timestamp``: core.logs)."""
-        async for inst, part in self._batches():
-            structlog.contextvars.bind_contextvars(replay_ts_ns=int(part["ts_ns"][-1]))
-            yield inst, part
-        structlog.contextvars.unbind_contextvars("replay_ts_ns")
+        structlog.contextvars.bind_contextvars(replay_clock=self)
+        try:
+            async for inst, part in self._batches():
+                self.replay_ts_ns = int(part["ts_ns"][-1])
+                yield inst, part
+        finally:
+            structlog.contextvars.unbind_contextvars("replay_clock")
 
     async def _batches(self) -> AsyncIterator[tuple[str, np.ndarray]]:
         self._t0_wall = time.monotonic()
         if not self.speed:
+            handed = 0.0
             for start in range(0, len(self.quotes), self.batch_ticks):
-                await asyncio.sleep(0)  # hand control back to the loop (signals, other tasks)
+                if (now := time.perf_counter()) - handed >= 0.001:  # at most every ms, not every batch:
+                    await asyncio.sleep(0)  # control back to the loop (signals, other tasks)
+                    handed = now
                 for part in self._split(start, start + self.batch_ticks):
                     yield part
             return

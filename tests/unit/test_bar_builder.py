@@ -151,3 +151,30 @@ def test_extreme_order_ignores_the_bars_close():
     assert np.all(np.abs(a[:, 2] - o) <= np.abs(a[:, 3] - o))  # the nearer extreme comes first
     old_a, old_b = bar_paths(o, h, lo, c1, "close_decides"), bar_paths(o, h, lo, c2, "close_decides")
     assert not np.array_equal(old_a[:, 1], old_b[:, 1])  # the rule it replaces looked at the close
+
+
+def test_one_quote_at_a_time_builds_what_a_batch_builds_real_quotes_with_bad_ones():
+    """Issue 23 §4: push_one (the live path, no allocation) and push (batches) share one
+    kernel step: on the real USD/THB quotes (a zero ask, an out-of-order quote, duplicates)
+    and a confirmed jump, the same bars, closing quotes, last quotes and counters."""
+    ticks = usdthb_ticks()
+    jump = ticks[-8:].copy()  # four quotes 15 % up: the first rejected, then accepted as a level
+    jump["ts_ns"] = ticks["ts_ns"][-1] + np.arange(1, 9) * MIN
+    jump["bid"], jump["ask"] = ticks["bid"][-1] * 1.15, ticks["ask"][-1] * 1.15
+    ticks = np.concatenate([ticks, jump])
+    batch, one = BarBuilder(60 * MIN, "mid"), BarBuilder(60 * MIN, "mid")
+    closed = batch.push(ticks)
+    got, idx, codes = [], [], []
+    for i, (ts, bid, ask) in enumerate(ticks.tolist()):
+        r = one.push_one(ts, bid, ask)
+        codes.append(r)
+        if r == 1:
+            got.append(one.last_closed())
+            idx.append(i)
+    assert idx == closed.close_idx.tolist() and len(idx) > 100
+    assert [g[0] for g in got] == closed.bars.tolist()
+    assert [(g[1], g[2], g[3]) for g in got] == list(
+        zip(closed.last_bid.tolist(), closed.last_ask.tolist(), closed.last_ts.tolist())
+    )
+    assert [c >= 0 for c in codes] == closed.accepted.tolist()
+    assert one.counts.tolist() == batch.counts.tolist() and batch.rejected_jump >= 1

@@ -134,3 +134,37 @@ def test_every_row_type_names_its_tables_columns_in_order(tmp_path):
             cols = [r[1] for r in c.execute(f"PRAGMA table_info({table})") if r[1] != "id"]
             assert list(row._fields) == cols, table
     assert set(TABLES) <= tables and "events" not in tables
+
+
+def test_bars_wait_for_time_or_size_and_a_fill_is_due_at_once(tmp_path):
+    """Issue 23 §4: the feed commits bars, decisions and positions on a timer or by size (a
+    quote that closes a bar no longer costs a commit); a fill, an order or a risk event makes
+    the next batch end commit."""
+    from stairway.daemon.rows import BarRow
+
+    async def go():
+        s = await Store.open(tmp_path / "a.db")
+        s.max_rows, s.max_secs = 3, 0.25
+        assert not s.due(100.0)  # nothing queued: the wait starts here
+        s.add(BarRow("r", "EUR_USD", 1, 1.0, 1.0, 1.0, 1.0, 4))
+        s.add(BarRow("r", "EUR_USD", 2, 1.0, 1.0, 1.0, 1.0, 4))
+        waits = [s.due(100.1), s.due(100.26)]  # two bars: not yet; the oldest has waited 0.26 s
+        await s.flush()
+        s.due(200.0)
+        for k in range(3):
+            s.add(BarRow("r", "EUR_USD", 10 + k, 1.0, 1.0, 1.0, 1.0, 4))
+        by_size = s.due(200.0)  # three rows: max_rows
+        await s.flush()
+        s.due(300.0)
+        s.add(FillRow("r", "c-1", 0, "EUR_USD", 5, 1000.0, 1.1, 0.0))
+        fill = s.due(300.0)
+        await s.flush()
+        after = (s.queued, s.urgent, s.due(300.0))
+        await s.close()
+        return waits, by_size, fill, after
+
+    waits, by_size, fill, after = run(go())
+    assert waits == [False, True] and by_size and fill and after == (0, False, False)
+    with sqlite3.connect(tmp_path / "a.db") as c:
+        assert c.execute("SELECT COUNT(*) FROM bars").fetchone()[0] == 5
+        assert c.execute("SELECT COUNT(*) FROM fills").fetchone()[0] == 1
