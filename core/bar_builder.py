@@ -167,30 +167,6 @@ def build_bars_kernel(
     return n_out
 
 
-@numba.njit(cache=True)
-def push_one_kernel(
-    t: int,
-    b: float,
-    a: float,
-    period_ns: int,
-    mode: int,
-    state: np.ndarray,
-    istate: np.ndarray,
-    counts: np.ndarray,
-    max_jump: float,
-    jump_confirm: int,
-    out_ts: np.ndarray,
-    out_ohlcv: np.ndarray,
-    out_last_quote: np.ndarray,
-    out_last_ts: np.ndarray,
-) -> int:
-    """One quote, no allocation: the outputs are the builder's own one-row buffers."""
-    return _step(
-        t, b, a, period_ns, mode, state, istate, counts, max_jump, jump_confirm,
-        out_ts, out_ohlcv, out_last_quote, out_last_ts, 0,
-    )  # fmt: skip
-
-
 @dataclass
 class ClosedBars:
     """Bars closed by one batch. ``close_idx[k]`` is the batch index of the quote that closed
@@ -310,9 +286,9 @@ class BarBuilder:
     def push_one(self, ts_ns: int, bid: float, ask: float) -> int:
         """One quote, as ``push`` would take it in a batch of one, without allocating: -1
         rejected, 0 accepted, 1 accepted after closing the open bar (``last_closed``)."""
-        return push_one_kernel(
+        return _step(  # the kernel's own step, called from Python (inlined only into kernels)
             ts_ns, bid, ask, self.period_ns, self.mode, self.state, self.istate, self.counts,
-            self.max_jump, self.jump_confirm, self._one_ts, self._one_ohlcv, self._one_last, self._one_last_ts,
+            self.max_jump, self.jump_confirm, self._one_ts, self._one_ohlcv, self._one_last, self._one_last_ts, 0,
         )  # fmt: skip
 
     def last_closed(self) -> tuple[tuple[int, float, float, float, float, float], float, float, int]:
