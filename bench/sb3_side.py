@@ -49,24 +49,29 @@ class StairwayVecEnv(VecEnv):
 
 
 def main() -> None:
-    steps, num_envs = int(sys.argv[1]), int(sys.argv[2])
+    """argv: steps, num_envs, then either "defaults" (SB3's own PPO settings) or the settings
+    to match as JSON: n_steps, batch_size, n_epochs, hidden, ent_coef, learning_rate."""
+    steps, num_envs, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     import torch
 
     torch.set_num_threads(1)
     venv = StairwayVecEnv(make_env(num_envs))
-    model = PPO("MlpPolicy", venv, seed=1, device="cpu", verbose=0)  # SB3 defaults
-    model.learn(2048 * num_envs)  # warm-up
+    if mode == "defaults":
+        model = PPO("MlpPolicy", venv, seed=1, device="cpu", verbose=0)
+    else:  # ours: separate 64x64 tanh actor and critic, our rollout, minibatch and epochs
+        a = json.loads(mode)
+        arch = {"net_arch": {"pi": [a["hidden"]] * 2, "vf": [a["hidden"]] * 2}, "activation_fn": torch.nn.Tanh}
+        model = PPO(
+            "MlpPolicy", venv, n_steps=a["n_steps"], batch_size=a["batch_size"], n_epochs=a["n_epochs"],
+            ent_coef=a["ent_coef"], learning_rate=a["learning_rate"], policy_kwargs=arch, seed=1, device="cpu",
+            verbose=0,
+        )  # fmt: skip
+    model.learn(model.n_steps * num_envs * 2)  # warm-up
     before = model.num_timesteps
     t0 = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)  # SB3 finishes whole rollouts: count what it did
-    print(
-        json.dumps(
-            {
-                "steps_per_s": (model.num_timesteps - before) / (time.perf_counter() - t0),
-                "steps": model.num_timesteps - before,
-            }
-        )
-    )
+    done = model.num_timesteps - before
+    print(json.dumps({"steps_per_s": done / (time.perf_counter() - t0), "steps": done}))
 
 
 if __name__ == "__main__":

@@ -284,9 +284,7 @@ class IBBroker:
             limit = bound_tick(intent.price_bound, intent.instrument, units > 0)
             order = ibapi.LimitOrder(action, abs(units), limit, orderRef=coid, tif="IOC")
         trade = self.ib.placeOrder(contract, order)
-        deadline = time.monotonic() + self.cfg.fill_timeout_secs
-        while not trade.isDone() and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
+        await self._wait([trade], trade.isDone)
         rep = self._report(coid, units, trade, intent.instrument)
         if rep is not None and intent.price_bound is not None and rep.state is OrderState.CANCELLED:
             rep = dataclasses.replace(rep, reason=BOUNDS_VIOLATION)  # an IOC limit the market had left
@@ -301,6 +299,18 @@ class IBBroker:
             except (OrderRejected, TransientError) as e:  # reconciliation places it again (stop_replaced)
                 log.error("stop_refused", instrument=intent.instrument, order=coid, reason=str(e)[:300])
         return rep
+
+    async def _wait(self, trades: list, done: Callable[[], bool]) -> None:
+        """Until ``done()``, at most ``fill_timeout_secs``: woken by the trades' statusEvent
+        (ib_async emits it at every orderStatus and error that changes one), never polled."""
+        deadline = time.monotonic() + self.cfg.fill_timeout_secs
+        while not done() and (left := deadline - time.monotonic()) > 0:
+            waits = [asyncio.ensure_future(_next(t.statusEvent)) for t in trades]
+            try:
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
 
     # -- protective stops (issue 21 §1): one GTC stop order per position ------------------------
     def _held(self, contract) -> float:
@@ -329,9 +339,7 @@ class IBBroker:
         stops = self._stops_of(contract)
         for t in stops:
             self.ib.cancelOrder(t.order)
-        deadline = time.monotonic() + self.cfg.fill_timeout_secs
-        while any(not t.isDone() for t in stops) and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
+        await self._wait(stops, lambda: all(t.isDone() for t in stops))
         if any(not t.isDone() for t in stops):
             raise TransientError(
                 f"{why}: IB did not confirm the stop's cancellation in {self.cfg.fill_timeout_secs:g} s"
@@ -345,9 +353,7 @@ class IBBroker:
         order = ibapi.StopOrder("SELL" if sell else "BUY", abs(units), bound_tick(price, instrument, sell),
                                 orderRef=ref, tif="GTC")  # fmt: skip
         trade = self.ib.placeOrder(contract, order)
-        deadline = time.monotonic() + self.cfg.fill_timeout_secs
-        while trade.orderStatus.status not in ("Submitted", "PreSubmitted", *DONE) and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
+        await self._wait([trade], lambda: trade.orderStatus.status in ("Submitted", "PreSubmitted", *DONE))
         if trade.orderStatus.status in ("Cancelled", "ApiCancelled", "Inactive"):
             reason = trade.log[-1].message if trade.log else trade.orderStatus.status
             raise OrderRejected(f"{ref}: IB refused the stop at {order.auxPrice}: {reason}")
@@ -511,3 +517,8 @@ def _commission(f) -> float:
 
 def _ts_ns(t: dt.datetime) -> int:
     return int(t.timestamp()) * 10**9 + t.microsecond * 1000
+
+
+async def _next(event):
+    """The next emit of an eventkit Event (ib_async's)."""
+    return await event
