@@ -291,5 +291,6 @@ class LiveRouter:
                 reason,
                 now,
                 now,
+                intent.stop_price,
             ),
         )

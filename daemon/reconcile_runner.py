@@ -233,7 +233,8 @@ class Reconciler:
         stop_atr_multiple) has one at the broker: a missing one (removed by hand, or lost) is
         placed again at the trade's entry price -/+ the distance (``replacement_distance``): a
         ``stop_replaced`` row and an alert; one moved by hand beyond the loosest of ours
-        (``loosest_stop``: the maximum loss no longer holds) is put back there: ``stop_restored``.
+        (``loosest_stop``: the maximum loss no longer holds; for an ATR stop without a cap, the
+        stop its order armed, from the order journal) is put back there: ``stop_restored``.
         At start-up this runs before any order may go out. Brokers that cannot list trades'
         stops skip it."""
         open_trades = getattr(self.broker, "open_trades", None)
@@ -246,7 +247,11 @@ class Reconciler:
             slot = stopped.get(t.instrument)
             if slot is None:
                 continue
-            loosest = loosest_stop(slot, t)
+            loosest, armed = loosest_stop(slot, t), 0.0
+            if loosest != loosest and t.stop is not None:  # an uncapped ATR stop: the one its order armed
+                armed = await self.store.armed_stop(t.instrument, t.price, t.units > 0)
+                if armed > 0.0 and (armed < t.price) == (t.units > 0):  # 2 pips: the broker's tick rounding
+                    loosest = armed - 2 * slot.ex.pip if t.units > 0 else armed + 2 * slot.ex.pip
             if t.stop is not None and not (t.units > 0 and t.stop < loosest or t.units < 0 and t.stop > loosest):
                 continue  # ours, or one moved closer by hand (more protection: left alone)
             was = (
@@ -254,7 +259,7 @@ class Reconciler:
                 if t.stop is None
                 else f"had its stop at {t.stop:.5f}, beyond the loosest of ours {loosest:.5f}"
             )
-            d = replacement_distance(slot, t.units)
+            d = abs(t.price - armed) if armed else replacement_distance(slot, t.units)  # armed: put back where it was
             price = t.price - d if t.units > 0 else t.price + d
             # unique per pass: a stop refused at one pass is asked for again at the next under a new id
             coid = stop_order_id(client_order_id(t.instrument, now, self.passes * 1000 + k))

@@ -113,6 +113,7 @@ class JournalRow(NamedTuple):
     reason: str
     created_ns: int
     updated_ns: int
+    stop_price: float = 0.0  # the protective stop the order arms (0: none): a stop moved by hand is judged by it
 
 
 class BrokerFillRow(NamedTuple):

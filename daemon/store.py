@@ -91,6 +91,9 @@ MIGRATIONS: tuple[str, ...] = (
                                     units REAL NOT NULL, days REAL NOT NULL, charge REAL NOT NULL,
                                     PRIMARY KEY (run_id, instrument, ts_ns)) WITHOUT ROWID;
     """,  # the execution model's holding costs (the drift report compares the broker's)
+    """
+    ALTER TABLE order_journal ADD COLUMN stop_price REAL NOT NULL DEFAULT 0;
+    """,  # the stop each order armed: an uncapped ATR stop moved by hand is compared with it
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -285,6 +288,25 @@ class Store:
             (instrument,),
         )
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def armed_stop(self, instrument: str, entry_price: float, long: bool) -> float:
+        """The stop price journaled with the order whose fill opened a trade at ``entry_price``
+        (OANDA: one trade per fill); failing that, the newest stop an order in that direction
+        armed. 0 when none is known."""
+        side = "> 0" if long else "< 0"
+        rows = await self._rows(
+            "SELECT j.stop_price FROM broker_fills f JOIN order_journal j ON j.client_order_id = f.client_order_id "
+            f"WHERE f.instrument = ? AND ABS(f.price - ?) < 1e-9 AND j.stop_price > 0 AND f.units {side} "
+            "ORDER BY f.ts_ns DESC LIMIT 1",
+            (instrument, entry_price),
+        )
+        if not rows:
+            rows = await self._rows(
+                f"SELECT stop_price FROM order_journal WHERE instrument = ? AND stop_price > 0 AND filled_units {side} "
+                "ORDER BY created_ns DESC LIMIT 1",
+                (instrument,),
+            )
+        return float(rows[0][0]) if rows else 0.0
 
     async def book(self, instrument: str) -> tuple[float, float, float] | None:
         rows = await self._rows("SELECT units, avg_price, realized FROM book WHERE instrument = ?", (instrument,))

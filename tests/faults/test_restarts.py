@@ -299,3 +299,41 @@ def test_a_stop_loosened_by_hand_while_down_is_put_back_and_one_tightened_is_lef
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_an_uncapped_atr_stop_loosened_by_hand_is_put_back_where_its_order_armed_it(tmp_path, spec):
+    """Issue 21 §1 without a maximum loss: the stop's distance came from the range at the entry
+    (stop_atr_multiple, no cap), so only the order journal knows where ours was: each order's
+    stop price is journaled with it. Moved 100 pips away while the daemon is down, the start-up
+    pass puts it back at exactly the price its order armed (one ``stop_restored``); moved
+    closer, it is left alone."""
+    from stairway.core.policy import ScriptedPolicy
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start_with(stop_atr_multiple=3.0, stop_atr_bars=24)
+        try:
+            held = await hold_then_stop(rig)
+            [trade] = rig.emu.trades["EUR_USD"]
+            sign = 1.0 if held > 0 else -1.0
+            ours = trade["sl"]["price"]
+            with rig.db() as c:
+                journaled = [r[0] for r in c.execute("SELECT stop_price FROM order_journal WHERE stop_price > 0")]
+            assert any(abs(ours - p) <= 1e-5 + 1e-9 for p in journaled)  # its order's, on OANDA's 5-decimal grid
+            rig.emu.prices = rig.emu.prices[: rig.emu.cursor]  # the market stands still: no stop fires
+            rig.emu.move_stop("EUR_USD", trade["price"] - sign * 0.0100)
+            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000))
+            assert out.error is None and rig.emu.stop_requests == 1
+            assert trade["sl"]["price"] == pytest.approx(ours, abs=1e-5) and trade["sl"]["coid"].endswith("-stop")
+            with rig.db() as c:
+                kinds = [r[0] for r in c.execute("SELECT kind FROM reconciliation_events WHERE kind LIKE 'stop_%'")]
+            assert kinds == ["stop_restored"]
+            rig.check()
+            closer = ours + sign * 0.0005
+            rig.emu.move_stop("EUR_USD", closer)
+            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000))
+            assert out.error is None and rig.emu.stop_requests == 1 and trade["sl"]["price"] == closer
+        finally:
+            await rig.close()
+
+    asyncio.run(go())
