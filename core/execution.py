@@ -20,8 +20,9 @@ import numba
 import numpy as np
 
 from stairway.core.config import ExecutionConfig, InstrumentConfig
-from stairway.core.position import PS_UNITS, apply_financing
+from stairway.core.position import PS_UNITS, apply_financing, equity
 from stairway.core.protection import size_and_stop
+from stairway.core.risk_rules import held_tier
 from stairway.core.types import NS_PER_DAY
 
 
@@ -57,6 +58,51 @@ def work_order(
         out_idx, out_units, out_price, kinds, n_out,
     )  # fmt: skip
     return n_out, remaining, bounded
+
+
+@numba.njit(cache=True, inline="always")
+def stop_triggered(units: float, stop: float, bid: float, ask: float) -> bool:
+    """A position's protective stop (0: none) is reached: a long's at the bid, a short's at the ask."""
+    if stop <= 0.0 or units == 0.0:
+        return False
+    return bid <= stop if units > 0.0 else ask >= stop
+
+
+@numba.njit(cache=True)
+def quiet_until(
+    state: np.ndarray,
+    stop: float,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    accepted: np.ndarray,
+    start: int,
+    end: int,
+    initial: float,
+    others: float,
+    session_open: float,
+    tier: int,
+    tiers: np.ndarray,
+    exit_fraction: float,
+) -> tuple[int, int]:
+    """For a position (``state``) without a working order: the first accepted quote in
+    [start, end) at which something happens, as quote-by-quote handling would find it: its
+    protective ``stop`` triggers (as work_quotes checks it) or the account's drawdown tier
+    (``held_tier`` of this equity plus ``others``, the other instruments' P&L, against
+    ``session_open``) leaves ``tier``. Returns (that index, or ``end``; the last accepted
+    quote before it, or -1). Between the two nothing changes but the marks."""
+    last = -1
+    units = float(state[PS_UNITS])
+    t_warn, t_halve, t_stop, t_flatten = tiers[0], tiers[1], tiers[2], tiers[3]
+    for i in range(start, end):
+        if not accepted[i]:
+            continue
+        if stop_triggered(units, stop, bid[i], ask[i]):
+            return i, last
+        eq = equity(state, bid[i], ask[i], initial) + others
+        if held_tier(eq, session_open, tier, t_warn, t_halve, t_stop, t_flatten, exit_fraction) != tier:
+            return i, last
+        last = i
+    return end, last
 
 
 @numba.njit(cache=True)
@@ -122,14 +168,8 @@ def work_quotes(
                     units, stop = 0.0, 0.0
                 elif (units > 0.0) == (q > 0.0):  # opened, added to or reversed: the order's stop (0: none)
                     stop = order_stop
-            elif stop > 0.0 and units != 0.0:
-                if units > 0.0 and bid[i] <= stop:
-                    p = bid[i] - slip
-                elif units < 0.0 and ask[i] >= stop:
-                    p = ask[i] + slip
-                else:
-                    i += 1
-                    continue
+            elif stop_triggered(units, stop, bid[i], ask[i]):
+                p = bid[i] - slip if units > 0.0 else ask[i] + slip
                 out_idx[n_out], out_units[n_out], out_price[n_out], out_stop[n_out] = i, -units, p, 1.0
                 n_out += 1
                 units, stop = 0.0, 0.0

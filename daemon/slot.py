@@ -41,6 +41,7 @@ from stairway.core.position import (
 from stairway.core.regime import RegimeDetector
 from stairway.core.risk_rules import regime_scale
 from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id, is_stop_id
+from stairway.daemon import slot_quotes
 from stairway.daemon.account import Account
 from stairway.daemon.feature_watch import FeatureWatch
 from stairway.daemon.live_guard import LiveGuard
@@ -202,20 +203,14 @@ class Slot:
                 closed.last_ts.tolist(),
             )
             for bar, j, last_bid, last_ask, last_ts in rows:
-                self._work(ts, bid, ask, acc, pos, j)
+                slot_quotes.walk(self, ts, bid, ask, acc, pos, j)  # as one at a time (daemon.slot_quotes)
                 order = self.broker.working.get(self.instrument)
                 if order is not None and order.expires:
                     self._finish_order()
                 self._on_bar(bar, last_bid, last_ask, int(ts[j]), last_ts)
+                slot_quotes.at_quote(self, ts, bid, ask, j)
                 pos = j + 1
-        self._work(ts, bid, ask, acc, pos, len(ticks))
-        if acc.any():
-            last = int(np.flatnonzero(acc)[-1])
-            self._last_quote = (float(bid[last]), float(ask[last]))
-            self._last_quote_ts = int(ts[last])
-            self.account.on_quote(self.instrument, *self._last_quote)
-            if self.position[PS_UNITS] != 0.0:
-                self._protect_at_quote()
+        slot_quotes.walk(self, ts, bid, ask, acc, pos, len(ticks))
 
     def _on_one(self, ticks: np.ndarray) -> None:
         """on_ticks for one quote, step for step the same: a quote that closes a bar ends the

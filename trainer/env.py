@@ -58,12 +58,28 @@ def _observe(feats, bar, state, last_bid, last_ask, pip, n_market, obs):
 
 
 @numba.njit(cache=True)
+def _tier_at(rs, st, bid: float, ask: float, initial: float, tiers) -> bool:
+    """Mark and tier an open position at one quote (the daemon's Slot._protect_at_quote):
+    True when it reached the flatten tier there (halted, counted; the caller flattens)."""
+    old = int(rs[RS_TIER])
+    tier = held_tier(equity(st, bid, ask, initial), rs[RS_OPEN], old, tiers[0], tiers[1], tiers[2], tiers[3], tiers[4])
+    rs[RS_TIER] = tier
+    if tier >= FLATTEN and old < FLATTEN:
+        rs[RS_HALTED] = 1.0
+        rs[RS_FLATTENS] += 1.0
+        return True
+    if tier >= FLATTEN:
+        rs[RS_HALTED] = 1.0
+    return False
+
+
+@numba.njit(cache=True)
 def _risk_target(rs, action, u, trade_units, can_open, position_limit, order_cap, max_trades):
     """The target the daemon's risk engine would allow for ``action`` (core.risk_rules);
     ``trade_units``: the size a BUY/SELL targets (core.protection.size_and_stop)."""
-    if rs[RS_FORCED] > 0.0:  # the flatten tier fired at the last mark: close, no decision
+    if rs[RS_FORCED] > 0.0:  # the flatten tier fired at the last mark (1), or its flatten still works (2): close
+        rs[RS_FLATTENS] += 1.0 if rs[RS_FORCED] == 1.0 else 0.0
         rs[RS_FORCED] = 0.0
-        rs[RS_FLATTENS] += 1.0
         return 0.0
     tier = int(rs[RS_TIER])
     tgt = target_units(action, u, trade_units * size_factor(tier))
@@ -158,37 +174,36 @@ def _step(
             size_scale,
             initial + st[PS_REALIZED],
         )
+        forced = rs[RS_FORCED] > 0.0
         tgt = _risk_target(rs, actions[e], u, size, can_open[i], position_limit, order_cap, max_trades)
         order = tgt - u
         eq0 = equity(st, last_bid[i], last_ask[i], initial)
         if order != 0.0:
             rs[RS_ORDERS] += 1.0
-        if order != 0.0 or rs[RS_STOP] > 0.0:  # the order, and the protective stop, over the bar's quotes
-            j = close_idx[i]
-            n, _u, _rem, rs[RS_STOP], _bounded = work_quotes(
-                u,
-                order,
-                stop_price(tgt, last_bid[i], last_ask[i], dist) if order != 0.0 else 0.0,
-                rs[RS_STOP],
-                ts,
-                bid,
-                ask,
-                accepted,
-                j + 1,
-                close_idx[i + 1],
-                ts[j] + latency_ns,
-                cap_units,
-                slip,
-                price_bound(order, last_bid[i], last_ask[i], bound_tol),
-                fill_idx,
-                fill_units,
-                fill_price,
-                fill_stop,
-                0,
-            )
-            for f in range(n):
-                apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
-                rs[RS_STOPS_FIRED] += fill_stop[f]
+        j = close_idx[i]
+        # the order and the protective stop over the bar's quotes, and an open position marked and
+        # tiered at each, from the closing quote on, as the daemon does quote by quote
+        # (daemon.slot_quotes): the flatten tier reached at a quote flattens from there
+        nb, remaining, flattening = ts[j] + latency_ns, order, forced  # a flatten: no bound, no stop
+        bound = np.nan if forced else price_bound(order, last_bid[i], last_ask[i], bound_tol)
+        ostop = stop_price(tgt, last_bid[i], last_ask[i], dist) if order != 0.0 and not forced else 0.0
+        if st[PS_UNITS] != 0.0 and _tier_at(rs, st, bid[j], ask[j], initial, tiers):
+            remaining, ostop, bound, flattening = -st[PS_UNITS], 0.0, np.nan, True  # the decision's order gives way
+        for q in range(j + 1, close_idx[i + 1]):
+            if not accepted[q]:
+                continue
+            if remaining != 0.0 or (rs[RS_STOP] > 0.0 and st[PS_UNITS] != 0.0):
+                n, _u, remaining, rs[RS_STOP], _bounded = work_quotes(
+                    st[PS_UNITS], remaining, ostop, rs[RS_STOP], ts, bid, ask, accepted, q, q + 1, nb, cap_units,
+                    slip, bound, fill_idx, fill_units, fill_price, fill_stop, 0,
+                )  # fmt: skip
+                for f in range(n):
+                    apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
+                    rs[RS_STOPS_FIRED] += fill_stop[f]
+            if st[PS_UNITS] != 0.0 and _tier_at(rs, st, bid[q], ask[q], initial, tiers):
+                remaining, ostop, bound, nb, flattening = -st[PS_UNITS], 0.0, np.nan, ts[q] + latency_ns, True
+        if flattening and remaining != 0.0:
+            rs[RS_FORCED] = 2.0  # a flatten still working at the close: it goes on, nobody decides
         i1 = i + 1
         charge_holding_costs(  # the daily rolls this bar spans
             st, last_bid[i1], last_ask[i1], bar_ts[i] + period_ns, bar_ts[i1] + period_ns,
@@ -208,6 +223,8 @@ def _step(
         rs[RS_TIER] = tier
         if tier >= FLATTEN and old < FLATTEN:
             rs[RS_FORCED] = 1.0
+            rs[RS_HALTED] = 1.0
+        elif tier >= FLATTEN and rs[RS_HALTED] == 0.0:  # the risk engine halts at any mark in that tier
             rs[RS_HALTED] = 1.0
         if rs[RS_HALTED] > 0.0:
             rs[RS_HALTED_BARS] += 1.0
