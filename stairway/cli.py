@@ -178,7 +178,7 @@ def _train_sweep(args: argparse.Namespace) -> int:
     from stairway.trainer.sweep import run_sweep
 
     cfg, _ = resolve_training_data(load_config(TrainerConfig, args.config))
-    configure_logging(level="warning")
+    configure_logging(level="info", stream=sys.stderr)  # a line per trial on stderr; the table on stdout
     res = run_sweep(cfg, args.trials, args.steps, args.ray_address, folds=args.folds)
     print(f"objective: {res['objective']}")
     for t in res["trials"]:

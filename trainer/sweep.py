@@ -28,10 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from stairway.core.config import DateRange
 from stairway.core.errors import ConfigError
 from stairway.core.types import NS_PER_DAY
 from stairway.trainer.config import TrainerConfig
+
+log = structlog.get_logger("trainer")
 
 
 def apply_trial(cfg: TrainerConfig, params: dict) -> TrainerConfig:
@@ -119,6 +123,38 @@ def best_trial(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(ok, key=lambda r: r["sharpe"]) if ok else None
 
 
+def trial_progress(total: int):
+    """A Ray Tune callback in the driver: a bar with elapsed time and ETA over the trials on a
+    terminal, and one ``sweep_trial_finished`` line per trial as it ends (done/total, its
+    walk-forward Sharpe or its error, elapsed and the time left at this pace)."""
+    from ray.tune import Callback
+    from tqdm import tqdm
+
+    class TrialProgress(Callback):
+        def __init__(self) -> None:
+            self.t0, self.done = time.perf_counter(), 0
+            self.bar = tqdm(total=total, desc="sweep", unit="trial", disable=None, leave=False)  # a TTY only
+
+        def _ended(self, **fields: Any) -> None:
+            self.done += 1
+            self.bar.update()
+            elapsed = time.perf_counter() - self.t0
+            eta = elapsed / self.done * max(0, total - self.done)
+            log.info("sweep_trial_finished", done=f"{self.done}/{total}", elapsed_s=round(elapsed, 1),
+                     eta_s=round(eta, 1), **fields)  # fmt: skip
+            if self.done >= total:
+                self.bar.close()
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            sharpe = (trial.last_result or {}).get("sharpe")
+            self._ended(sharpe=None if sharpe is None else round(float(sharpe), 3))
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self._ended(error=str(getattr(trial, "error_file", "") or "failed"))
+
+    return TrialProgress()
+
+
 def run_sweep(
     cfg: TrainerConfig,
     trials: int,
@@ -171,7 +207,12 @@ def run_sweep(
                 mode="max",
                 search_alg=tune.search.BasicVariantGenerator(random_state=seed),
             ),
-            run_config=tune.RunConfig(name=sweep_id, storage_path=str((out / "ray").resolve()), verbose=0),
+            run_config=tune.RunConfig(
+                name=sweep_id,
+                storage_path=str((out / "ray").resolve()),
+                verbose=0,  # Ray's own reporter off: the progress below says what people read
+                callbacks=[trial_progress(trials)],
+            ),
         )
         grid = tuner.fit()
     rows: list[dict[str, Any]] = []

@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray", reason="the sweep extra (ray[tune]) is not inst
 
 
 @pytest.mark.slow
-def test_sweep_two_trials_on_local_ray(tmp_path):
+def test_sweep_two_trials_on_local_ray(tmp_path, capsys):
     from stairway.trainer.sweep import run_sweep
 
     cfg = load_config(
@@ -38,6 +38,10 @@ def test_sweep_two_trials_on_local_ray(tmp_path):
     saved = json.loads((tmp_path / res["sweep_id"] / "sweep.json").read_text())
     assert saved["best"] == res["best"]
     assert not (tmp_path / "models").exists()  # sweeps never publish
+    # progress (issue 22 §1): a line per trial as it ends, with the count, its Sharpe and the time left
+    lines = [x for x in capsys.readouterr().out.splitlines() if "sweep_trial_finished" in x]
+    assert len(lines) == 2 and "done=1/2" in lines[0] and "done=2/2" in lines[1] and "eta_s=0.0" in lines[1]
+    assert all("elapsed_s=" in x and "sharpe=" in x for x in lines)
 
 
 def test_a_local_ray_refuses_a_client_without_its_token():
