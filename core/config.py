@@ -228,6 +228,12 @@ class ExecutionConfig(Strict):
         description="Caps the stop's distance: at most this loss (account currency) per position if the stop fills "
         "at its price.",
     )
+    stop_trailing: StrictBool = Field(
+        False,
+        description="The protective stop trails the price by its distance (a long's follows the bid up, a short's "
+        "the ask down), armed at the fill quote; OANDA trailingStopLossOnFill, the paper broker and the env alike. "
+        "Not at Interactive Brokers.",
+    )
     risk_per_trade_pct: float | None = Field(
         None,
         gt=0,
@@ -257,6 +263,8 @@ class ExecutionConfig(Strict):
         if (self.stop_max_loss is not None or self.risk_per_trade_pct is not None) and not self.stops:
             field = "stop_max_loss" if self.stop_max_loss is not None else "risk_per_trade_pct"
             raise ValueError(f"{field} needs a stop: set stop_pips or stop_atr_multiple")
+        if self.stop_trailing and not self.stops:
+            raise ValueError("stop_trailing needs a stop: set stop_pips or stop_atr_multiple")
         if self.safe_f_sizing and self.risk_per_trade_pct is None:
             raise ValueError("safe_f_sizing scales risk_per_trade_pct: set it too")
         return self

@@ -53,9 +53,9 @@ def work_order(
     (remaining 0, bounded True), as a broker cancels a market order that would fill there.
     """
     kinds = np.empty(out_idx.shape[0])
-    n_out, _units, remaining, _stop, bounded = work_quotes(
+    n_out, _units, remaining, _stop, bounded, _trail = work_quotes(
         0.0, remaining, 0.0, 0.0, ts, bid, ask, accepted, start, stop, not_before_ns, cap_units, slip, bound,
-        out_idx, out_units, out_price, kinds, n_out,
+        out_idx, out_units, out_price, kinds, n_out, 0.0, 0.0,
     )  # fmt: skip
     return n_out, remaining, bounded
 
@@ -66,6 +66,16 @@ def stop_triggered(units: float, stop: float, bid: float, ask: float) -> bool:
     if stop <= 0.0 or units == 0.0:
         return False
     return bid <= stop if units > 0.0 else ask >= stop
+
+
+@numba.njit(cache=True, inline="always")
+def trailed(units: float, stop: float, trail: float, bid: float, ask: float) -> float:
+    """A trailing stop (``trail``: its distance; 0: a fixed stop) after a quote that did not
+    reach it: a long's follows the bid up, a short's the ask down, never back (OANDA's
+    trailingStopLossOnFill)."""
+    if trail <= 0.0 or stop <= 0.0 or units == 0.0:
+        return stop
+    return max(stop, bid - trail) if units > 0.0 else min(stop, ask + trail)
 
 
 @numba.njit(cache=True)
@@ -83,13 +93,15 @@ def quiet_until(
     tier: int,
     tiers: np.ndarray,
     exit_fraction: float,
-) -> tuple[int, int]:
+    trail: float = 0.0,
+) -> tuple[int, int, float]:
     """For a position (``state``) without a working order: the first accepted quote in
     [start, end) at which something happens, as quote-by-quote handling would find it: its
     protective ``stop`` triggers (as work_quotes checks it) or the account's drawdown tier
     (``held_tier`` of this equity plus ``others``, the other instruments' P&L, against
     ``session_open``) leaves ``tier``. Returns (that index, or ``end``; the last accepted
-    quote before it, or -1). Between the two nothing changes but the marks."""
+    quote before it, or -1; the stop then, moved by a ``trail`` as work_quotes moves it).
+    Between the two nothing changes but the marks and a trailing stop."""
     last = -1
     units = float(state[PS_UNITS])
     t_warn, t_halve, t_stop, t_flatten = tiers[0], tiers[1], tiers[2], tiers[3]
@@ -97,12 +109,13 @@ def quiet_until(
         if not accepted[i]:
             continue
         if stop_triggered(units, stop, bid[i], ask[i]):
-            return i, last
+            return i, last, stop
         eq = equity(state, bid[i], ask[i], initial) + others
         if held_tier(eq, session_open, tier, t_warn, t_halve, t_stop, t_flatten, exit_fraction) != tier:
-            return i, last
+            return i, last, stop
+        stop = trailed(units, stop, trail, bid[i], ask[i])
         last = i
-    return end, last
+    return end, last, stop
 
 
 @numba.njit(cache=True)
@@ -126,9 +139,14 @@ def work_quotes(
     out_price: np.ndarray,
     out_stop: np.ndarray,
     n_out: int,
-) -> tuple[int, float, float, float, bool]:
+    order_trail: float = 0.0,
+    trail: float = 0.0,
+) -> tuple[int, float, float, float, bool, float]:
     """Quotes [start, end) for a position of ``units`` with a protective ``stop`` (0: none) and
     a working order (``remaining`` signed units, 0: none) that arms ``order_stop`` (0: none).
+    A trailing stop (``trail``, the order's ``order_trail``: its distance; 0: fixed) is armed at
+    the fill quote's price less (a long's, at the bid) or plus (a short's, at the ask) the
+    distance, as OANDA arms trailingStopLossOnFill, and follows the price (``trailed``).
 
     At each accepted quote, in this order: the order fills (at most ``cap_units``, a buy at the ask
     plus slippage, a sell at the bid less it, not before ``not_before_ns``, nothing beyond ``bound``:
@@ -137,7 +155,7 @@ def work_quotes(
     stop is checked: a long's at the bid (bid <= stop), a short's at the ask (ask >= stop); it
     closes the whole position there, the quote's price less slippage (a stop becomes a market
     order: a gap through it fills at the quote, worse than the stop). Fills are appended from
-    ``n_out`` (``out_stop`` 1 for a stop's); returns (n_out, units, remaining, stop, bounded)."""
+    ``n_out`` (``out_stop`` 1 for a stop's); returns (n_out, units, remaining, stop, bounded, trail)."""
     bounded = False
     i = start
     while i < end and (remaining != 0.0 or (stop > 0.0 and units != 0.0)):  # else nothing can happen
@@ -165,16 +183,20 @@ def work_quotes(
                 n_out += 1
                 units += q
                 if abs(units) < 1e-9:
-                    units, stop = 0.0, 0.0
+                    units, stop, trail = 0.0, 0.0, 0.0
                 elif (units > 0.0) == (q > 0.0):  # opened, added to or reversed: the order's stop (0: none)
-                    stop = order_stop
+                    stop, trail = order_stop, order_trail
+                    if trail > 0.0 and stop > 0.0:  # trailing: from the fill quote's price
+                        stop = bid[i] - trail if units > 0.0 else ask[i] + trail
             elif stop_triggered(units, stop, bid[i], ask[i]):
                 p = bid[i] - slip if units > 0.0 else ask[i] + slip
                 out_idx[n_out], out_units[n_out], out_price[n_out], out_stop[n_out] = i, -units, p, 1.0
                 n_out += 1
-                units, stop = 0.0, 0.0
+                units, stop, trail = 0.0, 0.0, 0.0
+            else:
+                stop = trailed(units, stop, trail, bid[i], ask[i])
         i += 1
-    return n_out, units, remaining, stop, bounded
+    return n_out, units, remaining, stop, bounded, trail
 
 
 @numba.njit(cache=True, inline="always")
@@ -286,6 +308,7 @@ class ExecutionModel:
     stop_max_loss: float = 0.0  # account currency a stop may lose at most; 0: no cap
     risk_fraction: float = 0.0  # of the balance a stop may lose: sizes entries; 0: trade_units
     safe_f_sizing: bool = False  # the risk scaled by the model's safe-f (core.robustness.safe_f)
+    stop_trailing: bool = False  # the protective stop trails the price by its distance (work_quotes)
 
     @classmethod
     def from_config(cls, ex: ExecutionConfig, inst: InstrumentConfig) -> ExecutionModel:
@@ -309,6 +332,7 @@ class ExecutionModel:
             stop_max_loss=ex.stop_max_loss or 0.0,
             risk_fraction=(ex.risk_per_trade_pct or 0.0) / 100.0,
             safe_f_sizing=ex.safe_f_sizing,
+            stop_trailing=ex.stop_trailing,
         )
 
     @property

@@ -57,6 +57,7 @@ class OrderIntent:
     decided_after_tick_ts_ns: int
     price_bound: float | None = None  # the worst fill price accepted (core.execution.price_bound); None: any
     stop_price: float = 0.0  # the protective stop its fills arm (core.execution.stop_price); 0: none
+    stop_trail: float = 0.0  # that stop trails the price by this distance (execution.stop_trailing); 0: fixed
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,6 +271,11 @@ class DaemonConfig(MarketConfig):
             missing = [leg.symbol for leg in self.portfolio.instruments if leg.bars_csv is None]
             if missing:
                 raise ValueError(f"portfolio.instruments {missing}: a paper replay needs bars_csv for each")
+        if self.execution.stop_trailing and self.broker.kind == "ib" and self.broker.fills != "paper":
+            raise ValueError(
+                "execution.stop_trailing: trailing stops are kept at OANDA (trailingStopLossOnFill) and by the "
+                "paper broker, not at Interactive Brokers: set it false, or fills = 'paper'"
+            )
         traded = [leg.symbol for leg in self.portfolio.instruments] if self.portfolio else [self.instrument.symbol]
         absent = [s for s in self.features.cross_instruments if s not in traded]
         if absent:

@@ -84,6 +84,7 @@ class PaperBroker:
         self.units: dict[str, float] = {}  # the position its fills made, per instrument (paper starts flat)
         self.stops: dict[str, float] = {}  # the protective stop's price per instrument (0: none)
         self.stop_ids: dict[str, str] = {}  # the client id its fills carry: the arming order's + "-stop"
+        self.trails: dict[str, float] = {}  # a trailing stop's distance per instrument (0: a fixed stop)
 
     def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None:
         add_working(self.working, intent, not_before_ns, expires)
@@ -108,12 +109,12 @@ class PaperBroker:
             return []
         fills: list[Fill] = []
         ex = self.by_instrument.get(instrument, self.ex)
-        units = self.units.get(instrument, 0.0)
+        units, trail = self.units.get(instrument, 0.0), self.trails.get(instrument, 0.0)
         while start < stop and (order is not None or armed > 0.0):
             # bound the fill buffer: at most MAX_FILLS_PER_CALL quotes per kernel call
             chunk_stop = min(stop, start + MAX_FILLS_PER_CALL)
             intent = order.intent if order is not None else None
-            n, units, remaining, armed, bounded = work_quotes(
+            n, units, remaining, armed, bounded, trail = work_quotes(
                 units,
                 order.remaining if order is not None else 0.0,
                 intent.stop_price if intent is not None else 0.0,
@@ -133,6 +134,8 @@ class PaperBroker:
                 self._price,
                 self._stop,
                 0,
+                intent.stop_trail if intent is not None else 0.0,
+                trail,
             )
             for k in range(n):
                 u = float(self._units[k])
@@ -153,7 +156,7 @@ class PaperBroker:
                 if remaining == 0.0:
                     order = None
             start = chunk_stop
-        self.units[instrument], self.stops[instrument] = units, armed
+        self.units[instrument], self.stops[instrument], self.trails[instrument] = units, armed, trail
         return fills
 
     def pending_fills(self, instrument: str) -> list[Fill]:

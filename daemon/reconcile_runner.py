@@ -266,7 +266,8 @@ class Reconciler:
             try:
                 if d <= 0.0:
                     raise OrderRejected("no stop distance is known yet (no range to measure, no stop_max_loss)")
-                await self.broker.set_stop(t.trade_id, t.instrument, t.units, price, coid)  # type: ignore[attr-defined]
+                trail = d if slot.ex.stop_trailing else 0.0  # trailing: placed again trailing by that distance
+                await self.broker.set_stop(t.trade_id, t.instrument, t.units, price, coid, *([trail] if trail else []))  # type: ignore[attr-defined]
             except OrderRejected as e:
                 kind, detail = (
                     "stop_refused",

@@ -300,8 +300,9 @@ class Slot:
         bound = price_bound(units, *self._bar_quote, self.ex.bound_tolerance) if expires else math.nan
         target = float(self.position[PS_UNITS]) + units
         stop = stop_price(target, *self._bar_quote, self.stop_distance) if expires else 0.0  # its fills arm it
+        trail = self.stop_distance if stop and self.ex.stop_trailing else 0.0
         head = (self._next_id(bar_ts), self.instrument, Side.BUY if units > 0 else Side.SELL, abs(units), bar_ts)
-        intent = OrderIntent(*head, after_ts, None if bound != bound else bound, stop)
+        intent = OrderIntent(*head, after_ts, None if bound != bound else bound, stop, trail)
         self.broker.submit(intent, after_ts + self.ex.latency_ns, expires)
         self.risk.on_working(self.instrument, units)
         self.counters.orders += 1

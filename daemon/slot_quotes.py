@@ -46,7 +46,7 @@ def walk(slot, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, acc: np.ndarray
             step(slot, ts, bid, ask, acc, i)
             i += 1
             continue
-        k, last = _quiet(slot, stops.get(inst, 0.0), bid, ask, acc, i, end)
+        k, last, stops[inst] = _quiet(slot, stops.get(inst, 0.0), bid, ask, acc, i, end)
         if last >= 0:
             at_quote(slot, ts, bid, ask, last)
         if k >= end:
@@ -55,16 +55,17 @@ def walk(slot, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, acc: np.ndarray
         i = k + 1
 
 
-def _quiet(slot, stop: float, bid, ask, acc, start: int, end: int) -> tuple[int, int]:
-    """(first quote where something happens, last accepted quote before it): see the module."""
+def _quiet(slot, stop: float, bid, ask, acc, start: int, end: int) -> tuple[int, int, float]:
+    """(first quote where something happens, last accepted quote before it, the stop then):
+    see the module."""
     if slot.position[PS_UNITS] == 0.0:
         ok = np.flatnonzero(acc[start:end])
-        return end, (start + int(ok[-1]) if len(ok) else -1)
+        return end, (start + int(ok[-1]) if len(ok) else -1), stop
     acct, risk = slot.account, slot.risk
     session = slot.sessions.current
     equity_open = session.equity_open if session is not None else slot._quote_equity_open
     if equity_open is None or (risk.state.tier >= FLATTEN and not risk.state.halted):
-        return start, -1  # the first mark sets the session's base, or halts: quote by quote
+        return start, -1, stop  # the first mark sets the session's base, or halts: quote by quote
     others = sum(e - acct.initial for k, e in acct._eq.items() if k != slot.instrument)
     opened = (
         acct.initial
@@ -75,4 +76,5 @@ def _quiet(slot, stop: float, bid, ask, acc, start: int, end: int) -> tuple[int,
     return quiet_until(
         slot.position, stop, bid, ask, acc, start, end, slot.initial_equity, others,
         opened, risk.state.tier, np.asarray(r.drawdown_tiers_pct, dtype=np.float64), r.tier_exit_fraction,
+        slot.broker.trails.get(slot.instrument, 0.0),
     )  # fmt: skip

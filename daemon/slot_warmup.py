@@ -40,4 +40,5 @@ def warm_up_kernels(slot) -> None:
     slot.ex.size_and_stop(1, 0.0, lambda n: 1e-3, 100_000.0)
     out = np.zeros(3)
     work_quotes(0.0, 1.0, 0.9, 0.0, t["ts_ns"], t["bid"], t["ask"], np.ones(3, np.bool_), 0, 3, 0, 1.0, 0.0,
-                price_bound(1.0, 1.0, 1.0001, 1e-4), np.zeros(3, np.int64), out, np.zeros(3), np.zeros(3), 0)  # fmt: skip
+                price_bound(1.0, 1.0, 1.0001, 1e-4), np.zeros(3, np.int64), out, np.zeros(3), np.zeros(3), 0,
+                0.0, 0.0)  # fmt: skip

@@ -45,7 +45,8 @@ MAX_FILLS = 64
 RS_TIER, RS_HALTED, RS_FORCED, RS_DAY, RS_OPEN, RS_CAP_DAY, RS_ORDERS = 0, 1, 2, 3, 4, 5, 6
 RS_BLOCKED, RS_FLATTENS, RS_HALTED_BARS = 7, 8, 9
 RS_STOP, RS_STOPS_FIRED = 10, 11  # the protective stop's price (0: none, core.execution.work_quotes), stops fired
-RS_N = 12
+RS_TRAIL = 12  # a trailing stop's distance (0: a fixed stop)
+RS_N = 13
 
 
 @numba.njit(cache=True)
@@ -150,6 +151,7 @@ def _step(
     fill_units,
     fill_price,
     fill_stop,
+    trailing,
 ):
     unit_pips = pip * trade_units
     for e in range(actions.shape[0]):
@@ -187,21 +189,23 @@ def _step(
         nb, remaining, flattening = ts[j] + latency_ns, order, forced  # a flatten: no bound, no stop
         bound = np.nan if forced else price_bound(order, last_bid[i], last_ask[i], bound_tol)
         ostop = stop_price(tgt, last_bid[i], last_ask[i], dist) if order != 0.0 and not forced else 0.0
+        otrail = dist if trailing and ostop > 0.0 else 0.0  # execution.stop_trailing: the distance it trails by
         if st[PS_UNITS] != 0.0 and _tier_at(rs, st, bid[j], ask[j], initial, tiers):
-            remaining, ostop, bound, flattening = -st[PS_UNITS], 0.0, np.nan, True  # the decision's order gives way
+            remaining, ostop, otrail, bound, flattening = -st[PS_UNITS], 0.0, 0.0, np.nan, True  # the order gives way
         for q in range(j + 1, close_idx[i + 1]):
             if not accepted[q]:
                 continue
             if remaining != 0.0 or (rs[RS_STOP] > 0.0 and st[PS_UNITS] != 0.0):
-                n, _u, remaining, rs[RS_STOP], _bounded = work_quotes(
+                n, _u, remaining, rs[RS_STOP], _bounded, rs[RS_TRAIL] = work_quotes(
                     st[PS_UNITS], remaining, ostop, rs[RS_STOP], ts, bid, ask, accepted, q, q + 1, nb, cap_units,
-                    slip, bound, fill_idx, fill_units, fill_price, fill_stop, 0,
+                    slip, bound, fill_idx, fill_units, fill_price, fill_stop, 0, otrail, rs[RS_TRAIL],
                 )  # fmt: skip
                 for f in range(n):
                     apply_fill(st, fill_units[f], fill_price[f], abs(fill_units[f]) * comm_per_unit)
                     rs[RS_STOPS_FIRED] += fill_stop[f]
             if st[PS_UNITS] != 0.0 and _tier_at(rs, st, bid[q], ask[q], initial, tiers):
-                remaining, ostop, bound, nb, flattening = -st[PS_UNITS], 0.0, np.nan, ts[q] + latency_ns, True
+                remaining, ostop, otrail, bound, flattening = -st[PS_UNITS], 0.0, 0.0, np.nan, True
+                nb = ts[q] + latency_ns
         if flattening and remaining != 0.0:
             rs[RS_FORCED] = 2.0  # a flatten still working at the close: it goes on, nobody decides
         i1 = i + 1
@@ -415,6 +419,7 @@ class VecTradingEnv:
             self.done,
             self.equity_pips,
             *self._fills,
+            ex.stop_trailing,
         )
         if self.shaper is not None:
             dd_up = np.maximum(0.0, self.state[:, PS_MAXDD] - maxdd_before)

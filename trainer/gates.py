@@ -64,6 +64,7 @@ PROTECTION = (
     "stop_max_loss",
     "risk_per_trade_pct",
     "safe_f_sizing",
+    "stop_trailing",
 )
 
 

@@ -73,22 +73,27 @@ class OandaAccount:
             positionFinancings=parts,
         )
 
-    def _stop_loss(self, inst: str, trade_id: str, details: dict) -> None:
-        """A STOP_LOSS order on the trade an order opened (``stopLossOnFill``), as v20 creates it."""
+    def _stop_loss(self, inst: str, trade_id: str, details: dict, trailing: bool = False) -> None:
+        """A STOP_LOSS order on the trade an order opened (``stopLossOnFill``), as v20 creates it;
+        ``trailing``: a TRAILING_STOP_LOSS (``trailingStopLossOnFill``, a ``distance``), its
+        value the trade's closing price now (a long's bid) less the distance."""
         ext = {"clientExtensions": details["clientExtensions"]} if details.get("clientExtensions") else {}
-        tx = self._tx(
-            "STOP_LOSS_ORDER",
-            tradeID=trade_id,
-            price=details["price"],
-            timeInForce=details.get("timeInForce", "GTC"),
-            triggerCondition="DEFAULT",
-            reason="ON_FILL",
-            **ext,
-        )
-        for t in self.trades.get(inst, []):
-            if t["id"] == trade_id:
-                coid = (details.get("clientExtensions") or {}).get("id")
-                t["sl"] = {"id": tx["id"], "price": float(details["price"]), "coid": coid}
+        trade = next((t for t in self.trades.get(inst, []) if t["id"] == trade_id), None)
+        if trailing:
+            d = float(details["distance"])
+            bid, ask = self.quote(inst)
+            price = bid - d if trade is not None and trade["units"] > 0 else ask + d
+            tx = self._tx("TRAILING_STOP_LOSS_ORDER", tradeID=trade_id, distance=details["distance"],
+                          timeInForce=details.get("timeInForce", "GTC"), triggerCondition="DEFAULT",
+                          reason="ON_FILL", **ext)  # fmt: skip
+        else:
+            d, price = 0.0, float(details["price"])
+            tx = self._tx("STOP_LOSS_ORDER", tradeID=trade_id, price=details["price"],
+                          timeInForce=details.get("timeInForce", "GTC"), triggerCondition="DEFAULT",
+                          reason="ON_FILL", **ext)  # fmt: skip
+        if trade is not None:
+            coid = (details.get("clientExtensions") or {}).get("id")
+            trade["sl"] = {"id": tx["id"], "price": price, "coid": coid, "trail": d}
         self.stop_orders_created += 1
 
     def check_stops(self, inst: str) -> None:
@@ -98,11 +103,17 @@ class OandaAccount:
         trades = self.trades.get(inst, [])
         for t in list(trades):
             sl = t.get("sl")
-            if sl is None or not ((t["units"] > 0 and bid <= sl["price"]) or (t["units"] < 0 and ask >= sl["price"])):
+            if sl is None:
+                continue
+            if not ((t["units"] > 0 and bid <= sl["price"]) or (t["units"] < 0 and ask >= sl["price"])):
+                if sl.get("trail"):  # a trailing stop follows the price, never back
+                    d = sl["trail"]
+                    sl["price"] = max(sl["price"], bid - d) if t["units"] > 0 else min(sl["price"], ask + d)
                 continue
             trades.remove(t)
             trades.insert(0, t)  # the fill below closes exactly this trade
-            self._fill(inst, -t["units"], bid if t["units"] > 0 else ask, sl["id"], sl["coid"], "STOP_LOSS_ORDER")
+            reason = "TRAILING_STOP_LOSS_ORDER" if sl.get("trail") else "STOP_LOSS_ORDER"
+            self._fill(inst, -t["units"], bid if t["units"] > 0 else ask, sl["id"], sl["coid"], reason)
             self.stops_filled += 1
 
     def move_price(self, inst: str, bid: float, ask: float) -> None:

@@ -320,6 +320,11 @@ class OandaEmulator(OandaAccount):
             reason="CLIENT_ORDER",
             **({"priceBound": bound} if bound is not None else {}),
             **({"stopLossOnFill": order["stopLossOnFill"]} if order.get("stopLossOnFill") else {}),
+            **(
+                {"trailingStopLossOnFill": order["trailingStopLossOnFill"]}
+                if order.get("trailingStopLossOnFill")
+                else {}
+            ),
             **ext,
         )
         if self.knobs.reject_reason:
@@ -351,6 +356,8 @@ class OandaEmulator(OandaAccount):
         fill = self._fill(inst, filled, price, create["id"], coid)
         if order.get("stopLossOnFill") and "tradeOpened" in fill:
             self._stop_loss(inst, fill["tradeOpened"]["tradeID"], order["stopLossOnFill"])
+        if order.get("trailingStopLossOnFill") and "tradeOpened" in fill:
+            self._stop_loss(inst, fill["tradeOpened"]["tradeID"], order["trailingStopLossOnFill"], trailing=True)
         record = self._order_record(create, order, ext, state="FILLED", positionFill="DEFAULT")
         record |= {"fillingTransactionID": fill["id"], "filledTime": fill["time"]}
         if "tradeOpened" in fill:
@@ -433,16 +440,18 @@ class OandaEmulator(OandaAccount):
                     "unrealizedPL": "0.0000",
                 }
                 sl = t.get("sl")
-                if sl is not None:
+                ext = {"clientExtensions": {"id": sl["coid"]}} if sl is not None and sl["coid"] else {}
+                if sl is not None and sl.get("trail"):
+                    trade["trailingStopLossOrder"] = {
+                        "id": sl["id"], "type": "TRAILING_STOP_LOSS", "tradeID": t["id"],
+                        "distance": f"{sl['trail']:.5f}", "trailingStopValue": f"{sl['price']:.5f}",
+                        "timeInForce": "GTC", "state": "PENDING", **ext,
+                    }  # fmt: skip
+                elif sl is not None:
                     trade["stopLossOrder"] = {
-                        "id": sl["id"],
-                        "type": "STOP_LOSS",
-                        "tradeID": t["id"],
-                        "price": f"{sl['price']:.5f}",
-                        "timeInForce": "GTC",
-                        "state": "PENDING",
-                        **({"clientExtensions": {"id": sl["coid"]}} if sl["coid"] else {}),
-                    }
+                        "id": sl["id"], "type": "STOP_LOSS", "tradeID": t["id"], "price": f"{sl['price']:.5f}",
+                        "timeInForce": "GTC", "state": "PENDING", **ext,
+                    }  # fmt: skip
                 out.append(trade)
         return web.json_response({"trades": out, "lastTransactionID": str(self.last_id)})
 
@@ -452,13 +461,14 @@ class OandaEmulator(OandaAccount):
         trade_id = request.match_info["trade_id"]
         for inst, trades in self.trades.items():
             for t in trades:
-                if t["id"] == trade_id and "stopLoss" in body:
+                if t["id"] == trade_id and ("stopLoss" in body or "trailingStopLoss" in body):
                     self.stop_requests += 1
-                    self._stop_loss(inst, trade_id, body["stopLoss"])
+                    trailing = "trailingStopLoss" in body
+                    self._stop_loss(inst, trade_id, body["trailingStopLoss" if trailing else "stopLoss"], trailing)
                     tx = self.transactions[-1]
                     return web.json_response(
                         {
-                            "stopLossOrderTransaction": tx,
+                            ("trailingStopLossOrderTransaction" if trailing else "stopLossOrderTransaction"): tx,
                             "relatedTransactionIDs": [tx["id"]],
                             "lastTransactionID": tx["id"],
                         }

@@ -491,3 +491,47 @@ def test_every_entry_carries_its_stop_to_oanda_and_a_stop_filled_there_is_booked
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_a_trailing_stop_goes_to_oanda_with_each_entry_and_its_fill_there_is_booked(tmp_path, spec):
+    """Issue 21 §1 (trailingStopLossOnFill): with execution.stop_trailing each entry order carries
+    a trailing stop of the decision's distance (6 pips, at the price precision, our id + "-stop")
+    instead of a fixed one; OANDA keeps it behind the price (the emulator as the paper broker
+    and the env do: armed at the fill quote, following the bid up or the ask down, never back)
+    and fills it when the price turns (TRAILING_STOP_LOSS_ORDER); the fill is ours: booked as
+    a stop_filled risk event, book = broker, nothing sent twice, nothing misread."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start_with(stop_pips=6.0, stop_trailing=True)
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45)
+            assert out.error is None
+            rig.check()
+            txs = rig.emu.transactions
+            creates = [t for t in txs if t["type"] == "MARKET_ORDER"]
+            trailing = [t for t in creates if "trailingStopLossOnFill" in t]
+            assert trailing and not any("stopLossOnFill" in t for t in creates)
+            assert {t["trailingStopLossOnFill"]["distance"] for t in trailing} == {"0.00060"}
+            assert all(t["trailingStopLossOnFill"]["clientExtensions"]["id"].endswith("-stop") for t in trailing)
+            placed = [t for t in txs if t["type"] == "TRAILING_STOP_LOSS_ORDER"]
+            fired = [t for t in txs if t["type"] == "ORDER_FILL" and t["reason"] == "TRAILING_STOP_LOSS_ORDER"]
+            assert placed and fired and rig.emu.stops_filled == len(fired)
+            assert out.daemon.slot.counters.risk_events.get("stop_filled") == len(fired)
+            # it trailed: some closed their trade beyond its entry, which a stop fixed 6 pips behind never can
+            opened = {t["tradeOpened"]["tradeID"]: float(t["price"]) for t in txs if t.get("tradeOpened")}
+            gains = [
+                (float(f["price"]) - opened[c["tradeID"]]) * (1 if float(c["units"]) < 0 else -1)
+                for f in fired
+                for c in f.get("tradesClosed", [])
+                if c["tradeID"] in opened
+            ]
+            assert gains and max(gains) > 0.0, gains
+            assert rig.emu.order_requests == len(creates)  # the stops were never sent as orders of their own
+            misread = [e for e in reconcile_events(rig) if e[1] not in ("in_sync", "flatten_excess", "stop_replaced")]
+            assert misread == []
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

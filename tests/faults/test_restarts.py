@@ -337,3 +337,32 @@ def test_an_uncapped_atr_stop_loosened_by_hand_is_put_back_where_its_order_armed
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_a_trailing_stop_removed_at_oanda_while_down_is_placed_again_trailing(tmp_path, spec):
+    """Issue 21 §1 with execution.stop_trailing: a trailing stop cancelled by hand while the
+    daemon is down is given back as a trailing stop (TradeCRCDO trailingStopLoss) of the same
+    distance, behind the price at the broker now: one stop_replaced row, once."""
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start_with(stop_pips=30.0, stop_trailing=True)
+        try:
+            held = await hold_then_stop(rig)
+            [trade] = rig.emu.trades["EUR_USD"]
+            assert trade["sl"]["trail"] == pytest.approx(0.0030)  # the entry's own, trailing
+            rig.emu.cancel_stop("EUR_USD")
+            rig.emu.prices = rig.emu.prices[: rig.emu.cursor]  # the market stands still: no stop fires
+            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30)
+            assert out.error is None and rig.emu.stop_requests == 1
+            bid, ask = rig.emu.quote("EUR_USD")
+            assert trade["sl"]["trail"] == pytest.approx(0.0030) and trade["sl"]["coid"].endswith("-stop")
+            assert trade["sl"]["price"] == pytest.approx(bid - 0.0030 if held > 0 else ask + 0.0030, abs=1e-5)
+            with rig.db() as c:
+                kinds = [r[0] for r in c.execute("SELECT kind FROM reconciliation_events WHERE kind LIKE 'stop_%'")]
+            assert kinds == ["stop_replaced"]
+            rig.check()
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

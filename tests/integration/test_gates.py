@@ -278,6 +278,9 @@ def test_preflight_refuses_a_candidate_evaluated_with_other_stops_or_sizing():
     sized = cfg.execution.model_copy(update={"risk_per_trade_pct": 0.5})
     ok, why = preflight(meta, cfg.gates, cfg.risk, sized)
     assert not ok and why.endswith("execution.risk_per_trade_pct: trainer 0.5 vs daemon None")
+    trailing = cfg.execution.model_copy(update={"stop_trailing": True})  # a stop that follows the price
+    ok, why = preflight(meta, cfg.gates, cfg.risk, trailing)
+    assert not ok and why.endswith("execution.stop_trailing: trainer True vs daemon False")
 
 
 def test_three_way_split_selection_picks_the_gate_window_judges(tmp_path, monkeypatch):

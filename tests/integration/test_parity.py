@@ -292,8 +292,15 @@ def test_parity_with_price_bounds_that_cancel_orders(tmp_path, market_cfg, spec)
             {"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "risk_per_trade_pct": 0.05, "safe_f_sizing": True},
             {"safe_f_sizing": False},
         ),
+        # a trailing stop 8 pips behind the price (armed at the fill quote); against the same stop fixed
+        ({"stop_pips": 8.0, "stop_trailing": True}, {"stop_trailing": False}),
+        # a trailing stop 1.5 ATRs behind, capped at 120 per position; against it fixed
+        (
+            {"stop_atr_multiple": 1.5, "stop_atr_bars": 12, "stop_max_loss": 120.0, "stop_trailing": True},
+            {"stop_trailing": False},
+        ),
     ],
-    ids=["fixed", "atr-risk-sized", "atr-max-loss", "safe-f-scaled"],
+    ids=["fixed", "atr-risk-sized", "atr-max-loss", "safe-f-scaled", "trailing", "trailing-atr"],
 )
 def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec, protection, without):
     """Issue 21 §1, §5 (the one execution model): a protective stop, armed by the opening fill,

@@ -173,3 +173,21 @@ def test_trainer_does_not_warm_start_from_another_instruments_model(tmp_path, sp
     publish_for(period_minutes=1)
     assert _warm_start(tcfg, spec) is None
     assert "bar period 1 min (checkpoint) != 60 min (ours)" in capsys.readouterr().out
+
+
+def test_a_trailing_stop_is_refused_where_it_cannot_be_kept(tmp_path):
+    """execution.stop_trailing: OANDA keeps a trailing stop with the trade and the paper broker
+    and the env model it; Interactive Brokers is not emulated with one, so a live IB config
+    asking for it is refused by name, as is a trailing stop without a stop to trail."""
+    text = shipped_text("live-ib.toml").replace(
+        "stop_atr_multiple = 3.0", "stop_atr_multiple = 3.0\nstop_trailing = true"
+    )
+    p = tmp_path / "ib.toml"
+    p.write_text(text)
+    env = {"IB_ACCOUNT": "DU1234567", "IB_HOST": "127.0.0.1", "IB_PORT": "4002"}
+    with pytest.raises(ConfigError, match="execution.stop_trailing: trailing stops are kept at OANDA"):
+        load_config(DaemonConfig, p, environ=env)
+    with pytest.raises(ConfigError, match="stop_trailing needs a stop"):
+        load(tmp_path, "stop_atr_multiple = 3.0\nstop_atr_bars = 24\nstop_max_loss = 500.0", "stop_trailing = true")
+    paper = load(tmp_path, "stop_atr_multiple = 3.0", "stop_atr_multiple = 3.0\nstop_trailing = true")
+    assert paper.execution.stop_trailing

@@ -103,3 +103,31 @@ def test_position_accounting_equals_cash_flows(fills):
     if abs(units) < 1e-6:  # flat: everything is realised
         assert unrealized(st_, bid, ask) == 0.0 and st_[PS_AVG] == 0.0
         assert st_[PS_REALIZED] == pytest.approx(cash, abs=1e-6)
+
+
+def test_a_trailing_stop_is_armed_at_the_fill_quote_follows_the_price_and_never_backs_off():
+    """execution.stop_trailing (OANDA trailingStopLossOnFill): a long's stop is armed at the fill
+    quote's bid less the distance, rises with the bid, stays when the bid falls, and fills at
+    the first bid at or below it; a short's mirrors it at the ask."""
+    from stairway.core.execution import work_quotes
+
+    bid = np.array([1.1000, 1.1010, 1.1030, 1.1020, 1.1015, 1.1009, 1.1005])
+    ask = bid + 0.0001
+    ts, acc = np.arange(7, dtype=np.int64) * 10**9, np.ones(7, np.bool_)
+    out = (np.empty(8, np.int64), np.empty(8), np.empty(8), np.empty(8))
+    n, units, rem, stop, bounded, trail = work_quotes(
+        0.0, 1000.0, 1.0990, 0.0, ts, bid, ask, acc, 0, 4, 0, 1e9, 0.0, np.nan, *out, 0, 0.0020, 0.0
+    )
+    assert (n, units, rem, trail) == (1, 1000.0, 0.0, 0.0020)  # filled at the first quote
+    assert stop == pytest.approx(1.1030 - 0.0020)  # armed at 1.0980, trailed up to the high bid 1.1030
+    n, units, rem, stop2, bounded, trail = work_quotes(
+        units, 0.0, 0.0, stop, ts, bid, ask, acc, 4, 7, 0, 1e9, 0.0, np.nan, *out, 0, 0.0, trail
+    )
+    assert stop2 == 0.0 and units == 0.0 and n == 1 and out[3][0] == 1.0  # the stop closed it
+    assert out[0][0] == 5 and out[2][0] == pytest.approx(1.1009)  # the first bid at or below 1.1010, not before
+    # a short: armed at the fill quote's ask plus the distance, follows the ask down
+    n, units, rem, stop, bounded, trail = work_quotes(
+        0.0, -1000.0, 1.2, 0.0, ts, 2.2 - bid[::-1] - 0.0001, 2.2 - bid[::-1], acc, 0, 3, 0, 1e9, 0.0, np.nan,
+        *out, 0, 0.0020, 0.0,
+    )  # fmt: skip
+    assert units == -1000.0 and stop == pytest.approx(min(2.2 - bid[::-1][:3]) + 0.0020)

@@ -86,6 +86,12 @@ def price_text(price: float, instrument: str, buy: bool) -> str:
     return str(Decimal(repr(price)).quantize(grid, rounding=ROUND_FLOOR if buy else ROUND_CEILING))
 
 
+def distance_text(distance: float, instrument: str) -> str:
+    """A trailing stop's distance as OANDA takes it: the price precision, rounded down (the
+    stop trails no looser than asked)."""
+    return price_text(distance, instrument, True)
+
+
 class OandaBroker:
     name = "oanda"
     CANDLES_PAGE = 5000  # OANDA's largest count per candles request
@@ -185,11 +191,14 @@ class OandaBroker:
         }
         if intent.price_bound is not None:  # cancelled (BOUNDS_VIOLATION) rather than filled beyond it
             body["order"]["priceBound"] = price_text(intent.price_bound, intent.instrument, intent.side is Side.BUY)
-        if intent.stop_price > 0.0:  # the protective stop, at OANDA with the trade it opens, our id on it
+        stop_ext = {"timeInForce": "GTC", "clientExtensions": {"id": stop_order_id(intent.client_order_id)}}
+        if intent.stop_price > 0.0 and intent.stop_trail > 0.0:  # trailing: OANDA keeps it at the distance
+            body["order"]["trailingStopLossOnFill"] = {"distance": distance_text(intent.stop_trail, intent.instrument),
+                                                       **stop_ext}  # fmt: skip
+        elif intent.stop_price > 0.0:  # the protective stop, at OANDA with the trade it opens, our id on it
             body["order"]["stopLossOnFill"] = {
                 "price": price_text(intent.stop_price, intent.instrument, intent.side is Side.SELL),
-                "timeInForce": "GTC",
-                "clientExtensions": {"id": stop_order_id(intent.client_order_id)},
+                **stop_ext,
             }
         for _ in range(2):  # the second pass only after the broker said it has no such order
             try:
@@ -296,21 +305,24 @@ class OandaBroker:
             where = f"trade {t.get('id')!r}"
             if not isinstance(t.get("id"), str) or not isinstance(t.get("instrument"), str):
                 raise BadPayload(f"openTrades: {where}: id and instrument are required strings")
-            sl = t.get("stopLossOrder")
+            sl, tsl = t.get("stopLossOrder"), t.get("trailingStopLossOrder")
             stop = decimal(sl, "price", f"{where}.stopLossOrder") if isinstance(sl, dict) else None
+            if stop is None and isinstance(tsl, dict):  # a trailing stop: where it stands now
+                stop = decimal(tsl, "trailingStopValue", f"{where}.trailingStopLossOrder")
             units = decimal(t, "currentUnits", where)
             out.append(TradeStop(t["id"], t["instrument"], units, decimal(t, "price", where), stop))
         return out
 
-    async def set_stop(self, trade_id: str, instrument: str, units: float, price: float, client_id: str) -> None:
-        """Give an open trade a stop-loss at ``price`` (or move its own there): TradeCRCDO."""
-        data = {
-            "stopLoss": {
-                "price": price_text(price, instrument, units < 0),
-                "timeInForce": "GTC",
-                "clientExtensions": {"id": client_id},
-            }
-        }
+    async def set_stop(
+        self, trade_id: str, instrument: str, units: float, price: float, client_id: str, trail: float = 0.0
+    ) -> None:
+        """Give an open trade a stop-loss at ``price`` (or move its own there): TradeCRCDO;
+        ``trail`` > 0: a trailing stop that distance behind the price instead."""
+        ext = {"timeInForce": "GTC", "clientExtensions": {"id": client_id}}
+        if trail > 0.0:
+            data = {"trailingStopLoss": {"distance": distance_text(trail, instrument), **ext}}
+        else:
+            data = {"stopLoss": {"price": price_text(price, instrument, units < 0), **ext}}
         status, body = await self._request(trades.TradeCRCDO(self.account_id, trade_id, data=data), retry_5xx=False)
         if status != 200:
             reason = body.get("errorCode") or body.get("errorMessage") or status
