@@ -136,24 +136,29 @@ def test_a_feed_that_lags_the_brokers_market_is_not_a_mismatch(tmp_path, spec):
             rec = d.reconciler
             if "muted" not in state and rig.emu.positions.get("EUR_USD") and rec.open_pnl_checks >= 1:
                 rig.emu.knobs.mute_instrument = "EUR_USD"  # the broker's market goes on; the feed does not
-                state["muted"], state["checks"] = rig.emu.quotes["EUR_USD"], rec.open_pnl_checks
-
-        def far_behind(d) -> bool:
-            if "muted" not in state:
-                return False
-            moved = abs(rig.emu.quotes["EUR_USD"][0] - state["muted"][0])
-            return moved > 0.0030 and d.reconciler.open_pnl_checks >= state["checks"] + 3
+                state["muted"], state["seen"], state["lagged"], state["gaps"] = True, rec.open_pnl_checks, [], []
+            elif "muted" in state and rec.open_pnl_checks > state["seen"]:  # a check made since the last look
+                state["seen"] = rec.open_pnl_checks
+                units = abs(rig.emu.positions.get("EUR_USD", 0.0))
+                behind = units * abs(rig.emu.quotes["EUR_USD"][0] - d.account.quotes["EUR_USD"][0])
+                if behind > 300.0:  # the feed's last quote 30 pips a lot behind the broker's market
+                    state["lagged"].append(behind)
+                    state["gaps"].append(rec.open_pnl_gap)
 
         try:
             rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
             rig.cfg = rig.cfg.model_copy(update={"service": rig.cfg.service.model_copy(update={"reconcile_secs": 0.1})})
-            out = await rig.run(far_behind, timeout=30, during=lag, policy=ScriptedPolicy([1] + [0] * 100_000))
+            out = await rig.run(
+                lambda d: len(state.get("lagged", ())) >= 3,  # three checks made while far behind
+                timeout=30,
+                during=lag,
+                policy=ScriptedPolicy([1] + [0] * 100_000),
+            )
             assert out.error is None and out.reached
-            units = abs(rig.emu.positions["EUR_USD"])
-            feed_bid, broker_bid = out.daemon.account.quotes["EUR_USD"][0], rig.emu.quotes["EUR_USD"][0]
-            assert units * abs(broker_bid - feed_bid) > 250.0  # marked at the feed's quote: > 25 pips a lot apart
-            rec = out.daemon.reconciler
-            assert _account_events(rig, "account_equity_mismatch") == [] and abs(rec.open_pnl_gap) < 50.0
+            assert _account_events(rig, "account_equity_mismatch") == []
+            # marked at the broker's prices, the gap is a spread or two and the price's move between
+            # the reads (typically < 60 here); marked at the feed's last quote it was > 300 at each check
+            assert all(abs(g) < behind / 2 for g, behind in zip(state["gaps"], state["lagged"])), state
         finally:
             await rig.close()
 
