@@ -36,6 +36,22 @@ def reconnected_and_done(d, emu) -> bool:
     return d.feed.reconnects >= 1 and last_price_done(d, emu)
 
 
+def stop_fills_booked(rig, out, creates: list, reason: str) -> list:
+    """The broker's stop fills (ORDER_FILL for ``reason``) are ours: each a stop_filled risk
+    event, the stops never sent as orders of their own, and never read as a position gone
+    missing. Races the broker's stops bring, handled as designed: a stop that fills while a
+    reversal is in flight leaves an excess (flattened); one that fills while that correction is
+    in flight lets the correction open a position without a stop (the next pass gives it one).
+    Returns the fills."""
+    fired = [t for t in rig.emu.transactions if t["type"] == "ORDER_FILL" and t["reason"] == reason]
+    assert fired and rig.emu.stops_filled == len(fired)
+    assert out.daemon.slot.counters.risk_events.get("stop_filled") == len(fired)
+    assert rig.emu.order_requests == len(creates)
+    misread = [e for e in reconcile_events(rig) if e[1] not in ("in_sync", "flatten_excess", "stop_replaced")]
+    assert misread == []
+    return fired
+
+
 def marked_stale(d, emu) -> bool:
     return d.slot.data_stale and idle(d)
 
@@ -476,17 +492,7 @@ def test_every_entry_carries_its_stop_to_oanda_and_a_stop_filled_there_is_booked
             }
             assert len(gaps) > 3 if "stop_atr_multiple" in protection else len(gaps) >= 1
             assert all(len(t["price"].split(".")[1]) <= 5 for t in stops)
-            fired = [t for t in rig.emu.transactions if t["type"] == "ORDER_FILL" and t["reason"] == "STOP_LOSS_ORDER"]
-            assert fired and rig.emu.stops_filled == len(fired)
-            c = out.daemon.slot.counters
-            assert c.risk_events.get("stop_filled") == len(fired)
-            assert rig.emu.order_requests == len(creates)  # the stops were never sent as orders of their own
-            # a stop's fill is never read as a position gone missing. Races the broker's stops bring,
-            # handled as designed: a stop that fills while a reversal is in flight leaves an excess
-            # (flattened); one that fills while that correction is in flight lets the correction open
-            # a position without a stop (the next pass gives it one)
-            misread = [e for e in reconcile_events(rig) if e[1] not in ("in_sync", "flatten_excess", "stop_replaced")]
-            assert misread == []
+            stop_fills_booked(rig, out, creates, "STOP_LOSS_ORDER")
         finally:
             await rig.close()
 
@@ -516,9 +522,8 @@ def test_a_trailing_stop_goes_to_oanda_with_each_entry_and_its_fill_there_is_boo
             assert {t["trailingStopLossOnFill"]["distance"] for t in trailing} == {"0.00060"}
             assert all(t["trailingStopLossOnFill"]["clientExtensions"]["id"].endswith("-stop") for t in trailing)
             placed = [t for t in txs if t["type"] == "TRAILING_STOP_LOSS_ORDER"]
-            fired = [t for t in txs if t["type"] == "ORDER_FILL" and t["reason"] == "TRAILING_STOP_LOSS_ORDER"]
-            assert placed and fired and rig.emu.stops_filled == len(fired)
-            assert out.daemon.slot.counters.risk_events.get("stop_filled") == len(fired)
+            assert placed
+            fired = stop_fills_booked(rig, out, creates, "TRAILING_STOP_LOSS_ORDER")
             # it trailed: some closed their trade beyond its entry, which a stop fixed 6 pips behind never can
             opened = {t["tradeOpened"]["tradeID"]: float(t["price"]) for t in txs if t.get("tradeOpened")}
             gains = [
@@ -528,9 +533,6 @@ def test_a_trailing_stop_goes_to_oanda_with_each_entry_and_its_fill_there_is_boo
                 if c["tradeID"] in opened
             ]
             assert gains and max(gains) > 0.0, gains
-            assert rig.emu.order_requests == len(creates)  # the stops were never sent as orders of their own
-            misread = [e for e in reconcile_events(rig) if e[1] not in ("in_sync", "flatten_excess", "stop_replaced")]
-            assert misread == []
         finally:
             await rig.close()
 
