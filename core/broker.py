@@ -20,6 +20,15 @@ Every Broker must provide:
   deduplicate by ``broker_fill_id``; their order within a batch is not guaranteed.
 - ``positions()`` -> list[PositionReport]: the source of truth for what is held.
 - ``account()`` -> AccountReport.
+- ``open_trades()`` -> list[TradeStop]: every open trade with its protective stop, and
+  ``set_stop(trade_id, instrument, units, price, client_id, trail=0.0)``: give one a stop (or
+  move its own; ``trail`` > 0: trailing by that distance, where the broker has them, else
+  OrderRejected). Reconciliation puts back stops removed or loosened by hand with these.
+- ``quotes(instruments)`` -> {instrument: (bid, ask)}: the broker's own current prices, which
+  the open-P&L check marks the book at; {} where the broker's figures are not current enough
+  to check against (AccountReport.equity_current False).
+- ``history_bars(instrument, period_minutes, price, from_ns, to_ns)`` -> BAR_DTYPE: complete
+  bars for warming up and ``data fetch``.
 
 Every Feed must provide ``ticks()``: an async iterator of (instrument, TICK_DTYPE batch), and
 ``status``: one of FeedStatus (connected, stale, disconnected), with a timestamp.
@@ -120,6 +129,9 @@ class AccountReport:
     # seconds the broker's figures may lag a fill (IB: its 3-minute refresh, with a margin); 0: current.
     # The balance check waits this long after the last fill before it judges (daemon.reconcile_runner)
     refresh_secs: float = 0.0
+    # the broker's last transaction id as of these figures (OANDA's lastTransactionID; None where
+    # the broker has none): figures past the fills the book has seen are not judged against it
+    as_of: str | None = None
 
 
 class FeedStatus(enum.Enum):
@@ -139,6 +151,14 @@ class Broker(Protocol):
     async def fills(self, cursor: str | None) -> FillBatch: ...
     async def positions(self) -> list[PositionReport]: ...
     async def account(self) -> AccountReport: ...
+    async def open_trades(self) -> list[TradeStop]: ...
+    async def set_stop(
+        self, trade_id: str, instrument: str, units: float, price: float, client_id: str, trail: float = 0.0
+    ) -> None: ...
+    async def quotes(self, instruments: list[str]) -> dict[str, tuple[float, float]]: ...
+    async def history_bars(
+        self, instrument: str, period_minutes: int, price: str, from_ns: int, to_ns: int
+    ) -> np.ndarray: ...
 
 
 class Feed(Protocol):

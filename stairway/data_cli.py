@@ -151,9 +151,7 @@ async def _fetch(cfg, args, inst: str):
             f"{path}: [broker] kind = {dcfg.broker.kind!r}: fetching history needs a broker (oanda or ib)"
         )
     broker = make_adapters(dcfg).broker
-    history = getattr(broker, "history_bars", None)
-    if history is None:
-        raise ConfigError(f"{path}: the {dcfg.broker.kind} adapter serves no history")
+    history = broker.history_bars
     to_ns = lambda d: int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()) * 10**9  # noqa: E731
     try:
         await broker.connect()

@@ -62,6 +62,7 @@ class Knobs:
     per_trade_price: bool = True  # False: trade parts carry no price (as in OANDA's documented examples)
     legacy_price_status: bool = False  # PRICE lines carry only the deprecated ``status`` field
     margin_rate: float = 0.0  # > 0: the summary's marginUsed is |units| x mid x this, summed (USD-quoted pairs)
+    close_before_summary: bool = False  # once: every position closed by hand just before a summary is answered
 
 
 class OandaEmulator(OandaAccount):
@@ -492,6 +493,11 @@ class OandaEmulator(OandaAccount):
         return web.json_response({"prices": out, "time": rfc3339(self.now_ns)})
 
     async def _summary(self, request: web.Request) -> web.Response:
+        if self.knobs.close_before_summary:  # a fill the client has not fetched when it reads the figures
+            self.knobs.close_before_summary = False
+            for inst, units in list(self.positions.items()):
+                if units:
+                    self.manual_trade(inst, -units)
         return web.json_response(
             {
                 "account": {

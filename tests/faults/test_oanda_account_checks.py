@@ -163,3 +163,42 @@ def test_a_feed_that_lags_the_brokers_market_is_not_a_mismatch(tmp_path, spec):
             await rig.close()
 
     asyncio.run(go())
+
+
+def test_figures_newer_than_the_books_fills_are_not_judged(tmp_path, spec):
+    """A busy host's race: the position is closed at the broker (a stop, a hand) between the
+    pass's positions read and its account summary, so the summary is flat while the book still
+    holds. The summary's lastTransactionID is past the fills the book has synced: that pass
+    judges nothing (no strike, no check counted); the next one sees the fill first."""
+    from stairway.core.policy import ScriptedPolicy
+
+    async def go():
+        rig = Rig(tmp_path, spec)
+        await rig.start_with(stop_atr_multiple=None)  # held throughout: no stop to end it
+        state: dict = {}
+
+        async def close_at_summary(d):
+            rec = d.reconciler
+            if "armed" not in state and rig.emu.positions.get("EUR_USD") and rec.open_pnl_checks >= 1:
+                state["armed"] = (rec.open_pnl_checks, rec.account_checks_deferred)
+                rig.emu.knobs.close_before_summary = True
+
+        try:
+            rig.emu.prices = await asyncio.to_thread(prices, rig.cfg, 12)
+            rig.cfg = rig.cfg.model_copy(update={"service": rig.cfg.service.model_copy(update={"reconcile_secs": 0.1})})
+            out = await rig.run(
+                lambda d: "armed" in state and not rig.emu.knobs.close_before_summary and not d.slot.position[0],
+                timeout=30,
+                during=close_at_summary,
+                policy=ScriptedPolicy([1] + [0] * 100_000),  # buy once, then hold
+            )
+            assert out.error is None and out.reached
+            rec = out.daemon.reconciler
+            checks, deferred = state["armed"]
+            assert rec.account_checks_deferred == deferred + 1  # the pass that read the newer figures
+            assert rec._open_pnl_strikes == 0 and _account_events(rig, "account_equity_mismatch") == []
+            assert rec.open_pnl_checks == checks  # none on the flat figures (without the id: gap -41 judged)
+        finally:
+            await rig.close()
+
+    asyncio.run(go())

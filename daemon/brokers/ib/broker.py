@@ -379,8 +379,13 @@ class IBBroker:
             out.append(TradeStop(name, name, units, avg, min(ours) if units > 0 and ours else max(ours, default=None)))
         return out
 
-    async def set_stop(self, trade_id: str, instrument: str, units: float, price: float, client_id: str) -> None:
-        """The instrument's position gets one stop at ``price``: any other of ours cancelled first."""
+    async def set_stop(
+        self, trade_id: str, instrument: str, units: float, price: float, client_id: str, trail: float = 0.0
+    ) -> None:
+        """The instrument's position gets one stop at ``price``: any other of ours cancelled first.
+        Trailing stops are not placed at IB (execution.stop_trailing is refused for it at start-up)."""
+        if trail > 0.0:
+            raise OrderRejected(f"{client_id}: a trailing stop at IB: not supported (execution.stop_trailing)")
         contract = self.contracts[instrument]
         if await self._cancel_stops(contract, client_id):
             raise TransientError(f"{client_id}: the old stop filled while being replaced; the next pass sees the book")
@@ -445,6 +450,11 @@ class IBBroker:
             )
         except (KeyError, ValueError) as e:
             raise FatalError(f"IB account summary: missing or bad {e}") from e
+
+    async def quotes(self, instruments: list[str]) -> dict[str, tuple[float, float]]:
+        """None fetched: IB's account figures refresh every 3 minutes (``equity_current`` False),
+        so the open-P&L check that marks at the broker's prices does not run against them."""
+        return {}
 
     async def history_bars(
         self, instrument: str, period_minutes: int, price: str, from_ns: int, to_ns: int

@@ -336,6 +336,7 @@ class OandaBroker:
             decimal(a, "NAV", "account"),
             decimal(a, "marginUsed", "account", 0.0),
             a.get("currency", ""),
+            as_of=last if isinstance(last := body.get("lastTransactionID"), str) and last.isdigit() else None,
         )
 
     async def quotes(self, instruments: list[str]) -> dict[str, tuple[float, float]]:
