@@ -45,7 +45,7 @@ part = ticks[: j + 1] if half == "first" else ticks[j:]
 
 class Timed:
     def __init__(self, inner):
-        self.inner, self.kind, self.sha, self.note, self.created_at = inner, inner.kind, inner.sha, "", ""
+        self.inner, self.kind, self.sha, self.note, self.card = inner, inner.kind, inner.sha, "", inner.card
         self.first = None
     def act(self, obs):
         if self.first is None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from stairway.core.mcts import Tree, root_visits, search, search_batch, search_batch_serial
 from stairway.core.muzero_net import numpy_weights
+from stairway.core.policy import NO_CARD
 
 # a checkpoint that names no temperature acts greedily on the visits (MuZero's evaluation)
 # (checkpoints from before issue 20 name neither "act" nor "root_min_visits": they act on visits)
@@ -46,6 +47,7 @@ PARALLEL_ROOTS = 8  # a batch this large is spread over numba's threads (self-pl
 class MuZeroPolicy:
     kind = "muzero"
     note = ""
+    card = NO_CARD
 
     def __init__(self, tensors: Mapping[str, Any], obs_dim: int, arch: dict[str, Any], sha: str = "") -> None:
         inf = {**INFERENCE_DEFAULTS, **arch.get("inference", {})}

@@ -17,7 +17,7 @@ from typing import Any
 from stairway.core.checkpoint import Checkpoint
 from stairway.core.errors import CheckpointError
 from stairway.core.features import FeatureSpec
-from stairway.core.policy import ConfidenceFloor, EnsemblePolicy, Policy, PPOPolicy, ppo_shapes
+from stairway.core.policy import ConfidenceFloor, EnsemblePolicy, ModelCard, Policy, PPOPolicy, ppo_shapes
 from stairway.core.types import ACTION_NAMES
 from stairway.core.weights import check_shapes
 
@@ -142,18 +142,22 @@ def load_policy(ck: Checkpoint, spec: FeatureSpec, source: str = "checkpoint") -
     if not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
         raise CheckpointError(f"{source}: inference.min_confidence = {floor!r} must be a number in [0, 1]")
     policy = ConfidenceFloor(loader(ck, spec, arch, source), float(floor))
-    policy.sha, policy.created_at = ck.sha, ck.meta.created_at
     try:  # what the trainer measured on validation (the live guard shows it next to live)
         extra = json.loads(ck.meta.extra or "{}")
     except ValueError:
         extra = {}
-    validation = extra.get("validation") if isinstance(extra, dict) else None
-    policy.validation = validation if isinstance(validation, dict) else {}
-    sf = policy.validation.get("safe_f")
-    if sf is not None:
-        if not isinstance(sf, (int, float)) or not 0.0 <= sf <= 1.0:
-            raise CheckpointError(f"{source}: validation.safe_f = {sf!r} must be a number in [0, 1]")
-        policy.safe_f = float(sf)
-    profile = extra.get("feature_profile") if isinstance(extra, dict) else None
-    policy.feature_profile = profile if isinstance(profile, dict) else {}  # core.feature_drift
+    extra = extra if isinstance(extra, dict) else {}
+    validation = extra.get("validation")
+    validation = validation if isinstance(validation, dict) else {}
+    sf = validation.get("safe_f")
+    if sf is not None and (not isinstance(sf, (int, float)) or not 0.0 <= sf <= 1.0):
+        raise CheckpointError(f"{source}: validation.safe_f = {sf!r} must be a number in [0, 1]")
+    profile = extra.get("feature_profile")
+    policy.sha = ck.sha
+    policy.card = ModelCard(
+        ck.meta.created_at,
+        validation,
+        None if sf is None else float(sf),
+        profile if isinstance(profile, dict) else {},  # core.feature_drift
+    )
     return policy

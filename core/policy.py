@@ -7,6 +7,7 @@ actor runs here from the same weights, read from the safetensors file as numpy a
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -15,15 +16,31 @@ from stairway.core.types import ACTION_NAMES
 from stairway.core.weights import numpy_tensors
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """What a checkpoint records of its model besides the weights (core.policies reads it);
+    a policy from no checkpoint (scripted, observe-only) has the empty card."""
+
+    created_at: str = ""  # ISO 8601, from the checkpoint's header: the model's age
+    validation: dict[str, Any] = field(default_factory=dict)  # the trainer's validation metrics (the live guard)
+    safe_f: float | None = None  # its safe-f, where the trainer measured one (execution.safe_f_sizing)
+    feature_profile: dict[str, Any] = field(default_factory=dict)  # the training window's features (feature_drift)
+
+
+NO_CARD = ModelCard()
+
+
 class Policy(Protocol):
     """What the daemon, the gates and the evaluation need from a policy of any kind: an
     action index and its confidence; ``reset`` drops any state the policy keeps between
     decisions (a reused search tree), so warm-up calls leave nothing behind; ``note`` says
-    why the last action was changed, if it was ("" otherwise)."""
+    why the last action was changed, if it was ("" otherwise); ``card`` is what its
+    checkpoint records of it."""
 
     sha: str
     kind: str
     note: str
+    card: ModelCard
 
     def act(self, obs: np.ndarray) -> tuple[int, float]: ...
 
@@ -37,11 +54,7 @@ class ConfidenceFloor:
 
     def __init__(self, inner: Policy, min_confidence: float) -> None:
         self.inner, self.min_confidence = inner, float(min_confidence)
-        self.kind, self.sha = inner.kind, inner.sha
-        self.created_at = getattr(inner, "created_at", "")
-        self.validation: dict[str, Any] = {}  # the trainer's validation metrics (core.policies)
-        self.safe_f: float | None = None  # its safe-f, where the trainer measured one (execution.safe_f_sizing)
-        self.feature_profile: dict[str, Any] = {}  # the training window's features (core.feature_drift)
+        self.kind, self.sha, self.card = inner.kind, inner.sha, inner.card
         self.note = ""
 
     def act(self, obs: np.ndarray) -> tuple[int, float]:
@@ -65,6 +78,7 @@ class PPOPolicy:
 
     kind = "ppo"
     note = ""
+    card = NO_CARD
 
     def __init__(self, weights: Any, sha: str = "") -> None:
         t = numpy_tensors(weights.state_dict() if hasattr(weights, "state_dict") else weights)
@@ -112,6 +126,7 @@ class EnsemblePolicy:
 
     kind = "ensemble"
     note = ""
+    card = NO_CARD
 
     def __init__(self, members: list[PPOPolicy], sha: str = "") -> None:
         if not members:
@@ -141,6 +156,7 @@ class ObserveOnlyPolicy:
     model published later is swapped in as usual."""
 
     kind = "none"
+    card = NO_CARD
     sha = "none"
 
     def __init__(self, reason: str) -> None:
@@ -159,6 +175,7 @@ class ScriptedPolicy:
 
     kind = "scripted"
     note = ""
+    card = NO_CARD
 
     def __init__(self, actions: list[int] | np.ndarray, sha: str = "scripted") -> None:
         self.actions = [int(a) for a in actions]

@@ -34,7 +34,6 @@ import structlog
 from stairway.core.calendar import market_open
 from stairway.core.config import load_config
 from stairway.core.errors import FatalError, StairwayError
-from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec
 from stairway.core.locks import state_lock
 from stairway.core.risk_rules import TIER_NAMES
@@ -64,16 +63,16 @@ class DaemonResult:
     summary: dict[str, float]
     counters: dict
     db_path: Path
-    model_sha: str
+    model_sha: str  # the model's, or in a portfolio each instrument's ("EUR_USD 1a2b..., ...") unless all share one
     interrupted: bool
     seconds: float
-    first_decision: str
-    last_bar: str
-    decision_latency_ns: object = None
+    first_decision: str  # the earliest instrument's
+    last_bar: str  # the latest instrument's
+    decision_latency_ns: object = None  # every instrument's
     loop_lag_s: object = None
     http_port: int | None = None
-    tracker: object = None  # core.metrics.PerformanceTracker of the run (baselines, intervals)
-    instruments: dict | None = None  # per instrument: counters, summary, model sha (a portfolio's detail)
+    tracker: object = None  # core.metrics.PerformanceTracker of a one-instrument run (a portfolio's: per instrument)
+    instruments: dict | None = None  # per instrument: counters, summary, model sha, decisions, tracker
 
 
 class Daemon(ModelEvents):
@@ -100,7 +99,6 @@ class Daemon(ModelEvents):
         self.stop = stop or asyncio.Event()
         self.legs = cfg.legs(look_on_disk=False)  # the instruments: one, or a portfolio's (set-up looks on disk)
         self.spec = FeatureSpec.from_config(cfg)  # one feature spec: the legs share [bars] and [features]
-        self.ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
         self.slots: dict[str, Slot] = {}
         self.watchers: dict[str, ModelWatcher] = {}
         self.recorders: dict[str, TickRecorder] = {}
@@ -129,20 +127,23 @@ class Daemon(ModelEvents):
 
     @property
     def slot(self) -> Slot:
-        """The first instrument's slot (the only one without a portfolio)."""
-        if not self.slots:
-            raise AttributeError("slot: the daemon is not set up yet")
-        return next(iter(self.slots.values()))
+        """The slot of a one-instrument daemon; a portfolio's are ``slots[instrument]``."""
+        return self._only(self.slots, "slot")
 
     @property
     def watcher(self) -> ModelWatcher:
-        if not self.watchers:
-            raise AttributeError("watcher: the daemon is not set up yet")
-        return next(iter(self.watchers.values()))
+        """The model watcher of a one-instrument daemon; a portfolio's are ``watchers[instrument]``."""
+        return self._only(self.watchers, "watcher")
 
-    @property
-    def recorder(self) -> TickRecorder | None:
-        return next(iter(self.recorders.values()), None)
+    @staticmethod
+    def _only(parts: dict, what: str):
+        if len(parts) != 1:
+            raise AttributeError(
+                f"{what}: the daemon is not set up yet"
+                if not parts
+                else f"{what}: a portfolio has one per instrument ({', '.join(parts)}): {what}s[instrument]"
+            )
+        return next(iter(parts.values()))
 
     def _live_obs_of(self, instrument: str) -> Callable[[], np.ndarray | None]:
         def live_obs() -> np.ndarray | None:
@@ -478,27 +479,38 @@ class Daemon(ModelEvents):
                 f"{self.cfg.service.db_path}: the end of run {self.run_id} was not recorded: {self._end_error!r}"
             ) from self._end_error
         per = {inst: status.slot_counters(slot) for inst, slot in self.slots.items()}
-        counters = dict(per[self.instrument]) if len(per) == 1 else status.summed(list(per.values()))
+        counters = dict(*per.values()) if len(per) == 1 else status.summed(list(per.values()))
         counters["halted"] = self.risk.state.halted_reason or ""
         counters["recorder_dropped_ticks"] = sum(r.dropped_ticks for r in self.recorders.values())
         instruments = {
-            inst: {"counters": per[inst], "summary": self.summaries[inst], "model_sha": slot.policy.sha}
+            inst: {
+                "counters": per[inst],
+                "summary": self.summaries[inst],
+                "model_sha": slot.policy.sha,
+                "first_decision": status.fmt_ts(slot.first_decision_bar_ts),
+                "last_bar": status.fmt_ts(slot.last_bar_ts),
+                "tracker": slot.tracker,
+            }
             for inst, slot in self.slots.items()
         }
+        slots = list(self.slots.values())
+        shas = [s.policy.sha for s in slots]
+        firsts = [s.first_decision_bar_ts for s in slots if s.first_decision_bar_ts is not None]
+        lasts = [s.last_bar_ts for s in slots if s.last_bar_ts is not None]
         return DaemonResult(
             self.run_id,
             self.summary,
             counters,
             self.cfg.service.db_path,
-            self.slot.policy.sha,
+            shas[0] if len(set(shas)) == 1 else ", ".join(f"{i} {h[:12]}" for i, h in zip(self.slots, shas)),
             self.interrupted,
             time.perf_counter() - t0,
-            status.fmt_ts(self.slot.first_decision_bar_ts),
-            status.fmt_ts(self.slot.last_bar_ts),
-            self.slot.latency.snapshot(),
+            status.fmt_ts(min(firsts, default=None)),
+            status.fmt_ts(max(lasts, default=None)),
+            np.concatenate([s.latency.snapshot() for s in slots]),
             np.array(self.loop_lags),
             self.http_port,
-            self.slot.tracker,
+            slots[0].tracker if len(slots) == 1 else None,
             instruments,
         )
 
@@ -522,7 +534,7 @@ class Daemon(ModelEvents):
                 log.error("recorder_stop_timed_out", instrument=inst, seconds=limit)  # 3a. recorders flushed
         self.summaries = {inst: slot.tracker.summary() for inst, slot in self.slots.items()}
         if len(self.slots) == 1:
-            self.summary = self.summaries[self.instrument]
+            (self.summary,) = self.summaries.values()
         else:  # the account's result, and each instrument's
             pnl = sum(x["pnl"] for x in self.summaries.values())
             self.summary = {

@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import structlog
 
+from stairway.core.broker import Broker, Feed
 from stairway.core.checkpoint import clean_leftovers
 from stairway.core.errors import CheckpointError
 from stairway.core.execution import ExecutionModel
@@ -124,8 +125,8 @@ class DaemonBuild:
     # filled here
     control: ControlFiles
     bundle: AdapterBundle | None
-    adapter: Any
-    feed: Any  # core.broker.Feed, or the ReplayFeed
+    adapter: Broker | None  # live only
+    feed: Feed | ReplayFeed
     store: Store
     run_id: str
     risk: RiskEngine
@@ -180,7 +181,9 @@ class DaemonBuild:
         given: dict[str, Policy] = {}
         if isinstance(self.policy, dict):
             given = self.policy
-        elif self.policy is not None:  # one policy: the first instrument's
+        elif self.policy is not None:  # one policy: a daemon of one instrument
+            if len(self.legs) > 1:
+                raise ValueError("a portfolio's policies are given by instrument (a dict), not one for all")
             given = {self.legs[0].symbol: self.policy}
         policies: dict[str, Policy] = {}
         for leg in self.legs:
@@ -199,8 +202,9 @@ class DaemonBuild:
             if why:
                 log.error("model_fallback_at_startup", instrument=leg.symbol, reason=why)
                 self.startup_events.append((leg.symbol, why))
-        self.policy = policies[self.legs[0].symbol]
-        self.instrument = self.legs[0].symbol
+        # the run's model: the one model, or each instrument's (a portfolio's runs row)
+        shas = {leg.symbol: policies[leg.symbol].sha for leg in self.legs}
+        run_model = shas[self.legs[0].symbol] if len(shas) == 1 else ",".join(f"{i}:{h[:12]}" for i, h in shas.items())
         if cfg.live:
             from stairway.daemon.brokers.factory import make_adapters
 
@@ -220,7 +224,9 @@ class DaemonBuild:
                 for leg in self.legs:
                     quotes[leg.symbol] = await asyncio.to_thread(replay_ticks, leg.cfg, start, end, self.spec.window)
             else:
-                quotes = self.ticks if isinstance(self.ticks, dict) else {self.instrument: self.ticks}
+                if not isinstance(self.ticks, dict) and len(self.legs) > 1:
+                    raise ValueError("a portfolio's quotes are given by instrument (a dict), not one array")
+                quotes = self.ticks if isinstance(self.ticks, dict) else {self.legs[0].symbol: self.ticks}
             self.ticks = quotes
             self.feed = ReplayFeed(quotes, cfg.replay.batch_ticks, cfg.replay.speed, cfg.bars.period_ns)
             mode, clock_ns = "paper-replay", self.feed.now_ns
@@ -230,7 +236,7 @@ class DaemonBuild:
         prefix = cfg.broker.kind if cfg.live else "replay"
         # unique even for two runs of one process within a second (a restart test, a supervisor)
         self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(3).hex()}"
-        crashed = await self.store.start_run(self.run_id, time.time_ns(), mode, self.policy.sha, cfg.model_dump_json())
+        crashed = await self.store.start_run(self.run_id, time.time_ns(), mode, run_model, cfg.model_dump_json())
         stack.push_async_exit(self._record_failed_setup)
         for inst, why in self.startup_events:  # a model fallback is a risk event, as a refused swap is
             kind = "model_observe_only" if why.startswith("no model verifies") else "model_fallback"
@@ -253,14 +259,14 @@ class DaemonBuild:
             lots = leg.cfg.risk.max_position_lots if pf else None
             self.risk.add_instrument(leg.symbol, leg.cfg.instrument.lot_units, lots)
         self.exs = {leg.symbol: ExecutionModel.from_config(leg.cfg.execution, leg.cfg.instrument) for leg in self.legs}
-        self.ex = self.exs[self.instrument]
         if cfg.real_orders:
+            assert self.adapter is not None  # real orders are live
             router = self.router = LiveRouter(self.adapter, self.store, self.run_id, self.clock)
             for leg in self.legs:
                 await router.restore(leg.symbol)
             self.broker = router
         else:
-            self.broker = PaperBroker(self.ex, self.exs)
+            self.broker = PaperBroker(self.exs)
         g = cfg.guards
         for leg in self.legs:
             lc = leg.cfg
@@ -348,11 +354,9 @@ class DaemonBuild:
             run_id=self.run_id,
             mode=mode,
             source=source,
-            instrument=self.instrument,
             instruments=list(self.slots),
-            model_sha=self.policy.sha[:12],
             model_shas={k: s.policy.sha[:12] for k, s in self.slots.items()},
-            ticks=len(self.feed) if not cfg.live else None,
+            ticks=len(self.feed) if isinstance(self.feed, ReplayFeed) else None,
             db=str(svc.db_path),
             feature_spec=self.spec.hash,
             config=json.loads(cfg.model_dump_json()),
@@ -365,7 +369,7 @@ class DaemonBuild:
         prefix = cfg.broker.kind if cfg.live else "paper-replay"
         for inst, slot in self.slots.items():
             sources: list[Source] = []
-            history = getattr(self.adapter, "history_bars", None) if cfg.live else None
+            history = self.adapter.history_bars if cfg.live and self.adapter is not None else None
             if history is not None:
                 sources.append(("broker", partial(history, inst, cfg.bars.period_minutes, cfg.bars.price)))
             sources.append(("store", partial(self.store.recent_bars, inst, mode_prefix=prefix)))
@@ -405,7 +409,7 @@ class DaemonBuild:
         the broker."""
         cfg = self.cfg
         router = self.router
-        assert router is not None  # the book is restored only where orders are real
+        assert router is not None and self.adapter is not None  # the book is restored only where orders are real
 
         def on_fills() -> None:
             for s in self.slots.values():

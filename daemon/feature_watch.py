@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from stairway.core.feature_drift import FeatureDrift
+from stairway.core.policy import Policy
 from stairway.daemon.risk import Permission
 
 
@@ -34,8 +35,8 @@ class FeatureWatch:
         self.drift = FeatureDrift(None, names, window)
         self.breached = False
 
-    def set_model(self, policy: Any) -> None:
-        self.drift = FeatureDrift(getattr(policy, "feature_profile", None), self.names, self.window)
+    def set_model(self, policy: Policy) -> None:
+        self.drift = FeatureDrift(policy.card.feature_profile, self.names, self.window)
         self._set(False)
 
     def _set(self, breached: bool) -> None:

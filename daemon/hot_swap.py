@@ -107,7 +107,7 @@ def _load_verified(
                 f"(status {status or 'unknown'}) and no recorded forced promotion"
             )
     policy = load_policy(ck, spec, str(link))  # the kind comes from the checkpoint's metadata
-    if needs_safe_f and getattr(policy, "safe_f", None) is None:
+    if needs_safe_f and policy.card.safe_f is None:
         raise CheckpointError(
             f"{link}: execution.safe_f_sizing is on but {ck.sha[:12]} records no safe-f "
             "(trained without safe_f_sizing): retrain, or turn it off"

@@ -132,7 +132,11 @@ class DaemonCollector:
         }
         for name, doc in gauges.items():
             g = GaugeMetricFamily(f"stairway_{name}", doc, labels=["instrument"])
-            g.add_metric([s["instrument"]], float(s[name]))
+            if s[name] is None:  # a portfolio's position: each instrument's (units do not add up)
+                for inst, p in per.items():
+                    g.add_metric([inst], float(p[name]))
+            else:
+                g.add_metric([s["instrument"]], float(s[name]))
             yield g
         i = InfoMetricFamily("stairway_model", "The running model")
         for inst, p in per.items():

@@ -73,9 +73,10 @@ class OrderGateway(Protocol):
 class PaperBroker:
     name = "paper"
 
-    def __init__(self, ex: ExecutionModel, by_instrument: dict[str, ExecutionModel] | None = None) -> None:
-        self.ex = ex  # the execution model of an instrument not in by_instrument (a portfolio's)
-        self.by_instrument = by_instrument or {}
+    def __init__(self, ex: ExecutionModel | dict[str, ExecutionModel]) -> None:
+        """``ex``: the one instrument's execution model, or each instrument's (a portfolio: an
+        order for an instrument without one is refused)."""
+        self.ex = ex
         self.working: dict[str, WorkingOrder] = {}
         self._idx = np.empty(MAX_FILLS_PER_CALL, dtype=np.int64)
         self._units = np.empty(MAX_FILLS_PER_CALL)
@@ -86,7 +87,16 @@ class PaperBroker:
         self.stop_ids: dict[str, str] = {}  # the client id its fills carry: the arming order's + "-stop"
         self.trails: dict[str, float] = {}  # a trailing stop's distance per instrument (0: a fixed stop)
 
+    def _model(self, instrument: str) -> ExecutionModel:
+        if isinstance(self.ex, ExecutionModel):
+            return self.ex
+        ex = self.ex.get(instrument)
+        if ex is None:
+            raise KeyError(f"paper broker: {instrument} is not an instrument of this portfolio ({', '.join(self.ex)})")
+        return ex
+
     def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None:
+        self._model(intent.instrument)  # an instrument it has no model for is refused here
         add_working(self.working, intent, not_before_ns, expires)
 
     def work(
@@ -108,7 +118,7 @@ class PaperBroker:
         if (order is None and armed <= 0.0) or start >= stop:
             return []
         fills: list[Fill] = []
-        ex = self.by_instrument.get(instrument, self.ex)
+        ex = self._model(instrument)
         units, trail = self.units.get(instrument, 0.0), self.trails.get(instrument, 0.0)
         while start < stop and (order is not None or armed > 0.0):
             # bound the fill buffer: at most MAX_FILLS_PER_CALL quotes per kernel call

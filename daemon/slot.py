@@ -141,7 +141,7 @@ class Slot:
         self.regime_value = 0.0
         self.guard = guard  # daemon.live_guard: rolling live Sharpe, hold rate, orders per session
         if guard is not None:
-            guard.set_expectation(getattr(policy, "validation", None))
+            guard.set_expectation(policy.card.validation)
         self.rollback_below_expectation = rollback_below_expectation
         self.on_guard_breach = on_guard_breach
         self.halt_on_trade_band = halt_on_trade_band
@@ -408,7 +408,7 @@ class Slot:
         self.policy = new
         self.counters.swaps += 1
         if self.guard is not None:
-            self.guard.set_expectation(getattr(new, "validation", None))
+            self.guard.set_expectation(new.card.validation)
         if self.feature_watch is not None:
             self.feature_watch.set_model(new)
         self._ramp_day = bar_ts // NS_PER_DAY
@@ -558,7 +558,7 @@ class Slot:
     def _act(self, action: int, confidence: float, bar_ts: int, closing_ts_ns: int, units: float, eq: float) -> None:
         """Size the action's order, ask risk what may go out, record the decision, submit."""
         balance = self.initial_equity + float(self.position[PS_REALIZED])
-        sf = getattr(self.policy, "safe_f", None)  # with execution.safe_f_sizing the model's safe-f scales risk
+        sf = self.policy.card.safe_f  # with execution.safe_f_sizing the model's safe-f scales risk
         size, self.stop_distance = self.ex.size_and_stop(action, units, self.features.atr, balance, sf)
         size *= self._size_factor(bar_ts)
         wanted = float(target_units(action, units, size)) - units

@@ -28,7 +28,7 @@ def iso_utc(ts_ns: int) -> str:
 
 def model_age_secs(policy) -> float | None:
     """Age of the running model from its checkpoint header; None when unknown."""
-    created = getattr(policy, "created_at", "") or ""
+    created = policy.card.created_at
     try:
         return time.time() - dt.datetime.fromisoformat(created).timestamp() if created else None
     except ValueError:
@@ -104,7 +104,7 @@ def instrument_snapshot(d, inst: str) -> dict:
         "live_sharpe": s.guard.sharpe if s.guard else 0.0,
         "hold_rate": s.guard.hold_rate if s.guard else 1.0,
         "orders_per_session": s.guard.orders_per_session if s.guard else 0.0,
-        "validation_sharpe": float(getattr(s.policy, "validation", {}).get("sharpe", float("nan"))),
+        "validation_sharpe": float(s.policy.card.validation.get("sharpe", float("nan"))),
         "live_pnl_z": s.guard.pnl_z if s.guard else 0.0,
         "financing": c["financing"],
         **(s.feature_watch.snapshot() if s.feature_watch else {}),
@@ -128,14 +128,13 @@ SUMMED = (
 
 def snapshot(d) -> dict:
     per = {inst: instrument_snapshot(d, inst) for inst in d.slots}
-    first = per[d.instrument]
+    only = next(iter(per.values())) if len(per) == 1 else None  # one instrument: its figures at the top
     actions: dict[str, int] = {}
     for p in per.values():
         for a, n in p["actions"].items():
             actions[a] = actions.get(a, 0) + n
-    s = d.slot
     return {
-        "instrument": d.instrument if len(per) == 1 else "ACCOUNT",
+        "instrument": next(iter(per)) if only is not None else "ACCOUNT",
         "run_id": d.run_id,
         **{k: sum(p[k] for p in per.values()) for k in SUMMED},
         "actions": actions,
@@ -143,22 +142,24 @@ def snapshot(d) -> dict:
         "alerts_sent": d.alerter.stats.sent,
         "alerts_failed": d.alerter.stats.failed,
         "alerts_suppressed": d.alerter.stats.deduplicated + d.alerter.stats.rate_limited + d.alerter.stats.dropped,
-        "position_units": first["position_units"],
+        # a portfolio's positions are per instrument (instruments.*.position_units): units of
+        # different instruments do not add up
+        "position_units": only["position_units"] if only is not None else None,
         "equity": d.account.equity,
         "drawdown_pct": d.account.drawdown_pct,
         "margin_pct": d.account.margin_pct,
         "risk_tier": d.risk.state.tier,
         "halted": int(d.risk.state.halted),
-        "model_sha": first["model_sha"],
+        "model_sha": only["model_sha"] if only is not None else None,  # a portfolio's: per instrument
         "pending_swaps": {i: p["pending_model_sha"] for i, p in per.items() if p["pending_model_sha"]},
         "model_age_seconds": max(p["model_age_seconds"] for p in per.values()),
         "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "event_loop_lag_seconds": d.loop_lag,
-        "trading_enabled": int(s.trading_enabled),
+        "trading_enabled": int(d.risk.permission.control_allows),
         "state": d.lifecycle.state.value,  # daemon.lifecycle
         "state_reason": d.lifecycle.reason,
         "state_since": iso_utc(d.lifecycle.since_ns),
-        "last_bar": first["last_bar"],
+        "last_bar": max(p["last_bar"] for p in per.values()),  # the latest instrument's ("-": none yet)
         "health": health(d),
         "control_ignored_files": [hint(n, d.control.known) for n in d.control_unknown],
         "pid": os.getpid(),
@@ -194,7 +195,7 @@ def health(d) -> list[str]:
     if d.control_unsafe:
         reasons.append(f"control directory unsafe, no new positions: {d.control_unsafe}")
     if d.cfg.live:
-        status = getattr(d.feed, "status", FeedStatus.CONNECTED)
+        status = d.feed.status
         if status is not FeedStatus.CONNECTED:
             reasons.append(f"broker disconnected: {d.cfg.broker.kind} feed {status.value}")
         for inst, slot in d.slots.items():

@@ -62,15 +62,24 @@ def _daemon_run(args: argparse.Namespace) -> int:
         else f"Paper replay ({res.counters['ticks']} bar-derived quotes"
     )
     print(
-        f"\n{what}, model {res.model_sha[:12]}, "
+        f"\n{what}, model {res.model_sha if cfg.portfolio else res.model_sha[:12]}, "
         f"decisions {res.first_decision} .. {res.last_bar} UTC){' — INTERRUPTED' if res.interrupted else ''}"
     )
     if cfg.live:
         print(format_summary({cfg.broker.kind: res.summary}))
-    else:  # a replay has history to run the baselines on, through the same env and costs
+    elif cfg.portfolio is None:  # a replay has history to run the baselines on, through the same env and costs
         cmp = replay_baselines(cfg, res.tracker)
         print(format_summary({"paper replay": res.summary, **cmp.baselines}))
         print("\n".join(cmp.lines()))
+    else:  # a portfolio: the account, then each instrument next to its own baselines
+        print(format_summary({"paper replay (account)": res.summary}))
+        assert res.instruments is not None
+        for leg in cfg.legs(look_on_disk=False):
+            mine = res.instruments[leg.symbol]
+            cmp = replay_baselines(leg.cfg, mine["tracker"])
+            print(f"\n{leg.symbol} (model {mine['model_sha'][:12]}):")
+            print(format_summary({"paper replay": mine["summary"], **cmp.baselines}))
+            print("\n".join(cmp.lines()))
     print(risk_line(res.counters))
     print(f"database: {res.db_path} (run_id {res.run_id})")
     return 0
@@ -84,8 +93,6 @@ def replay_baselines(cfg, tracker):
     from stairway.trainer.history import load_history
 
     spec = FeatureSpec.from_config(cfg)
-    if spec.cross and cfg.portfolio is not None:  # the first instrument, with the others' bars
-        cfg = cfg.legs(look_on_disk=False)[0].cfg
     hist = load_history(cfg, spec, *cfg.replay.range.ns())
     ex = ExecutionModel.from_config(cfg.execution, cfg.instrument)
     return compare(hist, spec, ex, cfg.account.initial_equity, 0, len(hist) - 2, tracker, risk=cfg.risk)

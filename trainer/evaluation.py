@@ -53,7 +53,7 @@ def run_evaluation(
     n = hi - first + 1
     env = VecTradingEnv(
         history, spec, ex, initial_equity, 1, n, seed=0, first_bar=first, last_bar=hi, auto_reset=False, risk=risk,
-        safe_f=getattr(policy, "safe_f", None),  # sized as the daemon sizes this model (execution.safe_f_sizing)
+        safe_f=None if policy is None else policy.card.safe_f,  # sized as the daemon sizes this model
     )  # fmt: skip
     obs = env.reset(np.array([first]))
     tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit, record=record)

@@ -11,6 +11,7 @@ import structlog
 
 from stairway.core.bar_files import load_period_bars, select_warm_range
 from stairway.core.bar_ticks import bars_to_ticks
+from stairway.core.broker import FeedStatus
 from stairway.core.config import MarketConfig
 
 log = structlog.get_logger("replay")
@@ -47,6 +48,7 @@ class ReplayFeed:
     last_batch_backfilled = False
     chunk_end = True
     replay_ts_ns = 0  # the last quote of the batch being handled (log lines' replay_time)
+    status = FeedStatus.CONNECTED  # a replay never loses its source
 
     def stale_instruments(self, now: float | None = None) -> list[str]:
         """A replay's prices are never stale (it hands over recorded time)."""

@@ -44,6 +44,9 @@ def exposed(tmp_path_factory, market_cfg):
     reg = CollectorRegistry()
     reg.register(DaemonCollector(d.snapshot))
     text = generate_latest(reg).decode()
+    # a portfolio's position is each instrument's, never the first one's standing for the account
+    held = {line.split('"')[1] for line in text.splitlines() if line.startswith("stairway_position_units{")}
+    assert held == set(two), held
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 
 

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from stairway.core.bar_files import load_bars
 from stairway.core.feature_drift import FeatureDrift, feature_profile
 from stairway.core.features import batch_market_features
+from stairway.core.policy import ModelCard
 from stairway.daemon.app import Daemon
 from stairway.daemon.feature_watch import FeatureWatch
 from stairway.daemon.http import DaemonCollector
@@ -46,7 +47,7 @@ def test_the_watch_blocks_and_clears_with_hysteresis():
     prof = feature_profile(np.linspace(-1, 1, 1000)[:, None], names)
 
     class P:
-        feature_profile = prof
+        card = ModelCard(feature_profile=prof)
 
     perm = Permission()
     w = FeatureWatch("EUR_USD", names, 20, 0.25, True, perm)

@@ -145,7 +145,7 @@ def test_passing_run_publishes_and_sets_gold_then_keeps_it(tmp_path):
     from stairway.core.policies import load_policy
 
     spec = FeatureSpec.from_config(cfg)
-    prof = load_policy(read_checkpoint(models / "current"), spec).feature_profile
+    prof = load_policy(read_checkpoint(models / "current"), spec).card.feature_profile
     assert prof["names"] == list(spec.market_names) and prof["bars"] > 500
     assert all(lo < hi for lo, hi in zip(prof["lo"], prof["hi"])) and len(prof["shares"][0]) == 10
     second = run_cycles(cfg, progress=False)  # warm start from current; step counter continues
@@ -426,7 +426,7 @@ def test_safe_f_sizing_measured_on_the_selection_window_and_sized_with_at_the_ga
 
     def spy(policy, history, spec, ex, eq, first, last=None, *a, **k):
         tracker, taken = real(policy, history, spec, ex, eq, first, last, *a, **k)
-        seen.append((first, getattr(policy, "safe_f", None), tracker))
+        seen.append((first, policy.card.safe_f, tracker))
         return tracker, taken
 
     monkeypatch.setattr(cy, "run_evaluation", spy)

@@ -10,7 +10,7 @@ import pytest
 from stairway.core.bar_files import load_bars
 from stairway.core.bar_ticks import bars_to_ticks
 from stairway.core.execution import ExecutionModel
-from stairway.core.policy import PPOPolicy, ScriptedPolicy
+from stairway.core.policy import ModelCard, PPOPolicy, ScriptedPolicy
 from stairway.core.position import PS_AVG, PS_FINANCING, PS_REALIZED, PS_UNITS, equity
 from stairway.daemon.paper_broker import PaperBroker
 from stairway.daemon.risk import RiskConfig, RiskEngine
@@ -315,7 +315,7 @@ def test_parity_with_protective_stops_that_fire(tmp_path, market_cfg, spec, prot
     actions = np.random.default_rng(21).choice([0, 0, 0, 1, 2, 3], size=N_BARS).tolist()
     sf = 0.4 if protection.get("safe_f_sizing") else None  # the model's safe-f, as a checkpoint records it
     policy, evaluated = ScriptedPolicy(actions), ScriptedPolicy(actions)
-    policy.safe_f = evaluated.safe_f = sf  # type: ignore[attr-defined]
+    policy.card = evaluated.card = ModelCard(safe_f=sf)
     slot, rows, fills = run_slot(cfg, spec, ex, bars, policy, tmp_path / "p.db", batch_sizes=[1, 7, 64, 500])
     hist, env_obs, env_states = run_env(cfg, spec, ex, bars, actions, safe_f=sf)
     assert np.array_equal(np.array(policy.observations), np.array(env_obs))

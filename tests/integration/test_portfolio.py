@@ -55,12 +55,18 @@ def test_each_instrument_of_a_portfolio_trades_exactly_as_it_would_alone(tmp_pat
         one = portfolio_config(_config(alone_dir, files, **wide), {sym: files[sym]})
         solo = asyncio.run(run_daemon(one))
         assert solo.instruments[sym]["counters"] == got["counters"]
+        assert (got["first_decision"], got["last_bar"]) == (solo.first_decision, solo.last_bar)
+        assert solo.tracker.summary() == got["tracker"].summary()
         q = "SELECT bar_ts_ns, action, order_units, risk_note, model_sha FROM decisions WHERE instrument = ? ORDER BY bar_ts_ns"
         assert _rows(res.db_path, q, sym) == _rows(solo.db_path, q, sym)
         q = "SELECT ts_ns, units, price, commission FROM fills WHERE instrument = ? ORDER BY ts_ns, seq"
         assert _rows(res.db_path, q, sym) == _rows(solo.db_path, q, sym)
         assert res.summary["instruments"][sym]["pnl"] == pytest.approx(solo.summary["pnl"])
     assert res.counters["fills"] == sum(res.instruments[s]["counters"]["fills"] for s in PORTFOLIO_WEEKS)
+    # the run's own figures are every instrument's, not the first one's
+    assert res.tracker is None and all(f"{s} {shas[s][:12]}" in res.model_sha for s in PORTFOLIO_WEEKS)
+    assert res.first_decision == min(res.instruments[s]["first_decision"] for s in PORTFOLIO_WEEKS)
+    assert res.last_bar == max(res.instruments[s]["last_bar"] for s in PORTFOLIO_WEEKS)
     assert res.summary["pnl"] == pytest.approx(sum(res.summary["instruments"][s]["pnl"] for s in PORTFOLIO_WEEKS))
 
 
@@ -155,12 +161,23 @@ def test_train_a_list_of_instruments_then_trade_them_together(tmp_path, spec, fi
     for s in two:
         assert (tmp_path / "models" / s / "current").is_symlink() and (tmp_path / "runs" / s).is_dir()
     assert not (tmp_path / "models" / "current").exists()  # nothing in the single-instrument place
-    cfg = load_config(DaemonConfig, daemon_toml, environ={"STAIRWAY_SERVICE__REQUIRE_GATE_RECORD": "true"})
-    res = asyncio.run(run_daemon(cfg))
+    # `daemon run` on the portfolio: the account's result, then each instrument next to its own
+    # baselines (its bars, its model), never the first instrument's standing for all
+    monkeypatch.setenv("STAIRWAY_SERVICE__REQUIRE_GATE_RECORD", "true")
+    assert cli_main(["daemon", "run", "--config", str(daemon_toml)]) == 0
+    out = capsys.readouterr().out
+    monkeypatch.delenv("STAIRWAY_SERVICE__REQUIRE_GATE_RECORD")
+    cfg = load_config(DaemonConfig, daemon_toml)
+    assert "paper replay (account)" in out
     for s in two:
         link = (tmp_path / "models" / s / "current").resolve().stem
-        assert res.instruments[s]["model_sha"] == link
-        assert res.instruments[s]["counters"]["decisions"] > 100
+        section = out.split(f"\n{s} (model {link[:12]}):\n", 1)[1].split("\nrisk: ", 1)[0]
+        assert section.split()[:3] == ["paper", "replay", "flat"] and "sma_cross" in section  # its own baselines
+        run_line = next(line for line in out.splitlines() if line.startswith("Paper replay"))
+        assert f"{s} {link[:12]}" in run_line  # the run line names each instrument's model
+        with sqlite3.connect(cfg.service.db_path) as c:
+            n = c.execute("SELECT COUNT(*) FROM decisions WHERE instrument = ? AND model_sha = ?", (s, link)).fetchone()
+        assert n[0] > 100
     # refused in one line: a malformed spec, a missing file, a file of another pair
     monkeypatch.delenv("STAIRWAY_TRAIN__RANGE")
     for bad, words in (

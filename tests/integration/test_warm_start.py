@@ -14,6 +14,7 @@ import pytest
 
 from stairway.core.bar_builder import BarBuilder
 from stairway.core.bar_files import load_bars
+from stairway.core.policy import NO_CARD
 from stairway.core.types import BAR_DTYPE, TICK_DTYPE
 from stairway.daemon.app import run_daemon
 from stairway.daemon.feeds.replay import replay_ticks
@@ -31,7 +32,7 @@ class RecordingHold:
     """Holds on every bar (the book stays flat, so whole observations compare) and keeps each
     observation it was shown; a warm-up call is dropped by ``reset``."""
 
-    kind, sha, note, created_at = "ppo", "f" * 64, "", ""
+    kind, sha, note, card = "ppo", "f" * 64, "", NO_CARD
 
     def __init__(self) -> None:
         self.seen: list[np.ndarray] = []

@@ -132,9 +132,9 @@ def test_a_model_without_a_safe_f_is_refused_where_sizing_needs_one(tmp_path, sp
     tiny_checkpoint(tmp_path / "models", spec)
     with pytest.raises(CheckpointError, match="execution.safe_f_sizing is on but .* records no safe-f"):
         load_verified(tmp_path / "models" / "current", spec, None, None, need)
-    assert load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity()).safe_f is None
+    assert load_verified(tmp_path / "models" / "current", spec, None, None, cfg.market_identity()).card.safe_f is None
     tiny_checkpoint(tmp_path / "models", spec, seed=1, validation={"sharpe": 1.0, "safe_f": 0.35})
-    assert load_verified(tmp_path / "models" / "current", spec, None, None, need).safe_f == 0.35
+    assert load_verified(tmp_path / "models" / "current", spec, None, None, need).card.safe_f == 0.35
     tiny_checkpoint(tmp_path / "models", spec, seed=2, validation={"sharpe": 1.0, "safe_f": 1.5})
     with pytest.raises(CheckpointError, match=r"validation.safe_f = 1.5 must be a number in \[0, 1\]"):
         load_verified(tmp_path / "models" / "current", spec, None, None, need)

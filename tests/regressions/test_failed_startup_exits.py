@@ -13,6 +13,7 @@ import pytest
 
 from stairway.core.bar_files import load_bars
 from stairway.core.errors import CheckpointError, FatalError
+from stairway.core.policy import NO_CARD
 from stairway.daemon.app import Daemon
 from tests.faults.harness import Rig, prices
 from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv
@@ -75,7 +76,7 @@ def test_bad_state_database_exits_with_one_line_naming_it(tmp_path, spec, bars, 
 
 class RaisingPolicy:
     sha = "f" * 64
-    created_at = ""
+    card = NO_CARD
 
     def act(self, obs):
         raise RuntimeError("boom in act")

@@ -3,6 +3,7 @@ import datetime as dt
 import pytest
 
 from stairway.core.calendar import market_open
+from stairway.core.policy import ModelCard
 from stairway.daemon.risk import RiskConfig, RiskEngine
 
 LOT = 100_000.0
@@ -113,7 +114,7 @@ def test_an_expired_model_stops_opening_only_when_configured(action):
 
     def slot(days_old: float):
         made = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_old)
-        return SimpleNamespace(policy=SimpleNamespace(created_at=made.isoformat(), sha="f" * 64))
+        return SimpleNamespace(policy=SimpleNamespace(card=ModelCard(created_at=made.isoformat()), sha="f" * 64))
 
     r = engine()
     slots = {"A": slot(31.0), "B": slot(2.0)}
