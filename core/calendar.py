@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -18,6 +19,18 @@ NY = ZoneInfo("America/New_York")
 @functools.lru_cache(maxsize=4096)
 def _open_at_minute(minute: int, market: str, holidays: tuple[dt.date, ...]) -> bool:
     return _market_open(minute * 60_000_000_000, market, holidays)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """One instrument's trading hours: its market's (``fx``, ``us_equity``, ``always``) and
+    the holidays that close whole local days."""
+
+    market: str = "fx"
+    holidays: tuple[dt.date, ...] = ()
+
+    def is_open(self, ts_ns: int) -> bool:
+        return market_open(ts_ns, self.market, self.holidays)
 
 
 def market_open(ts_ns: int, market: str, holidays: tuple[dt.date, ...] = ()) -> bool:

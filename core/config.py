@@ -21,6 +21,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
+from stairway.core.bar_builder import BarBuilder
+from stairway.core.calendar import Calendar
 from stairway.core.errors import ConfigError
 
 ENV_PREFIX = "STAIRWAY_"
@@ -93,6 +95,9 @@ class InstrumentConfig(Strict):
             )
         return self
 
+    def calendar(self) -> Calendar:
+        return Calendar(self.market, tuple(self.holidays))
+
 
 class BarConfig(Strict):
     period_minutes: int = Field(1, gt=0, description="Bar period.")
@@ -117,6 +122,10 @@ class BarConfig(Strict):
     @property
     def max_jump(self) -> float:
         return self.max_jump_pct / 100.0
+
+    def builder(self) -> BarBuilder:
+        """A bar builder of these settings (one per instrument: it keeps the bar in progress)."""
+        return BarBuilder(self.period_ns, self.price, self.max_jump, self.jump_confirm_quotes)
 
     def bars(self, minutes: int, field: str) -> int:
         """Convert a duration to a whole number of bars, or explain why it cannot be."""

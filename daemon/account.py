@@ -31,10 +31,12 @@ class Account:
         initial_equity: float,
         max_margin_pct: float | None = None,
         currency: str = "USD",
+        margin_rates: dict[str, float] | None = None,
     ) -> None:
+        """``margin_rates``: each instrument's margin rate (a portfolio leg's; 0.02 otherwise)."""
         self.risk, self.initial, self.max_margin_pct, self.currency = risk, initial_equity, max_margin_pct, currency
         self.slots: dict[str, Slot] = {}
-        self.margin_rates: dict[str, float] = {}
+        self.margin_rates: dict[str, float] = dict(margin_rates or {})
         self.mids: dict[str, float] = {}
         self.quotes: dict[str, tuple[float, float]] = {}  # the last (bid, ask) each instrument's slot saw
         self._eq: dict[str, float] = {}
@@ -45,9 +47,9 @@ class Account:
         if max_margin_pct is not None:
             risk.margin_gate = self.margin_refusal
 
-    def add(self, slot: Slot, margin_rate: float = 0.02) -> None:
+    def add(self, slot: Slot) -> None:
         self.slots[slot.instrument] = slot
-        self.margin_rates[slot.instrument] = margin_rate
+        self.margin_rates.setdefault(slot.instrument, 0.02)
 
     # -- equity and tiers -----------------------------------------------------------------
     @property

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from stairway.core.calendar import market_open
 from stairway.core.config import load_config
 from stairway.core.errors import FatalError, StairwayError
 from stairway.core.features import FeatureSpec
@@ -263,7 +262,7 @@ class Daemon(ModelEvents):
             if self.cfg.live:
                 stale_now = set(self.feed.stale_instruments())
                 for inst, slot in self.slots.items():
-                    stale = inst in stale_now and market_open(self.clock(), slot.market, slot.holidays)
+                    stale = inst in stale_now and slot.calendar.is_open(self.clock())
                     if stale != slot.data_stale:
                         log.warning("instrument_stale" if stale else "instrument_fresh", instrument=inst)
                     permission.set_stale(inst, stale)

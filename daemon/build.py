@@ -49,6 +49,7 @@ from stairway.daemon.recorder import TickRecorder
 from stairway.daemon.risk import RiskEngine
 from stairway.daemon.rows import RiskEventRow
 from stairway.daemon.slot import Slot
+from stairway.daemon.slot_watch import SlotWatch
 from stairway.daemon.store import Store
 from stairway.daemon.warm_start import Source, warm_slot
 
@@ -253,7 +254,12 @@ class DaemonBuild:
                     log.warning("publish_leftovers_removed", files=[str(p) for p in removed])
         self.risk = RiskEngine(cfg.risk, cfg.instrument.lot_units, cfg.bars.period_minutes)
         pf = cfg.portfolio
-        self.account = Account(self.risk, cfg.account.initial_equity, pf.max_margin_pct if pf else None)
+        self.account = Account(
+            self.risk,
+            cfg.account.initial_equity,
+            pf.max_margin_pct if pf else None,
+            margin_rates={leg.symbol: leg.margin_rate for leg in self.legs},
+        )
         self.account.on_flatten_tier = self._on_flatten_tier
         for leg in self.legs:
             lots = leg.cfg.risk.max_position_lots if pf else None
@@ -274,42 +280,37 @@ class DaemonBuild:
                 self.run_id,
                 leg.symbol,
                 self.spec,
-                cfg.bars.price,
-                cfg.bars.period_ns,
+                cfg.bars.builder(),
                 self.exs[leg.symbol],
-                cfg.account.initial_equity,
                 policies[leg.symbol],
                 self.broker,
-                self.risk,
                 self.store,
+                self.account,
                 self.latency_capacity,
-                market=lc.instrument.market,
-                holidays=lc.instrument.holidays,
+                calendar=lc.instrument.calendar(),
                 clock_ns=clock_ns,
-                max_jump=cfg.bars.max_jump,
-                jump_confirm=cfg.bars.jump_confirm_quotes,
-                account=self.account,
-                margin_rate=leg.margin_rate,
-                alert=self.alerter.notify,
-                regime=RegimeDetector(cfg.regime, cfg.bars),
-                guard=LiveGuard(
-                    cfg.account.initial_equity,
-                    g.live_sharpe_window_days,
-                    g.min_live_sharpe,
-                    g.breach_days,
-                    g.min_days,
-                    g.pnl_z_limit,
-                ),
-                on_guard_breach=self._on_guard_breach,
-                halt_on_trade_band=g.trade_band_action == "stop_opening",
-                rollback_below_expectation=g.pnl_expectation_action == "rollback",
-                feature_watch=FeatureWatch(
-                    leg.symbol,
-                    self.spec.market_names,
-                    g.feature_drift_window_bars,
-                    g.feature_outside_max,
-                    g.feature_drift_action == "observe_only",
-                    self.risk.permission,
+                watch=SlotWatch(
+                    self.alerter.notify,
+                    RegimeDetector(cfg.regime, cfg.bars),
+                    LiveGuard(
+                        cfg.account.initial_equity,
+                        g.live_sharpe_window_days,
+                        g.min_live_sharpe,
+                        g.breach_days,
+                        g.min_days,
+                        g.pnl_z_limit,
+                    ),
+                    FeatureWatch(
+                        leg.symbol,
+                        self.spec.market_names,
+                        g.feature_drift_window_bars,
+                        g.feature_outside_max,
+                        g.feature_drift_action == "observe_only",
+                        self.risk.permission,
+                    ),
+                    on_guard_breach=self._on_guard_breach,
+                    halt_on_trade_band=g.trade_band_action == "stop_opening",
+                    rollback_below_expectation=g.pnl_expectation_action == "rollback",
                 ),
             )
         wire_cross_view(self.slots)  # cross-instrument features read the other slots' bars

@@ -22,8 +22,8 @@ from collections.abc import Callable
 import numpy as np
 import structlog
 
-from stairway.core.bar_builder import DEFAULT_JUMP_CONFIRM, DEFAULT_MAX_JUMP, BarBuilder
-from stairway.core.calendar import market_open
+from stairway.core.bar_builder import BarBuilder
+from stairway.core.calendar import Calendar
 from stairway.core.execution import ExecutionModel, charge_holding_costs, price_bound, stop_price, target_units
 from stairway.core.features import FeatureBuffer, FeatureSpec
 from stairway.core.metrics import PerformanceTracker
@@ -38,15 +38,12 @@ from stairway.core.position import (
     new_state,
     position_features,
 )
-from stairway.core.regime import RegimeDetector
 from stairway.core.risk_rules import regime_scale
 from stairway.core.types import ACTION_NAMES, NS_PER_DAY, Fill, OrderIntent, Side, client_order_id, is_stop_id
 from stairway.daemon import slot_quotes
 from stairway.daemon.account import Account
-from stairway.daemon.feature_watch import FeatureWatch
-from stairway.daemon.live_guard import LiveGuard
 from stairway.daemon.paper_broker import OrderGateway
-from stairway.daemon.risk import TIER_NAMES, RiskEngine
+from stairway.daemon.risk import TIER_NAMES
 from stairway.daemon.rows import (
     BarRow,
     BookRow,
@@ -58,13 +55,14 @@ from stairway.daemon.rows import (
     PositionRow,
     RiskEventRow,
 )
-from stairway.daemon.session_close import judge_closed_session
-from stairway.daemon.sessions import SessionStats, SessionTracker
+from stairway.daemon.sessions import SessionStats
 from stairway.daemon.slot_counters import LatencyRing, SlotCounters
 from stairway.daemon.slot_warmup import warm_up_kernels
+from stairway.daemon.slot_watch import SlotWatch
 from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
+FX = Calendar()
 _ONE_ACCEPTED = np.ones(1, dtype=np.bool_)  # a one-quote batch that the bar builder accepted
 
 # risk events an operator is alerted to at once (daemon.alerts), by kind prefix; the drawdown
@@ -87,39 +85,27 @@ class Slot:
         run_id: str,
         instrument: str,
         spec: FeatureSpec,
-        bar_price: str,
-        period_ns: int,
+        bars: BarBuilder,
         ex: ExecutionModel,
-        initial_equity: float,
         policy: Policy,
         broker: OrderGateway,
-        risk: RiskEngine,
         store: Store,
+        account: Account,
         latency_capacity: int = 4096,
-        on_flatten_tier: Callable[[str], None] | None = None,
-        market: str = "fx",
-        holidays: tuple = (),
+        calendar: Calendar = FX,
         clock_ns: Callable[[int], int] | None = None,
-        max_jump: float = DEFAULT_MAX_JUMP,
-        jump_confirm: int = DEFAULT_JUMP_CONFIRM,
-        account: Account | None = None,
-        margin_rate: float = 0.02,
-        alert: Callable[..., bool] | None = None,
-        regime: RegimeDetector | None = None,
-        guard: LiveGuard | None = None,
-        on_guard_breach: Callable[[str, str], None] | None = None,
-        halt_on_trade_band: bool = False,
-        rollback_below_expectation: bool = False,
-        feature_watch: FeatureWatch | None = None,
+        watch: SlotWatch | None = None,
     ) -> None:
+        """``account``: the instrument's account (daemon.account: its risk engine, initial
+        equity, margin and tiers; a portfolio's instruments share one); the slot joins it."""
         self.run_id, self.instrument = run_id, instrument
-        self.spec, self.ex, self.initial_equity = spec, ex, initial_equity
-        self.policy, self.broker, self.risk, self.store = policy, broker, risk, store
-        self.builder = BarBuilder(period_ns, bar_price, max_jump, jump_confirm)
+        self.spec, self.ex, self.initial_equity = spec, ex, account.initial
+        self.policy, self.broker, self.risk, self.store = policy, broker, account.risk, store
+        self.builder = bars  # quotes -> bars (core.bar_builder: the period, the side, the jump filter)
         self.features = FeatureBuffer(spec, keep=ex.stop_atr_bars + 1 if ex.stop_atr_multiple > 0.0 else 0)
         self.position = new_state()
         self.obs = np.zeros(spec.obs_dim)
-        self.tracker = PerformanceTracker(initial_equity, ex.pip, ex.trade_units, ex.commission_per_unit)
+        self.tracker = PerformanceTracker(account.initial, ex.pip, ex.trade_units, ex.commission_per_unit)
         # what the risk engine did, in the summary as the trainer's env reports it
         self.tracker.risk = {"flattens": 0, "blocked_intents": 0, "halted_bars": 0}
         self.counters = SlotCounters()
@@ -128,27 +114,12 @@ class Slot:
         self.stop_distance = ex.stop_distance  # the last decision's (core.protection); a missing stop goes back there
         self.new_fills: list[Fill] = []
         self.latency = LatencyRing(latency_capacity)
-        self.sessions = SessionTracker()
-        if account is None:  # a daemon of one instrument: the account is this slot
-            account = Account(risk, initial_equity)
-            account.on_flatten_tier = on_flatten_tier
         self.account = account
-        account.add(self, margin_rate)
-        self.alert = alert  # daemon.alerts.Alerter.notify: (kind, message, key=, level=)
-        # the instrument's rolling regime (core.regime): monitoring and, if configured, sizing;
-        # never in the policy's observation
-        self.regime = regime
-        self.regime_value = 0.0
-        self.guard = guard  # daemon.live_guard: rolling live Sharpe, hold rate, orders per session
-        if guard is not None:
-            guard.set_expectation(policy.card.validation)
-        self.rollback_below_expectation = rollback_below_expectation
-        self.on_guard_breach = on_guard_breach
-        self.halt_on_trade_band = halt_on_trade_band
-        self.feature_watch = feature_watch  # daemon.feature_watch: live inputs vs the training window
-        if feature_watch is not None:
-            feature_watch.set_model(policy)
-        self.market, self.holidays = market, tuple(holidays)
+        account.add(self)
+        # sessions, regime, live guard, feature watch and what their verdicts do (daemon.slot_watch)
+        self.watch = watch or SlotWatch()
+        self.watch.set_model(policy)
+        self.calendar = calendar
         # decision-time clock: replay uses the closing quote's own time (so a replay is never
         # stale); live passes the wall clock
         self.clock_ns = clock_ns or (lambda closing_ts: closing_ts)
@@ -163,7 +134,7 @@ class Slot:
         self.first_decision_bar_ts: int | None = None
         self.last_bar_ts: int | None = None
         self._marked_ts: int | None = None  # the last bar marked: financing charges the rolls since
-        self.equity = initial_equity
+        self.equity = account.initial
         self.drawdown_pct = 0.0
         self._quote_equity_open: float | None = None  # see _protect_at_quote
         # live brokers: the book is persisted with every fill (committed together with the
@@ -307,8 +278,8 @@ class Slot:
         self.risk.on_working(self.instrument, units)
         self.counters.orders += 1
         self.risk.on_order(self.instrument)
-        if self.sessions.current is not None:
-            self.sessions.current.orders += 1
+        if self.watch.sessions.current is not None:
+            self.watch.sessions.current.orders += 1
 
     def _flatten_now(self, after_ts: int) -> None:
         self._finish_order()
@@ -340,8 +311,8 @@ class Slot:
             )
             self.counters.fills += 1
             self.new_fills.append(f)
-            if self.sessions.current is not None:
-                self.sessions.current.fills += 1
+            if self.watch.sessions.current is not None:
+                self.watch.sessions.current.fills += 1
         if fills:
             self._persist_book()
         order = self.broker.working.get(self.instrument)
@@ -387,8 +358,8 @@ class Slot:
         self, ts_ns: int, kind: str, detail: str, requested: float | None = None, allowed: float | None = None
     ) -> None:
         self.store.add(RiskEventRow(self.run_id, ts_ns, self.instrument, kind, detail, requested, allowed))
-        if self.alert is not None and kind.startswith(ALERTED):
-            self.alert(kind, f"{self.instrument}: {detail}", key=f"{kind}:{self.instrument}", level="warning")
+        if self.watch.alert is not None and kind.startswith(ALERTED):
+            self.watch.alert(kind, f"{self.instrument}: {detail}", key=f"{kind}:{self.instrument}", level="warning")
         if kind != "pass":
             self.counters.risk_events[kind] = self.counters.risk_events.get(kind, 0) + 1
             if requested is not None and allowed is not None and abs(allowed) < abs(requested) - 1e-9:
@@ -396,7 +367,7 @@ class Slot:
                 self.tracker.risk["blocked_intents"] += 1
 
     def _close_session(self) -> None:
-        done = self.sessions.close()
+        done = self.watch.sessions.close()
         if done is not None:
             self.store.add(done.row(self.run_id, self.instrument))
 
@@ -407,10 +378,7 @@ class Slot:
         old = self.policy
         self.policy = new
         self.counters.swaps += 1
-        if self.guard is not None:
-            self.guard.set_expectation(new.card.validation)
-        if self.feature_watch is not None:
-            self.feature_watch.set_model(new)
+        self.watch.set_model(new)
         self._ramp_day = bar_ts // NS_PER_DAY
         # wall-clock time, as for refusals (daemon._on_refused); the bar it took effect on is in the reason
         why = f"between bars; first decision on the bar opening {bar_ts}"
@@ -421,7 +389,9 @@ class Slot:
         days = bar_ts // NS_PER_DAY - self._ramp_day
         ramp = self.ramp[min(max(days, 0), len(self.ramp) - 1)] if self.counters.swaps else 1.0
         r = self.risk.cfg
-        return ramp * self.risk.size_factor * regime_scale(self.regime_value, r.regime_bands, r.regime_size_scales)
+        return (
+            ramp * self.risk.size_factor * regime_scale(self.watch.regime_value, r.regime_bands, r.regime_size_scales)
+        )
 
     def _apply_tiers(self, ts: int, eq: float, equity_open: float) -> None:
         """Drawdown tiers on the account's intraday equity (this instrument's with the others');
@@ -449,7 +419,7 @@ class Slot:
         bid, ask = self._last_quote
         eq = float(equity(self.position, bid, ask, self.initial_equity))
         self.equity = eq
-        session = self.sessions.current
+        session = self.watch.sessions.current
         if session is None:  # restarted, no bar closed yet: watch from the first quote's equity
             if self._quote_equity_open is None:
                 self._quote_equity_open = eq
@@ -490,8 +460,7 @@ class Slot:
         self.last_bar_ts = bar_ts
         self.store.add(BarRow(self.run_id, self.instrument, bar_ts, o, h, lo, cl, int(vol)))
         self.features.push(bar_ts, o, h, lo, cl)
-        if self.regime is not None:
-            self.regime_value = self.regime.update(cl)
+        self.watch.on_close(cl)
         return bar_ts
 
     def _mark_bar(self, bar_ts: int, last_bid: float, last_ask: float) -> tuple[float, float, SessionStats]:
@@ -516,11 +485,11 @@ class Slot:
         warm = self.features.warm
         if warm:  # performance is measured over the decisions, as in the trainer's evaluation
             self.tracker.on_bar(bar_ts, units, float(st[PS_REALIZED]), eq)
-        done = self.sessions.on_bar(bar_ts, eq)
+        done = self.watch.sessions.on_bar(bar_ts, eq)
         if done is not None:
             self.store.add(done.row(self.run_id, self.instrument))
-            judge_closed_session(self, done, bar_ts)
-        session = self.sessions.current
+            self.watch.judge(self, done, bar_ts)
+        session = self.watch.sessions.current
         assert session is not None  # on_bar always leaves a session open
         ended = self.risk.new_day(bar_ts // NS_PER_DAY)
         if ended:  # risk.halt_resume = "next_session": a new session trades again
@@ -539,7 +508,7 @@ class Slot:
         market = self.obs[: self.spec.n_market]
         try:  # a feature plug-in (the operator's code) or the model failing on one bar: hold
             self.features.compute(market)
-            if self.feature_watch is not None and (ev := self.feature_watch.update(market)):
+            if self.watch.feature_watch is not None and (ev := self.watch.feature_watch.update(market)):
                 self._risk_event(bar_ts, *ev)
             position_features(self.position, last_bid, last_ask, self.ex.pip, self.obs[self.spec.n_market :])
             action, confidence = self.policy.act(self.obs)
@@ -567,7 +536,7 @@ class Slot:
             self.instrument,
             units,
             wanted,
-            market_is_open=market_open(closing_ts_ns, self.market, self.holidays),
+            market_is_open=self.calendar.is_open(closing_ts_ns),
             quote_gap_secs=gap,
         )
         self.store.add(
@@ -582,7 +551,7 @@ class Slot:
                 eq,
                 risk.units,
                 "; ".join(n for n in (self.stop_note, self.policy.note, risk.note) if n),
-                self.regime_value if self.regime is not None else None,
+                self.watch.regime_value if self.watch.regime is not None else None,
             ),
         )
         self.stop_note = ""

@@ -62,7 +62,7 @@ def _quiet(slot, stop: float, bid, ask, acc, start: int, end: int) -> tuple[int,
         ok = np.flatnonzero(acc[start:end])
         return end, (start + int(ok[-1]) if len(ok) else -1), stop
     acct, risk = slot.account, slot.risk
-    session = slot.sessions.current
+    session = slot.watch.sessions.current
     equity_open = session.equity_open if session is not None else slot._quote_equity_open
     if equity_open is None or (risk.state.tier >= FLATTEN and not risk.state.halted):
         return start, -1, stop  # the first mark sets the session's base, or halts: quote by quote

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from stairway.core.broker import FeedStatus
-from stairway.core.calendar import market_open
 from stairway.core.redaction import redact
 from stairway.daemon.control import hint
 
@@ -81,7 +80,7 @@ COUNTED = ("ticks", "bars", "decisions", "orders", "fills", "swaps", "actions", 
 
 def instrument_snapshot(d, inst: str) -> dict:
     s = d.slots[inst]
-    b = s.builder
+    b, w = s.builder, s.watch
     rec = d.recorders.get(inst)
     c = slot_counters(s)
     return {
@@ -96,18 +95,18 @@ def instrument_snapshot(d, inst: str) -> dict:
         # verified, waiting for the next bar to be swapped in ("" when none)
         "pending_model_sha": s.pending_policy.sha if s.pending_policy is not None else "",
         # the instrument's calendar says its market is open now (the no-quotes alert waits for it)
-        "market_open": int(market_open(d.clock(), s.market, s.holidays)),
+        "market_open": int(s.calendar.is_open(d.clock())),
         "model_age_seconds": model_age_secs(s.policy) or 0.0,
         "last_bar": fmt_ts(s.last_bar_ts),
         "data_stale": int(s.data_stale),
-        "regime": s.regime_value,
-        "live_sharpe": s.guard.sharpe if s.guard else 0.0,
-        "hold_rate": s.guard.hold_rate if s.guard else 1.0,
-        "orders_per_session": s.guard.orders_per_session if s.guard else 0.0,
+        "regime": w.regime_value,
+        "live_sharpe": w.guard.sharpe if w.guard else 0.0,
+        "hold_rate": w.guard.hold_rate if w.guard else 1.0,
+        "orders_per_session": w.guard.orders_per_session if w.guard else 0.0,
         "validation_sharpe": float(s.policy.card.validation.get("sharpe", float("nan"))),
-        "live_pnl_z": s.guard.pnl_z if s.guard else 0.0,
+        "live_pnl_z": w.guard.pnl_z if w.guard else 0.0,
         "financing": c["financing"],
-        **(s.feature_watch.snapshot() if s.feature_watch else {}),
+        **(w.feature_watch.snapshot() if w.feature_watch else {}),
         **latency_histogram(s.latency.snapshot()),
     }
 

@@ -121,7 +121,7 @@ async def warm_slot(
     what it found (sources, bars, whether features and regime are warm)."""
     period_ns = period_minutes * 60 * 10**9
     until = until_ns - until_ns % period_ns  # the bar in progress is never taken from history
-    need = bars_needed(slot.spec.window, slot.regime)
+    need = bars_needed(slot.spec.window, slot.watch.regime)
     since = until - lookback_ns(need, period_minutes, max_days)
     got = await gather(sources, since, until, need, period_ns, timeout_secs)
     prefill(slot, got.bars)
@@ -131,7 +131,7 @@ async def warm_slot(
         "needed": need,
         "sources": got.sources,
         "features_warm": slot.features.warm,
-        "regime_warm": bool(slot.regime.warm) if slot.regime is not None else None,
+        "regime_warm": bool(slot.watch.regime.warm) if slot.watch.regime is not None else None,
         "last_bar_ts_ns": int(got.bars["ts_ns"][-1]) if len(got.bars) else None,
         "refused": got.refused or None,
     }
@@ -148,10 +148,9 @@ def prefill(slot, bars: np.ndarray) -> None:
     """Warm a slot's (daemon.slot.Slot) feature and regime buffers from history (BAR_DTYPE
     rows older than any quote it will see): no rows, no orders, no performance, as if those
     bars had been built there. The next bar the slot builds must be newer."""
-    features, regime = slot.features, slot.regime
+    features, watch = slot.features, slot.watch
     for ts, o, h, lo, cl, _ in bars.tolist():
         features.push(ts, o, h, lo, cl)
-        if regime is not None:
-            slot.regime_value = regime.update(cl)
+        watch.on_close(cl)
     if len(bars):
         slot.counters.history_bars += len(bars)

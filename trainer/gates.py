@@ -26,6 +26,7 @@ from stairway.core.risk_rules import trade_band
 from stairway.core.tick_files import day_path, read_tick_file, recorded_days
 from stairway.core.types import ACTION_NAMES, NS_PER_DAY
 from stairway.core.weights import numpy_tensors
+from stairway.daemon.account import Account
 from stairway.daemon.paper_broker import PaperBroker
 from stairway.daemon.risk import RiskEngine
 from stairway.daemon.slot import Slot
@@ -241,18 +242,15 @@ def shadow_replay(
             "shadow",
             symbol,
             spec,
-            cfg.bars.price,
-            cfg.bars.period_ns,
+            cfg.bars.builder(),
             ex,
-            cfg.account.initial_equity,
             pol,
             PaperBroker(ex),
-            RiskEngine(risk_cfg, cfg.instrument.lot_units, cfg.bars.period_minutes),
             store,
-            market=cfg.instrument.market,
-            holidays=cfg.instrument.holidays,
-            max_jump=cfg.bars.max_jump,
-            jump_confirm=cfg.bars.jump_confirm_quotes,
+            Account(
+                RiskEngine(risk_cfg, cfg.instrument.lot_units, cfg.bars.period_minutes), cfg.account.initial_equity
+            ),
+            calendar=cfg.instrument.calendar(),
         )
 
     async def go() -> list[tuple]:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from stairway.core.bar_builder import BarBuilder
 from stairway.core.bar_files import load_bars
 from stairway.core.bar_ticks import bars_to_ticks
 from stairway.core.config import load_config
@@ -17,6 +18,7 @@ from stairway.core.errors import ConfigError
 from stairway.core.execution import ExecutionModel
 from stairway.core.features import FeatureSpec, _ret_std
 from stairway.core.policy import ScriptedPolicy
+from stairway.daemon.account import Account
 from stairway.daemon.cross_view import wire
 from stairway.daemon.feeds.replay import ReplayFeed
 from stairway.daemon.paper_broker import PaperBroker
@@ -83,14 +85,12 @@ def test_two_slots_on_a_merged_feed_see_what_the_trainer_sees(tmp_path):
                 "r",
                 s,
                 spec,
-                "ask",
-                cfg_a.bars.period_ns,
+                BarBuilder(cfg_a.bars.period_ns, "ask"),
                 ex,
-                100_000.0,
                 policies[s],
                 PaperBroker(ex),
-                RiskEngine(NO_TIERS, 100_000, 60),
                 store,
+                Account(RiskEngine(NO_TIERS, 100_000, 60), 100_000.0),
             )  # fmt: skip
             for s in ticks
         }

@@ -12,6 +12,7 @@ from stairway.core.bar_ticks import bars_to_ticks
 from stairway.core.execution import ExecutionModel
 from stairway.core.policy import ModelCard, PPOPolicy, ScriptedPolicy
 from stairway.core.position import PS_AVG, PS_FINANCING, PS_REALIZED, PS_UNITS, equity
+from stairway.daemon.account import Account
 from stairway.daemon.paper_broker import PaperBroker
 from stairway.daemon.risk import RiskConfig, RiskEngine
 from stairway.daemon.slot import Slot
@@ -39,15 +40,13 @@ def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes, risk_cfg=NO_TIERS):
             "r",
             "EUR_USD",
             spec,
-            cfg.bars.price,
-            cfg.bars.period_ns,
+            cfg.bars.builder(),
             ex,
-            100_000.0,
             policy,
             PaperBroker(ex),
-            RiskEngine(risk_cfg, cfg.instrument.lot_units, 60),
             store,
-            market=cfg.instrument.market,
+            Account(RiskEngine(risk_cfg, cfg.instrument.lot_units, 60), 100_000.0),
+            calendar=cfg.instrument.calendar(),
         )
         pos, k = 0, 0
         while pos < len(ticks):

@@ -7,10 +7,13 @@ import sqlite3
 import numpy as np
 import pytest
 
+from stairway.core.bar_builder import BarBuilder
 from stairway.core.bar_ticks import TICKS_PER_BAR, bars_to_ticks
+from stairway.core.calendar import Calendar
 from stairway.core.execution import ExecutionModel
 from stairway.core.policy import ScriptedPolicy
 from stairway.core.types import BAR_DTYPE
+from stairway.daemon.account import Account
 from stairway.daemon.paper_broker import PaperBroker
 from stairway.daemon.risk import RiskConfig, RiskEngine
 from stairway.daemon.slot import Slot
@@ -54,20 +57,19 @@ def run(
     async def go():
         store = await Store.open(tmp_path / "r.db")
         risk = RiskEngine(risk_cfg or RiskConfig(), 100_000.0, 60)
+        account = Account(risk, 100_000.0)
+        account.on_flatten_tier = flattened.append
         slot = Slot(
             "r",
             "EUR_USD",
             spec,
-            "ask",
-            HOUR,
+            BarBuilder(HOUR, "ask"),
             ex,
-            100_000.0,
             ScriptedPolicy(actions),
             broker or PaperBroker(ex),
-            risk,
             store,
-            on_flatten_tier=flattened.append,
-            market=market,
+            account,
+            calendar=Calendar(market),
             clock_ns=clock,
         )
         if setup:
@@ -248,19 +250,18 @@ def test_restored_position_is_protected_from_the_first_quote(market_cfg, spec, t
 
     async def go():
         store = await Store.open(tmp_path / "q.db")
+        account = Account(RiskEngine(RiskConfig(), 100_000.0, 60), 100_000.0)
+        account.on_flatten_tier = flattened.append
         slot = Slot(
             "r",
             "EUR_USD",
             spec,
-            "ask",
-            HOUR,
+            BarBuilder(HOUR, "ask"),
             ex,
-            100_000.0,
             ScriptedPolicy([]),
             PaperBroker(ex),
-            RiskEngine(RiskConfig(), 100_000.0, 60),
             store,
-            on_flatten_tier=flattened.append,
+            account,
         )
         slot.set_position(100_000.0, 1.1001)
         for k in range(n):  # live: one quote per batch

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from stairway.cli import main as cli_main
+from stairway.core.bar_builder import BarBuilder
 from stairway.core.config import RiskConfig
 from stairway.core.execution import ExecutionModel
 from stairway.core.types import TICK_DTYPE
@@ -41,7 +42,7 @@ def two_slots(tmp_path, spec, market_cfg):
     broker = PaperBroker(ex)
     store = asyncio.run(Store.open(tmp_path / "s.db"))
     slots = {
-        inst: Slot("r", inst, spec, "ask", HOUR, ex, 100_000.0, policy, broker, risk, store, account=account)
+        inst: Slot("r", inst, spec, BarBuilder(HOUR, "ask"), ex, policy, broker, store, account)
         for inst in ("EUR_USD", "GBP_USD")
     }
     yield slots, account, risk, broker
