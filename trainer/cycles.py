@@ -492,7 +492,7 @@ def _train_and_gate(
         mc,
         wf,
         curves={
-            "validation": (val_tracker.curve_ts, val_tracker.curve_equity),
+            "gate window (held back)": (val_tracker.curve_ts, val_tracker.curve_equity),
             "in_sample": (is_tracker.curve_ts, is_tracker.curve_equity),
         },
         steps_per_s=float(np.median(rates)) if rates else 0.0,

@@ -17,8 +17,11 @@ import markdown
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 1.5rem auto; padding: 0 1rem;
        line-height: 1.45; color: #1b1b1b; }
-table { border-collapse: collapse; margin: 0.6rem 0 1.2rem; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #c8c8c8; padding: 0.25rem 0.55rem; text-align: right; }
+table { border-collapse: collapse; margin: 0.6rem 0 1.2rem; font-variant-numeric: tabular-nums; font-size: 0.88em;
+        display: block; max-width: 100%; overflow-x: auto; }  /* a wide table scrolls, the page does not */
+th, td { border: 1px solid #c8c8c8; padding: 0.25rem 0.5rem; text-align: right; }
+td { white-space: nowrap; }  /* an interval or a date range stays on one line */
+table.text td, table.text th { text-align: left; }  /* words, not figures */
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 code, pre { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.9em; }
 li, p { overflow-wrap: anywhere; }
@@ -81,7 +84,9 @@ def write_index(reports_dir: Path) -> Path:
     out.write_text(
         _page(
             "Stairway runs",
-            "<h1>Runs</h1><table><tr><th>folder</th><th>run</th><th>outcome</th></tr>" + "".join(rows) + "</table>",
+            "<h1>Runs</h1><table class='text'><tr><th>folder</th><th>run</th><th>outcome</th></tr>"
+            + "".join(rows)
+            + "</table>",
         )
     )
     return out

@@ -68,6 +68,8 @@ def _plots(run, out: Path) -> dict[str, Path]:
     ax2.legend(loc="upper right")
     save_figure(fig, files, out, "cycles")
 
+    if run.monte_carlo.trades < MIN_TRADES_FOR_QUALITY:  # as the text says: no Monte Carlo figure on so few
+        return files
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.hist(run.monte_carlo.car_pct, bins=50, color="tab:blue", alpha=0.8)
     ax.axvline(run.monte_carlo.car25_pct, color="red", label=f"CAR25 {run.monte_carlo.car25_pct:.2f} %")
@@ -201,7 +203,10 @@ def _markdown(run, cfg: TrainerConfig) -> str:
         for k in keys:
             L.append(f"| {k} | " + " | ".join(f"{c[k]:.4g}" for c in cols.values()) + " |")
         L += [""] + [f"- {line.strip()}" for line in run.baselines.lines()]
-    L += ["", "Plots: equity.png, cycles.png, montecarlo.png (embedded in report.html)."]
+    mc = (
+        "montecarlo.png" if run.monte_carlo.trades >= MIN_TRADES_FOR_QUALITY else "no Monte Carlo plot (too few trades)"
+    )
+    L += ["", f"Plots: equity.png, cycles.png, {mc} (embedded in report.html)."]
     return "\n".join(L) + "\n"
 
 

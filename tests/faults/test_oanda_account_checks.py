@@ -22,6 +22,11 @@ def _account_events(rig, kind: str = "account_pnl_mismatch") -> list[tuple]:
         ).fetchall()
 
 
+def _holding_checked(rig, d) -> bool:
+    """The broker holds the position and the daemon has checked its open P&L once."""
+    return bool(rig.emu.positions.get("EUR_USD")) and d.reconciler.open_pnl_checks >= 1
+
+
 def test_the_brokers_balance_follows_the_books_realised_pnl_over_round_trips(tmp_path, spec):
     """Issue 21 §5: long, flat, short, flat, ...: at every flat check the broker's balance has
     moved by what the book realised (OANDA's FIFO trades vs the book's average cost agree once
@@ -134,7 +139,7 @@ def test_a_feed_that_lags_the_brokers_market_is_not_a_mismatch(tmp_path, spec):
 
         async def lag(d):
             rec = d.reconciler
-            if "muted" not in state and rig.emu.positions.get("EUR_USD") and rec.open_pnl_checks >= 1:
+            if "muted" not in state and _holding_checked(rig, d):
                 rig.emu.knobs.mute_instrument = "EUR_USD"  # the broker's market goes on; the feed does not
                 state["muted"], state["seen"], state["lagged"], state["gaps"] = True, rec.open_pnl_checks, [], []
             elif "muted" in state and rec.open_pnl_checks > state["seen"]:  # a check made since the last look
@@ -179,7 +184,7 @@ def test_figures_newer_than_the_books_fills_are_not_judged(tmp_path, spec):
 
         async def close_at_summary(d):
             rec = d.reconciler
-            if "armed" not in state and rig.emu.positions.get("EUR_USD") and rec.open_pnl_checks >= 1:
+            if "armed" not in state and _holding_checked(rig, d):
                 state["armed"] = (rec.open_pnl_checks, rec.account_checks_deferred)
                 rig.emu.knobs.close_before_summary = True
 

@@ -142,6 +142,7 @@ def test_passing_run_publishes_and_sets_gold_then_keeps_it(tmp_path):
     assert read_checkpoint(models / "current").sha == read_checkpoint(models / "gold").sha == first.candidate
     # issue 20 §3: the checkpoint carries the training bars' feature distribution for the daemon's watch
     from stairway.core.features import FeatureSpec
+    from stairway.core.metrics import MIN_TRADES_FOR_QUALITY
     from stairway.core.policies import load_policy
 
     spec = FeatureSpec.from_config(cfg)
@@ -163,7 +164,10 @@ def test_passing_run_publishes_and_sets_gold_then_keeps_it(tmp_path):
     assert b"data:image/png;base64" in first.report.read_bytes()
     # issue 22 §2: real HTML, tables as tables; the second run links to its parent's report; an index
     page = html_outline(second.report.read_text())
-    assert page["tags"].get("pre", 0) == 0 and page["tags"]["table"] >= 4 and page["tags"]["figure"] == 3
+    # the Monte Carlo histogram only over enough gate-window trades (as the robustness line says)
+    enough = second.monte_carlo.trades >= MIN_TRADES_FOR_QUALITY
+    assert (second.report.parent / "montecarlo.png").exists() == enough, second.monte_carlo.trades
+    assert page["tags"].get("pre", 0) == 0 and page["tags"]["table"] >= 4 and page["tags"]["figure"] == 2 + enough
     assert "cycle" in page["th"] and "Sharpe" in page["th"]
     assert f"../{first.run_id}/report.html" in page["links"] and "../index.html" in page["links"]
     index = html_outline((second.report.parent.parent / "index.html").read_text())
