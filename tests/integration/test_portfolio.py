@@ -128,6 +128,16 @@ def test_a_portfolio_without_a_model_for_one_instrument_does_not_start(tmp_path,
         asyncio.run(run_daemon(cfg))
 
 
+def test_a_portfolio_is_given_its_policies_by_instrument(tmp_path, spec, files):
+    """One policy (or one tick array) for a portfolio would silently go to its first
+    instrument: refused in one line instead."""
+    from stairway.core.policy import ScriptedPolicy
+
+    cfg = portfolio_config(_config(tmp_path, files), files)
+    with pytest.raises(ValueError, match="a portfolio's policies are given by instrument"):
+        asyncio.run(run_daemon(cfg, policy=ScriptedPolicy([])))
+
+
 def test_train_a_list_of_instruments_then_trade_them_together(tmp_path, spec, files, monkeypatch, capsys):
     """`train run --instrument A=... --instrument B=...` trains, gates and publishes each into
     models/<symbol>; the portfolio daemon then starts from exactly those models (gate records

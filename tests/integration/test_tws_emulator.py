@@ -228,3 +228,15 @@ def test_a_contract_the_gateway_does_not_know_stops_the_adapter_in_one_line():
 
     gw = asyncio.run(go())
     assert gw.calls.count("req_contract_details") == 1 and gw.calls.count("req_mkt_data") == 0
+
+
+def test_a_trailing_stop_is_refused_at_ib_before_anything_is_sent():
+    """Trailing stops are OANDA's (execution.stop_trailing is refused for IB at start-up); the
+    adapter's set_stop refuses one too, before touching the connection."""
+    from stairway.core.errors import OrderRejected
+    from stairway.daemon.brokers.ib.broker import IBBroker
+    from stairway.daemon.config import IBConfig
+
+    broker = IBBroker(IBConfig(host="127.0.0.1", port=1, symbol="EUR", currency="USD"), "EUR_USD")
+    with pytest.raises(OrderRejected, match="a trailing stop at IB: not supported"):
+        asyncio.run(broker.set_stop("EUR_USD", "EUR_USD", 1000.0, 1.1, "x-stop", trail=0.002))
