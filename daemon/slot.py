@@ -198,8 +198,9 @@ class Slot:
                 self._finish_order()
             bar, last_bid, last_ask, last_ts = self.builder.last_closed()
             self._on_bar(bar, last_bid, last_ask, ts, last_ts)
-        else:
-            self._work(ticks["ts_ns"], ticks["bid"], ticks["ask"], _ONE_ACCEPTED, 0, 1)
+        else:  # worked at this quote (_work with its time known)
+            fills = self.broker.work(self.instrument, ticks["ts_ns"], ticks["bid"], ticks["ask"], _ONE_ACCEPTED, 0, 1)
+            self._take_fills(fills, ts)
         self._last_quote = (bid, ask)
         self._last_quote_ts = ts
         self.account.on_quote(self.instrument, bid, ask)
@@ -300,6 +301,11 @@ class Slot:
     def _take_fills(self, fills: list, at_ns: int) -> None:
         """Book the fills, then settle the working order: an overfill is flattened at once (from
         ``at_ns``), a filled order stops blocking decisions."""
+        if not fills:  # most quotes: nothing booked, the risk engine's figures stand
+            order = self.broker.working.get(self.instrument)
+            if order is not None and order.remaining == 0.0:
+                self._finish_order()  # a live order the broker ended unfilled (daemon.order_router)
+            return
         for f in fills:
             signed = f.units * int(f.side)
             apply_fill(self.position, signed, f.price, f.commission)
@@ -313,8 +319,7 @@ class Slot:
             self.new_fills.append(f)
             if self.watch.sessions.current is not None:
                 self.watch.sessions.current.fills += 1
-        if fills:
-            self._persist_book()
+        self._persist_book()
         order = self.broker.working.get(self.instrument)
         if order is not None and order.filled > 0:
             requested = order.intent.units * int(order.intent.side)

@@ -71,7 +71,8 @@ class ReplayFeed:
             self.quotes, self.which = merged[order], which[order]
             self.cuts = self._closing_quotes(period_ns)
         self._t0_wall = 0.0
-        self._t0_tick = int(self.quotes["ts_ns"][0]) if len(self.quotes) else 0
+        self._ts = np.ascontiguousarray(self.quotes["ts_ns"])  # read per batch: a plain array, not a field view
+        self._t0_tick = int(self._ts[0]) if len(self._ts) else 0
 
     def __len__(self) -> int:
         return len(self.quotes)
@@ -103,6 +104,7 @@ class ReplayFeed:
         """Quotes [i, j): one batch (one instrument), or a portfolio's batches between bar closes."""
         if self.which is None:
             self.chunk_end = True
+            self.replay_ts_ns = int(self._ts[min(j, len(self._ts)) - 1])
             yield self.instruments[0], self.quotes[i:j]
             return
         lo, hi = np.searchsorted(self.cuts, [i, j], "right")
@@ -122,45 +124,47 @@ class ReplayFeed:
                     parts.append((self.instruments[k], quotes[mine]))
         for n, part in enumerate(parts):
             self.chunk_end = n == len(parts) - 1
+            self.replay_ts_ns = int(part[1]["ts_ns"][-1])
             yield part
 
     async def batches(self) -> AsyncIterator[tuple[str, np.ndarray]]:
         """The quotes in batches; while one is handled, log events carry its last quote's time
-        (``replay_time`` next to the wall ``timestamp``: core.logs)."""
+        (``replay_time`` next to the wall ``timestamp``: core.logs). One generator: a replay
+        handed over a quote at a time yields once per quote."""
         structlog.contextvars.bind_contextvars(replay_clock=self)
         try:
-            async for inst, part in self._batches():
-                self.replay_ts_ns = int(part["ts_ns"][-1])
-                yield inst, part
+            self._t0_wall = time.monotonic()
+            if not self.speed:
+                handed, n, step, ts = 0.0, len(self.quotes), self.batch_ticks, self._ts
+                one = self.instruments[0] if self.which is None else None
+                for start in range(0, n, step):
+                    if (now := time.perf_counter()) - handed >= 0.001:  # at most every ms, not every batch:
+                        await asyncio.sleep(0)  # control back to the loop (signals, other tasks)
+                        handed = now
+                    if one is not None:  # one instrument: the batch as it is (a live feed's path, unsplit)
+                        end = min(start + step, n)
+                        self.replay_ts_ns = int(ts[end - 1])
+                        yield one, self.quotes[start:end]
+                        continue
+                    for part in self._split(start, start + step):
+                        yield part
+                return
+            # Paced: hand over the quotes whose time has come (at most batch_ticks at once), then
+            # sleep until the next one is due; a large batch_ticks never delivers the future early.
+            i, n = 0, len(self.quotes)
+            while i < n:
+                j = self._due(self._ts, i)
+                if j <= i:
+                    due = self._t0_wall + (int(self._ts[i]) - self._t0_tick) / 1e9 / self.speed
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    j = max(i + 1, self._due(self._ts, i))
+                else:
+                    await asyncio.sleep(0)
+                for part in self._split(i, j):
+                    yield part
+                i = j
         finally:
             structlog.contextvars.unbind_contextvars("replay_clock")
-
-    async def _batches(self) -> AsyncIterator[tuple[str, np.ndarray]]:
-        self._t0_wall = time.monotonic()
-        if not self.speed:
-            handed = 0.0
-            for start in range(0, len(self.quotes), self.batch_ticks):
-                if (now := time.perf_counter()) - handed >= 0.001:  # at most every ms, not every batch:
-                    await asyncio.sleep(0)  # control back to the loop (signals, other tasks)
-                    handed = now
-                for part in self._split(start, start + self.batch_ticks):
-                    yield part
-            return
-        # Paced: hand over the quotes whose time has come (at most batch_ticks at once), then
-        # sleep until the next one is due; a large batch_ticks never delivers the future early.
-        ts = self.quotes["ts_ns"]
-        i, n = 0, len(self.quotes)
-        while i < n:
-            j = self._due(ts, i)
-            if j <= i:
-                due = self._t0_wall + (int(ts[i]) - self._t0_tick) / 1e9 / self.speed
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                j = max(i + 1, self._due(ts, i))
-            else:
-                await asyncio.sleep(0)
-            for part in self._split(i, j):
-                yield part
-            i = j
 
     def _due(self, ts: np.ndarray, i: int) -> int:
         """End of the quotes due by now, from ``i``, at most batch_ticks of them."""
