@@ -25,7 +25,6 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,28 +49,11 @@ from stairway.daemon.notify import Notifier
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.reconcile_runner import Reconciler
 from stairway.daemon.recorder import TickRecorder
+from stairway.daemon.result import DaemonResult, run_result
 from stairway.daemon.risk import expire_models
 from stairway.daemon.slot import Slot
 
 log = structlog.get_logger("daemon")
-
-
-@dataclass
-class DaemonResult:
-    run_id: str
-    summary: dict[str, float]
-    counters: dict
-    db_path: Path
-    model_sha: str  # the model's, or in a portfolio each instrument's ("EUR_USD 1a2b..., ...") unless all share one
-    interrupted: bool
-    seconds: float
-    first_decision: str  # the earliest instrument's
-    last_bar: str  # the latest instrument's
-    decision_latency_ns: object = None  # every instrument's
-    loop_lag_s: object = None
-    http_port: int | None = None
-    tracker: object = None  # core.metrics.PerformanceTracker of a one-instrument run (a portfolio's: per instrument)
-    instruments: dict | None = None  # per instrument: counters, summary, model sha, decisions, tracker
 
 
 class Daemon(ModelEvents):
@@ -477,41 +459,7 @@ class Daemon(ModelEvents):
             raise FatalError(
                 f"{self.cfg.service.db_path}: the end of run {self.run_id} was not recorded: {self._end_error!r}"
             ) from self._end_error
-        per = {inst: status.slot_counters(slot) for inst, slot in self.slots.items()}
-        counters = dict(*per.values()) if len(per) == 1 else status.summed(list(per.values()))
-        counters["halted"] = self.risk.state.halted_reason or ""
-        counters["recorder_dropped_ticks"] = sum(r.dropped_ticks for r in self.recorders.values())
-        instruments = {
-            inst: {
-                "counters": per[inst],
-                "summary": self.summaries[inst],
-                "model_sha": slot.policy.sha,
-                "first_decision": status.fmt_ts(slot.first_decision_bar_ts),
-                "last_bar": status.fmt_ts(slot.last_bar_ts),
-                "tracker": slot.tracker,
-            }
-            for inst, slot in self.slots.items()
-        }
-        slots = list(self.slots.values())
-        shas = [s.policy.sha for s in slots]
-        firsts = [s.first_decision_bar_ts for s in slots if s.first_decision_bar_ts is not None]
-        lasts = [s.last_bar_ts for s in slots if s.last_bar_ts is not None]
-        return DaemonResult(
-            self.run_id,
-            self.summary,
-            counters,
-            self.cfg.service.db_path,
-            shas[0] if len(set(shas)) == 1 else ", ".join(f"{i} {h[:12]}" for i, h in zip(self.slots, shas)),
-            self.interrupted,
-            time.perf_counter() - t0,
-            status.fmt_ts(min(firsts, default=None)),
-            status.fmt_ts(max(lasts, default=None)),
-            np.concatenate([s.latency.snapshot() for s in slots]),
-            np.array(self.loop_lags),
-            self.http_port,
-            slots[0].tracker if len(slots) == 1 else None,
-            instruments,
-        )
+        return run_result(self, t0)
 
     async def _shutdown(self, runner, sched) -> None:
         """stop new intents -> cancel open orders -> flush recorder and database -> close broker

@@ -46,6 +46,7 @@ from stairway.daemon.paper_broker import OrderGateway, PaperBroker
 from stairway.daemon.reconcile_runner import Reconciler
 from stairway.daemon.reconciliation import UnknownPositionPolicy
 from stairway.daemon.recorder import TickRecorder
+from stairway.daemon.result import models_line
 from stairway.daemon.risk import RiskEngine
 from stairway.daemon.rows import RiskEventRow
 from stairway.daemon.slot import Slot
@@ -204,8 +205,7 @@ class DaemonBuild:
                 log.error("model_fallback_at_startup", instrument=leg.symbol, reason=why)
                 self.startup_events.append((leg.symbol, why))
         # the run's model: the one model, or each instrument's (a portfolio's runs row)
-        shas = {leg.symbol: policies[leg.symbol].sha for leg in self.legs}
-        run_model = shas[self.legs[0].symbol] if len(shas) == 1 else ",".join(f"{i}:{h[:12]}" for i, h in shas.items())
+        run_model = models_line({leg.symbol: policies[leg.symbol].sha for leg in self.legs})
         if cfg.live:
             from stairway.daemon.brokers.factory import make_adapters
 

@@ -208,7 +208,7 @@ class Reconciler:
         after = await self.broker.quotes(list(self.slots)) if marking and before else {}
         self.account_checks += 1
         cursor = self.router.cursor
-        if report.as_of is not None and str(cursor).isdigit() and int(report.as_of) > int(str(cursor)):
+        if report.as_of is not None and cursor is not None and cursor.isdigit() and int(report.as_of) > int(cursor):
             # the figures include transactions (a stop's fill, a trade by hand) the book has not
             # synced yet: judged on the next pass, when it has (neither a strike nor a clear)
             self.account_checks_deferred += 1
