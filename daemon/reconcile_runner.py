@@ -112,6 +112,7 @@ class Reconciler:
         self._balance_off = False
         self.open_pnl_checks = 0  # holding: the broker's open P&L compared with the book's
         self.open_pnl_gap = 0.0
+        self.open_pnl_allowed = 0.0  # the last check's tolerance: a spread and the market's move per unit
         self._open_pnl_off = False
         self._open_pnl_strikes = 0
         self.policy, self._max_units = policy, max_units  # read at every check: SIGHUP may lower it
@@ -313,6 +314,7 @@ class Reconciler:
             slack += abs(units) * (ask - bid + moved) if units else 0.0
         self.open_pnl_checks += 1
         self.open_pnl_gap = gap = broker_open - book
+        self.open_pnl_allowed = slack
         # off on two settled passes in a row: a price that moved between the book's last quote and
         # the broker's mark passes with the next quote; a trade priced otherwise stays
         self._open_pnl_strikes = self._open_pnl_strikes + 1 if abs(gap) > slack else 0

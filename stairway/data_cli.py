@@ -106,7 +106,8 @@ def _write(cfg, args, store) -> int:
             raise ConfigError(f"--to {args.end} must be after --from {args.start}")
         bars = asyncio.run(_fetch(cfg, args, inst))
         path = store.add_fetched(inst, bars, args.start, args.end)
-        print(f"fetched {len(bars)} bars of {inst} {args.start} .. {args.end} -> {path}")
+        where = f"-> {path}" if path else "(market closed or no data: nothing written)"
+        print(f"fetched {len(bars)} bars of {inst} {args.start} .. {args.end} {where}")
     return 0
 
 

