@@ -155,14 +155,14 @@ class Daemon(ModelEvents):
                         self.db_error = str(e)
                         raise FatalError(f"{self.cfg.service.db_path}: write failed: {e}") from e
                     for s in slots.values():  # reported only once committed (a live fill may land on any)
-                        for f in s.new_fills:
+                        for f in s.orders.new_fills:
                             log.info(
                                 "order_filled",
                                 client_order_id=f.client_order_id,
                                 units=f.units * int(f.side),
                                 price=f.price,
                             )
-                        s.new_fills.clear()
+                        s.orders.new_fills.clear()
                 if self.stop.is_set():
                     self.interrupted = True
                     log.info("shutdown_requested", ticks=self.ticks_seen)
@@ -278,7 +278,7 @@ class Daemon(ModelEvents):
         self.conditions.update(active)
 
     def _drawdown(self) -> float:
-        return max((s.drawdown_pct for s in self.slots.values()), default=0.0)
+        return max((s.marks.drawdown_pct for s in self.slots.values()), default=0.0)
 
     async def _watchdog_task(self) -> None:
         interval = (self.notifier.watchdog_secs or 10.0) / 2
@@ -363,7 +363,7 @@ class Daemon(ModelEvents):
             self.notifier.ready(f"{self.lifecycle.state.value} (reloaded)")
         self.risk.cfg = new.risk  # every derived limit (risk engine, reconciler) reads this from now on
         for slot in self.slots.values():
-            slot.ramp = new.risk.size_ramp
+            slot.swap.ramp = new.risk.size_ramp
         log.info("config_reloaded", what="risk limits", risk=new.risk.model_dump(mode="json"))
         ignored = [k for k in type(new).model_fields if k != "risk" and getattr(new, k) != getattr(self.cfg, k)]
         if ignored:  # only risk limits reload; anything else needs a restart

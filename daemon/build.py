@@ -49,7 +49,7 @@ from stairway.daemon.recorder import TickRecorder
 from stairway.daemon.result import models_line
 from stairway.daemon.risk import RiskEngine
 from stairway.daemon.rows import RiskEventRow
-from stairway.daemon.slot import Slot
+from stairway.daemon.slot import Slot, SlotOptions
 from stairway.daemon.slot_watch import SlotWatch
 from stairway.daemon.store import Store
 from stairway.daemon.warm_start import Source, warm_slot
@@ -286,38 +286,40 @@ class DaemonBuild:
                 self.broker,
                 self.store,
                 self.account,
-                self.latency_capacity,
-                calendar=lc.instrument.calendar(),
-                clock_ns=clock_ns,
-                watch=SlotWatch(
-                    self.alerter.notify,
-                    RegimeDetector(cfg.regime, cfg.bars),
-                    LiveGuard(
-                        cfg.account.initial_equity,
-                        g.live_sharpe_window_days,
-                        g.min_live_sharpe,
-                        g.breach_days,
-                        g.min_days,
-                        g.pnl_z_limit,
+                SlotOptions(
+                    lc.instrument.calendar(),
+                    clock_ns,
+                    SlotWatch(
+                        self.alerter.notify,
+                        RegimeDetector(cfg.regime, cfg.bars),
+                        LiveGuard(
+                            cfg.account.initial_equity,
+                            g.live_sharpe_window_days,
+                            g.min_live_sharpe,
+                            g.breach_days,
+                            g.min_days,
+                            g.pnl_z_limit,
+                        ),
+                        FeatureWatch(
+                            leg.symbol,
+                            self.spec.market_names,
+                            g.feature_drift_window_bars,
+                            g.feature_outside_max,
+                            g.feature_drift_action == "observe_only",
+                            self.risk.permission,
+                        ),
+                        on_guard_breach=self._on_guard_breach,
+                        halt_on_trade_band=g.trade_band_action == "stop_opening",
+                        rollback_below_expectation=g.pnl_expectation_action == "rollback",
                     ),
-                    FeatureWatch(
-                        leg.symbol,
-                        self.spec.market_names,
-                        g.feature_drift_window_bars,
-                        g.feature_outside_max,
-                        g.feature_drift_action == "observe_only",
-                        self.risk.permission,
-                    ),
-                    on_guard_breach=self._on_guard_breach,
-                    halt_on_trade_band=g.trade_band_action == "stop_opening",
-                    rollback_below_expectation=g.pnl_expectation_action == "rollback",
+                    self.latency_capacity,
                 ),
             )
         wire_cross_view(self.slots)  # cross-instrument features read the other slots' bars
         if cfg.real_orders:
             await self._restore_book()
         for slot in self.slots.values():
-            slot.ramp = cfg.risk.size_ramp
+            slot.swap.ramp = cfg.risk.size_ramp
         if svc.record_ticks:
             for leg in self.legs:
                 self.recorders[leg.symbol] = TickRecorder(
@@ -414,18 +416,18 @@ class DaemonBuild:
 
         def on_fills() -> None:
             for s in self.slots.values():
-                s.apply_pending_fills(self.clock())
+                s.orders.apply_pending_fills(self.clock())
 
         router.on_fills = on_fills
         for inst, slot in self.slots.items():
-            slot.persist_book = True
+            slot.orders.persist_book = True
             self.risk.permission.reconciled(inst, False)  # no order until the reconciler has compared
             book = await self.store.book(inst)
             if book is not None:
-                slot.set_position(*book)
+                slot.orders.set_position(*book)
             last = await self.store.last_order_seq(inst)
             if last is not None:
-                slot.seed_order_seq(*last)
+                slot.orders.seed_order_seq(*last)
             log.info(
                 "book_restored",
                 instrument=inst,

@@ -72,7 +72,7 @@ class ModelEvents(DaemonBuild):
 
     def _on_policy_of(self, instrument: str) -> Callable[[Policy, float], None]:
         def on_policy(policy: Policy, t0: float) -> None:
-            self.slots[instrument].pending_policy = policy
+            self.slots[instrument].swap.pending = policy
             self.model_loaded_at = time.time()
 
         return on_policy

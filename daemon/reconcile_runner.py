@@ -71,7 +71,7 @@ def replacement_distance(slot: Slot, units: float) -> float:
     decision's distance, else (no decision since the start) the range's one now; capped by
     ``stop_max_loss`` for the trade's size, or that cap alone when neither is known. 0: none."""
     ex = slot.ex
-    d = slot.stop_distance
+    d = slot.orders.stop_distance
     if d <= 0.0 and ex.stop_atr_multiple > 0.0:
         a = slot.features.atr(ex.stop_atr_bars)
         d = ex.stop_atr_multiple * a if a == a else 0.0
@@ -138,7 +138,7 @@ class Reconciler:
             await self.router.sync_fills()
             await self.router.resolve_unknown()
             for slot in self.slots.values():
-                slot.apply_pending_fills(now)  # settled orders are finished by the slot
+                slot.orders.apply_pending_fills(now)  # settled orders are finished by the slot
             if self.router.busy():
                 log.warning("reconcile_deferred", trigger=trigger, unresolved=list(self.router.unresolved))
                 return None
@@ -147,7 +147,7 @@ class Reconciler:
                 if not await self.router.sync_fills():
                     break
                 for slot in self.slots.values():
-                    slot.apply_pending_fills(now)
+                    slot.orders.apply_pending_fills(now)
                 reports = await self.broker.positions()
             for r in reports:
                 if r.instrument not in self.slots and r.instrument not in self.ignored:
@@ -370,10 +370,10 @@ class Reconciler:
         self._balance_off = off
 
     def _apply(self, slot: Slot, c: Correction, avg: float, now: int, trigger: str) -> None:
-        slot.set_position(c.book_units, avg)  # the broker's size is the truth
+        slot.orders.set_position(c.book_units, avg)  # the broker's size is the truth
         action = c.detail
         if c.order_units:
-            if slot.submit_correction(c.order_units, now, c.detail, f"reconcile_{c.kind}"):
+            if slot.orders.submit_correction(c.order_units, now, c.detail, f"reconcile_{c.kind}"):
                 action += f"; order {c.order_units:+g} sent"
             else:
                 action += "; order deferred: another order is working"
@@ -395,7 +395,7 @@ class Reconciler:
                 return None
             now = self.clock_ns()
             for slot in self.slots.values():
-                slot.apply_pending_fills(now)
+                slot.orders.apply_pending_fills(now)
             reports = await self.broker.positions()
             found = None
             for inst, slot in self.slots.items():
@@ -412,8 +412,8 @@ class Reconciler:
         if c is None:
             return None
         ours = float(slot.position[PS_UNITS])
-        slot.set_position(units, mine[0].avg_price)  # the broker's size first, then cut it
-        sent = slot.submit_correction(c.order_units, now, c.detail, "emergency_flatten_excess")
+        slot.orders.set_position(units, mine[0].avg_price)  # the broker's size first, then cut it
+        sent = slot.orders.submit_correction(c.order_units, now, c.detail, "emergency_flatten_excess")
         self._event(
             now,
             trigger,

@@ -53,15 +53,15 @@ def run_result(d: Daemon, t0: float) -> DaemonResult:
             "counters": per[inst],
             "summary": d.summaries[inst],
             "model_sha": slot.policy.sha,
-            "first_decision": status.fmt_ts(slot.first_decision_bar_ts),
-            "last_bar": status.fmt_ts(slot.last_bar_ts),
+            "first_decision": status.fmt_ts(slot.counters.first_decision_bar_ts),
+            "last_bar": status.fmt_ts(slot.counters.last_bar_ts),
             "tracker": slot.tracker,
         }
         for inst, slot in d.slots.items()
     }
     slots = list(d.slots.values())
-    firsts = [s.first_decision_bar_ts for s in slots if s.first_decision_bar_ts is not None]
-    lasts = [s.last_bar_ts for s in slots if s.last_bar_ts is not None]
+    firsts = [s.counters.first_decision_bar_ts for s in slots if s.counters.first_decision_bar_ts is not None]
+    lasts = [s.counters.last_bar_ts for s in slots if s.counters.last_bar_ts is not None]
     return DaemonResult(
         d.run_id,
         d.summary,

@@ -1,12 +1,15 @@
-"""What one instrument's slot counts: its counters (the run's result, /status, /metrics) and
-the ring of its last decision latencies."""
+"""What one instrument's slot counts and remembers between quotes: its counters (the run's
+result, /status, /metrics), the ring of its last decision latencies, its marks (last quote,
+equity, drawdown) and its model-swap state."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from stairway.core.policy import Policy
 from stairway.core.types import ACTION_NAMES
 
 
@@ -25,6 +28,32 @@ class SlotCounters:
     blocked_intents: int = 0  # orders the risk engine refused or cut down
     policy_errors: int = 0  # decisions where the policy raised (taken as HOLD)
     bound_cancels: int = 0  # decision orders cancelled at a price beyond their bound (execution.price_bound_pips)
+    first_decision_bar_ts: int | None = None
+    last_bar_ts: int | None = None
+
+
+@dataclass
+class SlotMarks:
+    """The book's marks: the last quote (bid, ask) and its time, the last bar marked (financing
+    charges the rolls since), the equity and the account's intraday drawdown they gave, and
+    the equity at the first quote after a restart (the tiers' base until a bar has closed)."""
+
+    equity: float
+    last_quote: tuple[float, float] = (math.nan, math.nan)
+    last_quote_ts: int = 0
+    marked_ts: int | None = None
+    drawdown_pct: float = 0.0
+    quote_equity_open: float | None = None
+
+
+@dataclass
+class SwapState:
+    """A model swap, set by the daemon between batches: the policy waiting for the next bar,
+    the size ramp after a swap (one factor per day) and the day the swap took effect."""
+
+    pending: Policy | None = None
+    ramp: tuple[float, ...] = (1.0,)
+    ramp_day: int = 0
 
 
 class LatencyRing:

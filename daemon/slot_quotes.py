@@ -22,27 +22,29 @@ def step(slot, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, acc: np.ndarray
     """Quote ``i`` (a daemon.slot.Slot's, not closing a bar) as the one-quote path takes it."""
     if not acc[i]:
         return
-    slot._work(ts, bid, ask, acc, i, i + 1)
+    slot.work(ts, bid, ask, acc, i, i + 1)
     at_quote(slot, ts, bid, ask, i)
 
 
 def at_quote(slot, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, i: int) -> None:
     """Quote ``i`` is the last one: the account's marks, and an open position protected."""
-    slot._last_quote = (float(bid[i]), float(ask[i]))
-    slot._last_quote_ts = int(ts[i])
-    slot.account.on_quote(slot.instrument, *slot._last_quote)
-    if slot.position[PS_UNITS] != 0.0:
-        slot._protect_at_quote()
+    m = slot.marks
+    m.last_quote = (float(bid[i]), float(ask[i]))
+    m.last_quote_ts = int(ts[i])
+    slot.account.on_quote(slot.instrument, *m.last_quote)
+    if slot.orders.position[PS_UNITS] != 0.0:
+        slot.protect_at_quote()
 
 
 def walk(slot, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, acc: np.ndarray, start: int, end: int) -> None:
     """Quotes [start, end), none of them closing a bar."""
-    broker, inst = slot.broker, slot.instrument
+    orders, inst = slot.orders, slot.instrument
+    broker = orders.broker
     stops = getattr(broker, "stops", None)  # the paper broker's; a live broker's fills come any time
     i = start
     while i < end:
         order = broker.working.get(inst)
-        if stops is None or slot._flatten_reason is not None or (order is not None and order.remaining != 0.0):
+        if stops is None or orders.flatten_reason is not None or (order is not None and order.remaining != 0.0):
             step(slot, ts, bid, ask, acc, i)
             i += 1
             continue
@@ -58,12 +60,12 @@ def walk(slot, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, acc: np.ndarray
 def _quiet(slot, stop: float, bid, ask, acc, start: int, end: int) -> tuple[int, int, float]:
     """(first quote where something happens, last accepted quote before it, the stop then):
     see the module."""
-    if slot.position[PS_UNITS] == 0.0:
+    if slot.orders.position[PS_UNITS] == 0.0:
         ok = np.flatnonzero(acc[start:end])
         return end, (start + int(ok[-1]) if len(ok) else -1), stop
     acct, risk = slot.account, slot.risk
     session = slot.watch.sessions.current
-    equity_open = session.equity_open if session is not None else slot._quote_equity_open
+    equity_open = session.equity_open if session is not None else slot.marks.quote_equity_open
     if equity_open is None or (risk.state.tier >= FLATTEN and not risk.state.halted):
         return start, -1, stop  # the first mark sets the session's base, or halts: quote by quote
     others = sum(e - acct.initial for k, e in acct._eq.items() if k != slot.instrument)
@@ -74,7 +76,7 @@ def _quiet(slot, stop: float, bid, ask, acc, start: int, end: int) -> tuple[int,
     )
     r = risk.cfg
     return quiet_until(
-        slot.position, stop, bid, ask, acc, start, end, slot.initial_equity, others,
+        slot.orders.position, stop, bid, ask, acc, start, end, acct.initial, others,
         opened, risk.state.tier, np.asarray(r.drawdown_tiers_pct, dtype=np.float64), r.tier_exit_fraction,
-        slot.broker.trails.get(slot.instrument, 0.0),
+        slot.orders.broker.trails.get(slot.instrument, 0.0),
     )  # fmt: skip

@@ -58,17 +58,17 @@ class SlotWatch:
         # a session without decisions (warming up) says nothing about the model's trade count
         if done.decisions and risk.on_session_closed(done.orders, inst):
             why = f"orders per session outside {risk.band} for {risk.state.out_of_band[inst]} sessions"
-            slot._risk_event(bar_ts, "trade_count_alert", why)
+            slot.journal.risk_event(bar_ts, "trade_count_alert", why)
             if self.halt_on_trade_band:
                 risk.halt(f"{inst}: {why}")
         if self.guard is None:
             return
         verdict = self.guard.on_session(done)
         if verdict.below_expectation:
-            slot._risk_event(bar_ts, "live_pnl_below_expectation", verdict.below_expectation)
+            slot.journal.risk_event(bar_ts, "live_pnl_below_expectation", verdict.below_expectation)
             if self.rollback_below_expectation and self.on_guard_breach is not None:
                 self.on_guard_breach(inst, verdict.below_expectation)
         if verdict.breached:
-            slot._risk_event(bar_ts, "live_sharpe_breach", verdict.detail)
+            slot.journal.risk_event(bar_ts, "live_sharpe_breach", verdict.detail)
             if self.on_guard_breach is not None:
                 self.on_guard_breach(inst, verdict.detail)

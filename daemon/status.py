@@ -90,14 +90,14 @@ def instrument_snapshot(d, inst: str) -> dict:
         "rejected_jump_quotes": b.rejected_jump,
         "recorder_dropped_ticks": rec.dropped_ticks if rec else 0,
         "position_units": float(s.position[0]),
-        "equity": s.equity,
+        "equity": s.marks.equity,
         "model_sha": s.policy.sha,
         # verified, waiting for the next bar to be swapped in ("" when none)
-        "pending_model_sha": s.pending_policy.sha if s.pending_policy is not None else "",
+        "pending_model_sha": s.swap.pending.sha if s.swap.pending is not None else "",
         # the instrument's calendar says its market is open now (the no-quotes alert waits for it)
         "market_open": int(s.calendar.is_open(d.clock())),
         "model_age_seconds": model_age_secs(s.policy) or 0.0,
-        "last_bar": fmt_ts(s.last_bar_ts),
+        "last_bar": fmt_ts(s.counters.last_bar_ts),
         "data_stale": int(s.data_stale),
         "regime": w.regime_value,
         "live_sharpe": w.guard.sharpe if w.guard else 0.0,

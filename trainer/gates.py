@@ -29,7 +29,7 @@ from stairway.core.weights import numpy_tensors
 from stairway.daemon.account import Account
 from stairway.daemon.paper_broker import PaperBroker
 from stairway.daemon.risk import RiskEngine
-from stairway.daemon.slot import Slot
+from stairway.daemon.slot import Slot, SlotOptions
 from stairway.daemon.store import Store
 from stairway.trainer.config import GateConfig
 from stairway.trainer.shadow_cross import cross_quotes
@@ -250,7 +250,7 @@ def shadow_replay(
             Account(
                 RiskEngine(risk_cfg, cfg.instrument.lot_units, cfg.bars.period_minutes), cfg.account.initial_equity
             ),
-            calendar=cfg.instrument.calendar(),
+            SlotOptions(cfg.instrument.calendar()),
         )
 
     async def go() -> list[tuple]:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in
 def last_price_done(d, emu) -> bool:
     return (
         emu.cursor >= len(emu.prices)
-        and d.slot._last_quote_ts == emu.prices[-1][0]
+        and d.slot.marks.last_quote_ts == emu.prices[-1][0]
         and not d.router.busy()
         and d.reconciler.ready
         and d.router.queue.empty()

@@ -29,7 +29,7 @@ def test_paper_live_sends_nothing_and_drift_report_matches_orders(tmp_path, spec
             )
 
             def done(d):
-                return d.slot._last_quote_ts == quotes[-1][0] and d.slot.instrument not in d.broker.working
+                return d.slot.marks.last_quote_ts == quotes[-1][0] and d.slot.instrument not in d.broker.working
 
             out = await rig.run(done, cfg=paper_cfg, timeout=45)
             assert out.error is None and out.daemon.router is None

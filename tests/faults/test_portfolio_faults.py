@@ -72,7 +72,7 @@ def all_done(d, emu) -> bool:
         last[inst] = ts
     return (
         emu.cursor >= len(emu.prices)
-        and all(d.slots[i]._last_quote_ts == ts for i, ts in last.items())
+        and all(d.slots[i].marks.last_quote_ts == ts for i, ts in last.items())
         and not d.router.busy()
         and d.reconciler.ready
         and d.router.queue.empty()
@@ -286,7 +286,7 @@ def test_paper_live_portfolio_trades_broker_prices_with_paper_fills(tmp_path, sp
 
         def done(d) -> bool:
             return rig.emu.cursor >= len(rig.emu.prices) and all(
-                d.slots[i]._last_quote_ts == ts for i, ts in last.items()
+                d.slots[i].marks.last_quote_ts == ts for i, ts in last.items()
             )
 
         out = await rig.run(done, timeout=60)

@@ -92,7 +92,7 @@ def test_commands_against_a_running_daemon(tmp_path, spec):
             models = await me.ask("/models")
             # issue 22 §4: a verified model waiting for the next bar (here: for the features to warm up)
             newer = (await asyncio.to_thread(tiny_checkpoint, tmp_path / "models", spec, seed=2))[0]
-            await until(lambda: d.slot.pending_policy is not None)
+            await until(lambda: d.slot.swap.pending is not None)
             pending = await me.ask("/status")
             assert f"EUR_USD: model {newer.sha[:12]} verified, swapped in at the next bar" in pending
             assert f"model {ck.sha[:12]}" in pending  # still trading the one before

@@ -15,7 +15,7 @@ from stairway.core.position import PS_AVG, PS_FINANCING, PS_REALIZED, PS_UNITS, 
 from stairway.daemon.account import Account
 from stairway.daemon.paper_broker import PaperBroker
 from stairway.daemon.risk import RiskConfig, RiskEngine
-from stairway.daemon.slot import Slot
+from stairway.daemon.slot import Slot, SlotOptions
 from stairway.daemon.store import Store
 from stairway.trainer.env import RS_FORCED, VecTradingEnv
 from stairway.trainer.evaluation import evaluate
@@ -46,7 +46,7 @@ def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes, risk_cfg=NO_TIERS):
             PaperBroker(ex),
             store,
             Account(RiskEngine(risk_cfg, cfg.instrument.lot_units, 60), 100_000.0),
-            calendar=cfg.instrument.calendar(),
+            SlotOptions(cfg.instrument.calendar()),
         )
         pos, k = 0, 0
         while pos < len(ticks):
@@ -60,7 +60,7 @@ def run_slot(cfg, spec, ex, bars, policy, db, batch_sizes, risk_cfg=NO_TIERS):
             await store.db.execute("SELECT ts_ns, units, avg_price, realized, equity FROM positions ORDER BY ts_ns")
         ).fetchall()
         # positions are marked from the first bar (issue 9.4); the env starts at the first decision
-        rows = [r for r in rows if r[0] >= slot.first_decision_bar_ts]
+        rows = [r for r in rows if r[0] >= slot.counters.first_decision_bar_ts]
         fills = await (
             await store.db.execute("SELECT units, price, commission FROM fills ORDER BY ts_ns, seq")
         ).fetchall()

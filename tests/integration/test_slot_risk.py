@@ -16,7 +16,7 @@ from stairway.core.types import BAR_DTYPE
 from stairway.daemon.account import Account
 from stairway.daemon.paper_broker import PaperBroker
 from stairway.daemon.risk import RiskConfig, RiskEngine
-from stairway.daemon.slot import Slot
+from stairway.daemon.slot import Slot, SlotOptions
 from stairway.daemon.store import Store
 
 pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in the event loop
@@ -69,8 +69,7 @@ def run(
             broker or PaperBroker(ex),
             store,
             account,
-            calendar=Calendar(market),
-            clock_ns=clock,
+            SlotOptions(Calendar(market), clock),
         )
         if setup:
             setup(slot)
@@ -176,7 +175,7 @@ def test_swapped_in_model_ramps_size_by_session(market_cfg, spec, tmp_path):
 
     def between(slot, bar):
         if bar == swap_bar:
-            slot.pending_policy = ScriptedPolicy([1, 2] * 100, sha="new-model")
+            slot.swap.pending = ScriptedPolicy([1, 2] * 100, sha="new-model")
 
     slot, db, _ = run(
         market_cfg,
@@ -185,7 +184,7 @@ def test_swapped_in_model_ramps_size_by_session(market_cfg, spec, tmp_path):
         closes,
         [0] * 200,
         between=between,
-        setup=lambda s: setattr(s, "ramp", (0.5, 0.75, 1.0)),
+        setup=lambda s: setattr(s.swap, "ramp", (0.5, 0.75, 1.0)),
     )
     rows = db.execute(
         "SELECT bar_ts_ns, position_units + order_units FROM decisions "
@@ -206,7 +205,7 @@ def test_restored_position_is_marked_tiered_and_flattened_before_features_warm(m
     assert len(closes) < spec.window  # never warm in this run
 
     def restore(slot):
-        slot.set_position(100_000.0, 1.1001)  # what the book held when the daemon stopped
+        slot.orders.set_position(100_000.0, 1.1001)  # what the book held when the daemon stopped
 
     slot, db, flattened = run(market_cfg, spec, tmp_path, closes, [0] * 60, setup=restore)
     assert slot.counters.decisions == 0 and not slot.features.warm
@@ -223,7 +222,7 @@ def test_flatten_file_closes_a_restored_position_while_cold(market_cfg, spec, tm
     closes = [1.10] * 10
 
     def restore(slot):
-        slot.set_position(-100_000.0, 1.1001)
+        slot.orders.set_position(-100_000.0, 1.1001)
 
     def between(slot, k):
         if k == 3:
@@ -263,7 +262,7 @@ def test_restored_position_is_protected_from_the_first_quote(market_cfg, spec, t
             store,
             account,
         )
-        slot.set_position(100_000.0, 1.1001)
+        slot.orders.set_position(100_000.0, 1.1001)
         for k in range(n):  # live: one quote per batch
             slot.on_ticks(ticks[k : k + 1])
         await store.close()
@@ -287,17 +286,17 @@ def test_an_overfill_reported_in_an_empty_quote_window_is_flattened_not_a_crash(
 
     closes = [1.10 + 1e-5 * np.sin(k) for k in range(spec.window + 3)]
     slot, _, _ = run(market_cfg, spec, tmp_path, closes, [0] * 10)
-    t = slot.last_bar_ts + HOUR
-    slot._submit(100_000.0, slot.last_bar_ts, t - 1)
-    order = slot.broker.working["EUR_USD"]
+    t = slot.counters.last_bar_ts + HOUR
+    slot.orders.submit(100_000.0, slot.counters.last_bar_ts, t - 1)
+    order = slot.orders.broker.working["EUR_USD"]
     order.filled = 200_000.0  # the broker filled twice what was asked
     fill = Fill(order.intent.client_order_id, "EUR_USD", t, Side.BUY, 200_000.0, 1.1, 0.0)
-    slot.broker.work = lambda *args: [fill]
+    slot.orders.broker.work = lambda *args: [fill]
     ts, px, acc = np.array([t], np.int64), np.array([1.1]), np.array([True])
-    slot._work(ts, px, px, acc, 1, 1)  # the window after the batch's only quote: empty
-    event = slot.store.pending["risk_events"][-1]
+    slot.work(ts, px, px, acc, 1, 1)  # the window after the batch's only quote: empty
+    event = slot.journal.store.pending["risk_events"][-1]
     assert event.kind == "overfill" and event.ts_ns == t and event.allowed_units == -100_000.0
-    corrective = slot.broker.working["EUR_USD"]
+    corrective = slot.orders.broker.working["EUR_USD"]
     assert corrective.intent.units == 100_000.0 and corrective.intent.side is Side.SELL
 
 

@@ -176,7 +176,7 @@ def test_live_restart_warms_from_oanda_candles_and_matches_the_straight_run(tmp_
             if start_at:
                 rig.emu.cursor, rig.emu.now_ns = j, ts[j]
             policy = RecordingHold()
-            done = lambda d: (d.slot.last_bar_ts or 0) >= cut + 12 * H  # noqa: E731
+            done = lambda d: (d.slot.counters.last_bar_ts or 0) >= cut + 12 * H  # noqa: E731
             out = await rig.run(done, timeout=40, policy=policy)
             assert out.error is None
             with rig.db() as c:

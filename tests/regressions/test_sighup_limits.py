@@ -45,7 +45,7 @@ def test_sighup_lowered_maximum_blocks_orders_at_the_old_size(tmp_path, spec):
         )
         os.kill(os.getpid(), signal.SIGHUP)
         await until(lambda: d.risk.cfg.max_position_lots == 0.5, 5)
-        reloaded_at = d.slot.last_bar_ts
+        reloaded_at = d.slot.counters.last_bar_ts
         orders = d.slot.counters.orders
         await until(lambda: d.slot.counters.orders >= orders + 6)
         d.stop.set()

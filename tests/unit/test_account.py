@@ -52,8 +52,8 @@ def two_slots(tmp_path, spec, market_cfg):
 def test_drawdown_tiers_count_every_instrument_of_the_account(two_slots):
     slots, account, risk, broker = two_slots
     eur, gbp = slots["EUR_USD"], slots["GBP_USD"]
-    eur.set_position(LOT, 1.10000)
-    gbp.set_position(LOT, 1.30000)
+    eur.orders.set_position(LOT, 1.10000)
+    gbp.orders.set_position(LOT, 1.30000)
     eur.on_ticks(quote(T0, 1.10000))  # each instrument's opening equity: flat
     gbp.on_ticks(quote(T0, 1.30000))
     eur.on_ticks(quote(T0 + 10**9, 1.08700))  # -1,300 on EUR: 1.3 % of the account
@@ -129,3 +129,24 @@ def test_ctl_flatten_one_instrument(tmp_path, capsys):
     assert "XAU_USD" in err and "not traded" in err and len(err.strip().splitlines()) == 1
     assert cli_main(["ctl", "status", "--config", str(path)]) == 0
     assert json.loads(capsys.readouterr().out)["flatten_pending"] is False
+
+
+def test_a_slot_is_its_pipeline_with_the_book_in_one_order_manager(two_slots):
+    """Issue 23 §1: the slot holds quote -> bar -> features -> policy -> risk -> intent and no
+    more (≤ 20 attributes, ≤ 10 constructor parameters); the book, the working order and the
+    fills are its order manager's. A setting written to a name the slot no longer has fails
+    (it had been silently ignored: a size ramp set as ``slot.ramp`` did nothing)."""
+    import inspect
+
+    slots, account, risk, broker = two_slots
+    eur = slots["EUR_USD"]
+    assert len(Slot.__slots__) <= 20 and len(inspect.signature(Slot.__init__).parameters) - 1 <= 10
+    with pytest.raises(AttributeError):
+        eur.ramp = (0.5, 1.0)
+    eur.orders.set_position(LOT, 1.10000)
+    assert eur.position is eur.orders.position and eur.orders.units == LOT and risk.positions["EUR_USD"] == LOT
+    eur.request_flatten("operator")
+    eur.on_ticks(quote(T0, 1.10000))  # the flatten goes out through the order manager at this quote
+    order = broker.working["EUR_USD"]
+    assert order.intent.units == LOT and int(order.intent.side) == -1 and eur.orders.working
+    assert eur.counters.orders == 1 and eur.counters.risk_events == {"flatten": 1}
