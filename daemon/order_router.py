@@ -52,6 +52,8 @@ class LiveRouter:
     ) -> None:
         self.broker, self.store, self.run_id, self.clock_ns = broker, store, run_id, clock_ns
         self.working: dict[str, WorkingOrder] = {}
+        self.stops: dict[str, float] | None = None  # the broker holds the stops (daemon.paper_broker.OrderGateway)
+        self.trails: dict[str, float] = {}
         self.in_flight: dict[str, OrderIntent] = {}  # sent or queued, outcome not yet settled
         self.unresolved: dict[str, OrderIntent] = {}  # the broker could not tell us the outcome
         self.queue: asyncio.Queue[OrderIntent] = asyncio.Queue()

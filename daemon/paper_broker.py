@@ -57,9 +57,16 @@ class OrderGateway(Protocol):
         pending_fills(instrument)
                               fills that arrived between quotes (paper: none)
         finish(instrument)    take the working order off when its outcome is known
+        stops, trails         the protective stops it works itself against the quotes, and
+                              their trailing distances (paper); stops None: the broker holds
+                              them and reports their fills like any other (live)
     """
 
     working: dict[str, WorkingOrder]
+    trails: dict[str, float]
+
+    @property
+    def stops(self) -> dict[str, float] | None: ...
 
     def submit(self, intent: OrderIntent, not_before_ns: int, expires: bool = True) -> None: ...
 

@@ -40,7 +40,7 @@ def walk(slot, ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, acc: np.ndarray
     """Quotes [start, end), none of them closing a bar."""
     orders, inst = slot.orders, slot.instrument
     broker = orders.broker
-    stops = getattr(broker, "stops", None)  # the paper broker's; a live broker's fills come any time
+    stops = broker.stops  # the paper broker's; a live broker holds its stops and its fills come any time
     i = start
     while i < end:
         order = broker.working.get(inst)

@@ -133,7 +133,9 @@ def test_a_missing_stop_goes_back_at_the_last_decisions_distance_else_the_ranges
 
     def slot(cfg, last=0.0, features=buf):
         return SimpleNamespace(
-            ex=ExecutionModel.from_config(cfg, market_cfg.instrument), stop_distance=last, features=features
+            ex=ExecutionModel.from_config(cfg, market_cfg.instrument),
+            orders=SimpleNamespace(stop_distance=last),
+            features=features,
         )
 
     assert replacement_distance(slot(atr_only), 100_000.0) == range_now  # no decision since the start
