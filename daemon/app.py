@@ -38,13 +38,13 @@ from stairway.core.risk_rules import TIER_NAMES
 from stairway.daemon import status
 from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned, within
 from stairway.daemon.alerts import Alerter, health_conditions
+from stairway.daemon.build import DaemonBuild
 from stairway.daemon.config import DaemonConfig
 from stairway.daemon.control import check_private, hint
 from stairway.daemon.hot_swap import ModelWatcher
 from stairway.daemon.http import ConnectionLimits
 from stairway.daemon.jobs import backup_database, make_scheduler
 from stairway.daemon.lifecycle import Lifecycle, State, derive
-from stairway.daemon.model_events import ModelEvents
 from stairway.daemon.notify import Notifier
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.reconcile_runner import Reconciler
@@ -56,7 +56,7 @@ from stairway.daemon.slot import Slot
 log = structlog.get_logger("daemon")
 
 
-class Daemon(ModelEvents):
+class Daemon(DaemonBuild):
     def __init__(
         self,
         cfg: DaemonConfig,
@@ -90,7 +90,6 @@ class Daemon(ModelEvents):
         self.last_tick_monotonic = time.monotonic()
         self.loop_lags: list[float] = []
         self.loop_lag = 0.0
-        self.model_loaded_at = time.time()
         self.http_port: int | None = None
         self.http_limits = ConnectionLimits()  # open, refused and idle-closed HTTP connections
         self._halt_ns = 0
@@ -440,7 +439,7 @@ class Daemon(ModelEvents):
                     for name, task in bundle.tasks.items():  # the adapter's own (OANDA: transactions)
                         tg.create_task(self._guard(task(rec.wake, self.stop)), name=name)
                 for inst, w in self.watchers.items():
-                    watcher = w.run(self.stop, self._on_policy_of(inst), self._on_refused_of(inst))
+                    watcher = w.run(self.stop, self.models.on_policy_of(inst), self.models.on_refused_of(inst))
                     name = "model-watcher" if len(self.watchers) == 1 else f"model-watcher-{inst}"
                     tg.create_task(self._guard(watcher), name=name)
                 tg.create_task(self._guard(self._control_task()), name="control")

@@ -41,6 +41,7 @@ from stairway.daemon.feeds.replay import ReplayFeed, replay_ticks
 from stairway.daemon.hot_swap import DEFAULT_BUDGET_SECS, ModelWatcher, load_verified
 from stairway.daemon.lifecycle import Lifecycle, State
 from stairway.daemon.live_guard import LiveGuard
+from stairway.daemon.model_events import ModelEvents
 from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.paper_broker import OrderGateway, PaperBroker
 from stairway.daemon.reconcile_runner import Reconciler
@@ -144,11 +145,8 @@ class DaemonBuild:
     lifecycle: Lifecycle
     alerter: Alerter
     conditions: Conditions
+    models: ModelEvents
     _setup_stack: contextlib.AsyncExitStack
-
-    def _on_flatten_tier(self, reason: str) -> None: ...  # daemon.app.Daemon
-
-    def _on_guard_breach(self, instrument: str, detail: str) -> None: ...  # daemon.app.Daemon
 
     def _live_obs_of(self, instrument: str) -> Callable[[], np.ndarray | None]:  # daemon.app.Daemon
         raise NotImplementedError
@@ -237,6 +235,7 @@ class DaemonBuild:
         prefix = cfg.broker.kind if cfg.live else "replay"
         # unique even for two runs of one process within a second (a restart test, a supervisor)
         self.run_id = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.models = ModelEvents(cfg, self.legs, self.slots, self.alerter, self.control, self.store, self.run_id)
         crashed = await self.store.start_run(self.run_id, time.time_ns(), mode, run_model, cfg.model_dump_json())
         stack.push_async_exit(self._record_failed_setup)
         for inst, why in self.startup_events:  # a model fallback is a risk event, as a refused swap is
@@ -260,7 +259,7 @@ class DaemonBuild:
             pf.max_margin_pct if pf else None,
             margin_rates={leg.symbol: leg.margin_rate for leg in self.legs},
         )
-        self.account.on_flatten_tier = self._on_flatten_tier
+        self.account.on_flatten_tier = self.models.on_flatten_tier
         for leg in self.legs:
             lots = leg.cfg.risk.max_position_lots if pf else None
             self.risk.add_instrument(leg.symbol, leg.cfg.instrument.lot_units, lots)
@@ -308,7 +307,7 @@ class DaemonBuild:
                             g.feature_drift_action == "observe_only",
                             self.risk.permission,
                         ),
-                        on_guard_breach=self._on_guard_breach,
+                        on_guard_breach=self.models.on_guard_breach,
                         halt_on_trade_band=g.trade_band_action == "stop_opening",
                         rollback_below_expectation=g.pnl_expectation_action == "rollback",
                     ),

@@ -1,7 +1,8 @@
-"""What happens to the daemon's models while it runs (a mixin of daemon.app.Daemon): a hot
-swap verified by the model watcher is handed to its instrument's slot, a refusal is recorded
-and alerted, and the two automatic rollbacks (the account's flatten tier, an instrument's
-live-performance guard) point models/current back at gold through one decision, ``to_gold``."""
+"""What happens to the daemon's models while it runs (one object the daemon builds at set-up
+and hands to what raises the events): a hot swap verified by the model watcher is handed to
+its instrument's slot, a refusal is recorded and alerted, and the two automatic rollbacks
+(the account's flatten tier, an instrument's live-performance guard) point models/current
+back at gold through one decision, ``to_gold``."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from stairway.core.policy import Policy
 from stairway.daemon.aio import spawn
-from stairway.daemon.build import DaemonBuild
+from stairway.daemon.alerts import Alerter
+from stairway.daemon.control import ControlFiles
 from stairway.daemon.rows import ModelSwapRow
+from stairway.daemon.store import Store
+
+if TYPE_CHECKING:
+    from stairway.daemon.config import DaemonConfig, Leg
+    from stairway.daemon.slot import Slot
 
 log = structlog.get_logger("daemon")
 
@@ -34,10 +42,22 @@ def to_gold(models_dir: Path, real_orders: bool) -> str:
     return "rolled back to gold"
 
 
-class ModelEvents(DaemonBuild):
-    model_loaded_at: float
+class ModelEvents:
+    def __init__(
+        self,
+        cfg: DaemonConfig,
+        legs: list[Leg],
+        slots: dict[str, Slot],
+        alerter: Alerter,
+        control: ControlFiles,
+        store: Store,
+        run_id: str,
+    ) -> None:
+        """``slots``: the daemon's (filled after this is made: read when an event comes)."""
+        self.cfg, self.legs, self.slots = cfg, legs, slots
+        self.alerter, self.control, self.store, self.run_id = alerter, control, store, run_id
 
-    def _on_flatten_tier(self, reason: str) -> None:
+    def on_flatten_tier(self, reason: str) -> None:
         """The flatten tier: positions are being closed; roll the model back to gold and stop
         trading until an operator starts it again. Only a daemon sending real orders touches
         models/current: a paper replay or paper-live run never repoints the operator's model.
@@ -50,7 +70,7 @@ class ModelEvents(DaemonBuild):
         if self.cfg.risk.halt_resume == "operator":  # else the next session trades again (with gold)
             self.control.stop_trading()
 
-    def _on_guard_breach(self, instrument: str, detail: str) -> None:
+    def on_guard_breach(self, instrument: str, detail: str) -> None:
         """The live guard: the instrument's model has stopped working. Roll its model back to
         gold (real orders only, as for the flatten tier) in a worker thread; the watcher then
         swaps gold in between two bars."""
@@ -70,14 +90,13 @@ class ModelEvents(DaemonBuild):
             "live_guard", f"{instrument}: {detail}; {action}", key=f"live_guard:{instrument}", level="failure"
         )
 
-    def _on_policy_of(self, instrument: str) -> Callable[[Policy, float], None]:
+    def on_policy_of(self, instrument: str) -> Callable[[Policy, float], None]:
         def on_policy(policy: Policy, t0: float) -> None:
-            self.slots[instrument].swap.pending = policy
-            self.model_loaded_at = time.time()
+            self.slots[instrument].swap.pending = policy  # applied between two bars (daemon.slot)
 
         return on_policy
 
-    def _on_refused_of(self, instrument: str) -> Callable[[str, str], None]:
+    def on_refused_of(self, instrument: str) -> Callable[[str, str], None]:
         def on_refused(target: str, reason: str) -> None:
             # model_swaps.ts_ns is wall-clock time for swaps and refusals alike
             old = self.slots[instrument].policy.sha

@@ -55,5 +55,5 @@ def no_blocking():
             f.can_block_in("threading.py", ["start"])
             f.can_block_in("asyncio/selector_events.py", ["_write_to_self"])  # a worker thread's wake-up
             f.can_block_in("daemon/notify.py", ["send"])
-            f.can_block_in("daemon/model_events.py", ["_on_flatten_tier"])
+            f.can_block_in("daemon/model_events.py", ["on_flatten_tier"])
         yield bb
