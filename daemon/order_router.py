@@ -91,6 +91,10 @@ class LiveRouter:
         broker fills live orders)."""
         return self.pending_fills(instrument)
 
+    def has_work(self, instrument: str) -> bool:
+        """Fills the broker reported wait to be taken (live orders fill at the broker)."""
+        return bool(self.inbox)
+
     def pending_fills(self, instrument: str) -> list[Fill]:
         """Fills the broker reported for the instrument that the slot has not taken yet."""
         if not self.inbox:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
+
 from stairway.core.execution import ExecutionModel, price_bound, stop_price
 from stairway.core.position import PS_AVG, PS_REALIZED, PS_UNITS, apply_fill, new_state
 from stairway.core.types import Fill, OrderIntent, Side, client_order_id, is_stop_id
@@ -24,6 +26,8 @@ from stairway.daemon.paper_broker import OrderGateway
 from stairway.daemon.risk import RiskEngine
 from stairway.daemon.rows import BookRow, FillRow, OrderRow
 from stairway.daemon.slot_journal import SlotJournal
+
+_ONE = np.ones(1, dtype=np.bool_)  # a one-quote batch that the bar builder accepted
 
 
 class OrderManager:
@@ -139,6 +143,17 @@ class OrderManager:
             self.finish_order()
 
     # -- fills ----------------------------------------------------------------------------
+    def work_one(self, ticks: np.ndarray, ts: int) -> None:
+        """One accepted quote (a batch of one, at ``ts``) worked: handed to the gateway only
+        when something could fill at it (its arrays are built only then), then settled."""
+        b = self.broker
+        fills = (
+            b.work(self.instrument, ticks["ts_ns"], ticks["bid"], ticks["ask"], _ONE, 0, 1)
+            if b.has_work(self.instrument)
+            else []
+        )
+        self.take_fills(fills, ts)
+
     def apply_pending_fills(self, now_ns: int) -> None:
         """Book the fills a live broker reported between quotes (the daemon drains them on the
         event loop, at once): the one way live fills reach the book."""

@@ -57,6 +57,8 @@ class OrderGateway(Protocol):
         pending_fills(instrument)
                               fills that arrived between quotes (paper: none)
         finish(instrument)    take the working order off when its outcome is known
+        has_work(instrument)  whether ``work`` could return a fill now (else a quote need not
+                              be handed to it: the one-quote path skips building its arrays)
         stops, trails         the protective stops it works itself against the quotes, and
                               their trailing distances (paper); stops None: the broker holds
                               them and reports their fills like any other (live)
@@ -75,6 +77,8 @@ class OrderGateway(Protocol):
     def pending_fills(self, instrument: str) -> list[Fill]: ...
 
     def finish(self, instrument: str) -> WorkingOrder | None: ...
+
+    def has_work(self, instrument: str) -> bool: ...
 
 
 class PaperBroker:
@@ -175,6 +179,11 @@ class PaperBroker:
             start = chunk_stop
         self.units[instrument], self.stops[instrument], self.trails[instrument] = units, armed, trail
         return fills
+
+    def has_work(self, instrument: str) -> bool:
+        """An order with units left, or an armed protective stop: a quote could fill."""
+        order = self.working.get(instrument)
+        return (order is not None and order.remaining != 0.0) or self.stops.get(instrument, 0.0) > 0.0
 
     def pending_fills(self, instrument: str) -> list[Fill]:
         """Paper fills happen only against quotes (work)."""

@@ -46,7 +46,6 @@ from stairway.daemon.store import Store
 
 log = structlog.get_logger("slot")
 FX = Calendar()
-_ONE_ACCEPTED = np.ones(1, dtype=np.bool_)  # a one-quote batch that the bar builder accepted
 
 
 @dataclass
@@ -174,8 +173,7 @@ class Slot:
             bar, last_bid, last_ask, last_ts = self.builder.last_closed()
             self._on_bar(bar, last_bid, last_ask, ts, last_ts)
         else:  # worked at this quote (work with its time known)
-            fills = orders.broker.work(self.instrument, ticks["ts_ns"], ticks["bid"], ticks["ask"], _ONE_ACCEPTED, 0, 1)
-            orders.take_fills(fills, ts)
+            orders.work_one(ticks, ts)
         m = self.marks
         m.last_quote = (bid, ask)
         m.last_quote_ts = ts
