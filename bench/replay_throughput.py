@@ -4,7 +4,12 @@ in bulk (batch_ticks 65,536) and handed over one quote at a time (batch_ticks 1,
 feed does: the slot's scalar path), side by side in one run on the same quotes; both must
 make the same decisions, orders and fills.
 
-    python bench/replay_throughput.py [--quick] [--ticks N] [--runs R]
+With ``--nautilus-python PY`` (a Python with nautilus_trader 1.221.0: bench/nautilus_side.py)
+NautilusTrader's per-event engine runs the same one-quote quotes in each run, interleaved
+with ours, and the ratios are of figures measured side by side; without it the ratio is to
+issue 2's reference figure (143k quotes/s, measured on another machine) and says so.
+
+    python bench/replay_throughput.py [--quick] [--ticks N] [--runs R] [--nautilus-python PY]
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from common import bench_policy, bench_service, minute_market, peak_rss_mb, report, rss_anon_mb, synthetic_quotes
 from stairway.core.config import DateRange  # noqa: E402
@@ -39,6 +48,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ticks", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--nautilus-python", help="a Python with nautilus_trader 1.221.0 (bench/nautilus_side.py)")
     a = ap.parse_args()
     n, runs = (100_000, 1) if a.quick else (a.ticks, a.runs)
     configure_logging(level="warning")
@@ -46,17 +56,23 @@ def main() -> None:
     rates, results = [], []
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(run_daemon(config(Path(tmp) / "warm"), policy=bench_policy("ppo"), ticks=ticks[:20_000]))
-        one_rates, one_results = [], []
+        one_rates, one_results, nautilus = [], [], []
+        m = min(n, 200_000)  # one at a time: the first 200k quotes
+        if a.nautilus_python:
+            np.save(Path(tmp) / "quotes.npy", ticks[:m])
         for r in range(runs):
             t0 = time.perf_counter()
             res = asyncio.run(run_daemon(config(Path(tmp) / f"run{r}"), policy=bench_policy("ppo"), ticks=ticks))
             rates.append(n / (time.perf_counter() - t0))
             results.append(res)
-            m = min(n, 200_000)  # one at a time: the first 200k quotes
             t0 = time.perf_counter()
             res = asyncio.run(run_daemon(config(Path(tmp) / f"one{r}", 1), policy=bench_policy("ppo"), ticks=ticks[:m]))
             one_rates.append(m / (time.perf_counter() - t0))
             one_results.append(res)
+            if a.nautilus_python:  # the same quotes through Nautilus's engine, between ours
+                side = Path(__file__).with_name("nautilus_side.py")
+                cmd = [a.nautilus_python, str(side), str(Path(tmp) / "quotes.npy"), "--runs", "1"]
+                nautilus.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
     c = results[-1].counters
     one = statistics.median(one_rates)
     import sys
@@ -76,8 +92,7 @@ def main() -> None:
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "rss_anon_mb_at_end": round(rss_anon_mb(), 1),
             "torch_imported": "torch" in sys.modules,
-            "nautilus_ref_ticks_per_s": 143_000,
-            "ratio_vs_nautilus": round(statistics.median(rates) / 143_000, 2),
+            **nautilus_figures(nautilus, statistics.median(rates), statistics.median(one_rates)),
             "one_quote_ticks": min(n, 200_000),
             "one_quote_ticks_per_s": round(one),
             "one_quote_decisions": one_results[-1].counters["decisions"],
@@ -85,6 +100,27 @@ def main() -> None:
             "bulk_over_one_quote": round(statistics.median(rates) / one, 2),
         },
     )
+
+
+def nautilus_figures(runs: list[dict], bulk: float, one: float) -> dict:
+    """Our rates over Nautilus's: measured here, side by side, or issue 2's reference."""
+    if not runs:
+        ref = 143_000
+        return {
+            "nautilus": "issue 2's reference figure, not measured in this run (--nautilus-python)",
+            "nautilus_ticks_per_s": ref,
+            "ratio_vs_nautilus": round(bulk / ref, 2),
+            "one_quote_ratio_vs_nautilus": round(one / ref, 2),
+        }
+    rate = statistics.median(r["quotes_per_s"] for r in runs)
+    return {
+        "nautilus": f"NautilusTrader {runs[0]['nautilus_version']} measured side by side in this run",
+        "nautilus_ticks_per_s": round(rate),
+        "nautilus_ticks_per_s_runs": [round(r["quotes_per_s"]) for r in runs],
+        "nautilus_orders": runs[-1]["runs"][0]["orders"],
+        "ratio_vs_nautilus": round(bulk / rate, 2),
+        "one_quote_ratio_vs_nautilus": round(one / rate, 2),
+    }
 
 
 if __name__ == "__main__":
