@@ -141,13 +141,13 @@ class Daemon(DaemonBuild):
                 slot = slots.get(inst)
                 if slot is None:  # a feed serves the instruments it was asked for; anything else is dropped
                     continue
-                self.last_tick_monotonic = time.monotonic()
+                self.last_tick_monotonic = now = time.monotonic()
                 if recorders and not self.feed.last_batch_backfilled:
                     recorders[inst].enqueue(batch)  # real quotes only: never candle-derived backfill
                 slot.on_ticks(batch)
                 if not self.feed.chunk_end:  # a replay's run inside a batch: commit at the batch's end
                     continue
-                if store.due(time.monotonic()):  # fills and orders at once; bars, decisions batched
+                if store.due(now):  # fills and orders at once; bars, decisions batched
                     try:
                         await store.flush()
                     except Exception as e:  # the database is the record of what happened: stop

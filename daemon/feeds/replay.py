@@ -143,7 +143,7 @@ class ReplayFeed:
                         handed = now
                     if one is not None:  # one instrument: the batch as it is (a live feed's path, unsplit)
                         end = min(start + step, n)
-                        self.replay_ts_ns = int(ts[end - 1])
+                        self.replay_ts_ns = ts.item(end - 1)
                         yield one, self.quotes[start:end]
                         continue
                     for part in self._split(start, start + step):
