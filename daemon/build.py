@@ -413,11 +413,7 @@ class DaemonBuild:
         router = self.router
         assert router is not None and self.adapter is not None  # the book is restored only where orders are real
 
-        def on_fills() -> None:
-            for s in self.slots.values():
-                s.orders.apply_pending_fills(self.clock())
-
-        router.on_fills = on_fills
+        router.books = {inst: s.orders for inst, s in self.slots.items()}  # where its fills are booked
         for inst, slot in self.slots.items():
             slot.orders.persist_book = True
             self.risk.permission.reconciled(inst, False)  # no order until the reconciler has compared

@@ -22,6 +22,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -32,6 +33,9 @@ from stairway.daemon.aio import get_within
 from stairway.daemon.paper_broker import WorkingOrder, add_working
 from stairway.daemon.rows import BrokerFillRow, CursorRow, JournalRow
 from stairway.daemon.store import Store
+
+if TYPE_CHECKING:
+    from stairway.daemon.orders import OrderManager
 
 log = structlog.get_logger("orders")
 
@@ -62,7 +66,9 @@ class LiveRouter:
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.seen_capacity = seen_capacity
         self.inbox: list[Fill] = []
-        self.on_fills: Callable[[], None] | None = None  # the slot applies the inbox
+        # each instrument's order manager (daemon.orders), which books its fills from the inbox
+        # (``deliver``); none: the inbox is left to whoever drains it (daemon.direct_flatten)
+        self.books: dict[str, OrderManager] = {}
         self.on_settled: Callable[[], None] | None = None  # reconciliation after a fill
         self.sent = self.rejected = self.foreign_fills = self.duplicate_fills = 0
         self.financing = 0.0  # the broker's financing booked since start (< 0 paid), from its transactions
@@ -90,6 +96,13 @@ class LiveRouter:
         """Fills received for the instrument since the last call (the quotes are not used: the
         broker fills live orders)."""
         return self.pending_fills(instrument)
+
+    def deliver(self, now_ns: int) -> None:
+        """The fills in the inbox to their instruments' order managers: the one way live fills
+        reach a book. Called where fills arrive (an order settled, a fill sync) and by the
+        reconciler before it compares, synchronously: the book moves before anything else runs."""
+        for book in self.books.values():
+            book.apply_pending_fills(now_ns)
 
     def has_work(self, instrument: str) -> bool:
         """Fills the broker reported wait to be taken (live orders fill at the broker)."""
@@ -154,8 +167,8 @@ class LiveRouter:
             order.remaining = 0.0  # FOK/market: done; the slot finishes it on its next call
             order.bounded = rep.reason == BOUNDS_VIOLATION  # cancelled rather than filled beyond its bound
         self._journal(intent, state or rep.state.value, rep.broker_order_id, rep.filled_units, rep.reason)
-        if self.inbox and self.on_fills is not None:
-            self.on_fills()  # after settling: the slot sees a finished order with all its fills
+        if self.inbox:
+            self.deliver(self.clock_ns())  # after settling: the book sees a finished order with all its fills
         log.info(
             "order_settled",
             client_order_id=coid,
@@ -267,8 +280,8 @@ class LiveRouter:
         if batch.cursor is not None and batch.cursor != self.cursor:
             self.cursor = batch.cursor
             self.store.add(CursorRow(self.broker.name, batch.cursor, time.time_ns()))
-        if apply and self.inbox and self.on_fills is not None:
-            self.on_fills()  # synchronous: the book moves before anything else can run
+        if apply and self.inbox:
+            self.deliver(self.clock_ns())  # synchronous: the book moves before anything else can run
         return fresh
 
     def _remember(self, fill_id: str) -> None:

@@ -2,8 +2,9 @@
 its gateway, client ids, and how fills reach the book.
 
 Fills arrive as values on one path: the paper broker's ``work`` returns them for the quotes
-it is handed; a live router (daemon.order_router) holds the fills its broker reported and the
-daemon drains them with ``apply_pending_fills`` on the event loop. Either way ``take_fills``
+it is handed; a live router (daemon.order_router) holds the fills its broker reported in its
+inbox and hands them over with ``LiveRouter.deliver`` (-> ``apply_pending_fills``), on the
+event loop, where they arrive and before each reconciliation pass. Either way ``take_fills``
 books them, journals them (a fill row each; the book row where it is persisted), settles the
 working order (an overfill's excess is flattened at once, a filled order stops blocking
 decisions) and tells the risk engine the position and what is still working.

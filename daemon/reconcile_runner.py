@@ -137,8 +137,7 @@ class Reconciler:
             now = self.clock_ns()
             await self.router.sync_fills()
             await self.router.resolve_unknown()
-            for slot in self.slots.values():
-                slot.orders.apply_pending_fills(now)  # settled orders are finished by the slot
+            self.router.deliver(now)  # settled orders are finished by their order managers
             if self.router.busy():
                 log.warning("reconcile_deferred", trigger=trigger, unresolved=list(self.router.unresolved))
                 return None
@@ -146,8 +145,7 @@ class Reconciler:
             for _ in range(3):  # a fill at the broker between the two reads (a stop) would read as a discrepancy
                 if not await self.router.sync_fills():
                     break
-                for slot in self.slots.values():
-                    slot.orders.apply_pending_fills(now)
+                self.router.deliver(now)
                 reports = await self.broker.positions()
             for r in reports:
                 if r.instrument not in self.slots and r.instrument not in self.ignored:
@@ -394,8 +392,7 @@ class Reconciler:
             if self.router.busy():
                 return None
             now = self.clock_ns()
-            for slot in self.slots.values():
-                slot.orders.apply_pending_fills(now)
+            self.router.deliver(now)
             reports = await self.broker.positions()
             found = None
             for inst, slot in self.slots.items():
