@@ -57,3 +57,28 @@ def no_blocking():
             f.can_block_in("daemon/notify.py", ["send"])
             f.can_block_in("daemon/model_events.py", ["on_flatten_tier"])
         yield bb
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With PYTEST_CPU_LOG=FILE (not a STAIRWAY_ name: those are config overrides): each test's CPU seconds (this process and the children it
+    waited for: daemons, CLIs) and wall seconds appended to FILE as JSON lines, to find what
+    the suite's time goes to (bench/test_cpu.py sums them)."""
+    out = os.environ.get("PYTEST_CPU_LOG")
+    if not out:
+        return (yield)
+    import json
+    import resource
+    import time
+
+    def cpu() -> float:
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+    c0, w0 = cpu(), time.monotonic()
+    try:
+        return (yield)
+    finally:
+        row = {"test": item.nodeid, "cpu_s": round(cpu() - c0, 2), "wall_s": round(time.monotonic() - w0, 2)}
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
