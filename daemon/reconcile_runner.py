@@ -99,6 +99,10 @@ class Reconciler:
         alert: Callable[..., bool] | None = None,
         balance_tolerance: float = 50.0,
     ) -> None:
+        if {k: id(m) for k, m in router.books.items()} != {k: id(s.orders) for k, s in slots.items()}:
+            # each pass books the router's fills (router.deliver) before comparing: a book it cannot
+            # reach would read as a discrepancy and be "corrected" with a second order
+            raise ValueError("the router must book fills into the order managers of the slots it reconciles")
         self.broker, self.router, self.slots, self.store, self.run_id = broker, router, slots, store, run_id
         self.account = account
         self.alert = alert  # daemon.alerts.Alerter.notify

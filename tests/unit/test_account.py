@@ -150,3 +150,23 @@ def test_a_slot_is_its_pipeline_with_the_book_in_one_order_manager(two_slots):
     order = broker.working["EUR_USD"]
     assert order.intent.units == LOT and int(order.intent.side) == -1 and eur.orders.working
     assert eur.counters.orders == 1 and eur.counters.risk_events == {"flatten": 1}
+
+
+def test_the_reconciler_refuses_a_router_that_books_fills_elsewhere(two_slots, tmp_path):
+    """Each reconciliation pass books the router's fills (LiveRouter.deliver) before it
+    compares the book with the broker's: a slot whose order manager the router does not book
+    into would read a filled order as a discrepancy, and its "correction" would be a second
+    order. Wired otherwise, the daemon refuses to build, naming why."""
+    from stairway.daemon.order_router import LiveRouter
+    from stairway.daemon.reconcile_runner import Reconciler
+    from stairway.daemon.reconciliation import UnknownPositionPolicy
+
+    slots, _, _, _ = two_slots
+    store = slots["EUR_USD"].journal.store
+    router = LiveRouter(None, store, "r")  # type: ignore[arg-type]  # no broker is called here
+    args = (store, "r", UnknownPositionPolicy("flatten"), lambda inst: 1e9, 5.0, 30.0)
+    router.books = {"EUR_USD": slots["EUR_USD"].orders}  # GBP_USD's fills would go nowhere
+    with pytest.raises(ValueError, match="order managers of the slots it reconciles"):
+        Reconciler(None, router, slots, *args)  # type: ignore[arg-type]
+    router.books = {inst: s.orders for inst, s in slots.items()}
+    assert Reconciler(None, router, slots, *args).slots is slots  # type: ignore[arg-type]
