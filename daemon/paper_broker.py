@@ -122,12 +122,12 @@ class PaperBroker:
     ) -> list[Fill]:
         """Work the instrument's order and its protective stop against quotes [start, stop)
         (core.execution.work_quotes, as the trainer's env does); returns the fills."""
+        if start >= stop or not self.has_work(instrument):
+            return []
         order = self.working.get(instrument)
         if order is not None and order.remaining == 0.0:
             order = None
         armed = self.stops.get(instrument, 0.0)
-        if (order is None and armed <= 0.0) or start >= stop:
-            return []
         fills: list[Fill] = []
         ex = self._model(instrument)
         units, trail = self.units.get(instrument, 0.0), self.trails.get(instrument, 0.0)

@@ -99,7 +99,7 @@ class Reconciler:
         alert: Callable[..., bool] | None = None,
         balance_tolerance: float = 50.0,
     ) -> None:
-        if {k: id(m) for k, m in router.books.items()} != {k: id(s.orders) for k, s in slots.items()}:
+        if router.books.keys() != slots.keys() or any(router.books[k] is not s.orders for k, s in slots.items()):
             # each pass books the router's fills (router.deliver) before comparing: a book it cannot
             # reach would read as a discrepancy and be "corrected" with a second order
             raise ValueError("the router must book fills into the order managers of the slots it reconciles")
