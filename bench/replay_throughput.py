@@ -72,7 +72,14 @@ def main() -> None:
             if a.nautilus_python:  # the same quotes through Nautilus's engine, between ours
                 side = Path(__file__).with_name("nautilus_side.py")
                 cmd = [a.nautilus_python, str(side), str(Path(tmp) / "quotes.npy"), "--runs", "1"]
-                nautilus.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
+                try:
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                except (OSError, subprocess.CalledProcessError) as e:
+                    detail = getattr(e, "stderr", "") or str(e)
+                    raise SystemExit(
+                        f"--nautilus-python {a.nautilus_python}: {detail.strip().splitlines()[-1]}"
+                    ) from None
+                nautilus.append(json.loads(out))
     c = results[-1].counters
     one = statistics.median(one_rates)
     import sys
