@@ -66,7 +66,7 @@ def main() -> None:
                 await asyncio.sleep(0.05)
             for k, ck in enumerate(heavy):
                 t0 = time.perf_counter()
-                with StatusPoller(d.http_port) as poller:
+                async with StatusPoller(d.http_port) as poller:
                     await asyncio.to_thread(publish, models, ck.sha)
                     while d.watcher.stats.refused < k + 1:
                         await asyncio.sleep(0.01)

@@ -186,7 +186,7 @@ def paced_config(tmp: Path, n_bars: int = 400, **settings):
 
 
 class StatusPoller:
-    """A thread polling a daemon's /status every ``every_secs`` while in its ``with`` block; the
+    """A thread polling a daemon's /status every ``every_secs`` while in its ``async with`` block; the
     latency of each answer (seconds) in ``latencies``: whether the event loop kept answering."""
 
     def __init__(self, port: int, every_secs: float = 0.02) -> None:
@@ -208,13 +208,17 @@ class StatusPoller:
             self.latencies.append(time.perf_counter() - t0)
             self._stop.wait(self.every)
 
-    def __enter__(self) -> StatusPoller:
+    # async only: used from the daemon's own event loop, a blocking join there would stall the
+    # very request the poller is waiting on (a poll caught in flight read as a 10 s "stall")
+    async def __aenter__(self) -> StatusPoller:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    async def __aexit__(self, *exc) -> None:
+        import asyncio
+
         self._stop.set()
-        self._thread.join(10)
+        await asyncio.to_thread(self._thread.join, 10)
 
 
 # A portfolio of three instruments from the one real FX series bundled: EUR/USD as it is, and

@@ -185,7 +185,7 @@ def test_a_heavy_verification_leaves_status_answering_within_100_ms(paced, spec)
         await asyncio.to_thread(compile_search_kernels, spec)
         poller = StatusPoller(d.http_port)
         t0 = time.perf_counter()
-        with poller:
+        async with poller:
             await asyncio.to_thread(publish, models, heavy.sha)
             await until(lambda: d.watcher.stats.refused == 1, timeout=60)
         verify_s = time.perf_counter() - t0
