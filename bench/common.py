@@ -134,5 +134,5 @@ def bench_policy(kind: str, seed: int = 0):
         return PPOPolicy(w, "bench")
     from stairway.core.muzero_policy import MuZeroPolicy
 
-    arch = {"kind": "muzero", "latent": 32, "hidden": 64, "support": 300, "n_actions": 4, "inference": {}}
+    arch = {"kind": "muzero", "latent": 32, "hidden": 64, "layout": 2, "n_actions": 4, "inference": {}}
     return MuZeroPolicy(w, FeatureSpec.from_config(minute_market()).obs_dim, arch, "bench-muzero")

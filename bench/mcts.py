@@ -1,5 +1,5 @@
 """One MuZero decision (15 simulations, batch 1) with the shipped network sizes (latent 32,
-hidden 64, 601-point supports), same weights, same observations, one run:
+hidden 64, layout 2: no value supports), same weights, same observations, one run:
 
 - ours: the numba search (core.mcts via MuZeroPolicy.act, float32 kernels);
 - the plain-Python pUCT reference on the torch module (core.mcts.python_search);
@@ -56,9 +56,6 @@ def lightzero_tree():
 def lightzero_decision(tree, net, obs: np.ndarray) -> list:
     """One decision as LightZero's MuZeroMCTSCtree.search makes it (eval: no root noise),
     pb_c_base 19652, pb_c_init 1.25, discount 0.997, value_delta_max 0.01 (its defaults)."""
-    from stairway.core.muzero_model import from_support
-
-    sup = net.support
     with torch.no_grad():
         s0 = net.represent(torch.as_tensor(obs, dtype=torch.float32)[None])
         pl, _ = net.predict(s0)
@@ -71,14 +68,14 @@ def lightzero_decision(tree, net, obs: np.ndarray) -> list:
             results = tree.ResultsWrapper(num=1)
             ix, iy, last, vtp = tree.batch_traverse(roots, 19652, 1.25, 0.997, stats, results, [-1])
             s = torch.from_numpy(np.asarray([states[x][y] for x, y in zip(ix, iy)]))
-            s2, rl = net.dynamics(s, torch.from_numpy(np.asarray(last)).long())
-            pl, vl = net.predict(s2)
+            s2, r = net.dynamics(s, torch.from_numpy(np.asarray(last)).long())
+            pl, v = net.predict(s2)
             states.append(s2.numpy())
             tree.batch_backpropagate(
                 k + 1,
                 0.997,
-                from_support(rl, sup).reshape(-1).tolist(),
-                from_support(vl, sup).reshape(-1).tolist(),
+                r.reshape(-1).tolist(),
+                v.reshape(-1).tolist(),
                 pl.numpy().tolist(),
                 stats,
                 results,
@@ -122,7 +119,6 @@ def main() -> None:
         "simulations": SIMS,
         "latent": net.latent,
         "hidden": net.hidden,
-        "support_points": 2 * net.support + 1,
         "decisions": n,
         "numba_p50_ms": ms(fast, 50),
         "numba_p99_ms": ms(fast, 99),

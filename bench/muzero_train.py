@@ -33,7 +33,7 @@ def main() -> None:
     a = ap.parse_args()
     rounds = 2 if a.quick else 6
     configure_logging(level="warning")
-    # the caller's STAIRWAY_ overrides apply (e.g. STAIRWAY_MUZERO__SUPPORT=300: the seed's supports)
+    # the caller's STAIRWAY_ overrides apply (e.g. STAIRWAY_MUZERO__SIMULATIONS=50)
     base = {k: v for k, v in os.environ.items() if k.startswith("STAIRWAY_") and k != "STAIRWAY_CONFIG"}
     base |= {"STAIRWAY_TRAIN__ALGO": "muzero"}
     cfg = load_config(TrainerConfig, ROOT / "config/trainer.toml", environ=base)

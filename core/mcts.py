@@ -3,13 +3,15 @@
 The tree lives in arrays allocated once per policy (``Tree``) and reused: per node its visit
 count, value sum, reward, latent state, the priors of its children and their indices. A
 search of S simulations from the root:
-  1. root: representation(obs) -> latent; prediction -> priors (optionally mixed with
-     Dirichlet noise: self-play only, never in the daemon) and value;
+  1. root: representation(obs) -> state; prediction -> priors (optionally mixed with
+     Dirichlet noise: self-play only, never in the daemon); the state's value (the held
+     position's, core.muzero_net.hold_value);
   2. each simulation descends by pUCT, score = Q_norm(s, a) + c_puct * P(s, a) *
      sqrt(max(N(s), 1)) / (1 + N(s, a)), Q(s, a) = r + gamma * V(child) min-max normalised
      over the tree (unvisited: 0), ties to the lowest action index;
-  3. at the first unexpanded edge: dynamics(latent, a) -> child latent and reward,
-     prediction -> its priors and value;
+  3. at the first unexpanded edge: dynamics(state, a) -> child state and reward
+     (core.muzero_net: the market's step, the position the action leaves, the factored
+     reward), prediction -> its priors, and its value;
   4. backup: G = value, then for each node up the path: N += 1, W += G, G = r + gamma * G.
 The visit counts of the root's children are the result. Deterministic: no randomness
 inside the kernel (noise is passed in).
@@ -24,7 +26,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from stairway.core.muzero_net import POSITION_SLOTS, dynamics, expected, predict, represent
+from stairway.core.muzero_net import POSITION_SLOTS, dynamics, hold_value, predict, represent
 
 
 @dataclass
@@ -48,17 +50,13 @@ class Tree:
         obs_dim: int,
         latent: int,
         hidden: int,
-        support: int,
         dtype: type = np.float32,
     ) -> Tree:
         """Network activations in ``dtype`` (the weights' type); visit and value statistics in
         float64. ``latent``: the learned latent's size (the state adds the position)."""
         n = sims + 1
-        k = 2 * support + 1
         latent += POSITION_SLOTS
-        scratch: tuple[np.ndarray, ...] = tuple(
-            np.zeros(m, dtype) for m in (hidden, latent + n_actions, k, k, n_actions, k)
-        )
+        scratch: tuple[np.ndarray, ...] = tuple(np.zeros(m, dtype) for m in (hidden, 2, n_actions))
         return cls(
             np.zeros(n, np.int64),
             np.zeros(n),
@@ -73,16 +71,10 @@ class Tree:
 
 @numba.njit(cache=True, nogil=True)
 def _expand(
-    w: tuple[np.ndarray, ...],
-    node: np.ndarray,
-    support: int,
-    hid: np.ndarray,
-    pol: np.ndarray,
-    val_logits: np.ndarray,
-    prior: np.ndarray,
-    tmp: np.ndarray,
+    w: tuple[np.ndarray, ...], node: np.ndarray, hid: np.ndarray, pol: np.ndarray, prior: np.ndarray, mu: np.ndarray
 ) -> float:
-    predict(w, node, hid, pol, val_logits)
+    """The node's priors (softmax of the policy logits) into ``prior``; returns its value."""
+    predict(w, node, hid, pol)
     m = pol.max()
     z = 0.0
     for a in range(pol.shape[0]):
@@ -90,7 +82,7 @@ def _expand(
         z += prior[a]
     for a in range(pol.shape[0]):
         prior[a] /= z
-    return expected(val_logits, tmp, support)
+    return hold_value(w, node, hid, mu)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -100,7 +92,6 @@ def search(
     sims: int,
     c_puct: float,
     gamma: float,
-    support: int,
     noise: np.ndarray,
     noise_frac: float,
     root_min: int,
@@ -112,11 +103,8 @@ def search(
     child: np.ndarray,
     path: np.ndarray,
     hid: np.ndarray,
-    xin: np.ndarray,
-    rew_logits: np.ndarray,
-    val_logits: np.ndarray,
+    mu: np.ndarray,
     pol: np.ndarray,
-    tmp: np.ndarray,
 ) -> int:
     """Run ``sims`` simulations; returns the number of nodes used. Root visit counts per
     action are visits[child[0, a]] (0 where child[0, a] < 0). With ``root_min`` > 0, the
@@ -128,7 +116,7 @@ def search(
     reward[:] = 0.0
     child[:, :] = -1
     represent(w, obs, hid, latent[0])
-    _expand(w, latent[0], support, hid, pol, val_logits, prior[0], tmp)
+    _expand(w, latent[0], hid, pol, prior[0], mu)
     if noise_frac > 0.0:
         for a in range(n_actions):
             prior[0, a] = (1.0 - noise_frac) * prior[0, a] + noise_frac * noise[a]
@@ -166,9 +154,8 @@ def search(
                 c = n_nodes
                 n_nodes += 1
                 child[node, best_a] = c
-                dynamics(w, latent[node], best_a, xin, hid, latent[c], rew_logits)
-                reward[c] = expected(rew_logits, tmp, support)
-                g = _expand(w, latent[c], support, hid, pol, val_logits, prior[c], tmp)
+                reward[c] = dynamics(w, latent[node], best_a, hid, mu, latent[c])
+                g = _expand(w, latent[c], hid, pol, prior[c], mu)
                 depth += 1
                 path[depth] = c
                 break
@@ -239,7 +226,6 @@ def _one_root(
     sims: int,
     c_puct: float,
     gamma: float,
-    support: int,
     noise: np.ndarray,
     noise_frac: float,
     root_min: int,
@@ -257,7 +243,6 @@ def _one_root(
     n_actions = out_visits.shape[1]
     latent_dim += POSITION_SLOTS
     n = sims + 1
-    k = 2 * support + 1
     dt = w[0].dtype
     visits = np.zeros(n, np.int64)
     value_sum = np.zeros(n)
@@ -272,7 +257,6 @@ def _one_root(
         sims,
         c_puct,
         gamma,
-        support,
         noise[b],
         noise_frac,
         root_min,
@@ -284,11 +268,8 @@ def _one_root(
         child,
         path,
         np.zeros(hidden, dt),
-        np.zeros(latent_dim + n_actions, dt),
-        np.zeros(k, dt),
-        np.zeros(k, dt),
+        np.zeros(2, dt),
         np.zeros(n_actions, dt),
-        np.zeros(k, dt),
     )
     for a in range(n_actions):
         c = child[0, a]
@@ -308,7 +289,6 @@ def search_batch(
     sims: int,
     c_puct: float,
     gamma: float,
-    support: int,
     noise: np.ndarray,
     noise_frac: float,
     root_min: int,
@@ -332,7 +312,6 @@ def search_batch(
             sims,
             c_puct,
             gamma,
-            support,
             noise,
             noise_frac,
             root_min,
@@ -354,7 +333,6 @@ def search_batch_serial(
     sims: int,
     c_puct: float,
     gamma: float,
-    support: int,
     noise: np.ndarray,
     noise_frac: float,
     root_min: int,
@@ -376,7 +354,6 @@ def search_batch_serial(
             sims,
             c_puct,
             gamma,
-            support,
             noise,
             noise_frac,
             root_min,
@@ -410,15 +387,13 @@ def python_search(
     reference the kernel is tested against, and the baseline of bench/mcts.py."""
     import torch
 
-    from stairway.core.muzero_model import from_support
-
-    sup, n_actions = net.support, net.n_actions
+    n_actions = net.n_actions
     dtype = next(net.parameters()).dtype
     with torch.inference_mode():
 
         def expand(s: Any) -> tuple[list[float], float]:
-            pl, vl = net.predict(s)
-            return torch.softmax(pl[0], 0).tolist(), float(from_support(vl, sup)[0])
+            pl, v = net.predict(s)
+            return torch.softmax(pl[0], 0).tolist(), float(v[0])
 
         root = {"s": net.represent(torch.as_tensor(obs, dtype=dtype)[None]), "N": 0, "W": 0.0, "r": 0.0, "kids": {}}
         root["P"], _ = expand(root["s"])
@@ -446,8 +421,8 @@ def python_search(
                         best, best_a = score, a
                 kid = node["kids"].get(best_a)
                 if kid is None:
-                    s2, rl = net.dynamics(node["s"], torch.tensor([best_a]))
-                    kid = {"s": s2, "N": 0, "W": 0.0, "r": float(from_support(rl, sup)[0]), "kids": {}}
+                    s2, r = net.dynamics(node["s"], torch.tensor([best_a]))
+                    kid = {"s": s2, "N": 0, "W": 0.0, "r": float(r[0]), "kids": {}}
                     kid["P"], g = expand(s2)
                     node["kids"][best_a] = kid
                     path.append(kid)

@@ -57,13 +57,11 @@ class MuZeroPolicy:
         self.c_visit, self.c_scale = float(inf["c_visit"]), float(inf["c_scale"])
         if self.act_on not in ("visits", "improved"):
             raise ValueError(f"inference.act = {self.act_on!r}: 'visits' or 'improved'")
-        self.n_actions, self.support = int(arch["n_actions"]), int(arch["support"])
+        self.n_actions = int(arch["n_actions"])
         self.latent, self.hidden = int(arch["latent"]), int(arch["hidden"])
         self.sha, self.obs_dim = sha, obs_dim
         self.w = numpy_weights(tensors)
-        self.tree = Tree.allocate(
-            self.sims, self.n_actions, obs_dim, int(arch["latent"]), int(arch["hidden"]), self.support
-        )
+        self.tree = Tree.allocate(self.sims, self.n_actions, obs_dim, int(arch["latent"]), int(arch["hidden"]))
         self._obs = np.zeros(obs_dim, self.w[0].dtype)
         self._noise = np.zeros(self.n_actions)
         self.rng = np.random.default_rng(self.seed)
@@ -79,7 +77,6 @@ class MuZeroPolicy:
             self.sims,
             self.c_puct,
             self.gamma,
-            self.support,
             self._noise if noise is None else noise,
             noise_frac,
             self.root_min,
@@ -113,7 +110,6 @@ class MuZeroPolicy:
             self.sims,
             self.c_puct,
             self.gamma,
-            self.support,
             nz,
             noise_frac,
             self.root_min,

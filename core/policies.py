@@ -49,10 +49,9 @@ MUZERO_BOUNDS: dict[str, tuple[float, float]] = {
     "inference.seed": (0, 2**63 - 1),
     "latent": (1, 4096),
     "hidden": (1, 4096),
-    "support": (1, 10_000),
     "n_actions": (len(ACTION_NAMES), len(ACTION_NAMES)),
 }
-INTEGERS = {"inference.simulations", "inference.seed", "latent", "hidden", "support", "n_actions", "members"}
+INTEGERS = {"inference.simulations", "inference.seed", "latent", "hidden", "n_actions", "members"}
 
 
 def _bounded(arch: dict[str, Any], bounds: dict[str, tuple[float, float]], source: str) -> None:
@@ -83,9 +82,14 @@ def _finite_numbers(value: Any, where: str, source: str) -> None:
 
 
 def _load_muzero(ck: Checkpoint, spec: FeatureSpec, arch: dict[str, Any], source: str) -> Policy:
-    from stairway.core.muzero_net import muzero_shapes
+    from stairway.core.muzero_net import LAYOUT, muzero_shapes
     from stairway.core.muzero_policy import MuZeroPolicy
 
+    if arch.get("layout", 1) != LAYOUT:
+        raise CheckpointError(
+            f"{source}: MuZero layout {arch.get('layout', 1)!r}, this release runs layout {LAYOUT} only "
+            "(layout 1 learned reward and value per action; retrain the model)"
+        )
     _bounded(arch, MUZERO_BOUNDS, source)
     try:
         shapes = muzero_shapes(spec.obs_dim, arch)

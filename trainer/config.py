@@ -36,16 +36,17 @@ class MuZeroArgs(Strict):
 
     latent: int = Field(32, gt=0, description="Latent state size.")
     hidden: int = Field(64, gt=0, description="Hidden units of each network.")
-    support: int = Field(
-        20, gt=0, description="Value/reward support: 2 * support + 1 points (the seed's 601 never traded: issue 20)."
-    )
     simulations: int = Field(15, gt=0, description="MCTS simulations per decision.")
     c_puct: float = Field(1.25, gt=0)
     discount: float = Field(0.997, gt=0, le=1)
     num_envs: int = Field(16, gt=0, description="Self-play sessions stepped together.")
     segment: int = Field(32, gt=1, description="Steps per stored trajectory segment.")
     unroll: int = Field(5, gt=0, description="K: dynamics steps unrolled in training.")
-    td_steps: int = Field(10, gt=0, description="n of the n-step value targets.")
+    td_steps: int = Field(
+        10,
+        gt=0,
+        description="Horizon of the held position's value: M learns the discounted return of the next td_steps bars.",
+    )
     batch_size: int = Field(128, gt=0)
     updates_per_segment: int = Field(4, gt=0, description="Learner updates after each self-play segment round.")
     learning_rate: float = Field(1e-3, gt=0, description="Adam, annealed linearly to 10 % over the plan.")

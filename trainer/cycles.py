@@ -143,7 +143,7 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
             want = (
                 {"hidden": cfg.ppo.hidden}
                 if cfg.train.algo == "ppo"
-                else {k: getattr(cfg.muzero, k) for k in ("latent", "hidden", "support")}
+                else {k: getattr(cfg.muzero, k) for k in ("latent", "hidden")}
             )
             differ = {k: (arch.get(k), v) for k, v in want.items() if arch.get(k) != v}
             if ck.meta.policy_kind != cfg.train.algo or differ:

@@ -6,20 +6,22 @@ rules, the reward shaper, the indexed session starts); each decision is a search
 (core.mcts) on the latest weights, sent as safetensors bytes, with root Dirichlet noise, the
 action drawn from the visit counts at the scheduled temperature (2.0 -> 0.5 over the plan).
 Every ``segment`` steps each session's trajectory segment (observations, actions, rewards,
-visit distributions, root values) goes to the replay buffer, in actor order.
+visit distributions or improved policies, the market's returns) goes to the replay buffer, in actor order.
 
 Replay buffer: at most ``buffer_segments``; when full the oldest segment goes, unless that
 would leave fewer than ``trade_quota`` of them with a position change: then a random
 segment without one goes instead.
 
-Learner: batches of (segment, start) positions; targets per unroll step k = 0..K: the
-search's policy (the improved policy, or the visit distribution), the n-step value (rewards, then the stored root value ``td_steps`` on,
-cut at the segment's end or a session's end) and the reward, as two-hot supports. Loss: the
-cross-entropies summed over the unroll (reward from k = 1), the dynamics gradient halved at
-each step as in MuZero; Adam with the learning rate annealed linearly to 10 %, gradients
-clipped. A ``reanalyse_fraction`` of the sampled segments is searched again with the latest
-weights first (fresh policy and value targets at the positions those rows read, searched by the
-actors, in parallel on Ray; the value bootstraps no search covers from the value head).
+Learner: batches of (segment, start) positions; per unroll step k = 0..K the search's
+policy (the improved policy, or the visit distribution) as the prior's target, and for
+k < K the market's targets, which do not depend on what was held: mu against the bar's
+realised return, M against the discounted return of the next ``td_steps`` bars (each mean
+square divided by its target's variance in the batch), and the cost table against what the
+step cost beyond the position's share of the bar's return (core.muzero_net, layout 2). The
+dynamics gradient is halved at each step as in MuZero; Adam with the learning rate annealed
+linearly to 10 %, gradients clipped. A ``reanalyse_fraction`` of the sampled segments is
+searched again with the latest weights first (fresh policy targets at the positions those
+rows read, searched by the actors, in parallel on Ray).
 Deterministic on CPU for a fixed seed.
 """
 
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stairway.core.muzero_model import MuZeroNet, from_support, muzero_from_tensors, to_support
+from stairway.core.muzero_model import MuZeroNet, muzero_from_tensors
 from stairway.core.types import ACTION_NAMES
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.env import VecTradingEnv
@@ -42,11 +44,15 @@ from stairway.trainer.selfplay import ActorPool, weights_to_bytes
 
 
 class Segment:
-    __slots__ = ("obs", "actions", "rewards", "policies", "values", "done", "has_trade")
+    """One session's stretch of self-play: observations (T + 1), actions, rewards, the
+    market's returns (T, 2: the bar's, and the next td_steps bars' discounted), the search's
+    policies (T + 1), session ends, and whether the position changed."""
 
-    def __init__(self, obs, actions, rewards, policies, values, done, has_trade) -> None:
-        self.obs, self.actions, self.rewards, self.policies = obs, actions, rewards, policies
-        self.values, self.done, self.has_trade = values, done, has_trade
+    __slots__ = ("obs", "actions", "rewards", "returns", "policies", "done", "has_trade")
+
+    def __init__(self, obs, actions, rewards, returns, policies, done, has_trade) -> None:
+        self.obs, self.actions, self.rewards, self.returns, self.policies = obs, actions, rewards, returns, policies
+        self.done, self.has_trade = done, has_trade
 
 
 class ReplayBuffer:
@@ -89,7 +95,7 @@ class MuZeroAlgorithm:
         if parent is not None:
             self.net = muzero_from_tensors(parent.tensors, env.obs_dim, parent.meta.architecture())
         else:
-            self.net = MuZeroNet(env.obs_dim, n_actions, a.latent, a.hidden, a.support)
+            self.net = MuZeroNet(env.obs_dim, n_actions, a.latent, a.hidden)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=a.learning_rate)
         self.global_step, self._first_step, self.planned = start_step, start_step, max(1, planned_steps)
         self.buffer = ReplayBuffer(a.buffer_segments, a.trade_quota, self.rng)
@@ -161,8 +167,8 @@ class MuZeroAlgorithm:
                         r["obs"][e],
                         r["actions"][e],
                         r["rewards"][e],
+                        r["returns"][e],
                         r["policies"][e].copy(),
-                        r["values"][e].copy(),
                         r["dones"][e],
                         bool(r["traded"][e]),
                     )
@@ -188,34 +194,24 @@ class MuZeroAlgorithm:
 
     # -- learning ---------------------------------------------------------------------------
     def _targets(self, seg: Segment, start: int):
-        a = self.args
-        K, T, g = a.unroll, len(seg.actions), a.discount
-        values, rewards, policies, mask, actions = [], [], [], [], []
+        """Per unroll step k: the policy target and its mask (0 past the segment), the reward
+        into step k (k >= 1), and for k < K the action taken and the market's returns (nan past
+        the segment: no target; a random action)."""
+        K, T = self.args.unroll, len(seg.actions)
+        rewards, policies, mask, actions, returns = [], [], [], [], []
         for k in range(K + 1):
             i = start + k
             if i <= T:
-                # n-step return, cut at the segment's end (bootstrap from its root value) or a session's end
-                z, disc, j, ended = 0.0, 1.0, i, False
-                while j < min(i + a.td_steps, T):
-                    z += disc * seg.rewards[j]
-                    disc *= g
-                    if seg.done[j]:
-                        ended = True
-                        break
-                    j += 1
-                if not ended:
-                    z += disc * seg.values[min(j, T)]
-                values.append(z)
                 policies.append(seg.policies[i])
                 mask.append(1.0)
             else:
-                values.append(0.0)
                 policies.append(np.full(self.n_actions, 1.0 / self.n_actions))
                 mask.append(0.0)
             rewards.append(seg.rewards[i - 1] if 1 <= k and i - 1 < T else 0.0)
             if k < K:
                 actions.append(seg.actions[i] if i < T else int(self.rng.integers(self.n_actions)))
-        return values, rewards, policies, mask, actions
+                returns.append(seg.returns[i] if i < T else (np.nan, np.nan))
+        return rewards, policies, mask, actions, returns
 
     def _sample(self) -> tuple[np.ndarray, list[int], np.ndarray]:
         """One batch: buffer indices, start positions, and which rows are reanalysed."""
@@ -225,23 +221,16 @@ class MuZeroAlgorithm:
         return idx, starts, self.rng.random(a.batch_size) < a.reanalyse_fraction
 
     def _reanalyse(self, plan: list) -> int:
-        """Refresh, with the latest weights, the stored targets the round's reanalysed rows will
-        read: the policy targets at start .. start+K by a new search (their root values with
-        them), and the value bootstraps td_steps on that no search covers from the prediction
-        network's value (as EfficientZero takes them: a search there would only refresh a value,
-        at the cost of half the round's searches). The searches are shared among the actors.
-        Returns the number of positions searched."""
+        """Refresh, with the latest weights, the policy targets the round's reanalysed rows will
+        read (start .. start+K) by a new search, shared among the actors. Returns the number of
+        positions searched."""
         a, items = self.args, self.buffer.items
         searched: set[tuple[int, int]] = set()
-        boot: set[tuple[int, int]] = set()
         for idx, starts, re in plan:
             for j, start, r in zip(idx, starts, re):
-                if not r:
-                    continue
-                T = len(items[j].actions)
-                for i in range(start, min(start + a.unroll, T) + 1):
-                    searched.add((int(j), i))
-                    boot.add((int(j), min(i + a.td_steps, T)))
+                if r:
+                    T = len(items[j].actions)
+                    searched.update((int(j), i) for i in range(start, min(start + a.unroll, T) + 1))
         if not searched:
             return 0
         positions = sorted(searched)
@@ -249,15 +238,6 @@ class MuZeroAlgorithm:
         fresh = self.actors.reanalyse(self._weights(), self.arch(), obs)
         for p, (j, i) in enumerate(positions):
             items[j].policies[i] = fresh["policies"][p]
-            items[j].values[i] = fresh["values"][p]
-        only = sorted(boot - searched)
-        if only:
-            with torch.no_grad():
-                x = torch.tensor(np.stack([items[j].obs[i] for j, i in only]), dtype=torch.float32)
-                _, vl = self.net.predict(self.net.represent(x))
-                values = from_support(vl, a.support).numpy()
-            for v, (j, i) in zip(values, only):
-                items[j].values[i] = float(v)
         return len(positions)
 
     def _train_round(self) -> float:
@@ -275,30 +255,42 @@ class MuZeroAlgorithm:
         return loss
 
     def _step(self, idx, rows) -> float:
+        """One update (the loss of the module docstring): per unroll step k the policy's
+        cross-entropy, and for k < K the market's mean squares (mu, M: every step, whatever
+        was held) and the cost table's (gradient to the table only)."""
         a, net = self.args, self.net
         items = self.buffer.items
-        K, S = a.unroll, a.support
+        K = a.unroll
         obs = torch.tensor(np.stack([items[j].obs[r[5]] for j, r in zip(idx, rows)]), dtype=torch.float32)
-        values = torch.tensor([r[0] for r in rows], dtype=torch.float32)
-        rewards = torch.tensor([r[1] for r in rows], dtype=torch.float32)
-        policies = torch.tensor(np.array([r[2] for r in rows]), dtype=torch.float32)
-        mask = torch.tensor([r[3] for r in rows], dtype=torch.float32)
-        actions = torch.tensor([r[4] for r in rows], dtype=torch.long)
-        v_t, r_t = to_support(values, S), to_support(rewards, S)
+        rewards = torch.tensor([r[0] for r in rows], dtype=torch.float32)
+        policies = torch.tensor(np.array([r[1] for r in rows]), dtype=torch.float32)
+        mask = torch.tensor([r[2] for r in rows], dtype=torch.float32)
+        actions = torch.tensor([r[3] for r in rows], dtype=torch.long)
+        returns = torch.tensor(np.array([r[4] for r in rows]), dtype=torch.float32)
+        known = ~torch.isnan(returns[..., 0])
+        returns = torch.nan_to_num(returns)
+        kn = known.float()
+        var = [returns[..., j][known].var(correction=0).clamp(min=1e-6) for j in (0, 1)]
         s = net.represent(obs)
         loss = torch.zeros(())
-        rl = torch.zeros(())  # the reward logits of the step into s (none at k = 0)
         for k in range(K + 1):
-            pl, vl = net.predict(s)
+            pl, _ = net.predict(s)
             ce_p = -(policies[:, k] * torch.log_softmax(pl, -1)).sum(-1)
-            ce_v = -(v_t[:, k] * torch.log_softmax(vl, -1)).sum(-1)
-            step = (ce_p + 0.25 * ce_v) * mask[:, k]
-            if k > 0:
-                step = step - (r_t[:, k] * torch.log_softmax(rl, -1)).sum(-1)
-            loss = loss + step.mean() / (K + 1)
+            step = ce_p * mask[:, k]
             if k < K:
-                s, rl = net.dynamics(s, actions[:, k])
+                slot = net.slot(s)
+                z, mu = net.market(s)
+                hold = net.hold(s)
+                nxt = net.next_slot(slot, actions[:, k])
+                m = kn[:, k]
+                cost = net.cost[slot * self.n_actions + actions[:, k]]
+                paid = net.direction(nxt) * returns[:, k, 0] - rewards[:, k + 1]
+                step = step + m * (
+                    (mu - returns[:, k, 0]) ** 2 / var[0] + (hold - returns[:, k, 1]) ** 2 / var[1] + (cost - paid) ** 2
+                )
+                s = net.state(z, nxt)
                 s.register_hook(lambda grad: grad * 0.5)
+            loss = loss + step.mean() / (K + 1)
         frac = min(1.0, (self.global_step - self._first_step) / self.planned)
         self.opt.param_groups[0]["lr"] = a.learning_rate * (1.0 - 0.9 * frac)
         self.opt.zero_grad()

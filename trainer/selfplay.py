@@ -85,6 +85,14 @@ class SelfPlayActor:
             session_starts=starts,
         )
         self.rng = np.random.default_rng(seed)
+        # the market's return over each step, in reward units (pips per traded unit times the
+        # reward scale), from the bars' closing mids: what the model's mu learns, whatever was held
+        h = self.env.h
+        self._mid = (h.last_bid + h.last_ask) / 2.0 / ex.pip * cfg.ppo.reward_scale
+        # and its discounted sum over the next td_steps bars from each bar (the hold value's target)
+        r = np.diff(self._mid, append=self._mid[-1])
+        g = cfg.muzero.discount ** np.arange(cfg.muzero.td_steps)
+        self._ahead = np.correlate(np.concatenate([r, np.zeros(len(g) - 1)]), g, "valid")
         self.obs = self.env.reset().copy()
         self.search: MuZeroPolicy | None = None
         # numba threads for the batched searches: all of them in this process; on Ray, where each
@@ -108,23 +116,27 @@ class SelfPlayActor:
         obs = np.zeros((n, T + 1, env.obs_dim))
         acts = np.zeros((n, T), np.int64)
         rews = np.zeros((n, T))
+        rets = np.zeros((n, T))
+        ahead = np.zeros((n, T))
         pols = np.zeros((n, T + 1, A))
-        vals = np.zeros((n, T + 1))
         dones = np.zeros((n, T), bool)
         traded = np.zeros(n, bool)
         for k in range(T + 1):
             obs[:, k] = self.obs
             actions = np.zeros(n, np.int64)
             noise = self.rng.dirichlet([a.dirichlet_alpha] * A, size=n)
-            visits, vals[:, k], improved = search.batch_visits(self.obs, noise, a.noise_fraction)
+            visits, _, improved = search.batch_visits(self.obs, noise, a.noise_fraction)
             target = improved if a.policy_target == "improved" else visits / visits.sum(axis=1, keepdims=True)
             pols[:, k] = target
             for e in range(n):
                 p = target[e] ** (1.0 / temperature)
                 actions[e] = int(self.rng.choice(A, p=p / p.sum()))
             if k == T:
-                break  # the last observation only bootstraps the values
+                break  # the last observation: its policy target only
             before = env.state[:, PS_UNITS].copy()
+            bar = env.bar.copy()
+            rets[:, k] = self._mid[bar + 1] - self._mid[bar]
+            ahead[:, k] = self._ahead[bar]
             o, r, d = env.step(actions)
             traded |= env.state[:, PS_UNITS] != before
             acts[:, k], rews[:, k], dones[:, k] = actions, r, d
@@ -133,8 +145,8 @@ class SelfPlayActor:
             "obs": obs,
             "actions": acts,
             "rewards": rews,
+            "returns": np.stack([rets, ahead], -1),
             "policies": pols,
-            "values": vals,
             "dones": dones,
             "traded": traded,
             # the hold-bonus controller that shaped these rewards: (bonus, smoothed hold rate)
@@ -142,13 +154,13 @@ class SelfPlayActor:
         }
 
     def reanalyse(self, weights: bytes, arch: dict, obs: np.ndarray) -> dict[str, np.ndarray]:
-        """Fresh visit distributions and root values of stored observations (no root noise)."""
+        """Fresh policy targets of stored observations (no root noise)."""
         arch = arch | {"inference": arch["inference"] | {"temperature": 0.0}}
         search = MuZeroPolicy(weights_from_bytes(weights), obs.shape[1], arch)
         self._threads()
-        visits, vals, improved = search.batch_visits(obs)  # every root in one call (issue 20 §1)
+        visits, _, improved = search.batch_visits(obs)  # every root in one call (issue 20 §1)
         pols = improved if self.args.policy_target == "improved" else visits / visits.sum(axis=1, keepdims=True)
-        return {"policies": pols, "values": vals}
+        return {"policies": pols}
 
 
 class ActorPool:
@@ -190,7 +202,7 @@ class ActorPool:
         else:
             ref = self.ray.put(weights)
             parts = self.ray.get([x.reanalyse.remote(ref, arch, c) for x, c in zip(self.actors, chunks)])
-        return {k: np.concatenate([p[k] for p in parts]) for k in ("policies", "values")}
+        return {"policies": np.concatenate([p["policies"] for p in parts])}
 
     def close(self) -> None:
         self.actors = []

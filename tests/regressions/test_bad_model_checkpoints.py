@@ -177,7 +177,7 @@ def test_a_heavy_verification_leaves_status_answering_within_100_ms(paced, spec)
         d = Daemon(cfg)
         task = asyncio.create_task(d.run())
         await until(lambda: d.setup_done and d.http_port and d.slot.counters.decisions > 2)
-        heavy = await asyncio.to_thread(muzero, models, spec, 7, 512, 1024, None, False, simulations=512)
+        heavy = await asyncio.to_thread(muzero, models, spec, 7, 1024, 2048, None, False, simulations=512)
         await asyncio.to_thread(pass_gate, gate_db, heavy)
         # the search kernels compiled (or loaded from numba's cache) first: LLVM holds the GIL while
         # it compiles, and a test worker may be the first of the suite's to need them. This case

@@ -1,7 +1,6 @@
 """Issue 11 §2/§3: MuZero's networks and search.
 
 - the numba kernels compute what the torch module computes, on the same weights;
-- the scaling transform is inverted exactly, and two-hot support targets keep the value;
 - the numba search visits exactly what the plain-Python pUCT reference (core.mcts.python_search,
   on the torch module) visits, for random networks and observations;
 - it is deterministic, and root noise changes the search only when its fraction is > 0.
@@ -14,41 +13,22 @@ import pytest
 import torch
 
 from stairway.core.mcts import Tree, python_search, root_visits, search
-from stairway.core.muzero_model import MuZeroNet, from_support, to_support
-from stairway.core.muzero_model import scale as torch_scale
-from stairway.core.muzero_net import (
-    POSITION_SLOTS,
-    dynamics,
-    expected,
-    numpy_weights,
-    predict,
-    represent,
-    scale,
-    unscale,
-)
+from stairway.core.muzero_model import MuZeroNet
+from stairway.core.muzero_net import POSITION_SLOTS, dynamics, hold_value, numpy_weights, predict, represent
 from stairway.core.muzero_policy import MuZeroPolicy
 
-OBS, A, LAT, HID, SUP = 31, 4, 16, 32, 300
+OBS, A, LAT, HID = 31, 4, 16, 32
 ST = LAT + POSITION_SLOTS  # the search's state: the latent and the position
 
 
 def make_net(seed: int) -> MuZeroNet:
     torch.manual_seed(seed)
-    net = MuZeroNet(OBS, A, LAT, HID, SUP)
+    net = MuZeroNet(OBS, A, LAT, HID)
     with torch.no_grad():  # larger heads than the init, so values and priors differ across actions
-        for m in (net.pred_value, net.dyn_reward, net.pred_policy):
+        for m in (net.dyn_market, net.pred_policy):
             m.weight.mul_(20.0)
+        net.cost.copy_(torch.rand(net.cost.shape))
     return net.double()
-
-
-def test_scaling_transform_and_support():
-    x = np.array([-5000.0, -37.5, -1.0, 0.0, 0.3, 12.0, 4321.0])
-    assert np.allclose([unscale(v) for v in scale(x)], x, rtol=1e-9, atol=1e-9)
-    t = torch.tensor([-250.0, -3.2, 0.0, 7.7, 180.0], dtype=torch.float64)
-    two_hot = to_support(t, 30)
-    assert torch.allclose(two_hot.sum(-1), torch.ones(5, dtype=torch.float64))
-    pts = torch.arange(-30, 31, dtype=torch.float64)
-    assert torch.allclose((two_hot * pts).sum(-1), torch_scale(t))
 
 
 def test_numba_forward_equals_the_torch_module():
@@ -57,25 +37,38 @@ def test_numba_forward_equals_the_torch_module():
     for slot, (is_long, is_short) in enumerate(((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))):
         obs = np.random.default_rng(slot).normal(size=OBS)
         obs[-3:] = is_long, is_short, is_long + is_short
-        hid, s, s2 = np.zeros(HID), np.zeros(ST), np.zeros(ST)
-        xin, rl, pl, vl = np.zeros(ST + A), np.zeros(2 * SUP + 1), np.zeros(A), np.zeros(2 * SUP + 1)
+        hid, s, s2, mu, pl = np.zeros(HID), np.zeros(ST), np.zeros(ST), np.zeros(2), np.zeros(A)
         represent(w, obs, hid, s)
         assert list(s[LAT:]) == [float(i == slot) for i in range(3)]
         with torch.no_grad():
             ts = net.represent(torch.as_tensor(obs)[None])
             assert np.allclose(s, ts[0].numpy(), atol=1e-9)
+            _, tmu = net.market(ts)
+            rewards = []
             for a in range(A):
-                dynamics(w, s, a, xin, hid, s2, rl)
-                t2, trl = net.dynamics(ts, torch.tensor([a]))
-                assert np.allclose(s2, t2[0].numpy(), atol=1e-9) and np.allclose(rl, trl[0].numpy(), atol=1e-9)
+                r = dynamics(w, s, a, hid, mu, s2)
+                t2, tr = net.dynamics(ts, torch.tensor([a]))
+                assert np.allclose(s2, t2[0].numpy(), atol=1e-9) and math.isclose(r, float(tr[0]), abs_tol=1e-9)
                 # the position after the action is its known effect: HOLD keeps it, BUY long, SELL short, CLOSE flat
-                assert int(s2[LAT:].argmax()) == (slot, 1, 2, 0)[a] and s2[LAT:].sum() == 1.0
-                assert math.isclose(
-                    expected(rl, np.zeros_like(rl), SUP), float(from_support(trl, SUP)[0]), rel_tol=1e-7, abs_tol=1e-7
-                )
-            predict(w, s, hid, pl, vl)
-            tpl, tvl = net.predict(ts)
-            assert np.allclose(pl, tpl[0].numpy(), atol=1e-9) and np.allclose(vl, tvl[0].numpy(), atol=1e-9)
+                nxt = (slot, 1, 2, 0)[a]
+                assert int(s2[LAT:].argmax()) == nxt and s2[LAT:].sum() == 1.0
+                # the factored reward: the market's mu signed by the new position, less the table's cost
+                sign = (0.0, 1.0, -1.0)[nxt]
+                assert math.isclose(r, sign * float(tmu[0]) - float(net.cost[slot * A + a]), abs_tol=1e-9)
+                rewards.append(r)
+            # the market's step does not depend on the action: every child has the same latent
+            for a in range(A):
+                dynamics(w, s, a, hid, mu, s2)
+                assert np.allclose(s2[:LAT], net.market(ts)[0][0].numpy(), atol=1e-9)
+            assert len(set(np.round(rewards, 9))) > 1  # the actions' rewards differ
+            predict(w, s, hid, pl)
+            tpl, tv = net.predict(ts)
+            assert np.allclose(pl, tpl[0].numpy(), atol=1e-9)
+            # the value: the position held, dir * M(latent) - cost[position, CLOSE]
+            v = hold_value(w, s, hid, mu)
+            m = float(net.hold(ts)[0])
+            assert math.isclose(v, float(tv[0]), abs_tol=1e-9)
+            assert math.isclose(v, (0.0, 1.0, -1.0)[slot] * m - float(net.cost[slot * A + 3]), abs_tol=1e-9)
 
 
 def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
@@ -83,14 +76,13 @@ def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
 
 
 def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0, dtype=np.float64, root_min=0):
-    t = Tree.allocate(sims, A, OBS, LAT, HID, SUP, dtype)
+    t = Tree.allocate(sims, A, OBS, LAT, HID, dtype)
     search(
         numpy_weights(net.state_dict(), dtype),
         obs.astype(dtype),
         sims,
         c_puct,
         gamma,
-        SUP,
         np.zeros(A) if noise is None else noise,
         frac,
         root_min,
@@ -139,9 +131,9 @@ def test_search_is_deterministic_and_noise_only_acts_when_enabled():
 
 def test_policy_samples_from_visits_with_a_seeded_generator_and_reset_replays():
     torch.manual_seed(4)
-    net = MuZeroNet(OBS, A, LAT, HID, SUP)  # the plain init: priors near uniform, visits spread
+    net = MuZeroNet(OBS, A, LAT, HID)  # the plain init: priors near uniform, visits spread
     arch = net.arch() | {"inference": {"simulations": 15}}
-    p = MuZeroPolicy(net.state_dict(), OBS, arch)
+    p = MuZeroPolicy(net.state_dict(), OBS, arch | {"inference": {"simulations": 15, "temperature": 1.0}})
     obs = np.random.default_rng(5).normal(size=(40, OBS))
     first = [p.act(o) for o in obs]
     p.reset()

@@ -8,7 +8,6 @@ import torch
 
 from stairway.core.checkpoint import read_checkpoint
 from stairway.core.config import load_config
-from stairway.core.muzero_model import from_support
 from stairway.core.policies import load_policy
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.cycles import run_cycles, train_cycles
@@ -26,7 +25,6 @@ TINY = {
     "STAIRWAY_MUZERO__SIMULATIONS": "5",
     "STAIRWAY_MUZERO__LATENT": "8",
     "STAIRWAY_MUZERO__HIDDEN": "16",
-    "STAIRWAY_MUZERO__SUPPORT": "30",
     "STAIRWAY_TRAIN__SESSION_MINUTES": "6000",
     "STAIRWAY_TRAIN__RANGE": '{"start": "2017-01-01", "end": "2017-04-01"}',
 }
@@ -61,8 +59,8 @@ def seg(trade: bool, tag: int = 0) -> Segment:
         np.full((3, 2), tag),
         np.zeros(2, np.int64),
         np.zeros(2),
+        np.zeros((2, 2)),
         np.full((3, 4), 0.25),
-        np.zeros(3),
         np.zeros(2, bool),
         trade,
     )
@@ -82,11 +80,11 @@ def test_replay_buffer_keeps_the_trade_quota():
     assert len(buf.items) == 10 and sum(s.has_trade for s in buf.items) >= 3  # never below the quota by eviction
 
 
-def test_n_step_value_targets(tmp_path):
+def test_unroll_targets_and_the_markets_returns(tmp_path):
     from stairway.trainer.env import VecTradingEnv
     from stairway.trainer.muzero import MuZeroAlgorithm
 
-    c = cfg(STAIRWAY_MUZERO__UNROLL="2", STAIRWAY_MUZERO__TD_STEPS="2", STAIRWAY_MUZERO__DISCOUNT="0.5")
+    c = cfg(STAIRWAY_MUZERO__UNROLL="2", STAIRWAY_MUZERO__TD_STEPS="3", STAIRWAY_MUZERO__DISCOUNT="0.5")
     d = prepare_data(c)
     env = VecTradingEnv(d.history, d.spec, d.ex, 100_000.0, 2, d.session_len, seed=0, last_bar=d.split - 2)
     algo = MuZeroAlgorithm(c, env)
@@ -94,19 +92,25 @@ def test_n_step_value_targets(tmp_path):
         np.zeros((5, env.obs_dim)),
         np.array([1, 2, 3, 0]),
         np.array([1.0, 2.0, 4.0, 8.0]),
+        np.array([[0.5, 5.0], [-0.5, -5.0], [1.5, 15.0], [-1.5, -15.0]]),
         np.eye(4)[[0, 1, 2, 3, 0]],
-        np.array([10.0, 20.0, 40.0, 80.0, 160.0]),
         np.array([False, False, True, False]),
         True,
     )
-    values, rewards, policies, mask, actions = algo._targets(s, 1)
-    # k=0 at i=1: r1 + .5 r2 (session ends at 2: no bootstrap) = 2 + 2 = 4
-    # k=1 at i=2: r2 (done) = 4; k=2 at i=3: r3 + .5 * v4 = 8 + 80 = 88
-    assert values == pytest.approx([4.0, 4.0, 88.0])
+    rewards, policies, mask, actions, returns = algo._targets(s, 1)
     assert rewards == pytest.approx([0.0, 2.0, 4.0])  # reward of the action leading to each unroll step
-    assert actions == [2, 3] and mask == [1.0, 1.0, 1.0]
-    values, _, _, mask, _ = algo._targets(s, 3)
-    assert mask == [1.0, 1.0, 0.0] and values[1] == pytest.approx(160.0)  # i=4: the segment's last root value
+    assert actions == [2, 3] and mask == [1.0, 1.0, 1.0] and np.array_equal(policies[2], np.eye(4)[3])
+    # the market's returns of each unrolled step (the bar's, the horizon's), whatever was held
+    assert [tuple(r) for r in returns] == [(-0.5, -5.0), (1.5, 15.0)]
+    _, policies, mask, _, returns = algo._targets(s, 3)
+    assert mask == [1.0, 1.0, 0.0] and np.allclose(policies[2], 0.25)  # i=5: past the segment
+    assert tuple(returns[0]) == (-1.5, -15.0) and np.isnan(returns[1]).all()  # past the segment: no target
+    # the actor's horizon returns: the discounted sum of the next td_steps bars' mid returns
+    actor = algo.actors.actors[0]
+    mid = actor._mid
+    for i in (0, 100, len(mid) - 2, len(mid) - 1):
+        want = sum(0.5**j * (mid[i + j + 1] - mid[i + j]) for j in range(3) if i + j + 1 < len(mid))
+        assert actor._ahead[i] == pytest.approx(want, abs=1e-9)
     assert algo.temperature() == pytest.approx(2.0)
     algo.global_step = algo.planned
     assert algo.temperature() == pytest.approx(0.5)
@@ -206,32 +210,21 @@ def test_reanalyse_refreshes_exactly_the_positions_the_batch_reads():
         for p in algo.net.parameters():
             p.add_(0.05)
     algo.updates += 1  # as the learner step that moves them counts itself
-    before = [(s.policies.copy(), s.values.copy()) for s in algo.buffer.items]
+    before = [s.policies.copy() for s in algo.buffer.items]
     plan = [(np.array([1, 2]), [3, 14], np.array([True, False]))]  # segment length 16: row 1 is cut at T
-    assert algo._reanalyse(plan) == len({3, 4, 5})  # searched: the policy targets; 6..8 from the value head
+    assert algo._reanalyse(plan) == len({3, 4, 5})  # searched: the policy targets the row reads
     arch = algo.arch()
     arch["inference"] = arch["inference"] | {"temperature": 0.0}
     fresh = MuZeroPolicy(algo.tensors(), env.obs_dim, arch)
-    for j, (pol, val) in enumerate(before):
+    for j, pol in enumerate(before):
         seg = algo.buffer.items[j]
         for i in range(len(seg.obs)):
-            if j == 1 and i in (3, 4, 5):  # policies (and their root values) searched again
-                _, value, improved = fresh.batch_visits(seg.obs[i][None])  # the target: the improved policy
+            if j == 1 and i in (3, 4, 5):  # searched again: the target is the improved policy
+                _, _, improved = fresh.batch_visits(seg.obs[i][None])
                 assert seg.policies[i] == pytest.approx(improved[0])
-                assert seg.values[i] == pytest.approx(value[0])
-            elif j == 1 and i in (6, 7, 8):  # value bootstraps (td_steps 3 on): the value head's
-                with torch.no_grad():
-                    x = torch.tensor(seg.obs[i][None], dtype=torch.float32)
-                    want = float(from_support(algo.net.predict(algo.net.represent(x))[1], algo.net.support)[0])
-                assert np.array_equal(seg.policies[i], pol[i]) and seg.values[i] == pytest.approx(want)
-                assert seg.values[i] != val[i]
             else:
-                assert np.array_equal(seg.policies[i], pol[i]) and seg.values[i] == val[i]
-    assert any(
-        not np.array_equal(algo.buffer.items[1].policies[i], before[1][0][i])
-        or algo.buffer.items[1].values[i] != before[1][1][i]
-        for i in range(3, 9)
-    )
+                assert np.array_equal(seg.policies[i], pol[i])
+    assert any(not np.array_equal(algo.buffer.items[1].policies[i], before[1][i]) for i in range(3, 6))
     algo.close()
 
 

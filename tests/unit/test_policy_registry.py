@@ -54,8 +54,12 @@ def test_the_registry_refuses_what_it_cannot_run(tmp_path, spec):
         CheckpointError, match="policy kind 'dreamer' is not one this build can run \\(known: ensemble, muzero, ppo\\)"
     ):
         load_policy(ck, spec, "models/current")
-    ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "muzero", "latent": 32}, kind="muzero")  # PPO weights, no sizes
+    ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "muzero", "layout": 2, "latent": 32}, kind="muzero")  # no sizes
     with pytest.raises(CheckpointError, match="MuZero arch .* is incomplete or invalid"):
+        load_policy(ck, spec)
+    # a MuZero checkpoint of the earlier layout (no "layout": 1) is refused by name, not misread
+    ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "muzero", "latent": 32}, kind="muzero")
+    with pytest.raises(CheckpointError, match="MuZero layout 1, this release runs layout 2 only .* retrain the model"):
         load_policy(ck, spec)
     ck, _ = arch_checkpoint(tmp_path, spec, "{not json")
     with pytest.raises(CheckpointError, match="arch is not JSON"):
