@@ -32,8 +32,8 @@ the trainer optimises, are core.muzero_model.MuZeroNet (one tensor layout: TENSO
 - prediction f: state -> hidden -> policy logits (the prior).
 
 Measured on the planted markets (bench/learner_power.py --quick, trend and mean reversion,
-seeds 0 and 1, OOS Sharpe): layout 1 7.02 / 0.27 / 3.43 / 3.83, layout 2 10.05 / 1.06 /
-6.41 / 7.98.
+seeds 0 and 1, OOS Sharpe): layout 1 7.02 / 0.27 / 3.43 / 3.83, layout 2 10.23 / 1.28 /
+8.19 / 8.34.
 """
 
 from __future__ import annotations
