@@ -9,9 +9,9 @@ search of S simulations from the root:
   2. each simulation descends by pUCT, score = Q_norm(s, a) + c_puct * P(s, a) *
      sqrt(max(N(s), 1)) / (1 + N(s, a)), Q(s, a) = r + gamma * V(child) min-max normalised
      over the tree (unvisited: 0), ties to the lowest action index;
-  3. at the first unexpanded edge: dynamics(state, a) -> child state and reward
-     (core.muzero_net: the market's step, the position the action leaves, the factored
-     reward), prediction -> its priors, and its value;
+  3. at the first unexpanded edge: the child state (the parent's market step, taken once per
+     node when it was expanded, and the position the action leaves) and the factored reward
+     (core.muzero_net); prediction -> its priors; its own market step and its value;
   4. backup: G = value, then for each node up the path: N += 1, W += G, G = r + gamma * G.
 The visit counts of the root's children are the result. Deterministic: no randomness
 inside the kernel (noise is passed in).
@@ -26,7 +26,16 @@ from typing import Any
 import numba
 import numpy as np
 
-from stairway.core.muzero_net import POSITION_SLOTS, dynamics, hold_value, predict, represent
+from stairway.core.muzero_net import (
+    POSITION_SLOTS,
+    child_state,
+    hold_value,
+    market_step,
+    predict,
+    represent,
+    state_slot,
+    step_reward,
+)
 
 
 @dataclass
@@ -40,6 +49,8 @@ class Tree:
     prior: np.ndarray
     child: np.ndarray
     path: np.ndarray
+    # working arrays: per node the market's step from its latent (the next latent; mu and M),
+    # taken once for all its children; the hidden layer; the policy logits
     scratch: tuple[np.ndarray, ...]
 
     @classmethod
@@ -56,7 +67,12 @@ class Tree:
         float64. ``latent``: the learned latent's size (the state adds the position)."""
         n = sims + 1
         latent += POSITION_SLOTS
-        scratch: tuple[np.ndarray, ...] = tuple(np.zeros(m, dtype) for m in (hidden, 2, n_actions))
+        scratch: tuple[np.ndarray, ...] = (
+            np.zeros((n, latent - POSITION_SLOTS), dtype),
+            np.zeros((n, 2), dtype),
+            np.zeros(hidden, dtype),
+            np.zeros(n_actions, dtype),
+        )
         return cls(
             np.zeros(n, np.int64),
             np.zeros(n),
@@ -71,9 +87,17 @@ class Tree:
 
 @numba.njit(cache=True, nogil=True)
 def _expand(
-    w: tuple[np.ndarray, ...], node: np.ndarray, hid: np.ndarray, pol: np.ndarray, prior: np.ndarray, mu: np.ndarray
+    w: tuple[np.ndarray, ...],
+    node: np.ndarray,
+    hid: np.ndarray,
+    pol: np.ndarray,
+    prior: np.ndarray,
+    ahead: np.ndarray,
+    market: np.ndarray,
 ) -> float:
-    """The node's priors (softmax of the policy logits) into ``prior``; returns its value."""
+    """The node's priors (softmax of the policy logits) into ``prior`` and its market step
+    (core.muzero_net.market_step: the next latent into ``ahead``, mu and M into ``market``);
+    returns its value, the held position's."""
     predict(w, node, hid, pol)
     m = pol.max()
     z = 0.0
@@ -82,7 +106,9 @@ def _expand(
         z += prior[a]
     for a in range(pol.shape[0]):
         prior[a] /= z
-    return hold_value(w, node, hid, mu)
+    lat = ahead.shape[0]
+    market_step(w, node[:lat], hid, ahead, market)
+    return hold_value(w, state_slot(node, lat), market[1])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -102,8 +128,9 @@ def search(
     prior: np.ndarray,
     child: np.ndarray,
     path: np.ndarray,
+    ahead: np.ndarray,
+    market: np.ndarray,
     hid: np.ndarray,
-    mu: np.ndarray,
     pol: np.ndarray,
 ) -> int:
     """Run ``sims`` simulations; returns the number of nodes used. Root visit counts per
@@ -116,7 +143,8 @@ def search(
     reward[:] = 0.0
     child[:, :] = -1
     represent(w, obs, hid, latent[0])
-    _expand(w, latent[0], hid, pol, prior[0], mu)
+    lat = ahead.shape[1]
+    _expand(w, latent[0], hid, pol, prior[0], ahead[0], market[0])
     if noise_frac > 0.0:
         for a in range(n_actions):
             prior[0, a] = (1.0 - noise_frac) * prior[0, a] + noise_frac * noise[a]
@@ -154,8 +182,9 @@ def search(
                 c = n_nodes
                 n_nodes += 1
                 child[node, best_a] = c
-                reward[c] = dynamics(w, latent[node], best_a, hid, mu, latent[c])
-                g = _expand(w, latent[c], hid, pol, prior[c], mu)
+                reward[c] = step_reward(w, state_slot(latent[node], lat), best_a, market[node, 0])
+                child_state(latent[node], best_a, ahead[node], latent[c])
+                g = _expand(w, latent[c], hid, pol, prior[c], ahead[c], market[c])
                 depth += 1
                 path[depth] = c
                 break
@@ -267,8 +296,9 @@ def _one_root(
         prior,
         child,
         path,
+        np.zeros((n, latent_dim - POSITION_SLOTS), dt),
+        np.zeros((n, 2), dt),
         np.zeros(hidden, dt),
-        np.zeros(2, dt),
         np.zeros(n_actions, dt),
     )
     for a in range(n_actions):

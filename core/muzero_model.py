@@ -55,20 +55,17 @@ class MuZeroNet(nn.Module):
     def slot(self, s: torch.Tensor) -> torch.Tensor:
         return s[:, self.latent :].argmax(-1)
 
-    def market(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(next latent, mu): the market's step, the same for every action."""
+    def market(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(next latent, mu, M): the market's step, the same for every action; M the expected
+        discounted return over the horizon."""
         x = self.dyn(s[:, : self.latent])
-        return _minmax(self.dyn_state(x)), self.dyn_market(x)[:, 0]
-
-    def hold(self, s: torch.Tensor) -> torch.Tensor:
-        """M: the market's expected (discounted) return over the horizon from this state."""
-        m: torch.Tensor = self.dyn_market(self.dyn(s[:, : self.latent]))[:, 1]
-        return m
+        y = self.dyn_market(x)
+        return _minmax(self.dyn_state(x)), y[:, 0], y[:, 1]
 
     def value(self, s: torch.Tensor) -> torch.Tensor:
         """The held position's value: dir * M - cost[position, CLOSE]."""
         slot = self.slot(s)
-        return self.direction(slot) * self.hold(s) - self.cost[slot * self.n_actions + 3]
+        return self.direction(slot) * self.market(s)[2] - self.cost[slot * self.n_actions + 3]
 
     def next_slot(self, slot: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return self._next[slot, a]
@@ -81,7 +78,7 @@ class MuZeroNet(nn.Module):
 
     def dynamics(self, s: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(next state, reward): reward = dir(next position) * mu - cost[position, a]."""
-        z, mu = self.market(s)
+        z, mu, _ = self.market(s)
         slot = self.slot(s)
         nxt = self.next_slot(slot, a)
         return self.state(z, nxt), self.direction(nxt) * mu - self.cost[slot * self.n_actions + a]

@@ -198,21 +198,39 @@ def represent(w: tuple[np.ndarray, ...], obs: np.ndarray, hid: np.ndarray, out: 
 
 
 @numba.njit(cache=True, nogil=True)
-def dynamics(
-    w: tuple[np.ndarray, ...], s: np.ndarray, a: int, hid: np.ndarray, mu: np.ndarray, out_state: np.ndarray
-) -> float:
-    """The next state of ``s`` after action ``a`` into ``out_state``; returns the reward
-    dir(a) * mu - cost[position, a] (``mu``: scratch of two: mu and M)."""
-    lat = w[7].shape[0]
-    slot = state_slot(s, lat)
-    nxt = next_slot(slot, a)
-    _dense(w[4], w[5], s[:lat], hid, True)
-    _dense(w[6], w[7], hid, out_state[:lat], False)
-    _minmax_inplace(out_state, lat)
-    _set_position(out_state, lat, nxt)
+def market_step(
+    w: tuple[np.ndarray, ...], z: np.ndarray, hid: np.ndarray, out_latent: np.ndarray, mu: np.ndarray
+) -> None:
+    """The market's step from latent ``z``, the same for every action: the next latent
+    (min-max scaled) into ``out_latent`` and (mu, M) into ``mu``."""
+    _dense(w[4], w[5], z, hid, True)
+    _dense(w[6], w[7], hid, out_latent, False)
+    _minmax_inplace(out_latent, out_latent.shape[0])
     _dense(w[8], w[9], hid, mu, False)
+
+
+@numba.njit(cache=True, nogil=True)
+def step_reward(w: tuple[np.ndarray, ...], slot: int, a: int, mu: float) -> float:
+    """The reward of action ``a`` from position ``slot``: dir(position after a) * mu - cost[slot, a]."""
     n_actions = w[14].shape[0]  # pred_policy.bias
-    return float(slot_direction(nxt) * mu[0] - w[10][slot * n_actions + a])
+    return float(slot_direction(next_slot(slot, a)) * mu - w[10][slot * n_actions + a])
+
+
+@numba.njit(cache=True, nogil=True)
+def hold_value(w: tuple[np.ndarray, ...], slot: int, m: float) -> float:
+    """A state's value: its position held over the horizon, dir * M - cost[slot, CLOSE]."""
+    n_actions = w[14].shape[0]
+    return float(slot_direction(slot) * m - w[10][slot * n_actions + 3])
+
+
+@numba.njit(cache=True, nogil=True)
+def child_state(s: np.ndarray, a: int, next_latent: np.ndarray, out_state: np.ndarray) -> None:
+    """The state after action ``a`` from ``s``: the market's next latent (market_step of s's
+    latent) and the position the action leaves."""
+    lat = next_latent.shape[0]
+    for i in range(lat):
+        out_state[i] = next_latent[i]
+    _set_position(out_state, lat, next_slot(state_slot(s, lat), a))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -220,15 +238,3 @@ def predict(w: tuple[np.ndarray, ...], s: np.ndarray, hid: np.ndarray, policy_lo
     """The policy's logits (the prior) of state ``s``."""
     _dense(w[11], w[12], s, hid, True)
     _dense(w[13], w[14], hid, policy_logits, False)
-
-
-@numba.njit(cache=True, nogil=True)
-def hold_value(w: tuple[np.ndarray, ...], s: np.ndarray, hid: np.ndarray, mu: np.ndarray) -> float:
-    """The state's value: its position held over the horizon, dir * M(latent) - cost[position,
-    CLOSE] (``mu``: scratch of two)."""
-    lat = w[7].shape[0]
-    slot = state_slot(s, lat)
-    _dense(w[4], w[5], s[:lat], hid, True)
-    _dense(w[8], w[9], hid, mu, False)
-    n_actions = w[14].shape[0]  # pred_policy.bias
-    return float(slot_direction(slot) * mu[1] - w[10][slot * n_actions + 3])

@@ -279,8 +279,7 @@ class MuZeroAlgorithm:
             step = ce_p * mask[:, k]
             if k < K:
                 slot = net.slot(s)
-                z, mu = net.market(s)
-                hold = net.hold(s)
+                z, mu, hold = net.market(s)
                 nxt = net.next_slot(slot, actions[:, k])
                 m = kn[:, k]
                 cost = net.cost[slot * self.n_actions + actions[:, k]]

@@ -85,14 +85,14 @@ class SelfPlayActor:
             session_starts=starts,
         )
         self.rng = np.random.default_rng(seed)
-        # the market's return over each step, in reward units (pips per traded unit times the
-        # reward scale), from the bars' closing mids: what the model's mu learns, whatever was held
+        # per bar, the market's targets in reward units (pips per traded unit times the reward
+        # scale), from the bars' closing mids, whatever was held: the next bar's return (mu's) and
+        # the discounted sum of the next td_steps bars' returns (M's)
         h = self.env.h
-        self._mid = (h.last_bid + h.last_ask) / 2.0 / ex.pip * cfg.ppo.reward_scale
-        # and its discounted sum over the next td_steps bars from each bar (the hold value's target)
-        r = np.diff(self._mid, append=self._mid[-1])
+        mid = (h.last_bid + h.last_ask) / 2.0 / ex.pip * cfg.ppo.reward_scale
+        r = np.diff(mid, append=mid[-1])
         g = cfg.muzero.discount ** np.arange(cfg.muzero.td_steps)
-        self._ahead = np.correlate(np.concatenate([r, np.zeros(len(g) - 1)]), g, "valid")
+        self.market = np.stack([r, np.correlate(np.concatenate([r, np.zeros(len(g) - 1)]), g, "valid")], -1)
         self.obs = self.env.reset().copy()
         self.search: MuZeroPolicy | None = None
         # numba threads for the batched searches: all of them in this process; on Ray, where each
@@ -116,8 +116,7 @@ class SelfPlayActor:
         obs = np.zeros((n, T + 1, env.obs_dim))
         acts = np.zeros((n, T), np.int64)
         rews = np.zeros((n, T))
-        rets = np.zeros((n, T))
-        ahead = np.zeros((n, T))
+        rets = np.zeros((n, T, 2))
         pols = np.zeros((n, T + 1, A))
         dones = np.zeros((n, T), bool)
         traded = np.zeros(n, bool)
@@ -134,9 +133,7 @@ class SelfPlayActor:
             if k == T:
                 break  # the last observation: its policy target only
             before = env.state[:, PS_UNITS].copy()
-            bar = env.bar.copy()
-            rets[:, k] = self._mid[bar + 1] - self._mid[bar]
-            ahead[:, k] = self._ahead[bar]
+            rets[:, k] = self.market[env.bar]
             o, r, d = env.step(actions)
             traded |= env.state[:, PS_UNITS] != before
             acts[:, k], rews[:, k], dones[:, k] = actions, r, d
@@ -145,7 +142,7 @@ class SelfPlayActor:
             "obs": obs,
             "actions": acts,
             "rewards": rews,
-            "returns": np.stack([rets, ahead], -1),
+            "returns": rets,
             "policies": pols,
             "dones": dones,
             "traded": traded,

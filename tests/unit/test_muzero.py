@@ -14,7 +14,16 @@ import torch
 
 from stairway.core.mcts import Tree, python_search, root_visits, search
 from stairway.core.muzero_model import MuZeroNet
-from stairway.core.muzero_net import POSITION_SLOTS, dynamics, hold_value, numpy_weights, predict, represent
+from stairway.core.muzero_net import (
+    POSITION_SLOTS,
+    child_state,
+    hold_value,
+    market_step,
+    numpy_weights,
+    predict,
+    represent,
+    step_reward,
+)
 from stairway.core.muzero_policy import MuZeroPolicy
 
 OBS, A, LAT, HID = 31, 4, 16, 32
@@ -38,15 +47,21 @@ def test_numba_forward_equals_the_torch_module():
         obs = np.random.default_rng(slot).normal(size=OBS)
         obs[-3:] = is_long, is_short, is_long + is_short
         hid, s, s2, mu, pl = np.zeros(HID), np.zeros(ST), np.zeros(ST), np.zeros(2), np.zeros(A)
+        ahead = np.zeros(LAT)
         represent(w, obs, hid, s)
         assert list(s[LAT:]) == [float(i == slot) for i in range(3)]
         with torch.no_grad():
             ts = net.represent(torch.as_tensor(obs)[None])
             assert np.allclose(s, ts[0].numpy(), atol=1e-9)
-            _, tmu = net.market(ts)
+            # the market's step, once for every action: the next latent, mu and M
+            tz, tmu, tm = net.market(ts)
+            market_step(w, s[:LAT], hid, ahead, mu)
+            assert np.allclose(ahead, tz[0].numpy(), atol=1e-9)
+            assert math.isclose(mu[0], float(tmu[0]), abs_tol=1e-9) and math.isclose(mu[1], float(tm[0]), abs_tol=1e-9)
             rewards = []
             for a in range(A):
-                r = dynamics(w, s, a, hid, mu, s2)
+                r = step_reward(w, slot, a, mu[0])
+                child_state(s, a, ahead, s2)
                 t2, tr = net.dynamics(ts, torch.tensor([a]))
                 assert np.allclose(s2, t2[0].numpy(), atol=1e-9) and math.isclose(r, float(tr[0]), abs_tol=1e-9)
                 # the position after the action is its known effect: HOLD keeps it, BUY long, SELL short, CLOSE flat
@@ -56,19 +71,14 @@ def test_numba_forward_equals_the_torch_module():
                 sign = (0.0, 1.0, -1.0)[nxt]
                 assert math.isclose(r, sign * float(tmu[0]) - float(net.cost[slot * A + a]), abs_tol=1e-9)
                 rewards.append(r)
-            # the market's step does not depend on the action: every child has the same latent
-            for a in range(A):
-                dynamics(w, s, a, hid, mu, s2)
-                assert np.allclose(s2[:LAT], net.market(ts)[0][0].numpy(), atol=1e-9)
             assert len(set(np.round(rewards, 9))) > 1  # the actions' rewards differ
             predict(w, s, hid, pl)
             tpl, tv = net.predict(ts)
             assert np.allclose(pl, tpl[0].numpy(), atol=1e-9)
             # the value: the position held, dir * M(latent) - cost[position, CLOSE]
-            v = hold_value(w, s, hid, mu)
-            m = float(net.hold(ts)[0])
+            v = hold_value(w, slot, mu[1])
             assert math.isclose(v, float(tv[0]), abs_tol=1e-9)
-            assert math.isclose(v, (0.0, 1.0, -1.0)[slot] * m - float(net.cost[slot * A + 3]), abs_tol=1e-9)
+            assert math.isclose(v, (0.0, 1.0, -1.0)[slot] * float(tm[0]) - float(net.cost[slot * A + 3]), abs_tol=1e-9)
 
 
 def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):

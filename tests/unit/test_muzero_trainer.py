@@ -107,10 +107,13 @@ def test_unroll_targets_and_the_markets_returns(tmp_path):
     assert tuple(returns[0]) == (-1.5, -15.0) and np.isnan(returns[1]).all()  # past the segment: no target
     # the actor's horizon returns: the discounted sum of the next td_steps bars' mid returns
     actor = algo.actors.actors[0]
-    mid = actor._mid
+    h = d.history
+    mid = (h.last_bid + h.last_ask) / 2.0 / d.ex.pip * c.ppo.reward_scale
     for i in (0, 100, len(mid) - 2, len(mid) - 1):
+        step = mid[i + 1] - mid[i] if i + 1 < len(mid) else 0.0
         want = sum(0.5**j * (mid[i + j + 1] - mid[i + j]) for j in range(3) if i + j + 1 < len(mid))
-        assert actor._ahead[i] == pytest.approx(want, abs=1e-9)
+        assert actor.market[i, 0] == pytest.approx(step, abs=1e-9)
+        assert actor.market[i, 1] == pytest.approx(want, abs=1e-9)
     assert algo.temperature() == pytest.approx(2.0)
     algo.global_step = algo.planned
     assert algo.temperature() == pytest.approx(0.5)
