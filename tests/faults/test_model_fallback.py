@@ -30,8 +30,28 @@ def nan_muzero(models, spec) -> None:
     muzero(models, spec, 1, 16, 32, "*")
 
 
+def layout1_muzero(models, spec) -> None:
+    """A MuZero checkpoint trained before layout 2 (its arch names no layout) left as current
+    by an upgrade: refused by name at start-up, and the daemon trades on previous."""
+    import json
+
+    from stairway.core.checkpoint import CheckpointMeta, publish, save_checkpoint
+    from stairway.core.muzero_model import MuZeroNet
+    from stairway.core.types import ACTION_NAMES
+
+    net = MuZeroNet(spec.obs_dim, len(ACTION_NAMES), latent=16, hidden=32)
+    arch = {k: v for k, v in net.arch().items() if k != "layout"} | {"support": 20, "inference": {"simulations": 15}}
+    meta = CheckpointMeta("muzero", spec.hash, spec.to_json(), (spec.obs_dim,), ACTION_NAMES, 0, arch=json.dumps(arch))
+    publish(models, save_checkpoint(models, net.state_dict(), meta).sha)
+
+
 @pytest.mark.parametrize(
-    "spoil,why", [("corrupt", "does not match its name"), ("nan_muzero", "non-finite value(s) (NaN or inf)")]
+    "spoil,why",
+    [
+        ("corrupt", "does not match its name"),
+        ("nan_muzero", "non-finite value(s) (NaN or inf)"),
+        ("layout1_muzero", "MuZero layout 1, this release runs layout 2 only"),
+    ],
 )
 def test_a_bad_current_falls_back_to_previous_at_startup(tmp_path, spec, spoil, why):
     async def go():
@@ -41,7 +61,7 @@ def test_a_bad_current_falls_back_to_previous_at_startup(tmp_path, spec, spoil, 
             newer = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=4))[0]  # older is now previous
             await asyncio.to_thread(corrupt, newer)
         else:
-            await asyncio.to_thread(nan_muzero, models, spec)
+            await asyncio.to_thread(nan_muzero if spoil == "nan_muzero" else layout1_muzero, models, spec)
         rig = Rig(tmp_path, spec)
         await rig.start()
         try:
