@@ -87,10 +87,12 @@ class SelfPlayActor:
         self.rng = np.random.default_rng(seed)
         # per bar, the market's targets in reward units (pips per traded unit times the reward
         # scale), from the bars' closing mids, whatever was held: the next bar's return (mu's) and
-        # the discounted sum of the next td_steps bars' returns (M's)
+        # the discounted sum of the next td_steps bars' returns (M's), none from after the
+        # training range (the bars the learner's env steps end at last_bar)
         h = self.env.h
         mid = (h.last_bid + h.last_ask) / 2.0 / ex.pip * cfg.ppo.reward_scale
         r = np.diff(mid, append=mid[-1])
+        r[last_bar + 1 :] = 0.0  # the bars after the training range (selection, gate) stay out of every target
         g = cfg.muzero.discount ** np.arange(cfg.muzero.td_steps)
         self.market = np.stack([r, np.correlate(np.concatenate([r, np.zeros(len(g) - 1)]), g, "valid")], -1)
         self.obs = self.env.reset().copy()

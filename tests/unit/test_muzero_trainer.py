@@ -105,14 +105,21 @@ def test_unroll_targets_and_the_markets_returns(tmp_path):
     _, policies, mask, _, returns = algo._targets(s, 3)
     assert mask == [1.0, 1.0, 0.0] and np.allclose(policies[2], 0.25)  # i=5: past the segment
     assert tuple(returns[0]) == (-1.5, -15.0) and np.isnan(returns[1]).all()  # past the segment: no target
-    # the actor's horizon returns: the discounted sum of the next td_steps bars' mid returns
+    # the actor's horizon returns: the discounted sum of the next td_steps bars' mid returns,
+    # none from the bars after the training range (the selection window picks the cycle: a
+    # target reading its returns would leak them into what it judges)
     actor = algo.actors.actors[0]
-    h = d.history
+    h, last = d.history, env.hi
+    assert last < len(h) - 30  # the history holds selection bars after the training range
     mid = (h.last_bid + h.last_ask) / 2.0 / d.ex.pip * c.ppo.reward_scale
-    for i in (0, 100, len(mid) - 2, len(mid) - 1):
-        step = mid[i + 1] - mid[i] if i + 1 < len(mid) else 0.0
-        want = sum(0.5**j * (mid[i + j + 1] - mid[i + j]) for j in range(3) if i + j + 1 < len(mid))
-        assert actor.market[i, 0] == pytest.approx(step, abs=1e-9)
+
+    def ret(i):
+        return mid[i + 1] - mid[i] if i <= last else 0.0
+
+    assert ret(last - 1) != 0.0 and mid[last + 2] != mid[last + 1]
+    for i in (0, 100, last - 2, last, last + 1, len(mid) - 1):
+        want = sum(0.5**j * ret(i + j) for j in range(3))
+        assert actor.market[i, 0] == pytest.approx(ret(i), abs=1e-9)
         assert actor.market[i, 1] == pytest.approx(want, abs=1e-9)
     assert algo.temperature() == pytest.approx(2.0)
     algo.global_step = algo.planned
