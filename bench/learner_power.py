@@ -15,7 +15,14 @@ of the gates is then a two-instrument portfolio), every other market with the sh
         [--algos ppo,muzero] [--seeds 0] [--folds 4] [--no-publish] [--set ALGO:SECTION__KEY=VALUE ...]
 
 --quick trains less (cycles 3 x 30,000 steps for PPO, 3 x 8,000 for MuZero) and uses
-5,000 bars. Each row's walk_forward_s is its wall time: compare the algorithms at it. Printed as a table and saved to bench/results/learner_power.json.
+5,000 bars. Each row's walk_forward_s is its wall time. Printed as a table and saved to
+bench/results/learner_power.json, with each algorithm's Sharpe sum and wall over the planted
+cells both ran, and MuZero's share of PPO's (issue 20 §1's goal: >= 80 % at equal wall time).
+PPO's quick plan takes about an eighth of MuZero's time; to compare at equal time give PPO
+more steps until the two walls printed match, e.g.
+
+    python bench/learner_power.py --quick --markets trend,mean_reversion --strengths strong \
+        --seeds 0,1 --no-publish --set ppo:CYCLES__STEPS=340000
 """
 
 from __future__ import annotations
@@ -204,7 +211,41 @@ def main() -> None:
             f"[{lo:+.2f}, {hi:+.2f}]  {r['sma_cross_sharpe']:6.2f} {r['buy_and_hold_sharpe']:6.2f} {share:>6} "
             f"{r.get('published', '-')}"
         )
-    report("learner_power", {"rows": rows, "quick": a.quick, "folds": a.folds})
+    comparison = compare_algos(rows)
+    for line in comparison.pop("lines"):
+        print(line)
+    report("learner_power", {"rows": rows, "quick": a.quick, "folds": a.folds, "sets": a.set, **comparison})
+
+
+def compare_algos(rows: list[dict]) -> dict:
+    """Issue 20 §1's goal: per algorithm, the sum of OOS Sharpes over the planted cells that
+    every algorithm ran (the same market, strength and seed) and the wall time they took, and
+    MuZero's sum as a share of PPO's. Equal time is the caller's: give PPO more steps (--set
+    ppo:CYCLES__STEPS=...) until the two walls match, and read the walls printed here."""
+    planted = [r for r in rows if r["strength"] != "-"]
+    algos = sorted({r["algo"] for r in planted})
+    cells = (
+        set.intersection(*({(r["market"], r["strength"], r["seed"]) for r in planted if r["algo"] == x} for x in algos))
+        if algos
+        else set()
+    )
+    out: dict = {"lines": [], "planted_cells": len(cells)}
+    for x in algos:
+        mine = [r for r in planted if r["algo"] == x and (r["market"], r["strength"], r["seed"]) in cells]
+        out[x] = {
+            "sharpe_sum": round(sum(r["policy_sharpe"] for r in mine), 2),
+            "wall_s": round(sum(r["walk_forward_s"] for r in mine), 1),
+        }
+        out["lines"].append(
+            f"{x:<7} over {len(cells)} planted cells: OOS Sharpe sum {out[x]['sharpe_sum']:6.2f}, wall {out[x]['wall_s']:7.1f} s"
+        )
+    if {"ppo", "muzero"} <= set(algos) and out["ppo"]["sharpe_sum"] > 0:
+        out["muzero_share_of_ppo"] = round(out["muzero"]["sharpe_sum"] / out["ppo"]["sharpe_sum"], 3)
+        out["wall_ratio_muzero_to_ppo"] = round(out["muzero"]["wall_s"] / max(out["ppo"]["wall_s"], 1e-9), 2)
+        out["lines"].append(
+            f"MuZero / PPO: {out['muzero_share_of_ppo']:.0%} of the Sharpe sum at {out['wall_ratio_muzero_to_ppo']:.2f}x the wall time"
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -75,10 +75,10 @@ def test_a_strong_planted_edge_is_found_out_of_sample_and_published(tmp_path):
     assert res.published and res.passed, res.gate
 
 
-def test_muzero_as_shipped_trades_out_of_sample(tmp_path):
+def test_muzero_as_shipped_trades_out_of_sample_and_is_published(tmp_path):
     """Issue 20 §1: MuZero (config/trainer-muzero.toml) acts: with layout 2's market model it
-    trades on strong mean reversion, walk-forward with costs. Only that is asserted: how well
-    it trades is the bench's (bench/learner_power.py). Its trade count differs across machines
+    trades on strong mean reversion, walk-forward with costs, and its candidate is published.
+    Only that is asserted: how well it trades is the bench's (bench/learner_power.py). Its trade count differs across machines
     (floating-point sums differ with the CPU's vector width and training diverges), so what is
     asserted is an entry and an exit a fold on average: trading at all, which the seed's
     601-point value support never did."""
@@ -89,6 +89,10 @@ def test_muzero_as_shipped_trades_out_of_sample(tmp_path):
     assert cfg.train.algo == "muzero"
     st = run_walk_forward(cfg, rng, 2).stitched
     assert st["policy"]["trades"] >= 2 * 2, st["policy"]  # two folds
+    # and a candidate trained on the whole range passes every gate: the random-walk cases
+    # below refuse through the same path that publishes here
+    res = run_cycles(cfg, progress=False)
+    assert res.published and (tmp_path / "models" / "current").exists(), res.gate
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -96,6 +100,20 @@ def test_nothing_is_published_on_a_random_walk(tmp_path, seed):
     cfg, _ = planted_config(tmp_path, "random_walk", "strong", seed=seed)
     res = run_cycles(cfg, progress=False)
     assert not res.published and not (tmp_path / "models" / "current").exists()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_muzero_publishes_nothing_on_a_random_walk(tmp_path, seed):
+    """Issue 20 §1: the shipped MuZero, trained as the learner-power bench's quick rows are
+    (3 cycles of 8,000 steps), never gets a candidate past the gates on a random walk."""
+    cfg, _ = planted_config(
+        tmp_path, "random_walk", "strong", seed, "config/trainer-muzero.toml", n=5000,
+        STAIRWAY_CYCLES__COUNT="3", STAIRWAY_CYCLES__STEPS="8000",
+    )  # fmt: skip
+    assert cfg.train.algo == "muzero"
+    res = run_cycles(cfg, progress=False)
+    assert res.cycles, "no cycle was trained"
+    assert not res.published and not (tmp_path / "models" / "current").exists(), res.gate
 
 
 def test_a_lead_lag_edge_is_found_with_the_leaders_returns_and_published(tmp_path):
