@@ -18,7 +18,7 @@ of the gates is then a two-instrument portfolio), every other market with the sh
 5,000 bars. Each row's walk_forward_s is its wall time. Printed as a table and saved to
 bench/results/learner_power.json, with each algorithm's Sharpe sum and wall over the planted
 cells both ran, and MuZero's share of PPO's (issue 20 §1's goal: >= 80 % at equal wall time).
-PPO's quick plan takes about an eighth of MuZero's time; to compare at equal time give PPO
+PPO's quick plan takes about a seventh of MuZero's time; to compare at equal time give PPO
 more steps until the two walls printed match, e.g.
 
     python bench/learner_power.py --quick --markets trend,mean_reversion --strengths strong \
@@ -185,7 +185,7 @@ def main() -> None:
         "--set",
         action="append",
         default=[],
-        help="ALGO:SECTION__KEY=VALUE, one algorithm's override (e.g. ppo:CYCLES__STEPS=100000 to give PPO "
+        help="ALGO:SECTION__KEY=VALUE, one algorithm's override (e.g. ppo:CYCLES__STEPS=340000 to give PPO "
         "MuZero's wall time); repeatable",
     )
     a = ap.parse_args()
@@ -224,14 +224,15 @@ def compare_algos(rows: list[dict]) -> dict:
     ppo:CYCLES__STEPS=...) until the two walls match, and read the walls printed here."""
     planted = [r for r in rows if r["strength"] != "-"]
     algos = sorted({r["algo"] for r in planted})
-    cells = (
-        set.intersection(*({(r["market"], r["strength"], r["seed"]) for r in planted if r["algo"] == x} for x in algos))
-        if algos
-        else set()
-    )
+
+    def cell(r: dict) -> tuple:
+        return r["market"], r["strength"], r["seed"]
+
+    ran = {x: {cell(r) for r in planted if r["algo"] == x} for x in algos}
+    cells = set.intersection(*ran.values()) if ran else set()
     out: dict = {"lines": [], "planted_cells": len(cells)}
     for x in algos:
-        mine = [r for r in planted if r["algo"] == x and (r["market"], r["strength"], r["seed"]) in cells]
+        mine = [r for r in planted if r["algo"] == x and cell(r) in cells]
         out[x] = {
             "sharpe_sum": round(sum(r["policy_sharpe"] for r in mine), 2),
             "wall_s": round(sum(r["walk_forward_s"] for r in mine), 1),

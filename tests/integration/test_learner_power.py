@@ -78,10 +78,10 @@ def test_a_strong_planted_edge_is_found_out_of_sample_and_published(tmp_path):
 def test_muzero_as_shipped_trades_out_of_sample_and_is_published(tmp_path):
     """Issue 20 §1: MuZero (config/trainer-muzero.toml) acts: with layout 2's market model it
     trades on strong mean reversion, walk-forward with costs, and its candidate is published.
-    Only that is asserted: how well it trades is the bench's (bench/learner_power.py). Its trade count differs across machines
-    (floating-point sums differ with the CPU's vector width and training diverges), so what is
-    asserted is an entry and an exit a fold on average: trading at all, which the seed's
-    601-point value support never did."""
+    Only that is asserted: how well it trades is the bench's (bench/learner_power.py). Its
+    trade count differs across machines (floating-point sums differ with the CPU's vector
+    width and training diverges), so what is asserted is an entry and an exit a fold on
+    average: trading at all, which the seed's 601-point value support never did."""
     cfg, rng = planted_config(
         tmp_path, "mean_reversion", "strong", 0, "config/trainer-muzero.toml", n=5000,
         STAIRWAY_CYCLES__COUNT="3", STAIRWAY_CYCLES__STEPS="8000",
