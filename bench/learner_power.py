@@ -39,6 +39,7 @@ import numpy as np
 
 from common import ROOT, report
 from stairway.core.config import DateRange, load_config  # noqa: E402
+from stairway.core.errors import ConfigError  # noqa: E402
 from stairway.core.execution import ExecutionModel  # noqa: E402
 from stairway.core.features import FeatureSpec  # noqa: E402
 from stairway.core.logs import configure_logging  # noqa: E402
@@ -190,6 +191,10 @@ def main() -> None:
     )
     a = ap.parse_args()
     configure_logging(level="warning")
+    try:
+        check_settings(a)  # a typo in --set or STAIRWAY_* ends here, not after the first rows' minutes
+    except ConfigError as e:
+        raise SystemExit(f"learner_power: {e}") from None
     rows = []
     for market in a.markets.split(","):
         graded = ("trend", "mean_reversion", "time_of_day", "lead_lag")
@@ -215,6 +220,21 @@ def main() -> None:
     for line in comparison.pop("lines"):
         print(line)
     report("learner_power", {"rows": rows, "quick": a.quick, "folds": a.folds, "sets": a.set, **comparison})
+
+
+def check_settings(a) -> None:
+    """Each algorithm's config with the run's overrides, on a small generated file: raises
+    ConfigError naming the field."""
+    bars, _ = generate("random_walk", "strong", n=500)
+    start = dt.datetime.fromtimestamp(bars["ts_ns"][0] / 1e9, dt.UTC).date()
+    with tempfile.TemporaryDirectory() as d:
+        csv = Path(d) / "check.csv"
+        write_csv(csv, bars)
+        for algo in a.algos.split(","):
+            if algo not in CONFIGS:
+                raise ConfigError(f"--algos {algo!r}: one of {', '.join(CONFIGS)}")
+            env = settings(Path(d), csv, algo, a.quick, start, start + dt.timedelta(days=30), tuple(a.set))
+            load_config(TrainerConfig, ROOT / CONFIGS[algo], environ=env)
 
 
 def compare_algos(rows: list[dict]) -> dict:
