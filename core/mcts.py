@@ -49,7 +49,7 @@ class Tree:
     prior: np.ndarray
     child: np.ndarray
     path: np.ndarray
-    # working arrays: per node the market's step from its latent (the next latent; mu and M),
+    # working arrays: per node the market's step from its latent (the next latent; mu, M_1..M_H),
     # taken once for all its children; the hidden layer; the policy logits
     scratch: tuple[np.ndarray, ...]
 
@@ -62,14 +62,16 @@ class Tree:
         latent: int,
         hidden: int,
         dtype: type = np.float32,
+        horizons: int = 1,
     ) -> Tree:
         """Network activations in ``dtype`` (the weights' type); visit and value statistics in
-        float64. ``latent``: the learned latent's size (the state adds the position)."""
+        float64. ``latent``: the learned latent's size (the state adds the position);
+        ``horizons``: H, the value's horizons (core.muzero_net.horizons)."""
         n = sims + 1
         latent += POSITION_SLOTS
         scratch: tuple[np.ndarray, ...] = (
             np.zeros((n, latent - POSITION_SLOTS), dtype),
-            np.zeros((n, 2), dtype),
+            np.zeros((n, 1 + horizons), dtype),
             np.zeros(hidden, dtype),
             np.zeros(n_actions, dtype),
         )
@@ -108,7 +110,7 @@ def _expand(
         prior[a] /= z
     lat = ahead.shape[0]
     market_step(w, node[:lat], hid, ahead, market)
-    return hold_value(w, state_slot(node, lat), market[1])
+    return hold_value(w, state_slot(node, lat), market)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -297,7 +299,7 @@ def _one_root(
         child,
         path,
         np.zeros((n, latent_dim - POSITION_SLOTS), dt),
-        np.zeros((n, 2), dt),
+        np.zeros((n, w[9].shape[0]), dt),
         np.zeros(hidden, dt),
         np.zeros(n_actions, dt),
     )

@@ -21,17 +21,22 @@ def _minmax(s: torch.Tensor) -> torch.Tensor:
 
 class MuZeroNet(nn.Module):
     """Layout 2 (core.muzero_net): action-independent market dynamics, the factored reward
-    dir(a) * mu(latent) - cost[position, a], the held position's value dir * M(latent) -
-    cost[position, CLOSE]."""
+    dir(a) * mu(latent) - cost[position, a], the held position's value max_h dir * M_h(latent)
+    - cost[position, CLOSE] over the ``horizons`` (bars; None: one, unnamed, as in checkpoints
+    from before horizons)."""
 
-    def __init__(self, obs_dim: int, n_actions: int, latent: int = 32, hidden: int = 64) -> None:
+    def __init__(
+        self, obs_dim: int, n_actions: int, latent: int = 32, hidden: int = 64, horizons: list[int] | None = None
+    ) -> None:
         super().__init__()
         self.obs_dim, self.n_actions, self.latent, self.hidden = obs_dim, n_actions, latent, hidden
+        self.horizons = None if horizons is None else [int(h) for h in horizons]
+        n_h = 1 if horizons is None else len(horizons)
         st = latent + POSITION_SLOTS
         self.repr = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, latent))
         self.dyn = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU())
         self.dyn_state = nn.Linear(hidden, latent)
-        self.dyn_market = nn.Linear(hidden, 2)  # mu (next bar), M (the horizon)
+        self.dyn_market = nn.Linear(hidden, 1 + n_h)  # mu (next bar), M_1 .. M_H (the horizons)
         self.cost = nn.Parameter(torch.zeros(POSITION_SLOTS * n_actions))
         self.pred = nn.Sequential(nn.Linear(st, hidden), nn.ReLU())
         self.pred_policy = nn.Linear(hidden, n_actions)
@@ -56,16 +61,17 @@ class MuZeroNet(nn.Module):
         return s[:, self.latent :].argmax(-1)
 
     def market(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(next latent, mu, M): the market's step, the same for every action; M the expected
-        discounted return over the horizon."""
+        """(next latent, mu, M): the market's step, the same for every action; M (batch, H)
+        the expected discounted return over each horizon."""
         x = self.dyn(s[:, : self.latent])
         y = self.dyn_market(x)
-        return _minmax(self.dyn_state(x)), y[:, 0], y[:, 1]
+        return _minmax(self.dyn_state(x)), y[:, 0], y[:, 1:]
 
     def value(self, s: torch.Tensor) -> torch.Tensor:
-        """The held position's value: dir * M - cost[position, CLOSE]."""
+        """The held position's value: max_h dir * M_h - cost[position, CLOSE] (flat: 0 - cost)."""
         slot = self.slot(s)
-        return self.direction(slot) * self.market(s)[2] - self.cost[slot * self.n_actions + 3]
+        held = (self.direction(slot)[:, None] * self.market(s)[2]).max(-1).values
+        return held - self.cost[slot * self.n_actions + 3]
 
     def next_slot(self, slot: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return self._next[slot, a]
@@ -94,10 +100,11 @@ class MuZeroNet(nn.Module):
             "latent": self.latent,
             "hidden": self.hidden,
             "n_actions": self.n_actions,
-        }
+        } | ({} if self.horizons is None else {"horizons": self.horizons})
 
 
 def muzero_from_tensors(tensors: Mapping[str, Any], obs_dim: int, arch: dict[str, Any]) -> MuZeroNet:
-    net = MuZeroNet(obs_dim, int(arch["n_actions"]), int(arch["latent"]), int(arch["hidden"]))
+    hs = arch.get("horizons")
+    net = MuZeroNet(obs_dim, int(arch["n_actions"]), int(arch["latent"]), int(arch["hidden"]), hs)
     net.load_state_dict(torch_tensors(tensors), strict=True)
     return net

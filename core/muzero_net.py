@@ -22,11 +22,15 @@ the trainer optimises, are core.muzero_model.MuZeroNet (one tensor layout: TENSO
   position costs. mu learns from every step's realised return, whatever was held; a reward
   head learned from the rewards alone saw nothing while flat and, one step on, could not tell
   the actions apart (issue 20);
-- value, of a state: its position held over the next ``td_steps`` bars,
-  V(s) = dir(position) * M(latent) - cost[position, CLOSE], with M the market's expected
-  discounted return over that horizon (the dynamics hidden layer's second output), learned
-  like mu from every step's realised returns. It is the value of "hold what you have" (a
-  rollout's base policy): the search improves on it one decision at a time. The categorical
+- value, of a state: its position held over the best of the horizons ``td_steps``
+  (h_1 .. h_H bars), V(s) = max_h dir(position) * M_h(latent) - cost[position, CLOSE], with
+  M_h the market's expected discounted return over the next h bars (the dynamics hidden
+  layer's outputs after mu), learned like mu from every step's realised returns. It is the
+  value of "hold what you have, then close at the horizon that pays best" (a rollout's base
+  policy, chosen at the node): the search improves on it one decision at a time. One horizon
+  of a day could not see an intraday edge: a morning rise and an afternoon fall cancel over
+  24 bars, so a long at 08:00 was worth less than its costs. Checkpoints without
+  ``horizons`` in their arch have one (H = 1). The categorical
   value of the policy (layout 1), learned from the positions the policy happened to visit,
   did not depend on the market state: each fold's policy played one action throughout;
 - prediction f: state -> hidden -> policy logits (the prior).
@@ -72,6 +76,15 @@ def state_dim(arch: dict[str, Any]) -> int:
     return int(arch["latent"]) + POSITION_SLOTS
 
 
+def horizons(arch: dict[str, Any]) -> int:
+    """H, the number of value horizons (M_1 .. M_H) of this architecture (1 where it names
+    none); ValueError unless ``horizons`` is a list of 1 to 8 whole numbers of bars >= 1."""
+    hs = arch.get("horizons", [1])
+    if not (isinstance(hs, list) and 1 <= len(hs) <= 8 and all(type(h) is int and h >= 1 for h in hs)):
+        raise ValueError(f"horizons = {hs!r}: a list of 1 to 8 whole numbers of bars >= 1")
+    return len(hs)
+
+
 def muzero_shapes(obs_dim: int, arch: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Every tensor of core.muzero_model.MuZeroNet of this architecture, with its shape."""
     lat, hid, n_act = int(arch["latent"]), int(arch["hidden"]), int(arch["n_actions"])
@@ -81,7 +94,7 @@ def muzero_shapes(obs_dim: int, arch: dict[str, Any]) -> dict[str, tuple[int, ..
         "repr.2": (hid, lat),
         "dyn.0": (lat, hid),
         "dyn_state": (hid, lat),
-        "dyn_market": (hid, 2),
+        "dyn_market": (hid, 1 + horizons(arch)),
         "pred.0": (st, hid),
         "pred_policy": (hid, n_act),
     }
@@ -202,7 +215,7 @@ def market_step(
     w: tuple[np.ndarray, ...], z: np.ndarray, hid: np.ndarray, out_latent: np.ndarray, mu: np.ndarray
 ) -> None:
     """The market's step from latent ``z``, the same for every action: the next latent
-    (min-max scaled) into ``out_latent`` and (mu, M) into ``mu``."""
+    (min-max scaled) into ``out_latent`` and (mu, M_1 .. M_H) into ``mu``."""
     _dense(w[4], w[5], z, hid, True)
     _dense(w[6], w[7], hid, out_latent, False)
     _minmax_inplace(out_latent, out_latent.shape[0])
@@ -217,10 +230,17 @@ def step_reward(w: tuple[np.ndarray, ...], slot: int, a: int, mu: float) -> floa
 
 
 @numba.njit(cache=True, nogil=True)
-def hold_value(w: tuple[np.ndarray, ...], slot: int, m: float) -> float:
-    """A state's value: its position held over the horizon, dir * M - cost[slot, CLOSE]."""
+def hold_value(w: tuple[np.ndarray, ...], slot: int, market: np.ndarray) -> float:
+    """A state's value: its position held over the best horizon, max_h dir * M_h -
+    cost[slot, CLOSE] (``market``: mu, M_1 .. M_H; flat holds nothing)."""
     n_actions = w[14].shape[0]
-    return float(slot_direction(slot) * m - w[10][slot * n_actions + 3])
+    d = slot_direction(slot)
+    best = 0.0
+    if d != 0.0:
+        best = d * market[1]
+        for j in range(2, market.shape[0]):
+            best = max(best, d * market[j])
+    return float(best - w[10][slot * n_actions + 3])
 
 
 @numba.njit(cache=True, nogil=True)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from stairway.core.mcts import Tree, root_visits, search, search_batch, search_batch_serial
-from stairway.core.muzero_net import numpy_weights
+from stairway.core.muzero_net import horizons, numpy_weights
 from stairway.core.policy import NO_CARD
 
 # a checkpoint that names no temperature acts greedily on the visits (MuZero's evaluation)
@@ -61,7 +61,9 @@ class MuZeroPolicy:
         self.latent, self.hidden = int(arch["latent"]), int(arch["hidden"])
         self.sha, self.obs_dim = sha, obs_dim
         self.w = numpy_weights(tensors)
-        self.tree = Tree.allocate(self.sims, self.n_actions, obs_dim, int(arch["latent"]), int(arch["hidden"]))
+        self.tree = Tree.allocate(
+            self.sims, self.n_actions, obs_dim, int(arch["latent"]), int(arch["hidden"]), horizons=horizons(arch)
+        )
         self._obs = np.zeros(obs_dim, self.w[0].dtype)
         self._noise = np.zeros(self.n_actions)
         self.rng = np.random.default_rng(self.seed)

@@ -42,15 +42,22 @@ class MuZeroArgs(Strict):
     num_envs: int = Field(16, gt=0, description="Self-play sessions stepped together.")
     segment: int = Field(32, gt=1, description="Steps per stored trajectory segment.")
     unroll: int = Field(5, gt=0, description="K: dynamics steps unrolled in training.")
-    td_steps: int = Field(
+    td_steps: int | tuple[int, ...] = Field(
         10,
-        gt=0,
-        description="Horizon of the held position's value: M learns the discounted return of the next td_steps bars.",
+        description="Horizons of the held position's value, in bars: one, or several (the value takes the best "
+        "of them); M_h learns the discounted return of the next h bars.",
     )
     batch_size: int = Field(128, gt=0)
     updates_per_segment: int = Field(4, gt=0, description="Learner updates after each self-play segment round.")
     learning_rate: float = Field(1e-3, gt=0, description="Adam, annealed linearly to 10 % over the plan.")
     max_grad_norm: float = Field(5.0, gt=0)
+    obs_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Learner only: dropout on the observation's market features (regularises mu and M on short "
+        "histories; none in self-play, reanalyse or the daemon).",
+    )
     buffer_segments: int = Field(2000, gt=1, description="Replay buffer capacity (segments).")
     trade_quota: float = Field(0.3, ge=0, lt=1, description="Least share of stored segments with trades.")
     reanalyse_fraction: float = Field(
@@ -83,6 +90,20 @@ class MuZeroArgs(Strict):
         description="Run the actors on Ray: a cluster address, or 'local' for a "
         "local Ray with one CPU per actor. None: in this process, one after another.",
     )
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """td_steps as a tuple of horizons (bars)."""
+        return (self.td_steps,) if isinstance(self.td_steps, int) else tuple(self.td_steps)
+
+    @model_validator(mode="after")
+    def _horizons_are_bars(self) -> MuZeroArgs:
+        hs = self.horizons
+        if not 1 <= len(hs) <= 8 or min(hs) < 1 or len(set(hs)) != len(hs):
+            raise ValueError(
+                f"muzero.td_steps = {self.td_steps}: one horizon or a list of 1 to 8 different ones, each >= 1 bar"
+            )
+        return self
 
     @model_validator(mode="after")
     def _actors_have_sessions(self) -> MuZeroArgs:

@@ -87,14 +87,17 @@ class SelfPlayActor:
         self.rng = np.random.default_rng(seed)
         # per bar, the market's targets in reward units (pips per traded unit times the reward
         # scale), from the bars' closing mids, whatever was held: the next bar's return (mu's) and
-        # the discounted sum of the next td_steps bars' returns (M's), none from after the
-        # training range (the bars the learner's env steps end at last_bar)
+        # per horizon h of td_steps the discounted sum of the next h bars' returns (M_h's), none
+        # from after the training range (the bars the learner's env steps end at last_bar)
         h = self.env.h
         mid = (h.last_bid + h.last_ask) / 2.0 / ex.pip * cfg.ppo.reward_scale
         r = np.diff(mid, append=mid[-1])
         r[last_bar + 1 :] = 0.0  # the bars after the training range (selection, gate) stay out of every target
-        g = cfg.muzero.discount ** np.arange(cfg.muzero.td_steps)
-        self.market = np.stack([r, np.correlate(np.concatenate([r, np.zeros(len(g) - 1)]), g, "valid")], -1)
+        sums = []
+        for h_bars in cfg.muzero.horizons:
+            g = cfg.muzero.discount ** np.arange(h_bars)
+            sums.append(np.correlate(np.concatenate([r, np.zeros(h_bars - 1)]), g, "valid"))
+        self.market = np.stack([r, *sums], -1)
         self.obs = self.env.reset().copy()
         self.search: MuZeroPolicy | None = None
         # numba threads for the batched searches: all of them in this process; on Ray, where each
@@ -118,7 +121,7 @@ class SelfPlayActor:
         obs = np.zeros((n, T + 1, env.obs_dim))
         acts = np.zeros((n, T), np.int64)
         rews = np.zeros((n, T))
-        rets = np.zeros((n, T, 2))
+        rets = np.zeros((n, T, self.market.shape[1]))
         pols = np.zeros((n, T + 1, A))
         dones = np.zeros((n, T), bool)
         traded = np.zeros(n, bool)

@@ -30,9 +30,9 @@ OBS, A, LAT, HID = 31, 4, 16, 32
 ST = LAT + POSITION_SLOTS  # the search's state: the latent and the position
 
 
-def make_net(seed: int) -> MuZeroNet:
+def make_net(seed: int, horizons: list[int] | None = None) -> MuZeroNet:
     torch.manual_seed(seed)
-    net = MuZeroNet(OBS, A, LAT, HID)
+    net = MuZeroNet(OBS, A, LAT, HID, horizons)
     with torch.no_grad():  # larger heads than the init, so values and priors differ across actions
         for m in (net.dyn_market, net.pred_policy):
             m.weight.mul_(20.0)
@@ -40,24 +40,27 @@ def make_net(seed: int) -> MuZeroNet:
     return net.double()
 
 
-def test_numba_forward_equals_the_torch_module():
-    net = make_net(0)
+@pytest.mark.parametrize("horizons", [None, [4, 24, 2]])
+def test_numba_forward_equals_the_torch_module(horizons):
+    net = make_net(0, horizons)
     w = numpy_weights(net.state_dict(), np.float64)
+    n_h = len(horizons or [0])
+    best: list[int] = []
     for slot, (is_long, is_short) in enumerate(((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))):
         obs = np.random.default_rng(slot).normal(size=OBS)
         obs[-3:] = is_long, is_short, is_long + is_short
-        hid, s, s2, mu, pl = np.zeros(HID), np.zeros(ST), np.zeros(ST), np.zeros(2), np.zeros(A)
+        hid, s, s2, mu, pl = np.zeros(HID), np.zeros(ST), np.zeros(ST), np.zeros(1 + n_h), np.zeros(A)
         ahead = np.zeros(LAT)
         represent(w, obs, hid, s)
         assert list(s[LAT:]) == [float(i == slot) for i in range(3)]
         with torch.no_grad():
             ts = net.represent(torch.as_tensor(obs)[None])
             assert np.allclose(s, ts[0].numpy(), atol=1e-9)
-            # the market's step, once for every action: the next latent, mu and M
+            # the market's step, once for every action: the next latent, mu and M_1 .. M_H
             tz, tmu, tm = net.market(ts)
             market_step(w, s[:LAT], hid, ahead, mu)
-            assert np.allclose(ahead, tz[0].numpy(), atol=1e-9)
-            assert math.isclose(mu[0], float(tmu[0]), abs_tol=1e-9) and math.isclose(mu[1], float(tm[0]), abs_tol=1e-9)
+            assert np.allclose(ahead, tz[0].numpy(), atol=1e-9) and tm.shape == (1, n_h)
+            assert math.isclose(mu[0], float(tmu[0]), abs_tol=1e-9) and np.allclose(mu[1:], tm[0].numpy(), atol=1e-9)
             rewards = []
             for a in range(A):
                 r = step_reward(w, slot, a, mu[0])
@@ -75,10 +78,15 @@ def test_numba_forward_equals_the_torch_module():
             predict(w, s, hid, pl)
             tpl, tv = net.predict(ts)
             assert np.allclose(pl, tpl[0].numpy(), atol=1e-9)
-            # the value: the position held, dir * M(latent) - cost[position, CLOSE]
-            v = hold_value(w, slot, mu[1])
+            # the value: the position held to its best horizon, max_h dir * M_h(latent) - cost[position, CLOSE]
+            v = hold_value(w, slot, mu)
             assert math.isclose(v, float(tv[0]), abs_tol=1e-9)
-            assert math.isclose(v, (0.0, 1.0, -1.0)[slot] * float(tm[0]) - float(net.cost[slot * A + 3]), abs_tol=1e-9)
+            held = max((0.0, 1.0, -1.0)[slot] * float(m) for m in tm[0])
+            assert math.isclose(v, held - float(net.cost[slot * A + 3]), abs_tol=1e-9)
+            if slot:
+                best.append(int(np.argmax([(0.0, 1.0, -1.0)[slot] * float(m) for m in tm[0]])))
+    if n_h > 1:  # the max is taken: some held position's best horizon is not the first
+        assert any(b > 0 for b in best)
 
 
 def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
@@ -86,7 +94,7 @@ def reference_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0):
 
 
 def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0, dtype=np.float64, root_min=0):
-    t = Tree.allocate(sims, A, OBS, LAT, HID, dtype)
+    t = Tree.allocate(sims, A, OBS, LAT, HID, dtype, horizons=len(net.horizons or [0]))
     search(
         numpy_weights(net.state_dict(), dtype),
         obs.astype(dtype),
@@ -110,7 +118,7 @@ def kernel_search(net, obs, sims, c_puct, gamma, noise=None, frac=0.0, dtype=np.
 
 @pytest.mark.parametrize("seed", range(6))
 def test_the_kernel_visits_what_the_reference_visits(seed):
-    net = make_net(seed)
+    net = make_net(seed, None if seed % 2 else [4, 24])
     obs = np.random.default_rng(seed).normal(size=OBS)
     for sims in (1, 15, 50):
         ref = reference_search(net, obs, sims, 1.25, 0.997)
@@ -120,7 +128,7 @@ def test_the_kernel_visits_what_the_reference_visits(seed):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_the_float32_kernel_the_daemon_runs_visits_what_the_float32_module_visits(seed):
-    net = make_net(seed).float()
+    net = make_net(seed, None if seed % 2 else [3, 12, 24]).float()
     obs = np.random.default_rng(seed).normal(size=OBS)
     for sims in (1, 15, 50):
         got = kernel_search(net, obs, sims, 1.25, 0.997, dtype=np.float32)

@@ -331,3 +331,68 @@ def test_a_muzero_run_with_a_ppo_gold_is_gated_and_drift_is_na(tmp_path):
     assert bonuses != {0.0} and holds != {0.55}  # the actors' controllers, not the learner's idle one
     report = (res.report.parent / "report.md").read_text() if res.report.suffix == ".html" else res.report.read_text()
     assert "n/a (architecture changed" in report
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5])
+def test_obs_dropout_drops_market_features_only_and_only_in_the_update(p):
+    """The learner's update sees the market features dropped (zeros, the rest scaled by
+    1 / (1 - p)) and the position features as stored (they set the state's slot); p = 0
+    passes the observation through."""
+    from stairway.trainer.muzero import MuZeroAlgorithm
+    from stairway.trainer.prepared import training_env
+
+    c = cfg(STAIRWAY_MUZERO__OBS_DROPOUT=str(p), STAIRWAY_MUZERO__REANALYSE_FRACTION="0")
+    env, _ = training_env(c, prepare_data(c))
+    algo = MuZeroAlgorithm(c, env)
+    for s in algo._self_play()[0]:
+        algo.buffer.add(s)
+    seen = []
+    represent = algo.net.represent
+    algo.net.represent = lambda obs: seen.append(obs.detach().clone()) or represent(obs)
+    idx, starts, _ = algo._sample()
+    rows = [(*algo._targets(algo.buffer.items[j], st), st) for j, st in zip(idx, starts)]
+    algo._step(idx, rows)
+    stored = torch.tensor(np.stack([algo.buffer.items[j].obs[st] for j, st in zip(idx, starts)]), dtype=torch.float32)
+    n = env.spec.n_market
+    (got,) = seen
+    assert torch.equal(got[:, n:], stored[:, n:])
+    if p == 0.0:
+        assert torch.equal(got, stored)
+    else:
+        live = stored[:, :n] != 0
+        dropped = (got[:, :n] == 0) & live
+        kept = ~dropped & live
+        assert 0.4 < dropped.sum() / live.sum() < 0.6
+        assert torch.allclose(got[:, :n][kept], stored[:, :n][kept] / (1 - p))
+    algo.close()
+
+
+@pytest.mark.parametrize("bad", ["[0, 24]", "[24, 24]", "[]", '"day"', "[1, 2, 3, 4, 5, 6, 7, 8, 9]", "-3"])
+def test_bad_value_horizons_are_refused_naming_the_field(bad):
+    from stairway.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"muzero\.td_steps"):
+        cfg(STAIRWAY_MUZERO__TD_STEPS=bad)
+
+
+def test_several_horizons_reach_the_net_the_targets_and_the_checkpoint():
+    """td_steps = [3, 8]: M has a column per horizon, each learned against its own discounted
+    sum (an explicit loop over the bars here), and the checkpoint names them."""
+    from stairway.trainer.muzero import MuZeroAlgorithm
+    from stairway.trainer.prepared import training_env
+
+    c = cfg(STAIRWAY_MUZERO__TD_STEPS="[3, 8]")
+    env, _ = training_env(c, prepare_data(c))
+    algo = MuZeroAlgorithm(c, env)
+    assert algo.net.dyn_market.out_features == 3 and algo.arch()["horizons"] == [3, 8]
+    seg = algo._self_play()[0][0]
+    assert seg.returns.shape[1] == 3
+    market = algo.actors.actors[0].market  # in process: the actor itself
+    r, g = market[:, 0], c.muzero.discount
+    for t in (0, 100, 500):
+        for j, h in enumerate((3, 8), start=1):
+            want = sum(g**i * r[t + i] for i in range(h) if t + i < len(r))
+            assert market[t, j] == pytest.approx(want)
+    assert not np.allclose(market[:, 1], market[:, 2])
+    algo._train_round()
+    algo.close()

@@ -5,6 +5,7 @@ without it still load); min_confidence turns a low-confidence action into HOLD i
 policies reset, so warm-up calls leave nothing behind; ``train.algo`` chooses the learner."""
 
 import json
+import re
 import sqlite3
 
 import numpy as np
@@ -19,6 +20,8 @@ from stairway.core.policy import ConfidenceFloor, PPOPolicy, ScriptedPolicy
 from stairway.core.ppo_net import ActorCritic
 from stairway.core.types import ACTION_NAMES
 from tests.helpers import ROOT, tiny_checkpoint
+
+MUZERO_ARCH = {"kind": "muzero", "layout": 2, "latent": 8, "hidden": 16, "n_actions": 4}
 
 
 def arch_checkpoint(tmp_path, spec, arch: dict | str, kind: str = "ppo"):
@@ -57,6 +60,12 @@ def test_the_registry_refuses_what_it_cannot_run(tmp_path, spec):
     ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "muzero", "layout": 2, "latent": 32}, kind="muzero")  # no sizes
     with pytest.raises(CheckpointError, match="MuZero arch .* is incomplete or invalid"):
         load_policy(ck, spec)
+    for bad in (24, "24", [0], [], [4.5], list(range(1, 10))):  # the value's horizons: a list of bars
+        ck, _ = arch_checkpoint(tmp_path, spec, MUZERO_ARCH | {"horizons": bad}, kind="muzero")
+        with pytest.raises(
+            CheckpointError, match=f"MuZero arch .* is incomplete or invalid.*horizons = {re.escape(repr(bad))}"
+        ):
+            load_policy(ck, spec)
     # a MuZero checkpoint of the earlier layout (no "layout": 1) is refused by name, not misread
     ck, _ = arch_checkpoint(tmp_path, spec, {"kind": "muzero", "latent": 32}, kind="muzero")
     with pytest.raises(CheckpointError, match="MuZero layout 1, this release runs layout 2 only .* retrain the model"):
