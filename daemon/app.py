@@ -40,7 +40,6 @@ from stairway.daemon.aio import primary_error, sleep_or_stop, spawn, spawned, wi
 from stairway.daemon.alerts import Alerter, health_conditions
 from stairway.daemon.build import DaemonBuild
 from stairway.daemon.config import DaemonConfig
-from stairway.daemon.control import check_private, hint
 from stairway.daemon.hot_swap import ModelWatcher
 from stairway.daemon.http import ConnectionLimits
 from stairway.daemon.jobs import backup_database, make_scheduler
@@ -50,8 +49,8 @@ from stairway.daemon.order_router import LiveRouter
 from stairway.daemon.reconcile_runner import Reconciler
 from stairway.daemon.recorder import TickRecorder
 from stairway.daemon.result import DaemonResult, run_result
-from stairway.daemon.risk import expire_models
 from stairway.daemon.slot import Slot
+from stairway.daemon.supervisor import LoopLag
 
 log = structlog.get_logger("daemon")
 
@@ -88,15 +87,10 @@ class Daemon(DaemonBuild):
         self.interrupted = False
         self.db_error = ""
         self.last_tick_monotonic = time.monotonic()
-        self.loop_lags: list[float] = []
-        self.loop_lag = 0.0
+        self.lag = LoopLag()  # the event loop's lag (daemon.supervisor)
         self.http_port: int | None = None
         self.http_limits = ConnectionLimits()  # open, refused and idle-closed HTTP connections
-        self._halt_ns = 0
         self._end_error: Exception | None = None
-        self.control_unsafe = ""  # why the control directory is unsafe now, if it is
-        self.control_unknown: tuple[str, ...] = ()
-        self.control_unknown_seen: set[str] = set()
         self._stopped = False
         self.summaries: dict[str, dict] = {}
         self.startup_events: list[tuple[str, str]] = []
@@ -183,83 +177,10 @@ class Daemon(DaemonBuild):
             log.info("shutdown_requested", ticks=self.ticks_seen)
             feed_task.cancel()
 
-    def _check_control_dir(self) -> None:
-        """Re-check the control directory's ownership and permissions while running: an unsafe
-        directory (someone else could write START_TRADING) stops new positions until fixed."""
-        try:
-            check_private(self.control.dir)
-        except FatalError as e:
-            if not self.control_unsafe:
-                log.error("control_directory_unsafe", reason=str(e), action="no new positions until fixed")
-            self.control_unsafe = str(e)
-            return
-        if self.control_unsafe:
-            log.warning("control_directory_safe_again", directory=str(self.control.dir))
-        self.control_unsafe = ""
-
-    async def _control_task(self) -> None:
-        svc = self.cfg.service
-        next_check = 0.0
-        while not self.stop.is_set():
-            if time.monotonic() >= next_check:
-                await asyncio.to_thread(self._check_control_dir)
-                next_check = time.monotonic() + svc.control_check_secs
-            st = await asyncio.to_thread(self.control.poll)
-            for name in st.unknown:
-                if name not in self.control_unknown_seen:  # once per name
-                    self.control_unknown_seen.add(name)
-                    known = self.control.known
-                    log.warning("control_file_ignored", name=name, shown=hint(name, known), known=list(known))
-            self.control_unknown = st.unknown
-            for what in st.odd:
-                if what not in self.control_unknown_seen:  # once per entry and reason
-                    self.control_unknown_seen.add(what)
-                    log.warning("control_entry_not_a_file", entry=what)
-            enabled = (st.start_trading or not svc.require_start_file) and not self.control_unsafe
-            rs = self.risk.state
-            if rs.halted:  # until the next session (risk.halt_resume) or an operator starts trading again
-                if not self._halt_ns:
-                    self._halt_ns = time.time_ns()
-                    if not rs.halt_resumable:  # the operator's to lift: START_TRADING goes
-                        await asyncio.to_thread(self.control.stop_trading)
-                    until = "the next session" if rs.halt_resumable else "an operator runs `stairway ctl start`"
-                    log.error("trading_halted", reason=rs.halted_reason, until=until)
-                    self.alerter.notify("halted", f"{rs.halted_reason}; halted until {until}", level="failure")
-                elif st.start_trading and st.start_mtime_ns > self._halt_ns:
-                    self.risk.resume()
-                    self._halt_ns = 0
-                    log.warning("trading_resumed_by_operator")
-                    self.alerter.notify(
-                        "halted_resolved", "trading resumed by an operator (START_TRADING)", level="info"
-                    )
-            elif self._halt_ns:  # ended by a new session (the slot logged it)
-                self._halt_ns = 0
-                self.alerter.notify("halted_resolved", "trading resumed: a new session began", level="info")
-            permission = self.risk.permission
-            if enabled != permission.control_allows:
-                log.info("trading_enabled" if enabled else "trading_disabled", start_file=st.start_trading)
-            why = "control directory unsafe: no new positions" if self.control_unsafe else None
-            permission.control(enabled, why or "START_TRADING absent: observe only")
-            if self.cfg.live:
-                stale_now = set(self.feed.stale_instruments())
-                for inst, slot in self.slots.items():
-                    stale = inst in stale_now and slot.calendar.is_open(self.clock())
-                    if stale != slot.data_stale:
-                        log.warning("instrument_stale" if stale else "instrument_fresh", instrument=inst)
-                    permission.set_stale(inst, stale)
-            expire_models(
-                self.slots, self.cfg.service.max_model_age_days, self.cfg.service.expired_model_action, permission
-            )
-            for name, targets in st.flatten_requests(list(self.slots)):
-                for inst in targets:
-                    self.slots[inst].request_flatten(f"{name} control file")
-                left = await asyncio.to_thread(self.control.consume, name)
-                log.warning("flatten_requested", source="control file", file=name, instruments=targets)
-                if left:  # flattened all the same: it is a safety command
-                    log.error("flatten_file_not_removed", file=name, reason=left)
-            self._update_conditions()
-            self.lifecycle.set(*derive(self))
-            await self._sleep(svc.control_poll_secs)
+    def _after_poll(self) -> None:
+        """After each control poll (daemon.supervisor): alert conditions, then the lifecycle state."""
+        self._update_conditions()
+        self.lifecycle.set(*derive(self))
 
     def _update_conditions(self) -> None:
         """Alert what has held (/health reasons, the account's drawdown tier) and what cleared
@@ -286,15 +207,6 @@ class Daemon(DaemonBuild):
             snapshot = self.snapshot()  # taken on the loop, written by a worker thread
             await asyncio.to_thread(self._write_status, snapshot)
             await self._sleep(interval)
-
-    async def _loop_lag_task(self) -> None:
-        period = 0.1
-        while not self.stop.is_set():
-            t = time.perf_counter()
-            await asyncio.sleep(period)
-            self.loop_lag = max(0.0, time.perf_counter() - t - period)
-            if len(self.loop_lags) < 1_000_000:
-                self.loop_lags.append(self.loop_lag)
 
     async def _sleep(self, secs: float) -> None:
         await sleep_or_stop(self.stop, secs)
@@ -442,9 +354,9 @@ class Daemon(DaemonBuild):
                     watcher = w.run(self.stop, self.models.on_policy_of(inst), self.models.on_refused_of(inst))
                     name = "model-watcher" if len(self.watchers) == 1 else f"model-watcher-{inst}"
                     tg.create_task(self._guard(watcher), name=name)
-                tg.create_task(self._guard(self._control_task()), name="control")
+                tg.create_task(self._guard(self.supervisor.run()), name="control")
                 tg.create_task(self._guard(self._watchdog_task()), name="watchdog")
-                tg.create_task(self._guard(self._loop_lag_task()), name="loop-lag")
+                tg.create_task(self._guard(self.lag.run(self.stop)), name="loop-lag")
         except BaseExceptionGroup as eg:  # the task that failed, not the group, is the error to report
             raise primary_error(eg, (FatalError, StairwayError)) from eg
         finally:

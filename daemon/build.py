@@ -53,6 +53,7 @@ from stairway.daemon.rows import RiskEventRow
 from stairway.daemon.slot import Slot, SlotOptions
 from stairway.daemon.slot_watch import SlotWatch
 from stairway.daemon.store import Store
+from stairway.daemon.supervisor import ControlSupervisor
 from stairway.daemon.warm_start import Source, warm_slot
 
 if TYPE_CHECKING:
@@ -146,9 +147,14 @@ class DaemonBuild:
     alerter: Alerter
     conditions: Conditions
     models: ModelEvents
+    supervisor: ControlSupervisor
+    stop: asyncio.Event
     _setup_stack: contextlib.AsyncExitStack
 
     def _live_obs_of(self, instrument: str) -> Callable[[], np.ndarray | None]:  # daemon.app.Daemon
+        raise NotImplementedError
+
+    def _after_poll(self) -> None:  # daemon.app.Daemon
         raise NotImplementedError
 
     # -- set-up ---------------------------------------------------------------------------
@@ -260,6 +266,18 @@ class DaemonBuild:
             margin_rates={leg.symbol: leg.margin_rate for leg in self.legs},
         )
         self.account.on_flatten_tier = self.models.on_flatten_tier
+        self.supervisor = ControlSupervisor(
+            svc,
+            cfg.live,
+            self.control,
+            self.risk,
+            self.slots,
+            lambda: self.feed.stale_instruments(),
+            self.alerter,
+            self.stop,
+            self.clock,
+            self._after_poll,
+        )
         for leg in self.legs:
             lots = leg.cfg.risk.max_position_lots if pf else None
             self.risk.add_instrument(leg.symbol, leg.cfg.instrument.lot_units, lots)

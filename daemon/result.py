@@ -73,7 +73,7 @@ def run_result(d: Daemon, t0: float) -> DaemonResult:
         status.fmt_ts(min(firsts, default=None)),
         status.fmt_ts(max(lasts, default=None)),
         np.concatenate([s.latency.snapshot() for s in slots]),
-        np.array(d.loop_lags),
+        np.array(d.lag.all),
         d.http_port,
         slots[0].tracker if len(slots) == 1 else None,
         instruments,

@@ -153,14 +153,14 @@ def snapshot(d) -> dict:
         "pending_swaps": {i: p["pending_model_sha"] for i, p in per.items() if p["pending_model_sha"]},
         "model_age_seconds": max(p["model_age_seconds"] for p in per.values()),
         "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "event_loop_lag_seconds": d.loop_lag,
+        "event_loop_lag_seconds": d.lag.last,
         "trading_enabled": int(d.risk.permission.control_allows),
         "state": d.lifecycle.state.value,  # daemon.lifecycle
         "state_reason": d.lifecycle.reason,
         "state_since": iso_utc(d.lifecycle.since_ns),
         "last_bar": max(p["last_bar"] for p in per.values()),  # the latest instrument's ("-": none yet)
         "health": health(d),
-        "control_ignored_files": [hint(n, d.control.known) for n in d.control_unknown],
+        "control_ignored_files": [hint(n, d.control.known) for n in d.supervisor.unknown],
         "pid": os.getpid(),
         "written_at": time.time(),
         "stopped": d._stopped,
@@ -191,8 +191,8 @@ def health(d) -> list[str]:
             reasons.append(
                 f"tick recording failing for {inst}: {rec.failing} ({rec.errors} errors, {rec.dropped_ticks} ticks lost)"
             )
-    if d.control_unsafe:
-        reasons.append(f"control directory unsafe, no new positions: {d.control_unsafe}")
+    if d.supervisor.unsafe:
+        reasons.append(f"control directory unsafe, no new positions: {d.supervisor.unsafe}")
     if d.cfg.live:
         status = d.feed.status
         if status is not FeedStatus.CONNECTED:

@@ -65,7 +65,7 @@ def test_unknown_names_warned_once_shown_in_status_and_unsafe_dir_stops_entries(
         await until(lambda: hasattr(d, "slot") and d.slot.counters.decisions > 3)
         for name in ("FLATEN", "STOP", "start_trading"):
             (control / name).write_text("")
-        await until(lambda: len(d.control_unknown) == 3)
+        await until(lambda: len(d.supervisor.unknown) == 3)
         await asyncio.sleep(0.3)  # several more polls: still one warning per name
         status = json.loads(await asyncio.to_thread(ctl, control, "status", cfg.service.status_file))
         assert d.slot.trading_enabled
