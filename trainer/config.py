@@ -96,6 +96,12 @@ class MuZeroArgs(Strict):
         """td_steps as a tuple of horizons (bars)."""
         return (self.td_steps,) if isinstance(self.td_steps, int) else tuple(self.td_steps)
 
+    @property
+    def arch_horizons(self) -> list[int] | None:
+        """What a checkpoint's arch records: the horizons when there are several, None for
+        one (as every checkpoint did before horizons, so those warm-start and keep their ids)."""
+        return list(self.horizons) if len(self.horizons) > 1 else None
+
     @model_validator(mode="after")
     def _horizons_are_bars(self) -> MuZeroArgs:
         hs = self.horizons

@@ -143,7 +143,7 @@ def _warm_start(cfg: TrainerConfig, spec: FeatureSpec) -> Checkpoint | None:
             want = (
                 {"hidden": cfg.ppo.hidden}
                 if cfg.train.algo == "ppo"
-                else {k: getattr(cfg.muzero, k) for k in ("latent", "hidden")} | {"horizons": list(cfg.muzero.horizons)}
+                else {k: getattr(cfg.muzero, k) for k in ("latent", "hidden")} | {"horizons": cfg.muzero.arch_horizons}
             )
             differ = {k: (arch.get(k), v) for k, v in want.items() if arch.get(k) != v}
             if ck.meta.policy_kind != cfg.train.algo or differ:

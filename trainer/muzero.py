@@ -98,7 +98,7 @@ class MuZeroAlgorithm:
         if parent is not None:
             self.net = muzero_from_tensors(parent.tensors, env.obs_dim, parent.meta.architecture())
         else:
-            self.net = MuZeroNet(env.obs_dim, n_actions, a.latent, a.hidden, list(a.horizons))
+            self.net = MuZeroNet(env.obs_dim, n_actions, a.latent, a.hidden, a.arch_horizons)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=a.learning_rate)
         self.global_step, self._first_step, self.planned = start_step, start_step, max(1, planned_steps)
         self.buffer = ReplayBuffer(a.buffer_segments, a.trade_quota, self.rng)

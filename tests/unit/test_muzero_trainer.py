@@ -396,3 +396,26 @@ def test_several_horizons_reach_the_net_the_targets_and_the_checkpoint():
     assert not np.allclose(market[:, 1], market[:, 2])
     algo._train_round()
     algo.close()
+    # one horizon: the arch names none, as every checkpoint from before horizons (they warm-start)
+    one = MuZeroAlgorithm(cfg(STAIRWAY_MUZERO__TD_STEPS="24"), env)
+    assert "horizons" not in one.arch() and one.net.dyn_market.out_features == 2
+    one.close()
+
+
+def test_a_one_horizon_checkpoint_warm_starts_one_horizon_and_is_refused_for_several(tmp_path, capsys):
+    """A checkpoint of one horizon names none in its arch (as every MuZero checkpoint from
+    before horizons): it warm-starts a config of one horizon, and a config of several trains
+    from scratch, saying why."""
+    from stairway.core.checkpoint import point_link
+    from stairway.core.features import FeatureSpec
+    from stairway.trainer.cycles import _warm_start
+
+    c = cfg(tmp_path, STAIRWAY_CYCLES__WARM_START="true", STAIRWAY_CYCLES__COUNT="1")
+    res = run_cycles(c, progress=False)
+    point_link(c.train.models_dir, "current", res.candidate)
+    spec = FeatureSpec.from_config(c)
+    parent = _warm_start(c, spec)
+    assert parent is not None and parent.sha == res.candidate and "horizons" not in parent.meta.architecture()
+    several = cfg(tmp_path, STAIRWAY_CYCLES__WARM_START="true", STAIRWAY_MUZERO__TD_STEPS="[3, 8]")
+    assert _warm_start(several, spec) is None
+    assert "its sizes differ from the config's (horizons None vs [3, 8])" in capsys.readouterr().out
