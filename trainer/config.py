@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from stairway.core.config import DateRange, MarketConfig, Strict
 
@@ -102,12 +102,19 @@ class MuZeroArgs(Strict):
         one (as every checkpoint did before horizons, so those warm-start and keep their ids)."""
         return list(self.horizons) if len(self.horizons) > 1 else None
 
+    @field_validator("td_steps", mode="before")
+    @classmethod
+    def _one_or_a_list(cls, v: object) -> object:
+        if isinstance(v, bool) or not isinstance(v, (int, list, tuple)):
+            raise ValueError("one horizon in bars (24) or a list of them ([3, 8, 24])")
+        return v
+
     @model_validator(mode="after")
     def _horizons_are_bars(self) -> MuZeroArgs:
         hs = self.horizons
         if not 1 <= len(hs) <= 8 or min(hs) < 1 or len(set(hs)) != len(hs):
             raise ValueError(
-                f"muzero.td_steps = {self.td_steps}: one horizon or a list of 1 to 8 different ones, each >= 1 bar"
+                f"muzero.td_steps = {list(self.horizons)}: one horizon or a list of 1 to 8 different ones, each >= 1 bar"
             )
         return self
 

@@ -367,7 +367,9 @@ def test_obs_dropout_drops_market_features_only_and_only_in_the_update(p):
     algo.close()
 
 
-@pytest.mark.parametrize("bad", ["[0, 24]", "[24, 24]", "[]", '"day"', "[1, 2, 3, 4, 5, 6, 7, 8, 9]", "-3"])
+@pytest.mark.parametrize(
+    "bad", ["[0, 24]", "[24, 24]", "[]", '"day"', "[1, 2, 3, 4, 5, 6, 7, 8, 9]", "-3", "true", "2.5"]
+)
 def test_bad_value_horizons_are_refused_naming_the_field(bad):
     from stairway.core.errors import ConfigError
 
