@@ -89,9 +89,13 @@ class MuZeroNet(nn.Module):
         nxt = self.next_slot(slot, a)
         return self.state(z, nxt), self.direction(nxt) * mu - self.cost[slot * self.n_actions + a]
 
+    def policy_logits(self, s: torch.Tensor) -> torch.Tensor:
+        """The prior's logits of each state."""
+        return self.pred_policy(self.pred(s))
+
     def predict(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy logits, value) of each state."""
-        return self.pred_policy(self.pred(s)), self.value(s)
+        return self.policy_logits(s), self.value(s)
 
     def arch(self) -> dict[str, Any]:
         return {

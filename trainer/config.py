@@ -58,6 +58,12 @@ class MuZeroArgs(Strict):
         description="Learner only: dropout on the observation's market features (regularises mu and M on short "
         "histories; none in self-play, reanalyse or the daemon).",
     )
+    demean: bool = Field(
+        False,
+        description="mu and M learn the market's returns less the training range's mean bar return (the "
+        "drift): the model learns what the market state says beyond the window's average, and a search "
+        "cannot turn an in-sample drift into a standing bet. The cost table still learns from the raw returns.",
+    )
     buffer_segments: int = Field(2000, gt=1, description="Replay buffer capacity (segments).")
     trade_quota: float = Field(0.3, ge=0, lt=1, description="Least share of stored segments with trades.")
     reanalyse_fraction: float = Field(

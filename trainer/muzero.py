@@ -16,15 +16,19 @@ Learner: batches of (segment, start) positions; per unroll step k = 0..K the sea
 policy (the improved policy, or the visit distribution) as the prior's target, and for
 k < K the market's targets, which do not depend on what was held: mu against the bar's
 realised return, each M_h against the discounted return of the next h bars for each horizon
-h of ``td_steps`` (each mean
-square divided by its target's variance in the batch), and the cost table against what the
-step cost beyond the position's share of the bar's return (core.muzero_net, layout 2). The
-dynamics gradient is halved at each step as in MuZero; Adam with the learning rate annealed
-linearly to 10 %, gradients clipped; ``obs_dropout`` drops that share of the observation's
-market features in each update (inverted dropout; the position features are kept), which
-made mu generalise like a ridge regression on ~2,100-bar windows. A ``reanalyse_fraction`` of the sampled segments is
-searched again with the latest weights first (fresh policy targets at the positions those
-rows read, searched by the actors, in parallel on Ray).
+h of ``td_steps`` (each mean square divided by its target's variance in the batch), and the
+cost table against what the step cost beyond the position's share of the bar's return
+(core.muzero_net, layout 2). A row ends at its segment's end or at a session's end, whichever
+comes first (the env resets after a session: what follows is another day). With ``demean``
+mu and M learn the returns less the training range's mean bar return (M_h: its discounted
+sum over h bars), so that the window's drift, the least persistent thing in it, is not a
+standing bet of every search; the cost table learns from the raw returns. The dynamics
+gradient is halved at each step as in MuZero; Adam with the learning rate annealed linearly
+to 10 %, gradients clipped; ``obs_dropout`` drops that share of the observation's market
+features in each update (inverted dropout; the position features are kept), which made mu
+generalise like a ridge regression on ~2,100-bar windows. A ``reanalyse_fraction`` of the
+sampled segments is searched again with the latest weights first (fresh policy targets at
+the positions those rows read, searched by the actors, in parallel on Ray).
 Deterministic on CPU for a fixed seed.
 """
 
@@ -43,7 +47,7 @@ from stairway.core.types import ACTION_NAMES
 from stairway.trainer.config import TrainerConfig
 from stairway.trainer.env import VecTradingEnv
 from stairway.trainer.ppo import PPOProgress
-from stairway.trainer.selfplay import ActorPool, weights_to_bytes
+from stairway.trainer.selfplay import ActorPool, bar_returns, weights_to_bytes
 
 
 class Segment:
@@ -106,6 +110,11 @@ class MuZeroAlgorithm:
         self._sent: tuple[int, bytes] | None = None  # (updates, the weights as sent to the actors)
         self.actors = ActorPool(cfg, env.h, env.hi, env.session_len, env.session_starts)
         self._controller = np.array([0.0, cfg.shaping.target_hold_rate])  # until the first self-play
+        # the training range's mean bar return and, per target column (mu, M_1 .. M_H), what it
+        # adds up to (the discounted sum over each horizon): subtracted from the targets (demean)
+        drift = float(bar_returns(env.h, env.ex.pip, cfg.ppo.reward_scale, env.hi)[: env.hi + 1].mean())
+        spans = [1.0] + [float(np.sum(a.discount ** np.arange(h))) for h in a.horizons]
+        self.drift = torch.tensor(spans, dtype=torch.float32) * (drift if a.demean else 0.0)
 
     # -- the seam ---------------------------------------------------------------------------
     def arch(self) -> dict:
@@ -196,25 +205,54 @@ class MuZeroAlgorithm:
         self.actors.close()
 
     # -- learning ---------------------------------------------------------------------------
-    def _targets(self, seg: Segment, start: int):
-        """Per unroll step k: the policy target and its mask (0 past the segment), the reward
-        into step k (k >= 1), and for k < K the action taken and the market's returns (nan past
-        the segment: no target; a random action)."""
+    def _batch(self, idx: np.ndarray, starts: list[int]) -> dict[str, torch.Tensor]:
+        """The batch's rows (segment ``idx[b]`` from ``starts[b]``) as tensors: the stored
+        observation at the start, and per unroll step k the policy target and its mask (0 past
+        the segment: a uniform target), the reward into step k (k >= 1; 0 past the segment),
+        and for k < K the action taken and the market's returns (past the segment: a random
+        action, NaN returns: no target). A session's end inside the unroll ends the row as the
+        segment's end does, one step sooner: the environment resets after it, so the stored
+        steps that follow belong to another session at another bar; unrolled across it, mu
+        and M at k >= 1 learned the returns of an unrelated hour of another day for about a
+        fifth of the rows (sessions of 24 bars, 5 unroll steps). Slices per row into arrays
+        filled once, not a loop per row and step (it was a fifth of an update's time)."""
+        K, A, items = self.args.unroll, self.n_actions, self.buffer.items
+        B, width = len(idx), items[int(idx[0])].returns.shape[1]
+        obs = np.empty((B, items[int(idx[0])].obs.shape[1]))
+        policies, mask = np.full((B, K + 1, A), 1.0 / A), np.zeros((B, K + 1))
+        rewards, actions = np.zeros((B, K + 1)), np.zeros((B, K), np.int64)
+        returns = np.full((B, K, width), np.nan)
+        for b, (j, start) in enumerate(zip(idx, starts)):
+            seg = items[int(j)]
+            obs[b] = seg.obs[start]
+            m, n = self._span(seg, start)
+            policies[b, :n], mask[b, :n] = seg.policies[start : start + n], 1.0
+            rewards[b, 1 : 1 + m] = seg.rewards[start : start + m]
+            actions[b, :m] = seg.actions[start : start + m]
+            returns[b, :m] = seg.returns[start : start + m]
+            if m < K:
+                actions[b, m:] = self.rng.integers(A, size=K - m)
+        f32 = torch.float32
+        return {
+            "obs": torch.tensor(obs, dtype=f32),
+            "rewards": torch.tensor(rewards, dtype=f32),
+            "policies": torch.tensor(policies, dtype=f32),
+            "mask": torch.tensor(mask, dtype=f32),
+            "actions": torch.tensor(actions),
+            "returns": torch.tensor(returns, dtype=f32),
+        }
+
+    def _span(self, seg: Segment, start: int) -> tuple[int, int]:
+        """(m, n) of the row from ``start``: m unroll steps with an action, its reward and the
+        market's returns, n policy targets (start .. start + n - 1). The segment's end stops
+        both (its last observation, T, continues the session: n = m + 1); so does a session's
+        end one step sooner for the targets (the observation after it is another session's)."""
         K, T = self.args.unroll, len(seg.actions)
-        rewards, policies, mask, actions, returns = [], [], [], [], []
-        for k in range(K + 1):
-            i = start + k
-            if i <= T:
-                policies.append(seg.policies[i])
-                mask.append(1.0)
-            else:
-                policies.append(np.full(self.n_actions, 1.0 / self.n_actions))
-                mask.append(0.0)
-            rewards.append(seg.rewards[i - 1] if 1 <= k and i - 1 < T else 0.0)
-            if k < K:
-                actions.append(seg.actions[i] if i < T else int(self.rng.integers(self.n_actions)))
-                returns.append(seg.returns[i] if i < T else np.full(seg.returns.shape[1], np.nan))
-        return rewards, policies, mask, actions, returns
+        m = min(K, T - start)
+        ends = np.flatnonzero(seg.done[start : start + m])
+        if len(ends):
+            return int(ends[0]) + 1, int(ends[0]) + 1
+        return m, min(K + 1, T + 1 - start)
 
     def _sample(self) -> tuple[np.ndarray, list[int], np.ndarray]:
         """One batch: buffer indices, start positions, and which rows are reanalysed."""
@@ -225,15 +263,14 @@ class MuZeroAlgorithm:
 
     def _reanalyse(self, plan: list) -> int:
         """Refresh, with the latest weights, the policy targets the round's reanalysed rows will
-        read (start .. start+K) by a new search, shared among the actors. Returns the number of
+        read (start .. start + n - 1, _span) by a new search, shared among the actors. Returns the number of
         positions searched."""
-        a, items = self.args, self.buffer.items
+        items = self.buffer.items
         searched: set[tuple[int, int]] = set()
         for idx, starts, re in plan:
             for j, start, r in zip(idx, starts, re):
                 if r:
-                    T = len(items[j].actions)
-                    searched.update((int(j), i) for i in range(start, min(start + a.unroll, T) + 1))
+                    searched.update((int(j), i) for i in range(start, start + self._span(items[j], start)[1]))
         if not searched:
             return 0
         positions = sorted(searched)
@@ -253,23 +290,17 @@ class MuZeroAlgorithm:
         self._reanalyse(plan)
         loss = 0.0
         for idx, starts, _ in plan:
-            rows = [(*self._targets(items[j], start), start) for j, start in zip(idx, starts)]
-            loss = self._step(idx, rows)
+            loss = self._step(self._batch(idx, starts))
         return loss
 
-    def _step(self, idx, rows) -> float:
+    def _step(self, batch: dict[str, torch.Tensor]) -> float:
         """One update (the loss of the module docstring): per unroll step k the policy's
         cross-entropy, and for k < K the market's mean squares (mu, M: every step, whatever
         was held) and the cost table's (gradient to the table only)."""
         a, net = self.args, self.net
-        items = self.buffer.items
         K = a.unroll
-        obs = torch.tensor(np.stack([items[j].obs[r[5]] for j, r in zip(idx, rows)]), dtype=torch.float32)
-        rewards = torch.tensor([r[0] for r in rows], dtype=torch.float32)
-        policies = torch.tensor(np.array([r[1] for r in rows]), dtype=torch.float32)
-        mask = torch.tensor([r[2] for r in rows], dtype=torch.float32)
-        actions = torch.tensor([r[3] for r in rows], dtype=torch.long)
-        returns = torch.tensor(np.array([r[4] for r in rows]), dtype=torch.float32)
+        obs, rewards, policies, mask = batch["obs"], batch["rewards"], batch["policies"], batch["mask"]
+        actions, returns = batch["actions"], batch["returns"]
         known = ~torch.isnan(returns[..., 0])
         returns = torch.nan_to_num(returns)
         kn = known.float()
@@ -280,7 +311,7 @@ class MuZeroAlgorithm:
         s = net.represent(obs)
         loss = torch.zeros(())
         for k in range(K + 1):
-            pl, _ = net.predict(s)
+            pl = net.policy_logits(s)  # the value is not trained: no second market pass for it
             ce_p = -(policies[:, k] * torch.log_softmax(pl, -1)).sum(-1)
             step = ce_p * mask[:, k]
             if k < K:
@@ -290,9 +321,10 @@ class MuZeroAlgorithm:
                 m = kn[:, k]
                 cost = net.cost[slot * self.n_actions + actions[:, k]]
                 paid = net.direction(nxt) * returns[:, k, 0] - rewards[:, k + 1]
+                target = returns[:, k] - self.drift
                 step = step + m * (
-                    (mu - returns[:, k, 0]) ** 2 / var[0]
-                    + ((hold - returns[:, k, 1:]) ** 2 / var[1:]).sum(-1)
+                    (mu - target[:, 0]) ** 2 / var[0]
+                    + ((hold - target[:, 1:]) ** 2 / var[1:]).sum(-1)
                     + (cost - paid) ** 2
                 )
                 s = net.state(z, nxt)

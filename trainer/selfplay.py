@@ -34,6 +34,16 @@ def history_to_plain(h: MarketHistory) -> dict[str, np.ndarray]:
     return {f.name: getattr(h, f.name) for f in fields(h)}
 
 
+def bar_returns(h: MarketHistory, pip: float, reward_scale: float, last_bar: int) -> np.ndarray:
+    """Per bar, the next bar's mid-to-mid return in reward units (pips per traded unit times
+    the reward scale); 0 after ``last_bar``: the bars after the training range (selection,
+    gate) stay out of every target."""
+    mid = (h.last_bid + h.last_ask) / 2.0 / pip * reward_scale
+    r = np.diff(mid, append=mid[-1])
+    r[last_bar + 1 :] = 0.0
+    return r
+
+
 def weights_to_bytes(tensors: dict) -> bytes:
     from safetensors.torch import save
 
@@ -89,10 +99,7 @@ class SelfPlayActor:
         # scale), from the bars' closing mids, whatever was held: the next bar's return (mu's) and
         # per horizon h of td_steps the discounted sum of the next h bars' returns (M_h's), none
         # from after the training range (the bars the learner's env steps end at last_bar)
-        h = self.env.h
-        mid = (h.last_bid + h.last_ask) / 2.0 / ex.pip * cfg.ppo.reward_scale
-        r = np.diff(mid, append=mid[-1])
-        r[last_bar + 1 :] = 0.0  # the bars after the training range (selection, gate) stay out of every target
+        r = bar_returns(self.env.h, ex.pip, cfg.ppo.reward_scale, last_bar)
         sums = []
         for h_bars in cfg.muzero.horizons:
             g = cfg.muzero.discount ** np.arange(h_bars)

@@ -89,7 +89,7 @@ def test_unroll_targets_and_the_markets_returns(tmp_path):
     env = VecTradingEnv(d.history, d.spec, d.ex, 100_000.0, 2, d.session_len, seed=0, last_bar=d.split - 2)
     algo = MuZeroAlgorithm(c, env)
     s = Segment(
-        np.zeros((5, env.obs_dim)),
+        np.arange(5.0 * env.obs_dim).reshape(5, env.obs_dim),
         np.array([1, 2, 3, 0]),
         np.array([1.0, 2.0, 4.0, 8.0]),
         np.array([[0.5, 5.0], [-0.5, -5.0], [1.5, 15.0], [-1.5, -15.0]]),
@@ -97,12 +97,34 @@ def test_unroll_targets_and_the_markets_returns(tmp_path):
         np.array([False, False, True, False]),
         True,
     )
-    rewards, policies, mask, actions, returns = algo._targets(s, 1)
-    assert rewards == pytest.approx([0.0, 2.0, 4.0])  # reward of the action leading to each unroll step
-    assert actions == [2, 3] and mask == [1.0, 1.0, 1.0] and np.array_equal(policies[2], np.eye(4)[3])
+    algo.buffer.add(s)
+
+    def row(start):
+        b = algo._batch(np.array([0]), [start])
+        return (
+            b["rewards"][0].tolist(),
+            b["policies"][0].numpy(),
+            b["mask"][0].tolist(),
+            b["actions"][0].tolist(),
+            b["returns"][0].numpy(),
+            b["obs"][0].numpy(),
+        )
+
+    rewards, policies, mask, actions, returns, obs = row(0)
+    assert rewards == pytest.approx([0.0, 1.0, 2.0])  # reward of the action leading to each unroll step
+    assert actions == [1, 2] and mask == [1.0, 1.0, 1.0] and np.array_equal(policies[2], np.eye(4)[2])
     # the market's returns of each unrolled step (the bar's, the horizon's), whatever was held
-    assert [tuple(r) for r in returns] == [(-0.5, -5.0), (1.5, 15.0)]
-    _, policies, mask, _, returns = algo._targets(s, 3)
+    assert returns.tolist() == [[0.5, 5.0], [-0.5, -5.0]]
+    assert obs.tolist() == s.obs[0].tolist()
+    # the session ends at step 2 (done): the reward of that step is the row's, the observation
+    # after it is the next session's first, so no policy target from it
+    rewards, policies, mask, actions, _, _ = row(1)
+    assert rewards == pytest.approx([0.0, 2.0, 4.0]) and actions == [2, 3]
+    assert mask == [1.0, 1.0, 0.0] and np.allclose(policies[2], 0.25)
+    rewards, _, mask, actions, returns, _ = row(2)
+    assert rewards == pytest.approx([0.0, 4.0, 0.0]) and mask == [1.0, 0.0, 0.0] and actions[0] == 3
+    assert returns[0].tolist() == [1.5, 15.0] and np.isnan(returns[1]).all()  # not the next session's bar
+    _, policies, mask, _, returns, _ = row(3)
     assert mask == [1.0, 1.0, 0.0] and np.allclose(policies[2], 0.25)  # i=5: past the segment
     assert tuple(returns[0]) == (-1.5, -15.0) and np.isnan(returns[1]).all()  # past the segment: no target
     # the actor's horizon returns: the discounted sum of the next td_steps bars' mid returns,
@@ -350,8 +372,7 @@ def test_obs_dropout_drops_market_features_only_and_only_in_the_update(p):
     represent = algo.net.represent
     algo.net.represent = lambda obs: seen.append(obs.detach().clone()) or represent(obs)
     idx, starts, _ = algo._sample()
-    rows = [(*algo._targets(algo.buffer.items[j], st), st) for j, st in zip(idx, starts)]
-    algo._step(idx, rows)
+    algo._step(algo._batch(idx, starts))
     stored = torch.tensor(np.stack([algo.buffer.items[j].obs[st] for j, st in zip(idx, starts)]), dtype=torch.float32)
     n = env.spec.n_market
     (got,) = seen
@@ -421,3 +442,52 @@ def test_a_one_horizon_checkpoint_warm_starts_one_horizon_and_is_refused_for_sev
     several = cfg(tmp_path, STAIRWAY_CYCLES__WARM_START="true", STAIRWAY_MUZERO__TD_STEPS="[3, 8]")
     assert _warm_start(several, spec) is None
     assert "its sizes differ from the config's (horizons None vs [3, 8])" in capsys.readouterr().out
+
+
+def test_demean_takes_the_training_ranges_drift_out_of_mu_and_m_only():
+    """demean: the learner's mu and M targets are the returns less the training range's mean
+    bar return (for M_h, its discounted sum over h bars), computed here from the mid prices
+    up to the last training bar; without it nothing is subtracted. The drift reaches the
+    weights only through those targets: an update with it zeroed is the update without."""
+    from stairway.trainer.muzero import MuZeroAlgorithm
+    from stairway.trainer.prepared import training_env
+
+    extra = {"STAIRWAY_MUZERO__TD_STEPS": "[3, 8]", "STAIRWAY_MUZERO__REANALYSE_FRACTION": "0"}
+    c_on, c_off = cfg(STAIRWAY_MUZERO__DEMEAN="true", **extra), cfg(**extra)
+    env, _ = training_env(c_on, prepare_data(c_on))
+    on, off = MuZeroAlgorithm(c_on, env), MuZeroAlgorithm(c_off, env)
+    h, last = env.h, env.hi
+    mid = (h.last_bid + h.last_ask) / 2.0 / env.ex.pip * c_on.ppo.reward_scale
+    mean = float(np.mean([mid[i + 1] - mid[i] for i in range(last + 1)]))
+    assert abs(mean) > 1e-3  # the tiny file's training range drifts
+    g = c_on.muzero.discount
+    want = [mean, mean * sum(g**i for i in range(3)), mean * sum(g**i for i in range(8))]
+    assert on.drift.tolist() == pytest.approx(want, rel=1e-5)
+    assert off.drift.tolist() == [0.0, 0.0, 0.0]
+
+    def one_update(algo):
+        algo.buffer.items = list(segs)
+        algo.rng = np.random.default_rng(5)
+        algo._train_round()
+        return {k: v.clone() for k, v in algo.net.state_dict().items()}
+
+    segs, _ = off._self_play()
+    base = {k: v.clone() for k, v in off.net.state_dict().items()}
+    on.net.load_state_dict(base)
+    plain = one_update(off)
+    demeaned = one_update(on)
+    assert not all(torch.equal(plain[k], demeaned[k]) for k in plain)
+    on.net.load_state_dict(base)
+    on.opt = torch.optim.Adam(on.net.parameters(), lr=c_on.muzero.learning_rate)
+    on.drift = torch.zeros(3)
+    assert all(torch.equal(plain[k], v) for k, v in one_update(on).items())
+    on.close()
+    off.close()
+
+
+@pytest.mark.parametrize("bad", ['"maybe"', "2", "[true]"])
+def test_a_demean_that_is_not_true_or_false_is_refused_naming_it(bad):
+    from stairway.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"muzero\.demean"):
+        cfg(STAIRWAY_MUZERO__DEMEAN=bad)
