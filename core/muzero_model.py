@@ -91,7 +91,8 @@ class MuZeroNet(nn.Module):
 
     def policy_logits(self, s: torch.Tensor) -> torch.Tensor:
         """The prior's logits of each state."""
-        return self.pred_policy(self.pred(s))
+        logits: torch.Tensor = self.pred_policy(self.pred(s))
+        return logits
 
     def predict(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy logits, value) of each state."""

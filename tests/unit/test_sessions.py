@@ -102,7 +102,8 @@ def test_the_shipped_muzero_config_trains_on_day_sessions_without_gaps():
 
     c = load_config(TrainerConfig, ROOT / "config/trainer-muzero.toml", environ={})
     assert c.train.algo == "muzero" and c.muzero.simulations == 15 and c.muzero.temperature == (1.0, 0.25)
-    assert c.muzero.td_steps == 24 == c.train.session_minutes // 60  # value targets span the whole session
+    assert max(c.muzero.horizons) == 24 == c.train.session_minutes // 60  # the longest horizon: the session
+    assert c.muzero.horizons == (2, 4, 8, 24) and c.muzero.demean
     d = prepare_data(c)
     idx = session_index(c, d)
     assert d.session_len == 24 and idx.gap_rejected >= 30 * 20 and len(idx.starts) > 3000
