@@ -112,9 +112,13 @@ class MuZeroAlgorithm:
         self._controller = np.array([0.0, cfg.shaping.target_hold_rate])  # until the first self-play
         # the training range's mean bar return and, per target column (mu, M_1 .. M_H), what it
         # adds up to (the discounted sum over each horizon): subtracted from the targets (demean)
-        drift = float(bar_returns(env.h, env.ex.pip, cfg.ppo.reward_scale, env.hi)[: env.hi + 1].mean())
+        drift = (
+            float(bar_returns(env.h, env.ex.pip, cfg.ppo.reward_scale, env.hi)[: env.hi + 1].mean())
+            if a.demean
+            else 0.0
+        )
         spans = [1.0] + [float(np.sum(a.discount ** np.arange(h))) for h in a.horizons]
-        self.drift = torch.tensor(spans, dtype=torch.float32) * (drift if a.demean else 0.0)
+        self.drift = torch.tensor(spans, dtype=torch.float32) * drift
 
     # -- the seam ---------------------------------------------------------------------------
     def arch(self) -> dict:
@@ -303,6 +307,7 @@ class MuZeroAlgorithm:
         actions, returns = batch["actions"], batch["returns"]
         known = ~torch.isnan(returns[..., 0])
         returns = torch.nan_to_num(returns)
+        targets = returns - self.drift  # mu's and M's (demean); the cost table's ``paid`` reads the raw returns
         kn = known.float()
         var = torch.stack([returns[..., j][known].var(correction=0).clamp(min=1e-6) for j in range(returns.shape[-1])])
         if a.obs_dropout > 0.0:  # the market features only: the position features set the state's slot
@@ -321,10 +326,9 @@ class MuZeroAlgorithm:
                 m = kn[:, k]
                 cost = net.cost[slot * self.n_actions + actions[:, k]]
                 paid = net.direction(nxt) * returns[:, k, 0] - rewards[:, k + 1]
-                target = returns[:, k] - self.drift
                 step = step + m * (
-                    (mu - target[:, 0]) ** 2 / var[0]
-                    + ((hold - target[:, 1:]) ** 2 / var[1:]).sum(-1)
+                    (mu - targets[:, k, 0]) ** 2 / var[0]
+                    + ((hold - targets[:, k, 1:]) ** 2 / var[1:]).sum(-1)
                     + (cost - paid) ** 2
                 )
                 s = net.state(z, nxt)
