@@ -38,7 +38,7 @@ async def run(tmp: Path, days: float) -> tuple[Path, Path]:
         )
 
         def done(d):
-            return d.slot.marks.last_quote_ts == quotes[-1][0] and d.slot.instrument not in d.broker.working
+            return d.slot.marks.last_quote_ts == quotes[-1][0] and d.slot.instrument not in d.parts.broker.working
 
         await rig.run(done, cfg=paper, timeout=120)
         rig.emu.cursor = 0

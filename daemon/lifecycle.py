@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import structlog
+
+if TYPE_CHECKING:
+    from stairway.daemon.risk import RiskEngine
+    from stairway.daemon.slot import Slot
 
 log = structlog.get_logger("daemon")
 
@@ -23,22 +29,22 @@ class State(StrEnum):
     STOPPING = "stopping"  # shutdown has begun
 
 
-def derive(d) -> tuple[State, str]:
-    """The state a started daemon (daemon.app.Daemon) is in now, and why."""
-    if d.stop.is_set():
+def derive(slots: Mapping[str, Slot], risk: RiskEngine, stopping: bool) -> tuple[State, str]:
+    """The state a started daemon is in now, and why, from its slots and its risk engine."""
+    if stopping:
         return State.STOPPING, "shutdown requested"
-    cold = [i for i, s in d.slots.items() if not s.features.warm]
+    cold = [i for i, s in slots.items() if not s.features.warm]
     if cold:
         return State.WARMING, "features warming up: " + ", ".join(cold)
-    rs = d.risk.state
+    rs = risk.state
     if rs.halted:
         return State.HALTED, rs.halted_reason
-    p = d.risk.permission
+    p = risk.permission
     if not p.control_allows:
         return State.OBSERVE_ONLY, p.control_reason
     blocked = {
         i: why
-        for i, s in d.slots.items()
+        for i, s in slots.items()
         if (
             why := "no model verifies"
             if s.policy.kind == "none"
@@ -49,7 +55,7 @@ def derive(d) -> tuple[State, str]:
             else ""
         )
     }
-    if len(blocked) == len(d.slots):
+    if len(blocked) == len(slots):
         return State.OBSERVE_ONLY, "; ".join(f"{i}: {w}" for i, w in blocked.items())
     return State.TRADING, ""
 

@@ -44,10 +44,11 @@ def models_line(shas: dict[str, str]) -> str:
 
 def run_result(d: Daemon, t0: float) -> DaemonResult:
     """The ended run's result from the daemon's parts (after shutdown: summaries are set)."""
-    per = {inst: status.slot_counters(slot) for inst, slot in d.slots.items()}
+    p = d.parts
+    per = {inst: status.slot_counters(slot) for inst, slot in p.slots.items()}
     counters = dict(*per.values()) if len(per) == 1 else status.summed(list(per.values()))
-    counters["halted"] = d.risk.state.halted_reason or ""
-    counters["recorder_dropped_ticks"] = sum(r.dropped_ticks for r in d.recorders.values())
+    counters["halted"] = p.risk.state.halted_reason or ""
+    counters["recorder_dropped_ticks"] = sum(r.dropped_ticks for r in p.recorders.values())
     instruments = {
         inst: {
             "counters": per[inst],
@@ -57,17 +58,17 @@ def run_result(d: Daemon, t0: float) -> DaemonResult:
             "last_bar": status.fmt_ts(slot.counters.last_bar_ts),
             "tracker": slot.tracker,
         }
-        for inst, slot in d.slots.items()
+        for inst, slot in p.slots.items()
     }
-    slots = list(d.slots.values())
+    slots = list(p.slots.values())
     firsts = [s.counters.first_decision_bar_ts for s in slots if s.counters.first_decision_bar_ts is not None]
     lasts = [s.counters.last_bar_ts for s in slots if s.counters.last_bar_ts is not None]
     return DaemonResult(
-        d.run_id,
+        p.run_id,
         d.summary,
         counters,
         d.cfg.service.db_path,
-        models_line({inst: slot.policy.sha for inst, slot in d.slots.items()}),
+        models_line({inst: slot.policy.sha for inst, slot in p.slots.items()}),
         d.interrupted,
         time.perf_counter() - t0,
         status.fmt_ts(min(firsts, default=None)),

@@ -131,7 +131,7 @@ class Rig:
                         reached = True
                         break
             if d.setup_done and not task.done():
-                health = d.health()
+                health = d.view.health()
             stopped_by_itself = task.done()
         finally:
             stop.set()
@@ -204,7 +204,7 @@ class Rig:
 
 
 def ticks_done(d: Daemon, n: int) -> bool:
-    return d.slot.counters.ticks >= n and not d.router.busy() and d.reconciler.ready
+    return d.slot.counters.ticks >= n and not d.parts.router.busy() and d.parts.reconciler.ready
 
 
 def reconcile_events(rig: Rig) -> list[tuple]:

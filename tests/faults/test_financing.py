@@ -42,7 +42,11 @@ def test_broker_financing_is_recorded_once_and_compared_with_the_model(tmp_path,
                     next_roll[0] += 24 * H
 
             def done(d):
-                return d.slot.marks.last_quote_ts == quotes[-1][0] and d.reconciler.ready and not d.router.busy()
+                return (
+                    d.slot.marks.last_quote_ts == quotes[-1][0]
+                    and d.parts.reconciler.ready
+                    and not d.parts.router.busy()
+                )
 
             out = await rig.run(done, cfg=cfg, during=broker_books_financing, timeout=60)
             assert out.error is None

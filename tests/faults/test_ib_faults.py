@@ -82,9 +82,9 @@ class IBRig:
             if (
                 streamer is not None
                 and streamer.done()
-                and not d.router.busy()
-                and d.router.queue.empty()
-                and d.reconciler.ready
+                and not d.parts.router.busy()
+                and d.parts.router.queue.empty()
+                and d.parts.reconciler.ready
             ):
                 reached = True
                 break
@@ -149,7 +149,7 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
 
         async def during(d):
             f = rig.gw
-            if "armed" not in state and f.orders_placed >= 2 and not d.router.busy():
+            if "armed" not in state and f.orders_placed >= 2 and not d.parts.router.busy():
                 state["armed"] = True
                 f.hold_fills = True  # the next order rests at the broker
             elif "armed" in state and "night" not in state and f.orders_placed >= 3:
@@ -160,7 +160,7 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
                 f.release_fills()  # it fills while the client is away
                 await restart
                 await asyncio.sleep(0.05)
-                state["link_after"] = d.adapter.link_up  # 2103/2105 'broken' notices did not drop it
+                state["link_after"] = d.parts.adapter.link_up  # 2103/2105 'broken' notices did not drop it
 
         d, error = await rig.run(during=during)
         assert error is None and "night" in state
@@ -176,9 +176,9 @@ def test_ib_gateway_night_restart_sequence(tmp_path, spec):
         # (a subsequence: 1102's resync follows with its own three)
         want = iter(after[i + 1 :])
         assert all(c in want for c in ("req_open_orders", "req_executions", "req_positions", "req_mkt_data")), after[i:]
-        codes = [c for c, _ in d.adapter.errors]
+        codes = [c for c, _ in d.parts.adapter.errors]
         assert {1100, 326, 1102, 2103, 2104, 2105, 2106, 2158} <= set(codes)
-        assert state["link_after"] and d.feed.subscriptions == 2
+        assert state["link_after"] and d.parts.feed.subscriptions == 2
 
     run(go())
 
@@ -190,10 +190,10 @@ def test_ib_fill_timeout_is_resolved_by_order_ref_not_resent(tmp_path, spec):
 
         async def during(d):
             f = rig.gw
-            if "held" not in state and f.orders_placed >= 1 and not d.router.busy():
+            if "held" not in state and f.orders_placed >= 1 and not d.parts.router.busy():
                 state["held"] = True
                 f.hold_fills = True
-            elif "held" in state and "released" not in state and d.router.unresolved:
+            elif "held" in state and "released" not in state and d.parts.router.unresolved:
                 state["released"] = True
                 state["placed"] = f.orders_placed
                 f.release_fills()
@@ -214,7 +214,7 @@ def test_ib_reject_and_manual_trade(what, tmp_path, spec):
 
         async def during(d):
             f = rig.gw
-            if not done and f.orders_placed >= 2 and not d.router.busy():
+            if not done and f.orders_placed >= 2 and not d.parts.router.busy():
                 done.append(1)
                 if what == "reject":
                     f.reject_next = 1
@@ -247,7 +247,7 @@ def test_ib_outage_is_backfilled_from_minute_bars(tmp_path, spec):
 
         async def during(d):
             f = rig.gw
-            if "night" not in state and f.cursor > 200 and not d.router.busy():
+            if "night" not in state and f.cursor > 200 and not d.parts.router.busy():
                 state["night"] = True
                 f.lost_on_restart = 60  # 5 quotes an hour
                 await f.night_restart(down_secs=0.2, client_id_in_use=0)
@@ -255,7 +255,7 @@ def test_ib_outage_is_backfilled_from_minute_bars(tmp_path, spec):
         d, error = await rig.run(during=during)
         assert error is None and "night" in state
         rig.check()
-        assert d.feed.backfilled > 0 and rig.gw.calls.count("req_historical") >= 2  # bid and ask
+        assert d.parts.feed.backfilled > 0 and rig.gw.calls.count("req_historical") >= 2  # bid and ask
         with sqlite3.connect(rig.cfg.service.db_path) as c:
             bars = {r[0] for r in c.execute("SELECT ts_ns FROM bars")}
         want = {ts - ts % 3_600_000_000_000 for ts, _, _ in rig.gw.prices[:-1]}

@@ -95,7 +95,7 @@ def test_no_verifiable_model_runs_observe_only_until_one_is_published(tmp_path, 
 
             async def during(d):
                 if "health" not in state and d.slot.counters.decisions > 5:
-                    state["health"] = d.health()
+                    state["health"] = d.view.health()
                     state["orders_before"] = rig.emu.order_requests
                     state["new"] = (await asyncio.to_thread(tiny_checkpoint, models, spec, seed=5))[0]
 

@@ -24,7 +24,7 @@ def _account_events(rig, kind: str = "account_pnl_mismatch") -> list[tuple]:
 
 def _holding_checked(rig, d) -> bool:
     """The broker holds the position and the daemon has checked its open P&L once."""
-    return bool(rig.emu.positions.get("EUR_USD")) and d.reconciler.open_pnl_checks >= 1
+    return bool(rig.emu.positions.get("EUR_USD")) and d.parts.reconciler.open_pnl_checks >= 1
 
 
 def test_the_brokers_balance_follows_the_books_realised_pnl_over_round_trips(tmp_path, spec):
@@ -45,7 +45,7 @@ def test_the_brokers_balance_follows_the_books_realised_pnl_over_round_trips(tmp
             out = await rig.run(lambda d: last_price_done(d, rig.emu), timeout=45, policy=policy)
             assert out.error is None
             rig.check()
-            rec = out.daemon.reconciler
+            rec = out.daemon.parts.reconciler
             assert rec.balance_base is not None and len(rig.emu.orders) >= 6
             assert rec.balance_checks >= 3 and rec.book_realised_since != 0.0  # round trips since the base
             assert abs(rec.balance_gap) < 1.0 and _account_events(rig) == []
@@ -74,7 +74,7 @@ def test_an_open_trade_the_broker_prices_differently_is_found_while_holding(tmp_
 
         async def shift(d):
             trades = rig.emu.trades.get("EUR_USD") or []
-            if "shift" not in state and trades and d.reconciler.open_pnl_checks >= 1:
+            if "shift" not in state and trades and d.parts.reconciler.open_pnl_checks >= 1:
                 state["shift"] = trades[0]["units"]
                 trades[0]["price"] += 0.0025 if trades[0]["units"] > 0 else -0.0025  # the broker's loss: 25 pips
 
@@ -109,7 +109,7 @@ def test_a_charge_the_book_does_not_know_is_found_when_flat(tmp_path, spec):
         state = {}
 
         async def fee(d):
-            if d.reconciler.balance_base is not None and "fee" not in state:
+            if d.parts.reconciler.balance_base is not None and "fee" not in state:
                 state["fee"] = True
                 rig.emu.balance -= 120.0
 
@@ -140,14 +140,14 @@ def test_a_feed_that_lags_the_brokers_market_is_not_a_mismatch(tmp_path, spec):
         state: dict = {}
 
         async def lag(d):
-            rec = d.reconciler
+            rec = d.parts.reconciler
             if "muted" not in state and _holding_checked(rig, d):
                 rig.emu.knobs.mute_instrument = "EUR_USD"  # the broker's market goes on; the feed does not
                 state["muted"], state["seen"], state["lagged"], state["gaps"] = True, rec.open_pnl_checks, [], []
             elif "muted" in state and rec.open_pnl_checks > state["seen"]:  # a check made since the last look
                 state["seen"] = rec.open_pnl_checks
                 units = abs(rig.emu.positions.get("EUR_USD", 0.0))
-                behind = units * abs(rig.emu.quotes["EUR_USD"][0] - d.account.quotes["EUR_USD"][0])
+                behind = units * abs(rig.emu.quotes["EUR_USD"][0] - d.parts.account.quotes["EUR_USD"][0])
                 if behind > 300.0:  # the feed's last quote 30 pips a lot behind the broker's market
                     state["lagged"].append(behind)
                     state["gaps"].append(rec.open_pnl_gap)
@@ -185,7 +185,7 @@ def test_figures_newer_than_the_books_fills_are_not_judged(tmp_path, spec):
         state: dict = {}
 
         async def close_at_summary(d):
-            rec = d.reconciler
+            rec = d.parts.reconciler
             if "armed" not in state and _holding_checked(rig, d):
                 state["armed"] = (rec.open_pnl_checks, rec.account_checks_deferred)
                 rig.emu.knobs.close_before_summary = True
@@ -200,7 +200,7 @@ def test_figures_newer_than_the_books_fills_are_not_judged(tmp_path, spec):
                 policy=ScriptedPolicy([1] + [0] * 100_000),  # buy once, then hold
             )
             assert out.error is None and out.reached
-            rec = out.daemon.reconciler
+            rec = out.daemon.parts.reconciler
             checks, deferred = state["armed"]
             assert rec.account_checks_deferred == deferred + 1  # the pass that read the newer figures
             assert rec._open_pnl_strikes == 0 and _account_events(rig, "account_equity_mismatch") == []

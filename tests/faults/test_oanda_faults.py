@@ -21,19 +21,19 @@ def last_price_done(d, emu) -> bool:
     return (
         emu.cursor >= len(emu.prices)
         and d.slot.marks.last_quote_ts == emu.prices[-1][0]
-        and not d.router.busy()
-        and d.reconciler.ready
-        and d.router.queue.empty()
+        and not d.parts.router.busy()
+        and d.parts.reconciler.ready
+        and d.parts.router.queue.empty()
     )
 
 
 def idle(d) -> bool:
-    return not d.router.busy() and d.reconciler.ready and d.router.queue.empty()
+    return not d.parts.router.busy() and d.parts.reconciler.ready and d.parts.router.queue.empty()
 
 
 def reconnected_and_done(d, emu) -> bool:
     """Driven by events, not time: the stream was re-established and the last price reached the slot."""
-    return d.feed.reconnects >= 1 and last_price_done(d, emu)
+    return d.parts.feed.reconnects >= 1 and last_price_done(d, emu)
 
 
 def stop_fills_booked(rig, out, creates: list, reason: str) -> list:
@@ -57,11 +57,11 @@ def marked_stale(d, emu) -> bool:
 
 
 def non_tradeable_seen(d, emu) -> bool:
-    return emu.cursor >= len(emu.prices) and d.feed.non_tradeable >= 100 and idle(d)
+    return emu.cursor >= len(emu.prices) and d.parts.feed.non_tradeable >= 100 and idle(d)
 
 
 def backfilled_and_done(d, emu) -> bool:
-    return d.feed.backfilled > 0 and reconnected_and_done(d, emu)
+    return d.parts.feed.backfilled > 0 and reconnected_and_done(d, emu)
 
 
 @dataclass
@@ -86,11 +86,11 @@ def risk_kinds(rig):
 
 
 def expect_reconnected(rig, out):
-    assert out.daemon.feed.reconnects >= 1 and out.error is None
+    assert out.daemon.parts.feed.reconnects >= 1 and out.error is None
 
 
 def expect_no_reconnect(rig, out):
-    assert out.daemon.feed.reconnects == 0 and rig.emu.order_requests >= 3
+    assert out.daemon.parts.feed.reconnects == 0 and rig.emu.order_requests >= 3
 
 
 def expect_stale(rig, out):
@@ -99,7 +99,7 @@ def expect_stale(rig, out):
 
 
 def expect_non_tradeable(rig, out):
-    assert out.daemon.feed.non_tradeable >= 100
+    assert out.daemon.parts.feed.non_tradeable >= 100
     first = rig.emu.first_non_tradeable_ts
     with rig.db() as c:  # no bar, so no decision, was built from a non-tradeable price
         assert c.execute("SELECT MAX(ts_ns) FROM bars").fetchone()[0] < first
@@ -122,11 +122,11 @@ def expect_rejected(rig, out):
 
 
 def expect_duplicates_ignored(rig, out):
-    assert out.daemon.router.duplicate_fills > 0
+    assert out.daemon.parts.router.duplicate_fills > 0
 
 
 def expect_backfill(rig, out):
-    assert out.daemon.feed.backfilled > 0 and out.daemon.feed.reconnects >= 1
+    assert out.daemon.parts.feed.backfilled > 0 and out.daemon.parts.feed.reconnects >= 1
     with rig.db() as c:  # every hour the prices cover became a bar: the gap was filled from candles
         bars = {r[0] for r in c.execute("SELECT ts_ns FROM bars")}
     want = {ts - ts % 3_600_000_000_000 for ts, _, _ in rig.emu.prices[:-1]}
@@ -137,7 +137,7 @@ def manual_when(n_orders: int, units: float):
     done = []
 
     async def during(d, emu):
-        if not done and emu.order_requests >= n_orders and not d.router.busy():
+        if not done and emu.order_requests >= n_orders and not d.parts.router.busy():
             done.append(emu.manual_trade("EUR_USD", units))
 
     return during
@@ -273,7 +273,7 @@ def test_clock_jump_blocks_entries_as_stale(tmp_path, spec):
             at_jump = []
 
             async def during(d):
-                if not at_jump and rig.emu.order_requests >= 2 and not d.router.busy():
+                if not at_jump and rig.emu.order_requests >= 2 and not d.parts.router.busy():
                     rig.clock_offset_ns = 3 * 86400 * 10**9
                     at_jump.append(rig.emu.positions.get("EUR_USD", 0.0))
 
@@ -299,12 +299,12 @@ def test_pricing_stream_down_shows_broker_disconnected_then_recovers(tmp_path, s
 
             async def during(d):
                 emu = rig.emu
-                if "down" not in state and emu.order_requests >= 2 and not d.router.busy():
+                if "down" not in state and emu.order_requests >= 2 and not d.parts.router.busy():
                     state["down"] = emu.order_requests
                     emu.knobs.refuse_streams = True
                     emu.knobs.drop_stream_after_lines = 1
                 elif "down" in state and "up" not in state:
-                    state["seen"].update(h for h in d.health() if h.startswith("broker disconnected"))
+                    state["seen"].update(h for h in d.view.health() if h.startswith("broker disconnected"))
                     if state["seen"]:
                         state["up"] = True
                         emu.knobs.refuse_streams = False
@@ -312,7 +312,7 @@ def test_pricing_stream_down_shows_broker_disconnected_then_recovers(tmp_path, s
             out = await rig.run(lambda d: "up" in state and last_price_done(d, rig.emu), timeout=45, during=during)
             assert out.error is None
             assert state["seen"] == {"broker disconnected: oanda feed disconnected"}
-            assert out.daemon.feed.reconnects >= 1 and not any("disconnected" in h for h in out.health)
+            assert out.daemon.parts.feed.reconnects >= 1 and not any("disconnected" in h for h in out.health)
             assert rig.emu.order_requests > state["down"]  # trading resumed after the outage
             rig.check()
         finally:
@@ -335,7 +335,7 @@ def test_transaction_stream_wakes_reconciliation_for_a_manual_trade(tmp_path, sp
             state = {}
 
             async def during(d):
-                if "manual" not in state and rig.emu.order_requests >= 2 and not d.router.busy():
+                if "manual" not in state and rig.emu.order_requests >= 2 and not d.parts.router.busy():
                     held = rig.emu.positions.get("EUR_USD", 0.0)
                     state["manual"] = asyncio.get_running_loop().time()
                     rig.emu.manual_trade("EUR_USD", -held / 2 if held else 30_000.0)
@@ -348,7 +348,7 @@ def test_transaction_stream_wakes_reconciliation_for_a_manual_trade(tmp_path, sp
 
             out = await rig.run(fixed, timeout=20, during=during)
             assert out.error is None and fixed(out.daemon)
-            assert out.daemon.bundle.parts["transactions"].fills_seen >= 3  # our own fills and the manual one
+            assert out.daemon.parts.bundle.parts["transactions"].fills_seen >= 3  # our own fills and the manual one
             assert asyncio.get_running_loop().time() - state["manual"] < 5.0
         finally:
             await rig.close()
@@ -372,7 +372,7 @@ def test_manual_trade_above_the_maximum_is_cut_back(reconcile_secs, emergency_se
 
             async def during(d):
                 held = rig.emu.positions.get("EUR_USD", 0.0)
-                if "manual" not in state and abs(held) == 100_000 and not d.router.busy():
+                if "manual" not in state and abs(held) == 100_000 and not d.parts.router.busy():
                     state["manual"] = held
                     rig.emu.manual_trade("EUR_USD", 0.3 * held)
 
@@ -402,7 +402,7 @@ def test_revoked_token_stops_the_daemon_then_a_restart_resolves_the_order(tmp_pa
             revoked = []
 
             async def during(d):
-                if not revoked and rig.emu.order_requests >= 2 and not d.router.busy():
+                if not revoked and rig.emu.order_requests >= 2 and not d.parts.router.busy():
                     rig.emu.token = "revoked"
                     revoked.append(rig.emu.order_requests)
 
@@ -414,7 +414,7 @@ def test_revoked_token_stops_the_daemon_then_a_restart_resolves_the_order(tmp_pa
                 open_before = [
                     r[0] for r in c.execute("SELECT state FROM order_journal WHERE state IN ('new', 'unknown')")
                 ]
-            out2 = await rig.run(lambda d: d.reconciler.ready and not d.router.busy(), timeout=20)
+            out2 = await rig.run(lambda d: d.parts.reconciler.ready and not d.parts.router.busy(), timeout=20)
             assert out2.error is None
             info = rig.check()
             if open_before:
@@ -446,9 +446,7 @@ def test_price_bounds_reach_oanda_and_a_bounds_violation_is_counted_not_resent(t
             assert cancels and all(t["reason"] == "BOUNDS_VIOLATION" for t in cancels)
             c = out.daemon.slot.counters
             assert c.bound_cancels == len(cancels) and c.risk_events["price_bound"] == len(cancels)
-            from stairway.daemon.status import instrument_snapshot
-
-            assert instrument_snapshot(out.daemon, "EUR_USD")["bound_cancels"] == len(cancels)  # /status, /metrics
+            assert out.daemon.view.instrument("EUR_USD")["bound_cancels"] == len(cancels)  # /status, /metrics
             assert len(cancels) < len(creates)  # others filled within their bound
         finally:
             await rig.close()

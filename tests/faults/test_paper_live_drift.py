@@ -29,10 +29,10 @@ def test_paper_live_sends_nothing_and_drift_report_matches_orders(tmp_path, spec
             )
 
             def done(d):
-                return d.slot.marks.last_quote_ts == quotes[-1][0] and d.slot.instrument not in d.broker.working
+                return d.slot.marks.last_quote_ts == quotes[-1][0] and d.slot.instrument not in d.parts.broker.working
 
             out = await rig.run(done, cfg=paper_cfg, timeout=45)
-            assert out.error is None and out.daemon.router is None
+            assert out.error is None and out.daemon.parts.router is None
             assert rig.emu.order_requests == 0  # paper-live never sends an order to the broker
             rig.emu.cursor = 0  # the same stream again, now with real orders
             out = await rig.run(done, timeout=45)

@@ -72,10 +72,10 @@ def all_done(d, emu) -> bool:
         last[inst] = ts
     return (
         emu.cursor >= len(emu.prices)
-        and all(d.slots[i].marks.last_quote_ts == ts for i, ts in last.items())
-        and not d.router.busy()
-        and d.reconciler.ready
-        and d.router.queue.empty()
+        and all(d.parts.slots[i].marks.last_quote_ts == ts for i, ts in last.items())
+        and not d.parts.router.busy()
+        and d.parts.reconciler.ready
+        and d.parts.router.queue.empty()
     )
 
 
@@ -96,11 +96,11 @@ def test_stream_dropped_with_a_gap_every_instrument_backfilled_and_trading(tmp_p
         await rig.load_prices(8)
         rig.emu.knobs.drop_stream_after_lines = 900
         rig.emu.knobs.lost_on_drop = 60  # quotes of all three lost in the cut
-        out = await rig.run(lambda d: d.feed.reconnects >= 1 and all_done(d, rig.emu), timeout=60)
+        out = await rig.run(lambda d: d.parts.feed.reconnects >= 1 and all_done(d, rig.emu), timeout=60)
         assert out.error is None, repr(out.error)
         info = rig.check_all()
         assert set(info["orders"]) == set(SYMBOLS)  # every instrument traded through the drop
-        assert out.daemon.feed.backfilled > 0
+        assert out.daemon.parts.feed.backfilled > 0
         with sqlite3.connect(rig.cfg.service.db_path) as c:
             bars = {(i, ts) for i, ts in c.execute("SELECT instrument, ts_ns FROM bars")}
         for sym in SYMBOLS:  # each instrument's gap was filled from its own candles
@@ -117,7 +117,7 @@ def test_a_manual_trade_on_one_instrument_is_found_there_and_nowhere_else(tmp_pa
         done = []
 
         async def during(d):
-            if not done and rig.emu.order_requests >= 4 and not d.router.busy():
+            if not done and rig.emu.order_requests >= 4 and not d.parts.router.busy():
                 done.append(rig.emu.manual_trade("GBP_USD", 30_000.0))
 
         out = await rig.run(lambda d: bool(done) and all_done(d, rig.emu), timeout=60, during=during)
@@ -132,13 +132,13 @@ def test_a_manual_trade_on_one_instrument_is_found_there_and_nowhere_else(tmp_pa
 
 def test_restart_with_positions_on_two_instruments(tmp_path, spec):
     def two_held(d) -> bool:
-        held = [i for i, s in d.slots.items() if s.position[0] != 0.0]
+        held = [i for i, s in d.parts.slots.items() if s.position[0] != 0.0]
         return (
             len(held) >= 2
-            and d.reconciler.ready
-            and not d.router.busy()
-            and d.router.queue.empty()
-            and not d.router.working
+            and d.parts.reconciler.ready
+            and not d.parts.router.busy()
+            and d.parts.router.queue.empty()
+            and not d.parts.router.working
         )
 
     async def body(rig):
@@ -221,10 +221,10 @@ def test_ib_portfolio_trades_through_a_gateway_restart_and_finds_a_manual_trade(
 
         async def during(d):
             f = rig.gw
-            if "night" not in state and f.orders_placed >= 4 and not d.router.busy():
+            if "night" not in state and f.orders_placed >= 4 and not d.parts.router.busy():
                 state["night"] = True
                 await f.night_restart(down_secs=0.3, client_id_in_use=1)
-            elif "night" in state and "manual" not in state and d.reconciler.ready and not d.router.busy():
+            elif "night" in state and "manual" not in state and d.parts.reconciler.ready and not d.parts.router.busy():
                 state["manual"] = True
                 f.manual_trade(30_000.0, "GBPUSD")
 
@@ -232,8 +232,8 @@ def test_ib_portfolio_trades_through_a_gateway_restart_and_finds_a_manual_trade(
         assert error is None and "manual" in state
         traded = rig.check()
         assert traded == set(IBPortfolioRig.PAIRS.values())  # orders on every contract
-        assert rig.gw.connects == 2 and d.feed.subscriptions == 2
-        assert set(d.feed.tickers) == set(SYMBOLS)  # every contract resubscribed after the restart
+        assert rig.gw.connects == 2 and d.parts.feed.subscriptions == 2
+        assert set(d.parts.feed.tickers) == set(SYMBOLS)  # every contract resubscribed after the restart
         with sqlite3.connect(rig.cfg.service.db_path) as c:
             fixes = c.execute(
                 "SELECT instrument, kind FROM reconciliation_events WHERE kind NOT IN ('in_sync', 'account_margin')"
@@ -256,9 +256,9 @@ def test_the_brokers_margin_figure_counts_against_the_account_limit(tmp_path, sp
         seen = {}
 
         def margin_seen(d) -> bool:
-            if d.account.broker_margin_pct > 3.0:
-                seen["pct"] = d.account.broker_margin_pct
-                seen["held"] = {i: float(s.position[0]) for i, s in d.slots.items()}
+            if d.parts.account.broker_margin_pct > 3.0:
+                seen["pct"] = d.parts.account.broker_margin_pct
+                seen["held"] = {i: float(s.position[0]) for i, s in d.parts.slots.items()}
             return "pct" in seen and all_done(d, rig.emu)
 
         out = await rig.run(margin_seen, timeout=60)
@@ -286,12 +286,12 @@ def test_paper_live_portfolio_trades_broker_prices_with_paper_fills(tmp_path, sp
 
         def done(d) -> bool:
             return rig.emu.cursor >= len(rig.emu.prices) and all(
-                d.slots[i].marks.last_quote_ts == ts for i, ts in last.items()
+                d.parts.slots[i].marks.last_quote_ts == ts for i, ts in last.items()
             )
 
         out = await rig.run(done, timeout=60)
         assert out.error is None and out.reached, repr(out.error)
-        assert rig.emu.order_requests == 0 and out.daemon.router is None
+        assert rig.emu.order_requests == 0 and out.daemon.parts.router is None
         with sqlite3.connect(rig.cfg.service.db_path) as c:
             filled = {r[0] for r in c.execute("SELECT DISTINCT instrument FROM fills")}
         assert filled == set(SYMBOLS)

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.usefixtures("no_blocking")  # fail on blocking calls in
 
 def holding(d) -> bool:
     return (
-        d.reconciler.ready
-        and not d.router.busy()
+        d.parts.reconciler.ready
+        and not d.parts.router.busy()
         and d.slot.position[0] != 0.0
-        and d.router.queue.empty()
-        and "EUR_USD" not in d.router.working
+        and d.parts.router.queue.empty()
+        and "EUR_USD" not in d.parts.router.working
     )
 
 
@@ -239,7 +239,7 @@ def test_a_stop_removed_at_oanda_while_down_is_placed_again_before_anything_else
             [trade] = rig.emu.trades["EUR_USD"]
             rig.emu.cancel_stop("EUR_USD")
             assert "sl" not in trade
-            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30)
+            out = await rig.run(lambda d: d.parts.reconciler.passes >= 3, timeout=30)
             assert out.error is None
             assert rig.emu.stop_requests == 1
             want = trade["price"] - distance(held) if held > 0 else trade["price"] + distance(held)
@@ -275,7 +275,9 @@ def test_a_stop_loosened_by_hand_while_down_is_put_back_and_one_tightened_is_lef
             sign = 1.0 if held > 0 else -1.0
             rig.emu.prices = rig.emu.prices[: rig.emu.cursor]  # the market stands still: no stop fires
             rig.emu.move_stop("EUR_USD", trade["price"] - sign * 0.0100)
-            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000))
+            out = await rig.run(
+                lambda d: d.parts.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000)
+            )
             assert out.error is None
             assert rig.emu.stop_requests == 1  # once: the next passes find ours
             want = trade["price"] - sign * 150.0 / abs(held)
@@ -289,7 +291,9 @@ def test_a_stop_loosened_by_hand_while_down_is_put_back_and_one_tightened_is_lef
             close = trade["price"] - sign * 0.0008
             rig.emu.move_stop("EUR_USD", close)
             requests = rig.emu.stop_requests
-            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000))
+            out = await rig.run(
+                lambda d: d.parts.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000)
+            )
             assert out.error is None and rig.emu.stop_requests == requests
             assert rig.emu.trades["EUR_USD"] == [trade] and trade["sl"]["price"] == close  # held: only HOLDs
             with rig.db() as c:
@@ -322,7 +326,9 @@ def test_an_uncapped_atr_stop_loosened_by_hand_is_put_back_where_its_order_armed
             assert any(abs(ours - p) <= 1e-5 + 1e-9 for p in journaled)  # its order's, on OANDA's 5-decimal grid
             rig.emu.prices = rig.emu.prices[: rig.emu.cursor]  # the market stands still: no stop fires
             rig.emu.move_stop("EUR_USD", trade["price"] - sign * 0.0100)
-            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000))
+            out = await rig.run(
+                lambda d: d.parts.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000)
+            )
             assert out.error is None and rig.emu.stop_requests == 1
             assert trade["sl"]["price"] == pytest.approx(ours, abs=1e-5) and trade["sl"]["coid"].endswith("-stop")
             with rig.db() as c:
@@ -331,7 +337,9 @@ def test_an_uncapped_atr_stop_loosened_by_hand_is_put_back_where_its_order_armed
             rig.check()
             closer = ours + sign * 0.0005
             rig.emu.move_stop("EUR_USD", closer)
-            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000))
+            out = await rig.run(
+                lambda d: d.parts.reconciler.passes >= 3, timeout=30, policy=ScriptedPolicy([0] * 100_000)
+            )
             assert out.error is None and rig.emu.stop_requests == 1 and trade["sl"]["price"] == closer
         finally:
             await rig.close()
@@ -353,7 +361,7 @@ def test_a_trailing_stop_removed_at_oanda_while_down_is_placed_again_trailing(tm
             assert trade["sl"]["trail"] == pytest.approx(0.0030)  # the entry's own, trailing
             rig.emu.cancel_stop("EUR_USD")
             rig.emu.prices = rig.emu.prices[: rig.emu.cursor]  # the market stands still: no stop fires
-            out = await rig.run(lambda d: d.reconciler.passes >= 3, timeout=30)
+            out = await rig.run(lambda d: d.parts.reconciler.passes >= 3, timeout=30)
             assert out.error is None and rig.emu.stop_requests == 1
             bid, ask = rig.emu.quote("EUR_USD")
             assert trade["sl"]["trail"] == pytest.approx(0.0030) and trade["sl"]["coid"].endswith("-stop")

@@ -177,7 +177,7 @@ def test_a_paced_daemon_with_tight_tiers_delivers_its_halt_and_flatten_despite_t
         d = Daemon(cfg.model_copy(update={"risk": risk, "alerts": alerts}))
         res = await d.run()
         await rx.stop()
-        return res, rx.got, d.alerter.stats, list(d.lifecycle.history)
+        return res, rx.got, d.parts.alerter.stats, list(d.lifecycle.history)
 
     res, got, stats, history = asyncio.run(go())
     titles = [g["title"].removeprefix("stairway: ") for g in got]

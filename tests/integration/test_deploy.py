@@ -42,7 +42,7 @@ def exposed(tmp_path_factory, market_cfg):
     d = Daemon(portfolio_config(cfg, two))
     asyncio.run(d.run())
     reg = CollectorRegistry()
-    reg.register(DaemonCollector(d.snapshot))
+    reg.register(DaemonCollector(d.view.snapshot))
     text = generate_latest(reg).decode()
     # a portfolio's position is each instrument's, never the first one's standing for the account
     held = {line.split('"')[1] for line in text.splitlines() if line.startswith("stairway_position_units{")}

@@ -86,11 +86,11 @@ def test_a_replay_far_outside_the_training_range_is_caught(tmp_path, spec, actio
     cfg = cfg.model_copy(update={"guards": g})
     d = Daemon(cfg)
     res = asyncio.run(d.run())
-    status = d.snapshot()["instruments"]["EUR_USD"]["feature_drift"]
+    status = d.view.snapshot()["instruments"]["EUR_USD"]["feature_drift"]
     assert status["active"] and status["breached"] and status["outside"]["vol_level"] == 1.0
     assert status["outside"]["tod_sin"] == 0.0 and status["psi"]["vol_level"] > 1.0
     reg = CollectorRegistry()
-    reg.register(DaemonCollector(d.snapshot))
+    reg.register(DaemonCollector(d.view.snapshot))
     metrics = generate_latest(reg).decode()
     assert 'stairway_feature_outside{feature="vol_level",instrument="EUR_USD"} 1.0' in metrics
     assert 'stairway_feature_psi{feature="tod_sin",instrument="EUR_USD"}' in metrics

@@ -287,9 +287,9 @@ def test_hot_swap_per_instrument(tmp_path, spec, files):
 
         d = Daemon(cfg)
         task = asyncio.create_task(d.run())
-        await until(lambda: d.setup_done and d.slots["GBP_USD"].counters.decisions > 20)
+        await until(lambda: d.setup_done and d.parts.slots["GBP_USD"].counters.decisions > 20)
         new = (await asyncio.to_thread(tiny, tmp_path / "models" / "GBP_USD", spec, seed=99))[0]
-        await until(lambda: d.slots["GBP_USD"].counters.swaps == 1)
+        await until(lambda: d.parts.slots["GBP_USD"].counters.swaps == 1)
         return await task, new
 
     res, new = asyncio.run(scenario())

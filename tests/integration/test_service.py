@@ -160,7 +160,7 @@ def test_control_files_health_metrics_sighup_and_sd_notify(tmp_path, spec, bars,
         path.write_text(path.read_text().replace("max_trades_per_day = 50", "max_trades_per_day = 7"))
         drain()  # room for RELOADING=1 and READY=1 (the socket holds ~10 datagrams)
         os.kill(os.getpid(), signal.SIGHUP)
-        await until(lambda: (drain() or True) and d.risk.cfg.max_trades_per_day == 7, 5)
+        await until(lambda: (drain() or True) and d.parts.risk.cfg.max_trades_per_day == 7, 5)
         drain()
         await asyncio.to_thread(ctl, control, "flatten")
         await until(lambda: not (control / "FLATTEN").exists(), 5)

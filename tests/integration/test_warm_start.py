@@ -180,7 +180,7 @@ def test_live_restart_warms_from_oanda_candles_and_matches_the_straight_run(tmp_
             out = await rig.run(done, timeout=40, policy=policy)
             assert out.error is None
             with rig.db() as c:
-                run_id = out.daemon.run_id
+                run_id = out.daemon.parts.run_id
                 bars = [
                     r[0] for r in c.execute("SELECT bar_ts_ns FROM decisions WHERE run_id = ? ORDER BY 1", (run_id,))
                 ]

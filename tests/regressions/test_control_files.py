@@ -65,13 +65,13 @@ def test_unknown_names_warned_once_shown_in_status_and_unsafe_dir_stops_entries(
         await until(lambda: hasattr(d, "slot") and d.slot.counters.decisions > 3)
         for name in ("FLATEN", "STOP", "start_trading"):
             (control / name).write_text("")
-        await until(lambda: len(d.supervisor.unknown) == 3)
+        await until(lambda: len(d.parts.supervisor.unknown) == 3)
         await asyncio.sleep(0.3)  # several more polls: still one warning per name
         status = json.loads(await asyncio.to_thread(ctl, control, "status", cfg.service.status_file))
         assert d.slot.trading_enabled
         control.chmod(0o777)  # someone opened it up while the daemon runs
         await until(lambda: not d.slot.trading_enabled, 5)
-        unsafe_health = d.health()
+        unsafe_health = d.view.health()
         control.chmod(0o700)
         await until(lambda: d.slot.trading_enabled, 5)
         d.stop.set()
@@ -167,7 +167,7 @@ def test_odd_control_entries_are_never_fatal_and_flatten_still_flattens(tmp_path
         status = json.loads(await asyncio.to_thread(ctl, control, "status", cfg.service.status_file))
         (control / "START_TRADING").unlink()
         (control / "START_TRADING").mkdir()  # not a regular file: observe only
-        await until(lambda: not d.risk.permission.control_allows)
+        await until(lambda: not d.parts.risk.permission.control_allows)
         d.stop.set()
         await task
         return n, status, task

@@ -15,6 +15,7 @@ from stairway.core.bar_files import load_bars
 from stairway.core.errors import CheckpointError, FatalError
 from stairway.core.policy import NO_CARD
 from stairway.daemon.app import Daemon
+from stairway.daemon.brokers.factory import make_adapters
 from tests.faults.harness import Rig, prices
 from tests.helpers import EURUSD, ROOT, daemon_config, tiny_checkpoint, write_bars_csv
 
@@ -100,16 +101,23 @@ def test_live_start_failing_on_a_bad_database_closes_the_broker_connection(tmp_p
         await rig.start()
         rig.emu.prices = prices(rig.cfg, 1)
         _spoil(rig.cfg.service.db_path, "random")
-        d = Daemon(rig.cfg, clock=rig.clock, environ=rig.env())
+        made = []  # the adapter bundle set-up made (it never reaches the daemon's parts)
+
+        def adapters(cfg, environ):
+            made.append(make_adapters(cfg, environ))
+            return made[-1]
+
+        d = Daemon(rig.cfg, clock=rig.clock, environ=rig.env(), adapters=adapters)
         try:
             with pytest.raises(FatalError, match="not a usable Stairway database"):
                 await asyncio.wait_for(d.run(), 30)
-            return d
+            assert not d.setup_done
+            return made
         finally:
             await rig.close()
 
     before = set(threading.enumerate())
-    d = asyncio.run(scenario())
-    assert d.adapter is not None and d.adapter.session is None  # closed, not leaked
+    (bundle,) = asyncio.run(scenario())
+    assert bundle.broker.session is None  # closed, not leaked
     alive = [t for t in set(threading.enumerate()) - before if t.is_alive()]
     assert not alive, alive

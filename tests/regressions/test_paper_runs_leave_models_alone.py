@@ -44,7 +44,11 @@ def test_flatten_tier_with_real_orders_rolls_current_back_to_gold(tmp_path, spec
             t = bars_to_ticks(bars_from_closes(np.array(closes)), 3600 * 10**9, "ask", 1e-4)
             rig.emu.prices = list(zip(t["ts_ns"].tolist(), t["bid"].tolist(), t["ask"].tolist()))
             out = await rig.run(
-                lambda d: d.risk.state.halted and rig.emu.positions.get("EUR_USD", 0.0) == 0.0 and not d.router.busy(),
+                lambda d: (
+                    d.parts.risk.state.halted
+                    and rig.emu.positions.get("EUR_USD", 0.0) == 0.0
+                    and not d.parts.router.busy()
+                ),
                 timeout=45,
                 policy=ScriptedPolicy([1] * 500),
             )

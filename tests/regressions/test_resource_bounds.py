@@ -68,7 +68,7 @@ def test_a_connection_flood_cannot_take_the_daemons_file_descriptors(tmp_path, s
     # the test's own 1,100 client sockets are in this process too: the daemon's side is bounded
     assert during - base <= N + 32 + 8, (base, during)
     assert d.http_limits.peak <= 32 and d.http_limits.refused >= N - 32 * 8 and status == 200
-    assert d.recorders["EUR_USD"].errors == 0 and res.counters["recorder_dropped_ticks"] == 0
+    assert d.parts.recorders["EUR_USD"].errors == 0 and res.counters["recorder_dropped_ticks"] == 0
 
 
 def test_a_failing_recorder_logs_each_cause_once_counts_and_says_so_on_health(tmp_path, capsys):

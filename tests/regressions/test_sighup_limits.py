@@ -44,7 +44,7 @@ def test_sighup_lowered_maximum_blocks_orders_at_the_old_size(tmp_path, spec):
             text.replace("max_position_lots = 1.0\nmax_total_lots", "max_position_lots = 0.5\nmax_total_lots")
         )
         os.kill(os.getpid(), signal.SIGHUP)
-        await until(lambda: d.risk.cfg.max_position_lots == 0.5, 5)
+        await until(lambda: d.parts.risk.cfg.max_position_lots == 0.5, 5)
         reloaded_at = d.slot.counters.last_bar_ts
         orders = d.slot.counters.orders
         await until(lambda: d.slot.counters.orders >= orders + 6)
@@ -75,14 +75,20 @@ def test_reconciler_cuts_to_the_reloaded_maximum(tmp_path, spec):
             state = {}
 
             async def during(d):
-                if "at" not in state and abs(rig.emu.positions.get("EUR_USD", 0.0)) == 100_000 and not d.router.busy():
+                if (
+                    "at" not in state
+                    and abs(rig.emu.positions.get("EUR_USD", 0.0)) == 100_000
+                    and not d.parts.router.busy()
+                ):
                     state["at"] = rig.emu.order_requests
-                    d.risk.cfg = d.risk.cfg.model_copy(update={"max_position_lots": 0.5})  # what SIGHUP does
+                    d.parts.risk.cfg = d.parts.risk.cfg.model_copy(
+                        update={"max_position_lots": 0.5}
+                    )  # what SIGHUP does
 
             done = {}
 
             def until(d):
-                if "at" in state and abs(rig.emu.positions.get("EUR_USD", 0.0)) <= 50_000 and not d.router.busy():
+                if "at" in state and abs(rig.emu.positions.get("EUR_USD", 0.0)) <= 50_000 and not d.parts.router.busy():
                     done["cut"] = True
                 return bool(done)
 

@@ -17,22 +17,26 @@ def daemon(*kinds: str, warm: bool = True):
     return SimpleNamespace(stop=asyncio.Event(), slots=slots, risk=risk)
 
 
+def state(d):
+    return derive(d.slots, d.risk, d.stop.is_set())
+
+
 def test_the_state_follows_precedence_stopping_warming_halted_observe_only_trading():
     d = daemon("ppo", "ppo")
-    assert derive(d) == (State.TRADING, "")
+    assert state(d) == (State.TRADING, "")
     d.risk.permission.set_drifted("I0", True)  # one instrument blocked: the other still trades
-    assert derive(d)[0] is State.TRADING
+    assert state(d)[0] is State.TRADING
     d.risk.permission.set_expired("I1", True)  # both blocked
-    assert derive(d) == (State.OBSERVE_ONLY, "I0: feature drift; I1: model expired")
+    assert state(d) == (State.OBSERVE_ONLY, "I0: feature drift; I1: model expired")
     d.risk.permission.control(False)  # the operator's word comes first
-    assert derive(d) == (State.OBSERVE_ONLY, "START_TRADING absent: observe only")
+    assert state(d) == (State.OBSERVE_ONLY, "START_TRADING absent: observe only")
     d.risk.state.halted, d.risk.state.halted_reason = True, "intraday drawdown 2.6 % >= 2.5 %"
-    assert derive(d) == (State.HALTED, "intraday drawdown 2.6 % >= 2.5 %")
+    assert state(d) == (State.HALTED, "intraday drawdown 2.6 % >= 2.5 %")
     d.slots["I1"].features.warm = False
-    assert derive(d) == (State.WARMING, "features warming up: I1")
+    assert state(d) == (State.WARMING, "features warming up: I1")
     d.stop.set()
-    assert derive(d)[0] is State.STOPPING
-    assert derive(daemon("none"))[0] is State.OBSERVE_ONLY  # no model verified at start-up
+    assert state(d)[0] is State.STOPPING
+    assert state(daemon("none"))[0] is State.OBSERVE_ONLY  # no model verified at start-up
 
 
 def test_transitions_are_recorded_once_and_bounded():
