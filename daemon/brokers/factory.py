@@ -68,7 +68,7 @@ def _ib(
     register_secret(cfg.broker.ib.account)  # an account number is not for logs either
     legs = cfg.legs(look_on_disk=False)
     contracts = {leg.symbol: leg.cfg.broker.ib for leg in legs}  # one contract per instrument
-    broker = IBBroker(cfg.broker.ib, legs[0].symbol, ib=ib, instruments=contracts)
+    broker = IBBroker(cfg.broker.ib, contracts, ib=ib)
     return AdapterBundle(broker, IBFeed(broker, cfg.broker.ib.price_stale_secs, clock=clock))
 
 

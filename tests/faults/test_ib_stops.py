@@ -188,7 +188,7 @@ def test_a_stop_ib_refuses_is_one_line_naming_it(tmp_path, spec):
         try:
             rig.gw.reject_stops = 1
             with pytest.raises(OrderRejected, match=r"x-stop: IB refused the stop at 1\.16"):
-                await broker._place_stop(broker.contract, "EUR_USD", LOT, 1.1650, "x-stop")
+                await broker._place_stop(broker.contracts["EUR_USD"], "EUR_USD", LOT, 1.1650, "x-stop")
             await broker.set_stop("EUR_USD", "EUR_USD", LOT, 1.1650, "y-stop")
             listed = await broker.open_trades()
         finally:

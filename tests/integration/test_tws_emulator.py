@@ -240,3 +240,35 @@ def test_a_trailing_stop_is_refused_at_ib_before_anything_is_sent():
     broker = IBBroker(IBConfig(host="127.0.0.1", port=1, symbol="EUR", currency="USD"), "EUR_USD")
     with pytest.raises(OrderRejected, match="a trailing stop at IB: not supported"):
         asyncio.run(broker.set_stop("EUR_USD", "EUR_USD", 1000.0, 1.1, "x-stop", trail=0.002))
+
+
+def test_an_order_on_a_contract_not_traded_here_is_named_by_its_own_contract():
+    """No first-instrument fallback: an order of ours on USD.JPY (placed when an earlier run's
+    config traded it) reports USD_JPY, as its position does, never EUR_USD, the one instrument
+    this connection trades."""
+    from stairway.daemon.brokers.ib.broker import IBBroker
+    from stairway.daemon.config import IBConfig
+
+    async def go():
+        ib_async.util.getLoop.cache_clear()
+        gw = TwsEmulator("EURUSD", "USDJPY")
+        gw.prices = [(T0 + k * 60 * 10**9, 1.17, 1.1701) for k in range(10)]
+        port = await gw.start()
+        broker = IBBroker(IBConfig(host="127.0.0.1", port=port, symbol="EUR", currency="USD"), "EUR_USD")
+        try:
+            await broker.connect()
+            jpy = Forex("USDJPY")
+            await broker.ib.qualifyContractsAsync(jpy)
+            trade = broker.ib.placeOrder(jpy, MarketOrder("SELL", 20_000, orderRef="c-old", tif="IOC"))
+            await until(broker.ib, trade.isDone)
+            report = await broker.order_status("c-old")
+            positions = {p.instrument: p.units for p in await broker.positions()}
+            return report, positions, list(broker.contracts)
+        finally:
+            await broker.close()
+            await gw.close()
+
+    report, positions, traded = asyncio.run(go())
+    assert traded == ["EUR_USD"]
+    assert report is not None and report.instrument == "USD_JPY" and report.filled_units == -20_000
+    assert positions == {"USD_JPY": -20_000.0}

@@ -81,17 +81,16 @@ class IBBroker:
     def __init__(
         self,
         cfg: IBConfig,
-        instrument: str,
+        instruments: str | dict[str, IBConfig],
         ib=None,
         max_connect_attempts: int = 0,
-        instruments: dict[str, IBConfig] | None = None,
     ) -> None:
-        """``instruments``: every instrument traded and its contract's settings (a portfolio);
-        default: ``instrument`` alone, with ``cfg``'s contract."""
-        self.cfg, self.instrument = cfg, instrument
+        """``instruments``: every instrument traded and its contract's settings (a portfolio),
+        or one instrument's name, traded with ``cfg``'s contract. ``cfg``: the connection."""
+        self.cfg = cfg
         self.ib = ib if ib is not None else ibapi.IB()
-        self.contracts = {k: make_contract(c) for k, c in (instruments or {instrument: cfg}).items()}
-        self.contract = self.contracts.get(instrument) or next(iter(self.contracts.values()))
+        by_name = {instruments: cfg} if isinstance(instruments, str) else instruments
+        self.contracts = {k: make_contract(c) for k, c in by_name.items()}
         self.link_up = False  # API socket connected and gateway <-> IB servers connected
         self.errors: deque[tuple[int, str]] = deque(maxlen=256)
         self.reconnects = 0
@@ -258,7 +257,7 @@ class IBBroker:
             state = OrderState.PENDING
         reason = trade.log[-1].message if trade is not None and trade.log else ""
         contract = trade.contract if trade is not None else fills[0].contract
-        name = instrument or self.instrument_of(contract) or self.instrument
+        name = instrument or self.instrument_of(contract) or _foreign_name(contract)
         return OrderReport(coid, broker_id, name, units, filled, state, reason)
 
     async def submit(self, intent: OrderIntent) -> OrderReport:
@@ -417,7 +416,7 @@ class IBBroker:
             FillReport(
                 f.execution.execId,
                 f.execution.orderRef or None,
-                self.instrument_of(f.contract) or self.instrument,
+                self.instrument_of(f.contract) or _foreign_name(f.contract),
                 _ts_ns(f.execution.time),
                 _signed(f),
                 float(f.execution.price),
@@ -433,7 +432,7 @@ class IBBroker:
             raise TransientError("IB not connected: positions unknown")
         out = []
         for p in self.ib.positions():
-            name = self.instrument_of(p.contract) or f"{p.contract.symbol}_{p.contract.currency}"
+            name = self.instrument_of(p.contract) or _foreign_name(p.contract)
             out.append(PositionReport(name, float(p.position), float(p.avgCost)))
         return out
 
@@ -532,3 +531,9 @@ def _ts_ns(t: dt.datetime) -> int:
 async def _next(event):
     """The next emit of an eventkit Event (ib_async's)."""
     return await event
+
+
+def _foreign_name(contract) -> str:
+    """The name of a contract that is not one of this connection's instruments (never booked
+    on one of ours): SYMBOL_CURRENCY, as the reconciler reports it."""
+    return f"{contract.symbol}_{contract.currency}"

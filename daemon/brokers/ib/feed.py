@@ -60,10 +60,6 @@ class IBFeed:
     def status(self) -> FeedStatus:
         return FeedStatus.CONNECTED if self.broker.link_up else FeedStatus.DISCONNECTED
 
-    @property
-    def ticker(self):
-        return next(iter(self.tickers.values()), None)
-
     def stale_instruments(self, now: float | None = None) -> list[str]:
         now = time.monotonic() if now is None else now
         return [i for i in self.instruments if now - self.last_price_monotonic[i] > self.price_stale_secs]
