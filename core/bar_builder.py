@@ -167,6 +167,31 @@ def build_bars_kernel(
     return n_out
 
 
+# push_one's packed buffers: every float and every integer the step reads or writes, in one
+# array each (a kernel call's cost grows with its argument count; these are 5, not 15). The
+# builder's state, istate and counts are views into them, so push and push_one share state.
+F_STATE = 0  # STATE_SIZE floats
+F_MAX_JUMP = F_STATE + STATE_SIZE
+F_OUT_OHLCV = F_MAX_JUMP + 1  # 5: the closed bar
+F_OUT_LAST = F_OUT_OHLCV + 5  # 2: its last bid, ask
+F_SIZE = F_OUT_LAST + 2
+J_ISTATE = 0  # ISTATE_SIZE ints
+J_COUNTS = J_ISTATE + ISTATE_SIZE  # N_COUNTS
+J_PERIOD, J_MODE, J_CONFIRM = J_COUNTS + N_COUNTS, J_COUNTS + N_COUNTS + 1, J_COUNTS + N_COUNTS + 2
+J_OUT_TS, J_OUT_LAST_TS = J_CONFIRM + 1, J_CONFIRM + 2  # the closed bar's time, its last quote's
+J_SIZE = J_OUT_LAST_TS + 1
+
+
+@numba.njit(cache=True)
+def push_one_kernel(t: int, b: float, a: float, f: np.ndarray, j: np.ndarray) -> int:
+    """_step on the packed buffers (BarBuilder.push_one)."""
+    return _step(
+        t, b, a, j[J_PERIOD], j[J_MODE], f[F_STATE:F_MAX_JUMP], j[J_ISTATE:J_COUNTS], j[J_COUNTS:J_PERIOD],
+        f[F_MAX_JUMP], j[J_CONFIRM], j[J_OUT_TS:J_OUT_TS + 1], f[F_OUT_OHLCV:F_SIZE].reshape((1, 7))[:, 0:5],
+        f[F_OUT_LAST:F_SIZE].reshape((1, 2)), j[J_OUT_LAST_TS:J_SIZE], 0,
+    )  # fmt: skip
+
+
 @dataclass
 class ClosedBars:
     """Bars closed by one batch. ``close_idx[k]`` is the batch index of the quote that closed
@@ -203,14 +228,14 @@ class BarBuilder:
         self.period_ns = int(period_ns)
         self.mode = PRICE_MODES[price]
         self.max_jump, self.jump_confirm = float(max_jump), int(jump_confirm)
-        self.state = np.zeros(STATE_SIZE)
-        self.istate = np.zeros(ISTATE_SIZE, dtype=np.int64)
-        self.counts = np.zeros(N_COUNTS, dtype=np.int64)
-        # push_one's outputs: the bar its quote closed, reused (no allocation per quote)
-        self._one_ts = np.zeros(1, dtype=np.int64)
-        self._one_ohlcv = np.zeros((1, 5))
-        self._one_last = np.zeros((1, 2))
-        self._one_last_ts = np.zeros(1, dtype=np.int64)
+        # one float and one integer buffer (push_one's arguments); the state push reads is views of them
+        self._f = np.zeros(F_SIZE)
+        self._j = np.zeros(J_SIZE, dtype=np.int64)
+        self._f[F_MAX_JUMP] = self.max_jump
+        self._j[[J_PERIOD, J_MODE, J_CONFIRM]] = self.period_ns, self.mode, self.jump_confirm
+        self.state = self._f[F_STATE:F_MAX_JUMP]
+        self.istate = self._j[J_ISTATE:J_COUNTS]
+        self.counts = self._j[J_COUNTS:J_PERIOD]
 
     @property
     def accepted(self) -> int:
@@ -286,16 +311,12 @@ class BarBuilder:
     def push_one(self, ts_ns: int, bid: float, ask: float) -> int:
         """One quote, as ``push`` would take it in a batch of one, without allocating: -1
         rejected, 0 accepted, 1 accepted after closing the open bar (``last_closed``)."""
-        return _step(  # the kernel's own step, called from Python (inlined only into kernels)
-            ts_ns, bid, ask, self.period_ns, self.mode, self.state, self.istate, self.counts,
-            self.max_jump, self.jump_confirm, self._one_ts, self._one_ohlcv, self._one_last, self._one_last_ts, 0,
-        )  # fmt: skip
+        return push_one_kernel(ts_ns, bid, ask, self._f, self._j)
 
     def last_closed(self) -> tuple[tuple[int, float, float, float, float, float], float, float, int]:
         """The bar the last ``push_one`` closed: ((ts, o, h, l, c, volume), its last bid, ask, quote time)."""
-        o, h, lo, c, v = self._one_ohlcv[0].tolist()
-        b, a = self._one_last[0].tolist()
-        return (int(self._one_ts[0]), o, h, lo, c, v), b, a, int(self._one_last_ts[0])
+        o, h, lo, c, v, b, a = self._f[F_OUT_OHLCV:F_SIZE].tolist()
+        return (int(self._j[J_OUT_TS]), o, h, lo, c, v), b, a, int(self._j[J_OUT_LAST_TS])
 
     def flush(self) -> np.ndarray:
         """Close the open bar at the end of the data (no closing quote exists)."""

@@ -178,3 +178,25 @@ def test_one_quote_at_a_time_builds_what_a_batch_builds_real_quotes_with_bad_one
     )
     assert [c >= 0 for c in codes] == closed.accepted.tolist()
     assert one.counts.tolist() == batch.counts.tolist() and batch.rejected_jump >= 1
+
+
+def test_batches_and_single_quotes_interleaved_on_one_builder_build_what_one_batch_builds():
+    """push_one's packed buffers and push's state are the same memory: a live feed that hands
+    over a backfill batch between single quotes continues the same open bar."""
+    ticks = usdthb_ticks()
+    whole, mixed = BarBuilder(60 * MIN, "mid"), BarBuilder(60 * MIN, "mid")
+    expect = whole.push(ticks).bars.tolist()
+    got, i = [], 0
+    for k, n in enumerate([1, 5, 1, 1, 37, 1] * (len(ticks) // 46 + 1)):
+        part = ticks[i : i + n]
+        i += n
+        if not len(part):
+            break
+        if k % 2 == 0:  # single quotes, one at a time
+            for ts, bid, ask in part.tolist():
+                if mixed.push_one(ts, bid, ask) == 1:
+                    got.append(mixed.last_closed()[0])
+        else:
+            got += mixed.push(part).bars.tolist()
+    assert got == expect and len(got) > 100
+    assert mixed.counts.tolist() == whole.counts.tolist() and mixed.state.tolist() == whole.state.tolist()
